@@ -1,0 +1,220 @@
+/**
+ * DownloaderExecutor: fetches a URL as the notebook's `requests.get(**requests_arguments)` did, and lands it
+ * in `landing_directory`, either as a file or, with `"unzip": "unzip"`, as the archive's extracted files.
+ * Nothing appears in the landing folder until the download is complete and verified.
+ *
+ * @module
+ */
+import { basename } from "node:path";
+import type { TaskContext, Zod } from "../orchestrator/contract.ts";
+import { defineExecutor } from "../orchestrator/contract.ts";
+import { HashingStream } from "../lib/hashing.ts";
+import { fetchWithRetries, netPermissionFor, redactUrl, type RequestSpec } from "../lib/http.ts";
+import { locationScope, mergeScopes, openLocation } from "../lib/locations.ts";
+import { isS3Url, type Storage, type WriteBatch } from "../lib/storage.ts";
+import { extractZipFile, extractZipStream, ZipNeedsRandomAccess } from "../lib/zip.ts";
+
+const paramsSchema = (z: Zod) => {
+  const scalar = z.union([z.string(), z.number(), z.boolean()]);
+  const noProto = (record: Record<string, unknown>) => !Object.hasOwn(record, "__proto__");
+  return z.strictObject({
+    requests_arguments: z.strictObject({
+      url: z.string().describe("URL to download: http(s):// or file://."),
+      params: z.record(z.string(), z.union([scalar, z.null(), z.array(scalar)])).refine(noProto)
+        .optional().describe("Query parameters added to the URL; a list repeats the key."),
+      headers: z.record(z.string(), z.string()).refine(noProto).optional().describe("Request headers."),
+      timeout: z.union([z.number().positive(), z.tuple([z.number().positive(), z.number().positive()])]).optional()
+        .describe("Seconds: connect and read timeout, or [connect, read]. A server silent this long is a failed attempt."),
+      auth: z.tuple([z.string(), z.string()]).optional().describe("[user, password] for HTTP Basic auth."),
+      cookies: z.record(z.string(), z.string()).refine(noProto).optional().describe("Cookies sent with the request."),
+      allow_redirects: z.boolean().default(true).describe("Follow redirects (to hosts in extra_hosts)."),
+      stream: z.boolean().optional().describe("Accepted for compatibility; lakerun always streams."),
+      verify: z.literal(true).optional().describe("Accepted for compatibility; TLS is always verified."),
+    }).describe("What the notebook passed to requests.get."),
+    landing_directory: z.string().min(1).describe(
+      "Local folder or s3://bucket/prefix. With unzip: the folder receiving the archive's files. Without: the file to write, or, for an existing folder or a path ending in '/', the folder receiving the URL's file name.",
+    ),
+    unzip: z.union([z.literal("unzip"), z.boolean(), z.null()]).default(null).describe(
+      "\"unzip\" (or true) extracts the zip archive into landing_directory.",
+    ),
+    retries: z.number().int().min(0).max(20).default(3).describe("Extra attempts after a failed one."),
+    retry_delay: z.number().min(0).max(300).default(1).describe("Base backoff delay in seconds (exponential, jittered)."),
+    sha256: z.string().regex(/^[0-9a-fA-F]{64}$/).optional().describe("Expected sha256 of the downloaded bytes."),
+    checksum: z.string().regex(/^sha256:[0-9a-fA-F]{64}$/).optional().describe("Same as sha256, as \"sha256:<hex>\"."),
+    max_unzip_ratio: z.number().positive().default(200).describe("Fail when extracted bytes exceed this × the archive's size."),
+    max_unzip_bytes: z.number().int().positive().optional().describe("Fail when extracted bytes exceed this."),
+    extra_hosts: z.array(z.string().regex(/^[A-Za-z0-9.-]+(:\d+)?$/)).default([]).describe(
+      "Other host[:port]s the download may be redirected to.",
+    ),
+  });
+};
+
+type Params = ReturnType<ReturnType<typeof paramsSchema>["parse"]>;
+
+export default defineExecutor({
+  name: "DownloaderExecutor",
+  description: "Downloads a URL (retrying, resuming, verifying) into a landing folder, extracting zip archives on the way.",
+  params: paramsSchema,
+  permissions(params, context) {
+    const url = params.requests_arguments.url;
+    const source = url.startsWith("file:")
+      ? { read: [fileUrlPath(url)] }
+      : { net: [netPermissionFor(url)!, ...params.extra_hosts.map(withDefaultPort(url))] };
+    return mergeScopes(source, locationScope(params.landing_directory, "write", context));
+  },
+  tasks: {
+    download: {
+      description: "Downloads requests_arguments.url into landing_directory (extracting it with unzip).",
+      run: downloadToLanding,
+    },
+  },
+});
+
+/** Downloads the step's URL into its landing location. */
+export async function downloadToLanding(context: TaskContext<Params>): Promise<void> {
+  const { params } = context;
+  const expectedSha256 = (params.sha256 ?? params.checksum?.slice("sha256:".length))?.toLowerCase();
+  const spec = requestSpec(params, context.signal);
+  const shown = redactUrl(params.requests_arguments.url);
+  const events = {
+    onRetry: (info: { attempt: number; delayMs: number; reason: string }) =>
+      context.log(`attempt ${info.attempt} failed (${info.reason}); retrying in ${(info.delayMs / 1000).toFixed(1)} s`),
+  };
+  const progress = (bytes: number, total?: number) => context.report({ type: "progress", bytes, total, label: shown });
+
+  if (params.unzip === "unzip" || params.unzip === true) {
+    const landing = await openLocation(params.landing_directory, context);
+    context.log(`${shown} → ${landing.url} (extracting)`);
+    const limits = { maxRatio: params.max_unzip_ratio, maxBytes: params.max_unzip_bytes, signal: context.signal };
+    let summary: { files: number; bytes: number };
+    try {
+      summary = await fetchWithRetries(spec, async (body, info) => {
+        return await extractIntoBatch(landing, async (sink) => {
+          const hashing = new HashingStream((n) => progress(n, info.contentLength));
+          const result = await extractZipStream(body.pipeThrough(hashing), sink, { ...limits, archiveSize: info.contentLength });
+          checkSha256(expectedSha256, hashing.digest(), shown);
+          return result;
+        });
+      }, events);
+    } catch (error) {
+      if (!(error instanceof ZipNeedsRandomAccess)) throw error;
+      context.log("archive has entries that cannot be read while streaming; downloading it first");
+      summary = await downloadThenExtract(context, spec, landing, limits, expectedSha256, progress);
+    }
+    context.report({ type: "moved", files: summary.files, bytes: summary.bytes });
+    return;
+  }
+
+  const { storage, path } = await fileTarget(params.landing_directory, params.requests_arguments.url, context);
+  context.log(`${shown} → ${storage.kind === "local" ? `${storage.url}/${path}` : `${storage.url}/${path}`}`);
+  const written = await fetchWithRetries(spec, async (body, info) => {
+    const batch = await storage.batch();
+    try {
+      const hashing = new HashingStream((n) => progress(n, info.contentLength));
+      const result = await batch.write(path, body.pipeThrough(hashing), { size: info.contentLength, signal: context.signal });
+      checkSha256(expectedSha256, result.sha256, shown);
+      await batch.commit();
+      return result;
+    } catch (error) {
+      await batch.abort();
+      throw error;
+    }
+  }, events);
+  context.report({ type: "moved", files: 1, bytes: written.size });
+}
+
+/** Extracts through `extract` into a write batch that is committed only when everything succeeded. */
+async function extractIntoBatch(
+  landing: Storage,
+  extract: (sink: { writeEntry(path: string, data: ReadableStream<Uint8Array>): Promise<void> }) => Promise<{ entries: number; bytes: number }>,
+): Promise<{ files: number; bytes: number }> {
+  const batch: WriteBatch = await landing.batch();
+  try {
+    const summary = await extract({
+      writeEntry: async (path, data) => {
+        await batch.write(path, data);
+      },
+    });
+    await batch.commit();
+    return { files: summary.entries, bytes: summary.bytes };
+  } catch (error) {
+    await batch.abort();
+    throw error;
+  }
+}
+
+/** The fallback for archives that cannot be streamed: the whole body goes to a temporary file first. */
+async function downloadThenExtract(
+  context: TaskContext<Params>,
+  spec: RequestSpec,
+  landing: Storage,
+  limits: { maxRatio: number; maxBytes?: number; signal: AbortSignal },
+  expectedSha256: string | undefined,
+  progress: (bytes: number, total?: number) => void,
+): Promise<{ files: number; bytes: number }> {
+  const temporary = `${context.stateDir}/download-${crypto.randomUUID()}.zip`;
+  try {
+    await fetchWithRetries(spec, async (body, info) => {
+      const hashing = new HashingStream((n) => progress(n, info.contentLength));
+      const file = await Deno.open(temporary, { write: true, create: true, truncate: true });
+      await body.pipeThrough(hashing).pipeTo(file.writable, { signal: context.signal });
+      checkSha256(expectedSha256, hashing.digest(), redactUrl(spec.url));
+    });
+    const size = (await Deno.stat(temporary)).size;
+    return await extractIntoBatch(landing, (sink) => extractZipFile(temporary, sink, { ...limits, archiveSize: size }));
+  } finally {
+    await Deno.remove(temporary).catch(() => {});
+  }
+}
+
+function checkSha256(expected: string | undefined, actual: string, what: string) {
+  if (expected !== undefined && expected !== actual) {
+    throw new Error(`sha256 mismatch for ${what}: expected ${expected}, got ${actual}; nothing was landed`);
+  }
+}
+
+/** Where a download without unzip goes: the landing path itself, or a folder plus the URL's file name. */
+async function fileTarget(
+  landing: string,
+  url: string,
+  context: TaskContext<Params>,
+): Promise<{ storage: Storage; path: string }> {
+  const urlName = decodeURIComponent(basename(new URL(url).pathname)) || "download";
+  const safeName = urlName.replace(/[\\/\0]/g, "_").replace(/^\.+$/, "download");
+  let isFolder = landing.endsWith("/");
+  if (!isFolder && !isS3Url(landing)) {
+    isFolder = await Deno.stat(context.resolve(landing)).then((s) => s.isDirectory, () => false);
+  }
+  if (isFolder) return { storage: await openLocation(landing, context), path: safeName };
+  const slash = landing.lastIndexOf("/");
+  const folder = slash <= 0 ? (slash === 0 ? "/" : ".") : landing.slice(0, slash);
+  return { storage: await openLocation(folder, context), path: landing.slice(slash + 1) };
+}
+
+function requestSpec(params: Params, signal: AbortSignal): RequestSpec {
+  const args = params.requests_arguments;
+  const headers: Record<string, string> = { ...args.headers };
+  if (args.cookies) {
+    headers.Cookie = Object.entries(args.cookies).map(([k, v]) => `${k}=${v}`).join("; ");
+  }
+  return {
+    url: args.url,
+    params: args.params,
+    headers,
+    auth: args.auth,
+    timeout: args.timeout,
+    retries: params.retries,
+    retryDelay: params.retry_delay,
+    redirect: args.allow_redirects ? "follow" : "error",
+    signal,
+  };
+}
+
+function fileUrlPath(url: string): string {
+  return decodeURIComponent(new URL(url).pathname);
+}
+
+function withDefaultPort(url: string) {
+  const port = new URL(url).protocol === "http:" ? "80" : "443";
+  return (host: string) => (host.includes(":") ? host : `${host}:${port}`);
+}

@@ -1,0 +1,290 @@
+/**
+ * StagingExecutor: moves landed files to staging. `transfer` copies (or transforms, with the notebook's
+ * `py_exec` contract or a TypeScript module) from `parent_directory` to `dump_directory`; `post_staging`
+ * archives or deletes the landing files, but only once their staged copies are verified or the transform
+ * that read them succeeded.
+ *
+ * @module
+ */
+import { dirname, join, resolve } from "node:path";
+import { pathToFileURL } from "node:url";
+import type { TaskContext, Zod } from "../orchestrator/contract.ts";
+import { defineExecutor } from "../orchestrator/contract.ts";
+import { Journal } from "../lib/journal.ts";
+import { locationScope, mergeScopes, openLocation } from "../lib/locations.ts";
+import { isS3Url, type Storage, type StoredFile } from "../lib/storage.ts";
+import { LocalStorage } from "../lib/storage_local.ts";
+
+const paramsSchema = (z: Zod) =>
+  z.strictObject({
+    parent_directory: z.string().min(1).describe("Landing folder to read (local or s3://)."),
+    dump_directory: z.string().min(1).describe("Staging folder to write (local or s3://)."),
+    archive_or_delete: z.enum(["archive", "delete"]).default("archive").describe(
+      "What post_staging does with landing files once their staging is verified.",
+    ),
+    archive_directory: z.string().min(1).optional().describe(
+      "Where archived files go, keeping relative paths. Default: a folder named 'archive' beside parent_directory.",
+    ),
+    py_exec_path: z.string().min(1).nullable().default(null).describe(
+      "Folder holding py_exec.py; transfer then runs py_exec.main(parent, dump, **py_exec_args) with python3.",
+    ),
+    py_exec_args: z.record(z.string(), z.unknown()).nullable().default(null).describe("Keyword arguments for py_exec.main."),
+    python: z.string().regex(/^[A-Za-z0-9_.+-]+$/).default("python3").describe("Python program (looked up on PATH)."),
+    transform_module: z.string().min(1).optional().describe(
+      "TypeScript transform instead of py_exec: default export async (parent, dump, args), sandboxed.",
+    ),
+    transform_args: z.record(z.string(), z.unknown()).default({}).describe("Arguments for transform_module."),
+  }).refine((p) => !(p.py_exec_path && p.transform_module), {
+    message: "py_exec_path and transform_module cannot both be set",
+    path: ["transform_module"],
+  });
+
+type Params = ReturnType<ReturnType<typeof paramsSchema>["parse"]>;
+
+const TRANSFORM_RECORD = "transform";
+
+/** The archive folder: `archive_directory`, or a folder named `archive` beside `parent_directory`. */
+export function archiveLocation(params: Pick<Params, "parent_directory" | "archive_directory">): string {
+  if (params.archive_directory) return params.archive_directory;
+  const parent = params.parent_directory.replace(/\/+$/, "");
+  if (isS3Url(parent)) {
+    const slash = parent.lastIndexOf("/");
+    return slash > "s3://".length ? `${parent.slice(0, slash)}/archive` : `${parent}/archive`;
+  }
+  return join(dirname(parent), "archive");
+}
+
+export default defineExecutor({
+  name: "StagingExecutor",
+  description: "Copies or transforms landed files into staging, then archives or deletes the landing files once staging is verified.",
+  params: paramsSchema,
+  permissions(params, context) {
+    const scopes = [
+      locationScope(params.parent_directory, "read", context),
+      locationScope(params.dump_directory, "write", context),
+      // post_staging moves landing files away, so it writes the landing folder too
+      locationScope(params.parent_directory, "write", context),
+    ];
+    if (params.archive_or_delete === "archive") scopes.push(locationScope(archiveLocation(params), "write", context));
+    if (params.py_exec_path) scopes.push({ read: [context.resolve(params.py_exec_path)], run: [params.python] });
+    if (params.transform_module) scopes.push({ read: [context.resolve(params.transform_module)] });
+    return mergeScopes(...scopes);
+  },
+  tasks: {
+    transfer: {
+      description: "Copies every file of parent_directory into dump_directory (or runs the transform).",
+      run: transfer,
+    },
+    post_staging: {
+      description: "Archives or deletes the landing files whose staging is verified.",
+      run: postStaging,
+    },
+  },
+});
+
+interface TransformRecord {
+  inputs: Array<{ path: string; size: number }>;
+  finished: string;
+}
+
+async function landingFiles(landing: Storage, context: TaskContext<Params>): Promise<StoredFile[]> {
+  const files: StoredFile[] = [];
+  for await (const file of landing.list({ signal: context.signal })) {
+    if (file.kind === "symlink") context.log(`skipping symbolic link ${file.path} (never followed)`);
+    else files.push(file);
+  }
+  return files;
+}
+
+/** `transfer`: copy every landing file to staging, or run the transform. */
+async function transfer(context: TaskContext<Params>): Promise<void> {
+  const { params } = context;
+  const landing = await openLocation(params.parent_directory, context);
+  const dump = await openLocation(params.dump_directory, context);
+  const files = await landingFiles(landing, context);
+  if (params.py_exec_path || params.transform_module) return await transformInto(context, landing, dump, files);
+
+  let copied = 0;
+  let bytes = 0;
+  for (const file of files) {
+    context.signal.throwIfAborted();
+    const staged = await dump.stat(file.path);
+    if (staged?.kind === "file" && staged.size === file.size && (await dump.sha256(file.path)) === (await landing.sha256(file.path))) {
+      continue; // already staged by an earlier run
+    }
+    await dump.write(file.path, await landing.read(file.path), { size: file.size, signal: context.signal });
+    copied++;
+    bytes += file.size;
+  }
+  const skipped = files.length - copied;
+  if (skipped) context.log(`${skipped} file${skipped === 1 ? " was" : "s were"} already staged`);
+  if (files.length === 0) context.log(`nothing to stage in ${landing.url}`);
+  context.report({ type: "moved", files: copied, bytes });
+}
+
+/** Runs the transform on a local view of the landing files, then lands its output in staging atomically. */
+async function transformInto(context: TaskContext<Params>, landing: Storage, dump: Storage, files: StoredFile[]) {
+  const { params } = context;
+  const journal = await Journal.open(context.stateDir);
+  const done = await journal.get<TransformRecord>(TRANSFORM_RECORD);
+  if (done && files.length > 0 && files.every((f) => done.inputs.some((i) => i.path === f.path && i.size === f.size))) {
+    context.log("these landing files were already transformed; post_staging has not finished with them yet");
+    return;
+  }
+  if (!(landing instanceof LocalStorage) || !(dump instanceof LocalStorage)) {
+    throw new Error("transforms on s3:// folders are not supported yet");
+  }
+  // the transform writes into a temporary folder inside staging, moved into place only when it succeeded
+  const output = join(dump.root, `.lakerun-tmp-transform-${crypto.randomUUID()}`);
+  await Deno.mkdir(output, { recursive: true });
+  try {
+    if (params.py_exec_path) await runPyExec(context, landing.root, output);
+    else await runTransformModule(context, landing.root, output);
+    const produced = new LocalStorage(output);
+    let count = 0;
+    let bytes = 0;
+    for await (const file of produced.list()) {
+      if (file.kind !== "file") throw new Error(`transform produced a symbolic link ${file.path}`);
+      await produced.moveTo(file.path, dump, file.path);
+      count++;
+      bytes += file.size;
+    }
+    await journal.put(TRANSFORM_RECORD, {
+      inputs: files.map(({ path, size }) => ({ path, size })),
+      finished: new Date().toISOString(),
+    } satisfies TransformRecord);
+    context.report({ type: "moved", files: count, bytes });
+  } finally {
+    await Deno.remove(output, { recursive: true }).catch(() => {});
+  }
+}
+
+/** The notebook's contract: `py_exec.main(parent, dump, **py_exec_args)` from the `py_exec_path` folder. */
+async function runPyExec(context: TaskContext<Params>, parent: string, dump: string) {
+  const { params } = context;
+  const folder = context.resolve(params.py_exec_path!);
+  const script = [
+    "import sys, json",
+    "sys.path.insert(0, sys.argv[1])",
+    "import py_exec",
+    "py_exec.main(sys.argv[2], sys.argv[3], **json.loads(sys.argv[4]))",
+  ].join("\n");
+  let child: Deno.ChildProcess;
+  try {
+    child = new Deno.Command(params.python, {
+      args: ["-c", script, folder, parent, dump, JSON.stringify(params.py_exec_args ?? {})],
+      cwd: context.cwd,
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+      signal: context.signal,
+    }).spawn();
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) throw new Error(`${params.python} not found on PATH (needed by py_exec_path)`);
+    throw error;
+  }
+  const stderr: string[] = [];
+  const pump = async (stream: ReadableStream<Uint8Array>, onLine: (line: string) => void) => {
+    let rest = "";
+    for await (const text of stream.pipeThrough(new TextDecoderStream())) {
+      const lines = (rest + text).split("\n");
+      rest = lines.pop()!;
+      lines.forEach(onLine);
+    }
+    if (rest) onLine(rest);
+  };
+  const [status] = await Promise.all([
+    child.status,
+    pump(child.stdout, (line) => context.log(`py_exec: ${line}`)),
+    pump(child.stderr, (line) => {
+      stderr.push(line);
+      if (stderr.length > 20) stderr.shift();
+    }),
+  ]);
+  if (!status.success) {
+    const tail = stderr.filter((l) => l.trim()).slice(-5).join(" | ");
+    throw new Error(`py_exec failed (exit ${status.code})${tail ? `: ${tail}` : ""}`);
+  }
+}
+
+/** A TypeScript transform: its default export runs inside this step's sandbox. */
+async function runTransformModule(context: TaskContext<Params>, parent: string, dump: string) {
+  const { params } = context;
+  const url = pathToFileURL(resolve(context.cwd, params.transform_module!)).href;
+  const module = await import(url);
+  if (typeof module.default !== "function") {
+    throw new Error(`${params.transform_module} has no default-exported function (parent, dump, args)`);
+  }
+  await module.default(parent, dump, params.transform_args);
+}
+
+/** `post_staging`: archive or delete each landing file whose staging is verified. */
+async function postStaging(context: TaskContext<Params>): Promise<void> {
+  const { params } = context;
+  const landing = await openLocation(params.parent_directory, context);
+  const dump = await openLocation(params.dump_directory, context);
+  const archive = params.archive_or_delete === "archive" ? await openLocation(archiveLocation(params), context) : undefined;
+  const files = await landingFiles(landing, context);
+  const transformed = params.py_exec_path || params.transform_module;
+  const journal = await Journal.open(context.stateDir);
+  const record = transformed ? await journal.get<TransformRecord>(TRANSFORM_RECORD) : undefined;
+
+  let count = 0;
+  let bytes = 0;
+  for (const file of files) {
+    context.signal.throwIfAborted();
+    if (transformed) {
+      if (!record?.inputs.some((i) => i.path === file.path && i.size === file.size)) {
+        throw new Error(`${landing.url}/${file.path} was not read by a successful transform; run 'transfer' first`);
+      }
+    } else {
+      await verifyStaged(landing, dump, file);
+    }
+    if (archive) await archiveFile(landing, archive, file.path);
+    else await landing.remove(file.path);
+    count++;
+    bytes += file.size;
+  }
+  if (transformed) await journal.delete(TRANSFORM_RECORD);
+  context.log(`${count} landing file${count === 1 ? "" : "s"} ${archive ? `archived to ${archive.url}` : "deleted"}`);
+  context.report({ type: "moved", files: count, bytes });
+}
+
+/** Fails unless `dump` holds a byte-identical copy of the landing file (size, then sha256). */
+async function verifyStaged(landing: Storage, dump: Storage, file: StoredFile) {
+  const staged = await dump.stat(file.path);
+  if (!staged || staged.kind !== "file") {
+    throw new Error(`${landing.url}/${file.path} has no staged copy in ${dump.url}; run 'transfer' first`);
+  }
+  if (staged.size !== file.size) {
+    throw new Error(`staged copy of ${file.path} is ${staged.size} bytes, landing file is ${file.size}; run 'transfer' again`);
+  }
+  const [a, b] = await Promise.all([landing.sha256(file.path), dump.sha256(file.path)]);
+  if (a !== b) throw new Error(`staged copy of ${file.path} differs from the landing file (sha256); run 'transfer' again`);
+}
+
+/**
+ * Moves a landing file into the archive, keeping its relative path. An archived file of the same name with
+ * other content is never overwritten: the new one gets a timestamp suffix.
+ */
+async function archiveFile(landing: Storage, archive: Storage, path: string) {
+  let target = path;
+  const existing = await archive.stat(path);
+  if (existing) {
+    if (existing.kind === "file" && (await archive.sha256(path)) === (await landing.sha256(path))) {
+      await landing.remove(path); // the same bytes are archived already
+      return;
+    }
+    const stamp = new Date().toISOString().replace(/[-:]/g, "").replace(/\.\d+Z$/, "Z");
+    const dot = path.lastIndexOf(".");
+    target = dot > path.lastIndexOf("/") + 1 ? `${path.slice(0, dot)}.${stamp}${path.slice(dot)}` : `${path}.${stamp}`;
+  }
+  if (landing instanceof LocalStorage && archive instanceof LocalStorage) {
+    await landing.moveTo(path, archive, target);
+    return;
+  }
+  const size = (await landing.stat(path))?.size;
+  const written = await archive.write(target, await landing.read(path), { size });
+  if (written.sha256 !== (await landing.sha256(path))) throw new Error(`archived copy of ${path} differs from the landing file`);
+  await landing.remove(path);
+}

@@ -1,0 +1,55 @@
+/**
+ * Hashing and counting bytes as they stream past.
+ *
+ * @module
+ */
+import { createHash, type Hash } from "node:crypto";
+
+/** A pass-through stream that counts the bytes and hashes them with sha256. */
+export class HashingStream extends TransformStream<Uint8Array, Uint8Array> {
+  #hash: Hash;
+  #bytes = 0;
+
+  constructor(onChunk?: (bytes: number) => void) {
+    const hash = createHash("sha256");
+    let count = 0;
+    super({
+      transform: (chunk, controller) => {
+        hash.update(chunk);
+        count += chunk.byteLength;
+        this.#bytes = count;
+        onChunk?.(count);
+        controller.enqueue(chunk);
+      },
+    });
+    this.#hash = hash;
+  }
+
+  /** Bytes seen so far. */
+  get bytes(): number {
+    return this.#bytes;
+  }
+
+  /** Lower-case hex sha256 of everything seen; call once the stream has ended. */
+  digest(): string {
+    return this.#hash.digest("hex");
+  }
+}
+
+/**
+ * The sha256 (hex) and length of everything a stream yields.
+ *
+ * @example
+ * ```ts
+ * const { sha256, size } = await sha256OfStream((await Deno.open("a.csv")).readable);
+ * ```
+ */
+export async function sha256OfStream(stream: ReadableStream<Uint8Array>): Promise<{ sha256: string; size: number }> {
+  const hash = createHash("sha256");
+  let size = 0;
+  for await (const chunk of stream) {
+    hash.update(chunk);
+    size += chunk.byteLength;
+  }
+  return { sha256: hash.digest("hex"), size };
+}

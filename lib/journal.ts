@@ -1,0 +1,61 @@
+/**
+ * A step's run journal: small JSON records kept in the step's state folder between runs, so a re-run can
+ * tell what an earlier (possibly killed) run already finished.
+ *
+ * Each record is stored under a key in its own file, written to a temporary name and renamed into place,
+ * so a record is either whole or absent whatever moment the process is killed.
+ *
+ * @module
+ */
+import { join } from "node:path";
+
+/** Records of one step, by key. */
+export class Journal {
+  private constructor(readonly dir: string) {}
+
+  /**
+   * Opens (creating if needed) the journal in `stateDir`.
+   *
+   * @example
+   * ```ts
+   * const journal = await Journal.open(context.stateDir);
+   * await journal.put("transform", { inputs: ["a.csv"] });
+   * await journal.get("transform"); // { inputs: ["a.csv"] }
+   * ```
+   */
+  static async open(stateDir: string): Promise<Journal> {
+    const dir = join(stateDir, "journal");
+    await Deno.mkdir(dir, { recursive: true });
+    return new Journal(dir);
+  }
+
+  #file(key: string): string {
+    if (!/^[a-z0-9][a-z0-9_-]{0,63}$/.test(key)) throw new Error(`invalid journal key ${JSON.stringify(key)}`);
+    return join(this.dir, `${key}.json`);
+  }
+
+  /** The record under `key`, or `undefined`. */
+  async get<T>(key: string): Promise<T | undefined> {
+    try {
+      return JSON.parse(await Deno.readTextFile(this.#file(key))) as T;
+    } catch (error) {
+      if (error instanceof Deno.errors.NotFound || error instanceof SyntaxError) return undefined;
+      throw error;
+    }
+  }
+
+  /** Stores `value` under `key`, atomically. */
+  async put(key: string, value: unknown): Promise<void> {
+    const file = this.#file(key);
+    const temporary = `${file}.${crypto.randomUUID()}.tmp`;
+    await Deno.writeTextFile(temporary, JSON.stringify(value));
+    await Deno.rename(temporary, file);
+  }
+
+  /** Removes the record under `key`. */
+  async delete(key: string): Promise<void> {
+    await Deno.remove(this.#file(key)).catch((error) => {
+      if (!(error instanceof Deno.errors.NotFound)) throw error;
+    });
+  }
+}

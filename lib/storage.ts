@@ -1,0 +1,121 @@
+/**
+ * Storage locations: a local folder or an `s3://bucket/prefix`, behind one interface that every executor uses.
+ *
+ * Paths handed to a {@link Storage} are relative to the location, `/`-separated and already checked by
+ * {@link checkRelativePath} (no `..`, no leading `/`, no empty segments).
+ *
+ * @module
+ */
+
+/** One file (object) found under a location. */
+export interface StoredFile {
+  /** Path relative to the location, `/`-separated. */
+  path: string;
+  /** Size in bytes. */
+  size: number;
+  /** `"symlink"` only for local symbolic links, which lakerun never follows. */
+  kind: "file" | "symlink";
+  /** The S3 ETag (quotes removed), where the backend has one. */
+  etag?: string;
+  /** Last modification time, where known. */
+  mtime?: Date;
+}
+
+/** What a completed write stored. */
+export interface WriteResult {
+  size: number;
+  /** Lower-case hex sha256 of the bytes written. */
+  sha256: string;
+  etag?: string;
+}
+
+/** Options for {@link Storage.write}. */
+export interface WriteOptions {
+  /** Expected size; a stream of another length fails the write and nothing is stored. */
+  size?: number;
+  signal?: AbortSignal;
+}
+
+/**
+ * A group of writes that become visible together: nothing appears at its final path before
+ * {@link WriteBatch.commit}, and {@link WriteBatch.abort} removes everything staged.
+ */
+export interface WriteBatch {
+  write(path: string, data: ReadableStream<Uint8Array>, options?: WriteOptions): Promise<WriteResult>;
+  /** Moves every staged file to its final path. */
+  commit(): Promise<void>;
+  /** Removes everything staged; safe to call more than once and after a failed commit. */
+  abort(): Promise<void>;
+}
+
+/** A folder-like place holding files: a local directory or an S3 prefix. */
+export interface Storage {
+  /** `"local"` or `"s3"`. */
+  readonly kind: "local" | "s3";
+  /** The location as shown to users: an absolute local path or `s3://bucket/prefix`. */
+  readonly url: string;
+  /** Every file under the location, recursively, sorted by path; lakerun's own temporary names are skipped. */
+  list(options?: { signal?: AbortSignal }): AsyncIterable<StoredFile>;
+  /** The file at `path`, or `undefined` when there is none. */
+  stat(path: string): Promise<StoredFile | undefined>;
+  /** The bytes of the file at `path`. */
+  read(path: string, options?: { signal?: AbortSignal }): Promise<ReadableStream<Uint8Array>>;
+  /** Writes atomically: the file appears at `path` only once complete (temporary name, then rename). */
+  write(path: string, data: ReadableStream<Uint8Array>, options?: WriteOptions): Promise<WriteResult>;
+  /** Starts a {@link WriteBatch}. */
+  batch(): Promise<WriteBatch>;
+  /** Removes the file at `path`; no error when it is already gone. */
+  remove(path: string): Promise<void>;
+  /** Lower-case hex sha256 of the stored bytes. */
+  sha256(path: string, options?: { signal?: AbortSignal }): Promise<string>;
+}
+
+/** Prefix of every temporary name lakerun writes; listings skip names that start with it. */
+export const TEMP_PREFIX = ".lakerun-tmp-";
+
+/** True when a path segment is one of lakerun's temporary names. */
+export function isTemporaryName(segment: string): boolean {
+  return segment.startsWith(TEMP_PREFIX);
+}
+
+/**
+ * Checks that `path` is a safe relative path and returns it normalised (`\` is refused, not converted).
+ *
+ * @example
+ * ```ts
+ * checkRelativePath("2024/sales.csv"); // "2024/sales.csv"
+ * checkRelativePath("../etc/passwd"); // throws
+ * ```
+ */
+export function checkRelativePath(path: string): string {
+  const problem = relativePathProblem(path);
+  if (problem) throw new UnsafePathError(path, problem);
+  return path;
+}
+
+/** Why `path` is not a safe relative path, or `undefined` when it is. */
+export function relativePathProblem(path: string): string | undefined {
+  if (path.length === 0) return "empty path";
+  if (path.includes("\0")) return "NUL character";
+  if (path.includes("\\")) return "backslash in path";
+  if (path.startsWith("/")) return "absolute path";
+  if (/^[A-Za-z]:/.test(path)) return "drive letter";
+  for (const segment of path.split("/")) {
+    if (segment === "") return "empty path segment";
+    if (segment === "." || segment === "..") return `'${segment}' segment`;
+  }
+  return undefined;
+}
+
+/** A path that would leave its location. */
+export class UnsafePathError extends Error {
+  constructor(readonly path: string, readonly reason: string) {
+    super(`unsafe path '${path}': ${reason}`);
+    this.name = "UnsafePathError";
+  }
+}
+
+/** True when `location` names an S3 prefix (`s3://bucket[/prefix]`). */
+export function isS3Url(location: string): boolean {
+  return /^s3:\/\//i.test(location);
+}

@@ -1,0 +1,282 @@
+/**
+ * Local folders as {@link Storage}: every write goes to a temporary name in the destination folder and is
+ * renamed into place when complete; symbolic links are listed but never followed or written through.
+ *
+ * @module
+ */
+import { dirname, join } from "node:path";
+import { HashingStream, sha256OfStream } from "./hashing.ts";
+import {
+  checkRelativePath,
+  isTemporaryName,
+  type Storage,
+  type StoredFile,
+  TEMP_PREFIX,
+  type WriteBatch,
+  type WriteOptions,
+  type WriteResult,
+} from "./storage.ts";
+
+/** Temporary entries older than this are left-overs of a killed run and are removed. */
+const STALE_TEMPORARY_MS = 60 * 60 * 1000;
+
+/** A location that does not exist. */
+export class LocationNotFoundError extends Error {
+  constructor(readonly location: string) {
+    super(`${location} does not exist`);
+    this.name = "LocationNotFoundError";
+  }
+}
+
+/** A write whose byte count differs from the expected size. */
+export class SizeMismatchError extends Error {
+  constructor(path: string, expected: number, actual: number) {
+    super(`${path}: expected ${expected} bytes, got ${actual}`);
+    this.name = "SizeMismatchError";
+  }
+}
+
+/**
+ * A random temporary name for a file that will be renamed to `finalName`.
+ *
+ * @example
+ * ```ts
+ * temporaryName("sales.csv"); // ".lakerun-tmp-k3j2h1-sales.csv"
+ * ```
+ */
+export function temporaryName(finalName: string): string {
+  const random = crypto.getRandomValues(new Uint32Array(2)).reduce((s, n) => s + n.toString(36), "");
+  return `${TEMP_PREFIX}${random}-${finalName}`.slice(0, 240);
+}
+
+/** A local folder. */
+export class LocalStorage implements Storage {
+  readonly kind = "local" as const;
+
+  /** @param root absolute path of the folder */
+  constructor(readonly root: string) {}
+
+  get url(): string {
+    return this.root;
+  }
+
+  /** Absolute path of `path` inside this folder. */
+  pathOf(path: string): string {
+    return join(this.root, checkRelativePath(path));
+  }
+
+  async *list(): AsyncIterable<StoredFile> {
+    try {
+      if (!(await Deno.stat(this.root)).isDirectory) throw new Error(`${this.root} is not a folder`);
+    } catch (error) {
+      if (error instanceof Deno.errors.NotFound) throw new LocationNotFoundError(this.root);
+      throw error;
+    }
+    const files: StoredFile[] = [];
+    const walk = async (dir: string, prefix: string) => {
+      const entries: Deno.DirEntry[] = [];
+      for await (const entry of Deno.readDir(dir)) entries.push(entry);
+      for (const entry of entries) {
+        if (isTemporaryName(entry.name)) continue;
+        const path = prefix + entry.name;
+        if (entry.isSymlink) {
+          files.push({ path, size: 0, kind: "symlink" });
+        } else if (entry.isDirectory) {
+          await walk(join(dir, entry.name), `${path}/`);
+        } else if (entry.isFile) {
+          const info = await Deno.lstat(join(dir, entry.name));
+          files.push({ path, size: info.size, kind: "file", mtime: info.mtime ?? undefined });
+        }
+      }
+    };
+    await walk(this.root, "");
+    files.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+    yield* files;
+  }
+
+  async stat(path: string): Promise<StoredFile | undefined> {
+    try {
+      const info = await Deno.lstat(this.pathOf(path));
+      if (info.isSymlink) return { path, size: 0, kind: "symlink" };
+      if (!info.isFile) return undefined;
+      return { path, size: info.size, kind: "file", mtime: info.mtime ?? undefined };
+    } catch (error) {
+      if (error instanceof Deno.errors.NotFound || error instanceof Deno.errors.NotADirectory) return undefined;
+      throw error;
+    }
+  }
+
+  async read(path: string): Promise<ReadableStream<Uint8Array>> {
+    const full = this.pathOf(path);
+    await this.#refuseLinks(path, true);
+    return (await Deno.open(full, { read: true })).readable;
+  }
+
+  async write(path: string, data: ReadableStream<Uint8Array>, options: WriteOptions = {}): Promise<WriteResult> {
+    const full = this.pathOf(path);
+    await this.#makeParents(path);
+    const temporary = join(dirname(full), temporaryName(full.slice(dirname(full).length + 1)));
+    const result = await writeFileFromStream(temporary, data, options, path);
+    try {
+      await this.#refuseLinks(path, false);
+      await Deno.rename(temporary, full);
+    } catch (error) {
+      await Deno.remove(temporary).catch(() => {});
+      throw error;
+    }
+    return result;
+  }
+
+  async batch(): Promise<WriteBatch> {
+    await this.#makeParents("x");
+    await this.removeStaleTemporaries();
+    const staging = join(this.root, temporaryName("batch"));
+    await Deno.mkdir(staging);
+    const staged = new LocalStorage(staging);
+    const paths: string[] = [];
+    return {
+      write: async (path, data, options) => {
+        const result = await staged.write(path, data, options);
+        paths.push(checkRelativePath(path));
+        return result;
+      },
+      commit: async () => {
+        for (const path of paths) {
+          await this.#makeParents(path);
+          await this.#refuseLinks(path, false);
+          await Deno.rename(join(staging, path), join(this.root, path));
+        }
+        await Deno.remove(staging, { recursive: true });
+      },
+      abort: async () => {
+        await Deno.remove(staging, { recursive: true }).catch((error) => {
+          if (!(error instanceof Deno.errors.NotFound)) throw error;
+        });
+      },
+    };
+  }
+
+  async remove(path: string): Promise<void> {
+    try {
+      await Deno.remove(this.pathOf(path));
+    } catch (error) {
+      if (!(error instanceof Deno.errors.NotFound)) throw error;
+    }
+  }
+
+  async sha256(path: string): Promise<string> {
+    return (await sha256OfStream(await this.read(path))).sha256;
+  }
+
+  /**
+   * Moves a file to another local folder: a rename when both are on one file system (atomic), otherwise a
+   * verified copy followed by removing the source.
+   */
+  async moveTo(path: string, target: LocalStorage, targetPath: string): Promise<void> {
+    await this.#refuseLinks(path, true);
+    await target.#makeParents(targetPath);
+    try {
+      await Deno.rename(this.pathOf(path), target.pathOf(targetPath));
+    } catch (error) {
+      if (!(error instanceof Error) || !/cross-device|EXDEV/i.test(`${error.message} ${(error as { code?: string }).code}`)) throw error;
+      const source = await this.stat(path);
+      const written = await target.write(targetPath, await this.read(path), { size: source?.size });
+      if (written.sha256 !== (await this.sha256(path))) throw new Error(`${target.pathOf(targetPath)}: copy differs from source`);
+      await this.remove(path);
+    }
+  }
+
+  /** Removes lakerun temporary entries directly in this folder left over by a killed run (older than an hour). */
+  async removeStaleTemporaries(): Promise<void> {
+    try {
+      for await (const entry of Deno.readDir(this.root)) {
+        if (!isTemporaryName(entry.name)) continue;
+        const full = join(this.root, entry.name);
+        const info = await Deno.lstat(full).catch(() => undefined);
+        if (info?.mtime && Date.now() - info.mtime.getTime() > STALE_TEMPORARY_MS) {
+          await Deno.remove(full, { recursive: true }).catch(() => {});
+        }
+      }
+    } catch (error) {
+      if (!(error instanceof Deno.errors.NotFound)) throw error;
+    }
+  }
+
+  /** Creates the folders above `path`, refusing to go through a symbolic link. */
+  async #makeParents(path: string): Promise<void> {
+    const segments = checkRelativePath(path).split("/").slice(0, -1);
+    await Deno.mkdir(this.root, { recursive: true });
+    await this.#refuseLink(this.root, "the folder itself");
+    let current = this.root;
+    for (const segment of segments) {
+      current = join(current, segment);
+      try {
+        const info = await Deno.lstat(current);
+        if (info.isSymlink) throw new Error(`refusing to write through symbolic link ${current}`);
+        if (!info.isDirectory) throw new Error(`${current} is a file, not a folder`);
+      } catch (error) {
+        if (!(error instanceof Deno.errors.NotFound)) throw error;
+        await Deno.mkdir(current).catch((e) => {
+          if (!(e instanceof Deno.errors.AlreadyExists)) throw e;
+        });
+      }
+    }
+  }
+
+  async #refuseLink(full: string, what: string) {
+    const info = await Deno.lstat(full);
+    if (info.isSymlink) throw new Error(`refusing to use symbolic link ${full} (${what})`);
+  }
+
+  /** Refuses when `path` or a folder above it inside this location is a symbolic link. */
+  async #refuseLinks(path: string, mustExist: boolean): Promise<void> {
+    const segments = checkRelativePath(path).split("/");
+    let current = this.root;
+    for (const segment of segments) {
+      current = join(current, segment);
+      let info: Deno.FileInfo;
+      try {
+        info = await Deno.lstat(current);
+      } catch (error) {
+        if (error instanceof Deno.errors.NotFound && !mustExist) return;
+        throw error;
+      }
+      if (info.isSymlink) throw new Error(`refusing to follow symbolic link ${current}`);
+    }
+  }
+}
+
+/**
+ * Streams `data` into a new file at `path`, hashing it; on any failure the file is removed.
+ *
+ * @example
+ * ```ts
+ * const { size, sha256 } = await writeFileFromStream("/tmp/x", stream, {}, "x");
+ * ```
+ */
+export async function writeFileFromStream(
+  path: string,
+  data: ReadableStream<Uint8Array>,
+  options: WriteOptions,
+  label: string,
+): Promise<WriteResult> {
+  const hashing = new HashingStream();
+  let file: Deno.FsFile | undefined;
+  try {
+    file = await Deno.open(path, { write: true, createNew: true });
+    await data.pipeThrough(hashing).pipeTo(file.writable, { signal: options.signal });
+    file = undefined; // pipeTo closed it
+    if (options.size !== undefined && hashing.bytes !== options.size) {
+      throw new SizeMismatchError(label, options.size, hashing.bytes);
+    }
+    return { size: hashing.bytes, sha256: hashing.digest() };
+  } catch (error) {
+    try {
+      file?.close();
+    } catch {
+      // already closed
+    }
+    await Deno.remove(path).catch(() => {});
+    throw error;
+  }
+}

@@ -1,0 +1,123 @@
+/**
+ * lakerun's command line: parses the arguments and hands them to a command. Nothing else lives here.
+ *
+ * @module
+ */
+import { parseArgs } from "node:util";
+import denoConfig from "./deno.json" with { type: "json" };
+import { listCommand, planCommand, runCommand, schemaCommand, validateCommand } from "./orchestrator/commands.ts";
+import { demoCommand } from "./orchestrator/demo.ts";
+import { describeError, EXIT_INVALID, exitCodeOf, UsageError } from "./orchestrator/errors.ts";
+
+const HELP = `lakerun ${denoConfig.version} — run data-lake routines, every step in its own permission sandbox
+
+Usage:
+  lakerun [run] ROUTINE.json     validate the whole routine, then run its steps in order
+  lakerun validate ROUTINE.json  check a routine without running anything
+  lakerun plan ROUTINE.json      show every step, its tasks and the permissions it will get (--json)
+  lakerun list                   executors, their tasks and params (--markdown)
+  lakerun schema                 JSON Schema of routine files, for editors ("$schema")
+  lakerun demo                   run the offline demo routine in ./lakerun-demo (--dir DIR)
+
+Options:
+  --executors DIR   also look for executor plugins in DIR (repeatable)
+  --state-dir DIR   where steps keep journals between runs (default: .lakerun)
+  --debug           show stack traces
+  -h, --help        this help
+  -V, --version     the version
+
+Exit codes: 0 success, 1 a task failed, 2 invalid routine or command line (nothing ran).`;
+
+const COMMANDS = ["run", "validate", "plan", "list", "schema", "demo"] as const;
+type Command = typeof COMMANDS[number];
+
+async function main(args: string[]): Promise<number> {
+  const debug = args.includes("--debug");
+  const controller = new AbortController();
+  const onInterrupt = () => {
+    if (controller.signal.aborted) Deno.exit(130);
+    console.error("interrupted: stopping the current step (press Ctrl-C again to quit at once)");
+    controller.abort();
+  };
+  try {
+    const { values, positionals } = parseArgs({
+      args,
+      allowPositionals: true,
+      strict: true,
+      options: {
+        executors: { type: "string", multiple: true, default: [] },
+        "state-dir": { type: "string" },
+        dir: { type: "string" },
+        json: { type: "boolean", default: false },
+        markdown: { type: "boolean", default: false },
+        debug: { type: "boolean", default: false },
+        help: { type: "boolean", short: "h", default: false },
+        version: { type: "boolean", short: "V", default: false },
+      },
+    });
+    if (values.help) {
+      console.log(HELP);
+      return 0;
+    }
+    if (values.version) {
+      console.log(`lakerun ${denoConfig.version} (deno ${Deno.version.deno})`);
+      return 0;
+    }
+    let [command, ...rest] = positionals;
+    if (command === undefined) throw new UsageError("no routine given; try 'lakerun --help'");
+    if (!(COMMANDS as readonly string[]).includes(command)) {
+      rest = [command, ...rest];
+      command = "run";
+    }
+    const options = {
+      executorDirs: values.executors,
+      stateDir: values["state-dir"],
+      debug: values.debug,
+      signal: controller.signal,
+    };
+    const needsRoutine = ["run", "validate", "plan"].includes(command);
+    const expected = needsRoutine ? 1 : 0;
+    if (rest.length !== expected) {
+      throw new UsageError(
+        needsRoutine
+          ? `'${command}' takes exactly one routine file${rest.length ? `, got ${rest.length}` : ""}`
+          : `'${command}' takes no arguments, got ${JSON.stringify(rest.join(" "))}`,
+      );
+    }
+    Deno.addSignalListener("SIGINT", onInterrupt);
+    switch (command as Command) {
+      case "run":
+        await runCommand(rest[0], options);
+        break;
+      case "validate":
+        await validateCommand(rest[0], options);
+        break;
+      case "plan":
+        await planCommand(rest[0], { ...options, json: values.json });
+        break;
+      case "list":
+        await listCommand({ ...options, markdown: values.markdown });
+        break;
+      case "schema":
+        await schemaCommand(options);
+        break;
+      case "demo":
+        await demoCommand({ ...options, dir: values.dir });
+        break;
+    }
+    return 0;
+  } catch (error) {
+    const code = (error as { code?: string }).code?.startsWith("ERR_PARSE_ARGS") ? EXIT_INVALID : exitCodeOf(error);
+    const message = describeError(error, debug);
+    console.error(code === EXIT_INVALID && !message.includes("\n") ? `lakerun: ${message}` : message);
+    return code;
+  } finally {
+    try {
+      Deno.removeSignalListener("SIGINT", onInterrupt);
+    } catch {
+      // never added
+    }
+  }
+}
+
+if (import.meta.main) Deno.exit(await main(Deno.args));

@@ -1,0 +1,107 @@
+/**
+ * Errors that map to lakerun's exit codes: 2 for an invalid routine or command line, 1 for a failed task.
+ *
+ * @module
+ */
+
+/** Exit code of a successful run. */
+export const EXIT_OK = 0;
+/** Exit code when a task failed. */
+export const EXIT_TASK_FAILED = 1;
+/** Exit code for an invalid routine or command line; nothing ran. */
+export const EXIT_INVALID = 2;
+
+/** A bad command line. */
+export class UsageError extends Error {
+  readonly exitCode = EXIT_INVALID;
+  constructor(message: string) {
+    super(message);
+    this.name = "UsageError";
+  }
+}
+
+/** One problem found in a routine, located by file and JSON path. */
+export interface RoutineProblem {
+  /** `file:line:column` or the file alone. */
+  where: string;
+  /** The JSON path, e.g. `executors.DownloaderExecutor.params.unzip`. */
+  path: string;
+  message: string;
+}
+
+/** An invalid routine: every problem found, one line each. */
+export class RoutineError extends Error {
+  readonly exitCode = EXIT_INVALID;
+  constructor(readonly problems: RoutineProblem[]) {
+    super(problems.map(formatProblem).join("\n"));
+    this.name = "RoutineError";
+  }
+}
+
+/**
+ * Formats one problem as a single line.
+ *
+ * @example
+ * ```ts
+ * formatProblem({ where: "r.json:4:7", path: "executors.X", message: "unknown executor 'X'" });
+ * // "r.json:4:7: executors.X: unknown executor 'X'"
+ * ```
+ */
+export function formatProblem(problem: RoutineProblem): string {
+  return problem.path ? `${problem.where}: ${problem.path}: ${problem.message}` : `${problem.where}: ${problem.message}`;
+}
+
+/** A task that failed; the run stopped there. */
+export class TaskFailedError extends Error {
+  readonly exitCode = EXIT_TASK_FAILED;
+  constructor(readonly stepId: string, readonly executor: string, readonly task: string, readonly reason: string) {
+    super(`step ${JSON.stringify(stepId)} (${executor}) task '${task}' failed: ${reason}`);
+    this.name = "TaskFailedError";
+  }
+}
+
+/** Exit code for any error: its own `exitCode`, or 1. */
+export function exitCodeOf(error: unknown): number {
+  if (error instanceof UsageError || error instanceof RoutineError) return EXIT_INVALID;
+  return EXIT_TASK_FAILED;
+}
+
+/** The one-line (or, with `debug`, full) text shown for an error. */
+export function describeError(error: unknown, debug: boolean): string {
+  if (!(error instanceof Error)) return String(error);
+  if (debug) return error.stack ?? error.message;
+  return error.message;
+}
+
+/**
+ * The closest candidate to `name` within a small edit distance, for "did you mean" hints.
+ *
+ * @example
+ * ```ts
+ * nearestName("DownloadExecutor", ["DownloaderExecutor", "StagingExecutor"]); // "DownloaderExecutor"
+ * ```
+ */
+export function nearestName(name: string, candidates: Iterable<string>): string | undefined {
+  let best: string | undefined;
+  let bestDistance = Infinity;
+  for (const candidate of candidates) {
+    const distance = editDistance(name.toLowerCase(), candidate.toLowerCase());
+    if (distance < bestDistance) {
+      best = candidate;
+      bestDistance = distance;
+    }
+  }
+  return best !== undefined && bestDistance <= Math.max(2, Math.floor(name.length / 3)) ? best : undefined;
+}
+
+function editDistance(a: string, b: string): number {
+  let previous = Array.from({ length: b.length + 1 }, (_, i) => i);
+  for (let i = 1; i <= a.length; i++) {
+    const current = [i];
+    for (let j = 1; j <= b.length; j++) {
+      current[j] = Math.min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1));
+    }
+    previous = current;
+  }
+  return previous[b.length];
+}

@@ -1,0 +1,104 @@
+/**
+ * Computes the permission scope of each step: the executor's own `permissions(params)`, resolved to
+ * absolute paths, plus the step's state folder. The same scope is shown by `lakerun plan` and handed to the
+ * step's Worker, where the runtime enforces it.
+ *
+ * @module
+ */
+import { isAbsolute, join, resolve } from "node:path";
+import type { PermissionContext, PermissionScope } from "./contract.ts";
+import type { Routine, Step } from "./routine.ts";
+
+/** A step's scope with every list resolved, sorted and free of duplicates. */
+export interface ResolvedScope {
+  read: string[];
+  write: string[];
+  net: string[];
+  env: string[];
+  run: string[];
+}
+
+/** The permission kinds in the order they are shown. */
+export const SCOPE_KINDS = ["read", "write", "net", "env", "run"] as const;
+
+/**
+ * The folder where a step keeps its journal and temporary files: `<stateRoot>/<routine>/<step>`, each
+ * name reduced to a safe file name (a routine name such as `../x` cannot leave the state folder).
+ *
+ * @example
+ * ```ts
+ * stepStateDir("/work/.lakerun", "retail trade survey", "DownloaderExecutor");
+ * // "/work/.lakerun/retail-trade-survey-1f0c3a9b/DownloaderExecutor-5e2d9c41"
+ * ```
+ */
+export function stepStateDir(stateRoot: string, routineName: string, stepId: string): string {
+  return join(stateRoot, safeFileName(routineName), safeFileName(stepId));
+}
+
+/**
+ * A file name made from untrusted text: safe characters kept, the rest replaced, plus a short hash of the
+ * original so that different names never collide.
+ *
+ * @example
+ * ```ts
+ * safeFileName("../x"); // "x-<hash>"
+ * ```
+ */
+export function safeFileName(text: string): string {
+  const readable = text.replace(/[^A-Za-z0-9_-]+/g, "-").replace(/^-+|-+$/g, "").slice(0, 60) || "unnamed";
+  let hash = 0x811c9dc5;
+  for (const ch of new TextEncoder().encode(text)) hash = Math.imul(hash ^ ch, 0x01000193) >>> 0;
+  return `${readable}-${hash.toString(16).padStart(8, "0")}`;
+}
+
+/** The context handed to an executor's `permissions` function. */
+export function permissionContext(routine: Routine, cwd: string): PermissionContext {
+  return { cwd, resolve: (path: string) => resolve(cwd, path), s3: routine.s3 };
+}
+
+/**
+ * The scope a step's Worker gets: the executor's declared scope, resolved, plus its state folder.
+ *
+ * @example
+ * ```ts
+ * const scope = stepScope(routine, routine.steps[0], { cwd: Deno.cwd(), stateRoot: ".lakerun" });
+ * scope.net; // ["example.com:443"]
+ * ```
+ */
+export function stepScope(routine: Routine, step: Step, options: { cwd: string; stateRoot: string }): ResolvedScope {
+  const declared: PermissionScope = step.executor.definition.permissions(step.params, permissionContext(routine, options.cwd));
+  const stateDir = stepStateDir(resolve(options.cwd, options.stateRoot), routine.name, step.id);
+  const paths = (list: string[] | undefined) =>
+    unique((list ?? []).map((p) => (isAbsolute(p) ? resolve(p) : resolve(options.cwd, p))));
+  return {
+    read: unique([...paths(declared.read), stateDir]),
+    write: unique([...paths(declared.write), stateDir]),
+    net: unique(declared.net ?? []),
+    env: unique(declared.env ?? []),
+    run: unique(declared.run ?? []),
+  };
+}
+
+/** The permissions object for `new Worker(…, { deno: { permissions } })`: nothing beyond the scope. */
+export function workerPermissions(scope: ResolvedScope): Deno.PermissionOptionsObject {
+  const list = (items: string[]) => (items.length ? items : false);
+  return {
+    read: list(scope.read),
+    write: list(scope.write),
+    net: list(scope.net),
+    env: list(scope.env),
+    run: list(scope.run),
+    ffi: false,
+    sys: false,
+    import: false,
+  };
+}
+
+/** The scope as indented lines for `lakerun plan`. */
+export function formatScope(scope: ResolvedScope, indent = "    "): string[] {
+  return SCOPE_KINDS.map((kind) => `${indent}${kind.padEnd(6)}${scope[kind].length ? scope[kind].join(", ") : "-"}`);
+}
+
+function unique(items: string[]): string[] {
+  return [...new Set(items)].sort();
+}

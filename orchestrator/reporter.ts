@@ -1,0 +1,160 @@
+/**
+ * Turns step messages into short console output: one line per task, a summary of files and bytes moved,
+ * and download progress (a live line on a terminal, a line every few seconds in CI logs).
+ *
+ * @module
+ */
+import type { Routine, Step } from "./routine.ts";
+import type { StepMessage } from "./step_runtime.ts";
+
+/** Receives everything that happens during a run. */
+export interface Reporter {
+  routineStarted(routine: Routine): void;
+  stepStarted(step: Step, total: number): void;
+  stepMessage(step: Step, message: StepMessage): void;
+  routineFinished(ok: boolean, ms: number): void;
+}
+
+/** Options for {@link consoleReporter}. */
+export interface ConsoleReporterOptions {
+  /** Where lines go. Default: standard output. */
+  write?: (line: string) => void;
+  /** Where the live progress line goes; `undefined` when output is not a terminal. */
+  progressLine?: (text: string) => void;
+  /** Seconds between progress lines when output is not a terminal. Default 5. */
+  progressInterval?: number;
+  /** Include the stack of failures. */
+  debug?: boolean;
+}
+
+/**
+ * Formats a byte count for people.
+ *
+ * @example
+ * ```ts
+ * formatBytes(1536); // "1.5 KiB"
+ * ```
+ */
+export function formatBytes(bytes: number): string {
+  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+  let value = bytes;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit++;
+  }
+  return unit === 0 ? `${bytes} B` : `${value.toFixed(1)} ${units[unit]}`;
+}
+
+/**
+ * Formats a duration in milliseconds.
+ *
+ * @example
+ * ```ts
+ * formatDuration(1234); // "1.2 s"
+ * ```
+ */
+export function formatDuration(ms: number): string {
+  if (ms < 1000) return `${Math.round(ms)} ms`;
+  if (ms < 60_000) return `${(ms / 1000).toFixed(1)} s`;
+  return `${Math.floor(ms / 60_000)} min ${Math.round((ms % 60_000) / 1000)} s`;
+}
+
+/**
+ * A reporter that prints to the console.
+ *
+ * @example
+ * ```ts
+ * const lines: string[] = [];
+ * const reporter = consoleReporter({ write: (line) => lines.push(line) });
+ * ```
+ */
+export function consoleReporter(options: ConsoleReporterOptions = {}): Reporter {
+  const encoder = new TextEncoder();
+  const write = options.write ?? ((line: string) => console.log(line));
+  const progressLine = options.progressLine;
+  const interval = (options.progressInterval ?? 5) * 1000;
+  let moved = { files: 0, bytes: 0 };
+  let progress: { started: number; lastLine: number; lastDraw: number } | undefined;
+  let liveLineShown = false;
+
+  const clearLive = () => {
+    if (liveLineShown && progressLine) {
+      progressLine("");
+      liveLineShown = false;
+    }
+  };
+  const showProgress = (bytes: number, total: number | undefined, label: string | undefined) => {
+    const now = performance.now();
+    progress ??= { started: now, lastLine: now, lastDraw: 0 };
+    const seconds = Math.max((now - progress.started) / 1000, 0.001);
+    const rate = bytes / seconds;
+    const parts = [`    ${label ?? "progress"}: ${formatBytes(bytes)}${total ? ` of ${formatBytes(total)}` : ""}`];
+    parts.push(`${formatBytes(rate)}/s`);
+    if (total && rate > 0 && bytes < total) parts.push(`ETA ${formatDuration(((total - bytes) / rate) * 1000)}`);
+    const text = parts.join("  ");
+    if (progressLine) {
+      if (now - progress.lastDraw > 100) {
+        progressLine(text);
+        liveLineShown = true;
+        progress.lastDraw = now;
+      }
+    } else if (now - progress.lastLine >= interval) {
+      write(text);
+      progress.lastLine = now;
+    }
+  };
+
+  return {
+    routineStarted(routine) {
+      write(`lakerun · ${routine.name} · ${routine.steps.length} step${routine.steps.length === 1 ? "" : "s"}`);
+    },
+    stepStarted(step, total) {
+      const label = step.id === step.executor.name ? step.id : `${step.id} (${step.executor.name})`;
+      write(`[${step.index}/${total}] ${label}`);
+    },
+    stepMessage(_step, message) {
+      switch (message.type) {
+        case "task-start":
+          moved = { files: 0, bytes: 0 };
+          progress = undefined;
+          break;
+        case "event": {
+          const event = message.event;
+          if (event.type === "progress") showProgress(event.bytes, event.total, event.label);
+          else if (event.type === "moved") {
+            moved.files += event.files;
+            moved.bytes += event.bytes;
+          } else {
+            clearLive();
+            write(`    ${event.message}`);
+          }
+          break;
+        }
+        case "task-end": {
+          clearLive();
+          const what = moved.files ? `  ${moved.files} file${moved.files === 1 ? "" : "s"}, ${formatBytes(moved.bytes)}` : "";
+          write(`  ✓ ${message.task}${what}  ${formatDuration(message.ms)}`);
+          break;
+        }
+        case "task-failed":
+          clearLive();
+          write(`  ✗ ${message.task} failed: ${message.error.message}`);
+          if (options.debug && message.error.stack) write(message.error.stack);
+          break;
+      }
+    },
+    routineFinished(ok, ms) {
+      clearLive();
+      write(ok ? `✓ done in ${formatDuration(ms)}` : `✗ failed after ${formatDuration(ms)}`);
+      void encoder;
+    },
+  };
+}
+
+/** A live progress line on standard error, or `undefined` when standard error is not a terminal. */
+export function terminalProgressLine(): ((text: string) => void) | undefined {
+  if (!Deno.stderr.isTerminal()) return undefined;
+  const encoder = new TextEncoder();
+  return (text) => Deno.stderr.writeSync(encoder.encode(`\r\x1b[K${text}`));
+}

@@ -1,0 +1,334 @@
+/**
+ * Loads a routine file and validates all of it before anything runs: its JSON, its shape, every executor
+ * and task name, and every step's params against the executor's schema. Each problem is one line naming
+ * the file, line, column and JSON path.
+ *
+ * @module
+ */
+import { dirname, resolve } from "node:path";
+import { z } from "zod";
+import type { ExecutorDefinition, S3Settings } from "./contract.ts";
+import { RoutineError, type RoutineProblem, nearestName } from "./errors.ts";
+import { ExecutorCatalog, PluginError, type ResolvedExecutor } from "./executors.ts";
+import { formatJsonPath, type JsonPath, JsonSyntaxError, parseJson, type ParsedJson } from "./json.ts";
+
+/** One step of a routine: an executor with its params and the tasks to run, in order. */
+export interface Step {
+  /** The key in the routine's `executors` object. */
+  id: string;
+  /** 1-based position in the routine. */
+  index: number;
+  executor: ResolvedExecutor;
+  /** Params after validation, with defaults applied. */
+  params: Record<string, unknown>;
+  tasks: string[];
+}
+
+/** A validated routine. */
+export interface Routine {
+  name: string;
+  /** Absolute path of the routine file (or a label for routines built in memory). */
+  file: string;
+  steps: Step[];
+  s3?: S3Settings;
+  catalog: ExecutorCatalog;
+}
+
+/** Options for {@link loadRoutine}. */
+export interface LoadOptions {
+  /** Plugin folders from the command line (`--executors`). */
+  executorDirs?: string[];
+  /** Folder that relative paths in the command line resolve against. Default: the current folder. */
+  cwd?: string;
+}
+
+const TOP_LEVEL_KEYS = ["$schema", "routine_name", "executors", "executors_dir", "s3"];
+const STEP_KEYS = ["executor", "params", "tasks", "description"];
+const S3_KEYS = ["endpoint", "region", "force_path_style", "checksum_mode"];
+
+/**
+ * Reads, parses and validates the routine file at `file`.
+ *
+ * @example
+ * ```ts
+ * const routine = await loadRoutine("routines/demo.json");
+ * routine.steps.map((s) => s.executor.name); // ["DownloaderExecutor", "StagingExecutor"]
+ * ```
+ */
+export async function loadRoutine(file: string, options: LoadOptions = {}): Promise<Routine> {
+  const cwd = options.cwd ?? Deno.cwd();
+  const absolute = resolve(cwd, file);
+  let text: string;
+  try {
+    text = await Deno.readTextFile(absolute);
+  } catch (error) {
+    const reason = error instanceof Deno.errors.NotFound
+      ? "no such file"
+      : error instanceof Deno.errors.IsADirectory
+      ? "is a folder, not a routine file"
+      : (error as Error).message;
+    throw new RoutineError([{ where: file, path: "", message: `cannot read routine file: ${reason}` }]);
+  }
+  return await parseRoutine(text, { ...options, cwd, file, label: file });
+}
+
+/** Validates routine text; `label` is how the file is named in messages. */
+export async function parseRoutine(
+  text: string,
+  options: LoadOptions & { file: string; label: string },
+): Promise<Routine> {
+  const cwd = options.cwd ?? Deno.cwd();
+  let doc: ParsedJson;
+  try {
+    doc = parseJson(text);
+  } catch (error) {
+    if (error instanceof JsonSyntaxError) {
+      throw new RoutineError([{
+        where: `${options.label}:${error.line}:${error.column}`,
+        path: "",
+        message: `invalid JSON: ${error.message.replace(/ at line \d+, column \d+$/, "")}`,
+      }]);
+    }
+    throw error;
+  }
+
+  const problems: RoutineProblem[] = [];
+  const report = (path: JsonPath, message: string) => {
+    const position = doc.positionOf(path);
+    problems.push({
+      where: position ? `${options.label}:${position.line}:${position.column}` : options.label,
+      path: path.length ? formatJsonPath(path) : "",
+      message,
+    });
+  };
+  const fail = () => new RoutineError(problems);
+
+  const root = doc.value;
+  if (!isPlainObject(root)) {
+    report([], "a routine must be a JSON object with 'routine_name' and 'executors'");
+    throw fail();
+  }
+  checkKeys(root, [], TOP_LEVEL_KEYS, report);
+
+  const name = root.routine_name;
+  if (typeof name !== "string" || name.trim() === "") {
+    report(["routine_name"], name === undefined ? "missing (a non-empty string)" : "must be a non-empty string");
+  } else if (name.length > 200) {
+    report(["routine_name"], "longer than 200 characters");
+  }
+
+  const pluginDirs = [...(options.executorDirs ?? []).map((d) => resolve(cwd, d))];
+  const dirsValue = root.executors_dir;
+  if (dirsValue !== undefined) {
+    const list = Array.isArray(dirsValue) ? dirsValue : [dirsValue];
+    list.forEach((dir, i) => {
+      const path = Array.isArray(dirsValue) ? ["executors_dir", i] : ["executors_dir"];
+      if (typeof dir !== "string" || dir === "") report(path, "must be a folder path (string)");
+      else if (/^[a-z][a-z0-9+.-]*:/i.test(dir)) report(path, "must be a local folder, not a URL");
+      // relative to the routine file, so a routine can ship with its plugins
+      else pluginDirs.push(resolve(dirname(options.file), dir));
+    });
+  }
+  for (const dir of pluginDirs) {
+    try {
+      if (!(await Deno.stat(dir)).isDirectory) report(dirsValue === undefined ? [] : ["executors_dir"], `plugin folder ${dir} is not a folder`);
+    } catch {
+      report(dirsValue === undefined ? [] : ["executors_dir"], `plugin folder ${dir} does not exist`);
+    }
+  }
+
+  const s3 = validateS3Block(root.s3, report);
+
+  const catalog = new ExecutorCatalog(pluginDirs);
+  const steps: Step[] = [];
+  const executors = root.executors;
+  if (executors === undefined) {
+    report([], "missing 'executors' (an object of steps)");
+  } else if (!isPlainObject(executors)) {
+    report(["executors"], "must be an object whose keys are executor names or step ids");
+  } else {
+    const ids = doc.keysOf(["executors"]);
+    if (ids.length === 0) report(["executors"], "has no steps");
+    for (const [i, id] of ids.entries()) {
+      const step = await validateStep(id, executors[id], i + 1, catalog, report);
+      if (step) steps.push(step);
+    }
+  }
+
+  if (problems.length > 0) throw fail();
+  return { name: name as string, file: options.file, steps, s3, catalog };
+}
+
+async function validateStep(
+  id: string,
+  value: unknown,
+  index: number,
+  catalog: ExecutorCatalog,
+  report: (path: JsonPath, message: string) => void,
+): Promise<Step | undefined> {
+  const at: JsonPath = ["executors", id];
+  if (!isPlainObject(value)) {
+    report(at, "a step must be an object with 'params' and 'tasks'");
+    return undefined;
+  }
+  checkKeys(value, at, STEP_KEYS, report);
+
+  let executorName = id;
+  if (value.executor !== undefined) {
+    if (typeof value.executor !== "string") {
+      report([...at, "executor"], "must be an executor name (string)");
+      return undefined;
+    }
+    executorName = value.executor;
+  }
+  const executorPath = value.executor !== undefined ? [...at, "executor"] : at;
+
+  let executor: ResolvedExecutor | undefined;
+  try {
+    executor = await catalog.find(executorName);
+  } catch (error) {
+    if (error instanceof PluginError) {
+      report(executorPath, error.message);
+      return undefined;
+    }
+    throw error;
+  }
+  if (!executor) {
+    const known = await catalog.names();
+    const hint = nearestName(executorName, known);
+    report(
+      executorPath,
+      `unknown executor ${JSON.stringify(executorName)}${hint ? ` (did you mean '${hint}'?)` : ""}; known: ${
+        known.join(", ")
+      }${value.executor === undefined ? "; a step id that is not an executor name needs an \"executor\" key" : ""}`,
+    );
+    return undefined;
+  }
+
+  const definition = executor.definition;
+  let tasks: string[] = [];
+  if (value.tasks === undefined) {
+    report(at, `missing 'tasks' (a list of: ${Object.keys(definition.tasks).join(", ")})`);
+  } else if (!Array.isArray(value.tasks) || value.tasks.length === 0) {
+    report([...at, "tasks"], `must be a non-empty list of task names (${Object.keys(definition.tasks).join(", ")})`);
+  } else {
+    tasks = value.tasks as string[];
+    tasks.forEach((task, i) => {
+      if (typeof task !== "string") {
+        report([...at, "tasks", i], "must be a task name (string)");
+      } else if (!Object.hasOwn(definition.tasks, task)) {
+        const hint = nearestName(task, Object.keys(definition.tasks));
+        report(
+          [...at, "tasks", i],
+          `${executor.name} has no task ${JSON.stringify(task)}${hint ? ` (did you mean '${hint}'?)` : ""}; its tasks: ${
+            Object.keys(definition.tasks).join(", ")
+          }`,
+        );
+      }
+    });
+  }
+
+  const rawParams = value.params ?? Object.create(null);
+  if (!isPlainObject(rawParams)) {
+    report([...at, "params"], "must be an object");
+    return undefined;
+  }
+  const parsed = paramsSchemaOf(definition).safeParse(rawParams);
+  if (!parsed.success) {
+    for (const issue of parsed.error.issues) {
+      reportIssue(issue, [...at, "params"], executor.name, report);
+    }
+    return undefined;
+  }
+  return { id, index, executor, params: parsed.data as Record<string, unknown>, tasks };
+}
+
+const schemaCache = new WeakMap<ExecutorDefinition, z.ZodType>();
+
+/**
+ * The zod schema of an executor's params (built once per definition).
+ *
+ * @example
+ * ```ts
+ * paramsSchemaOf(definition).safeParse({ landing_directory: "data" });
+ * ```
+ */
+export function paramsSchemaOf(definition: ExecutorDefinition): z.ZodType {
+  let schema = schemaCache.get(definition);
+  if (!schema) {
+    schema = definition.params(z);
+    schemaCache.set(definition, schema);
+  }
+  return schema;
+}
+
+function reportIssue(
+  issue: z.core.$ZodIssue,
+  base: JsonPath,
+  executor: string,
+  report: (path: JsonPath, message: string) => void,
+) {
+  const path = [...base, ...issue.path.map((p) => (typeof p === "symbol" ? String(p) : p))];
+  if (issue.code === "unrecognized_keys") {
+    for (const key of issue.keys) {
+      report([...path, key], `unknown param for ${executor}`);
+    }
+    return;
+  }
+  if (issue.code === "invalid_type" && issue.input === undefined) {
+    report(path, `missing (expected ${issue.expected})`);
+    return;
+  }
+  if (issue.code === "invalid_union" && "errors" in issue) {
+    const inner = issue.errors.flat().find((e) => e.path.length > 0);
+    if (inner) return reportIssue(inner, path, executor, report);
+  }
+  report(path, issue.message.replace(/^Invalid input: /, ""));
+}
+
+function validateS3Block(value: unknown, report: (path: JsonPath, message: string) => void): S3Settings | undefined {
+  if (value === undefined) return undefined;
+  if (!isPlainObject(value)) {
+    report(["s3"], "must be an object with endpoint, region, force_path_style, checksum_mode");
+    return undefined;
+  }
+  checkKeys(value, ["s3"], S3_KEYS, report);
+  const settings: S3Settings = {};
+  if (value.endpoint !== undefined) {
+    if (typeof value.endpoint !== "string" || !/^https?:\/\/[^/]+/i.test(value.endpoint)) {
+      report(["s3", "endpoint"], "must be an http(s) URL");
+    } else settings.endpoint = value.endpoint;
+  }
+  if (value.region !== undefined) {
+    if (typeof value.region !== "string" || !/^[a-z0-9-]+$/.test(value.region)) {
+      report(["s3", "region"], "must be a region name such as eu-west-1");
+    } else settings.region = value.region;
+  }
+  if (value.force_path_style !== undefined) {
+    if (typeof value.force_path_style !== "boolean") report(["s3", "force_path_style"], "must be true or false");
+    else settings.force_path_style = value.force_path_style;
+  }
+  if (value.checksum_mode !== undefined) {
+    if (value.checksum_mode !== "WHEN_REQUIRED" && value.checksum_mode !== "WHEN_SUPPORTED") {
+      report(["s3", "checksum_mode"], "must be \"WHEN_REQUIRED\" or \"WHEN_SUPPORTED\"");
+    } else settings.checksum_mode = value.checksum_mode;
+  }
+  return settings;
+}
+
+function checkKeys(
+  object: Record<string, unknown>,
+  at: JsonPath,
+  allowed: string[],
+  report: (path: JsonPath, message: string) => void,
+) {
+  for (const key of Object.keys(object)) {
+    if (allowed.includes(key)) continue;
+    const hint = nearestName(key, allowed);
+    report([...at, key], `unknown key${hint ? ` (did you mean '${hint}'?)` : ""}; allowed: ${allowed.join(", ")}`);
+  }
+}
+
+function isPlainObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}

@@ -1,0 +1,87 @@
+/**
+ * Runs a validated routine: steps in file order, each step's tasks in the order listed, every step in its
+ * own sandbox. The runner knows nothing of any executor's internals.
+ *
+ * @module
+ */
+import { resolve } from "node:path";
+import { TaskFailedError } from "./errors.ts";
+import { type ResolvedScope, stepScope, stepStateDir } from "./permissions.ts";
+import type { Reporter } from "./reporter.ts";
+import type { Routine, Step } from "./routine.ts";
+import { startStepSandbox, type StepSandbox } from "./sandbox.ts";
+import { runStepTasks, type StepMessage, type StepRequest } from "./step_runtime.ts";
+
+/** Options for {@link runRoutine}. */
+export interface RunOptions {
+  /** Folder relative paths resolve against. Default: the current folder. */
+  cwd?: string;
+  /** Root of the step state folders. Default: `.lakerun` in `cwd`. */
+  stateRoot?: string;
+  reporter: Reporter;
+  signal?: AbortSignal;
+  /**
+   * Run every step inside lakerun's own process, with all its permissions. Only for measuring what the
+   * sandbox costs; the command line never does this.
+   */
+  inProcess?: boolean;
+}
+
+/**
+ * Runs every step of `routine`; throws {@link TaskFailedError} at the first failed task.
+ *
+ * @example
+ * ```ts
+ * const routine = await loadRoutine("routines/demo.json");
+ * await runRoutine(routine, { reporter: consoleReporter() });
+ * ```
+ */
+export async function runRoutine(routine: Routine, options: RunOptions): Promise<void> {
+  const cwd = options.cwd ?? Deno.cwd();
+  const stateRoot = resolve(cwd, options.stateRoot ?? ".lakerun");
+  const reporter = options.reporter;
+  const started = performance.now();
+  const scopes: ResolvedScope[] = routine.steps.map((step) => stepScope(routine, step, { cwd, stateRoot }));
+  reporter.routineStarted(routine);
+
+  const sandboxFor = (i: number) => (options.inProcess || i >= routine.steps.length ? undefined : startStepSandbox(routine.steps[i].executor.moduleUrl, scopes[i]));
+  let next: StepSandbox | undefined = sandboxFor(0);
+  try {
+    for (const [i, step] of routine.steps.entries()) {
+      const sandbox = next;
+      // boot the next step's Worker while this one works
+      next = sandboxFor(i + 1);
+      const stateDir = stepStateDir(stateRoot, routine.name, step.id);
+      await Deno.mkdir(stateDir, { recursive: true });
+      const request: StepRequest = {
+        moduleUrl: step.executor.moduleUrl,
+        executor: step.executor.name,
+        stepId: step.id,
+        routineName: routine.name,
+        params: step.params,
+        tasks: step.tasks,
+        cwd,
+        stateDir,
+        s3: routine.s3,
+      };
+      reporter.stepStarted(step, routine.steps.length);
+      let failure: StepMessage & { type: "task-failed" } | undefined;
+      const onMessage = (message: StepMessage) => {
+        if (message.type === "task-failed") failure = message;
+        reporter.stepMessage(step, message);
+      };
+      if (sandbox) await sandbox.run(request, onMessage, options.signal);
+      else await runInProcess(step, request, onMessage, options.signal);
+      if (failure) throw new TaskFailedError(step.id, step.executor.name, failure.task, failure.error.message);
+    }
+    reporter.routineFinished(true, performance.now() - started);
+  } catch (error) {
+    next?.close();
+    reporter.routineFinished(false, performance.now() - started);
+    throw error;
+  }
+}
+
+async function runInProcess(step: Step, request: StepRequest, onMessage: (m: StepMessage) => void, signal?: AbortSignal) {
+  await runStepTasks(step.executor.definition, request, onMessage, signal ?? new AbortController().signal);
+}

@@ -1,0 +1,200 @@
+/**
+ * Generates documentation from the executors' param schemas: the JSON Schema of routine files (for editors)
+ * and the executor reference shown by `lakerun list` and kept in the README.
+ *
+ * @module
+ */
+import { z } from "zod";
+import type { ExecutorDefinition } from "./contract.ts";
+import type { ExecutorCatalog } from "./executors.ts";
+import { paramsSchemaOf } from "./routine.ts";
+
+type JsonSchema = Record<string, any>;
+
+/** The JSON Schema of an executor's params, as users write them (defaults make params optional). */
+export function paramsJsonSchema(definition: ExecutorDefinition): JsonSchema {
+  const schema = z.toJSONSchema(paramsSchemaOf(definition), { io: "input", unrepresentable: "any" }) as JsonSchema;
+  delete schema.$schema;
+  return schema;
+}
+
+/**
+ * The JSON Schema (draft 2020-12) of routine files, generated from every executor the catalog knows.
+ *
+ * @example
+ * ```ts
+ * const schema = await routineJsonSchema(new ExecutorCatalog());
+ * schema.properties.executors.properties.DownloaderExecutor; // the downloader step's schema
+ * ```
+ */
+export async function routineJsonSchema(catalog: ExecutorCatalog): Promise<JsonSchema> {
+  const named: Record<string, JsonSchema> = {};
+  const withExecutorKey: JsonSchema[] = [];
+  for (const name of await catalog.names()) {
+    const executor = await catalog.find(name);
+    if (!executor) continue;
+    const definition = executor.definition;
+    const step = (executorRequired: boolean): JsonSchema => ({
+      type: "object",
+      description: definition.description,
+      properties: {
+        executor: { const: name, description: "The executor this step runs (needed when the key is a step id)." },
+        description: { type: "string" },
+        params: paramsJsonSchema(definition),
+        tasks: {
+          type: "array",
+          minItems: 1,
+          items: { enum: Object.keys(definition.tasks) },
+          description: Object.entries(definition.tasks).map(([task, t]) => `${task}: ${t.description}`).join("\n"),
+        },
+      },
+      required: executorRequired ? ["executor", "tasks"] : ["tasks"],
+      additionalProperties: false,
+    });
+    named[name] = step(false);
+    withExecutorKey.push(step(true));
+  }
+  return {
+    $schema: "https://json-schema.org/draft/2020-12/schema",
+    $id: "https://lakerun.dev/schema/routine.json",
+    title: "lakerun routine",
+    type: "object",
+    properties: {
+      $schema: { type: "string" },
+      routine_name: { type: "string", minLength: 1, maxLength: 200, description: "Name of the routine." },
+      executors: {
+        type: "object",
+        description: "Steps, run in file order. A key is an executor name, or any step id with an \"executor\" key.",
+        minProperties: 1,
+        properties: named,
+        additionalProperties: { oneOf: withExecutorKey },
+      },
+      executors_dir: {
+        description: "Plugin folder(s), relative to the routine file.",
+        oneOf: [{ type: "string" }, { type: "array", items: { type: "string" } }],
+      },
+      s3: {
+        type: "object",
+        description: "S3 connection settings for every s3:// location in the routine.",
+        properties: {
+          endpoint: { type: "string", format: "uri" },
+          region: { type: "string" },
+          force_path_style: { type: "boolean" },
+          checksum_mode: { enum: ["WHEN_REQUIRED", "WHEN_SUPPORTED"] },
+        },
+        additionalProperties: false,
+      },
+    },
+    required: ["routine_name", "executors"],
+    additionalProperties: false,
+  };
+}
+
+/** One documented param, flattened (`requests_arguments.url`). */
+export interface ParamRow {
+  name: string;
+  type: string;
+  required: boolean;
+  default?: unknown;
+  description: string;
+}
+
+/**
+ * The params of an executor as flat rows, nested objects expanded one level per dot.
+ *
+ * @example
+ * ```ts
+ * paramRows(definition).map((row) => row.name); // ["requests_arguments", "requests_arguments.url", …]
+ * ```
+ */
+export function paramRows(definition: ExecutorDefinition): ParamRow[] {
+  const rows: ParamRow[] = [];
+  const walk = (schema: JsonSchema, prefix: string) => {
+    const required = new Set<string>(schema.required ?? []);
+    for (const [key, property] of Object.entries<JsonSchema>(schema.properties ?? {})) {
+      const name = prefix + key;
+      rows.push({
+        name,
+        type: typeName(property),
+        required: required.has(key),
+        default: property.default,
+        description: (property.description ?? "").replace(/\s+/g, " ").trim(),
+      });
+      const object = objectBranch(property);
+      if (object?.properties) walk(object, `${name}.`);
+    }
+  };
+  walk(paramsJsonSchema(definition), "");
+  return rows;
+}
+
+function objectBranch(schema: JsonSchema): JsonSchema | undefined {
+  if (schema.type === "object") return schema;
+  for (const branch of schema.anyOf ?? schema.oneOf ?? []) if (branch.type === "object") return branch;
+  return undefined;
+}
+
+function typeName(schema: JsonSchema): string {
+  if (schema.const !== undefined) return JSON.stringify(schema.const);
+  if (schema.enum) return schema.enum.map((v: unknown) => JSON.stringify(v)).join(" \\| ");
+  const union = schema.anyOf ?? schema.oneOf;
+  if (union) return [...new Set(union.map(typeName))].join(" \\| ");
+  if (schema.type === "array") {
+    if (Array.isArray(schema.prefixItems)) return `[${schema.prefixItems.map(typeName).join(", ")}]`;
+    return `${schema.items ? typeName(schema.items) : "any"}[]`;
+  }
+  if (schema.type === "integer") return "integer";
+  if (schema.type) return String(schema.type);
+  return "any";
+}
+
+/**
+ * The executor reference in Markdown: the same text `lakerun list --markdown` prints and the README holds.
+ *
+ * @example
+ * ```ts
+ * console.log(await executorReferenceMarkdown(new ExecutorCatalog()));
+ * ```
+ */
+export async function executorReferenceMarkdown(catalog: ExecutorCatalog): Promise<string> {
+  const out: string[] = [];
+  for (const name of await catalog.names()) {
+    const executor = await catalog.find(name);
+    if (!executor) continue;
+    const definition = executor.definition;
+    out.push(`### ${name}`, "", definition.description, "", "| task | what it does |", "| --- | --- |");
+    for (const [task, t] of Object.entries(definition.tasks)) out.push(`| \`${task}\` | ${t.description} |`);
+    out.push("", "| param | type | required | default | description |", "| --- | --- | --- | --- | --- |");
+    for (const row of paramRows(definition)) {
+      const fallback = row.default === undefined ? "" : `\`${JSON.stringify(row.default)}\``;
+      out.push(`| \`${row.name}\` | ${row.type} | ${row.required ? "yes" : "no"} | ${fallback} | ${row.description} |`);
+    }
+    out.push("");
+  }
+  return out.join("\n");
+}
+
+/** The executor reference as plain text for the terminal. */
+export async function executorReferenceText(catalog: ExecutorCatalog): Promise<string> {
+  const out: string[] = [];
+  for (const name of await catalog.names()) {
+    const executor = await catalog.find(name);
+    if (!executor) continue;
+    const definition = executor.definition;
+    out.push(`${name}${executor.source === "builtin" ? "" : `  (plugin: ${executor.source})`}`);
+    out.push(`  ${definition.description}`);
+    out.push("  tasks:");
+    const taskWidth = Math.max(...Object.keys(definition.tasks).map((t) => t.length));
+    for (const [task, t] of Object.entries(definition.tasks)) out.push(`    ${task.padEnd(taskWidth)}  ${t.description}`);
+    out.push("  params:");
+    const rows = paramRows(definition);
+    const width = Math.max(...rows.map((r) => r.name.length));
+    for (const row of rows) {
+      const bits = [row.type.replaceAll("\\|", "|"), row.required ? "required" : "optional"];
+      if (row.default !== undefined) bits.push(`default ${JSON.stringify(row.default)}`);
+      out.push(`    ${row.name.padEnd(width)}  ${bits.join(", ")}${row.description ? ` — ${row.description}` : ""}`);
+    }
+    out.push("");
+  }
+  return out.join("\n");
+}
