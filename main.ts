@@ -66,6 +66,9 @@ async function main(args: string[]): Promise<number> {
     let [command, ...rest] = positionals;
     if (command === undefined) throw new UsageError("no routine given; try 'lakerun --help'");
     if (!(COMMANDS as readonly string[]).includes(command)) {
+      if (!/\.json$/i.test(command) && !(await isFile(command))) {
+        throw new UsageError(`'${command}' is neither a command (${COMMANDS.join(", ")}) nor a routine file`);
+      }
       rest = [command, ...rest];
       command = "run";
     }
@@ -107,8 +110,11 @@ async function main(args: string[]): Promise<number> {
     }
     return 0;
   } catch (error) {
-    const code = (error as { code?: string }).code?.startsWith("ERR_PARSE_ARGS") ? EXIT_INVALID : exitCodeOf(error);
-    const message = describeError(error, debug);
+    const argsError = (error as { code?: string }).code?.startsWith("ERR_PARSE_ARGS");
+    const code = argsError ? EXIT_INVALID : exitCodeOf(error);
+    const message = argsError && !debug
+      ? `${(error as Error).message.split(". ")[0].replace(/^Unknown/, "unknown")}; try 'lakerun --help'`
+      : describeError(error, debug);
     console.error(code === EXIT_INVALID && !message.includes("\n") ? `lakerun: ${message}` : message);
     return code;
   } finally {
@@ -118,6 +124,10 @@ async function main(args: string[]): Promise<number> {
       // never added
     }
   }
+}
+
+async function isFile(path: string): Promise<boolean> {
+  return await Deno.stat(path).then((info) => info.isFile, () => false);
 }
 
 if (import.meta.main) Deno.exit(await main(Deno.args));

@@ -233,10 +233,10 @@ async function validateStep(
     report([...at, "params"], "must be an object");
     return undefined;
   }
-  const parsed = paramsSchemaOf(definition).safeParse(rawParams);
+  const parsed = paramsSchemaOf(definition).safeParse(rawParams, { reportInput: true });
   if (!parsed.success) {
     for (const issue of parsed.error.issues) {
-      reportIssue(issue, [...at, "params"], executor.name, report);
+      reportIssue(issue, [...at, "params"], executor.name, report, rawParams, paramsSchemaOf(definition));
     }
     return undefined;
   }
@@ -267,21 +267,26 @@ function reportIssue(
   base: JsonPath,
   executor: string,
   report: (path: JsonPath, message: string) => void,
+  raw: unknown,
+  schema: z.ZodType,
 ) {
-  const path = [...base, ...issue.path.map((p) => (typeof p === "symbol" ? String(p) : p))];
+  const relative = issue.path.map((p) => (typeof p === "symbol" ? String(p) : p));
+  const path = [...base, ...relative];
   if (issue.code === "unrecognized_keys") {
+    const known = knownKeysAt(schema, relative);
     for (const key of issue.keys) {
-      report([...path, key], `unknown param for ${executor}`);
+      const hint = nearestName(key, known);
+      report([...path, key], `unknown param for ${executor}${hint ? ` (did you mean '${hint}'?)` : ""}; allowed: ${known.join(", ")}`);
     }
     return;
   }
-  if (issue.code === "invalid_type" && issue.input === undefined) {
+  if (issue.code === "invalid_type" && !hasPath(raw, relative)) {
     report(path, `missing (expected ${issue.expected})`);
     return;
   }
   if (issue.code === "invalid_union" && "errors" in issue) {
     const inner = issue.errors.flat().find((e) => e.path.length > 0);
-    if (inner) return reportIssue(inner, path, executor, report);
+    if (inner) return reportIssue(inner, path, executor, report, valueAt(raw, relative), schema);
   }
   report(path, issue.message.replace(/^Invalid input: /, ""));
 }
@@ -327,6 +332,35 @@ function checkKeys(
     const hint = nearestName(key, allowed);
     report([...at, key], `unknown key${hint ? ` (did you mean '${hint}'?)` : ""}; allowed: ${allowed.join(", ")}`);
   }
+}
+
+/** Keys of the object schema found at `path` inside `schema` (optional, default and nullable unwrapped). */
+function knownKeysAt(schema: z.ZodType, path: ReadonlyArray<string | number>): string[] {
+  let current: any = schema;
+  const unwrap = () => {
+    while (current?._zod?.def?.innerType) current = current._zod.def.innerType;
+  };
+  unwrap();
+  for (const key of path) {
+    current = current?.shape?.[key];
+    unwrap();
+  }
+  return current?.shape ? Object.keys(current.shape) : [];
+}
+
+function valueAt(value: unknown, path: ReadonlyArray<string | number>): unknown {
+  let current = value;
+  for (const key of path) {
+    if (typeof current !== "object" || current === null || !Object.hasOwn(current, key)) return undefined;
+    current = (current as Record<string | number, unknown>)[key];
+  }
+  return current;
+}
+
+function hasPath(value: unknown, path: ReadonlyArray<string | number>): boolean {
+  if (path.length === 0) return value !== undefined;
+  const parent = valueAt(value, path.slice(0, -1));
+  return typeof parent === "object" && parent !== null && Object.hasOwn(parent, path[path.length - 1]);
 }
 
 function isPlainObject(value: unknown): value is Record<string, unknown> {

@@ -8,7 +8,7 @@
  */
 /// <reference lib="deno.worker" />
 import type { ExecutorDefinition } from "./contract.ts";
-import { runStepTasks, type StepMessage, type StepRequest } from "./step_runtime.ts";
+import { describeFailure, runStepTasks, type StepMessage, type StepRequest } from "./step_runtime.ts";
 
 /**
  * Waits for the parent's request and runs it with `definition`.
@@ -21,13 +21,29 @@ import { runStepTasks, type StepMessage, type StepRequest } from "./step_runtime
  */
 export function serveStep(definition: ExecutorDefinition): void {
   const controller = new AbortController();
-  const emit = (message: StepMessage) => self.postMessage(message);
+  let currentTask = "";
+  const emit = (message: StepMessage) => {
+    if (message.type === "task-start") currentTask = message.task;
+    self.postMessage(message);
+  };
+  // an error thrown outside the task's own promise (a timer, a stray rejection) fails the running task
+  const failUncaught = (error: unknown) =>
+    self.postMessage({ type: "task-failed", task: currentTask, ms: 0, error: describeFailure(error) } satisfies StepMessage);
+  self.addEventListener("error", (event) => {
+    event.preventDefault();
+    failUncaught(event.error ?? new Error(event.message));
+  });
+  self.addEventListener("unhandledrejection", (event) => {
+    event.preventDefault();
+    failUncaught(event.reason);
+  });
   self.onmessage = async (event: MessageEvent<{ type: "run"; request: StepRequest } | { type: "abort" }>) => {
     const data = event.data;
     if (data.type === "abort") {
       controller.abort(new Error("interrupted"));
       return;
     }
+    currentTask = data.request.tasks[0];
     await runStepTasks(definition, data.request, emit, controller.signal);
   };
 }

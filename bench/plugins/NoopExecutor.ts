@@ -1,0 +1,10 @@
+/** A benchmark plugin whose one task does nothing: running it measures the cost of a step itself. */
+import { defineExecutor } from "../../orchestrator/contract.ts";
+
+export default defineExecutor({
+  name: "NoopExecutor",
+  description: "Does nothing (benchmarks the cost of a step).",
+  params: (z) => z.strictObject({}),
+  permissions: () => ({}),
+  tasks: { noop: { description: "Does nothing.", run: () => Promise.resolve() } },
+});

@@ -1,0 +1,176 @@
+/**
+ * StagingExecutor on local folders: transfer copies keeping relative paths, post_staging archives or deletes
+ * only verified files, transforms (py_exec and TypeScript) follow the notebook's contract.
+ */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { readTree, ROOT, runRoutineJson, tempDir } from "./support/lakerun.ts";
+
+async function landing(dir: string, files: Record<string, string>) {
+  for (const [path, text] of Object.entries(files)) {
+    await Deno.mkdir(join(dir, "data/landing", path, ".."), { recursive: true });
+    await Deno.writeTextFile(join(dir, "data/landing", path), text);
+  }
+}
+
+function staging(params: Record<string, unknown>, tasks = ["transfer", "post_staging"]) {
+  return {
+    routine_name: "staging",
+    executors: {
+      StagingExecutor: { params: { parent_directory: "data/landing", dump_directory: "data/staging", ...params }, tasks },
+    },
+  };
+}
+
+Deno.test("transfer then post_staging archive: staged copies, landing emptied into archive, paths kept", async () => {
+  await using dir = await tempDir();
+  await landing(dir.path, { "a.csv": "a\n", "nested/deeper/b.csv": "b\n", "empty.csv": "" });
+  const { error, lines } = await runRoutineJson(staging({ archive_or_delete: "archive" }), { cwd: dir.path });
+  assert.equal(error, undefined, lines.join("\n"));
+  const expected = { "a.csv": "a\n", "empty.csv": "", "nested/deeper/b.csv": "b\n" };
+  assert.deepEqual(await readTree(join(dir.path, "data/staging")), expected);
+  assert.deepEqual(await readTree(join(dir.path, "data/archive")), expected);
+  assert.deepEqual(await readTree(join(dir.path, "data/landing")), {});
+  assert.ok(lines.some((l) => /✓ transfer {2}3 files, 4 B/.test(l)), lines.join("\n"));
+});
+
+Deno.test("post_staging delete removes landing files; archive_directory is honoured", async () => {
+  await using dir = await tempDir();
+  await landing(dir.path, { "a.csv": "a" });
+  assert.equal((await runRoutineJson(staging({ archive_or_delete: "delete" }), { cwd: dir.path })).error, undefined);
+  assert.deepEqual(await readTree(join(dir.path, "data/landing")), {});
+  await assert.rejects(Deno.stat(join(dir.path, "data/archive")), Deno.errors.NotFound);
+
+  await landing(dir.path, { "b.csv": "b" });
+  assert.equal((await runRoutineJson(staging({ archive_directory: "old" }), { cwd: dir.path })).error, undefined);
+  assert.deepEqual(await readTree(join(dir.path, "old")), { "b.csv": "b" });
+});
+
+Deno.test("post_staging refuses to archive a file whose staged copy differs, and keeps it in landing", async () => {
+  await using dir = await tempDir();
+  await landing(dir.path, { "a.csv": "original" });
+  assert.equal((await runRoutineJson(staging({}, ["transfer"]), { cwd: dir.path })).error, undefined);
+  await Deno.writeTextFile(join(dir.path, "data/staging/a.csv"), "tampered"); // same size, other bytes
+  const { error } = await runRoutineJson(staging({}, ["post_staging"]), { cwd: dir.path });
+  assert.match(error?.message ?? "", /staged copy of a\.csv differs from the landing file \(sha256\)/);
+  assert.deepEqual(await readTree(join(dir.path, "data/landing")), { "a.csv": "original" });
+});
+
+Deno.test("post_staging without a staged copy fails and deletes nothing", async () => {
+  await using dir = await tempDir();
+  await landing(dir.path, { "a.csv": "a" });
+  const { error } = await runRoutineJson(staging({ archive_or_delete: "delete" }, ["post_staging"]), { cwd: dir.path });
+  assert.match(error?.message ?? "", /a\.csv has no staged copy .*run 'transfer' first/);
+  assert.deepEqual(await readTree(join(dir.path, "data/landing")), { "a.csv": "a" });
+});
+
+Deno.test("symbolic links in landing are never followed, copied or archived", async () => {
+  await using dir = await tempDir();
+  await landing(dir.path, { "a.csv": "a" });
+  await Deno.writeTextFile(join(dir.path, "secret.txt"), "secret");
+  await Deno.symlink(join(dir.path, "secret.txt"), join(dir.path, "data/landing/link.csv"));
+  const { error, lines } = await runRoutineJson(staging({}), { cwd: dir.path });
+  assert.equal(error, undefined);
+  assert.ok(lines.some((l) => l.includes("skipping symbolic link link.csv")));
+  assert.deepEqual(await readTree(join(dir.path, "data/staging")), { "a.csv": "a" });
+  assert.deepEqual(await readTree(join(dir.path, "data/archive")), { "a.csv": "a" });
+  assert.ok((await Deno.lstat(join(dir.path, "data/landing/link.csv"))).isSymlink);
+});
+
+Deno.test("archiving never overwrites an archived file with other content", async () => {
+  await using dir = await tempDir();
+  await landing(dir.path, { "a.csv": "monday" });
+  assert.equal((await runRoutineJson(staging({}), { cwd: dir.path })).error, undefined);
+  await landing(dir.path, { "a.csv": "tuesday" });
+  assert.equal((await runRoutineJson(staging({}), { cwd: dir.path })).error, undefined);
+  const archived = await readTree(join(dir.path, "data/archive"));
+  assert.equal(archived["a.csv"], "monday");
+  const renamed = Object.keys(archived).filter((k) => /^a\.\d{8}T\d{6}Z\.csv$/.test(k));
+  assert.equal(renamed.length, 1, JSON.stringify(archived));
+  assert.equal(archived[renamed[0]], "tuesday");
+});
+
+Deno.test("a re-run skips files already staged and finishes the work", async () => {
+  await using dir = await tempDir();
+  await landing(dir.path, { "a.csv": "a", "b.csv": "b" });
+  assert.equal((await runRoutineJson(staging({}, ["transfer"]), { cwd: dir.path })).error, undefined);
+  const { error, lines } = await runRoutineJson(staging({}), { cwd: dir.path });
+  assert.equal(error, undefined);
+  assert.ok(lines.some((l) => l.includes("2 files were already staged")), lines.join("\n"));
+  assert.deepEqual(await readTree(join(dir.path, "data/archive")), { "a.csv": "a", "b.csv": "b" });
+});
+
+Deno.test("py_exec transform runs the notebook's contract, with and without args", async () => {
+  await using dir = await tempDir();
+  await landing(dir.path, { "a.csv": "x\n" });
+  await Deno.mkdir(join(dir.path, "tx"));
+  await Deno.writeTextFile(
+    join(dir.path, "tx/py_exec.py"),
+    [
+      "import os",
+      "def main(parent, dump, suffix='-none'):",
+      "    for name in os.listdir(parent):",
+      "        with open(os.path.join(parent, name)) as f, open(os.path.join(dump, name + suffix), 'w') as out:",
+      "            out.write(f.read().upper())",
+      "    print('transformed', len(os.listdir(parent)))",
+    ].join("\n"),
+  );
+  const withArgs = await runRoutineJson(staging({ py_exec_path: "tx", py_exec_args: { suffix: ".up" } }), { cwd: dir.path });
+  assert.equal(withArgs.error, undefined, withArgs.lines.join("\n"));
+  assert.ok(withArgs.lines.some((l) => l.includes("py_exec: transformed 1")));
+  assert.deepEqual(await readTree(join(dir.path, "data/staging")), { "a.csv.up": "X\n" });
+  assert.deepEqual(await readTree(join(dir.path, "data/archive")), { "a.csv": "x\n" });
+
+  await landing(dir.path, { "b.csv": "y\n" });
+  const noArgs = await runRoutineJson(staging({ py_exec_path: "tx" }), { cwd: dir.path });
+  assert.equal(noArgs.error, undefined, noArgs.lines.join("\n"));
+  assert.equal(await Deno.readTextFile(join(dir.path, "data/staging/b.csv-none")), "Y\n");
+});
+
+Deno.test("a failing py_exec fails transfer with its last stderr lines, stages nothing and archives nothing", async () => {
+  await using dir = await tempDir();
+  await landing(dir.path, { "a.csv": "x" });
+  await Deno.mkdir(join(dir.path, "tx"));
+  await Deno.writeTextFile(
+    join(dir.path, "tx/py_exec.py"),
+    "def main(parent, dump):\n    open(dump + '/partial.csv', 'w').write('half')\n    raise ValueError('bad row 7')\n",
+  );
+  const { error } = await runRoutineJson(staging({ py_exec_path: "tx" }), { cwd: dir.path });
+  assert.match(error?.message ?? "", /task 'transfer' failed: py_exec failed \(exit 1\): .*ValueError: bad row 7/);
+  assert.deepEqual(await readTree(join(dir.path, "data/staging")), {}, "no partial output");
+  assert.deepEqual(await readTree(join(dir.path, "data/landing")), { "a.csv": "x" });
+});
+
+Deno.test("post_staging after a transform needs the transform to have succeeded", async () => {
+  await using dir = await tempDir();
+  await landing(dir.path, { "a.csv": "x" });
+  await Deno.mkdir(join(dir.path, "tx"));
+  await Deno.writeTextFile(join(dir.path, "tx/py_exec.py"), "def main(parent, dump):\n    pass\n");
+  const { error } = await runRoutineJson(staging({ py_exec_path: "tx" }, ["post_staging"]), { cwd: dir.path });
+  assert.match(error?.message ?? "", /a\.csv was not read by a successful transform; run 'transfer' first/);
+  assert.deepEqual(await readTree(join(dir.path, "data/landing")), { "a.csv": "x" });
+});
+
+Deno.test("transform_module: a sandboxed TypeScript transform with read on parent and write on dump", async () => {
+  await using dir = await tempDir();
+  await landing(dir.path, { "a.csv": "1,2\n" });
+  await Deno.writeTextFile(
+    join(dir.path, "transform.ts"),
+    `export default async (parent: string, dump: string, args: { factor: number }) => {
+      const text = await Deno.readTextFile(parent + "/a.csv");
+      const out = text.trim().split(",").map((n) => Number(n) * args.factor).join(",");
+      await Deno.writeTextFile(dump + "/a.json", JSON.stringify(out));
+    };`,
+  );
+  const ok = await runRoutineJson(staging({ transform_module: "transform.ts", transform_args: { factor: 10 } }), { cwd: dir.path });
+  assert.equal(ok.error, undefined, ok.lines.join("\n"));
+  assert.deepEqual(await readTree(join(dir.path, "data/staging")), { "a.json": '"10,20"' });
+
+  await landing(dir.path, { "b.csv": "1" });
+  await Deno.writeTextFile(
+    join(dir.path, "evil.ts"),
+    `export default async () => { await Deno.readTextFile(${JSON.stringify(join(ROOT, "deno.json"))}); };`,
+  );
+  const evil = await runRoutineJson(staging({ transform_module: "evil.ts" }), { cwd: dir.path });
+  assert.match(evil.error?.message ?? "", /permission denied: read access to .*deno\.json/);
+});

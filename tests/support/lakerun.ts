@@ -1,0 +1,86 @@
+/**
+ * Test helpers: run the `lakerun` command line as a user would, or a routine in-process with captured output.
+ *
+ * @module
+ */
+import { join } from "node:path";
+import { consoleReporter } from "../../orchestrator/reporter.ts";
+import { parseRoutine } from "../../orchestrator/routine.ts";
+import { runRoutine } from "../../orchestrator/runner.ts";
+
+/** The repository root. */
+export const ROOT = new URL("../../", import.meta.url).pathname.replace(/\/$/, "");
+
+/** What a `lakerun` process did. */
+export interface CliResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/**
+ * Runs `deno run -A main.ts ARGS` in `cwd`, as the README shows.
+ *
+ * @example
+ * ```ts
+ * const { code, stdout } = await lakerun(["--version"]);
+ * ```
+ */
+export async function lakerun(args: string[], options: { cwd?: string; env?: Record<string, string> } = {}): Promise<CliResult> {
+  const output = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", "--quiet", "--config", join(ROOT, "deno.json"), join(ROOT, "main.ts"), ...args],
+    cwd: options.cwd ?? ROOT,
+    env: { NO_COLOR: "1", ...options.env },
+    stdin: "null",
+  }).output();
+  const decoder = new TextDecoder();
+  return { code: output.code, stdout: decoder.decode(output.stdout), stderr: decoder.decode(output.stderr) };
+}
+
+/**
+ * Validates and runs routine JSON in-process (each step still in its Worker); returns the console lines and
+ * the error, if any.
+ *
+ * @example
+ * ```ts
+ * const { lines, error } = await runRoutineJson({ routine_name: "t", executors: {} }, { cwd: dir });
+ * ```
+ */
+export async function runRoutineJson(
+  routine: unknown,
+  options: { cwd: string; executorDirs?: string[] },
+): Promise<{ lines: string[]; error?: Error }> {
+  const lines: string[] = [];
+  const parsed = await parseRoutine(JSON.stringify(routine), {
+    file: join(options.cwd, "routine.json"),
+    label: "routine.json",
+    cwd: options.cwd,
+    executorDirs: options.executorDirs,
+  });
+  try {
+    await runRoutine(parsed, { cwd: options.cwd, reporter: consoleReporter({ write: (line) => lines.push(line) }) });
+    return { lines };
+  } catch (error) {
+    return { lines, error: error as Error };
+  }
+}
+
+/** A fresh temporary folder, removed by the returned function. */
+export async function tempDir(): Promise<{ path: string; [Symbol.asyncDispose](): Promise<void> }> {
+  const path = await Deno.makeTempDir({ prefix: "lakerun-test-" });
+  return { path, [Symbol.asyncDispose]: () => Deno.remove(path, { recursive: true }) };
+}
+
+/** Every file under `dir` (relative paths, sorted) with its text. */
+export async function readTree(dir: string): Promise<Record<string, string>> {
+  const out: Record<string, string> = {};
+  const walk = async (path: string, prefix: string) => {
+    for await (const entry of Deno.readDir(path)) {
+      if (entry.isDirectory) await walk(join(path, entry.name), `${prefix}${entry.name}/`);
+      else if (entry.isFile) out[prefix + entry.name] = await Deno.readTextFile(join(path, entry.name));
+      else out[prefix + entry.name] = "<symlink>";
+    }
+  };
+  await walk(dir, "");
+  return Object.fromEntries(Object.entries(out).sort(([a], [b]) => a.localeCompare(b)));
+}
