@@ -101,7 +101,9 @@ export class LocalStorage implements Storage {
       if (!info.isFile) return undefined;
       return { path, size: info.size, kind: "file", mtime: info.mtime ?? undefined };
     } catch (error) {
-      if (error instanceof Deno.errors.NotFound || error instanceof Deno.errors.NotADirectory) return undefined;
+      if (error instanceof Deno.errors.NotFound || error instanceof Deno.errors.NotADirectory) {
+        return undefined;
+      }
       throw error;
     }
   }
@@ -112,7 +114,11 @@ export class LocalStorage implements Storage {
     return (await Deno.open(full, { read: true })).readable;
   }
 
-  async write(path: string, data: ReadableStream<Uint8Array>, options: WriteOptions = {}): Promise<WriteResult> {
+  async write(
+    path: string,
+    data: ReadableStream<Uint8Array>,
+    options: WriteOptions = {},
+  ): Promise<WriteResult> {
     const full = this.pathOf(path);
     await this.#makeParents(path);
     const temporary = join(dirname(full), temporaryName(full.slice(dirname(full).length + 1)));
@@ -156,11 +162,25 @@ export class LocalStorage implements Storage {
     };
   }
 
+  /** Removes the file, then any folders above it inside this location that it left empty. */
   async remove(path: string): Promise<void> {
     try {
       await Deno.remove(this.pathOf(path));
     } catch (error) {
       if (!(error instanceof Deno.errors.NotFound)) throw error;
+    }
+    await this.#pruneEmptyParents(path);
+  }
+
+  async #pruneEmptyParents(path: string): Promise<void> {
+    const segments = checkRelativePath(path).split("/").slice(0, -1);
+    while (segments.length > 0) {
+      try {
+        await Deno.remove(join(this.root, ...segments)); // fails unless empty
+      } catch {
+        return;
+      }
+      segments.pop();
     }
   }
 
@@ -177,11 +197,17 @@ export class LocalStorage implements Storage {
     await target.#makeParents(targetPath);
     try {
       await Deno.rename(this.pathOf(path), target.pathOf(targetPath));
+      await this.#pruneEmptyParents(path);
     } catch (error) {
-      if (!(error instanceof Error) || !/cross-device|EXDEV/i.test(`${error.message} ${(error as { code?: string }).code}`)) throw error;
+      if (
+        !(error instanceof Error) ||
+        !/cross-device|EXDEV/i.test(`${error.message} ${(error as { code?: string }).code}`)
+      ) throw error;
       const source = await this.stat(path);
       const written = await target.write(targetPath, await this.read(path), { size: source?.size });
-      if (written.sha256 !== (await this.sha256(path))) throw new Error(`${target.pathOf(targetPath)}: copy differs from source`);
+      if (written.sha256 !== (await this.sha256(path))) {
+        throw new Error(`${target.pathOf(targetPath)}: copy differs from source`);
+      }
       await this.remove(path);
     }
   }

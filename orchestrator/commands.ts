@@ -31,20 +31,30 @@ export async function runCommand(file: string, options: CommandOptions): Promise
 }
 
 /** Runs a routine that is already validated, with console output. */
-export async function runLoadedRoutine(routine: Routine, options: CommandOptions & { cwd?: string }): Promise<void> {
+export async function runLoadedRoutine(
+  routine: Routine,
+  options: CommandOptions & { cwd?: string },
+): Promise<void> {
   const reporter = consoleReporter({
     write: out(options),
     progressLine: options.write ? undefined : terminalProgressLine(),
     debug: options.debug,
   });
-  await runRoutine(routine, { reporter, signal: options.signal, stateRoot: options.stateDir, cwd: options.cwd });
+  await runRoutine(routine, {
+    reporter,
+    signal: options.signal,
+    stateRoot: options.stateDir,
+    cwd: options.cwd,
+  });
 }
 
 /** `lakerun validate ROUTINE`: checks everything a run would check, runs nothing. */
 export async function validateCommand(file: string, options: CommandOptions): Promise<void> {
   const routine = await loadRoutine(file, { executorDirs: options.executorDirs });
   const tasks = routine.steps.reduce((n, step) => n + step.tasks.length, 0);
-  out(options)(`${file}: valid (routine ${JSON.stringify(routine.name)}, ${routine.steps.length} steps, ${tasks} tasks)`);
+  out(options)(
+    `${file}: valid (routine ${JSON.stringify(routine.name)}, ${routine.steps.length} steps, ${tasks} tasks)`,
+  );
 }
 
 /** `lakerun plan ROUTINE`: every step, its tasks and the exact permission scope its Worker will get. */
@@ -70,7 +80,11 @@ export async function planCommand(file: string, options: CommandOptions & { json
     ));
     return;
   }
-  write(`routine ${JSON.stringify(routine.name)} (${file}): ${steps.length} step${steps.length === 1 ? "" : "s"}, run in this order`);
+  write(
+    `routine ${JSON.stringify(routine.name)} (${file}): ${steps.length} step${
+      steps.length === 1 ? "" : "s"
+    }, run in this order`,
+  );
   for (const { step, scope } of steps) {
     const label = step.id === step.executor.name ? step.id : `${step.id} (${step.executor.name})`;
     write(`${step.index}. ${label}`);
@@ -83,7 +97,9 @@ export async function planCommand(file: string, options: CommandOptions & { json
 /** `lakerun list`: executors, their tasks and params. */
 export async function listCommand(options: CommandOptions & { markdown?: boolean }): Promise<void> {
   const catalog = new ExecutorCatalog(options.executorDirs);
-  const text = options.markdown ? await executorReferenceMarkdown(catalog) : await executorReferenceText(catalog);
+  const text = options.markdown
+    ? await executorReferenceMarkdown(catalog)
+    : await executorReferenceText(catalog);
   out(options)(text.trimEnd());
 }
 

@@ -126,6 +126,8 @@ export interface ExecutorDefinition<S extends z.ZodType = z.ZodType> {
  *   tasks: { noop: { description: "Does nothing", run: async () => {} } } });
  * ```
  */
-export function defineExecutor<S extends z.ZodType>(definition: ExecutorDefinition<S>): ExecutorDefinition<S> {
+export function defineExecutor<S extends z.ZodType>(
+  definition: ExecutorDefinition<S>,
+): ExecutorDefinition<S> {
   return definition;
 }

@@ -23,9 +23,15 @@ export async function demoCommand(options: CommandOptions & { dir?: string }): P
   const dir = resolve(options.dir ?? "lakerun-demo");
   const archive = await Deno.readFile(DEMO_ARCHIVE);
   const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, (request) => {
-    if (new URL(request.url).pathname !== "/retail_trade_survey.zip") return new Response("not found", { status: 404 });
+    if (new URL(request.url).pathname !== "/retail_trade_survey.zip") {
+      return new Response("not found", { status: 404 });
+    }
     return new Response(archive, {
-      headers: { "content-type": "application/zip", "content-length": String(archive.byteLength), "accept-ranges": "bytes" },
+      headers: {
+        "content-type": "application/zip",
+        "content-length": String(archive.byteLength),
+        "accept-ranges": "bytes",
+      },
     });
   });
   try {
@@ -40,12 +46,16 @@ export async function demoCommand(options: CommandOptions & { dir?: string }): P
     });
     const write = options.write ?? ((line: string) => console.log(line));
     write(`demo: serving the sample archive on http://127.0.0.1:${server.addr.port}/, working in ${dir}`);
-    await runLoadedRoutine(routine, { ...options, cwd: dir, stateDir: options.stateDir ?? resolve(dir, ".lakerun") });
+    await runLoadedRoutine(routine, {
+      ...options,
+      cwd: dir,
+      stateDir: options.stateDir ?? resolve(dir, ".lakerun"),
+    });
     write("");
     write(`files now in ${dir}/data:`);
     for (const line of await tree(resolve(dir, "data"))) write(`  ${line}`);
     write("");
-    write("Next: 'deno task run routines/demo.json' needs a server; 'lakerun plan routines/demo.json' shows each step's permissions.");
+    write("See the permissions each step got: deno run -A main.ts plan routines/demo.json");
   } finally {
     await server.shutdown();
   }

@@ -48,13 +48,20 @@ export class RoutineError extends Error {
  * ```
  */
 export function formatProblem(problem: RoutineProblem): string {
-  return problem.path ? `${problem.where}: ${problem.path}: ${problem.message}` : `${problem.where}: ${problem.message}`;
+  return problem.path
+    ? `${problem.where}: ${problem.path}: ${problem.message}`
+    : `${problem.where}: ${problem.message}`;
 }
 
 /** A task that failed; the run stopped there. */
 export class TaskFailedError extends Error {
   readonly exitCode = EXIT_TASK_FAILED;
-  constructor(readonly stepId: string, readonly executor: string, readonly task: string, readonly reason: string) {
+  constructor(
+    readonly stepId: string,
+    readonly executor: string,
+    readonly task: string,
+    readonly reason: string,
+  ) {
     super(`step ${JSON.stringify(stepId)} (${executor}) task '${task}' failed: ${reason}`);
     this.name = "TaskFailedError";
   }
@@ -99,7 +106,11 @@ function editDistance(a: string, b: string): number {
   for (let i = 1; i <= a.length; i++) {
     const current = [i];
     for (let j = 1; j <= b.length; j++) {
-      current[j] = Math.min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1));
+      current[j] = Math.min(
+        previous[j] + 1,
+        current[j - 1] + 1,
+        previous[j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1),
+      );
     }
     previous = current;
   }

@@ -103,7 +103,10 @@ async function pluginNamesIn(dir: string): Promise<string[]> {
   try {
     for await (const entry of Deno.readDir(dir)) {
       const name = entry.isFile ? entry.name.replace(/\.ts$/, "") : entry.name;
-      if (PLUGIN_NAME.test(name) && (entry.isDirectory ? await isFile(join(dir, name, "mod.ts")) : entry.name.endsWith(".ts"))) {
+      if (
+        PLUGIN_NAME.test(name) &&
+        (entry.isDirectory ? await isFile(join(dir, name, "mod.ts")) : entry.name.endsWith(".ts"))
+      ) {
         names.push(name);
       }
     }
@@ -117,7 +120,9 @@ async function pluginNamesIn(dir: string): Promise<string[]> {
 export function definitionProblem(value: unknown, name: string): string | undefined {
   if (typeof value !== "object" || value === null) return "has no default-exported executor definition";
   const d = value as Partial<ExecutorDefinition>;
-  if (d.name !== name) return `default export is named ${JSON.stringify(d.name)}, expected ${JSON.stringify(name)}`;
+  if (d.name !== name) {
+    return `default export is named ${JSON.stringify(d.name)}, expected ${JSON.stringify(name)}`;
+  }
   if (typeof d.description !== "string") return "definition has no description";
   if (typeof d.params !== "function") return "definition's params must be a function (zod) => schema";
   if (typeof d.permissions !== "function") return "definition has no permissions(params) function";

@@ -65,8 +65,15 @@ export function permissionContext(routine: Routine, cwd: string): PermissionCont
  * scope.net; // ["example.com:443"]
  * ```
  */
-export function stepScope(routine: Routine, step: Step, options: { cwd: string; stateRoot: string }): ResolvedScope {
-  const declared: PermissionScope = step.executor.definition.permissions(step.params, permissionContext(routine, options.cwd));
+export function stepScope(
+  routine: Routine,
+  step: Step,
+  options: { cwd: string; stateRoot: string },
+): ResolvedScope {
+  const declared: PermissionScope = step.executor.definition.permissions(
+    step.params,
+    permissionContext(routine, options.cwd),
+  );
   const stateDir = stepStateDir(resolve(options.cwd, options.stateRoot), routine.name, step.id);
   const paths = (list: string[] | undefined) =>
     unique((list ?? []).map((p) => (isAbsolute(p) ? resolve(p) : resolve(options.cwd, p))));
@@ -96,7 +103,10 @@ export function workerPermissions(scope: ResolvedScope): Deno.PermissionOptionsO
 
 /** The scope as indented lines for `lakerun plan`. */
 export function formatScope(scope: ResolvedScope, indent = "    "): string[] {
-  return SCOPE_KINDS.map((kind) => `${indent}${kind.padEnd(6)}${scope[kind].length ? scope[kind].join(", ") : "-"}`);
+  return SCOPE_KINDS.flatMap((kind) => {
+    const items = scope[kind].length ? scope[kind] : ["-"];
+    return items.map((item, i) => `${indent}${(i === 0 ? kind : "").padEnd(7)}${item}`);
+  });
 }
 
 function unique(items: string[]): string[] {

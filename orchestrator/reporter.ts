@@ -89,9 +89,13 @@ export function consoleReporter(options: ConsoleReporterOptions = {}): Reporter 
     progress ??= { started: now, lastLine: now, lastDraw: 0 };
     const seconds = Math.max((now - progress.started) / 1000, 0.001);
     const rate = bytes / seconds;
-    const parts = [`    ${label ?? "progress"}: ${formatBytes(bytes)}${total ? ` of ${formatBytes(total)}` : ""}`];
+    const parts = [
+      `    ${label ?? "progress"}: ${formatBytes(bytes)}${total ? ` of ${formatBytes(total)}` : ""}`,
+    ];
     parts.push(`${formatBytes(rate)}/s`);
-    if (total && rate > 0 && bytes < total) parts.push(`ETA ${formatDuration(((total - bytes) / rate) * 1000)}`);
+    if (total && rate > 0 && bytes < total) {
+      parts.push(`ETA ${formatDuration(((total - bytes) / rate) * 1000)}`);
+    }
     const text = parts.join("  ");
     if (progressLine) {
       if (now - progress.lastDraw > 100) {
@@ -107,7 +111,9 @@ export function consoleReporter(options: ConsoleReporterOptions = {}): Reporter 
 
   return {
     routineStarted(routine) {
-      write(`lakerun · ${routine.name} · ${routine.steps.length} step${routine.steps.length === 1 ? "" : "s"}`);
+      write(
+        `lakerun · ${routine.name} · ${routine.steps.length} step${routine.steps.length === 1 ? "" : "s"}`,
+      );
     },
     stepStarted(step, total) {
       const label = step.id === step.executor.name ? step.id : `${step.id} (${step.executor.name})`;
@@ -133,7 +139,9 @@ export function consoleReporter(options: ConsoleReporterOptions = {}): Reporter 
         }
         case "task-end": {
           clearLive();
-          const what = moved.files ? `  ${moved.files} file${moved.files === 1 ? "" : "s"}, ${formatBytes(moved.bytes)}` : "";
+          const what = moved.files
+            ? `  ${moved.files} file${moved.files === 1 ? "" : "s"}, ${formatBytes(moved.bytes)}`
+            : "";
           write(`  ✓ ${message.task}${what}  ${formatDuration(message.ms)}`);
           break;
         }

@@ -8,9 +8,9 @@
 import { dirname, resolve } from "node:path";
 import { z } from "zod";
 import type { ExecutorDefinition, S3Settings } from "./contract.ts";
-import { RoutineError, type RoutineProblem, nearestName } from "./errors.ts";
+import { nearestName, RoutineError, type RoutineProblem } from "./errors.ts";
 import { ExecutorCatalog, PluginError, type ResolvedExecutor } from "./executors.ts";
-import { formatJsonPath, type JsonPath, JsonSyntaxError, parseJson, type ParsedJson } from "./json.ts";
+import { formatJsonPath, type JsonPath, JsonSyntaxError, type ParsedJson, parseJson } from "./json.ts";
 
 /** One step of a routine: an executor with its params and the tasks to run, in order. */
 export interface Step {
@@ -112,7 +112,10 @@ export async function parseRoutine(
 
   const name = root.routine_name;
   if (typeof name !== "string" || name.trim() === "") {
-    report(["routine_name"], name === undefined ? "missing (a non-empty string)" : "must be a non-empty string");
+    report(
+      ["routine_name"],
+      name === undefined ? "missing (a non-empty string)" : "must be a non-empty string",
+    );
   } else if (name.length > 200) {
     report(["routine_name"], "longer than 200 characters");
   }
@@ -131,7 +134,9 @@ export async function parseRoutine(
   }
   for (const dir of pluginDirs) {
     try {
-      if (!(await Deno.stat(dir)).isDirectory) report(dirsValue === undefined ? [] : ["executors_dir"], `plugin folder ${dir} is not a folder`);
+      if (!(await Deno.stat(dir)).isDirectory) {
+        report(dirsValue === undefined ? [] : ["executors_dir"], `plugin folder ${dir} is not a folder`);
+      }
     } catch {
       report(dirsValue === undefined ? [] : ["executors_dir"], `plugin folder ${dir} does not exist`);
     }
@@ -200,7 +205,9 @@ async function validateStep(
       executorPath,
       `unknown executor ${JSON.stringify(executorName)}${hint ? ` (did you mean '${hint}'?)` : ""}; known: ${
         known.join(", ")
-      }${value.executor === undefined ? "; a step id that is not an executor name needs an \"executor\" key" : ""}`,
+      }${
+        value.executor === undefined ? '; a step id that is not an executor name needs an "executor" key' : ""
+      }`,
     );
     return undefined;
   }
@@ -210,7 +217,10 @@ async function validateStep(
   if (value.tasks === undefined) {
     report(at, `missing 'tasks' (a list of: ${Object.keys(definition.tasks).join(", ")})`);
   } else if (!Array.isArray(value.tasks) || value.tasks.length === 0) {
-    report([...at, "tasks"], `must be a non-empty list of task names (${Object.keys(definition.tasks).join(", ")})`);
+    report(
+      [...at, "tasks"],
+      `must be a non-empty list of task names (${Object.keys(definition.tasks).join(", ")})`,
+    );
   } else {
     tasks = value.tasks as string[];
     tasks.forEach((task, i) => {
@@ -220,9 +230,9 @@ async function validateStep(
         const hint = nearestName(task, Object.keys(definition.tasks));
         report(
           [...at, "tasks", i],
-          `${executor.name} has no task ${JSON.stringify(task)}${hint ? ` (did you mean '${hint}'?)` : ""}; its tasks: ${
-            Object.keys(definition.tasks).join(", ")
-          }`,
+          `${executor.name} has no task ${JSON.stringify(task)}${
+            hint ? ` (did you mean '${hint}'?)` : ""
+          }; its tasks: ${Object.keys(definition.tasks).join(", ")}`,
         );
       }
     });
@@ -276,7 +286,12 @@ function reportIssue(
     const known = knownKeysAt(schema, relative);
     for (const key of issue.keys) {
       const hint = nearestName(key, known);
-      report([...path, key], `unknown param for ${executor}${hint ? ` (did you mean '${hint}'?)` : ""}; allowed: ${known.join(", ")}`);
+      report(
+        [...path, key],
+        `unknown param for ${executor}${hint ? ` (did you mean '${hint}'?)` : ""}; allowed: ${
+          known.join(", ")
+        }`,
+      );
     }
     return;
   }
@@ -291,7 +306,10 @@ function reportIssue(
   report(path, issue.message.replace(/^Invalid input: /, ""));
 }
 
-function validateS3Block(value: unknown, report: (path: JsonPath, message: string) => void): S3Settings | undefined {
+function validateS3Block(
+  value: unknown,
+  report: (path: JsonPath, message: string) => void,
+): S3Settings | undefined {
   if (value === undefined) return undefined;
   if (!isPlainObject(value)) {
     report(["s3"], "must be an object with endpoint, region, force_path_style, checksum_mode");
@@ -310,12 +328,13 @@ function validateS3Block(value: unknown, report: (path: JsonPath, message: strin
     } else settings.region = value.region;
   }
   if (value.force_path_style !== undefined) {
-    if (typeof value.force_path_style !== "boolean") report(["s3", "force_path_style"], "must be true or false");
-    else settings.force_path_style = value.force_path_style;
+    if (typeof value.force_path_style !== "boolean") {
+      report(["s3", "force_path_style"], "must be true or false");
+    } else settings.force_path_style = value.force_path_style;
   }
   if (value.checksum_mode !== undefined) {
     if (value.checksum_mode !== "WHEN_REQUIRED" && value.checksum_mode !== "WHEN_SUPPORTED") {
-      report(["s3", "checksum_mode"], "must be \"WHEN_REQUIRED\" or \"WHEN_SUPPORTED\"");
+      report(["s3", "checksum_mode"], 'must be "WHEN_REQUIRED" or "WHEN_SUPPORTED"');
     } else settings.checksum_mode = value.checksum_mode;
   }
   return settings;
@@ -330,7 +349,10 @@ function checkKeys(
   for (const key of Object.keys(object)) {
     if (allowed.includes(key)) continue;
     const hint = nearestName(key, allowed);
-    report([...at, key], `unknown key${hint ? ` (did you mean '${hint}'?)` : ""}; allowed: ${allowed.join(", ")}`);
+    report(
+      [...at, key],
+      `unknown key${hint ? ` (did you mean '${hint}'?)` : ""}; allowed: ${allowed.join(", ")}`,
+    );
   }
 }
 

@@ -44,7 +44,11 @@ export async function runRoutine(routine: Routine, options: RunOptions): Promise
   const scopes: ResolvedScope[] = routine.steps.map((step) => stepScope(routine, step, { cwd, stateRoot }));
   reporter.routineStarted(routine);
 
-  const sandboxFor = (i: number) => (options.inProcess || i >= routine.steps.length ? undefined : startStepSandbox(routine.steps[i].executor.moduleUrl, scopes[i]));
+  const sandboxFor = (
+    i: number,
+  ) => (options.inProcess || i >= routine.steps.length
+    ? undefined
+    : startStepSandbox(routine.steps[i].executor.moduleUrl, scopes[i]));
   let next: StepSandbox | undefined = sandboxFor(0);
   try {
     for (const [i, step] of routine.steps.entries()) {
@@ -72,7 +76,9 @@ export async function runRoutine(routine: Routine, options: RunOptions): Promise
       };
       if (sandbox) await sandbox.run(request, onMessage, options.signal);
       else await runInProcess(step, request, onMessage, options.signal);
-      if (failure) throw new TaskFailedError(step.id, step.executor.name, failure.task, failure.error.message);
+      if (failure) {
+        throw new TaskFailedError(step.id, step.executor.name, failure.task, failure.error.message);
+      }
     }
     reporter.routineFinished(true, performance.now() - started);
   } catch (error) {
@@ -82,6 +88,11 @@ export async function runRoutine(routine: Routine, options: RunOptions): Promise
   }
 }
 
-async function runInProcess(step: Step, request: StepRequest, onMessage: (m: StepMessage) => void, signal?: AbortSignal) {
+async function runInProcess(
+  step: Step,
+  request: StepRequest,
+  onMessage: (m: StepMessage) => void,
+  signal?: AbortSignal,
+) {
   await runStepTasks(step.executor.definition, request, onMessage, signal ?? new AbortController().signal);
 }

@@ -38,7 +38,9 @@ export interface StepSandbox {
  * ```
  */
 export function startStepSandbox(executorModuleUrl: string, scope: ResolvedScope): StepSandbox {
-  const source = URL.createObjectURL(new Blob([stepWorkerSource(executorModuleUrl)], { type: "text/javascript" }));
+  const source = URL.createObjectURL(
+    new Blob([stepWorkerSource(executorModuleUrl)], { type: "text/javascript" }),
+  );
   const worker = new Worker(source, {
     type: "module",
     name: "lakerun-step",
@@ -91,7 +93,12 @@ export function startStepSandbox(executorModuleUrl: string, scope: ResolvedScope
           fail({ type: "task-failed", task: currentTask, ms: 0, error: describeFailure(error) });
         };
         worker.onmessageerror = () => {
-          fail({ type: "task-failed", task: currentTask, ms: 0, error: { message: "a message from the step could not be read" } });
+          fail({
+            type: "task-failed",
+            task: currentTask,
+            ms: 0,
+            error: { message: "a message from the step could not be read" },
+          });
         };
         if (signal?.aborted) return onAbort();
         signal?.addEventListener("abort", onAbort, { once: true });

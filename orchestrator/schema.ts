@@ -13,7 +13,10 @@ type JsonSchema = Record<string, any>;
 
 /** The JSON Schema of an executor's params, as users write them (defaults make params optional). */
 export function paramsJsonSchema(definition: ExecutorDefinition): JsonSchema {
-  const schema = z.toJSONSchema(paramsSchemaOf(definition), { io: "input", unrepresentable: "any" }) as JsonSchema;
+  const schema = z.toJSONSchema(paramsSchemaOf(definition), {
+    io: "input",
+    unrepresentable: "any",
+  }) as JsonSchema;
   delete schema.$schema;
   return schema;
 }
@@ -38,14 +41,19 @@ export async function routineJsonSchema(catalog: ExecutorCatalog): Promise<JsonS
       type: "object",
       description: definition.description,
       properties: {
-        executor: { const: name, description: "The executor this step runs (needed when the key is a step id)." },
+        executor: {
+          const: name,
+          description: "The executor this step runs (needed when the key is a step id).",
+        },
         description: { type: "string" },
         params: paramsJsonSchema(definition),
         tasks: {
           type: "array",
           minItems: 1,
           items: { enum: Object.keys(definition.tasks) },
-          description: Object.entries(definition.tasks).map(([task, t]) => `${task}: ${t.description}`).join("\n"),
+          description: Object.entries(definition.tasks).map(([task, t]) => `${task}: ${t.description}`).join(
+            "\n",
+          ),
         },
       },
       required: executorRequired ? ["executor", "tasks"] : ["tasks"],
@@ -64,7 +72,8 @@ export async function routineJsonSchema(catalog: ExecutorCatalog): Promise<JsonS
       routine_name: { type: "string", minLength: 1, maxLength: 200, description: "Name of the routine." },
       executors: {
         type: "object",
-        description: "Steps, run in file order. A key is an executor name, or any step id with an \"executor\" key.",
+        description:
+          'Steps, run in file order. A key is an executor name, or any step id with an "executor" key.',
         minProperties: 1,
         properties: named,
         additionalProperties: { oneOf: withExecutorKey },
@@ -143,6 +152,9 @@ function typeName(schema: JsonSchema): string {
     if (Array.isArray(schema.prefixItems)) return `[${schema.prefixItems.map(typeName).join(", ")}]`;
     return `${schema.items ? typeName(schema.items) : "any"}[]`;
   }
+  if (schema.type === "object" && !schema.properties && typeof schema.additionalProperties === "object") {
+    return `object of ${typeName(schema.additionalProperties)}`;
+  }
   if (schema.type === "integer") return "integer";
   if (schema.type) return String(schema.type);
   return "any";
@@ -167,7 +179,10 @@ export async function executorReferenceMarkdown(catalog: ExecutorCatalog): Promi
     out.push("", "| param | type | required | default | description |", "| --- | --- | --- | --- | --- |");
     for (const row of paramRows(definition)) {
       const fallback = row.default === undefined ? "" : `\`${JSON.stringify(row.default)}\``;
-      out.push(`| \`${row.name}\` | ${row.type} | ${row.required ? "yes" : "no"} | ${fallback} | ${row.description} |`);
+      const description = row.description.replaceAll("<", "&lt;").replaceAll(">", "&gt;");
+      out.push(
+        `| \`${row.name}\` | ${row.type} | ${row.required ? "yes" : "no"} | ${fallback} | ${description} |`,
+      );
     }
     out.push("");
   }
@@ -185,14 +200,18 @@ export async function executorReferenceText(catalog: ExecutorCatalog): Promise<s
     out.push(`  ${definition.description}`);
     out.push("  tasks:");
     const taskWidth = Math.max(...Object.keys(definition.tasks).map((t) => t.length));
-    for (const [task, t] of Object.entries(definition.tasks)) out.push(`    ${task.padEnd(taskWidth)}  ${t.description}`);
+    for (const [task, t] of Object.entries(definition.tasks)) {
+      out.push(`    ${task.padEnd(taskWidth)}  ${t.description}`);
+    }
     out.push("  params:");
     const rows = paramRows(definition);
     const width = Math.max(...rows.map((r) => r.name.length));
     for (const row of rows) {
       const bits = [row.type.replaceAll("\\|", "|"), row.required ? "required" : "optional"];
       if (row.default !== undefined) bits.push(`default ${JSON.stringify(row.default)}`);
-      out.push(`    ${row.name.padEnd(width)}  ${bits.join(", ")}${row.description ? ` — ${row.description}` : ""}`);
+      out.push(
+        `    ${row.name.padEnd(width)}  ${bits.join(", ")}${row.description ? ` — ${row.description}` : ""}`,
+      );
     }
     out.push("");
   }

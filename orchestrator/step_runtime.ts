@@ -49,7 +49,11 @@ export function describeFailure(error: unknown): FailureInfo {
   const denial = /Requires (\w+) access to "?([^",]*)"?/.exec(error.message);
   if (error.name === "NotCapable" || (error.name === "PermissionDenied" && denial)) {
     const what = denial ? `${denial[1]} access to ${denial[2]}` : error.message;
-    return { message: `permission denied: ${what} is outside this step's scope`, stack: error.stack, permission: true };
+    return {
+      message: `permission denied: ${what} is outside this step's scope`,
+      stack: error.stack,
+      permission: true,
+    };
   }
   const cause = error.cause instanceof Error ? describeFailure(error.cause) : undefined;
   if (cause?.permission) return { ...cause, stack: error.stack };
@@ -70,7 +74,12 @@ export async function runStepTasks(
   for (const task of request.tasks) {
     const started = performance.now();
     if (!Object.hasOwn(definition.tasks, task)) {
-      emit({ type: "task-failed", task, ms: 0, error: { message: `${request.executor} has no task '${task}'` } });
+      emit({
+        type: "task-failed",
+        task,
+        ms: 0,
+        error: { message: `${request.executor} has no task '${task}'` },
+      });
       return false;
     }
     emit({ type: "task-start", task });

@@ -28,7 +28,9 @@ export function serveStep(definition: ExecutorDefinition): void {
   };
   // an error thrown outside the task's own promise (a timer, a stray rejection) fails the running task
   const failUncaught = (error: unknown) =>
-    self.postMessage({ type: "task-failed", task: currentTask, ms: 0, error: describeFailure(error) } satisfies StepMessage);
+    self.postMessage(
+      { type: "task-failed", task: currentTask, ms: 0, error: describeFailure(error) } satisfies StepMessage,
+    );
   self.addEventListener("error", (event) => {
     event.preventDefault();
     failUncaught(event.error ?? new Error(event.message));

@@ -20,7 +20,10 @@ function probeRoutine(task: string, target: string, extra: Record<string, unknow
 
 Deno.test("a step may write inside its scope", async () => {
   await using dir = await tempDir();
-  const { error } = await runRoutineJson(probeRoutine("write_inside", ""), { cwd: dir.path, executorDirs: [PLUGINS] });
+  const { error } = await runRoutineJson(probeRoutine("write_inside", ""), {
+    cwd: dir.path,
+    executorDirs: [PLUGINS],
+  });
   assert.equal(error, undefined);
   assert.equal(await Deno.readTextFile(join(dir.path, "own/ok.txt")), "ok\n");
 });
@@ -29,24 +32,40 @@ Deno.test("reading outside the scope fails the step, naming step and file; earli
   await using dir = await tempDir();
   const secret = join(dir.path, "secret.txt");
   await Deno.writeTextFile(secret, "s3cr3t");
-  const { lines, error } = await runRoutineJson(probeRoutine("read_target", secret), { cwd: dir.path, executorDirs: [PLUGINS] });
+  const { lines, error } = await runRoutineJson(probeRoutine("read_target", secret), {
+    cwd: dir.path,
+    executorDirs: [PLUGINS],
+  });
   assert.ok(error, "the run must fail");
-  assert.match(error.message, /step "probe" \(ProbeExecutor\) task 'read_target' failed: permission denied: read access to .*secret\.txt is outside this step's scope/);
+  assert.match(
+    error.message,
+    /step "probe" \(ProbeExecutor\) task 'read_target' failed: permission denied: read access to .*secret\.txt is outside this step's scope/,
+  );
   assert.ok(!lines.join("\n").includes("s3cr3t"));
-  assert.equal(await Deno.readTextFile(join(dir.path, "own/ok.txt")), "ok\n", "the first step's output is intact");
+  assert.equal(
+    await Deno.readTextFile(join(dir.path, "own/ok.txt")),
+    "ok\n",
+    "the first step's output is intact",
+  );
 });
 
 Deno.test("writing outside the scope is refused and nothing is written", async () => {
   await using dir = await tempDir();
   const target = join(dir.path, "outside.txt");
-  const { error } = await runRoutineJson(probeRoutine("write_target", target), { cwd: dir.path, executorDirs: [PLUGINS] });
+  const { error } = await runRoutineJson(probeRoutine("write_target", target), {
+    cwd: dir.path,
+    executorDirs: [PLUGINS],
+  });
   assert.match(error?.message ?? "", /permission denied: write access to .*outside\.txt/);
   await assert.rejects(Deno.stat(target), Deno.errors.NotFound);
 });
 
 Deno.test("a path that climbs out of the folder with .. is outside the scope", async () => {
   await using dir = await tempDir();
-  const { error } = await runRoutineJson(probeRoutine("write_target", "own/../escaped.txt"), { cwd: dir.path, executorDirs: [PLUGINS] });
+  const { error } = await runRoutineJson(probeRoutine("write_target", "own/../escaped.txt"), {
+    cwd: dir.path,
+    executorDirs: [PLUGINS],
+  });
   assert.match(error?.message ?? "", /permission denied: write access to .*escaped\.txt/);
   await assert.rejects(Deno.stat(join(dir.path, "escaped.txt")), Deno.errors.NotFound);
 });
@@ -55,25 +74,49 @@ Deno.test("an undeclared environment variable is refused; a declared one is read
   await using dir = await tempDir();
   Deno.env.set("LAKERUN_PROBE_ALLOWED", "yes");
   Deno.env.set("LAKERUN_PROBE_SECRET", "hidden");
-  const allowed = await runRoutineJson(probeRoutine("read_env", "LAKERUN_PROBE_ALLOWED"), { cwd: dir.path, executorDirs: [PLUGINS] });
+  const allowed = await runRoutineJson(probeRoutine("read_env", "LAKERUN_PROBE_ALLOWED"), {
+    cwd: dir.path,
+    executorDirs: [PLUGINS],
+  });
   assert.equal(allowed.error, undefined);
   assert.ok(allowed.lines.some((line) => line.includes("value: yes")));
-  const denied = await runRoutineJson(probeRoutine("read_env", "LAKERUN_PROBE_SECRET"), { cwd: dir.path, executorDirs: [PLUGINS] });
-  assert.match(denied.error?.message ?? "", /permission denied: env access to LAKERUN_PROBE_SECRET is outside this step's scope/);
+  const denied = await runRoutineJson(probeRoutine("read_env", "LAKERUN_PROBE_SECRET"), {
+    cwd: dir.path,
+    executorDirs: [PLUGINS],
+  });
+  assert.match(
+    denied.error?.message ?? "",
+    /permission denied: env access to LAKERUN_PROBE_SECRET is outside this step's scope/,
+  );
 });
 
 Deno.test("connecting to a host other than the declared one is refused", async () => {
   await using dir = await tempDir();
-  const allowedServer = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, () => new Response("allowed"));
-  const otherServer = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, () => new Response("other"));
+  const allowedServer = Deno.serve(
+    { hostname: "127.0.0.1", port: 0, onListen() {} },
+    () => new Response("allowed"),
+  );
+  const otherServer = Deno.serve(
+    { hostname: "127.0.0.1", port: 0, onListen() {} },
+    () => new Response("other"),
+  );
   try {
     const host = `127.0.0.1:${allowedServer.addr.port}`;
-    const ok = await runRoutineJson(probeRoutine("fetch_target", `http://${host}/`, { host }), { cwd: dir.path, executorDirs: [PLUGINS] });
+    const ok = await runRoutineJson(probeRoutine("fetch_target", `http://${host}/`, { host }), {
+      cwd: dir.path,
+      executorDirs: [PLUGINS],
+    });
     assert.equal(ok.error, undefined);
     assert.ok(ok.lines.some((line) => line.includes("status 200: allowed")));
     const other = `http://127.0.0.1:${otherServer.addr.port}/`;
-    const denied = await runRoutineJson(probeRoutine("fetch_target", other, { host }), { cwd: dir.path, executorDirs: [PLUGINS] });
-    assert.match(denied.error?.message ?? "", new RegExp(`permission denied: net access to 127\\.0\\.0\\.1:${otherServer.addr.port}`));
+    const denied = await runRoutineJson(probeRoutine("fetch_target", other, { host }), {
+      cwd: dir.path,
+      executorDirs: [PLUGINS],
+    });
+    assert.match(
+      denied.error?.message ?? "",
+      new RegExp(`permission denied: net access to 127\\.0\\.0\\.1:${otherServer.addr.port}`),
+    );
   } finally {
     await allowedServer.shutdown();
     await otherServer.shutdown();
@@ -82,31 +125,49 @@ Deno.test("connecting to a host other than the declared one is refused", async (
 
 Deno.test("starting a program is refused when the scope has no run permission", async () => {
   await using dir = await tempDir();
-  const { error } = await runRoutineJson(probeRoutine("run_target", "true"), { cwd: dir.path, executorDirs: [PLUGINS] });
+  const { error } = await runRoutineJson(probeRoutine("run_target", "true"), {
+    cwd: dir.path,
+    executorDirs: [PLUGINS],
+  });
   assert.match(error?.message ?? "", /permission denied: run access to true/);
 });
 
 Deno.test("an uncaught error inside a step fails that step, not the parent", async () => {
   await using dir = await tempDir();
-  const { error } = await runRoutineJson(probeRoutine("crash_unhandled", ""), { cwd: dir.path, executorDirs: [PLUGINS] });
+  const { error } = await runRoutineJson(probeRoutine("crash_unhandled", ""), {
+    cwd: dir.path,
+    executorDirs: [PLUGINS],
+  });
   assert.match(error?.message ?? "", /task 'crash_unhandled' failed: .*boom from a timer/);
   // the parent still runs routines afterwards
-  const again = await runRoutineJson(probeRoutine("write_inside", ""), { cwd: dir.path, executorDirs: [PLUGINS] });
+  const again = await runRoutineJson(probeRoutine("write_inside", ""), {
+    cwd: dir.path,
+    executorDirs: [PLUGINS],
+  });
   assert.equal(again.error, undefined);
 });
 
 Deno.test("the command line reports a denial in one line and exits 1", async () => {
   await using dir = await tempDir();
-  await Deno.writeTextFile(join(dir.path, "r.json"), JSON.stringify(probeRoutine("read_target", "/etc/hostname")));
+  await Deno.writeTextFile(
+    join(dir.path, "r.json"),
+    JSON.stringify(probeRoutine("read_target", "/etc/hostname")),
+  );
   const result = await lakerun(["run", "--executors", PLUGINS, "r.json"], { cwd: dir.path });
   assert.equal(result.code, 1);
-  assert.match(result.stderr, /^step "probe" \(ProbeExecutor\) task 'read_target' failed: permission denied: read access to \/etc\/hostname is outside this step's scope\n$/);
-  assert.doesNotMatch(result.stderr + result.stdout, /    at /, "no stack trace without --debug");
+  assert.match(
+    result.stderr,
+    /^step "probe" \(ProbeExecutor\) task 'read_target' failed: permission denied: read access to \/etc\/hostname is outside this step's scope\n$/,
+  );
+  assert.doesNotMatch(result.stderr + result.stdout, / {4}at /, "no stack trace without --debug");
 });
 
 Deno.test("plan shows the exact scope each Worker gets", async () => {
   await using dir = await tempDir();
-  await Deno.writeTextFile(join(dir.path, "r.json"), JSON.stringify(probeRoutine("read_target", "x", { host: "example.org:8443" })));
+  await Deno.writeTextFile(
+    join(dir.path, "r.json"),
+    JSON.stringify(probeRoutine("read_target", "x", { host: "example.org:8443" })),
+  );
   const result = await lakerun(["plan", "--json", "--executors", PLUGINS, "r.json"], { cwd: dir.path });
   assert.equal(result.code, 0, result.stderr);
   const plan = JSON.parse(result.stdout);
@@ -116,7 +177,10 @@ Deno.test("plan shows the exact scope each Worker gets", async () => {
   assert.deepEqual(probe.permissions.env, ["LAKERUN_PROBE_ALLOWED"]);
   assert.deepEqual(probe.permissions.run, []);
   const real = await Deno.realPath(dir.path);
-  assert.ok(probe.permissions.write.includes(join(real, "own")) || probe.permissions.write.includes(join(dir.path, "own")));
+  assert.ok(
+    probe.permissions.write.includes(join(real, "own")) ||
+      probe.permissions.write.includes(join(dir.path, "own")),
+  );
   assert.ok(probe.permissions.write.some((p: string) => p.includes("/.lakerun/")), "the step's state folder");
   assert.equal(probe.permissions.write.length, 2);
 });

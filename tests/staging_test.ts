@@ -17,7 +17,10 @@ function staging(params: Record<string, unknown>, tasks = ["transfer", "post_sta
   return {
     routine_name: "staging",
     executors: {
-      StagingExecutor: { params: { parent_directory: "data/landing", dump_directory: "data/staging", ...params }, tasks },
+      StagingExecutor: {
+        params: { parent_directory: "data/landing", dump_directory: "data/staging", ...params },
+        tasks,
+      },
     },
   };
 }
@@ -37,12 +40,18 @@ Deno.test("transfer then post_staging archive: staged copies, landing emptied in
 Deno.test("post_staging delete removes landing files; archive_directory is honoured", async () => {
   await using dir = await tempDir();
   await landing(dir.path, { "a.csv": "a" });
-  assert.equal((await runRoutineJson(staging({ archive_or_delete: "delete" }), { cwd: dir.path })).error, undefined);
+  assert.equal(
+    (await runRoutineJson(staging({ archive_or_delete: "delete" }), { cwd: dir.path })).error,
+    undefined,
+  );
   assert.deepEqual(await readTree(join(dir.path, "data/landing")), {});
   await assert.rejects(Deno.stat(join(dir.path, "data/archive")), Deno.errors.NotFound);
 
   await landing(dir.path, { "b.csv": "b" });
-  assert.equal((await runRoutineJson(staging({ archive_directory: "old" }), { cwd: dir.path })).error, undefined);
+  assert.equal(
+    (await runRoutineJson(staging({ archive_directory: "old" }), { cwd: dir.path })).error,
+    undefined,
+  );
   assert.deepEqual(await readTree(join(dir.path, "old")), { "b.csv": "b" });
 });
 
@@ -59,7 +68,9 @@ Deno.test("post_staging refuses to archive a file whose staged copy differs, and
 Deno.test("post_staging without a staged copy fails and deletes nothing", async () => {
   await using dir = await tempDir();
   await landing(dir.path, { "a.csv": "a" });
-  const { error } = await runRoutineJson(staging({ archive_or_delete: "delete" }, ["post_staging"]), { cwd: dir.path });
+  const { error } = await runRoutineJson(staging({ archive_or_delete: "delete" }, ["post_staging"]), {
+    cwd: dir.path,
+  });
   assert.match(error?.message ?? "", /a\.csv has no staged copy .*run 'transfer' first/);
   assert.deepEqual(await readTree(join(dir.path, "data/landing")), { "a.csv": "a" });
 });
@@ -115,7 +126,9 @@ Deno.test("py_exec transform runs the notebook's contract, with and without args
       "    print('transformed', len(os.listdir(parent)))",
     ].join("\n"),
   );
-  const withArgs = await runRoutineJson(staging({ py_exec_path: "tx", py_exec_args: { suffix: ".up" } }), { cwd: dir.path });
+  const withArgs = await runRoutineJson(staging({ py_exec_path: "tx", py_exec_args: { suffix: ".up" } }), {
+    cwd: dir.path,
+  });
   assert.equal(withArgs.error, undefined, withArgs.lines.join("\n"));
   assert.ok(withArgs.lines.some((l) => l.includes("py_exec: transformed 1")));
   assert.deepEqual(await readTree(join(dir.path, "data/staging")), { "a.csv.up": "X\n" });
@@ -136,7 +149,10 @@ Deno.test("a failing py_exec fails transfer with its last stderr lines, stages n
     "def main(parent, dump):\n    open(dump + '/partial.csv', 'w').write('half')\n    raise ValueError('bad row 7')\n",
   );
   const { error } = await runRoutineJson(staging({ py_exec_path: "tx" }), { cwd: dir.path });
-  assert.match(error?.message ?? "", /task 'transfer' failed: py_exec failed \(exit 1\): .*ValueError: bad row 7/);
+  assert.match(
+    error?.message ?? "",
+    /task 'transfer' failed: py_exec failed \(exit 1\): .*ValueError: bad row 7/,
+  );
   assert.deepEqual(await readTree(join(dir.path, "data/staging")), {}, "no partial output");
   assert.deepEqual(await readTree(join(dir.path, "data/landing")), { "a.csv": "x" });
 });
@@ -146,7 +162,9 @@ Deno.test("post_staging after a transform needs the transform to have succeeded"
   await landing(dir.path, { "a.csv": "x" });
   await Deno.mkdir(join(dir.path, "tx"));
   await Deno.writeTextFile(join(dir.path, "tx/py_exec.py"), "def main(parent, dump):\n    pass\n");
-  const { error } = await runRoutineJson(staging({ py_exec_path: "tx" }, ["post_staging"]), { cwd: dir.path });
+  const { error } = await runRoutineJson(staging({ py_exec_path: "tx" }, ["post_staging"]), {
+    cwd: dir.path,
+  });
   assert.match(error?.message ?? "", /a\.csv was not read by a successful transform; run 'transfer' first/);
   assert.deepEqual(await readTree(join(dir.path, "data/landing")), { "a.csv": "x" });
 });
@@ -162,7 +180,10 @@ Deno.test("transform_module: a sandboxed TypeScript transform with read on paren
       await Deno.writeTextFile(dump + "/a.json", JSON.stringify(out));
     };`,
   );
-  const ok = await runRoutineJson(staging({ transform_module: "transform.ts", transform_args: { factor: 10 } }), { cwd: dir.path });
+  const ok = await runRoutineJson(
+    staging({ transform_module: "transform.ts", transform_args: { factor: 10 } }),
+    { cwd: dir.path },
+  );
   assert.equal(ok.error, undefined, ok.lines.join("\n"));
   assert.deepEqual(await readTree(join(dir.path, "data/staging")), { "a.json": '"10,20"' });
 

@@ -1,0 +1,212 @@
+/**
+ * The command line: exit codes, one-line errors naming file, line, JSON path, executor and task; hostile
+ * names refused as unknown; nothing runs when any part of a routine is invalid.
+ */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import denoConfig from "../deno.json" with { type: "json" };
+import { lakerun, readTree, ROOT, tempDir } from "./support/lakerun.ts";
+
+async function write(dir: string, name: string, value: unknown): Promise<string> {
+  const path = join(dir, name);
+  await Deno.writeTextFile(path, typeof value === "string" ? value : JSON.stringify(value, null, 2));
+  return path;
+}
+
+const stagingStep = (extra: Record<string, unknown> = {}) => ({
+  params: { parent_directory: "in", dump_directory: "out", ...extra },
+  tasks: ["transfer"],
+});
+
+Deno.test("--version and --help exit 0", async () => {
+  const version = await lakerun(["--version"]);
+  assert.equal(version.code, 0);
+  assert.match(version.stdout, new RegExp(`^lakerun ${denoConfig.version.replaceAll(".", "\\.")} \\(deno `));
+  const help = await lakerun(["--help"]);
+  assert.equal(help.code, 0);
+  for (const command of ["[run]", "validate", "plan", "list", "schema", "demo"]) {
+    assert.ok(help.stdout.includes(`lakerun ${command} `));
+  }
+});
+
+Deno.test("command-line mistakes exit 2 with one line", async () => {
+  for (
+    const [args, message] of [
+      [[], /no routine given/],
+      [["--nope"], /unknown option '--nope'/],
+      [["validate"], /'validate' takes exactly one routine file/],
+      [["list", "extra"], /'list' takes no arguments/],
+      [["frobnicate"], /'frobnicate' is neither a command/],
+      [["missing.json"], /missing\.json: cannot read routine file: no such file/],
+    ] as Array<[string[], RegExp]>
+  ) {
+    const result = await lakerun(args);
+    assert.equal(result.code, 2, args.join(" "));
+    assert.match(result.stderr, message);
+    assert.equal(result.stderr.trim().split("\n").length, 1, result.stderr);
+  }
+});
+
+Deno.test("invalid JSON names file, line and column; exit 2", async () => {
+  await using dir = await tempDir();
+  await write(dir.path, "r.json", '{\n  "routine_name": "x",\n  "executors": {,}\n}');
+  const result = await lakerun(["validate", "r.json"], { cwd: dir.path });
+  assert.equal(result.code, 2);
+  assert.equal(result.stderr, 'lakerun: r.json:3:17: invalid JSON: expected a quoted key, unexpected ","\n');
+});
+
+Deno.test("every problem is listed, one line each, with its JSON path; nothing runs", async () => {
+  await using dir = await tempDir();
+  await Deno.mkdir(join(dir.path, "in"));
+  await Deno.writeTextFile(join(dir.path, "in/a.csv"), "a");
+  await write(dir.path, "r.json", {
+    routine_name: "x",
+    executors: {
+      StagingExecutor: stagingStep(), // valid, and first: it must not run
+      DownloadExecutor: { params: {}, tasks: ["download"] },
+      second: {
+        executor: "StagingExecutor",
+        params: { parent_directory: 3, dump_directory: "o", archive_or_delet: "x" },
+        tasks: ["transfer", "trasnfer"],
+      },
+      third: { executor: "DownloaderExecutor", params: { landing_directory: "l" }, tasks: ["download"] },
+    },
+  });
+  const result = await lakerun(["run", "r.json"], { cwd: dir.path });
+  assert.equal(result.code, 2);
+  const lines = result.stderr.trim().split("\n");
+  const expected = [
+    /^r\.json:\d+:\d+: executors\.DownloadExecutor: unknown executor "DownloadExecutor" \(did you mean 'DownloaderExecutor'\?\); known: DownloaderExecutor, StagingExecutor/,
+    /^r\.json:\d+:\d+: executors\.second\.tasks\[1\]: StagingExecutor has no task "trasnfer" \(did you mean 'transfer'\?\); its tasks: transfer, post_staging$/,
+    /^r\.json:\d+:\d+: executors\.second\.params\.parent_directory: expected string, received number$/,
+    /^r\.json:\d+:\d+: executors\.second\.params\.archive_or_delet: unknown param for StagingExecutor \(did you mean 'archive_or_delete'\?\)/,
+    /^r\.json:\d+:\d+: executors\.third\.params\.requests_arguments: missing \(expected object\)$/,
+  ];
+  assert.equal(lines.length, expected.length, result.stderr);
+  expected.forEach((pattern, i) => assert.match(lines[i], pattern));
+  assert.equal(result.stdout, "", "nothing ran");
+  await assert.rejects(Deno.stat(join(dir.path, "out")), Deno.errors.NotFound);
+});
+
+Deno.test("hostile names are data: refused as unknown executors or tasks, never loaded", async () => {
+  await using dir = await tempDir();
+  const hostile = [
+    "__proto__",
+    "constructor",
+    "toString",
+    "../x",
+    "file:///etc/passwd",
+    "https://example.com/x.ts",
+    "hasOwnProperty",
+  ];
+  for (const name of hostile) {
+    await write(
+      dir.path,
+      "r.json",
+      `{"routine_name": "x", "executors": {${JSON.stringify(name)}: {"params": {}, "tasks": ["t"]}}}`,
+    );
+    const asKey = await lakerun(["validate", "--executors", dir.path, "r.json"], { cwd: dir.path });
+    assert.equal(asKey.code, 2, name);
+    assert.ok(asKey.stderr.includes(`unknown executor ${JSON.stringify(name)}`), asKey.stderr);
+
+    await write(dir.path, "r.json", {
+      routine_name: "x",
+      executors: { s: { executor: name, params: {}, tasks: ["t"] } },
+    });
+    const asExecutor = await lakerun(["validate", "r.json"], { cwd: dir.path });
+    assert.equal(asExecutor.code, 2, name);
+    assert.match(asExecutor.stderr, /executors\.s\.executor: unknown executor/);
+
+    await write(dir.path, "r.json", {
+      routine_name: name,
+      executors: { StagingExecutor: { ...stagingStep(), tasks: [name] } },
+    });
+    const asTask = await lakerun(["validate", "r.json"], { cwd: dir.path });
+    assert.equal(asTask.code, 2, name);
+    assert.match(asTask.stderr, /StagingExecutor has no task/);
+  }
+});
+
+Deno.test("a hostile routine name cannot move the state folder outside .lakerun", async () => {
+  await using dir = await tempDir();
+  await Deno.mkdir(join(dir.path, "in"));
+  await Deno.writeTextFile(join(dir.path, "in/a.csv"), "a");
+  await write(dir.path, "r.json", {
+    routine_name: "../../escape",
+    executors: { StagingExecutor: stagingStep() },
+  });
+  const result = await lakerun(["run", "r.json"], { cwd: dir.path });
+  assert.equal(result.code, 0, result.stderr);
+  const top = [];
+  for await (const entry of Deno.readDir(dir.path)) top.push(entry.name);
+  assert.deepEqual(top.sort(), [".lakerun", "in", "out", "r.json"]);
+});
+
+Deno.test("one executor used twice, with step ids; a key that is an executor name stays valid", async () => {
+  await using dir = await tempDir();
+  await Deno.mkdir(join(dir.path, "in"));
+  await Deno.writeTextFile(join(dir.path, "in/a.csv"), "a");
+  await write(dir.path, "r.json", {
+    routine_name: "twice",
+    executors: {
+      StagingExecutor: stagingStep(),
+      copy_again: {
+        executor: "StagingExecutor",
+        params: { parent_directory: "out", dump_directory: "out2" },
+        tasks: ["transfer"],
+      },
+    },
+  });
+  const result = await lakerun(["r.json"], { cwd: dir.path });
+  assert.equal(result.code, 0, result.stderr);
+  assert.match(result.stdout, /\[1\/2\] StagingExecutor\n/);
+  assert.match(result.stdout, /\[2\/2\] copy_again \(StagingExecutor\)\n/);
+  assert.deepEqual(await readTree(join(dir.path, "out2")), { "a.csv": "a" });
+});
+
+Deno.test("a failed task exits 1 with a one-line reason, no stack trace", async () => {
+  await using dir = await tempDir();
+  await write(dir.path, "r.json", { routine_name: "x", executors: { StagingExecutor: stagingStep() } });
+  const result = await lakerun(["run", "r.json"], { cwd: dir.path });
+  assert.equal(result.code, 1);
+  assert.match(
+    result.stderr,
+    /^step "StagingExecutor" \(StagingExecutor\) task 'transfer' failed: .*in does not exist\n$/,
+  );
+  assert.match(result.stdout, /✗ transfer failed/);
+  const debug = await lakerun(["run", "--debug", "r.json"], { cwd: dir.path });
+  assert.match(debug.stdout + debug.stderr, / {4}at /, "--debug shows the stack");
+});
+
+Deno.test("list --markdown is the executor reference the README holds", async () => {
+  const result = await lakerun(["list", "--markdown"]);
+  assert.equal(result.code, 0, result.stderr);
+  const readme = await Deno.readTextFile(join(ROOT, "README.md"));
+  const start = readme.indexOf("<!-- executor-reference:start -->");
+  const end = readme.indexOf("<!-- executor-reference:end -->");
+  assert.ok(start > 0 && end > start, "README has the executor-reference markers");
+  const inReadme = readme.slice(start, end).replace("<!-- executor-reference:start -->", "").trim();
+  assert.equal(inReadme, result.stdout.trim(), "regenerate with: deno task docs");
+});
+
+Deno.test("list shows every executor with tasks, types and defaults", async () => {
+  const result = await lakerun(["list"]);
+  assert.equal(result.code, 0);
+  assert.match(result.stdout, /^DownloaderExecutor\n/);
+  assert.match(result.stdout, /\n {4}download {2}Downloads /);
+  assert.match(result.stdout, /requests_arguments\.timeout +number \| \[number, number\], optional/);
+  assert.match(result.stdout, /archive_or_delete +"archive" \| "delete", optional, default "archive"/);
+});
+
+Deno.test("schema is the JSON Schema committed for editors, and it describes the demo routine", async () => {
+  const result = await lakerun(["schema"]);
+  assert.equal(result.code, 0);
+  const schema = JSON.parse(result.stdout);
+  const committed = JSON.parse(await Deno.readTextFile(join(ROOT, "schema/routine.schema.json")));
+  assert.deepEqual(committed, schema, "regenerate with: deno task docs");
+  const downloader = schema.properties.executors.properties.DownloaderExecutor;
+  assert.deepEqual(downloader.properties.tasks.items.enum, ["download"]);
+  assert.deepEqual(downloader.properties.params.required, ["requests_arguments", "landing_directory"]);
+  assert.equal(downloader.properties.params.additionalProperties, false);
+  assert.equal(schema.properties.executors.additionalProperties.oneOf.length, 2);
+});
