@@ -23,10 +23,15 @@ const paramsSchema = (z: Zod) => {
       params: z.record(z.string(), z.union([scalar, z.null(), z.array(scalar)])).refine(noProto)
         .optional().describe("Query parameters added to the URL; a list repeats the key."),
       headers: z.record(z.string(), z.string()).refine(noProto).optional().describe("Request headers."),
-      timeout: z.union([z.number().positive(), z.tuple([z.number().positive(), z.number().positive()])]).optional()
-        .describe("Seconds: connect and read timeout, or [connect, read]. A server silent this long is a failed attempt."),
+      timeout: z.union([z.number().positive(), z.tuple([z.number().positive(), z.number().positive()])])
+        .optional()
+        .describe(
+          "Seconds: connect and read timeout, or [connect, read]. A server silent this long is a failed attempt.",
+        ),
       auth: z.tuple([z.string(), z.string()]).optional().describe("[user, password] for HTTP Basic auth."),
-      cookies: z.record(z.string(), z.string()).refine(noProto).optional().describe("Cookies sent with the request."),
+      cookies: z.record(z.string(), z.string()).refine(noProto).optional().describe(
+        "Cookies sent with the request.",
+      ),
       allow_redirects: z.boolean().default(true).describe("Follow redirects (to hosts in extra_hosts)."),
       stream: z.boolean().optional().describe("Accepted for compatibility; lakerun always streams."),
       verify: z.literal(true).optional().describe("Accepted for compatibility; TLS is always verified."),
@@ -35,14 +40,24 @@ const paramsSchema = (z: Zod) => {
       "Local folder or s3://bucket/prefix. With unzip: the folder receiving the archive's files. Without: the file to write, or, for an existing folder or a path ending in '/', the folder receiving the URL's file name.",
     ),
     unzip: z.union([z.literal("unzip"), z.boolean(), z.null()]).default(null).describe(
-      "\"unzip\" (or true) extracts the zip archive into landing_directory.",
+      '"unzip" (or true) extracts the zip archive into landing_directory.',
     ),
     retries: z.number().int().min(0).max(20).default(3).describe("Extra attempts after a failed one."),
-    retry_delay: z.number().min(0).max(300).default(1).describe("Base backoff delay in seconds (exponential, jittered)."),
-    sha256: z.string().regex(/^[0-9a-fA-F]{64}$/).optional().describe("Expected sha256 of the downloaded bytes."),
-    checksum: z.string().regex(/^sha256:[0-9a-fA-F]{64}$/).optional().describe("Same as sha256, as \"sha256:<hex>\"."),
-    max_unzip_ratio: z.number().positive().default(200).describe("Fail when extracted bytes exceed this × the archive's size."),
-    max_unzip_bytes: z.number().int().positive().optional().describe("Fail when extracted bytes exceed this."),
+    retry_delay: z.number().min(0).max(300).default(1).describe(
+      "Base backoff delay in seconds (exponential, jittered).",
+    ),
+    sha256: z.string().regex(/^[0-9a-fA-F]{64}$/).optional().describe(
+      "Expected sha256 of the downloaded bytes.",
+    ),
+    checksum: z.string().regex(/^sha256:[0-9a-fA-F]{64}$/).optional().describe(
+      'Same as sha256, as "sha256:<hex>".',
+    ),
+    max_unzip_ratio: z.number().positive().default(200).describe(
+      "Fail when extracted bytes exceed this × the archive's size.",
+    ),
+    max_unzip_bytes: z.number().int().positive().optional().describe(
+      "Fail when extracted bytes exceed this.",
+    ),
     extra_hosts: z.array(z.string().regex(/^[A-Za-z0-9.-]+(:\d+)?$/)).default([]).describe(
       "Other host[:port]s the download may be redirected to.",
     ),
@@ -53,14 +68,15 @@ type Params = ReturnType<ReturnType<typeof paramsSchema>["parse"]>;
 
 export default defineExecutor({
   name: "DownloaderExecutor",
-  description: "Downloads a URL (retrying, resuming, verifying) into a landing folder, extracting zip archives on the way.",
+  description:
+    "Downloads a URL (retrying, resuming, verifying) into a landing folder, extracting zip archives on the way.",
   params: paramsSchema,
   permissions(params, context) {
     const url = params.requests_arguments.url;
     const source = url.startsWith("file:")
       ? { read: [fileUrlPath(url)] }
       : { net: [netPermissionFor(url)!, ...params.extra_hosts.map(withDefaultPort(url))] };
-    return mergeScopes(source, locationScope(params.landing_directory, "write", context));
+    return mergeScopes(source, locationScope(landingFolder(params, context.resolve), "write", context));
   },
   tasks: {
     download: {
@@ -78,20 +94,32 @@ export async function downloadToLanding(context: TaskContext<Params>): Promise<v
   const shown = redactUrl(params.requests_arguments.url);
   const events = {
     onRetry: (info: { attempt: number; delayMs: number; reason: string }) =>
-      context.log(`attempt ${info.attempt} failed (${info.reason}); retrying in ${(info.delayMs / 1000).toFixed(1)} s`),
+      context.log(
+        `attempt ${info.attempt - 1} failed (${info.reason}); retrying in ${
+          (info.delayMs / 1000).toFixed(1)
+        } s`,
+      ),
   };
-  const progress = (bytes: number, total?: number) => context.report({ type: "progress", bytes, total, label: shown });
+  const progress = (bytes: number, total?: number) =>
+    context.report({ type: "progress", bytes, total, label: shown });
 
   if (params.unzip === "unzip" || params.unzip === true) {
     const landing = await openLocation(params.landing_directory, context);
     context.log(`${shown} → ${landing.url} (extracting)`);
-    const limits = { maxRatio: params.max_unzip_ratio, maxBytes: params.max_unzip_bytes, signal: context.signal };
+    const limits = {
+      maxRatio: params.max_unzip_ratio,
+      maxBytes: params.max_unzip_bytes,
+      signal: context.signal,
+    };
     let summary: { files: number; bytes: number };
     try {
       summary = await fetchWithRetries(spec, async (body, info) => {
         return await extractIntoBatch(landing, async (sink) => {
           const hashing = new HashingStream((n) => progress(n, info.contentLength));
-          const result = await extractZipStream(body.pipeThrough(hashing), sink, { ...limits, archiveSize: info.contentLength });
+          const result = await extractZipStream(body.pipeThrough(hashing), sink, {
+            ...limits,
+            archiveSize: info.contentLength,
+          });
           checkSha256(expectedSha256, hashing.digest(), shown);
           return result;
         });
@@ -105,13 +133,20 @@ export async function downloadToLanding(context: TaskContext<Params>): Promise<v
     return;
   }
 
-  const { storage, path } = await fileTarget(params.landing_directory, params.requests_arguments.url, context);
+  const { storage, path } = await fileTarget(
+    params.landing_directory,
+    params.requests_arguments.url,
+    context,
+  );
   context.log(`${shown} → ${storage.kind === "local" ? `${storage.url}/${path}` : `${storage.url}/${path}`}`);
   const written = await fetchWithRetries(spec, async (body, info) => {
     const batch = await storage.batch();
     try {
       const hashing = new HashingStream((n) => progress(n, info.contentLength));
-      const result = await batch.write(path, body.pipeThrough(hashing), { size: info.contentLength, signal: context.signal });
+      const result = await batch.write(path, body.pipeThrough(hashing), {
+        size: info.contentLength,
+        signal: context.signal,
+      });
       checkSha256(expectedSha256, result.sha256, shown);
       await batch.commit();
       return result;
@@ -126,7 +161,9 @@ export async function downloadToLanding(context: TaskContext<Params>): Promise<v
 /** Extracts through `extract` into a write batch that is committed only when everything succeeded. */
 async function extractIntoBatch(
   landing: Storage,
-  extract: (sink: { writeEntry(path: string, data: ReadableStream<Uint8Array>): Promise<void> }) => Promise<{ entries: number; bytes: number }>,
+  extract: (
+    sink: { writeEntry(path: string, data: ReadableStream<Uint8Array>): Promise<void> },
+  ) => Promise<{ entries: number; bytes: number }>,
 ): Promise<{ files: number; bytes: number }> {
   const batch: WriteBatch = await landing.batch();
   try {
@@ -161,7 +198,10 @@ async function downloadThenExtract(
       checkSha256(expectedSha256, hashing.digest(), redactUrl(spec.url));
     });
     const size = (await Deno.stat(temporary)).size;
-    return await extractIntoBatch(landing, (sink) => extractZipFile(temporary, sink, { ...limits, archiveSize: size }));
+    return await extractIntoBatch(
+      landing,
+      (sink) => extractZipFile(temporary, sink, { ...limits, archiveSize: size }),
+    );
   } finally {
     await Deno.remove(temporary).catch(() => {});
   }
@@ -171,6 +211,24 @@ function checkSha256(expected: string | undefined, actual: string, what: string)
   if (expected !== undefined && expected !== actual) {
     throw new Error(`sha256 mismatch for ${what}: expected ${expected}, got ${actual}; nothing was landed`);
   }
+}
+
+/**
+ * The folder a download writes into: `landing_directory` itself when it receives extracted files or the URL's
+ * file name; otherwise the folder holding the file named by `landing_directory` (its temporary name is there).
+ */
+function landingFolder(params: Params, resolve: (path: string) => string): string {
+  const landing = params.landing_directory;
+  if (params.unzip === "unzip" || params.unzip === true || landing.endsWith("/") || isS3Url(landing)) {
+    return landing;
+  }
+  try {
+    if (Deno.statSync(resolve(landing)).isDirectory) return landing;
+  } catch {
+    // not there yet: a file to write
+  }
+  const slash = landing.lastIndexOf("/");
+  return slash < 0 ? "." : slash === 0 ? "/" : landing.slice(0, slash);
 }
 
 /** Where a download without unzip goes: the landing path itself, or a folder plus the URL's file name. */
@@ -205,7 +263,7 @@ function requestSpec(params: Params, signal: AbortSignal): RequestSpec {
     timeout: args.timeout,
     retries: params.retries,
     retryDelay: params.retry_delay,
-    redirect: args.allow_redirects ? "follow" : "error",
+    redirect: args.allow_redirects ? "follow" : "manual",
     signal,
   };
 }

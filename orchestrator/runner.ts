@@ -12,6 +12,9 @@ import type { Routine, Step } from "./routine.ts";
 import { startStepSandbox, type StepSandbox } from "./sandbox.ts";
 import { runStepTasks, type StepMessage, type StepRequest } from "./step_runtime.ts";
 
+/** How many steps' Workers are started before they are needed. */
+const PRESTART = Math.max(1, Number(Deno.env.get("LAKERUN_PRESTART") ?? 1));
+
 /** Options for {@link runRoutine}. */
 export interface RunOptions {
   /** Folder relative paths resolve against. Default: the current folder. */
@@ -44,17 +47,17 @@ export async function runRoutine(routine: Routine, options: RunOptions): Promise
   const scopes: ResolvedScope[] = routine.steps.map((step) => stepScope(routine, step, { cwd, stateRoot }));
   reporter.routineStarted(routine);
 
-  const sandboxFor = (
-    i: number,
-  ) => (options.inProcess || i >= routine.steps.length
-    ? undefined
-    : startStepSandbox(routine.steps[i].executor.moduleUrl, scopes[i]));
-  let next: StepSandbox | undefined = sandboxFor(0);
+  const sandboxFor = (i: number) =>
+    options.inProcess || i >= routine.steps.length
+      ? undefined
+      : startStepSandbox(routine.steps[i].executor.moduleUrl, scopes[i]);
+  // the next steps' Workers boot while a step works (booting is mostly another thread's work)
+  const ahead: Array<StepSandbox | undefined> = [];
+  for (let i = 0; i < PRESTART; i++) ahead.push(sandboxFor(i));
   try {
     for (const [i, step] of routine.steps.entries()) {
-      const sandbox = next;
-      // boot the next step's Worker while this one works
-      next = sandboxFor(i + 1);
+      const sandbox = ahead.shift();
+      ahead.push(sandboxFor(i + PRESTART));
       const stateDir = stepStateDir(stateRoot, routine.name, step.id);
       await Deno.mkdir(stateDir, { recursive: true });
       const request: StepRequest = {
@@ -82,7 +85,7 @@ export async function runRoutine(routine: Routine, options: RunOptions): Promise
     }
     reporter.routineFinished(true, performance.now() - started);
   } catch (error) {
-    next?.close();
+    for (const sandbox of ahead) sandbox?.close();
     reporter.routineFinished(false, performance.now() - started);
     throw error;
   }

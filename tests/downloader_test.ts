@@ -1,0 +1,333 @@
+/**
+ * DownloaderExecutor end to end: each case runs a routine whose step Worker downloads from a fault-injecting
+ * server on loopback. Every success is checked byte for byte; every failure leaves the landing folder as it
+ * was (no partial file, no half-extracted archive, no temporary name).
+ */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { pathToFileURL } from "node:url";
+import { type Route, startFaultServer } from "./support/fault_server.ts";
+import { runRoutineJson, tempDir } from "./support/lakerun.ts";
+import { buildZip, csvText, randomBytes, sha256 } from "./support/zip_fixtures.ts";
+
+function downloadRoutine(params: Record<string, unknown>, requestArguments: Record<string, unknown>) {
+  return {
+    routine_name: "download",
+    executors: {
+      DownloaderExecutor: {
+        params: {
+          landing_directory: "landing",
+          retry_delay: 0.01,
+          ...params,
+          requests_arguments: requestArguments,
+        },
+        tasks: ["download"],
+      },
+    },
+  };
+}
+
+/** Every file under `dir` with its sha256, temporary names included (they must never remain). */
+async function filesIn(dir: string): Promise<Record<string, string>> {
+  const out: Record<string, string> = {};
+  const walk = async (path: string, prefix: string) => {
+    for await (const entry of Deno.readDir(path)) {
+      if (entry.isDirectory) await walk(join(path, entry.name), `${prefix}${entry.name}/`);
+      else out[prefix + entry.name] = sha256(await Deno.readFile(join(path, entry.name)));
+    }
+  };
+  await walk(dir, "").catch((error) => {
+    if (!(error instanceof Deno.errors.NotFound)) throw error;
+  });
+  return Object.fromEntries(Object.entries(out).sort(([a], [b]) => a.localeCompare(b)));
+}
+
+async function download(
+  routes: Record<string, Route>,
+  path: string,
+  params: Record<string, unknown> = {},
+  args: Record<string, unknown> = {},
+) {
+  await using server = await startFaultServer(routes);
+  const dir = await Deno.makeTempDir({ prefix: "lakerun-dl-" });
+  const result = await runRoutineJson(
+    downloadRoutine({ unzip: "unzip", ...params }, { url: server.url(path), ...args }),
+    { cwd: dir },
+  );
+  return {
+    ...result,
+    dir,
+    landing: await filesIn(join(dir, "landing")),
+    requests: server.requestsFor(path.split("?")[0]),
+  };
+}
+
+const sales = csvText(300_000, 1);
+const regions = csvText(50_000, 2);
+const archive = buildZip([
+  { name: "sales.csv", data: sales },
+  { name: "nested/deeper/regions.csv", data: regions },
+  { name: "empty.csv", data: "" },
+  { name: "nested/" },
+]);
+const expected = {
+  "empty.csv": sha256(new Uint8Array()),
+  "nested/deeper/regions.csv": sha256(regions),
+  "sales.csv": sha256(sales),
+};
+
+Deno.test("unzip: the archive's files land with their folders, byte for byte", async () => {
+  const { error, landing, lines } = await download({ "/survey.zip": { body: archive } }, "/survey.zip");
+  assert.equal(error, undefined, lines.join("\n"));
+  assert.deepEqual(landing, expected);
+  assert.ok(lines.some((l) => /✓ download {2}3 files/.test(l)), lines.join("\n"));
+});
+
+Deno.test("without unzip: a file path, a folder ending in '/', and an existing folder", async () => {
+  await using server = await startFaultServer({ "/data/report%20q1.csv": { body: sales } });
+  await using dir = await tempDir();
+  const url = server.url("/data/report%20q1.csv");
+  const asFile = await runRoutineJson(downloadRoutine({ landing_directory: "out/sales.csv" }, { url }), {
+    cwd: dir.path,
+  });
+  assert.equal(asFile.error, undefined, asFile.lines.join("\n"));
+  assert.deepEqual(await filesIn(join(dir.path, "out")), { "sales.csv": sha256(sales) });
+
+  const asFolder = await runRoutineJson(downloadRoutine({ landing_directory: "folder/" }, { url }), {
+    cwd: dir.path,
+  });
+  assert.equal(asFolder.error, undefined);
+  assert.deepEqual(await filesIn(join(dir.path, "folder")), { "report q1.csv": sha256(sales) });
+
+  await Deno.mkdir(join(dir.path, "existing"));
+  const existing = await runRoutineJson(downloadRoutine({ landing_directory: "existing" }, { url }), {
+    cwd: dir.path,
+  });
+  assert.equal(existing.error, undefined);
+  assert.deepEqual(await filesIn(join(dir.path, "existing")), { "report q1.csv": sha256(sales) });
+});
+
+Deno.test("file:// URLs download from the local disk", async () => {
+  await using dir = await tempDir();
+  await Deno.writeFile(join(dir.path, "survey.zip"), archive);
+  const url = pathToFileURL(join(dir.path, "survey.zip")).href;
+  const { error, lines } = await runRoutineJson(downloadRoutine({ unzip: "unzip" }, { url }), {
+    cwd: dir.path,
+  });
+  assert.equal(error, undefined, lines.join("\n"));
+  assert.deepEqual(await filesIn(join(dir.path, "landing")), expected);
+});
+
+Deno.test("params, headers, cookies and auth reach the server; the password never reaches the output", async () => {
+  const { error, requests, lines } = await download(
+    { "/q": { body: archive, requireBasicAuth: ["user", "pa55word"] } },
+    "/q",
+    {},
+    {
+      params: { year: 2024, tag: ["a", "b"], skip: null },
+      headers: { "X-Api": "k" },
+      cookies: { session: "abc" },
+      auth: ["user", "pa55word"],
+      timeout: 10,
+    },
+  );
+  assert.equal(error, undefined, lines.join("\n"));
+  const request = requests.at(-1)!;
+  assert.equal(request.target, "/q?year=2024&tag=a&tag=b");
+  assert.equal(request.headers.get("x-api"), "k");
+  assert.equal(request.headers.get("cookie"), "session=abc");
+  assert.ok(!lines.join("\n").includes("pa55word"));
+});
+
+Deno.test("404 fails at once, naming the status, and lands nothing", async () => {
+  const { error, landing, requests } = await download(
+    { "/gone.zip": { status: 404, body: "no" } },
+    "/gone.zip",
+  );
+  assert.match(error?.message ?? "", /task 'download' failed: .*HTTP 404/);
+  assert.equal(requests.length, 1, "a 404 is not retried");
+  assert.deepEqual(landing, {});
+});
+
+Deno.test("503s then success: retried, landed whole", async () => {
+  const { error, landing, requests, lines } = await download({
+    "/f.zip": { body: archive, failFirst: [503, 503] },
+  }, "/f.zip");
+  assert.equal(error, undefined, lines.join("\n"));
+  assert.equal(requests.length, 3);
+  assert.ok(lines.some((l) => /attempt 1 failed \(.*503.*\); retrying/.test(l)), lines.join("\n"));
+  assert.deepEqual(landing, expected);
+});
+
+Deno.test("429 with Retry-After is honoured", async () => {
+  const { error, landing, requests } = await download(
+    { "/r.zip": { body: archive, failFirst: [{ status: 429, retryAfter: 1 }] } },
+    "/r.zip",
+  );
+  assert.equal(error, undefined);
+  assert.ok(requests[1].time - requests[0].time >= 900, `waited ${requests[1].time - requests[0].time} ms`);
+  assert.deepEqual(landing, expected);
+});
+
+Deno.test("a connection cut mid-body resumes with Range when the server accepts ranges", async () => {
+  const { error, landing, requests, lines } = await download(
+    { "/c.zip": { body: archive, cutAfterBytes: 100_000, acceptRanges: true, etag: '"v1"' } },
+    "/c.zip",
+  );
+  assert.equal(error, undefined, lines.join("\n"));
+  assert.equal(requests.length, 2);
+  assert.match(requests[1].headers.get("range") ?? "", /^bytes=\d+-$/);
+  assert.equal(requests[1].headers.get("if-range"), '"v1"');
+  assert.deepEqual(landing, expected);
+});
+
+Deno.test("a connection cut mid-body restarts from scratch when ranges are not accepted", async () => {
+  const { error, landing, requests } = await download(
+    { "/n.zip": { body: archive, cutAfterBytes: 100_000, acceptRanges: false } },
+    "/n.zip",
+  );
+  assert.equal(error, undefined);
+  assert.equal(requests.length, 2);
+  assert.equal(requests[1].headers.get("range"), null);
+  assert.deepEqual(landing, expected);
+});
+
+Deno.test("a short body is never accepted as complete; a body cut on every attempt fails and lands nothing", async () => {
+  const { error, landing, requests } = await download(
+    { "/s.csv": { body: sales, cutAfterBytes: 1000, cutTimes: 100, acceptRanges: false } },
+    "/s.csv",
+    { unzip: null, landing_directory: "landing/s.csv", retries: 2 },
+  );
+  assert.match(error?.message ?? "", /failed after 3 attempts/);
+  assert.equal(requests.length, 3);
+  assert.deepEqual(landing, {});
+});
+
+Deno.test("a server that stalls longer than the timeout is a failed attempt, then retried", async () => {
+  const { error, landing, requests } = await download(
+    { "/stall.zip": { body: archive, stallAfterBytes: 50_000, stallMs: 3000, stallTimes: 1 } },
+    "/stall.zip",
+    {},
+    { timeout: 0.5 },
+  );
+  assert.equal(error, undefined);
+  assert.ok(requests.length >= 2);
+  assert.deepEqual(landing, expected);
+});
+
+Deno.test("sha256: a wrong checksum lands nothing; the right one lands", async () => {
+  const wrong = await download({ "/k.zip": { body: archive } }, "/k.zip", { sha256: "0".repeat(64) });
+  assert.match(wrong.error?.message ?? "", /sha256 mismatch .*nothing was landed/);
+  assert.deepEqual(wrong.landing, {});
+  const right = await download({ "/k.zip": { body: archive } }, "/k.zip", {
+    checksum: `sha256:${sha256(archive)}`,
+  });
+  assert.equal(right.error, undefined);
+  assert.deepEqual(right.landing, expected);
+  const plain = await download({ "/k.csv": { body: sales } }, "/k.csv", {
+    unzip: null,
+    landing_directory: "landing/",
+    sha256: "f".repeat(64),
+  });
+  assert.match(plain.error?.message ?? "", /sha256 mismatch/);
+  assert.deepEqual(plain.landing, {});
+});
+
+Deno.test("hostile archives fail naming the entry, and nothing is written anywhere", async () => {
+  const hostile: Array<[string, Uint8Array, RegExp]> = [
+    [
+      "zip-slip",
+      buildZip([{ name: "ok.csv", data: "a" }, { name: "../escape.csv", data: "x" }]),
+      /'\.\.\/escape\.csv'/,
+    ],
+    ["absolute", buildZip([{ name: "/etc/cron.d/x", data: "x" }]), /\/etc\/cron\.d\/x/],
+    ["drive letter", buildZip([{ name: "C:/x.csv", data: "x" }]), /C:\/x\.csv/],
+    ["backslash", buildZip([{ name: "..\\..\\x.csv", data: "x" }]), /x\.csv/],
+    ["symlink", buildZip([{ name: "link", data: "/etc/passwd", mode: 0o120777 }]), /'link'/],
+    ["duplicate", buildZip([{ name: "a.csv", data: "1" }, { name: "a.csv", data: "2" }]), /'a\.csv'/],
+  ];
+  for (const [kind, body, entry] of hostile) {
+    await using server = await startFaultServer({ "/h.zip": { body } });
+    await using dir = await tempDir();
+    await Deno.mkdir(join(dir.path, "landing"));
+    await Deno.writeTextFile(join(dir.path, "landing/before.csv"), "kept");
+    const { error } = await runRoutineJson(
+      downloadRoutine({ unzip: "unzip" }, { url: server.url("/h.zip") }),
+      { cwd: dir.path },
+    );
+    assert.ok(error, kind);
+    assert.match(error.message, entry, `${kind}: ${error.message}`);
+    assert.deepEqual(await filesIn(join(dir.path, "landing")), {
+      "before.csv": sha256(new TextEncoder().encode("kept")),
+    }, kind);
+    const top: string[] = [];
+    for await (const e of Deno.readDir(dir.path)) top.push(e.name);
+    assert.deepEqual(top.sort(), [".lakerun", "landing"], kind);
+  }
+});
+
+Deno.test("a zip bomb fails on inflated bytes counted as they come, and removes what it wrote", async () => {
+  const bomb = buildZip([{ name: "small.csv", data: "ok" }, {
+    name: "zeros.bin",
+    data: new Uint8Array(50 * 1024 * 1024),
+  }]);
+  const byRatio = await download({ "/b.zip": { body: bomb } }, "/b.zip");
+  assert.match(byRatio.error?.message ?? "", /ratio|200/i);
+  assert.deepEqual(byRatio.landing, {});
+  const byBytes = await download({ "/b.zip": { body: archive } }, "/b.zip", { max_unzip_bytes: 100_000 });
+  assert.match(byBytes.error?.message ?? "", /100000|max_unzip_bytes|limit/i);
+  assert.deepEqual(byBytes.landing, {});
+});
+
+Deno.test("an HTML page served with 200 instead of a zip gets a clear error", async () => {
+  const { error, landing } = await download(
+    {
+      "/x.zip": { body: "<!DOCTYPE html><html><body>Please log in</body></html>", contentType: "text/html" },
+    },
+    "/x.zip",
+  );
+  assert.match(error?.message ?? "", /not a zip archive \(starts with "<!DOCTYPE html>/);
+  assert.deepEqual(landing, {});
+});
+
+Deno.test("an archive that cannot be streamed (STORED with a data descriptor) is downloaded first, then extracted", async () => {
+  const stored = buildZip([{ name: "a.bin", data: randomBytes(200_000, 3), method: 0, descriptor: true }, {
+    name: "b.csv",
+    data: sales,
+  }]);
+  const { error, landing, lines } = await download({ "/st.zip": { body: stored } }, "/st.zip");
+  assert.equal(error, undefined, lines.join("\n"));
+  assert.ok(lines.some((l) => l.includes("downloading it first")));
+  assert.deepEqual(landing, { "a.bin": sha256(randomBytes(200_000, 3)), "b.csv": sha256(sales) });
+});
+
+Deno.test("a redirect to another host is refused unless listed in extra_hosts", async () => {
+  await using target = await startFaultServer({ "/real.zip": { body: archive } });
+  const redirect = {
+    handler: () =>
+      new Response(null, { status: 302, headers: { location: `http://localhost:${target.port}/real.zip` } }),
+  };
+  const denied = await download({ "/moved.zip": redirect }, "/moved.zip");
+  assert.match(denied.error?.message ?? "", new RegExp(`net access to localhost:${target.port}`));
+  assert.deepEqual(denied.landing, {});
+  const allowed = await download({ "/moved.zip": redirect }, "/moved.zip", {
+    extra_hosts: [`localhost:${target.port}`],
+  });
+  assert.equal(allowed.error, undefined, allowed.lines.join("\n"));
+  assert.deepEqual(allowed.landing, expected);
+});
+
+Deno.test("allow_redirects: false fails on a redirect, naming it", async () => {
+  const redirect = {
+    handler: () => new Response(null, { status: 302, headers: { location: "/elsewhere.zip" } }),
+  };
+  const { error, landing, requests } = await download({ "/moved.zip": redirect }, "/moved.zip", {}, {
+    allow_redirects: false,
+  });
+  assert.match(
+    error?.message ?? "",
+    /HTTP 302 Found \(redirect to http:\/\/127\.0\.0\.1:\d+\/elsewhere\.zip not followed\)/,
+  );
+  assert.equal(requests.length, 1);
+  assert.deepEqual(landing, {});
+});
