@@ -140,6 +140,7 @@ export async function downloadToLanding(context: TaskContext<Params>): Promise<v
   );
   context.log(`${shown} → ${storage.kind === "local" ? `${storage.url}/${path}` : `${storage.url}/${path}`}`);
   const written = await fetchWithRetries(spec, async (body, info) => {
+    await storage.removeTemporaries();
     const batch = await storage.batch();
     try {
       const hashing = new HashingStream((n) => progress(n, info.contentLength));
@@ -165,6 +166,7 @@ async function extractIntoBatch(
     sink: { writeEntry(path: string, data: ReadableStream<Uint8Array>): Promise<void> },
   ) => Promise<{ entries: number; bytes: number }>,
 ): Promise<{ files: number; bytes: number }> {
+  await landing.removeTemporaries();
   const batch: WriteBatch = await landing.batch();
   try {
     const summary = await extract({

@@ -28,8 +28,12 @@ const paramsSchema = (z: Zod) =>
     py_exec_path: z.string().min(1).nullable().default(null).describe(
       "Folder holding py_exec.py; transfer then runs py_exec.main(parent, dump, **py_exec_args) with python3.",
     ),
-    py_exec_args: z.record(z.string(), z.unknown()).nullable().default(null).describe("Keyword arguments for py_exec.main."),
-    python: z.string().regex(/^[A-Za-z0-9_.+-]+$/).default("python3").describe("Python program (looked up on PATH)."),
+    py_exec_args: z.record(z.string(), z.unknown()).nullable().default(null).describe(
+      "Keyword arguments for py_exec.main.",
+    ),
+    python: z.string().regex(/^[A-Za-z0-9_.+-]+$/).default("python3").describe(
+      "Python program (looked up on PATH).",
+    ),
     transform_module: z.string().min(1).optional().describe(
       "TypeScript transform instead of py_exec: default export async (parent, dump, args), sandboxed.",
     ),
@@ -56,7 +60,8 @@ export function archiveLocation(params: Pick<Params, "parent_directory" | "archi
 
 export default defineExecutor({
   name: "StagingExecutor",
-  description: "Copies or transforms landed files into staging, then archives or deletes the landing files once staging is verified.",
+  description:
+    "Copies or transforms landed files into staging, then archives or deletes the landing files once staging is verified.",
   params: paramsSchema,
   permissions(params, context) {
     const scopes = [
@@ -65,8 +70,12 @@ export default defineExecutor({
       // post_staging moves landing files away, so it writes the landing folder too
       locationScope(params.parent_directory, "write", context),
     ];
-    if (params.archive_or_delete === "archive") scopes.push(locationScope(archiveLocation(params), "write", context));
-    if (params.py_exec_path) scopes.push({ read: [context.resolve(params.py_exec_path)], run: [params.python] });
+    if (params.archive_or_delete === "archive") {
+      scopes.push(locationScope(archiveLocation(params), "write", context));
+    }
+    if (params.py_exec_path) {
+      scopes.push({ read: [context.resolve(params.py_exec_path)], run: [params.python] });
+    }
     if (params.transform_module) scopes.push({ read: [context.resolve(params.transform_module)] });
     return mergeScopes(...scopes);
   },
@@ -96,20 +105,38 @@ async function landingFiles(landing: Storage, context: TaskContext<Params>): Pro
   return files;
 }
 
+/** Removes what a killed run left under temporary names (the routine's run lock makes this safe). */
+async function removeLeftovers(context: TaskContext<Params>, storage: Storage) {
+  const removed = await storage.removeTemporaries({ recursive: true });
+  if (removed) {
+    context.log(
+      `removed ${removed} temporary file${
+        removed === 1 ? "" : "s"
+      } left by an interrupted run in ${storage.url}`,
+    );
+  }
+}
+
 /** `transfer`: copy every landing file to staging, or run the transform. */
 async function transfer(context: TaskContext<Params>): Promise<void> {
   const { params } = context;
   const landing = await openLocation(params.parent_directory, context);
   const dump = await openLocation(params.dump_directory, context);
   const files = await landingFiles(landing, context);
-  if (params.py_exec_path || params.transform_module) return await transformInto(context, landing, dump, files);
+  await removeLeftovers(context, dump);
+  if (params.py_exec_path || params.transform_module) {
+    return await transformInto(context, landing, dump, files);
+  }
 
   let copied = 0;
   let bytes = 0;
   for (const file of files) {
     context.signal.throwIfAborted();
     const staged = await dump.stat(file.path);
-    if (staged?.kind === "file" && staged.size === file.size && (await dump.sha256(file.path)) === (await landing.sha256(file.path))) {
+    if (
+      staged?.kind === "file" && staged.size === file.size &&
+      (await dump.sha256(file.path)) === (await landing.sha256(file.path))
+    ) {
       continue; // already staged by an earlier run
     }
     await dump.write(file.path, await landing.read(file.path), { size: file.size, signal: context.signal });
@@ -123,11 +150,19 @@ async function transfer(context: TaskContext<Params>): Promise<void> {
 }
 
 /** Runs the transform on a local view of the landing files, then lands its output in staging atomically. */
-async function transformInto(context: TaskContext<Params>, landing: Storage, dump: Storage, files: StoredFile[]) {
+async function transformInto(
+  context: TaskContext<Params>,
+  landing: Storage,
+  dump: Storage,
+  files: StoredFile[],
+) {
   const { params } = context;
   const journal = await Journal.open(context.stateDir);
   const done = await journal.get<TransformRecord>(TRANSFORM_RECORD);
-  if (done && files.length > 0 && files.every((f) => done.inputs.some((i) => i.path === f.path && i.size === f.size))) {
+  if (
+    done && files.length > 0 &&
+    files.every((f) => done.inputs.some((i) => i.path === f.path && i.size === f.size))
+  ) {
     context.log("these landing files were already transformed; post_staging has not finished with them yet");
     return;
   }
@@ -149,10 +184,13 @@ async function transformInto(context: TaskContext<Params>, landing: Storage, dum
       count++;
       bytes += file.size;
     }
-    await journal.put(TRANSFORM_RECORD, {
-      inputs: files.map(({ path, size }) => ({ path, size })),
-      finished: new Date().toISOString(),
-    } satisfies TransformRecord);
+    await journal.put(
+      TRANSFORM_RECORD,
+      {
+        inputs: files.map(({ path, size }) => ({ path, size })),
+        finished: new Date().toISOString(),
+      } satisfies TransformRecord,
+    );
     context.report({ type: "moved", files: count, bytes });
   } finally {
     await Deno.remove(output, { recursive: true }).catch(() => {});
@@ -180,7 +218,9 @@ async function runPyExec(context: TaskContext<Params>, parent: string, dump: str
       signal: context.signal,
     }).spawn();
   } catch (error) {
-    if (error instanceof Deno.errors.NotFound) throw new Error(`${params.python} not found on PATH (needed by py_exec_path)`);
+    if (error instanceof Deno.errors.NotFound) {
+      throw new Error(`${params.python} not found on PATH (needed by py_exec_path)`);
+    }
     throw error;
   }
   const stderr: string[] = [];
@@ -223,8 +263,11 @@ async function postStaging(context: TaskContext<Params>): Promise<void> {
   const { params } = context;
   const landing = await openLocation(params.parent_directory, context);
   const dump = await openLocation(params.dump_directory, context);
-  const archive = params.archive_or_delete === "archive" ? await openLocation(archiveLocation(params), context) : undefined;
+  const archive = params.archive_or_delete === "archive"
+    ? await openLocation(archiveLocation(params), context)
+    : undefined;
   const files = await landingFiles(landing, context);
+  if (archive) await removeLeftovers(context, archive);
   const transformed = params.py_exec_path || params.transform_module;
   const journal = await Journal.open(context.stateDir);
   const record = transformed ? await journal.get<TransformRecord>(TRANSFORM_RECORD) : undefined;
@@ -235,7 +278,9 @@ async function postStaging(context: TaskContext<Params>): Promise<void> {
     context.signal.throwIfAborted();
     if (transformed) {
       if (!record?.inputs.some((i) => i.path === file.path && i.size === file.size)) {
-        throw new Error(`${landing.url}/${file.path} was not read by a successful transform; run 'transfer' first`);
+        throw new Error(
+          `${landing.url}/${file.path} was not read by a successful transform; run 'transfer' first`,
+        );
       }
     } else {
       await verifyStaged(landing, dump, file);
@@ -246,7 +291,9 @@ async function postStaging(context: TaskContext<Params>): Promise<void> {
     bytes += file.size;
   }
   if (transformed) await journal.delete(TRANSFORM_RECORD);
-  context.log(`${count} landing file${count === 1 ? "" : "s"} ${archive ? `archived to ${archive.url}` : "deleted"}`);
+  context.log(
+    `${count} landing file${count === 1 ? "" : "s"} ${archive ? `archived to ${archive.url}` : "deleted"}`,
+  );
   context.report({ type: "moved", files: count, bytes });
 }
 
@@ -257,10 +304,16 @@ async function verifyStaged(landing: Storage, dump: Storage, file: StoredFile) {
     throw new Error(`${landing.url}/${file.path} has no staged copy in ${dump.url}; run 'transfer' first`);
   }
   if (staged.size !== file.size) {
-    throw new Error(`staged copy of ${file.path} is ${staged.size} bytes, landing file is ${file.size}; run 'transfer' again`);
+    throw new Error(
+      `staged copy of ${file.path} is ${staged.size} bytes, landing file is ${file.size}; run 'transfer' again`,
+    );
   }
   const [a, b] = await Promise.all([landing.sha256(file.path), dump.sha256(file.path)]);
-  if (a !== b) throw new Error(`staged copy of ${file.path} differs from the landing file (sha256); run 'transfer' again`);
+  if (a !== b) {
+    throw new Error(
+      `staged copy of ${file.path} differs from the landing file (sha256); run 'transfer' again`,
+    );
+  }
 }
 
 /**
@@ -277,7 +330,9 @@ async function archiveFile(landing: Storage, archive: Storage, path: string) {
     }
     const stamp = new Date().toISOString().replace(/[-:]/g, "").replace(/\.\d+Z$/, "Z");
     const dot = path.lastIndexOf(".");
-    target = dot > path.lastIndexOf("/") + 1 ? `${path.slice(0, dot)}.${stamp}${path.slice(dot)}` : `${path}.${stamp}`;
+    target = dot > path.lastIndexOf("/") + 1
+      ? `${path.slice(0, dot)}.${stamp}${path.slice(dot)}`
+      : `${path}.${stamp}`;
   }
   if (landing instanceof LocalStorage && archive instanceof LocalStorage) {
     await landing.moveTo(path, archive, target);
@@ -285,6 +340,8 @@ async function archiveFile(landing: Storage, archive: Storage, path: string) {
   }
   const size = (await landing.stat(path))?.size;
   const written = await archive.write(target, await landing.read(path), { size });
-  if (written.sha256 !== (await landing.sha256(path))) throw new Error(`archived copy of ${path} differs from the landing file`);
+  if (written.sha256 !== (await landing.sha256(path))) {
+    throw new Error(`archived copy of ${path} differs from the landing file`);
+  }
   await landing.remove(path);
 }

@@ -68,6 +68,11 @@ export interface Storage {
   remove(path: string): Promise<void>;
   /** Lower-case hex sha256 of the stored bytes. */
   sha256(path: string, options?: { signal?: AbortSignal }): Promise<string>;
+  /**
+   * Removes lakerun's temporary entries left by a killed run (for S3: temporary keys and unfinished multipart
+   * uploads). Only the folder's top level unless `recursive`. Returns how many were removed.
+   */
+  removeTemporaries(options?: { recursive?: boolean }): Promise<number>;
 }
 
 /** Prefix of every temporary name lakerun writes; listings skip names that start with it. */

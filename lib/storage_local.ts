@@ -17,9 +17,6 @@ import {
   type WriteResult,
 } from "./storage.ts";
 
-/** Temporary entries older than this are left-overs of a killed run and are removed. */
-const STALE_TEMPORARY_MS = 60 * 60 * 1000;
-
 /** A location that does not exist. */
 export class LocationNotFoundError extends Error {
   constructor(readonly location: string) {
@@ -135,7 +132,6 @@ export class LocalStorage implements Storage {
 
   async batch(): Promise<WriteBatch> {
     await this.#makeParents("x");
-    await this.removeStaleTemporaries();
     const staging = join(this.root, temporaryName("batch"));
     await Deno.mkdir(staging);
     const staged = new LocalStorage(staging);
@@ -212,20 +208,29 @@ export class LocalStorage implements Storage {
     }
   }
 
-  /** Removes lakerun temporary entries directly in this folder left over by a killed run (older than an hour). */
-  async removeStaleTemporaries(): Promise<void> {
-    try {
-      for await (const entry of Deno.readDir(this.root)) {
-        if (!isTemporaryName(entry.name)) continue;
-        const full = join(this.root, entry.name);
-        const info = await Deno.lstat(full).catch(() => undefined);
-        if (info?.mtime && Date.now() - info.mtime.getTime() > STALE_TEMPORARY_MS) {
+  /**
+   * Removes every lakerun temporary entry in this folder tree: left-overs of a killed run. Safe because a
+   * routine runs under its run lock, and a temporary name is never the only copy of anything.
+   */
+  async removeTemporaries(options: { recursive?: boolean } = {}): Promise<number> {
+    let removed = 0;
+    const walk = async (dir: string) => {
+      for await (const entry of Deno.readDir(dir)) {
+        const full = join(dir, entry.name);
+        if (isTemporaryName(entry.name)) {
           await Deno.remove(full, { recursive: true }).catch(() => {});
+          removed++;
+        } else if (entry.isDirectory && options.recursive) {
+          await walk(full);
         }
       }
+    };
+    try {
+      await walk(this.root);
     } catch (error) {
       if (!(error instanceof Deno.errors.NotFound)) throw error;
     }
+    return removed;
   }
 
   /** Creates the folders above `path`, refusing to go through a symbolic link. */

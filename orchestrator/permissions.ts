@@ -32,7 +32,12 @@ export const SCOPE_KINDS = ["read", "write", "net", "env", "run"] as const;
  * ```
  */
 export function stepStateDir(stateRoot: string, routineName: string, stepId: string): string {
-  return join(stateRoot, safeFileName(routineName), safeFileName(stepId));
+  return join(routineStateDir(stateRoot, routineName), safeFileName(stepId));
+}
+
+/** The folder holding a routine's step folders and its run lock. */
+export function routineStateDir(stateRoot: string, routineName: string): string {
+  return join(stateRoot, safeFileName(routineName));
 }
 
 /**

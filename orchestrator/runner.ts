@@ -4,9 +4,9 @@
  *
  * @module
  */
-import { resolve } from "node:path";
+import { join, resolve } from "node:path";
 import { TaskFailedError } from "./errors.ts";
-import { type ResolvedScope, stepScope, stepStateDir } from "./permissions.ts";
+import { type ResolvedScope, routineStateDir, stepScope, stepStateDir } from "./permissions.ts";
 import type { Reporter } from "./reporter.ts";
 import type { Routine, Step } from "./routine.ts";
 import { startStepSandbox, type StepSandbox } from "./sandbox.ts";
@@ -45,6 +45,7 @@ export async function runRoutine(routine: Routine, options: RunOptions): Promise
   const reporter = options.reporter;
   const started = performance.now();
   const scopes: ResolvedScope[] = routine.steps.map((step) => stepScope(routine, step, { cwd, stateRoot }));
+  await using _lock = await lockRoutine(stateRoot, routine.name);
   reporter.routineStarted(routine);
 
   const sandboxFor = (i: number) =>
@@ -89,6 +90,35 @@ export async function runRoutine(routine: Routine, options: RunOptions): Promise
     reporter.routineFinished(false, performance.now() - started);
     throw error;
   }
+}
+
+/** Another run of the same routine holds its lock. */
+export class RoutineBusyError extends Error {
+  constructor(routineName: string, lockFile: string) {
+    super(`routine ${JSON.stringify(routineName)} is already running (lock held on ${lockFile})`);
+    this.name = "RoutineBusyError";
+  }
+}
+
+/**
+ * Takes the routine's run lock (an OS file lock, released when the process ends however it ends), so that a
+ * step may treat lakerun's temporary names in its folders as left-overs of a killed run.
+ */
+async function lockRoutine(stateRoot: string, routineName: string): Promise<AsyncDisposable> {
+  const dir = routineStateDir(stateRoot, routineName);
+  await Deno.mkdir(dir, { recursive: true });
+  const lockFile = join(dir, "run.lock");
+  const file = await Deno.open(lockFile, { read: true, write: true, create: true });
+  if (!(await file.tryLock(true))) {
+    file.close();
+    throw new RoutineBusyError(routineName, lockFile);
+  }
+  return {
+    [Symbol.asyncDispose]: async () => {
+      await file.unlock().catch(() => {});
+      file.close();
+    },
+  };
 }
 
 async function runInProcess(
