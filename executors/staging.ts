@@ -14,6 +14,7 @@ import { Journal } from "../lib/journal.ts";
 import { locationScope, mergeScopes, openLocation } from "../lib/locations.ts";
 import { isS3Url, type Storage, type StoredFile } from "../lib/storage.ts";
 import { LocalStorage } from "../lib/storage_local.ts";
+import { copyProblem, verifyCopy } from "../lib/verify.ts";
 
 const paramsSchema = (z: Zod) =>
   z.strictObject({
@@ -132,14 +133,14 @@ async function transfer(context: TaskContext<Params>): Promise<void> {
   let bytes = 0;
   for (const file of files) {
     context.signal.throwIfAborted();
-    const staged = await dump.stat(file.path);
     if (
-      staged?.kind === "file" && staged.size === file.size &&
-      (await dump.sha256(file.path)) === (await landing.sha256(file.path))
+      !(await copyProblem(landing, file.path, dump, file.path, { sourceInfo: file, signal: context.signal }))
     ) {
       continue; // already staged by an earlier run
     }
-    await dump.write(file.path, await landing.read(file.path), { size: file.size, signal: context.signal });
+    const options = { size: file.size, signal: context.signal };
+    const copied = await dump.copyFrom?.(landing, file.path, file.path, options);
+    if (!copied) await dump.write(file.path, await landing.read(file.path), options);
     copied++;
     bytes += file.size;
   }
@@ -299,21 +300,12 @@ async function postStaging(context: TaskContext<Params>): Promise<void> {
 
 /** Fails unless `dump` holds a byte-identical copy of the landing file (size, then sha256). */
 async function verifyStaged(landing: Storage, dump: Storage, file: StoredFile) {
-  const staged = await dump.stat(file.path);
-  if (!staged || staged.kind !== "file") {
+  const problem = await copyProblem(landing, file.path, dump, file.path, { sourceInfo: file });
+  if (!problem) return;
+  if (problem.kind === "missing") {
     throw new Error(`${landing.url}/${file.path} has no staged copy in ${dump.url}; run 'transfer' first`);
   }
-  if (staged.size !== file.size) {
-    throw new Error(
-      `staged copy of ${file.path} is ${staged.size} bytes, landing file is ${file.size}; run 'transfer' again`,
-    );
-  }
-  const [a, b] = await Promise.all([landing.sha256(file.path), dump.sha256(file.path)]);
-  if (a !== b) {
-    throw new Error(
-      `staged copy of ${file.path} differs from the landing file (sha256); run 'transfer' again`,
-    );
-  }
+  throw new Error(`staged copy of ${file.path}: ${problem.message}; run 'transfer' again`);
 }
 
 /**
@@ -339,9 +331,8 @@ async function archiveFile(landing: Storage, archive: Storage, path: string) {
     return;
   }
   const size = (await landing.stat(path))?.size;
-  const written = await archive.write(target, await landing.read(path), { size });
-  if (written.sha256 !== (await landing.sha256(path))) {
-    throw new Error(`archived copy of ${path} differs from the landing file`);
-  }
+  const copied = await archive.copyFrom?.(landing, path, target, { size });
+  if (!copied) await archive.write(target, await landing.read(path), { size });
+  await verifyCopy(landing, path, archive, target);
   await landing.remove(path);
 }

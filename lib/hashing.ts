@@ -44,7 +44,9 @@ export class HashingStream extends TransformStream<Uint8Array, Uint8Array> {
  * const { sha256, size } = await sha256OfStream((await Deno.open("a.csv")).readable);
  * ```
  */
-export async function sha256OfStream(stream: ReadableStream<Uint8Array>): Promise<{ sha256: string; size: number }> {
+export async function sha256OfStream(
+  stream: ReadableStream<Uint8Array>,
+): Promise<{ sha256: string; size: number }> {
   const hash = createHash("sha256");
   let size = 0;
   for await (const chunk of stream) {

@@ -30,7 +30,9 @@ export class Journal {
   }
 
   #file(key: string): string {
-    if (!/^[a-z0-9][a-z0-9_-]{0,63}$/.test(key)) throw new Error(`invalid journal key ${JSON.stringify(key)}`);
+    if (!/^[a-z0-9][a-z0-9_-]{0,63}$/.test(key)) {
+      throw new Error(`invalid journal key ${JSON.stringify(key)}`);
+    }
     return join(this.dir, `${key}.json`);
   }
 

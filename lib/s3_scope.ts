@@ -35,7 +35,8 @@ export function parseS3Url(url: string): { bucket: string; prefix: string } {
 
 /** The endpoint URL S3 requests go to, from the routine's `s3` block or the AWS variables. */
 export function s3EndpointOf(settings?: S3Settings): string | undefined {
-  return settings?.endpoint ?? Deno.env.get("AWS_ENDPOINT_URL_S3") ?? Deno.env.get("AWS_ENDPOINT_URL") ?? undefined;
+  return settings?.endpoint ?? Deno.env.get("AWS_ENDPOINT_URL_S3") ?? Deno.env.get("AWS_ENDPOINT_URL") ??
+    undefined;
 }
 
 /** The region, from the routine's `s3` block or the AWS variables. */
@@ -60,7 +61,11 @@ export function s3Scope(url: string, settings?: S3Settings): PermissionScope {
     net.push(`${u.hostname}:${u.port || (u.protocol === "https:" ? "443" : "80")}`);
   } else {
     const region = s3RegionOf(settings);
-    net.push(`${bucket}.s3.${region}.amazonaws.com:443`, `s3.${region}.amazonaws.com:443`, `sts.${region}.amazonaws.com:443`);
+    net.push(
+      `${bucket}.s3.${region}.amazonaws.com:443`,
+      `s3.${region}.amazonaws.com:443`,
+      `sts.${region}.amazonaws.com:443`,
+    );
   }
   const home = Deno.env.get("HOME");
   const read = [

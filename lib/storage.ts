@@ -64,6 +64,17 @@ export interface Storage {
   write(path: string, data: ReadableStream<Uint8Array>, options?: WriteOptions): Promise<WriteResult>;
   /** Starts a {@link WriteBatch}. */
   batch(): Promise<WriteBatch>;
+  /**
+   * Copies `sourcePath` of `source` to `path` here without streaming the bytes through lakerun, when both are
+   * on one backend that can (S3 CopyObject / UploadPartCopy). Resolves to `undefined` when it cannot; the
+   * caller then streams. Optional: backends without server-side copy leave it out.
+   */
+  copyFrom?(
+    source: Storage,
+    sourcePath: string,
+    path: string,
+    options?: { size?: number; signal?: AbortSignal },
+  ): Promise<{ size: number; etag?: string } | undefined>;
   /** Removes the file at `path`; no error when it is already gone. */
   remove(path: string): Promise<void>;
   /** Lower-case hex sha256 of the stored bytes. */

@@ -61,7 +61,7 @@ Deno.test("post_staging refuses to archive a file whose staged copy differs, and
   assert.equal((await runRoutineJson(staging({}, ["transfer"]), { cwd: dir.path })).error, undefined);
   await Deno.writeTextFile(join(dir.path, "data/staging/a.csv"), "tampered"); // same size, other bytes
   const { error } = await runRoutineJson(staging({}, ["post_staging"]), { cwd: dir.path });
-  assert.match(error?.message ?? "", /staged copy of a\.csv differs from the landing file \(sha256\)/);
+  assert.match(error?.message ?? "", /staged copy of a\.csv: copy differs from the source \(sha256\)/);
   assert.deepEqual(await readTree(join(dir.path, "data/landing")), { "a.csv": "original" });
 });
 
