@@ -70,7 +70,6 @@ export function formatDuration(ms: number): string {
  * ```
  */
 export function consoleReporter(options: ConsoleReporterOptions = {}): Reporter {
-  const encoder = new TextEncoder();
   const write = options.write ?? ((line: string) => console.log(line));
   const progressLine = options.progressLine;
   const interval = (options.progressInterval ?? 5) * 1000;
@@ -86,7 +85,7 @@ export function consoleReporter(options: ConsoleReporterOptions = {}): Reporter 
   };
   const showProgress = (bytes: number, total: number | undefined, label: string | undefined) => {
     const now = performance.now();
-    progress ??= { started: now, lastLine: now, lastDraw: 0 };
+    progress ??= { started: now, lastLine: now, lastDraw: -Infinity };
     const seconds = Math.max((now - progress.started) / 1000, 0.001);
     const rate = bytes / seconds;
     const parts = [
@@ -155,7 +154,6 @@ export function consoleReporter(options: ConsoleReporterOptions = {}): Reporter 
     routineFinished(ok, ms) {
       clearLive();
       write(ok ? `✓ done in ${formatDuration(ms)}` : `✗ failed after ${formatDuration(ms)}`);
-      void encoder;
     },
   };
 }

@@ -6,6 +6,9 @@
  */
 import type { ExecutorDefinition, S3Settings, TaskContext, TaskEvent } from "./contract.ts";
 
+/** Least time between two progress events sent to the parent. */
+const PROGRESS_INTERVAL_MS = 200;
+
 /** What the parent sends to start a step. */
 export interface StepRequest {
   moduleUrl: string;
@@ -83,7 +86,16 @@ export async function runStepTasks(
       return false;
     }
     emit({ type: "task-start", task });
-    const report = (event: TaskEvent) => emit({ type: "event", task, event });
+    let lastProgress = 0;
+    const report = (event: TaskEvent) => {
+      if (event.type === "progress") {
+        // progress comes per chunk; the console needs a few updates a second
+        const now = performance.now();
+        if (now - lastProgress < PROGRESS_INTERVAL_MS && event.bytes !== event.total) return;
+        lastProgress = now;
+      }
+      emit({ type: "event", task, event });
+    };
     const context: TaskContext<Record<string, unknown>> = {
       params: request.params,
       stepId: request.stepId,

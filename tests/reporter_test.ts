@@ -1,0 +1,75 @@
+/** Console output: one line per task with what it moved, and download progress for terminals and CI logs. */
+import assert from "node:assert/strict";
+import { consoleReporter, formatBytes, formatDuration } from "../orchestrator/reporter.ts";
+import type { Step } from "../orchestrator/routine.ts";
+
+const step = { id: "fetch", index: 1, executor: { name: "DownloaderExecutor" } } as unknown as Step;
+
+Deno.test("sizes and durations read naturally", () => {
+  assert.equal(formatBytes(512), "512 B");
+  assert.equal(formatBytes(1536), "1.5 KiB");
+  assert.equal(formatBytes(200 * 1024 * 1024), "200.0 MiB");
+  assert.equal(formatDuration(12), "12 ms");
+  assert.equal(formatDuration(1234), "1.2 s");
+  assert.equal(formatDuration(125_000), "2 min 5 s");
+});
+
+Deno.test("a task's line says what it moved; a step id that is not the executor's name shows both", () => {
+  const lines: string[] = [];
+  const reporter = consoleReporter({ write: (line) => lines.push(line) });
+  reporter.stepStarted(step, 2);
+  reporter.stepMessage(step, { type: "task-start", task: "download" });
+  reporter.stepMessage(step, {
+    type: "event",
+    task: "download",
+    event: { type: "moved", files: 3, bytes: 3 * 1024 * 1024 },
+  });
+  reporter.stepMessage(step, { type: "task-end", task: "download", ms: 1500 });
+  reporter.stepMessage(step, {
+    type: "task-failed",
+    task: "post",
+    ms: 1,
+    error: { message: "no staged copy", stack: "at x" },
+  });
+  assert.deepEqual(lines, [
+    "[1/2] fetch (DownloaderExecutor)",
+    "  ✓ download  3 files, 3.0 MiB  1.5 s",
+    "  ✗ post failed: no staged copy",
+  ]);
+});
+
+Deno.test("without a terminal, progress is a line every interval with size, rate and ETA", () => {
+  const lines: string[] = [];
+  const reporter = consoleReporter({ write: (line) => lines.push(line), progressInterval: 0 });
+  reporter.stepMessage(step, { type: "task-start", task: "download" });
+  const progress = (bytes: number) =>
+    reporter.stepMessage(step, {
+      type: "event",
+      task: "download",
+      event: { type: "progress", bytes, total: 100 * 1024 * 1024, label: "http://h/x.zip" },
+    });
+  progress(10 * 1024 * 1024);
+  progress(20 * 1024 * 1024);
+  assert.equal(lines.length, 2);
+  assert.match(lines[1], /^ {4}http:\/\/h\/x\.zip: 20\.0 MiB of 100\.0 MiB {2}[\d.]+ [KMG]iB\/s {2}ETA /);
+});
+
+Deno.test("on a terminal, progress redraws one live line and clears it before the next output", () => {
+  const lines: string[] = [];
+  const live: string[] = [];
+  const reporter = consoleReporter({
+    write: (line) => lines.push(line),
+    progressLine: (text) => live.push(text),
+  });
+  reporter.stepMessage(step, { type: "task-start", task: "download" });
+  reporter.stepMessage(step, {
+    type: "event",
+    task: "download",
+    event: { type: "progress", bytes: 5, total: 10 },
+  });
+  reporter.stepMessage(step, { type: "task-end", task: "download", ms: 10 });
+  assert.equal(live.length, 2);
+  assert.match(live[0], /5 B of 10 B/);
+  assert.equal(live[1], "", "cleared");
+  assert.deepEqual(lines, ["  ✓ download  10 ms"]);
+});
