@@ -210,3 +210,53 @@ Deno.test("schema is the JSON Schema committed for editors, and it describes the
   assert.equal(downloader.properties.params.additionalProperties, false);
   assert.equal(schema.properties.executors.additionalProperties.oneOf.length, 2);
 });
+
+Deno.test("executors_dir in a routine is relative to the routine file; plugins appear in list", async () => {
+  await using dir = await tempDir();
+  await Deno.mkdir(join(dir.path, "routines/plugins"), { recursive: true });
+  await Deno.copyFile(
+    join(ROOT, "tests/fixtures/plugins/ProbeExecutor.ts"),
+    join(dir.path, "routines/plugins/ProbeExecutor.ts"),
+  );
+  // the copied plugin imports the contract by a relative path: point it at this checkout
+  const plugin = join(dir.path, "routines/plugins/ProbeExecutor.ts");
+  await Deno.writeTextFile(
+    plugin,
+    (await Deno.readTextFile(plugin)).replace(
+      "../../../orchestrator/contract.ts",
+      join(ROOT, "orchestrator/contract.ts"),
+    ),
+  );
+  await write(join(dir.path, "routines"), "r.json", {
+    routine_name: "p",
+    executors_dir: "plugins",
+    executors: { ProbeExecutor: { params: { folder: "own" }, tasks: ["write_inside"] } },
+  });
+  const result = await lakerun(["run", "routines/r.json"], { cwd: dir.path });
+  assert.equal(result.code, 0, result.stderr);
+  assert.equal(
+    await Deno.readTextFile(join(dir.path, "own/ok.txt")),
+    "ok\n",
+    "paths in params stay relative to the current folder",
+  );
+  const list = await lakerun(["list", "--executors", join(dir.path, "routines/plugins")]);
+  assert.match(list.stdout, /\nProbeExecutor {2}\(plugin: .*routines\/plugins\)\n/);
+});
+
+Deno.test("a broken plugin or a missing plugin folder is an invalid routine, named", async () => {
+  await using dir = await tempDir();
+  await Deno.writeTextFile(join(dir.path, "BadExecutor.ts"), "export default { name: 'Other' };\n");
+  await write(dir.path, "r.json", {
+    routine_name: "p",
+    executors: { BadExecutor: { params: {}, tasks: ["x"] } },
+  });
+  const bad = await lakerun(["validate", "--executors", dir.path, "r.json"], { cwd: dir.path });
+  assert.equal(bad.code, 2);
+  assert.match(
+    bad.stderr,
+    /executors\.BadExecutor: plugin .*BadExecutor\.ts: default export is named "Other", expected "BadExecutor"/,
+  );
+  const missing = await lakerun(["validate", "--executors", "nowhere", "r.json"], { cwd: dir.path });
+  assert.equal(missing.code, 2);
+  assert.match(missing.stderr, /plugin folder .*nowhere does not exist/);
+});
