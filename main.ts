@@ -5,7 +5,13 @@
  */
 import { parseArgs } from "node:util";
 import denoConfig from "./deno.json" with { type: "json" };
-import { listCommand, planCommand, runCommand, schemaCommand, validateCommand } from "./orchestrator/commands.ts";
+import {
+  listCommand,
+  planCommand,
+  runCommand,
+  schemaCommand,
+  validateCommand,
+} from "./orchestrator/commands.ts";
 import { demoCommand } from "./orchestrator/demo.ts";
 import { describeError, EXIT_INVALID, exitCodeOf, UsageError } from "./orchestrator/errors.ts";
 

@@ -12,7 +12,9 @@ import type { Reporter } from "../orchestrator/reporter.ts";
 import { parseRoutine } from "../orchestrator/routine.ts";
 import { runRoutine } from "../orchestrator/runner.ts";
 
-const { values } = parseArgs({ options: { steps: { type: "string", default: "200" }, runs: { type: "string", default: "5" } } });
+const { values } = parseArgs({
+  options: { steps: { type: "string", default: "200" }, runs: { type: "string", default: "5" } },
+});
 const steps = Number(values.steps);
 const runs = Number(values.runs);
 const root = new URL("../", import.meta.url).pathname;
@@ -21,7 +23,12 @@ const silent: Reporter = { routineStarted() {}, stepStarted() {}, stepMessage() 
 const cwd = await Deno.makeTempDir({ prefix: "lakerun-bench-" });
 const routineDoc = {
   routine_name: "noop",
-  executors: Object.fromEntries(Array.from({ length: steps }, (_, i) => [`step${i}`, { executor: "NoopExecutor", params: {}, tasks: ["noop"] }])),
+  executors: Object.fromEntries(
+    Array.from(
+      { length: steps },
+      (_, i) => [`step${i}`, { executor: "NoopExecutor", params: {}, tasks: ["noop"] }],
+    ),
+  ),
 };
 const routine = await parseRoutine(JSON.stringify(routineDoc), {
   file: join(cwd, "noop.json"),
@@ -59,7 +66,9 @@ await Deno.remove(cwd, { recursive: true });
 
 const sandboxed = median(results.sandboxed);
 const inProcess = median(results["in-process"]);
-console.log(`sandbox cost, ${steps} no-op steps, median of ${runs} runs (Deno ${Deno.version.deno}, ${navigator.hardwareConcurrency} cores)`);
+console.log(
+  `sandbox cost, ${steps} no-op steps, median of ${runs} runs (Deno ${Deno.version.deno}, ${navigator.hardwareConcurrency} cores)`,
+);
 console.log(`| mode | ms per step |`);
 console.log(`| --- | --- |`);
 console.log(`| sandboxed (Worker per step) | ${sandboxed.toFixed(2)} |`);

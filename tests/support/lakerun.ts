@@ -26,7 +26,10 @@ export interface CliResult {
  * const { code, stdout } = await lakerun(["--version"]);
  * ```
  */
-export async function lakerun(args: string[], options: { cwd?: string; env?: Record<string, string> } = {}): Promise<CliResult> {
+export async function lakerun(
+  args: string[],
+  options: { cwd?: string; env?: Record<string, string> } = {},
+): Promise<CliResult> {
   const output = await new Deno.Command(Deno.execPath(), {
     args: ["run", "-A", "--quiet", "--config", join(ROOT, "deno.json"), join(ROOT, "main.ts"), ...args],
     cwd: options.cwd ?? ROOT,
@@ -58,7 +61,10 @@ export async function runRoutineJson(
     executorDirs: options.executorDirs,
   });
   try {
-    await runRoutine(parsed, { cwd: options.cwd, reporter: consoleReporter({ write: (line) => lines.push(line) }) });
+    await runRoutine(parsed, {
+      cwd: options.cwd,
+      reporter: consoleReporter({ write: (line) => lines.push(line) }),
+    });
     return { lines };
   } catch (error) {
     return { lines, error: error as Error };
