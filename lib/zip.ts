@@ -67,9 +67,9 @@ export interface ZipLimits {
    * Fail once total inflated bytes exceed maxRatio × archive size. Default 200.
    *
    * The archive size is the largest of `archiveSize`, the archive bytes received so far (the file size for
-   * {@link extractZipFile}) and 64 KiB. The 64 KiB floor keeps small archives of very compressible small
-   * files from being refused, while a bomb of unknown size is still stopped after at most
-   * `maxRatio` × 64 KiB (12.5 MiB by default) beyond its ratio.
+   * {@link extractZipFile}) and 64 KiB. The 64 KiB floor keeps tiny archives of very compressible small files
+   * from being refused for ratios that are normal at that size, while a bomb streamed without a known size is
+   * still stopped early: with the defaults, after 12.5 MiB of output if it has sent less than 64 KiB.
    */
   maxRatio?: number;
   /** Known total archive size (e.g. Content-Length), used for the ratio. */
@@ -174,11 +174,11 @@ const S_IFLNK = 0o120000;
 /** Largest slice of compressed input handed to the inflater, or of stored data to the sink, at once. */
 const PIECE = 256 * 1024;
 /** Output chunk size of the inflater. */
-const INFLATE_CHUNK = 256 * 1024;
+const INFLATE_CHUNK = 64 * 1024;
 /** Archive bytes read ahead of the parser. */
-const READ_AHEAD = 1024 * 1024;
+const READ_AHEAD = 512 * 1024;
 /** Bytes an entry's stream may queue ahead of the sink. */
-const ENTRY_HIGH_WATER = 1024 * 1024;
+const ENTRY_HIGH_WATER = 512 * 1024;
 /** Smallest archive size used for the ratio limit. */
 const RATIO_FLOOR = 64 * 1024;
 /** Largest ZIP64 end-of-central-directory record accepted (its extensible data is skipped). */
@@ -1088,9 +1088,9 @@ function compareCentral(local: LocalHeader & BodyResult, central: CentralEntry):
 /**
  * Extract from a byte stream, inflating each entry as its bytes arrive.
  *
- * Memory stays bounded whatever the archive size or compression ratio: at most 1 MiB of archive bytes is
- * read ahead, zlib gets slices of at most 256 KiB and stops producing while its 256 KiB output buffer is
- * unread, and at most 1 MiB of an entry is queued ahead of the sink, so the sink's reading pace throttles the
+ * Memory stays bounded whatever the archive size or compression ratio: at most 512 KiB of archive bytes is
+ * read ahead, zlib gets slices of at most 256 KiB and stops producing while its 64 KiB output chunk is
+ * unread, and at most 512 KiB of an entry is queued ahead of the sink, so the sink's reading pace throttles the
  * source. Per entry, a few dozen bytes of metadata are kept until the end for the central-directory checks.
  * Symbolic links can only be detected in the central directory at the end (see the module notes on the sink
  * contract). Throws {@link ZipNeedsRandomAccess} for an entry that cannot be delimited while streaming.
@@ -1149,12 +1149,8 @@ async function extractFromStream(input: ByteReader, sink: ZipEntrySink, budget: 
     checkMethodAndFlags(name, method, flags);
     const descriptor = (flags & FLAG_DESCRIPTOR) !== 0;
     if (method === 0 && descriptor) {
-      throw new ZipNeedsRandomAccess(
-        `zip entry '${
-          shown(name)
-        }': stored with a data descriptor, so its end cannot be found while streaming`,
-        { entry: name },
-      );
+      const reason = "stored with a data descriptor, so its end cannot be found while streaming";
+      throw new ZipNeedsRandomAccess(`zip entry '${shown(name)}': ${reason}`, { entry: name });
     }
     const result = await deliver(
       sink,
@@ -1235,12 +1231,10 @@ async function extractFromStream(input: ByteReader, sink: ZipEntrySink, budget: 
   );
   await input.need(end.commentLength, undefined, "the archive comment");
   if (end.entries !== count || end.cdSize !== cdEnd - cdStart || end.cdOffset !== cdStart) {
+    const says = `${end.entries} entries, ${end.cdSize} bytes at offset ${end.cdOffset}`;
+    const found = `${count} entries, ${cdEnd - cdStart} bytes at offset ${cdStart}`;
     throw new ZipError(
-      `end of central directory record disagrees with the archive (says ${end.entries} entries, ` +
-        `${end.cdSize} bytes at offset ${end.cdOffset}; found ${count} entries, ${
-          cdEnd - cdStart
-        } bytes at ` +
-        `offset ${cdStart})`,
+      `end of central directory record disagrees with the archive (says ${says}; found ${found})`,
     );
   }
   if (await input.fill(1) > 0) throw new ZipError(`unexpected data after the end of the archive`);
@@ -1460,13 +1454,12 @@ async function extractFromFile(
       (local.crc !== central.crc || local.size !== central.size ||
         local.compressedSize !== central.compressedSize)
     ) {
+      const crcs = `CRC-32 ${hex32(local.crc)} vs ${hex32(central.crc)}`;
+      const sizes = `size ${local.size} vs ${central.size}`;
+      const compressed = `compressed size ${local.compressedSize} vs ${central.compressedSize}`;
       throw zipError(
         name,
-        `local header disagrees with the central directory (CRC-32 ${hex32(local.crc)} vs ${
-          hex32(central.crc)
-        }, ` +
-          `size ${local.size} vs ${central.size}, compressed size ${local.compressedSize} vs ` +
-          `${central.compressedSize})`,
+        `local header disagrees with the central directory (${crcs}, ${sizes}, ${compressed})`,
       );
     }
     if (input.position + central.compressedSize > end.cdOffset) {
