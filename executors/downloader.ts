@@ -11,6 +11,7 @@ import { defineExecutor } from "../orchestrator/contract.ts";
 import { HashingStream } from "../lib/hashing.ts";
 import { fetchWithRetries, netPermissionFor, redactUrl, type RequestSpec } from "../lib/http.ts";
 import { locationScope, mergeScopes, openLocation } from "../lib/locations.ts";
+import { parseS3Url } from "../lib/s3_scope.ts";
 import { isS3Url, type Storage, type WriteBatch } from "../lib/storage.ts";
 import { extractZipFile, extractZipStream, ZipNeedsRandomAccess } from "../lib/zip.ts";
 
@@ -115,12 +116,14 @@ export async function downloadToLanding(context: TaskContext<Params>): Promise<v
     try {
       summary = await fetchWithRetries(spec, async (body, info) => {
         return await extractIntoBatch(landing, async (sink) => {
-          const hashing = new HashingStream((n) => progress(n, info.contentLength));
+          const hashing = new HashingStream((n) => progress(n, info.contentLength), {
+            hash: !!expectedSha256,
+          });
           const result = await extractZipStream(body.pipeThrough(hashing), sink, {
             ...limits,
             archiveSize: info.contentLength,
           });
-          checkSha256(expectedSha256, hashing.digest(), shown);
+          if (expectedSha256) checkSha256(expectedSha256, hashing.digest(), shown);
           return result;
         });
       }, events);
@@ -143,12 +146,12 @@ export async function downloadToLanding(context: TaskContext<Params>): Promise<v
     await storage.removeTemporaries();
     const batch = await storage.batch();
     try {
-      const hashing = new HashingStream((n) => progress(n, info.contentLength));
+      const hashing = new HashingStream((n) => progress(n, info.contentLength), { hash: !!expectedSha256 });
       const result = await batch.write(path, body.pipeThrough(hashing), {
         size: info.contentLength,
         signal: context.signal,
       });
-      checkSha256(expectedSha256, result.sha256, shown);
+      if (expectedSha256) checkSha256(expectedSha256, hashing.digest(), shown);
       await batch.commit();
       return result;
     } catch (error) {
@@ -194,10 +197,10 @@ async function downloadThenExtract(
   const temporary = `${context.stateDir}/download-${crypto.randomUUID()}.zip`;
   try {
     await fetchWithRetries(spec, async (body, info) => {
-      const hashing = new HashingStream((n) => progress(n, info.contentLength));
+      const hashing = new HashingStream((n) => progress(n, info.contentLength), { hash: !!expectedSha256 });
       const file = await Deno.open(temporary, { write: true, create: true, truncate: true });
       await body.pipeThrough(hashing).pipeTo(file.writable, { signal: context.signal });
-      checkSha256(expectedSha256, hashing.digest(), redactUrl(spec.url));
+      if (expectedSha256) checkSha256(expectedSha256, hashing.digest(), redactUrl(spec.url));
     });
     const size = (await Deno.stat(temporary)).size;
     return await extractIntoBatch(
@@ -242,13 +245,21 @@ async function fileTarget(
   const urlName = decodeURIComponent(basename(new URL(url).pathname)) || "download";
   const safeName = urlName.replace(/[\\/\0]/g, "_").replace(/^\.+$/, "download");
   let isFolder = landing.endsWith("/");
-  if (!isFolder && !isS3Url(landing)) {
+  if (!isFolder && isS3Url(landing)) {
+    // a bucket, or a prefix that already holds objects, is a folder; otherwise the key to write
+    isFolder = parseS3Url(landing).prefix === "" || await s3PrefixHasObjects(landing, context);
+  } else if (!isFolder) {
     isFolder = await Deno.stat(context.resolve(landing)).then((s) => s.isDirectory, () => false);
   }
   if (isFolder) return { storage: await openLocation(landing, context), path: safeName };
   const slash = landing.lastIndexOf("/");
   const folder = slash <= 0 ? (slash === 0 ? "/" : ".") : landing.slice(0, slash);
   return { storage: await openLocation(folder, context), path: landing.slice(slash + 1) };
+}
+
+async function s3PrefixHasObjects(landing: string, context: TaskContext<Params>): Promise<boolean> {
+  for await (const _ of (await openLocation(landing, context)).list({ signal: context.signal })) return true;
+  return false;
 }
 
 function requestSpec(params: Params, signal: AbortSignal): RequestSpec {

@@ -5,17 +5,26 @@
  */
 import { createHash, type Hash } from "node:crypto";
 
-/** A pass-through stream that counts the bytes and hashes them with sha256. */
+/**
+ * A pass-through stream that counts the bytes and, unless `hash` is false, hashes them with sha256.
+ *
+ * @example
+ * ```ts
+ * const meter = new HashingStream((bytes) => console.log(bytes));
+ * await body.pipeThrough(meter).pipeTo(file.writable);
+ * meter.digest(); // "9f86d0…"
+ * ```
+ */
 export class HashingStream extends TransformStream<Uint8Array, Uint8Array> {
-  #hash: Hash;
+  #hash: Hash | undefined;
   #bytes = 0;
 
-  constructor(onChunk?: (bytes: number) => void) {
-    const hash = createHash("sha256");
+  constructor(onChunk?: (bytes: number) => void, options: { hash?: boolean } = {}) {
+    const hash = options.hash === false ? undefined : createHash("sha256");
     let count = 0;
     super({
       transform: (chunk, controller) => {
-        hash.update(chunk);
+        hash?.update(chunk);
         count += chunk.byteLength;
         this.#bytes = count;
         onChunk?.(count);
@@ -32,6 +41,7 @@ export class HashingStream extends TransformStream<Uint8Array, Uint8Array> {
 
   /** Lower-case hex sha256 of everything seen; call once the stream has ended. */
   digest(): string {
+    if (!this.#hash) throw new Error("this stream only counts bytes (created with hash: false)");
     return this.#hash.digest("hex");
   }
 }

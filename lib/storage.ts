@@ -24,8 +24,8 @@ export interface StoredFile {
 /** What a completed write stored. */
 export interface WriteResult {
   size: number;
-  /** Lower-case hex sha256 of the bytes written. */
-  sha256: string;
+  /** Lower-case hex sha256 of the bytes written, when {@link WriteOptions.sha256} asked for it. */
+  sha256?: string;
   etag?: string;
 }
 
@@ -33,6 +33,8 @@ export interface WriteResult {
 export interface WriteOptions {
   /** Expected size; a stream of another length fails the write and nothing is stored. */
   size?: number;
+  /** Compute the sha256 of the bytes while writing them (costs CPU; off by default). */
+  sha256?: boolean;
   signal?: AbortSignal;
 }
 

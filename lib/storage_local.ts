@@ -200,7 +200,10 @@ export class LocalStorage implements Storage {
         !/cross-device|EXDEV/i.test(`${error.message} ${(error as { code?: string }).code}`)
       ) throw error;
       const source = await this.stat(path);
-      const written = await target.write(targetPath, await this.read(path), { size: source?.size });
+      const written = await target.write(targetPath, await this.read(path), {
+        size: source?.size,
+        sha256: true,
+      });
       if (written.sha256 !== (await this.sha256(path))) {
         throw new Error(`${target.pathOf(targetPath)}: copy differs from source`);
       }
@@ -291,7 +294,7 @@ export async function writeFileFromStream(
   options: WriteOptions,
   label: string,
 ): Promise<WriteResult> {
-  const hashing = new HashingStream();
+  const hashing = new HashingStream(undefined, { hash: options.sha256 === true });
   let file: Deno.FsFile | undefined;
   try {
     file = await Deno.open(path, { write: true, createNew: true });
@@ -300,7 +303,7 @@ export async function writeFileFromStream(
     if (options.size !== undefined && hashing.bytes !== options.size) {
       throw new SizeMismatchError(label, options.size, hashing.bytes);
     }
-    return { size: hashing.bytes, sha256: hashing.digest() };
+    return { size: hashing.bytes, sha256: options.sha256 ? hashing.digest() : undefined };
   } catch (error) {
     try {
       file?.close();
