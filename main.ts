@@ -5,14 +5,6 @@
  */
 import { parseArgs } from "node:util";
 import denoConfig from "./deno.json" with { type: "json" };
-import {
-  listCommand,
-  planCommand,
-  runCommand,
-  schemaCommand,
-  validateCommand,
-} from "./orchestrator/commands.ts";
-import { demoCommand } from "./orchestrator/demo.ts";
 import { describeError, EXIT_INVALID, exitCodeOf, UsageError } from "./orchestrator/errors.ts";
 
 const HELP = `lakerun ${denoConfig.version} — run data-lake routines, every step in its own permission sandbox
@@ -94,6 +86,11 @@ async function main(args: string[]): Promise<number> {
       );
     }
     Deno.addSignalListener("SIGINT", onInterrupt);
+    // loaded only now, so that --help and --version start fast
+    const { demoCommand } = await import("./orchestrator/demo.ts");
+    const { listCommand, planCommand, runCommand, schemaCommand, validateCommand } = await import(
+      "./orchestrator/commands.ts"
+    );
     switch (command as Command) {
       case "run":
         await runCommand(rest[0], options);
