@@ -12,7 +12,7 @@ import type { TaskContext, Zod } from "../orchestrator/contract.ts";
 import { defineExecutor } from "../orchestrator/contract.ts";
 import { Journal } from "../lib/journal.ts";
 import { locationScope, mergeScopes, openLocation } from "../lib/locations.ts";
-import { isS3Url, type Storage, type StoredFile } from "../lib/storage.ts";
+import { isS3Url, type Storage, type StoredFile, TEMP_PREFIX } from "../lib/storage.ts";
 import { LocalStorage } from "../lib/storage_local.ts";
 import { copyProblem, verifyCopy } from "../lib/verify.ts";
 
@@ -167,24 +167,25 @@ async function transformInto(
     context.log("these landing files were already transformed; post_staging has not finished with them yet");
     return;
   }
-  if (!(landing instanceof LocalStorage) || !(dump instanceof LocalStorage)) {
-    throw new Error("transforms on s3:// folders are not supported yet");
-  }
-  // the transform writes into a temporary folder inside staging, moved into place only when it succeeded
-  const output = join(dump.root, `.lakerun-tmp-transform-${crypto.randomUUID()}`);
+  // S3 folders get local working folders under the step's state folder: the landing files are downloaded
+  // into one, the transform writes into another, and its output is uploaded to staging as one batch
+  await new LocalStorage(context.stateDir).removeTemporaries();
+  const work = join(context.stateDir, `${TEMP_PREFIX}transform-${crypto.randomUUID()}`);
+  // a local staging folder receives the output in a temporary folder inside it, moved into place on success
+  const output = dump instanceof LocalStorage
+    ? join(dump.root, `${TEMP_PREFIX}transform-${crypto.randomUUID()}`)
+    : join(work, "output");
   await Deno.mkdir(output, { recursive: true });
   try {
-    if (params.py_exec_path) await runPyExec(context, landing.root, output);
-    else await runTransformModule(context, landing.root, output);
+    const input = landing instanceof LocalStorage
+      ? landing.root
+      : await downloadInputs(context, landing, files, join(work, "input"));
+    if (params.py_exec_path) await runPyExec(context, input, output);
+    else await runTransformModule(context, input, output);
     const produced = new LocalStorage(output);
-    let count = 0;
-    let bytes = 0;
-    for await (const file of produced.list()) {
-      if (file.kind !== "file") throw new Error(`transform produced a symbolic link ${file.path}`);
-      await produced.moveTo(file.path, dump, file.path);
-      count++;
-      bytes += file.size;
-    }
+    const { count, bytes } = dump instanceof LocalStorage
+      ? await moveOutput(produced, dump)
+      : await uploadOutput(context, produced, dump);
     await journal.put(
       TRANSFORM_RECORD,
       {
@@ -195,7 +196,63 @@ async function transformInto(
     context.report({ type: "moved", files: count, bytes });
   } finally {
     await Deno.remove(output, { recursive: true }).catch(() => {});
+    await Deno.remove(work, { recursive: true }).catch(() => {});
   }
+}
+
+/** Downloads the landing files of an S3 folder into a local folder for the transform to read. */
+async function downloadInputs(
+  context: TaskContext<Params>,
+  landing: Storage,
+  files: StoredFile[],
+  folder: string,
+): Promise<string> {
+  await Deno.mkdir(folder, { recursive: true });
+  const local = new LocalStorage(folder);
+  for (const file of files) {
+    context.signal.throwIfAborted();
+    await local.write(file.path, await landing.read(file.path, { signal: context.signal }), {
+      size: file.size,
+      signal: context.signal,
+    });
+  }
+  return folder;
+}
+
+/** Moves the transform's output into a local staging folder. */
+async function moveOutput(produced: LocalStorage, dump: LocalStorage) {
+  let count = 0;
+  let bytes = 0;
+  for await (const file of produced.list()) {
+    if (file.kind !== "file") throw new Error(`transform produced a symbolic link ${file.path}`);
+    await produced.moveTo(file.path, dump, file.path);
+    count++;
+    bytes += file.size;
+  }
+  return { count, bytes };
+}
+
+/** Uploads the transform's output to S3 staging as one batch: all of it appears, or none. */
+async function uploadOutput(context: TaskContext<Params>, produced: LocalStorage, dump: Storage) {
+  const outputs: StoredFile[] = [];
+  for await (const file of produced.list()) {
+    if (file.kind !== "file") throw new Error(`transform produced a symbolic link ${file.path}`);
+    outputs.push(file);
+  }
+  const batch = await dump.batch();
+  try {
+    for (const file of outputs) {
+      await batch.write(file.path, await produced.read(file.path), {
+        size: file.size,
+        signal: context.signal,
+      });
+    }
+    await batch.commit();
+  } catch (error) {
+    await batch.abort();
+    throw error;
+  }
+  return { count: outputs.length, bytes: outputs.reduce((sum, f) => sum + f.size, 0) };
 }
 
 /** The notebook's contract: `py_exec.main(parent, dump, **py_exec_args)` from the `py_exec_path` folder. */
@@ -316,7 +373,7 @@ async function archiveFile(landing: Storage, archive: Storage, path: string) {
   let target = path;
   const existing = await archive.stat(path);
   if (existing) {
-    if (existing.kind === "file" && (await archive.sha256(path)) === (await landing.sha256(path))) {
+    if (existing.kind === "file" && !(await copyProblem(landing, path, archive, path))) {
       await landing.remove(path); // the same bytes are archived already
       return;
     }

@@ -1,0 +1,302 @@
+/**
+ * S3 clients built from the AWS conventions, and one-line explanations of the usual S3 mistakes.
+ *
+ * Settings come from the routine's `s3` block, else the AWS variables and shared config (see
+ * {@link resolveS3Config}). Credentials come from the default chain: `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`
+ * (+ `AWS_SESSION_TOKEN`), `AWS_PROFILE` and the shared config/credentials files, web identity
+ * (`AWS_WEB_IDENTITY_TOKEN_FILE` + `AWS_ROLE_ARN`), GitHub Actions OIDC (`AWS_ROLE_ARN` in a job with
+ * `id-token: write`), container and instance credentials. With a custom endpoint only the environment and the
+ * shared files are used: an S3-compatible server has no STS or instance metadata of ours to ask.
+ *
+ * This module loads the AWS SDK; import it only where S3 is used (lib/locations.ts loads it lazily).
+ *
+ * @module
+ */
+import { S3Client } from "@aws-sdk/client-s3";
+import {
+  createCredentialChain,
+  fromEnv,
+  fromIni,
+  fromNodeProviderChain,
+  fromWebToken,
+} from "@aws-sdk/credential-providers";
+import type { S3Settings } from "../orchestrator/contract.ts";
+import { resolveS3Config, type S3Config } from "./s3_scope.ts";
+
+type CredentialProvider = ReturnType<typeof fromEnv>;
+
+/**
+ * The SDK's own user-agent provider reads the OS release, which needs `sys` permission a step never has.
+ * This one reports the same facts that need no permission.
+ */
+const userAgent = () =>
+  Promise.resolve([
+    ["lakerun", "0.1"],
+    ["aws-sdk-js", "3.1175.0"],
+    ["lang/js"],
+    ["md/deno", Deno.version.deno],
+  ] as [string, string?][]);
+
+const clients = new Map<string, S3Client>();
+
+/**
+ * An S3 client for the routine's `s3` block; clients are shared per configuration within a process.
+ *
+ * @example
+ * ```ts
+ * const client = s3Client({ endpoint: "http://127.0.0.1:7480" });
+ * await client.send(new ListObjectsV2Command({ Bucket: "lake" }));
+ * ```
+ */
+export function s3Client(settings?: S3Settings): S3Client {
+  const config = resolveS3Config(settings);
+  const id = JSON.stringify(config);
+  let client = clients.get(id);
+  if (!client) {
+    client = createS3Client(config);
+    clients.set(id, client);
+  }
+  return client;
+}
+
+/**
+ * A new S3 client for resolved settings (call `destroy()` when done), optionally with explicit credentials.
+ *
+ * @example
+ * ```ts
+ * const client = createS3Client(resolveS3Config({ region: "eu-west-1" }));
+ * ```
+ */
+export function createS3Client(
+  config: S3Config,
+  credentials?: { accessKeyId: string; secretAccessKey: string; sessionToken?: string },
+): S3Client {
+  // the STS client of web identity and assume-role profiles: same region, same permission-free user agent
+  const clientConfig = { region: config.region, defaultUserAgentProvider: userAgent };
+  return new S3Client({
+    region: config.region,
+    endpoint: config.endpoint,
+    forcePathStyle: config.forcePathStyle,
+    requestChecksumCalculation: config.checksumMode,
+    responseChecksumValidation: config.checksumMode,
+    followRegionRedirects: false, // the other region's host is outside the step's scope: say so instead
+    // a connection that cannot be made in 10 s, or a socket silent for 2 minutes, fails the request (the SDK
+    // then retries it) instead of hanging the step
+    requestHandler: { connectionTimeout: 10_000, socketTimeout: 120_000 },
+    defaultUserAgentProvider: userAgent,
+    credentials: credentials ??
+      (config.endpoint
+        ? createCredentialChain(fromEnv(), fromIni({ clientConfig }))
+        : createCredentialChain(fromGitHubOidc(clientConfig), fromNodeProviderChain({ clientConfig }))),
+  });
+}
+
+/** Destroys the shared clients (their keep-alive sockets); tests call it at the end. */
+export function closeS3Clients(): void {
+  for (const client of clients.values()) client.destroy();
+  clients.clear();
+}
+
+/**
+ * Web identity straight from GitHub Actions' OIDC token service: used when `AWS_ROLE_ARN` is set in a job with
+ * `id-token: write` and neither static keys, a profile nor a token file are configured. The token's audience
+ * is `sts.amazonaws.com`, as with aws-actions/configure-aws-credentials.
+ */
+function fromGitHubOidc(clientConfig: Record<string, unknown>): CredentialProvider {
+  return async (properties) => {
+    const get = (name: string) => Deno.env.get(name) || undefined;
+    const url = get("ACTIONS_ID_TOKEN_REQUEST_URL");
+    const token = get("ACTIONS_ID_TOKEN_REQUEST_TOKEN");
+    const roleArn = get("AWS_ROLE_ARN");
+    if (
+      !url || !token || !roleArn || get("AWS_ACCESS_KEY_ID") || get("AWS_PROFILE") ||
+      get("AWS_WEB_IDENTITY_TOKEN_FILE")
+    ) {
+      throw Object.assign(new Error("GitHub OIDC web identity not configured"), {
+        name: "CredentialsProviderError",
+        tryNextLink: true,
+      });
+    }
+    const request = new URL(url);
+    request.searchParams.set("audience", get("AWS_WEB_IDENTITY_AUDIENCE") ?? "sts.amazonaws.com");
+    const response = await fetch(request, { headers: { Authorization: `bearer ${token}` } });
+    if (!response.ok) {
+      await response.body?.cancel();
+      throw Object.assign(
+        new Error(
+          `GitHub's OIDC token service answered HTTP ${response.status} (is 'id-token: write' granted?)`,
+        ),
+        { name: "CredentialsProviderError", tryNextLink: false },
+      );
+    }
+    const { value } = await response.json() as { value?: string };
+    if (!value) throw new Error("GitHub's OIDC token service returned no token");
+    return await fromWebToken({
+      roleArn,
+      webIdentityToken: value,
+      roleSessionName: get("AWS_ROLE_SESSION_NAME") ?? `lakerun-${Date.now()}`,
+      clientConfig,
+    })(properties);
+  };
+}
+
+/** Where an S3 request went, for error messages. */
+export interface S3Target {
+  /** The bucket. */
+  bucket: string;
+  /** The object key, for requests about one object. */
+  key?: string;
+  /** The SDK command name without `Command`, e.g. `PutObject`. */
+  operation: string;
+  /** The connection settings used. */
+  config: S3Config;
+}
+
+/** An S3 request that failed, explained in one line (never with a secret in it). */
+export class S3RequestError extends Error {
+  /** An error with its one-line `message` and classification `code`. */
+  constructor(
+    message: string,
+    /** A short classification: `no-bucket`, `no-key`, `access-denied`, `region`, `no-credentials`, … */
+    readonly code: string,
+    options?: ErrorOptions,
+  ) {
+    super(message, options);
+    this.name = "S3RequestError";
+  }
+}
+
+const ACTIONS: Record<string, string> = {
+  ListObjectsV2: "s3:ListBucket",
+  HeadObject: "s3:GetObject",
+  GetObject: "s3:GetObject",
+  PutObject: "s3:PutObject",
+  CreateMultipartUpload: "s3:PutObject",
+  UploadPart: "s3:PutObject",
+  UploadPartCopy: "s3:GetObject on the source and s3:PutObject",
+  CompleteMultipartUpload: "s3:PutObject",
+  CopyObject: "s3:GetObject on the source and s3:PutObject",
+  DeleteObject: "s3:DeleteObject",
+  DeleteObjects: "s3:DeleteObject",
+  ListMultipartUploads: "s3:ListBucketMultipartUploads",
+  AbortMultipartUpload: "s3:AbortMultipartUpload",
+  HeadBucket: "s3:ListBucket",
+};
+
+/**
+ * The error to throw for a failed S3 request: a {@link S3RequestError} with a clear one-line message for the
+ * usual mistakes (missing bucket, access denied, wrong secret, unknown key ID, wrong region, no credentials,
+ * unreachable endpoint); permission refusals of the step's sandbox and aborts are returned unchanged.
+ *
+ * @example
+ * ```ts
+ * try {
+ *   await client.send(new ListObjectsV2Command({ Bucket: "lake" }));
+ * } catch (error) {
+ *   throw explainS3Error(error, { bucket: "lake", operation: "ListObjectsV2", config });
+ * }
+ * ```
+ */
+export function explainS3Error(error: unknown, target: S3Target): Error {
+  if (!(error instanceof Error)) return new Error(String(error));
+  if (error instanceof S3RequestError) return error;
+  if (error.name === "NotCapable" || error.name === "PermissionDenied" || error.name === "AbortError") {
+    return error;
+  }
+  const e = error as Error & {
+    Code?: string;
+    Region?: string;
+    code?: string;
+    $metadata?: { httpStatusCode?: number };
+    $response?: { headers?: Record<string, string> };
+  };
+  const name = e.Code ?? e.name;
+  const status = e.$metadata?.httpStatusCode;
+  const where = target.key === undefined ? `s3://${target.bucket}` : `s3://${target.bucket}/${target.key}`;
+  const server = target.config.endpoint ? `at ${target.config.endpoint}` : `in AWS (${target.config.region})`;
+  const fail = (code: string, message: string) => new S3RequestError(message, code, { cause: error });
+
+  if (name === "CredentialsProviderError" || /Could not load credentials/i.test(error.message)) {
+    const detail = /Could not load credentials|not configured/i.test(error.message)
+      ? ""
+      : ` (${error.message.split("\n")[0]})`;
+    return fail(
+      "no-credentials",
+      `no AWS credentials for ${where}${detail}: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE ` +
+        `(a profile in ~/.aws/credentials)${
+          target.config.endpoint
+            ? ""
+            : ", or AWS_ROLE_ARN with web identity (AWS_WEB_IDENTITY_TOKEN_FILE, or GitHub Actions' id-token: write)"
+        }`,
+    );
+  }
+  if (name === "NoSuchBucket") {
+    return fail(
+      "no-bucket",
+      `bucket '${target.bucket}' does not exist ${server}: create it or correct the s3:// location`,
+    );
+  }
+  if (name === "NoSuchKey" || (status === 404 && target.key !== undefined && name === "NotFound")) {
+    return fail("no-key", `${where} does not exist`);
+  }
+  const region = e.$response?.headers?.["x-amz-bucket-region"] ?? e.Region ??
+    /expecting '([a-z0-9-]+)'/.exec(error.message)?.[1];
+  if (
+    name === "PermanentRedirect" || name === "AuthorizationHeaderMalformed" || status === 301 ||
+    (name === "IllegalLocationConstraintException")
+  ) {
+    const actual = region && region !== target.config.region ? region : undefined;
+    return fail(
+      "region",
+      actual
+        ? `bucket '${target.bucket}' is in region ${actual}, not ${target.config.region}: set "s3": {"region": "${actual}"} in the routine or AWS_REGION=${actual}`
+        : `bucket '${target.bucket}' is not in region ${target.config.region}: set the bucket's region in the routine's "s3" block or AWS_REGION`,
+    );
+  }
+  if (name === "InvalidAccessKeyId") {
+    return fail(
+      "access-denied",
+      `access denied to ${where}: the access key ID is not known ${server}; check AWS_ACCESS_KEY_ID or the profile's aws_access_key_id`,
+    );
+  }
+  if (name === "SignatureDoesNotMatch") {
+    return fail(
+      "access-denied",
+      `access denied to ${where}: the secret access key does not match the access key ID; check AWS_SECRET_ACCESS_KEY or the profile's aws_secret_access_key`,
+    );
+  }
+  if (name === "RequestTimeTooSkewed") {
+    return fail("clock", `request to ${where} refused: this machine's clock is too far from the server's`);
+  }
+  if (name === "ExpiredToken" || name === "TokenRefreshRequired") {
+    return fail(
+      "access-denied",
+      `access denied to ${where}: the session token has expired; renew the credentials`,
+    );
+  }
+  if (name === "AccessDenied" || name === "Forbidden" || status === 403) {
+    const action = ACTIONS[target.operation] ?? `the ${target.operation} permission`;
+    return fail(
+      "access-denied",
+      `access denied to ${where} (${target.operation}): wrong credentials (a secret that does not match its key) ` +
+        `or missing permission (${action}) for them`,
+    );
+  }
+  const network = e.code ?? (error.cause as { code?: string } | undefined)?.code;
+  if (
+    network && /^(ECONNREFUSED|ENOTFOUND|EAI_AGAIN|ECONNRESET|ETIMEDOUT|EHOSTUNREACH)$/.test(network) ||
+    name === "TimeoutError"
+  ) {
+    return fail(
+      "unreachable",
+      `cannot reach S3 ${target.config.endpoint ?? `in ${target.config.region}`} for ${where} (${
+        network ?? name
+      }): check the endpoint and that the server is running`,
+    );
+  }
+  const shown = error.message && error.message !== "UnknownError" ? `: ${error.message.split("\n")[0]}` : "";
+  return fail(
+    "other",
+    `S3 ${target.operation} on ${where} failed: ${name}${status ? ` (HTTP ${status})` : ""}${shown}`,
+  );
+}

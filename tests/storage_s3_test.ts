@@ -1,0 +1,590 @@
+/**
+ * S3 locations as Storage, against a real S3 server (Ceph radosgw on loopback, tests/support/s3_server.ts):
+ * listings past 1,000 keys, awkward keys, prefixes, empty and multipart objects, atomic writes and batches,
+ * interrupted transfers, server-side copies, ETag verification, clear errors, and the S3 permission scope.
+ * Every success is checked on the stored bytes (sha256), not on status codes.
+ *
+ * Run: deno test -A tests/storage_s3_test.ts (set LAKERUN_TEST_S3_ENV to reuse a running server)
+ */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import {
+  CreateMultipartUploadCommand,
+  GetObjectCommand,
+  HeadObjectCommand,
+  ListMultipartUploadsCommand,
+  ListPartsCommand,
+  PutObjectCommand,
+  type S3Client,
+  UploadPartCommand,
+} from "@aws-sdk/client-s3";
+import { closeS3Clients, createS3Client as clientFor, explainS3Error } from "../lib/s3_client.ts";
+import { IMDS_HOST, resolveS3Config, S3_ENV_VARS, s3Scope } from "../lib/s3_scope.ts";
+import { LocalStorage } from "../lib/storage_local.ts";
+import { openS3Location, PART_SIZE_METADATA, type S3Storage } from "../lib/storage_s3.ts";
+import { copyProblem, verifyCopy } from "../lib/verify.ts";
+import { ROOT, tempDir } from "./support/lakerun.ts";
+import { createS3Client, createTestBucket, startS3Server } from "./support/s3_server.ts";
+import { randomBytes, sha256, streamOf } from "./support/zip_fixtures.ts";
+
+const MiB = 1024 * 1024;
+// fails the whole file, loudly, when no server can start: there is no skipping
+const server = await startS3Server();
+Deno.env.set("AWS_ACCESS_KEY_ID", server.accessKeyId);
+Deno.env.set("AWS_SECRET_ACCESS_KEY", server.secretAccessKey);
+const settings = { endpoint: server.endpoint, region: server.region };
+const raw: S3Client = createS3Client(server);
+const bucket = await createTestBucket(server, "storage-s3");
+
+/** A test that shares the server; the SDK's keep-alive sockets outlive a single test. */
+function s3Test(name: string, fn: () => Promise<void>) {
+  Deno.test({ name, fn, sanitizeOps: false, sanitizeResources: false });
+}
+
+/** A fresh location under its own prefix. */
+function location(prefix: string, options: { partSize?: number; client?: S3Client } = {}): S3Storage {
+  return openS3Location(`s3://${bucket}/${prefix}-${crypto.randomUUID().slice(0, 8)}`, settings, options);
+}
+
+async function sha256Of(storage: { read(p: string): Promise<ReadableStream<Uint8Array>> }, path: string) {
+  const chunks: Uint8Array[] = [];
+  for await (const chunk of await storage.read(path)) chunks.push(chunk);
+  const all = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
+  let at = 0;
+  for (const c of chunks) {
+    all.set(c, at);
+    at += c.length;
+  }
+  return { sha256: sha256(all), size: all.length };
+}
+
+async function listed(storage: S3Storage): Promise<Record<string, number>> {
+  const out: Record<string, number> = {};
+  for await (const file of storage.list()) out[file.path] = file.size;
+  return out;
+}
+
+async function unfinishedUploads(prefix: string): Promise<string[]> {
+  const res = await raw.send(new ListMultipartUploadsCommand({ Bucket: bucket, Prefix: prefix }));
+  return (res.Uploads ?? []).map((u) => u.Key!);
+}
+
+/** A stream of `bytes` that errors after `failAfter` bytes. */
+function failingStream(bytes: Uint8Array, failAfter: number): ReadableStream<Uint8Array> {
+  let at = 0;
+  return new ReadableStream({
+    pull(controller) {
+      if (at >= failAfter) return controller.error(new Error("source broke"));
+      const n = Math.min(256 * 1024, failAfter - at);
+      controller.enqueue(bytes.slice(at, at + n));
+      at += n;
+    },
+  });
+}
+
+s3Test(
+  "list paginates past 1,000 keys, relative and sorted; skips temporary names and folder markers",
+  async () => {
+    const storage = location("many");
+    const paths = Array.from({ length: 1050 }, (_, i) => `part-${String(1049 - i).padStart(4, "0")}.txt`);
+    let next = 0;
+    await Promise.all(Array.from({ length: 32 }, async () => {
+      while (next < paths.length) {
+        const path = paths[next++];
+        await storage.write(path, streamOf(new TextEncoder().encode(path)));
+      }
+    }));
+    await raw.send(
+      new PutObjectCommand({ Bucket: bucket, Key: `${storage.prefix}/folder/`, Body: new Uint8Array() }),
+    );
+    await raw.send(
+      new PutObjectCommand({ Bucket: bucket, Key: `${storage.prefix}/.lakerun-tmp-x/a`, Body: "t" }),
+    );
+    // a sibling prefix that merely starts with the same characters is not part of the location
+    await raw.send(
+      new PutObjectCommand({ Bucket: bucket, Key: `${storage.prefix}2/outside.txt`, Body: "o" }),
+    );
+
+    const files = [];
+    for await (const file of storage.list()) files.push(file);
+    assert.equal(files.length, 1050);
+    assert.deepEqual(files.map((f) => f.path), [...paths].sort());
+    assert.ok(files.every((f) => f.kind === "file" && f.size === 13 && /^[0-9a-f]{32}$/.test(f.etag!)));
+    assert.equal(await storage.removeTemporaries(), 1);
+    const left = await raw.send(new HeadObjectCommand({ Bucket: bucket, Key: `${storage.prefix}/folder/` }));
+    assert.equal(left.ContentLength, 0, "a folder marker is not lakerun's to remove");
+  },
+);
+
+s3Test(
+  "keys with spaces, unicode and +?#&= round-trip through write, list, stat, read, copy and remove",
+  async () => {
+    const storage = location("odd dir ü+?#&=");
+    const target = location("odd copies");
+    const names = [
+      "a b/c d.txt",
+      "ünïcødé ✓ 日本語/ファイル.csv",
+      "q+u?e#r&y=v/a+b?c#d&e=f %20 (1)~'!$;,@.txt",
+      "x/%2F%2e%2e/plain.txt",
+    ];
+    for (const [i, name] of names.entries()) {
+      const body = randomBytes(1000 + i, i);
+      const written = await storage.write(name, streamOf(body), { sha256: true });
+      assert.equal(written.sha256, sha256(body));
+      assert.equal(
+        (await storage.write(`${name}.again`, streamOf(body))).sha256,
+        undefined,
+        "only when asked",
+      );
+      await storage.remove(`${name}.again`);
+      assert.equal((await storage.stat(name))?.size, body.length);
+      assert.equal((await sha256Of(storage, name)).sha256, sha256(body));
+      assert.equal(await storage.sha256(name), sha256(body));
+      assert.ok(await target.copyFrom(storage, name, name));
+      assert.equal((await sha256Of(target, name)).sha256, sha256(body), `server-side copy of ${name}`);
+    }
+    assert.deepEqual(Object.keys(await listed(storage)), [...names].sort());
+    assert.deepEqual(Object.keys(await listed(target)), [...names].sort());
+    for (const name of names) await storage.remove(name);
+    await storage.remove(names[0]); // already gone: no error
+    assert.deepEqual(await listed(storage), {});
+  },
+);
+
+s3Test("a whole bucket (no prefix) and nested prefixes are locations", async () => {
+  const own = await createTestBucket(server, "whole-bucket");
+  const whole = openS3Location(`s3://${own}`, settings);
+  const nested = openS3Location(`s3://${own}/a/b/c/`, settings);
+  assert.equal(whole.url, `s3://${own}`);
+  assert.equal(nested.url, `s3://${own}/a/b/c`);
+  await whole.write("top.txt", streamOf(new TextEncoder().encode("top")));
+  await nested.write("deep/leaf.txt", streamOf(new TextEncoder().encode("leaf")));
+  assert.deepEqual(await listed(whole), { "a/b/c/deep/leaf.txt": 4, "top.txt": 3 });
+  assert.deepEqual(await listed(nested), { "deep/leaf.txt": 4 });
+  assert.equal((await whole.stat("a/b/c/deep/leaf.txt"))?.size, 4);
+  assert.equal(await nested.stat("top.txt"), undefined);
+  assert.throws(() => openS3Location(`s3://${own}/a//b`, settings), /empty, '.' or '..' segment/);
+  assert.throws(() => openS3Location("s3://Bad_Bucket/x", settings), /invalid S3 location/);
+});
+
+s3Test("0-byte objects: write, batch, stat, read, sha256, copy and verification", async () => {
+  const storage = location("zero");
+  const empty = sha256(new Uint8Array());
+  assert.equal(
+    (await storage.write("empty.csv", streamOf(new Uint8Array()), { size: 0, sha256: true })).sha256,
+    empty,
+  );
+  const batch = await storage.batch();
+  await batch.write("batched/empty.csv", streamOf(new Uint8Array()));
+  await batch.commit();
+  for (const path of ["empty.csv", "batched/empty.csv"]) {
+    assert.equal((await storage.stat(path))?.size, 0);
+    assert.deepEqual(await sha256Of(storage, path), { sha256: empty, size: 0 });
+    assert.equal(await storage.sha256(path), empty);
+  }
+  const copy = location("zero-copy");
+  assert.deepEqual((await copy.copyFrom(storage, "batched/empty.csv", "e.csv"))?.size, 0);
+  await verifyCopy(storage, "empty.csv", copy, "e.csv");
+  await using dir = await tempDir();
+  const local = new LocalStorage(dir.path);
+  await local.write("e.csv", streamOf(new Uint8Array()));
+  await verifyCopy(local, "e.csv", storage, "empty.csv");
+  await verifyCopy(storage, "batched/empty.csv", local, "e.csv");
+});
+
+s3Test(
+  "a 20 MB object goes up in 5 MiB parts, streams back byte for byte, and its ETag proves copies",
+  async () => {
+    const storage = location("multipart", { partSize: 5 * MiB });
+    const body = randomBytes(20_000_000, 3);
+    const written = await storage.write("big/data.bin", streamOf(body, 100_003), {
+      size: body.length,
+      sha256: true,
+    });
+    assert.equal(written.sha256, sha256(body));
+    assert.match(written.etag!, /^[0-9a-f]{32}-4$/);
+    const head = await raw.send(
+      new HeadObjectCommand({ Bucket: bucket, Key: `${storage.prefix}/big/data.bin` }),
+    );
+    assert.equal(head.ContentLength, body.length);
+    assert.equal(head.Metadata?.[PART_SIZE_METADATA], String(5 * MiB));
+    assert.deepEqual(await sha256Of(storage, "big/data.bin"), { sha256: sha256(body), size: body.length });
+
+    // verification of local ↔ S3 and S3 ↔ S3 copies decided by ETag: no download of the object
+    await using dir = await tempDir();
+    const local = new LocalStorage(dir.path);
+    await local.write("data.bin", streamOf(body));
+    const how: string[] = [];
+    const decided = (h: string) => how.push(h);
+    assert.equal(await copyProblem(local, "data.bin", storage, "big/data.bin", { decided }), undefined);
+    assert.equal(await copyProblem(storage, "big/data.bin", local, "data.bin", { decided }), undefined);
+    const copies = location("multipart-copy");
+    const copied = await copies.copyFrom(storage, "big/data.bin", "data.bin", { size: body.length });
+    assert.equal(copied?.etag, written.etag, "UploadPartCopy with the source's layout keeps the ETag");
+    assert.equal(await copyProblem(storage, "big/data.bin", copies, "data.bin", { decided }), undefined);
+    assert.deepEqual(how, ["etag", "etag", "etag"]);
+    assert.equal((await sha256Of(copies, "data.bin")).sha256, sha256(body));
+
+    // an object uploaded by another tool (5 MiB parts, no lakerun metadata): the layout is worked out
+    const key = `${storage.prefix}/foreign.bin`;
+    const { UploadId } = await raw.send(new CreateMultipartUploadCommand({ Bucket: bucket, Key: key }));
+    const parts = [];
+    for (let i = 0; i * 5 * MiB < body.length; i++) {
+      const res = await raw.send(
+        new UploadPartCommand({
+          Bucket: bucket,
+          Key: key,
+          UploadId,
+          PartNumber: i + 1,
+          Body: body.subarray(i * 5 * MiB, (i + 1) * 5 * MiB),
+        }),
+      );
+      parts.push({ PartNumber: i + 1, ETag: res.ETag });
+    }
+    const { CompleteMultipartUploadCommand } = await import("@aws-sdk/client-s3");
+    await raw.send(
+      new CompleteMultipartUploadCommand({
+        Bucket: bucket,
+        Key: key,
+        UploadId,
+        MultipartUpload: { Parts: parts },
+      }),
+    );
+    how.length = 0;
+    assert.equal(await copyProblem(local, "data.bin", storage, "foreign.bin", { decided }), undefined);
+    assert.deepEqual(how, ["etag"]);
+  },
+);
+
+s3Test(
+  "verification: a same-size copy with other bytes is caught (sha256 decides what ETags cannot)",
+  async () => {
+    const storage = location("tamper");
+    await using dir = await tempDir();
+    const local = new LocalStorage(dir.path);
+    await local.write("a.csv", streamOf(new TextEncoder().encode("original")));
+    await storage.write("a.csv", streamOf(new TextEncoder().encode("tampered")));
+    const how: string[] = [];
+    const problem = await copyProblem(local, "a.csv", storage, "a.csv", { decided: (h) => how.push(h) });
+    assert.equal(problem?.kind, "content");
+    assert.deepEqual(how, ["sha256"]);
+    await storage.write("b.csv", streamOf(new TextEncoder().encode("longer body")));
+    assert.equal((await copyProblem(local, "a.csv", storage, "b.csv"))?.kind, "size");
+    assert.equal((await copyProblem(local, "a.csv", storage, "missing.csv"))?.kind, "missing");
+    // a single-part object and a batch-written (one-part multipart) one with the same bytes: ETags decide
+    const batch = await storage.batch();
+    await batch.write("a-batched.csv", streamOf(new TextEncoder().encode("tampered")));
+    await batch.commit();
+    how.length = 0;
+    assert.equal(
+      await copyProblem(storage, "a.csv", storage, "a-batched.csv", { decided: (h) => how.push(h) }),
+      undefined,
+    );
+    assert.deepEqual(how, ["etag"]);
+  },
+);
+
+s3Test("the size option is enforced: a longer or shorter stream leaves no object and no upload", async () => {
+  const storage = location("size", { partSize: 5 * MiB });
+  const body = randomBytes(12 * MiB, 5);
+  for (
+    const [name, size] of [["short.bin", body.length + 1], ["long.bin", body.length - 1], ["tiny.bin", 10]]
+  ) {
+    await assert.rejects(
+      storage.write(name as string, streamOf(body), { size: size as number }),
+      /expected \d+ bytes/,
+    );
+    assert.equal(await storage.stat(name as string), undefined);
+  }
+  await assert.rejects(storage.write("broken.bin", failingStream(body, 11 * MiB)), /source broke/);
+  assert.equal(await storage.stat("broken.bin"), undefined);
+  assert.deepEqual(await unfinishedUploads(storage.prefix), []);
+});
+
+s3Test(
+  "a batch shows nothing before commit; commit lands every file; abort and failures leave nothing",
+  async () => {
+    const storage = location("batch", { partSize: 5 * MiB });
+    const big = randomBytes(11 * MiB, 9);
+    const files = { "a.csv": new TextEncoder().encode("a\n"), "nested/deeper/b.bin": big };
+
+    const batch = await storage.batch();
+    for (const [path, bytes] of Object.entries(files)) await batch.write(path, streamOf(bytes));
+    assert.deepEqual(await listed(storage), {}, "nothing visible before commit");
+    await batch.commit();
+    assert.deepEqual(await listed(storage), { "a.csv": 2, "nested/deeper/b.bin": big.length });
+    for (const [path, bytes] of Object.entries(files)) {
+      assert.equal((await sha256Of(storage, path)).sha256, sha256(bytes));
+    }
+    assert.deepEqual(await unfinishedUploads(storage.prefix), []);
+
+    const other = location("batch-abort", { partSize: 5 * MiB });
+    const aborted = await other.batch();
+    await aborted.write("x.csv", streamOf(new TextEncoder().encode("x")));
+    await aborted.write("y.bin", streamOf(big));
+    await assert.rejects(aborted.write("z.bin", failingStream(big, 6 * MiB)), /source broke/);
+    await aborted.abort();
+    await aborted.abort(); // twice is fine
+    assert.deepEqual(await listed(other), {});
+    assert.deepEqual(await unfinishedUploads(other.prefix), []);
+  },
+);
+
+s3Test(
+  "an interrupted upload leaves nothing; a killed one is cleaned by removeTemporaries; re-runs succeed",
+  async () => {
+    const storage = location("interrupted", { partSize: 5 * MiB });
+    const body = randomBytes(20 * MiB, 11);
+
+    // 1. aborted through its signal half-way: the multipart upload is aborted too
+    const controller = new AbortController();
+    let sent = 0;
+    const slow = new ReadableStream<Uint8Array>({
+      async pull(c) {
+        if (sent >= body.length) return c.close();
+        if (sent >= 12 * MiB) controller.abort(new Error("interrupted"));
+        await new Promise((r) => setTimeout(r, 1));
+        c.enqueue(body.slice(sent, sent + MiB));
+        sent += MiB;
+      },
+    });
+    await assert.rejects(storage.write("big.bin", slow, { signal: controller.signal }), /interrupted/);
+    assert.equal(await storage.stat("big.bin"), undefined);
+    assert.deepEqual(await unfinishedUploads(storage.prefix), []);
+
+    // 2. a process killed in the middle of an upload leaves an unfinished multipart upload with parts
+    const script = [
+      `import { openS3Location } from ${JSON.stringify(join(ROOT, "lib/storage_s3.ts"))};`,
+      `const s = openS3Location(${JSON.stringify(storage.url)}, ${
+        JSON.stringify(settings)
+      }, { partSize: 5 * 1024 * 1024 });`,
+      "const chunk = new Uint8Array(1024 * 1024);",
+      "await s.write('big.bin', new ReadableStream({ async pull(c) { await new Promise((r) => setTimeout(r, 5)); c.enqueue(chunk.slice()); } }));",
+    ].join("\n");
+    const child = new Deno.Command(Deno.execPath(), {
+      args: ["eval", "--config", join(ROOT, "deno.json"), script],
+      stdout: "null",
+      stderr: "piped",
+    }).spawn();
+    let parts = 0;
+    for (let i = 0; i < 300 && parts < 2; i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      const res = await raw.send(new ListMultipartUploadsCommand({ Bucket: bucket, Prefix: storage.prefix }));
+      const upload = res.Uploads?.[0];
+      if (upload) {
+        const listing = await raw.send(
+          new ListPartsCommand({ Bucket: bucket, Key: upload.Key, UploadId: upload.UploadId }),
+        );
+        parts = listing.Parts?.length ?? 0;
+      }
+    }
+    child.kill("SIGKILL");
+    await child.status;
+    await child.stderr.cancel();
+    assert.ok(parts >= 2, "the killed upload had stored parts");
+    assert.deepEqual(await unfinishedUploads(storage.prefix), [`${storage.prefix}/big.bin`]);
+    assert.equal(await storage.stat("big.bin"), undefined, "nothing visible");
+
+    // 3. a killed batch: its files are unfinished uploads too
+    const batch = await storage.batch();
+    await batch.write("batched.csv", streamOf(new TextEncoder().encode("never committed")));
+    assert.equal((await unfinishedUploads(storage.prefix)).length, 2);
+
+    // the next run cleans up, then succeeds
+    assert.equal(await storage.removeTemporaries(), 2);
+    assert.deepEqual(await unfinishedUploads(storage.prefix), []);
+    const written = await storage.write("big.bin", streamOf(body), { size: body.length, sha256: true });
+    assert.equal(written.sha256, sha256(body));
+    assert.equal((await sha256Of(storage, "big.bin")).sha256, sha256(body));
+    assert.deepEqual(await listed(storage), { "big.bin": body.length });
+  },
+);
+
+s3Test(
+  "copyFrom: CopyObject for single-part objects, nothing for local sources, size must match",
+  async () => {
+    const storage = location("copy-src");
+    const target = location("copy-dst");
+    const body = randomBytes(300_000, 13);
+    await storage.write("a.bin", streamOf(body));
+    const copied = await target.copyFrom(storage, "a.bin", "sub/a.bin", { size: body.length });
+    assert.equal(copied?.size, body.length);
+    assert.equal(copied?.etag, (await storage.stat("a.bin"))?.etag);
+    assert.equal((await sha256Of(target, "sub/a.bin")).sha256, sha256(body));
+    await assert.rejects(target.copyFrom(storage, "a.bin", "b.bin", { size: 1 }), /expected 1 bytes/);
+    assert.equal(await target.stat("b.bin"), undefined);
+    await using dir = await tempDir();
+    assert.equal(await target.copyFrom(new LocalStorage(dir.path), "x", "x"), undefined);
+  },
+);
+
+s3Test(
+  "errors name the bucket and say what to do: missing bucket, wrong secret, unknown key, no credentials",
+  async () => {
+    const missing = openS3Location("s3://lakerun-no-such-bucket/x", settings);
+    const noBucket = /bucket 'lakerun-no-such-bucket' does not exist at http:\/\/127\.0\.0\.1:\d+: create it/;
+    await assert.rejects(Array.fromAsync(missing.list()), noBucket);
+    await assert.rejects(missing.stat("a.csv"), noBucket);
+    await assert.rejects(missing.write("a.csv", streamOf(new Uint8Array(3))), noBucket);
+
+    const config = resolveS3Config(settings);
+    const storage = location("errors");
+    await storage.write("a.csv", streamOf(new TextEncoder().encode("a")));
+    const secret = "not-the-secret-0123456789";
+    const wrong = openS3Location(storage.url, settings, {
+      client: clientFor(config, { accessKeyId: server.accessKeyId, secretAccessKey: secret }),
+    });
+    const listError = await Array.fromAsync(wrong.list()).then(() => undefined, (e: Error) => e);
+    assert.match(listError?.message ?? "", /access denied to s3:\/\/.*secret access key does not match/);
+    const statError = await wrong.stat("a.csv").then(() => undefined, (e: Error) => e);
+    assert.match(
+      statError?.message ?? "",
+      /access denied to s3:\/\/.*\/a\.csv \(HeadObject\): wrong credentials/,
+    );
+    for (const message of [listError!.message, statError!.message]) {
+      assert.ok(
+        !message.includes(secret) && !message.includes(server.secretAccessKey),
+        "no secret in messages",
+      );
+      assert.ok(!message.includes("\n"), "one line");
+    }
+    const unknown = openS3Location(storage.url, settings, {
+      client: clientFor(config, { accessKeyId: "NOSUCHKEY", secretAccessKey: secret }),
+    });
+    await assert.rejects(Array.fromAsync(unknown.list()), /the access key ID is not known at http/);
+
+    // no credentials anywhere: environment cleared, shared files absent
+    await using dir = await tempDir();
+    const saved = Object.fromEntries(
+      [
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "AWS_PROFILE",
+        "AWS_CONFIG_FILE",
+        "AWS_SHARED_CREDENTIALS_FILE",
+      ]
+        .map((k) => [k, Deno.env.get(k)]),
+    );
+    try {
+      for (
+        const k of ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"]
+      ) Deno.env.delete(k);
+      Deno.env.set("AWS_CONFIG_FILE", join(dir.path, "config"));
+      Deno.env.set("AWS_SHARED_CREDENTIALS_FILE", join(dir.path, "credentials"));
+      const anonymous = openS3Location(storage.url, settings, { client: clientFor(config) });
+      await assert.rejects(
+        Array.fromAsync(anonymous.list()),
+        /no AWS credentials for s3:\/\/storage-s3-.*: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE/,
+      );
+      // the same credentials in a named profile of a shared credentials file work (another file name: the
+      // SDK caches the files it has read)
+      Deno.env.set("AWS_SHARED_CREDENTIALS_FILE", join(dir.path, "credentials-2"));
+      await Deno.writeTextFile(
+        join(dir.path, "credentials-2"),
+        `[lakerun-test]\naws_access_key_id = ${server.accessKeyId}\naws_secret_access_key = ${server.secretAccessKey}\n`,
+      );
+      Deno.env.set("AWS_PROFILE", "lakerun-test");
+      const profiled = openS3Location(storage.url, settings, { client: clientFor(config) });
+      assert.deepEqual(await listed(profiled), { "a.csv": 1 });
+    } finally {
+      for (const [k, v] of Object.entries(saved)) v === undefined ? Deno.env.delete(k) : Deno.env.set(k, v);
+    }
+  },
+);
+
+Deno.test("a wrong region is explained with the bucket's region (radosgw ignores regions, so the SDK error is built)", () => {
+  const config = resolveS3Config({ region: "us-east-1" });
+  const redirect = Object.assign(new Error("UnknownError"), {
+    name: "PermanentRedirect",
+    $metadata: { httpStatusCode: 301 },
+    $response: { headers: { "x-amz-bucket-region": "eu-west-1" } },
+  });
+  assert.equal(
+    explainS3Error(redirect, { bucket: "lake", key: "a.csv", operation: "GetObject", config }).message,
+    `bucket 'lake' is in region eu-west-1, not us-east-1: set "s3": {"region": "eu-west-1"} in the routine or AWS_REGION=eu-west-1`,
+  );
+  const malformed = Object.assign(
+    new Error(
+      "The authorization header is malformed; the region 'us-east-1' is wrong; expecting 'ap-south-1'",
+    ),
+    { name: "AuthorizationHeaderMalformed", $metadata: { httpStatusCode: 400 } },
+  );
+  assert.match(
+    explainS3Error(malformed, { bucket: "lake", operation: "ListObjectsV2", config }).message,
+    /bucket 'lake' is in region ap-south-1, not us-east-1/,
+  );
+  const refused = Object.assign(new Error("connect ECONNREFUSED"), { code: "ECONNREFUSED" });
+  assert.match(
+    explainS3Error(refused, { bucket: "lake", operation: "ListObjectsV2", config: resolveS3Config(settings) })
+      .message,
+    /cannot reach S3 http:\/\/127\.0\.0\.1:\d+ for s3:\/\/lake \(ECONNREFUSED\)/,
+  );
+});
+
+s3Test("an unreachable endpoint is reported as such", async () => {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (listener.addr as Deno.NetAddr).port;
+  listener.close();
+  const storage = openS3Location(`s3://${bucket}/x`, { endpoint: `http://127.0.0.1:${port}` });
+  await assert.rejects(
+    Array.fromAsync(storage.list()),
+    /cannot reach S3 http:\/\/127\.0\.0\.1:\d+ .*ECONNREFUSED/,
+  );
+});
+
+Deno.test("S3 scope: a custom endpoint is the only host; env and files are the credential chain's", () => {
+  const scope = s3Scope(`s3://${bucket}/raw`, settings);
+  const port = new URL(server.endpoint).port;
+  assert.deepEqual(scope.net, [`127.0.0.1:${port}`]);
+  assert.deepEqual(scope.env, S3_ENV_VARS);
+  const home = Deno.env.get("HOME");
+  assert.ok(scope.read!.includes(Deno.env.get("AWS_CONFIG_FILE") ?? `${home}/.aws/config`));
+  assert.ok(scope.read!.includes(Deno.env.get("AWS_SHARED_CREDENTIALS_FILE") ?? `${home}/.aws/credentials`));
+  const bundle = Deno.env.get("AWS_CA_BUNDLE");
+  if (bundle) assert.ok(scope.read!.includes(bundle));
+  assert.equal(scope.write, undefined);
+  assert.equal(scope.run, undefined);
+});
+
+Deno.test("S3 scope on AWS: the hosts the SDK contacts are exactly the ones granted", async () => {
+  const saved = ["AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_EC2_METADATA_DISABLED"].map((k) =>
+    [k, Deno.env.get(k)] as const
+  );
+  try {
+    for (const [k] of saved) Deno.env.delete(k);
+    for (const [url, region] of [["s3://lake/raw", "eu-west-1"], ["s3://lake.with.dots/x", "us-east-1"]]) {
+      const scope = s3Scope(url, { region });
+      const config = resolveS3Config({ region });
+      const client = clientFor(config, { accessKeyId: "AKIDEXAMPLE", secretAccessKey: "secret" });
+      client.middlewareStack.add(
+        (() => (args: { request: { hostname: string; port?: number } }) => {
+          throw new Error(`host ${args.request.hostname}:${args.request.port ?? 443}`);
+        }) as never,
+        { step: "finalizeRequest" },
+      );
+      const bucketName = url.slice(5).split("/")[0];
+      const error = await client.send(new GetObjectCommand({ Bucket: bucketName, Key: "a" })).catch((e) => e);
+      const host = /^host (.*)$/.exec(error.message)?.[1];
+      assert.ok(host && scope.net!.includes(host), `${host} in ${scope.net}`);
+      assert.ok(scope.net!.includes(`sts.${region}.amazonaws.com:443`), "STS for web identity");
+      assert.ok(scope.net!.includes(IMDS_HOST), "instance metadata, the chain's last link");
+      client.destroy();
+    }
+    Deno.env.set("AWS_EC2_METADATA_DISABLED", "true");
+    assert.ok(!s3Scope("s3://lake/raw", { region: "eu-west-1" }).net!.includes(IMDS_HOST));
+  } finally {
+    for (const [k, v] of saved) v === undefined ? Deno.env.delete(k) : Deno.env.set(k, v);
+  }
+});
+
+Deno.test({
+  name: "(stop the S3 server)",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  fn: async () => {
+    raw.destroy();
+    closeS3Clients();
+    await server.stop();
+  },
+});
