@@ -11,7 +11,7 @@ import { pathToFileURL } from "node:url";
 import type { TaskContext, Zod } from "../orchestrator/contract.ts";
 import { defineExecutor } from "../orchestrator/contract.ts";
 import { Journal } from "../lib/journal.ts";
-import { locationScope, mergeScopes, openLocation } from "../lib/locations.ts";
+import { isWithinLocation, locationScope, mergeScopes, openLocation } from "../lib/locations.ts";
 import { isS3Url, type Storage, type StoredFile, TEMP_PREFIX } from "../lib/storage.ts";
 import { LocalStorage } from "../lib/storage_local.ts";
 import { copyProblem, verifyCopy } from "../lib/verify.ts";
@@ -39,7 +39,17 @@ const paramsSchema = (z: Zod) =>
       "TypeScript transform instead of py_exec: default export async (parent, dump, args), sandboxed.",
     ),
     transform_args: z.record(z.string(), z.unknown()).default({}).describe("Arguments for transform_module."),
-  }).refine((p) => !(p.py_exec_path && p.transform_module), {
+  }).refine((p) => !isWithinLocation(p.parent_directory, p.dump_directory), {
+    message: "dump_directory must not be parent_directory or a folder inside it",
+    path: ["dump_directory"],
+  }).refine(
+    (p) => p.archive_or_delete === "delete" || !isWithinLocation(p.parent_directory, archiveLocation(p)),
+    {
+      message:
+        "the archive folder would be inside parent_directory; set archive_directory to a folder outside it",
+      path: ["archive_directory"],
+    },
+  ).refine((p) => !(p.py_exec_path && p.transform_module), {
     message: "py_exec_path and transform_module cannot both be set",
     path: ["transform_module"],
   });
@@ -49,7 +59,7 @@ type Params = ReturnType<ReturnType<typeof paramsSchema>["parse"]>;
 const TRANSFORM_RECORD = "transform";
 
 /** The archive folder: `archive_directory`, or a folder named `archive` beside `parent_directory`. */
-export function archiveLocation(params: Pick<Params, "parent_directory" | "archive_directory">): string {
+export function archiveLocation(params: { parent_directory: string; archive_directory?: string }): string {
   if (params.archive_directory) return params.archive_directory;
   const parent = params.parent_directory.replace(/\/+$/, "");
   if (isS3Url(parent)) {

@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { resolve } from "node:path";
+import { resolve, sep } from "node:path";
 import type { PermissionContext, PermissionScope, S3Settings } from "../orchestrator/contract.ts";
 import { s3Scope } from "./s3_scope.ts";
 import { isS3Url, type Storage } from "./storage.ts";
@@ -70,4 +70,23 @@ export function mergeScopes(...scopes: PermissionScope[]): Required<PermissionSc
     }
   }
   return merged;
+}
+
+/**
+ * True when `inner` is `outer` itself or a folder inside it (same backend; local paths resolved against the
+ * current folder, S3 locations compared by bucket and key prefix).
+ *
+ * @example
+ * ```ts
+ * isWithinLocation("data", "data/archive"); // true
+ * isWithinLocation("s3://lake/raw", "s3://lake/raw2"); // false
+ * ```
+ */
+export function isWithinLocation(outer: string, inner: string): boolean {
+  if (isS3Url(outer) !== isS3Url(inner)) return false;
+  const normalise = (location: string) =>
+    isS3Url(location)
+      ? `${location.replace(/^s3:\/\//i, "").replace(/\/+$/, "")}/`
+      : `${resolve(location).replace(/\/+$/, "")}${sep}`;
+  return normalise(inner).startsWith(normalise(outer));
 }

@@ -195,3 +195,30 @@ Deno.test("transform_module: a sandboxed TypeScript transform with read on paren
   const evil = await runRoutineJson(staging({ transform_module: "evil.ts" }), { cwd: dir.path });
   assert.match(evil.error?.message ?? "", /permission denied: read access to .*deno\.json/);
 });
+
+Deno.test("staging and archive folders inside the landing folder are refused before anything runs", async () => {
+  await using dir = await tempDir();
+  for (
+    const [params, message] of [
+      [{ parent_directory: ".", dump_directory: "staging" }, /dump_directory must not be parent_directory/],
+      [{ parent_directory: "data/landing", dump_directory: "data/landing/" }, /dump_directory must not be/],
+      [
+        { parent_directory: "s3://lake", dump_directory: "s3://lake2/x" },
+        /archive folder would be inside parent_directory/,
+      ],
+      [
+        { parent_directory: "data", dump_directory: "out", archive_directory: "data/old" },
+        /archive folder would be inside/,
+      ],
+    ] as Array<[Record<string, unknown>, RegExp]>
+  ) {
+    await assert.rejects(runRoutineJson(staging(params), { cwd: dir.path }), message, JSON.stringify(params));
+  }
+  // deleting needs no archive folder, wherever the default would be
+  await landing(dir.path, { "a.csv": "a" });
+  const ok = await runRoutineJson(
+    staging({ parent_directory: "data/landing", archive_or_delete: "delete" }),
+    { cwd: dir.path },
+  );
+  assert.equal(ok.error, undefined);
+});
