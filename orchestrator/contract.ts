@@ -54,6 +54,11 @@ export interface PermissionContext {
   cwd: string;
   /** The routine-level `s3` block, when the routine has one. */
   s3?: S3Settings;
+  /**
+   * The tasks this step runs, so a scope can leave out what only other tasks need. lakerun always sets it;
+   * when absent (a definition called outside a routine), assume every task.
+   */
+  tasks?: readonly string[];
 }
 
 /** The routine-level `"s3"` block: connection settings for every S3 location in the routine. */

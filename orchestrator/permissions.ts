@@ -57,8 +57,8 @@ export function safeFileName(text: string): string {
 }
 
 /** The context handed to an executor's `permissions` function. */
-export function permissionContext(routine: Routine, cwd: string): PermissionContext {
-  return { cwd, resolve: (path: string) => resolve(cwd, path), s3: routine.s3 };
+export function permissionContext(routine: Routine, step: Step, cwd: string): PermissionContext {
+  return { cwd, resolve: (path: string) => resolve(cwd, path), s3: routine.s3, tasks: step.tasks };
 }
 
 /**
@@ -77,7 +77,7 @@ export function stepScope(
 ): ResolvedScope {
   const declared: PermissionScope = step.executor.definition.permissions(
     step.params,
-    permissionContext(routine, options.cwd),
+    permissionContext(routine, step, options.cwd),
   );
   const stateDir = stepStateDir(resolve(options.cwd, options.stateRoot), routine.name, step.id);
   const paths = (list: string[] | undefined) =>
