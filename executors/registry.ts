@@ -22,6 +22,10 @@ entries.StagingExecutor = {
   url: new URL("./staging.ts", import.meta.url).href,
   load: () => import("./staging.ts"),
 };
+entries.S3TransferExecutor = {
+  url: new URL("./s3_transfer.ts", import.meta.url).href,
+  load: () => import("./s3_transfer.ts"),
+};
 
 /** Built-in executors by name (a null-prototype table: only own names resolve). */
 export const builtinExecutors: Readonly<Record<string, ExecutorEntry>> = Object.freeze(entries);
