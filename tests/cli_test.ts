@@ -208,7 +208,9 @@ Deno.test("schema is the JSON Schema committed for editors, and it describes the
   assert.deepEqual(downloader.properties.tasks.items.enum, ["download"]);
   assert.deepEqual(downloader.properties.params.required, ["requests_arguments", "landing_directory"]);
   assert.equal(downloader.properties.params.additionalProperties, false);
-  assert.equal(schema.properties.executors.additionalProperties.oneOf.length, 2);
+  const executors = Object.keys(schema.properties.executors.properties);
+  assert.deepEqual(executors, ["DownloaderExecutor", "StagingExecutor", "S3TransferExecutor"]);
+  assert.equal(schema.properties.executors.additionalProperties.oneOf.length, executors.length);
 });
 
 Deno.test("executors_dir in a routine is relative to the routine file; plugins appear in list", async () => {
