@@ -303,6 +303,8 @@ async function benchmark(server: BenchServer, client: S3Client, work: string) {
   console.log(body);
   if (OUT) {
     await Deno.writeTextFile(OUT, `# S3 transfers: S3TransferExecutor against rclone\n\n${body}`);
+    // as `deno fmt --check` (CI) wants it
+    await new Deno.Command(Deno.execPath(), { args: ["fmt", "--quiet", OUT], cwd: ROOT }).output();
     console.error(`written to ${OUT}`);
   }
 }

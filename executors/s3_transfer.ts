@@ -7,7 +7,7 @@
  * @module
  */
 import { isAbsolute, normalize } from "node:path";
-import type { PermissionContext, TaskContext, Zod } from "../orchestrator/contract.ts";
+import type { TaskContext, Zod } from "../orchestrator/contract.ts";
 import { defineExecutor } from "../orchestrator/contract.ts";
 import { formatBytes } from "../orchestrator/reporter.ts";
 import { globProblem, pathFilter } from "../lib/glob.ts";
@@ -58,8 +58,7 @@ export default defineExecutor({
   params: paramsSchema,
   permissions(params, context) {
     // only `move` writes the source (it deletes verified files there); without the step's task list, assume it
-    const tasks = (context as PermissionContext & { tasks?: readonly string[] }).tasks;
-    const sourceAccess = !tasks || tasks.includes("move") ? "write" : "read";
+    const sourceAccess = !context.tasks || context.tasks.includes("move") ? "write" : "read";
     return mergeScopes(
       locationScope(params.source, sourceAccess, context),
       locationScope(params.destination, "write", context),
