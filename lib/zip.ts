@@ -174,7 +174,7 @@ const S_IFLNK = 0o120000;
 /** Largest slice of compressed input handed to the inflater, or of stored data to the sink, at once. */
 const PIECE = 256 * 1024;
 /** Output chunk size of the inflater. */
-const INFLATE_CHUNK = 64 * 1024;
+const INFLATE_CHUNK = 256 * 1024;
 /** Archive bytes read ahead of the parser. */
 const READ_AHEAD = 512 * 1024;
 /** Bytes an entry's stream may queue ahead of the sink. */
