@@ -20,7 +20,7 @@
  * (rclone 1.60 fails with it). Before each measurement the destination is emptied (and radosgw's garbage
  * collected: its store is in memory); after each one the bytes are checked: sha256 of the 1 GiB object or
  * file, ETag and size of every copied small object against its source. The table goes to stdout (for
- * `deno task bench`) and, with its heading, to `bench/RESULTS_s3.md` (or `--out`).
+ * `deno task bench`) and, with its heading, to the file named by `--out`.
  *
  * @module
  */
@@ -62,8 +62,8 @@ const QUICK = args.values.quick;
 const RUNS = QUICK ? 1 : Number(args.values.runs);
 const SIZE = (QUICK ? 64 : Number(args.values["size-mib"])) * MiB;
 const OBJECTS = QUICK ? 300 : Number(args.values.objects);
-/** Where the results go: `--out`, else bench/RESULTS_s3.md (not for a --quick run). */
-const OUT = args.values.out ?? (QUICK ? undefined : join(ROOT, "bench/RESULTS_s3.md"));
+/** Where the results also go, with their heading: `--out FILE` (`deno task bench` collects the table itself). */
+const OUT = args.values.out;
 /** S3 → S3 runs at each of these (lakerun `concurrency`, rclone `--transfers`); the first is also used for the
  * single large file, where it does not matter (one file; both tools upload 4 parts at a time). */
 const CONCURRENCIES = args.values.concurrency!.split(",").map(Number);
