@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { join } from "node:path";
-import { ROOT, tempDir } from "./support/lakerun.ts";
+import { lakerunCommand, tempDir } from "./support/lakerun.ts";
 import { randomBytes, seededRandom } from "./support/zip_fixtures.ts";
 
 const TRIALS = 24;
@@ -40,22 +40,7 @@ async function snapshot(dir: string): Promise<Map<string, string>> {
 }
 
 function runLakerun(cwd: string): Deno.ChildProcess {
-  return new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "-A",
-      "--quiet",
-      "--config",
-      join(ROOT, "deno.json"),
-      join(ROOT, "main.ts"),
-      "run",
-      "routine.json",
-    ],
-    cwd,
-    stdin: "null",
-    stdout: "null",
-    stderr: "piped",
-  }).spawn();
+  return lakerunCommand(["run", "routine.json"], { cwd, stdout: "null" }).spawn();
 }
 
 async function prepare(dir: string, files: Record<string, Uint8Array>) {

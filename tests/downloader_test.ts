@@ -8,7 +8,7 @@ import { join } from "node:path";
 import { pathToFileURL } from "node:url";
 import { type Route, startFaultServer } from "./support/fault_server.ts";
 import { runRoutineJson, tempDir } from "./support/lakerun.ts";
-import { buildZip, csvText, randomBytes, sha256 } from "./support/zip_fixtures.ts";
+import { buildZip, randomBytes, sha256, surveyArchive } from "./support/zip_fixtures.ts";
 
 function downloadRoutine(params: Record<string, unknown>, requestArguments: Record<string, unknown>) {
   return {
@@ -62,19 +62,7 @@ async function download(
   };
 }
 
-const sales = csvText(300_000, 1);
-const regions = csvText(50_000, 2);
-const archive = buildZip([
-  { name: "sales.csv", data: sales },
-  { name: "nested/deeper/regions.csv", data: regions },
-  { name: "empty.csv", data: "" },
-  { name: "nested/" },
-]);
-const expected = {
-  "empty.csv": sha256(new Uint8Array()),
-  "nested/deeper/regions.csv": sha256(regions),
-  "sales.csv": sha256(sales),
-};
+const { archive, sales, files: expected } = surveyArchive();
 
 Deno.test("unzip: the archive's files land with their folders, byte for byte", async () => {
   const { error, landing, lines } = await download({ "/survey.zip": { body: archive } }, "/survey.zip");

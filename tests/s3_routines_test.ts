@@ -16,7 +16,7 @@ import { openS3Location, PART_SIZE_METADATA } from "../lib/storage_s3.ts";
 import { startFaultServer } from "./support/fault_server.ts";
 import { lakerun, readTree, ROOT, runRoutineJson, tempDir } from "./support/lakerun.ts";
 import { createS3Client, createTestBucket, startS3Server } from "./support/s3_server.ts";
-import { buildZip, csvText, randomBytes, sha256, streamOf } from "./support/zip_fixtures.ts";
+import { buildZip, csvText, randomBytes, sha256, streamOf, surveyArchive } from "./support/zip_fixtures.ts";
 
 // fails the whole file, loudly, when no server can start: there is no skipping
 const server = await startS3Server();
@@ -57,19 +57,7 @@ async function putObjects(url: string, files: Record<string, Uint8Array | string
   }
 }
 
-const sales = csvText(300_000, 1);
-const regions = csvText(50_000, 2);
-const archive = buildZip([
-  { name: "sales.csv", data: sales },
-  { name: "nested/deeper/regions.csv", data: regions },
-  { name: "empty.csv", data: "" },
-  { name: "nested/" },
-]);
-const entries = {
-  "empty.csv": sha256(new Uint8Array()),
-  "nested/deeper/regions.csv": sha256(regions),
-  "sales.csv": sha256(sales),
-};
+const { archive, sales, files: entries } = surveyArchive();
 
 /** routines/retail_trade_survey_s3.json pointed at the test servers: only the URL, bucket and endpoint change. */
 async function exampleRoutine(url: string, bucket: string) {

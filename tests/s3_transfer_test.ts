@@ -28,7 +28,7 @@ import { openS3Location } from "../lib/storage_s3.ts";
 import type { Storage, StoredFile, WriteBatch, WriteOptions, WriteResult } from "../lib/storage.ts";
 import { LocalStorage } from "../lib/storage_local.ts";
 import { parseRoutine } from "../orchestrator/routine.ts";
-import { lakerun, ROOT, runRoutineJson, tempDir } from "./support/lakerun.ts";
+import { lakerun, lakerunCommand, runRoutineJson, tempDir } from "./support/lakerun.ts";
 import { createS3Client, createTestBucket, type S3TestServer, startS3Server } from "./support/s3_server.ts";
 
 // ---------------------------------------------------------------------------------------------------------
@@ -621,23 +621,7 @@ async function runCli(
 }
 
 function spawnLakerun(cwd: string, server: S3TestServer): Deno.ChildProcess {
-  return new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "-A",
-      "--quiet",
-      "--config",
-      join(ROOT, "deno.json"),
-      join(ROOT, "main.ts"),
-      "run",
-      "routine.json",
-    ],
-    cwd,
-    env: { NO_COLOR: "1", ...server.env },
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
+  return lakerunCommand(["run", "routine.json"], { cwd, env: server.env }).spawn();
 }
 
 Deno.test("against a real S3 server (radosgw)", async (t) => {

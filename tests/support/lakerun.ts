@@ -18,8 +18,36 @@ export interface CliResult {
   stderr: string;
 }
 
+/** Options for {@link lakerunCommand}. */
+export interface CommandOptions {
+  cwd?: string;
+  env?: Record<string, string>;
+  stdout?: "piped" | "null";
+  stderr?: "piped" | "null";
+}
+
 /**
- * Runs `deno run -A main.ts ARGS` in `cwd`, as the README shows.
+ * The command `deno run -A main.ts ARGS` in `cwd`, as the README shows; spawn it to kill it mid-run.
+ *
+ * @example
+ * ```ts
+ * const child = lakerunCommand(["run", "routine.json"], { cwd: dir, stdout: "null" }).spawn();
+ * child.kill("SIGKILL");
+ * ```
+ */
+export function lakerunCommand(args: string[], options: CommandOptions = {}): Deno.Command {
+  return new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", "--quiet", "--config", join(ROOT, "deno.json"), join(ROOT, "main.ts"), ...args],
+    cwd: options.cwd ?? ROOT,
+    env: { NO_COLOR: "1", ...options.env },
+    stdin: "null",
+    stdout: options.stdout ?? "piped",
+    stderr: options.stderr ?? "piped",
+  });
+}
+
+/**
+ * Runs `deno run -A main.ts ARGS` in `cwd`, as the README shows, and collects its output.
  *
  * @example
  * ```ts
@@ -30,12 +58,7 @@ export async function lakerun(
   args: string[],
   options: { cwd?: string; env?: Record<string, string> } = {},
 ): Promise<CliResult> {
-  const output = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", "--quiet", "--config", join(ROOT, "deno.json"), join(ROOT, "main.ts"), ...args],
-    cwd: options.cwd ?? ROOT,
-    env: { NO_COLOR: "1", ...options.env },
-    stdin: "null",
-  }).output();
+  const output = await lakerunCommand(args, options).output();
   const decoder = new TextDecoder();
   return { code: output.code, stdout: decoder.decode(output.stdout), stderr: decoder.decode(output.stderr) };
 }

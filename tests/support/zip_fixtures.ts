@@ -444,3 +444,34 @@ export function hashingSink(): ZipEntrySink & { hashes: Map<string, string>; siz
     },
   };
 }
+
+/**
+ * The small survey-like archive the download tests share: two CSV files (one in nested folders), an empty
+ * file and a folder entry, with the sha256 of every file it holds.
+ *
+ * @example
+ * ```ts ignore
+ * const { archive, files } = surveyArchive();
+ * files["sales.csv"]; // sha256 of sales.csv
+ * ```
+ */
+export function surveyArchive(): {
+  archive: Uint8Array;
+  sales: Uint8Array;
+  files: Record<string, string>;
+} {
+  const sales = csvText(300_000, 1);
+  const regions = csvText(50_000, 2);
+  const archive = buildZip([
+    { name: "sales.csv", data: sales },
+    { name: "nested/deeper/regions.csv", data: regions },
+    { name: "empty.csv", data: "" },
+    { name: "nested/" },
+  ]);
+  const files = {
+    "empty.csv": sha256(new Uint8Array()),
+    "nested/deeper/regions.csv": sha256(regions),
+    "sales.csv": sha256(sales),
+  };
+  return { archive, sales, files };
+}
