@@ -6,14 +6,12 @@
  *
  * @module
  */
-import { isAbsolute, normalize } from "node:path";
 import type { TaskContext, Zod } from "../orchestrator/contract.ts";
 import { defineExecutor } from "../orchestrator/contract.ts";
 import { formatBytes } from "../orchestrator/reporter.ts";
 import { globProblem, pathFilter } from "../lib/glob.ts";
-import { locationScope, mergeScopes, openLocation } from "../lib/locations.ts";
-import { parseS3Url } from "../lib/s3_scope.ts";
-import { isS3Url, type Storage, type StoredFile } from "../lib/storage.ts";
+import { isWithinLocation, locationScope, mergeScopes, openLocation } from "../lib/locations.ts";
+import type { Storage, StoredFile } from "../lib/storage.ts";
 import { LocalStorage, LocationNotFoundError } from "../lib/storage_local.ts";
 import { copyProblem, verifyCopy } from "../lib/verify.ts";
 
@@ -402,26 +400,7 @@ async function runPool<T>(
  * compared with absolute ones and are taken as not overlapping; the task checks again with real paths.
  */
 function locationsOverlap(a: string, b: string, resolve?: (path: string) => string): boolean {
-  const keyA = locationKey(a, resolve);
-  const keyB = locationKey(b, resolve);
-  if (keyA === undefined || keyB === undefined) return false;
-  return keyA.startsWith(keyB) || keyB.startsWith(keyA);
-}
-
-/** A location as a string ending in `/`, such that one location inside another starts with its key. */
-function locationKey(location: string, resolve?: (path: string) => string): string | undefined {
-  if (isS3Url(location)) {
-    try {
-      const { bucket, prefix } = parseS3Url(location);
-      return `s3://${bucket}/${prefix ? `${prefix}/` : ""}`;
-    } catch {
-      return undefined; // reported by the S3 backend when the step runs
-    }
-  }
-  const path = resolve ? resolve(location) : isAbsolute(location) ? normalize(location) : undefined;
-  if (path === undefined) return undefined;
-  // keys of the two kinds must never be prefixes of each other
-  return `file:${path.endsWith("/") ? path : `${path}/`}`;
+  return isWithinLocation(a, b, resolve) || isWithinLocation(b, a, resolve);
 }
 
 function plural(count: number, noun: string): string {

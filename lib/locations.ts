@@ -4,9 +4,9 @@
  *
  * @module
  */
-import { resolve, sep } from "node:path";
+import { isAbsolute, normalize, resolve } from "node:path";
 import type { PermissionContext, PermissionScope, S3Settings } from "../orchestrator/contract.ts";
-import { s3Scope } from "./s3_scope.ts";
+import { parseS3Url, s3Scope } from "./s3_scope.ts";
 import { isS3Url, type Storage } from "./storage.ts";
 import { LocalStorage } from "./storage_local.ts";
 
@@ -73,20 +73,38 @@ export function mergeScopes(...scopes: PermissionScope[]): Required<PermissionSc
 }
 
 /**
- * True when `inner` is `outer` itself or a folder inside it (same backend; local paths resolved against the
- * current folder, S3 locations compared by bucket and key prefix).
+ * True when `inner` is `outer` itself or a folder inside it. S3 locations compare by bucket and key prefix; local
+ * paths by `resolve` when given, otherwise lexically when both are relative (or both absolute). When the two
+ * cannot be compared without the current folder (one relative, one absolute, or `..` segments), the answer is
+ * false: the check is then repeated when the step runs, with `resolve`.
  *
  * @example
  * ```ts
  * isWithinLocation("data", "data/archive"); // true
+ * isWithinLocation(".", "staging"); // true
  * isWithinLocation("s3://lake/raw", "s3://lake/raw2"); // false
  * ```
  */
-export function isWithinLocation(outer: string, inner: string): boolean {
-  if (isS3Url(outer) !== isS3Url(inner)) return false;
-  const normalise = (location: string) =>
-    isS3Url(location)
-      ? `${location.replace(/^s3:\/\//i, "").replace(/\/+$/, "")}/`
-      : `${resolve(location).replace(/\/+$/, "")}${sep}`;
-  return normalise(inner).startsWith(normalise(outer));
+export function isWithinLocation(outer: string, inner: string, resolve?: (path: string) => string): boolean {
+  const a = locationKey(outer, resolve);
+  const b = locationKey(inner, resolve);
+  return a !== undefined && b !== undefined && b.startsWith(a);
+}
+
+/** A location as a comparable key ending in `/`: a location inside another starts with the other's key. */
+function locationKey(location: string, resolve?: (path: string) => string): string | undefined {
+  if (isS3Url(location)) {
+    try {
+      const { bucket, prefix } = parseS3Url(location);
+      return `s3://${bucket}/${prefix ? `${prefix}/` : ""}`;
+    } catch {
+      return undefined; // an invalid S3 location is reported by its step
+    }
+  }
+  if (resolve) return `abs:${resolve(location).replace(/\/+$/, "")}/`;
+  const path = normalize(location).replace(/\/+$/, "");
+  if (isAbsolute(path)) return `abs:${path}/`;
+  if (path === "..") return undefined;
+  if (path.startsWith("../")) return undefined;
+  return path === "." ? "rel:" : `rel:${path}/`;
 }

@@ -418,10 +418,12 @@ Deno.test("invalid params and overlapping locations are refused before anything 
   await parse({ source: "s3://lake/raw", destination: "s3://lake/raw2" }); // a sibling prefix is fine
   await parse({ concurrency: 64, include: ["**/*.{csv,tsv}"] });
 
-  // relative paths are compared once resolved, before anything is touched
+  // relative paths are compared after normalising, already when the routine is validated
   await writeTree(join(dir.path, "src"), { "a.csv": "a" });
-  const { error } = await run(dir.path, { source: "src", destination: "./src/../src/copy" }, ["copy"]);
-  assert.match(error?.message ?? "", /source src and destination \.\/src\/\.\.\/src\/copy overlap/);
+  await assert.rejects(
+    run(dir.path, { source: "src", destination: "./src/../src/copy" }, ["copy"]),
+    /params\.destination: source and destination overlap/,
+  );
   assert.deepEqual(await snapshot(join(dir.path, "src")), digests({ "a.csv": "a" }));
 });
 
