@@ -42,6 +42,7 @@ import {
   type S3TestServer,
   SHARED_ENV_VARIABLE,
 } from "../tests/support/s3_server.ts";
+import { randomBytes } from "../tests/support/zip_fixtures.ts";
 
 const ROOT = decodeURIComponent(new URL("../", import.meta.url).pathname).replace(/\/$/, "");
 const MiB = 1024 * 1024;
@@ -176,19 +177,6 @@ async function pool<T>(items: T[], limit: number, work: (item: T) => Promise<voi
   await Promise.all(Array.from({ length: Math.min(limit, items.length) }, async () => {
     while (next < items.length) await work(items[next++]);
   }));
-}
-
-/** Pseudo-random bytes (xorshift32): incompressible, reproducible. */
-function randomBytes(length: number, seed: number): Uint8Array {
-  const words = new Uint32Array(Math.ceil(length / 4));
-  let x = seed >>> 0 || 1;
-  for (let i = 0; i < words.length; i++) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    words[i] = x >>> 0;
-  }
-  return new Uint8Array(words.buffer, 0, length);
 }
 
 /** Writes `size` pseudo-random bytes to `path`, returning their sha256. */

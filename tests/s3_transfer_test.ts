@@ -30,24 +30,12 @@ import { LocalStorage } from "../lib/storage_local.ts";
 import { parseRoutine } from "../orchestrator/routine.ts";
 import { lakerun, lakerunCommand, runRoutineJson, tempDir } from "./support/lakerun.ts";
 import { createS3Client, createTestBucket, type S3TestServer, startS3Server } from "./support/s3_server.ts";
+import { randomBytes } from "./support/zip_fixtures.ts";
 
 // ---------------------------------------------------------------------------------------------------------
 // helpers
 
 const sha256 = (bytes: Uint8Array | string) => createHash("sha256").update(bytes).digest("hex");
-
-/** Deterministic, incompressible bytes (xorshift32), fast enough for tens of MiB. */
-function randomBytes(length: number, seed: number): Uint8Array {
-  const words = new Uint32Array(Math.ceil(length / 4));
-  let x = seed >>> 0 || 1;
-  for (let i = 0; i < words.length; i++) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    words[i] = x >>> 0;
-  }
-  return new Uint8Array(words.buffer, 0, length);
-}
 
 type Tree = Record<string, Uint8Array | string>;
 
