@@ -323,7 +323,7 @@ async function copyFile(
   onBytes: (bytes: number) => void,
 ): Promise<boolean> {
   const options = { size: file.size, signal };
-  const copied = await destination.copyFrom?.(source, file.path, file.path, options);
+  const copied = await destination.copyFrom?.(source, file.path, file.path, { ...options, etag: file.etag });
   if (copied) {
     onBytes(file.size);
     return true;

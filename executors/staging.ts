@@ -149,7 +149,7 @@ async function transfer(context: TaskContext<Params>): Promise<void> {
       continue; // already staged by an earlier run
     }
     const options = { size: file.size, signal: context.signal };
-    const serverSide = await dump.copyFrom?.(landing, file.path, file.path, options);
+    const serverSide = await dump.copyFrom?.(landing, file.path, file.path, { ...options, etag: file.etag });
     if (!serverSide) await dump.write(file.path, await landing.read(file.path), options);
     copied++;
     bytes += file.size;

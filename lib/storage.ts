@@ -50,6 +50,18 @@ export interface WriteBatch {
   abort(): Promise<void>;
 }
 
+/** Options for {@link Storage.copyFrom}. */
+export interface CopyOptions {
+  /** The source's expected size; a source of another size fails the copy. */
+  size?: number;
+  /**
+   * The source's ETag as listed: the copy is then made of that version of the source only, and a copy whose
+   * ETag equals it needs no further request to be verified.
+   */
+  etag?: string;
+  signal?: AbortSignal;
+}
+
 /** A folder-like place holding files: a local directory or an S3 prefix. */
 export interface Storage {
   /** `"local"` or `"s3"`. */
@@ -75,7 +87,7 @@ export interface Storage {
     source: Storage,
     sourcePath: string,
     path: string,
-    options?: { size?: number; signal?: AbortSignal },
+    options?: CopyOptions,
   ): Promise<{ size: number; etag?: string } | undefined>;
   /** Removes the file at `path`; no error when it is already gone. */
   remove(path: string): Promise<void>;

@@ -5,7 +5,8 @@
  * @module
  */
 import { dirname, join } from "node:path";
-import { HashingStream, sha256OfStream } from "./hashing.ts";
+import { createHash } from "node:crypto";
+import { sha256OfStream } from "./hashing.ts";
 import {
   checkRelativePath,
   isTemporaryName,
@@ -280,12 +281,19 @@ export class LocalStorage implements Storage {
   }
 }
 
+/** Bytes gathered before a write: small stream chunks (64 KiB from a socket) become one system call. */
+export const WRITE_BUFFER_SIZE = 1024 * 1024;
+
 /**
- * Streams `data` into a new file at `path`, hashing it; on any failure the file is removed.
+ * Streams `data` into a new file at `path` (created, never overwritten), counting and optionally hashing the
+ * bytes; on any failure the file is removed.
+ *
+ * Chunks are gathered into {@link WRITE_BUFFER_SIZE} writes, and one write is in flight while the next buffer
+ * fills, so that reading the source and writing the file overlap.
  *
  * @example
  * ```ts
- * const { size, sha256 } = await writeFileFromStream("/tmp/x", stream, {}, "x");
+ * const { size, sha256 } = await writeFileFromStream("/tmp/x", stream, { sha256: true }, "x");
  * ```
  */
 export async function writeFileFromStream(
@@ -294,17 +302,70 @@ export async function writeFileFromStream(
   options: WriteOptions,
   label: string,
 ): Promise<WriteResult> {
-  const hashing = new HashingStream(undefined, { hash: options.sha256 === true });
+  const hash = options.sha256 ? createHash("sha256") : undefined;
+  const { signal } = options;
   let file: Deno.FsFile | undefined;
+  let writing: Promise<void> = Promise.resolve();
+  const reader = data.getReader();
+  const onAbort = () => reader.cancel(signal!.reason).catch(() => {});
+  signal?.addEventListener("abort", onAbort, { once: true });
   try {
-    file = await Deno.open(path, { write: true, createNew: true });
-    await data.pipeThrough(hashing).pipeTo(file.writable, { signal: options.signal });
-    file = undefined; // pipeTo closed it
-    if (options.size !== undefined && hashing.bytes !== options.size) {
-      throw new SizeMismatchError(label, options.size, hashing.bytes);
+    signal?.throwIfAborted();
+    const out = file = await Deno.open(path, { write: true, createNew: true });
+    const writeAll = async (bytes: Uint8Array) => {
+      for (let at = 0; at < bytes.byteLength;) at += await out.write(bytes.subarray(at));
+    };
+    let buffer = new Uint8Array(WRITE_BUFFER_SIZE);
+    let spare = new Uint8Array(WRITE_BUFFER_SIZE);
+    let filled = 0;
+    let size = 0;
+    /** Starts writing `bytes` once the write in flight is done; `bytes` must not change until then. */
+    const queue = async (bytes: Uint8Array) => {
+      await writing;
+      writing = writeAll(bytes);
+      writing.catch(() => {}); // awaited later; an early failure must not go unhandled meanwhile
+    };
+    const flush = async () => {
+      if (filled === 0) return;
+      await queue(buffer.subarray(0, filled));
+      [buffer, spare] = [spare, buffer]; // the next chunks fill the other buffer while this one is written
+      filled = 0;
+    };
+    while (true) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      signal?.throwIfAborted();
+      size += value.byteLength;
+      if (options.size !== undefined && size > options.size) {
+        throw new SizeMismatchError(label, options.size, size);
+      }
+      hash?.update(value);
+      if (value.byteLength >= WRITE_BUFFER_SIZE) {
+        await flush();
+        await queue(value);
+        continue;
+      }
+      let offset = 0;
+      while (offset < value.byteLength) {
+        const n = Math.min(WRITE_BUFFER_SIZE - filled, value.byteLength - offset);
+        buffer.set(value.subarray(offset, offset + n), filled);
+        filled += n;
+        offset += n;
+        if (filled === WRITE_BUFFER_SIZE) await flush();
+      }
     }
-    return { size: hashing.bytes, sha256: options.sha256 ? hashing.digest() : undefined };
+    signal?.throwIfAborted();
+    await flush();
+    await writing;
+    out.close();
+    file = undefined;
+    if (options.size !== undefined && size !== options.size) {
+      throw new SizeMismatchError(label, options.size, size);
+    }
+    return { size, sha256: hash?.digest("hex") };
   } catch (error) {
+    reader.cancel(error).catch(() => {});
+    await writing.catch(() => {});
     try {
       file?.close();
     } catch {
@@ -312,5 +373,8 @@ export async function writeFileFromStream(
     }
     await Deno.remove(path).catch(() => {});
     throw error;
+  } finally {
+    signal?.removeEventListener("abort", onAbort);
+    reader.releaseLock();
   }
 }

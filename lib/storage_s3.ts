@@ -25,6 +25,7 @@ import {
   CompleteMultipartUploadCommand,
   type CompleteMultipartUploadCommandOutput,
   CopyObjectCommand,
+  type CopyObjectCommandOutput,
   CreateMultipartUploadCommand,
   type CreateMultipartUploadCommandOutput,
   DeleteObjectCommand,
@@ -52,6 +53,7 @@ import { explainS3Error, s3Client, S3RequestError } from "./s3_client.ts";
 import { parseS3Url, resolveS3Config, type S3Config } from "./s3_scope.ts";
 import {
   checkRelativePath,
+  type CopyOptions,
   isTemporaryName,
   relativePathProblem,
   type Storage,
@@ -83,7 +85,12 @@ export interface S3StorageOptions {
   concurrency?: number;
   /** The client to use instead of the shared one for the settings. */
   client?: S3Client;
+  /** A download whose body sends nothing for this long fails; default {@link BODY_IDLE_TIMEOUT_MS}. */
+  idleTimeoutMs?: number;
 }
+
+/** How long a download's body may stay silent before the read fails (instead of hanging the step). */
+export const BODY_IDLE_TIMEOUT_MS = 120_000;
 
 /**
  * Opens `s3://bucket/prefix` with the routine's `s3` settings.
@@ -153,6 +160,85 @@ async function pool<T>(items: T[], limit: number, work: (item: T) => Promise<voi
 }
 
 /**
+ * Checks a downloaded body against its GetObject response: the announced length, and the ETag when it is the
+ * MD5 of the bytes or a multipart ETag whose part size is known (one part, or lakerun's recorded part size).
+ */
+class EtagCheck {
+  /** True once {@link EtagCheck.finish} ran. */
+  finished = false;
+  readonly #where: string;
+  readonly #expectedSize: number | undefined;
+  readonly #etag: string;
+  /** Bytes per part of a multipart ETag; 0 for a single-part ETag; undefined when the ETag cannot be checked. */
+  readonly #layout: number | undefined;
+  #hash = createHash("md5");
+  #inPart = 0;
+  readonly #partMd5s: Uint8Array[] = [];
+  #size = 0;
+
+  constructor(response: GetObjectCommandOutput, where: string) {
+    this.#where = where;
+    this.#expectedSize = response.ContentLength;
+    this.#etag = unquote(response.ETag).toLowerCase();
+    const multipart = /^[0-9a-f]{32}-(\d+)$/.exec(this.#etag);
+    const parts = multipart ? Number(multipart[1]) : 0;
+    const recorded = Number(response.Metadata?.[PART_SIZE_METADATA]);
+    const size = this.#expectedSize;
+    this.#layout = size === undefined || !md5BasedEtag(response)
+      ? undefined
+      : /^[0-9a-f]{32}$/.test(this.#etag)
+      ? 0
+      : !multipart
+      ? undefined
+      : parts === 1
+      ? Math.max(size, 1)
+      : recorded > 0 && Math.ceil(size / recorded) === parts
+      ? recorded
+      : undefined;
+  }
+
+  /** Counts and hashes the next chunk. */
+  update(chunk: Uint8Array): void {
+    this.#size += chunk.byteLength;
+    const layout = this.#layout;
+    if (layout === undefined) return;
+    if (layout === 0) {
+      this.#hash.update(chunk);
+      return;
+    }
+    for (let offset = 0; offset < chunk.byteLength;) {
+      const n = Math.min(layout - this.#inPart, chunk.byteLength - offset);
+      this.#hash.update(offset === 0 && n === chunk.byteLength ? chunk : chunk.subarray(offset, offset + n));
+      this.#inPart += n;
+      offset += n;
+      if (this.#inPart === layout) {
+        this.#partMd5s.push(this.#hash.digest());
+        this.#hash = createHash("md5");
+        this.#inPart = 0;
+      }
+    }
+  }
+
+  /** What is wrong with the whole body, or `undefined` when it matches. */
+  finish(): string | undefined {
+    this.finished = true;
+    if (this.#expectedSize !== undefined && this.#size !== this.#expectedSize) {
+      return `${this.#where}: received ${this.#size} bytes, the object has ${this.#expectedSize}`;
+    }
+    if (this.#layout === undefined) return undefined;
+    let actual: string;
+    if (this.#layout === 0) actual = this.#hash.digest("hex");
+    else {
+      if (this.#inPart > 0 || this.#partMd5s.length === 0) this.#partMd5s.push(this.#hash.digest());
+      actual = multipartEtag(this.#partMd5s);
+    }
+    return actual === this.#etag
+      ? undefined
+      : `${this.#where}: the bytes received do not match the object's ETag`;
+  }
+}
+
+/**
  * An S3 prefix as {@link Storage}; see the module documentation for how writes, batches and copies work.
  *
  * @example
@@ -175,6 +261,8 @@ export class S3Storage implements Storage, DigestStorage {
   readonly partSize: number;
   /** Parts in flight at once. */
   readonly concurrency: number;
+  /** Longest silence of a download's body, in milliseconds. */
+  readonly idleTimeoutMs: number;
   #bucketChecked = false;
 
   /** Opens `url` (`s3://bucket[/prefix]`) with the routine's `s3` settings. */
@@ -184,6 +272,7 @@ export class S3Storage implements Storage, DigestStorage {
     this.client = options.client ?? s3Client(settings);
     this.partSize = Math.max(MIN_PART_SIZE, options.partSize ?? DEFAULT_PART_SIZE);
     this.concurrency = Math.max(1, options.concurrency ?? 4);
+    this.idleTimeoutMs = options.idleTimeoutMs ?? BODY_IDLE_TIMEOUT_MS;
   }
 
   get url(): string {
@@ -347,77 +436,66 @@ export class S3Storage implements Storage, DigestStorage {
 
   /**
    * The object's bytes, checked as they stream: a body of another length than announced, or whose MD5 (or
-   * multipart ETag, when the part size is known) differs from the ETag, errors the stream at its end.
+   * multipart ETag, when the part size is known) differs from the ETag, errors the stream at its end; a body
+   * silent for {@link S3Storage.idleTimeoutMs} errors it at once.
    */
   async read(path: string, options: { signal?: AbortSignal } = {}): Promise<ReadableStream<Uint8Array>> {
+    const { signal } = options;
     const key = this.keyOf(path);
     const response = await this.#send<GetObjectCommandOutput>(
       new GetObjectCommand({ Bucket: this.bucket, Key: key }),
       key,
-      options.signal,
+      signal,
     );
     if (!response.Body) throw new Error(`${this.url}/${path}: no body in the response`);
     const body = response.Body.transformToWebStream() as ReadableStream<Uint8Array>;
-    const expectedSize = response.ContentLength;
-    const etag = unquote(response.ETag).toLowerCase();
-    const multipart = /^[0-9a-f]{32}-(\d+)$/.exec(etag);
-    const parts = multipart ? Number(multipart[1]) : 0;
-    const recorded = Number(response.Metadata?.[PART_SIZE_METADATA]);
-    // the part layout is known for one part, or from lakerun's metadata when it fits the part count
-    const layout = expectedSize === undefined || !multipart
-      ? undefined
-      : parts === 1
-      ? Math.max(expectedSize, 1)
-      : recorded > 0 && Math.ceil(expectedSize / recorded) === parts
-      ? recorded
-      : undefined;
-    const checkEtag = md5BasedEtag(response) && expectedSize !== undefined &&
-      (/^[0-9a-f]{32}$/.test(etag) || layout !== undefined);
-    const whole = createHash("md5");
-    let part = createHash("md5");
-    let inPart = 0;
-    const partMd5s: Uint8Array[] = [];
-    let size = 0;
     const where = `${this.url}/${path}`;
-    return body.pipeThrough(
-      new TransformStream<Uint8Array, Uint8Array>({
-        transform(chunk, controller) {
-          size += chunk.byteLength;
-          if (checkEtag) {
-            if (multipart) {
-              let offset = 0;
-              while (offset < chunk.byteLength) {
-                const n = Math.min(layout! - inPart, chunk.byteLength - offset);
-                part.update(chunk.subarray(offset, offset + n));
-                inPart += n;
-                offset += n;
-                if (inPart === layout) {
-                  partMd5s.push(part.digest());
-                  part = createHash("md5");
-                  inPart = 0;
-                }
-              }
-            } else {
-              whole.update(chunk);
-            }
+    const check = new EtagCheck(response, where);
+    const reader = body.getReader();
+    const idleMs = this.idleTimeoutMs;
+    let onAbort: (() => void) | undefined;
+    return new ReadableStream<Uint8Array>({
+      start(controller) {
+        if (!signal) return;
+        onAbort = () => {
+          controller.error(signal.reason);
+          reader.cancel(signal.reason).catch(() => {});
+        };
+        if (signal.aborted) onAbort();
+        else signal.addEventListener("abort", onAbort, { once: true });
+      },
+      async pull(controller) {
+        let timer: ReturnType<typeof setTimeout> | undefined;
+        const silence = new Promise<never>((_, reject) => {
+          timer = setTimeout(
+            () => reject(new Error(`${where}: the server sent nothing for ${idleMs / 1000} s`)),
+            idleMs,
+          );
+        });
+        try {
+          const { done, value } = await Promise.race([reader.read(), silence]);
+          if (done) {
+            const problem = check.finish();
+            if (problem) throw new Error(problem);
+            controller.close();
+          } else {
+            check.update(value);
+            controller.enqueue(value);
           }
-          controller.enqueue(chunk);
-        },
-        flush(controller) {
-          if (expectedSize !== undefined && size !== expectedSize) {
-            controller.error(new Error(`${where}: received ${size} bytes, the object has ${expectedSize}`));
-            return;
-          }
-          if (!checkEtag) return;
-          if (multipart && (inPart > 0 || partMd5s.length === 0)) partMd5s.push(part.digest());
-          const actual = multipart ? multipartEtag(partMd5s) : whole.digest("hex");
-          if (actual !== etag) {
-            controller.error(new Error(`${where}: the bytes received do not match the object's ETag`));
-          }
-        },
-      }),
-      { signal: options.signal },
-    );
+        } catch (error) {
+          if (signal?.aborted) return; // already errored with the abort's reason
+          reader.cancel(error).catch(() => {});
+          throw error;
+        } finally {
+          clearTimeout(timer);
+          if (onAbort && (check.finished || signal?.aborted)) signal!.removeEventListener("abort", onAbort);
+        }
+      },
+      cancel(reason) {
+        if (onAbort) signal!.removeEventListener("abort", onAbort);
+        return reader.cancel(reason);
+      },
+    }, { highWaterMark: 0 });
   }
 
   /** Part size for a body of `size` bytes: the configured one, larger when needed to stay within 10,000 parts. */
@@ -673,17 +751,28 @@ export class S3Storage implements Storage, DigestStorage {
   /**
    * Copies an object of another S3 location on the same endpoint without moving the bytes through lakerun,
    * then checks the copy's size and ETag. Resolves to `undefined` for any other source.
+   *
+   * With the source's listed size and single-part ETag (`options.size`, `options.etag`) an object up to 5 GiB
+   * is one request: a CopyObject conditional on that ETag, whose answer carries the copy's ETag. Otherwise (or
+   * when that answer does not prove the copy) the source and the copy are asked for their size and ETag.
    */
   async copyFrom(
     source: Storage,
     sourcePath: string,
     path: string,
-    options: { size?: number; signal?: AbortSignal } = {},
+    options: CopyOptions = {},
   ): Promise<{ size: number; etag?: string } | undefined> {
     if (!(source instanceof S3Storage) || source.config.endpoint !== this.config.endpoint) return undefined;
     const { signal } = options;
     const from = source.keyOf(sourcePath);
     const to = this.keyOf(path);
+    const listed = unquote(options.etag).toLowerCase();
+    if (
+      options.size !== undefined && options.size <= MAX_SINGLE_COPY && /^[0-9a-f]{32}$/.test(listed)
+    ) {
+      const copied = await this.#copyListedObject(source, from, to, listed, signal);
+      if (copied === listed) return { size: options.size, etag: copied };
+    }
     const head = await source.#head(from, signal);
     if (!head) throw new S3RequestError(`${source.url}/${sourcePath} does not exist`, "no-key");
     const digest = source.#digestOf(head);
@@ -728,6 +817,38 @@ export class S3Storage implements Storage, DigestStorage {
       throw new Error(`${this.url}/${path}: server-side copy has another ETag than its source`);
     }
     return { size: copy.size, etag: copy.etag };
+  }
+
+  /**
+   * CopyObject of the version of `from` whose ETag is `etag`; resolves to the copy's ETag (lower case), or
+   * `undefined` when the source is no longer that version (the caller then copies what is there now).
+   */
+  async #copyListedObject(
+    source: S3Storage,
+    from: string,
+    to: string,
+    etag: string,
+    signal?: AbortSignal,
+  ): Promise<string | undefined> {
+    try {
+      const response = await this.#send<CopyObjectCommandOutput>(
+        new CopyObjectCommand({
+          Bucket: this.bucket,
+          Key: to,
+          CopySource: copySource(source.bucket, from),
+          CopySourceIfMatch: `"${etag}"`,
+          MetadataDirective: "COPY",
+        }),
+        to,
+        signal,
+      );
+      return unquote(response.CopyObjectResult?.ETag).toLowerCase() || undefined;
+    } catch (error) {
+      const status = ((error as Error).cause as { $metadata?: { httpStatusCode?: number } } | undefined)
+        ?.$metadata?.httpStatusCode;
+      if (status === 412) return undefined;
+      throw error;
+    }
   }
 
   /** A multipart copy with UploadPartCopy, `partSize` bytes per part. */

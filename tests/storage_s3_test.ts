@@ -25,6 +25,7 @@ import { openS3Location, PART_SIZE_METADATA, type S3Storage } from "../lib/stora
 import { copyProblem, verifyCopy } from "../lib/verify.ts";
 import { ROOT, tempDir } from "./support/lakerun.ts";
 import { createS3Client, createTestBucket, startS3Server } from "./support/s3_server.ts";
+import { startFaultProxy } from "./support/tcp_proxy.ts";
 import { randomBytes, sha256, streamOf } from "./support/zip_fixtures.ts";
 
 const MiB = 1024 * 1024;
@@ -588,3 +589,75 @@ Deno.test({
     await server.stop();
   },
 });
+
+s3Test(
+  "copyFrom with the listed ETag: one conditional CopyObject; a source changed since listed is copied as it is now",
+  async () => {
+    const storage = location("listed-src");
+    const body = randomBytes(200_000, 21);
+    await storage.write("a.bin", streamOf(body));
+    const [listed] = await Array.fromAsync(storage.list());
+    await using proxy = startFaultProxy(Number(new URL(server.endpoint).port));
+    const viaProxy = { ...settings, endpoint: proxy.endpoint };
+    const source = openS3Location(storage.url, viaProxy);
+    const target = openS3Location(`${storage.url}-copy`, viaProxy);
+    const copied = await target.copyFrom(source, "a.bin", "a.bin", { size: listed.size, etag: listed.etag });
+    assert.deepEqual(copied, { size: body.length, etag: listed.etag });
+    assert.deepEqual(proxy.requests.map((line) => line.split(" ")[0]), ["PUT"]);
+    assert.equal((await sha256Of(target, "a.bin")).sha256, sha256(body));
+
+    const changed = randomBytes(body.length, 22); // same size, other bytes: only the ETag tells
+    await storage.write("a.bin", streamOf(changed));
+    const again = await target.copyFrom(source, "a.bin", "b.bin", { size: listed.size, etag: listed.etag });
+    assert.notEqual(again?.etag, listed.etag);
+    assert.equal((await sha256Of(target, "b.bin")).sha256, sha256(changed));
+    closeS3Clients();
+  },
+);
+
+s3Test(
+  "a connection closed before any answer is retried; a download cut mid-body stores nothing",
+  async () => {
+    const storage = location("faults");
+    const body = randomBytes(3 * MiB, 23);
+    await storage.write("big.bin", streamOf(body));
+    const port = Number(new URL(server.endpoint).port);
+    {
+      await using proxy = startFaultProxy(port, (n) => (n === 0 ? { closeAtOnce: true } : {}));
+      const viaProxy = openS3Location(storage.url, { ...settings, endpoint: proxy.endpoint });
+      assert.deepEqual((await Array.fromAsync(viaProxy.list())).map((f) => f.path), ["big.bin"]);
+      assert.ok(proxy.connections >= 2, `${proxy.connections} connection(s)`);
+      closeS3Clients();
+    }
+    {
+      await using proxy = startFaultProxy(port, () => ({ cutAfter: MiB }));
+      const viaProxy = openS3Location(storage.url, { ...settings, endpoint: proxy.endpoint });
+      await using dir = await tempDir();
+      const local = new LocalStorage(dir.path);
+      await assert.rejects(local.write("big.bin", await viaProxy.read("big.bin")));
+      assert.deepEqual(await readDirNames(dir.path), []);
+      closeS3Clients();
+    }
+  },
+);
+
+s3Test("a download whose body goes silent fails after the idle timeout, naming the object", async () => {
+  const storage = location("silent");
+  await storage.write("big.bin", streamOf(randomBytes(2 * MiB, 24)));
+  await using proxy = startFaultProxy(Number(new URL(server.endpoint).port), () => ({ stallAfter: 300_000 }));
+  const viaProxy = openS3Location(storage.url, { ...settings, endpoint: proxy.endpoint }, {
+    idleTimeoutMs: 300,
+  });
+  await using dir = await tempDir();
+  const local = new LocalStorage(dir.path);
+  await assert.rejects(
+    local.write("big.bin", await viaProxy.read("big.bin")),
+    /silent-[0-9a-f]+\/big\.bin: the server sent nothing for 0\.3 s/,
+  );
+  assert.deepEqual(await readDirNames(dir.path), []);
+  closeS3Clients();
+});
+
+async function readDirNames(path: string): Promise<string[]> {
+  return (await Array.fromAsync(Deno.readDir(path))).map((entry) => entry.name).sort();
+}
