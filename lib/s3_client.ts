@@ -21,6 +21,7 @@ import {
   fromWebToken,
 } from "@aws-sdk/credential-providers";
 import { FetchHttpHandler } from "@smithy/fetch-http-handler";
+import { NodeHttpHandler } from "@smithy/node-http-handler";
 import type { S3Settings } from "../orchestrator/contract.ts";
 import { resolveS3Config, type S3Config } from "./s3_scope.ts";
 
@@ -81,14 +82,53 @@ export function createS3Client(
     requestChecksumCalculation: config.checksumMode,
     responseChecksumValidation: config.checksumMode,
     followRegionRedirects: false, // the other region's host is outside the step's scope: say so instead
-    // Deno's own fetch: about half the CPU per byte and per request of the SDK's default node:http handler
-    requestHandler: new FetchHttpHandler({ customFetch: s3Fetch }),
+    requestHandler: new S3RequestHandler(),
     defaultUserAgentProvider: userAgent,
     credentials: credentials ??
       (config.endpoint
         ? createCredentialChain(fromEnv(), fromIni({ clientConfig }))
         : createCredentialChain(fromGitHubOidc(clientConfig), fromNodeProviderChain({ clientConfig }))),
   });
+}
+
+/** Request bodies up to this size go through fetch; larger ones (upload parts) through node:http. */
+const LARGE_BODY = 1024 * 1024;
+
+type HandlerRequest = Parameters<FetchHttpHandler["handle"]>[0];
+type HandlerOptions = Parameters<FetchHttpHandler["handle"]>[1];
+
+/**
+ * The S3 client's HTTP: Deno's own fetch for every request without a large body (about half the CPU per
+ * request, and per downloaded byte, of the SDK's node:http handler), and node:http for large uploads (fetch
+ * copies a request body, which doubles the memory of the parts in flight).
+ */
+class S3RequestHandler {
+  readonly metadata = { handlerProtocol: "http/1.1" };
+  readonly #fetch = new FetchHttpHandler({ customFetch: s3Fetch });
+  // a connection that cannot be made in 10 s, or a socket silent for 2 minutes, fails the request (the SDK
+  // then retries it) instead of hanging the step
+  readonly #node = new NodeHttpHandler({ connectionTimeout: 10_000, socketTimeout: S3_RESPONSE_TIMEOUT_MS });
+
+  handle(request: HandlerRequest, options?: HandlerOptions) {
+    const body = request.body as { byteLength?: number } | undefined;
+    return (body?.byteLength ?? 0) > LARGE_BODY
+      ? this.#node.handle(request, options)
+      : this.#fetch.handle(request, options);
+  }
+
+  updateHttpClientConfig(key: never, value: never): void {
+    this.#fetch.updateHttpClientConfig(key, value);
+    this.#node.updateHttpClientConfig(key, value);
+  }
+
+  httpHandlerConfigs(): Record<string, unknown> {
+    return { ...this.#fetch.httpHandlerConfigs() };
+  }
+
+  destroy(): void {
+    this.#fetch.destroy();
+    this.#node.destroy();
+  }
 }
 
 /** How long a request may wait for the response's headers (the body has its own watchdog in reads). */
