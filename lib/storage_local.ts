@@ -282,7 +282,7 @@ export class LocalStorage implements Storage {
 }
 
 /** Bytes gathered before a write: small stream chunks (64 KiB from a socket) become one system call. */
-export const WRITE_BUFFER_SIZE = 1024 * 1024;
+export const WRITE_BUFFER_SIZE = 256 * 1024;
 
 /**
  * Streams `data` into a new file at `path` (created, never overwritten), counting and optionally hashing the
