@@ -454,6 +454,7 @@ export class S3Storage implements Storage, DigestStorage {
     const reader = body.getReader();
     const idleMs = this.idleTimeoutMs;
     let onAbort: (() => void) | undefined;
+    let failed = false;
     return new ReadableStream<Uint8Array>({
       start(controller) {
         if (!signal) return;
@@ -483,12 +484,13 @@ export class S3Storage implements Storage, DigestStorage {
             controller.enqueue(value);
           }
         } catch (error) {
+          failed = true;
           if (signal?.aborted) return; // already errored with the abort's reason
           reader.cancel(error).catch(() => {});
           throw error;
         } finally {
           clearTimeout(timer);
-          if (onAbort && (check.finished || signal?.aborted)) signal!.removeEventListener("abort", onAbort);
+          if (onAbort && (check.finished || failed)) signal!.removeEventListener("abort", onAbort);
         }
       },
       cancel(reason) {

@@ -579,17 +579,6 @@ Deno.test("S3 scope on AWS: the hosts the SDK contacts are exactly the ones gran
   }
 });
 
-Deno.test({
-  name: "(stop the S3 server)",
-  sanitizeOps: false,
-  sanitizeResources: false,
-  fn: async () => {
-    raw.destroy();
-    closeS3Clients();
-    await server.stop();
-  },
-});
-
 s3Test(
   "copyFrom with the listed ETag: one conditional CopyObject; a source changed since listed is copied as it is now",
   async () => {
@@ -656,6 +645,17 @@ s3Test("a download whose body goes silent fails after the idle timeout, naming t
   );
   assert.deepEqual(await readDirNames(dir.path), []);
   closeS3Clients();
+});
+
+Deno.test({
+  name: "(stop the S3 server)",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  fn: async () => {
+    raw.destroy();
+    closeS3Clients();
+    await server.stop();
+  },
 });
 
 async function readDirNames(path: string): Promise<string[]> {
