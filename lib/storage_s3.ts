@@ -64,7 +64,14 @@ import {
   type WriteResult,
 } from "./storage.ts";
 import { SizeMismatchError } from "./storage_local.ts";
-import { type DigestStorage, multipartEtag, type ObjectDigest } from "./verify.ts";
+import {
+  type DigestStorage,
+  EtagHasher,
+  MULTIPART_ETAG,
+  multipartEtag,
+  type ObjectDigest,
+  PLAIN_ETAG,
+} from "./verify.ts";
 
 const MiB = 1024 * 1024;
 /** Default part size of uploads (and of multipart copies of objects without a known layout). */
@@ -164,29 +171,26 @@ async function pool<T>(items: T[], limit: number, work: (item: T) => Promise<voi
  * MD5 of the bytes or a multipart ETag whose part size is known (one part, or lakerun's recorded part size).
  */
 class EtagCheck {
-  /** True once {@link EtagCheck.finish} ran. */
-  finished = false;
   readonly #where: string;
   readonly #expectedSize: number | undefined;
   readonly #etag: string;
-  /** Bytes per part of a multipart ETag; 0 for a single-part ETag; undefined when the ETag cannot be checked. */
-  readonly #layout: number | undefined;
-  #hash = createHash("md5");
-  #inPart = 0;
-  readonly #partMd5s: Uint8Array[] = [];
+  /** Undefined when the ETag cannot be checked. */
+  readonly #hasher: EtagHasher | undefined;
   #size = 0;
 
   constructor(response: GetObjectCommandOutput, where: string) {
     this.#where = where;
     this.#expectedSize = response.ContentLength;
     this.#etag = unquote(response.ETag).toLowerCase();
-    const multipart = /^[0-9a-f]{32}-(\d+)$/.exec(this.#etag);
+    const multipart = MULTIPART_ETAG.exec(this.#etag);
     const parts = multipart ? Number(multipart[1]) : 0;
     const recorded = Number(response.Metadata?.[PART_SIZE_METADATA]);
     const size = this.#expectedSize;
-    this.#layout = size === undefined || !md5BasedEtag(response)
+    // bytes per part: 0 for a single-part ETag; the layout is known for one part, or from lakerun's metadata
+    // when it fits the part count
+    const partSize = size === undefined || !md5BasedEtag(response)
       ? undefined
-      : /^[0-9a-f]{32}$/.test(this.#etag)
+      : PLAIN_ETAG.test(this.#etag)
       ? 0
       : !multipart
       ? undefined
@@ -195,46 +199,22 @@ class EtagCheck {
       : recorded > 0 && Math.ceil(size / recorded) === parts
       ? recorded
       : undefined;
+    this.#hasher = partSize === undefined ? undefined : new EtagHasher(partSize);
   }
 
   /** Counts and hashes the next chunk. */
   update(chunk: Uint8Array): void {
     this.#size += chunk.byteLength;
-    const layout = this.#layout;
-    if (layout === undefined) return;
-    if (layout === 0) {
-      this.#hash.update(chunk);
-      return;
-    }
-    for (let offset = 0; offset < chunk.byteLength;) {
-      const n = Math.min(layout - this.#inPart, chunk.byteLength - offset);
-      this.#hash.update(offset === 0 && n === chunk.byteLength ? chunk : chunk.subarray(offset, offset + n));
-      this.#inPart += n;
-      offset += n;
-      if (this.#inPart === layout) {
-        this.#partMd5s.push(this.#hash.digest());
-        this.#hash = createHash("md5");
-        this.#inPart = 0;
-      }
-    }
+    this.#hasher?.update(chunk);
   }
 
-  /** What is wrong with the whole body, or `undefined` when it matches. */
+  /** What is wrong with the whole body, or `undefined` when it matches; call once, at the end. */
   finish(): string | undefined {
-    this.finished = true;
     if (this.#expectedSize !== undefined && this.#size !== this.#expectedSize) {
       return `${this.#where}: received ${this.#size} bytes, the object has ${this.#expectedSize}`;
     }
-    if (this.#layout === undefined) return undefined;
-    let actual: string;
-    if (this.#layout === 0) actual = this.#hash.digest("hex");
-    else {
-      if (this.#inPart > 0 || this.#partMd5s.length === 0) this.#partMd5s.push(this.#hash.digest());
-      actual = multipartEtag(this.#partMd5s);
-    }
-    return actual === this.#etag
-      ? undefined
-      : `${this.#where}: the bytes received do not match the object's ETag`;
+    if (!this.#hasher || this.#hasher.digest() === this.#etag) return undefined;
+    return `${this.#where}: the bytes received do not match the object's ETag`;
   }
 }
 
@@ -454,7 +434,7 @@ export class S3Storage implements Storage, DigestStorage {
     const reader = body.getReader();
     const idleMs = this.idleTimeoutMs;
     let onAbort: (() => void) | undefined;
-    let failed = false;
+    const detach = () => onAbort && signal!.removeEventListener("abort", onAbort);
     return new ReadableStream<Uint8Array>({
       start(controller) {
         if (!signal) return;
@@ -476,6 +456,7 @@ export class S3Storage implements Storage, DigestStorage {
         try {
           const { done, value } = await Promise.race([reader.read(), silence]);
           if (done) {
+            detach();
             const problem = check.finish();
             if (problem) throw new Error(problem);
             controller.close();
@@ -484,17 +465,16 @@ export class S3Storage implements Storage, DigestStorage {
             controller.enqueue(value);
           }
         } catch (error) {
-          failed = true;
+          detach();
           if (signal?.aborted) return; // already errored with the abort's reason
           reader.cancel(error).catch(() => {});
           throw error;
         } finally {
           clearTimeout(timer);
-          if (onAbort && (check.finished || failed)) signal!.removeEventListener("abort", onAbort);
         }
       },
       cancel(reason) {
-        if (onAbort) signal!.removeEventListener("abort", onAbort);
+        detach();
         return reader.cancel(reason);
       },
     }, { highWaterMark: 0 });
@@ -769,11 +749,11 @@ export class S3Storage implements Storage, DigestStorage {
     const from = source.keyOf(sourcePath);
     const to = this.keyOf(path);
     const listed = unquote(options.etag).toLowerCase();
-    if (
-      options.size !== undefined && options.size <= MAX_SINGLE_COPY && /^[0-9a-f]{32}$/.test(listed)
-    ) {
-      const copied = await this.#copyListedObject(source, from, to, listed, signal);
-      if (copied === listed) return { size: options.size, etag: copied };
+    let copiedListed = false;
+    if (options.size !== undefined && options.size <= MAX_SINGLE_COPY && PLAIN_ETAG.test(listed)) {
+      const copied = await this.#copyObject(source, from, to, listed, signal);
+      if (copied?.etag === listed) return { size: options.size, etag: listed };
+      copiedListed = copied !== undefined; // made, but its answer does not prove it: checked below
     }
     const head = await source.#head(from, signal);
     if (!head) throw new S3RequestError(`${source.url}/${sourcePath} does not exist`, "no-key");
@@ -784,7 +764,9 @@ export class S3Storage implements Storage, DigestStorage {
     const parts = Number(/-(\d+)$/.exec(digest.etag)?.[1] ?? 1);
     const layout = parts > 1 ? digest.partSize ?? await source.#firstPartSize(from, head) : undefined;
     const keepsLayout = layout !== undefined && Math.ceil(digest.size / layout) === parts;
-    if (digest.size > MAX_SINGLE_COPY || keepsLayout) {
+    if (copiedListed) {
+      // the listed version was copied: what follows checks the copy against the source
+    } else if (digest.size > MAX_SINGLE_COPY || keepsLayout) {
       await this.#copyInParts(
         source,
         from,
@@ -794,16 +776,7 @@ export class S3Storage implements Storage, DigestStorage {
         signal,
       );
     } else {
-      await this.#send(
-        new CopyObjectCommand({
-          Bucket: this.bucket,
-          Key: to,
-          CopySource: copySource(source.bucket, from),
-          MetadataDirective: "COPY",
-        }),
-        to,
-        signal,
-      );
+      await this.#copyObject(source, from, to, undefined, signal);
     }
     const copied = await this.#head(to, signal);
     const copy = copied ? this.#digestOf(copied) : undefined;
@@ -822,33 +795,34 @@ export class S3Storage implements Storage, DigestStorage {
   }
 
   /**
-   * CopyObject of the version of `from` whose ETag is `etag`; resolves to the copy's ETag (lower case), or
-   * `undefined` when the source is no longer that version (the caller then copies what is there now).
+   * CopyObject of `from` (only of the version whose ETag is `ifEtag`, when given); resolves to the copy's
+   * ETag as answered (lower case, empty when the server gave none), or `undefined` when the source is no
+   * longer that version and nothing was copied (the caller then copies what is there now).
    */
-  async #copyListedObject(
+  async #copyObject(
     source: S3Storage,
     from: string,
     to: string,
-    etag: string,
+    ifEtag: string | undefined,
     signal?: AbortSignal,
-  ): Promise<string | undefined> {
+  ): Promise<{ etag: string } | undefined> {
     try {
       const response = await this.#send<CopyObjectCommandOutput>(
         new CopyObjectCommand({
           Bucket: this.bucket,
           Key: to,
           CopySource: copySource(source.bucket, from),
-          CopySourceIfMatch: `"${etag}"`,
+          CopySourceIfMatch: ifEtag === undefined ? undefined : `"${ifEtag}"`,
           MetadataDirective: "COPY",
         }),
         to,
         signal,
       );
-      return unquote(response.CopyObjectResult?.ETag).toLowerCase() || undefined;
+      return { etag: unquote(response.CopyObjectResult?.ETag).toLowerCase() };
     } catch (error) {
       const status = ((error as Error).cause as { $metadata?: { httpStatusCode?: number } } | undefined)
         ?.$metadata?.httpStatusCode;
-      if (status === 412) return undefined;
+      if (status === 412 && ifEtag !== undefined) return undefined;
       throw error;
     }
   }

@@ -90,6 +90,53 @@ export function multipartEtag(partMd5s: Uint8Array[]): string {
 }
 
 /**
+ * The ETag a body gets when uploaded whole (`partSize` 0: the MD5 of the bytes) or in parts of `partSize` bytes
+ * (the multipart ETag), computed as the bytes go past.
+ *
+ * @example
+ * ```ts
+ * const etag = new EtagHasher(8 * 1024 * 1024);
+ * for await (const chunk of body) etag.update(chunk);
+ * etag.digest(); // "…-3"
+ * ```
+ */
+export class EtagHasher {
+  #hash = createHash("md5");
+  #inPart = 0;
+  readonly #parts: Uint8Array[] = [];
+
+  /** @param partSize bytes per part; 0 for a single-part upload */
+  constructor(readonly partSize: number) {}
+
+  /** Hashes the next chunk of the body. */
+  update(chunk: Uint8Array): void {
+    const partSize = this.partSize;
+    if (partSize === 0) {
+      this.#hash.update(chunk);
+      return;
+    }
+    for (let offset = 0; offset < chunk.byteLength;) {
+      const n = Math.min(partSize - this.#inPart, chunk.byteLength - offset);
+      this.#hash.update(offset === 0 && n === chunk.byteLength ? chunk : chunk.subarray(offset, offset + n));
+      this.#inPart += n;
+      offset += n;
+      if (this.#inPart === partSize) {
+        this.#parts.push(this.#hash.digest());
+        this.#hash = createHash("md5");
+        this.#inPart = 0;
+      }
+    }
+  }
+
+  /** The ETag of everything hashed (lower-case hex, `-N` for parts); call once, at the end. */
+  digest(): string {
+    if (this.partSize === 0) return this.#hash.digest("hex");
+    if (this.#inPart > 0 || this.#parts.length === 0) this.#parts.push(this.#hash.digest());
+    return multipartEtag(this.#parts);
+  }
+}
+
+/**
  * The single-part ETag (MD5) of a stream, and its multipart ETag for each of `partSizes`, in one pass.
  *
  * @example
@@ -102,38 +149,16 @@ export async function etagsOfStream(
   stream: ReadableStream<Uint8Array>,
   partSizes: number[],
 ): Promise<{ size: number; md5: string; multipart: Map<number, string> }> {
-  const whole = createHash("md5");
-  const layouts = partSizes.map((partSize) => ({
-    partSize,
-    filled: 0,
-    hash: createHash("md5"),
-    parts: [] as Uint8Array[],
-  }));
+  const whole = new EtagHasher(0);
+  const layouts = partSizes.map((partSize) => new EtagHasher(partSize));
   let size = 0;
   for await (const chunk of stream) {
     whole.update(chunk);
     size += chunk.byteLength;
-    for (const layout of layouts) {
-      let offset = 0;
-      while (offset < chunk.byteLength) {
-        const n = Math.min(layout.partSize - layout.filled, chunk.byteLength - offset);
-        layout.hash.update(chunk.subarray(offset, offset + n));
-        layout.filled += n;
-        offset += n;
-        if (layout.filled === layout.partSize) {
-          layout.parts.push(layout.hash.digest());
-          layout.hash = createHash("md5");
-          layout.filled = 0;
-        }
-      }
-    }
+    for (const layout of layouts) layout.update(chunk);
   }
-  const multipart = new Map<number, string>();
-  for (const layout of layouts) {
-    if (layout.filled > 0 || layout.parts.length === 0) layout.parts.push(layout.hash.digest());
-    multipart.set(layout.partSize, multipartEtag(layout.parts));
-  }
-  return { size, md5: whole.digest("hex"), multipart };
+  const multipart = new Map(layouts.map((layout) => [layout.partSize, layout.digest()]));
+  return { size, md5: whole.digest(), multipart };
 }
 
 /**
@@ -158,8 +183,10 @@ export function candidatePartSizes(size: number, parts: number, known?: number):
   return out;
 }
 
-const PLAIN_ETAG = /^[0-9a-f]{32}$/;
-const MULTIPART_ETAG = /^[0-9a-f]{32}-(\d+)$/;
+/** A single-part ETag: the MD5 of the bytes, lower-case hex. */
+export const PLAIN_ETAG = /^[0-9a-f]{32}$/;
+/** A multipart ETag, `md5(part md5s)-N`; group 1 is N. */
+export const MULTIPART_ETAG = /^[0-9a-f]{32}-(\d+)$/;
 
 /** True when two MD5-based ETags prove the same bytes (equal, or a single-part MD5 and its one-part form). */
 function etagsMatch(a: string, b: string): boolean {

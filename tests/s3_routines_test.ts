@@ -10,12 +10,16 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
 import { HeadObjectCommand, ListMultipartUploadsCommand, type S3Client } from "@aws-sdk/client-s3";
-import { closeS3Clients } from "../lib/s3_client.ts";
 import { S3_ENV_VARS } from "../lib/s3_scope.ts";
 import { openS3Location, PART_SIZE_METADATA } from "../lib/storage_s3.ts";
 import { startFaultServer } from "./support/fault_server.ts";
 import { lakerun, readTree, ROOT, runRoutineJson, tempDir } from "./support/lakerun.ts";
-import { createS3Client, createTestBucket, startS3Server } from "./support/s3_server.ts";
+import {
+  createS3Client,
+  createTestBucket,
+  startS3Server,
+  stopS3ServerAfterTests,
+} from "./support/s3_server.ts";
 import { buildZip, csvText, randomBytes, sha256, streamOf, surveyArchive } from "./support/zip_fixtures.ts";
 
 // fails the whole file, loudly, when no server can start: there is no skipping
@@ -514,13 +518,4 @@ s3Test("a missing bucket fails the step with one line naming it", async () => {
   );
 });
 
-Deno.test({
-  name: "(stop the S3 server)",
-  sanitizeOps: false,
-  sanitizeResources: false,
-  fn: async () => {
-    raw.destroy();
-    closeS3Clients();
-    await server.stop();
-  },
-});
+stopS3ServerAfterTests(server, raw);

@@ -23,8 +23,13 @@ import { IMDS_HOST, resolveS3Config, S3_ENV_VARS, s3Scope } from "../lib/s3_scop
 import { LocalStorage } from "../lib/storage_local.ts";
 import { openS3Location, PART_SIZE_METADATA, type S3Storage } from "../lib/storage_s3.ts";
 import { copyProblem, verifyCopy } from "../lib/verify.ts";
-import { ROOT, tempDir } from "./support/lakerun.ts";
-import { createS3Client, createTestBucket, startS3Server } from "./support/s3_server.ts";
+import { readTree, ROOT, tempDir } from "./support/lakerun.ts";
+import {
+  createS3Client,
+  createTestBucket,
+  startS3Server,
+  stopS3ServerAfterTests,
+} from "./support/s3_server.ts";
 import { startFaultProxy } from "./support/tcp_proxy.ts";
 import { randomBytes, sha256, streamOf } from "./support/zip_fixtures.ts";
 
@@ -624,7 +629,7 @@ s3Test(
       await using dir = await tempDir();
       const local = new LocalStorage(dir.path);
       await assert.rejects(local.write("big.bin", await viaProxy.read("big.bin")));
-      assert.deepEqual(await readDirNames(dir.path), []);
+      assert.deepEqual(await readTree(dir.path), {});
       closeS3Clients();
     }
   },
@@ -643,21 +648,8 @@ s3Test("a download whose body goes silent fails after the idle timeout, naming t
     local.write("big.bin", await viaProxy.read("big.bin")),
     /silent-[0-9a-f]+\/big\.bin: the server sent nothing for 0\.3 s/,
   );
-  assert.deepEqual(await readDirNames(dir.path), []);
+  assert.deepEqual(await readTree(dir.path), {});
   closeS3Clients();
 });
 
-Deno.test({
-  name: "(stop the S3 server)",
-  sanitizeOps: false,
-  sanitizeResources: false,
-  fn: async () => {
-    raw.destroy();
-    closeS3Clients();
-    await server.stop();
-  },
-});
-
-async function readDirNames(path: string): Promise<string[]> {
-  return (await Array.fromAsync(Deno.readDir(path))).map((entry) => entry.name).sort();
-}
+stopS3ServerAfterTests(server, raw);

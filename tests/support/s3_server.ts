@@ -14,6 +14,7 @@
  * @module
  */
 import { CreateBucketCommand, S3Client } from "@aws-sdk/client-s3";
+import { closeS3Clients } from "../../lib/s3_client.ts";
 
 /** A running S3 server and the settings to reach it. */
 export interface S3TestServer {
@@ -166,4 +167,28 @@ export async function createTestBucket(server: S3TestServer, prefix: string): Pr
     client.destroy();
   }
   return bucket;
+}
+
+/**
+ * Registers a test file's last test: destroys `clients` and lakerun's shared S3 clients, then stops `server`
+ * (a no-op for the suite's shared server). Call it after every other test of the file.
+ *
+ * @example
+ * ```ts
+ * const server = await startS3Server();
+ * // … every test …
+ * stopS3ServerAfterTests(server, raw);
+ * ```
+ */
+export function stopS3ServerAfterTests(server: S3TestServer, ...clients: S3Client[]): void {
+  Deno.test({
+    name: "(stop the S3 server)",
+    sanitizeOps: false,
+    sanitizeResources: false,
+    fn: async () => {
+      for (const client of clients) client.destroy();
+      closeS3Clients();
+      await server.stop();
+    },
+  });
 }
