@@ -49,6 +49,7 @@ import {
 } from "@aws-sdk/client-s3";
 import type { S3Settings } from "../orchestrator/contract.ts";
 import { sha256OfStream } from "./hashing.ts";
+import { type EtagDigester, etagDigester } from "./etag_thread.ts";
 import { explainS3Error, s3Client, S3RequestError } from "./s3_client.ts";
 import { parseS3Url, resolveS3Config, type S3Config } from "./s3_scope.ts";
 import {
@@ -66,7 +67,6 @@ import {
 import { SizeMismatchError } from "./storage_local.ts";
 import {
   type DigestStorage,
-  EtagHasher,
   MULTIPART_ETAG,
   multipartEtag,
   type ObjectDigest,
@@ -175,7 +175,7 @@ class EtagCheck {
   readonly #expectedSize: number | undefined;
   readonly #etag: string;
   /** Undefined when the ETag cannot be checked. */
-  readonly #hasher: EtagHasher | undefined;
+  readonly #hasher: EtagDigester | undefined;
   #size = 0;
 
   constructor(response: GetObjectCommandOutput, where: string) {
@@ -199,22 +199,28 @@ class EtagCheck {
       : recorded > 0 && Math.ceil(size / recorded) === parts
       ? recorded
       : undefined;
-    this.#hasher = partSize === undefined ? undefined : new EtagHasher(partSize);
+    this.#hasher = partSize === undefined ? undefined : etagDigester(partSize, size);
   }
 
-  /** Counts and hashes the next chunk. */
-  update(chunk: Uint8Array): void {
+  /** Counts and hashes the next chunk; a returned promise asks the caller to wait (hashing is behind). */
+  update(chunk: Uint8Array): Promise<void> | void {
     this.#size += chunk.byteLength;
-    this.#hasher?.update(chunk);
+    return this.#hasher?.update(chunk);
   }
 
   /** What is wrong with the whole body, or `undefined` when it matches; call once, at the end. */
-  finish(): string | undefined {
+  async finish(): Promise<string | undefined> {
     if (this.#expectedSize !== undefined && this.#size !== this.#expectedSize) {
+      this.close();
       return `${this.#where}: received ${this.#size} bytes, the object has ${this.#expectedSize}`;
     }
-    if (!this.#hasher || this.#hasher.digest() === this.#etag) return undefined;
+    if (!this.#hasher || await this.#hasher.digest() === this.#etag) return undefined;
     return `${this.#where}: the bytes received do not match the object's ETag`;
+  }
+
+  /** Stops the hashing (the body failed or was cancelled). */
+  close(): void {
+    this.#hasher?.close();
   }
 }
 
@@ -440,6 +446,7 @@ export class S3Storage implements Storage, DigestStorage {
         if (!signal) return;
         onAbort = () => {
           controller.error(signal.reason);
+          check.close();
           reader.cancel(signal.reason).catch(() => {});
         };
         if (signal.aborted) onAbort();
@@ -457,15 +464,17 @@ export class S3Storage implements Storage, DigestStorage {
           const { done, value } = await Promise.race([reader.read(), silence]);
           if (done) {
             detach();
-            const problem = check.finish();
+            const problem = await check.finish();
             if (problem) throw new Error(problem);
             controller.close();
           } else {
-            check.update(value);
+            const hashing = check.update(value);
             controller.enqueue(value);
+            if (hashing) await hashing;
           }
         } catch (error) {
           detach();
+          check.close();
           if (signal?.aborted) return; // already errored with the abort's reason
           reader.cancel(error).catch(() => {});
           throw error;
@@ -475,6 +484,7 @@ export class S3Storage implements Storage, DigestStorage {
       },
       cancel(reason) {
         detach();
+        check.close();
         return reader.cancel(reason);
       },
     }, { highWaterMark: 0 });

@@ -18,6 +18,7 @@ import {
   type S3Client,
   UploadPartCommand,
 } from "@aws-sdk/client-s3";
+import { ETAG_THREAD_MIN_BYTES } from "../lib/etag_thread.ts";
 import { closeS3Clients, createS3Client as clientFor, explainS3Error } from "../lib/s3_client.ts";
 import { IMDS_HOST, resolveS3Config, S3_ENV_VARS, s3Scope } from "../lib/s3_scope.ts";
 import { LocalStorage } from "../lib/storage_local.ts";
@@ -651,5 +652,36 @@ s3Test("a download whose body goes silent fails after the idle timeout, naming t
   assert.deepEqual(await readTree(dir.path), {});
   closeS3Clients();
 });
+
+s3Test(
+  "a body corrupted in transit fails its ETag check, small (hashed inline) or large (hashed on a Worker)",
+  async () => {
+    const storage = location("corrupt");
+    const small = randomBytes(3 * MiB, 25);
+    const large = randomBytes(ETAG_THREAD_MIN_BYTES + 3 * MiB, 26);
+    await storage.write("small.bin", streamOf(small));
+    await storage.write("large.bin", streamOf(large, 1_000_003), { size: large.length });
+    for (const [name, body] of [["small.bin", small], ["large.bin", large]] as const) {
+      // one byte flipped deep in the body: same length, other bytes, so only the ETag can tell
+      await using proxy = startFaultProxy(
+        Number(new URL(server.endpoint).port),
+        () => ({ corruptAt: body.length - MiB }),
+      );
+      const viaProxy = openS3Location(storage.url, { ...settings, endpoint: proxy.endpoint });
+      await using dir = await tempDir();
+      const local = new LocalStorage(dir.path);
+      await assert.rejects(
+        local.write(name, await viaProxy.read(name)),
+        new RegExp(
+          `corrupt-[0-9a-f]+/${name.replace(".", "\\.")}: the bytes received do not match the object's ETag`,
+        ),
+      );
+      assert.deepEqual(await readTree(dir.path), {}, "nothing lands");
+      closeS3Clients();
+      // the same object read directly is whole
+      assert.equal((await sha256Of(storage, name)).sha256, sha256(body));
+    }
+  },
+);
 
 stopS3ServerAfterTests(server, raw);

@@ -1,6 +1,6 @@
 /**
  * A loopback TCP proxy in front of a real server that injects connection faults: a connection closed before
- * any answer, an answer cut after some bytes, an answer that stalls. It also records the HTTP request lines
+ * any answer, an answer cut after some bytes, an answer that stalls, an answer with one byte flipped. It also records the HTTP request lines
  * that went through, so a test can count the requests an operation made.
  *
  * @example
@@ -20,6 +20,8 @@ export interface ConnectionFault {
   cutAfter?: number;
   /** Stop forwarding (but keep the connection open) after this many bytes of the server's answer. */
   stallAfter?: number;
+  /** Flip the bits of the byte at this offset of the server's answers (counted from the connection's start). */
+  corruptAt?: number;
 }
 
 /** A running proxy. */
@@ -94,6 +96,8 @@ export function startFaultProxy(
       while (sent < limit) {
         const n = await server.read(buffer.subarray(0, Math.min(buffer.length, limit - sent)));
         if (n === null) break;
+        const corrupt = fault.corruptAt;
+        if (corrupt !== undefined && corrupt >= sent && corrupt < sent + n) buffer[corrupt - sent] ^= 0xff;
         for (let at = 0; at < n;) at += await client.write(buffer.subarray(at, n));
         sent += n;
       }
