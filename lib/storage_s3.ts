@@ -49,7 +49,6 @@ import {
 } from "@aws-sdk/client-s3";
 import type { S3Settings } from "../orchestrator/contract.ts";
 import { sha256OfStream } from "./hashing.ts";
-import { type EtagDigester, etagDigester } from "./etag_thread.ts";
 import { explainS3Error, s3Client, S3RequestError } from "./s3_client.ts";
 import { parseS3Url, resolveS3Config, type S3Config } from "./s3_scope.ts";
 import {
@@ -67,6 +66,7 @@ import {
 import { SizeMismatchError } from "./storage_local.ts";
 import {
   type DigestStorage,
+  EtagHasher,
   MULTIPART_ETAG,
   multipartEtag,
   type ObjectDigest,
@@ -175,7 +175,7 @@ class EtagCheck {
   readonly #expectedSize: number | undefined;
   readonly #etag: string;
   /** Undefined when the ETag cannot be checked. */
-  readonly #hasher: EtagDigester | undefined;
+  readonly #hasher: EtagHasher | undefined;
   #size = 0;
 
   constructor(response: GetObjectCommandOutput, where: string) {
@@ -199,28 +199,22 @@ class EtagCheck {
       : recorded > 0 && Math.ceil(size / recorded) === parts
       ? recorded
       : undefined;
-    this.#hasher = partSize === undefined ? undefined : etagDigester(partSize, size);
+    this.#hasher = partSize === undefined ? undefined : new EtagHasher(partSize);
   }
 
-  /** Counts and hashes the next chunk; a returned promise asks the caller to wait (hashing is behind). */
-  update(chunk: Uint8Array): Promise<void> | void {
+  /** Counts and hashes the next chunk. */
+  update(chunk: Uint8Array): void {
     this.#size += chunk.byteLength;
-    return this.#hasher?.update(chunk);
+    this.#hasher?.update(chunk);
   }
 
   /** What is wrong with the whole body, or `undefined` when it matches; call once, at the end. */
-  async finish(): Promise<string | undefined> {
+  finish(): string | undefined {
     if (this.#expectedSize !== undefined && this.#size !== this.#expectedSize) {
-      this.close();
       return `${this.#where}: received ${this.#size} bytes, the object has ${this.#expectedSize}`;
     }
-    if (!this.#hasher || await this.#hasher.digest() === this.#etag) return undefined;
+    if (!this.#hasher || this.#hasher.digest() === this.#etag) return undefined;
     return `${this.#where}: the bytes received do not match the object's ETag`;
-  }
-
-  /** Stops the hashing (the body failed or was cancelled). */
-  close(): void {
-    this.#hasher?.close();
   }
 }
 
@@ -446,7 +440,6 @@ export class S3Storage implements Storage, DigestStorage {
         if (!signal) return;
         onAbort = () => {
           controller.error(signal.reason);
-          check.close();
           reader.cancel(signal.reason).catch(() => {});
         };
         if (signal.aborted) onAbort();
@@ -464,17 +457,15 @@ export class S3Storage implements Storage, DigestStorage {
           const { done, value } = await Promise.race([reader.read(), silence]);
           if (done) {
             detach();
-            const problem = await check.finish();
+            const problem = check.finish();
             if (problem) throw new Error(problem);
             controller.close();
           } else {
-            const hashing = check.update(value);
+            check.update(value);
             controller.enqueue(value);
-            if (hashing) await hashing;
           }
         } catch (error) {
           detach();
-          check.close();
           if (signal?.aborted) return; // already errored with the abort's reason
           reader.cancel(error).catch(() => {});
           throw error;
@@ -484,7 +475,6 @@ export class S3Storage implements Storage, DigestStorage {
       },
       cancel(reason) {
         detach();
-        check.close();
         return reader.cancel(reason);
       },
     }, { highWaterMark: 0 });
