@@ -288,8 +288,10 @@ export const WRITE_BUFFER_SIZE = 256 * 1024;
  * Streams `data` into a new file at `path` (created, never overwritten), counting and optionally hashing the
  * bytes; on any failure the file is removed.
  *
- * Chunks are gathered into {@link WRITE_BUFFER_SIZE} writes, and one write is in flight while the next buffer
- * fills, so that reading the source and writing the file overlap.
+ * Chunks are gathered into {@link WRITE_BUFFER_SIZE} writes. The writes are synchronous: measured side by side
+ * on a 1 GiB S3 download, they took a quarter less time and CPU than awaited writes (each of which hands the
+ * buffer to another thread and waits to be woken), and a step runs on its own thread, so a slow disk holds up
+ * only that step.
  *
  * @example
  * ```ts
@@ -305,32 +307,22 @@ export async function writeFileFromStream(
   const hash = options.sha256 ? createHash("sha256") : undefined;
   const { signal } = options;
   let file: Deno.FsFile | undefined;
-  let writing: Promise<void> = Promise.resolve();
   const reader = data.getReader();
   const onAbort = () => reader.cancel(signal!.reason).catch(() => {});
   signal?.addEventListener("abort", onAbort, { once: true });
   try {
     signal?.throwIfAborted();
     const out = file = await Deno.open(path, { write: true, createNew: true });
-    const writeAll = async (bytes: Uint8Array) => {
-      for (let at = 0; at < bytes.byteLength;) at += await out.write(bytes.subarray(at));
+    const writeAll = (bytes: Uint8Array) => {
+      for (let at = 0; at < bytes.byteLength;) at += out.writeSync(bytes.subarray(at));
     };
-    let buffer = new Uint8Array(WRITE_BUFFER_SIZE);
-    let spare = new Uint8Array(WRITE_BUFFER_SIZE);
+    const buffer = new Uint8Array(WRITE_BUFFER_SIZE);
     let filled = 0;
-    let size = 0;
-    /** Starts writing `bytes` once the write in flight is done; `bytes` must not change until then. */
-    const queue = async (bytes: Uint8Array) => {
-      await writing;
-      writing = writeAll(bytes);
-      writing.catch(() => {}); // awaited later; an early failure must not go unhandled meanwhile
-    };
-    const flush = async () => {
-      if (filled === 0) return;
-      await queue(buffer.subarray(0, filled));
-      [buffer, spare] = [spare, buffer]; // the next chunks fill the other buffer while this one is written
+    const flush = () => {
+      if (filled > 0) writeAll(buffer.subarray(0, filled));
       filled = 0;
     };
+    let size = 0;
     while (true) {
       const { done, value } = await reader.read();
       if (done) break;
@@ -341,8 +333,8 @@ export async function writeFileFromStream(
       }
       hash?.update(value);
       if (value.byteLength >= WRITE_BUFFER_SIZE) {
-        await flush();
-        await queue(value);
+        flush();
+        writeAll(value);
         continue;
       }
       let offset = 0;
@@ -351,12 +343,11 @@ export async function writeFileFromStream(
         buffer.set(value.subarray(offset, offset + n), filled);
         filled += n;
         offset += n;
-        if (filled === WRITE_BUFFER_SIZE) await flush();
+        if (filled === WRITE_BUFFER_SIZE) flush();
       }
     }
     signal?.throwIfAborted();
-    await flush();
-    await writing;
+    flush();
     out.close();
     file = undefined;
     if (options.size !== undefined && size !== options.size) {
@@ -365,7 +356,6 @@ export async function writeFileFromStream(
     return { size, sha256: hash?.digest("hex") };
   } catch (error) {
     reader.cancel(error).catch(() => {});
-    await writing.catch(() => {});
     try {
       file?.close();
     } catch {
