@@ -289,9 +289,9 @@ export const WRITE_BUFFER_SIZE = 256 * 1024;
  * bytes; on any failure the file is removed.
  *
  * Chunks are gathered into {@link WRITE_BUFFER_SIZE} writes. The writes are synchronous: measured side by side
- * on a 1 GiB S3 download, they took a quarter less time, and less CPU, than awaited writes (each of which hands the
- * buffer to another thread and waits to be woken), and a step runs on its own thread, so a slow disk holds up
- * only that step.
+ * on a 1 GiB S3 download, they took a quarter less time, and less CPU, than awaited writes (each of which hands
+ * the buffer to another thread and waits to be woken), and a step runs on its own thread, so a slow disk holds
+ * up only that step.
  *
  * @example
  * ```ts
