@@ -21,7 +21,12 @@ import {
 import { closeS3Clients, createS3Client as clientFor, explainS3Error } from "../lib/s3_client.ts";
 import { IMDS_HOST, resolveS3Config, S3_ENV_VARS, s3Scope } from "../lib/s3_scope.ts";
 import { LocalStorage } from "../lib/storage_local.ts";
-import { openS3Location, PART_SIZE_METADATA, type S3Storage } from "../lib/storage_s3.ts";
+import {
+  openS3Location,
+  PART_SIZE_METADATA,
+  type S3Storage,
+  type S3StorageOptions,
+} from "../lib/storage_s3.ts";
 import { copyProblem, verifyCopy } from "../lib/verify.ts";
 import { readTree, ROOT, tempDir } from "./support/lakerun.ts";
 import {
@@ -30,7 +35,7 @@ import {
   startS3Server,
   stopS3ServerAfterTests,
 } from "./support/s3_server.ts";
-import { startFaultProxy } from "./support/tcp_proxy.ts";
+import { type ConnectionFault, startFaultProxy } from "./support/tcp_proxy.ts";
 import { randomBytes, sha256, streamOf } from "./support/zip_fixtures.ts";
 
 const MiB = 1024 * 1024;
@@ -609,6 +614,27 @@ s3Test(
   },
 );
 
+/**
+ * Downloads `name` from `storage` through a fault proxy into a new local folder: the write must fail (with
+ * `error`, when given) and leave nothing in the folder.
+ */
+async function assertDownloadFailsLeavingNothing(
+  storage: S3Storage,
+  name: string,
+  fault: ConnectionFault,
+  error?: RegExp,
+  options: S3StorageOptions = {},
+): Promise<void> {
+  await using proxy = startFaultProxy(Number(new URL(server.endpoint).port), () => fault);
+  const viaProxy = openS3Location(storage.url, { ...settings, endpoint: proxy.endpoint }, options);
+  await using dir = await tempDir();
+  const local = new LocalStorage(dir.path);
+  const writing = local.write(name, await viaProxy.read(name));
+  await (error ? assert.rejects(writing, error) : assert.rejects(writing));
+  assert.deepEqual(await readTree(dir.path), {}, "nothing lands");
+  closeS3Clients();
+}
+
 s3Test(
   "a connection closed before any answer is retried; a download cut mid-body stores nothing",
   async () => {
@@ -623,33 +649,20 @@ s3Test(
       assert.ok(proxy.connections >= 2, `${proxy.connections} connection(s)`);
       closeS3Clients();
     }
-    {
-      await using proxy = startFaultProxy(port, () => ({ cutAfter: MiB }));
-      const viaProxy = openS3Location(storage.url, { ...settings, endpoint: proxy.endpoint });
-      await using dir = await tempDir();
-      const local = new LocalStorage(dir.path);
-      await assert.rejects(local.write("big.bin", await viaProxy.read("big.bin")));
-      assert.deepEqual(await readTree(dir.path), {});
-      closeS3Clients();
-    }
+    await assertDownloadFailsLeavingNothing(storage, "big.bin", { cutAfter: MiB });
   },
 );
 
 s3Test("a download whose body goes silent fails after the idle timeout, naming the object", async () => {
   const storage = location("silent");
   await storage.write("big.bin", streamOf(randomBytes(2 * MiB, 24)));
-  await using proxy = startFaultProxy(Number(new URL(server.endpoint).port), () => ({ stallAfter: 300_000 }));
-  const viaProxy = openS3Location(storage.url, { ...settings, endpoint: proxy.endpoint }, {
-    idleTimeoutMs: 300,
-  });
-  await using dir = await tempDir();
-  const local = new LocalStorage(dir.path);
-  await assert.rejects(
-    local.write("big.bin", await viaProxy.read("big.bin")),
+  await assertDownloadFailsLeavingNothing(
+    storage,
+    "big.bin",
+    { stallAfter: 300_000 },
     /silent-[0-9a-f]+\/big\.bin: the server sent nothing for 0\.3 s/,
+    { idleTimeoutMs: 300 },
   );
-  assert.deepEqual(await readTree(dir.path), {});
-  closeS3Clients();
 });
 
 s3Test(
@@ -662,21 +675,14 @@ s3Test(
     await storage.write("large.bin", streamOf(large, 1_000_003), { size: large.length });
     for (const [name, body] of [["small.bin", small], ["large.bin", large]] as const) {
       // one byte flipped deep in the body: same length, other bytes, so only the ETag can tell
-      await using proxy = startFaultProxy(
-        Number(new URL(server.endpoint).port),
-        () => ({ corruptAt: body.length - MiB }),
-      );
-      const viaProxy = openS3Location(storage.url, { ...settings, endpoint: proxy.endpoint });
-      await using dir = await tempDir();
-      const local = new LocalStorage(dir.path);
-      await assert.rejects(
-        local.write(name, await viaProxy.read(name)),
+      await assertDownloadFailsLeavingNothing(
+        storage,
+        name,
+        { corruptAt: body.length - MiB },
         new RegExp(
           `corrupt-[0-9a-f]+/${name.replace(".", "\\.")}: the bytes received do not match the object's ETag`,
         ),
       );
-      assert.deepEqual(await readTree(dir.path), {}, "nothing lands");
-      closeS3Clients();
       // the same object read directly is whole
       assert.equal((await sha256Of(storage, name)).sha256, sha256(body));
     }
