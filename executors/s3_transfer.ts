@@ -314,7 +314,10 @@ async function alreadyThere(
   return problem === undefined;
 }
 
-/** Copies one file: server-side when the destination can, else streamed. True when it was server-side. */
+/**
+ * Copies one file: server-side, or by ranges on several threads, when the pair of locations can (see
+ * {@link Storage.copyFrom}), else streamed. True when it was server-side.
+ */
 async function copyFile(
   source: Storage,
   destination: Storage,
@@ -326,7 +329,7 @@ async function copyFile(
   const copied = await destination.copyFrom?.(source, file.path, file.path, { ...options, etag: file.etag });
   if (copied) {
     onBytes(file.size);
-    return true;
+    return copied.serverSide;
   }
   const data = await source.read(file.path, { signal });
   const counted = data.pipeThrough(

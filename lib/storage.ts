@@ -62,6 +62,36 @@ export interface CopyOptions {
   signal?: AbortSignal;
 }
 
+/** What {@link Storage.copyFrom} made. */
+export interface CopyResult {
+  size: number;
+  etag?: string;
+  /** True when the bytes did not pass through lakerun (an S3 server-side copy). */
+  serverSide: boolean;
+}
+
+/**
+ * A location that can download a large file into a local file faster than one stream: S3 fetches byte
+ * ranges on several threads, checking the multipart ETag from the parts' MD5s.
+ */
+export interface RangedSource {
+  /**
+   * Creates the local `file` with the bytes of `path` and checks them; resolves to `undefined`, having
+   * created nothing, when the file is better streamed (small, or single-part with a plain MD5 ETag). On
+   * failure the caller removes `file`.
+   */
+  downloadInto(
+    path: string,
+    file: string,
+    options?: CopyOptions,
+  ): Promise<{ size: number; etag?: string } | undefined>;
+}
+
+/** True when `storage` can {@link RangedSource.downloadInto} a local file. */
+export function isRangedSource(storage: Storage): storage is Storage & RangedSource {
+  return typeof (storage as Partial<RangedSource>).downloadInto === "function";
+}
+
 /** A folder-like place holding files: a local directory or an S3 prefix. */
 export interface Storage {
   /** `"local"` or `"s3"`. */
@@ -79,16 +109,17 @@ export interface Storage {
   /** Starts a {@link WriteBatch}. */
   batch(): Promise<WriteBatch>;
   /**
-   * Copies `sourcePath` of `source` to `path` here without streaming the bytes through lakerun, when both are
-   * on one backend that can (S3 CopyObject / UploadPartCopy). Resolves to `undefined` when it cannot; the
-   * caller then streams. Optional: backends without server-side copy leave it out.
+   * Copies `sourcePath` of `source` to `path` here by a faster way than one stream, when this pair of
+   * locations has one: server-side when both are on one S3 endpoint (CopyObject / UploadPartCopy), by ranges
+   * on several threads from S3 to a local folder (see {@link RangedSource}). Resolves to `undefined` when
+   * there is none; the caller then streams. Optional: backends with no such way leave it out.
    */
   copyFrom?(
     source: Storage,
     sourcePath: string,
     path: string,
     options?: CopyOptions,
-  ): Promise<{ size: number; etag?: string } | undefined>;
+  ): Promise<CopyResult | undefined>;
   /** Removes the file at `path`; no error when it is already gone. */
   remove(path: string): Promise<void>;
   /** Lower-case hex sha256 of the stored bytes. */

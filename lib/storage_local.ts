@@ -9,6 +9,9 @@ import { createHash } from "node:crypto";
 import { sha256OfStream } from "./hashing.ts";
 import {
   checkRelativePath,
+  type CopyOptions,
+  type CopyResult,
+  isRangedSource,
   isTemporaryName,
   type Storage,
   type StoredFile,
@@ -129,6 +132,33 @@ export class LocalStorage implements Storage {
       throw error;
     }
     return result;
+  }
+
+  /**
+   * Downloads `sourcePath` of a {@link RangedSource} (an S3 location) into `path` by ranges on several
+   * threads, into a temporary name renamed into place once checked; resolves to `undefined` (nothing
+   * written) for any other source, or when the source prefers to stream this file.
+   */
+  async copyFrom(
+    source: Storage,
+    sourcePath: string,
+    path: string,
+    options: CopyOptions = {},
+  ): Promise<CopyResult | undefined> {
+    if (!isRangedSource(source)) return undefined;
+    const full = this.pathOf(path);
+    await this.#makeParents(path);
+    const temporary = join(dirname(full), temporaryName(full.slice(dirname(full).length + 1)));
+    try {
+      const result = await source.downloadInto(sourcePath, temporary, options);
+      if (!result) return undefined;
+      await this.#refuseLinks(path, false);
+      await Deno.rename(temporary, full);
+      return { ...result, serverSide: false };
+    } catch (error) {
+      await Deno.remove(temporary).catch(() => {});
+      throw error;
+    }
   }
 
   async batch(): Promise<WriteBatch> {

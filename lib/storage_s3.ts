@@ -49,11 +49,13 @@ import {
 } from "@aws-sdk/client-s3";
 import type { S3Settings } from "../orchestrator/contract.ts";
 import { sha256OfStream } from "./hashing.ts";
-import { explainS3Error, s3Client, S3RequestError } from "./s3_client.ts";
+import { explainS3Error, S3_RESPONSE_TIMEOUT_MS, s3Client, S3RequestError } from "./s3_client.ts";
+import { type ByteRange, downloadRangesInto, planRanges, RANGE_BYTES, type SignedGet } from "./s3_ranges.ts";
 import { parseS3Url, resolveS3Config, type S3Config } from "./s3_scope.ts";
 import {
   checkRelativePath,
   type CopyOptions,
+  type CopyResult,
   isTemporaryName,
   relativePathProblem,
   type Storage,
@@ -74,6 +76,24 @@ import {
 } from "./verify.ts";
 
 const MiB = 1024 * 1024;
+
+/** The parts of a signed request that {@link S3Storage} hands to a range Worker. */
+interface SignedHttpRequest {
+  protocol: string;
+  hostname: string;
+  port?: number;
+  path: string;
+  query?: Record<string, string | string[] | null>;
+  headers: Record<string, string>;
+}
+
+/** RFC 3986 percent-encoding, as SigV4 signs query strings. */
+function uriEncode(text: string): string {
+  return encodeURIComponent(text).replace(
+    /[!'()*]/g,
+    (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`,
+  );
+}
 /** Default part size of uploads (and of multipart copies of objects without a known layout). */
 export const DEFAULT_PART_SIZE = 8 * MiB;
 /** S3's smallest part (except the last one). */
@@ -94,7 +114,14 @@ export interface S3StorageOptions {
   client?: S3Client;
   /** A download whose body sends nothing for this long fails; default {@link BODY_IDLE_TIMEOUT_MS}. */
   idleTimeoutMs?: number;
+  /** Objects this large or larger are downloaded to local files by ranges; default {@link RANGED_DOWNLOAD_MIN}. */
+  rangedDownloadMin?: number;
+  /** Bytes per range of such downloads; default {@link RANGE_BYTES}. */
+  rangeBytes?: number;
 }
+
+/** Smallest object downloaded to a local file by ranges on several threads rather than by one stream. */
+export const RANGED_DOWNLOAD_MIN = 2 * RANGE_BYTES;
 
 /** How long a download's body may stay silent before the read fails (instead of hanging the step). */
 export const BODY_IDLE_TIMEOUT_MS = 120_000;
@@ -243,6 +270,10 @@ export class S3Storage implements Storage, DigestStorage {
   readonly concurrency: number;
   /** Longest silence of a download's body, in milliseconds. */
   readonly idleTimeoutMs: number;
+  /** Smallest object downloaded by ranges ({@link S3Storage.downloadInto}). */
+  readonly rangedDownloadMin: number;
+  /** Bytes per range of those downloads. */
+  readonly rangeBytes: number;
   #bucketChecked = false;
 
   /** Opens `url` (`s3://bucket[/prefix]`) with the routine's `s3` settings. */
@@ -253,6 +284,8 @@ export class S3Storage implements Storage, DigestStorage {
     this.partSize = Math.max(MIN_PART_SIZE, options.partSize ?? DEFAULT_PART_SIZE);
     this.concurrency = Math.max(1, options.concurrency ?? 4);
     this.idleTimeoutMs = options.idleTimeoutMs ?? BODY_IDLE_TIMEOUT_MS;
+    this.rangedDownloadMin = options.rangedDownloadMin ?? RANGED_DOWNLOAD_MIN;
+    this.rangeBytes = options.rangeBytes ?? RANGE_BYTES;
   }
 
   get url(): string {
@@ -478,6 +511,111 @@ export class S3Storage implements Storage, DigestStorage {
         return reader.cancel(reason);
       },
     }, { highWaterMark: 0 });
+  }
+
+  /**
+   * Downloads an object of at least {@link S3Storage.rangedDownloadMin} bytes into the new local `file` by
+   * ranges on several threads (see lib/s3_ranges.ts), each GET conditional on the object's ETag (which must
+   * be the listed one when `options.etag` is given), then checks the file's size and, when the object's part
+   * size is known, its multipart ETag from the parts' MD5s. Resolves to `undefined`, creating nothing, for
+   * smaller objects and for single-part ones with a plain MD5 ETag: one stream checks their MD5 as it goes,
+   * which ranges cannot. On failure the caller removes `file`.
+   */
+  async downloadInto(
+    path: string,
+    file: string,
+    options: CopyOptions = {},
+  ): Promise<{ size: number; etag: string } | undefined> {
+    const { signal } = options;
+    const where = `${this.url}/${path}`;
+    const key = this.keyOf(path);
+    // what the listing already tells costs no request: small files and plain MD5 ETags are streamed
+    if (options.size !== undefined && options.size < this.rangedDownloadMin) return undefined;
+    if (options.etag !== undefined && PLAIN_ETAG.test(unquote(options.etag))) return undefined;
+    const head = await this.#head(key, signal);
+    if (!head || (head.ContentLength ?? 0) < this.rangedDownloadMin) return undefined;
+    const digest = this.#digestOf(head);
+    if (digest.md5Based && PLAIN_ETAG.test(digest.etag)) return undefined;
+    if (options.size !== undefined && digest.size !== options.size) {
+      throw new SizeMismatchError(where, options.size, digest.size);
+    }
+    const listed = options.etag === undefined ? undefined : unquote(options.etag);
+    if (listed !== undefined && listed !== digest.etag) {
+      throw new Error(
+        `${where}: the object changed since it was listed (ETag ${digest.etag}, listed ${listed})`,
+      );
+    }
+    const parts = Number(MULTIPART_ETAG.exec(digest.etag)?.[1] ?? 0);
+    const partSize = parts > 1 ? digest.partSize ?? await this.#firstPartSize(key, head) : undefined;
+    const hashed = digest.md5Based && partSize !== undefined && Math.ceil(digest.size / partSize) === parts;
+    const ranges = planRanges(digest.size, hashed ? partSize : 0, this.rangeBytes);
+    await Deno.writeFile(file, new Uint8Array(), { createNew: true });
+    const md5s = await downloadRangesInto(file, ranges, (range) => this.signedGet(path, range, digest.etag), {
+      where,
+      idleTimeoutMs: this.idleTimeoutMs,
+      responseTimeoutMs: S3_RESPONSE_TIMEOUT_MS,
+      signal,
+    });
+    const size = (await Deno.stat(file)).size;
+    if (size !== digest.size) throw new SizeMismatchError(where, digest.size, size);
+    if (hashed && multipartEtag(md5s) !== digest.etag) {
+      throw new Error(`${where}: the bytes received do not match the object's ETag`);
+    }
+    return { size, etag: digest.etag };
+  }
+
+  /**
+   * A GET of `range` of the object at `path`, conditional on `etag`, signed by this location's client (its
+   * credentials, endpoint and addressing) but not sent: the request is taken from the client's middleware
+   * once signed. A signature is valid for 15 minutes. The URL holds no secret; the headers hold the
+   * signature, and the session token of temporary credentials: they are never logged.
+   *
+   * @example
+   * ```ts
+   * const get = await landing.signedGet("big.bin", { start: 0, end: MiB, partSize: 0 }, etag);
+   * const response = await fetch(get.url, { headers: get.headers }); // 206, the first MiB
+   * ```
+   */
+  async signedGet(path: string, range: ByteRange, etag: string): Promise<SignedGet> {
+    const key = this.keyOf(path);
+    const command = new GetObjectCommand({
+      Bucket: this.bucket,
+      Key: key,
+      Range: `bytes=${range.start}-${range.end - 1}`,
+      IfMatch: `"${etag}"`,
+    });
+    let signed: SignedHttpRequest | undefined;
+    const taken = new Error("signed request taken");
+    command.middlewareStack.add(
+      (_next: unknown, _context: unknown) => (args: { request: unknown }) => {
+        signed = args.request as SignedHttpRequest;
+        throw taken;
+      },
+      { step: "deserialize", priority: "low", name: "lakerunTakeSignedRequest" },
+    );
+    try {
+      await this.client.send(command);
+    } catch (error) {
+      if (!signed) {
+        throw explainS3Error(error, {
+          bucket: this.bucket,
+          key,
+          operation: "GetObject",
+          config: this.config,
+        });
+      }
+    }
+    const { protocol, hostname, port, path: resource, query = {}, headers } = signed!;
+    const search = Object.entries(query).flatMap(([name, value]) =>
+      (Array.isArray(value) ? value : [value]).map((one) => `${uriEncode(name)}=${uriEncode(one ?? "")}`)
+    ).join("&");
+    const sent = Object.fromEntries(
+      Object.entries(headers).filter(([name]) => name.toLowerCase() !== "host"),
+    );
+    return {
+      url: `${protocol}//${hostname}${port ? `:${port}` : ""}${resource}${search ? `?${search}` : ""}`,
+      headers: sent,
+    };
   }
 
   /** Part size for a body of `size` bytes: the configured one, larger when needed to stay within 10,000 parts. */
@@ -743,7 +881,7 @@ export class S3Storage implements Storage, DigestStorage {
     sourcePath: string,
     path: string,
     options: CopyOptions = {},
-  ): Promise<{ size: number; etag?: string } | undefined> {
+  ): Promise<CopyResult | undefined> {
     if (!(source instanceof S3Storage) || source.config.endpoint !== this.config.endpoint) return undefined;
     const { signal } = options;
     const from = source.keyOf(sourcePath);
@@ -752,7 +890,7 @@ export class S3Storage implements Storage, DigestStorage {
     let copiedListed = false;
     if (options.size !== undefined && options.size <= MAX_SINGLE_COPY && PLAIN_ETAG.test(listed)) {
       const copied = await this.#copyObject(source, from, to, listed, signal);
-      if (copied?.etag === listed) return { size: options.size, etag: listed };
+      if (copied?.etag === listed) return { size: options.size, etag: listed, serverSide: true };
       copiedListed = copied !== undefined; // made, but its answer does not prove it: checked below
     }
     const head = await source.#head(from, signal);
@@ -791,7 +929,7 @@ export class S3Storage implements Storage, DigestStorage {
       await this.#deleteKey(to);
       throw new Error(`${this.url}/${path}: server-side copy has another ETag than its source`);
     }
-    return { size: copy.size, etag: copy.etag };
+    return { size: copy.size, etag: copy.etag, serverSide: true };
   }
 
   /**

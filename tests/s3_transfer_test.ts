@@ -30,7 +30,8 @@ import { LocalStorage } from "../lib/storage_local.ts";
 import { parseRoutine } from "../orchestrator/routine.ts";
 import { lakerun, lakerunCommand, runRoutineJson, tempDir } from "./support/lakerun.ts";
 import { createS3Client, createTestBucket, type S3TestServer, startS3Server } from "./support/s3_server.ts";
-import { randomBytes } from "./support/zip_fixtures.ts";
+import { startFaultProxy } from "./support/tcp_proxy.ts";
+import { randomBytes, streamOf } from "./support/zip_fixtures.ts";
 
 // ---------------------------------------------------------------------------------------------------------
 // helpers
@@ -738,6 +739,31 @@ Deno.test("against a real S3 server (radosgw)", async (t) => {
       assert.deepEqual(await s3Snapshot(client, lake, "moved/"), {});
       assert.deepEqual(await snapshot(join(dir.path, "moved-home")), moved);
     });
+
+    await t.step(
+      "S3 → local, a large multipart object: by ranges on the step's threads, its ETag checked",
+      async () => {
+        const MiB = 1024 * 1024;
+        const big = randomBytes(130 * MiB + 5, 8); // over the 128 MiB from which downloads go by ranges
+        await openS3Location(`s3://${lake}/large`, s3, { client }).write("large.bin", streamOf(big, MiB), {
+          size: big.length,
+        });
+        // through a proxy that counts the requests: the step may reach only the proxy's port
+        await using proxy = startFaultProxy(Number(new URL(server.endpoint).port));
+        const file = join(dir.path, "routine-large.json");
+        const params = { source: `s3://${lake}/large`, destination: "large" };
+        await Deno.writeTextFile(
+          file,
+          JSON.stringify(routine(params, ["copy"], { endpoint: proxy.endpoint })),
+        );
+        const result = await lakerun(["run", file], { cwd: dir.path, env: server.env });
+        assert.equal(result.code, 0, `exit ${result.code}\n${result.stdout}\n${result.stderr}`);
+        assert.deepEqual(await snapshot(join(dir.path, "large")), { "large.bin": sha256(big) });
+        const gets = proxy.requests.filter((line) => line.startsWith("GET ") && line.includes("large.bin"));
+        assert.equal(gets.length, 3, `64 MiB ranges: 3 GETs\n${gets.join("\n")}`);
+        hasLine(result.stdout.split("\n"), /copied 1 file \(130\.0 MiB\)/);
+      },
+    );
 
     await t.step("more than 1,000 objects: local → S3, S3 → S3 sync twice, S3 → local", async () => {
       const many: Tree = {};

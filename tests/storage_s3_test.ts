@@ -601,7 +601,7 @@ s3Test(
     const source = openS3Location(storage.url, viaProxy);
     const target = openS3Location(`${storage.url}-copy`, viaProxy);
     const copied = await target.copyFrom(source, "a.bin", "a.bin", { size: listed.size, etag: listed.etag });
-    assert.deepEqual(copied, { size: body.length, etag: listed.etag });
+    assert.deepEqual(copied, { size: body.length, etag: listed.etag, serverSide: true });
     assert.deepEqual(proxy.requests.map((line) => line.split(" ")[0]), ["PUT"]);
     assert.equal((await sha256Of(target, "a.bin")).sha256, sha256(body));
 

@@ -1,0 +1,408 @@
+/**
+ * Large S3 objects downloaded into a local file by byte ranges, several at a time, each on its own thread.
+ *
+ * A single stream is held to one connection and one thread: on AWS one connection carries far less than the
+ * network can, and checking a 1 GiB body's MD5 is ~2 s of one core. Here up to {@link RANGE_STREAMS} ranges
+ * are fetched at once, each by {@link fetchRangeInto}: a signed GET made by the caller, the bytes written at
+ * their offset in the file and, when the object's multipart layout is known, each part hashed as it arrives,
+ * so that the parts' MD5s give the object's multipart ETag without reading the file again. Ranges are retried
+ * on their own.
+ *
+ * One range at a time runs on the calling thread, the others on Workers (shared by every download of the
+ * process). A Worker runs {@link fetchRangeInto} from a Blob (no file to load, nothing to import but
+ * `node:crypto`) with the permissions of the thread that starts it, so a step's sandbox stays as it was.
+ * Started from a step's Worker, a Worker takes ~0.5 s to come up (measured with Deno 2.9 on Linux, whatever
+ * it runs): the calling thread's range fills that time.
+ *
+ * @module
+ */
+
+/**
+ * Range Workers running at most, for every download of the process together: one per core, 2 to 4. Each
+ * hashes and writes on its own thread, so more than the cores only adds memory (~30 MiB each); measured on 2
+ * cores, 4 were slower than 2.
+ */
+export const RANGE_STREAMS = Math.min(4, Math.max(2, navigator.hardwareConcurrency || 2));
+
+/** Bytes per range, rounded to whole parts when the object's parts are hashed. */
+export const RANGE_BYTES = 64 * 1024 * 1024;
+
+/** Attempts per range before the download fails. */
+export const RANGE_ATTEMPTS = 3;
+
+/** One range of an object: bytes `[start, end)`; `partSize` > 0 when its parts are to be hashed. */
+export interface ByteRange {
+  start: number;
+  end: number;
+  /** Bytes per part when `start` is a part boundary and the parts' MD5s are wanted; 0 for none. */
+  partSize: number;
+}
+
+/** A request signed by the caller, sent as is by a range Worker (no credentials in it, only a signature). */
+export interface SignedGet {
+  url: string;
+  headers: Record<string, string>;
+}
+
+/** Options for {@link downloadRangesInto}. */
+export interface RangeDownloadOptions {
+  /** Names the object in errors (e.g. `s3://bucket/key`); never the signed URL. */
+  where: string;
+  /** A range whose body is silent this long fails (and is retried). */
+  idleTimeoutMs: number;
+  /** A range whose answer does not start within this long fails (and is retried). */
+  responseTimeoutMs: number;
+  /** Ranges in flight for this download, at most {@link RANGE_STREAMS}. */
+  streams?: number;
+  signal?: AbortSignal;
+}
+
+/**
+ * Splits `size` bytes into ranges of about {@link RANGE_BYTES}; with `partSize` > 0, of whole parts.
+ *
+ * @example
+ * ```ts
+ * planRanges(200 * MiB, 8 * MiB); // 64 MiB ranges (8 parts each), the last of 8 MiB
+ * planRanges(200 * MiB, 0); // 64 MiB ranges, the last of 8 MiB, not hashed
+ * ```
+ */
+export function planRanges(size: number, partSize: number, rangeBytes = RANGE_BYTES): ByteRange[] {
+  const step = partSize > 0 ? Math.max(1, Math.round(rangeBytes / partSize)) * partSize : rangeBytes;
+  const ranges: ByteRange[] = [];
+  for (let start = 0; start < size; start += step) {
+    ranges.push({ start, end: Math.min(size, start + step), partSize });
+  }
+  return ranges;
+}
+
+/**
+ * Downloads every range into `file` (which must exist), each signed by `sign` when it starts, at most
+ * `options.streams` at a time; resolves to the MD5 of every hashed part, in order. The first range that
+ * fails for good (after {@link RANGE_ATTEMPTS}) stops the others and rejects with a message naming
+ * `options.where`; the caller removes the file.
+ *
+ * @example
+ * ```ts
+ * const md5s = await downloadRangesInto("/tmp/x.part", planRanges(size, partSize), signRange, {
+ *   where: "s3://lake/x", idleTimeoutMs: 60_000, responseTimeoutMs: 120_000,
+ * });
+ * ```
+ */
+export async function downloadRangesInto(
+  file: string,
+  ranges: ByteRange[],
+  sign: (range: ByteRange) => Promise<SignedGet>,
+  options: RangeDownloadOptions,
+): Promise<Uint8Array[]> {
+  const stop = new AbortController();
+  const signal = options.signal ? AbortSignal.any([options.signal, stop.signal]) : stop.signal;
+  const md5s: Uint8Array[][] = new Array(ranges.length);
+  let next = 0;
+  const fetchOne = async (range: ByteRange, onThisThread: boolean): Promise<Uint8Array[]> => {
+    for (let attempt = 1;; attempt++) {
+      signal.throwIfAborted();
+      const job: RangeJob = {
+        ...await sign(range),
+        ...range,
+        file,
+        idleTimeoutMs: options.idleTimeoutMs,
+        responseTimeoutMs: options.responseTimeoutMs,
+      };
+      const result = onThisThread ? await runHere(job, signal) : await rangeWorkers.run(job, signal);
+      if (result.ok) return result.md5s;
+      signal.throwIfAborted();
+      if (!result.retryable || attempt >= RANGE_ATTEMPTS) {
+        throw new Error(`${options.where}: bytes ${range.start}-${range.end - 1}: ${result.message}`);
+      }
+      await new Promise((resolve) => setTimeout(resolve, 200 * 2 ** (attempt - 1)));
+    }
+  };
+  const streams = Math.max(1, Math.min(options.streams ?? RANGE_STREAMS, RANGE_STREAMS, ranges.length));
+  using _workers = rangeWorkers.hold();
+  try {
+    await Promise.all(Array.from({ length: streams }, async (_, stream) => {
+      while (next < ranges.length) {
+        const index = next++;
+        md5s[index] = await fetchOne(ranges[index], stream === 0);
+      }
+    }));
+  } catch (error) {
+    stop.abort(error);
+    throw options.signal?.aborted ? options.signal.reason : error;
+  }
+  return md5s.flat();
+}
+
+/** What {@link fetchRangeInto} is asked to do. */
+export interface RangeJob extends SignedGet, ByteRange {
+  /** The local file the bytes are written into, at their offset. */
+  file: string;
+  idleTimeoutMs: number;
+  responseTimeoutMs: number;
+}
+
+/** How a range ended. */
+type RangeResult =
+  | { ok: true; md5s: Uint8Array[] }
+  | { ok: false; message: string; retryable: boolean };
+
+/**
+ * Fetches one range and writes it at its offset in `job.file`; resolves to the MD5 of each of its parts when
+ * `job.partSize` > 0. Failures carry `retryable`: true for what another attempt may cure (network, 5xx, a
+ * silent or cut answer). It refers to nothing outside itself (`createHash` is passed in): a range Worker
+ * runs its source.
+ *
+ * @example
+ * ```ts
+ * const md5s = await fetchRangeInto({ ...signedGet, start: 0, end: 8 * MiB, partSize: 8 * MiB,
+ *   file: "/tmp/x.part", idleTimeoutMs: 60_000, responseTimeoutMs: 120_000 }, createHash);
+ * ```
+ */
+export async function fetchRangeInto(
+  job: RangeJob,
+  createHash: typeof import("node:crypto").createHash,
+  signal?: AbortSignal,
+): Promise<Uint8Array[]> {
+  const WRITE_BYTES = 256 * 1024;
+  const failure = (message: string, retryable: boolean) => Object.assign(new Error(message), { retryable });
+  const expected = job.end - job.start;
+  const controller = new AbortController();
+  const onAbort = () => controller.abort(signal!.reason);
+  signal?.addEventListener("abort", onAbort, { once: true });
+  const silence = (ms: number, message: string) =>
+    setTimeout(() => controller.abort(failure(`${message} ${ms / 1000} s`, true)), ms);
+  let timer = silence(job.responseTimeoutMs, "no answer within");
+  let file: Deno.FsFile | undefined;
+  try {
+    signal?.throwIfAborted();
+    let response: Response;
+    try {
+      response = await fetch(job.url, { headers: job.headers, signal: controller.signal });
+    } catch (error) {
+      if (controller.signal.aborted) throw controller.signal.reason;
+      throw failure(`request failed: ${(error as Error).message}`, true);
+    }
+    clearTimeout(timer);
+    timer = silence(job.idleTimeoutMs, "the server sent nothing for");
+    if (response.status !== 206) {
+      const text = await response.text().catch(() => "");
+      const code = /<Code>([^<]*)<\/Code>/.exec(text)?.[1];
+      const status = `HTTP ${response.status}${code ? ` ${code}` : ""}`;
+      if (response.status === 412) {
+        throw failure(`the object changed while it was being downloaded (${status})`, false);
+      }
+      if (response.status === 200) throw failure("the server ignored the Range header", false);
+      throw failure(status, response.status >= 500 || response.status === 408 || response.status === 429);
+    }
+    const answered = response.headers.get("content-range") ?? "";
+    const range = /^bytes (\d+)-(\d+)\//.exec(answered);
+    if (!range || Number(range[1]) !== job.start || Number(range[2]) !== job.end - 1) {
+      throw failure(`the server answered another range (${answered})`, false);
+    }
+    const out = file = Deno.openSync(job.file, { write: true });
+    out.seekSync(job.start, Deno.SeekMode.Start);
+    const buffer = new Uint8Array(WRITE_BYTES);
+    let filled = 0;
+    const flush = () => {
+      for (let at = 0; at < filled;) at += out.writeSync(buffer.subarray(at, filled));
+      filled = 0;
+    };
+    const md5s: Uint8Array[] = [];
+    let hash = job.partSize > 0 ? createHash("md5") : undefined;
+    let inPart = 0;
+    let received = 0;
+    const reader = response.body!.getReader();
+    while (true) {
+      let chunk: ReadableStreamReadResult<Uint8Array>;
+      try {
+        chunk = await reader.read();
+      } catch (error) {
+        if (controller.signal.aborted) throw controller.signal.reason;
+        throw failure(`the answer was cut: ${(error as Error).message}`, true);
+      }
+      if (chunk.done) break;
+      clearTimeout(timer);
+      timer = silence(job.idleTimeoutMs, "the server sent nothing for");
+      const bytes = chunk.value;
+      received += bytes.byteLength;
+      if (received > expected) throw failure(`more bytes than the ${expected} asked for`, true);
+      for (let offset = 0; offset < bytes.byteLength;) {
+        const n = hash
+          ? Math.min(bytes.byteLength - offset, job.partSize - inPart)
+          : bytes.byteLength - offset;
+        const piece = bytes.subarray(offset, offset + n);
+        offset += n;
+        if (hash) {
+          hash.update(piece);
+          inPart += n;
+          if (inPart === job.partSize) {
+            md5s.push(new Uint8Array(hash.digest()));
+            hash = createHash("md5");
+            inPart = 0;
+          }
+        }
+        if (filled === 0 && piece.byteLength >= WRITE_BYTES / 4) {
+          // large enough to be written as it is, without copying it into the buffer
+          for (let at = 0; at < piece.byteLength;) at += out.writeSync(piece.subarray(at));
+          continue;
+        }
+        for (let at = 0; at < piece.byteLength;) {
+          const m = Math.min(WRITE_BYTES - filled, piece.byteLength - at);
+          buffer.set(piece.subarray(at, at + m), filled);
+          filled += m;
+          at += m;
+          if (filled === WRITE_BYTES) flush();
+        }
+      }
+    }
+    if (received !== expected) throw failure(`${received} bytes received of ${expected}`, true);
+    flush();
+    if (hash && inPart > 0) md5s.push(new Uint8Array(hash.digest()));
+    return md5s;
+  } finally {
+    clearTimeout(timer);
+    signal?.removeEventListener("abort", onAbort);
+    controller.abort(); // frees the connection of an answer not read to its end; nothing once it was
+    file?.close();
+  }
+}
+
+/** {@link fetchRangeInto} on the calling thread, its failure as a {@link RangeResult}. */
+async function runHere(job: RangeJob, signal: AbortSignal): Promise<RangeResult> {
+  const { createHash } = await import("node:crypto");
+  try {
+    return { ok: true, md5s: await fetchRangeInto(job, createHash, signal) };
+  } catch (error) {
+    const retryable = (error as { retryable?: boolean }).retryable === true;
+    return { ok: false, message: (error as Error).message, retryable };
+  }
+}
+
+/** The range Workers' program: {@link fetchRangeInto} for every job posted to it. */
+const RANGE_WORKER_SOURCE = `const fetchRangeInto = ${fetchRangeInto.toString()};
+const { createHash } = await import("node:crypto");
+self.onmessage = async ({ data: job }) => {
+  try {
+    const md5s = await fetchRangeInto(job, createHash);
+    self.postMessage({ ok: true, md5s }, md5s.map((md5) => md5.buffer));
+  } catch (error) {
+    self.postMessage({ ok: false, message: error.message, retryable: error.retryable === true });
+  }
+};
+`;
+
+/**
+ * The range Workers: at most {@link RANGE_STREAMS} - 1, started when needed, kept while any download holds
+ * them (starting one costs ~0.5 s inside a step), ended once none does.
+ */
+class RangeWorkers {
+  #url: string | undefined;
+  #idle: Worker[] = [];
+  #busy = 0;
+  #holders = 0;
+  #waiting: ((worker: Worker) => void)[] = [];
+
+  /** Keeps idle Workers until the returned handle is disposed. */
+  hold(): Disposable {
+    this.#holders++;
+    let held = true;
+    return {
+      [Symbol.dispose]: () => {
+        if (!held) return;
+        held = false;
+        this.#holders--;
+        this.#endIdleIfUnused();
+      },
+    };
+  }
+
+  /** Runs `job` on a Worker; an abort ends that Worker (its range is then abandoned) and rejects. */
+  async run(job: RangeJob, signal: AbortSignal): Promise<RangeResult> {
+    const worker = await this.#acquire(signal);
+    try {
+      return await new Promise<RangeResult>((resolve, reject) => {
+        const onAbort = () => {
+          worker.terminate();
+          this.#busy--;
+          reject(signal.reason);
+        };
+        if (signal.aborted) return onAbort();
+        signal.addEventListener("abort", onAbort, { once: true });
+        worker.onmessage = (event: MessageEvent<RangeResult>) => {
+          signal.removeEventListener("abort", onAbort);
+          this.#release(worker);
+          resolve(event.data);
+        };
+        worker.onerror = (event) => {
+          event.preventDefault();
+          signal.removeEventListener("abort", onAbort);
+          worker.terminate();
+          this.#busy--;
+          this.#wakeWaiter();
+          resolve({ ok: false, message: `range worker failed: ${event.message}`, retryable: true });
+        };
+        worker.postMessage(job);
+      });
+    } catch (error) {
+      this.#wakeWaiter();
+      throw error;
+    }
+  }
+
+  async #acquire(signal: AbortSignal): Promise<Worker> {
+    signal.throwIfAborted();
+    const idle = this.#idle.pop();
+    if (idle) {
+      this.#busy++;
+      return idle;
+    }
+    if (this.#busy < RANGE_STREAMS - 1) {
+      this.#busy++;
+      return this.#start();
+    }
+    return await new Promise<Worker>((resolve, reject) => {
+      const onAbort = () => {
+        this.#waiting = this.#waiting.filter((waiter) => waiter !== take);
+        reject(signal.reason);
+      };
+      const take = (worker: Worker) => {
+        signal.removeEventListener("abort", onAbort);
+        resolve(worker);
+      };
+      signal.addEventListener("abort", onAbort, { once: true });
+      this.#waiting.push(take);
+    });
+  }
+
+  #release(worker: Worker): void {
+    const waiter = this.#waiting.shift();
+    if (waiter) return waiter(worker);
+    this.#busy--;
+    this.#idle.push(worker);
+    this.#endIdleIfUnused();
+  }
+
+  /** A Worker ended: one waiting for a Worker gets a new one. */
+  #wakeWaiter(): void {
+    const waiter = this.#waiting.shift();
+    if (waiter) {
+      this.#busy++;
+      waiter(this.#start());
+    } else {
+      this.#endIdleIfUnused();
+    }
+  }
+
+  #endIdleIfUnused(): void {
+    if (this.#busy > 0 || this.#holders > 0) return;
+    for (const idle of this.#idle) idle.terminate();
+    this.#idle = [];
+  }
+
+  #start(): Worker {
+    this.#url ??= URL.createObjectURL(new Blob([RANGE_WORKER_SOURCE], { type: "application/javascript" }));
+    return new Worker(this.#url, { type: "module", name: "lakerun-range", deno: { permissions: "inherit" } });
+  }
+}
+
+const rangeWorkers = new RangeWorkers();
