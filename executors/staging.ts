@@ -221,10 +221,9 @@ async function downloadInputs(
   const local = new LocalStorage(folder);
   for (const file of files) {
     context.signal.throwIfAborted();
-    await local.write(file.path, await landing.read(file.path, { signal: context.signal }), {
-      size: file.size,
-      signal: context.signal,
-    });
+    const options = { size: file.size, signal: context.signal };
+    if (await local.copyFrom(landing, file.path, file.path, { ...options, etag: file.etag })) continue;
+    await local.write(file.path, await landing.read(file.path, { signal: context.signal }), options);
   }
   return folder;
 }

@@ -291,15 +291,19 @@ self.onmessage = async ({ data: job }) => {
 };
 `;
 
+/** How long idle range Workers wait for the next download (starting one costs ~0.5 s inside a step). */
+const RANGE_WORKER_GRACE_MS = 2_000;
+
 /**
  * The range Workers: at most {@link RANGE_STREAMS} - 1, started when needed, kept while any download holds
- * them (starting one costs ~0.5 s inside a step), ended once none does.
+ * them and {@link RANGE_WORKER_GRACE_MS} more, then ended.
  */
 class RangeWorkers {
   #url: string | undefined;
   #idle: Worker[] = [];
   #busy = 0;
   #holders = 0;
+  #graceTimer: ReturnType<typeof setTimeout> | undefined;
   #waiting: ((worker: Worker) => void)[] = [];
 
   /** Keeps idle Workers until the returned handle is disposed. */
@@ -393,10 +397,16 @@ class RangeWorkers {
     }
   }
 
+  /** Ends the idle Workers {@link RANGE_WORKER_GRACE_MS} after the last download let go, unless another came. */
   #endIdleIfUnused(): void {
-    if (this.#busy > 0 || this.#holders > 0) return;
-    for (const idle of this.#idle) idle.terminate();
-    this.#idle = [];
+    clearTimeout(this.#graceTimer);
+    if (this.#busy > 0 || this.#holders > 0 || this.#idle.length === 0) return;
+    const timer = this.#graceTimer = setTimeout(() => {
+      if (this.#busy > 0 || this.#holders > 0) return;
+      for (const idle of this.#idle) idle.terminate();
+      this.#idle = [];
+    }, RANGE_WORKER_GRACE_MS);
+    Deno.unrefTimer(timer); // the timer itself never keeps a process alive
   }
 
   #start(): Worker {
