@@ -18,9 +18,10 @@
  */
 
 /**
- * Range Workers running at most, for every download of the process together: one per core, 2 to 4. Each
- * hashes and writes on its own thread, so more than the cores only adds memory (~30 MiB each); measured on 2
- * cores, 4 were slower than 2.
+ * Ranges in flight per download, and threads fetching them for every download of the process together (the
+ * calling thread and up to this many less one Workers): one per core, 2 to 4. Each thread hashes and writes
+ * what it fetches, so more threads than cores only adds memory (~30 MiB per Worker); measured on 2 cores, 4
+ * were slower than 2.
  */
 export const RANGE_STREAMS = Math.min(4, Math.max(2, navigator.hardwareConcurrency || 2));
 
@@ -38,7 +39,10 @@ export interface ByteRange {
   partSize: number;
 }
 
-/** A request signed by the caller, sent as is by a range Worker (no credentials in it, only a signature). */
+/**
+ * A request signed by the caller, sent as is by a range Worker. No secret key is in it, but its headers hold
+ * the signature and any session token: it is never logged.
+ */
 export interface SignedGet {
   url: string;
   headers: Record<string, string>;

@@ -15,6 +15,9 @@
  * - **Server-side copies** ({@link S3Storage.copyFrom}) between locations on one endpoint: CopyObject, or
  *   UploadPartCopy with the source's part layout (so the ETags match and verification needs no download) for
  *   multipart sources and objects over 5 GiB.
+ * - **Large downloads by ranges** ({@link S3Storage.downloadInto}, which `LocalStorage.copyFrom` uses): a
+ *   multipart object from {@link RANGED_DOWNLOAD_MIN} on is fetched in ranges on several threads, its parts'
+ *   MD5s checking the multipart ETag (lib/s3_ranges.ts).
  *
  * @module
  */
