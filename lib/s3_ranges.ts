@@ -168,6 +168,7 @@ export async function fetchRangeInto(
   signal?: AbortSignal,
 ): Promise<Uint8Array[]> {
   const WRITE_BYTES = 256 * 1024;
+  const WRITE_SYSCALL = 32 * 1024; // as WRITE_SYSCALL_SIZE in lib/storage_local.ts, for the same reason
   const failure = (message: string, retryable: boolean) => Object.assign(new Error(message), { retryable });
   const expected = job.end - job.start;
   const controller = new AbortController();
@@ -208,7 +209,9 @@ export async function fetchRangeInto(
     const buffer = new Uint8Array(WRITE_BYTES);
     let filled = 0;
     const flush = () => {
-      for (let at = 0; at < filled;) at += out.writeSync(buffer.subarray(at, filled));
+      for (let at = 0; at < filled;) {
+        at += out.writeSync(buffer.subarray(at, Math.min(filled, at + WRITE_SYSCALL)));
+      }
       filled = 0;
     };
     const md5s: Uint8Array[] = [];
@@ -247,7 +250,9 @@ export async function fetchRangeInto(
         }
         if (filled === 0 && piece.byteLength >= WRITE_BYTES / 4) {
           // large enough to be written as it is, without copying it into the buffer
-          for (let at = 0; at < piece.byteLength;) at += out.writeSync(piece.subarray(at));
+          for (let at = 0; at < piece.byteLength;) {
+            at += out.writeSync(piece.subarray(at, Math.min(piece.byteLength, at + WRITE_SYSCALL)));
+          }
           continue;
         }
         for (let at = 0; at < piece.byteLength;) {
