@@ -329,10 +329,9 @@ export const WRITE_SYSCALL_SIZE = 32 * 1024;
  * bytes; on any failure the file is removed.
  *
  * Chunks are gathered into {@link WRITE_BUFFER_SIZE} bytes, written {@link WRITE_SYSCALL_SIZE} per system call.
- * The writes are synchronous: measured side by side
- * on a 1 GiB S3 download, they took a quarter less time, and less CPU, than awaited writes (each of which hands
- * the buffer to another thread and waits to be woken), and a step runs on its own thread, so a slow disk holds
- * up only that step.
+ * The writes are synchronous: measured side by side on a 1 GiB S3 download, they took a quarter less time, and
+ * less CPU, than awaited writes (each of which hands the buffer to another thread and waits to be woken), and a
+ * step runs on its own thread, so a slow disk holds up only that step.
  *
  * @example
  * ```ts

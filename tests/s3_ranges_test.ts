@@ -25,7 +25,8 @@ import { readTree, tempDir } from "./support/lakerun.ts";
 import {
   createS3Client,
   createTestBucket,
-  startS3Server,
+  s3Test,
+  startS3ServerForLakerun,
   stopS3ServerAfterTests,
 } from "./support/s3_server.ts";
 import { type ConnectionFault, startFaultProxy } from "./support/tcp_proxy.ts";
@@ -53,18 +54,11 @@ Deno.test("planRanges: whole parts per range when hashed, plain byte ranges othe
 });
 
 // fails the whole file, loudly, when no server can start: there is no skipping
-const server = await startS3Server();
-Deno.env.set("AWS_ACCESS_KEY_ID", server.accessKeyId);
-Deno.env.set("AWS_SECRET_ACCESS_KEY", server.secretAccessKey);
+const server = await startS3ServerForLakerun();
 const settings = { endpoint: server.endpoint, region: server.region };
 const raw: S3Client = createS3Client(server);
 const bucket = await createTestBucket(server, "ranges");
 const serverPort = Number(new URL(server.endpoint).port);
-
-/** A test that shares the server; keep-alive sockets outlive a single test. */
-function s3Test(name: string, fn: () => Promise<void>) {
-  Deno.test({ name, fn, sanitizeOps: false, sanitizeResources: false });
-}
 
 /** Ranged downloads from the first byte, 5 MiB per range (one part of the objects below). */
 const RANGED: S3StorageOptions = { rangedDownloadMin: 1, rangeBytes: 5 * MiB, partSize: 5 * MiB };

@@ -17,22 +17,17 @@ import { lakerun, readTree, ROOT, runRoutineJson, tempDir } from "./support/lake
 import {
   createS3Client,
   createTestBucket,
-  startS3Server,
+  s3Test,
+  startS3ServerForLakerun,
   stopS3ServerAfterTests,
 } from "./support/s3_server.ts";
 import { buildZip, csvText, randomBytes, sha256, streamOf, surveyArchive } from "./support/zip_fixtures.ts";
 
 // fails the whole file, loudly, when no server can start: there is no skipping
-const server = await startS3Server();
-Deno.env.set("AWS_ACCESS_KEY_ID", server.accessKeyId);
-Deno.env.set("AWS_SECRET_ACCESS_KEY", server.secretAccessKey);
+const server = await startS3ServerForLakerun();
 const s3 = { endpoint: server.endpoint, region: server.region };
 const raw: S3Client = createS3Client(server);
 const encoder = new TextEncoder();
-
-function s3Test(name: string, fn: () => Promise<void>) {
-  Deno.test({ name, fn, sanitizeOps: false, sanitizeResources: false });
-}
 
 /** Every object under `s3://bucket/prefix` with its sha256 (read through lakerun's Storage). */
 async function objects(url: string): Promise<Record<string, string>> {

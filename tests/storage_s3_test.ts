@@ -32,7 +32,8 @@ import { readTree, ROOT, tempDir } from "./support/lakerun.ts";
 import {
   createS3Client,
   createTestBucket,
-  startS3Server,
+  s3Test,
+  startS3ServerForLakerun,
   stopS3ServerAfterTests,
 } from "./support/s3_server.ts";
 import { type ConnectionFault, startFaultProxy } from "./support/tcp_proxy.ts";
@@ -40,17 +41,10 @@ import { randomBytes, sha256, streamOf } from "./support/zip_fixtures.ts";
 
 const MiB = 1024 * 1024;
 // fails the whole file, loudly, when no server can start: there is no skipping
-const server = await startS3Server();
-Deno.env.set("AWS_ACCESS_KEY_ID", server.accessKeyId);
-Deno.env.set("AWS_SECRET_ACCESS_KEY", server.secretAccessKey);
+const server = await startS3ServerForLakerun();
 const settings = { endpoint: server.endpoint, region: server.region };
 const raw: S3Client = createS3Client(server);
 const bucket = await createTestBucket(server, "storage-s3");
-
-/** A test that shares the server; the SDK's keep-alive sockets outlive a single test. */
-function s3Test(name: string, fn: () => Promise<void>) {
-  Deno.test({ name, fn, sanitizeOps: false, sanitizeResources: false });
-}
 
 /** A fresh location under its own prefix. */
 function location(prefix: string, options: { partSize?: number; client?: S3Client } = {}): S3Storage {

@@ -133,6 +133,22 @@ export async function startS3Server(): Promise<S3TestServer> {
 }
 
 /**
+ * {@link startS3Server}, then the server's credentials in `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY`, where
+ * lakerun's S3 clients (the default credential chain) find them.
+ */
+export async function startS3ServerForLakerun(): Promise<S3TestServer> {
+  const server = await startS3Server();
+  Deno.env.set("AWS_ACCESS_KEY_ID", server.accessKeyId);
+  Deno.env.set("AWS_SECRET_ACCESS_KEY", server.secretAccessKey);
+  return server;
+}
+
+/** A test that shares the server: the S3 clients' keep-alive sockets outlive a single test. */
+export function s3Test(name: string, fn: () => Promise<void>): void {
+  Deno.test({ name, fn, sanitizeOps: false, sanitizeResources: false });
+}
+
+/**
  * An S3 client for the test server with the settings radosgw needs: path-style addressing and
  * checksums only where an operation requires them (the SDK's default aws-chunked uploads with a
  * trailing CRC get 411 from radosgw). Call `destroy()` when done.
