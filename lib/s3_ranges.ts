@@ -16,6 +16,7 @@
  *
  * @module
  */
+import { createHash } from "node:crypto";
 
 /**
  * Ranges in flight per download, and threads fetching them for every download of the process together (the
@@ -56,8 +57,6 @@ export interface RangeDownloadOptions {
   idleTimeoutMs: number;
   /** A range whose answer does not start within this long fails (and is retried). */
   responseTimeoutMs: number;
-  /** Ranges in flight for this download, at most {@link RANGE_STREAMS}. */
-  streams?: number;
   signal?: AbortSignal;
 }
 
@@ -81,7 +80,7 @@ export function planRanges(size: number, partSize: number, rangeBytes = RANGE_BY
 
 /**
  * Downloads every range into `file` (which must exist), each signed by `sign` when it starts, at most
- * `options.streams` at a time; resolves to the MD5 of every hashed part, in order. The first range that
+ * {@link RANGE_STREAMS} at a time; resolves to the MD5 of every hashed part, in order. The first range that
  * fails for good (after {@link RANGE_ATTEMPTS}) stops the others and rejects with a message naming
  * `options.where`; the caller removes the file.
  *
@@ -121,7 +120,7 @@ export async function downloadRangesInto(
       await new Promise((resolve) => setTimeout(resolve, 200 * 2 ** (attempt - 1)));
     }
   };
-  const streams = Math.max(1, Math.min(options.streams ?? RANGE_STREAMS, RANGE_STREAMS, ranges.length));
+  const streams = Math.min(RANGE_STREAMS, ranges.length);
   using _workers = rangeWorkers.hold();
   try {
     await Promise.all(Array.from({ length: streams }, async (_, stream) => {
@@ -278,7 +277,6 @@ export async function fetchRangeInto(
 
 /** {@link fetchRangeInto} on the calling thread, its failure as a {@link RangeResult}. */
 async function runHere(job: RangeJob, signal: AbortSignal): Promise<RangeResult> {
-  const { createHash } = await import("node:crypto");
   try {
     return { ok: true, md5s: await fetchRangeInto(job, createHash, signal) };
   } catch (error) {
@@ -288,7 +286,8 @@ async function runHere(job: RangeJob, signal: AbortSignal): Promise<RangeResult>
 }
 
 /** The range Workers' program: {@link fetchRangeInto} for every job posted to it. */
-const RANGE_WORKER_SOURCE = `const fetchRangeInto = ${fetchRangeInto.toString()};
+const rangeWorkerSource = () =>
+  `const fetchRangeInto = ${fetchRangeInto.toString()};
 const { createHash } = await import("node:crypto");
 self.onmessage = async ({ data: job }) => {
   try {
@@ -419,7 +418,7 @@ class RangeWorkers {
   }
 
   #start(): Worker {
-    this.#url ??= URL.createObjectURL(new Blob([RANGE_WORKER_SOURCE], { type: "application/javascript" }));
+    this.#url ??= URL.createObjectURL(new Blob([rangeWorkerSource()], { type: "application/javascript" }));
     return new Worker(this.#url, { type: "module", name: "lakerun-range", deno: { permissions: "inherit" } });
   }
 }

@@ -50,6 +50,12 @@ export function temporaryName(finalName: string): string {
   return `${TEMP_PREFIX}${random}-${finalName}`.slice(0, 240);
 }
 
+/** A temporary path in the folder of `full`, for a file to be renamed to `full` once complete. */
+function temporaryBeside(full: string): string {
+  const folder = dirname(full);
+  return join(folder, temporaryName(full.slice(folder.length + 1)));
+}
+
 /** A local folder. */
 export class LocalStorage implements Storage {
   readonly kind = "local" as const;
@@ -122,7 +128,7 @@ export class LocalStorage implements Storage {
   ): Promise<WriteResult> {
     const full = this.pathOf(path);
     await this.#makeParents(path);
-    const temporary = join(dirname(full), temporaryName(full.slice(dirname(full).length + 1)));
+    const temporary = temporaryBeside(full);
     const result = await writeFileFromStream(temporary, data, options, path);
     try {
       await this.#refuseLinks(path, false);
@@ -148,7 +154,7 @@ export class LocalStorage implements Storage {
     if (!isRangedSource(source)) return undefined;
     const full = this.pathOf(path);
     await this.#makeParents(path);
-    const temporary = join(dirname(full), temporaryName(full.slice(dirname(full).length + 1)));
+    const temporary = temporaryBeside(full);
     try {
       const result = await source.downloadInto(sourcePath, temporary, options);
       if (!result) return undefined;

@@ -531,13 +531,11 @@ export class S3Storage implements Storage, DigestStorage {
   ): Promise<{ size: number; etag: string } | undefined> {
     const { signal } = options;
     const where = `${this.url}/${path}`;
-    const key = this.keyOf(path);
     // what the listing already tells costs no request: small files and plain MD5 ETags are streamed
     if (options.size !== undefined && options.size < this.rangedDownloadMin) return undefined;
     if (options.etag !== undefined && PLAIN_ETAG.test(unquote(options.etag))) return undefined;
-    const head = await this.#head(key, signal);
-    if (!head || (head.ContentLength ?? 0) < this.rangedDownloadMin) return undefined;
-    const digest = this.#digestOf(head);
+    const digest = await this.objectDigest(path, { signal });
+    if (!digest || digest.size < this.rangedDownloadMin) return undefined;
     if (digest.md5Based && PLAIN_ETAG.test(digest.etag)) return undefined;
     if (options.size !== undefined && digest.size !== options.size) {
       throw new SizeMismatchError(where, options.size, digest.size);
@@ -549,7 +547,7 @@ export class S3Storage implements Storage, DigestStorage {
       );
     }
     const parts = Number(MULTIPART_ETAG.exec(digest.etag)?.[1] ?? 0);
-    const partSize = parts > 1 ? digest.partSize ?? await this.#firstPartSize(key, head) : undefined;
+    const { partSize } = digest;
     const hashed = digest.md5Based && partSize !== undefined && Math.ceil(digest.size / partSize) === parts;
     const ranges = planRanges(digest.size, hashed ? partSize : 0, this.rangeBytes);
     await Deno.writeFile(file, new Uint8Array(), { createNew: true });
@@ -597,16 +595,9 @@ export class S3Storage implements Storage, DigestStorage {
       { step: "deserialize", priority: "low", name: "lakerunTakeSignedRequest" },
     );
     try {
-      await this.client.send(command);
+      await this.#send(command, key);
     } catch (error) {
-      if (!signed) {
-        throw explainS3Error(error, {
-          bucket: this.bucket,
-          key,
-          operation: "GetObject",
-          config: this.config,
-        });
-      }
+      if (!signed) throw error;
     }
     const { protocol, hostname, port, path: resource, query = {}, headers } = signed!;
     const search = Object.entries(query).flatMap(([name, value]) =>
