@@ -10,6 +10,7 @@
  * deno run -A bench/s3.ts --runs 5 --size-mib 256 --objects 1000
  * deno run -A bench/s3.ts --concurrency 4,16      # S3 → S3 at each: lakerun concurrency = rclone --transfers
  * deno run -A bench/s3.ts --quick                 # 1 run, 64 MiB, 300 objects; writes no results file
+ * deno run -A bench/s3.ts --large-only            # only the 1 GiB file, up and down
  * ```
  *
  * Each measurement is a separate process under `/usr/bin/time` (wall time measured here, peak RSS from the
@@ -58,12 +59,15 @@ const args = parseArgs({
     out: { type: "string" },
     quick: { type: "boolean", default: false },
     keep: { type: "boolean", default: false },
+    "large-only": { type: "boolean", default: false },
   },
 });
 const QUICK = args.values.quick;
 const RUNS = QUICK ? 1 : Number(args.values.runs);
 const SIZE = (QUICK ? 64 : Number(args.values["size-mib"])) * MiB;
-const OBJECTS = QUICK ? 300 : Number(args.values.objects);
+/** `--large-only`: only the large file's two scenarios (no small objects). */
+const LARGE_ONLY = args.values["large-only"];
+const OBJECTS = LARGE_ONLY ? 0 : QUICK ? 300 : Number(args.values.objects);
 /** Where the results also go, with their heading: `--out FILE` (`deno task bench` collects the table itself). */
 const OUT = args.values.out;
 /** S3 → S3 runs at each of these (lakerun `concurrency`, rclone `--transfers`); the first is also used for the
@@ -203,6 +207,8 @@ interface Measurement {
   maxRss: number;
   /** User + system CPU seconds (the server shares the machine's cores). */
   cpu: number;
+  /** System CPU seconds (part of `cpu`). */
+  system: number;
 }
 
 /** Runs a command under /usr/bin/time; wall time measured here, peak RSS from the kernel. */
@@ -228,7 +234,12 @@ async function measure(
   }
   const found = /MAXRSS (\d+) CPU ([\d.]+) ([\d.]+)/.exec(stderr);
   if (!found) throw new Error(`no /usr/bin/time figures in:\n${stderr}`);
-  return { seconds, maxRss: Number(found[1]) * 1024, cpu: Number(found[2]) + Number(found[3]) };
+  return {
+    seconds,
+    maxRss: Number(found[1]) * 1024,
+    cpu: Number(found[2]) + Number(found[3]),
+    system: Number(found[3]),
+  };
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -409,7 +420,7 @@ async function measureAll(server: BenchServer, client: S3Client, work: string, b
       objects: 1,
       results: emptyResults(),
     },
-    ...CONCURRENCIES.map((concurrency) => ({
+    ...(LARGE_ONLY ? [] : CONCURRENCIES).map((concurrency) => ({
       name: `${OBJECTS.toLocaleString("en")} small objects, S3 → S3, ${concurrency} at a time`,
       bytes: smallBytes,
       objects: OBJECTS,
@@ -456,7 +467,7 @@ async function measureAll(server: BenchServer, client: S3Client, work: string, b
 
       // S3 → S3, small objects, at each concurrency
       const copies: Measurement[] = [];
-      for (const [c, concurrency] of CONCURRENCIES.entries()) {
+      for (const [c, concurrency] of (LARGE_ONLY ? [] : CONCURRENCIES).entries()) {
         const prefix = `small-${slug}-${concurrency}/`;
         await emptyPrefix(client, bucket, prefix);
         const copy = await run(
@@ -514,7 +525,7 @@ async function report(scenarios: Scenario[]): Promise<string> {
     /MemTotal:\s*(\d+)/.exec(await Deno.readTextFile("/proc/meminfo").catch(() => ""))?.[1],
   );
   const rows = [
-    "| scenario | tool | wall time, median (min–max) | throughput (median) | CPU time (median) | peak RSS (max) |",
+    "| scenario | tool | wall time, median (min–max) | throughput (median) | CPU time, user + system (median) | peak RSS (max) |",
     "| --- | --- | --- | --- | --- | --- |",
   ];
   for (const scenario of scenarios) {
@@ -528,10 +539,13 @@ async function report(scenarios: Scenario[]): Promise<string> {
         : `${mbps.toFixed(0)} MB/s`;
       const rss = Math.max(...results.map((r) => r.maxRss)) / MiB;
       const cpu = median(results.map((r) => r.cpu));
+      const system = median(results.map((r) => r.system));
       rows.push(
         `| ${scenario.name} | ${tool} | ${t.toFixed(2)} s (${Math.min(...times).toFixed(2)}–${
           Math.max(...times).toFixed(2)
-        }) | ${throughput} | ${cpu.toFixed(1)} s | ${rss.toFixed(0)} MiB |`,
+        }) | ${throughput} | ${cpu.toFixed(1)} s (${(cpu - system).toFixed(1)} + ${system.toFixed(1)}) | ${
+          rss.toFixed(0)
+        } MiB |`,
       );
     }
   }
@@ -541,9 +555,9 @@ async function report(scenarios: Scenario[]): Promise<string> {
   return [
     `Measured ${
       new Date().toISOString().slice(0, 10)
-    } with \`deno run -A bench/s3.ts --runs ${RUNS} --size-mib ${
-      SIZE / MiB
-    } --objects ${OBJECTS} --concurrency ${CONCURRENCIES.join(",")}\`.`,
+    } with \`deno run -A bench/s3.ts --runs ${RUNS} --size-mib ${SIZE / MiB}${
+      LARGE_ONLY ? " --large-only" : ` --objects ${OBJECTS} --concurrency ${CONCURRENCIES.join(",")}`
+    }\`.`,
     "",
     `- machine: ${cpu}, ${navigator.hardwareConcurrency} cores, ${
       (memKb / 1024 / 1024).toFixed(0)

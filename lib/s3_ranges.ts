@@ -166,7 +166,8 @@ export async function fetchRangeInto(
   createHash: typeof import("node:crypto").createHash,
   signal?: AbortSignal,
 ): Promise<Uint8Array[]> {
-  const WRITE_BYTES = 256 * 1024;
+  const BUFFER_BYTES = 256 * 1024;
+  const MIN_READ_BYTES = 64 * 1024; // the buffer is written out when less than this is left for a read
   const WRITE_SYSCALL = 32 * 1024; // as WRITE_SYSCALL_SIZE in lib/storage_local.ts, for the same reason
   const failure = (message: string, retryable: boolean) => Object.assign(new Error(message), { retryable });
   const expected = job.end - job.start;
@@ -205,11 +206,14 @@ export async function fetchRangeInto(
     }
     const out = file = Deno.openSync(job.file, { write: true });
     out.seekSync(job.start, Deno.SeekMode.Start);
-    const buffer = new Uint8Array(WRITE_BYTES);
+    // The body is read straight into one buffer (a BYOB reader: no new buffer and promise per 64 KiB chunk,
+    // a third of fetch's receive CPU), then hashed and written from it.
+    let buffer = new ArrayBuffer(BUFFER_BYTES);
     let filled = 0;
     const flush = () => {
+      const bytes = new Uint8Array(buffer, 0, filled);
       for (let at = 0; at < filled;) {
-        at += out.writeSync(buffer.subarray(at, Math.min(filled, at + WRITE_SYSCALL)));
+        at += out.writeSync(bytes.subarray(at, Math.min(filled, at + WRITE_SYSCALL)));
       }
       filled = 0;
     };
@@ -217,51 +221,36 @@ export async function fetchRangeInto(
     let hash = job.partSize > 0 ? createHash("md5") : undefined;
     let inPart = 0;
     let received = 0;
-    const reader = response.body!.getReader();
+    const reader = response.body!.getReader({ mode: "byob" });
     while (true) {
       let chunk: ReadableStreamReadResult<Uint8Array>;
       try {
-        chunk = await reader.read();
+        chunk = await reader.read(new Uint8Array(buffer, filled, BUFFER_BYTES - filled));
       } catch (error) {
         if (controller.signal.aborted) throw controller.signal.reason;
         throw failure(`the answer was cut: ${(error as Error).message}`, true);
       }
+      if (!chunk.value) throw failure("the answer was cancelled", true);
+      buffer = chunk.value.buffer as ArrayBuffer; // the read hands the buffer back
       if (chunk.done) break;
       clearTimeout(timer);
       timer = silence(job.idleTimeoutMs, "the server sent nothing for");
-      const bytes = chunk.value;
-      received += bytes.byteLength;
+      const length = chunk.value.byteLength;
+      received += length;
       if (received > expected) throw failure(`more bytes than the ${expected} asked for`, true);
-      for (let offset = 0; offset < bytes.byteLength;) {
-        const n = hash
-          ? Math.min(bytes.byteLength - offset, job.partSize - inPart)
-          : bytes.byteLength - offset;
-        const piece = bytes.subarray(offset, offset + n);
+      for (let offset = 0; hash && offset < length;) {
+        const n = Math.min(length - offset, job.partSize - inPart);
+        hash.update(chunk.value.subarray(offset, offset + n));
         offset += n;
-        if (hash) {
-          hash.update(piece);
-          inPart += n;
-          if (inPart === job.partSize) {
-            md5s.push(new Uint8Array(hash.digest()));
-            hash = createHash("md5");
-            inPart = 0;
-          }
-        }
-        if (filled === 0 && piece.byteLength >= WRITE_BYTES / 4) {
-          // large enough to be written as it is, without copying it into the buffer
-          for (let at = 0; at < piece.byteLength;) {
-            at += out.writeSync(piece.subarray(at, Math.min(piece.byteLength, at + WRITE_SYSCALL)));
-          }
-          continue;
-        }
-        for (let at = 0; at < piece.byteLength;) {
-          const m = Math.min(WRITE_BYTES - filled, piece.byteLength - at);
-          buffer.set(piece.subarray(at, at + m), filled);
-          filled += m;
-          at += m;
-          if (filled === WRITE_BYTES) flush();
+        inPart += n;
+        if (inPart === job.partSize) {
+          md5s.push(new Uint8Array(hash.digest()));
+          hash = createHash("md5");
+          inPart = 0;
         }
       }
+      filled += length;
+      if (BUFFER_BYTES - filled < MIN_READ_BYTES) flush();
     }
     if (received !== expected) throw failure(`${received} bytes received of ${expected}`, true);
     flush();

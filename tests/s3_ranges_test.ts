@@ -100,6 +100,29 @@ s3Test("a multipart object lands whole by part-aligned ranges; the parts' MD5s c
 });
 
 s3Test(
+  "parts that end inside what one read returns are hashed apart: several odd-sized parts per range",
+  async () => {
+    const prefix = freshPrefix("odd-parts");
+    const partSize = 5 * MiB + 3; // no part boundary falls where a read starts or ends
+    const options: S3StorageOptions = { rangedDownloadMin: 1, rangeBytes: 2 * partSize, partSize };
+    const body = randomBytes(5 * partSize + 11, 48);
+    await location(prefix, options).write("odd.bin", streamOf(body, 999_983), { size: body.length });
+    await using proxy = startFaultProxy(serverPort);
+    await using dir = await tempDir();
+    const source = location(prefix, options, proxy.endpoint);
+    const result = await new LocalStorage(dir.path).copyFrom(source, "odd.bin", "odd.bin", {
+      size: body.length,
+    });
+    assert.equal(result?.serverSide, false, "downloaded by ranges, not streamed");
+    assert.match(result!.etag!, /^[0-9a-f]{32}-6$/);
+    assert.equal(await sha256OfFile(join(dir.path, "odd.bin")), sha256(body));
+    const gets = proxy.requests.filter((line) => line.startsWith("GET "));
+    assert.equal(gets.length, 3, `one GET per two parts:\n${gets.join("\n")}`);
+    closeS3Clients();
+  },
+);
+
+s3Test(
   "a multipart object whose part size the server does not tell lands whole, its size checked",
   async () => {
     // uploaded by another tool: no part size in the metadata, and radosgw ignores HeadObject's partNumber
