@@ -8,21 +8,21 @@
  * so that the parts' MD5s give the object's multipart ETag without reading the file again. Ranges are retried
  * on their own.
  *
- * One range at a time runs on the calling thread, the others on Workers (shared by every download of the
- * process). A Worker runs {@link fetchRangeInto} from a Blob (no file to load, nothing to import but
- * `node:crypto`) with the permissions of the thread that starts it, so a step's sandbox stays as it was.
- * Started from a step's Worker, a Worker takes ~0.5 s to come up (measured with Deno 2.9 on Linux, whatever
- * it runs): the calling thread's range fills that time.
+ * One range at a time runs on the calling thread, the others on helper threads (lib/helper_threads.ts; shared
+ * by every download of the process), each running {@link fetchRangeInto} from a Blob (no file to load, nothing
+ * to import but `node:crypto`) with the permissions of the thread that asked for it, so a step's sandbox stays
+ * as it was. Each body is read into one buffer (a BYOB reader), hashed and written from it.
  *
  * @module
  */
 import { createHash } from "node:crypto";
+import { type HelperThread, startHelperThread } from "./helper_threads.ts";
 
 /**
  * Ranges in flight per download, and threads fetching them for every download of the process together (the
- * calling thread and up to this many less one Workers): one per core, 2 to 4. Each thread hashes and writes
- * what it fetches, so more threads than cores only adds memory (~30 MiB per Worker); measured on 2 cores, 4
- * were slower than 2.
+ * calling thread and up to this many less one helper threads): one per core, 2 to 4. Each thread hashes and
+ * writes what it fetches, so more threads than cores only adds memory (~20 MiB per thread); measured on 2
+ * cores, 3 and 4 were slower than 2.
  */
 export const RANGE_STREAMS = Math.min(4, Math.max(2, navigator.hardwareConcurrency || 2));
 
@@ -41,7 +41,7 @@ export interface ByteRange {
 }
 
 /**
- * A request signed by the caller, sent as is by a range Worker. No secret key is in it, but its headers hold
+ * A request signed by the caller, sent as is by a range thread. No secret key is in it, but its headers hold
  * the signature and any session token: it is never logged.
  */
 export interface SignedGet {
@@ -111,7 +111,7 @@ export async function downloadRangesInto(
         idleTimeoutMs: options.idleTimeoutMs,
         responseTimeoutMs: options.responseTimeoutMs,
       };
-      const result = onThisThread ? await runHere(job, signal) : await rangeWorkers.run(job, signal);
+      const result = onThisThread ? await runHere(job, signal) : await rangeThreads.run(job, signal);
       if (result.ok) return result.md5s;
       signal.throwIfAborted();
       if (!result.retryable || attempt >= RANGE_ATTEMPTS) {
@@ -121,7 +121,7 @@ export async function downloadRangesInto(
     }
   };
   const streams = Math.min(RANGE_STREAMS, ranges.length);
-  using _workers = rangeWorkers.hold();
+  using _threads = rangeThreads.hold();
   try {
     await Promise.all(Array.from({ length: streams }, async (_, stream) => {
       while (next < ranges.length) {
@@ -152,7 +152,7 @@ type RangeResult =
 /**
  * Fetches one range and writes it at its offset in `job.file`; resolves to the MD5 of each of its parts when
  * `job.partSize` > 0. Failures carry `retryable`: true for what another attempt may cure (network, 5xx, a
- * silent or cut answer). It refers to nothing outside itself (`createHash` is passed in): a range Worker
+ * silent or cut answer). It refers to nothing outside itself (`createHash` is passed in): a range thread
  * runs its source.
  *
  * @example
@@ -274,36 +274,42 @@ async function runHere(job: RangeJob, signal: AbortSignal): Promise<RangeResult>
   }
 }
 
-/** The range Workers' program: {@link fetchRangeInto} for every job posted to it. */
-const rangeWorkerSource = () =>
+/** The range threads' program (see lib/helper_threads.ts): {@link fetchRangeInto} for every job on its port. */
+const rangeThreadSource = () =>
   `const fetchRangeInto = ${fetchRangeInto.toString()};
 const { createHash } = await import("node:crypto");
-self.onmessage = async ({ data: job }) => {
-  try {
-    const md5s = await fetchRangeInto(job, createHash);
-    self.postMessage({ ok: true, md5s }, md5s.map((md5) => md5.buffer));
-  } catch (error) {
-    self.postMessage({ ok: false, message: error.message, retryable: error.retryable === true });
-  }
+self.onmessage = ({ data: { port } }) => {
+  // anything thrown outside a job's own promise fails that job, quietly (Deno would print its stack)
+  const fail = (error) => port.postMessage({ ok: false, message: String(error?.message ?? error), retryable: true });
+  self.addEventListener("error", (event) => (event.preventDefault(), fail(event.error ?? event.message)));
+  self.addEventListener("unhandledrejection", (event) => (event.preventDefault(), fail(event.reason)));
+  port.onmessage = async ({ data: job }) => {
+    try {
+      const md5s = await fetchRangeInto(job, createHash);
+      port.postMessage({ ok: true, md5s }, md5s.map((md5) => md5.buffer));
+    } catch (error) {
+      port.postMessage({ ok: false, message: error.message, retryable: error.retryable === true });
+    }
+  };
 };
 `;
 
-/** How long idle range Workers wait for the next download (starting one costs ~0.5 s inside a step). */
-const RANGE_WORKER_GRACE_MS = 2_000;
+/** How long idle range threads wait for the next download. */
+const RANGE_THREAD_GRACE_MS = 2_000;
 
 /**
- * The range Workers: at most {@link RANGE_STREAMS} - 1, started when needed, kept while any download holds
- * them and {@link RANGE_WORKER_GRACE_MS} more, then ended.
+ * The range threads: at most {@link RANGE_STREAMS} - 1 helper threads, started when needed, kept while any
+ * download holds them and {@link RANGE_THREAD_GRACE_MS} more, then ended.
  */
-class RangeWorkers {
+class RangeThreads {
   #url: string | undefined;
-  #idle: Worker[] = [];
+  #idle: HelperThread[] = [];
   #busy = 0;
   #holders = 0;
   #graceTimer: ReturnType<typeof setTimeout> | undefined;
-  #waiting: ((worker: Worker) => void)[] = [];
+  #waiting: ((thread: Promise<HelperThread>) => void)[] = [];
 
-  /** Keeps idle Workers until the returned handle is disposed. */
+  /** Keeps idle threads until the returned handle is disposed. */
   hold(): Disposable {
     this.#holders++;
     let held = true;
@@ -317,40 +323,42 @@ class RangeWorkers {
     };
   }
 
-  /** Runs `job` on a Worker; an abort ends that Worker (its range is then abandoned) and rejects. */
+  /** Runs `job` on a range thread; an abort ends that thread (its range is then abandoned) and rejects. */
   async run(job: RangeJob, signal: AbortSignal): Promise<RangeResult> {
-    const worker = await this.#acquire(signal);
+    let thread: HelperThread;
     try {
-      return await new Promise<RangeResult>((resolve, reject) => {
-        const onAbort = () => {
-          worker.terminate();
-          this.#busy--;
-          reject(signal.reason);
-        };
-        if (signal.aborted) return onAbort();
-        signal.addEventListener("abort", onAbort, { once: true });
-        worker.onmessage = (event: MessageEvent<RangeResult>) => {
-          signal.removeEventListener("abort", onAbort);
-          this.#release(worker);
-          resolve(event.data);
-        };
-        worker.onerror = (event) => {
-          event.preventDefault();
-          signal.removeEventListener("abort", onAbort);
-          worker.terminate();
-          this.#busy--;
-          this.#wakeWaiter();
-          resolve({ ok: false, message: `range worker failed: ${event.message}`, retryable: true });
-        };
-        worker.postMessage(job);
-      });
+      thread = await this.#acquire(signal);
     } catch (error) {
       this.#wakeWaiter();
       throw error;
     }
+    return await new Promise<RangeResult>((resolve, reject) => {
+      const ended = () => {
+        signal.removeEventListener("abort", onAbort);
+        thread.terminate();
+        this.#busy--;
+        this.#wakeWaiter();
+      };
+      const onAbort = () => {
+        ended();
+        reject(signal.reason);
+      };
+      if (signal.aborted) return onAbort();
+      signal.addEventListener("abort", onAbort, { once: true });
+      thread.port.onmessage = (event: MessageEvent<RangeResult>) => {
+        signal.removeEventListener("abort", onAbort);
+        this.#release(thread);
+        resolve(event.data);
+      };
+      thread.onerror = (message) => {
+        ended();
+        resolve({ ok: false, message: `range thread failed: ${message}`, retryable: true });
+      };
+      thread.port.postMessage(job);
+    });
   }
 
-  async #acquire(signal: AbortSignal): Promise<Worker> {
+  async #acquire(signal: AbortSignal): Promise<HelperThread> {
     signal.throwIfAborted();
     const idle = this.#idle.pop();
     if (idle) {
@@ -359,31 +367,32 @@ class RangeWorkers {
     }
     if (this.#busy < RANGE_STREAMS - 1) {
       this.#busy++;
-      return this.#start();
+      return await this.#start();
     }
-    return await new Promise<Worker>((resolve, reject) => {
+    return await new Promise<HelperThread>((resolve, reject) => {
       const onAbort = () => {
         this.#waiting = this.#waiting.filter((waiter) => waiter !== take);
         reject(signal.reason);
       };
-      const take = (worker: Worker) => {
+      const take = (thread: Promise<HelperThread>) => {
         signal.removeEventListener("abort", onAbort);
-        resolve(worker);
+        resolve(thread);
       };
       signal.addEventListener("abort", onAbort, { once: true });
       this.#waiting.push(take);
     });
   }
 
-  #release(worker: Worker): void {
+  #release(thread: HelperThread): void {
     const waiter = this.#waiting.shift();
-    if (waiter) return waiter(worker);
+    if (waiter) return waiter(Promise.resolve(thread));
     this.#busy--;
-    this.#idle.push(worker);
+    thread.onerror = () => (this.#idle = this.#idle.filter((idle) => idle !== thread));
+    this.#idle.push(thread);
     this.#endIdleIfUnused();
   }
 
-  /** A Worker ended: one waiting for a Worker gets a new one. */
+  /** A thread ended or could not start: one waiting for a thread gets a new one. */
   #wakeWaiter(): void {
     const waiter = this.#waiting.shift();
     if (waiter) {
@@ -394,7 +403,7 @@ class RangeWorkers {
     }
   }
 
-  /** Ends the idle Workers {@link RANGE_WORKER_GRACE_MS} after the last download let go, unless another came. */
+  /** Ends the idle threads {@link RANGE_THREAD_GRACE_MS} after the last download let go, unless another came. */
   #endIdleIfUnused(): void {
     clearTimeout(this.#graceTimer);
     if (this.#busy > 0 || this.#holders > 0 || this.#idle.length === 0) return;
@@ -402,14 +411,20 @@ class RangeWorkers {
       if (this.#busy > 0 || this.#holders > 0) return;
       for (const idle of this.#idle) idle.terminate();
       this.#idle = [];
-    }, RANGE_WORKER_GRACE_MS);
+    }, RANGE_THREAD_GRACE_MS);
     Deno.unrefTimer(timer); // the timer itself never keeps a process alive
   }
 
-  #start(): Worker {
-    this.#url ??= URL.createObjectURL(new Blob([rangeWorkerSource()], { type: "application/javascript" }));
-    return new Worker(this.#url, { type: "module", name: "lakerun-range", deno: { permissions: "inherit" } });
+  /** Starts a thread; one that cannot start frees its place. */
+  async #start(): Promise<HelperThread> {
+    this.#url ??= URL.createObjectURL(new Blob([rangeThreadSource()], { type: "text/javascript" }));
+    try {
+      return await startHelperThread(this.#url, "lakerun-range");
+    } catch (error) {
+      this.#busy--;
+      throw error;
+    }
   }
 }
 
-const rangeWorkers = new RangeWorkers();
+const rangeThreads = new RangeThreads();

@@ -2,10 +2,24 @@
  * Runs a step in its own Deno Worker whose permissions are exactly the step's scope. A refusal inside the
  * Worker fails that step only; the parent and the other steps go on unaffected.
  *
+ * A step may ask for helper threads (`lib/helper_threads.ts`): the host starts each as a Worker with the same
+ * permissions as the step, at most {@link MAX_HELPERS_PER_STEP} at a time, from a `blob:` URL the step made,
+ * and ends them with the step.
+ *
  * @module
  */
+import { type HelperThread, helperThreadOf } from "../lib/helper_threads.ts";
 import { type ResolvedScope, workerPermissions } from "./permissions.ts";
-import { describeFailure, type StepMessage, type StepRequest } from "./step_runtime.ts";
+import {
+  describeFailure,
+  type HelperReply,
+  type HelperRequest,
+  type StepMessage,
+  type StepRequest,
+} from "./step_runtime.ts";
+
+/** Helper threads a step may have at once (lakerun's own steps use up to 3: ranged S3 downloads). */
+export const MAX_HELPERS_PER_STEP = 4;
 
 const STEP_WORKER_URL = new URL("./step_worker.ts", import.meta.url).href;
 
@@ -41,15 +55,38 @@ export function startStepSandbox(executorModuleUrl: string, scope: ResolvedScope
   const source = URL.createObjectURL(
     new Blob([stepWorkerSource(executorModuleUrl)], { type: "text/javascript" }),
   );
-  const worker = new Worker(source, {
-    type: "module",
-    name: "lakerun-step",
-    deno: { permissions: workerPermissions(scope) },
-  });
+  const permissions = workerPermissions(scope);
+  const worker = new Worker(source, { type: "module", name: "lakerun-step", deno: { permissions } });
+  const helpers = new Map<number, HelperThread>();
+  const reply = (message: HelperReply, transfer: Transferable[] = []) =>
+    worker.postMessage(message, transfer);
+  const serveHelpers = (request: HelperRequest) => {
+    if (request.type === "helper-stop") {
+      helpers.get(request.id)?.terminate();
+      helpers.delete(request.id);
+      return;
+    }
+    const { id, url, name } = request;
+    if (!url.startsWith("blob:")) {
+      return reply({ type: "helper-refused", id, message: "a helper thread runs from a blob: URL only" });
+    }
+    if (helpers.size >= MAX_HELPERS_PER_STEP) {
+      return reply({ type: "helper-refused", id, message: `at most ${MAX_HELPERS_PER_STEP} helper threads` });
+    }
+    const helper = helperThreadOf(new Worker(url, { type: "module", name, deno: { permissions } }));
+    helper.onerror = (message) => {
+      helpers.delete(id);
+      reply({ type: "helper-failed", id, message });
+    };
+    helpers.set(id, helper);
+    reply({ type: "helper-started", id, port: helper.port }, [helper.port]);
+  };
   let closed = false;
   const close = () => {
     if (!closed) {
       closed = true;
+      for (const helper of helpers.values()) helper.terminate();
+      helpers.clear();
       worker.terminate();
       URL.revokeObjectURL(source);
     }
@@ -80,8 +117,9 @@ export function startStepSandbox(executorModuleUrl: string, scope: ResolvedScope
             }
           }, 2000);
         };
-        worker.onmessage = (event: MessageEvent<StepMessage>) => {
+        worker.onmessage = (event: MessageEvent<StepMessage | HelperRequest>) => {
           const message = event.data;
+          if (message.type === "helper-start" || message.type === "helper-stop") return serveHelpers(message);
           if (message.type === "task-start") currentTask = message.task;
           if (message.type === "task-failed") return fail(message);
           onMessage(message);

@@ -38,6 +38,17 @@ export type StepMessage =
   | { type: "event"; task: string; event: TaskEvent }
   | { type: "done" };
 
+/** A step asking its host for a helper thread, or letting one go (see `lib/helper_threads.ts`). */
+export type HelperRequest =
+  | { type: "helper-start"; id: number; url: string; name: string }
+  | { type: "helper-stop"; id: number };
+
+/** The host's answers about helper threads. */
+export type HelperReply =
+  | { type: "helper-started"; id: number; port: MessagePort }
+  | { type: "helper-refused"; id: number; message: string }
+  | { type: "helper-failed"; id: number; message: string };
+
 /**
  * Describes an error for the parent, rewording Deno's permission refusals to name the resource.
  *

@@ -7,8 +7,16 @@
  * @module
  */
 /// <reference lib="deno.worker" />
+import { type HelperThread, setHelperThreadStarter } from "../lib/helper_threads.ts";
 import type { ExecutorDefinition } from "./contract.ts";
-import { describeFailure, runStepTasks, type StepMessage, type StepRequest } from "./step_runtime.ts";
+import {
+  describeFailure,
+  type HelperReply,
+  type HelperRequest,
+  runStepTasks,
+  type StepMessage,
+  type StepRequest,
+} from "./step_runtime.ts";
 
 /**
  * Waits for the parent's request and runs it with `definition`.
@@ -39,13 +47,65 @@ export function serveStep(definition: ExecutorDefinition): void {
     event.preventDefault();
     failUncaught(event.reason);
   });
-  self.onmessage = async (event: MessageEvent<{ type: "run"; request: StepRequest } | { type: "abort" }>) => {
+  const onHelperReply = askHostForHelperThreads();
+  self.onmessage = async (
+    event: MessageEvent<{ type: "run"; request: StepRequest } | { type: "abort" } | HelperReply>,
+  ) => {
     const data = event.data;
+    if (data.type === "helper-started" || data.type === "helper-refused" || data.type === "helper-failed") {
+      return onHelperReply(data);
+    }
     if (data.type === "abort") {
       controller.abort(new Error("interrupted"));
       return;
     }
     currentTask = data.request.tasks[0];
     await runStepTasks(definition, data.request, emit, controller.signal);
+  };
+}
+
+/**
+ * Makes `startHelperThread` (lib/helper_threads.ts) ask the host, which starts helper threads with this step's
+ * permissions far sooner than this Worker could; returns the handler for the host's answers.
+ */
+function askHostForHelperThreads(): (reply: HelperReply) => void {
+  const waiting = new Map<
+    number,
+    { resolve: (helper: HelperThread) => void; reject: (error: Error) => void }
+  >();
+  const running = new Map<number, HelperThread>();
+  let lastId = 0;
+  const ask = (request: HelperRequest) => self.postMessage(request);
+  setHelperThreadStarter((url, name) =>
+    new Promise((resolve, reject) => {
+      const id = ++lastId;
+      waiting.set(id, { resolve, reject });
+      ask({ type: "helper-start", id, url, name });
+    })
+  );
+  return (reply) => {
+    if (reply.type === "helper-failed") {
+      const helper = running.get(reply.id);
+      running.delete(reply.id);
+      helper?.port.close();
+      return helper?.onerror?.(reply.message);
+    }
+    const request = waiting.get(reply.id);
+    waiting.delete(reply.id);
+    if (!request) return;
+    if (reply.type === "helper-refused") {
+      return request.reject(new Error(`helper thread refused: ${reply.message}`));
+    }
+    const helper: HelperThread = {
+      port: reply.port,
+      onerror: undefined,
+      terminate() {
+        if (!running.delete(reply.id)) return;
+        reply.port.close();
+        ask({ type: "helper-stop", id: reply.id });
+      },
+    };
+    running.set(reply.id, helper);
+    request.resolve(helper);
   };
 }

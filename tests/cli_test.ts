@@ -220,15 +220,9 @@ Deno.test("executors_dir in a routine is relative to the routine file; plugins a
     join(ROOT, "tests/fixtures/plugins/ProbeExecutor.ts"),
     join(dir.path, "routines/plugins/ProbeExecutor.ts"),
   );
-  // the copied plugin imports the contract by a relative path: point it at this checkout
+  // the copied plugin imports lakerun's modules by relative paths: point them at this checkout
   const plugin = join(dir.path, "routines/plugins/ProbeExecutor.ts");
-  await Deno.writeTextFile(
-    plugin,
-    (await Deno.readTextFile(plugin)).replace(
-      "../../../orchestrator/contract.ts",
-      join(ROOT, "orchestrator/contract.ts"),
-    ),
-  );
+  await Deno.writeTextFile(plugin, (await Deno.readTextFile(plugin)).replaceAll('"../../../', `"${ROOT}/`));
   await write(join(dir.path, "routines"), "r.json", {
     routine_name: "p",
     executors_dir: "plugins",

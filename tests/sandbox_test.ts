@@ -184,3 +184,58 @@ Deno.test("plan shows the exact scope each Worker gets", async () => {
   assert.ok(probe.permissions.write.some((p: string) => p.includes("/.lakerun/")), "the step's state folder");
   assert.equal(probe.permissions.write.length, 2);
 });
+
+Deno.test("a step's helper thread has exactly the step's permissions", async () => {
+  await using dir = await tempDir();
+  const secret = join(dir.path, "secret.txt");
+  await Deno.writeTextFile(secret, "s3cr3t");
+  const { lines, error } = await runRoutineJson(probeRoutine("helper_access", secret), {
+    cwd: dir.path,
+    executorDirs: [PLUGINS],
+  });
+  assert.equal(error, undefined);
+  assert.equal(await Deno.readTextFile(join(dir.path, "own/ok.txt")), "ok from a helper\n");
+  assert.ok(lines.some((line) => /wrote .*own\/ok\.txt/.test(line)), lines.join("\n"));
+  assert.ok(
+    lines.some((line) => /NotCapable: Requires read access to .*secret\.txt/.test(line)),
+    lines.join("\n"),
+  );
+  assert.ok(!lines.join("\n").includes("s3cr3t"));
+});
+
+Deno.test("a step's helper threads end with the step", async () => {
+  await using dir = await tempDir();
+  const ticks = join(dir.path, "own/ticks.txt");
+  const { lines, error } = await runRoutineJson(probeRoutine("helper_ticking", ticks), {
+    cwd: dir.path,
+    executorDirs: [PLUGINS],
+  });
+  assert.equal(error, undefined, lines.join("\n"));
+  const atEnd = (await Deno.readTextFile(ticks)).length;
+  assert.ok(atEnd > 0, "the helper ran");
+  await new Promise((done) => setTimeout(done, 200));
+  assert.equal((await Deno.readTextFile(ticks)).length, atEnd, "nothing written after the step ended");
+});
+
+Deno.test("a helper thread's uncaught error is told to its owner; the step goes on", async () => {
+  await using dir = await tempDir();
+  const { lines, error } = await runRoutineJson(probeRoutine("helper_crash", ""), {
+    cwd: dir.path,
+    executorDirs: [PLUGINS],
+  });
+  assert.equal(error, undefined);
+  assert.ok(lines.some((line) => /told: .*helper boom/.test(line)), lines.join("\n"));
+});
+
+Deno.test("helper threads: only from blob: URLs, at most four at a time", async () => {
+  await using dir = await tempDir();
+  const { lines, error } = await runRoutineJson(probeRoutine("helper_limits", ""), {
+    cwd: dir.path,
+    executorDirs: [PLUGINS],
+  });
+  assert.equal(error, undefined);
+  const text = lines.join("\n");
+  assert.match(text, /helper thread refused: a helper thread runs from a blob: URL only/);
+  assert.match(text, /after 4: helper thread refused: at most 4 helper threads/);
+  assert.match(text, /then 1 more/, "ended helpers free their places");
+});
