@@ -346,6 +346,7 @@ class RangeThreads {
       if (signal.aborted) return onAbort();
       signal.addEventListener("abort", onAbort, { once: true });
       thread.port.onmessage = (event: MessageEvent<RangeResult>) => {
+        thread.port.onmessage = null; // one answer per job: nothing late is taken for the next one's
         signal.removeEventListener("abort", onAbort);
         this.#release(thread);
         resolve(event.data);
