@@ -74,6 +74,8 @@ const OUT = args.values.out;
  * single large file, where it does not matter (one file; both tools upload 4 parts at a time). */
 const CONCURRENCIES = args.values.concurrency!.split(",").map(Number);
 const CONCURRENCY = CONCURRENCIES[0];
+/** The concurrencies the small-object scenarios run at: none with `--large-only`. */
+const SMALL_OBJECT_CONCURRENCIES = LARGE_ONLY ? [] : CONCURRENCIES;
 
 // ---------------------------------------------------------------------------------------------------------
 // the server
@@ -420,7 +422,7 @@ async function measureAll(server: BenchServer, client: S3Client, work: string, b
       objects: 1,
       results: emptyResults(),
     },
-    ...(LARGE_ONLY ? [] : CONCURRENCIES).map((concurrency) => ({
+    ...SMALL_OBJECT_CONCURRENCIES.map((concurrency) => ({
       name: `${OBJECTS.toLocaleString("en")} small objects, S3 → S3, ${concurrency} at a time`,
       bytes: smallBytes,
       objects: OBJECTS,
@@ -467,7 +469,7 @@ async function measureAll(server: BenchServer, client: S3Client, work: string, b
 
       // S3 → S3, small objects, at each concurrency
       const copies: Measurement[] = [];
-      for (const [c, concurrency] of (LARGE_ONLY ? [] : CONCURRENCIES).entries()) {
+      for (const [c, concurrency] of SMALL_OBJECT_CONCURRENCIES.entries()) {
         const prefix = `small-${slug}-${concurrency}/`;
         await emptyPrefix(client, bucket, prefix);
         const copy = await run(
@@ -578,8 +580,8 @@ async function report(scenarios: Scenario[]): Promise<string> {
     "- local → S3: both tools upload 4 parts at a time. lakerun sends every part with its Content-MD5 and checks",
     "  the stored ETag against the MD5s it sent; rclone (checksums on) first reads the whole file once for its MD5.",
     "- S3 → local: lakerun downloads objects of 128 MiB and more in 64 MiB ranges, one per core (2 here): one",
-    "  on the step's thread, the other on a helper thread the host starts with the step's permissions; each",
-    "  body is read into one reused buffer. Each range's 8 MiB parts are hashed as they arrive, so the parts' MD5s check the",
+    "  on the step's thread, the other on a helper thread the host starts with the step's permissions. Each",
+    "  body is read into one reused buffer, its 8 MiB parts hashed as they arrive, so the parts' MD5s check the",
     "  multipart ETag before the file is renamed into place, with no second read. rclone 1.60 downloads files",
     "  over 250 MiB in 4 parallel ranged streams, then (checksums on) reads the file again for its MD5; with",
     "  `--s3-disable-checksum` it checks nothing but the size. Hashing 1 GiB of MD5 takes ~1.7 s of one core",
