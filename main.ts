@@ -87,9 +87,9 @@ async function main(args: string[]): Promise<number> {
     }
     Deno.addSignalListener("SIGINT", onInterrupt);
     // loaded only now, so that --help and --version start fast
-    const { demoCommand } = await import("./orchestrator/demo.ts");
+    const { demoCommand } = await import("./orchestrator/cli/demo.ts");
     const { listCommand, planCommand, runCommand, schemaCommand, validateCommand } = await import(
-      "./orchestrator/commands.ts"
+      "./orchestrator/cli/commands.ts"
     );
     switch (command as Command) {
       case "run":

@@ -13,9 +13,9 @@
  */
 import { join } from "node:path";
 import { parseArgs } from "node:util";
-import { closeS3Clients } from "../lib/s3_client.ts";
-import { LocalStorage } from "../lib/storage_local.ts";
-import { openS3Location } from "../lib/storage_s3.ts";
+import { closeS3Clients } from "../lib/aws/s3/client.ts";
+import { LocalStorage } from "../lib/storage/local.ts";
+import { openS3Location } from "../lib/aws/s3/storage.ts";
 import { createTestBucket, startS3Server } from "../tests/support/s3_server.ts";
 
 /** Peak resident set size of this process so far, in MiB (Linux). */

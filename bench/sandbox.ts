@@ -8,9 +8,9 @@
  */
 import { parseArgs } from "node:util";
 import { join } from "node:path";
-import type { Reporter } from "../orchestrator/reporter.ts";
-import { parseRoutine } from "../orchestrator/routine.ts";
-import { runRoutine } from "../orchestrator/runner.ts";
+import type { Reporter } from "../orchestrator/cli/reporter.ts";
+import { parseRoutine } from "../orchestrator/routine/routine.ts";
+import { runRoutine } from "../orchestrator/run/runner.ts";
 
 const { values } = parseArgs({
   options: { steps: { type: "string", default: "200" }, runs: { type: "string", default: "5" } },

@@ -15,7 +15,7 @@
  */
 
 import { dirname, join } from "node:path";
-import { extractZipFile, extractZipStream, type ZipEntrySink } from "../lib/zip.ts";
+import { extractZipFile, extractZipStream, type ZipEntrySink } from "../lib/zip/mod.ts";
 
 /** A sink writing each entry to `root/<path>`. */
 function fileSink(root: string): ZipEntrySink {

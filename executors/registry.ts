@@ -4,7 +4,7 @@
  *
  * @module
  */
-import type { ExecutorDefinition } from "../orchestrator/contract.ts";
+import type { ExecutorDefinition } from "../sdk/executor.ts";
 
 /** Where a built-in executor's module is and how to load it. */
 export interface ExecutorEntry {
@@ -15,16 +15,16 @@ export interface ExecutorEntry {
 
 const entries: Record<string, ExecutorEntry> = Object.create(null);
 entries.DownloaderExecutor = {
-  url: new URL("./downloader.ts", import.meta.url).href,
-  load: () => import("./downloader.ts"),
+  url: new URL("./downloader/mod.ts", import.meta.url).href,
+  load: () => import("./downloader/mod.ts"),
 };
 entries.StagingExecutor = {
-  url: new URL("./staging.ts", import.meta.url).href,
-  load: () => import("./staging.ts"),
+  url: new URL("./staging/mod.ts", import.meta.url).href,
+  load: () => import("./staging/mod.ts"),
 };
 entries.S3TransferExecutor = {
-  url: new URL("./s3_transfer.ts", import.meta.url).href,
-  load: () => import("./s3_transfer.ts"),
+  url: new URL("./s3_transfer/mod.ts", import.meta.url).href,
+  load: () => import("./s3_transfer/mod.ts"),
 };
 
 /** Built-in executors by name (a null-prototype table: only own names resolve). */

@@ -7,7 +7,7 @@
  */
 import { join, resolve } from "node:path";
 import { builtinExecutors } from "../executors/registry.ts";
-import type { ExecutorDefinition } from "./contract.ts";
+import type { ExecutorDefinition } from "../sdk/executor.ts";
 
 /** An executor ready to validate params and run in a Worker. */
 export interface ResolvedExecutor {

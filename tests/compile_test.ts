@@ -29,10 +29,10 @@ Deno.test("the module graph of main.ts builds without errors", async () => {
   const graph = await graphOf("main.ts");
   for (
     const module of [
-      "orchestrator/runner.ts",
+      "orchestrator/run/runner.ts",
       "executors/registry.ts",
-      "executors/downloader.ts",
-      "executors/staging.ts",
+      "executors/downloader/mod.ts",
+      "executors/staging/mod.ts",
     ]
   ) {
     assert.ok(graph.includes(module), `${module} is in the graph`);
@@ -42,7 +42,7 @@ Deno.test("the module graph of main.ts builds without errors", async () => {
 Deno.test("every module a step Worker loads is embedded: in main.ts's graph or in --include", async () => {
   const mainGraph = new Set(await graphOf("main.ts"));
   const workerRoots = [
-    "orchestrator/step_worker.ts",
+    "orchestrator/run/step_worker.ts",
     ...Object.values(builtinExecutors).map((e) => relative(ROOT, new URL(e.url).pathname)),
   ];
   for (const root of workerRoots) {
@@ -54,18 +54,20 @@ Deno.test("every module a step Worker loads is embedded: in main.ts's graph or i
     }
   }
   assert.ok(
-    covered("orchestrator/step_worker.ts"),
+    covered("orchestrator/run/step_worker.ts"),
     "the Worker runtime is loaded by URL, so it must be --include'd",
   );
 });
 
 Deno.test("every file read through import.meta.url at run time is --include'd", async () => {
   const sources: string[] = [];
-  for (const dir of ["orchestrator", "executors", "lib"]) {
+  const walk = async (dir: string): Promise<void> => {
     for await (const entry of Deno.readDir(join(ROOT, dir))) {
-      if (entry.name.endsWith(".ts")) sources.push(`${dir}/${entry.name}`);
+      if (entry.isDirectory) await walk(`${dir}/${entry.name}`);
+      else if (entry.name.endsWith(".ts")) sources.push(`${dir}/${entry.name}`);
     }
-  }
+  };
+  for (const dir of ["orchestrator", "executors", "lib", "sdk"]) await walk(dir);
   let found = 0;
   for (const source of sources) {
     const text = await Deno.readTextFile(join(ROOT, source));

@@ -7,7 +7,7 @@ import {
   netPermissionFor,
   redactUrl,
   type RequestSpec,
-} from "../lib/http.ts";
+} from "../lib/http/mod.ts";
 import { startFaultServer } from "./support/fault_server.ts";
 
 // ---------------------------------------------------------------------------------------------------------

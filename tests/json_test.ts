@@ -1,6 +1,6 @@
 /** The routine JSON parser: positions, key order, duplicate keys and prototype-free objects. */
 import assert from "node:assert/strict";
-import { formatJsonPath, JsonSyntaxError, parseJson } from "../orchestrator/json.ts";
+import { formatJsonPath, JsonSyntaxError, parseJson } from "../orchestrator/routine/json.ts";
 
 Deno.test("values parse as JSON.parse would", () => {
   const text = '{"a": [1, -2.5e3, true, false, null, "x\\u00e9\\n\\"q\\""], "b": {}, "c": []}';

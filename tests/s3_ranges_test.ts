@@ -17,10 +17,10 @@ import {
   type S3Client,
   UploadPartCommand,
 } from "@aws-sdk/client-s3";
-import { closeS3Clients } from "../lib/s3_client.ts";
-import { fetchRangeInto, planRanges } from "../lib/s3_ranges.ts";
-import { LocalStorage } from "../lib/storage_local.ts";
-import { openS3Location, type S3Storage, type S3StorageOptions } from "../lib/storage_s3.ts";
+import { closeS3Clients } from "../lib/aws/s3/client.ts";
+import { fetchRangeInto, planRanges } from "../lib/aws/s3/ranges.ts";
+import { LocalStorage } from "../lib/storage/local.ts";
+import { openS3Location, type S3Storage, type S3StorageOptions } from "../lib/aws/s3/storage.ts";
 import { readTree, tempDir } from "./support/lakerun.ts";
 import {
   createS3Client,

@@ -10,8 +10,8 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
 import { HeadObjectCommand, ListMultipartUploadsCommand, type S3Client } from "@aws-sdk/client-s3";
-import { S3_ENV_VARS } from "../lib/s3_scope.ts";
-import { openS3Location, PART_SIZE_METADATA } from "../lib/storage_s3.ts";
+import { S3_ENV_VARS } from "../lib/aws/s3/scope.ts";
+import { openS3Location, PART_SIZE_METADATA } from "../lib/aws/s3/storage.ts";
 import { startFaultServer } from "./support/fault_server.ts";
 import { lakerun, readTree, ROOT, runRoutineJson, tempDir } from "./support/lakerun.ts";
 import {
@@ -343,8 +343,8 @@ async function writeProbePlugin(folder: string) {
   const lib = (path: string) => JSON.stringify(pathToFileURL(join(ROOT, path)).href);
   await Deno.writeTextFile(
     join(folder, "S3ProbeExecutor.ts"),
-    `import { defineExecutor } from ${lib("orchestrator/contract.ts")};
-import { locationScope, openLocation } from ${lib("lib/locations.ts")};
+    `import { defineExecutor } from ${lib("sdk/executor.ts")};
+import { locationScope, openLocation } from ${lib("lib/storage/locations.ts")};
 
 export default defineExecutor({
   name: "S3ProbeExecutor",
@@ -376,7 +376,7 @@ export default defineExecutor({
     credentials: {
       description: "Resolves credentials through the default chain.",
       run: async (context) => {
-        const { s3Client } = await import(${lib("lib/s3_client.ts")});
+        const { s3Client } = await import(${lib("lib/aws/s3/client.ts")});
         const credentials = await s3Client(context.s3).config.credentials();
         context.log("credentials for " + credentials.accessKeyId);
       },

@@ -22,12 +22,12 @@ import {
   PutObjectCommand,
   type S3Client,
 } from "@aws-sdk/client-s3";
-import definition, { transferFiles, type TransferOptions } from "../executors/s3_transfer.ts";
+import definition, { transferFiles, type TransferOptions } from "../executors/s3_transfer/mod.ts";
 import { globProblem, globToRegExp, pathFilter } from "../lib/glob.ts";
-import { openS3Location } from "../lib/storage_s3.ts";
-import type { Storage, StoredFile, WriteBatch, WriteOptions, WriteResult } from "../lib/storage.ts";
-import { LocalStorage } from "../lib/storage_local.ts";
-import { parseRoutine } from "../orchestrator/routine.ts";
+import { openS3Location } from "../lib/aws/s3/storage.ts";
+import type { Storage, StoredFile, WriteBatch, WriteOptions, WriteResult } from "../lib/storage/mod.ts";
+import { LocalStorage } from "../lib/storage/local.ts";
+import { parseRoutine } from "../orchestrator/routine/routine.ts";
 import { lakerun, lakerunCommand, runRoutineJson, tempDir } from "./support/lakerun.ts";
 import { createS3Client, createTestBucket, type S3TestServer, startS3Server } from "./support/s3_server.ts";
 import { startFaultProxy } from "./support/tcp_proxy.ts";

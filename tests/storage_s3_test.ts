@@ -18,16 +18,16 @@ import {
   type S3Client,
   UploadPartCommand,
 } from "@aws-sdk/client-s3";
-import { closeS3Clients, createS3Client as clientFor, explainS3Error } from "../lib/s3_client.ts";
-import { IMDS_HOST, resolveS3Config, S3_ENV_VARS, s3Scope } from "../lib/s3_scope.ts";
-import { LocalStorage } from "../lib/storage_local.ts";
+import { closeS3Clients, createS3Client as clientFor, explainS3Error } from "../lib/aws/s3/client.ts";
+import { IMDS_HOST, resolveS3Config, S3_ENV_VARS, s3Scope } from "../lib/aws/s3/scope.ts";
+import { LocalStorage } from "../lib/storage/local.ts";
 import {
   openS3Location,
   PART_SIZE_METADATA,
   type S3Storage,
   type S3StorageOptions,
-} from "../lib/storage_s3.ts";
-import { copyProblem, verifyCopy } from "../lib/verify.ts";
+} from "../lib/aws/s3/storage.ts";
+import { copyProblem, verifyCopy } from "../lib/storage/verify.ts";
 import { readTree, ROOT, tempDir } from "./support/lakerun.ts";
 import {
   createS3Client,
@@ -359,7 +359,7 @@ s3Test(
 
     // 2. a process killed in the middle of an upload leaves an unfinished multipart upload with parts
     const script = [
-      `import { openS3Location } from ${JSON.stringify(join(ROOT, "lib/storage_s3.ts"))};`,
+      `import { openS3Location } from ${JSON.stringify(join(ROOT, "lib/aws/s3/storage.ts"))};`,
       `const s = openS3Location(${JSON.stringify(storage.url)}, ${
         JSON.stringify(settings)
       }, { partSize: 5 * 1024 * 1024 });`,

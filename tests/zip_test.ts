@@ -9,7 +9,7 @@ import {
   type ZipLimits,
   ZipNeedsRandomAccess,
   type ZipSummary,
-} from "../lib/zip.ts";
+} from "../lib/zip/mod.ts";
 import {
   buildZip,
   csvText,

@@ -5,7 +5,7 @@
  * @module
  */
 import { ExecutorCatalog } from "../orchestrator/executors.ts";
-import { executorReferenceMarkdown, routineJsonSchema } from "../orchestrator/schema.ts";
+import { executorReferenceMarkdown, routineJsonSchema } from "../orchestrator/routine/schema.ts";
 
 const root = new URL("../", import.meta.url);
 const catalog = new ExecutorCatalog();

@@ -1,5 +1,5 @@
 /** A benchmark plugin whose one task does nothing: running it measures the cost of a step itself. */
-import { defineExecutor } from "../../orchestrator/contract.ts";
+import { defineExecutor } from "../../sdk/executor.ts";
 
 export default defineExecutor({
   name: "NoopExecutor",

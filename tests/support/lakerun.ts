@@ -4,9 +4,9 @@
  * @module
  */
 import { join } from "node:path";
-import { consoleReporter } from "../../orchestrator/reporter.ts";
-import { parseRoutine } from "../../orchestrator/routine.ts";
-import { runRoutine } from "../../orchestrator/runner.ts";
+import { consoleReporter } from "../../orchestrator/cli/reporter.ts";
+import { parseRoutine } from "../../orchestrator/routine/routine.ts";
+import { runRoutine } from "../../orchestrator/run/runner.ts";
 
 /** The repository root. */
 export const ROOT = new URL("../../", import.meta.url).pathname.replace(/\/$/, "");

@@ -14,7 +14,7 @@
  * @module
  */
 import { CreateBucketCommand, S3Client } from "@aws-sdk/client-s3";
-import { closeS3Clients } from "../../lib/s3_client.ts";
+import { closeS3Clients } from "../../lib/aws/s3/client.ts";
 
 /** A running S3 server and the settings to reach it. */
 export interface S3TestServer {

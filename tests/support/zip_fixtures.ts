@@ -6,7 +6,7 @@
 
 import { createHash } from "node:crypto";
 import { crc32, deflateRawSync } from "node:zlib";
-import type { ZipEntrySink } from "../../lib/zip.ts";
+import type { ZipEntrySink } from "../../lib/zip/mod.ts";
 
 const encoder = new TextEncoder();
 

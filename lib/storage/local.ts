@@ -6,7 +6,7 @@
  */
 import { dirname, join } from "node:path";
 import { createHash } from "node:crypto";
-import { sha256OfStream } from "./hashing.ts";
+import { sha256OfStream } from "../hashing.ts";
 import {
   checkRelativePath,
   type CopyOptions,
@@ -19,7 +19,7 @@ import {
   type WriteBatch,
   type WriteOptions,
   type WriteResult,
-} from "./storage.ts";
+} from "./mod.ts";
 
 /** A location that does not exist. */
 export class LocationNotFoundError extends Error {

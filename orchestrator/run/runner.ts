@@ -5,10 +5,10 @@
  * @module
  */
 import { join, resolve } from "node:path";
-import { TaskFailedError } from "./errors.ts";
+import { TaskFailedError } from "../errors.ts";
 import { type ResolvedScope, routineStateDir, stepScope, stepStateDir } from "./permissions.ts";
-import type { Reporter } from "./reporter.ts";
-import type { Routine, Step } from "./routine.ts";
+import type { Reporter } from "../cli/reporter.ts";
+import type { Routine, Step } from "../routine/routine.ts";
 import { startStepSandbox, type StepSandbox } from "./sandbox.ts";
 import { runStepTasks, type StepMessage, type StepRequest } from "./step_runtime.ts";
 

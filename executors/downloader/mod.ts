@@ -6,14 +6,14 @@
  * @module
  */
 import { basename } from "node:path";
-import type { TaskContext, Zod } from "../orchestrator/contract.ts";
-import { defineExecutor } from "../orchestrator/contract.ts";
-import { HashingStream } from "../lib/hashing.ts";
-import { fetchWithRetries, netPermissionFor, redactUrl, type RequestSpec } from "../lib/http.ts";
-import { locationScope, mergeScopes, openLocation } from "../lib/locations.ts";
-import { parseS3Url } from "../lib/s3_scope.ts";
-import { isS3Url, type Storage, type WriteBatch } from "../lib/storage.ts";
-import { extractZipFile, extractZipStream, ZipNeedsRandomAccess } from "../lib/zip.ts";
+import type { TaskContext, Zod } from "../../sdk/executor.ts";
+import { defineExecutor } from "../../sdk/executor.ts";
+import { HashingStream } from "../../lib/hashing.ts";
+import { fetchWithRetries, netPermissionFor, redactUrl, type RequestSpec } from "../../lib/http/mod.ts";
+import { locationScope, mergeScopes, openLocation } from "../../lib/storage/locations.ts";
+import { parseS3Url } from "../../lib/aws/s3/scope.ts";
+import { isS3Url, type Storage, type WriteBatch } from "../../lib/storage/mod.ts";
+import { extractZipFile, extractZipStream, ZipNeedsRandomAccess } from "../../lib/zip/mod.ts";
 
 const paramsSchema = (z: Zod) => {
   const scalar = z.union([z.string(), z.number(), z.boolean()]);

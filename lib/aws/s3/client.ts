@@ -22,8 +22,8 @@ import {
 } from "@aws-sdk/credential-providers";
 import { FetchHttpHandler } from "@smithy/fetch-http-handler";
 import { NodeHttpHandler } from "@smithy/node-http-handler";
-import type { S3Settings } from "../orchestrator/contract.ts";
-import { resolveS3Config, type S3Config } from "./s3_scope.ts";
+import type { S3Settings } from "../../../sdk/executor.ts";
+import { resolveS3Config, type S3Config } from "./scope.ts";
 
 type CredentialProvider = ReturnType<typeof fromEnv>;
 

@@ -8,13 +8,13 @@
  */
 import { dirname, join, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
-import type { TaskContext, Zod } from "../orchestrator/contract.ts";
-import { defineExecutor } from "../orchestrator/contract.ts";
-import { Journal } from "../lib/journal.ts";
-import { isWithinLocation, locationScope, mergeScopes, openLocation } from "../lib/locations.ts";
-import { isS3Url, type Storage, type StoredFile, TEMP_PREFIX } from "../lib/storage.ts";
-import { LocalStorage } from "../lib/storage_local.ts";
-import { copyProblem, verifyCopy } from "../lib/verify.ts";
+import type { TaskContext, Zod } from "../../sdk/executor.ts";
+import { defineExecutor } from "../../sdk/executor.ts";
+import { Journal } from "../../lib/journal.ts";
+import { isWithinLocation, locationScope, mergeScopes, openLocation } from "../../lib/storage/locations.ts";
+import { isS3Url, type Storage, type StoredFile, TEMP_PREFIX } from "../../lib/storage/mod.ts";
+import { LocalStorage } from "../../lib/storage/local.ts";
+import { copyProblem, verifyCopy } from "../../lib/storage/verify.ts";
 
 const paramsSchema = (z: Zod) =>
   z.strictObject({

@@ -16,7 +16,7 @@
  * @module
  */
 import { createHash } from "node:crypto";
-import { type HelperThread, startHelperThread } from "./helper_threads.ts";
+import { type HelperThread, startHelperThread } from "../../helper_threads.ts";
 
 /**
  * Ranges in flight per download, and threads fetching them for every download of the process together (the

@@ -50,11 +50,11 @@ import {
   UploadPartCopyCommand,
   type UploadPartCopyCommandOutput,
 } from "@aws-sdk/client-s3";
-import type { S3Settings } from "../orchestrator/contract.ts";
-import { sha256OfStream } from "./hashing.ts";
-import { explainS3Error, S3_RESPONSE_TIMEOUT_MS, s3Client, S3RequestError } from "./s3_client.ts";
-import { type ByteRange, downloadRangesInto, planRanges, RANGE_BYTES, type SignedGet } from "./s3_ranges.ts";
-import { parseS3Url, resolveS3Config, type S3Config } from "./s3_scope.ts";
+import type { S3Settings } from "../../../sdk/executor.ts";
+import { sha256OfStream } from "../../hashing.ts";
+import { explainS3Error, S3_RESPONSE_TIMEOUT_MS, s3Client, S3RequestError } from "./client.ts";
+import { type ByteRange, downloadRangesInto, planRanges, RANGE_BYTES, type SignedGet } from "./ranges.ts";
+import { parseS3Url, resolveS3Config, type S3Config } from "./scope.ts";
 import {
   checkRelativePath,
   type CopyOptions,
@@ -67,8 +67,8 @@ import {
   type WriteBatch,
   type WriteOptions,
   type WriteResult,
-} from "./storage.ts";
-import { SizeMismatchError } from "./storage_local.ts";
+} from "../../storage/mod.ts";
+import { SizeMismatchError } from "../../storage/local.ts";
 import {
   type DigestStorage,
   EtagHasher,
@@ -76,7 +76,7 @@ import {
   multipartEtag,
   type ObjectDigest,
   PLAIN_ETAG,
-} from "./verify.ts";
+} from "../../storage/verify.ts";
 
 const MiB = 1024 * 1024;
 

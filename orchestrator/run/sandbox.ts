@@ -8,7 +8,7 @@
  *
  * @module
  */
-import { type HelperThread, helperThreadOf } from "../lib/helper_threads.ts";
+import { type HelperThread, helperThreadOf } from "../../lib/helper_threads.ts";
 import { type ResolvedScope, workerPermissions } from "./permissions.ts";
 import {
   describeFailure,

@@ -5,10 +5,10 @@
  * @module
  */
 import { isAbsolute, normalize, resolve } from "node:path";
-import type { PermissionContext, PermissionScope, S3Settings } from "../orchestrator/contract.ts";
-import { parseS3Url, s3Scope } from "./s3_scope.ts";
-import { isS3Url, type Storage } from "./storage.ts";
-import { LocalStorage } from "./storage_local.ts";
+import type { PermissionContext, PermissionScope, S3Settings } from "../../sdk/executor.ts";
+import { parseS3Url, s3Scope } from "../aws/s3/scope.ts";
+import { isS3Url, type Storage } from "./mod.ts";
+import { LocalStorage } from "./local.ts";
 
 /** Options for {@link openLocation}. */
 export interface OpenOptions {
@@ -29,7 +29,7 @@ export interface OpenOptions {
  */
 export async function openLocation(location: string, options: OpenOptions): Promise<Storage> {
   if (isS3Url(location)) {
-    const { openS3Location } = await import("./storage_s3.ts");
+    const { openS3Location } = await import("../aws/s3/storage.ts");
     return openS3Location(location, options.s3);
   }
   return new LocalStorage(resolve(options.cwd, location));

@@ -6,14 +6,14 @@
  *
  * @module
  */
-import type { TaskContext, Zod } from "../orchestrator/contract.ts";
-import { defineExecutor } from "../orchestrator/contract.ts";
-import { formatBytes } from "../orchestrator/reporter.ts";
-import { globProblem, pathFilter } from "../lib/glob.ts";
-import { isWithinLocation, locationScope, mergeScopes, openLocation } from "../lib/locations.ts";
-import type { Storage, StoredFile } from "../lib/storage.ts";
-import { LocalStorage, LocationNotFoundError } from "../lib/storage_local.ts";
-import { copyProblem, verifyCopy } from "../lib/verify.ts";
+import type { TaskContext, Zod } from "../../sdk/executor.ts";
+import { defineExecutor } from "../../sdk/executor.ts";
+import { formatBytes } from "../../orchestrator/cli/reporter.ts";
+import { globProblem, pathFilter } from "../../lib/glob.ts";
+import { isWithinLocation, locationScope, mergeScopes, openLocation } from "../../lib/storage/locations.ts";
+import type { Storage, StoredFile } from "../../lib/storage/mod.ts";
+import { LocalStorage, LocationNotFoundError } from "../../lib/storage/local.ts";
+import { copyProblem, verifyCopy } from "../../lib/storage/verify.ts";
 
 const paramsSchema = (z: Zod) => {
   const glob = z.string().superRefine((pattern, context) => {

@@ -5,8 +5,8 @@
  * @module
  */
 import { z } from "zod";
-import type { ExecutorDefinition } from "./contract.ts";
-import type { ExecutorCatalog } from "./executors.ts";
+import type { ExecutorDefinition } from "../../sdk/executor.ts";
+import type { ExecutorCatalog } from "../executors.ts";
 import { paramsSchemaOf } from "./routine.ts";
 
 type JsonSchema = Record<string, any>;

@@ -3,12 +3,12 @@
  *
  * @module
  */
-import { ExecutorCatalog } from "./executors.ts";
-import { formatScope, SCOPE_KINDS, stepScope } from "./permissions.ts";
+import { ExecutorCatalog } from "../executors.ts";
+import { formatScope, SCOPE_KINDS, stepScope } from "../run/permissions.ts";
 import { consoleReporter, terminalProgressLine } from "./reporter.ts";
-import { loadRoutine, type Routine } from "./routine.ts";
-import { runRoutine } from "./runner.ts";
-import { executorReferenceMarkdown, executorReferenceText, routineJsonSchema } from "./schema.ts";
+import { loadRoutine, type Routine } from "../routine/routine.ts";
+import { runRoutine } from "../run/runner.ts";
+import { executorReferenceMarkdown, executorReferenceText, routineJsonSchema } from "../routine/schema.ts";
 
 /** Options shared by the commands. */
 export interface CommandOptions {

@@ -4,8 +4,8 @@
  *
  * @module
  */
-import type { Routine, Step } from "./routine.ts";
-import type { StepMessage } from "./step_runtime.ts";
+import type { Routine, Step } from "../routine/routine.ts";
+import type { StepMessage } from "../run/step_runtime.ts";
 
 /** Receives everything that happens during a run. */
 export interface Reporter {

@@ -7,8 +7,8 @@
  * @module
  */
 /// <reference lib="deno.worker" />
-import { type HelperThread, setHelperThreadStarter } from "../lib/helper_threads.ts";
-import type { ExecutorDefinition } from "./contract.ts";
+import { type HelperThread, setHelperThreadStarter } from "../../lib/helper_threads.ts";
+import type { ExecutorDefinition } from "../../sdk/executor.ts";
 import {
   describeFailure,
   type HelperReply,
@@ -23,7 +23,7 @@ import {
  *
  * @example
  * ```ts
- * import definition from "../executors/staging.ts";
+ * import definition from "../../executors/staging/mod.ts";
  * serveStep(definition);
  * ```
  */

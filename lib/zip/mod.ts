@@ -28,7 +28,7 @@
  */
 
 import { crc32, createInflateRaw } from "node:zlib";
-import { isTemporaryName, relativePathProblem } from "./storage.ts";
+import { isTemporaryName, relativePathProblem } from "../storage/mod.ts";
 
 /**
  * Receives the file entries of an archive, one at a time.

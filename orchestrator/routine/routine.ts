@@ -7,9 +7,9 @@
  */
 import { dirname, resolve } from "node:path";
 import { z } from "zod";
-import type { ExecutorDefinition, S3Settings } from "./contract.ts";
-import { nearestName, RoutineError, type RoutineProblem } from "./errors.ts";
-import { ExecutorCatalog, PluginError, type ResolvedExecutor } from "./executors.ts";
+import type { ExecutorDefinition, S3Settings } from "../../sdk/executor.ts";
+import { nearestName, RoutineError, type RoutineProblem } from "../errors.ts";
+import { ExecutorCatalog, PluginError, type ResolvedExecutor } from "../executors.ts";
 import { formatJsonPath, type JsonPath, JsonSyntaxError, type ParsedJson, parseJson } from "./json.ts";
 
 /** One step of a routine: an executor with its params and the tasks to run, in order. */

@@ -6,10 +6,10 @@
  */
 import { resolve } from "node:path";
 import { type CommandOptions, runLoadedRoutine } from "./commands.ts";
-import { parseRoutine } from "./routine.ts";
+import { parseRoutine } from "../routine/routine.ts";
 
-const DEMO_ROUTINE = new URL("../routines/demo.json", import.meta.url);
-const DEMO_ARCHIVE = new URL("../routines/demo/retail_trade_survey.zip", import.meta.url);
+const DEMO_ROUTINE = new URL("../../routines/demo.json", import.meta.url);
+const DEMO_ARCHIVE = new URL("../../routines/demo/retail_trade_survey.zip", import.meta.url);
 
 /**
  * Serves the demo archive on 127.0.0.1 and runs the demo routine in `dir` (default `./lakerun-demo`).

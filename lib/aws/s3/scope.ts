@@ -22,7 +22,7 @@
  *
  * @module
  */
-import type { PermissionScope, S3Settings } from "../orchestrator/contract.ts";
+import type { PermissionScope, S3Settings } from "../../../sdk/executor.ts";
 
 /** Environment variables an S3 step may read: the AWS SDK's, the home folder's, and GitHub's OIDC ones. */
 export const S3_ENV_VARS: string[] = [

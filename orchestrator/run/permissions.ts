@@ -6,8 +6,8 @@
  * @module
  */
 import { isAbsolute, join, resolve } from "node:path";
-import type { PermissionContext, PermissionScope } from "./contract.ts";
-import type { Routine, Step } from "./routine.ts";
+import type { PermissionContext, PermissionScope } from "../../sdk/executor.ts";
+import type { Routine, Step } from "../routine/routine.ts";
 
 /** A step's scope with every list resolved, sorted and free of duplicates. */
 export interface ResolvedScope {

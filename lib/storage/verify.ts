@@ -16,7 +16,7 @@
  * @module
  */
 import { createHash } from "node:crypto";
-import type { Storage, StoredFile } from "./storage.ts";
+import type { Storage, StoredFile } from "./mod.ts";
 
 /** A copy that does not match its source. */
 export class CopyMismatchError extends Error {

@@ -4,7 +4,7 @@
  *
  * @module
  */
-import type { ExecutorDefinition, S3Settings, TaskContext, TaskEvent } from "./contract.ts";
+import type { ExecutorDefinition, S3Settings, TaskContext, TaskEvent } from "../../sdk/executor.ts";
 
 /** Least time between two progress events sent to the parent. */
 const PROGRESS_INTERVAL_MS = 200;
