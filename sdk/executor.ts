@@ -5,6 +5,9 @@
  * lakerun. Parameters are validated in the parent process, and the Worker that runs the tasks then loads
  * only the executor's own code, which keeps a sandboxed step cheap to start.
  *
+ * Plugins import this module as `@lakerun/lakerun/executor` (the `./executor` export of lakerun's deno.json)
+ * or by path from a checkout (`…/lakerun/sdk/executor.ts`), and may use lakerun's `lib/` building blocks.
+ *
  * @example
  * ```ts
  * import { defineExecutor } from "./executor.ts";
@@ -28,23 +31,14 @@
  * @module
  */
 import type { z } from "zod";
+import type { PermissionScope } from "../lib/scope.ts";
+import type { AwsSettings, S3Settings } from "../lib/aws/settings.ts";
 
 /** The zod namespace handed to {@link ExecutorDefinition.params}. */
 export type Zod = typeof z;
 
-/** Deno permission scopes for one step. Every path is absolute once resolved by lakerun. */
-export interface PermissionScope {
-  /** Files and folders the step may read. */
-  read?: string[];
-  /** Files and folders the step may write. */
-  write?: string[];
-  /** `host:port` pairs (or hosts) the step may connect to. */
-  net?: string[];
-  /** Environment variables the step may read (`AWS_*` wildcards allowed). */
-  env?: string[];
-  /** Programs the step may start. Note: a started program is not confined by Deno's sandbox. */
-  run?: string[];
-}
+export type { PermissionScope } from "../lib/scope.ts";
+export type { AwsSettings, S3Settings } from "../lib/aws/settings.ts";
 
 /** Everything a permission function may use besides the params. */
 export interface PermissionContext {
@@ -52,21 +46,15 @@ export interface PermissionContext {
   resolve(path: string): string;
   /** The folder lakerun was started in. */
   cwd: string;
-  /** The routine-level `s3` block, when the routine has one. */
+  /** The routine's `aws` block, when it has one: settings every AWS service shares. */
+  aws?: AwsSettings;
+  /** S3 connection settings: the routine's `s3` block completed from its `aws` block, when it has either. */
   s3?: S3Settings;
   /**
    * The tasks this step runs, so a scope can leave out what only other tasks need. lakerun always sets it;
    * when absent (a definition called outside a routine), assume every task.
    */
   tasks?: readonly string[];
-}
-
-/** The routine-level `"s3"` block: connection settings for every S3 location in the routine. */
-export interface S3Settings {
-  endpoint?: string;
-  region?: string;
-  force_path_style?: boolean;
-  checksum_mode?: "WHEN_REQUIRED" | "WHEN_SUPPORTED";
 }
 
 /** An event a task reports; the orchestrator adds the step and task names. */
@@ -89,7 +77,9 @@ export interface TaskContext<P> {
   resolve(path: string): string;
   /** A folder only this step may write, for journals and temporary files; kept between runs. */
   stateDir: string;
-  /** The routine-level `s3` block, when the routine has one. */
+  /** The routine's `aws` block, when it has one: settings every AWS service shares. */
+  aws?: AwsSettings;
+  /** S3 connection settings: the routine's `s3` block completed from its `aws` block, when it has either. */
   s3?: S3Settings;
   /** Reports an event to the console reporter. */
   report(event: TaskEvent): void;
@@ -122,13 +112,30 @@ export interface ExecutorDefinition<S extends z.ZodType = z.ZodType> {
 }
 
 /**
+ * The validated params type of an executor's schema function, for typing helpers outside the task table.
+ *
+ * @example
+ * ```ts
+ * import type { ParamsOf, Zod } from "./executor.ts";
+ *
+ * const params = (z: Zod) => z.strictObject({ folder: z.string() });
+ * const example: ParamsOf<typeof params> = { folder: "data" };
+ * ```
+ */
+export type ParamsOf<F extends (zod: Zod) => z.ZodType> = z.output<ReturnType<F>>;
+
+/**
  * Declares an executor; returns the definition unchanged, typed.
  *
  * @example
  * ```ts
- * export default defineExecutor({ name: "NoopExecutor", description: "Does nothing.",
+ * import assert from "node:assert/strict";
+ * import { defineExecutor } from "./executor.ts";
+ *
+ * const noop = defineExecutor({ name: "NoopExecutor", description: "Does nothing.",
  *   params: (z) => z.strictObject({}), permissions: () => ({}),
  *   tasks: { noop: { description: "Does nothing", run: async () => {} } } });
+ * assert.deepEqual(Object.keys(noop.tasks), ["noop"]);
  * ```
  */
 export function defineExecutor<S extends z.ZodType>(

@@ -1,6 +1,7 @@
 /** Console output: one line per task with what it moved, and download progress for terminals and CI logs. */
 import assert from "node:assert/strict";
-import { consoleReporter, formatBytes, formatDuration } from "../orchestrator/cli/reporter.ts";
+import { consoleReporter } from "../orchestrator/cli/reporter.ts";
+import { formatBytes, formatDuration } from "../lib/format.ts";
 import type { Step } from "../orchestrator/routine/routine.ts";
 
 const step = { id: "fetch", index: 1, executor: { name: "DownloaderExecutor" } } as unknown as Step;

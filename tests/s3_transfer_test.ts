@@ -22,7 +22,8 @@ import {
   PutObjectCommand,
   type S3Client,
 } from "@aws-sdk/client-s3";
-import definition, { transferFiles, type TransferOptions } from "../executors/s3_transfer/mod.ts";
+import definition from "../executors/s3_transfer/mod.ts";
+import { transferFiles, type TransferOptions } from "../lib/transfer/transfer.ts";
 import { globProblem, globToRegExp, pathFilter } from "../lib/glob.ts";
 import { openS3Location } from "../lib/aws/s3/storage.ts";
 import type { Storage, StoredFile, WriteBatch, WriteOptions, WriteResult } from "../lib/storage/mod.ts";

@@ -14,7 +14,8 @@ import { Journal } from "../../lib/journal.ts";
 import { isWithinLocation, locationScope, mergeScopes, openLocation } from "../../lib/storage/locations.ts";
 import { isS3Url, type Storage, type StoredFile, TEMP_PREFIX } from "../../lib/storage/mod.ts";
 import { LocalStorage } from "../../lib/storage/local.ts";
-import { copyProblem, verifyCopy } from "../../lib/storage/verify.ts";
+import { copyProblem } from "../../lib/storage/verify.ts";
+import { copyFile, moveFile, removeLeftovers } from "../../lib/transfer/copy.ts";
 
 const paramsSchema = (z: Zod) =>
   z.strictObject({
@@ -116,25 +117,13 @@ async function landingFiles(landing: Storage, context: TaskContext<Params>): Pro
   return files;
 }
 
-/** Removes what a killed run left under temporary names (the routine's run lock makes this safe). */
-async function removeLeftovers(context: TaskContext<Params>, storage: Storage) {
-  const removed = await storage.removeTemporaries({ recursive: true });
-  if (removed) {
-    context.log(
-      `removed ${removed} temporary file${
-        removed === 1 ? "" : "s"
-      } left by an interrupted run in ${storage.url}`,
-    );
-  }
-}
-
 /** `transfer`: copy every landing file to staging, or run the transform. */
 async function transfer(context: TaskContext<Params>): Promise<void> {
   const { params } = context;
   const landing = await openLocation(params.parent_directory, context);
   const dump = await openLocation(params.dump_directory, context);
   const files = await landingFiles(landing, context);
-  await removeLeftovers(context, dump);
+  await removeLeftovers(dump, context.log);
   if (params.py_exec_path || params.transform_module) {
     return await transformInto(context, landing, dump, files);
   }
@@ -148,9 +137,7 @@ async function transfer(context: TaskContext<Params>): Promise<void> {
     ) {
       continue; // already staged by an earlier run
     }
-    const options = { size: file.size, signal: context.signal };
-    const serverSide = await dump.copyFrom?.(landing, file.path, file.path, { ...options, etag: file.etag });
-    if (!serverSide) await dump.write(file.path, await landing.read(file.path), options);
+    await copyFile(landing, dump, file, { signal: context.signal });
     copied++;
     bytes += file.size;
   }
@@ -182,18 +169,16 @@ async function transformInto(
   await new LocalStorage(context.stateDir).removeTemporaries();
   const work = join(context.stateDir, `${TEMP_PREFIX}transform-${crypto.randomUUID()}`);
   // a local staging folder receives the output in a temporary folder inside it, moved into place on success
-  const output = dump instanceof LocalStorage
-    ? join(dump.root, `${TEMP_PREFIX}transform-${crypto.randomUUID()}`)
+  const output = dump.localFolder !== undefined
+    ? join(dump.localFolder, `${TEMP_PREFIX}transform-${crypto.randomUUID()}`)
     : join(work, "output");
   await Deno.mkdir(output, { recursive: true });
   try {
-    const input = landing instanceof LocalStorage
-      ? landing.root
-      : await downloadInputs(context, landing, files, join(work, "input"));
+    const input = landing.localFolder ?? await downloadInputs(context, landing, files, join(work, "input"));
     if (params.py_exec_path) await runPyExec(context, input, output);
     else await runTransformModule(context, input, output);
     const produced = new LocalStorage(output);
-    const { count, bytes } = dump instanceof LocalStorage
+    const { count, bytes } = dump.localFolder !== undefined
       ? await moveOutput(produced, dump)
       : await uploadOutput(context, produced, dump);
     await journal.put(
@@ -221,20 +206,18 @@ async function downloadInputs(
   const local = new LocalStorage(folder);
   for (const file of files) {
     context.signal.throwIfAborted();
-    const options = { size: file.size, signal: context.signal };
-    if (await local.copyFrom(landing, file.path, file.path, { ...options, etag: file.etag })) continue;
-    await local.write(file.path, await landing.read(file.path, { signal: context.signal }), options);
+    await copyFile(landing, local, file, { signal: context.signal });
   }
   return folder;
 }
 
 /** Moves the transform's output into a local staging folder. */
-async function moveOutput(produced: LocalStorage, dump: LocalStorage) {
+async function moveOutput(produced: LocalStorage, dump: Storage) {
   let count = 0;
   let bytes = 0;
   for await (const file of produced.list()) {
     if (file.kind !== "file") throw new Error(`transform produced a symbolic link ${file.path}`);
-    await produced.moveTo(file.path, dump, file.path);
+    await moveFile(produced, dump, file);
     count++;
     bytes += file.size;
   }
@@ -334,7 +317,7 @@ async function postStaging(context: TaskContext<Params>): Promise<void> {
     ? await openLocation(archiveLocation(params), context)
     : undefined;
   const files = await landingFiles(landing, context);
-  if (archive) await removeLeftovers(context, archive);
+  if (archive) await removeLeftovers(archive, context.log);
   const transformed = params.py_exec_path || params.transform_module;
   const journal = await Journal.open(context.stateDir);
   const record = transformed ? await journal.get<TransformRecord>(TRANSFORM_RECORD) : undefined;
@@ -392,13 +375,5 @@ async function archiveFile(landing: Storage, archive: Storage, path: string) {
       ? `${path.slice(0, dot)}.${stamp}${path.slice(dot)}`
       : `${path}.${stamp}`;
   }
-  if (landing instanceof LocalStorage && archive instanceof LocalStorage) {
-    await landing.moveTo(path, archive, target);
-    return;
-  }
-  const size = (await landing.stat(path))?.size;
-  const copied = await archive.copyFrom?.(landing, path, target, { size });
-  if (!copied) await archive.write(target, await landing.read(path), { size });
-  await verifyCopy(landing, path, archive, target);
-  await landing.remove(path);
+  await moveFile(landing, archive, { path, size: (await landing.stat(path))?.size }, { to: target });
 }

@@ -67,6 +67,18 @@ export class LocalStorage implements Storage {
     return this.root;
   }
 
+  /** The folder itself. */
+  get localFolder(): string {
+    return this.root;
+  }
+
+  /** Takes the file from another local folder by {@link LocalStorage.moveTo}; `false` for other sources. */
+  async moveFrom(source: Storage, sourcePath: string, path: string): Promise<boolean> {
+    if (!(source instanceof LocalStorage)) return false;
+    await source.moveTo(sourcePath, this, path);
+    return true;
+  }
+
   /** Absolute path of `path` inside this folder. */
   pathOf(path: string): string {
     return join(this.root, checkRelativePath(path));

@@ -5,10 +5,22 @@
  * @module
  */
 import { isAbsolute, normalize, resolve } from "node:path";
-import type { PermissionContext, PermissionScope, S3Settings } from "../../sdk/executor.ts";
-import { parseS3Url, s3Scope } from "../aws/s3/scope.ts";
+import type { S3Settings } from "../aws/settings.ts";
+import { s3Scope } from "../aws/s3/scope.ts";
+import { parseS3Url } from "../aws/s3/url.ts";
+import type { PermissionScope } from "../scope.ts";
 import { isS3Url, type Storage } from "./mod.ts";
 import { LocalStorage } from "./local.ts";
+
+export { mergeScopes } from "../scope.ts";
+
+/** What {@link locationScope} needs of an executor's permission context. */
+export interface LocationContext {
+  /** Resolves a local path from the routine. */
+  resolve(path: string): string;
+  /** S3 connection settings. */
+  s3?: S3Settings;
+}
 
 /** Options for {@link openLocation}. */
 export interface OpenOptions {
@@ -47,29 +59,11 @@ export async function openLocation(location: string, options: OpenOptions): Prom
 export function locationScope(
   location: string,
   access: "read" | "write",
-  context: PermissionContext,
+  context: LocationContext,
 ): PermissionScope {
   if (isS3Url(location)) return s3Scope(location, context.s3);
   const path = context.resolve(location);
   return access === "read" ? { read: [path] } : { read: [path], write: [path] };
-}
-
-/**
- * Merges permission scopes.
- *
- * @example
- * ```ts
- * mergeScopes({ read: ["/a"] }, { read: ["/b"], net: ["h:443"] }); // { read: ["/a", "/b"], net: ["h:443"], … }
- * ```
- */
-export function mergeScopes(...scopes: PermissionScope[]): Required<PermissionScope> {
-  const merged: Required<PermissionScope> = { read: [], write: [], net: [], env: [], run: [] };
-  for (const scope of scopes) {
-    for (const kind of ["read", "write", "net", "env", "run"] as const) {
-      for (const item of scope[kind] ?? []) if (!merged[kind].includes(item)) merged[kind].push(item);
-    }
-  }
-  return merged;
 }
 
 /**

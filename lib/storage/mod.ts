@@ -120,6 +120,14 @@ export interface Storage {
     path: string,
     options?: CopyOptions,
   ): Promise<CopyResult | undefined>;
+  /**
+   * Moves `sourcePath` of `source` to `path` here without copying, when this pair of locations can (two local
+   * folders: a rename, or a verified copy across file systems). Resolves to `false`, having changed nothing,
+   * when it cannot; the caller then copies, verifies and removes (see `lib/transfer/copy.ts`). Optional.
+   */
+  moveFrom?(source: Storage, sourcePath: string, path: string): Promise<boolean>;
+  /** The absolute path of the folder, for a local location (a program can be pointed at it). */
+  readonly localFolder?: string;
   /** Removes the file at `path`; no error when it is already gone. */
   remove(path: string): Promise<void>;
   /** Lower-case hex sha256 of the stored bytes. */
@@ -176,7 +184,4 @@ export class UnsafePathError extends Error {
   }
 }
 
-/** True when `location` names an S3 prefix (`s3://bucket[/prefix]`). */
-export function isS3Url(location: string): boolean {
-  return /^s3:\/\//i.test(location);
-}
+export { isS3Url } from "../aws/s3/url.ts";

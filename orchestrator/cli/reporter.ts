@@ -5,6 +5,7 @@
  * @module
  */
 import type { Routine, Step } from "../routine/routine.ts";
+import { formatBytes, formatDuration } from "../../lib/format.ts";
 import type { StepMessage } from "../run/step_runtime.ts";
 
 /** Receives everything that happens during a run. */
@@ -25,39 +26,6 @@ export interface ConsoleReporterOptions {
   progressInterval?: number;
   /** Include the stack of failures. */
   debug?: boolean;
-}
-
-/**
- * Formats a byte count for people.
- *
- * @example
- * ```ts
- * formatBytes(1536); // "1.5 KiB"
- * ```
- */
-export function formatBytes(bytes: number): string {
-  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
-  let value = bytes;
-  let unit = 0;
-  while (value >= 1024 && unit < units.length - 1) {
-    value /= 1024;
-    unit++;
-  }
-  return unit === 0 ? `${bytes} B` : `${value.toFixed(1)} ${units[unit]}`;
-}
-
-/**
- * Formats a duration in milliseconds.
- *
- * @example
- * ```ts
- * formatDuration(1234); // "1.2 s"
- * ```
- */
-export function formatDuration(ms: number): string {
-  if (ms < 1000) return `${Math.round(ms)} ms`;
-  if (ms < 60_000) return `${(ms / 1000).toFixed(1)} s`;
-  return `${Math.floor(ms / 60_000)} min ${Math.round((ms % 60_000) / 1000)} s`;
 }
 
 /**

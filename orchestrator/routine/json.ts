@@ -46,6 +46,35 @@ export function formatJsonPath(path: JsonPath): string {
 
 const pathKey = (path: JsonPath) => JSON.stringify(path);
 
+/** Line and column of `offset` in `text`; the column counts UTF-16 code units, as `text[i]` does. */
+function positionAt(text: string, offset: number): SourcePosition {
+  let line = 1;
+  let lineStart = 0;
+  for (let i = 0; i < offset && i < text.length; i++) {
+    if (text.charCodeAt(i) === 10) {
+      line++;
+      lineStart = i + 1;
+    }
+  }
+  return { line, column: offset - lineStart + 1 };
+}
+
+const MAX_DEPTH = 200;
+const NUMBER = /^-?(0|[1-9]\d*)(\.\d+)?([eE][+-]?\d+)?/;
+/** How far ahead {@linkcode NUMBER} looks: a longer number is cut there and what follows is refused. */
+const NUMBER_LOOKAHEAD = 400;
+const LITERALS = [["true", true], ["false", false], ["null", null]] as const;
+const ESCAPES: Readonly<Record<string, string>> = {
+  '"': '"',
+  "\\": "\\",
+  "/": "/",
+  b: "\b",
+  f: "\f",
+  n: "\n",
+  r: "\r",
+  t: "\t",
+};
+
 /**
  * Parses `text` as JSON, keeping positions and key order.
  *
@@ -56,174 +85,189 @@ const pathKey = (path: JsonPath) => JSON.stringify(path);
  * ```
  */
 export function parseJson(text: string): ParsedJson {
-  const positions = new Map<string, number>();
-  const keyOrder = new Map<string, string[]>();
-  let at = 0;
+  return new JsonParser(text).parse();
+}
 
-  const lineColumn = (offset: number): SourcePosition => {
-    let line = 1;
-    let lineStart = 0;
-    for (let i = 0; i < offset && i < text.length; i++) {
-      if (text.charCodeAt(i) === 10) {
-        line++;
-        lineStart = i + 1;
-      }
-    }
-    return { line, column: offset - lineStart + 1 };
-  };
-  const fail = (message: string, offset = at): never => {
-    const { line, column } = lineColumn(offset);
-    throw new JsonSyntaxError(message, line, column);
-  };
-  const skipSpace = () => {
-    while (at < text.length) {
-      const c = text.charCodeAt(at);
-      if (c === 32 || c === 9 || c === 10 || c === 13) at++;
-      else break;
-    }
-  };
-  const describe = (offset: number) =>
-    offset >= text.length ? "unexpected end of input" : `unexpected ${JSON.stringify(text[offset])}`;
+/** One pass over one text: `#at` is the offset of the next character to read. */
+class JsonParser {
+  readonly #text: string;
+  /** Offset of the value at each path (keyed by {@linkcode pathKey}). */
+  readonly #positions = new Map<string, number>();
+  /** Keys of the object at each path, in file order. */
+  readonly #keyOrder = new Map<string, string[]>();
+  #at = 0;
 
-  const parseString = (): string => {
-    const start = at;
-    at++; // opening quote
-    let out = "";
-    let chunkStart = at;
+  constructor(text: string) {
+    this.#text = text;
+  }
+
+  parse(): ParsedJson {
+    if (this.#text.charCodeAt(0) === 0xfeff) this.#at = 1; // byte-order mark
+    const value = this.#parseValue([], 0);
+    this.#skipWhitespace();
+    if (this.#at < this.#text.length) {
+      this.#fail(`unexpected content after the document, ${this.#describe()}`);
+    }
+    return this.#result(value);
+  }
+
+  #result(value: unknown): ParsedJson {
+    const text = this.#text;
+    const positions = this.#positions;
+    const keyOrder = this.#keyOrder;
+    return {
+      value,
+      positionOf(path) {
+        for (let n = path.length; n >= 0; n--) {
+          const offset = positions.get(pathKey(path.slice(0, n)));
+          if (offset !== undefined) return positionAt(text, offset);
+        }
+        return undefined;
+      },
+      keysOf(path) {
+        return [...(keyOrder.get(pathKey(path)) ?? [])];
+      },
+    };
+  }
+
+  #parseValue(path: (string | number)[], depth: number): unknown {
+    if (depth > MAX_DEPTH) this.#fail(`nesting deeper than ${MAX_DEPTH} levels`);
+    this.#skipWhitespace();
+    this.#positions.set(pathKey(path), this.#at);
+    const c = this.#text[this.#at];
+    if (c === "{") return this.#parseObject(path, depth);
+    if (c === "[") return this.#parseArray(path, depth);
+    if (c === '"') return this.#parseString();
+    if (c === "-" || (c !== undefined && c >= "0" && c <= "9")) return this.#parseNumber();
+    return this.#parseLiteral();
+  }
+
+  #parseObject(path: (string | number)[], depth: number): Record<string, unknown> {
+    this.#at++; // {
+    const object: Record<string, unknown> = Object.create(null);
+    const keys: string[] = [];
+    this.#keyOrder.set(pathKey(path), keys);
+    this.#skipWhitespace();
+    if (this.#consume("}")) return object;
     while (true) {
-      if (at >= text.length) fail("unterminated string", start);
-      const c = text.charCodeAt(at);
+      const key = this.#parseKey(object);
+      keys.push(key);
+      object[key] = this.#parseValue([...path, key], depth + 1);
+      if (this.#parseItemEnd("}")) return object;
+    }
+  }
+
+  /** A key and its `:`; a key `object` already has is refused, at the key. */
+  #parseKey(object: Record<string, unknown>): string {
+    this.#skipWhitespace();
+    if (this.#text[this.#at] !== '"') this.#fail(`expected a quoted key, ${this.#describe()}`);
+    const keyAt = this.#at;
+    const key = this.#parseString();
+    if (Object.hasOwn(object, key)) this.#fail(`duplicate key ${JSON.stringify(key)}`, keyAt);
+    this.#skipWhitespace();
+    if (this.#text[this.#at] !== ":") this.#fail(`expected ':' after key, ${this.#describe()}`);
+    this.#at++;
+    return key;
+  }
+
+  #parseArray(path: (string | number)[], depth: number): unknown[] {
+    this.#at++; // [
+    const array: unknown[] = [];
+    this.#skipWhitespace();
+    if (this.#consume("]")) return array;
+    while (true) {
+      array.push(this.#parseValue([...path, array.length], depth + 1));
+      if (this.#parseItemEnd("]")) return array;
+    }
+  }
+
+  /** After an item: `,` (more follow; false) or `close` (the list ends; true). */
+  #parseItemEnd(close: "}" | "]"): boolean {
+    this.#skipWhitespace();
+    if (this.#consume(",")) return false;
+    if (this.#consume(close)) return true;
+    return this.#fail(`expected ',' or '${close}', ${this.#describe()}`);
+  }
+
+  #parseString(): string {
+    const text = this.#text;
+    const start = this.#at;
+    this.#at++; // opening quote
+    let out = "";
+    let chunkStart = this.#at;
+    while (true) {
+      if (this.#at >= text.length) this.#fail("unterminated string", start);
+      const c = text.charCodeAt(this.#at);
       if (c === 34) {
-        out += text.slice(chunkStart, at);
-        at++;
+        out += text.slice(chunkStart, this.#at);
+        this.#at++;
         return out;
       }
-      if (c < 0x20) fail("control character in string");
+      if (c < 0x20) this.#fail("control character in string");
       if (c === 92) {
-        out += text.slice(chunkStart, at);
-        const e = text[at + 1];
-        const simple: Record<string, string> = {
-          '"': '"',
-          "\\": "\\",
-          "/": "/",
-          b: "\b",
-          f: "\f",
-          n: "\n",
-          r: "\r",
-          t: "\t",
-        };
-        if (e !== undefined && Object.hasOwn(simple, e)) {
-          out += simple[e];
-          at += 2;
-        } else if (e === "u") {
-          const hex = text.slice(at + 2, at + 6);
-          if (!/^[0-9a-fA-F]{4}$/.test(hex)) fail("invalid \\u escape");
-          out += String.fromCharCode(parseInt(hex, 16));
-          at += 6;
-        } else {
-          fail("invalid escape");
-        }
-        chunkStart = at;
+        out += text.slice(chunkStart, this.#at);
+        out += this.#parseEscape();
+        chunkStart = this.#at;
         continue;
       }
-      at++;
+      this.#at++;
     }
-  };
+  }
 
-  const parseNumber = (): number => {
-    const match = /^-?(0|[1-9]\d*)(\.\d+)?([eE][+-]?\d+)?/.exec(text.slice(at, at + 400));
-    if (!match) return fail(describe(at));
-    at += match[0].length;
+  /** The escape whose backslash is at `#at`; errors point at the backslash. */
+  #parseEscape(): string {
+    const e = this.#text[this.#at + 1];
+    if (e !== undefined && Object.hasOwn(ESCAPES, e)) {
+      this.#at += 2;
+      return ESCAPES[e];
+    }
+    if (e !== "u") return this.#fail("invalid escape");
+    const hex = this.#text.slice(this.#at + 2, this.#at + 6);
+    if (!/^[0-9a-fA-F]{4}$/.test(hex)) this.#fail("invalid \\u escape");
+    this.#at += 6;
+    return String.fromCharCode(parseInt(hex, 16));
+  }
+
+  #parseNumber(): number {
+    const match = NUMBER.exec(this.#text.slice(this.#at, this.#at + NUMBER_LOOKAHEAD));
+    if (!match) return this.#fail(this.#describe());
+    this.#at += match[0].length;
     return Number(match[0]);
-  };
+  }
 
-  const parseValue = (path: (string | number)[], depth: number): unknown => {
-    if (depth > 200) fail("nesting deeper than 200 levels");
-    skipSpace();
-    positions.set(pathKey(path), at);
-    const c = text[at];
-    if (c === "{") {
-      at++;
-      const object: Record<string, unknown> = Object.create(null);
-      const keys: string[] = [];
-      keyOrder.set(pathKey(path), keys);
-      skipSpace();
-      if (text[at] === "}") {
-        at++;
-        return object;
-      }
-      while (true) {
-        skipSpace();
-        if (text[at] !== '"') fail(`expected a quoted key, ${describe(at)}`);
-        const keyAt = at;
-        const key = parseString();
-        if (Object.hasOwn(object, key)) fail(`duplicate key ${JSON.stringify(key)}`, keyAt);
-        skipSpace();
-        if (text[at] !== ":") fail(`expected ':' after key, ${describe(at)}`);
-        at++;
-        keys.push(key);
-        object[key] = parseValue([...path, key], depth + 1);
-        skipSpace();
-        if (text[at] === ",") {
-          at++;
-          continue;
-        }
-        if (text[at] === "}") {
-          at++;
-          return object;
-        }
-        fail(`expected ',' or '}', ${describe(at)}`);
-      }
-    }
-    if (c === "[") {
-      at++;
-      const array: unknown[] = [];
-      skipSpace();
-      if (text[at] === "]") {
-        at++;
-        return array;
-      }
-      while (true) {
-        array.push(parseValue([...path, array.length], depth + 1));
-        skipSpace();
-        if (text[at] === ",") {
-          at++;
-          continue;
-        }
-        if (text[at] === "]") {
-          at++;
-          return array;
-        }
-        fail(`expected ',' or ']', ${describe(at)}`);
-      }
-    }
-    if (c === '"') return parseString();
-    if (c === "-" || (c !== undefined && c >= "0" && c <= "9")) return parseNumber();
-    for (const [word, value] of [["true", true], ["false", false], ["null", null]] as const) {
-      if (text.startsWith(word, at)) {
-        at += word.length;
+  #parseLiteral(): boolean | null {
+    for (const [word, value] of LITERALS) {
+      if (this.#text.startsWith(word, this.#at)) {
+        this.#at += word.length;
         return value;
       }
     }
-    return fail(describe(at));
-  };
+    return this.#fail(this.#describe());
+  }
 
-  if (text.charCodeAt(0) === 0xfeff) at = 1; // byte-order mark
-  const value = parseValue([], 0);
-  skipSpace();
-  if (at < text.length) fail(`unexpected content after the document, ${describe(at)}`);
+  #skipWhitespace(): void {
+    while (this.#at < this.#text.length) {
+      const c = this.#text.charCodeAt(this.#at);
+      if (c === 32 || c === 9 || c === 10 || c === 13) this.#at++;
+      else break;
+    }
+  }
 
-  return {
-    value,
-    positionOf(path) {
-      for (let n = path.length; n >= 0; n--) {
-        const offset = positions.get(pathKey(path.slice(0, n)));
-        if (offset !== undefined) return lineColumn(offset);
-      }
-      return undefined;
-    },
-    keysOf(path) {
-      return [...(keyOrder.get(pathKey(path)) ?? [])];
-    },
-  };
+  /** Reads `char` if it is next. */
+  #consume(char: string): boolean {
+    if (this.#text[this.#at] !== char) return false;
+    this.#at++;
+    return true;
+  }
+
+  #describe(offset = this.#at): string {
+    return offset >= this.#text.length
+      ? "unexpected end of input"
+      : `unexpected ${JSON.stringify(this.#text[offset])}`;
+  }
+
+  #fail(message: string, offset = this.#at): never {
+    const { line, column } = positionAt(this.#text, offset);
+    throw new JsonSyntaxError(message, line, column);
+  }
 }

@@ -7,7 +7,13 @@
  */
 import { dirname, resolve } from "node:path";
 import { z } from "zod";
-import type { ExecutorDefinition, S3Settings } from "../../sdk/executor.ts";
+import type { ExecutorDefinition } from "../../sdk/executor.ts";
+import {
+  AWS_ROUTINE_BLOCKS,
+  type AwsSettings,
+  type S3Settings,
+  s3SettingsOf,
+} from "../../lib/aws/settings.ts";
 import { nearestName, RoutineError, type RoutineProblem } from "../errors.ts";
 import { ExecutorCatalog, PluginError, type ResolvedExecutor } from "../executors.ts";
 import { formatJsonPath, type JsonPath, JsonSyntaxError, type ParsedJson, parseJson } from "./json.ts";
@@ -30,6 +36,9 @@ export interface Routine {
   /** Absolute path of the routine file (or a label for routines built in memory). */
   file: string;
   steps: Step[];
+  /** The `aws` block: settings every AWS service shares. */
+  aws?: AwsSettings;
+  /** S3 settings: the `s3` block completed from the `aws` block. */
   s3?: S3Settings;
   catalog: ExecutorCatalog;
 }
@@ -42,9 +51,14 @@ export interface LoadOptions {
   cwd?: string;
 }
 
-const TOP_LEVEL_KEYS = ["$schema", "routine_name", "executors", "executors_dir", "s3"];
+const TOP_LEVEL_KEYS = [
+  "$schema",
+  "routine_name",
+  "executors",
+  "executors_dir",
+  ...Object.keys(AWS_ROUTINE_BLOCKS),
+];
 const STEP_KEYS = ["executor", "params", "tasks", "description"];
-const S3_KEYS = ["endpoint", "region", "force_path_style", "checksum_mode"];
 
 /**
  * Reads, parses and validates the routine file at `file`.
@@ -142,7 +156,8 @@ export async function parseRoutine(
     }
   }
 
-  const s3 = validateS3Block(root.s3, report);
+  const aws = validateBlock("aws", root.aws, report) as AwsSettings | undefined;
+  const s3 = s3SettingsOf({ aws, s3: validateBlock("s3", root.s3, report) as S3Settings | undefined });
 
   const catalog = new ExecutorCatalog(pluginDirs);
   const steps: Step[] = [];
@@ -161,7 +176,7 @@ export async function parseRoutine(
   }
 
   if (problems.length > 0) throw fail();
-  return { name: name as string, file: options.file, steps, s3, catalog };
+  return { name: name as string, file: options.file, steps, aws, s3, catalog };
 }
 
 async function validateStep(
@@ -306,38 +321,32 @@ function reportIssue(
   report(path, issue.message.replace(/^Invalid input: /, ""));
 }
 
-function validateS3Block(
+/** Validates a routine-level settings block (`aws`, `s3`) against its one schema; `undefined` when absent. */
+function validateBlock(
+  key: keyof typeof AWS_ROUTINE_BLOCKS,
   value: unknown,
   report: (path: JsonPath, message: string) => void,
-): S3Settings | undefined {
+): unknown {
   if (value === undefined) return undefined;
-  if (!isPlainObject(value)) {
-    report(["s3"], "must be an object with endpoint, region, force_path_style, checksum_mode");
-    return undefined;
+  const schema = AWS_ROUTINE_BLOCKS[key](z);
+  const parsed = schema.safeParse(value, { reportInput: true });
+  if (parsed.success) return parsed.data;
+  for (const issue of parsed.error.issues) {
+    const path = [key, ...issue.path.map((p) => (typeof p === "symbol" ? String(p) : p))];
+    if (issue.code === "unrecognized_keys") {
+      const known = knownKeysAt(schema, path.slice(1));
+      for (const unknownKey of issue.keys) {
+        const hint = nearestName(unknownKey, known);
+        report(
+          [...path, unknownKey],
+          `unknown key${hint ? ` (did you mean '${hint}'?)` : ""}; allowed: ${known.join(", ")}`,
+        );
+      }
+    } else {
+      report(path, issue.message.replace(/^Invalid input: /, ""));
+    }
   }
-  checkKeys(value, ["s3"], S3_KEYS, report);
-  const settings: S3Settings = {};
-  if (value.endpoint !== undefined) {
-    if (typeof value.endpoint !== "string" || !/^https?:\/\/[^/]+/i.test(value.endpoint)) {
-      report(["s3", "endpoint"], "must be an http(s) URL");
-    } else settings.endpoint = value.endpoint;
-  }
-  if (value.region !== undefined) {
-    if (typeof value.region !== "string" || !/^[a-z0-9-]+$/.test(value.region)) {
-      report(["s3", "region"], "must be a region name such as eu-west-1");
-    } else settings.region = value.region;
-  }
-  if (value.force_path_style !== undefined) {
-    if (typeof value.force_path_style !== "boolean") {
-      report(["s3", "force_path_style"], "must be true or false");
-    } else settings.force_path_style = value.force_path_style;
-  }
-  if (value.checksum_mode !== undefined) {
-    if (value.checksum_mode !== "WHEN_REQUIRED" && value.checksum_mode !== "WHEN_SUPPORTED") {
-      report(["s3", "checksum_mode"], 'must be "WHEN_REQUIRED" or "WHEN_SUPPORTED"');
-    } else settings.checksum_mode = value.checksum_mode;
-  }
-  return settings;
+  return undefined;
 }
 
 function checkKeys(

@@ -6,6 +6,7 @@
  */
 import { z } from "zod";
 import type { ExecutorDefinition } from "../../sdk/executor.ts";
+import { AWS_ROUTINE_BLOCKS } from "../../lib/aws/settings.ts";
 import type { ExecutorCatalog } from "../executors.ts";
 import { paramsSchemaOf } from "./routine.ts";
 
@@ -19,6 +20,17 @@ export function paramsJsonSchema(definition: ExecutorDefinition): JsonSchema {
   }) as JsonSchema;
   delete schema.$schema;
   return schema;
+}
+
+/** The JSON Schemas of the routine-level settings blocks (`aws`, `s3`), from their one zod schema each. */
+function settingsBlocksJsonSchema(): Record<string, JsonSchema> {
+  return Object.fromEntries(
+    Object.entries(AWS_ROUTINE_BLOCKS).map(([key, schemaOf]) => {
+      const schema = z.toJSONSchema(schemaOf(z), { io: "input", unrepresentable: "any" }) as JsonSchema;
+      delete schema.$schema;
+      return [key, schema];
+    }),
+  );
 }
 
 /**
@@ -82,17 +94,7 @@ export async function routineJsonSchema(catalog: ExecutorCatalog): Promise<JsonS
         description: "Plugin folder(s), relative to the routine file.",
         oneOf: [{ type: "string" }, { type: "array", items: { type: "string" } }],
       },
-      s3: {
-        type: "object",
-        description: "S3 connection settings for every s3:// location in the routine.",
-        properties: {
-          endpoint: { type: "string", format: "uri" },
-          region: { type: "string" },
-          force_path_style: { type: "boolean" },
-          checksum_mode: { enum: ["WHEN_REQUIRED", "WHEN_SUPPORTED"] },
-        },
-        additionalProperties: false,
-      },
+      ...settingsBlocksJsonSchema(),
     },
     required: ["routine_name", "executors"],
     additionalProperties: false,

@@ -7,6 +7,7 @@
  */
 import { isAbsolute, join, resolve } from "node:path";
 import type { PermissionContext, PermissionScope } from "../../sdk/executor.ts";
+import { SCOPE_KINDS } from "../../lib/scope.ts";
 import type { Routine, Step } from "../routine/routine.ts";
 
 /** A step's scope with every list resolved, sorted and free of duplicates. */
@@ -18,8 +19,7 @@ export interface ResolvedScope {
   run: string[];
 }
 
-/** The permission kinds in the order they are shown. */
-export const SCOPE_KINDS = ["read", "write", "net", "env", "run"] as const;
+export { SCOPE_KINDS };
 
 /**
  * The folder where a step keeps its journal and temporary files: `<stateRoot>/<routine>/<step>`, each
@@ -58,7 +58,13 @@ export function safeFileName(text: string): string {
 
 /** The context handed to an executor's `permissions` function. */
 export function permissionContext(routine: Routine, step: Step, cwd: string): PermissionContext {
-  return { cwd, resolve: (path: string) => resolve(cwd, path), s3: routine.s3, tasks: step.tasks };
+  return {
+    cwd,
+    resolve: (path: string) => resolve(cwd, path),
+    aws: routine.aws,
+    s3: routine.s3,
+    tasks: step.tasks,
+  };
 }
 
 /**

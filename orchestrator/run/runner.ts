@@ -70,6 +70,7 @@ export async function runRoutine(routine: Routine, options: RunOptions): Promise
         tasks: step.tasks,
         cwd,
         stateDir,
+        aws: routine.aws,
         s3: routine.s3,
       };
       reporter.stepStarted(step, routine.steps.length);

@@ -4,7 +4,13 @@
  *
  * @module
  */
-import type { ExecutorDefinition, S3Settings, TaskContext, TaskEvent } from "../../sdk/executor.ts";
+import type {
+  AwsSettings,
+  ExecutorDefinition,
+  S3Settings,
+  TaskContext,
+  TaskEvent,
+} from "../../sdk/executor.ts";
 
 /** Least time between two progress events sent to the parent. */
 const PROGRESS_INTERVAL_MS = 200;
@@ -19,6 +25,7 @@ export interface StepRequest {
   tasks: string[];
   cwd: string;
   stateDir: string;
+  aws?: AwsSettings;
   s3?: S3Settings;
 }
 
@@ -114,6 +121,7 @@ export async function runStepTasks(
       cwd: request.cwd,
       resolve: (path) => resolvePath(request.cwd, path),
       stateDir: request.stateDir,
+      aws: request.aws,
       s3: request.s3,
       report,
       log: (message) => report({ type: "log", message }),

@@ -8,36 +8,20 @@
  * `id-token: write`), container and instance credentials. With a custom endpoint only the environment and the
  * shared files are used: an S3-compatible server has no STS or instance metadata of ours to ask.
  *
- * This module loads the AWS SDK; import it only where S3 is used (lib/locations.ts loads it lazily).
+ * This module loads the AWS SDK; import it only where S3 is used (lib/storage/locations.ts loads it lazily).
  *
  * @module
  */
 import { S3Client } from "@aws-sdk/client-s3";
-import {
-  createCredentialChain,
-  fromEnv,
-  fromIni,
-  fromNodeProviderChain,
-  fromWebToken,
-} from "@aws-sdk/credential-providers";
 import { FetchHttpHandler } from "@smithy/fetch-http-handler";
 import { NodeHttpHandler } from "@smithy/node-http-handler";
-import type { S3Settings } from "../../../sdk/executor.ts";
+import { awsCredentialProvider, type AwsCredentials, awsUserAgent } from "../credentials.ts";
+import { AWS_RESPONSE_TIMEOUT_MS, awsFetch } from "../fetch.ts";
+import type { S3Settings } from "../settings.ts";
 import { resolveS3Config, type S3Config } from "./scope.ts";
 
-type CredentialProvider = ReturnType<typeof fromEnv>;
-
-/**
- * The SDK's own user-agent provider reads the OS release, which needs `sys` permission a step never has.
- * This one reports the same facts that need no permission.
- */
-const userAgent = () =>
-  Promise.resolve([
-    ["lakerun", "0.1"],
-    ["aws-sdk-js", "3.1175.0"],
-    ["lang/js"],
-    ["md/deno", Deno.version.deno],
-  ] as [string, string?][]);
+/** How long a request may wait for the response's headers (the body has its own watchdog in reads). */
+export const S3_RESPONSE_TIMEOUT_MS = AWS_RESPONSE_TIMEOUT_MS;
 
 const clients = new Map<string, S3Client>();
 
@@ -71,10 +55,8 @@ export function s3Client(settings?: S3Settings): S3Client {
  */
 export function createS3Client(
   config: S3Config,
-  credentials?: { accessKeyId: string; secretAccessKey: string; sessionToken?: string },
+  credentials?: AwsCredentials,
 ): S3Client {
-  // the STS client of web identity and assume-role profiles: same region, same permission-free user agent
-  const clientConfig = { region: config.region, defaultUserAgentProvider: userAgent };
   return new S3Client({
     region: config.region,
     endpoint: config.endpoint,
@@ -83,11 +65,12 @@ export function createS3Client(
     responseChecksumValidation: config.checksumMode,
     followRegionRedirects: false, // the other region's host is outside the step's scope: say so instead
     requestHandler: new S3RequestHandler(),
-    defaultUserAgentProvider: userAgent,
-    credentials: credentials ??
-      (config.endpoint
-        ? createCredentialChain(fromEnv(), fromIni({ clientConfig }))
-        : createCredentialChain(fromGitHubOidc(clientConfig), fromNodeProviderChain({ clientConfig }))),
+    defaultUserAgentProvider: awsUserAgent,
+    credentials: credentials ?? awsCredentialProvider({
+      region: config.region,
+      customEndpoint: config.endpoint !== undefined,
+      profile: config.profile,
+    }),
   });
 }
 
@@ -104,7 +87,7 @@ type HandlerOptions = Parameters<FetchHttpHandler["handle"]>[1];
  */
 class S3RequestHandler {
   readonly metadata = { handlerProtocol: "http/1.1" };
-  readonly #fetch = new FetchHttpHandler({ customFetch: s3Fetch });
+  readonly #fetch = new FetchHttpHandler({ customFetch: awsFetch });
   // a connection that cannot be made in 10 s, or a socket silent for 2 minutes, fails the request (the SDK
   // then retries it) instead of hanging the step
   readonly #node = new NodeHttpHandler({ connectionTimeout: 10_000, socketTimeout: S3_RESPONSE_TIMEOUT_MS });
@@ -131,95 +114,10 @@ class S3RequestHandler {
   }
 }
 
-/** How long a request may wait for the response's headers (the body has its own watchdog in reads). */
-export const S3_RESPONSE_TIMEOUT_MS = 120_000;
-
-/** Node-style codes for fetch's network failures, which the SDK's retry strategy recognises as transient. */
-const NETWORK_CODES: Array<[RegExp, string]> = [
-  [/connection refused/i, "ECONNREFUSED"],
-  [/dns error|failed to lookup|name or service not known|no address/i, "ENOTFOUND"],
-  [/timed? ?out/i, "ETIMEDOUT"],
-  [/unreachable/i, "EHOSTUNREACH"],
-];
-
-/**
- * `fetch` for the S3 client: a response whose headers do not arrive within {@link S3_RESPONSE_TIMEOUT_MS}
- * fails with a `TimeoutError`, and network failures carry a Node-style `code` (`ECONNREFUSED`, `ENOTFOUND`,
- * `ETIMEDOUT`, else `ECONNRESET`), so that the SDK retries them and {@link explainS3Error} can name them.
- * Permission refusals and aborts pass unchanged.
- *
- * @example
- * ```ts
- * const client = new S3Client({ requestHandler: new FetchHttpHandler({ customFetch: s3Fetch }) });
- * ```
- */
-export async function s3Fetch(input: RequestInfo | URL, init?: RequestInit): Promise<Response> {
-  const request = new Request(input, init);
-  const timeout = new AbortController();
-  const timer = setTimeout(
-    () => timeout.abort(Object.assign(new Error("no response in time"), { name: "TimeoutError" })),
-    S3_RESPONSE_TIMEOUT_MS,
-  );
-  try {
-    return await fetch(request, { signal: AbortSignal.any([request.signal, timeout.signal]) });
-  } catch (error) {
-    if (timeout.signal.aborted) throw timeout.signal.reason;
-    if (!(error instanceof TypeError)) throw error;
-    const text = `${error.message} ${(error.cause as Error | undefined)?.message ?? ""}`;
-    const code = NETWORK_CODES.find(([pattern]) => pattern.test(text))?.[1] ?? "ECONNRESET";
-    throw Object.assign(new Error(error.message, { cause: error }), { name: "NetworkError", code });
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
 /** Destroys the shared clients (their keep-alive sockets); tests call it at the end. */
 export function closeS3Clients(): void {
   for (const client of clients.values()) client.destroy();
   clients.clear();
-}
-
-/**
- * Web identity straight from GitHub Actions' OIDC token service: used when `AWS_ROLE_ARN` is set in a job with
- * `id-token: write` and neither static keys, a profile nor a token file are configured. The token's audience
- * is `sts.amazonaws.com`, as with aws-actions/configure-aws-credentials.
- */
-function fromGitHubOidc(clientConfig: Record<string, unknown>): CredentialProvider {
-  return async (properties) => {
-    const get = (name: string) => Deno.env.get(name) || undefined;
-    const url = get("ACTIONS_ID_TOKEN_REQUEST_URL");
-    const token = get("ACTIONS_ID_TOKEN_REQUEST_TOKEN");
-    const roleArn = get("AWS_ROLE_ARN");
-    if (
-      !url || !token || !roleArn || get("AWS_ACCESS_KEY_ID") || get("AWS_PROFILE") ||
-      get("AWS_WEB_IDENTITY_TOKEN_FILE")
-    ) {
-      throw Object.assign(new Error("GitHub OIDC web identity not configured"), {
-        name: "CredentialsProviderError",
-        tryNextLink: true,
-      });
-    }
-    const request = new URL(url);
-    request.searchParams.set("audience", get("AWS_WEB_IDENTITY_AUDIENCE") ?? "sts.amazonaws.com");
-    const response = await fetch(request, { headers: { Authorization: `bearer ${token}` } });
-    if (!response.ok) {
-      await response.body?.cancel();
-      throw Object.assign(
-        new Error(
-          `GitHub's OIDC token service answered HTTP ${response.status} (is 'id-token: write' granted?)`,
-        ),
-        { name: "CredentialsProviderError", tryNextLink: false },
-      );
-    }
-    const { value } = await response.json() as { value?: string };
-    if (!value) throw new Error("GitHub's OIDC token service returned no token");
-    return await fromWebToken({
-      roleArn,
-      webIdentityToken: value,
-      roleSessionName: get("AWS_ROLE_SESSION_NAME") ?? `lakerun-${Date.now()}`,
-      clientConfig,
-    })(properties);
-  };
 }
 
 /** Where an S3 request went, for error messages. */

@@ -1,0 +1,44 @@
+/**
+ * The errors of `lib/http`: {@link HttpError}, the one callers see, and `TimeoutMark`, the internal abort
+ * reason by which a connect or read timeout is recognised.
+ *
+ * @module
+ */
+
+/**
+ * A failed GET. The message names the method, the redacted URL and the reason, e.g.
+ * `GET https://host/path?key=***: HTTP 404 Not Found`; it never contains credentials or query values.
+ *
+ * @example
+ * ```ts
+ * try {
+ *   await fetchWithRetries({ url }, (body) => body.cancel());
+ * } catch (e) {
+ *   if (e instanceof HttpError && e.status === 404) console.error("missing:", e.url);
+ * }
+ * ```
+ */
+export class HttpError extends Error {
+  /** Always `"HttpError"`. */
+  override name = "HttpError";
+  /** HTTP status of the (last) failing reply, if the failure was an HTTP status. */
+  status?: number;
+  /** The redacted URL. */
+  url: string;
+  /** Attempts made, when the failure came after retries. */
+  attempts?: number;
+
+  /** `message` must already be redacted; `options.url` too. */
+  constructor(message: string, options: { url: string; status?: number; attempts?: number }) {
+    super(message);
+    this.url = options.url;
+    this.status = options.status;
+    this.attempts = options.attempts;
+  }
+}
+
+/** A timeout, used as an AbortController reason so that it can be recognised. */
+export class TimeoutMark extends Error {
+  /** Always `"TimeoutError"`. */
+  override name = "TimeoutError";
+}

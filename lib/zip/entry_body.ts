@@ -1,0 +1,239 @@
+/**
+ * One entry's data: {@link EntryBody}, a pull-driven ReadableStream that verifies the entry's sizes and
+ * CRC-32 (and its data descriptor) before it closes, and {@link deliver}, which hands it to the sink.
+ *
+ * @module
+ */
+
+import { crc32 } from "node:zlib";
+import type { Budget } from "./budget.ts";
+import { PIECE } from "./byte_reader.ts";
+import type { ByteReader } from "./byte_reader.ts";
+import { hex32, truncated, zipError } from "./errors.ts";
+import { SIG_CENTRAL, SIG_DESCRIPTOR, SIG_EOCD, SIG_LOCAL, SIG_ZIP64_EOCD, u32 } from "./format.ts";
+import { Inflater } from "./inflater.ts";
+import type { ZipEntrySink } from "./types.ts";
+
+/** Bytes an entry's stream may queue ahead of the sink. */
+const ENTRY_HIGH_WATER = 512 * 1024;
+
+/** What is known about an entry's data before reading it. */
+export interface BodyPlan {
+  name: string;
+  method: number;
+  /** Exact compressed size, when known before the data. */
+  compressedSize?: number;
+  /** Uncompressed size declared before the data (an upper bound while streaming, checked at the end). */
+  declaredSize?: number;
+  declaredCrc?: number;
+  /** A data descriptor follows the data. */
+  descriptor: boolean;
+  /** The local header had a ZIP64 extra field (the descriptor then normally has 8-byte sizes). */
+  zip64: boolean;
+}
+
+/** What an entry's data turned out to be. */
+export interface BodyResult {
+  crc: number;
+  compressedSize: number;
+  size: number;
+}
+
+/**
+ * The data of one entry as a ReadableStream that reads (and inflates) from the archive only as the sink
+ * pulls, counts the bytes against the {@link Budget}, and errors instead of closing when the sizes, CRC-32
+ * or data descriptor are wrong. Once the stream has closed, `result` holds what the data gave.
+ */
+class EntryBody {
+  /** The entry's (inflated) data. */
+  readonly stream: ReadableStream<Uint8Array>;
+  /** What the data gave, once the stream has closed. */
+  result: BodyResult | undefined;
+  /** Why the stream errored, once it has. */
+  error: unknown;
+  readonly #input: ByteReader;
+  readonly #plan: BodyPlan;
+  readonly #budget: Budget;
+  readonly #inflater: Inflater | undefined;
+  #remaining: number;
+  #crc = 0;
+  #size = 0;
+
+  /** Reads the data `plan` describes from `input`, which is at its first byte. */
+  constructor(input: ByteReader, plan: BodyPlan, budget: Budget) {
+    this.#input = input;
+    this.#plan = plan;
+    this.#budget = budget;
+    this.#remaining = plan.compressedSize ?? 0;
+    // A deflated entry with no compressed bytes at all (some writers do that for empty files) is empty.
+    const inflate = plan.method === 8 && plan.compressedSize !== 0;
+    this.#inflater = inflate ? new Inflater(input, plan.name, plan.compressedSize) : undefined;
+    this.stream = new ReadableStream<Uint8Array>({
+      pull: (controller) => this.#pull(controller),
+      cancel: () => this.abandon(),
+    }, new ByteLengthQueuingStrategy({ highWaterMark: ENTRY_HIGH_WATER }));
+  }
+
+  /** Releases the inflater (when the data will not be read to its end). */
+  abandon(): void {
+    this.#inflater?.destroy();
+  }
+
+  async #pull(controller: ReadableStreamDefaultController<Uint8Array>): Promise<void> {
+    if (this.error !== undefined || this.result) return;
+    try {
+      const chunk = await this.#next();
+      if (chunk) {
+        controller.enqueue(chunk);
+      } else {
+        this.result = await this.#finish();
+        controller.close();
+      }
+    } catch (e) {
+      this.error = e;
+      this.abandon();
+      controller.error(e);
+    }
+  }
+
+  async #next(): Promise<Uint8Array | null> {
+    this.#budget.checkAbort();
+    const { name, declaredSize } = this.#plan;
+    let out: Uint8Array | null;
+    if (this.#inflater) {
+      out = await this.#inflater.next();
+    } else if (this.#remaining === 0) {
+      out = null;
+    } else {
+      out = await this.#input.piece(Math.min(this.#remaining, PIECE));
+      if (out === null) throw truncated(name, "stored data");
+      this.#remaining -= out.length;
+    }
+    if (out === null) return null;
+    this.#size += out.length;
+    if (declaredSize !== undefined && this.#size > declaredSize) {
+      throw zipError(name, `data is larger than its declared size (${declaredSize} bytes)`);
+    }
+    this.#budget.count(out.length, name);
+    this.#crc = crc32(out, this.#crc);
+    return out;
+  }
+
+  async #finish(): Promise<BodyResult> {
+    const plan = this.#plan;
+    const { name } = plan;
+    let compressedSize = plan.compressedSize ?? 0;
+    if (this.#inflater) {
+      const leftover = this.#inflater.leftover();
+      compressedSize = this.#inflater.consumed;
+      this.#inflater.destroy();
+      if (plan.compressedSize === undefined) {
+        this.#input.unread(leftover);
+      } else if (compressedSize !== plan.compressedSize) {
+        throw zipError(
+          name,
+          `deflate data ends after ${compressedSize} of its ${plan.compressedSize} compressed bytes`,
+        );
+      }
+    }
+    const actual = { crc: this.#crc >>> 0, compressedSize, size: this.#size };
+    if (plan.declaredSize !== undefined && actual.size !== plan.declaredSize) {
+      throw zipError(name, `size mismatch (declared ${plan.declaredSize} bytes, data has ${actual.size})`);
+    }
+    if (plan.declaredCrc !== undefined && actual.crc !== plan.declaredCrc) {
+      throw zipError(
+        name,
+        `CRC-32 mismatch (declared ${hex32(plan.declaredCrc)}, data has ${hex32(actual.crc)})`,
+      );
+    }
+    if (plan.descriptor) await readDescriptor(this.#input, name, actual, plan.zip64);
+    return actual;
+  }
+}
+
+/** Signatures that may follow an entry (and so its data descriptor). */
+function isRecordSignature(sig: number): boolean {
+  return sig === SIG_LOCAL || sig === SIG_CENTRAL || sig === SIG_EOCD || sig === SIG_ZIP64_EOCD;
+}
+
+/**
+ * Consumes the data descriptor after an entry's data and checks it against what the data gave. Its layout
+ * varies (optional signature; 4- or 8-byte sizes), so each layout is tried: the one that matches the actual
+ * CRC and sizes and is followed by a record signature wins.
+ */
+async function readDescriptor(
+  input: ByteReader,
+  name: string,
+  actual: BodyResult,
+  zip64: boolean,
+): Promise<void> {
+  const available = await input.fill(4 + 4 + 16 + 4);
+  const bytes = input.peek(available);
+  const hasSignature = available >= 4 && u32(bytes, 0) === SIG_DESCRIPTOR;
+  const widths = zip64 ? [8, 4] : [4, 8];
+  let first: BodyResult | undefined;
+  for (const signature of hasSignature ? [true, false] : [false]) {
+    for (const width of widths) {
+      const at = signature ? 4 : 0;
+      const length = at + 4 + 2 * width;
+      if (available < length) continue;
+      const fields = {
+        crc: u32(bytes, at),
+        compressedSize: width === 8 ? u32(bytes, at + 4) + u32(bytes, at + 8) * 2 ** 32 : u32(bytes, at + 4),
+        size: width === 8 ? u32(bytes, at + 12) + u32(bytes, at + 16) * 2 ** 32 : u32(bytes, at + 8),
+      };
+      first ??= fields;
+      const matches = fields.crc === actual.crc && fields.compressedSize === actual.compressedSize &&
+        fields.size === actual.size;
+      if (matches && (available < length + 4 || isRecordSignature(u32(bytes, length)))) {
+        input.take(length);
+        return;
+      }
+    }
+  }
+  if (!first) throw truncated(name, "data descriptor");
+  if (first.crc !== actual.crc) {
+    throw zipError(
+      name,
+      `CRC-32 mismatch (data descriptor says ${hex32(first.crc)}, data has ${hex32(actual.crc)})`,
+    );
+  }
+  throw zipError(
+    name,
+    `data descriptor does not match the data (says ${first.compressedSize} compressed / ${first.size} bytes, ` +
+      `data has ${actual.compressedSize} / ${actual.size})`,
+  );
+}
+
+/** Hands one entry's data to the sink (or drains a directory entry) and returns what the data gave. */
+export async function deliver(
+  sink: ZipEntrySink,
+  input: ByteReader,
+  plan: BodyPlan,
+  isDir: boolean,
+  budget: Budget,
+): Promise<BodyResult> {
+  const body = new EntryBody(input, plan, budget);
+  if (isDir) {
+    try {
+      for await (const chunk of body.stream) {
+        if (chunk.length > 0) throw zipError(plan.name, "directory entry with data");
+      }
+    } finally {
+      body.abandon();
+    }
+    return body.result!;
+  }
+  try {
+    await sink.writeEntry(plan.name, body.stream, { uncompressedSize: plan.declaredSize });
+  } catch (e) {
+    body.abandon();
+    throw body.error ?? e;
+  }
+  if (body.error !== undefined) throw body.error;
+  if (!body.result) {
+    body.abandon();
+    throw zipError(plan.name, "the sink returned before reading all of the entry's data");
+  }
+  return body.result;
+}

@@ -1,0 +1,359 @@
+/**
+ * Random-access extraction from a local file ({@link extractZipFile}): the end records and the whole central
+ * directory are read and validated first, then the entries are extracted in archive order through their
+ * local headers.
+ *
+ * @module
+ */
+
+import { Budget } from "./budget.ts";
+import { ByteReader, PIECE } from "./byte_reader.ts";
+import { deliver } from "./entry_body.ts";
+import { hex32, notZip, shown, ZipError, zipError } from "./errors.ts";
+import {
+  extraFields,
+  FLAG_DESCRIPTOR,
+  FLAG_ENCRYPTED,
+  SIG_CENTRAL,
+  SIG_EOCD,
+  SIG_LOCAL,
+  SIG_ZIP64_EOCD,
+  SIG_ZIP64_LOCATOR,
+  u16,
+  U16_MAX,
+  u32,
+  u64,
+} from "./format.ts";
+import {
+  checkFileType,
+  checkMethodAndFlags,
+  endValues,
+  parseEocd,
+  parseZip64Eocd,
+  readCentralHeader,
+  readLocalHeader,
+} from "./headers.ts";
+import type { CentralEntry, EndRecord, LocalHeader } from "./headers.ts";
+import { decodeName, NameRegistry } from "./names.ts";
+import type { ZipEntrySink, ZipLimits, ZipSummary } from "./types.ts";
+
+async function readAt(file: Deno.FsFile, position: number, length: number): Promise<Uint8Array> {
+  const buffer = new Uint8Array(length);
+  await file.seek(position, Deno.SeekMode.Start);
+  let at = 0;
+  while (at < length) {
+    const n = await file.read(buffer.subarray(at));
+    if (n === null) break;
+    at += n;
+  }
+  return buffer.subarray(0, at);
+}
+
+/** A file read at explicit positions; reads are queued, so that a seek and its read are never interleaved. */
+class PositionedFile {
+  readonly #file: Deno.FsFile;
+  #queue: Promise<unknown> = Promise.resolve();
+
+  constructor(file: Deno.FsFile) {
+    this.#file = file;
+  }
+
+  /** Up to `length` bytes at `position` (fewer at the end of the file). */
+  read(position: number, length: number): Promise<Uint8Array> {
+    const result = this.#queue.then(() => readAt(this.#file, position, length));
+    this.#queue = result.catch(() => {});
+    return result;
+  }
+
+  /** Resolves once no read is queued. */
+  async idle(): Promise<void> {
+    for (let queue; queue !== this.#queue;) await (queue = this.#queue);
+  }
+}
+
+/** A reader over the file bytes [start, end), read in slices. */
+function fileReader(file: PositionedFile, start: number, end: number, signal?: AbortSignal): ByteReader {
+  let position = start;
+  return new ByteReader(async () => {
+    signal?.throwIfAborted();
+    if (position >= end) return null;
+    const bytes = await file.read(position, Math.min(PIECE, end - position));
+    if (bytes.length === 0) return null;
+    position += bytes.length;
+    return bytes;
+  }, start);
+}
+
+/** Fails naming the entry when unlisted bytes at `position` hold a local header. */
+async function refuseHiddenEntry(file: PositionedFile, position: number): Promise<void> {
+  const fixed = await file.read(position, 30);
+  if (fixed.length < 30 || u32(fixed, 0) !== SIG_LOCAL) return;
+  const variable = await file.read(position + 30, u16(fixed, 26) + u16(fixed, 28));
+  const nameBytes = variable.subarray(0, u16(fixed, 26));
+  let name: string;
+  try {
+    name = decodeName(nameBytes, u16(fixed, 6), extraFields(variable.subarray(nameBytes.length)));
+  } catch {
+    return;
+  }
+  throw zipError(name, "in the local headers but not in the central directory");
+}
+
+/**
+ * Extract from a local file with random access (central directory first). Used as a fallback.
+ *
+ * Every name, file type, method and the declared total size (against the limits) are checked from the
+ * central directory before any byte reaches the sink; then the entries are read in archive order through
+ * their local headers, which must agree with the central directory and follow one another from offset 0 to
+ * the central directory without gaps or overlaps. Data is still inflated and verified as it is read.
+ *
+ * @example
+ * ```ts ignore
+ * const summary = await extractZipFile("/tmp/download.zip", sink, { maxBytes: 50 * 2 ** 30 });
+ * console.log(`${summary.entries} files`);
+ * ```
+ */
+export async function extractZipFile(
+  path: string,
+  sink: ZipEntrySink,
+  limits?: ZipLimits,
+): Promise<ZipSummary> {
+  limits?.signal?.throwIfAborted();
+  const handle = await Deno.open(path, { read: true });
+  const file = new PositionedFile(handle);
+  try {
+    const size = (await handle.stat()).size;
+    const budget = new Budget(limits, () => size);
+    return await extractFromFile(file, size, sink, budget);
+  } finally {
+    await file.idle();
+    handle.close();
+  }
+}
+
+async function extractFromFile(
+  file: PositionedFile,
+  size: number,
+  sink: ZipEntrySink,
+  budget: Budget,
+): Promise<ZipSummary> {
+  await refuseNonZip(file, size);
+  const end = await readEndRecords(file, size);
+  const centrals = await readCentralDirectory(file, end, budget);
+  const dirs = checkCentralEntries(centrals, budget);
+
+  // Entries in archive order, contiguous from offset 0 to the central directory.
+  let expected = 0;
+  let entries = 0;
+  for (const central of centrals) {
+    budget.checkAbort();
+    await checkContiguous(file, central, expected);
+    const isDir = dirs.has(central);
+    expected = await extractEntry(file, central, isDir, end.cdOffset, sink, budget);
+    if (!isDir) entries++;
+  }
+  if (expected !== end.cdOffset) {
+    await refuseHiddenEntry(file, expected);
+    throw new ZipError(
+      `${end.cdOffset - expected} unlisted bytes between the last entry and the central directory`,
+    );
+  }
+  return { entries, bytes: budget.total, archiveBytes: size };
+}
+
+/** Fails unless the file starts with a local header or (for an empty archive) the end record. */
+async function refuseNonZip(file: PositionedFile, size: number): Promise<void> {
+  const head = await file.read(0, Math.min(size, 41));
+  if (head.length < 4 || (u32(head, 0) !== SIG_LOCAL && u32(head, 0) !== SIG_EOCD)) {
+    throw notZip(head.subarray(0, 40), head.length > 40);
+  }
+}
+
+/**
+ * Reads the end of central directory record and, when there is one, the ZIP64 record; `cdEnd` is where the
+ * central directory must end (where the ZIP64 record or else the end record starts).
+ */
+async function readEndRecords(file: PositionedFile, size: number): Promise<EndRecord & { cdEnd: number }> {
+  const { eocd, position } = await findEocd(file, size);
+  const zip64 = await readZip64End(file, position);
+  const cdEnd = zip64 ? zip64.at : position;
+  const end = endValues(eocd, zip64?.record);
+  if (end.cdOffset + end.cdSize !== cdEnd) {
+    throw new ZipError(
+      `end of central directory record disagrees with the archive (central directory of ${end.cdSize} bytes ` +
+        `at offset ${end.cdOffset}, but it must end at ${cdEnd})`,
+    );
+  }
+  return { ...end, cdEnd };
+}
+
+/** Finds the end of central directory record: the last one whose comment reaches exactly the end of the file. */
+async function findEocd(
+  file: PositionedFile,
+  size: number,
+): Promise<{ eocd: EndRecord & { saturated: boolean }; position: number }> {
+  const tailStart = Math.max(0, size - (22 + U16_MAX));
+  const tail = await file.read(tailStart, size - tailStart);
+  let eocdAt = -1;
+  for (let i = tail.length - 22; i >= 0; i--) {
+    if (u32(tail, i) === SIG_EOCD && i + 22 + u16(tail, i + 20) === tail.length) {
+      eocdAt = i;
+      break;
+    }
+  }
+  if (eocdAt < 0) throw new ZipError("truncated archive (no end of central directory record at its end)");
+  return { eocd: parseEocd(tail.subarray(eocdAt, eocdAt + 22)), position: tailStart + eocdAt };
+}
+
+/**
+ * Reads the ZIP64 end of central directory record when a locator precedes the end record at `eocdPosition`;
+ * `at` is the record's offset.
+ */
+async function readZip64End(
+  file: PositionedFile,
+  eocdPosition: number,
+): Promise<{ record: EndRecord; at: number } | undefined> {
+  if (eocdPosition < 20) return undefined;
+  const locator = await file.read(eocdPosition - 20, 20);
+  if (u32(locator, 0) !== SIG_ZIP64_LOCATOR) return undefined;
+  const at = u64(locator, 8, "ZIP64 locator offset");
+  const fixed = at + 56 <= eocdPosition - 20 ? await file.read(at, 56) : new Uint8Array(0);
+  if (fixed.length < 56 || u32(fixed, 0) !== SIG_ZIP64_EOCD) {
+    throw new ZipError("bad ZIP64 end of central directory locator");
+  }
+  const record = parseZip64Eocd(fixed);
+  if (at + record.length !== eocdPosition - 20) {
+    throw new ZipError("data between the ZIP64 end of central directory record and its locator");
+  }
+  return { record, at };
+}
+
+/** Reads all the central directory headers, checking their count; returns them in archive (offset) order. */
+async function readCentralDirectory(
+  file: PositionedFile,
+  end: EndRecord & { cdEnd: number },
+  budget: Budget,
+): Promise<CentralEntry[]> {
+  const cd = fileReader(file, end.cdOffset, end.cdEnd, budget.signal);
+  const centrals: CentralEntry[] = [];
+  while (cd.position < end.cdEnd) {
+    budget.checkAbort();
+    if (await cd.signature() !== SIG_CENTRAL) {
+      throw new ZipError(`bad central directory header at offset ${cd.position}`);
+    }
+    centrals.push(await readCentralHeader(cd));
+  }
+  if (centrals.length !== end.entries) {
+    throw new ZipError(
+      `end of central directory record says ${end.entries} entries, the central directory has ${centrals.length}`,
+    );
+  }
+  return centrals.sort((a, b) => a.offset - b.offset);
+}
+
+/**
+ * Validates every entry from its central directory header (name, method and flags, file type) and the
+ * declared total size against the limits, before any data is read; returns the directory entries.
+ */
+function checkCentralEntries(centrals: CentralEntry[], budget: Budget): Set<CentralEntry> {
+  const names = new NameRegistry();
+  const dirs = new Set<CentralEntry>();
+  let declared = 0;
+  for (const central of centrals) {
+    if (names.add(central.name)) dirs.add(central);
+    checkMethodAndFlags(central.name, central.method, central.flags);
+    checkFileType(central.name, central.externalAttributes);
+    declared += central.size;
+  }
+  budget.checkDeclared(declared);
+  return dirs;
+}
+
+/** Fails unless the entry's local header is at `expected`, where the previous entry ended. */
+async function checkContiguous(file: PositionedFile, central: CentralEntry, expected: number): Promise<void> {
+  if (central.offset > expected) await refuseHiddenEntry(file, expected);
+  if (central.offset !== expected) {
+    throw zipError(
+      central.name,
+      central.offset < expected
+        ? `overlaps the previous entry (local header at offset ${central.offset}, previous entry ends at ${expected})`
+        : `${central.offset - expected} unlisted bytes before its local header (offset ${central.offset})`,
+    );
+  }
+}
+
+/**
+ * Extracts one entry through its local header, which must agree with its central directory header, and
+ * returns the offset where the entry (with its data descriptor) ends.
+ */
+async function extractEntry(
+  file: PositionedFile,
+  central: CentralEntry,
+  isDir: boolean,
+  cdOffset: number,
+  sink: ZipEntrySink,
+  budget: Budget,
+): Promise<number> {
+  const { name } = central;
+  // Read no further than this entry (its header, data, a descriptor and the next signature).
+  const fixed = await file.read(central.offset, 30);
+  if (fixed.length < 30 || u32(fixed, 0) !== SIG_LOCAL) {
+    throw zipError(name, `no local header at offset ${central.offset}`);
+  }
+  const dataEnd = central.offset + 30 + u16(fixed, 26) + u16(fixed, 28) + central.compressedSize;
+  const input = fileReader(file, central.offset, Math.min(cdOffset, dataEnd + 28), budget.signal);
+  const local = await readLocalHeader(input);
+  compareLocal(local, central);
+  if (input.position + central.compressedSize > cdOffset) {
+    throw zipError(name, "compressed data runs into the central directory");
+  }
+  await deliver(
+    sink,
+    input,
+    {
+      name,
+      method: central.method,
+      compressedSize: central.compressedSize,
+      declaredSize: central.size,
+      declaredCrc: central.crc,
+      descriptor: (local.flags & FLAG_DESCRIPTOR) !== 0,
+      zip64: local.zip64,
+    },
+    isDir,
+    budget,
+  );
+  return input.position;
+}
+
+/**
+ * Checks a local header against its central directory header: name, method and flags, and (unless a data
+ * descriptor follows, when the local header has none) CRC-32 and sizes.
+ */
+function compareLocal(local: LocalHeader, central: CentralEntry): void {
+  const { name } = central;
+  const descriptor = (local.flags & FLAG_DESCRIPTOR) !== 0;
+  if (local.name !== name) {
+    throw zipError(
+      name,
+      `central directory name differs from the local header name '${shown(local.name)}'`,
+    );
+  }
+  if (
+    local.method !== central.method || (local.flags ^ central.flags) & (FLAG_ENCRYPTED | FLAG_DESCRIPTOR)
+  ) {
+    throw zipError(name, "local header disagrees with the central directory (method or flags)");
+  }
+  if (
+    !descriptor &&
+    (local.crc !== central.crc || local.size !== central.size ||
+      local.compressedSize !== central.compressedSize)
+  ) {
+    const crcs = `CRC-32 ${hex32(local.crc)} vs ${hex32(central.crc)}`;
+    const sizes = `size ${local.size} vs ${central.size}`;
+    const compressed = `compressed size ${local.compressedSize} vs ${central.compressedSize}`;
+    throw zipError(
+      name,
+      `local header disagrees with the central directory (${crcs}, ${sizes}, ${compressed})`,
+    );
+  }
+}

@@ -1,0 +1,110 @@
+/**
+ * Entry names: decoding them from their raw bytes (UTF-8, the Info-ZIP Unicode Path extra field or code page
+ * 437) and {@link NameRegistry}, which refuses unsafe names, duplicates and file/folder conflicts.
+ *
+ * @module
+ */
+
+import { crc32 } from "node:zlib";
+import { isTemporaryName, relativePathProblem } from "../storage/mod.ts";
+import { shown, zipError } from "./errors.ts";
+import { EXTRA_UNICODE_PATH, FLAG_UTF8, u32 } from "./format.ts";
+
+const CP437_HIGH =
+  "ÇüéâäàåçêëèïîìÄÅÉæÆôöòûùÿÖÜ¢£¥₧ƒáíóúñÑªº¿⌐¬½¼¡«»░▒▓│┤╡╢╖╕╣║╗╝╜╛┐└┴┬├─┼╞╟╚╔╩╦╠═╬╧╨╤╥╙╘╒╓╫╪┘┌█▄▌▐▀αßΓπΣσµτΦΘΩδ∞φε∩≡±≥≤⌠⌡÷≈°∙·√ⁿ²■\u00a0";
+
+const utf8 = new TextDecoder("utf-8", { fatal: true });
+
+/**
+ * Decodes an entry name: UTF-8 when flag bit 11 is set; else the Unicode Path extra field when its CRC
+ * matches the raw name; else the raw bytes as UTF-8 when they are valid UTF-8, and as code page 437 otherwise.
+ */
+export function decodeName(raw: Uint8Array, flags: number, extra: Map<number, Uint8Array>): string {
+  if (flags & FLAG_UTF8) {
+    try {
+      return utf8.decode(raw);
+    } catch {
+      throw zipError(cp437(raw), "name is flagged UTF-8 but is not valid UTF-8");
+    }
+  }
+  const unicode = extra.get(EXTRA_UNICODE_PATH);
+  if (unicode && unicode.length >= 5 && unicode[0] === 1 && u32(unicode, 1) === crc32(raw)) {
+    try {
+      return utf8.decode(unicode.subarray(5));
+    } catch {
+      throw zipError(cp437(raw), "Unicode path extra field is not valid UTF-8");
+    }
+  }
+  // Many writers (Info-ZIP zip on Linux among them) store UTF-8 names without flag bit 11; bytes that are
+  // valid UTF-8 are almost never meant as code page 437 (that would take box-drawing characters followed by
+  // Greek or maths symbols), so they are read as UTF-8.
+  try {
+    return utf8.decode(raw);
+  } catch {
+    return cp437(raw);
+  }
+}
+
+function cp437(raw: Uint8Array): string {
+  let s = "";
+  for (const byte of raw) s += byte < 0x80 ? String.fromCharCode(byte) : CP437_HIGH[byte - 0x80];
+  return s;
+}
+
+/**
+ * The names of one archive's entries: each is validated as a safe relative path (and not one of lakerun's
+ * temporary names) and compared, after Unicode NFC normalisation, with the names before it, refusing
+ * duplicates and any name that is both a file and a folder.
+ */
+export class NameRegistry {
+  /** NFC name → name, for file entries. */
+  #files = new Map<string, string>();
+  /** NFC path → entry that made it a folder (explicit directory entries and parents of every entry). */
+  #dirs = new Map<string, string>();
+  /** NFC path → name, for explicit directory entries. */
+  #explicitDirs = new Map<string, string>();
+
+  /** Validates `name` and records it; returns whether it is a directory entry. */
+  add(name: string): boolean {
+    const isDir = name.endsWith("/");
+    const path = isDir ? name.slice(0, -1) : name;
+    const problem = relativePathProblem(path) ??
+      (path.split("/").some(isTemporaryName) ? "reserved temporary name" : undefined);
+    if (problem) throw zipError(name, problem);
+
+    const key = path.normalize("NFC");
+    const segments = key.split("/");
+    const parents: string[] = [];
+    for (let i = 1; i < segments.length; i++) {
+      const parent = segments.slice(0, i).join("/");
+      const file = this.#files.get(parent);
+      if (file !== undefined) throw zipError(name, `its parent folder is the file entry '${shown(file)}'`);
+      parents.push(parent);
+    }
+    const duplicate = (other: string) =>
+      zipError(
+        name,
+        other === name
+          ? "duplicate name"
+          : `duplicate of '${shown(other)}' (same name after Unicode normalisation)`,
+      );
+    if (isDir) {
+      const file = this.#files.get(key);
+      if (file !== undefined) throw zipError(name, `folder name is also the file entry '${shown(file)}'`);
+      const other = this.#explicitDirs.get(key);
+      if (other !== undefined) throw duplicate(other);
+      this.#explicitDirs.set(key, name);
+      if (!this.#dirs.has(key)) this.#dirs.set(key, name);
+    } else {
+      const other = this.#files.get(key);
+      if (other !== undefined) throw duplicate(other);
+      const folder = this.#dirs.get(key);
+      if (folder !== undefined) {
+        throw zipError(name, `name is also a folder (of the entry '${shown(folder)}')`);
+      }
+      this.#files.set(key, name);
+    }
+    for (const parent of parents) if (!this.#dirs.has(parent)) this.#dirs.set(parent, name);
+    return isDir;
+  }
+}

@@ -1,0 +1,244 @@
+/**
+ * Streaming extraction ({@link extractZipStream}): local headers are parsed as the bytes arrive and each
+ * entry is inflated while it downloads; the central directory at the end is then checked against what was
+ * extracted.
+ *
+ * @module
+ */
+
+import { abortable } from "../async.ts";
+import { Budget } from "./budget.ts";
+import { ByteReader } from "./byte_reader.ts";
+import { deliver } from "./entry_body.ts";
+import type { BodyPlan, BodyResult } from "./entry_body.ts";
+import { hex32, notZip, shown, truncated, ZipError, zipError, ZipNeedsRandomAccess } from "./errors.ts";
+import {
+  FLAG_DESCRIPTOR,
+  SIG_CENTRAL,
+  SIG_EOCD,
+  SIG_LOCAL,
+  SIG_ZIP64_EOCD,
+  SIG_ZIP64_LOCATOR,
+  u32,
+  u64,
+} from "./format.ts";
+import {
+  checkFileType,
+  checkMethodAndFlags,
+  compareCentral,
+  endValues,
+  parseEocd,
+  parseZip64Eocd,
+  readCentralHeader,
+  readLocalHeader,
+} from "./headers.ts";
+import type { EndRecord, LocalHeader } from "./headers.ts";
+import { NameRegistry } from "./names.ts";
+import type { ZipEntrySink, ZipLimits, ZipSummary } from "./types.ts";
+
+/**
+ * Extract from a byte stream, inflating each entry as its bytes arrive.
+ *
+ * Memory stays bounded whatever the archive size or compression ratio: at most 512 KiB of archive bytes is
+ * read ahead, zlib gets slices of at most 256 KiB and stops producing while its 64 KiB output chunk is
+ * unread, and at most 512 KiB of an entry is queued ahead of the sink, so the sink's reading pace throttles the
+ * source. Per entry, a few dozen bytes of metadata are kept until the end for the central-directory checks.
+ * Symbolic links can only be detected in the central directory at the end (see the module notes on the sink
+ * contract). Throws {@link ZipNeedsRandomAccess} for an entry that cannot be delimited while streaming.
+ *
+ * @example
+ * ```ts ignore
+ * const response = await fetch(url);
+ * const summary = await extractZipStream(response.body!, sink, {
+ *   archiveSize: Number(response.headers.get("content-length")) || undefined,
+ *   maxBytes: 50 * 2 ** 30,
+ * });
+ * ```
+ */
+export async function extractZipStream(
+  source: ReadableStream<Uint8Array>,
+  sink: ZipEntrySink,
+  limits?: ZipLimits,
+): Promise<ZipSummary> {
+  const signal = limits?.signal;
+  signal?.throwIfAborted();
+  const streamReader = source.getReader();
+  const input = new ByteReader(async () => {
+    const { done, value } = await abortable(streamReader.read(), signal);
+    if (done) return null;
+    if (!(value instanceof Uint8Array)) throw new TypeError("zip source stream must yield Uint8Array chunks");
+    return value;
+  });
+  let ok = false;
+  try {
+    const budget = new Budget(limits, () => input.received);
+    const summary = await extractFromStream(input, sink, budget);
+    ok = true;
+    return summary;
+  } finally {
+    if (!ok) await streamReader.cancel().catch(() => {});
+    streamReader.releaseLock();
+  }
+}
+
+/** An entry extracted from its local header, waiting for its central directory header. */
+type ExtractedEntry = LocalHeader & BodyResult & { matched: boolean };
+
+/** Where the central directory was found and how many headers it holds. */
+interface DirectorySpan {
+  start: number;
+  end: number;
+  count: number;
+}
+
+async function extractFromStream(input: ByteReader, sink: ZipEntrySink, budget: Budget): Promise<ZipSummary> {
+  await refuseNonZip(input);
+  const extracted = new Map<number, ExtractedEntry>();
+  const entries = await extractLocalEntries(input, sink, budget, extracted);
+  const directory = await matchCentralDirectory(input, extracted, budget);
+  await readEndRecords(input, extracted, directory);
+  return { entries, bytes: budget.total, archiveBytes: input.position };
+}
+
+/** Fails unless the stream starts with a local header or (for an empty archive) the end record. */
+async function refuseNonZip(input: ByteReader): Promise<void> {
+  const first = await input.signature();
+  if (first !== SIG_LOCAL && first !== SIG_EOCD) {
+    const available = await input.fill(41);
+    throw notZip(input.peek(Math.min(available, 40)), available > 40);
+  }
+}
+
+/**
+ * Extracts the local entries in archive order, recording each in `extracted` by its offset, and checks that
+ * what follows them is a central directory or end record. Returns the number of file entries.
+ */
+async function extractLocalEntries(
+  input: ByteReader,
+  sink: ZipEntrySink,
+  budget: Budget,
+  extracted: Map<number, ExtractedEntry>,
+): Promise<number> {
+  const names = new NameRegistry();
+  let entries = 0;
+  while (await input.signature() === SIG_LOCAL) {
+    budget.checkAbort();
+    const local = await readLocalHeader(input);
+    const isDir = names.add(local.name);
+    const result = await deliver(sink, input, streamedPlan(local), isDir, budget);
+    extracted.set(local.offset, { ...local, ...result, matched: false });
+    if (!isDir) entries++;
+  }
+  const afterEntries = await input.signature();
+  if (afterEntries === undefined) throw truncated(undefined, "the central directory");
+  if (afterEntries !== SIG_CENTRAL && afterEntries !== SIG_ZIP64_EOCD && afterEntries !== SIG_EOCD) {
+    throw new ZipError(
+      `unexpected data at offset ${input.position} (${hex32(afterEntries)}) after the last entry`,
+    );
+  }
+  return entries;
+}
+
+/**
+ * What a local header tells about its entry's data, refusing unsupported entries and those that cannot be
+ * delimited while streaming ({@link ZipNeedsRandomAccess}).
+ */
+function streamedPlan(local: LocalHeader): BodyPlan {
+  const { name, flags, method } = local;
+  checkMethodAndFlags(name, method, flags);
+  const descriptor = (flags & FLAG_DESCRIPTOR) !== 0;
+  if (method === 0 && descriptor) {
+    const reason = "stored with a data descriptor, so its end cannot be found while streaming";
+    throw new ZipNeedsRandomAccess(`zip entry '${shown(name)}': ${reason}`, { entry: name });
+  }
+  return {
+    name,
+    method,
+    compressedSize: descriptor ? undefined : local.compressedSize,
+    declaredSize: descriptor ? undefined : local.size,
+    declaredCrc: descriptor ? undefined : local.crc,
+    descriptor,
+    zip64: local.zip64,
+  };
+}
+
+/** Reads the central directory: every header must match one extracted entry, which it marks as matched. */
+async function matchCentralDirectory(
+  input: ByteReader,
+  extracted: Map<number, ExtractedEntry>,
+  budget: Budget,
+): Promise<DirectorySpan> {
+  const start = input.position;
+  let count = 0;
+  while (await input.signature() === SIG_CENTRAL) {
+    budget.checkAbort();
+    const central = await readCentralHeader(input);
+    const local = extracted.get(central.offset);
+    if (!local || local.matched) {
+      throw zipError(
+        central.name,
+        local
+          ? `its local header (offset ${central.offset}) is already listed in the central directory`
+          : "in the central directory but not in the local headers",
+      );
+    }
+    compareCentral(local, central);
+    checkFileType(central.name, central.externalAttributes);
+    local.matched = true;
+    count++;
+  }
+  return { start, end: input.position, count };
+}
+
+/**
+ * Reads the ZIP64 end records (optional) and the end of central directory record, checks that every
+ * extracted entry was listed and that the records describe the central directory that was read, and that
+ * nothing follows the archive comment.
+ */
+async function readEndRecords(
+  input: ByteReader,
+  extracted: Map<number, ExtractedEntry>,
+  directory: DirectorySpan,
+): Promise<void> {
+  const zip64 = await readZip64End(input);
+  const signature = await input.signature();
+  if (signature === undefined) throw truncated(undefined, "the central directory");
+  if (signature !== SIG_EOCD) {
+    throw new ZipError(
+      signature === SIG_LOCAL
+        ? `local header at offset ${input.position}, inside the central directory`
+        : `unexpected data at offset ${input.position} (${hex32(signature)}) in the central directory`,
+    );
+  }
+  for (const local of extracted.values()) {
+    if (!local.matched) throw zipError(local.name, "in the local headers but not in the central directory");
+  }
+  const end = endValues(
+    parseEocd(await input.need(22, undefined, "the end of central directory record")),
+    zip64,
+  );
+  await input.need(end.commentLength, undefined, "the archive comment");
+  const { start, end: cdEnd, count } = directory;
+  if (end.entries !== count || end.cdSize !== cdEnd - start || end.cdOffset !== start) {
+    const says = `${end.entries} entries, ${end.cdSize} bytes at offset ${end.cdOffset}`;
+    const found = `${count} entries, ${cdEnd - start} bytes at offset ${start}`;
+    throw new ZipError(
+      `end of central directory record disagrees with the archive (says ${says}; found ${found})`,
+    );
+  }
+  if (await input.fill(1) > 0) throw new ZipError(`unexpected data after the end of the archive`);
+}
+
+/** Reads the ZIP64 end of central directory record and its locator, when the reader is at one. */
+async function readZip64End(input: ByteReader): Promise<EndRecord | undefined> {
+  if (await input.signature() !== SIG_ZIP64_EOCD) return undefined;
+  const where = "the ZIP64 end of central directory record";
+  const at = input.position;
+  const record = parseZip64Eocd(await input.need(56, undefined, where));
+  await input.need(record.length - 56, undefined, where);
+  const locator = await input.need(20, undefined, "the ZIP64 end of central directory locator");
+  if (u32(locator, 0) !== SIG_ZIP64_LOCATOR || u64(locator, 8, "ZIP64 locator offset") !== at) {
+    throw new ZipError("bad ZIP64 end of central directory locator");
+  }
+  return record;
+}
