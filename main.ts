@@ -32,11 +32,21 @@ type Command = typeof COMMANDS[number];
 async function main(args: string[]): Promise<number> {
   const debug = args.includes("--debug");
   const controller = new AbortController();
-  const onInterrupt = () => {
-    if (controller.signal.aborted) Deno.exit(130);
-    console.error("interrupted: stopping the current step (press Ctrl-C again to quit at once)");
-    controller.abort();
+  // SIGINT (Ctrl-C, GitHub's first cancel signal) and SIGTERM (cron, systemd, GitHub's second) stop the
+  // running step, which removes its temporary files and stops what it started in the cloud; a second signal
+  // quits at once
+  let interruptedBy: "SIGINT" | "SIGTERM" | undefined;
+  const exitCodeFor = (signal: "SIGINT" | "SIGTERM") => (signal === "SIGINT" ? 130 : 143);
+  const onSignal = (signal: "SIGINT" | "SIGTERM") => {
+    if (controller.signal.aborted) Deno.exit(exitCodeFor(signal));
+    interruptedBy = signal;
+    console.error(
+      `interrupted (${signal}): stopping the current step (send the signal again to quit at once)`,
+    );
+    controller.abort(new DOMException(`interrupted by ${signal}`, "AbortError"));
   };
+  const onInterrupt = () => onSignal("SIGINT");
+  const onTerminate = () => onSignal("SIGTERM");
   try {
     const { values, positionals } = parseArgs({
       args,
@@ -86,6 +96,7 @@ async function main(args: string[]): Promise<number> {
       );
     }
     Deno.addSignalListener("SIGINT", onInterrupt);
+    if (Deno.build.os !== "windows") Deno.addSignalListener("SIGTERM", onTerminate);
     // loaded only now, so that --help and --version start fast
     const { demoCommand } = await import("./orchestrator/cli/demo.ts");
     const { listCommand, planCommand, runCommand, schemaCommand, validateCommand } = await import(
@@ -113,6 +124,10 @@ async function main(args: string[]): Promise<number> {
     }
     return 0;
   } catch (error) {
+    if (interruptedBy) {
+      console.error(`lakerun: ${describeError(error, debug)}`);
+      return exitCodeFor(interruptedBy);
+    }
     const argsError = (error as { code?: string }).code?.startsWith("ERR_PARSE_ARGS");
     const code = argsError ? EXIT_INVALID : exitCodeOf(error);
     const message = argsError && !debug
@@ -121,10 +136,12 @@ async function main(args: string[]): Promise<number> {
     console.error(code === EXIT_INVALID && !message.includes("\n") ? `lakerun: ${message}` : message);
     return code;
   } finally {
-    try {
-      Deno.removeSignalListener("SIGINT", onInterrupt);
-    } catch {
-      // never added
+    for (const [signal, listener] of [["SIGINT", onInterrupt], ["SIGTERM", onTerminate]] as const) {
+      try {
+        Deno.removeSignalListener(signal, listener);
+      } catch {
+        // never added
+      }
     }
   }
 }

@@ -77,6 +77,12 @@ export interface TaskContext<P> {
   resolve(path: string): string;
   /** A folder only this step may write, for journals and temporary files; kept between runs. */
   stateDir: string;
+  /**
+   * The routine run this task belongs to: the same id again when lakerun re-runs a run that failed or was
+   * interrupted, a new one after a run that succeeded. A task that starts work elsewhere (a cloud job) keys
+   * its records on it (`lib/cloud/ledger.ts`), so that a re-run reattaches instead of starting it twice.
+   */
+  runId: string;
   /** The routine's `aws` block, when it has one: settings every AWS service shares. */
   aws?: AwsSettings;
   /** S3 connection settings: the routine's `s3` block completed from its `aws` block, when it has either. */

@@ -9,6 +9,7 @@ import { TaskFailedError } from "../errors.ts";
 import { type ResolvedScope, routineStateDir, stepScope, stepStateDir } from "./permissions.ts";
 import type { Reporter } from "../cli/reporter.ts";
 import type { Routine, Step } from "../routine/routine.ts";
+import { beginRun, endRun } from "./run_state.ts";
 import { startStepSandbox, type StepSandbox } from "./sandbox.ts";
 import { runStepTasks, type StepMessage, type StepRequest } from "./step_runtime.ts";
 
@@ -46,6 +47,7 @@ export async function runRoutine(routine: Routine, options: RunOptions): Promise
   const started = performance.now();
   const scopes: ResolvedScope[] = routine.steps.map((step) => stepScope(routine, step, { cwd, stateRoot }));
   await using _lock = await lockRoutine(stateRoot, routine.name);
+  const run = await beginRun(routineStateDir(stateRoot, routine.name));
   reporter.routineStarted(routine);
 
   const sandboxFor = (i: number) =>
@@ -70,6 +72,7 @@ export async function runRoutine(routine: Routine, options: RunOptions): Promise
         tasks: step.tasks,
         cwd,
         stateDir,
+        runId: run.runId,
         aws: routine.aws,
         s3: routine.s3,
       };
@@ -85,9 +88,13 @@ export async function runRoutine(routine: Routine, options: RunOptions): Promise
         throw new TaskFailedError(step.id, step.executor.name, failure.task, failure.error.message);
       }
     }
+    await endRun(routineStateDir(stateRoot, routine.name), run, "succeeded");
     reporter.routineFinished(true, performance.now() - started);
   } catch (error) {
     for (const sandbox of ahead) sandbox?.close();
+    const interrupted = options.signal?.aborted ?? false;
+    await endRun(routineStateDir(stateRoot, routine.name), run, interrupted ? "interrupted" : "failed")
+      .catch(() => {});
     reporter.routineFinished(false, performance.now() - started);
     throw error;
   }

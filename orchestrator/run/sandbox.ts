@@ -21,6 +21,9 @@ import {
 /** Helper threads a step may have at once (lakerun's own steps use up to 3: ranged S3 downloads). */
 export const MAX_HELPERS_PER_STEP = 4;
 
+/** How long an aborted step may take to clean up before its Worker is stopped. */
+export const STEP_ABORT_GRACE_MS = 4000;
+
 const STEP_WORKER_URL = new URL("./step_worker.ts", import.meta.url).href;
 
 /** The source of a step's Worker: static imports only, so the executor is part of the Worker's module graph. */
@@ -110,12 +113,13 @@ export function startStepSandbox(executorModuleUrl: string, scope: ResolvedScope
         };
         const onAbort = () => {
           worker.postMessage({ type: "abort" });
-          // give the task a moment to clean up its temporary files, then stop the Worker
+          // give the task a moment to clean up its temporary files and stop what it started in the cloud,
+          // then stop the Worker (GitHub Actions sends SIGTERM 7.5 s after SIGINT, and kills 2.5 s later)
           setTimeout(() => {
             if (!settled) {
               fail({ type: "task-failed", task: currentTask, ms: 0, error: { message: "interrupted" } });
             }
-          }, 2000);
+          }, STEP_ABORT_GRACE_MS);
         };
         worker.onmessage = (event: MessageEvent<StepMessage | HelperRequest>) => {
           const message = event.data;

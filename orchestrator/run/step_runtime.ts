@@ -25,6 +25,8 @@ export interface StepRequest {
   tasks: string[];
   cwd: string;
   stateDir: string;
+  /** The routine run (see run_state.ts). */
+  runId: string;
   aws?: AwsSettings;
   s3?: S3Settings;
 }
@@ -121,6 +123,7 @@ export async function runStepTasks(
       cwd: request.cwd,
       resolve: (path) => resolvePath(request.cwd, path),
       stateDir: request.stateDir,
+      runId: request.runId,
       aws: request.aws,
       s3: request.s3,
       report,
