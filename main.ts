@@ -13,6 +13,7 @@ Usage:
   lakerun [run] ROUTINE.json     validate the whole routine, then run its steps in order
   lakerun validate ROUTINE.json  check a routine without running anything
   lakerun plan ROUTINE.json      show every step, its tasks and the permissions it will get (--json)
+  lakerun plan --iam ROUTINE     print the AWS IAM policy the routine needs (with --json: per step too)
   lakerun list                   executors, their tasks and params (--markdown)
   lakerun schema                 JSON Schema of routine files, for editors ("$schema")
   lakerun demo                   run the offline demo routine in ./lakerun-demo (--dir DIR)
@@ -57,6 +58,7 @@ async function main(args: string[]): Promise<number> {
         "state-dir": { type: "string" },
         dir: { type: "string" },
         json: { type: "boolean", default: false },
+        iam: { type: "boolean", default: false },
         markdown: { type: "boolean", default: false },
         debug: { type: "boolean", default: false },
         help: { type: "boolean", short: "h", default: false },
@@ -110,7 +112,7 @@ async function main(args: string[]): Promise<number> {
         await validateCommand(rest[0], options);
         break;
       case "plan":
-        await planCommand(rest[0], { ...options, json: values.json });
+        await planCommand(rest[0], { ...options, json: values.json, iam: values.iam });
         break;
       case "list":
         await listCommand({ ...options, markdown: values.markdown });

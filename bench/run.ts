@@ -30,6 +30,16 @@ const benchmarks: Record<string, { title: string; args: string[]; quickArgs: str
     args: ["bench/s3.ts"],
     quickArgs: ["bench/s3.ts", "--quick"],
   },
+  postgres: {
+    title: "PostgreSQL load and upsert vs psql (issue: PostgresExecutor)",
+    args: ["bench/postgres_load.ts"],
+    quickArgs: ["bench/postgres_load.ts", "--quick"],
+  },
+  cloud_poll: {
+    title: "Cloud job polling: lakerun's adaptive poller vs Airflow's fixed intervals (issue: Glue)",
+    args: ["bench/cloud_poll.ts"],
+    quickArgs: ["bench/cloud_poll.ts", "--runs", "1"],
+  },
 };
 
 const selected = values.only ? values.only.split(",") : Object.keys(benchmarks);

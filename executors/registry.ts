@@ -26,6 +26,22 @@ entries.S3TransferExecutor = {
   url: new URL("./s3_transfer/mod.ts", import.meta.url).href,
   load: () => import("./s3_transfer/mod.ts"),
 };
+entries.GlueExecutor = {
+  url: new URL("./glue/mod.ts", import.meta.url).href,
+  load: () => import("./glue/mod.ts"),
+};
+entries.AthenaExecutor = {
+  url: new URL("./athena/mod.ts", import.meta.url).href,
+  load: () => import("./athena/mod.ts"),
+};
+entries.PostgresExecutor = {
+  url: new URL("./postgres/mod.ts", import.meta.url).href,
+  load: () => import("./postgres/mod.ts"),
+};
+entries.RedshiftExecutor = {
+  url: new URL("./redshift/mod.ts", import.meta.url).href,
+  load: () => import("./redshift/mod.ts"),
+};
 
 /** Built-in executors by name (a null-prototype table: only own names resolve). */
 export const builtinExecutors: Readonly<Record<string, ExecutorEntry>> = Object.freeze(entries);

@@ -21,9 +21,13 @@
  *
  * @example
  * ```ts
- * globToRegExp("2024/**").test("2024/01/sales.csv"); // true
- * globToRegExp("*.{csv,tsv}").test("sales.tsv"); // true
- * globToRegExp("*.csv").test("2024/sales.csv"); // false: `*` never crosses a `/`
+ * import assert from "node:assert/strict";
+ * import { globToRegExp } from "./glob.ts";
+ *
+ * assert.equal(globToRegExp("2024/**").test("2024/01/sales.csv"), true);
+ * assert.equal(globToRegExp("*.{csv,tsv}").test("sales.tsv"), true);
+ * assert.equal(globToRegExp("*.csv").test("2024/sales.csv"), false); // `*` never crosses a `/`
+ * assert.throws(() => globToRegExp("[z-a]"), /invalid glob "\[z-a\]": Range out of order/);
  * ```
  * @throws Error when the pattern is invalid (see {@link globProblem}).
  */
@@ -44,8 +48,15 @@ export function globToRegExp(pattern: string): RegExp {
  *
  * @example
  * ```ts
- * globProblem("/data/*.csv"); // "globs match paths relative to the location: remove the leading '/'"
- * globProblem("[z-a]"); // "… Range out of order …"
+ * import assert from "node:assert/strict";
+ * import { globProblem } from "./glob.ts";
+ *
+ * assert.equal(globProblem("2024/*.csv"), undefined);
+ * assert.equal(
+ *   globProblem("/data/*.csv"),
+ *   "globs match paths relative to the location: remove the leading '/'",
+ * );
+ * assert.equal(globProblem("[z-a]"), "Range out of order in character class");
  * ```
  */
 export function globProblem(pattern: string): string | undefined {
@@ -65,9 +76,14 @@ export function globProblem(pattern: string): string | undefined {
  *
  * @example
  * ```ts
- * const selected = pathFilter(["2024/**", "*.csv"], ["tmp/**"]);
- * selected("2024/a.csv"); // true
- * selected("tmp/a.csv"); // false
+ * import assert from "node:assert/strict";
+ * import { pathFilter } from "./glob.ts";
+ *
+ * const selected = pathFilter(["2024/**", "*.csv"], ["2024/tmp/**"]);
+ * assert.equal(selected("2024/01/a.json"), true);
+ * assert.equal(selected("a.csv"), true);
+ * assert.equal(selected("2023/a.csv"), false); // `*` never crosses a `/`
+ * assert.equal(selected("2024/tmp/a.csv"), false); // excluded
  * ```
  */
 export function pathFilter(

@@ -10,9 +10,16 @@ import { createHash, type Hash } from "node:crypto";
  *
  * @example
  * ```ts
- * const meter = new HashingStream((bytes) => console.log(bytes));
- * await body.pipeThrough(meter).pipeTo(file.writable);
- * meter.digest(); // "9f86d0…"
+ * import assert from "node:assert/strict";
+ * import { HashingStream } from "./hashing.ts";
+ *
+ * const seen: number[] = [];
+ * const meter = new HashingStream((bytes) => seen.push(bytes));
+ * const body = ReadableStream.from([new TextEncoder().encode("te"), new TextEncoder().encode("st")]);
+ * await body.pipeThrough(meter).pipeTo(new WritableStream());
+ * assert.deepEqual(seen, [2, 4]);
+ * assert.equal(meter.bytes, 4);
+ * assert.equal(meter.digest(), "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08");
  * ```
  */
 export class HashingStream extends TransformStream<Uint8Array, Uint8Array> {
@@ -51,7 +58,15 @@ export class HashingStream extends TransformStream<Uint8Array, Uint8Array> {
  *
  * @example
  * ```ts
- * const { sha256, size } = await sha256OfStream((await Deno.open("a.csv")).readable);
+ * import assert from "node:assert/strict";
+ * import { sha256OfStream } from "./hashing.ts";
+ *
+ * const dir = await Deno.makeTempDir();
+ * await Deno.writeTextFile(`${dir}/a.csv`, "test");
+ * const { sha256, size } = await sha256OfStream((await Deno.open(`${dir}/a.csv`)).readable);
+ * assert.equal(sha256, "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08");
+ * assert.equal(size, 4);
+ * await Deno.remove(dir, { recursive: true });
  * ```
  */
 export async function sha256OfStream(

@@ -8,7 +8,7 @@
  * a test) the thread is a Worker started here with `permissions: "inherit"`. Either way the thread's program
  * first receives `{ port }` on `self`, then talks through that port only:
  *
- * ```js
+ * ```js ignore
  * self.onmessage = ({ data: { port } }) => {
  *   port.onmessage = ({ data }) => port.postMessage(`pong ${data}`);
  * };
@@ -37,7 +37,20 @@ let starter: HelperThreadStarter | undefined;
  *
  * @example
  * ```ts
- * setHelperThreadStarter((url, name) => askTheHostFor(url, name));
+ * import assert from "node:assert/strict";
+ * import { helperThreadOf, setHelperThreadStarter, startHelperThread } from "./helper_threads.ts";
+ *
+ * const asked: string[] = [];
+ * setHelperThreadStarter((url, name) => {
+ *   asked.push(name); // a step's runtime asks its host here instead
+ *   return Promise.resolve(helperThreadOf(new Worker(url, { type: "module", name })));
+ * });
+ * const url = URL.createObjectURL(new Blob(["self.onmessage = () => {};"], { type: "text/javascript" }));
+ * const helper = await startHelperThread(url, "lakerun-range");
+ * helper.terminate();
+ * setHelperThreadStarter(undefined);
+ * URL.revokeObjectURL(url);
+ * assert.deepEqual(asked, ["lakerun-range"]);
  * ```
  */
 export function setHelperThreadStarter(start: HelperThreadStarter | undefined): void {
@@ -50,11 +63,19 @@ export function setHelperThreadStarter(start: HelperThreadStarter | undefined): 
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
+ * import { startHelperThread } from "./helper_threads.ts";
+ *
+ * const source = `self.onmessage = ({ data: { port } }) => {
+ *   port.onmessage = ({ data }) => port.postMessage("pong " + data);
+ * };`;
  * const url = URL.createObjectURL(new Blob([source], { type: "text/javascript" }));
- * const helper = await startHelperThread(url, "lakerun-range");
- * helper.port.onmessage = ({ data }) => console.log(data);
+ * const helper = await startHelperThread(url, "lakerun-echo");
+ * const answer = new Promise((resolve) => helper.port.onmessage = ({ data }) => resolve(data));
  * helper.port.postMessage("ping");
+ * assert.equal(await answer, "pong ping");
  * helper.terminate();
+ * URL.revokeObjectURL(url);
  * ```
  */
 export function startHelperThread(url: string, name: string): Promise<HelperThread> {
@@ -68,7 +89,17 @@ export function startHelperThread(url: string, name: string): Promise<HelperThre
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
+ * import { helperThreadOf } from "./helper_threads.ts";
+ *
+ * const source = `self.onmessage = ({ data: { port } }) => port.postMessage("ready");`;
+ * const url = URL.createObjectURL(new Blob([source], { type: "text/javascript" }));
  * const helper = helperThreadOf(new Worker(url, { type: "module" }));
+ * const first = await new Promise((resolve) => helper.port.onmessage = ({ data }) => resolve(data));
+ * assert.equal(first, "ready");
+ * helper.terminate();
+ * helper.terminate(); // idempotent
+ * URL.revokeObjectURL(url);
  * ```
  */
 export function helperThreadOf(worker: Worker): HelperThread {

@@ -18,9 +18,19 @@ export class Journal {
    *
    * @example
    * ```ts
-   * const journal = await Journal.open(context.stateDir);
+   * import assert from "node:assert/strict";
+   * import { Journal } from "./journal.ts";
+   *
+   * const stateDir = await Deno.makeTempDir(); // in a task: `context.stateDir`
+   * const journal = await Journal.open(stateDir);
    * await journal.put("transform", { inputs: ["a.csv"] });
-   * await journal.get("transform"); // { inputs: ["a.csv"] }
+   * assert.deepEqual(await journal.get("transform"), { inputs: ["a.csv"] });
+   * const reopened = await Journal.open(stateDir); // as a re-run does
+   * assert.deepEqual(await reopened.get("transform"), { inputs: ["a.csv"] });
+   * await journal.delete("transform");
+   * assert.equal(await journal.get("transform"), undefined);
+   * await assert.rejects(journal.put("../x", {}), /invalid journal key "..\/x"/);
+   * await Deno.remove(stateDir, { recursive: true });
    * ```
    */
   static async open(stateDir: string): Promise<Journal> {

@@ -43,8 +43,15 @@ export class RoutineError extends Error {
  *
  * @example
  * ```ts
- * formatProblem({ where: "r.json:4:7", path: "executors.X", message: "unknown executor 'X'" });
- * // "r.json:4:7: executors.X: unknown executor 'X'"
+ * import assert from "node:assert/strict";
+ * import { formatProblem } from "./errors.ts";
+ *
+ * assert.equal(
+ *   formatProblem({ where: "r.json:4:7", path: "executors.X", message: "unknown executor 'X'" }),
+ *   "r.json:4:7: executors.X: unknown executor 'X'",
+ * );
+ * const unreadable = { where: "r.json", path: "", message: "cannot read routine file: no such file" };
+ * assert.equal(formatProblem(unreadable), "r.json: cannot read routine file: no such file");
  * ```
  */
 export function formatProblem(problem: RoutineProblem): string {
@@ -85,7 +92,12 @@ export function describeError(error: unknown, debug: boolean): string {
  *
  * @example
  * ```ts
- * nearestName("DownloadExecutor", ["DownloaderExecutor", "StagingExecutor"]); // "DownloaderExecutor"
+ * import assert from "node:assert/strict";
+ * import { nearestName } from "./errors.ts";
+ *
+ * const names = ["DownloaderExecutor", "StagingExecutor"];
+ * assert.equal(nearestName("DownloadExecutor", names), "DownloaderExecutor");
+ * assert.equal(nearestName("Foo", names), undefined); // nothing close
  * ```
  */
 export function nearestName(name: string, candidates: Iterable<string>): string | undefined {

@@ -33,12 +33,14 @@
 import type { z } from "zod";
 import type { PermissionScope } from "../lib/scope.ts";
 import type { AwsSettings, S3Settings } from "../lib/aws/settings.ts";
+import type { IamStatement } from "../lib/aws/iam.ts";
 
 /** The zod namespace handed to {@link ExecutorDefinition.params}. */
 export type Zod = typeof z;
 
 export type { PermissionScope } from "../lib/scope.ts";
 export type { AwsSettings, S3Settings } from "../lib/aws/settings.ts";
+export type { IamPolicy, IamStatement } from "../lib/aws/iam.ts";
 
 /** Everything a permission function may use besides the params. */
 export interface PermissionContext {
@@ -113,6 +115,11 @@ export interface ExecutorDefinition<S extends z.ZodType = z.ZodType> {
   params: (zod: Zod) => S;
   /** The exact permission scope a step with these params needs. */
   permissions(params: z.output<S>, context: PermissionContext): PermissionScope;
+  /**
+   * The AWS IAM statements a step with these params needs (`lakerun plan --iam`), exactly the actions and
+   * resources its tasks use. Executors that touch no AWS resource leave it out.
+   */
+  iam?(params: z.output<S>, context: PermissionContext): IamStatement[];
   /** The tasks a routine may name; nothing else can run. */
   tasks: Record<string, TaskDefinition<z.output<S>>>;
 }

@@ -4,9 +4,9 @@
  * re-run every file is exactly where the routine says, byte-identical, and no temporary file remains.
  */
 import assert from "node:assert/strict";
-import { createHash } from "node:crypto";
 import { join } from "node:path";
 import { lakerunCommand, tempDir } from "./support/lakerun.ts";
+import { digests, type Tree, treeOf } from "./support/trees.ts";
 import { randomBytes, seededRandom } from "./support/zip_fixtures.ts";
 
 const TRIALS = 24;
@@ -18,25 +18,6 @@ function landingFiles(): Record<string, Uint8Array> {
   for (let i = 0; i < 40; i++) files[`small/${i % 4}/file-${i}.csv`] = randomBytes(1000 + i * 37, 200 + i);
   files["empty.csv"] = new Uint8Array();
   return files;
-}
-
-const sha256 = (bytes: Uint8Array) => createHash("sha256").update(bytes).digest("hex");
-
-/** Every regular file under `dir`: path → sha256 (temporary names included, so a test can see them). */
-async function snapshot(dir: string): Promise<Map<string, string>> {
-  const out = new Map<string, string>();
-  const walk = async (path: string, prefix: string) => {
-    for await (const entry of Deno.readDir(path)) {
-      if (entry.isDirectory) await walk(join(path, entry.name), `${prefix}${entry.name}/`);
-      else if (entry.isFile) {
-        out.set(prefix + entry.name, sha256(await Deno.readFile(join(path, entry.name))));
-      }
-    }
-  };
-  await walk(dir, "").catch((error) => {
-    if (!(error instanceof Deno.errors.NotFound)) throw error;
-  });
-  return out;
 }
 
 function runLakerun(cwd: string): Deno.ChildProcess {
@@ -68,7 +49,7 @@ async function prepare(dir: string, files: Record<string, Uint8Array>) {
 
 Deno.test(`transfer + post_staging killed at ${TRIALS} random moments: nothing is lost, a re-run completes`, async () => {
   const files = landingFiles();
-  const expected = new Map(Object.entries(files).map(([path, bytes]) => [path, sha256(bytes)]));
+  const expected = digests(files);
   const random = seededRandom(Number(Deno.env.get("LAKERUN_CRASH_SEED") ?? 20261124));
 
   // how long an uninterrupted run takes here, to spread the kills over it
@@ -97,25 +78,28 @@ Deno.test(`transfer + post_staging killed at ${TRIALS} random moments: nothing i
     await child.status;
     await child.stderr.cancel();
 
-    const where = {
-      landing: await snapshot(join(dir.path, "data/landing")),
-      staging: await snapshot(join(dir.path, "data/staging")),
-      archive: await snapshot(join(dir.path, "data/archive")),
+    // temporary names included, so a test can see them
+    const where: Record<string, Tree> = {
+      landing: await treeOf(join(dir.path, "data/landing"), { temporaries: true }),
+      staging: await treeOf(join(dir.path, "data/staging"), { temporaries: true }),
+      archive: await treeOf(join(dir.path, "data/archive"), { temporaries: true }),
     };
-    for (const [path, hash] of expected) {
-      const whole = [where.landing, where.staging, where.archive].some((place) => place.get(path) === hash);
+    for (const [path, hash] of Object.entries(expected)) {
+      const whole = [where.landing, where.staging, where.archive].some((place) => place[path] === hash);
       assert.ok(whole, `trial ${trial} (killed after ${delay.toFixed(0)} ms): ${path} exists whole nowhere`);
     }
-    if (where.archive.size === 0 && where.staging.size === 0) killedIn.landingOnly++;
-    else if (where.landing.size === 0) killedIn.afterEverything++;
+    const count = (place: string) => Object.keys(where[place]).length;
+    if (count("archive") === 0 && count("staging") === 0) killedIn.landingOnly++;
+    else if (count("landing") === 0) killedIn.afterEverything++;
     else killedIn.midway++;
 
     const rerun = runLakerun(dir.path);
     const [status, stderr] = await Promise.all([rerun.status, new Response(rerun.stderr).text()]);
     assert.ok(status.success, `trial ${trial}: the re-run failed: ${stderr}`);
-    assert.deepEqual(await snapshot(join(dir.path, "data/staging")), expected, `trial ${trial}: staging`);
-    assert.deepEqual(await snapshot(join(dir.path, "data/archive")), expected, `trial ${trial}: archive`);
-    assert.deepEqual(await snapshot(join(dir.path, "data/landing")), new Map(), `trial ${trial}: landing`);
+    for (const [place, tree] of [["staging", expected], ["archive", expected], ["landing", {}]] as const) {
+      const stored = await treeOf(join(dir.path, "data", place), { temporaries: true });
+      assert.deepEqual(stored, tree, `trial ${trial}: ${place}`);
+    }
   }
   // the kills must really have landed in the middle of the work, or the test proves nothing
   assert.ok(killedIn.midway >= 3, `too few kills caught the run mid-way: ${JSON.stringify(killedIn)}`);

@@ -9,45 +9,19 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
-import { HeadObjectCommand, ListMultipartUploadsCommand, type S3Client } from "@aws-sdk/client-s3";
+import { HeadObjectCommand } from "@aws-sdk/client-s3";
 import { S3_ENV_VARS } from "../lib/aws/s3/scope.ts";
 import { openS3Location, PART_SIZE_METADATA } from "../lib/aws/s3/storage.ts";
 import { startFaultServer } from "./support/fault_server.ts";
-import { lakerun, readTree, ROOT, runRoutineJson, tempDir } from "./support/lakerun.ts";
-import {
-  createS3Client,
-  createTestBucket,
-  s3Test,
-  startS3ServerForLakerun,
-  stopS3ServerAfterTests,
-} from "./support/s3_server.ts";
+import { lakerun, ROOT, runRoutineJson, tempDir } from "./support/lakerun.ts";
+import { s3Test, stopS3ServerAfterTests } from "./support/s3_server.ts";
+import { s3Location, s3TestServer, treeOf } from "./support/trees.ts";
 import { buildZip, csvText, randomBytes, sha256, streamOf, surveyArchive } from "./support/zip_fixtures.ts";
 
 // fails the whole file, loudly, when no server can start: there is no skipping
-const server = await startS3ServerForLakerun();
+const server = await s3TestServer();
 const s3 = { endpoint: server.endpoint, region: server.region };
-const raw: S3Client = createS3Client(server);
 const encoder = new TextEncoder();
-
-/** Every object under `s3://bucket/prefix` with its sha256 (read through lakerun's Storage). */
-async function objects(url: string): Promise<Record<string, string>> {
-  const storage = openS3Location(url, s3);
-  const out: Record<string, string> = {};
-  for await (const file of storage.list()) out[file.path] = await storage.sha256(file.path);
-  return out;
-}
-
-async function unfinishedUploads(bucket: string): Promise<number> {
-  return (await raw.send(new ListMultipartUploadsCommand({ Bucket: bucket }))).Uploads?.length ?? 0;
-}
-
-/** Files of a local tree with their sha256 (of the bytes, not of text). */
-async function localHashes(dir: string): Promise<Record<string, string>> {
-  const tree = await readTree(dir).catch(() => ({} as Record<string, string>));
-  const out: Record<string, string> = {};
-  for (const path of Object.keys(tree)) out[path] = sha256(await Deno.readFile(join(dir, path)));
-  return out;
-}
 
 async function putObjects(url: string, files: Record<string, Uint8Array | string>) {
   const storage = openS3Location(url, s3);
@@ -58,10 +32,13 @@ async function putObjects(url: string, files: Record<string, Uint8Array | string
 
 const { archive, sales, files: entries } = surveyArchive();
 
-/** routines/retail_trade_survey_s3.json pointed at the test servers: only the URL, bucket and endpoint change. */
-async function exampleRoutine(url: string, bucket: string) {
+/**
+ * routines/retail_trade_survey_s3.json pointed at the test servers: only the URL, the lake's location
+ * (`s3://my-data-lake` becomes `lake`) and the endpoint change.
+ */
+async function exampleRoutine(url: string, lake: string) {
   const text = await Deno.readTextFile(join(ROOT, "routines/retail_trade_survey_s3.json"));
-  const routine = JSON.parse(text.replaceAll("s3://my-data-lake/", `s3://${bucket}/`));
+  const routine = JSON.parse(text.replaceAll("s3://my-data-lake/", `${lake}/`));
   routine.executors.DownloaderExecutor.params.requests_arguments.url = url;
   routine.s3 = s3;
   return routine;
@@ -89,37 +66,37 @@ s3Test(
 s3Test(
   "the notebook's routine with landing, staging and archive on s3:// lands, stages and archives the bytes",
   async () => {
-    const bucket = await createTestBucket(server, "notebook");
+    await using lake = await s3Location("notebook");
     await using http = await startFaultServer({ "/survey.zip": { body: archive } });
     await using dir = await tempDir();
-    const routine = await exampleRoutine(http.url("/survey.zip"), bucket);
+    const routine = await exampleRoutine(http.url("/survey.zip"), lake.url);
     const { error, lines } = await runRoutineJson(routine, { cwd: dir.path });
     assert.equal(error, undefined, lines.join("\n"));
-    const base = `s3://${bucket}/retail_trade_survey`;
-    assert.deepEqual(await objects(`${base}/staging`), entries);
-    assert.deepEqual(await objects(`${base}/archive`), entries);
-    assert.deepEqual(await objects(`${base}/landing`), {});
-    assert.equal(await unfinishedUploads(bucket), 0);
+    const base = `${lake.url}/retail_trade_survey`;
+    assert.deepEqual(await treeOf(`${base}/staging`, { s3 }), entries);
+    assert.deepEqual(await treeOf(`${base}/archive`, { s3 }), entries);
+    assert.deepEqual(await treeOf(`${base}/landing`, { s3 }), {});
+    assert.deepEqual(await lake.unfinishedUploads(), []);
     assert.ok(lines.some((l) => /✓ transfer {2}3 files/.test(l)), lines.join("\n"));
 
     // the next quarter: same names, other bytes; the archived files are never overwritten
     const next = buildZip([{ name: "sales.csv", data: csvText(1000, 9) }]);
     await using http2 = await startFaultServer({ "/survey.zip": { body: next } });
-    const again = await runRoutineJson(await exampleRoutine(http2.url("/survey.zip"), bucket), {
+    const again = await runRoutineJson(await exampleRoutine(http2.url("/survey.zip"), lake.url), {
       cwd: dir.path,
     });
     assert.equal(again.error, undefined, again.lines.join("\n"));
-    const archived = await objects(`${base}/archive`);
+    const archived = await treeOf(`${base}/archive`, { s3 });
     assert.equal(archived["sales.csv"], sha256(sales));
     const stamped = Object.keys(archived).filter((k) => /^sales\.\d{8}T\d{6}Z\.csv$/.test(k));
     assert.equal(stamped.length, 1, JSON.stringify(archived));
     assert.equal(archived[stamped[0]], sha256(csvText(1000, 9)));
-    assert.equal((await objects(`${base}/staging`))["sales.csv"], sha256(csvText(1000, 9)));
+    assert.equal((await treeOf(`${base}/staging`, { s3 }))["sales.csv"], sha256(csvText(1000, 9)));
   },
 );
 
 s3Test("local → S3 staging, then S3 → local staging, each archived after verification", async () => {
-  const bucket = await createTestBucket(server, "local-s3");
+  await using lake = await s3Location("local-s3");
   await using dir = await tempDir();
   const files = {
     "a.csv": "a\n",
@@ -142,15 +119,15 @@ s3Test("local → S3 staging, then S3 → local staging, each archived after ver
     s3,
     executors: {
       StagingExecutor: {
-        params: { parent_directory: "landing", dump_directory: `s3://${bucket}/staging` },
+        params: { parent_directory: "landing", dump_directory: `${lake.url}/staging` },
         tasks: ["transfer", "post_staging"],
       },
     },
   }, { cwd: dir.path });
   assert.equal(up.error, undefined, up.lines.join("\n"));
-  assert.deepEqual(await objects(`s3://${bucket}/staging`), expected);
-  assert.deepEqual(await localHashes(join(dir.path, "archive")), expected);
-  assert.deepEqual(await readTree(join(dir.path, "landing")), {});
+  assert.deepEqual(await treeOf(`${lake.url}/staging`, { s3 }), expected);
+  assert.deepEqual(await treeOf(join(dir.path, "archive"), { temporaries: true }), expected);
+  assert.deepEqual(await treeOf(join(dir.path, "landing"), { temporaries: true }), {});
 
   const down = await runRoutineJson({
     routine_name: "down",
@@ -158,31 +135,33 @@ s3Test("local → S3 staging, then S3 → local staging, each archived after ver
     executors: {
       StagingExecutor: {
         params: {
-          parent_directory: `s3://${bucket}/staging`,
+          parent_directory: `${lake.url}/staging`,
           dump_directory: "curated",
-          archive_directory: `s3://${bucket}/archive/2024`,
+          archive_directory: `${lake.url}/archive/2024`,
         },
         tasks: ["transfer", "post_staging"],
       },
     },
   }, { cwd: dir.path });
   assert.equal(down.error, undefined, down.lines.join("\n"));
-  assert.deepEqual(await localHashes(join(dir.path, "curated")), expected);
-  assert.deepEqual(await objects(`s3://${bucket}/archive/2024`), expected);
-  assert.deepEqual(await objects(`s3://${bucket}/staging`), {});
-  assert.equal(await unfinishedUploads(bucket), 0);
+  assert.deepEqual(await treeOf(join(dir.path, "curated"), { temporaries: true }), expected);
+  assert.deepEqual(await treeOf(`${lake.url}/archive/2024`, { s3 }), expected);
+  assert.deepEqual(await treeOf(`${lake.url}/staging`, { s3 }), {});
+  assert.deepEqual(await lake.unfinishedUploads(), []);
 });
 
 s3Test("S3 → S3 staging copies server-side (ETag and metadata kept) and post_staging deletes", async () => {
-  const bucket = await createTestBucket(server, "s3-s3");
+  await using lake = await s3Location("s3-s3");
   // land through a batch, as the downloader does: objects with lakerun's part-size metadata
-  const landing = openS3Location(`s3://${bucket}/landing`, s3);
+  const landing = openS3Location(`${lake.url}/landing`, s3);
   const batch = await landing.batch();
   const body = randomBytes(2_000_000, 8);
   await batch.write("x/data.bin", streamOf(body));
   await batch.write("y z.csv", new Blob(["y\n"]).stream());
   await batch.commit();
-  const before = await raw.send(new HeadObjectCommand({ Bucket: bucket, Key: "landing/x/data.bin" }));
+  const before = await lake.client.send(
+    new HeadObjectCommand({ Bucket: lake.bucket, Key: lake.key("landing/x/data.bin") }),
+  );
 
   await using dir = await tempDir();
   const { error, lines } = await runRoutineJson({
@@ -191,8 +170,8 @@ s3Test("S3 → S3 staging copies server-side (ETag and metadata kept) and post_s
     executors: {
       StagingExecutor: {
         params: {
-          parent_directory: `s3://${bucket}/landing`,
-          dump_directory: `s3://${bucket}/staging`,
+          parent_directory: `${lake.url}/landing`,
+          dump_directory: `${lake.url}/staging`,
           archive_or_delete: "delete",
         },
         tasks: ["transfer", "post_staging"],
@@ -200,12 +179,14 @@ s3Test("S3 → S3 staging copies server-side (ETag and metadata kept) and post_s
     },
   }, { cwd: dir.path });
   assert.equal(error, undefined, lines.join("\n"));
-  assert.deepEqual(await objects(`s3://${bucket}/staging`), {
+  assert.deepEqual(await treeOf(`${lake.url}/staging`, { s3 }), {
     "x/data.bin": sha256(body),
     "y z.csv": sha256(encoder.encode("y\n")),
   });
-  assert.deepEqual(await objects(`s3://${bucket}/landing`), {});
-  const after = await raw.send(new HeadObjectCommand({ Bucket: bucket, Key: "staging/x/data.bin" }));
+  assert.deepEqual(await treeOf(`${lake.url}/landing`, { s3 }), {});
+  const after = await lake.client.send(
+    new HeadObjectCommand({ Bucket: lake.bucket, Key: lake.key("staging/x/data.bin") }),
+  );
   assert.equal(after.ETag, before.ETag, "a server-side copy keeps the ETag");
   // a streamed copy of a 2 MB file would be a PutObject without lakerun's metadata
   assert.equal(after.Metadata?.[PART_SIZE_METADATA], before.Metadata?.[PART_SIZE_METADATA]);
@@ -214,9 +195,9 @@ s3Test("S3 → S3 staging copies server-side (ETag and metadata kept) and post_s
 s3Test(
   "the py_exec transform works on S3 folders through local working folders, which are removed",
   async () => {
-    const bucket = await createTestBucket(server, "transform");
+    await using lake = await s3Location("transform");
     const csv = "Series_reference,Period,Data_value\nRTT.1,2019.12,1\nRTT.1,2020.03,2\nRTT.1,2024.06,3\n";
-    await putObjects(`s3://${bucket}/landing`, { "retail/q.csv": csv, "notes.txt": "not a csv" });
+    await putObjects(`${lake.url}/landing`, { "retail/q.csv": csv, "notes.txt": "not a csv" });
     await using dir = await tempDir();
     const routine = {
       routine_name: "transform",
@@ -224,8 +205,8 @@ s3Test(
       executors: {
         StagingExecutor: {
           params: {
-            parent_directory: `s3://${bucket}/landing`,
-            dump_directory: `s3://${bucket}/staging`,
+            parent_directory: `${lake.url}/landing`,
+            dump_directory: `${lake.url}/staging`,
             py_exec_path: join(ROOT, "routines/transforms/retail"),
             py_exec_args: { min_period: "2020.03" },
           },
@@ -237,34 +218,34 @@ s3Test(
     assert.equal(error, undefined, lines.join("\n"));
     assert.ok(lines.some((l) => l.includes("py_exec: retail/q.csv: kept 2 rows")), lines.join("\n"));
     const filtered = "Series_reference,Period,Data_value\r\nRTT.1,2020.03,2\r\nRTT.1,2024.06,3\r\n";
-    assert.deepEqual(await objects(`s3://${bucket}/staging`), {
+    assert.deepEqual(await treeOf(`${lake.url}/staging`, { s3 }), {
       "retail/q.filtered.csv": sha256(encoder.encode(filtered)),
     });
-    assert.deepEqual(await objects(`s3://${bucket}/archive`), {
+    assert.deepEqual(await treeOf(`${lake.url}/archive`, { s3 }), {
       "notes.txt": sha256(encoder.encode("not a csv")),
       "retail/q.csv": sha256(encoder.encode(csv)),
     });
-    assert.deepEqual(await objects(`s3://${bucket}/landing`), {});
+    assert.deepEqual(await treeOf(`${lake.url}/landing`, { s3 }), {});
     // the working folders lived in the step's state folder and are gone
-    const state = await readTree(join(dir.path, ".lakerun"));
+    const state = await treeOf(join(dir.path, ".lakerun"), { temporaries: true });
     assert.ok(
       Object.keys(state).every((p) => !p.includes(".lakerun-tmp-")),
       JSON.stringify(Object.keys(state)),
     );
 
     // a failing transform uploads nothing and archives nothing
-    await putObjects(`s3://${bucket}/landing`, { "bad.csv": "Period\n" }); // no Data_value: fine; no Period → KeyError
-    await putObjects(`s3://${bucket}/landing`, { "worse.csv": "Other\nx\n" });
+    await putObjects(`${lake.url}/landing`, { "bad.csv": "Period\n" }); // no Data_value: fine; no Period → KeyError
+    await putObjects(`${lake.url}/landing`, { "worse.csv": "Other\nx\n" });
     const failed = await runRoutineJson(routine, { cwd: dir.path });
     assert.match(failed.error?.message ?? "", /py_exec failed \(exit 1\).*KeyError: 'Period'/);
-    assert.deepEqual(Object.keys(await objects(`s3://${bucket}/staging`)), ["retail/q.filtered.csv"]);
-    assert.deepEqual(Object.keys(await objects(`s3://${bucket}/landing`)), ["bad.csv", "worse.csv"]);
-    assert.equal(await unfinishedUploads(bucket), 0);
+    assert.deepEqual(Object.keys(await treeOf(`${lake.url}/staging`, { s3 })), ["retail/q.filtered.csv"]);
+    assert.deepEqual(Object.keys(await treeOf(`${lake.url}/landing`, { s3 })), ["bad.csv", "worse.csv"]);
+    assert.deepEqual(await lake.unfinishedUploads(), []);
   },
 );
 
 s3Test("a download lands straight in S3 (multipart), and a failed one leaves nothing", async () => {
-  const bucket = await createTestBucket(server, "download");
+  await using lake = await s3Location("download");
   const body = randomBytes(12 * 1024 * 1024 + 5, 6);
   await using http = await startFaultServer({
     "/files/big%20file.bin": { body, cutAfterBytes: 3 * 1024 * 1024 },
@@ -283,26 +264,28 @@ s3Test("a download lands straight in S3 (multipart), and a failed one leaves not
       },
     }, { cwd: dir.path });
   // a folder (trailing slash) receives the URL's file name; the first attempt is cut and retried
-  const ok = await download(http.url("/files/big%20file.bin"), `s3://${bucket}/landing/`);
+  const ok = await download(http.url("/files/big%20file.bin"), `${lake.url}/landing/`);
   assert.equal(ok.error, undefined, ok.lines.join("\n"));
-  assert.deepEqual(await objects(`s3://${bucket}/landing`), { "big file.bin": sha256(body) });
-  const head = await raw.send(new HeadObjectCommand({ Bucket: bucket, Key: "landing/big file.bin" }));
+  assert.deepEqual(await treeOf(`${lake.url}/landing`, { s3 }), { "big file.bin": sha256(body) });
+  const head = await lake.client.send(
+    new HeadObjectCommand({ Bucket: lake.bucket, Key: lake.key("landing/big file.bin") }),
+  );
   assert.match(head.ETag ?? "", /-2"$/, "uploaded in 8 MiB parts");
   // a key that does not exist yet is the file to write
-  const named = await download(http.url("/files/big%20file.bin"), `s3://${bucket}/named/copy.bin`);
+  const named = await download(http.url("/files/big%20file.bin"), `${lake.url}/named/copy.bin`);
   assert.equal(named.error, undefined, named.lines.join("\n"));
-  assert.deepEqual(await objects(`s3://${bucket}/named`), { "copy.bin": sha256(body) });
+  assert.deepEqual(await treeOf(`${lake.url}/named`, { s3 }), { "copy.bin": sha256(body) });
 
-  const bad = await download(http.url("/bad.bin"), `s3://${bucket}/failed/`, { sha256: "0".repeat(64) });
+  const bad = await download(http.url("/bad.bin"), `${lake.url}/failed/`, { sha256: "0".repeat(64) });
   assert.match(bad.error?.message ?? "", /sha256 mismatch .*nothing was landed/);
-  assert.deepEqual(await objects(`s3://${bucket}/failed`), {});
-  const badZip = await download(http.url("/bad.bin"), `s3://${bucket}/failed`, {
+  assert.deepEqual(await treeOf(`${lake.url}/failed`, { s3 }), {});
+  const badZip = await download(http.url("/bad.bin"), `${lake.url}/failed`, {
     unzip: "unzip",
     retries: 0,
   });
   assert.ok(badZip.error, "a body that is not a zip fails");
-  assert.deepEqual(await objects(`s3://${bucket}/failed`), {});
-  assert.equal(await unfinishedUploads(bucket), 0);
+  assert.deepEqual(await treeOf(`${lake.url}/failed`, { s3 }), {});
+  assert.deepEqual(await lake.unfinishedUploads(), []);
 });
 
 s3Test(
@@ -310,7 +293,7 @@ s3Test(
   async () => {
     await using dir = await tempDir();
     await using http = await startFaultServer({});
-    const routine = await exampleRoutine(http.url("/survey.zip"), "plan-bucket");
+    const routine = await exampleRoutine(http.url("/survey.zip"), "s3://plan-bucket");
     await Deno.writeTextFile(join(dir.path, "r.json"), JSON.stringify(routine));
     const env = {
       AWS_CONFIG_FILE: join(dir.path, "aws-config"),
@@ -388,7 +371,7 @@ export default defineExecutor({
 }
 
 s3Test("an S3 step's Worker reaches its endpoint and nothing else", async () => {
-  const bucket = await createTestBucket(server, "scope");
+  await using lake = await s3Location("scope");
   await using dir = await tempDir();
   await writeProbePlugin(dir.path);
   await using other = await startFaultServer({ "/": { body: "elsewhere" } });
@@ -399,7 +382,7 @@ s3Test("an S3 step's Worker reaches its endpoint and nothing else", async () => 
       executors: {
         probe: {
           executor: "S3ProbeExecutor",
-          params: { location: `s3://${bucket}/p`, target },
+          params: { location: `${lake.url}/p`, target },
           tasks: [task],
         },
       },
@@ -408,7 +391,7 @@ s3Test("an S3 step's Worker reaches its endpoint and nothing else", async () => 
   const ok = await probe("roundtrip");
   assert.equal(ok.error, undefined, ok.lines.join("\n"));
   assert.ok(ok.lines.some((l) => l.includes("read back: probe ✓")), ok.lines.join("\n"));
-  assert.deepEqual(await objects(`s3://${bucket}/p`), {});
+  assert.deepEqual(await treeOf(`${lake.url}/p`, { s3 }), {});
 
   const net = await probe("fetch_target", other.url("/"));
   assert.match(
@@ -513,4 +496,4 @@ s3Test("a missing bucket fails the step with one line naming it", async () => {
   );
 });
 
-stopS3ServerAfterTests(server, raw);
+stopS3ServerAfterTests(server);

@@ -13,31 +13,22 @@
  * Run: deno test -A tests/s3_transfer_test.ts
  */
 import assert from "node:assert/strict";
-import { createHash } from "node:crypto";
 import { join } from "node:path";
-import {
-  GetObjectCommand,
-  ListMultipartUploadsCommand,
-  ListObjectsV2Command,
-  PutObjectCommand,
-  type S3Client,
-} from "@aws-sdk/client-s3";
+import { ListObjectsV2Command, PutObjectCommand } from "@aws-sdk/client-s3";
 import definition from "../executors/s3_transfer/mod.ts";
 import { transferFiles, type TransferOptions } from "../lib/transfer/transfer.ts";
 import { globProblem, globToRegExp, pathFilter } from "../lib/glob.ts";
-import { openS3Location } from "../lib/aws/s3/storage.ts";
 import type { Storage, StoredFile, WriteBatch, WriteOptions, WriteResult } from "../lib/storage/mod.ts";
 import { LocalStorage } from "../lib/storage/local.ts";
 import { parseRoutine } from "../orchestrator/routine/routine.ts";
 import { lakerun, lakerunCommand, runRoutineJson, tempDir } from "./support/lakerun.ts";
-import { createS3Client, createTestBucket, type S3TestServer, startS3Server } from "./support/s3_server.ts";
+import type { S3TestServer } from "./support/s3_server.ts";
 import { startFaultProxy } from "./support/tcp_proxy.ts";
+import { digests, s3Location, sha256Hex as sha256, stopS3TestServer, treeOf } from "./support/trees.ts";
 import { randomBytes, streamOf } from "./support/zip_fixtures.ts";
 
 // ---------------------------------------------------------------------------------------------------------
 // helpers
-
-const sha256 = (bytes: Uint8Array | string) => createHash("sha256").update(bytes).digest("hex");
 
 type Tree = Record<string, Uint8Array | string>;
 
@@ -49,30 +40,8 @@ async function writeTree(dir: string, files: Tree) {
   }
 }
 
-/** Every file under `dir` (temporary names included, so leftovers show): path → sha256. */
-async function snapshot(dir: string): Promise<Record<string, string>> {
-  const out: Record<string, string> = {};
-  const walk = async (path: string, prefix: string) => {
-    for await (const entry of Deno.readDir(path)) {
-      const full = join(path, entry.name);
-      if (entry.isSymlink) out[prefix + entry.name] = `symlink → ${await Deno.readLink(full)}`;
-      else if (entry.isDirectory) await walk(full, `${prefix}${entry.name}/`);
-      else out[prefix + entry.name] = sha256(await Deno.readFile(full));
-    }
-  };
-  await walk(dir, "").catch((error) => {
-    if (!(error instanceof Deno.errors.NotFound)) throw error;
-  });
-  return Object.fromEntries(Object.entries(out).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
-}
-
-/** The snapshot a tree should have. */
-function digests(files: Tree): Record<string, string> {
-  return Object.fromEntries(
-    Object.entries(files).map(([path, content]) => [path, sha256(content)] as const)
-      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)),
-  );
-}
+/** Every file under a location with its sha256, temporary names included so that leftovers show. */
+const ALL = { temporaries: true } as const;
 
 function pick(files: Tree, paths: string[]): Tree {
   return Object.fromEntries(paths.map((path) => [path, files[path]]));
@@ -267,7 +236,7 @@ Deno.test("copy: every file with its relative path and bytes; a re-run skips ide
   await writeTree(src, SAMPLE);
 
   let lines = await runOk(dir.path, {}, ["copy"]);
-  assert.deepEqual(await snapshot(join(dir.path, "dst")), digests(SAMPLE));
+  assert.deepEqual(await treeOf(join(dir.path, "dst"), ALL), digests(SAMPLE));
   hasLine(lines, /✓ copy {2}5 files, 293\.0 KiB/);
 
   lines = await runOk(dir.path, {}, ["copy"]);
@@ -280,8 +249,11 @@ Deno.test("copy: every file with its relative path and bytes; a re-run skips ide
   await writeTree(join(dir.path, "dst"), { "only-in-dst.csv": "kept" });
   lines = await runOk(dir.path, { concurrency: 1 }, ["copy"]);
   hasLine(lines, /copied 1 file \(15 B\); 4 already identical/);
-  assert.deepEqual(await snapshot(join(dir.path, "dst")), digests({ ...changed, "only-in-dst.csv": "kept" }));
-  assert.deepEqual(await snapshot(src), digests(changed), "copy leaves the source alone");
+  assert.deepEqual(
+    await treeOf(join(dir.path, "dst"), ALL),
+    digests({ ...changed, "only-in-dst.csv": "kept" }),
+  );
+  assert.deepEqual(await treeOf(src, ALL), digests(changed), "copy leaves the source alone");
 });
 
 Deno.test("move: selected files land byte-identical and leave the source; excluded and unselected files stay", async () => {
@@ -295,8 +267,8 @@ Deno.test("move: selected files land byte-identical and leave the source; exclud
   await writeTree(join(dir.path, "src"), files);
   const lines = await runOk(dir.path, { include: ["**/*.csv"], exclude: ["keep/**"] }, ["move"]);
   hasLine(lines, /moved 2 files/);
-  assert.deepEqual(await snapshot(join(dir.path, "dst")), digests(pick(files, ["a.csv", "x/y/b.csv"])));
-  assert.deepEqual(await snapshot(join(dir.path, "src")), digests(pick(files, ["keep/c.csv", "d.txt"])));
+  assert.deepEqual(await treeOf(join(dir.path, "dst"), ALL), digests(pick(files, ["a.csv", "x/y/b.csv"])));
+  assert.deepEqual(await treeOf(join(dir.path, "src"), ALL), digests(pick(files, ["keep/c.csv", "d.txt"])));
   await assert.rejects(Deno.stat(join(dir.path, "src/x")), Deno.errors.NotFound, "emptied folders go too");
 });
 
@@ -310,10 +282,10 @@ Deno.test("move onto an identical copy deletes the source only; onto a different
   assert.deepEqual(destination.writes, ["new.csv"], "the identical file is not written again");
   assert.equal(summary.files, 2);
   assert.deepEqual(
-    await snapshot(join(dir.path, "dst")),
+    await treeOf(join(dir.path, "dst"), ALL),
     digests({ "same.csv": "same", "new.csv": "newer" }),
   );
-  assert.deepEqual(await snapshot(join(dir.path, "src")), {});
+  assert.deepEqual(await treeOf(join(dir.path, "src"), ALL), {});
 });
 
 Deno.test("sync: copies only changed files; delete_extraneous removes selected extras, never excluded ones", async () => {
@@ -329,15 +301,15 @@ Deno.test("sync: copies only changed files; delete_extraneous removes selected e
   });
   let lines = await runOk(dir.path, { exclude: ["*.log"] }, ["sync"]);
   hasLine(lines, /copied 2 files \(16 B\); 1 already identical/);
-  assert.ok((await snapshot(join(dir.path, "dst")))["extra.csv"], "no deletion without delete_extraneous");
+  assert.ok((await treeOf(join(dir.path, "dst"), ALL))["extra.csv"], "no deletion without delete_extraneous");
   lines = await runOk(dir.path, { exclude: ["*.log"], delete_extraneous: true }, ["copy"]);
   hasLine(lines, /delete_extraneous applies to sync only; copy deletes nothing/);
-  assert.ok((await snapshot(join(dir.path, "dst")))["extra.csv"], "copy never deletes");
+  assert.ok((await treeOf(join(dir.path, "dst"), ALL))["extra.csv"], "copy never deletes");
 
   lines = await runOk(dir.path, { exclude: ["*.log"], delete_extraneous: true }, ["sync"]);
   hasLine(lines, /copied 0 files \(0 B\); 3 already identical; deleted 2 extraneous/);
   assert.deepEqual(
-    await snapshot(join(dir.path, "dst")),
+    await treeOf(join(dir.path, "dst"), ALL),
     digests({ ...files, "keep.log": "excluded, kept" }),
   );
   await assert.rejects(Deno.stat(join(dir.path, "dst/old")), Deno.errors.NotFound);
@@ -349,7 +321,7 @@ Deno.test("sync with delete_extraneous refuses to empty the destination when the
   await writeTree(join(dir.path, "dst"), { "a.csv": "a", "b.csv": "b" });
   const { error } = await run(dir.path, { delete_extraneous: true }, ["sync"]);
   assert.match(error?.message ?? "", /src has no selected file: refusing to delete all 2 files of .*dst/);
-  assert.deepEqual(await snapshot(join(dir.path, "dst")), digests({ "a.csv": "a", "b.csv": "b" }));
+  assert.deepEqual(await treeOf(join(dir.path, "dst"), ALL), digests({ "a.csv": "a", "b.csv": "b" }));
 });
 
 Deno.test("dry run logs one line per file and touches nothing (copy, move, sync with deletions)", async () => {
@@ -362,7 +334,10 @@ Deno.test("dry run logs one line per file and touches nothing (copy, move, sync 
   await writeTree(join(dir.path, "dst"), { "same.csv": "same", "extra.csv": "e", "b.csv": "not sub/b" });
   // a leftover temporary file: a real run would clean it, a dry run leaves it
   await writeTree(join(dir.path, "dst"), { ".lakerun-tmp-abc-a.csv": "half" });
-  const before = { src: await snapshot(join(dir.path, "src")), dst: await snapshot(join(dir.path, "dst")) };
+  const before = {
+    src: await treeOf(join(dir.path, "src"), ALL),
+    dst: await treeOf(join(dir.path, "dst"), ALL),
+  };
 
   let lines = await runOk(dir.path, { dry_run: true }, ["copy"]);
   hasLine(lines, /^ {4}copy a\.csv \(12\.0 KiB\)$/);
@@ -379,8 +354,8 @@ Deno.test("dry run logs one line per file and touches nothing (copy, move, sync 
   lines = await runOk(dir.path, { dry_run: true }, ["move"]);
   hasLine(lines, /^ {4}move a\.csv \(12\.0 KiB\)$/);
 
-  assert.deepEqual(await snapshot(join(dir.path, "src")), before.src);
-  assert.deepEqual(await snapshot(join(dir.path, "dst")), before.dst);
+  assert.deepEqual(await treeOf(join(dir.path, "src"), ALL), before.src);
+  assert.deepEqual(await treeOf(join(dir.path, "dst"), ALL), before.dst);
 });
 
 Deno.test("invalid params and overlapping locations are refused before anything runs", async () => {
@@ -414,7 +389,7 @@ Deno.test("invalid params and overlapping locations are refused before anything 
     run(dir.path, { source: "src", destination: "./src/../src/copy" }, ["copy"]),
     /params\.destination: source and destination overlap/,
   );
-  assert.deepEqual(await snapshot(join(dir.path, "src")), digests({ "a.csv": "a" }));
+  assert.deepEqual(await treeOf(join(dir.path, "src"), ALL), digests({ "a.csv": "a" }));
 });
 
 Deno.test("permissions: the source is written only by move; the step's Worker enforces the scope", async () => {
@@ -442,7 +417,7 @@ Deno.test("permissions: the source is written only by move; the step's Worker en
   const lines = await runOk(dir.path, {}, ["copy"]);
   hasLine(lines, /skipping symbolic link link\.csv \(never followed\)/);
   hasLine(lines, /skipping symbolic link linked-dir \(never followed\)/);
-  assert.deepEqual(await snapshot(join(dir.path, "dst")), digests({ "a.csv": "a" }));
+  assert.deepEqual(await treeOf(join(dir.path, "dst"), ALL), digests({ "a.csv": "a" }));
 });
 
 Deno.test("a symbolic link inside the destination is never written through; the error names the file", async () => {
@@ -453,7 +428,7 @@ Deno.test("a symbolic link inside the destination is never written through; the 
   await Deno.symlink(join(dir.path, "elsewhere"), join(dir.path, "dst/sub"));
   const { error } = await run(dir.path, {}, ["copy"]);
   assert.match(error?.message ?? "", /copy sub\/b\.csv: refusing to write through symbolic link .*dst\/sub/);
-  assert.deepEqual(await snapshot(join(dir.path, "elsewhere")), {});
+  assert.deepEqual(await treeOf(join(dir.path, "elsewhere"), ALL), {});
 });
 
 Deno.test("a missing source fails with its path; a missing destination is created", async () => {
@@ -462,7 +437,7 @@ Deno.test("a missing source fails with its path; a missing destination is create
   assert.match(error?.message ?? "", /src does not exist/);
   await writeTree(join(dir.path, "src"), { "a.csv": "a" });
   await runOk(dir.path, { destination: "new/deep/dst" }, ["sync"]);
-  assert.deepEqual(await snapshot(join(dir.path, "new/deep/dst")), digests({ "a.csv": "a" }));
+  assert.deepEqual(await treeOf(join(dir.path, "new/deep/dst"), ALL), digests({ "a.csv": "a" }));
 });
 
 // ---------------------------------------------------------------------------------------------------------
@@ -482,8 +457,8 @@ Deno.test("move deletes nothing whose copy fails verification, and names the fil
     /move b\.csv: b\.csv: copy differs from the source \(sha256\)/,
   );
   // a.csv was verified and moved; b.csv is still in the source, whole
-  assert.deepEqual(await snapshot(join(dir.path, "src")), digests(pick(files, ["b.csv"])));
-  assert.equal((await snapshot(join(dir.path, "dst")))["a.csv"], sha256("original bytes"));
+  assert.deepEqual(await treeOf(join(dir.path, "src"), ALL), digests(pick(files, ["b.csv"])));
+  assert.equal((await treeOf(join(dir.path, "dst"), ALL))["a.csv"], sha256("original bytes"));
 });
 
 Deno.test("a failing write stops the transfer, names the file, and sync deletes nothing", async () => {
@@ -505,7 +480,7 @@ Deno.test("a failing write stops the transfer, names the file, and sync deletes 
     }),
     /copy f05\.csv: disk full/,
   );
-  const after = await snapshot(join(dir.path, "dst"));
+  const after = await treeOf(join(dir.path, "dst"), ALL);
   assert.equal(after["extraneous.csv"], sha256("e"), "no deletion unless every copy succeeded");
   assert.ok(destination.writes.length < 20, "no new file started after the failure");
   for (const [path, hash] of Object.entries(after)) {
@@ -529,7 +504,7 @@ Deno.test("never more than `concurrency` files in flight, and exactly that many 
     });
     assert.equal(destination.maxInFlight, concurrency, `concurrency ${concurrency}`);
     assert.equal(summary.files, 24);
-    assert.deepEqual(await snapshot(dst), digests(files));
+    assert.deepEqual(await treeOf(dst, ALL), digests(files));
   }
 });
 
@@ -548,7 +523,10 @@ Deno.test("an aborted transfer leaves no partial or temporary file; a re-run com
   });
   const options: TransferOptions = { mode: "move", concurrency: 2, signal: controller.signal };
   await assert.rejects(transferFiles(source, slow, options), /interrupted/);
-  const midway = { src: await snapshot(join(dir.path, "src")), dst: await snapshot(join(dir.path, "dst")) };
+  const midway = {
+    src: await treeOf(join(dir.path, "src"), ALL),
+    dst: await treeOf(join(dir.path, "dst"), ALL),
+  };
   assert.ok(Object.keys(midway.src).length > 0 && Object.keys(midway.dst).length > 0, "stopped mid-way");
   for (const [path, hash] of Object.entries(digests(files))) {
     assert.ok(midway.src[path] === hash || midway.dst[path] === hash, `${path} exists whole somewhere`);
@@ -557,47 +535,17 @@ Deno.test("an aborted transfer leaves no partial or temporary file; a re-run com
 
   const summary = await transferFiles(source, new InstrumentedStorage(slow.inner), { mode: "move" });
   assert.equal(summary.files, Object.keys(midway.src).length);
-  assert.deepEqual(await snapshot(join(dir.path, "dst")), digests(files));
-  assert.deepEqual(await snapshot(join(dir.path, "src")), {});
+  assert.deepEqual(await treeOf(join(dir.path, "dst"), ALL), digests(files));
+  assert.deepEqual(await treeOf(join(dir.path, "src"), ALL), {});
 });
 
 // ---------------------------------------------------------------------------------------------------------
 // against a real S3 server
 
-/** Every key under `prefix` with its sha256, read back with GetObject. */
-async function s3Snapshot(client: S3Client, bucket: string, prefix: string): Promise<Record<string, string>> {
-  const keys: string[] = [];
-  let token: string | undefined;
-  do {
-    const page = await client.send(
-      new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix, ContinuationToken: token }),
-    );
-    for (const object of page.Contents ?? []) keys.push(object.Key!);
-    token = page.IsTruncated ? page.NextContinuationToken : undefined;
-  } while (token);
-  const out: Record<string, string> = {};
-  let next = 0;
-  await Promise.all(Array.from({ length: 16 }, async () => {
-    while (next < keys.length) {
-      const key = keys[next++];
-      const object = await client.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
-      const bytes = await object.Body!.transformToByteArray();
-      assert.equal(bytes.byteLength, object.ContentLength, `${key}: length`);
-      out[key.slice(prefix.length)] = sha256(bytes);
-    }
-  }));
-  return Object.fromEntries(Object.entries(out).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
-}
-
-async function openMultipartUploads(client: S3Client, bucket: string): Promise<string[]> {
-  const res = await client.send(new ListMultipartUploadsCommand({ Bucket: bucket }));
-  return (res.Uploads ?? []).map((upload) => upload.Key!);
-}
-
 /**
  * Runs a routine through lakerun's command line (`deno run -A main.ts run FILE`) with the server's credentials
- * in the child's environment — not in this process's, which test files running in parallel share — and fails
- * the test, with the output, unless it succeeded. Returns the console lines.
+ * in the child's environment, whatever this process's holds, and fails the test, with the output, unless it
+ * succeeded. Returns the console lines.
  */
 async function runCli(
   server: S3TestServer,
@@ -617,15 +565,14 @@ function spawnLakerun(cwd: string, server: S3TestServer): Deno.ChildProcess {
 }
 
 Deno.test("against a real S3 server (radosgw)", async (t) => {
-  const server = await startS3Server();
-  const client = createS3Client(server);
-  const s3 = { endpoint: server.endpoint };
-  const runS3 = (cwd: string, params: Record<string, unknown>, tasks: string[]) =>
-    runCli(server, cwd, params, tasks);
-  await using dir = await tempDir();
   try {
-    const lake = await createTestBucket(server, "transfer-lake");
-    const other = await createTestBucket(server, "transfer-other");
+    await using lake = await s3Location("transfer-lake");
+    await using other = await s3Location("transfer-other");
+    const { server } = lake;
+    const s3 = { endpoint: server.endpoint };
+    const runS3 = (cwd: string, params: Record<string, unknown>, tasks: string[]) =>
+      runCli(server, cwd, params, tasks);
+    await using dir = await tempDir();
     const files: Tree = {
       ...SAMPLE,
       "big/multipart.bin": randomBytes(12 * 1024 * 1024 + 7, 3), // over the multipart threshold
@@ -634,22 +581,22 @@ Deno.test("against a real S3 server (radosgw)", async (t) => {
     await writeTree(join(dir.path, "src"), files);
 
     await t.step("local → S3 copy: bytes, 0-byte objects, keys with spaces, unicode and +?#&=", async () => {
-      const lines = await runS3(dir.path, { destination: `s3://${lake}/in` }, ["copy"]);
+      const lines = await runS3(dir.path, { destination: `${lake.url}/in` }, ["copy"]);
       hasLine(lines, /✓ copy {2}7 files, 12\.3 MiB/);
-      assert.deepEqual(await s3Snapshot(client, lake, "in/"), digests(files));
-      const again = await runS3(dir.path, { destination: `s3://${lake}/in` }, ["copy"]);
+      assert.deepEqual(await treeOf(lake.open("in"), ALL), digests(files));
+      const again = await runS3(dir.path, { destination: `${lake.url}/in` }, ["copy"]);
       hasLine(again, /copied 0 files \(0 B\); 7 already identical/);
     });
 
     await t.step("S3 → local copy", async () => {
-      await runS3(dir.path, { source: `s3://${lake}/in`, destination: "back" }, ["copy"]);
-      assert.deepEqual(await snapshot(join(dir.path, "back")), digests(files));
+      await runS3(dir.path, { source: `${lake.url}/in`, destination: "back" }, ["copy"]);
+      assert.deepEqual(await treeOf(join(dir.path, "back"), ALL), digests(files));
     });
 
     await t.step("S3 → S3 copy is server-side: no byte passes through lakerun", async () => {
       // in-process, to count reads of the source: server-side copies read nothing through lakerun
-      const source = openS3Location(`s3://${lake}/in`, s3, { client });
-      const destination = openS3Location(`s3://${other}/copy`, s3, { client });
+      const source = lake.open("in");
+      const destination = other.open("copy");
       let reads = 0;
       const read = source.read.bind(source);
       source.read = (...args) => {
@@ -660,27 +607,29 @@ Deno.test("against a real S3 server (radosgw)", async (t) => {
       assert.equal(summary.files, 7);
       assert.equal(summary.serverSide, 7, "every object copied server-side");
       assert.equal(reads, 0, "no object was read through lakerun");
-      assert.deepEqual(await s3Snapshot(client, other, "copy/"), digests(files));
+      assert.deepEqual(await treeOf(other.open("copy"), ALL), digests(files));
 
       // the same through a routine (the step's Worker), into another prefix of the same bucket
-      const lines = await runS3(dir.path, { source: `s3://${lake}/in`, destination: `s3://${lake}/copy` }, [
+      const lines = await runS3(dir.path, { source: `${lake.url}/in`, destination: `${lake.url}/copy` }, [
         "copy",
       ]);
       hasLine(lines, /copied 7 files \(12\.3 MiB, 7 server-side\)/);
-      assert.deepEqual(await s3Snapshot(client, lake, "copy/"), digests(files));
+      assert.deepEqual(await treeOf(lake.open("copy"), ALL), digests(files));
     });
 
     await t.step("sync on S3 finds changes by size and content; delete_extraneous; globs", async () => {
-      const prefix = `s3://${other}/copy`;
+      const prefix = `${other.url}/copy`;
       // change one object in place (same size, other bytes) and add an extraneous one at the destination
       const changed = "id,amount\n1,99\n";
-      await client.send(new PutObjectCommand({ Bucket: lake, Key: "in/a.csv", Body: changed }));
-      await client.send(new PutObjectCommand({ Bucket: other, Key: "copy/stale.csv", Body: "stale" }));
-      await client.send(new PutObjectCommand({ Bucket: other, Key: "copy/keep.log", Body: "excluded" }));
+      const put = (where: typeof lake, path: string, body: string) =>
+        where.client.send(new PutObjectCommand({ Bucket: where.bucket, Key: where.key(path), Body: body }));
+      await put(lake, "in/a.csv", changed);
+      await put(other, "copy/stale.csv", "stale");
+      await put(other, "copy/keep.log", "excluded");
       const lines = await runS3(
         dir.path,
         {
-          source: `s3://${lake}/in`,
+          source: `${lake.url}/in`,
           destination: prefix,
           delete_extraneous: true,
           exclude: ["*.log"],
@@ -689,13 +638,13 @@ Deno.test("against a real S3 server (radosgw)", async (t) => {
       );
       hasLine(lines, /copied 1 file \(15 B, 1 server-side\); 6 already identical; deleted 1 extraneous/);
       const expected = digests({ ...files, "a.csv": changed, "keep.log": "excluded" });
-      assert.deepEqual(await s3Snapshot(client, other, "copy/"), expected);
+      assert.deepEqual(await treeOf(other.open("copy"), ALL), expected);
       files["a.csv"] = changed;
 
       const csvOnly = await runS3(
         dir.path,
         {
-          source: `s3://${lake}/in`,
+          source: `${lake.url}/in`,
           destination: "csv-only",
           include: ["**/*.csv"],
         },
@@ -703,19 +652,21 @@ Deno.test("against a real S3 server (radosgw)", async (t) => {
       );
       hasLine(csvOnly, /copied 3 files/);
       assert.deepEqual(
-        await snapshot(join(dir.path, "csv-only")),
+        await treeOf(join(dir.path, "csv-only"), ALL),
         digests(pick(files, ["a.csv", "empty.csv", "odd dir/ünïcødé ✓ a+b?c#d&e=f %20 (1).csv"])),
       );
     });
 
     await t.step("dry run against S3 lists and changes nothing", async () => {
-      const before = await s3Snapshot(client, other, "copy/");
-      await client.send(new PutObjectCommand({ Bucket: other, Key: "copy/extra.csv", Body: "x" }));
+      const before = await treeOf(other.open("copy"), ALL);
+      await other.client.send(
+        new PutObjectCommand({ Bucket: other.bucket, Key: other.key("copy/extra.csv"), Body: "x" }),
+      );
       const lines = await runS3(
         dir.path,
         {
-          source: `s3://${lake}/in`,
-          destination: `s3://${other}/copy`,
+          source: `${lake.url}/in`,
+          destination: `${other.url}/copy`,
           dry_run: true,
           delete_extraneous: true,
         },
@@ -723,22 +674,22 @@ Deno.test("against a real S3 server (radosgw)", async (t) => {
       );
       hasLine(lines, /^ {4}delete extra\.csv \(1 B\)$/);
       hasLine(lines, /^ {4}delete keep\.log \(8 B\)$/);
-      assert.deepEqual(await s3Snapshot(client, other, "copy/"), { ...before, "extra.csv": sha256("x") });
+      assert.deepEqual(await treeOf(other.open("copy"), ALL), { ...before, "extra.csv": sha256("x") });
     });
 
     await t.step("move S3 → S3 and S3 → local: verified, then the source objects are gone", async () => {
       await runS3(
         dir.path,
-        { source: `s3://${other}/copy`, destination: `s3://${lake}/moved` },
+        { source: `${other.url}/copy`, destination: `${lake.url}/moved` },
         ["move"],
       );
-      assert.deepEqual(await s3Snapshot(client, other, "copy/"), {});
-      const moved = await s3Snapshot(client, lake, "moved/");
+      assert.deepEqual(await treeOf(other.open("copy"), ALL), {});
+      const moved = await treeOf(lake.open("moved"), ALL);
       assert.deepEqual(moved, digests({ ...files, "keep.log": "excluded", "extra.csv": "x" }));
 
-      await runS3(dir.path, { source: `s3://${lake}/moved`, destination: "moved-home" }, ["move"]);
-      assert.deepEqual(await s3Snapshot(client, lake, "moved/"), {});
-      assert.deepEqual(await snapshot(join(dir.path, "moved-home")), moved);
+      await runS3(dir.path, { source: `${lake.url}/moved`, destination: "moved-home" }, ["move"]);
+      assert.deepEqual(await treeOf(lake.open("moved"), ALL), {});
+      assert.deepEqual(await treeOf(join(dir.path, "moved-home"), ALL), moved);
     });
 
     await t.step(
@@ -746,20 +697,20 @@ Deno.test("against a real S3 server (radosgw)", async (t) => {
       async () => {
         const MiB = 1024 * 1024;
         const big = randomBytes(130 * MiB + 5, 8); // over the 128 MiB from which downloads go by ranges
-        await openS3Location(`s3://${lake}/large`, s3, { client }).write("large.bin", streamOf(big, MiB), {
+        await lake.open("large").write("large.bin", streamOf(big, MiB), {
           size: big.length,
         });
         // through a proxy that counts the requests: the step may reach only the proxy's port
         await using proxy = startFaultProxy(Number(new URL(server.endpoint).port));
         const file = join(dir.path, "routine-large.json");
-        const params = { source: `s3://${lake}/large`, destination: "large" };
+        const params = { source: `${lake.url}/large`, destination: "large" };
         await Deno.writeTextFile(
           file,
           JSON.stringify(routine(params, ["copy"], { endpoint: proxy.endpoint })),
         );
         const result = await lakerun(["run", file], { cwd: dir.path, env: server.env });
         assert.equal(result.code, 0, `exit ${result.code}\n${result.stdout}\n${result.stderr}`);
-        assert.deepEqual(await snapshot(join(dir.path, "large")), { "large.bin": sha256(big) });
+        assert.deepEqual(await treeOf(join(dir.path, "large"), ALL), { "large.bin": sha256(big) });
         const gets = proxy.requests.filter((line) => line.startsWith("GET ") && line.includes("large.bin"));
         assert.equal(gets.length, 3, `64 MiB ranges: 3 GETs\n${gets.join("\n")}`);
         hasLine(result.stdout.split("\n"), /copied 1 file \(130\.0 MiB\)/);
@@ -775,20 +726,20 @@ Deno.test("against a real S3 server (radosgw)", async (t) => {
       const expected = digests(many);
       await runS3(
         dir.path,
-        { source: "many", destination: `s3://${lake}/many`, concurrency: 16 },
+        { source: "many", destination: `${lake.url}/many`, concurrency: 16 },
         ["copy"],
       );
-      assert.deepEqual(await s3Snapshot(client, lake, "many/"), expected);
+      assert.deepEqual(await treeOf(lake.open("many"), ALL), expected);
 
-      const sync = { source: `s3://${lake}/many`, destination: `s3://${other}/many`, concurrency: 16 };
+      const sync = { source: `${lake.url}/many`, destination: `${other.url}/many`, concurrency: 16 };
       hasLine(await runS3(dir.path, sync, ["sync"]), /copied 1100 files \(.*, 1100 server-side\)/);
       hasLine(await runS3(dir.path, sync, ["sync"]), /copied 0 files \(0 B\); 1100 already identical/);
-      assert.deepEqual(await s3Snapshot(client, other, "many/"), expected);
+      assert.deepEqual(await treeOf(other.open("many"), ALL), expected);
 
-      await runS3(dir.path, { source: `s3://${other}/many`, destination: "many-back", concurrency: 16 }, [
+      await runS3(dir.path, { source: `${other.url}/many`, destination: "many-back", concurrency: 16 }, [
         "copy",
       ]);
-      assert.deepEqual(await snapshot(join(dir.path, "many-back")), expected);
+      assert.deepEqual(await treeOf(join(dir.path, "many-back"), ALL), expected);
     });
 
     // killed early (the large files in flight), mid-way and late
@@ -802,10 +753,10 @@ Deno.test("against a real S3 server (radosgw)", async (t) => {
           for (let i = 0; i < 150; i++) moving[`small/${i % 5}/f-${i}.csv`] = `small ${i}\n`.repeat(i);
           await writeTree(join(work, "src"), moving);
           const expected = digests(moving);
-          const bucket = await createTestBucket(server, "transfer-interrupted");
+          await using bucket = await s3Location("transfer-interrupted");
           await Deno.writeTextFile(
             join(work, "routine.json"),
-            JSON.stringify(routine({ destination: `s3://${bucket}/dst`, concurrency: 4 }, ["move"], s3)),
+            JSON.stringify(routine({ destination: `${bucket.url}/dst`, concurrency: 4 }, ["move"], s3)),
           );
 
           const child = spawnLakerun(work, server);
@@ -813,7 +764,9 @@ Deno.test("against a real S3 server (radosgw)", async (t) => {
           let arrived = 0;
           const deadline = Date.now() + 60_000;
           while (Date.now() < deadline) {
-            const page = await client.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: "dst/" }));
+            const page = await bucket.client.send(
+              new ListObjectsV2Command({ Bucket: bucket.bucket, Prefix: bucket.key("dst/") }),
+            );
             arrived = page.KeyCount ?? 0;
             if (arrived >= killAt) break;
             await sleep(10);
@@ -830,8 +783,8 @@ Deno.test("against a real S3 server (radosgw)", async (t) => {
           assert.ok(arrived >= killAt, `killed after ${arrived} objects had arrived`);
 
           const midway = {
-            src: await snapshot(join(work, "src")),
-            dst: await s3Snapshot(client, bucket, "dst/"),
+            src: await treeOf(join(work, "src"), ALL),
+            dst: await treeOf(bucket.open("dst"), ALL),
           };
           assert.ok(Object.keys(midway.src).length > 0, "killed before the end");
           for (const [path, hash] of Object.entries(expected)) {
@@ -851,16 +804,19 @@ Deno.test("against a real S3 server (radosgw)", async (t) => {
             new Response(rerun.stderr).text(),
           ]);
           assert.ok(rerunStatus.success, `the re-run failed:\n${stdout}\n${stderr}`);
-          assert.deepEqual(await s3Snapshot(client, bucket, "dst/"), expected, "every file once, whole");
-          assert.deepEqual(await s3Snapshot(client, bucket, ""), prefixed("dst/", expected), "nothing else");
-          assert.deepEqual(await snapshot(join(work, "src")), {}, "the source is empty");
-          assert.deepEqual(await openMultipartUploads(client, bucket), [], "no unfinished multipart upload");
+          assert.deepEqual(await treeOf(bucket.open("dst"), ALL), expected, "every file once, whole");
+          assert.deepEqual(
+            await treeOf(`s3://${bucket.bucket}`, { ...ALL, s3 }),
+            prefixed(bucket.key("dst/"), expected),
+            "nothing else",
+          );
+          assert.deepEqual(await treeOf(join(work, "src"), ALL), {}, "the source is empty");
+          assert.deepEqual(await bucket.unfinishedUploads(), [], "no unfinished multipart upload");
         },
       );
     }
   } finally {
-    client.destroy();
-    await server.stop();
+    await stopS3TestServer();
   }
 });
 

@@ -4,7 +4,8 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { readTree, ROOT, runRoutineJson, tempDir } from "./support/lakerun.ts";
+import { ROOT, runRoutineJson, tempDir } from "./support/lakerun.ts";
+import { digests, sha256Hex, treeOf } from "./support/trees.ts";
 
 async function landing(dir: string, files: Record<string, string>) {
   for (const [path, text] of Object.entries(files)) {
@@ -31,9 +32,9 @@ Deno.test("transfer then post_staging archive: staged copies, landing emptied in
   const { error, lines } = await runRoutineJson(staging({ archive_or_delete: "archive" }), { cwd: dir.path });
   assert.equal(error, undefined, lines.join("\n"));
   const expected = { "a.csv": "a\n", "empty.csv": "", "nested/deeper/b.csv": "b\n" };
-  assert.deepEqual(await readTree(join(dir.path, "data/staging")), expected);
-  assert.deepEqual(await readTree(join(dir.path, "data/archive")), expected);
-  assert.deepEqual(await readTree(join(dir.path, "data/landing")), {});
+  assert.deepEqual(await treeOf(join(dir.path, "data/staging"), { temporaries: true }), digests(expected));
+  assert.deepEqual(await treeOf(join(dir.path, "data/archive"), { temporaries: true }), digests(expected));
+  assert.deepEqual(await treeOf(join(dir.path, "data/landing"), { temporaries: true }), {});
   assert.ok(lines.some((l) => /✓ transfer {2}3 files, 4 B/.test(l)), lines.join("\n"));
 });
 
@@ -44,7 +45,7 @@ Deno.test("post_staging delete removes landing files; archive_directory is honou
     (await runRoutineJson(staging({ archive_or_delete: "delete" }), { cwd: dir.path })).error,
     undefined,
   );
-  assert.deepEqual(await readTree(join(dir.path, "data/landing")), {});
+  assert.deepEqual(await treeOf(join(dir.path, "data/landing"), { temporaries: true }), {});
   await assert.rejects(Deno.stat(join(dir.path, "data/archive")), Deno.errors.NotFound);
 
   await landing(dir.path, { "b.csv": "b" });
@@ -52,7 +53,7 @@ Deno.test("post_staging delete removes landing files; archive_directory is honou
     (await runRoutineJson(staging({ archive_directory: "old" }), { cwd: dir.path })).error,
     undefined,
   );
-  assert.deepEqual(await readTree(join(dir.path, "old")), { "b.csv": "b" });
+  assert.deepEqual(await treeOf(join(dir.path, "old"), { temporaries: true }), digests({ "b.csv": "b" }));
 });
 
 Deno.test("post_staging refuses to archive a file whose staged copy differs, and keeps it in landing", async () => {
@@ -62,7 +63,10 @@ Deno.test("post_staging refuses to archive a file whose staged copy differs, and
   await Deno.writeTextFile(join(dir.path, "data/staging/a.csv"), "tampered"); // same size, other bytes
   const { error } = await runRoutineJson(staging({}, ["post_staging"]), { cwd: dir.path });
   assert.match(error?.message ?? "", /staged copy of a\.csv: copy differs from the source \(sha256\)/);
-  assert.deepEqual(await readTree(join(dir.path, "data/landing")), { "a.csv": "original" });
+  assert.deepEqual(
+    await treeOf(join(dir.path, "data/landing"), { temporaries: true }),
+    digests({ "a.csv": "original" }),
+  );
 });
 
 Deno.test("post_staging without a staged copy fails and deletes nothing", async () => {
@@ -72,7 +76,10 @@ Deno.test("post_staging without a staged copy fails and deletes nothing", async 
     cwd: dir.path,
   });
   assert.match(error?.message ?? "", /a\.csv has no staged copy .*run 'transfer' first/);
-  assert.deepEqual(await readTree(join(dir.path, "data/landing")), { "a.csv": "a" });
+  assert.deepEqual(
+    await treeOf(join(dir.path, "data/landing"), { temporaries: true }),
+    digests({ "a.csv": "a" }),
+  );
 });
 
 Deno.test("symbolic links in landing are never followed, copied or archived", async () => {
@@ -83,8 +90,14 @@ Deno.test("symbolic links in landing are never followed, copied or archived", as
   const { error, lines } = await runRoutineJson(staging({}), { cwd: dir.path });
   assert.equal(error, undefined);
   assert.ok(lines.some((l) => l.includes("skipping symbolic link link.csv")));
-  assert.deepEqual(await readTree(join(dir.path, "data/staging")), { "a.csv": "a" });
-  assert.deepEqual(await readTree(join(dir.path, "data/archive")), { "a.csv": "a" });
+  assert.deepEqual(
+    await treeOf(join(dir.path, "data/staging"), { temporaries: true }),
+    digests({ "a.csv": "a" }),
+  );
+  assert.deepEqual(
+    await treeOf(join(dir.path, "data/archive"), { temporaries: true }),
+    digests({ "a.csv": "a" }),
+  );
   assert.ok((await Deno.lstat(join(dir.path, "data/landing/link.csv"))).isSymlink);
 });
 
@@ -94,11 +107,11 @@ Deno.test("archiving never overwrites an archived file with other content", asyn
   assert.equal((await runRoutineJson(staging({}), { cwd: dir.path })).error, undefined);
   await landing(dir.path, { "a.csv": "tuesday" });
   assert.equal((await runRoutineJson(staging({}), { cwd: dir.path })).error, undefined);
-  const archived = await readTree(join(dir.path, "data/archive"));
-  assert.equal(archived["a.csv"], "monday");
+  const archived = await treeOf(join(dir.path, "data/archive"), { temporaries: true });
+  assert.equal(archived["a.csv"], sha256Hex("monday"));
   const renamed = Object.keys(archived).filter((k) => /^a\.\d{8}T\d{6}Z\.csv$/.test(k));
   assert.equal(renamed.length, 1, JSON.stringify(archived));
-  assert.equal(archived[renamed[0]], "tuesday");
+  assert.equal(archived[renamed[0]], sha256Hex("tuesday"));
 });
 
 Deno.test("a re-run skips files already staged and finishes the work", async () => {
@@ -108,7 +121,10 @@ Deno.test("a re-run skips files already staged and finishes the work", async () 
   const { error, lines } = await runRoutineJson(staging({}), { cwd: dir.path });
   assert.equal(error, undefined);
   assert.ok(lines.some((l) => l.includes("2 files were already staged")), lines.join("\n"));
-  assert.deepEqual(await readTree(join(dir.path, "data/archive")), { "a.csv": "a", "b.csv": "b" });
+  assert.deepEqual(
+    await treeOf(join(dir.path, "data/archive"), { temporaries: true }),
+    digests({ "a.csv": "a", "b.csv": "b" }),
+  );
 });
 
 Deno.test("py_exec transform runs the notebook's contract, with and without args", async () => {
@@ -131,8 +147,14 @@ Deno.test("py_exec transform runs the notebook's contract, with and without args
   });
   assert.equal(withArgs.error, undefined, withArgs.lines.join("\n"));
   assert.ok(withArgs.lines.some((l) => l.includes("py_exec: transformed 1")));
-  assert.deepEqual(await readTree(join(dir.path, "data/staging")), { "a.csv.up": "X\n" });
-  assert.deepEqual(await readTree(join(dir.path, "data/archive")), { "a.csv": "x\n" });
+  assert.deepEqual(
+    await treeOf(join(dir.path, "data/staging"), { temporaries: true }),
+    digests({ "a.csv.up": "X\n" }),
+  );
+  assert.deepEqual(
+    await treeOf(join(dir.path, "data/archive"), { temporaries: true }),
+    digests({ "a.csv": "x\n" }),
+  );
 
   await landing(dir.path, { "b.csv": "y\n" });
   const noArgs = await runRoutineJson(staging({ py_exec_path: "tx" }), { cwd: dir.path });
@@ -153,8 +175,15 @@ Deno.test("a failing py_exec fails transfer with its last stderr lines, stages n
     error?.message ?? "",
     /task 'transfer' failed: py_exec failed \(exit 1\): .*ValueError: bad row 7/,
   );
-  assert.deepEqual(await readTree(join(dir.path, "data/staging")), {}, "no partial output");
-  assert.deepEqual(await readTree(join(dir.path, "data/landing")), { "a.csv": "x" });
+  assert.deepEqual(
+    await treeOf(join(dir.path, "data/staging"), { temporaries: true }),
+    {},
+    "no partial output",
+  );
+  assert.deepEqual(
+    await treeOf(join(dir.path, "data/landing"), { temporaries: true }),
+    digests({ "a.csv": "x" }),
+  );
 });
 
 Deno.test("post_staging after a transform needs the transform to have succeeded", async () => {
@@ -166,7 +195,10 @@ Deno.test("post_staging after a transform needs the transform to have succeeded"
     cwd: dir.path,
   });
   assert.match(error?.message ?? "", /a\.csv was not read by a successful transform; run 'transfer' first/);
-  assert.deepEqual(await readTree(join(dir.path, "data/landing")), { "a.csv": "x" });
+  assert.deepEqual(
+    await treeOf(join(dir.path, "data/landing"), { temporaries: true }),
+    digests({ "a.csv": "x" }),
+  );
 });
 
 Deno.test("transform_module: a sandboxed TypeScript transform with read on parent and write on dump", async () => {
@@ -185,7 +217,10 @@ Deno.test("transform_module: a sandboxed TypeScript transform with read on paren
     { cwd: dir.path },
   );
   assert.equal(ok.error, undefined, ok.lines.join("\n"));
-  assert.deepEqual(await readTree(join(dir.path, "data/staging")), { "a.json": '"10,20"' });
+  assert.deepEqual(
+    await treeOf(join(dir.path, "data/staging"), { temporaries: true }),
+    digests({ "a.json": '"10,20"' }),
+  );
 
   await landing(dir.path, { "b.csv": "1" });
   await Deno.writeTextFile(

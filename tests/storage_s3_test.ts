@@ -28,45 +28,25 @@ import {
   type S3StorageOptions,
 } from "../lib/aws/s3/storage.ts";
 import { copyProblem, verifyCopy } from "../lib/storage/verify.ts";
-import { readTree, ROOT, tempDir } from "./support/lakerun.ts";
-import {
-  createS3Client,
-  createTestBucket,
-  s3Test,
-  startS3ServerForLakerun,
-  stopS3ServerAfterTests,
-} from "./support/s3_server.ts";
+import { ROOT, tempDir } from "./support/lakerun.ts";
+import { s3Test, stopS3ServerAfterTests } from "./support/s3_server.ts";
+import { digests, s3Location, treeOf } from "./support/trees.ts";
 import { type ConnectionFault, startFaultProxy } from "./support/tcp_proxy.ts";
 import { randomBytes, sha256, streamOf } from "./support/zip_fixtures.ts";
 
 const MiB = 1024 * 1024;
 // fails the whole file, loudly, when no server can start: there is no skipping
-const server = await startS3ServerForLakerun();
-const settings = { endpoint: server.endpoint, region: server.region };
-const raw: S3Client = createS3Client(server);
-const bucket = await createTestBucket(server, "storage-s3");
+const lake = await s3Location("storage-s3"); // removed by the file's last test but one
+const { server, settings, client: raw, bucket } = lake;
 
 /** A fresh location under its own prefix. */
 function location(prefix: string, options: { partSize?: number; client?: S3Client } = {}): S3Storage {
-  return openS3Location(`s3://${bucket}/${prefix}-${crypto.randomUUID().slice(0, 8)}`, settings, options);
+  return lake.open(`${prefix}-${crypto.randomUUID().slice(0, 8)}`, options);
 }
 
-async function sha256Of(storage: { read(p: string): Promise<ReadableStream<Uint8Array>> }, path: string) {
-  const chunks: Uint8Array[] = [];
-  for await (const chunk of await storage.read(path)) chunks.push(chunk);
-  const all = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
-  let at = 0;
-  for (const c of chunks) {
-    all.set(c, at);
-    at += c.length;
-  }
-  return { sha256: sha256(all), size: all.length };
-}
-
-async function listed(storage: S3Storage): Promise<Record<string, number>> {
-  const out: Record<string, number> = {};
-  for await (const file of storage.list()) out[file.path] = file.size;
-  return out;
+/** The paths `storage` lists. */
+async function listedPaths(storage: S3Storage): Promise<string[]> {
+  return (await Array.fromAsync(storage.list())).map((file) => file.path);
 }
 
 async function unfinishedUploads(prefix: string): Promise<string[]> {
@@ -132,8 +112,9 @@ s3Test(
       "q+u?e#r&y=v/a+b?c#d&e=f %20 (1)~'!$;,@.txt",
       "x/%2F%2e%2e/plain.txt",
     ];
+    const files: Record<string, Uint8Array> = {};
     for (const [i, name] of names.entries()) {
-      const body = randomBytes(1000 + i, i);
+      const body = files[name] = randomBytes(1000 + i, i);
       const written = await storage.write(name, streamOf(body), { sha256: true });
       assert.equal(written.sha256, sha256(body));
       assert.equal(
@@ -143,32 +124,34 @@ s3Test(
       );
       await storage.remove(`${name}.again`);
       assert.equal((await storage.stat(name))?.size, body.length);
-      assert.equal((await sha256Of(storage, name)).sha256, sha256(body));
       assert.equal(await storage.sha256(name), sha256(body));
       assert.ok(await target.copyFrom(storage, name, name));
-      assert.equal((await sha256Of(target, name)).sha256, sha256(body), `server-side copy of ${name}`);
     }
-    assert.deepEqual(Object.keys(await listed(storage)), [...names].sort());
-    assert.deepEqual(Object.keys(await listed(target)), [...names].sort());
+    assert.deepEqual(await treeOf(storage), digests(files));
+    assert.deepEqual(await treeOf(target), digests(files), "server-side copies");
+    assert.deepEqual(await listedPaths(storage), [...names].sort());
+    assert.deepEqual(await listedPaths(target), [...names].sort());
     for (const name of names) await storage.remove(name);
     await storage.remove(names[0]); // already gone: no error
-    assert.deepEqual(await listed(storage), {});
+    assert.deepEqual(await treeOf(storage), {});
   },
 );
 
 s3Test("a whole bucket (no prefix) and nested prefixes are locations", async () => {
-  const own = await createTestBucket(server, "whole-bucket");
-  const whole = openS3Location(`s3://${own}`, settings);
-  const nested = openS3Location(`s3://${own}/a/b/c/`, settings);
-  assert.equal(whole.url, `s3://${own}`);
-  assert.equal(nested.url, `s3://${own}/a/b/c`);
+  await using own = await s3Location("whole-bucket");
+  const whole = openS3Location(`s3://${own.bucket}`, settings);
+  const nested = openS3Location(`s3://${own.bucket}/a/b/c/`, settings);
+  assert.equal(whole.url, `s3://${own.bucket}`);
+  assert.equal(nested.url, `s3://${own.bucket}/a/b/c`);
   await whole.write("top.txt", streamOf(new TextEncoder().encode("top")));
   await nested.write("deep/leaf.txt", streamOf(new TextEncoder().encode("leaf")));
-  assert.deepEqual(await listed(whole), { "a/b/c/deep/leaf.txt": 4, "top.txt": 3 });
-  assert.deepEqual(await listed(nested), { "deep/leaf.txt": 4 });
+  assert.deepEqual(await treeOf(whole), digests({ "a/b/c/deep/leaf.txt": "leaf", "top.txt": "top" }));
+  assert.deepEqual(await treeOf(nested), digests({ "deep/leaf.txt": "leaf" }));
+  assert.deepEqual(await listedPaths(whole), ["a/b/c/deep/leaf.txt", "top.txt"]);
+  assert.deepEqual(await listedPaths(nested), ["deep/leaf.txt"]);
   assert.equal((await whole.stat("a/b/c/deep/leaf.txt"))?.size, 4);
   assert.equal(await nested.stat("top.txt"), undefined);
-  assert.throws(() => openS3Location(`s3://${own}/a//b`, settings), /empty, '.' or '..' segment/);
+  assert.throws(() => openS3Location(`s3://${own.bucket}/a//b`, settings), /empty, '.' or '..' segment/);
   assert.throws(() => openS3Location("s3://Bad_Bucket/x", settings), /invalid S3 location/);
 });
 
@@ -184,9 +167,9 @@ s3Test("0-byte objects: write, batch, stat, read, sha256, copy and verification"
   await batch.commit();
   for (const path of ["empty.csv", "batched/empty.csv"]) {
     assert.equal((await storage.stat(path))?.size, 0);
-    assert.deepEqual(await sha256Of(storage, path), { sha256: empty, size: 0 });
     assert.equal(await storage.sha256(path), empty);
   }
+  assert.deepEqual(await treeOf(storage), digests({ "batched/empty.csv": "", "empty.csv": "" }));
   const copy = location("zero-copy");
   assert.deepEqual((await copy.copyFrom(storage, "batched/empty.csv", "e.csv"))?.size, 0);
   await verifyCopy(storage, "empty.csv", copy, "e.csv");
@@ -213,7 +196,8 @@ s3Test(
     );
     assert.equal(head.ContentLength, body.length);
     assert.equal(head.Metadata?.[PART_SIZE_METADATA], String(5 * MiB));
-    assert.deepEqual(await sha256Of(storage, "big/data.bin"), { sha256: sha256(body), size: body.length });
+    assert.equal(await storage.sha256("big/data.bin"), sha256(body), "lakerun's read streams it back");
+    assert.deepEqual(await treeOf(storage), digests({ "big/data.bin": body }));
 
     // verification of local ↔ S3 and S3 ↔ S3 copies decided by ETag: no download of the object
     await using dir = await tempDir();
@@ -228,7 +212,7 @@ s3Test(
     assert.equal(copied?.etag, written.etag, "UploadPartCopy with the source's layout keeps the ETag");
     assert.equal(await copyProblem(storage, "big/data.bin", copies, "data.bin", { decided }), undefined);
     assert.deepEqual(how, ["etag", "etag", "etag"]);
-    assert.equal((await sha256Of(copies, "data.bin")).sha256, sha256(body));
+    assert.deepEqual(await treeOf(copies), digests({ "data.bin": body }));
 
     // an object uploaded by another tool (5 MiB parts, no lakerun metadata): the layout is worked out
     const key = `${storage.prefix}/foreign.bin`;
@@ -315,12 +299,9 @@ s3Test(
 
     const batch = await storage.batch();
     for (const [path, bytes] of Object.entries(files)) await batch.write(path, streamOf(bytes));
-    assert.deepEqual(await listed(storage), {}, "nothing visible before commit");
+    assert.deepEqual(await treeOf(storage, { temporaries: true }), {}, "nothing visible before commit");
     await batch.commit();
-    assert.deepEqual(await listed(storage), { "a.csv": 2, "nested/deeper/b.bin": big.length });
-    for (const [path, bytes] of Object.entries(files)) {
-      assert.equal((await sha256Of(storage, path)).sha256, sha256(bytes));
-    }
+    assert.deepEqual(await treeOf(storage, { temporaries: true }), digests(files));
     assert.deepEqual(await unfinishedUploads(storage.prefix), []);
 
     const other = location("batch-abort", { partSize: 5 * MiB });
@@ -330,7 +311,7 @@ s3Test(
     await assert.rejects(aborted.write("z.bin", failingStream(big, 6 * MiB)), /source broke/);
     await aborted.abort();
     await aborted.abort(); // twice is fine
-    assert.deepEqual(await listed(other), {});
+    assert.deepEqual(await treeOf(other, { temporaries: true }), {});
     assert.deepEqual(await unfinishedUploads(other.prefix), []);
   },
 );
@@ -400,8 +381,7 @@ s3Test(
     assert.deepEqual(await unfinishedUploads(storage.prefix), []);
     const written = await storage.write("big.bin", streamOf(body), { size: body.length, sha256: true });
     assert.equal(written.sha256, sha256(body));
-    assert.equal((await sha256Of(storage, "big.bin")).sha256, sha256(body));
-    assert.deepEqual(await listed(storage), { "big.bin": body.length });
+    assert.deepEqual(await treeOf(storage, { temporaries: true }), digests({ "big.bin": body }));
   },
 );
 
@@ -415,7 +395,7 @@ s3Test(
     const copied = await target.copyFrom(storage, "a.bin", "sub/a.bin", { size: body.length });
     assert.equal(copied?.size, body.length);
     assert.equal(copied?.etag, (await storage.stat("a.bin"))?.etag);
-    assert.equal((await sha256Of(target, "sub/a.bin")).sha256, sha256(body));
+    assert.deepEqual(await treeOf(target), digests({ "sub/a.bin": body }));
     await assert.rejects(target.copyFrom(storage, "a.bin", "b.bin", { size: 1 }), /expected 1 bytes/);
     assert.equal(await target.stat("b.bin"), undefined);
     await using dir = await tempDir();
@@ -491,7 +471,7 @@ s3Test(
       );
       Deno.env.set("AWS_PROFILE", "lakerun-test");
       const profiled = openS3Location(storage.url, settings, { client: clientFor(config) });
-      assert.deepEqual(await listed(profiled), { "a.csv": 1 });
+      assert.deepEqual(await treeOf(profiled), digests({ "a.csv": "a" }));
     } finally {
       for (const [k, v] of Object.entries(saved)) v === undefined ? Deno.env.delete(k) : Deno.env.set(k, v);
     }
@@ -597,13 +577,13 @@ s3Test(
     const copied = await target.copyFrom(source, "a.bin", "a.bin", { size: listed.size, etag: listed.etag });
     assert.deepEqual(copied, { size: body.length, etag: listed.etag, serverSide: true });
     assert.deepEqual(proxy.requests.map((line) => line.split(" ")[0]), ["PUT"]);
-    assert.equal((await sha256Of(target, "a.bin")).sha256, sha256(body));
+    assert.deepEqual(await treeOf(target), digests({ "a.bin": body }));
 
     const changed = randomBytes(body.length, 22); // same size, other bytes: only the ETag tells
     await storage.write("a.bin", streamOf(changed));
     const again = await target.copyFrom(source, "a.bin", "b.bin", { size: listed.size, etag: listed.etag });
     assert.notEqual(again?.etag, listed.etag);
-    assert.equal((await sha256Of(target, "b.bin")).sha256, sha256(changed));
+    assert.deepEqual(await treeOf(target), digests({ "a.bin": body, "b.bin": changed }));
     closeS3Clients();
   },
 );
@@ -625,7 +605,7 @@ async function assertDownloadFailsLeavingNothing(
   const local = new LocalStorage(dir.path);
   const writing = local.write(name, await viaProxy.read(name));
   await (error ? assert.rejects(writing, error) : assert.rejects(writing));
-  assert.deepEqual(await readTree(dir.path), {}, "nothing lands");
+  assert.deepEqual(await treeOf(dir.path, { temporaries: true }), {}, "nothing lands");
   closeS3Clients();
 }
 
@@ -678,9 +658,15 @@ s3Test(
         ),
       );
       // the same object read directly is whole
-      assert.equal((await sha256Of(storage, name)).sha256, sha256(body));
+      assert.equal(await storage.sha256(name), sha256(body));
     }
   },
 );
 
-stopS3ServerAfterTests(server, raw);
+Deno.test({
+  name: "(remove the test bucket)",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  fn: async () => await lake[Symbol.asyncDispose](),
+});
+stopS3ServerAfterTests(server);

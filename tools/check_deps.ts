@@ -180,7 +180,7 @@ export async function dependencyProblems(root: string): Promise<string[]> {
   const graph = await importGraph(root);
   return [
     ...layeringProblems(graph),
-    ...importCycles(graph).map((cycle) => `import circle: ${cycle.join(" → ")}`),
+    ...importCycles(graph).map((cycle) => `import circle among: ${cycle.join(", ")}`),
   ];
 }
 

@@ -12,6 +12,7 @@ import { HashingStream } from "../../lib/hashing.ts";
 import { fetchWithRetries, netPermissionFor, redactUrl, type RequestSpec } from "../../lib/http/mod.ts";
 import { locationScope, mergeScopes, openLocation } from "../../lib/storage/locations.ts";
 import { parseS3Url } from "../../lib/aws/s3/scope.ts";
+import { allow, s3Arns, s3ListStatement, s3ObjectArn, s3Statements } from "../../lib/aws/iam.ts";
 import { isS3Url, type Storage, type WriteBatch } from "../../lib/storage/mod.ts";
 import { extractZipFile, extractZipStream, ZipNeedsRandomAccess } from "../../lib/zip/mod.ts";
 
@@ -78,6 +79,31 @@ export default defineExecutor({
       ? { read: [fileUrlPath(url)] }
       : { net: [netPermissionFor(url)!, ...params.extra_hosts.map(withDefaultPort(url))] };
     return mergeScopes(source, locationScope(landingFolder(params, context.resolve), "write", context));
+  },
+  iam(params, context) {
+    const landing = params.landing_directory;
+    if (!isS3Url(landing)) return [];
+    const options = { region: context.s3?.region };
+    const folder = s3Statements(landing, "write", options);
+    if (
+      params.unzip === "unzip" || params.unzip === true || landing.endsWith("/") ||
+      parseS3Url(landing).prefix === ""
+    ) {
+      return folder;
+    }
+    // a prefix that holds objects receives the URL's file name (`folder`); otherwise landing_directory is the
+    // key written, through its parent folder, whose unfinished uploads are aborted first
+    const parent = landing.slice(0, landing.lastIndexOf("/"));
+    const arns = s3Arns(parent, options);
+    return [
+      ...folder,
+      s3ListStatement(parent, options),
+      allow(["s3:ListBucketMultipartUploads"], [arns.bucket]),
+      allow(["s3:AbortMultipartUpload"], [arns.objects]),
+      allow(["s3:AbortMultipartUpload", "s3:DeleteObject", "s3:GetObject", "s3:PutObject"], [
+        s3ObjectArn(landing, options),
+      ]),
+    ];
   },
   tasks: {
     download: {

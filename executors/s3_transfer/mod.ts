@@ -11,6 +11,8 @@ import { defineExecutor } from "../../sdk/executor.ts";
 import { globProblem } from "../../lib/glob.ts";
 import { isWithinLocation, locationScope, mergeScopes, openLocation } from "../../lib/storage/locations.ts";
 import { transferFiles, type TransferMode } from "../../lib/transfer/transfer.ts";
+import { type IamStatement, type S3Access, s3Statements } from "../../lib/aws/iam.ts";
+import { isS3Url } from "../../lib/storage/mod.ts";
 
 const paramsSchema = (z: Zod) => {
   const glob = z.string().superRefine((pattern, context) => {
@@ -55,6 +57,24 @@ export default defineExecutor({
       locationScope(params.source, sourceAccess, context),
       locationScope(params.destination, "write", context),
     );
+  },
+  iam(params, context) {
+    const tasks = context.tasks ?? ["copy", "move", "sync"];
+    // a dry run lists both sides and compares files that are at both: it only reads
+    const source: S3Access[] = [
+      "read",
+      ...(tasks.includes("move") && !params.dry_run ? ["delete" as const] : []),
+    ];
+    const destination: S3Access[] = params.dry_run
+      ? ["read"]
+      : ["write", ...(tasks.includes("sync") && params.delete_extraneous ? ["delete" as const] : [])];
+    const statements: IamStatement[] = [];
+    for (const [location, access] of [[params.source, source], [params.destination, destination]] as const) {
+      if (isS3Url(location)) {
+        statements.push(...s3Statements(location, access, { region: context.s3?.region }));
+      }
+    }
+    return statements;
   },
   tasks: {
     copy: {

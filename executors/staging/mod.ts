@@ -16,6 +16,7 @@ import { isS3Url, type Storage, type StoredFile, TEMP_PREFIX } from "../../lib/s
 import { LocalStorage } from "../../lib/storage/local.ts";
 import { copyProblem } from "../../lib/storage/verify.ts";
 import { copyFile, moveFile, removeLeftovers } from "../../lib/transfer/copy.ts";
+import { type IamStatement, type S3Access, s3Statements } from "../../lib/aws/iam.ts";
 
 const paramsSchema = (z: Zod) =>
   z.strictObject({
@@ -90,6 +91,29 @@ export default defineExecutor({
     }
     if (params.transform_module) scopes.push({ read: [context.resolve(params.transform_module)] });
     return mergeScopes(...scopes);
+  },
+  iam(params, context) {
+    const tasks = context.tasks ?? ["transfer", "post_staging"];
+    const transformed = !!(params.py_exec_path || params.transform_module);
+    const statements: IamStatement[] = [];
+    const on = (location: string, access: S3Access[]) => {
+      if (isS3Url(location)) {
+        statements.push(...s3Statements(location, access, { region: context.s3?.region }));
+      }
+    };
+    if (tasks.includes("transfer")) {
+      on(params.parent_directory, ["read"]);
+      // a copy first asks whether its staged copy is there already (a transform's output is uploaded as is)
+      on(params.dump_directory, transformed ? ["write"] : ["write", "probe"]);
+    }
+    if (tasks.includes("post_staging")) {
+      // S3 has no rename: a landing file is copied to the archive (or not), then deleted, never written
+      on(params.parent_directory, ["read", "delete"]);
+      if (!transformed) on(params.dump_directory, ["read"]); // each staged copy is verified first
+      // an archived file is moved in unless the same bytes are there already
+      if (params.archive_or_delete === "archive") on(archiveLocation(params), ["write", "probe"]);
+    }
+    return statements;
   },
   tasks: {
     transfer: {

@@ -48,8 +48,10 @@ export const awsUserAgent = (): Promise<[string, string?][]> =>
  *
  * @example
  * ```ts ignore
+ * import { awsCredentialProvider } from "./credentials.ts";
+ *
  * const provider = awsCredentialProvider({ region: "eu-west-1", customEndpoint: false });
- * const credentials = await provider();
+ * const { accessKeyId } = await provider(); // may ask STS, IMDS or GitHub's token service
  * ```
  */
 export function awsCredentialProvider(

@@ -22,9 +22,29 @@ const NETWORK_CODES: Array<[RegExp, string]> = [
  * `ETIMEDOUT`, else `ECONNRESET`), so that the SDK retries them and error explanations can name them.
  * Permission refusals and aborts pass unchanged.
  *
- * @example
+ * @example A refused connection carries its code
  * ```ts
- * const client = new S3Client({ requestHandler: new FetchHttpHandler({ customFetch: awsFetch }) });
+ * import assert from "node:assert/strict";
+ * import { awsFetch } from "./fetch.ts";
+ *
+ * const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+ * listener.close(); // nothing listens on that port any more
+ * const error = await awsFetch(`http://127.0.0.1:${listener.addr.port}/`).catch((e) => e);
+ * assert.equal(error.name, "NetworkError");
+ * assert.equal(error.code, "ECONNREFUSED");
+ * ```
+ *
+ * @example In an SDK client
+ * ```ts
+ * import { S3Client } from "@aws-sdk/client-s3";
+ * import { FetchHttpHandler } from "@smithy/fetch-http-handler";
+ * import { awsFetch } from "./fetch.ts";
+ *
+ * const client = new S3Client({
+ *   region: "eu-west-1",
+ *   requestHandler: new FetchHttpHandler({ customFetch: awsFetch }),
+ * });
+ * client.destroy();
  * ```
  */
 export async function awsFetch(input: RequestInfo | URL, init?: RequestInit): Promise<Response> {

@@ -132,11 +132,37 @@ function toBytes(data: ArrayBuffer | ArrayBufferView): Uint8Array {
  *
  * @example Asking Athena for a query's state
  * ```ts ignore
+ * import { AwsJsonClient } from "./json_client.ts";
+ *
  * const athena = new AwsJsonClient("athena", { settings: { region: "eu-west-1" } });
  * const { QueryExecution } = await athena.call<{ QueryExecution: { Status: { State: string } } }>(
  *   "GetQueryExecution",
- *   { QueryExecutionId: id },
+ *   { QueryExecutionId: "a1b2c3d4-5678-90ab-cdef-EXAMPLE11111" },
  *   { idempotent: true },
+ * );
+ * console.log(QueryExecution.Status.State); // "RUNNING", "SUCCEEDED", …
+ * ```
+ *
+ * @example A call that cannot reach the service
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { AwsJsonClient, AwsServiceError } from "./json_client.ts";
+ *
+ * const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+ * listener.close(); // nothing listens on that port any more
+ * const endpoint = `http://127.0.0.1:${listener.addr.port}`;
+ * const athena = new AwsJsonClient("athena", {
+ *   settings: { region: "eu-west-1", endpoints: { athena: endpoint } },
+ *   credentials: () => Promise.resolve({ accessKeyId: "AKIDEXAMPLE", secretAccessKey: "example" }),
+ *   maxAttempts: 1,
+ * });
+ * assert.equal(athena.url, endpoint);
+ * const error = await athena.call("GetQueryExecution", { QueryExecutionId: "q-1" }).catch((e) => e);
+ * assert.ok(error instanceof AwsServiceError);
+ * assert.equal(error.code, "NetworkError");
+ * assert.equal(
+ *   error.message,
+ *   `Athena GetQueryExecution failed: NetworkError: cannot reach ${endpoint} (ECONNREFUSED)`,
  * );
  * ```
  */

@@ -10,10 +10,24 @@
  *
  * @example
  * ```ts
- * await fetchWithRetries({ url }, async (body, info: BodyInfo) => {
- *   console.error(`attempt ${info.attempt}: ${info.contentLength ?? "unknown"} bytes`);
- *   await body.pipeTo(sink);
+ * import assert from "node:assert/strict";
+ * import { pathToFileURL } from "node:url";
+ * import type { BodyInfo } from "./callbacks.ts";
+ * import { fetchWithRetries } from "./fetch_with_retries.ts";
+ *
+ * const dir = await Deno.makeTempDir();
+ * await Deno.writeTextFile(`${dir}/a.csv`, "a,b\n1,2\n");
+ * const infos: BodyInfo[] = [];
+ * const url = pathToFileURL(`${dir}/a.csv`).href;
+ * const text = await fetchWithRetries({ url }, (body, info: BodyInfo) => {
+ *   infos.push(info);
+ *   return new Response(body).text();
  * });
+ * assert.equal(text, "a,b\n1,2\n");
+ * assert.deepEqual(infos.map(({ status, contentLength, attempt }) => ({ status, contentLength, attempt })), [
+ *   { status: 200, contentLength: 8, attempt: 1 },
+ * ]);
+ * await Deno.remove(dir, { recursive: true });
  * ```
  */
 export interface BodyInfo {
@@ -37,10 +51,22 @@ export interface BodyInfo {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
+ * import { pathToFileURL } from "node:url";
+ * import type { HttpEvents } from "./callbacks.ts";
+ * import { fetchWithRetries } from "./fetch_with_retries.ts";
+ *
+ * const progress: string[] = [];
  * const events: HttpEvents = {
  *   onRetry: ({ attempt, delayMs, reason }) => console.error(`attempt ${attempt} in ${delayMs} ms: ${reason}`),
- *   onProgress: (bytes, total) => console.error(`${bytes}/${total ?? "?"}`),
+ *   onProgress: (bytes, total) => progress.push(`${bytes}/${total ?? "?"}`),
  * };
+ * const dir = await Deno.makeTempDir();
+ * await Deno.writeTextFile(`${dir}/a.csv`, "a,b\n1,2\n");
+ * const url = pathToFileURL(`${dir}/a.csv`).href;
+ * await fetchWithRetries({ url }, (body) => body.pipeTo(new WritableStream()), events);
+ * assert.deepEqual(progress, ["8/8"]); // a `file:` URL is read once: never a retry
+ * await Deno.remove(dir, { recursive: true });
  * ```
  */
 export interface HttpEvents {

@@ -11,11 +11,18 @@
  *
  * @example
  * ```ts
- * try {
- *   await fetchWithRetries({ url }, (body) => body.cancel());
- * } catch (e) {
- *   if (e instanceof HttpError && e.status === 404) console.error("missing:", e.url);
- * }
+ * import assert from "node:assert/strict";
+ * import { pathToFileURL } from "node:url";
+ * import { HttpError } from "./errors.ts";
+ * import { fetchWithRetries } from "./fetch_with_retries.ts";
+ *
+ * const dir = await Deno.makeTempDir();
+ * const url = pathToFileURL(`${dir}/missing.csv`).href;
+ * const error = await fetchWithRetries({ url }, (body) => body.cancel()).catch((e) => e);
+ * assert.ok(error instanceof HttpError);
+ * assert.equal(error.status, 404);
+ * assert.equal(error.message, `GET ${url}: file not found`);
+ * await Deno.remove(dir);
  * ```
  */
 export class HttpError extends Error {

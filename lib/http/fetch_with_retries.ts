@@ -28,17 +28,37 @@ import { Session } from "./session.ts";
  * an abort) error the body stream, so they reach the caller through `consume`'s rejection, as `consume`
  * rethrew them.
  *
- * @example
- * ```ts
+ * @example Downloading to a file that every (re)start truncates
+ * ```ts ignore
+ * import { fetchWithRetries } from "./fetch_with_retries.ts";
+ *
+ * const tmp = await Deno.makeTempFile();
  * const size = await fetchWithRetries(
  *   { url: "https://example.com/data.zip", params: { year: 2024 }, timeout: [10, 60] },
  *   async (body, info) => {
- *     const file = await Deno.open(tmp, { write: true, create: true, truncate: true }); // restart-safe
+ *     const file = await Deno.open(tmp, { write: true, truncate: true }); // restart-safe
  *     await body.pipeTo(file.writable);
  *     return info.contentLength;
  *   },
  *   { onRetry: ({ attempt, reason }) => console.error(`retry ${attempt}: ${reason}`) },
  * );
+ * ```
+ *
+ * @example Reading a local `file:` URL, with the same contract
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { pathToFileURL } from "node:url";
+ * import { fetchWithRetries } from "./fetch_with_retries.ts";
+ *
+ * const dir = await Deno.makeTempDir();
+ * await Deno.writeTextFile(`${dir}/a.csv`, "a,b\n");
+ * const url = pathToFileURL(`${dir}/a.csv`).href;
+ * const size = await fetchWithRetries({ url }, async (body, info) => {
+ *   await body.pipeTo(new WritableStream());
+ *   return info.contentLength;
+ * });
+ * assert.equal(size, 4);
+ * await Deno.remove(dir, { recursive: true });
  * ```
  */
 export async function fetchWithRetries<T>(

@@ -11,7 +11,12 @@
  *
  * @example
  * ```ts
- * const params: Record<string, ParamValue> = { year: 2024, ids: [1, 2], debug: null }; // ?year=2024&ids=1&ids=2
+ * import assert from "node:assert/strict";
+ * import { type ParamValue, prepareRequest } from "./request.ts";
+ *
+ * const params: Record<string, ParamValue> = { year: 2024, ids: [1, 2], debug: null, full: true };
+ * const { url } = prepareRequest({ url: "https://example.com/export", params });
+ * assert.equal(url.search, "?year=2024&ids=1&ids=2&full=True");
  * ```
  */
 export type ParamValue = string | number | boolean | null | Array<string | number | boolean>;
@@ -21,14 +26,22 @@ export type ParamValue = string | number | boolean | null | Array<string | numbe
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
+ * import { prepareRequest, type RequestSpec, timeoutsMs } from "./request.ts";
+ *
  * const spec: RequestSpec = {
  *   url: "https://example.com/export",
  *   params: { format: "csv", region: ["eu", "us"] },
  *   headers: { Accept: "text/csv" },
- *   auth: ["user", Deno.env.get("EXPORT_PASSWORD")!],
+ *   auth: ["user", Deno.env.get("EXPORT_PASSWORD") ?? ""],
  *   timeout: [10, 60], // 10 s for the headers, at most 60 s without a byte
  *   retries: 5,
  * };
+ * const { url, headers } = prepareRequest(spec);
+ * assert.equal(url.href, "https://example.com/export?format=csv&region=eu&region=us");
+ * assert.match(headers.get("authorization")!, /^Basic /);
+ * assert.equal(headers.get("user-agent"), "lakerun/0.1");
+ * assert.deepEqual(timeoutsMs(spec.timeout), [10_000, 60_000]);
  * ```
  */
 export interface RequestSpec {
@@ -71,7 +84,10 @@ export interface RequestSpec {
  *
  * @example
  * ```ts
- * redactUrl("https://u:p@host/x?token=abc&a=1"); // "https://host/x?token=***&a=***"
+ * import assert from "node:assert/strict";
+ * import { redactUrl } from "./request.ts";
+ *
+ * assert.equal(redactUrl("https://u:p@host/x?token=abc&a=1"), "https://host/x?token=***&a=***");
  * ```
  */
 export function redactUrl(url: string): string {
@@ -100,9 +116,13 @@ export function redactUrl(url: string): string {
  *
  * @example
  * ```ts
- * netPermissionFor("https://example.com/data.zip"); // "example.com:443"
- * netPermissionFor("http://[::1]:8080/x"); // "[::1]:8080"
- * netPermissionFor("file:///tmp/x.zip"); // undefined
+ * import assert from "node:assert/strict";
+ * import { netPermissionFor } from "./request.ts";
+ *
+ * assert.equal(netPermissionFor("https://example.com/data.zip"), "example.com:443");
+ * assert.equal(netPermissionFor("http://[::1]:8080/x"), "[::1]:8080");
+ * assert.equal(netPermissionFor("file:///tmp/x.zip"), undefined);
+ * assert.throws(() => netPermissionFor("ftp://example.com/x"), /unsupported URL scheme ftp:/);
  * ```
  */
 export function netPermissionFor(url: string): string | undefined {

@@ -42,7 +42,14 @@ export class SizeMismatchError extends Error {
  *
  * @example
  * ```ts
- * temporaryName("sales.csv"); // ".lakerun-tmp-k3j2h1-sales.csv"
+ * import assert from "node:assert/strict";
+ * import { temporaryName } from "./local.ts";
+ * import { isTemporaryName } from "./mod.ts";
+ *
+ * const name = temporaryName("sales.csv"); // e.g. ".lakerun-tmp-1s8h1bkzwo75m-sales.csv"
+ * assert.match(name, /^\.lakerun-tmp-[0-9a-z]+-sales\.csv$/);
+ * assert.equal(isTemporaryName(name), true); // listings skip it
+ * assert.notEqual(temporaryName("sales.csv"), name);
  * ```
  */
 export function temporaryName(finalName: string): string {
@@ -184,11 +191,11 @@ export class LocalStorage implements Storage {
     const staging = join(this.root, temporaryName("batch"));
     await Deno.mkdir(staging);
     const staged = new LocalStorage(staging);
-    const paths: string[] = [];
+    const paths = new Set<string>(); // a path written twice lands once, with its last bytes
     return {
       write: async (path, data, options) => {
         const result = await staged.write(path, data, options);
-        paths.push(checkRelativePath(path));
+        paths.add(checkRelativePath(path));
         return result;
       },
       commit: async () => {
@@ -353,7 +360,19 @@ export const WRITE_SYSCALL_SIZE = 32 * 1024;
  *
  * @example
  * ```ts
- * const { size, sha256 } = await writeFileFromStream("/tmp/x", stream, { sha256: true }, "x");
+ * import assert from "node:assert/strict";
+ * import { SizeMismatchError, writeFileFromStream } from "./local.ts";
+ *
+ * const dir = await Deno.makeTempDir();
+ * const bytes = () => ReadableStream.from([new TextEncoder().encode("test")]);
+ * const result = await writeFileFromStream(`${dir}/x`, bytes(), { sha256: true }, "x");
+ * assert.deepEqual(result, {
+ *   size: 4,
+ *   sha256: "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
+ * });
+ * await assert.rejects(writeFileFromStream(`${dir}/y`, bytes(), { size: 5 }, "y"), SizeMismatchError);
+ * assert.deepEqual((await Array.fromAsync(Deno.readDir(dir))).map((entry) => entry.name), ["x"]); // no y
+ * await Deno.remove(dir, { recursive: true });
  * ```
  */
 export async function writeFileFromStream(
@@ -365,12 +384,14 @@ export async function writeFileFromStream(
   const hash = options.sha256 ? createHash("sha256") : undefined;
   const { signal } = options;
   let file: Deno.FsFile | undefined;
+  let created = false; // only a file this call created is removed on failure
   const reader = data.getReader();
   const onAbort = () => reader.cancel(signal!.reason).catch(() => {});
   signal?.addEventListener("abort", onAbort, { once: true });
   try {
     signal?.throwIfAborted();
     const out = file = await Deno.open(path, { write: true, createNew: true });
+    created = true;
     const writeAll = (bytes: Uint8Array) => {
       for (let at = 0; at < bytes.byteLength;) {
         at += out.writeSync(bytes.subarray(at, Math.min(bytes.byteLength, at + WRITE_SYSCALL_SIZE)));
@@ -421,7 +442,7 @@ export async function writeFileFromStream(
     } catch {
       // already closed
     }
-    await Deno.remove(path).catch(() => {});
+    if (created) await Deno.remove(path).catch(() => {});
     throw error;
   } finally {
     signal?.removeEventListener("abort", onAbort);

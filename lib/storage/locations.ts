@@ -35,8 +35,20 @@ export interface OpenOptions {
  *
  * @example
  * ```ts
- * const landing = await openLocation("data/landing", { cwd: Deno.cwd() });
- * for await (const file of landing.list()) console.log(file.path);
+ * import assert from "node:assert/strict";
+ * import { openLocation } from "./locations.ts";
+ *
+ * const cwd = await Deno.makeTempDir();
+ * await Deno.mkdir(`${cwd}/data/landing/2024`, { recursive: true });
+ * await Deno.writeTextFile(`${cwd}/data/landing/2024/a.csv`, "a,b\n");
+ * const landing = await openLocation("data/landing", { cwd });
+ * assert.equal(landing.url, `${cwd}/data/landing`);
+ * const files = await Array.fromAsync(landing.list(), (file) => [file.path, file.size]);
+ * assert.deepEqual(files, [["2024/a.csv", 4]]);
+ * const s3 = { endpoint: "http://127.0.0.1:7480" };
+ * const staging = await openLocation("s3://lake/staging", { cwd, s3 });
+ * assert.equal(staging.kind, "s3"); // opening sends no request
+ * await Deno.remove(cwd, { recursive: true });
  * ```
  */
 export async function openLocation(location: string, options: OpenOptions): Promise<Storage> {
@@ -53,7 +65,16 @@ export async function openLocation(location: string, options: OpenOptions): Prom
  *
  * @example
  * ```ts
- * locationScope("data/landing", "write", context); // { read: ["/abs/data/landing"], write: ["/abs/data/landing"] }
+ * import assert from "node:assert/strict";
+ * import { resolve } from "node:path";
+ * import { locationScope } from "./locations.ts";
+ *
+ * const context = { resolve: (path: string) => resolve("/work", path) };
+ * assert.deepEqual(locationScope("data/landing", "read", context), { read: ["/work/data/landing"] });
+ * assert.deepEqual(locationScope("data/landing", "write", context), {
+ *   read: ["/work/data/landing"],
+ *   write: ["/work/data/landing"],
+ * });
  * ```
  */
 export function locationScope(
@@ -74,9 +95,15 @@ export function locationScope(
  *
  * @example
  * ```ts
- * isWithinLocation("data", "data/archive"); // true
- * isWithinLocation(".", "staging"); // true
- * isWithinLocation("s3://lake/raw", "s3://lake/raw2"); // false
+ * import assert from "node:assert/strict";
+ * import { resolve } from "node:path";
+ * import { isWithinLocation } from "./locations.ts";
+ *
+ * assert.equal(isWithinLocation("data", "data/archive"), true);
+ * assert.equal(isWithinLocation(".", "staging"), true);
+ * assert.equal(isWithinLocation("s3://lake/raw", "s3://lake/raw2"), false);
+ * assert.equal(isWithinLocation("data", "/work/data/x"), false); // cannot tell without the current folder
+ * assert.equal(isWithinLocation("data", "/work/data/x", (path) => resolve("/work", path)), true);
  * ```
  */
 export function isWithinLocation(outer: string, inner: string, resolve?: (path: string) => string): boolean {

@@ -152,8 +152,14 @@ export function isTemporaryName(segment: string): boolean {
  *
  * @example
  * ```ts
- * checkRelativePath("2024/sales.csv"); // "2024/sales.csv"
- * checkRelativePath("../etc/passwd"); // throws
+ * import assert from "node:assert/strict";
+ * import { checkRelativePath, UnsafePathError } from "./mod.ts";
+ *
+ * assert.equal(checkRelativePath("2024/sales.csv"), "2024/sales.csv");
+ * assert.throws(() => checkRelativePath("../etc/passwd"), UnsafePathError);
+ * assert.throws(() => checkRelativePath("../etc/passwd"), {
+ *   message: "unsafe path '../etc/passwd': '..' segment",
+ * });
  * ```
  */
 export function checkRelativePath(path: string): string {

@@ -15,8 +15,19 @@
  *
  * @module
  */
-import { createHash } from "node:crypto";
+import { candidatePartSizes, etagsMatch, etagsOfStream, MULTIPART_ETAG, PLAIN_ETAG } from "../aws/s3/etag.ts";
+import type { ObjectDigest } from "../aws/s3/etag.ts";
 import type { Storage, StoredFile } from "./mod.ts";
+
+// the ETag maths moved to lib/aws/s3/etag.ts; still exported here for the importers of this module
+export {
+  candidatePartSizes,
+  EtagHasher,
+  etagsOfStream,
+  MULTIPART_ETAG,
+  multipartEtag,
+  PLAIN_ETAG,
+} from "../aws/s3/etag.ts";
 
 /** A copy that does not match its source. */
 export class CopyMismatchError extends Error {
@@ -35,17 +46,7 @@ export interface CopyProblem {
   message: string;
 }
 
-/** What an object store can tell about an object's bytes without reading them. */
-export interface ObjectDigest {
-  /** Size in bytes. */
-  size: number;
-  /** The ETag, quotes removed. */
-  etag: string;
-  /** False when the ETag is not derived from MD5 (server-side encryption with KMS or customer keys). */
-  md5Based: boolean;
-  /** The part size of a multipart object, when known. */
-  partSize?: number;
-}
+export type { ObjectDigest } from "../aws/s3/etag.ts";
 
 /** A {@link Storage} that can describe an object by its ETag (S3). */
 export interface DigestStorage extends Storage {
@@ -68,133 +69,17 @@ export interface VerifyOptions {
  *
  * @example
  * ```ts
- * if (hasObjectDigest(staging)) console.log(await staging.objectDigest("a.csv"));
+ * import assert from "node:assert/strict";
+ * import { LocalStorage } from "./local.ts";
+ * import { openLocation } from "./locations.ts";
+ * import { hasObjectDigest } from "./verify.ts";
+ *
+ * assert.equal(hasObjectDigest(new LocalStorage("/data/landing")), false);
+ * assert.equal(hasObjectDigest(await openLocation("s3://lake/staging", { cwd: "/" })), true);
  * ```
  */
 export function hasObjectDigest(storage: Storage): storage is DigestStorage {
   return typeof (storage as Partial<DigestStorage>).objectDigest === "function";
-}
-
-/**
- * The multipart ETag of an object uploaded in parts with these MD5s: `md5(concatenated part md5s)-N`.
- *
- * @example
- * ```ts
- * multipartEtag([md5OfPart1, md5OfPart2]); // "51800f53cc06b9dcdbdb1c10eb9f7927-2"
- * ```
- */
-export function multipartEtag(partMd5s: Uint8Array[]): string {
-  const hash = createHash("md5");
-  for (const md5 of partMd5s) hash.update(md5);
-  return `${hash.digest("hex")}-${partMd5s.length}`;
-}
-
-/**
- * The ETag a body gets when uploaded whole (`partSize` 0: the MD5 of the bytes) or in parts of `partSize` bytes
- * (the multipart ETag), computed as the bytes go past.
- *
- * @example
- * ```ts
- * const etag = new EtagHasher(8 * 1024 * 1024);
- * for await (const chunk of body) etag.update(chunk);
- * etag.digest(); // "…-3"
- * ```
- */
-export class EtagHasher {
-  #hash = createHash("md5");
-  #inPart = 0;
-  readonly #parts: Uint8Array[] = [];
-
-  /** @param partSize bytes per part; 0 for a single-part upload */
-  constructor(readonly partSize: number) {}
-
-  /** Hashes the next chunk of the body. */
-  update(chunk: Uint8Array): void {
-    const partSize = this.partSize;
-    if (partSize === 0) {
-      this.#hash.update(chunk);
-      return;
-    }
-    for (let offset = 0; offset < chunk.byteLength;) {
-      const n = Math.min(partSize - this.#inPart, chunk.byteLength - offset);
-      this.#hash.update(offset === 0 && n === chunk.byteLength ? chunk : chunk.subarray(offset, offset + n));
-      this.#inPart += n;
-      offset += n;
-      if (this.#inPart === partSize) {
-        this.#parts.push(this.#hash.digest());
-        this.#hash = createHash("md5");
-        this.#inPart = 0;
-      }
-    }
-  }
-
-  /** The ETag of everything hashed (lower-case hex, `-N` for parts); call once, at the end. */
-  digest(): string {
-    if (this.partSize === 0) return this.#hash.digest("hex");
-    if (this.#inPart > 0 || this.#parts.length === 0) this.#parts.push(this.#hash.digest());
-    return multipartEtag(this.#parts);
-  }
-}
-
-/**
- * The single-part ETag (MD5) of a stream, and its multipart ETag for each of `partSizes`, in one pass.
- *
- * @example
- * ```ts
- * const { md5, multipart } = await etagsOfStream(file.readable, [8 * 1024 * 1024]);
- * multipart.get(8 * 1024 * 1024); // "…-3"
- * ```
- */
-export async function etagsOfStream(
-  stream: ReadableStream<Uint8Array>,
-  partSizes: number[],
-): Promise<{ size: number; md5: string; multipart: Map<number, string> }> {
-  const whole = new EtagHasher(0);
-  const layouts = partSizes.map((partSize) => new EtagHasher(partSize));
-  let size = 0;
-  for await (const chunk of stream) {
-    whole.update(chunk);
-    size += chunk.byteLength;
-    for (const layout of layouts) layout.update(chunk);
-  }
-  const multipart = new Map(layouts.map((layout) => [layout.partSize, layout.digest()]));
-  return { size, md5: whole.digest(), multipart };
-}
-
-/**
- * Part sizes that give `parts` parts for `size` bytes: `known` when it fits, else whole MiB sizes (at most 4),
- * the sizes tools use.
- *
- * @example
- * ```ts
- * candidatePartSizes(20_000_000, 4); // [5242880, 6291456]
- * ```
- */
-export function candidatePartSizes(size: number, parts: number, known?: number): number[] {
-  const fits = (p: number) => p > 0 && Math.max(1, Math.ceil(size / p)) === parts;
-  if (known && fits(known)) return [known];
-  if (parts === 1) return [Math.max(size, 1)];
-  const MiB = 1024 * 1024;
-  const out: number[] = [];
-  for (let k = Math.max(1, Math.ceil(size / parts / MiB)); out.length < 4 && k * MiB < size; k++) {
-    if (fits(k * MiB)) out.push(k * MiB);
-    else if (Math.ceil(size / (k * MiB)) < parts) break;
-  }
-  return out;
-}
-
-/** A single-part ETag: the MD5 of the bytes, lower-case hex. */
-export const PLAIN_ETAG = /^[0-9a-f]{32}$/;
-/** A multipart ETag, `md5(part md5s)-N`; group 1 is N. */
-export const MULTIPART_ETAG = /^[0-9a-f]{32}-(\d+)$/;
-
-/** True when two MD5-based ETags prove the same bytes (equal, or a single-part MD5 and its one-part form). */
-function etagsMatch(a: string, b: string): boolean {
-  if (a === b) return true;
-  const onePart = (plain: string, multi: string) =>
-    PLAIN_ETAG.test(plain) && multi.endsWith("-1") &&
-    multipartEtag([Uint8Array.from(plain.match(/../g)!.map((h) => parseInt(h, 16)))]) === multi;
-  return onePart(a, b) || onePart(b, a);
 }
 
 /** Whether an object's ETag proves that `other`/`otherPath` holds the same bytes, reading only `other`. */
@@ -238,8 +123,26 @@ async function provenByEtag(
  *
  * @example
  * ```ts
- * const problem = await copyProblem(landing, "a.csv", staging, "a.csv");
- * if (problem) throw new Error(problem.message);
+ * import assert from "node:assert/strict";
+ * import { LocalStorage } from "./local.ts";
+ * import { copyProblem } from "./verify.ts";
+ *
+ * const root = await Deno.makeTempDir();
+ * const landing = new LocalStorage(`${root}/landing`);
+ * const staging = new LocalStorage(`${root}/staging`);
+ * await landing.write("a.csv", new Blob(["a,b\n"]).stream());
+ * assert.deepEqual(await copyProblem(landing, "a.csv", staging, "a.csv"), {
+ *   kind: "missing",
+ *   message: `no copy at ${root}/staging/a.csv`,
+ * });
+ * await staging.write("a.csv", new Blob(["a,c\n"]).stream()); // same size, other bytes
+ * const how: string[] = [];
+ * assert.deepEqual(await copyProblem(landing, "a.csv", staging, "a.csv", { decided: (h) => how.push(h) }), {
+ *   kind: "content",
+ *   message: "copy differs from the source (sha256)",
+ * });
+ * assert.deepEqual(how, ["sha256"]);
+ * await Deno.remove(root, { recursive: true });
  * ```
  */
 export async function copyProblem(
@@ -280,8 +183,20 @@ export async function copyProblem(
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
+ * import { LocalStorage } from "./local.ts";
+ * import { CopyMismatchError, verifyCopy } from "./verify.ts";
+ *
+ * const root = await Deno.makeTempDir();
+ * const landing = new LocalStorage(`${root}/landing`);
+ * const staging = new LocalStorage(`${root}/staging`);
+ * await landing.write("a.csv", new Blob(["a,b\n"]).stream());
+ * await assert.rejects(verifyCopy(landing, "a.csv", staging, "a.csv"), CopyMismatchError);
+ * await staging.write("a.csv", await landing.read("a.csv"));
  * await verifyCopy(landing, "a.csv", staging, "a.csv");
  * await landing.remove("a.csv"); // only now
+ * assert.equal(await landing.stat("a.csv"), undefined);
+ * await Deno.remove(root, { recursive: true });
  * ```
  */
 export async function verifyCopy(

@@ -64,10 +64,39 @@ export class TransferError extends Error {
  * Stops at the first failure (files in flight are abandoned; a write never leaves a partial file) and throws
  * a {@link TransferError} naming the file; a re-run skips what is already there.
  *
- * @example
+ * @example Moving the CSV files of one local folder to another
  * ```ts
+ * import assert from "node:assert/strict";
+ * import { LocalStorage } from "../storage/local.ts";
+ * import { transferFiles } from "./transfer.ts";
+ *
+ * const root = await Deno.makeTempDir();
+ * const landing = new LocalStorage(`${root}/landing`);
+ * const archive = new LocalStorage(`${root}/archive`);
+ * await landing.write("a.csv", new Blob(["a,b\n"]).stream());
+ * await landing.write("notes.txt", new Blob(["hi\n"]).stream());
  * const summary = await transferFiles(landing, archive, { mode: "move", include: ["*.csv"] });
- * console.log(`${summary.files} files moved`);
+ * assert.deepEqual(summary, { files: 1, bytes: 4, serverSide: 0, identical: 0, deleted: 0 });
+ * assert.deepEqual(await Array.fromAsync(landing.list(), (file) => file.path), ["notes.txt"]);
+ * assert.deepEqual(await Array.fromAsync(archive.list(), (file) => file.path), ["a.csv"]);
+ * await Deno.remove(root, { recursive: true });
+ * ```
+ *
+ * @example A re-run skips the files already copied
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { LocalStorage } from "../storage/local.ts";
+ * import { transferFiles } from "./transfer.ts";
+ *
+ * const root = await Deno.makeTempDir();
+ * const landing = new LocalStorage(`${root}/landing`);
+ * const staging = new LocalStorage(`${root}/staging`);
+ * await landing.write("2024/a.csv", new Blob(["a,b\n"]).stream());
+ * const first = await transferFiles(landing, staging, { mode: "copy" });
+ * assert.deepEqual(first, { files: 1, bytes: 4, serverSide: 0, identical: 0, deleted: 0 });
+ * const again = await transferFiles(landing, staging, { mode: "copy" });
+ * assert.deepEqual(again, { files: 0, bytes: 0, serverSide: 0, identical: 1, deleted: 0 });
+ * await Deno.remove(root, { recursive: true });
  * ```
  */
 export async function transferFiles(

@@ -10,12 +10,23 @@
  * An archive that is malformed, hostile, over a limit or not a zip at all.
  *
  * @example
- * ```ts ignore
- * try {
- *   await extractZipStream(response.body!, sink);
- * } catch (e) {
- *   if (e instanceof ZipError) console.error(e.message); // zip entry '../evil.txt': '..' segment
- * }
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { BlobWriter, TextReader, ZipWriter } from "@zip.js/zip.js";
+ * import { ZipError } from "./errors.ts";
+ * import { extractZipStream } from "./stream.ts";
+ *
+ * const writer = new ZipWriter(new BlobWriter("application/zip"));
+ * await writer.add("../evil.txt", new TextReader("x"));
+ * const zip = await writer.close();
+ *
+ * const sink = {
+ *   writeEntry: (_path: string, data: ReadableStream<Uint8Array>) => data.pipeTo(new WritableStream()),
+ * };
+ * const error = await extractZipStream(zip.stream(), sink).catch((e) => e);
+ * assert.ok(error instanceof ZipError);
+ * assert.equal(error.message, "zip entry '../evil.txt': '..' segment");
+ * assert.equal(error.entry, "../evil.txt");
  * ```
  */
 export class ZipError extends Error {
@@ -35,15 +46,30 @@ export class ZipError extends Error {
  * descriptor: no size before the data). Discard what the sink received, download the archive to a temporary
  * file and use {@link extractZipFile}.
  *
- * @example
- * ```ts ignore
- * try {
- *   await extractZipStream(body, sink);
- * } catch (e) {
- *   if (!(e instanceof ZipNeedsRandomAccess)) throw e;
- *   await batch.abort();
- *   await extractZipFile(await downloadToTemporaryFile(url), freshSink);
- * }
+ * @example Falling back to a temporary file
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { BlobWriter, TextReader, ZipWriter } from "@zip.js/zip.js";
+ * import { ZipNeedsRandomAccess } from "./errors.ts";
+ * import { extractZipFile } from "./file.ts";
+ * import { extractZipStream } from "./stream.ts";
+ *
+ * const writer = new ZipWriter(new BlobWriter("application/zip"), { level: 0, dataDescriptor: true });
+ * await writer.add("a.csv", new TextReader("a,b\n"));
+ * const zip = await writer.close(); // STORED with a data descriptor
+ *
+ * const files: Record<string, string> = {};
+ * const sink = { writeEntry: async (path: string, data: ReadableStream<Uint8Array>) => {
+ *   files[path] = await new Response(data).text();
+ * } };
+ * const error = await extractZipStream(zip.stream(), sink).catch((e) => e);
+ * assert.ok(error instanceof ZipNeedsRandomAccess);
+ * // discard what the sink received, download the archive to a temporary file, read it from there
+ * const file = await Deno.makeTempFile({ suffix: ".zip" });
+ * await Deno.writeFile(file, zip.stream());
+ * await extractZipFile(file, sink);
+ * assert.deepEqual(files, { "a.csv": "a,b\n" });
+ * await Deno.remove(file);
  * ```
  */
 export class ZipNeedsRandomAccess extends ZipError {

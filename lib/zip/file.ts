@@ -108,9 +108,25 @@ async function refuseHiddenEntry(file: PositionedFile, position: number): Promis
  * the central directory without gaps or overlaps. Data is still inflated and verified as it is read.
  *
  * @example
- * ```ts ignore
- * const summary = await extractZipFile("/tmp/download.zip", sink, { maxBytes: 50 * 2 ** 30 });
- * console.log(`${summary.entries} files`);
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { BlobWriter, TextReader, ZipWriter } from "@zip.js/zip.js";
+ * import { extractZipFile } from "./file.ts";
+ *
+ * const writer = new ZipWriter(new BlobWriter("application/zip"));
+ * await writer.add("2024/a.csv", new TextReader("a,b\n1,2\n"));
+ * await writer.add("b.csv", new TextReader("x\n"));
+ * const file = await Deno.makeTempFile({ suffix: ".zip" });
+ * await Deno.writeFile(file, (await writer.close()).stream());
+ *
+ * const files: Record<string, string> = {};
+ * const sink = { writeEntry: async (path: string, data: ReadableStream<Uint8Array>) => {
+ *   files[path] = await new Response(data).text();
+ * } };
+ * const summary = await extractZipFile(file, sink, { maxBytes: 50 * 2 ** 30 });
+ * assert.equal(summary.entries, 2);
+ * assert.deepEqual(files, { "2024/a.csv": "a,b\n1,2\n", "b.csv": "x\n" });
+ * await Deno.remove(file);
  * ```
  */
 export async function extractZipFile(

@@ -47,12 +47,25 @@ import type { ZipEntrySink, ZipLimits, ZipSummary } from "./types.ts";
  * contract). Throws {@link ZipNeedsRandomAccess} for an entry that cannot be delimited while streaming.
  *
  * @example
- * ```ts ignore
- * const response = await fetch(url);
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { BlobWriter, TextReader, ZipWriter } from "@zip.js/zip.js";
+ * import { extractZipStream } from "./stream.ts";
+ *
+ * const writer = new ZipWriter(new BlobWriter("application/zip"));
+ * await writer.add("2024/a.csv", new TextReader("a,b\n1,2\n"));
+ * const response = new Response(await writer.close()); // e.g. from fetch()
+ *
+ * const files: Record<string, string> = {};
+ * const sink = { writeEntry: async (path: string, data: ReadableStream<Uint8Array>) => {
+ *   files[path] = await new Response(data).text();
+ * } };
  * const summary = await extractZipStream(response.body!, sink, {
  *   archiveSize: Number(response.headers.get("content-length")) || undefined,
  *   maxBytes: 50 * 2 ** 30,
  * });
+ * assert.deepEqual(files, { "2024/a.csv": "a,b\n1,2\n" });
+ * assert.deepEqual([summary.entries, summary.bytes], [1, 8]);
  * ```
  */
 export async function extractZipStream(

@@ -8,14 +8,29 @@
 /**
  * Receives the file entries of an archive, one at a time.
  *
- * @example
- * ```ts ignore
- * const batch = await storage.batch();
+ * @example A sink that stages the entries in a local folder
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { BlobWriter, TextReader, ZipWriter } from "@zip.js/zip.js";
+ * import { LocalStorage } from "../storage/local.ts";
+ * import { extractZipStream } from "./stream.ts";
+ * import type { ZipEntrySink } from "./types.ts";
+ *
+ * const writer = new ZipWriter(new BlobWriter("application/zip"));
+ * await writer.add("2024/a.csv", new TextReader("a,b\n"));
+ * const zip = await writer.close();
+ *
+ * const root = await Deno.makeTempDir();
+ * const batch = await new LocalStorage(root).batch();
  * const sink: ZipEntrySink = {
  *   async writeEntry(path, data) {
- *     await batch.write(path, data); // staged; batch.commit() only after the extraction succeeded
+ *     await batch.write(path, data); // staged: nothing visible yet
  *   },
  * };
+ * await extractZipStream(zip.stream(), sink);
+ * await batch.commit(); // only after the extraction succeeded
+ * assert.equal(await Deno.readTextFile(`${root}/2024/a.csv`), "a,b\n");
+ * await Deno.remove(root, { recursive: true });
  * ```
  */
 export interface ZipEntrySink {
@@ -31,8 +46,24 @@ export interface ZipEntrySink {
  * Limits that make an extraction fail instead of filling the disk.
  *
  * @example
- * ```ts ignore
- * const limits: ZipLimits = { maxBytes: 10 * 2 ** 30, maxRatio: 100, archiveSize: contentLength };
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { BlobWriter, TextReader, ZipWriter } from "@zip.js/zip.js";
+ * import { extractZipStream } from "./stream.ts";
+ * import type { ZipLimits } from "./types.ts";
+ *
+ * const writer = new ZipWriter(new BlobWriter("application/zip"));
+ * await writer.add("a.csv", new TextReader("a,b\n".repeat(1000))); // 4000 bytes
+ * const zip = await writer.close();
+ *
+ * const limits: ZipLimits = { maxBytes: 1000, maxRatio: 100, archiveSize: zip.size };
+ * const sink = {
+ *   writeEntry: (_path: string, data: ReadableStream<Uint8Array>) => data.pipeTo(new WritableStream()),
+ * };
+ * await assert.rejects(extractZipStream(zip.stream(), sink, limits), {
+ *   name: "ZipError",
+ *   message: "zip entry 'a.csv': inflated data exceeds maxBytes (1000 bytes)",
+ * });
  * ```
  */
 export interface ZipLimits {
@@ -57,9 +88,25 @@ export interface ZipLimits {
  * What an extraction produced.
  *
  * @example
- * ```ts ignore
- * const { entries, bytes, archiveBytes } = await extractZipFile("data.zip", sink);
- * console.log(`${entries} files, ${bytes} bytes from ${archiveBytes} archive bytes`);
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { BlobWriter, TextReader, ZipWriter } from "@zip.js/zip.js";
+ * import { extractZipFile } from "./file.ts";
+ *
+ * const writer = new ZipWriter(new BlobWriter("application/zip"));
+ * await writer.add("a.csv", new TextReader("a,b\n"));
+ * await writer.add("2024/", undefined, { directory: true });
+ * await writer.add("2024/b.csv", new TextReader("1,2\n"));
+ * const zip = await writer.close();
+ * const dir = await Deno.makeTempDir();
+ * await Deno.writeFile(`${dir}/data.zip`, zip.stream());
+ *
+ * const sink = {
+ *   writeEntry: (_path: string, data: ReadableStream<Uint8Array>) => data.pipeTo(new WritableStream()),
+ * };
+ * const { entries, bytes, archiveBytes } = await extractZipFile(`${dir}/data.zip`, sink);
+ * assert.deepEqual([entries, bytes, archiveBytes], [2, 8, zip.size]); // the folder entry is not counted
+ * await Deno.remove(dir, { recursive: true });
  * ```
  */
 export interface ZipSummary {

@@ -4,7 +4,14 @@
  * @module
  */
 import { ExecutorCatalog } from "../executors.ts";
-import { formatScope, SCOPE_KINDS, stepScope } from "../run/permissions.ts";
+import {
+  formatScope,
+  permissionContext,
+  type ResolvedScope,
+  SCOPE_KINDS,
+  stepScope,
+} from "../run/permissions.ts";
+import { type IamPolicy, type IamStatement, mergeStatements } from "../../lib/aws/iam.ts";
 import { consoleReporter, terminalProgressLine } from "./reporter.ts";
 import { loadRoutine, type Routine } from "../routine/routine.ts";
 import { runRoutine } from "../run/runner.ts";
@@ -19,6 +26,8 @@ export interface CommandOptions {
   debug: boolean;
   /** Where output goes. Default: standard output. */
   write?: (line: string) => void;
+  /** Where notes go (`plan --iam`). Default: standard error. */
+  writeNote?: (line: string) => void;
   signal?: AbortSignal;
 }
 
@@ -57,23 +66,39 @@ export async function validateCommand(file: string, options: CommandOptions): Pr
   );
 }
 
-/** `lakerun plan ROUTINE`: every step, its tasks and the exact permission scope its Worker will get. */
-export async function planCommand(file: string, options: CommandOptions & { json?: boolean }): Promise<void> {
+/**
+ * `lakerun plan ROUTINE`: every step, its tasks and the exact permission scope its Worker will get. With
+ * `iam`, the AWS IAM policy the routine needs instead (see {@link routineIam}); with `iam` and `json`, the plan
+ * JSON with each step's statements (`iam_statements`) and the whole document (`iam_policy`).
+ */
+export async function planCommand(
+  file: string,
+  options: CommandOptions & { json?: boolean; iam?: boolean },
+): Promise<void> {
   const routine = await loadRoutine(file, { executorDirs: options.executorDirs });
   const cwd = Deno.cwd();
   const stateRoot = options.stateDir ?? ".lakerun";
   const steps = routine.steps.map((step) => ({ step, scope: stepScope(routine, step, { cwd, stateRoot }) }));
   const write = out(options);
+  const iam = options.iam ? routineIam(routine, steps, cwd) : undefined;
+  const note = options.writeNote ?? ((line: string) => console.error(line));
+  for (const line of iam?.notes ?? []) note(line);
+  if (iam && !options.json) {
+    write(JSON.stringify(iam.policy, null, 2));
+    return;
+  }
   if (options.json) {
     write(JSON.stringify(
       {
         routine: routine.name,
-        steps: steps.map(({ step, scope }) => ({
+        steps: steps.map(({ step, scope }, i) => ({
           id: step.id,
           executor: step.executor.name,
           tasks: step.tasks,
           permissions: Object.fromEntries(SCOPE_KINDS.map((kind) => [kind, scope[kind]])),
+          ...(iam ? { iam_statements: iam.steps[i] } : {}),
         })),
+        ...(iam ? { iam_policy: iam.policy } : {}),
       },
       null,
       2,
@@ -92,6 +117,55 @@ export async function planCommand(file: string, options: CommandOptions & { json
     write(`   permissions (enforced in the step's Worker; anything else is refused):`);
     for (const line of formatScope(scope, "     ")) write(line);
   }
+}
+
+/** What {@link routineIam} found. */
+export interface RoutineIam {
+  /** The policy document for the whole routine (the union over its steps). */
+  policy: IamPolicy;
+  /** Each step's own statements, merged, in step order (empty for a step that touches no AWS resource). */
+  steps: IamStatement[][];
+  /** Lines for standard error: an empty policy, or steps that reach AWS but declare no statements. */
+  notes: string[];
+}
+
+/**
+ * The IAM policy a routine needs: each step's `iam(params, context)`, with `context.tasks` the step's own
+ * tasks so that only what they use is granted, merged into one document. An executor without `iam` that
+ * touches no AWS contributes nothing; one whose permission scope reaches an `amazonaws.com` host cannot be
+ * known, and is named in a note.
+ */
+export function routineIam(
+  routine: Routine,
+  steps: Array<{ step: Routine["steps"][number]; scope: ResolvedScope }>,
+  cwd: string,
+): RoutineIam {
+  const notes: string[] = [];
+  const unknown: string[] = [];
+  const perStep = steps.map(({ step, scope }) => {
+    const definition = step.executor.definition;
+    if (!definition.iam) {
+      const aws = scope.net.filter((host) => /(^|\.)amazonaws\.com(\.cn)?(:\d+)?$/i.test(host));
+      if (aws.length > 0) {
+        unknown.push(`${JSON.stringify(step.id)} (${step.executor.name}, reaches ${aws[0]})`);
+      }
+      return [];
+    }
+    return definition.iam(step.params, permissionContext(routine, step, cwd));
+  });
+  const policy = mergeStatements(perStep.flat());
+  if (unknown.length > 0) {
+    notes.push(
+      `lakerun: not in the policy: ${unknown.join(", ")}: ${
+        unknown.length === 1 ? "its executor declares" : "their executors declare"
+      } no IAM statements (no iam()); add what ${unknown.length === 1 ? "it needs" : "they need"} by hand`,
+    );
+  } else if (policy.Statement.length === 0) {
+    notes.push(
+      `lakerun: routine ${JSON.stringify(routine.name)} touches no AWS resource: the policy has no statement`,
+    );
+  }
+  return { policy, steps: perStep.map((statements) => mergeStatements(statements).Statement), notes };
 }
 
 /** `lakerun list`: executors, their tasks and params. */

@@ -16,7 +16,20 @@ const DEMO_ARCHIVE = new URL("../../routines/demo/retail_trade_survey.zip", impo
  *
  * @example
  * ```ts
- * await demoCommand({ executorDirs: [], debug: false, dir: "/tmp/demo" });
+ * import assert from "node:assert/strict";
+ * import { demoCommand } from "./demo.ts";
+ *
+ * const dir = await Deno.makeTempDir();
+ * const lines: string[] = [];
+ * await demoCommand({ executorDirs: [], debug: false, dir, write: (line) => lines.push(line) });
+ * assert.ok(lines.some((line) => line.startsWith("✓ done in ")));
+ * const staged = await Array.fromAsync(Deno.readDir(`${dir}/data/staging`), (entry) => entry.name);
+ * assert.deepEqual(staged.sort(), [
+ *   "regional",
+ *   "retail-trade-survey-inventories.csv",
+ *   "retail-trade-survey-sales.csv",
+ * ]);
+ * await Deno.remove(dir, { recursive: true });
  * ```
  */
 export async function demoCommand(options: CommandOptions & { dir?: string }): Promise<void> {

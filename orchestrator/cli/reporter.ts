@@ -33,8 +33,31 @@ export interface ConsoleReporterOptions {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
+ * import { parseRoutine } from "../routine/routine.ts";
+ * import { consoleReporter } from "./reporter.ts";
+ *
+ * const params = { parent_directory: "landing", dump_directory: "staging" };
+ * const text = JSON.stringify({
+ *   routine_name: "staging",
+ *   executors: { StagingExecutor: { params, tasks: ["transfer"] } },
+ * });
+ * const routine = await parseRoutine(text, { file: "/work/staging.json", label: "staging.json" });
+ * const [step] = routine.steps;
+ *
  * const lines: string[] = [];
  * const reporter = consoleReporter({ write: (line) => lines.push(line) });
+ * reporter.routineStarted(routine);
+ * reporter.stepStarted(step, 1);
+ * reporter.stepMessage(step, { type: "task-start", task: "transfer" });
+ * reporter.stepMessage(step, { type: "task-end", task: "transfer", ms: 12 });
+ * reporter.routineFinished(true, 1234);
+ * assert.deepEqual(lines, [
+ *   "lakerun · staging · 1 step",
+ *   "[1/1] StagingExecutor",
+ *   "  ✓ transfer  12 ms",
+ *   "✓ done in 1.2 s",
+ * ]);
  * ```
  */
 export function consoleReporter(options: ConsoleReporterOptions = {}): Reporter {

@@ -80,8 +80,12 @@ const ESCAPES: Readonly<Record<string, string>> = {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
+ * import { parseJson } from "./json.ts";
+ *
  * const doc = parseJson('{"a": {"b": 1}}');
- * doc.positionOf(["a", "b"]); // { line: 1, column: 14 }
+ * assert.deepEqual(doc.positionOf(["a", "b"]), { line: 1, column: 13 });
+ * assert.deepEqual(doc.positionOf(["a"]), { line: 1, column: 7 });
  * ```
  */
 export function parseJson(text: string): ParsedJson {

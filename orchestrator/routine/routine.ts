@@ -65,8 +65,47 @@ const STEP_KEYS = ["executor", "params", "tasks", "description"];
  *
  * @example
  * ```ts
- * const routine = await loadRoutine("routines/demo.json");
- * routine.steps.map((s) => s.executor.name); // ["DownloaderExecutor", "StagingExecutor"]
+ * import assert from "node:assert/strict";
+ * import { loadRoutine } from "./routine.ts";
+ *
+ * const dir = await Deno.makeTempDir();
+ * await Deno.writeTextFile(
+ *   `${dir}/routine.json`,
+ *   JSON.stringify({
+ *     routine_name: "staging",
+ *     executors: {
+ *       StagingExecutor: {
+ *         params: { parent_directory: "landing", dump_directory: "staging" },
+ *         tasks: ["transfer"],
+ *       },
+ *     },
+ *   }),
+ * );
+ * const routine = await loadRoutine("routine.json", { cwd: dir });
+ * assert.equal(routine.name, "staging");
+ * assert.deepEqual(routine.steps.map((s) => [s.executor.name, s.tasks]), [
+ *   ["StagingExecutor", ["transfer"]],
+ * ]);
+ * assert.equal(routine.steps[0].params.archive_or_delete, "archive"); // defaults applied
+ * await Deno.remove(dir, { recursive: true });
+ * ```
+ *
+ * @example Every problem is one line naming the file, line, column and JSON path
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { RoutineError } from "../errors.ts";
+ * import { loadRoutine } from "./routine.ts";
+ *
+ * const dir = await Deno.makeTempDir();
+ * const lines = ["{", '  "routine_name": "x",', '  "executors": { "DownloadExecutor": {} }', "}"];
+ * await Deno.writeTextFile(`${dir}/bad.json`, lines.join("\n"));
+ * const error = await loadRoutine("bad.json", { cwd: dir }).catch((e) => e);
+ * assert.ok(error instanceof RoutineError);
+ * assert.equal(error.problems.length, 1);
+ * const [{ where, path, message }] = error.problems;
+ * assert.deepEqual([where, path], ["bad.json:3:38", "executors.DownloadExecutor"]);
+ * assert.match(message, /^unknown executor "DownloadExecutor" \(did you mean 'DownloaderExecutor'\?\)/);
+ * await Deno.remove(dir, { recursive: true });
  * ```
  */
 export async function loadRoutine(file: string, options: LoadOptions = {}): Promise<Routine> {
@@ -275,7 +314,25 @@ const schemaCache = new WeakMap<ExecutorDefinition, z.ZodType>();
  *
  * @example
  * ```ts
- * paramsSchemaOf(definition).safeParse({ landing_directory: "data" });
+ * import assert from "node:assert/strict";
+ * import { defineExecutor } from "../../sdk/executor.ts";
+ * import { paramsSchemaOf } from "./routine.ts";
+ *
+ * const hello = defineExecutor({
+ *   name: "HelloExecutor",
+ *   description: "Writes a greeting file.",
+ *   params: (z) =>
+ *     z.strictObject({
+ *       folder: z.string().describe("Where to write hello.txt"),
+ *       greeting: z.string().default("hello").describe("What to write"),
+ *     }),
+ *   permissions: (params, { resolve }) => ({ write: [resolve(params.folder)] }),
+ *   tasks: { hello: { description: "Writes hello.txt", run: async () => {} } },
+ * });
+ * const schema = paramsSchemaOf(hello);
+ * assert.equal(paramsSchemaOf(hello), schema); // built once
+ * assert.deepEqual(schema.parse({ folder: "data" }), { folder: "data", greeting: "hello" });
+ * assert.equal(schema.safeParse({ folder: "data", colour: "red" }).success, false); // unknown param
  * ```
  */
 export function paramsSchemaOf(definition: ExecutorDefinition): z.ZodType {

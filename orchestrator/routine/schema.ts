@@ -38,8 +38,16 @@ function settingsBlocksJsonSchema(): Record<string, JsonSchema> {
  *
  * @example
  * ```ts
- * const schema = await routineJsonSchema(new ExecutorCatalog());
- * schema.properties.executors.properties.DownloaderExecutor; // the downloader step's schema
+ * import assert from "node:assert/strict";
+ * import { ExecutorCatalog } from "../executors.ts";
+ * import { routineJsonSchema } from "./schema.ts";
+ *
+ * const catalog = new ExecutorCatalog();
+ * const schema = await routineJsonSchema(catalog);
+ * assert.equal(schema.$schema, "https://json-schema.org/draft/2020-12/schema");
+ * const downloader = schema.properties.executors.properties.DownloaderExecutor; // a step's schema
+ * assert.deepEqual(Object.keys(downloader.properties), ["executor", "description", "params", "tasks"]);
+ * assert.equal(downloader.description, (await catalog.find("DownloaderExecutor"))!.definition.description);
  * ```
  */
 export async function routineJsonSchema(catalog: ExecutorCatalog): Promise<JsonSchema> {
@@ -115,7 +123,34 @@ export interface ParamRow {
  *
  * @example
  * ```ts
- * paramRows(definition).map((row) => row.name); // ["requests_arguments", "requests_arguments.url", …]
+ * import assert from "node:assert/strict";
+ * import { defineExecutor } from "../../sdk/executor.ts";
+ * import { paramRows } from "./schema.ts";
+ *
+ * const hello = defineExecutor({
+ *   name: "HelloExecutor",
+ *   description: "Writes a greeting file.",
+ *   params: (z) =>
+ *     z.strictObject({
+ *       target: z.strictObject({
+ *         folder: z.string().describe("Where to write hello.txt"),
+ *       }).describe("Where to"),
+ *       greeting: z.string().default("hello").describe("What to write"),
+ *     }),
+ *   permissions: (params, { resolve }) => ({ write: [resolve(params.target.folder)] }),
+ *   tasks: { hello: { description: "Writes hello.txt", run: async () => {} } },
+ * });
+ * assert.deepEqual(paramRows(hello), [
+ *   { name: "target", type: "object", required: true, default: undefined, description: "Where to" },
+ *   {
+ *     name: "target.folder",
+ *     type: "string",
+ *     required: true,
+ *     default: undefined,
+ *     description: "Where to write hello.txt",
+ *   },
+ *   { name: "greeting", type: "string", required: false, default: "hello", description: "What to write" },
+ * ]);
  * ```
  */
 export function paramRows(definition: ExecutorDefinition): ParamRow[] {
@@ -167,7 +202,15 @@ function typeName(schema: JsonSchema): string {
  *
  * @example
  * ```ts
- * console.log(await executorReferenceMarkdown(new ExecutorCatalog()));
+ * import assert from "node:assert/strict";
+ * import { ExecutorCatalog } from "../executors.ts";
+ * import { executorReferenceMarkdown } from "./schema.ts";
+ *
+ * const markdown = await executorReferenceMarkdown(new ExecutorCatalog());
+ * const lines = markdown.split("\n");
+ * assert.equal(lines[0], "### DownloaderExecutor");
+ * const url = "| `requests_arguments.url` | string | yes |  | URL to download: http(s):// or file://. |";
+ * assert.ok(lines.includes(url));
  * ```
  */
 export async function executorReferenceMarkdown(catalog: ExecutorCatalog): Promise<string> {

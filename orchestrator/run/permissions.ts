@@ -27,8 +27,17 @@ export { SCOPE_KINDS };
  *
  * @example
  * ```ts
- * stepStateDir("/work/.lakerun", "retail trade survey", "DownloaderExecutor");
- * // "/work/.lakerun/retail-trade-survey-1f0c3a9b/DownloaderExecutor-5e2d9c41"
+ * import assert from "node:assert/strict";
+ * import { stepStateDir } from "./permissions.ts";
+ *
+ * assert.equal(
+ *   stepStateDir("/work/.lakerun", "retail trade survey", "DownloaderExecutor"),
+ *   "/work/.lakerun/retail-trade-survey-5b56574a/DownloaderExecutor-75357e93",
+ * );
+ * assert.equal(
+ *   stepStateDir("/work/.lakerun", "../x", "StagingExecutor"),
+ *   "/work/.lakerun/x-5c237dda/StagingExecutor-dd13958f",
+ * );
  * ```
  */
 export function stepStateDir(stateRoot: string, routineName: string, stepId: string): string {
@@ -46,7 +55,12 @@ export function routineStateDir(stateRoot: string, routineName: string): string 
  *
  * @example
  * ```ts
- * safeFileName("../x"); // "x-<hash>"
+ * import assert from "node:assert/strict";
+ * import { safeFileName } from "./permissions.ts";
+ *
+ * assert.equal(safeFileName("../x"), "x-5c237dda");
+ * assert.equal(safeFileName("a b"), "a-b-10a3f9f2");
+ * assert.equal(safeFileName("a-b"), "a-b-2a89df63"); // same readable part, another hash
  * ```
  */
 export function safeFileName(text: string): string {
@@ -72,8 +86,31 @@ export function permissionContext(routine: Routine, step: Step, cwd: string): Pe
  *
  * @example
  * ```ts
- * const scope = stepScope(routine, routine.steps[0], { cwd: Deno.cwd(), stateRoot: ".lakerun" });
- * scope.net; // ["example.com:443"]
+ * import assert from "node:assert/strict";
+ * import { parseRoutine } from "../routine/routine.ts";
+ * import { stepScope } from "./permissions.ts";
+ *
+ * const text = JSON.stringify({
+ *   routine_name: "survey",
+ *   executors: {
+ *     DownloaderExecutor: {
+ *       params: {
+ *         requests_arguments: { url: "https://example.com/data.zip" },
+ *         landing_directory: "data/landing",
+ *       },
+ *       tasks: ["download"],
+ *     },
+ *   },
+ * });
+ * const routine = await parseRoutine(text, { file: "/work/survey.json", label: "survey.json" });
+ * const scope = stepScope(routine, routine.steps[0], { cwd: "/work", stateRoot: ".lakerun" });
+ * assert.deepEqual(scope, {
+ *   read: ["/work/.lakerun/survey-5d222127/DownloaderExecutor-75357e93", "/work/data"],
+ *   write: ["/work/.lakerun/survey-5d222127/DownloaderExecutor-75357e93", "/work/data"],
+ *   net: ["example.com:443"],
+ *   env: [],
+ *   run: [],
+ * });
  * ```
  */
 export function stepScope(

@@ -36,8 +36,26 @@ export interface RunOptions {
  *
  * @example
  * ```ts
- * const routine = await loadRoutine("routines/demo.json");
- * await runRoutine(routine, { reporter: consoleReporter() });
+ * import assert from "node:assert/strict";
+ * import { consoleReporter } from "../cli/reporter.ts";
+ * import { loadRoutine } from "../routine/routine.ts";
+ * import { runRoutine } from "./runner.ts";
+ *
+ * const cwd = await Deno.makeTempDir();
+ * await Deno.mkdir(`${cwd}/data/landing`, { recursive: true });
+ * await Deno.writeTextFile(`${cwd}/data/landing/a.csv`, "a,b\n");
+ * const params = { parent_directory: "data/landing", dump_directory: "data/staging" };
+ * const step = { params, tasks: ["transfer", "post_staging"] };
+ * const routine = { routine_name: "staging", executors: { StagingExecutor: step } };
+ * await Deno.writeTextFile(`${cwd}/routine.json`, JSON.stringify(routine));
+ *
+ * const lines: string[] = [];
+ * const reporter = consoleReporter({ write: (line) => lines.push(line) });
+ * await runRoutine(await loadRoutine("routine.json", { cwd }), { cwd, reporter });
+ * assert.equal(await Deno.readTextFile(`${cwd}/data/staging/a.csv`), "a,b\n");
+ * assert.equal(await Deno.readTextFile(`${cwd}/data/archive/a.csv`), "a,b\n"); // post_staging archived it
+ * assert.ok(lines.at(-1)!.startsWith("✓ done in "));
+ * await Deno.remove(cwd, { recursive: true });
  * ```
  */
 export async function runRoutine(routine: Routine, options: RunOptions): Promise<void> {

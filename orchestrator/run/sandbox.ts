@@ -47,11 +47,58 @@ export interface StepSandbox {
  * Starts a Worker for a step with `scope` as its permissions. Starting is separate from running so that
  * the next step's Worker can boot while the current step works.
  *
- * @example
+ * @example A step, and the same step with a scope that lacks its landing folder
  * ```ts
+ * import assert from "node:assert/strict";
+ * import { parseRoutine } from "../routine/routine.ts";
+ * import { stepScope, stepStateDir } from "./permissions.ts";
+ * import { startStepSandbox } from "./sandbox.ts";
+ * import type { StepMessage, StepRequest } from "./step_runtime.ts";
+ *
+ * const cwd = await Deno.makeTempDir();
+ * await Deno.mkdir(`${cwd}/landing`);
+ * await Deno.writeTextFile(`${cwd}/landing/a.csv`, "a,b\n");
+ * const params = { parent_directory: "landing", dump_directory: "staging" };
+ * const text = JSON.stringify({
+ *   routine_name: "sandboxed",
+ *   executors: { StagingExecutor: { params, tasks: ["transfer"] } },
+ * });
+ * const routine = await parseRoutine(text, { file: `${cwd}/routine.json`, label: "routine.json", cwd });
+ * const [step] = routine.steps;
+ * const scope = stepScope(routine, step, { cwd, stateRoot: ".lakerun" });
+ * const stateDir = stepStateDir(`${cwd}/.lakerun`, routine.name, step.id);
+ * await Deno.mkdir(stateDir, { recursive: true });
+ * const request: StepRequest = {
+ *   moduleUrl: step.executor.moduleUrl,
+ *   executor: step.executor.name,
+ *   stepId: step.id,
+ *   routineName: routine.name,
+ *   params: step.params,
+ *   tasks: step.tasks,
+ *   cwd,
+ *   stateDir,
+ *   runId: "example",
+ * };
+ *
+ * const messages: StepMessage[] = [];
  * const sandbox = startStepSandbox(step.executor.moduleUrl, scope);
- * await sandbox.run(request, (message) => console.log(message));
+ * await sandbox.run(request, (message) => messages.push(message));
  * sandbox.close();
+ * assert.deepEqual(messages.map((m) => m.type), ["task-start", "event", "task-end", "done"]);
+ * assert.equal(await Deno.readTextFile(`${cwd}/staging/a.csv`), "a,b\n");
+ *
+ * const narrow = { ...scope, read: scope.read.filter((path) => path !== `${cwd}/landing`) };
+ * const refused: StepMessage[] = [];
+ * const narrowSandbox = startStepSandbox(step.executor.moduleUrl, narrow);
+ * await narrowSandbox.run(request, (message) => refused.push(message));
+ * narrowSandbox.close();
+ * const failure = refused.find((m) => m.type === "task-failed");
+ * assert.equal(failure?.type === "task-failed" && failure.error.permission, true);
+ * assert.equal(
+ *   failure?.type === "task-failed" && failure.error.message,
+ *   `permission denied: read access to ${cwd}/landing is outside this step's scope`,
+ * );
+ * await Deno.remove(cwd, { recursive: true });
  * ```
  */
 export function startStepSandbox(executorModuleUrl: string, scope: ResolvedScope): StepSandbox {

@@ -63,8 +63,16 @@ export type HelperReply =
  *
  * @example
  * ```ts
- * describeFailure(new Deno.errors.NotCapable('Requires read access to "/etc/passwd", run again with the --allow-read flag'));
- * // { message: "permission denied: read access to /etc/passwd is outside this step's scope", permission: true, … }
+ * import assert from "node:assert/strict";
+ * import { describeFailure } from "./step_runtime.ts";
+ *
+ * const refusal = new Deno.errors.NotCapable(
+ *   'Requires read access to "/etc/passwd", run again with the --allow-read flag',
+ * );
+ * const { message, permission } = describeFailure(new Error("cannot open the file", { cause: refusal }));
+ * assert.equal(message, "permission denied: read access to /etc/passwd is outside this step's scope");
+ * assert.equal(permission, true);
+ * assert.equal(describeFailure(new Error("boom")).message, "boom");
  * ```
  */
 export function describeFailure(error: unknown): FailureInfo {

@@ -21,10 +21,12 @@ import {
 /**
  * Waits for the parent's request and runs it with `definition`.
  *
- * @example
- * ```ts
+ * @example The whole module a step's Worker runs (see `stepWorkerSource` in sandbox.ts)
+ * ```ts ignore
  * import definition from "../../executors/staging/mod.ts";
- * serveStep(definition);
+ * import { serveStep } from "./step_worker.ts";
+ *
+ * serveStep(definition); // then answers the parent's { type: "run", request } with StepMessages
  * ```
  */
 export function serveStep(definition: ExecutorDefinition): void {

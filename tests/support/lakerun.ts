@@ -7,6 +7,7 @@ import { join } from "node:path";
 import { consoleReporter } from "../../orchestrator/cli/reporter.ts";
 import { parseRoutine } from "../../orchestrator/routine/routine.ts";
 import { runRoutine } from "../../orchestrator/run/runner.ts";
+import { treeOf } from "./trees.ts";
 
 /** The repository root. */
 export const ROOT = new URL("../../", import.meta.url).pathname.replace(/\/$/, "");
@@ -100,16 +101,16 @@ export async function tempDir(): Promise<{ path: string; [Symbol.asyncDispose]()
   return { path, [Symbol.asyncDispose]: () => Deno.remove(path, { recursive: true }) };
 }
 
-/** Every file under `dir` (relative paths, sorted) with its text. */
+/**
+ * Every file under `dir` with its text (temporary names included; a symbolic link as `<symlink>`; `{}` when
+ * `dir` does not exist), for tests that read what lakerun wrote. To compare folders or S3 prefixes with what
+ * they should hold, use `treeOf` and `digests` (tests/support/trees.ts), which this walks with.
+ */
 export async function readTree(dir: string): Promise<Record<string, string>> {
   const out: Record<string, string> = {};
-  const walk = async (path: string, prefix: string) => {
-    for await (const entry of Deno.readDir(path)) {
-      if (entry.isDirectory) await walk(join(path, entry.name), `${prefix}${entry.name}/`);
-      else if (entry.isFile) out[prefix + entry.name] = await Deno.readTextFile(join(path, entry.name));
-      else out[prefix + entry.name] = "<symlink>";
-    }
-  };
-  await walk(dir, "");
-  return Object.fromEntries(Object.entries(out).sort(([a], [b]) => a.localeCompare(b)));
+  for (const path of Object.keys(await treeOf(dir, { temporaries: true }))) {
+    const full = join(dir, path);
+    out[path] = (await Deno.lstat(full)).isSymlink ? "<symlink>" : await Deno.readTextFile(full);
+  }
+  return out;
 }

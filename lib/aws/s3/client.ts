@@ -28,10 +28,25 @@ const clients = new Map<string, S3Client>();
 /**
  * An S3 client for the routine's `s3` block; clients are shared per configuration within a process.
  *
- * @example
+ * @example One client per configuration
  * ```ts
+ * import assert from "node:assert/strict";
+ * import { closeS3Clients, s3Client } from "./client.ts";
+ *
  * const client = s3Client({ endpoint: "http://127.0.0.1:7480" });
- * await client.send(new ListObjectsV2Command({ Bucket: "lake" }));
+ * assert.equal(s3Client({ endpoint: "http://127.0.0.1:7480" }), client);
+ * assert.notEqual(s3Client({ endpoint: "http://127.0.0.1:7481" }), client);
+ * assert.equal(client.config.forcePathStyle, true); // the default with a custom endpoint
+ * closeS3Clients();
+ * ```
+ *
+ * @example Listing a bucket
+ * ```ts ignore
+ * import { ListObjectsV2Command } from "@aws-sdk/client-s3";
+ * import { s3Client } from "./client.ts";
+ *
+ * const client = s3Client({ endpoint: "http://127.0.0.1:7480" });
+ * const { Contents = [] } = await client.send(new ListObjectsV2Command({ Bucket: "lake" }));
  * ```
  */
 export function s3Client(settings?: S3Settings): S3Client {
@@ -50,7 +65,17 @@ export function s3Client(settings?: S3Settings): S3Client {
  *
  * @example
  * ```ts
- * const client = createS3Client(resolveS3Config({ region: "eu-west-1" }));
+ * import assert from "node:assert/strict";
+ * import { createS3Client } from "./client.ts";
+ * import { resolveS3Config } from "./scope.ts";
+ *
+ * const client = createS3Client(resolveS3Config({ region: "eu-west-1" }), {
+ *   accessKeyId: "AKIDEXAMPLE",
+ *   secretAccessKey: "example",
+ * });
+ * assert.equal(await client.config.region(), "eu-west-1");
+ * assert.equal((await client.config.credentials()).accessKeyId, "AKIDEXAMPLE");
+ * client.destroy();
  * ```
  */
 export function createS3Client(
@@ -170,11 +195,25 @@ const ACTIONS: Record<string, string> = {
  *
  * @example
  * ```ts
- * try {
- *   await client.send(new ListObjectsV2Command({ Bucket: "lake" }));
- * } catch (error) {
- *   throw explainS3Error(error, { bucket: "lake", operation: "ListObjectsV2", config });
- * }
+ * import assert from "node:assert/strict";
+ * import { explainS3Error, S3RequestError } from "./client.ts";
+ * import { resolveS3Config } from "./scope.ts";
+ *
+ * const config = resolveS3Config({ endpoint: "http://127.0.0.1:7480" });
+ * // what `client.send(new ListObjectsV2Command({ Bucket: "lake" }))` rejects with, without the bucket
+ * const sdkError = Object.assign(new Error("The specified bucket does not exist"), {
+ *   name: "NoSuchBucket",
+ *   $metadata: { httpStatusCode: 404 },
+ * });
+ * const error = explainS3Error(sdkError, { bucket: "lake", operation: "ListObjectsV2", config });
+ * assert.ok(error instanceof S3RequestError);
+ * assert.equal(error.code, "no-bucket");
+ * assert.equal(
+ *   error.message,
+ *   "bucket 'lake' does not exist at http://127.0.0.1:7480: create it or correct the s3:// location",
+ * );
+ * const abort = new DOMException("aborted", "AbortError");
+ * assert.equal(explainS3Error(abort, { bucket: "lake", operation: "ListObjectsV2", config }), abort);
  * ```
  */
 export function explainS3Error(error: unknown, target: S3Target): Error {

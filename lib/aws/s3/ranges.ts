@@ -65,8 +65,22 @@ export interface RangeDownloadOptions {
  *
  * @example
  * ```ts
- * planRanges(200 * MiB, 8 * MiB); // 64 MiB ranges (8 parts each), the last of 8 MiB
- * planRanges(200 * MiB, 0); // 64 MiB ranges, the last of 8 MiB, not hashed
+ * import assert from "node:assert/strict";
+ * import { planRanges } from "./ranges.ts";
+ *
+ * const MiB = 1024 * 1024;
+ * const hashed = planRanges(200 * MiB, 8 * MiB); // 64 MiB ranges (8 parts each), the last of 8 MiB
+ * assert.deepEqual(hashed.map((range) => (range.end - range.start) / MiB), [64, 64, 64, 8]);
+ * assert.deepEqual(hashed[1], { start: 64 * MiB, end: 128 * MiB, partSize: 8 * MiB });
+ * const parts5 = planRanges(200 * MiB, 5 * MiB); // whole parts: 13 of 5 MiB per range
+ * assert.deepEqual(parts5.map((range) => (range.end - range.start) / MiB), [65, 65, 65, 5]);
+ * const plain = planRanges(200 * MiB, 0); // not hashed
+ * assert.deepEqual(plain.map((range) => [(range.end - range.start) / MiB, range.partSize]), [
+ *   [64, 0],
+ *   [64, 0],
+ *   [64, 0],
+ *   [8, 0],
+ * ]);
  * ```
  */
 export function planRanges(size: number, partSize: number, rangeBytes = RANGE_BYTES): ByteRange[] {
@@ -85,10 +99,19 @@ export function planRanges(size: number, partSize: number, rangeBytes = RANGE_BY
  * `options.where`; the caller removes the file.
  *
  * @example
- * ```ts
- * const md5s = await downloadRangesInto("/tmp/x.part", planRanges(size, partSize), signRange, {
- *   where: "s3://lake/x", idleTimeoutMs: 60_000, responseTimeoutMs: 120_000,
- * });
+ * ```ts ignore
+ * import { type ByteRange, downloadRangesInto, planRanges } from "./ranges.ts";
+ * import { S3Storage } from "./storage.ts";
+ *
+ * const landing = new S3Storage("s3://lake/landing");
+ * const { size, etag, partSize = 0 } = (await landing.objectDigest("big.bin"))!;
+ * const file = await Deno.makeTempFile();
+ * const sign = (range: ByteRange) => landing.signedGet("big.bin", range, etag);
+ * const md5s = await downloadRangesInto(file, planRanges(size, partSize), sign, {
+ *   where: "s3://lake/landing/big.bin",
+ *   idleTimeoutMs: 60_000,
+ *   responseTimeoutMs: 120_000,
+ * }); // with a known part size, the MD5 of every part: multipartEtag(md5s) === etag
  * ```
  */
 export async function downloadRangesInto(
@@ -156,9 +179,20 @@ type RangeResult =
  * runs its source.
  *
  * @example
- * ```ts
- * const md5s = await fetchRangeInto({ ...signedGet, start: 0, end: 8 * MiB, partSize: 8 * MiB,
- *   file: "/tmp/x.part", idleTimeoutMs: 60_000, responseTimeoutMs: 120_000 }, createHash);
+ * ```ts ignore
+ * import { createHash } from "node:crypto";
+ * import { fetchRangeInto } from "./ranges.ts";
+ * import { S3Storage } from "./storage.ts";
+ *
+ * const landing = new S3Storage("s3://lake/landing");
+ * const { etag } = (await landing.objectDigest("big.bin"))!;
+ * const range = { start: 0, end: 8 * 2 ** 20, partSize: 8 * 2 ** 20 };
+ * const file = await Deno.makeTempFile();
+ * const signed = await landing.signedGet("big.bin", range, etag);
+ * const md5s = await fetchRangeInto(
+ *   { ...signed, ...range, file, idleTimeoutMs: 60_000, responseTimeoutMs: 120_000 },
+ *   createHash,
+ * ); // one MD5: the range is one part
  * ```
  */
 export async function fetchRangeInto(

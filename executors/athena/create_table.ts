@@ -1,0 +1,293 @@
+/**
+ * The `create_table` task: `CREATE EXTERNAL TABLE` over the staged files in `location`.
+ *
+ * - **Columns** are `columns` from params, or inferred from a sample of the files: ranged reads of the first
+ *   bytes of the first objects (header and sample rows → bigint, double, boolean, date, timestamp, string).
+ *   Header texts become valid, unique identifiers; a header is data, never SQL. The mapping is logged.
+ * - **SerDe**: for CSV and TSV the sample decides between LazySimpleSerDe and OpenCSVSerde (quoted fields)
+ *   and the header line is skipped; why is logged.
+ * - **An existing table** (Glue GetTable): `if_exists: fail` fails; `keep` keeps it when its columns,
+ *   partition columns and location match and fails listing every difference otherwise (schema drift);
+ *   `replace` drops it (its files stay) and creates it again.
+ *
+ * @module
+ */
+import type { TaskContext } from "../../sdk/executor.ts";
+import { AwsServiceError } from "../../lib/aws/json_client.ts";
+import { parseS3Url } from "../../lib/aws/s3/url.ts";
+import { fingerprintOf } from "../../lib/cloud/ledger.ts";
+import { athenaCreateTableSql, type ColumnSpec, hiveType, schemaDrift } from "../../lib/tables/ddl.ts";
+import { quoteIdentifier } from "../../lib/tables/identifiers.ts";
+import { inferTable } from "../../lib/tables/infer.ts";
+import { checkCatalog, createTableSamples, hasHeader, type Params, required } from "./params.ts";
+import { type AthenaQueries, startRequest } from "./queries.ts";
+import { jsonClient, openQueries, querySpec, runOptions } from "./session.ts";
+
+/** Objects sampled for inference. */
+const SAMPLE_FILES = 3;
+/** Bytes read from the start of each (one ranged GET). */
+const SAMPLE_BYTES = 64 * 1024;
+const CREATE_KEY = "create_table/create";
+const DROP_KEY = "create_table/drop";
+/** Compressions Athena reads that inference does not. */
+const UNREADABLE = /\.(bz2|zst|zstd|snappy|lz4|lzo|deflate|br)$/i;
+
+/** The table to declare: its columns and what the files need. */
+interface TableDesign {
+  columns: ColumnSpec[];
+  quoted: boolean;
+  delimiter?: string;
+  /** Why, for the log. */
+  reasons: string[];
+}
+
+/** A table as Glue's GetTable describes it (the members compared). */
+interface GlueTable {
+  StorageDescriptor?: { Columns?: { Name: string; Type?: string }[]; Location?: string };
+  PartitionKeys?: { Name: string; Type?: string }[];
+}
+
+/** `create_table`: see the module documentation. */
+export async function createTable(context: TaskContext<Params>): Promise<void> {
+  const { params } = context;
+  const database = required(params, "database", "create_table");
+  const table = required(params, "table", "create_table");
+  const location = required(params, "location", "create_table");
+  checkCatalog(params, "create_table");
+  const name = `${database}.${table}`;
+
+  const design = await designTable(context, location);
+  const partitions = Object.entries(params.partitioned_by ?? {}).map(([name, type]) => ({ name, type }));
+  const generated = athenaCreateTableSql({
+    database,
+    table,
+    columns: design.columns,
+    partitionedBy: partitions,
+    location,
+    format: params.format,
+    header: hasHeader(params),
+    quoted: design.quoted,
+    delimiter: design.delimiter,
+  });
+  for (const reason of [...design.reasons, ...generated.reasons]) context.log(reason);
+
+  const queries = await openQueries(context);
+  const createSpec = querySpec(params, generated.sql);
+  const earlier = await queries.ledger.get(CREATE_KEY);
+  const ours = earlier !== undefined && earlier.runId === context.runId && earlier.state !== "failed" &&
+    earlier.fingerprint === fingerprintOf(startRequest(createSpec));
+  // a table this run already created (or is creating) is not "existing": the query is reattached instead
+  if (!ours && await existingTable(context, queries, generated.columns, partitions) === "kept") return;
+  context.log("CREATE TABLE statement:");
+  for (const line of generated.sql.split("\n")) context.log(`  ${line}`);
+  const execution = await queries.run(CREATE_KEY, "CREATE TABLE", createSpec, runOptions(params));
+  context.log(
+    `table ${name} created over ${location} (${generated.columns.length} columns` +
+      `${partitions.length ? `, partitioned by ${partitions.map((p) => p.name).join(", ")}` : ""}; ` +
+      `query ${execution.QueryExecutionId})`,
+  );
+}
+
+/**
+ * Applies `if_exists` to the table if it exists: fails (`fail`, or `keep` with schema drift), keeps it
+ * (`keep`, same columns and location), or drops it (`replace`). Resolves to what the task does next.
+ */
+async function existingTable(
+  context: TaskContext<Params>,
+  queries: AthenaQueries,
+  columns: { name: string; type: string }[],
+  partitions: { name: string; type: string }[],
+): Promise<"create" | "kept"> {
+  const { params } = context;
+  const [database, table, location] = [params.database!, params.table!, params.location!];
+  const name = `${database}.${table}`;
+  const existing = await glueTable(context, database, table);
+  if (!existing) return "create";
+  if (params.if_exists === "fail") throw new Error(`table ${name} already exists (if_exists: fail)`);
+  if (params.if_exists === "keep") {
+    const drift = tableDrift(existing, columns, partitions, location, params).join("; ");
+    if (drift) {
+      throw new Error(
+        `table ${name} exists and differs from the files in ${location} (schema drift): ${drift} — ` +
+          "set if_exists: replace to recreate it",
+      );
+    }
+    context.log(`table ${name} exists with the same columns and location: kept (if_exists: keep)`);
+    return "kept";
+  }
+  const quoted = `${quoteIdentifier(database, "athena")}.${quoteIdentifier(table, "athena")}`;
+  await queries.run(
+    DROP_KEY,
+    "DROP TABLE",
+    querySpec(params, `DROP TABLE IF EXISTS ${quoted}`),
+    runOptions(params),
+  );
+  context.log(`dropped table ${name} to replace it (if_exists: replace; its files stay in S3)`);
+  return "create";
+}
+
+/** The columns, from params or inferred, and the SerDe choice the files need. */
+async function designTable(context: TaskContext<Params>, location: string): Promise<TableDesign> {
+  const { params } = context;
+  const given = params.columns && Object.entries(params.columns).map(([name, type]) => ({ name, type }));
+  if (!given && params.format === "parquet") {
+    throw new Error(
+      "parquet tables need the param 'columns': lakerun does not infer them from parquet files",
+    );
+  }
+  if (!createTableSamples(params)) return { columns: given!, quoted: false, reasons: [] };
+  const samples = await sampleFiles(context, location);
+  if (samples.length === 0) {
+    if (given) {
+      return {
+        columns: given,
+        quoted: false,
+        reasons: [`no files in ${location} yet: assuming fields without quotes`],
+      };
+    }
+    throw new Error(
+      `no data files in ${location} to infer the columns from: stage the files first, or give columns`,
+    );
+  }
+  context.log(
+    `sampled the first ${Math.round(SAMPLE_BYTES / 1024)} KiB of ${
+      samples.map((s) => s.name).join(", ")
+    } (ranged reads)`,
+  );
+  const inferred = inferTable(samples.map((s) => s.text), {
+    format: params.format,
+    header: hasHeader(params),
+    names: samples.map((s) => s.name),
+    wholeFiles: samples.map((s) => s.whole),
+  });
+  if (given) {
+    const reasons = inferred.quoted
+      ? ["the sampled files have quoted fields"]
+      : ["the sampled files have no quoted fields"];
+    if (inferred.columns.length !== given.length && params.format !== "json") {
+      reasons.push(
+        `the sampled files have ${inferred.columns.length} columns; columns declares ${given.length}`,
+      );
+    }
+    return { columns: given, quoted: inferred.quoted, delimiter: inferred.delimiter, reasons };
+  }
+  const mapping = inferred.columns.map((column) =>
+    column.source === "" || column.source === column.name
+      ? `${column.name} ${column.type}`
+      : `${JSON.stringify(column.source)} → ${column.name} ${column.type}`
+  );
+  return {
+    columns: inferred.columns,
+    quoted: inferred.quoted,
+    delimiter: inferred.delimiter,
+    reasons: [...inferred.reasons, `columns: ${mapping.join(", ")}`],
+  };
+}
+
+/** A sample of one file: its first bytes as text. */
+interface Sample {
+  name: string;
+  text: string;
+  /** The sample is the whole file. */
+  whole: boolean;
+}
+
+/**
+ * The first bytes of the first data objects under `location`: files Athena would read (not empty, not
+ * `_`- or `.`-prefixed like `_SUCCESS`, not lakerun's temporaries), at most {@link SAMPLE_FILES}.
+ */
+async function sampleFiles(context: TaskContext<Params>, location: string): Promise<Sample[]> {
+  const { listObjects, readStart } = await import("./s3.ts");
+  const { bucket, prefix } = parseS3Url(location);
+  const picked: { key: string; size: number; name: string }[] = [];
+  for await (const object of listObjects(location, context.s3, context.signal)) {
+    const name = object.key.slice(prefix ? prefix.length + 1 : 0);
+    if (object.size === 0 || name === "" || name.endsWith("/")) continue;
+    if (name.split("/").some((segment) => segment.startsWith("_") || segment.startsWith("."))) continue;
+    picked.push({ ...object, name });
+    if (picked.length === SAMPLE_FILES) break;
+  }
+  const samples: Sample[] = [];
+  for (const object of picked) {
+    if (UNREADABLE.test(object.name)) {
+      throw new Error(`cannot sample the compressed file ${object.name}: give the param 'columns'`);
+    }
+    let bytes = await readStart(bucket, object.key, SAMPLE_BYTES, context.s3, context.signal);
+    let whole = object.size <= SAMPLE_BYTES;
+    if (/\.gz$/i.test(object.name)) {
+      bytes = await gunzipStart(bytes);
+      whole = false;
+    }
+    samples.push({ name: object.name, text: new TextDecoder().decode(bytes), whole });
+  }
+  return samples;
+}
+
+/** As much of a gzip stream's content as the first bytes hold. */
+async function gunzipStart(bytes: Uint8Array): Promise<Uint8Array> {
+  const chunks: Uint8Array[] = [];
+  const reader = new Blob([bytes as Uint8Array<ArrayBuffer>]).stream().pipeThrough(
+    new DecompressionStream("gzip"),
+  )
+    .getReader();
+  try {
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      chunks.push(value);
+    }
+  } catch {
+    // the sample ends inside the stream: keep what was decompressed
+  }
+  const out = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
+  let offset = 0;
+  for (const chunk of chunks) {
+    out.set(chunk, offset);
+    offset += chunk.length;
+  }
+  return out;
+}
+
+/** The table in the Glue Data Catalog, or `undefined` when it (or its database) does not exist. */
+async function glueTable(
+  context: TaskContext<Params>,
+  database: string,
+  table: string,
+): Promise<GlueTable | undefined> {
+  try {
+    const answer = await jsonClient("glue", context).call<{ Table: GlueTable }>(
+      "GetTable",
+      { DatabaseName: database, Name: table },
+      { signal: context.signal, idempotent: true },
+    );
+    return answer.Table;
+  } catch (error) {
+    if (error instanceof AwsServiceError && error.code === "EntityNotFoundException") return undefined;
+    throw error;
+  }
+}
+
+/** How an existing table differs from the table wanted, one sentence per difference. */
+function tableDrift(
+  existing: GlueTable,
+  columns: { name: string; type: string }[],
+  partitions: { name: string; type: string }[],
+  location: string,
+  params: Params,
+): string[] {
+  const asColumns = (list: { Name: string; Type?: string }[] | undefined) =>
+    (list ?? []).map((c) => ({ name: c.Name, type: c.Type ?? "" }));
+  const differences = schemaDrift(asColumns(existing.StorageDescriptor?.Columns), columns, {
+    positional: params.format === "csv" || params.format === "tsv",
+  });
+  const wantedPartitions = partitions.map((p) => ({ name: p.name, type: hiveType(p.type) }));
+  differences.push(
+    ...schemaDrift(asColumns(existing.PartitionKeys), wantedPartitions).map((d) => `partition columns: ${d}`),
+  );
+  const folder = (url: string) => url.replace(/\/*$/, "/");
+  const tableLocation = existing.StorageDescriptor?.Location;
+  if (tableLocation && folder(tableLocation) !== folder(location)) {
+    differences.push(`table reads ${folder(tableLocation)}, location is ${folder(location)}`);
+  }
+  return differences;
+}

@@ -1,0 +1,79 @@
+/**
+ * The `execute` task: the statements of `sql` or `sql_file`, one by one, in one transaction. SQL is only
+ * ever what the user wrote; a script that would end the transaction itself (`COMMIT`, `BEGIN`, …) is refused.
+ *
+ * @module
+ */
+import type { TaskContext } from "../../sdk/executor.ts";
+import { fingerprintOf } from "../../lib/cloud/ledger.ts";
+import { plural } from "../../lib/format.ts";
+import { splitStatements, transactionControlStatement } from "../../lib/sql/statements.ts";
+import { oncePerRun, withSession } from "./session.ts";
+import type { Params } from "./params.ts";
+
+/** `execute`: runs the script in one transaction (once per routine run). */
+export async function execute(context: TaskContext<Params>): Promise<void> {
+  const { params } = context;
+  const { script, origin } = await readScript(context);
+  let statements;
+  try {
+    statements = splitStatements(script);
+  } catch (error) {
+    throw new Error(`${origin}: ${(error as Error).message}`);
+  }
+  if (statements.length === 0) throw new Error(`${origin} holds no statement`);
+  const control = transactionControlStatement(statements);
+  if (control) {
+    throw new Error(
+      `${origin}: statement ${control.index} (line ${control.line}) controls the transaction itself ` +
+        `(${
+          firstWords(control.text)
+        }); execute already runs all statements in one transaction, so leave it out`,
+    );
+  }
+  await withSession(context, async (session) => {
+    const fingerprint = fingerprintOf("execute", script, params.host, params.url, params.database);
+    const outcome = await oncePerRun(context, session, "execute", fingerprint, async () => {
+      for (const statement of statements) {
+        try {
+          await session.query(statement.text);
+        } catch (error) {
+          if (session.cancelled) throw error;
+          throw new Error(
+            `${origin}: statement ${statement.index} of ${statements.length} (line ${statement.line}, ` +
+              `${firstWords(statement.text)}) failed: ${(error as Error).message}; nothing was committed`,
+          );
+        }
+      }
+      return statements.length;
+    });
+    context.log(
+      outcome.committed
+        ? `${plural(outcome.result, "statement")} committed in one transaction`
+        : `execute skipped: ${outcome.reason}`,
+    );
+  });
+}
+
+async function readScript(context: TaskContext<Params>): Promise<{ script: string; origin: string }> {
+  const { params } = context;
+  if (params.sql !== undefined) return { script: params.sql, origin: "sql" };
+  if (params.sql_file !== undefined) {
+    const path = context.resolve(params.sql_file);
+    try {
+      return { script: await Deno.readTextFile(path), origin: params.sql_file };
+    } catch (error) {
+      if (error instanceof Deno.errors.NotFound) {
+        throw new Error(`sql_file ${params.sql_file} does not exist`);
+      }
+      throw error;
+    }
+  }
+  throw new Error("execute needs sql or sql_file");
+}
+
+/** The statement's first words, for messages: `INSERT INTO "t"…`. */
+function firstWords(text: string): string {
+  const flat = text.replace(/\s+/g, " ");
+  return flat.length > 40 ? `${flat.slice(0, 40)}…` : flat;
+}

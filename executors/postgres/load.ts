@@ -1,0 +1,275 @@
+/**
+ * The `load` task: every staged file of `source` through `COPY … FROM STDIN`, one COPY per file, and the
+ * append / replace / upsert into the table, all in ONE transaction (lib/sql/load_plan.ts), committed at most
+ * once per routine run (session.ts). The bytes go from storage to the server's socket as they arrive:
+ * CSV is never parsed, and no file is ever held in memory whole.
+ *
+ * A row the server refuses fails the task with the file, its line (or row), the column and the value, and
+ * nothing is committed.
+ *
+ * @module
+ */
+import type { TaskContext } from "../../sdk/executor.ts";
+import { fingerprintOf } from "../../lib/cloud/ledger.ts";
+import { formatBytes, plural } from "../../lib/format.ts";
+import { connectionTarget } from "../../lib/sql/connection.ts";
+import { type LoadPlan, loadPlan, qualifiedName, upsertMethodProblem } from "../../lib/sql/load_plan.ts";
+import { copyErrorPosition, PostgresError, type PostgresSession } from "../../lib/sql/postgres_client.ts";
+import { parseDelimitedSample } from "../../lib/tables/csv.ts";
+import { quoteIdentifier, type TableName } from "../../lib/tables/identifiers.ts";
+import { openLocation } from "../../lib/storage/locations.ts";
+import type { Storage, StoredFile } from "../../lib/storage/mod.ts";
+import { oncePerRun, withSession } from "./session.ts";
+import {
+  type CopyInput,
+  copyInput,
+  mapNames,
+  parquetFieldNames,
+  parquetMetadata,
+  readSample,
+  sourceFiles,
+} from "./sources.ts";
+import {
+  createTableSql,
+  showTable,
+  tableColumns,
+  tableNameOf,
+  uniqueIndexes,
+  wantedColumns,
+} from "./tables.ts";
+import type { Params } from "./params.ts";
+
+/** `load`: the staged files into the table, in one transaction. */
+export async function load(context: TaskContext<Params>): Promise<void> {
+  const { params } = context;
+  const name = tableNameOf(params);
+  if (!params.source) throw new Error("load needs source: the staging folder whose files are loaded");
+  const storage = await openLocation(params.source, context);
+  const files = await sourceFiles(storage, context.log, context.signal);
+  if (files.length === 0) {
+    context.log(`no files in ${storage.url}: nothing to load; ${showTable(name)} is left as it is`);
+    return;
+  }
+  const total = files.reduce((sum, file) => sum + file.size, 0);
+  const target = connectionTarget(params, context.resolve);
+  const fingerprint = fingerprintOf(
+    "load",
+    [target.host, target.port, target.database],
+    name,
+    params.mode,
+    params.upsert_keys,
+    params.format,
+    params.header,
+    files.map(({ path, size, etag, mtime }) => [path, size, etag, mtime]),
+  );
+  await withSession(context, async (session) => {
+    const outcome = await oncePerRun(
+      context,
+      session,
+      "load",
+      fingerprint,
+      () => loadFiles(context, session, storage, files, name, total),
+    );
+    if (!outcome.committed) {
+      context.log(`load skipped: ${outcome.reason}`);
+      return;
+    }
+    const { rows } = outcome.result;
+    context.log(
+      `${params.mode}: ${plural(rows, "row")} from ${plural(files.length, "file")} (${formatBytes(total)}) ` +
+        `committed into ${showTable(name)}`,
+    );
+    context.report({ type: "moved", files: files.length, bytes: total });
+  });
+}
+
+async function loadFiles(
+  context: TaskContext<Params>,
+  session: PostgresSession,
+  storage: Storage,
+  files: StoredFile[],
+  name: TableName,
+  total: number,
+): Promise<{ rows: number }> {
+  const { params } = context;
+  let existing = await tableColumns(session, name);
+  if (existing === undefined) {
+    const columns = await wantedColumns(context);
+    await session.query(createTableSql(name, columns));
+    context.log(`created ${showTable(name)} (${plural(columns.length, "column")}) in the load's transaction`);
+    existing = (await tableColumns(session, name))!;
+  }
+  const tableColumnNames = existing.filter((column) => !column.generated).map((column) => column.name);
+  const filled = await filledColumns(context, storage, files, tableColumnNames, name);
+  const plan = await planFor(context, session, name, filled);
+  for (const note of plan.notes) context.log(note);
+  for (const statement of plan.before) await session.query(statement);
+
+  let rows = 0;
+  let done = 0;
+  const label = `${storage.url} → ${showTable(name)}`;
+  for (const file of files) {
+    const input = await copyInput(storage, file, {
+      format: params.format,
+      header: params.header,
+      tableColumns: tableColumnNames,
+      tableName: showTable(name),
+      onBytes: (bytes) => context.report({ type: "progress", bytes: done + bytes, total, label }),
+      signal: context.signal,
+    });
+    const sql = `COPY ${plan.copyTable} (${
+      input.columns.map((c) => quoteIdentifier(c, "postgres")).join(", ")
+    }) ` +
+      `FROM STDIN (FORMAT csv${input.header ? ", HEADER true" : ""})`;
+    try {
+      rows += await session.copyFrom(sql, input.stream);
+    } catch (error) {
+      throw badRow(error, file, input, name);
+    }
+    done += file.size;
+  }
+  if (plan.staged) rows = await moveStaged(session, plan, name, rows);
+  return { rows };
+}
+
+/**
+ * The table columns the files fill, in table order: from each CSV header and parquet schema; every column
+ * for JSON (a key a line lacks loads NULL) and for CSV without a header.
+ */
+async function filledColumns(
+  context: TaskContext<Params>,
+  storage: Storage,
+  files: StoredFile[],
+  tableColumns: string[],
+  name: TableName,
+): Promise<string[]> {
+  const { params } = context;
+  if (params.format === "json" || (params.format === "csv" && !params.header)) return tableColumns;
+  const filled = new Set<string>();
+  for (const file of files) {
+    const fields = params.format === "csv"
+      ? await csvHeader(storage, file, context.signal)
+      : await parquetFieldNames(await parquetMetadata(storage, file, context.signal));
+    const mapped = mapNames(
+      fields,
+      tableColumns,
+      (field) =>
+        `${file.path} has a column ${JSON.stringify(field)} that ${showTable(name)} lacks (its columns: ${
+          tableColumns.join(", ")
+        })`,
+    );
+    for (const column of mapped) filled.add(column);
+  }
+  return tableColumns.filter((column) => filled.has(column));
+}
+
+async function csvHeader(storage: Storage, file: StoredFile, signal: AbortSignal): Promise<string[]> {
+  for (const bytes of [64 * 1024, 1024 * 1024]) {
+    const sample = await readSample(storage, file, bytes, signal);
+    const parsed = parseDelimitedSample(sample.text, { delimiter: ",", maxRows: 1, wholeFile: sample.whole });
+    if (parsed.records.length > 0) return parsed.records[0].fields;
+    if (sample.whole) break;
+  }
+  throw new Error(`${file.path}: no complete header line in its first MiB`);
+}
+
+/** The statements of this load; for an upsert, how (ON CONFLICT needs a unique index on the keys). */
+async function planFor(
+  context: TaskContext<Params>,
+  session: PostgresSession,
+  name: TableName,
+  filled: string[],
+): Promise<LoadPlan> {
+  const { params } = context;
+  if (params.mode !== "upsert") {
+    return loadPlan({ dialect: "postgres", target: name, columns: filled, mode: params.mode });
+  }
+  const keys = params.upsert_keys!;
+  const missing = keys.filter((key) => !filled.includes(key));
+  if (missing.length > 0) {
+    throw new Error(
+      `upsert_keys ${missing.map((key) => JSON.stringify(key)).join(", ")} ${
+        missing.length === 1 ? "is" : "are"
+      } not filled by the files (they fill ${filled.join(", ")})`,
+    );
+  }
+  const problem = upsertMethodProblem(keys, await uniqueIndexes(session, name));
+  if (problem) context.log(`${problem}: upsert falls back to DELETE + INSERT by the keys`);
+  return loadPlan({
+    dialect: "postgres",
+    target: name,
+    columns: filled,
+    mode: "upsert",
+    upsertKeys: keys,
+    upsertMethod: problem ? "delete_insert" : "on_conflict",
+  });
+}
+
+/** Runs the statements that move the staged rows into the table; returns the rows written. */
+async function moveStaged(
+  session: PostgresSession,
+  plan: LoadPlan,
+  name: TableName,
+  staged: number,
+): Promise<number> {
+  let written = staged;
+  await session.query("SAVEPOINT lakerun_move");
+  for (const statement of plan.after) {
+    try {
+      const result = await session.query(statement);
+      if (/^INSERT /.test(statement) && result.rowCount !== null) written = result.rowCount;
+    } catch (error) {
+      if (error instanceof PostgresError && error.code === "21000") {
+        await session.query("ROLLBACK TO SAVEPOINT lakerun_move");
+        throw new Error(
+          `the staged files hold the same upsert key more than once${await duplicateKey(
+            session,
+            plan,
+            name,
+          )}; ` +
+            "an upsert needs each key once; nothing was committed",
+        );
+      }
+      throw error;
+    }
+  }
+  return written;
+}
+
+async function duplicateKey(session: PostgresSession, plan: LoadPlan, name: TableName): Promise<string> {
+  const keys = /ON CONFLICT \((.*?)\) DO/.exec(plan.after.join("\n"))?.[1];
+  if (!keys) return "";
+  const { rows } = await session.query<Record<string, unknown>>(
+    `SELECT ${keys}, count(*) AS times FROM ${plan.copyTable} GROUP BY ${keys} HAVING count(*) > 1 LIMIT 1`,
+  ).catch(() => ({ rows: [] as Record<string, unknown>[] }));
+  if (rows.length === 0) return "";
+  const { times, ...key } = rows[0];
+  return ` (e.g. ${JSON.stringify(key)} ${times} times, for ${qualifiedName(name, "postgres")})`;
+}
+
+/** A COPY failure as one line naming the file, its line or row, the column and the value. */
+function badRow(error: unknown, file: StoredFile, input: CopyInput, name: TableName): Error {
+  if (!(error instanceof PostgresError)) {
+    return new Error(`${file.path}: ${(error as Error)?.message ?? error}; nothing was committed`, {
+      cause: error,
+    });
+  }
+  const position = copyErrorPosition(error);
+  if (!position) {
+    return new Error(`${file.path}: ${error.message}; nothing was committed`, { cause: error });
+  }
+  const where = [
+    `${file.path} ${input.position(position.line)}`,
+    position.column ? `column ${position.column}` : undefined,
+  ].filter(Boolean).join(", ");
+  const value = position.value === undefined ? "" : `: ${showValue(position.value)}`;
+  return new Error(
+    `${where}${value}: ${error.message} (loading ${showTable(name)}); nothing was committed`,
+    { cause: error },
+  );
+}
+
+function showValue(value: string): string {
+  const text = JSON.stringify(value);
+  return text.length > 82 ? `${text.slice(0, 80)}…"` : text;
+}

@@ -1,0 +1,614 @@
+/**
+ * The staged files a load reads: listing them, sampling the first ones to infer columns, and turning each
+ * file into the input of one `COPY … FROM STDIN (FORMAT csv)`, with the map from COPY's line numbers back to
+ * the file's own lines (or rows).
+ *
+ * - CSV goes to COPY as it is, byte for byte: only the header line is read (to map its names to the table's
+ *   columns), then the stream passes through untouched.
+ * - Newline-delimited JSON is rewritten line by line as CSV (one JSON object per line; keys map to columns).
+ * - Parquet is read a row group at a time (ranged reads of the file; never the whole file in memory) and
+ *   written as CSV.
+ *
+ * @module
+ */
+import { join } from "node:path";
+import type { AsyncBuffer, FileMetaData, SchemaTree } from "hyparquet";
+import { parseDelimitedSample } from "../../lib/tables/csv.ts";
+import { columnIdentifiers } from "../../lib/tables/identifiers.ts";
+import { inferTable } from "../../lib/tables/infer.ts";
+import type { ColumnSpec } from "../../lib/tables/ddl.ts";
+import type { Storage, StoredFile } from "../../lib/storage/mod.ts";
+
+/** The formats a load reads. */
+export type SourceFormat = "csv" | "json" | "parquet";
+
+/** How many bytes of each sampled file inference reads. */
+export const SAMPLE_BYTES = 64 * 1024;
+
+/** How many files inference samples. */
+export const SAMPLED_FILES = 3;
+
+/** PostgreSQL keeps 63 bytes of a name. */
+const MAX_NAME = 63;
+
+/** Longest header line lakerun reads before giving up. */
+const MAX_HEADER_BYTES = 1024 * 1024;
+
+/**
+ * Every file under the source, sorted by path; symbolic links and empty files are skipped, and said so.
+ */
+export async function sourceFiles(
+  storage: Storage,
+  log: (message: string) => void,
+  signal?: AbortSignal,
+): Promise<StoredFile[]> {
+  const files: StoredFile[] = [];
+  for await (const file of storage.list({ signal })) {
+    if (file.kind === "symlink") log(`skipping symbolic link ${file.path} (never followed)`);
+    else if (file.size === 0) log(`skipping empty file ${file.path}`);
+    else files.push(file);
+  }
+  return files;
+}
+
+/** The first `maxBytes` of a file, as text, and whether that is the whole file. The read stops there. */
+export async function readSample(
+  storage: Storage,
+  file: StoredFile,
+  maxBytes = SAMPLE_BYTES,
+  signal?: AbortSignal,
+): Promise<{ text: string; whole: boolean }> {
+  const reader = (await storage.read(file.path, { signal })).getReader();
+  const chunks: Uint8Array[] = [];
+  let bytes = 0;
+  let whole = false;
+  try {
+    while (bytes < maxBytes) {
+      const { done, value } = await reader.read();
+      if (done) {
+        whole = true;
+        break;
+      }
+      chunks.push(value);
+      bytes += value.byteLength;
+    }
+  } finally {
+    await reader.cancel().catch(() => {});
+  }
+  const joined = concat(chunks).subarray(0, maxBytes);
+  return { text: new TextDecoder().decode(joined), whole: whole && bytes <= maxBytes };
+}
+
+/**
+ * The columns the staged files hold: inferred from samples of the first files (CSV, JSON), or from the
+ * first file's schema (parquet). Logs why each choice that is not obvious was made.
+ */
+export async function inferColumns(
+  storage: Storage,
+  files: readonly StoredFile[],
+  options: { format: SourceFormat; header: boolean; log: (message: string) => void; signal?: AbortSignal },
+): Promise<ColumnSpec[]> {
+  if (files.length === 0) throw new Error(`no files in ${storage.url} to infer columns from: give columns`);
+  if (options.format === "parquet") {
+    const { columns, reasons } = await parquetColumns(
+      await parquetMetadata(storage, files[0], options.signal),
+    );
+    for (const reason of reasons) options.log(reason);
+    return columns;
+  }
+  const sampled = files.slice(0, SAMPLED_FILES);
+  const samples = [];
+  for (const file of sampled) samples.push(await readSample(storage, file, SAMPLE_BYTES, options.signal));
+  const table = inferTable(samples.map((s) => s.text), {
+    format: options.format,
+    header: options.header,
+    names: sampled.map((file) => file.path),
+    wholeFiles: samples.map((s) => s.whole),
+    maxNameLength: MAX_NAME,
+  });
+  for (const reason of table.reasons) options.log(reason);
+  return table.columns.map(({ name, type, source }) => ({ name, type, source }));
+}
+
+/** The input of one COPY: CSV bytes, the columns they fill, and where COPY's lines come from. */
+export interface CopyInput {
+  /** The table columns the CSV fills, in its field order. */
+  columns: string[];
+  /** The CSV starts with a header line (COPY's `HEADER true`). */
+  header: boolean;
+  stream: ReadableStream<Uint8Array>;
+  /** Where COPY's line `line` (from 1, header included) is in the file: `line 5`, `row 4`. */
+  position(line: number): string;
+}
+
+/** What {@link copyInput} needs besides the file. */
+export interface CopyInputOptions {
+  format: SourceFormat;
+  /** CSV: the files have a header line. */
+  header: boolean;
+  /** The table's columns, in table order. */
+  tableColumns: readonly string[];
+  /** The table as shown in messages. */
+  tableName: string;
+  /** Called with the file's bytes read so far. */
+  onBytes?(bytes: number): void;
+  signal?: AbortSignal;
+}
+
+/** Turns one staged file into a COPY input. */
+export function copyInput(storage: Storage, file: StoredFile, options: CopyInputOptions): Promise<CopyInput> {
+  switch (options.format) {
+    case "csv":
+      return csvInput(storage, file, options);
+    case "json":
+      return jsonInput(storage, file, options);
+    case "parquet":
+      return parquetInput(storage, file, options);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// CSV: the bytes as they are; the header read to name the columns.
+
+async function csvInput(storage: Storage, file: StoredFile, options: CopyInputOptions): Promise<CopyInput> {
+  const reader = (await storage.read(file.path, { signal: options.signal })).getReader();
+  const position = (line: number) => `line ${line}`;
+  if (!options.header) {
+    return {
+      columns: [...options.tableColumns],
+      header: false,
+      stream: counted(reader, [], options),
+      position,
+    };
+  }
+  const buffered: Uint8Array[] = [];
+  let bytes = 0;
+  let fields: string[] | undefined;
+  try {
+    while (fields === undefined) {
+      const { done, value } = await reader.read();
+      if (!done) {
+        buffered.push(value);
+        bytes += value.byteLength;
+      }
+      const text = new TextDecoder().decode(concat(buffered));
+      const sample = parseDelimitedSample(text, { delimiter: ",", maxRows: 1, wholeFile: done });
+      if (sample.records.length > 0) fields = sample.records[0].fields;
+      else if (done) throw new Error(`${file.path} has no header line`);
+      else if (bytes > MAX_HEADER_BYTES) {
+        throw new Error(`${file.path}: no end of the header line in its first MiB`);
+      }
+    }
+  } catch (error) {
+    await reader.cancel().catch(() => {});
+    throw error;
+  }
+  let columns: string[];
+  try {
+    columns = mapNames(
+      fields,
+      options.tableColumns,
+      (name) =>
+        `${file.path} has a column ${JSON.stringify(name)} that ${options.tableName} lacks (its columns: ${
+          options.tableColumns.join(", ")
+        })`,
+    );
+  } catch (error) {
+    await reader.cancel().catch(() => {});
+    throw error;
+  }
+  return { columns, header: true, stream: counted(reader, buffered, options), position };
+}
+
+/**
+ * The table column each name (a CSV header field, a JSON key) fills: the column of that exact name, else
+ * the one named as inference names it (`Prénom` → `prenom`). Throws `unknown(name)` for a name that fills
+ * no column, and for two names that fill the same one.
+ */
+export function mapNames(
+  names: readonly string[],
+  tableColumns: readonly string[],
+  unknown: (name: string) => string,
+): string[] {
+  const sanitized = columnIdentifiers(names, { maxLength: MAX_NAME });
+  const taken = new Map<string, string>();
+  return names.map((name, index) => {
+    const column = tableColumns.includes(name)
+      ? name
+      : tableColumns.includes(sanitized[index])
+      ? sanitized[index]
+      : undefined;
+    if (column === undefined) throw new Error(unknown(name));
+    const other = taken.get(column);
+    if (other !== undefined) {
+      throw new Error(`${JSON.stringify(other)} and ${JSON.stringify(name)} both fill column ${column}`);
+    }
+    taken.set(column, name);
+    return column;
+  });
+}
+
+/** The buffered chunks, then the rest of `reader`, read only as COPY asks; counts the bytes. */
+function counted(
+  reader: ReadableStreamDefaultReader<Uint8Array>,
+  buffered: Uint8Array[],
+  options: CopyInputOptions,
+): ReadableStream<Uint8Array> {
+  let bytes = 0;
+  return new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      const next = buffered.shift() ??
+        await reader.read().then(({ done, value }) => done ? undefined : value);
+      if (next === undefined) return controller.close();
+      bytes += next.byteLength;
+      options.onBytes?.(bytes);
+      controller.enqueue(next);
+    },
+    cancel: (reason) => reader.cancel(reason),
+  }, { highWaterMark: 0 });
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Rows written as CSV (JSON lines, parquet), and the map back to the file's own lines.
+
+/**
+ * COPY's line numbers mapped to source lines: runs of CSV lines that each hold one record, at a fixed
+ * offset from their source line, and records that span several CSV lines (a value with a line break).
+ */
+export class LineMap {
+  readonly #runs: { first: number; last: number; source: number; multiline: boolean }[] = [];
+
+  /** Records that the CSV record on lines `first`…`last` came from source line (or row) `source`. */
+  add(first: number, last: number, source: number): void {
+    const run = this.#runs.at(-1);
+    const single = first === last;
+    if (
+      run && single && !run.multiline && first === run.last + 1 && source - first === run.source - run.first
+    ) {
+      run.last = last;
+      return;
+    }
+    this.#runs.push({ first, last, source, multiline: !single });
+  }
+
+  /** The source line (or row) of CSV line `line`, or `undefined` when no record covers it. */
+  sourceOf(line: number): number | undefined {
+    let low = 0;
+    let high = this.#runs.length - 1;
+    while (low <= high) {
+      const middle = (low + high) >> 1;
+      const run = this.#runs[middle];
+      if (line < run.first) high = middle - 1;
+      else if (line > run.last) low = middle + 1;
+      else return run.multiline ? run.source : run.source + (line - run.first);
+    }
+    return undefined;
+  }
+}
+
+/** One CSV field for a JSON or parquet value; `undefined`/`null` → an unquoted empty field (NULL). */
+function csvField(value: unknown): string {
+  if (value === null || value === undefined) return "";
+  switch (typeof value) {
+    case "string":
+      return `"${value.replaceAll('"', '""')}"`;
+    case "number":
+      return Number.isFinite(value)
+        ? String(value)
+        : value > 0
+        ? "Infinity"
+        : value < 0
+        ? "-Infinity"
+        : "NaN";
+    case "bigint":
+    case "boolean":
+      return String(value);
+  }
+  if (value instanceof JsonNumber) return value.source;
+  if (value instanceof Date) return Number.isNaN(value.getTime()) ? "" : timestampText(value);
+  if (value instanceof Uint8Array) {
+    return `"\\x${[...value].map((b) => b.toString(16).padStart(2, "0")).join("")}"`;
+  }
+  return csvField(
+    JSON.stringify(value, (_key, inner) => typeof inner === "bigint" ? inner.toString() : inner),
+  );
+}
+
+/** `2024-06-30 12:00:00.123` (UTC); PostgreSQL reads it into date, timestamp and timestamptz columns. */
+function timestampText(date: Date): string {
+  return date.toISOString().replace("T", " ").replace(/\.000Z$|Z$/, "");
+}
+
+function linesOf(field: string): number {
+  let lines = 0;
+  for (let i = field.indexOf("\n"); i !== -1; i = field.indexOf("\n", i + 1)) lines++;
+  return lines;
+}
+
+/** Writes records as CSV lines, keeping the {@link LineMap}. */
+class CsvWriter {
+  readonly map = new LineMap();
+  #line = 0;
+  #encoder = new TextEncoder();
+
+  /** One record of `values`, from source line (or row) `source`. */
+  record(values: unknown[], source: number): Uint8Array {
+    const fields = values.map(csvField);
+    const line = fields.join(",");
+    const first = this.#line + 1;
+    this.#line = first + linesOf(line);
+    this.map.add(first, this.#line, source);
+    return this.#encoder.encode(`${line}\n`);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Newline-delimited JSON.
+
+/** A JSON number with its source text, so that 64-bit integers keep every digit. */
+class JsonNumber {
+  constructor(readonly source: string) {}
+  toJSON(): number {
+    return Number(this.source);
+  }
+}
+
+type Reviver = (this: unknown, key: string, value: unknown, context?: { source?: string }) => unknown;
+const keepNumbers: Reviver = (_key, value, context) =>
+  typeof value === "number" && context?.source !== undefined ? new JsonNumber(context.source) : value;
+
+async function jsonInput(storage: Storage, file: StoredFile, options: CopyInputOptions): Promise<CopyInput> {
+  const columns = [...options.tableColumns];
+  const index = new Map(columns.map((column, i) => [column, i]));
+  const keyColumns = new Map<string, number>(); // key → column position, once seen
+  const columnOf = (key: string, line: number): number => {
+    let position = keyColumns.get(key);
+    if (position === undefined) {
+      const [column] = mapNames(
+        [key],
+        columns,
+        () =>
+          `${file.path} line ${line} has a key ${
+            JSON.stringify(key)
+          } that ${options.tableName} lacks (its columns: ${columns.join(", ")})`,
+      );
+      position = index.get(column)!;
+      keyColumns.set(key, position);
+    }
+    return position;
+  };
+  const writer = new CsvWriter();
+  const source = await storage.read(file.path, { signal: options.signal });
+  let bytes = 0;
+  let line = 0;
+  let rest = "";
+  const decoder = new TextDecoder();
+  const convert = (text: string, controller: TransformStreamDefaultController<Uint8Array>) => {
+    const lines = (rest + text).split("\n");
+    rest = lines.pop()!;
+    for (const raw of lines) convertLine(raw, controller);
+  };
+  const convertLine = (raw: string, controller: TransformStreamDefaultController<Uint8Array>) => {
+    line++;
+    const text = raw.replace(/\r$/, "").replace(/^\uFEFF/, "");
+    if (text.trim() === "") return;
+    let value: unknown;
+    try {
+      value = (JSON.parse as (text: string, reviver: Reviver) => unknown)(text, keepNumbers);
+    } catch (error) {
+      throw new Error(`${file.path} line ${line} is not JSON: ${(error as Error).message}`);
+    }
+    if (value === null || typeof value !== "object" || Array.isArray(value) || value instanceof JsonNumber) {
+      throw new Error(`${file.path} line ${line} is not a JSON object (one object per line)`);
+    }
+    const values: unknown[] = new Array(columns.length);
+    for (const [key, inner] of Object.entries(value)) values[columnOf(key, line)] = inner;
+    controller.enqueue(writer.record(values, line));
+  };
+  const stream = source.pipeThrough(
+    new TransformStream<Uint8Array, Uint8Array>({
+      transform(chunk, controller) {
+        bytes += chunk.byteLength;
+        options.onBytes?.(bytes);
+        convert(decoder.decode(chunk, { stream: true }), controller);
+      },
+      flush(controller) {
+        convert(decoder.decode(), controller);
+        if (rest !== "") convertLine(rest, controller);
+      },
+    }),
+  );
+  return {
+    columns,
+    header: false,
+    stream,
+    position: (csvLine) => `line ${writer.map.sourceOf(csvLine) ?? csvLine}`,
+  };
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Parquet.
+
+/** A file of `storage` as hyparquet's random-access buffer: each slice is a ranged read. */
+export async function randomAccess(
+  storage: Storage,
+  file: StoredFile,
+  signal?: AbortSignal,
+): Promise<AsyncBuffer> {
+  if (storage.localFolder !== undefined) {
+    const path = join(storage.localFolder, file.path);
+    const size = (await Deno.stat(path)).size;
+    return {
+      byteLength: size,
+      async slice(start: number, end = size): Promise<ArrayBuffer> {
+        signal?.throwIfAborted();
+        using handle = await Deno.open(path, { read: true });
+        await handle.seek(start, Deno.SeekMode.Start);
+        const buffer = new Uint8Array(end - start);
+        let filled = 0;
+        while (filled < buffer.length) {
+          const read = await handle.read(buffer.subarray(filled));
+          if (read === null) throw new Error(`${file.path} ended at byte ${start + filled}, before ${end}`);
+          filled += read;
+        }
+        return buffer.buffer;
+      },
+    };
+  }
+  const ranged = storage as Storage & {
+    signedGet?(
+      path: string,
+      range: { start: number; end: number; partSize: number },
+      etag: string,
+    ): Promise<{ url: string; headers: Record<string, string> }>;
+  };
+  if (typeof ranged.signedGet !== "function" || !file.etag) {
+    throw new Error(`${storage.url} cannot be read by ranges, which parquet files need`);
+  }
+  return {
+    byteLength: file.size,
+    async slice(start: number, end = file.size): Promise<ArrayBuffer> {
+      const get = await ranged.signedGet!(file.path, { start, end, partSize: 0 }, file.etag!);
+      const response = await fetch(get.url, { headers: get.headers, signal });
+      if (response.status !== 206 && !(response.status === 200 && start === 0 && end === file.size)) {
+        await response.body?.cancel();
+        throw new Error(`reading bytes ${start}-${end} of ${file.path}: HTTP ${response.status}`);
+      }
+      return await response.arrayBuffer();
+    },
+  };
+}
+
+/** hyparquet, loaded only by steps that read parquet. */
+const hyparquet = () => import("hyparquet");
+
+/** A parquet file's metadata (its footer, read by ranges). */
+export async function parquetMetadata(
+  storage: Storage,
+  file: StoredFile,
+  signal?: AbortSignal,
+): Promise<FileMetaData> {
+  return await (await hyparquet()).parquetMetadataAsync(await randomAccess(storage, file, signal));
+}
+
+/** The names of a parquet file's top-level fields, in order. */
+export async function parquetFieldNames(metadata: FileMetaData): Promise<string[]> {
+  return (await hyparquet()).parquetSchema(metadata).children.map((field) => field.element.name);
+}
+
+/** The columns a parquet file's schema declares, as PostgreSQL column types. */
+export async function parquetColumns(
+  metadata: FileMetaData,
+): Promise<{ columns: ColumnSpec[]; reasons: string[] }> {
+  const reasons: string[] = [];
+  const fields = (await hyparquet()).parquetSchema(metadata).children;
+  const names = columnIdentifiers(fields.map((field) => field.element.name), { maxLength: MAX_NAME });
+  const columns = fields.map((field, index) => {
+    const { type, reason } = parquetColumnType(field);
+    if (reason) reasons.push(`column ${names[index]}: ${reason}`);
+    return { name: names[index], type, source: field.element.name };
+  });
+  return { columns, reasons };
+}
+
+function parquetColumnType(field: SchemaTree): { type: string; reason?: string } {
+  const element = field.element;
+  if (field.children.length > 0) {
+    return { type: "string", reason: "a nested parquet field; loaded as its JSON text" };
+  }
+  const logical = element.logical_type;
+  const converted = element.converted_type;
+  if (logical?.type === "DECIMAL" || converted === "DECIMAL") {
+    const precision = element.precision ?? (logical?.type === "DECIMAL" ? logical.precision : undefined);
+    const scale = element.scale ?? (logical?.type === "DECIMAL" ? logical.scale : 0);
+    return { type: precision ? `numeric(${precision},${scale ?? 0})` : "numeric" };
+  }
+  if (logical?.type === "DATE" || converted === "DATE") return { type: "date" };
+  if (logical?.type === "TIMESTAMP" || converted === "TIMESTAMP_MILLIS" || converted === "TIMESTAMP_MICROS") {
+    return { type: "timestamp" };
+  }
+  if (
+    logical?.type === "STRING" || converted === "UTF8" || logical?.type === "ENUM" || logical?.type === "UUID"
+  ) {
+    return { type: "string" };
+  }
+  switch (element.type) {
+    case "BOOLEAN":
+      return { type: "boolean" };
+    case "INT32":
+    case "INT64":
+      return { type: "bigint" };
+    case "FLOAT":
+    case "DOUBLE":
+      return { type: "double" };
+    case "BYTE_ARRAY":
+    case "FIXED_LEN_BYTE_ARRAY":
+      return { type: "string" };
+    default:
+      return { type: "string", reason: `parquet type ${element.type}; loaded as text` };
+  }
+}
+
+async function parquetInput(
+  storage: Storage,
+  file: StoredFile,
+  options: CopyInputOptions,
+): Promise<CopyInput> {
+  const { parquetMetadataAsync, parquetReadObjects } = await hyparquet();
+  const buffer = await randomAccess(storage, file, options.signal);
+  const metadata = await parquetMetadataAsync(buffer);
+  const fields = await parquetFieldNames(metadata);
+  const columns = mapNames(
+    fields,
+    options.tableColumns,
+    (name) =>
+      `${file.path} has a column ${JSON.stringify(name)} that ${options.tableName} lacks (its columns: ${
+        options.tableColumns.join(", ")
+      })`,
+  );
+  const writer = new CsvWriter();
+  const groups = metadata.row_groups.map((group) => Number(group.num_rows));
+  let group = 0;
+  let rowStart = 0;
+  let bytes = 0;
+  const stream = new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      if (group >= groups.length) return controller.close();
+      const rowEnd = rowStart + groups[group];
+      // one row group at a time: the rows of a group are decoded together, then written out
+      const rows = await parquetReadObjects({
+        file: buffer,
+        metadata,
+        rowStart,
+        rowEnd,
+        rowFormat: "object",
+      });
+      const chunks = rows.map((row, i) => writer.record(fields.map((name) => row[name]), rowStart + i + 1));
+      const out = concat(chunks);
+      bytes += Number(
+        metadata.row_groups[group].total_compressed_size ?? metadata.row_groups[group].total_byte_size,
+      );
+      options.onBytes?.(Math.min(bytes, file.size));
+      group++;
+      rowStart = rowEnd;
+      controller.enqueue(out);
+    },
+  }, { highWaterMark: 0 });
+  return {
+    columns,
+    header: false,
+    stream,
+    position: (csvLine) => `row ${writer.map.sourceOf(csvLine) ?? csvLine}`,
+  };
+}
+
+function concat(chunks: Uint8Array[]): Uint8Array {
+  if (chunks.length === 1) return chunks[0];
+  const out = new Uint8Array(chunks.reduce((sum, chunk) => sum + chunk.byteLength, 0));
+  let offset = 0;
+  for (const chunk of chunks) {
+    out.set(chunk, offset);
+    offset += chunk.byteLength;
+  }
+  return out;
+}

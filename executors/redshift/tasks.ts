@@ -1,0 +1,331 @@
+/**
+ * The RedshiftExecutor's tasks over a {@link SqlRunner}: `execute`, `create_table` and `copy_from_s3`.
+ *
+ * @module
+ */
+import type { TaskContext } from "../../sdk/executor.ts";
+import { AwsJsonClient } from "../../lib/aws/json_client.ts";
+import { CloudRunLedger } from "../../lib/cloud/ledger.ts";
+import { formatDuration, plural } from "../../lib/format.ts";
+import { loadPlan, qualifiedName, STAGING_TABLE } from "../../lib/sql/load_plan.ts";
+import { redshiftCopySql } from "../../lib/sql/redshift_copy.ts";
+import {
+  isLoadFailure,
+  type LoadErrorDetail,
+  loadErrorsFromRows,
+  loadErrorsSql,
+  type LoadErrorTable,
+  loadFailureMessage,
+} from "../../lib/sql/redshift_load_errors.ts";
+import { splitStatements, transactionControlStatement } from "../../lib/sql/statements.ts";
+import { schemaDrift, sqlCreateTable } from "../../lib/tables/ddl.ts";
+import { quoteLiteral, type TableName } from "../../lib/tables/identifiers.ts";
+import { DataApiRunner } from "./data_api.ts";
+import { sourceFolder } from "./iam.ts";
+import { connectionOf, type Params, tableOf } from "./params.ts";
+import { recordsOf, RedshiftStatementError, type ResultTable, type SqlRunner } from "./runner.ts";
+import { inferFromSource } from "./sample.ts";
+import { WireRunner } from "./wire.ts";
+
+/** Rows of a result shown in the log. */
+const PREVIEW_ROWS = 10;
+
+/** The runner for the step's connection (Data API or wire), with the step's journal. */
+export async function openRunner(context: TaskContext<Params>): Promise<SqlRunner> {
+  const ledger = await CloudRunLedger.open(context.stateDir, context.runId, context.stepId);
+  const connection = connectionOf(context.params);
+  if (connection.kind === "wire") return new WireRunner(connection.target, ledger, context);
+  const client = new AwsJsonClient("redshift_data", {
+    settings: context.aws,
+    onRetry: ({ operation, code, attempt, delayMs }) =>
+      context.log(`${operation}: ${code}; retry ${attempt} in ${formatDuration(delayMs)}`),
+  });
+  return new DataApiRunner(client, ledger, connection, context);
+}
+
+async function withRunner(context: TaskContext<Params>, work: (runner: SqlRunner) => Promise<void>) {
+  const runner = await openRunner(context);
+  try {
+    await work(runner);
+  } finally {
+    await runner.close();
+  }
+}
+
+// ---------------------------------------------------------------------------------------------- execute
+
+/** `execute`: the statements of `sql` / `sql_file`, in one transaction (one batch on the Data API). */
+export function runExecute(context: TaskContext<Params>): Promise<void> {
+  const { params } = context;
+  return withRunner(context, async (runner) => {
+    let text: string;
+    if (params.sql !== undefined) {
+      text = params.sql;
+    } else if (params.sql_file !== undefined) {
+      text = await Deno.readTextFile(context.resolve(params.sql_file));
+    } else {
+      throw new Error("execute needs sql or sql_file");
+    }
+    // Redshift reads backslash escapes inside '…' literals
+    const statements = splitStatements(text, { backslashEscapes: true });
+    if (statements.length === 0) {
+      throw new Error(`${params.sql !== undefined ? "sql" : "sql_file"} holds no statement`);
+    }
+    const control = transactionControlStatement(statements);
+    if (control) {
+      throw new Error(
+        `statement ${control.index} (line ${control.line}) starts with ${
+          JSON.stringify(control.text.split(/\s+/)[0])
+        }: execute runs every statement in one transaction, so it cannot end or start one itself`,
+      );
+    }
+    let outcome;
+    try {
+      outcome = await runner.run("execute", statements.map((s) => s.text), { wantResult: true });
+    } catch (error) {
+      if (!(error instanceof RedshiftStatementError)) throw error;
+      const statement = statements[error.index];
+      throw new Error(
+        `statement ${statement.index} (line ${statement.line}) failed${
+          statements.length > 1 ? "; nothing of the others was committed" : ""
+        }: ${error.serverMessage || error.message}`,
+        { cause: error },
+      );
+    }
+    if (outcome.reused) return;
+    context.log(
+      `ran ${plural(statements.length, "statement")} through ${runner.label}${
+        statements.length > 1 ? " in one transaction" : ""
+      }`,
+    );
+    outcome.rows.forEach((rows, i) => {
+      if (rows >= 0) {
+        context.log(
+          `  statement ${statements[i].index} (line ${statements[i].line}): ${plural(rows, "row")}`,
+        );
+      }
+    });
+    if (outcome.result) { for (const line of previewLines(outcome.result)) context.log(line); }
+  });
+}
+
+/** The first rows of a result, `|` between values, for the log. */
+function previewLines(table: ResultTable): string[] {
+  const show = (value: unknown) => (value === null ? "NULL" : String(value));
+  const lines = [`  ${table.columns.join(" | ")}`];
+  for (const row of table.rows.slice(0, PREVIEW_ROWS)) lines.push(`  ${row.map(show).join(" | ")}`);
+  if (table.rows.length > PREVIEW_ROWS) {
+    lines.push(`  … ${plural(table.rows.length - PREVIEW_ROWS, "more row")}`);
+  }
+  return lines;
+}
+
+// ---------------------------------------------------------------------------------------------- tables
+
+/** An existing table's columns with their types, in order; empty when the table does not exist. */
+export async function tableColumns(
+  runner: SqlRunner,
+  name: TableName,
+): Promise<{ name: string; type: string }[]> {
+  const sql = "SELECT column_name, data_type, character_maximum_length, numeric_precision, numeric_scale " +
+    `FROM information_schema.columns WHERE table_schema = ${quoteLiteral(name.schema, "redshift")} ` +
+    `AND table_name = ${quoteLiteral(name.table, "redshift")} ORDER BY ordinal_position`;
+  return recordsOf(await runner.query(sql)).map((row) => {
+    const base = String(row.data_type);
+    const length = row.character_maximum_length;
+    const type = length !== null && length !== undefined && /char/.test(base)
+      ? `${base}(${length})`
+      : base === "numeric" && row.numeric_precision !== null
+      ? `numeric(${row.numeric_precision},${row.numeric_scale ?? 0})`
+      : base;
+    return { name: String(row.column_name), type };
+  });
+}
+
+/** `create_table`: from `columns` or inferred from the files under `source`; `if_exists` decides. */
+export function runCreateTable(context: TaskContext<Params>): Promise<void> {
+  const { params } = context;
+  return withRunner(context, async (runner) => {
+    const name = tableOf(params, "create_table");
+    const target = qualifiedName(name, "redshift");
+    let columns: { name: string; type: string }[];
+    if (params.columns) {
+      columns = params.columns;
+    } else {
+      const inferred = await inferFromSource(params, {
+        cwd: context.cwd,
+        s3: context.s3,
+        signal: context.signal,
+      });
+      for (const reason of inferred.reasons) context.log(reason);
+      columns = inferred.columns.map(({ name, type }) => ({ name, type }));
+      context.log(
+        `columns inferred from ${params.source}: ${columns.map((c) => `${c.name} ${c.type}`).join(", ")}`,
+      );
+    }
+    const create = (ifNotExists: boolean) =>
+      sqlCreateTable({ dialect: "redshift", schema: name.schema, table: name.table, columns, ifNotExists });
+    if (params.if_exists === "keep") {
+      const existing = await tableColumns(runner, name);
+      if (existing.length > 0) {
+        const drift = schemaDrift(existing, columns, { positional: params.format !== "json" });
+        context.log(
+          `table ${target} exists: kept${
+            drift.length ? `; it differs from the columns wanted:` : ", same columns"
+          }`,
+        );
+        for (const line of drift) context.log(`  ${line}`);
+        return;
+      }
+      await runner.run("create_table", [create(true)]);
+    } else if (params.if_exists === "replace") {
+      // the same statements whether or not the table exists: a re-run of this run finds them done in the journal
+      await runner.run("create_table", [`DROP TABLE IF EXISTS ${target}`, create(false)]);
+    } else {
+      try {
+        await runner.run("create_table", [create(false)]);
+      } catch (error) {
+        if (error instanceof RedshiftStatementError && /already exists/i.test(error.serverMessage)) {
+          throw new Error(`table ${target} already exists (if_exists: fail)`, { cause: error });
+        }
+        throw error;
+      }
+    }
+    context.log(`created table ${target} (${plural(columns.length, "column")}) through ${runner.label}`);
+  });
+}
+
+// ---------------------------------------------------------------------------------------------- copy
+
+/** The statements of a load: the staging table, the COPY, the move into the target. */
+export interface LoadStatements {
+  sqls: string[];
+  /** The COPY's position in `sqls`. */
+  copyIndex: number;
+  notes: string[];
+}
+
+/**
+ * The statements `copy_from_s3` runs in one transaction, for a target whose columns are `columns`.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { loadStatements } from "./tasks.ts";
+ *
+ * const load = loadStatements({
+ *   source: "s3://lake/staging/sales", iam_role: "arn:aws:iam::123456789012:role/load", format: "csv",
+ *   copy_options: [], mode: "append",
+ * } as never, { schema: "raw", table: "sales" }, ["id", "amount"]);
+ * assert.deepEqual(load.sqls, [
+ *   'CREATE TEMPORARY TABLE "lakerun_staging" (LIKE "raw"."sales")',
+ *   `COPY "lakerun_staging" ("id", "amount") FROM 's3://lake/staging/sales/' IAM_ROLE 'arn:aws:iam::123456789012:role/load' FORMAT AS CSV IGNOREHEADER 1`,
+ *   'INSERT INTO "raw"."sales" ("id", "amount") SELECT "id", "amount" FROM "lakerun_staging"',
+ *   'DROP TABLE "lakerun_staging"',
+ * ]);
+ * assert.equal(load.copyIndex, 1);
+ * ```
+ */
+export function loadStatements(params: Params, name: TableName, columns: readonly string[]): LoadStatements {
+  if (params.source === undefined) {
+    throw new Error("copy_from_s3 needs source (the s3:// folder of the files)");
+  }
+  if (params.iam_role === undefined) {
+    throw new Error("copy_from_s3 needs iam_role (the role Redshift reads S3 with)");
+  }
+  const plan = loadPlan({
+    dialect: "redshift",
+    target: name,
+    columns,
+    mode: params.mode,
+    upsertKeys: params.upsert_keys,
+    stagingTable: STAGING_TABLE,
+  });
+  const copy = redshiftCopySql({
+    table: STAGING_TABLE,
+    columns,
+    source: sourceFolder(params.source),
+    iamRole: params.iam_role,
+    format: params.format,
+    options: params.copy_options,
+  });
+  return { sqls: [...plan.before, copy, ...plan.after], copyIndex: plan.before.length, notes: plan.notes };
+}
+
+/** `copy_from_s3`: COPY into a temporary staging table, then append / replace / MERGE, all in one unit. */
+export function runCopyFromS3(context: TaskContext<Params>): Promise<void> {
+  const { params } = context;
+  return withRunner(context, async (runner) => {
+    const name = tableOf(params, "copy_from_s3");
+    const target = qualifiedName(name, "redshift");
+    if (params.source === undefined) {
+      throw new Error("copy_from_s3 needs source (the s3:// folder of the files)");
+    }
+    if (params.iam_role === undefined) {
+      throw new Error("copy_from_s3 needs iam_role (the role Redshift reads S3 with)");
+    }
+    const existing = await tableColumns(runner, name);
+    if (existing.length === 0) {
+      throw new Error(
+        `table ${target} does not exist (or this user cannot see it): run create_table first ` +
+          `(tasks: ["create_table", "copy_from_s3"])`,
+      );
+    }
+    const columns = (params.columns ?? existing).map((column) => column.name);
+    const load = loadStatements(params, name, columns);
+    for (const note of load.notes) context.log(note);
+    let outcome;
+    try {
+      outcome = await runner.run("copy_from_s3", load.sqls);
+    } catch (error) {
+      if (!(error instanceof RedshiftStatementError)) throw error;
+      const folder = sourceFolder(params.source);
+      if (error.index === load.copyIndex && isLoadFailure(error.serverMessage)) {
+        const details = await loadErrors(runner, folder, error, context.log);
+        throw new Error(
+          `${loadFailureMessage(target, error.serverMessage, details)}; nothing was committed`,
+          {
+            cause: error,
+          },
+        );
+      }
+      const what = error.index === load.copyIndex
+        ? `COPY from ${folder}`
+        : `statement ${error.index + 1} of the load`;
+      throw new Error(`${what} into ${target} failed; nothing was committed: ${error.serverMessage}`, {
+        cause: error,
+      });
+    }
+    if (outcome.reused) return;
+    const loaded = outcome.rows[load.copyIndex];
+    const written = outcome.rows[load.copyIndex + 1 + (params.mode === "replace" ? 1 : 0)];
+    const rows = (n: number | undefined) => (n === undefined || n < 0 ? "some rows" : plural(n, "row"));
+    context.log(
+      `loaded ${rows(loaded)} from ${sourceFolder(params.source)} into ${target} (${params.mode}: ${
+        rows(written)
+      } written) in one transaction through ${runner.label}`,
+    );
+  });
+}
+
+/** The details of a failed COPY, from `sys_load_error_detail`, else `stl_load_errors`. */
+async function loadErrors(
+  runner: SqlRunner,
+  source: string,
+  error: RedshiftStatementError,
+  log: (message: string) => void,
+): Promise<LoadErrorDetail[]> {
+  // a minute of slack: the Data API's clock and the cluster's may differ a little
+  const since = new Date(error.startedAt.getTime() - 60_000);
+  const problems: string[] = [];
+  for (const table of ["sys_load_error_detail", "stl_load_errors"] as LoadErrorTable[]) {
+    try {
+      const rows = await runner.query(loadErrorsSql({ source, since, table, session: error.session }));
+      return loadErrorsFromRows(recordsOf(rows));
+    } catch (problem) {
+      problems.push(`${table}: ${(problem as Error).message}`);
+    }
+  }
+  log(`could not read the load errors (${problems.join("; ")})`);
+  return [];
+}

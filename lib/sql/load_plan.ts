@@ -1,0 +1,277 @@
+/**
+ * The SQL of a load into PostgreSQL or Redshift, around the COPY that the caller runs itself: what to run
+ * before it (create the staging table, or empty the target), which table the COPY fills, and what to run
+ * after it (append, replace or upsert the staged rows into the target). The caller runs all of it, COPY
+ * included, in ONE transaction, so the target holds its old rows or the complete new load, never a part.
+ *
+ * | mode      | PostgreSQL                                               | Redshift                                  |
+ * | --------- | -------------------------------------------------------- | ----------------------------------------- |
+ * | `append`  | COPY into the target itself (`staging: "auto"`)          | staging table, then `INSERT … SELECT`     |
+ * | `replace` | `TRUNCATE`, then COPY into the target (`"auto"`)         | staging, `DELETE FROM target`, `INSERT`   |
+ * | `upsert`  | staging, `INSERT … ON CONFLICT (keys) DO UPDATE`         | staging, `MERGE INTO … USING staging`     |
+ *
+ * - Inside a transaction nothing COPY writes into the target is visible before COMMIT, so PostgreSQL needs no
+ *   staging table for `append` and `replace`, and writing the rows once instead of twice halves the work.
+ *   `staging: "always"` stages them anyway.
+ * - Redshift's `TRUNCATE` commits the transaction it runs in, so `replace` there uses `DELETE`.
+ * - `upsert` by `INSERT … ON CONFLICT` needs a unique index or constraint on exactly the keys; without one,
+ *   pass `upsertMethod: "delete_insert"` (delete the target rows whose keys are staged, then insert every
+ *   staged row). {@link upsertMethodProblem} says which applies. Rows whose key is NULL match nothing.
+ * - Every identifier is quoted (`lib/tables/identifiers.ts`); nothing from params reaches the SQL otherwise.
+ *
+ * @module
+ */
+import { quoteIdentifier, type TableName } from "../tables/identifiers.ts";
+
+/** The databases a plan is written for. */
+export type LoadDialect = "postgres" | "redshift";
+
+/** What a load does with the target's rows. */
+export type LoadMode = "append" | "replace" | "upsert";
+
+/** How an upsert writes: `on_conflict` (PostgreSQL), `merge` (Redshift, PostgreSQL 15+), `delete_insert`. */
+export type UpsertMethod = "on_conflict" | "merge" | "delete_insert";
+
+/** What {@link loadPlan} needs. */
+export interface LoadPlanSpec {
+  dialect: LoadDialect;
+  /** The table loaded into (it exists when the plan runs). */
+  target: TableName;
+  /** The target's columns the files fill, in the order the INSERT lists them. */
+  columns: readonly string[];
+  mode: LoadMode;
+  /** The columns that identify a row (`upsert` only; each must be one of `columns`). */
+  upsertKeys?: readonly string[];
+  /** Default: `on_conflict` on PostgreSQL, `merge` on Redshift. */
+  upsertMethod?: UpsertMethod;
+  /** `auto` (default): COPY straight into the target where the database allows it (see the module doc). */
+  staging?: "auto" | "always";
+  /** The staging table's name, a temporary table. Default `lakerun_staging`. */
+  stagingTable?: string;
+}
+
+/** The statements of a load, in the order they run, all in one transaction. */
+export interface LoadPlan {
+  /** True when COPY fills a temporary staging table rather than the target. */
+  staged: boolean;
+  /** The table COPY fills, quoted (`"lakerun_staging"` or `"schema"."table"`). */
+  copyTable: string;
+  /** Run before the COPY: create the staging table, or (direct `replace`) empty the target. */
+  before: string[];
+  /** Run after the COPY: move the staged rows into the target, drop the staging table. */
+  after: string[];
+  /** One sentence per choice the plan made, for the log. */
+  notes: string[];
+}
+
+/** The default name of the staging table. */
+export const STAGING_TABLE = "lakerun_staging";
+
+/**
+ * The statements of a load.
+ *
+ * @example Upsert into PostgreSQL
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { loadPlan } from "./load_plan.ts";
+ *
+ * const plan = loadPlan({
+ *   dialect: "postgres",
+ *   target: { schema: "sales", table: "orders" },
+ *   columns: ["id", "amount"],
+ *   mode: "upsert",
+ *   upsertKeys: ["id"],
+ * });
+ * assert.equal(plan.copyTable, '"lakerun_staging"');
+ * assert.deepEqual(plan.before, [
+ *   'CREATE TEMPORARY TABLE "lakerun_staging" ON COMMIT DROP AS SELECT "id", "amount" FROM "sales"."orders" WITH NO DATA',
+ *   'ALTER TABLE "lakerun_staging" ALTER COLUMN "id" SET NOT NULL',
+ * ]);
+ * assert.deepEqual(plan.after, [
+ *   'INSERT INTO "sales"."orders" ("id", "amount") SELECT "id", "amount" FROM "lakerun_staging" ' +
+ *   'ON CONFLICT ("id") DO UPDATE SET "amount" = EXCLUDED."amount"',
+ * ]);
+ * ```
+ *
+ * @example Replace on Redshift: DELETE, because TRUNCATE would commit
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { loadPlan } from "./load_plan.ts";
+ *
+ * const plan = loadPlan({ dialect: "redshift", target: { schema: "public", table: "t" }, columns: ["a"], mode: "replace" });
+ * assert.deepEqual(plan.after, [
+ *   'DELETE FROM "public"."t"',
+ *   'INSERT INTO "public"."t" ("a") SELECT "a" FROM "lakerun_staging"',
+ *   'DROP TABLE "lakerun_staging"',
+ * ]);
+ * ```
+ * @throws Error when there are no columns, a column repeats, or an upsert lacks keys or names a key that is
+ * not one of the columns.
+ */
+export function loadPlan(spec: LoadPlanSpec): LoadPlan {
+  const { dialect, mode } = spec;
+  checkColumns(spec);
+  const q = (name: string) => quoteIdentifier(name, dialect);
+  const target = qualifiedName(spec.target, dialect);
+  const staging = q(spec.stagingTable ?? STAGING_TABLE);
+  const notes: string[] = [];
+  const direct = dialect === "postgres" && mode !== "upsert" && (spec.staging ?? "auto") === "auto";
+  if (direct) {
+    notes.push(
+      mode === "replace"
+        ? "replace: TRUNCATE, then COPY straight into the table, in one transaction (readers see the old rows until COMMIT)"
+        : "append: COPY straight into the table, in one transaction (nothing is visible before COMMIT)",
+    );
+    return {
+      staged: false,
+      copyTable: target,
+      before: mode === "replace" ? [`TRUNCATE ${target}`] : [],
+      after: [],
+      notes,
+    };
+  }
+
+  const columns = spec.columns.map(q).join(", ");
+  const before = [
+    // PostgreSQL: only the loaded columns, with their types and without the target's constraints (a NOT NULL
+    // column the files do not fill gets its default in the target); dropped at COMMIT
+    dialect === "postgres"
+      ? `CREATE TEMPORARY TABLE ${staging} ON COMMIT DROP AS SELECT ${columns} FROM ${target} WITH NO DATA`
+      : `CREATE TEMPORARY TABLE ${staging} (LIKE ${target})`,
+  ];
+  const insert = `INSERT INTO ${target} (${columns}) SELECT ${columns} FROM ${staging}`;
+  const after: string[] = [];
+  if (mode === "append") {
+    after.push(insert);
+  } else if (mode === "replace") {
+    after.push(dialect === "postgres" ? `TRUNCATE ${target}` : `DELETE FROM ${target}`, insert);
+    if (dialect === "redshift") notes.push("replace: DELETE, not TRUNCATE, which would commit on Redshift");
+  } else {
+    const keys = spec.upsertKeys!;
+    const method = spec.upsertMethod ?? (dialect === "postgres" ? "on_conflict" : "merge");
+    if (dialect === "postgres") {
+      // a NULL key would match no row, so a second run would insert the row again: COPY refuses it instead
+      before.push(...keys.map((key) => `ALTER TABLE ${staging} ALTER COLUMN ${q(key)} SET NOT NULL`));
+    }
+    after.push(...upsertStatements(spec, method, target, staging));
+    notes.push(UPSERT_NOTES[method](keys.map(q).join(", ")));
+  }
+  if (dialect === "redshift") after.push(`DROP TABLE ${staging}`);
+  return { staged: true, copyTable: staging, before, after, notes };
+}
+
+const UPSERT_NOTES: Record<UpsertMethod, (keys: string) => string> = {
+  on_conflict: (keys) => `upsert: INSERT … ON CONFLICT (${keys}) DO UPDATE from a staging table`,
+  merge: (keys) => `upsert: MERGE on ${keys} from a staging table`,
+  delete_insert: (keys) =>
+    `upsert: DELETE the rows whose ${keys} are staged, then INSERT every staged row, from a staging table`,
+};
+
+function upsertStatements(
+  spec: LoadPlanSpec,
+  method: UpsertMethod,
+  target: string,
+  staging: string,
+): string[] {
+  const q = (name: string) => quoteIdentifier(name, spec.dialect);
+  const keys = spec.upsertKeys!;
+  const others = spec.columns.filter((column) => !keys.includes(column));
+  const columns = spec.columns.map(q).join(", ");
+  const matches = keys.map((key) => `${target}.${q(key)} = ${staging}.${q(key)}`).join(" AND ");
+  switch (method) {
+    case "on_conflict": {
+      const action = others.length === 0
+        ? "DO NOTHING"
+        : `DO UPDATE SET ${others.map((c) => `${q(c)} = EXCLUDED.${q(c)}`).join(", ")}`;
+      return [
+        `INSERT INTO ${target} (${columns}) SELECT ${columns} FROM ${staging} ON CONFLICT (${
+          keys.map(q).join(", ")
+        }) ${action}`,
+      ];
+    }
+    case "merge": {
+      // Redshift's MERGE needs both clauses; with keys only, the update sets a key to itself
+      const updated = others.length > 0 ? others : [keys[0]];
+      return [
+        [
+          `MERGE INTO ${target} USING ${staging} ON ${matches}`,
+          `WHEN MATCHED THEN UPDATE SET ${updated.map((c) => `${q(c)} = ${staging}.${q(c)}`).join(", ")}`,
+          `WHEN NOT MATCHED THEN INSERT (${columns}) VALUES (${
+            spec.columns.map((c) => `${staging}.${q(c)}`).join(", ")
+          })`,
+        ].join("\n"),
+      ];
+    }
+    case "delete_insert":
+      return [
+        `DELETE FROM ${target} USING ${staging} WHERE ${matches}`,
+        `INSERT INTO ${target} (${columns}) SELECT ${columns} FROM ${staging}`,
+      ];
+  }
+}
+
+/**
+ * Why `INSERT … ON CONFLICT (keys)` cannot be used, given the target's unique indexes (each a list of
+ * column names, as `pg_index` lists the non-partial unique indexes and the primary key), or `undefined` when
+ * one of them is on exactly the keys (in any order).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { upsertMethodProblem } from "./load_plan.ts";
+ *
+ * assert.equal(upsertMethodProblem(["id"], [["id"]]), undefined);
+ * assert.equal(upsertMethodProblem(["b", "a"], [["a", "b"]]), undefined);
+ * assert.match(upsertMethodProblem(["id"], [["id", "day"]])!, /no unique index or constraint on exactly \("id"\)/);
+ * ```
+ */
+export function upsertMethodProblem(
+  keys: readonly string[],
+  uniqueIndexes: readonly (readonly string[])[],
+): string | undefined {
+  const wanted = [...keys].sort().join("\u0000");
+  if (uniqueIndexes.some((index) => [...index].sort().join("\u0000") === wanted)) return undefined;
+  const list = keys.map((key) => quoteIdentifier(key, "postgres")).join(", ");
+  const existing = uniqueIndexes.length === 0
+    ? "it has none"
+    : `it has ${
+      uniqueIndexes.map((index) => `(${index.map((c) => quoteIdentifier(c, "postgres")).join(", ")})`).join(
+        ", ",
+      )
+    }`;
+  return `the table has no unique index or constraint on exactly (${list}) (${existing})`;
+}
+
+/**
+ * `"schema"."table"`, each part quoted for `dialect`.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { qualifiedName } from "./load_plan.ts";
+ *
+ * assert.equal(qualifiedName({ schema: "my schema", table: 'a"b' }, "postgres"), '"my schema"."a""b"');
+ * ```
+ */
+export function qualifiedName(name: TableName, dialect: LoadDialect): string {
+  return `${quoteIdentifier(name.schema, dialect)}.${quoteIdentifier(name.table, dialect)}`;
+}
+
+function checkColumns(spec: LoadPlanSpec): void {
+  if (spec.columns.length === 0) throw new Error("a load needs at least one column");
+  const seen = new Set<string>();
+  for (const column of spec.columns) {
+    if (seen.has(column)) throw new Error(`column ${JSON.stringify(column)} is listed twice`);
+    seen.add(column);
+  }
+  if (spec.mode !== "upsert") return;
+  const keys = spec.upsertKeys ?? [];
+  if (keys.length === 0) throw new Error("an upsert needs upsert_keys: the columns that identify a row");
+  for (const key of keys) {
+    if (!seen.has(key)) {
+      throw new Error(
+        `upsert key ${JSON.stringify(key)} is not one of the loaded columns (${spec.columns.join(", ")})`,
+      );
+    }
+  }
+}

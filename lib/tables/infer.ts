@@ -1,0 +1,591 @@
+/**
+ * Column names and types inferred from samples of staged files (the first bytes of the first objects of a
+ * folder), and the reasons for every choice that is not obvious, for the log.
+ *
+ * Types are the ones Athena's text SerDes, PostgreSQL and Redshift all read the same way: `bigint`, `double`,
+ * `boolean`, `date`, `timestamp` and, whenever in doubt, `string`. A value that would lose something when
+ * typed (`00123`, a 20-digit id, an ISO timestamp Hive cannot parse) keeps its column a string.
+ *
+ * @module
+ */
+
+import { parseDelimitedSample, type SampleRecord } from "./csv.ts";
+import { columnIdentifiers } from "./identifiers.ts";
+
+/** The column types inference chooses from. */
+export type ColumnType = "bigint" | "double" | "boolean" | "date" | "timestamp" | "string";
+
+/** The staged files' format. */
+export type TableFormat = "csv" | "tsv" | "json" | "parquet";
+
+/** One inferred column. */
+export interface InferredColumn {
+  /** A safe, unique identifier (see `columnIdentifiers`). */
+  name: string;
+  /** The header text or JSON key it came from; `""` for files without a header. */
+  source: string;
+  type: ColumnType;
+  /** Some sampled value was empty (or JSON `null`): Athena's OpenCSVSerde fails on those in typed columns. */
+  emptyValues: boolean;
+}
+
+/** What {@link inferTable} found. */
+export interface InferredTable {
+  format: TableFormat;
+  columns: InferredColumn[];
+  /** Data lines have quoted fields, so a quote-aware SerDe is needed. */
+  quoted: boolean;
+  /** The first line of each file is a header. */
+  header: boolean;
+  /** The field separator; `undefined` for JSON. */
+  delimiter: string | undefined;
+  /** Why each choice that is not obvious was made, one sentence each, for the log. */
+  reasons: string[];
+}
+
+/** Options of {@link inferTable}. */
+export interface InferOptions {
+  /** Default `"csv"`. */
+  format?: TableFormat;
+  /** The first line of each file is a header. Default `true` (CSV and TSV only). */
+  header?: boolean;
+  /** The field separator. Default `,` for CSV and a tab for TSV. */
+  delimiter?: string;
+  /** The files' names, parallel to the samples, for messages. Default `file 1`, `file 2`, … */
+  names?: readonly string[];
+  /** Parallel to the samples: `true` for a whole file (whose last line needs no line break). */
+  wholeFiles?: readonly boolean[];
+  /** Data rows read from each sample. Default 1000. */
+  maxRows?: number;
+  /** Longest column name (see `columnIdentifiers`): default 127; pass 63 for PostgreSQL. */
+  maxNameLength?: number;
+}
+
+const DEFAULT_MAX_ROWS = 1000;
+
+/**
+ * Infers a table from samples of its files (one text per file, the first files of the folder).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { inferTable } from "./infer.ts";
+ *
+ * const table = inferTable(["Zip,Amount,Paid,Day\n00123,1.5,true,2020-02-29\n02134,2,FALSE,2021-03-01\n"]);
+ * assert.deepEqual(table.columns.map(({ name, type }) => `${name} ${type}`), [
+ *   "zip string",
+ *   "amount double",
+ *   "paid boolean",
+ *   "day date",
+ * ]);
+ * assert.match(table.reasons.join("\n"), /column zip: values like "00123" have leading zeros/);
+ * ```
+ * @throws Error when the files' headers differ, a JSON line is not an object, no sample holds a complete
+ * line, or the format is parquet (whose columns must be given).
+ */
+export function inferTable(samples: readonly string[], options: InferOptions = {}): InferredTable {
+  const format = options.format ?? "csv";
+  const files = samples.map((text, index) => ({
+    name: options.names?.[index] ?? `file ${index + 1}`,
+    text,
+    wholeFile: options.wholeFiles?.[index] ?? false,
+  }));
+  const limits = { maxRows: options.maxRows ?? DEFAULT_MAX_ROWS, maxNameLength: options.maxNameLength };
+  switch (format) {
+    case "csv":
+    case "tsv":
+      return inferDelimited(files, {
+        format,
+        delimiter: options.delimiter ?? (format === "tsv" ? "\t" : ","),
+        header: options.header ?? true,
+        ...limits,
+      });
+    case "json":
+      return inferJsonLines(files, limits);
+    case "parquet":
+      throw new Error(
+        "parquet tables need `columns` (a name and type for each column): " +
+          "lakerun does not infer them from parquet files",
+      );
+    default:
+      throw new Error(`unknown format ${JSON.stringify(format)}: expected csv, tsv, json or parquet`);
+  }
+}
+
+/**
+ * The type one text value suggests on its own, or `undefined` when it is empty (empty values decide nothing).
+ * The column type also depends on the other values: see {@link inferTable}.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { inferValueType } from "./infer.ts";
+ *
+ * assert.equal(inferValueType("-42"), "bigint");
+ * assert.equal(inferValueType("00123"), "string"); // leading zeros: a code, not a number
+ * assert.equal(inferValueType("9223372036854775808"), "string"); // beyond int64
+ * assert.equal(inferValueType("-2e3"), "double");
+ * assert.equal(inferValueType("TRUE"), "boolean");
+ * assert.equal(inferValueType("2020-02-29"), "date");
+ * assert.equal(inferValueType("2021-02-29"), "string"); // not a real day
+ * assert.equal(inferValueType("2020-09-30 12:00:00.5"), "timestamp");
+ * assert.equal(inferValueType("2020-09-30T12:00:00Z"), "string"); // Hive's text SerDe cannot read it
+ * assert.equal(inferValueType(""), undefined);
+ * ```
+ */
+export function inferValueType(value: string): ColumnType | undefined {
+  const kind = textKind(value);
+  if (kind === "empty") return undefined;
+  return isColumnType(kind) ? kind : "string";
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Value kinds: a column type, or a reason a value that looks typed must stay a string.
+
+type ValueKind = ColumnType | "empty" | "padded" | "outOfRange" | "iso" | "badDate" | "nested";
+
+const COLUMN_TYPES: readonly string[] = ["bigint", "double", "boolean", "date", "timestamp", "string"];
+
+function isColumnType(kind: ValueKind): kind is ColumnType {
+  return COLUMN_TYPES.includes(kind);
+}
+
+const INTEGER = /^[+-]?(\d+)$/;
+const DECIMAL = /^[+-]?(?:(\d+)(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?$/;
+const DATE = /^(\d{4})-(\d{2})-(\d{2})$/;
+const TIMESTAMP = /^(\d{4})-(\d{2})-(\d{2}) (\d{2}):(\d{2}):(\d{2})(?:\.\d{1,9})?$/;
+const ISO_LIKE = /^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?\s?(?:Z|[+-]\d{2}(?::?\d{2})?)?$/i;
+const BOOLEAN = /^(?:true|false)$/i;
+const INT64_MIN = -(2n ** 63n);
+const INT64_MAX = 2n ** 63n - 1n;
+
+function textKind(value: string): ValueKind {
+  if (value === "") return "empty";
+  const integer = INTEGER.exec(value);
+  if (integer) return integerKind(value, integer[1]);
+  const decimal = DECIMAL.exec(value);
+  if (decimal) return doubleKind(value, decimal[1] ?? "");
+  if (BOOLEAN.test(value)) return "boolean";
+  const date = DATE.exec(value);
+  if (date) return isCalendarDate(date[1], date[2], date[3]) ? "date" : "badDate";
+  const timestamp = TIMESTAMP.exec(value);
+  if (timestamp) return isTimestamp(timestamp.slice(1, 7)) ? "timestamp" : "badDate";
+  if (ISO_LIKE.test(value)) return "iso";
+  return "string";
+}
+
+function integerKind(value: string, digits: string): ValueKind {
+  if (digits.length > 1 && digits.startsWith("0")) return "padded";
+  const number = BigInt(value);
+  return number < INT64_MIN || number > INT64_MAX ? "outOfRange" : "bigint";
+}
+
+function doubleKind(value: string, integerDigits: string): ValueKind {
+  if (integerDigits.length > 1 && integerDigits.startsWith("0")) return "padded";
+  return Number.isFinite(Number(value)) ? "double" : "outOfRange";
+}
+
+function isCalendarDate(year: string, month: string, day: string): boolean {
+  const [y, m, d] = [Number(year), Number(month), Number(day)];
+  return y >= 1 && m >= 1 && m <= 12 && d >= 1 && d <= daysInMonth(y, m);
+}
+
+function daysInMonth(year: number, month: number): number {
+  if (month === 2) return isLeapYear(year) ? 29 : 28;
+  return [4, 6, 9, 11].includes(month) ? 30 : 31;
+}
+
+function isLeapYear(year: number): boolean {
+  return (year % 4 === 0 && year % 100 !== 0) || year % 400 === 0;
+}
+
+function isTimestamp([year, month, day, hour, minute, second]: string[]): boolean {
+  return isCalendarDate(year, month, day) && Number(hour) <= 23 && Number(minute) <= 59 &&
+    Number(second) <= 59;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Evidence per column, and the type it decides.
+
+/** What the sampled values of one column looked like: each kind seen with its first example. */
+class ColumnEvidence {
+  readonly examples = new Map<ValueKind, string>();
+  emptyValues = false;
+  backslashExample: string | undefined;
+
+  add(kind: ValueKind, example: string): void {
+    if (kind === "empty") this.emptyValues = true;
+    else if (!this.examples.has(kind)) this.examples.set(kind, example);
+  }
+
+  /** The column's type, and sentences explaining it when it is not what a single value would suggest. */
+  decide(column: string): { type: ColumnType; reasons: string[] } {
+    const kinds = new Set(this.examples.keys());
+    if (kinds.size === 0) {
+      return {
+        type: "string",
+        reasons: [`column ${column}: every sampled value is empty, so it is a string`],
+      };
+    }
+    if (kinds.size === 1 && isColumnType([...kinds][0])) {
+      return { type: [...kinds][0] as ColumnType, reasons: [] };
+    }
+    if (kinds.size === 2 && kinds.has("bigint") && kinds.has("double")) {
+      return { type: "double", reasons: [] };
+    }
+    return { type: "string", reasons: this.#stringReasons(column, kinds) };
+  }
+
+  #stringReasons(column: string, kinds: Set<ValueKind>): string[] {
+    const plain = [...kinds].filter(isColumnType);
+    if (kinds.has("bigint") && kinds.has("double")) plain.splice(plain.indexOf("bigint"), 1);
+    const reasons: string[] = [];
+    if (!plain.includes("string")) {
+      for (const kind of kinds) {
+        const explain = STRING_BECAUSE[kind as keyof typeof STRING_BECAUSE];
+        if (explain) reasons.push(`column ${column}: ${explain(show(this.examples.get(kind)!))}`);
+      }
+    }
+    if (plain.length > 1) {
+      const seen = plain.map((kind) => `${kind} (${show(this.examples.get(kind)!)})`).join(" and ");
+      reasons.push(`column ${column}: mixes ${seen}, so it is a string`);
+    }
+    return reasons;
+  }
+}
+
+const STRING_BECAUSE = {
+  padded: (example: string) =>
+    `values like ${example} have leading zeros; kept as a string so they keep them`,
+  outOfRange: (example: string) => `${example} does not fit a 64-bit integer or a double; kept as a string`,
+  iso: (example: string) =>
+    `values like ${example} are ISO-8601 timestamps, which Hive's text SerDes cannot read as TIMESTAMP ` +
+    `(they read "yyyy-MM-dd HH:mm:ss[.fff]"); kept as a string (use from_iso8601_timestamp() in queries)`,
+  badDate: (example: string) => `${example} is not a valid date or time; kept as a string`,
+  nested: (example: string) =>
+    `holds nested JSON (${example}); declared string, which holds its JSON text (give \`columns\` with ` +
+    `struct/array types to query inside it)`,
+};
+
+/** A value for a message: quoted, escaped, and cut to a readable length. */
+function show(value: string): string {
+  const text = JSON.stringify(value);
+  return text.length > 42 ? `${text.slice(0, 40)}…"` : text;
+}
+
+function decideColumns(
+  sources: string[],
+  evidence: ColumnEvidence[],
+  maxNameLength: number | undefined,
+): { columns: InferredColumn[]; reasons: string[] } {
+  const names = columnIdentifiers(sources, { maxLength: maxNameLength });
+  const reasons = namingReasons(sources, names);
+  const columns = names.map((name, index) => {
+    const decided = evidence[index].decide(name);
+    reasons.push(...decided.reasons);
+    const backslash = evidence[index].backslashExample;
+    if (backslash !== undefined) reasons.push(backslashReason(name, backslash));
+    return { name, source: sources[index], type: decided.type, emptyValues: evidence[index].emptyValues };
+  });
+  return { columns, reasons };
+}
+
+function backslashReason(column: string, example: string): string {
+  const escapes = "which Athena's CSV SerDes read as escape characters (their escape character is \\)";
+  return `column ${column}: values like ${show(example)} hold backslashes, ${escapes}`;
+}
+
+/** Explains each renamed column; names that only changed case are summed up in one sentence. */
+function namingReasons(sources: string[], names: string[]): string[] {
+  const reasons: string[] = [];
+  let lowercased: string | undefined;
+  names.forEach((name, index) => {
+    const source = sources[index];
+    if (source === "" || name === source) return;
+    if (name === source.toLowerCase()) lowercased ??= `${show(source)} → ${name}`;
+    else reasons.push(`column ${index + 1} ${show(source)} is named ${name}`);
+  });
+  if (lowercased) reasons.push(`column names are lowercased (e.g. ${lowercased})`);
+  return reasons;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// CSV and TSV.
+
+interface SampledFile {
+  name: string;
+  text: string;
+  wholeFile: boolean;
+}
+
+interface SampleLimits {
+  maxRows: number;
+  maxNameLength: number | undefined;
+}
+
+interface DelimitedSettings extends SampleLimits {
+  format: "csv" | "tsv";
+  delimiter: string;
+  header: boolean;
+}
+
+interface ParsedFile {
+  name: string;
+  records: SampleRecord[];
+}
+
+function inferDelimited(files: SampledFile[], settings: DelimitedSettings): InferredTable {
+  const { delimiter, header } = settings;
+  const reasons: string[] = [];
+  const parsed = parseFiles(files, settings, reasons);
+  if (header) checkSameHeaders(parsed);
+  const dataRecords = parsed.map((file) => ({
+    name: file.name,
+    records: header ? file.records.slice(1) : file.records,
+  }));
+  const width = header
+    ? parsed[0].records[0].fields.length
+    : Math.max(...dataRecords.flatMap((f) => f.records.map((r) => r.fields.length)), 1);
+  const sources = header ? parsed[0].records[0].fields : Array<string>(width).fill("");
+  if (!header) reasons.push(`no header line: the columns are named col_1 … col_${width}`);
+  if (header) reasons.push(...headerWarnings(parsed[0]));
+  const evidence = sources.map(() => new ColumnEvidence());
+  for (const file of dataRecords) {
+    reasons.push(...widthWarnings(file, width, header));
+    for (const record of file.records) addRecordEvidence(record, evidence);
+  }
+  const quoting = quotingReasons(parsed, dataRecords, settings);
+  reasons.push(...quoting.reasons);
+  const decided = decideColumns(sources, evidence, settings.maxNameLength);
+  return {
+    format: settings.format,
+    columns: decided.columns,
+    quoted: quoting.quoted,
+    header,
+    delimiter,
+    reasons: [...reasons, ...decided.reasons],
+  };
+}
+
+function parseFiles(files: SampledFile[], settings: DelimitedSettings, reasons: string[]): ParsedFile[] {
+  const parsed: ParsedFile[] = [];
+  for (const file of files) {
+    if (file.text.replace(/^\uFEFF/, "").trim() === "") {
+      reasons.push(`${show(file.name)} is empty; it decides nothing`);
+      continue;
+    }
+    const sample = parseDelimitedSample(file.text, {
+      delimiter: settings.delimiter,
+      maxRows: settings.maxRows + (settings.header ? 1 : 0),
+      wholeFile: file.wholeFile,
+    });
+    if (sample.records.length === 0) {
+      const sampled = `the sample of ${show(file.name)} (${file.text.length} characters)`;
+      throw new Error(`${sampled} holds no complete line; read a larger sample`);
+    }
+    parsed.push({ name: file.name, records: sample.records });
+  }
+  if (parsed.length === 0) {
+    throw new Error("every sampled file is empty: there is nothing to infer columns from");
+  }
+  return parsed;
+}
+
+function checkSameHeaders(files: ParsedFile[]): void {
+  const first = files[0];
+  const firstHeader = JSON.stringify(first.records[0].fields);
+  for (const file of files.slice(1)) {
+    const header = JSON.stringify(file.records[0].fields);
+    if (header === firstHeader) continue;
+    const sameSet = JSON.stringify([...first.records[0].fields].sort()) ===
+      JSON.stringify([...file.records[0].fields].sort());
+    throw new Error(
+      `the files have different headers${sameSet ? " (the same columns in another order)" : ""}: ` +
+        `${show(first.name)} has ${firstHeader} but ${show(file.name)} has ${header}`,
+    );
+  }
+}
+
+function headerWarnings(file: ParsedFile): string[] {
+  const [headerRecord] = file.records;
+  const warnings: string[] = [];
+  if (headerRecord.lines > 1) {
+    warnings.push(
+      `the header of ${show(file.name)} spans ${headerRecord.lines} lines (a quoted line break); ` +
+        `Athena skips header lines, not records, so its rest would read as data`,
+    );
+  }
+  const typed = headerRecord.fields.filter((field) =>
+    ["bigint", "double", "date", "timestamp"].includes(textKind(field))
+  );
+  if (typed.length > 0 && typed.length === headerRecord.fields.length) {
+    warnings.push(
+      `the first line of ${show(file.name)} looks like data (${typed.slice(0, 3).map(show).join(", ")}); ` +
+        `pass header: false if the files have no header line`,
+    );
+  }
+  return warnings;
+}
+
+function widthWarnings(file: ParsedFile, width: number, header: boolean): string[] {
+  const odd = file.records.find((record) => record.fields.length !== width);
+  if (!odd) return [];
+  const what = header ? "the header has" : "the widest line has";
+  const effect = odd.fields.length > width
+    ? "Athena ignores the extra fields"
+    : "missing fields read as NULL";
+  return [
+    `${show(file.name)} line ${odd.line} has ${odd.fields.length} fields where ${what} ${width}; ${effect}`,
+  ];
+}
+
+function addRecordEvidence(record: SampleRecord, evidence: ColumnEvidence[]): void {
+  evidence.forEach((column, index) => {
+    const value = record.fields[index] ?? "";
+    column.add(textKind(value), value);
+    if (column.backslashExample === undefined && value.includes("\\")) column.backslashExample = value;
+  });
+}
+
+/** Whether data lines are quoted (which decides the SerDe), and what the log should say about it. */
+function quotingReasons(
+  files: ParsedFile[],
+  dataFiles: ParsedFile[],
+  { delimiter, header }: DelimitedSettings,
+): { quoted: boolean; reasons: string[] } {
+  const reasons: string[] = [];
+  const firstQuoted = firstRecord(dataFiles, (record) => record.quoted);
+  const firstNeeded = firstRecord(dataFiles, (record) => record.quotesNeeded);
+  if (firstNeeded) {
+    const what = `quoted fields hold the delimiter ${show(delimiter)}, quotes or line breaks`;
+    reasons.push(`${what} (first at ${where(firstNeeded)}), so the table needs a quote-aware SerDe`);
+  } else if (firstQuoted) {
+    reasons.push(
+      `fields are written in quotes (first at ${where(firstQuoted)}); a quote-aware SerDe removes them`,
+    );
+  } else if (header && files.some((file) => file.records[0].quoted)) {
+    reasons.push("only the header line is quoted; it is skipped, so the data needs no quote-aware SerDe");
+  }
+  const multiline = firstRecord(dataFiles, (record) => record.lines > 1);
+  if (multiline) {
+    const effect = "Athena reads text files line by line, so such rows will be split";
+    reasons.push(`${where(multiline)}: a quoted field holds a line break; ${effect}`);
+  }
+  return { quoted: firstQuoted !== undefined, reasons };
+}
+
+interface FoundRecord {
+  file: string;
+  record: SampleRecord;
+}
+
+function where(found: FoundRecord): string {
+  return `${show(found.file)} line ${found.record.line}`;
+}
+
+function firstRecord(
+  files: ParsedFile[],
+  test: (record: SampleRecord) => boolean,
+): FoundRecord | undefined {
+  for (const file of files) {
+    const record = file.records.find(test);
+    if (record) return { file: file.name, record };
+  }
+  return undefined;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Newline-delimited JSON.
+
+/** A JSON number with its source text, so that 64-bit integers keep every digit. */
+class JsonNumber {
+  constructor(readonly source: string) {}
+  toJSON(): number {
+    return Number(this.source);
+  }
+}
+
+type JsonReviver = (this: unknown, key: string, value: unknown, context?: { source?: string }) => unknown;
+
+const keepNumberSource: JsonReviver = (_key, value, context) =>
+  typeof value === "number" && context?.source !== undefined ? new JsonNumber(context.source) : value;
+
+function inferJsonLines(files: SampledFile[], limits: SampleLimits): InferredTable {
+  const reasons: string[] = [];
+  const evidence = new Map<string, ColumnEvidence>();
+  let sampled = 0;
+  for (const file of files) {
+    const objects = jsonObjects(file, limits.maxRows);
+    if (objects.length === 0) {
+      reasons.push(`${show(file.name)} holds no complete JSON line; it decides nothing`);
+      continue;
+    }
+    sampled++;
+    for (const object of objects) {
+      for (const [key, value] of Object.entries(object)) {
+        if (!evidence.has(key)) evidence.set(key, new ColumnEvidence());
+        evidence.get(key)!.add(jsonKind(value), jsonExample(value));
+      }
+    }
+  }
+  if (sampled === 0) {
+    throw new Error("no sampled file holds a complete JSON line: there is nothing to infer columns from");
+  }
+  const decided = decideColumns([...evidence.keys()], [...evidence.values()], limits.maxNameLength);
+  return {
+    format: "json",
+    columns: decided.columns,
+    quoted: false,
+    header: false,
+    delimiter: undefined,
+    reasons: [...reasons, ...decided.reasons],
+  };
+}
+
+function jsonObjects(file: SampledFile, maxRows: number): Record<string, unknown>[] {
+  const text = file.text.replace(/^\uFEFF/, "");
+  const lines = text.split("\n");
+  if (!file.wholeFile) lines.pop(); // after the last line break: a line the sample may have cut
+  const objects: Record<string, unknown>[] = [];
+  for (let index = 0; index < lines.length && objects.length < maxRows; index++) {
+    const line = lines[index].replace(/\r$/, "");
+    if (line.trim() === "") continue;
+    objects.push(parseJsonLine(line, `${show(file.name)} line ${index + 1}`));
+  }
+  return objects;
+}
+
+function parseJsonLine(line: string, where: string): Record<string, unknown> {
+  let value: unknown;
+  try {
+    value = (JSON.parse as (text: string, reviver: JsonReviver) => unknown)(line, keepNumberSource);
+  } catch (error) {
+    throw new Error(
+      `${where} is not a JSON value on one line (Athena reads newline-delimited JSON): ${
+        (error as Error).message
+      }`,
+    );
+  }
+  if (value === null || typeof value !== "object" || Array.isArray(value) || value instanceof JsonNumber) {
+    throw new Error(
+      `${where} holds ${show(JSON.stringify(value))}, not an object: Athena reads one JSON object per line`,
+    );
+  }
+  return value as Record<string, unknown>;
+}
+
+function jsonExample(value: unknown): string {
+  if (typeof value === "string") return value;
+  return value instanceof JsonNumber ? value.source : JSON.stringify(value);
+}
+
+function jsonKind(value: unknown): ValueKind {
+  if (value === null || value === "") return "empty";
+  if (value instanceof JsonNumber) {
+    return INTEGER.test(value.source) ? integerKind(value.source, "") : doubleKind(value.source, "");
+  }
+  if (typeof value === "boolean") return "boolean";
+  if (typeof value === "object") return "nested";
+  const kind = textKind(String(value));
+  return ["date", "timestamp", "iso", "badDate"].includes(kind) ? kind : "string";
+}

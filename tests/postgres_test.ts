@@ -1,0 +1,923 @@
+/**
+ * PostgresExecutor against a real PostgreSQL 15 (a private cluster, tests/support/postgres.ts) and a real S3
+ * server (Ceph radosgw, tests/support/s3_server.ts), end to end through the lakerun command line: every
+ * statement runs for real. Covers the shared SQL blocks (lib/sql/) too: statement splitting, load plans.
+ *
+ * What is shown: `execute` runs in one transaction; `create_table` infers, quotes and honours `if_exists`;
+ * `load` from a local folder and from S3 (CSV, JSON, parquet), append / replace / upsert, a bad row named
+ * with file, line, column and value and nothing committed, a re-run of an interrupted run that never loads
+ * twice; the password in no output and no journal; Ctrl-C/SIGTERM cancels the running statement; the step's
+ * scope; the retail trade survey routine into PostgreSQL. The SIGKILL trials are in postgres_kill_test.ts.
+ *
+ * Run: deno test -A tests/postgres_test.ts (LAKERUN_TEST_S3_ENV / LAKERUN_TEST_PG_ENV reuse running servers)
+ */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { parquetWriteBuffer } from "hyparquet-writer";
+import postgresExecutor from "../executors/postgres/mod.ts";
+import { openS3Location } from "../lib/aws/s3/storage.ts";
+import { loadPlan, upsertMethodProblem } from "../lib/sql/load_plan.ts";
+import { splitStatements, transactionControlStatement } from "../lib/sql/statements.ts";
+import { type CliResult, lakerun, lakerunCommand, ROOT, tempDir } from "./support/lakerun.ts";
+import { startPostgres } from "./support/postgres.ts";
+import { createTestBucket, startS3ServerForLakerun, stopS3ServerAfterTests } from "./support/s3_server.ts";
+import { startFaultServer } from "./support/fault_server.ts";
+import { buildZip, streamOf } from "./support/zip_fixtures.ts";
+
+const pg = await startPostgres();
+const s3Server = await startS3ServerForLakerun();
+const s3 = { endpoint: s3Server.endpoint, region: s3Server.region };
+const encoder = new TextEncoder();
+
+/** The variable the routines name in password_env; only the lakerun child processes get it. */
+const PASSWORD_ENV = "LAKERUN_TEST_PG_SECRET";
+const childEnv = { [PASSWORD_ENV]: pg.password };
+
+function pgTest(name: string, fn: () => Promise<void>): void {
+  Deno.test({ name, fn, sanitizeOps: false, sanitizeResources: false });
+}
+
+const connection = () => ({
+  host: pg.host,
+  port: pg.port,
+  database: pg.database,
+  user: pg.user,
+  password_env: PASSWORD_ENV,
+});
+
+/** A routine with one PostgresExecutor step. */
+function routine(params: Record<string, unknown>, tasks: string[], extra: Record<string, unknown> = {}) {
+  return {
+    routine_name: "pg-test",
+    ...extra,
+    executors: { PostgresExecutor: { params: { ...connection(), ...params }, tasks } },
+  };
+}
+
+/** Every file under `dir`, recursively, as text. */
+async function allText(dir: string): Promise<string> {
+  let text = "";
+  const walk = async (path: string) => {
+    for await (const entry of Deno.readDir(path)) {
+      const full = join(path, entry.name);
+      if (entry.isDirectory) await walk(full);
+      else if (entry.isFile) text += `${full}\n${await Deno.readTextFile(full)}\n`;
+    }
+  };
+  await walk(dir).catch(() => {});
+  return text;
+}
+
+/**
+ * Writes `doc` as routine.json in `dir` and runs `lakerun run` there; checks that the password appears in no
+ * line it printed and no file of its state folder, whatever happened.
+ */
+async function runRoutine(
+  dir: string,
+  doc: unknown,
+  env: Record<string, string> = childEnv,
+): Promise<CliResult> {
+  await Deno.writeTextFile(join(dir, "routine.json"), JSON.stringify(doc, null, 2));
+  const result = await lakerun(["run", "routine.json"], { cwd: dir, env });
+  assertNoSecret(result, await allText(join(dir, ".lakerun")));
+  return result;
+}
+
+function assertNoSecret(result: CliResult, state = ""): void {
+  for (const [where, text] of [["stdout", result.stdout], ["stderr", result.stderr], ["state", state]]) {
+    assert.ok(!text.includes(pg.password), `the password appears in ${where}:\n${text}`);
+  }
+}
+
+function output(result: CliResult): string {
+  return `${result.stdout}\n${result.stderr}`;
+}
+
+/** The rows of a table, one text per row, sorted: what the tests compare. */
+async function rowsOf(table: string): Promise<string[]> {
+  const text = await pg.psql(`SELECT replace(t::text, E'\\n', '⏎') FROM ${table} t ORDER BY 1`);
+  return text.split("\n").filter((line) => line !== "");
+}
+
+/** Row count and md5 of the table's sorted rows. */
+async function checksum(table: string): Promise<string> {
+  return (await pg.psql(
+    `SELECT count(*) || ' ' || coalesce(md5(string_agg(t::text, E'\\n' ORDER BY t::text)), '-') FROM ${table} t`,
+  )).trim();
+}
+
+async function writeFiles(dir: string, files: Record<string, string | Uint8Array>): Promise<void> {
+  for (const [path, body] of Object.entries(files)) {
+    await Deno.mkdir(join(dir, path, ".."), { recursive: true });
+    await Deno.writeFile(join(dir, path), typeof body === "string" ? encoder.encode(body) : body);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// lib/sql, without a server
+
+Deno.test("splitStatements finds the ';' that end statements, never those in quotes, dollar quotes or comments", () => {
+  const script = [
+    'CREATE TABLE "a;b" (x text); -- one; two',
+    "INSERT INTO \"a;b\" VALUES ('it''s; fine'), (E'back\\'slash;'), ($$dollar; $$), ($x$ $$; $x$);",
+    "/* block; /* nested; */ still comment; */ SELECT 1",
+    ";;  -- empty statements are dropped",
+  ].join("\n");
+  const statements = splitStatements(script);
+  assert.deepEqual(statements.map((s) => [s.index, s.line]), [[1, 1], [2, 2], [3, 3]]);
+  assert.equal(statements[0].text, 'CREATE TABLE "a;b" (x text)');
+  assert.equal(
+    statements[1].text,
+    "INSERT INTO \"a;b\" VALUES ('it''s; fine'), (E'back\\'slash;'), ($$dollar; $$), ($x$ $$; $x$)",
+  );
+  assert.match(statements[2].text, /^SELECT 1$/);
+  // Redshift reads \' inside a plain literal as a quote
+  assert.equal(splitStatements("SELECT 'a\\'; b'; SELECT 2", { backslashEscapes: true }).length, 2);
+  assert.equal(splitStatements("SELECT 'a\\'; SELECT 2").length, 2); // PostgreSQL: a backslash is a character
+  assert.throws(() => splitStatements("SELECT $$never closed"), /dollar quote \$\$ opened on line 1/);
+  assert.throws(() => splitStatements("SELECT 1;\n/* open"), /block comment opened on line 2/);
+  assert.equal(transactionControlStatement(splitStatements("SELECT 1; -- x\n commit"))?.index, 2);
+  assert.equal(
+    transactionControlStatement(splitStatements("SELECT 'commit'; SELECT begin_at FROM t")),
+    undefined,
+  );
+});
+
+Deno.test("loadPlan quotes every name it writes, for every mode and dialect", () => {
+  const evil = 'x"; DROP TABLE t; --';
+  for (const dialect of ["postgres", "redshift"] as const) {
+    for (const mode of ["append", "replace", "upsert"] as const) {
+      const plan = loadPlan({
+        dialect,
+        target: { schema: "s", table: evil },
+        columns: ["id", evil],
+        mode,
+        upsertKeys: mode === "upsert" ? ["id"] : undefined,
+        staging: "always",
+      });
+      for (const statement of [...plan.before, ...plan.after]) {
+        // the name only ever appears quoted, its quote doubled
+        const bare = statement.replace(/"(?:[^"]|"")*"/g, "NAME"); // what is outside quoted names
+        assert.ok(!bare.includes("--") && !bare.includes("TABLE t") && !bare.includes('"'), statement);
+      }
+      if (dialect === "redshift") {
+        assert.ok(!plan.after.some((s) => s.startsWith("TRUNCATE")), "TRUNCATE commits");
+      }
+    }
+  }
+  const merge = loadPlan({
+    dialect: "redshift",
+    target: { schema: "s", table: "t" },
+    columns: ["id", "v"],
+    mode: "upsert",
+    upsertKeys: ["id"],
+  });
+  assert.deepEqual(merge.after, [
+    [
+      'MERGE INTO "s"."t" USING "lakerun_staging" ON "s"."t"."id" = "lakerun_staging"."id"',
+      'WHEN MATCHED THEN UPDATE SET "v" = "lakerun_staging"."v"',
+      'WHEN NOT MATCHED THEN INSERT ("id", "v") VALUES ("lakerun_staging"."id", "lakerun_staging"."v")',
+    ].join("\n"),
+    'DROP TABLE "lakerun_staging"',
+  ]);
+  assert.throws(
+    () =>
+      loadPlan({
+        dialect: "postgres",
+        target: { schema: "s", table: "t" },
+        columns: ["a"],
+        mode: "upsert",
+        upsertKeys: ["b"],
+      }),
+    /upsert key "b" is not one of the loaded columns/,
+  );
+  assert.equal(upsertMethodProblem(["a", "b"], [["b", "a"]]), undefined);
+});
+
+// ---------------------------------------------------------------------------------------------------------
+// validation, scope, IAM
+
+pgTest(
+  "a url holding a password is refused at validation (exit 2), and the message never repeats it",
+  async () => {
+    await using dir = await tempDir();
+    const secret = "Sup3rS3cretPw";
+    for (
+      const url of [
+        `postgres://loader:${secret}@db.example.com/lake`,
+        `postgres://loader@db.example.com/lake?password=${secret}`,
+      ]
+    ) {
+      await Deno.writeTextFile(
+        join(dir.path, "routine.json"),
+        JSON.stringify({
+          routine_name: "bad-url",
+          executors: { PostgresExecutor: { params: { url, sql: "SELECT 1" }, tasks: ["execute"] } },
+        }),
+      );
+      for (const command of ["validate", "plan", "run"]) {
+        const result = await lakerun([command, "routine.json"], { cwd: dir.path });
+        assert.equal(result.code, 2, output(result));
+        assert.match(result.stderr, /url: must not hold a password/);
+        assert.ok(!output(result).includes(secret), output(result));
+      }
+    }
+  },
+);
+
+pgTest(
+  "plan shows the step's whole scope: host:port, password_env and pg's variables, the source, S3 when on S3",
+  async () => {
+    await using dir = await tempDir();
+    await Deno.writeTextFile(
+      join(dir.path, "routine.json"),
+      JSON.stringify(routine({ table: "t", source: "staging" }, ["load"])),
+    );
+    const local = await lakerun(["plan", "--json", "routine.json"], { cwd: dir.path });
+    assert.equal(local.code, 0, output(local));
+    const scope = JSON.parse(local.stdout).steps[0].permissions;
+    assert.deepEqual(scope.net, [`${pg.host}:${pg.port}`]);
+    assert.deepEqual(scope.env, [PASSWORD_ENV, "PGBINARY", "PGOPTIONS", "PGREPLICATION"]);
+    assert.ok(scope.read.includes(join(dir.path, "staging")), JSON.stringify(scope));
+    assert.deepEqual(scope.write.length, 1); // its state folder only
+    assert.deepEqual(scope.run, []);
+
+    await Deno.writeTextFile(
+      join(dir.path, "routine.json"),
+      JSON.stringify(routine({ table: "t", source: "s3://lake/staging/sales" }, ["load"], { s3 })),
+    );
+    const onS3 = JSON.parse((await lakerun(["plan", "--json", "routine.json"], { cwd: dir.path })).stdout);
+    const s3Scope = onS3.steps[0].permissions;
+    assert.deepEqual(s3Scope.net, [`${pg.host}:${pg.port}`, new URL(s3.endpoint).host].sort());
+    assert.ok(s3Scope.env.includes("AWS_*") && s3Scope.env.includes(PASSWORD_ENV));
+
+    // the IAM statements: only for an s3:// source, only the reads
+    const params = { ...connection(), table: "t", source: "s3://lake/staging/sales" };
+    const iam = postgresExecutor.iam!(params as never, { cwd: dir.path, resolve: (p) => p, tasks: ["load"] });
+    assert.deepEqual(iam, [
+      {
+        Effect: "Allow",
+        Action: ["s3:ListBucket"],
+        Resource: ["arn:aws:s3:::lake"],
+        Condition: { StringLike: { "s3:prefix": ["staging/sales", "staging/sales/*"] } },
+      },
+      { Effect: "Allow", Action: ["s3:GetObject"], Resource: ["arn:aws:s3:::lake/staging/sales/*"] },
+    ]);
+    assert.deepEqual(
+      postgresExecutor.iam!({ ...params, source: "staging" } as never, { cwd: "/", resolve: (p) => p }),
+      [],
+    );
+  },
+);
+
+// ---------------------------------------------------------------------------------------------------------
+// execute
+
+pgTest(
+  "execute runs every statement in one transaction: a failing statement leaves nothing behind",
+  async () => {
+    await using dir = await tempDir();
+    await pg.psql("DROP TABLE IF EXISTS exec_t");
+    const sql = [
+      "CREATE TABLE exec_t (id int PRIMARY KEY, note text);",
+      "INSERT INTO exec_t VALUES (1, 'it''s; one');",
+      "",
+      "INSERT INTO exec_t VALUES (1, 'duplicate');",
+    ].join("\n");
+    const failed = await runRoutine(dir.path, routine({ sql }, ["execute"]));
+    assert.equal(failed.code, 1);
+    assert.match(
+      failed.stdout,
+      /sql: statement 3 of 3 \(line 4, INSERT INTO exec_t VALUES \(1, 'duplicate…\) failed: duplicate key value violates unique constraint "exec_t_pkey"; Key \(id\)=\(1\) already exists\.; nothing was committed/,
+    );
+    assert.equal((await pg.psql("SELECT to_regclass('exec_t') IS NULL")).trim(), "t");
+
+    await Deno.writeTextFile(join(dir.path, "script.sql"), sql.replace("(1, 'duplicate')", "(2, 'two')"));
+    const ok = await runRoutine(dir.path, routine({ sql_file: "script.sql" }, ["execute"]));
+    assert.equal(ok.code, 0, output(ok));
+    assert.match(ok.stdout, /3 statements committed in one transaction/);
+    assert.deepEqual(await rowsOf("exec_t"), ['(1,"it\'s; one")', "(2,two)"]);
+
+    const commit = await runRoutine(
+      dir.path,
+      routine({ sql: "DELETE FROM exec_t; COMMIT; DROP TABLE exec_t" }, ["execute"]),
+    );
+    assert.equal(commit.code, 1);
+    assert.match(commit.stdout, /statement 2 \(line 1\) controls the transaction itself \(COMMIT\)/);
+    assert.equal((await rowsOf("exec_t")).length, 2);
+  },
+);
+
+// ---------------------------------------------------------------------------------------------------------
+// create_table
+
+pgTest(
+  "create_table infers the columns, quotes every name, and honours if_exists keep / replace / fail",
+  async () => {
+    await using dir = await tempDir();
+    await pg.psql('DROP SCHEMA IF EXISTS "odd ""schema""" CASCADE; CREATE SCHEMA "odd ""schema"""');
+    const header = 'Zip,Amount,Paid,Day,"x""; DROP TABLE t; --"';
+    await writeFiles(dir.path, {
+      "staging/a.csv": `${header}\n00123,1.5,true,2020-02-29,a\n02134,2,false,2021-03-01,b\n`,
+    });
+    const table = '"odd ""schema""".Sales';
+    const created = await runRoutine(dir.path, routine({ table, source: "staging" }, ["create_table"]));
+    assert.equal(created.code, 0, output(created));
+    assert.match(created.stdout, /column zip: values like "00123" have leading zeros/);
+    const columns = await pg.psql(
+      `SELECT string_agg(attname || ' ' || format_type(atttypid, atttypmod), ', ' ORDER BY attnum)
+     FROM pg_attribute WHERE attrelid = '"odd ""schema"""."sales"'::regclass AND attnum > 0`,
+    );
+    assert.equal(
+      columns.trim(),
+      "zip text, amount double precision, paid boolean, day date, x_drop_table_t text",
+    );
+
+    const kept = await runRoutine(dir.path, routine({ table, source: "staging" }, ["create_table"]));
+    assert.equal(kept.code, 0, output(kept));
+    assert.match(kept.stdout, /already exists with these columns; kept/);
+
+    await writeFiles(dir.path, { "staging/a.csv": "zip,amount,extra\n1,x,3\n" });
+    const drift = await runRoutine(dir.path, routine({ table, source: "staging" }, ["create_table"]));
+    assert.equal(drift.code, 1);
+    assert.match(
+      drift.stdout,
+      /exists with other columns than the files \(if_exists: keep\): (?=.*column `zip`: table has text, files have bigint)(?=.*column `amount`: table has double precision, files have string)(?=.*files have a column `extra` the table lacks)(?=.*table has a column `paid` the files lack)/,
+    );
+    const failed = await runRoutine(
+      dir.path,
+      routine({ table, source: "staging", if_exists: "fail" }, ["create_table"]),
+    );
+    assert.match(failed.stdout, /already exists \(if_exists: fail\)/);
+    const replaced = await runRoutine(
+      dir.path,
+      routine({ table, columns: [{ name: "Weird Name", type: "numeric(10,2)" }], if_exists: "replace" }, [
+        "create_table",
+      ]),
+    );
+    assert.equal(replaced.code, 0, output(replaced));
+    assert.equal(
+      (await pg.psql(
+        `SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = '"odd ""schema"""."sales"'::regclass AND attname = 'Weird Name'`,
+      )).trim(),
+      "numeric(10,2)",
+    );
+  },
+);
+
+// ---------------------------------------------------------------------------------------------------------
+// load
+
+const SALES_A = "id,region,amount\n1,north,10.5\n2,south,20\n";
+const SALES_B = 'amount,id,region\n30,3,"east, far"\n40,4,"multi\nline"\n';
+
+pgTest(
+  "load appends every file in one COPY each, mapping headers to columns by name, in one transaction",
+  async () => {
+    await using dir = await tempDir();
+    await pg.psql("DROP TABLE IF EXISTS sales_append");
+    await writeFiles(dir.path, { "staging/2024/a.csv": SALES_A, "staging/b.csv": SALES_B });
+    const first = await runRoutine(
+      dir.path,
+      routine({
+        table: "sales_append",
+        source: "staging",
+        columns: [
+          { name: "id", type: "bigint" },
+          { name: "region", type: "string" },
+          { name: "amount", type: "double" },
+        ],
+      }, ["load"]),
+    );
+    assert.equal(first.code, 0, output(first));
+    assert.match(first.stdout, /created public\.sales_append \(3 columns\) in the load's transaction/);
+    assert.match(first.stdout, /append: 4 rows from 2 files \(\d+ B\) committed into public\.sales_append/);
+    assert.deepEqual(await rowsOf("sales_append"), [
+      "(1,north,10.5)",
+      "(2,south,20)",
+      '(3,"east, far",30)',
+      '(4,"multi⏎line",40)',
+    ]);
+  },
+);
+
+pgTest(
+  "a value that does not fit fails the load with file, line, column and value, and nothing is committed",
+  async () => {
+    await using dir = await tempDir();
+    await pg.psql(
+      "DROP TABLE IF EXISTS sales_bad; CREATE TABLE sales_bad (id bigint, region varchar(5), amount numeric)",
+    );
+    await pg.psql("INSERT INTO sales_bad VALUES (0, 'old', 0)");
+    const before = await checksum("sales_bad");
+    await writeFiles(dir.path, {
+      "staging/a.csv": SALES_A, // good: copied first, then rolled back
+      "staging/b.csv": "id,region,amount\n5,west,1\n6,west,\n7,west,12,5\n",
+    });
+    const extra = await runRoutine(dir.path, routine({ table: "sales_bad", source: "staging" }, ["load"]));
+    assert.equal(extra.code, 1);
+    assert.match(
+      extra.stdout,
+      /load failed: b\.csv line 4: "7,west,12,5": extra data after last expected column \(loading public\.sales_bad\); nothing was committed/,
+    );
+    await writeFiles(dir.path, { "staging/b.csv": "id,region,amount\n5,west,1\n6,south-west,2\n" });
+    const long = await runRoutine(dir.path, routine({ table: "sales_bad", source: "staging" }, ["load"]));
+    assert.match(
+      long.stdout,
+      /b\.csv line 3, column region: "south-west": value too long for type character varying\(5\)/,
+    );
+    await writeFiles(dir.path, { "staging/b.csv": "id,region,amount\n5,west,1\n6,west,12.5x\n" });
+    const type = await runRoutine(
+      dir.path,
+      routine({ table: "sales_bad", source: "staging", mode: "replace" }, ["load"]),
+    );
+    assert.match(
+      type.stdout,
+      /b\.csv line 3, column amount: "12\.5x": invalid input syntax for type numeric: "12\.5x"/,
+    );
+    await writeFiles(dir.path, { "staging/b.csv": "id,region,nope\n5,west,1\n" });
+    const unknown = await runRoutine(dir.path, routine({ table: "sales_bad", source: "staging" }, ["load"]));
+    assert.match(
+      unknown.stdout,
+      /b\.csv has a column "nope" that public\.sales_bad lacks \(its columns: id, region, amount\)/,
+    );
+    assert.equal(await checksum("sales_bad"), before);
+
+    // JSON and parquet name their own lines and rows
+    await Deno.remove(join(dir.path, "staging"), { recursive: true });
+    await writeFiles(dir.path, {
+      "staging/a.json": '{"id": 1, "region": "n"}\n\n{"id": 2, "region": "li\\nne"}\n{"id": "x"}\n',
+    });
+    const json = await runRoutine(
+      dir.path,
+      routine({ table: "sales_bad", source: "staging", format: "json" }, ["load"]),
+    );
+    assert.match(json.stdout, /a\.json line 4, column id: "x": invalid input syntax for type bigint: "x"/);
+    assert.equal(await checksum("sales_bad"), before);
+  },
+);
+
+pgTest(
+  "replace swaps the rows; upsert run twice leaves the same table, by ON CONFLICT or DELETE + INSERT",
+  async () => {
+    await using dir = await tempDir();
+    await pg.psql(
+      "DROP TABLE IF EXISTS sales_up; CREATE TABLE sales_up (id bigint PRIMARY KEY, region text, amount numeric, loaded_at text DEFAULT 'default')",
+    );
+    await pg.psql("INSERT INTO sales_up VALUES (1, 'old', 1), (9, 'untouched', 9)");
+    await writeFiles(dir.path, { "staging/a.csv": SALES_A, "staging/b.csv": SALES_B });
+    const upsert = routine({ table: "sales_up", source: "staging", mode: "upsert", upsert_keys: ["id"] }, [
+      "load",
+    ]);
+    const first = await runRoutine(dir.path, upsert);
+    assert.equal(first.code, 0, output(first));
+    assert.match(first.stdout, /upsert: INSERT … ON CONFLICT \("id"\) DO UPDATE from a staging table/);
+    const after = await checksum("sales_up");
+    assert.deepEqual((await rowsOf("sales_up")).slice(0, 2), [
+      "(1,north,10.5,default)",
+      "(2,south,20,default)",
+    ]);
+    assert.ok((await rowsOf("sales_up")).includes("(9,untouched,9,default)"));
+    const second = await runRoutine(dir.path, upsert);
+    assert.equal(second.code, 0, output(second));
+    assert.equal(await checksum("sales_up"), after);
+
+    // no unique index on the keys: DELETE + INSERT, said so, and still the same table after a second run
+    await pg.psql(
+      "DROP TABLE IF EXISTS sales_up2; CREATE TABLE sales_up2 (id bigint, region text, amount numeric)",
+    );
+    await pg.psql("INSERT INTO sales_up2 VALUES (1, 'old', 1), (9, 'untouched', 9)");
+    const noIndex = routine({ table: "sales_up2", source: "staging", mode: "upsert", upsert_keys: ["id"] }, [
+      "load",
+    ]);
+    const third = await runRoutine(dir.path, noIndex);
+    assert.match(
+      third.stdout,
+      /no unique index or constraint on exactly \("id"\) \(it has none\): upsert falls back to DELETE \+ INSERT/,
+    );
+    const once = await checksum("sales_up2");
+    await runRoutine(dir.path, noIndex);
+    assert.equal(await checksum("sales_up2"), once);
+    assert.equal(once.split(" ")[0], "5");
+
+    // the same key twice in the files: a clear error, nothing committed
+    await writeFiles(dir.path, { "staging/c.csv": "id,region,amount\n2,again,0\n" });
+    const duplicate = await runRoutine(dir.path, upsert);
+    assert.equal(duplicate.code, 1);
+    assert.match(
+      duplicate.stdout,
+      /the staged files hold the same upsert key more than once \(e\.g\. \{"id":"2"\} 2 times/,
+    );
+    // a NULL key would never match: refused with its file and line
+    await writeFiles(dir.path, { "staging/c.csv": "id,region,amount\n,nokey,0\n" });
+    const nullKey = await runRoutine(dir.path, upsert);
+    assert.match(nullKey.stdout, /c\.csv line 2, column id: ",nokey,0": null value in column "id"/);
+    assert.equal(await checksum("sales_up"), after);
+
+    await Deno.remove(join(dir.path, "staging/c.csv"));
+    const replace = await runRoutine(
+      dir.path,
+      routine({ table: "sales_up", source: "staging", mode: "replace" }, ["load"]),
+    );
+    assert.equal(replace.code, 0, output(replace));
+    assert.match(replace.stdout, /replace: TRUNCATE, then COPY straight into the table/);
+    assert.deepEqual((await rowsOf("sales_up")).map((row) => row.split(",")[0]), ["(1", "(2", "(3", "(4"]);
+  },
+);
+
+pgTest(
+  "a re-run of an interrupted run never loads twice: the journal, or the server's word on the transaction",
+  async () => {
+    await using dir = await tempDir();
+    await pg.psql(
+      "DROP TABLE IF EXISTS sales_once; CREATE TABLE sales_once (id bigint, region text, amount numeric)",
+    );
+    await writeFiles(dir.path, { "staging/a.csv": SALES_A });
+    // a second step that fails: the run is unfinished, so the next run continues it (the same run id)
+    const doc: { routine_name: string; executors: Record<string, unknown> } = {
+      routine_name: "pg-once",
+      executors: {
+        PostgresExecutor: {
+          params: { ...connection(), table: "sales_once", source: "staging" },
+          tasks: ["load"],
+        },
+        StagingExecutor: {
+          params: { parent_directory: "missing", dump_directory: "out" },
+          tasks: ["post_staging"],
+        },
+      },
+    };
+    const first = await runRoutine(dir.path, doc);
+    assert.equal(first.code, 1, output(first));
+    assert.equal((await rowsOf("sales_once")).length, 2);
+    const again = await runRoutine(dir.path, doc);
+    assert.match(again.stdout, /load skipped: this run already committed it/);
+    assert.equal((await rowsOf("sales_once")).length, 2);
+
+    // killed between COMMIT and the journal's record of it: the server says the transaction committed
+    const journal = join(dir.path, ".lakerun");
+    const entries = [];
+    for await (const entry of Deno.readDir(journal)) if (entry.isDirectory) entries.push(entry.name);
+    const stepDir = join(journal, entries[0]);
+    let records = 0;
+    for await (const step of Deno.readDir(stepDir)) {
+      if (!step.isDirectory || !step.name.startsWith("PostgresExecutor")) continue;
+      for await (const file of Deno.readDir(join(stepDir, step.name, "journal"))) {
+        const path = join(stepDir, step.name, "journal", file.name);
+        const record = JSON.parse(await Deno.readTextFile(path));
+        assert.match(record.id, /^\d+:\d+$/);
+        await Deno.writeTextFile(path, JSON.stringify({ ...record, state: "started" }));
+        records++;
+      }
+    }
+    assert.equal(records, 1);
+    const third = await runRoutine(dir.path, doc);
+    assert.match(
+      third.stdout,
+      /load skipped: this run already committed it \(transaction \d+, committed before lakerun was stopped\)/,
+    );
+    assert.equal((await rowsOf("sales_once")).length, 2);
+
+    // a new run (after one that succeeded) loads again
+    doc.executors.StagingExecutor = {
+      params: { parent_directory: "staging", dump_directory: "out" },
+      tasks: ["transfer"],
+    };
+    assert.equal((await runRoutine(dir.path, doc)).code, 0);
+    assert.equal((await runRoutine(dir.path, doc)).code, 0);
+    assert.equal((await rowsOf("sales_once")).length, 4);
+  },
+);
+
+pgTest(
+  "load reads JSON lines and parquet (types from the parquet schema), from a local folder and from S3",
+  async () => {
+    await using dir = await tempDir();
+    await pg.psql("DROP TABLE IF EXISTS events_json, events_parquet, events_s3");
+    await writeFiles(dir.path, {
+      "json/a.json":
+        '{"id": 9007199254740993, "Name": "é \\"q\\"", "tags": ["a", 1]}\n\n{"id": 2, "Name": null, "ok": true}\n',
+    });
+    const json = await runRoutine(
+      dir.path,
+      routine({ table: "events_json", source: "json", format: "json" }, ["create_table", "load"]),
+    );
+    assert.equal(json.code, 0, output(json));
+    assert.deepEqual(await rowsOf("events_json"), ["(2,,,t)", '(9007199254740993,"é ""q""","[""a"",1]",)']);
+
+    const parquet = new Uint8Array(parquetWriteBuffer({
+      columnData: [
+        { name: "id", data: [1n, 2n, 3n], type: "INT64" },
+        { name: "Label", data: ["a", null, 'c,"d"'], type: "STRING" },
+        { name: "ratio", data: [0.5, 1.25, -2], type: "DOUBLE" },
+        { name: "flag", data: [true, false, null], type: "BOOLEAN" },
+      ],
+      rowGroupSize: 2,
+    }));
+    await writeFiles(dir.path, { "parquet/part-0.parquet": parquet });
+    const local = await runRoutine(
+      dir.path,
+      routine({ table: "events_parquet", source: "parquet", format: "parquet" }, ["create_table", "load"]),
+    );
+    assert.equal(local.code, 0, output(local));
+    const expected = ["(1,a,0.5,t)", "(2,,1.25,f)", '(3,"c,""d""",-2,)'];
+    assert.deepEqual(await rowsOf("events_parquet"), expected);
+    assert.equal(
+      (await pg.psql(
+        `SELECT string_agg(format_type(atttypid, atttypmod), ',' ORDER BY attnum) FROM pg_attribute WHERE attrelid = 'events_parquet'::regclass AND attnum > 0`,
+      )).trim(),
+      "bigint,text,double precision,boolean",
+    );
+
+    const bucket = await createTestBucket(s3Server, "pg-parquet");
+    const staging = openS3Location(`s3://${bucket}/staging`, s3);
+    await staging.write("part-0.parquet", streamOf(parquet));
+    const remote = await runRoutine(
+      dir.path,
+      routine({ table: "events_s3", source: `s3://${bucket}/staging`, format: "parquet" }, [
+        "create_table",
+        "load",
+      ], { s3 }),
+      {
+        ...childEnv,
+        AWS_ACCESS_KEY_ID: s3Server.accessKeyId,
+        AWS_SECRET_ACCESS_KEY: s3Server.secretAccessKey,
+      },
+    );
+    assert.equal(remote.code, 0, output(remote));
+    assert.deepEqual(await rowsOf("events_s3"), expected);
+  },
+);
+
+pgTest("load from an s3:// staging prefix streams each object into COPY", async () => {
+  await using dir = await tempDir();
+  await pg.psql("DROP TABLE IF EXISTS sales_s3");
+  const bucket = await createTestBucket(s3Server, "pg-load");
+  const staging = openS3Location(`s3://${bucket}/retail/staging`, s3);
+  await staging.write("2024/a.csv", streamOf(encoder.encode(SALES_A)));
+  await staging.write("b.csv", streamOf(encoder.encode(SALES_B)));
+  const result = await runRoutine(
+    dir.path,
+    routine({ table: "sales_s3", source: `s3://${bucket}/retail/staging` }, ["create_table", "load"], { s3 }),
+    { ...childEnv, AWS_ACCESS_KEY_ID: s3Server.accessKeyId, AWS_SECRET_ACCESS_KEY: s3Server.secretAccessKey },
+  );
+  // the two files have their columns in other orders: inference refuses, so create_table needs columns
+  assert.match(result.stdout, /different headers/);
+  const withColumns = await runRoutine(
+    dir.path,
+    routine(
+      {
+        table: "sales_s3",
+        source: `s3://${bucket}/retail/staging`,
+        columns: [{ name: "id", type: "bigint" }, { name: "region", type: "string" }, {
+          name: "amount",
+          type: "double",
+        }],
+      },
+      ["create_table", "load"],
+      { s3 },
+    ),
+    { ...childEnv, AWS_ACCESS_KEY_ID: s3Server.accessKeyId, AWS_SECRET_ACCESS_KEY: s3Server.secretAccessKey },
+  );
+  assert.equal(withColumns.code, 0, output(withColumns));
+  assert.equal((await rowsOf("sales_s3")).length, 4);
+});
+
+// ---------------------------------------------------------------------------------------------------------
+// secrets, cancelling
+
+pgTest(
+  "the password appears in no output and no journal, for every task, when they succeed and when they fail",
+  async () => {
+    await using dir = await tempDir();
+    await pg.psql("DROP TABLE IF EXISTS secret_t");
+    await writeFiles(dir.path, { "staging/a.csv": SALES_A, "bad/a.csv": "id,region,amount\nx,y,z\n" });
+    const runs = [
+      routine({ sql: "CREATE TABLE secret_t (id bigint, region text, amount numeric)" }, ["execute"]),
+      routine({ table: "secret_t", source: "staging" }, ["create_table", "load"]),
+      routine({ table: "secret_t", source: "staging", mode: "upsert", upsert_keys: ["id"] }, ["load"]),
+      routine({ table: "secret_t", source: "bad" }, ["load"]),
+      routine({ sql: `SELECT 1/0` }, ["execute"]),
+      routine({ sql: "SELECT 1", database: "no_such_db" }, ["execute"]),
+    ];
+    for (const doc of runs) await runRoutine(dir.path, doc); // runRoutine checks every line and the state folder
+    // a wrong password: the login fails, and neither password is shown
+    const wrong = await runRoutine(dir.path, runs[0], { [PASSWORD_ENV]: "not-the-password-4711" });
+    assert.equal(wrong.code, 1);
+    assert.match(
+      wrong.stdout,
+      /cannot connect to postgres@127\.0\.0\.1:\d+\/lakerun: password authentication failed for user "postgres"/,
+    );
+    assert.ok(!output(wrong).includes("not-the-password-4711"));
+    // no password variable at all
+    const unset = await runRoutine(dir.path, runs[0], {});
+    assert.match(unset.stdout, /the environment variable LAKERUN_TEST_PG_SECRET \(password_env\) is not set/);
+    // --debug shows stack traces: still no password
+    await Deno.writeTextFile(join(dir.path, "routine.json"), JSON.stringify(runs[3]));
+    assertNoSecret(await lakerun(["run", "--debug", "routine.json"], { cwd: dir.path, env: childEnv }));
+  },
+);
+
+/** Waits until `sql` (a psql query) answers `expected`, up to `ms`. */
+async function waitFor(sql: string, expected: string, ms = 15_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const answer = (await pg.psql(sql)).trim();
+    if (answer === expected) return;
+    if (Date.now() > deadline) throw new Error(`${sql} answered ${answer}, not ${expected}, for ${ms} ms`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
+pgTest(
+  "SIGTERM during execute cancels the running statement on the server before lakerun exits",
+  async () => {
+    await using dir = await tempDir();
+    await Deno.writeTextFile(
+      join(dir.path, "routine.json"),
+      JSON.stringify(routine({ sql: "SELECT pg_sleep(60) AS lakerun_cancel_probe" }, ["execute"])),
+    );
+    const child = lakerunCommand(["run", "routine.json"], { cwd: dir.path, env: childEnv }).spawn();
+    const probe =
+      "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%lakerun_cancel_probe%' AND state = 'active' AND pid <> pg_backend_pid()";
+    await waitFor(probe, "1");
+    const started = Date.now();
+    child.kill("SIGTERM");
+    const { code, stdout, stderr } = await child.output();
+    const text = new TextDecoder().decode(stdout) + new TextDecoder().decode(stderr);
+    assert.equal(code, 143, text);
+    assert.ok(Date.now() - started < 4000, `took ${Date.now() - started} ms`);
+    assert.match(
+      text,
+      /interrupted: cancelled the running statement \(server process \d+\); nothing was committed/,
+    );
+    await waitFor(probe, "0", 2000);
+  },
+);
+
+pgTest("SIGTERM during a load waiting for a lock cancels its COPY; the table keeps its rows", async () => {
+  await using dir = await tempDir();
+  await pg.psql(
+    "DROP TABLE IF EXISTS sales_locked; CREATE TABLE sales_locked (id bigint, region text, amount numeric)",
+  );
+  await pg.psql("INSERT INTO sales_locked VALUES (0, 'old', 0)");
+  await writeFiles(dir.path, { "staging/a.csv": SALES_A });
+  // another session holds the table: the load's COPY waits for it
+  const locker = pg.psql(
+    "BEGIN; LOCK TABLE sales_locked IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(30) AS lakerun_locker; COMMIT;",
+  )
+    .catch(() => "");
+  await waitFor(
+    "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%lakerun_locker%' AND state = 'active' AND pid <> pg_backend_pid()",
+    "1",
+  );
+  await Deno.writeTextFile(
+    join(dir.path, "routine.json"),
+    JSON.stringify(routine({ table: "sales_locked", source: "staging" }, ["load"])),
+  );
+  const child = lakerunCommand(["run", "routine.json"], { cwd: dir.path, env: childEnv }).spawn();
+  const waiting =
+    "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'COPY %sales_locked%' AND wait_event_type = 'Lock'";
+  await waitFor(waiting, "1");
+  child.kill("SIGTERM");
+  const { code, stdout } = await child.output();
+  assert.equal(code, 143);
+  assert.match(new TextDecoder().decode(stdout), /interrupted: cancelled the running statement/);
+  await waitFor("SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'COPY %sales_locked%'", "0", 2000);
+  await pg.psql(
+    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE '%lakerun_locker%' AND pid <> pg_backend_pid()",
+  );
+  await locker;
+  assert.deepEqual(await rowsOf("sales_locked"), ["(0,old,0)"]);
+});
+
+// ---------------------------------------------------------------------------------------------------------
+// TLS
+
+async function openssl(cwd: string, ...args: string[]): Promise<void> {
+  const out = await new Deno.Command("openssl", { args, cwd, stdout: "null", stderr: "piped" }).output();
+  if (!out.success) throw new Error(`openssl ${args.join(" ")}: ${new TextDecoder().decode(out.stderr)}`);
+}
+
+Deno.test({
+  name: "ssl: require encrypts; verify-full checks the certificate against ssl_root_cert and the host name",
+  ignore: pg.dir === undefined, // a shared server cannot be given a certificate
+  sanitizeOps: false,
+  sanitizeResources: false,
+  fn: async () => {
+    await using dir = await tempDir();
+    // a CA, and a server certificate it signed for the name "db.lakerun.test" only (not 127.0.0.1)
+    const tls = join(pg.dir!, "tls");
+    await Deno.mkdir(tls, { mode: 0o755 });
+    await openssl(tls, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt", "-days", "2", "-subj", "/CN=lakerun test CA");
+    await openssl(tls, "req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=db.lakerun.test");
+    await Deno.writeTextFile(join(tls, "ext.cnf"), "subjectAltName=DNS:db.lakerun.test\nbasicConstraints=CA:FALSE\n");
+    await openssl(tls, "x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-out", "server.crt", "-days", "2", "-extfile", "ext.cnf");
+    if (Deno.uid() === 0) { // the server runs as postgres, and wants its key to be its own
+      const id = await new Deno.Command("id", { args: ["-u", "postgres"], stdout: "piped" }).output();
+      const uid = Number(new TextDecoder().decode(id.stdout).trim());
+      for (const file of ["server.key", "server.crt"]) await Deno.chown(join(tls, file), uid, null);
+    }
+    await Deno.chmod(join(tls, "server.key"), 0o600);
+    await pg.psql(
+      `ALTER SYSTEM SET ssl_cert_file = '${tls}/server.crt'; ALTER SYSTEM SET ssl_key_file = '${tls}/server.key';
+       ALTER SYSTEM SET ssl = on; SELECT pg_reload_conf();`,
+    );
+    try {
+      await waitFor("SHOW ssl", "on", 5000);
+      await Deno.copyFile(join(tls, "ca.crt"), join(dir.path, "ca.crt"));
+      const proof = (name: string) =>
+        `CREATE TABLE ${name} AS SELECT ssl, version FROM pg_stat_ssl WHERE pid = pg_backend_pid()`;
+      await pg.psql("DROP TABLE IF EXISTS tls_require, tls_verify_ca");
+      const required = await runRoutine(dir.path, routine({ ssl: "require", sql: proof("tls_require") }, ["execute"]));
+      assert.equal(required.code, 0, output(required));
+      assert.match(await pg.psql("SELECT ssl || ' ' || version FROM tls_require"), /^true TLSv1\.[23]/);
+
+      // the certificate is for db.lakerun.test, not 127.0.0.1: verify-ca accepts it, verify-full does not
+      const ca = await runRoutine(
+        dir.path,
+        routine({ ssl: "verify-ca", ssl_root_cert: "ca.crt", sql: proof("tls_verify_ca") }, ["execute"]),
+      );
+      assert.equal(ca.code, 0, output(ca));
+      const full = await runRoutine(dir.path, routine({ ssl: "verify-full", ssl_root_cert: "ca.crt", sql: "SELECT 1" }, ["execute"]));
+      assert.equal(full.code, 1);
+      assert.match(full.stdout, /cannot connect to postgres@127\.0\.0\.1:\d+\/lakerun: .*(certificate|IP|altnames|hostname)/i);
+      // no CA given: the system's roots do not know this one
+      const unknown = await runRoutine(dir.path, routine({ ssl: true, sql: "SELECT 1" }, ["execute"]));
+      assert.equal(unknown.code, 1);
+      assert.match(unknown.stdout, /cannot connect to .*(certificate|issuer)/i);
+      // the CA file is in the step's scope (and only read)
+      const plan = JSON.parse((await lakerun(["plan", "--json", "routine.json"], { cwd: dir.path })).stdout);
+      assert.deepEqual(plan.steps[0].permissions.read.filter((p: string) => p.endsWith("ca.crt")), []);
+      await Deno.writeTextFile(join(dir.path, "routine.json"), JSON.stringify(routine({ ssl: "verify-ca", ssl_root_cert: "ca.crt", sql: "SELECT 1" }, ["execute"])));
+      const withCa = JSON.parse((await lakerun(["plan", "--json", "routine.json"], { cwd: dir.path })).stdout);
+      assert.ok(withCa.steps[0].permissions.read.includes(join(dir.path, "ca.crt")));
+    } finally {
+      await pg.psql("ALTER SYSTEM RESET ssl; ALTER SYSTEM RESET ssl_cert_file; ALTER SYSTEM RESET ssl_key_file; SELECT pg_reload_conf();");
+    }
+  },
+});
+
+// ---------------------------------------------------------------------------------------------------------
+// the example routine
+
+/** A survey archive shaped like Stats NZ's: one CSV, typed columns, empty (suppressed) values. */
+function surveyZip(rows: number): Uint8Array {
+  const lines = [
+    "Series_reference,Period,Data_value,Suppressed,STATUS,UNITS,Magnitude,Subject,Group,Series_title_1",
+  ];
+  for (let i = 0; i < rows; i++) {
+    const suppressed = i % 17 === 0;
+    lines.push(
+      `RTTQ.S${i % 40}AA,${1995 + Math.floor(i / 4)}.${["03", "06", "09", "12"][i % 4]},${
+        suppressed ? "" : (i * 1.5).toFixed(1)
+      },${suppressed ? "Y" : ""},F,Dollars,6,Retail Trade Survey - RTS,"Industry by value, quarterly",Sales`,
+    );
+  }
+  return buildZip([{
+    name: "retail-trade-survey-june-2024-quarter.csv",
+    data: encoder.encode(`${lines.join("\n")}\n`),
+  }]);
+}
+
+pgTest(
+  "routines/retail_trade_survey_postgres.json downloads, stages and loads the survey into PostgreSQL",
+  async () => {
+    await using dir = await tempDir();
+    await pg.psql("DROP TABLE IF EXISTS public.retail_trade_survey");
+    const doc = JSON.parse(await Deno.readTextFile(join(ROOT, "routines/retail_trade_survey_postgres.json")));
+    const validated = await lakerun(["validate", "routines/retail_trade_survey_postgres.json"]);
+    assert.equal(validated.code, 0, output(validated));
+    await using http = await startFaultServer({ "/survey.zip": { body: surveyZip(1000) } });
+    doc.executors.DownloaderExecutor.params.requests_arguments.url = http.url("/survey.zip");
+    // only the server changes: this test's private cluster instead of localhost:5432
+    const step = doc.executors.PostgresExecutor.params;
+    Object.assign(step, { host: pg.host, port: pg.port, database: pg.database, user: pg.user });
+    const result = await runRoutine(dir.path, doc, { [step.password_env]: pg.password });
+    assert.equal(result.code, 0, output(result));
+    assert.equal(
+      (await pg.psql("SELECT count(*), count(data_value) FROM public.retail_trade_survey")).trim(),
+      "1000|941",
+    );
+    assert.equal(
+      (await pg.psql(
+        "SELECT data_value FROM public.retail_trade_survey WHERE series_reference = 'RTTQ.S1AA' AND period = 1995.06",
+      )).trim(),
+      "1.5",
+    );
+    // the next release replaces the table's rows
+    await using http2 = await startFaultServer({ "/survey.zip": { body: surveyZip(1200) } });
+    doc.executors.DownloaderExecutor.params.requests_arguments.url = http2.url("/survey.zip");
+    const next = await runRoutine(dir.path, doc, { [step.password_env]: pg.password });
+    assert.equal(next.code, 0, output(next));
+    assert.equal((await pg.psql("SELECT count(*) FROM public.retail_trade_survey")).trim(), "1200");
+  },
+);
+
+stopS3ServerAfterTests(s3Server);
+Deno.test({
+  name: "(stop the PostgreSQL server)",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  fn: () => pg.stop(),
+});
