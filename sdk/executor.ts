@@ -63,7 +63,12 @@ export interface PermissionContext {
 export type TaskEvent =
   | { type: "log"; message: string }
   | { type: "progress"; bytes: number; total?: number; label?: string }
-  | { type: "moved"; files: number; bytes: number };
+  | { type: "moved"; files: number; bytes: number }
+  /**
+   * A value later steps may use as `${{ steps.ID.outputs.NAME }}` (a query id, a row count, a file name),
+   * also shown in the run record, the GitHub job summary and the `GITHUB_OUTPUT` outputs.
+   */
+  | { type: "output"; name: string; value: string | number | boolean };
 
 /** What a task function receives. */
 export interface TaskContext<P> {

@@ -121,6 +121,9 @@ export function consoleReporter(options: ConsoleReporterOptions = {}): Reporter 
           else if (event.type === "moved") {
             moved.files += event.files;
             moved.bytes += event.bytes;
+          } else if (event.type === "output") {
+            clearLive();
+            write(`    output ${event.name} = ${JSON.stringify(event.value)}`);
           } else {
             clearLive();
             write(`    ${event.message}`);

@@ -25,6 +25,12 @@ export interface RunOptions {
   reporter: Reporter;
   signal?: AbortSignal;
   /**
+   * Called just before a step starts, with the outputs the steps before it reported (by step id, then
+   * name): returns the step to run — e.g. with `${{ … }}` templates resolved — or throws to fail the step.
+   * Default: the step unchanged.
+   */
+  prepareStep?: (step: Step, outputs: Readonly<Record<string, Record<string, unknown>>>) => Step | Promise<Step>;
+  /**
    * Run every step inside lakerun's own process, with all its permissions. Only for measuring what the
    * sandbox costs; the command line never does this.
    */

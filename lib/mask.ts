@@ -1,0 +1,50 @@
+/**
+ * Secret values never reach what lakerun prints or stores: every line of output, every error, the plan, the
+ * run records and the job summary pass through one {@link SecretMask} holding the values of the routine's
+ * `secrets.*`, which replaces each occurrence with `***`.
+ *
+ * @module
+ */
+
+/** The secret values of one run, and the masking of text that may contain them. */
+export class SecretMask {
+  #values: string[] = [];
+
+  /** Registers a secret value (values shorter than 4 characters are refused: they would mask ordinary text). */
+  add(value: string): void {
+    if (value.length < 4) throw new Error("a secret must have at least 4 characters to be masked");
+    if (!this.#values.includes(value)) {
+      this.#values.push(value);
+      this.#values.sort((a, b) => b.length - a.length); // longest first: a value inside another is masked whole
+    }
+  }
+
+  /** The registered values (for `::add-mask::`), longest first. */
+  get values(): readonly string[] {
+    return this.#values;
+  }
+
+  /**
+   * `text` with every registered value replaced by `***`; JSON-escaped forms of a value are masked too.
+   *
+   * @example
+   * ```ts
+   * import assert from "node:assert/strict";
+   * import { SecretMask } from "./mask.ts";
+   *
+   * const mask = new SecretMask();
+   * mask.add("s3cr3t-token");
+   * assert.equal(mask.mask("Authorization: s3cr3t-token"), "Authorization: ***");
+   * assert.equal(mask.mask("nothing to hide"), "nothing to hide");
+   * ```
+   */
+  mask(text: string): string {
+    let masked = text;
+    for (const value of this.#values) {
+      masked = masked.split(value).join("***");
+      const escaped = JSON.stringify(value).slice(1, -1);
+      if (escaped !== value) masked = masked.split(escaped).join("***");
+    }
+    return masked;
+  }
+}
