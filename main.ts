@@ -6,6 +6,8 @@
 import { parseArgs } from "node:util";
 import denoConfig from "./deno.json" with { type: "json" };
 import { describeError, EXIT_INVALID, exitCodeOf, UsageError } from "./orchestrator/errors.ts";
+import { SecretMask } from "./lib/mask.ts";
+import type { LogSession } from "./orchestrator/cli/json_log.ts";
 
 const HELP = `lakerun ${denoConfig.version} — run data-lake routines, every step in its own permission sandbox
 
@@ -17,26 +19,44 @@ Usage:
   lakerun list                   executors, their tasks and params (--markdown)
   lakerun schema                 JSON Schema of routine files, for editors ("$schema")
   lakerun demo                   run the offline demo routine in ./lakerun-demo (--dir DIR)
+  lakerun runs ROUTINE.json      the routine's recorded runs: id, date, status, steps (--json: the records)
 
 Options:
   --executors DIR   also look for executor plugins in DIR (repeatable)
   --state-dir DIR   where steps keep journals between runs (default: .lakerun)
+  --resume [RUN_ID] continue the last failed or interrupted run (or RUN_ID; also --resume=ID or
+                    --resume --run-id ID): same run id and date, its succeeded steps skipped
+  --max-parallel N  most steps running at once when steps have depends_on (default 2)
+  --date YYYY-MM-DD the run's date, run.date in \${{ … }} templates (default: today in UTC; run, plan, validate)
+  --from A --to B --every day|month|quarter
+                    a backfill: one run per date from A to B (inclusive), in order, stopping at the
+                    first failed date; month and quarter steps keep month ends (03-31, 06-30, 09-30…)
+  --keep-going      a backfill runs every date even after one failed (exit 1 if any failed)
+  --secrets-file F  NAME=VALUE lines for \${{ secrets.NAME }} (read before the environment); secrets are
+                    masked as *** in everything lakerun prints
+  --log-format F    how 'run' logs: text (default), or json (one JSON object per line on standard output)
+  --quiet           'run' prints only errors and the last line
   --debug           show stack traces
   -h, --help        this help
   -V, --version     the version
 
-Exit codes: 0 success, 1 a task failed, 2 invalid routine or command line (nothing ran).`;
+Exit codes: 0 success, 1 a task failed, 2 invalid routine or command line (nothing ran),
+130/143 interrupted by SIGINT/SIGTERM. A step with continue_on_error that fails does not fail the run.`;
 
-const COMMANDS = ["run", "validate", "plan", "list", "schema", "demo"] as const;
+const COMMANDS = ["run", "validate", "plan", "list", "schema", "demo", "runs"] as const;
 type Command = typeof COMMANDS[number];
 
 async function main(args: string[]): Promise<number> {
   const debug = args.includes("--debug");
+  // the secret values templates use: every error printed here goes through it, as every command's output does
+  const secrets = new SecretMask();
   const controller = new AbortController();
   // SIGINT (Ctrl-C, GitHub's first cancel signal) and SIGTERM (cron, systemd, GitHub's second) stop the
   // running step, which removes its temporary files and stops what it started in the cloud; a second signal
   // quits at once
   let interruptedBy: "SIGINT" | "SIGTERM" | undefined;
+  // --log-format, --quiet, and GitHub Actions mode (GITHUB_ACTIONS=true): annotations, job summary, outputs
+  let logs: LogSession | undefined;
   const exitCodeFor = (signal: "SIGINT" | "SIGTERM") => (signal === "SIGINT" ? 130 : 143);
   const onSignal = (signal: "SIGINT" | "SIGTERM") => {
     if (controller.signal.aborted) Deno.exit(exitCodeFor(signal));
@@ -50,17 +70,28 @@ async function main(args: string[]): Promise<number> {
   const onTerminate = () => onSignal("SIGTERM");
   try {
     const { values, positionals } = parseArgs({
-      args,
+      args: resumeArgs(args),
       allowPositionals: true,
       strict: true,
       options: {
         executors: { type: "string", multiple: true, default: [] },
         "state-dir": { type: "string" },
+        resume: { type: "boolean", default: false },
+        "run-id": { type: "string" },
+        "max-parallel": { type: "string" },
+        date: { type: "string" },
+        from: { type: "string" },
+        to: { type: "string" },
+        every: { type: "string" },
+        "keep-going": { type: "boolean", default: false },
+        "secrets-file": { type: "string" },
         dir: { type: "string" },
         json: { type: "boolean", default: false },
         iam: { type: "boolean", default: false },
         markdown: { type: "boolean", default: false },
         debug: { type: "boolean", default: false },
+        "log-format": { type: "string" },
+        quiet: { type: "boolean", default: false },
         help: { type: "boolean", short: "h", default: false },
         version: { type: "boolean", short: "V", default: false },
       },
@@ -82,13 +113,18 @@ async function main(args: string[]): Promise<number> {
       rest = [command, ...rest];
       command = "run";
     }
+    logs = await logSessionFor(command, values);
     const options = {
       executorDirs: values.executors,
       stateDir: values["state-dir"],
       debug: values.debug,
       signal: controller.signal,
+      ...runFlags(values, command),
+      ...dateFlags(values, command),
+      secrets,
+      logs,
     };
-    const needsRoutine = ["run", "validate", "plan"].includes(command);
+    const needsRoutine = ["run", "validate", "plan", "runs"].includes(command);
     const expected = needsRoutine ? 1 : 0;
     if (rest.length !== expected) {
       throw new UsageError(
@@ -101,9 +137,10 @@ async function main(args: string[]): Promise<number> {
     if (Deno.build.os !== "windows") Deno.addSignalListener("SIGTERM", onTerminate);
     // loaded only now, so that --help and --version start fast
     const { demoCommand } = await import("./orchestrator/cli/demo.ts");
-    const { listCommand, planCommand, runCommand, schemaCommand, validateCommand } = await import(
-      "./orchestrator/cli/commands.ts"
-    );
+    const { listCommand, planCommand, runCommand, runsCommand, schemaCommand, validateCommand } =
+      await import(
+        "./orchestrator/cli/commands.ts"
+      );
     switch (command as Command) {
       case "run":
         await runCommand(rest[0], options);
@@ -123,11 +160,15 @@ async function main(args: string[]): Promise<number> {
       case "demo":
         await demoCommand({ ...options, dir: values.dir });
         break;
+      case "runs":
+        await runsCommand(rest[0], { ...options, json: values.json });
+        break;
     }
     return 0;
   } catch (error) {
+    logs?.failed(error, { interrupted: interruptedBy !== undefined, mask: secrets });
     if (interruptedBy) {
-      console.error(`lakerun: ${describeError(error, debug)}`);
+      console.error(secrets.mask(`lakerun: ${describeError(error, debug)}`));
       return exitCodeFor(interruptedBy);
     }
     const argsError = (error as { code?: string }).code?.startsWith("ERR_PARSE_ARGS");
@@ -135,7 +176,8 @@ async function main(args: string[]): Promise<number> {
     const message = argsError && !debug
       ? `${(error as Error).message.split(". ")[0].replace(/^Unknown/, "unknown")}; try 'lakerun --help'`
       : describeError(error, debug);
-    console.error(code === EXIT_INVALID && !message.includes("\n") ? `lakerun: ${message}` : message);
+    const line = code === EXIT_INVALID && !message.includes("\n") ? `lakerun: ${message}` : message;
+    console.error(secrets.mask(line));
     return code;
   } finally {
     for (const [signal, listener] of [["SIGINT", onInterrupt], ["SIGTERM", onTerminate]] as const) {
@@ -146,6 +188,86 @@ async function main(args: string[]): Promise<number> {
       }
     }
   }
+}
+
+/** The shape of a run id (`20261130T132750Z-1a2b3c4d`), to read `--resume RUN_ID` as the option's value. */
+const RUN_ID = /^\d{8}T\d{6}Z-[0-9a-f]{8}$/;
+
+/** `--resume=ID` and `--resume ID` (an ID shaped like a run id) as `--resume --run-id ID`. */
+function resumeArgs(args: string[]): string[] {
+  return args.flatMap((arg, i) => {
+    if (arg.startsWith("--resume=")) return ["--resume", "--run-id", arg.slice("--resume=".length)];
+    if (args[i - 1] === "--resume" && RUN_ID.test(arg)) return ["--run-id", arg];
+    return [arg];
+  });
+}
+
+/** `--resume`, `--run-id` and `--max-parallel`, checked. */
+function runFlags(
+  values: { resume?: boolean; "run-id"?: string; "max-parallel"?: string },
+  command: string,
+): { resume?: { runId?: string }; maxParallel?: number } {
+  const runId = values["run-id"];
+  if (runId !== undefined && !values.resume) throw new UsageError("--run-id goes with --resume");
+  if (values.resume && command !== "run") {
+    throw new UsageError(`--resume is an option of 'run', not '${command}'`);
+  }
+  const given = values["max-parallel"];
+  if (given !== undefined && !/^[1-9]\d{0,2}$/.test(given)) {
+    throw new UsageError(`--max-parallel: ${JSON.stringify(given)} is not a whole number from 1 to 999`);
+  }
+  return {
+    ...(values.resume ? { resume: runId === undefined ? {} : { runId } } : {}),
+    ...(given !== undefined ? { maxParallel: Number(given) } : {}),
+  };
+}
+
+type DateFlag = "date" | "from" | "to" | "every" | "secrets-file";
+
+/** `--date`, `--from`, `--to`, `--every`, `--keep-going` and `--secrets-file`, for the commands that take them. */
+function dateFlags(
+  values: Partial<Record<DateFlag, string> & { "keep-going": boolean }>,
+  command: string,
+): { date?: string; from?: string; to?: string; every?: string; keepGoing?: boolean; secretsFile?: string } {
+  const backfill = (["from", "to", "every", "keep-going"] as const).find((flag) => values[flag]);
+  if (backfill && command !== "run") {
+    throw new UsageError(`--${backfill} is an option of 'run', not '${command}'`);
+  }
+  const dated = (["date", "secrets-file"] as const).find((flag) => values[flag] !== undefined);
+  if (dated && !["run", "validate", "plan"].includes(command)) {
+    throw new UsageError(`--${dated} is an option of 'run', 'validate' and 'plan', not '${command}'`);
+  }
+  return {
+    date: values.date,
+    from: values.from,
+    to: values.to,
+    every: values.every,
+    keepGoing: values["keep-going"],
+    secretsFile: values["secrets-file"],
+  };
+}
+
+/**
+ * `--log-format` and `--quiet` (options of 'run'), and GitHub Actions mode when `GITHUB_ACTIONS=true` (for
+ * 'run' and 'demo', and for the problems 'validate' and 'plan' find); `undefined` when none applies.
+ */
+async function logSessionFor(
+  command: string,
+  values: { "log-format"?: string; quiet?: boolean },
+): Promise<LogSession | undefined> {
+  const { LOG_FORMATS, LogSession } = await import("./orchestrator/cli/json_log.ts");
+  const format = values["log-format"] ?? "text";
+  if (!(LOG_FORMATS as readonly string[]).includes(format)) {
+    throw new UsageError(
+      `--log-format: ${JSON.stringify(format)} is not one of ${LOG_FORMATS.map((f) => `"${f}"`).join(", ")}`,
+    );
+  }
+  const flag = values["log-format"] !== undefined ? "--log-format" : values.quiet ? "--quiet" : undefined;
+  if (flag && command !== "run") throw new UsageError(`${flag} is an option of 'run', not '${command}'`);
+  const github = Deno.env.get("GITHUB_ACTIONS") === "true" &&
+    ["run", "demo", "validate", "plan"].includes(command);
+  if (!flag && !github) return undefined;
+  return new LogSession({ format: format as LogSession["format"], quiet: values.quiet, github });
 }
 
 async function isFile(path: string): Promise<boolean> {

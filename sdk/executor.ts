@@ -125,6 +125,11 @@ export interface ExecutorDefinition<S extends z.ZodType = z.ZodType> {
    * resources its tasks use. Executors that touch no AWS resource leave it out.
    */
   iam?(params: z.output<S>, context: PermissionContext): IamStatement[];
+  /**
+   * Lines `lakerun plan` shows under the step's permissions, for what the scope cannot say: e.g. how a
+   * program the step starts is confined on this machine. Runs in lakerun's own process, never in the Worker.
+   */
+  planNotes?(params: z.output<S>, context: PermissionContext): Promise<string[]>;
   /** The tasks a routine may name; nothing else can run. */
   tasks: Record<string, TaskDefinition<z.output<S>>>;
 }

@@ -80,7 +80,13 @@ async function runAndKill(dir: string, delayMs: number): Promise<boolean> {
     return s;
   });
   await new Promise((resolve) => setTimeout(resolve, delayMs));
-  if (!exited) child.kill("SIGKILL");
+  if (!exited) {
+    try {
+      child.kill("SIGKILL");
+    } catch {
+      // it ended just now
+    }
+  }
   const { signal } = await status;
   return signal === "SIGKILL";
 }

@@ -218,7 +218,10 @@ pgTest(
       for (const command of ["validate", "plan", "run"]) {
         const result = await lakerun([command, "routine.json"], { cwd: dir.path });
         assert.equal(result.code, 2, output(result));
-        assert.match(result.stderr, /url: must not hold a password/);
+        assert.match(
+          result.stderr,
+          /params\.url\.password: url must not hold a password: .*, got "postgres:\/\/loader(:\*\*\*)?@db\.example\.com\/lake(\?password=\*\*\*)?"/,
+        );
         assert.ok(!output(result).includes(secret), output(result));
       }
     }
@@ -392,6 +395,7 @@ pgTest(
     assert.equal(first.code, 0, output(first));
     assert.match(first.stdout, /created public\.sales_append \(3 columns\) in the load's transaction/);
     assert.match(first.stdout, /append: 4 rows from 2 files \(\d+ B\) committed into public\.sales_append/);
+    assert.match(first.stdout, /output rows = 4/); // for later steps: \${{ steps.PostgresExecutor.outputs.rows }}
     assert.deepEqual(await rowsOf("sales_append"), [
       "(1,north,10.5)",
       "(2,south,20)",
@@ -809,10 +813,57 @@ Deno.test({
     // a CA, and a server certificate it signed for the name "db.lakerun.test" only (not 127.0.0.1)
     const tls = join(pg.dir!, "tls");
     await Deno.mkdir(tls, { mode: 0o755 });
-    await openssl(tls, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt", "-days", "2", "-subj", "/CN=lakerun test CA");
-    await openssl(tls, "req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=db.lakerun.test");
-    await Deno.writeTextFile(join(tls, "ext.cnf"), "subjectAltName=DNS:db.lakerun.test\nbasicConstraints=CA:FALSE\n");
-    await openssl(tls, "x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-out", "server.crt", "-days", "2", "-extfile", "ext.cnf");
+    await openssl(
+      tls,
+      "req",
+      "-x509",
+      "-newkey",
+      "rsa:2048",
+      "-nodes",
+      "-keyout",
+      "ca.key",
+      "-out",
+      "ca.crt",
+      "-days",
+      "2",
+      "-subj",
+      "/CN=lakerun test CA",
+    );
+    await openssl(
+      tls,
+      "req",
+      "-newkey",
+      "rsa:2048",
+      "-nodes",
+      "-keyout",
+      "server.key",
+      "-out",
+      "server.csr",
+      "-subj",
+      "/CN=db.lakerun.test",
+    );
+    await Deno.writeTextFile(
+      join(tls, "ext.cnf"),
+      "subjectAltName=DNS:db.lakerun.test\nbasicConstraints=CA:FALSE\n",
+    );
+    await openssl(
+      tls,
+      "x509",
+      "-req",
+      "-in",
+      "server.csr",
+      "-CA",
+      "ca.crt",
+      "-CAkey",
+      "ca.key",
+      "-CAcreateserial",
+      "-out",
+      "server.crt",
+      "-days",
+      "2",
+      "-extfile",
+      "ext.cnf",
+    );
     if (Deno.uid() === 0) { // the server runs as postgres, and wants its key to be its own
       const id = await new Deno.Command("id", { args: ["-u", "postgres"], stdout: "piped" }).output();
       const uid = Number(new TextDecoder().decode(id.stdout).trim());
@@ -829,7 +880,10 @@ Deno.test({
       const proof = (name: string) =>
         `CREATE TABLE ${name} AS SELECT ssl, version FROM pg_stat_ssl WHERE pid = pg_backend_pid()`;
       await pg.psql("DROP TABLE IF EXISTS tls_require, tls_verify_ca");
-      const required = await runRoutine(dir.path, routine({ ssl: "require", sql: proof("tls_require") }, ["execute"]));
+      const required = await runRoutine(
+        dir.path,
+        routine({ ssl: "require", sql: proof("tls_require") }, ["execute"]),
+      );
       assert.equal(required.code, 0, output(required));
       assert.match(await pg.psql("SELECT ssl || ' ' || version FROM tls_require"), /^true TLSv1\.[23]/);
 
@@ -839,9 +893,15 @@ Deno.test({
         routine({ ssl: "verify-ca", ssl_root_cert: "ca.crt", sql: proof("tls_verify_ca") }, ["execute"]),
       );
       assert.equal(ca.code, 0, output(ca));
-      const full = await runRoutine(dir.path, routine({ ssl: "verify-full", ssl_root_cert: "ca.crt", sql: "SELECT 1" }, ["execute"]));
+      const full = await runRoutine(
+        dir.path,
+        routine({ ssl: "verify-full", ssl_root_cert: "ca.crt", sql: "SELECT 1" }, ["execute"]),
+      );
       assert.equal(full.code, 1);
-      assert.match(full.stdout, /cannot connect to postgres@127\.0\.0\.1:\d+\/lakerun: .*(certificate|IP|altnames|hostname)/i);
+      assert.match(
+        full.stdout,
+        /cannot connect to postgres@127\.0\.0\.1:\d+\/lakerun: .*(certificate|IP|altnames|hostname)/i,
+      );
       // no CA given: the system's roots do not know this one
       const unknown = await runRoutine(dir.path, routine({ ssl: true, sql: "SELECT 1" }, ["execute"]));
       assert.equal(unknown.code, 1);
@@ -849,11 +909,18 @@ Deno.test({
       // the CA file is in the step's scope (and only read)
       const plan = JSON.parse((await lakerun(["plan", "--json", "routine.json"], { cwd: dir.path })).stdout);
       assert.deepEqual(plan.steps[0].permissions.read.filter((p: string) => p.endsWith("ca.crt")), []);
-      await Deno.writeTextFile(join(dir.path, "routine.json"), JSON.stringify(routine({ ssl: "verify-ca", ssl_root_cert: "ca.crt", sql: "SELECT 1" }, ["execute"])));
-      const withCa = JSON.parse((await lakerun(["plan", "--json", "routine.json"], { cwd: dir.path })).stdout);
+      await Deno.writeTextFile(
+        join(dir.path, "routine.json"),
+        JSON.stringify(routine({ ssl: "verify-ca", ssl_root_cert: "ca.crt", sql: "SELECT 1" }, ["execute"])),
+      );
+      const withCa = JSON.parse(
+        (await lakerun(["plan", "--json", "routine.json"], { cwd: dir.path })).stdout,
+      );
       assert.ok(withCa.steps[0].permissions.read.includes(join(dir.path, "ca.crt")));
     } finally {
-      await pg.psql("ALTER SYSTEM RESET ssl; ALTER SYSTEM RESET ssl_cert_file; ALTER SYSTEM RESET ssl_key_file; SELECT pg_reload_conf();");
+      await pg.psql(
+        "ALTER SYSTEM RESET ssl; ALTER SYSTEM RESET ssl_cert_file; ALTER SYSTEM RESET ssl_key_file; SELECT pg_reload_conf();",
+      );
     }
   },
 });

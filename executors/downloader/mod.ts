@@ -14,7 +14,13 @@ import { locationScope, mergeScopes, openLocation } from "../../lib/storage/loca
 import { parseS3Url } from "../../lib/aws/s3/scope.ts";
 import { allow, s3Arns, s3ListStatement, s3ObjectArn, s3Statements } from "../../lib/aws/iam.ts";
 import { isS3Url, type Storage, type WriteBatch } from "../../lib/storage/mod.ts";
-import { extractZipFile, extractZipStream, ZipNeedsRandomAccess } from "../../lib/zip/mod.ts";
+import {
+  extractZipFile,
+  extractZipStream,
+  VCS_REFUSAL,
+  ZipError,
+  ZipNeedsRandomAccess,
+} from "../../lib/zip/mod.ts";
 
 const paramsSchema = (z: Zod) => {
   const scalar = z.union([z.string(), z.number(), z.boolean()]);
@@ -59,6 +65,9 @@ const paramsSchema = (z: Zod) => {
     ),
     max_unzip_bytes: z.number().int().positive().optional().describe(
       "Fail when extracted bytes exceed this.",
+    ),
+    allow_vcs_metadata: z.boolean().default(false).describe(
+      "Extract archive entries inside .git, .hg or .svn folders. Refused by default: version-control metadata can make git run commands (hooks, config) in the landing folder.",
     ),
     extra_hosts: z.array(z.string().regex(/^[A-Za-z0-9.-]+(:\d+)?$/)).default([]).describe(
       "Other host[:port]s the download may be redirected to.",
@@ -136,6 +145,7 @@ export async function downloadToLanding(context: TaskContext<Params>): Promise<v
     const limits = {
       maxRatio: params.max_unzip_ratio,
       maxBytes: params.max_unzip_bytes,
+      allowVcsMetadata: params.allow_vcs_metadata,
       signal: context.signal,
     };
     let summary: { files: number; bytes: number };
@@ -154,9 +164,10 @@ export async function downloadToLanding(context: TaskContext<Params>): Promise<v
         });
       }, events);
     } catch (error) {
-      if (!(error instanceof ZipNeedsRandomAccess)) throw error;
+      if (!(error instanceof ZipNeedsRandomAccess)) throw withVcsHint(error);
       context.log("archive has entries that cannot be read while streaming; downloading it first");
-      summary = await downloadThenExtract(context, spec, landing, limits, expectedSha256, progress);
+      summary = await downloadThenExtract(context, spec, landing, limits, expectedSha256, progress)
+        .catch((error) => Promise.reject(withVcsHint(error)));
     }
     context.report({ type: "moved", files: summary.files, bytes: summary.bytes });
     return;
@@ -211,12 +222,18 @@ async function extractIntoBatch(
   }
 }
 
+/** A refused version-control entry's error, saying which param extracts it. */
+function withVcsHint(error: unknown): unknown {
+  if (!(error instanceof ZipError && error.message.endsWith(VCS_REFUSAL))) return error;
+  return new ZipError(`${error.message}; allow_vcs_metadata: true extracts it`, { entry: error.entry });
+}
+
 /** The fallback for archives that cannot be streamed: the whole body goes to a temporary file first. */
 async function downloadThenExtract(
   context: TaskContext<Params>,
   spec: RequestSpec,
   landing: Storage,
-  limits: { maxRatio: number; maxBytes?: number; signal: AbortSignal },
+  limits: { maxRatio: number; maxBytes?: number; allowVcsMetadata: boolean; signal: AbortSignal },
   expectedSha256: string | undefined,
   progress: (bytes: number, total?: number) => void,
 ): Promise<{ files: number; bytes: number }> {

@@ -72,9 +72,11 @@ export async function load(context: TaskContext<Params>): Promise<void> {
     );
     if (!outcome.committed) {
       context.log(`load skipped: ${outcome.reason}`);
+      if (outcome.result) context.report({ type: "output", name: "rows", value: outcome.result.rows });
       return;
     }
     const { rows } = outcome.result;
+    context.report({ type: "output", name: "rows", value: rows });
     context.log(
       `${params.mode}: ${plural(rows, "row")} from ${plural(files.length, "file")} (${formatBytes(total)}) ` +
         `committed into ${showTable(name)}`,

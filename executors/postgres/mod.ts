@@ -5,7 +5,8 @@
  * - `create_table`: the table from `columns`, or from columns inferred from the first staged files;
  *   `if_exists` says what happens to an existing one.
  * - `load`: every file under `source` (a local folder or `s3://` prefix) through `COPY … FROM STDIN`, then
- *   append / replace / upsert into `table`, all in one transaction.
+ *   append / replace / upsert into `table`, all in one transaction. It reports the output `rows` (the rows it wrote), for
+ *   later steps.
  *
  * Each task commits at most once per routine run: a re-run of an interrupted run skips what was committed
  * (see session.ts). The step reaches only the server's `host:port` (and S3 for an `s3://` source) and reads

@@ -67,11 +67,15 @@ function redacted(error: unknown, password: string | undefined): unknown {
 }
 
 /** What {@link oncePerRun} did. */
-export type OnceOutcome<T> = { committed: true; result: T } | { committed: false; reason: string };
+export type OnceOutcome<T> =
+  | { committed: true; result: T }
+  /** `result`: what the attempt that committed recorded, when it got to record it. */
+  | { committed: false; reason: string; result?: T };
 
 /**
  * Runs `work` in one transaction unless this routine run already committed it (see the module doc). `key`
  * names the task's work in the step's journal; `fingerprint` what it does (a changed fingerprint is new work).
+ * What `work` resolves to is kept in the journal (keep it small, and free of secrets).
  */
 export async function oncePerRun<P, T>(
   context: TaskContext<P>,
@@ -83,7 +87,7 @@ export async function oncePerRun<P, T>(
   const ledger = await CloudRunLedger.open(context.stateDir, context.runId, context.stepId);
   let { entry, reattach } = await ledger.begin(key, fingerprint);
   if (reattach && entry.state === "succeeded") {
-    return { committed: false, reason: "this run already committed it" };
+    return { committed: false, reason: "this run already committed it", result: entry.result?.value as T };
   }
   if (reattach && entry.id) {
     const [xid, pid] = entry.id.split(":");
@@ -107,12 +111,21 @@ export async function oncePerRun<P, T>(
     await ledger.ended(key, "failed");
     ({ entry } = await ledger.begin(key, fingerprint));
   }
-  const result = await session.transaction(async () => {
+  await session.query("BEGIN");
+  let result: T;
+  try {
     const { rows } = await session.query<{ xid: string }>("SELECT txid_current()::text AS xid");
     await ledger.started(key, `${rows[0].xid}:${session.pid}`);
-    return await work();
-  });
-  await ledger.ended(key, "succeeded");
+    result = await work();
+  } catch (error) {
+    // COMMIT was never sent: nothing was committed, and the next attempt starts over
+    if (!session.cancelled) await session.query("ROLLBACK").catch(() => {});
+    await ledger.ended(key, "failed").catch(() => {});
+    throw error;
+  }
+  // a COMMIT that fails (a broken connection) leaves the entry "started": the next attempt asks the server
+  await session.query("COMMIT");
+  await ledger.ended(key, "succeeded", { value: result });
   return { committed: true, result };
 }
 

@@ -1,8 +1,8 @@
 /**
  * StagingExecutor: moves landed files to staging. `transfer` copies (or transforms, with the notebook's
- * `py_exec` contract or a TypeScript module) from `parent_directory` to `dump_directory`; `post_staging`
- * archives or deletes the landing files, but only once their staged copies are verified or the transform
- * that read them succeeded.
+ * `py_exec` contract, confined as py_exec.ts describes, or a TypeScript module) from `parent_directory` to
+ * `dump_directory`; `post_staging` archives or deletes the landing files, but only once their staged copies
+ * are verified or the transform that read them succeeded.
  *
  * @module
  */
@@ -17,6 +17,7 @@ import { LocalStorage } from "../../lib/storage/local.ts";
 import { copyProblem } from "../../lib/storage/verify.ts";
 import { copyFile, moveFile, removeLeftovers } from "../../lib/transfer/copy.ts";
 import { type IamStatement, type S3Access, s3Statements } from "../../lib/aws/iam.ts";
+import { ENV_NAME, planPyExec, pyExecScope, runPyExec } from "./py_exec.ts";
 
 const paramsSchema = (z: Zod) =>
   z.strictObject({
@@ -37,6 +38,16 @@ const paramsSchema = (z: Zod) =>
     python: z.string().regex(/^[A-Za-z0-9_.+-]+$/).default("python3").describe(
       "Python program (looked up on PATH).",
     ),
+    py_exec_env: z.array(
+      z.string().regex(ENV_NAME, "must be an environment variable name").refine((name) => name !== "TMPDIR", {
+        message: "TMPDIR is always the transform's private temporary folder",
+      }),
+    ).default([]).describe(
+      "Environment variables passed to the transform besides PATH, LANG, LC_*, TZ and PYTHON* (it gets no other: a secret reaches it only when named here).",
+    ),
+    py_exec_sandbox: z.enum(["best_effort", "required", "off"]).default("best_effort").describe(
+      "Landlock confinement of the transform (Linux 5.13+; no network from 6.7): best_effort confines where the kernel can and says so; required fails before the transform runs where it cannot; off never confines (unsafe).",
+    ),
     transform_module: z.string().min(1).optional().describe(
       "TypeScript transform instead of py_exec: default export async (parent, dump, args), sandboxed.",
     ),
@@ -54,6 +65,9 @@ const paramsSchema = (z: Zod) =>
   ).refine((p) => !(p.py_exec_path && p.transform_module), {
     message: "py_exec_path and transform_module cannot both be set",
     path: ["transform_module"],
+  }).refine((p) => p.py_exec_env.length === 0 || p.py_exec_path, {
+    message: "py_exec_env is only for a py_exec_path transform",
+    path: ["py_exec_env"],
   });
 
 type Params = ReturnType<ReturnType<typeof paramsSchema>["parse"]>;
@@ -86,9 +100,7 @@ export default defineExecutor({
     if (params.archive_or_delete === "archive") {
       scopes.push(locationScope(archiveLocation(params), "write", context));
     }
-    if (params.py_exec_path) {
-      scopes.push({ read: [context.resolve(params.py_exec_path)], run: [params.python] });
-    }
+    if (params.py_exec_path) scopes.push(pyExecScope(params, context.resolve(params.py_exec_path)));
     if (params.transform_module) scopes.push({ read: [context.resolve(params.transform_module)] });
     return mergeScopes(...scopes);
   },
@@ -114,6 +126,20 @@ export default defineExecutor({
       if (params.archive_or_delete === "archive") on(archiveLocation(params), ["write", "probe"]);
     }
     return statements;
+  },
+  async planNotes(params, context) {
+    if (!params.py_exec_path || !(context.tasks ?? ["transfer"]).includes("transfer")) return [];
+    return await planPyExec({
+      python: params.python,
+      sandbox: params.py_exec_sandbox,
+      folder: context.resolve(params.py_exec_path),
+      parent: isS3Url(params.parent_directory)
+        ? params.parent_directory
+        : context.resolve(params.parent_directory),
+      dump: isS3Url(params.dump_directory) ? params.dump_directory : context.resolve(params.dump_directory),
+      env: params.py_exec_env,
+      cwd: context.cwd,
+    });
   },
   tasks: {
     transfer: {
@@ -199,8 +225,21 @@ async function transformInto(
   await Deno.mkdir(output, { recursive: true });
   try {
     const input = landing.localFolder ?? await downloadInputs(context, landing, files, join(work, "input"));
-    if (params.py_exec_path) await runPyExec(context, input, output);
-    else await runTransformModule(context, input, output);
+    if (params.py_exec_path) {
+      await runPyExec({
+        python: params.python,
+        folder: context.resolve(params.py_exec_path),
+        parent: input,
+        output,
+        args: params.py_exec_args ?? {},
+        env: params.py_exec_env,
+        sandbox: params.py_exec_sandbox,
+        stateDir: context.stateDir,
+        cwd: context.cwd,
+        signal: context.signal,
+        log: context.log,
+      });
+    } else await runTransformModule(context, input, output);
     const produced = new LocalStorage(output);
     const { count, bytes } = dump.localFolder !== undefined
       ? await moveOutput(produced, dump)
@@ -269,56 +308,6 @@ async function uploadOutput(context: TaskContext<Params>, produced: LocalStorage
     throw error;
   }
   return { count: outputs.length, bytes: outputs.reduce((sum, f) => sum + f.size, 0) };
-}
-
-/** The notebook's contract: `py_exec.main(parent, dump, **py_exec_args)` from the `py_exec_path` folder. */
-async function runPyExec(context: TaskContext<Params>, parent: string, dump: string) {
-  const { params } = context;
-  const folder = context.resolve(params.py_exec_path!);
-  const script = [
-    "import sys, json",
-    "sys.path.insert(0, sys.argv[1])",
-    "import py_exec",
-    "py_exec.main(sys.argv[2], sys.argv[3], **json.loads(sys.argv[4]))",
-  ].join("\n");
-  let child: Deno.ChildProcess;
-  try {
-    child = new Deno.Command(params.python, {
-      args: ["-c", script, folder, parent, dump, JSON.stringify(params.py_exec_args ?? {})],
-      cwd: context.cwd,
-      stdin: "null",
-      stdout: "piped",
-      stderr: "piped",
-      signal: context.signal,
-    }).spawn();
-  } catch (error) {
-    if (error instanceof Deno.errors.NotFound) {
-      throw new Error(`${params.python} not found on PATH (needed by py_exec_path)`);
-    }
-    throw error;
-  }
-  const stderr: string[] = [];
-  const pump = async (stream: ReadableStream<Uint8Array>, onLine: (line: string) => void) => {
-    let rest = "";
-    for await (const text of stream.pipeThrough(new TextDecoderStream())) {
-      const lines = (rest + text).split("\n");
-      rest = lines.pop()!;
-      lines.forEach(onLine);
-    }
-    if (rest) onLine(rest);
-  };
-  const [status] = await Promise.all([
-    child.status,
-    pump(child.stdout, (line) => context.log(`py_exec: ${line}`)),
-    pump(child.stderr, (line) => {
-      stderr.push(line);
-      if (stderr.length > 20) stderr.shift();
-    }),
-  ]);
-  if (!status.success) {
-    const tail = stderr.filter((l) => l.trim()).slice(-5).join(" | ");
-    throw new Error(`py_exec failed (exit ${status.code})${tail ? `: ${tail}` : ""}`);
-  }
 }
 
 /** A TypeScript transform: its default export runs inside this step's sandbox. */

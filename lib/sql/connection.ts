@@ -109,6 +109,16 @@ export function connectionParamsProblem(params: ConnectionParams, context: z.Ref
   const issue = (path: string, message: string) =>
     context.addIssue({ code: "custom", path: [path], message });
   if (params.url !== undefined) {
+    if (urlHoldsPassword(params.url)) {
+      // Reported below `url` (where the routine has no value), with the URL's password masked as its input: a
+      // validator that quotes the value it finds at an issue's path then shows the masked URL, not the password.
+      return context.addIssue({
+        code: "custom",
+        path: ["url", "password"],
+        message: `url ${PASSWORD_IN_URL}`,
+        input: maskUrlPassword(params.url),
+      });
+    }
     const problem = urlProblem(params.url);
     if (problem) return issue("url", problem);
     for (const key of ["host", "port", "database", "user"] as const) {
@@ -135,19 +145,14 @@ export function connectionParamsProblem(params: ConnectionParams, context: z.Ref
  * ```
  */
 export function urlProblem(url: string): string | undefined {
+  if (urlHoldsPassword(url)) return PASSWORD_IN_URL;
   let parsed: URL;
   try {
     parsed = new URL(url);
   } catch {
     return "is not a URL (postgres://user@host:port/database)";
   }
-  if (parsed.password !== "" || /^[a-z]+:\/\/[^@/]*:[^@/]*@/i.test(url)) {
-    return "must not hold a password: put it in an environment variable and name that variable in password_env";
-  }
   for (const key of parsed.searchParams.keys()) {
-    if (/pass/i.test(key)) {
-      return "must not hold a password: put it in an environment variable and name that variable in password_env";
-    }
     if (key !== "sslmode") return `has a query parameter lakerun does not read (only sslmode): ${key}`;
   }
   if (parsed.protocol !== "postgres:" && parsed.protocol !== "postgresql:") {
@@ -162,6 +167,39 @@ export function urlProblem(url: string): string | undefined {
     return `has sslmode=${sslmode}; lakerun takes ${SSL_MODES.join(", ")}`;
   }
   return undefined;
+}
+
+const PASSWORD_IN_URL =
+  "must not hold a password: put it in an environment variable and name that variable in password_env";
+
+/** A `user:password@` part, or a query parameter whose name says password (`password=`, `passfile=`). */
+const URL_PASSWORD = /^([a-z][a-z0-9+.-]*:\/\/[^@/?#]*?:)([^@/?#]*)(@)|([?&][^=&#]*pass[^=&#]*=)([^&#]*)/gi;
+
+/** True when a connection URL holds a password (it need not be a valid URL). */
+function urlHoldsPassword(url: string): boolean {
+  return [...url.matchAll(URL_PASSWORD)].some((match) => (match[2] ?? match[5]) !== "");
+}
+
+/**
+ * The URL with its password (and any `pass…=` query value) replaced by `***`, for messages.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { maskUrlPassword } from "./connection.ts";
+ *
+ * assert.equal(maskUrlPassword("postgres://loader:s3cret@db/lake"), "postgres://loader:***@db/lake");
+ * assert.equal(
+ *   maskUrlPassword("postgres://loader@db/lake?password=s3cret&sslmode=require"),
+ *   "postgres://loader@db/lake?password=***&sslmode=require",
+ * );
+ * ```
+ */
+export function maskUrlPassword(url: string): string {
+  return url.replace(
+    URL_PASSWORD,
+    (_all, user, _password, at, key) => user !== undefined ? `${user}***${at}` : `${key}***`,
+  );
 }
 
 /**

@@ -21,6 +21,8 @@ export class Budget {
   total = 0;
   /** The extraction's abort signal, if any. */
   readonly signal?: AbortSignal;
+  /** Whether entries inside `.git`, `.hg` and `.svn` folders are extracted (see `NameRegistry`). */
+  readonly allowVcsMetadata: boolean;
   readonly #maxBytes: number;
   readonly #maxRatio: number;
   readonly #archiveSize: number;
@@ -39,6 +41,7 @@ export class Budget {
     this.#archiveSize = archiveSize;
     this.#archiveBytes = archiveBytes;
     this.signal = limits?.signal;
+    this.allowVcsMetadata = limits?.allowVcsMetadata ?? false;
   }
 
   /** The archive size the ratio limit is based on. */

@@ -272,7 +272,7 @@ async function readCentralDirectory(
  * declared total size against the limits, before any data is read; returns the directory entries.
  */
 function checkCentralEntries(centrals: CentralEntry[], budget: Budget): Set<CentralEntry> {
-  const names = new NameRegistry();
+  const names = new NameRegistry({ allowVcsMetadata: budget.allowVcsMetadata });
   const dirs = new Set<CentralEntry>();
   let declared = 0;
   for (const central of centrals) {

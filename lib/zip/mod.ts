@@ -6,7 +6,7 @@
  * fallback for archives that cannot be delimited while streaming ({@link ZipNeedsRandomAccess}).
  *
  * Both refuse, naming the entry: unsafe names (the rules of `relativePathProblem` in `storage.ts`, plus
- * lakerun's temporary names), duplicate names (exact, or equal after Unicode NFC normalisation), a file whose
+ * lakerun's temporary names, and entries inside `.git`, `.hg` or `.svn` folders unless `allowVcsMetadata`), duplicate names (exact, or equal after Unicode NFC normalisation), a file whose
  * name is also a parent folder of another entry (`a` and `a/b`), symbolic links and other special files,
  * encrypted entries, compression methods other than STORED (0) and DEFLATE (8), CRC-32 or size mismatches,
  * and any disagreement between the local headers and the central directory (entries present in one but not
@@ -30,4 +30,5 @@
 export { extractZipFile } from "./file.ts";
 export { extractZipStream } from "./stream.ts";
 export { ZipError, ZipNeedsRandomAccess } from "./errors.ts";
+export { VCS_FOLDERS, VCS_REFUSAL, vcsFolderOf } from "./names.ts";
 export type { ZipEntrySink, ZipLimits, ZipSummary } from "./types.ts";

@@ -1,6 +1,7 @@
 /**
  * Entry names: decoding them from their raw bytes (UTF-8, the Info-ZIP Unicode Path extra field or code page
- * 437) and {@link NameRegistry}, which refuses unsafe names, duplicates and file/folder conflicts.
+ * 437) and {@link NameRegistry}, which refuses unsafe names, duplicates, file/folder conflicts and (unless
+ * allowed) version-control metadata.
  *
  * @module
  */
@@ -51,10 +52,35 @@ function cp437(raw: Uint8Array): string {
   return s;
 }
 
+/** The metadata folders of version-control systems, refused in archives unless allowed. */
+export const VCS_FOLDERS: readonly string[] = [".git", ".hg", ".svn"];
+
+/** How the refusal of a version-control entry ends, for callers that add how to allow it. */
+export const VCS_REFUSAL = "version-control metadata, which can make its tool run commands (hooks, config)";
+
+/**
+ * The version-control folder an entry path goes through or is (compared case-insensitively, as case-insensitive
+ * file systems would), if any.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { vcsFolderOf } from "./names.ts";
+ *
+ * assert.equal(vcsFolderOf("repo/.git/config"), ".git");
+ * assert.equal(vcsFolderOf(".HG/hgrc"), ".HG");
+ * assert.equal(vcsFolderOf("data/.gitignore"), undefined);
+ * ```
+ */
+export function vcsFolderOf(path: string): string | undefined {
+  return path.split("/").find((segment) => VCS_FOLDERS.includes(segment.normalize("NFC").toLowerCase()));
+}
+
 /**
  * The names of one archive's entries: each is validated as a safe relative path (and not one of lakerun's
- * temporary names) and compared, after Unicode NFC normalisation, with the names before it, refusing
- * duplicates and any name that is both a file and a folder.
+ * temporary names, nor, unless `allowVcsMetadata`, inside a `.git`, `.hg` or `.svn` folder) and compared,
+ * after Unicode NFC normalisation, with the names before it, refusing duplicates and any name that is both a
+ * file and a folder.
  */
 export class NameRegistry {
   /** NFC name → name, for file entries. */
@@ -63,13 +89,21 @@ export class NameRegistry {
   #dirs = new Map<string, string>();
   /** NFC path → name, for explicit directory entries. */
   #explicitDirs = new Map<string, string>();
+  readonly #allowVcsMetadata: boolean;
+
+  /** `allowVcsMetadata` extracts entries inside `.git`, `.hg` and `.svn` folders too (default: refused). */
+  constructor(options: { allowVcsMetadata?: boolean } = {}) {
+    this.#allowVcsMetadata = options.allowVcsMetadata ?? false;
+  }
 
   /** Validates `name` and records it; returns whether it is a directory entry. */
   add(name: string): boolean {
     const isDir = name.endsWith("/");
     const path = isDir ? name.slice(0, -1) : name;
+    const vcs = this.#allowVcsMetadata ? undefined : vcsFolderOf(path);
     const problem = relativePathProblem(path) ??
-      (path.split("/").some(isTemporaryName) ? "reserved temporary name" : undefined);
+      (path.split("/").some(isTemporaryName) ? "reserved temporary name" : undefined) ??
+      (vcs ? `'${vcs}' is ${VCS_REFUSAL}` : undefined);
     if (problem) throw zipError(name, problem);
 
     const key = path.normalize("NFC");

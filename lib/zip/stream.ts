@@ -132,7 +132,7 @@ async function extractLocalEntries(
   budget: Budget,
   extracted: Map<number, ExtractedEntry>,
 ): Promise<number> {
-  const names = new NameRegistry();
+  const names = new NameRegistry({ allowVcsMetadata: budget.allowVcsMetadata });
   let entries = 0;
   while (await input.signature() === SIG_LOCAL) {
     budget.checkAbort();

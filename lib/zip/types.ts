@@ -43,7 +43,7 @@ export interface ZipEntrySink {
 }
 
 /**
- * Limits that make an extraction fail instead of filling the disk.
+ * Limits that make an extraction fail instead of filling the disk, and what else it accepts.
  *
  * @example
  * ```ts
@@ -82,6 +82,11 @@ export interface ZipLimits {
   archiveSize?: number;
   /** Aborts the extraction, which then rejects with `signal.reason`. */
   signal?: AbortSignal;
+  /**
+   * Extract entries inside `.git`, `.hg` or `.svn` folders. Default false: such an entry fails the
+   * extraction, since version-control metadata can make git (hg, svn) run commands in the folder it lands in.
+   */
+  allowVcsMetadata?: boolean;
 }
 
 /**

@@ -5,6 +5,7 @@
  */
 import { ExecutorCatalog } from "../executors.ts";
 import {
+  checkStateFolder,
   formatScope,
   permissionContext,
   type ResolvedScope,
@@ -12,9 +13,34 @@ import {
   stepScope,
 } from "../run/permissions.ts";
 import { type IamPolicy, type IamStatement, mergeStatements } from "../../lib/aws/iam.ts";
-import { consoleReporter, terminalProgressLine } from "./reporter.ts";
-import { loadRoutine, type Routine } from "../routine/routine.ts";
+import { consoleReporter, type Reporter, type RunInfo, terminalProgressLine } from "./reporter.ts";
+import { type LogSession, withRunInfo } from "./json_log.ts";
+import { loadRoutine, resolveStepTemplates, type Routine, type Step } from "../routine/routine.ts";
+import {
+  defaultTemplateScope,
+  hasDeferredTemplates,
+  parseSecretsFile,
+  type TemplateScope,
+} from "../routine/template.ts";
+import { readRunState } from "../run/run_state.ts";
+import { formatJsonPath } from "../routine/json.ts";
+import { routineStateDir } from "../run/permissions.ts";
+import { findResumableRun, type RunRecord } from "../run/records.ts";
+import { join, resolve } from "node:path";
+import { SecretMask } from "../../lib/mask.ts";
+import {
+  DATE_STEPS,
+  dateProblem,
+  dateSeries,
+  type DateStep,
+  formatDate,
+  parseDate,
+  today,
+} from "../../lib/dates.ts";
+import { UsageError } from "../errors.ts";
 import { runRoutine } from "../run/runner.ts";
+import { listRuns, runsTable } from "../run/records.ts";
+import { scheduleSummary, stepOptionLines, stepOptionsJson } from "../routine/step_options.ts";
 import { executorReferenceMarkdown, executorReferenceText, routineJsonSchema } from "../routine/schema.ts";
 
 /** Options shared by the commands. */
@@ -29,39 +55,262 @@ export interface CommandOptions {
   /** Where notes go (`plan --iam`). Default: standard error. */
   writeNote?: (line: string) => void;
   signal?: AbortSignal;
+  /** `--resume [RUN_ID]`: continue a failed or interrupted run (`runId` absent: the last one). */
+  resume?: { runId?: string };
+  /** `--max-parallel N`: most steps at a time when a routine uses `depends_on`. Default 2. */
+  maxParallel?: number;
+  /** Secret values: filled as templates resolve, replaced by `***` in every line a command prints. */
+  secrets?: SecretMask;
+  /** `--date YYYY-MM-DD`: the run's logical date, `run.date` in templates. Default: today in UTC. */
+  date?: string;
+  /** `--secrets-file FILE`: `NAME=VALUE` lines, read before the environment for `secrets.NAME`. */
+  secretsFile?: string;
+  /** `--log-format`, `--quiet` and GitHub Actions mode (json_log.ts). Default: the console reporter. */
+  logs?: LogSession;
+}
+
+/** Options of `lakerun run`: a backfill runs the routine once per date from `from` to `to`. */
+export interface RunCommandOptions extends CommandOptions {
+  /** `--from YYYY-MM-DD`: the first date of a backfill. */
+  from?: string;
+  /** `--to YYYY-MM-DD`: the last date of a backfill (inclusive). */
+  to?: string;
+  /** `--every day|month|quarter`: the step between the dates of a backfill. */
+  every?: string;
+  /** `--keep-going`: a failed date does not stop the backfill. */
+  keepGoing?: boolean;
 }
 
 const out = (options: CommandOptions) => options.write ?? ((line: string) => console.log(line));
 
-/** `lakerun run ROUTINE`: validates the whole routine, then runs it. */
-export async function runCommand(file: string, options: CommandOptions): Promise<void> {
-  const routine = await loadRoutine(file, { executorDirs: options.executorDirs });
-  await runLoadedRoutine(routine, options);
+/**
+ * `lakerun run ROUTINE`: validates the whole routine, then runs it for its date (`--date`, default today in
+ * UTC). With `--from`, `--to` and `--every`, a backfill: the routine is validated for every date first, then
+ * run once per date, in order, each date its own run (its own run id); the first failed date stops it unless
+ * `keepGoing`. Throws the failure (exit 1) when any date failed.
+ */
+export async function runCommand(file: string, options: RunCommandOptions): Promise<void> {
+  const secrets = options.secrets ?? new SecretMask();
+  const scope = await templateScopeOf(options, secrets);
+  if (options.resume) return await resumeRun(file, options, scope, secrets);
+  const dates = runDates(options);
+  const routines: Routine[] = [];
+  for (const date of dates) {
+    routines.push(
+      await loadRoutine(file, { executorDirs: options.executorDirs, templates: { ...scope, date } }),
+    );
+  }
+  const runOptions = { ...options, secrets };
+  if (dates.length === 1 && options.from === undefined) {
+    return await runLoadedRoutine(routines[0], { ...runOptions, templates: { ...scope, date: dates[0] } });
+  }
+  await backfill(routines, dates, scope, runOptions);
+}
+
+/**
+ * `--resume [RUN_ID]`: continues the last failed or interrupted run (or the one named) with its own date:
+ * the templates are resolved for that date, and the runner skips the steps that succeeded.
+ */
+async function resumeRun(
+  file: string,
+  options: RunCommandOptions,
+  scope: TemplateScope,
+  secrets: SecretMask,
+): Promise<void> {
+  const given = (["date", "from", "to", "every"] as const).filter((key) => options[key] !== undefined);
+  if (given.length || options.keepGoing) {
+    throw new UsageError(
+      `--resume continues a run for the date it was run for: it takes no ${
+        [...given, ...(options.keepGoing ? ["keep-going"] : [])].map((key) => `--${key}`).join(", ")
+      }`,
+    );
+  }
+  const load = (date: string) =>
+    loadRoutine(file, { executorDirs: options.executorDirs, templates: { ...scope, date } });
+  let routine = await load(scope.date);
+  const stateRoot = resolve(Deno.cwd(), options.stateDir ?? ".lakerun");
+  const record = await findResumableRun(stateRoot, routine.name, options.resume?.runId);
+  if (!record) {
+    const name = JSON.stringify(routine.name);
+    throw new UsageError(
+      `routine ${name} has no failed or interrupted run to resume (see 'lakerun runs ${file}')`,
+    );
+  }
+  const date = record.date ?? scope.date;
+  if (date !== scope.date) routine = await load(date);
+  const templates = { ...scope, date };
+  await runLoadedRoutine(routine, { ...options, secrets, date: record.date, templates, record });
+}
+
+/** Runs one routine per date, in order; see {@link runCommand}. */
+async function backfill(
+  routines: Routine[],
+  dates: string[],
+  scope: TemplateScope,
+  options: RunCommandOptions & { secrets: SecretMask },
+): Promise<void> {
+  const write = masked(out(options), options.secrets);
+  const failed: Array<{ date: string; error: unknown }> = [];
+  let succeeded = 0;
+  const summary = (last: string) =>
+    `backfill ${dates[0]} → ${dates.at(-1)} (every ${options.every}): ${dates.length} date${
+      dates.length === 1 ? "" : "s"
+    }, ${succeeded} succeeded, ${failed.length} failed${last}`;
+  for (const [i, date] of dates.entries()) {
+    write(`── ${date} (${i + 1}/${dates.length}) ──`);
+    try {
+      await runLoadedRoutine(routines[i], { ...options, date, templates: { ...scope, date } });
+      succeeded++;
+    } catch (error) {
+      if (options.signal?.aborted) throw error;
+      failed.push({ date, error });
+      if (!options.keepGoing) {
+        const notRun = dates.length - i - 1;
+        write(summary(notRun ? `, ${notRun} not run (stopped at ${date}; --keep-going runs the rest)` : ""));
+        throw error;
+      }
+      write(`✗ ${date}: ${(error as Error).message ?? String(error)}`);
+    }
+  }
+  write(summary(failed.length ? ` (${failed.map((f) => f.date).join(", ")})` : ""));
+  if (failed.length === 1) throw failed[0].error;
+  if (failed.length > 1) {
+    const list = failed.map((f) => f.date).join(", ");
+    throw new Error(`backfill: ${failed.length} of ${dates.length} dates failed: ${list}`);
+  }
+}
+
+/** The dates `lakerun run` runs for: `--date` (default today in UTC), or the backfill's series. */
+export function runDates(options: RunCommandOptions): string[] {
+  const { from, to, every } = options;
+  const checkDate = (flag: string, value: string) => {
+    const problem = dateProblem(value);
+    if (problem) throw new UsageError(`--${flag}: ${problem}`);
+    return value;
+  };
+  if (from === undefined && to === undefined) {
+    if (every !== undefined) throw new UsageError("--every needs --from and --to");
+    if (options.keepGoing) throw new UsageError("--keep-going is for backfills (--from, --to, --every)");
+    return [options.date === undefined ? formatDate(today()) : checkDate("date", options.date)];
+  }
+  if (options.date !== undefined) {
+    throw new UsageError("--date runs one date; a backfill takes --from and --to instead");
+  }
+  if (from === undefined || to === undefined) throw new UsageError("a backfill needs both --from and --to");
+  if (every === undefined) throw new UsageError(`a backfill needs --every (${DATE_STEPS.join(", ")})`);
+  if (!(DATE_STEPS as readonly string[]).includes(every)) {
+    throw new UsageError(`--every: ${JSON.stringify(every)} is not one of ${DATE_STEPS.join(", ")}`);
+  }
+  const first = parseDate(checkDate("from", from));
+  const last = parseDate(checkDate("to", to));
+  if (formatDate(first) > formatDate(last)) throw new UsageError(`--to ${to} is before --from ${from}`);
+  return dateSeries(first, last, every as DateStep).map((date) => formatDate(date));
+}
+
+/**
+ * What templates resolve to for a command: `--date` (default today in UTC), the environment, and the
+ * secrets of `--secrets-file` before the environment's. Every value of the secrets file is masked from the
+ * start; a secret taken from the environment once a template uses it.
+ */
+export async function templateScopeOf(options: CommandOptions, secrets: SecretMask): Promise<TemplateScope> {
+  const fromFile = new Map<string, string>();
+  if (options.secretsFile !== undefined) {
+    let text: string;
+    try {
+      text = await Deno.readTextFile(options.secretsFile);
+    } catch (error) {
+      const reason = error instanceof Deno.errors.NotFound ? "no such file" : (error as Error).name;
+      throw new UsageError(`--secrets-file ${options.secretsFile}: cannot read it (${reason})`);
+    }
+    for (const [name, value] of parseSecretsFile(text, options.secretsFile)) {
+      fromFile.set(name, value);
+      if (value.length >= 4) secrets.add(value);
+    }
+  }
+  if (options.date !== undefined) {
+    const problem = dateProblem(options.date);
+    if (problem) throw new UsageError(`--date: ${problem}`);
+  }
+  const scope = defaultTemplateScope();
+  return {
+    ...scope,
+    date: options.date ?? scope.date,
+    secret: (name) => fromFile.get(name) ?? Deno.env.get(name),
+    mask: secrets,
+  };
+}
+
+/** `write` with every secret value replaced by `***`. */
+function masked(write: (line: string) => void, secrets: SecretMask | undefined): (line: string) => void {
+  return secrets ? (line) => write(secrets.mask(line)) : write;
 }
 
 /** Runs a routine that is already validated, with console output. */
 export async function runLoadedRoutine(
   routine: Routine,
-  options: CommandOptions & { cwd?: string },
+  options: CommandOptions & { cwd?: string; templates?: TemplateScope; record?: RunRecord },
 ): Promise<void> {
-  const reporter = consoleReporter({
-    write: out(options),
-    progressLine: options.write ? undefined : terminalProgressLine(),
-    debug: options.debug,
+  const consoleLines = (write: (line: string) => void): Reporter =>
+    consoleReporter({
+      write,
+      progressLine: options.write ? undefined : terminalProgressLine(),
+      debug: options.debug,
+      mask: options.secrets,
+    });
+  const scope = { ...(options.templates ?? defaultTemplateScope()), mask: options.secrets };
+  const stateRoot = resolve(options.cwd ?? Deno.cwd(), options.stateDir ?? ".lakerun");
+  const logged = options.logs?.reporter({
+    console: consoleLines,
+    mask: options.secrets,
+    signal: options.signal,
+    file: routine.file,
   });
+  const reporter = withRunInfo(
+    logged ?? consoleLines(out(options)),
+    () => runInfoNow(stateRoot, routine.name),
+  );
+  // `steps.*` and `run.id` templates are resolved just before their step runs, the params validated again
+  const prepareStep = async (step: Step, outputs: TemplateScope["outputs"], run?: { runId?: string }) => {
+    if (!hasDeferredTemplates(step.templates)) return step;
+    const runId = run?.runId ?? (await readRunState(routineStateDir(stateRoot, routine.name)))?.runId;
+    return resolveStepTemplates(step, { ...scope, outputs, runId });
+  };
   await runRoutine(routine, {
     reporter,
     signal: options.signal,
     stateRoot: options.stateDir,
     cwd: options.cwd,
+    maxParallel: options.maxParallel,
+    // a routine's runs are keyed on their date when it has one: a failed date is not continued by another
+    date: options.date ?? (routine.steps.some((step) => step.templates) ? scope.date : undefined),
+    secrets: options.secrets,
+    prepareStep,
+    resume: options.record,
   });
+}
+
+/** The run id and date the runner recorded for the routine's current run (read when the routine starts). */
+function runInfoNow(stateRoot: string, routineName: string): RunInfo | undefined {
+  try {
+    const state = JSON.parse(
+      Deno.readTextFileSync(join(routineStateDir(stateRoot, routineName), "run.json")),
+    );
+    return typeof state?.runId === "string"
+      ? { runId: state.runId, attempt: state.attempt, date: state.date }
+      : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 /** `lakerun validate ROUTINE`: checks everything a run would check, runs nothing. */
 export async function validateCommand(file: string, options: CommandOptions): Promise<void> {
-  const routine = await loadRoutine(file, { executorDirs: options.executorDirs });
+  const secrets = options.secrets ?? new SecretMask();
+  const templates = await templateScopeOf(options, secrets);
+  const routine = await loadRoutine(file, { executorDirs: options.executorDirs, templates });
+  checkStateFolder(routine, { cwd: Deno.cwd(), stateRoot: options.stateDir ?? ".lakerun" });
   const tasks = routine.steps.reduce((n, step) => n + step.tasks.length, 0);
-  out(options)(
+  masked(out(options), secrets)(
     `${file}: valid (routine ${JSON.stringify(routine.name)}, ${routine.steps.length} steps, ${tasks} tasks)`,
   );
 }
@@ -75,27 +324,47 @@ export async function planCommand(
   file: string,
   options: CommandOptions & { json?: boolean; iam?: boolean },
 ): Promise<void> {
-  const routine = await loadRoutine(file, { executorDirs: options.executorDirs });
+  const secrets = options.secrets ?? new SecretMask();
+  const templates = await templateScopeOf(options, secrets);
+  const routine = await loadRoutine(file, { executorDirs: options.executorDirs, templates });
   const cwd = Deno.cwd();
   const stateRoot = options.stateDir ?? ".lakerun";
-  const steps = routine.steps.map((step) => ({ step, scope: stepScope(routine, step, { cwd, stateRoot }) }));
-  const write = out(options);
+  // a step whose params wait for `steps.*` or `run.id` gets its scope when it runs, from the resolved params
+  const steps = routine.steps.map((step) => {
+    const deferred = hasDeferredTemplates(step.templates);
+    return { step, deferred, scope: deferred ? emptyScope() : stepScope(routine, step, { cwd, stateRoot }) };
+  });
+  const write = masked(out(options), secrets);
   const iam = options.iam ? routineIam(routine, steps, cwd) : undefined;
-  const note = options.writeNote ?? ((line: string) => console.error(line));
+  const note = masked(options.writeNote ?? ((line: string) => console.error(line)), secrets);
   for (const line of iam?.notes ?? []) note(line);
   if (iam && !options.json) {
     write(JSON.stringify(iam.policy, null, 2));
     return;
   }
+  // what a scope cannot say, e.g. how a transform's own sandbox applies on this machine
+  const notes = await Promise.all(
+    steps.map(({ step, deferred }) =>
+      deferred
+        ? []
+        : step.executor.definition.planNotes?.(step.params, permissionContext(routine, step, cwd)) ?? []
+    ),
+  );
   if (options.json) {
     write(JSON.stringify(
       {
         routine: routine.name,
-        steps: steps.map(({ step, scope }, i) => ({
+        ...(usesTemplates(routine) ? { date: templates.date } : {}),
+        steps: steps.map(({ step, scope, deferred }, i) => ({
           id: step.id,
           executor: step.executor.name,
           tasks: step.tasks,
-          permissions: Object.fromEntries(SCOPE_KINDS.map((kind) => [kind, scope[kind]])),
+          ...stepOptionsJson(step.options),
+          params: step.params,
+          ...(step.templates ? { templates: planTemplates(step) } : {}),
+          // `null`: computed when the step runs, from the params its templates resolve to
+          permissions: deferred ? null : Object.fromEntries(SCOPE_KINDS.map((kind) => [kind, scope[kind]])),
+          ...(notes[i].length ? { notes: notes[i] } : {}),
           ...(iam ? { iam_statements: iam.steps[i] } : {}),
         })),
         ...(iam ? { iam_policy: iam.policy } : {}),
@@ -108,15 +377,50 @@ export async function planCommand(
   write(
     `routine ${JSON.stringify(routine.name)} (${file}): ${steps.length} step${
       steps.length === 1 ? "" : "s"
-    }, run in this order`,
+    }, ${scheduleSummary(routine.steps)}${usesTemplates(routine) ? ` (run.date ${templates.date})` : ""}`,
   );
-  for (const { step, scope } of steps) {
+  for (const [i, { step, scope, deferred }] of steps.entries()) {
     const label = step.id === step.executor.name ? step.id : `${step.id} (${step.executor.name})`;
     write(`${step.index}. ${label}`);
     write(`   tasks: ${step.tasks.join(" → ")}`);
+    for (const line of stepOptionLines(step.options)) write(line);
+    for (const line of templateLines(step)) write(line);
+    if (deferred) {
+      write(`   permissions: computed when the step runs, from the params its templates resolve to`);
+      continue;
+    }
     write(`   permissions (enforced in the step's Worker; anything else is refused):`);
     for (const line of formatScope(scope, "     ")) write(line);
+    for (const line of notes[i]) write(`   ${line}`);
   }
+}
+
+/** A step's templated params for the plan: where, as written, and the value (absent until the step runs). */
+function planTemplates(step: Step): Array<{ param: string; template: string; value?: unknown }> {
+  return (step.templates?.templates ?? []).map(({ path, template, deferred, value }) => ({
+    param: formatJsonPath(path),
+    template: template.source,
+    ...(deferred ? {} : { value }),
+  }));
+}
+
+/** The plan's lines for a step's templated params: each resolved value, or when it will be resolved. */
+function templateLines(step: Step): string[] {
+  if (!step.templates) return [];
+  return [
+    `   params from templates:`,
+    ...planTemplates(step).map(({ param, template, value }) =>
+      `     ${param} = ${value === undefined ? `${template} (when the step runs)` : JSON.stringify(value)}`
+    ),
+  ];
+}
+
+function usesTemplates(routine: Routine): boolean {
+  return routine.steps.some((step) => step.templates);
+}
+
+function emptyScope(): ResolvedScope {
+  return { read: [], write: [], net: [], env: [], run: [] };
 }
 
 /** What {@link routineIam} found. */
@@ -144,6 +448,10 @@ export function routineIam(
   const unknown: string[] = [];
   const perStep = steps.map(({ step, scope }) => {
     const definition = step.executor.definition;
+    if (hasDeferredTemplates(step.templates)) {
+      unknown.push(`${JSON.stringify(step.id)} (its params use values known only when it runs)`);
+      return [];
+    }
     if (!definition.iam) {
       const aws = scope.net.filter((host) => /(^|\.)amazonaws\.com(\.cn)?(:\d+)?$/i.test(host));
       if (aws.length > 0) {
@@ -181,4 +489,40 @@ export async function listCommand(options: CommandOptions & { markdown?: boolean
 export async function schemaCommand(options: CommandOptions): Promise<void> {
   const schema = await routineJsonSchema(new ExecutorCatalog(options.executorDirs));
   out(options)(JSON.stringify(schema, null, 2));
+}
+
+/**
+ * `lakerun runs ROUTINE`: the routine's recorded runs, newest first, as a table (or the records as JSON).
+ * ROUTINE is a routine file (its `routine_name` is read, nothing validated), or a routine name.
+ */
+export async function runsCommand(file: string, options: CommandOptions & { json?: boolean }): Promise<void> {
+  const name = await routineNameOf(file);
+  const stateRoot = resolve(Deno.cwd(), options.stateDir ?? ".lakerun");
+  const runs = await listRuns(stateRoot, name);
+  const write = out(options);
+  if (options.json) return write(JSON.stringify(runs, null, 2));
+  if (runs.length === 0) {
+    return write(`no runs of routine ${JSON.stringify(name)} recorded under ${stateRoot}`);
+  }
+  for (const line of runsTable(runs)) write(line);
+}
+
+/** The `routine_name` of a routine file, or `file` itself when it names no file and does not end in `.json`. */
+async function routineNameOf(file: string): Promise<string> {
+  let text: string;
+  try {
+    text = await Deno.readTextFile(file);
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound && !/\.json$/i.test(file)) return file;
+    const reason = error instanceof Deno.errors.NotFound ? "no such file" : (error as Error).message;
+    throw new UsageError(`${file}: cannot read routine file: ${reason}`);
+  }
+  let name: unknown;
+  try {
+    name = JSON.parse(text)?.routine_name;
+  } catch {
+    throw new UsageError(`${file}: not JSON (check it with 'lakerun validate ${file}')`);
+  }
+  if (typeof name !== "string" || name === "") throw new UsageError(`${file}: has no routine_name`);
+  return name;
 }

@@ -7,6 +7,7 @@
 import type { Routine, Step } from "../routine/routine.ts";
 import { formatBytes, formatDuration } from "../../lib/format.ts";
 import type { StepMessage } from "../run/step_runtime.ts";
+import type { SecretMask } from "../../lib/mask.ts";
 
 /** Receives everything that happens during a run. */
 export interface Reporter {
@@ -14,6 +15,24 @@ export interface Reporter {
   stepStarted(step: Step, total: number): void;
   stepMessage(step: Step, message: StepMessage): void;
   routineFinished(ok: boolean, ms: number): void;
+  /** A failed attempt of `step` will be retried: attempt `attempt` (2, 3…) starts in `delayMs`. */
+  stepRetry?(step: Step, attempt: number, delayMs: number, error: Error): void;
+  /** `step` does not run: a step it depends on failed or was skipped, or `--resume` found it done. */
+  stepSkipped?(step: Step, reason: string): void;
+  /** Something the user should know that does not fail the run (a `continue_on_error` failure, a changed step on `--resume`). */
+  warning?(message: string): void;
+  /** The run has its id (and logical date): called before {@link Reporter.routineStarted}. */
+  runStarted?(run: RunInfo): void;
+}
+
+/** The identity of a run, for reporters that print or write it (JSON logs, the GitHub job summary). */
+export interface RunInfo {
+  /** The run id (kept across the attempts of one run). */
+  runId: string;
+  /** 1, then 2, 3… for each re-run of a run that did not succeed. */
+  attempt?: number;
+  /** The run's logical date (`YYYY-MM-DD`). */
+  date?: string;
 }
 
 /** Options for {@link consoleReporter}. */
@@ -26,6 +45,8 @@ export interface ConsoleReporterOptions {
   progressInterval?: number;
   /** Include the stack of failures. */
   debug?: boolean;
+  /** Secret values to replace with `***` in every line (progress lines included). */
+  mask?: SecretMask;
 }
 
 /**
@@ -61,10 +82,27 @@ export interface ConsoleReporterOptions {
  * ```
  */
 export function consoleReporter(options: ConsoleReporterOptions = {}): Reporter {
-  const write = options.write ?? ((line: string) => console.log(line));
-  const progressLine = options.progressLine;
+  const mask = options.mask;
+  const unmasked = options.write ?? ((line: string) => console.log(line));
+  const write = mask ? (line: string) => unmasked(mask.mask(line)) : unmasked;
+  const rawProgressLine = options.progressLine;
+  const progressLine = rawProgressLine && mask
+    ? (text: string) => rawProgressLine(mask.mask(text))
+    : rawProgressLine;
   const interval = (options.progressInterval ?? 5) * 1000;
   let moved = { files: 0, bytes: 0 };
+  // steps that run at the same time (depends_on) interleave: a line of another step than the last one shown
+  // is preceded by that step's header again, and each step counts what it moved
+  const movedBy = new Map<string, typeof moved>();
+  let shownStep: string | undefined;
+  let stepCount = 0;
+  const stepLabel = (step: Step) =>
+    step.id === step.executor.name ? step.id : `${step.id} (${step.executor.name})`;
+  const stepHeader = (step: Step) => `[${step.index}/${stepCount}] ${stepLabel(step)}`;
+  const showStep = (step: Step) => {
+    if (shownStep !== undefined && shownStep !== step.id) write(`${stepHeader(step)} …`);
+    shownStep = step.id;
+  };
   let progress: { started: number; lastLine: number; lastDraw: number } | undefined;
   let liveLineShown = false;
 
@@ -101,18 +139,29 @@ export function consoleReporter(options: ConsoleReporterOptions = {}): Reporter 
 
   return {
     routineStarted(routine) {
+      stepCount = routine.steps.length;
       write(
         `lakerun · ${routine.name} · ${routine.steps.length} step${routine.steps.length === 1 ? "" : "s"}`,
       );
     },
     stepStarted(step, total) {
-      const label = step.id === step.executor.name ? step.id : `${step.id} (${step.executor.name})`;
-      write(`[${step.index}/${total}] ${label}`);
+      stepCount = total;
+      shownStep = step.id;
+      write(stepHeader(step));
     },
-    stepMessage(_step, message) {
+    stepMessage(step, message) {
+      const event = message.type === "event" ? message.event.type : undefined;
+      const writes = message.type === "task-end" || message.type === "task-failed" || event === "log" ||
+        event === "output";
+      if (writes) {
+        clearLive();
+        showStep(step);
+      }
+      moved = movedBy.get(step.id) ?? moved;
       switch (message.type) {
         case "task-start":
           moved = { files: 0, bytes: 0 };
+          movedBy.set(step.id, moved);
           progress = undefined;
           break;
         case "event": {
@@ -148,6 +197,21 @@ export function consoleReporter(options: ConsoleReporterOptions = {}): Reporter 
     routineFinished(ok, ms) {
       clearLive();
       write(ok ? `✓ done in ${formatDuration(ms)}` : `✗ failed after ${formatDuration(ms)}`);
+    },
+    stepRetry(step, attempt, delayMs) {
+      clearLive();
+      showStep(step);
+      write(`  ↻ retry: attempt ${attempt} of ${step.options.retries + 1} in ${formatDuration(delayMs)}`);
+    },
+    stepSkipped(step, reason) {
+      clearLive();
+      stepCount ||= step.index;
+      shownStep = undefined;
+      write(`${stepHeader(step)} skipped: ${reason}`);
+    },
+    warning(message) {
+      clearLive();
+      write(`! ${message}`);
     },
   };
 }

@@ -17,6 +17,17 @@ import {
 import { nearestName, RoutineError, type RoutineProblem } from "../errors.ts";
 import { ExecutorCatalog, PluginError, type ResolvedExecutor } from "../executors.ts";
 import { formatJsonPath, type JsonPath, JsonSyntaxError, type ParsedJson, parseJson } from "./json.ts";
+import { checkDependencies, STEP_OPTION_KEYS, type StepOptions, stepOptionsOf } from "./step_options.ts";
+import {
+  defaultTemplateScope,
+  isDeferredPath,
+  referenceChecker,
+  resolveDeferredParams,
+  resolveParamTemplates,
+  type StepTemplates,
+  TemplateError,
+  type TemplateScope,
+} from "./template.ts";
 
 /** One step of a routine: an executor with its params and the tasks to run, in order. */
 export interface Step {
@@ -28,6 +39,10 @@ export interface Step {
   /** Params after validation, with defaults applied. */
   params: Record<string, unknown>;
   tasks: string[];
+  /** `retries`, `retry_delay`, `timeout`, `continue_on_error`, `depends_on` (see step_options.ts). */
+  options: StepOptions;
+  /** The `${{ … }}` templates of its params, when it has any (template.ts; see {@link resolveStepTemplates}). */
+  templates?: StepTemplates;
 }
 
 /** A validated routine. */
@@ -49,6 +64,11 @@ export interface LoadOptions {
   executorDirs?: string[];
   /** Folder that relative paths in the command line resolve against. Default: the current folder. */
   cwd?: string;
+  /**
+   * What `${{ … }}` templates in params resolve to at load (`run.date`, `env.*`, `secrets.*`, the mask).
+   * Default: today's date in UTC and lakerun's environment.
+   */
+  templates?: TemplateScope;
 }
 
 const TOP_LEVEL_KEYS = [
@@ -58,7 +78,7 @@ const TOP_LEVEL_KEYS = [
   "executors_dir",
   ...Object.keys(AWS_ROUTINE_BLOCKS),
 ];
-const STEP_KEYS = ["executor", "params", "tasks", "description"];
+const STEP_KEYS = ["executor", "params", "tasks", "description", ...STEP_OPTION_KEYS];
 
 /**
  * Reads, parses and validates the routine file at `file`.
@@ -167,10 +187,12 @@ export async function parseRoutine(
   if (typeof name !== "string" || name.trim() === "") {
     report(
       ["routine_name"],
-      name === undefined ? "missing (a non-empty string)" : "must be a non-empty string",
+      name === undefined
+        ? "missing (a non-empty string)"
+        : `must be a non-empty string, got ${quoteValue(name)}`,
     );
   } else if (name.length > 200) {
-    report(["routine_name"], "longer than 200 characters");
+    report(["routine_name"], `longer than 200 characters: ${quoteValue(name)}`);
   }
 
   const pluginDirs = [...(options.executorDirs ?? []).map((d) => resolve(cwd, d))];
@@ -179,10 +201,14 @@ export async function parseRoutine(
     const list = Array.isArray(dirsValue) ? dirsValue : [dirsValue];
     list.forEach((dir, i) => {
       const path = Array.isArray(dirsValue) ? ["executors_dir", i] : ["executors_dir"];
-      if (typeof dir !== "string" || dir === "") report(path, "must be a folder path (string)");
-      else if (/^[a-z][a-z0-9+.-]*:/i.test(dir)) report(path, "must be a local folder, not a URL");
-      // relative to the routine file, so a routine can ship with its plugins
-      else pluginDirs.push(resolve(dirname(options.file), dir));
+      if (typeof dir !== "string" || dir === "") {
+        report(path, `must be a folder path (string), got ${quoteValue(dir)}`);
+      } else if (/^[a-z][a-z0-9+.-]*:/i.test(dir)) {
+        report(path, `must be a local folder, not a URL: ${quoteValue(dir)}`);
+      } else {
+        // relative to the routine file, so a routine can ship with its plugins
+        pluginDirs.push(resolve(dirname(options.file), dir));
+      }
     });
   }
   for (const dir of pluginDirs) {
@@ -204,14 +230,19 @@ export async function parseRoutine(
   if (executors === undefined) {
     report([], "missing 'executors' (an object of steps)");
   } else if (!isPlainObject(executors)) {
-    report(["executors"], "must be an object whose keys are executor names or step ids");
+    report(
+      ["executors"],
+      `must be an object whose keys are executor names or step ids, got ${quoteValue(executors)}`,
+    );
   } else {
     const ids = doc.keysOf(["executors"]);
     if (ids.length === 0) report(["executors"], "has no steps");
+    const templates = { scope: options.templates ?? defaultTemplateScope(), ids, executors };
     for (const [i, id] of ids.entries()) {
-      const step = await validateStep(id, executors[id], i + 1, catalog, report);
+      const step = await validateStep(id, executors[id], i + 1, catalog, report, templates);
       if (step) steps.push(step);
     }
+    checkDependencies(ids, executors, report);
   }
 
   if (problems.length > 0) throw fail();
@@ -224,18 +255,20 @@ async function validateStep(
   index: number,
   catalog: ExecutorCatalog,
   report: (path: JsonPath, message: string) => void,
+  templates: { scope: TemplateScope; ids: string[]; executors: Record<string, unknown> },
 ): Promise<Step | undefined> {
   const at: JsonPath = ["executors", id];
   if (!isPlainObject(value)) {
-    report(at, "a step must be an object with 'params' and 'tasks'");
+    report(at, `a step must be an object with 'params' and 'tasks', got ${quoteValue(value)}`);
     return undefined;
   }
   checkKeys(value, at, STEP_KEYS, report);
+  const options = stepOptionsOf(value, at, report);
 
   let executorName = id;
   if (value.executor !== undefined) {
     if (typeof value.executor !== "string") {
-      report([...at, "executor"], "must be an executor name (string)");
+      report([...at, "executor"], `must be an executor name (string), got ${quoteValue(value.executor)}`);
       return undefined;
     }
     executorName = value.executor;
@@ -273,13 +306,15 @@ async function validateStep(
   } else if (!Array.isArray(value.tasks) || value.tasks.length === 0) {
     report(
       [...at, "tasks"],
-      `must be a non-empty list of task names (${Object.keys(definition.tasks).join(", ")})`,
+      `must be a non-empty list of task names (${Object.keys(definition.tasks).join(", ")}), got ${
+        quoteValue(value.tasks)
+      }`,
     );
   } else {
     tasks = value.tasks as string[];
     tasks.forEach((task, i) => {
       if (typeof task !== "string") {
-        report([...at, "tasks", i], "must be a task name (string)");
+        report([...at, "tasks", i], `must be a task name (string), got ${quoteValue(task)}`);
       } else if (!Object.hasOwn(definition.tasks, task)) {
         const hint = nearestName(task, Object.keys(definition.tasks));
         report(
@@ -294,17 +329,58 @@ async function validateStep(
 
   const rawParams = value.params ?? Object.create(null);
   if (!isPlainObject(rawParams)) {
-    report([...at, "params"], "must be an object");
+    report([...at, "params"], `must be an object, got ${quoteValue(rawParams)}`);
     return undefined;
   }
-  const parsed = paramsSchemaOf(definition).safeParse(rawParams, { reportInput: true });
+  const templated = resolveParamTemplates(rawParams, templates.scope, {
+    report: (path, message) => report([...at, "params", ...path], message),
+    stepReferenceProblem: referenceChecker(id, templates.ids, templates.executors),
+  });
+  if (templated === null) return undefined;
+  const params = templated?.params ?? rawParams;
+  const parsed = paramsSchemaOf(definition).safeParse(params, { reportInput: true });
   if (!parsed.success) {
-    for (const issue of parsed.error.issues) {
-      reportIssue(issue, [...at, "params"], executor.name, report, rawParams, paramsSchemaOf(definition));
+    const issues = parsed.error.issues.filter((issue) => !isDeferredPath(issue.path, templated));
+    // only values resolved when the step runs are in question: validated again then
+    if (issues.length === 0) return { id, index, executor, params, tasks, options, templates: templated };
+    for (const issue of issues) {
+      const unknownParam = (key: string) => `unknown param ${JSON.stringify(key)} for ${executor.name}`;
+      reportIssue(issue, [...at, "params"], unknownParam, report, params, paramsSchemaOf(definition));
     }
     return undefined;
   }
-  return { id, index, executor, params: parsed.data as Record<string, unknown>, tasks };
+  const step: Step = { id, index, executor, params: parsed.data as Record<string, unknown>, tasks, options };
+  return templated ? { ...step, templates: templated } : step;
+}
+
+/**
+ * The step to run: its templates resolved only now (`run.id`, `steps.*`) given their values in `scope`, and
+ * its params validated again. A step without such templates is returned as it is.
+ *
+ * @throws {Error} naming each param whose template has no value or whose value is invalid.
+ */
+export function resolveStepTemplates(step: Step, scope: TemplateScope): Step {
+  if (!step.templates?.templates.some((template) => template.deferred)) return step;
+  const at: JsonPath = ["executors", step.id, "params"];
+  let params: Record<string, unknown>;
+  try {
+    params = resolveDeferredParams(step.templates, scope);
+  } catch (error) {
+    if (error instanceof TemplateError) {
+      throw new Error(`${formatJsonPath([...at, ...(error.path ?? [])])}: ${error.message}`);
+    }
+    throw error;
+  }
+  const schema = paramsSchemaOf(step.executor.definition);
+  const parsed = schema.safeParse(params, { reportInput: true });
+  if (parsed.success) return { ...step, params: parsed.data as Record<string, unknown> };
+  const problems: string[] = [];
+  const unknownParam = (key: string) => `unknown param ${JSON.stringify(key)} for ${step.executor.name}`;
+  for (const issue of parsed.error.issues) {
+    const collect = (path: JsonPath, message: string) => problems.push(`${formatJsonPath(path)}: ${message}`);
+    reportIssue(issue, at, unknownParam, collect, params, schema);
+  }
+  throw new Error(`invalid params once templates were resolved: ${problems.join("; ")}`);
 }
 
 const schemaCache = new WeakMap<ExecutorDefinition, z.ZodType>();
@@ -347,7 +423,7 @@ export function paramsSchemaOf(definition: ExecutorDefinition): z.ZodType {
 function reportIssue(
   issue: z.core.$ZodIssue,
   base: JsonPath,
-  executor: string,
+  unknownKey: (key: string) => string,
   report: (path: JsonPath, message: string) => void,
   raw: unknown,
   schema: z.ZodType,
@@ -360,22 +436,150 @@ function reportIssue(
       const hint = nearestName(key, known);
       report(
         [...path, key],
-        `unknown param for ${executor}${hint ? ` (did you mean '${hint}'?)` : ""}; allowed: ${
-          known.join(", ")
-        }`,
+        `${unknownKey(key)}${hint ? ` (did you mean '${hint}'?)` : ""}; allowed: ${known.join(", ")}`,
       );
     }
     return;
   }
-  if (issue.code === "invalid_type" && !hasPath(raw, relative)) {
-    report(path, `missing (expected ${issue.expected})`);
+  const given = hasPath(raw, relative);
+  if (!given && (issue.code === "invalid_type" || issue.code === "invalid_union")) {
+    report(path, `missing (expected ${expectedOf(issue)})`);
     return;
   }
-  if (issue.code === "invalid_union" && "errors" in issue) {
+  if (issue.code === "invalid_union") {
     const inner = issue.errors.flat().find((e) => e.path.length > 0);
-    if (inner) return reportIssue(inner, path, executor, report, valueAt(raw, relative), schema);
+    if (inner) return reportIssue(inner, path, unknownKey, report, valueAt(raw, relative), schema);
   }
-  report(path, issue.message.replace(/^Invalid input: /, ""));
+  report(path, describeIssue(issue, given ? valueAt(raw, relative) : issue.input));
+}
+
+/**
+ * One line saying what is wrong with `value` (the value the routine gave), for a zod issue: the value is always
+ * quoted (shortened when long, see {@link quoteValue}); an executor's own message is kept, with the value added
+ * when the message does not already show it.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { z } from "zod";
+ * import { describeIssue } from "./routine.ts";
+ *
+ * const schema = z.strictObject({ mode: z.enum(["archive", "delete"]), n: z.number().min(1) });
+ * const parsed = schema.safeParse({ mode: "shred", n: 0 }, { reportInput: true });
+ * const [mode, n] = parsed.error!.issues;
+ * assert.equal(describeIssue(mode, "shred"), '"shred" is not one of "archive", "delete"');
+ * assert.equal(describeIssue(n, 0), "too small: expected number to be >=1, got 0");
+ * ```
+ */
+export function describeIssue(issue: z.core.$ZodIssue, value: unknown): string {
+  const given = quoteValue(value);
+  const detail = issue as z.core.$ZodIssue & { prefix?: string; suffix?: string; includes?: string };
+  if (!isDefaultMessage(issue)) {
+    // the executor's own words; add the value unless they already show it
+    const shown = issue.message.includes(given) ||
+      (typeof value === "string" && value.length >= 3 && issue.message.includes(value));
+    return shown || value === undefined ? issue.message : `${issue.message}, got ${given}`;
+  }
+  switch (issue.code) {
+    case "invalid_value":
+      return issue.values.length === 1
+        ? `${given} is not ${quoteValue(issue.values[0])}`
+        : `${given} is not one of ${issue.values.map((v) => quoteValue(v)).join(", ")}`;
+    case "invalid_type":
+    case "invalid_union":
+      return `expected ${expectedOf(issue)}, received ${typeNameOf(value)} (${given})`;
+    case "not_multiple_of":
+      return `${given} is not a multiple of ${issue.divisor}`;
+    case "invalid_format":
+      if (issue.format === "regex") return `${given} does not match the pattern ${issue.pattern}`;
+      if (issue.format === "starts_with") return `${given} does not start with ${quoteValue(detail.prefix)}`;
+      if (issue.format === "ends_with") return `${given} does not end with ${quoteValue(detail.suffix)}`;
+      if (issue.format === "includes") return `${given} does not contain ${quoteValue(detail.includes)}`;
+      return `${given} is not a valid ${FORMAT_NAMES[issue.format] ?? issue.format}`;
+    default: {
+      const message = issue.message.replace(/^Invalid input: /, "");
+      return `${message.charAt(0).toLowerCase()}${message.slice(1)}, got ${given}`;
+    }
+  }
+}
+
+const FORMAT_NAMES: Record<string, string> = {
+  url: "URL",
+  email: "email address",
+  uuid: "UUID",
+  guid: "GUID",
+  ipv4: "IPv4 address",
+  ipv6: "IPv6 address",
+  cidrv4: "IPv4 range",
+  cidrv6: "IPv6 range",
+  datetime: "ISO 8601 date and time",
+  date: "date (YYYY-MM-DD)",
+  time: "time (HH:MM[:SS])",
+  duration: "ISO 8601 duration",
+  base64: "base64 text",
+  jwt: "JWT",
+};
+
+/** True when `issue.message` is zod's own wording (not an executor's `error`/`refine` message). */
+function isDefaultMessage(issue: z.core.$ZodIssue): boolean {
+  const localeError = z.core.globalConfig.localeError;
+  if (!localeError) return true;
+  const made = localeError(issue as unknown as Parameters<typeof localeError>[0]);
+  const text = typeof made === "string" ? made : made?.message;
+  return text === undefined || text === issue.message;
+}
+
+/** What an issue expected: `string`, or `string or number` for a union. */
+function expectedOf(issue: z.core.$ZodIssue): string {
+  if (issue.code === "invalid_type") return issue.expected;
+  if (issue.code === "invalid_value") return issue.values.map((v) => quoteValue(v)).join(" or ");
+  if (issue.code === "invalid_union") {
+    const branches = issue.errors.map((branch) => branch[0]).filter((first) => first !== undefined);
+    const names = [...new Set(branches.map(expectedOf))];
+    return names.length > 0 ? names.join(" or ") : "another value";
+  }
+  return issue.message.replace(/^[A-Z][a-z]+ [a-z]+: /, "");
+}
+
+function typeNameOf(value: unknown): string {
+  return value === null ? "null" : Array.isArray(value) ? "array" : typeof value;
+}
+
+/**
+ * `value` as it stands in a routine file, for messages: JSON text on one line, long values shortened with their
+ * length; `missing` for no value.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { quoteValue } from "./routine.ts";
+ *
+ * assert.equal(quoteValue("shred"), '"shred"');
+ * assert.equal(quoteValue(42), "42");
+ * assert.equal(quoteValue({ a: [1, 2] }), '{"a":[1,2]}');
+ * assert.equal(quoteValue("two\nlines"), '"two\\nlines"');
+ * assert.equal(quoteValue("x".repeat(100)), `"${"x".repeat(40)}…" (100 characters)`);
+ * assert.equal(quoteValue(undefined), "missing");
+ * ```
+ */
+export function quoteValue(value: unknown, max = 60): string {
+  if (value === undefined) return "missing";
+  if (typeof value === "string") {
+    const text = JSON.stringify(value);
+    if (text.length <= max) return text;
+    const characters = [...value];
+    return `${
+      JSON.stringify(characters.slice(0, max - 20).join("")).slice(0, -1)
+    }…" (${characters.length} characters)`;
+  }
+  let text: string;
+  try {
+    text = JSON.stringify(value) ?? String(value);
+  } catch {
+    text = String(value);
+  }
+  text = text.replace(/[\r\n]+/g, " ");
+  return text.length <= max ? text : `${text.slice(0, max - 1)}…`;
 }
 
 /** Validates a routine-level settings block (`aws`, `s3`) against its one schema; `undefined` when absent. */
@@ -389,19 +593,7 @@ function validateBlock(
   const parsed = schema.safeParse(value, { reportInput: true });
   if (parsed.success) return parsed.data;
   for (const issue of parsed.error.issues) {
-    const path = [key, ...issue.path.map((p) => (typeof p === "symbol" ? String(p) : p))];
-    if (issue.code === "unrecognized_keys") {
-      const known = knownKeysAt(schema, path.slice(1));
-      for (const unknownKey of issue.keys) {
-        const hint = nearestName(unknownKey, known);
-        report(
-          [...path, unknownKey],
-          `unknown key${hint ? ` (did you mean '${hint}'?)` : ""}; allowed: ${known.join(", ")}`,
-        );
-      }
-    } else {
-      report(path, issue.message.replace(/^Invalid input: /, ""));
-    }
+    reportIssue(issue, [key], (name) => `unknown key ${JSON.stringify(name)}`, report, value, schema);
   }
   return undefined;
 }
@@ -417,7 +609,9 @@ function checkKeys(
     const hint = nearestName(key, allowed);
     report(
       [...at, key],
-      `unknown key${hint ? ` (did you mean '${hint}'?)` : ""}; allowed: ${allowed.join(", ")}`,
+      `unknown key ${JSON.stringify(key)}${hint ? ` (did you mean '${hint}'?)` : ""}; allowed: ${
+        allowed.join(", ")
+      }`,
     );
   }
 }

@@ -9,6 +9,7 @@ import type { ExecutorDefinition } from "../../sdk/executor.ts";
 import { AWS_ROUTINE_BLOCKS } from "../../lib/aws/settings.ts";
 import type { ExecutorCatalog } from "../executors.ts";
 import { paramsSchemaOf } from "./routine.ts";
+import { stepOptionsSchema } from "./step_options.ts";
 
 type JsonSchema = Record<string, any>;
 
@@ -20,6 +21,12 @@ export function paramsJsonSchema(definition: ExecutorDefinition): JsonSchema {
   }) as JsonSchema;
   delete schema.$schema;
   return schema;
+}
+
+/** The JSON Schemas of the step options (`retries`, `timeout`, `depends_on`…), one per key. */
+function stepOptionsJsonSchema(): Record<string, JsonSchema> {
+  const schema = z.toJSONSchema(stepOptionsSchema(z), { io: "input", unrepresentable: "any" }) as JsonSchema;
+  return schema.properties;
 }
 
 /** The JSON Schemas of the routine-level settings blocks (`aws`, `s3`), from their one zod schema each. */
@@ -46,7 +53,10 @@ function settingsBlocksJsonSchema(): Record<string, JsonSchema> {
  * const schema = await routineJsonSchema(catalog);
  * assert.equal(schema.$schema, "https://json-schema.org/draft/2020-12/schema");
  * const downloader = schema.properties.executors.properties.DownloaderExecutor; // a step's schema
- * assert.deepEqual(Object.keys(downloader.properties), ["executor", "description", "params", "tasks"]);
+ * assert.deepEqual(Object.keys(downloader.properties), [
+ *   "executor", "description", "params", "tasks",
+ *   "retries", "retry_delay", "timeout", "continue_on_error", "depends_on", // step options
+ * ]);
  * assert.equal(downloader.description, (await catalog.find("DownloaderExecutor"))!.definition.description);
  * ```
  */
@@ -75,6 +85,7 @@ export async function routineJsonSchema(catalog: ExecutorCatalog): Promise<JsonS
             "\n",
           ),
         },
+        ...stepOptionsJsonSchema(),
       },
       required: executorRequired ? ["executor", "tasks"] : ["tasks"],
       additionalProperties: false,

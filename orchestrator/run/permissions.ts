@@ -5,9 +5,11 @@
  *
  * @module
  */
-import { isAbsolute, join, resolve } from "node:path";
+import { isAbsolute, join, relative, resolve } from "node:path";
 import type { PermissionContext, PermissionScope } from "../../sdk/executor.ts";
 import { SCOPE_KINDS } from "../../lib/scope.ts";
+import { RoutineError, type RoutineProblem } from "../errors.ts";
+import { formatJsonPath, type JsonPath } from "../routine/json.ts";
 import type { Routine, Step } from "../routine/routine.ts";
 
 /** A step's scope with every list resolved, sorted and free of duplicates. */
@@ -125,6 +127,8 @@ export function stepScope(
   const stateDir = stepStateDir(resolve(options.cwd, options.stateRoot), routine.name, step.id);
   const paths = (list: string[] | undefined) =>
     unique((list ?? []).map((p) => (isAbsolute(p) ? resolve(p) : resolve(options.cwd, p))));
+  const problems = stateFolderProblems(routine, step, paths(declared.read), paths(declared.write), options);
+  if (problems.length > 0) throw new RoutineError(problems);
   return {
     read: unique([...paths(declared.read), stateDir]),
     write: unique([...paths(declared.write), stateDir]),
@@ -132,6 +136,104 @@ export function stepScope(
     env: unique(declared.env ?? []),
     run: unique(declared.run ?? []),
   };
+}
+
+/**
+ * Refuses, before anything runs, a routine in which a step could read or write lakerun's state folder
+ * (`--state-dir`: journals, locks, run records): a folder param that holds it (`.`) or lies inside it. Each
+ * step's scope is checked as {@link stepScope} does; a step whose scope needs its templates resolved first is
+ * checked when it starts.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { RoutineError } from "../errors.ts";
+ * import { parseRoutine } from "../routine/routine.ts";
+ * import { checkStateFolder } from "./permissions.ts";
+ *
+ * const download = {
+ *   params: { requests_arguments: { url: "https://example.com/data.zip" }, landing_directory: ".", unzip: "unzip" },
+ *   tasks: ["download"],
+ * };
+ * const text = JSON.stringify({ routine_name: "survey", executors: { DownloaderExecutor: download } });
+ * const routine = await parseRoutine(text, { file: "/work/survey.json", label: "survey.json", cwd: "/work" });
+ * assert.throws(() => checkStateFolder(routine, { cwd: "/work", stateRoot: ".lakerun" }), (error) => {
+ *   assert.ok(error instanceof RoutineError);
+ *   assert.equal(
+ *     error.message,
+ *     "survey.json: executors.DownloaderExecutor.params.landing_directory: \".\" gives this step write access to " +
+ *       "/work, which holds lakerun's state folder /work/.lakerun (journals, locks, run records); choose " +
+ *       "another folder, or keep the state elsewhere with --state-dir",
+ *   );
+ *   return true;
+ * });
+ * ```
+ */
+export function checkStateFolder(routine: Routine, options: { cwd: string; stateRoot: string }): void {
+  const problems: RoutineProblem[] = [];
+  for (const step of routine.steps) {
+    try {
+      stepScope(routine, step, options);
+    } catch (error) {
+      if (error instanceof RoutineError) problems.push(...error.problems);
+      // any other error: the step's params need their templates first
+    }
+  }
+  if (problems.length > 0) throw new RoutineError(problems);
+}
+
+function stateFolderProblems(
+  routine: Routine,
+  step: Step,
+  read: string[],
+  write: string[],
+  options: { cwd: string; stateRoot: string },
+): RoutineProblem[] {
+  const root = resolve(options.cwd, options.stateRoot);
+  const inside = (path: string, folder: string) =>
+    path === folder || path.startsWith(folder.endsWith("/") ? folder : `${folder}/`);
+  const label = relative(options.cwd, routine.file);
+  const where = label && !label.startsWith("..") && !isAbsolute(label) ? label : routine.file;
+  const problems: RoutineProblem[] = [];
+  for (const path of unique([...write, ...read])) {
+    const holds = inside(root, path);
+    if (!holds && !inside(path, root)) continue;
+    const param = paramNaming(step.params, path, options.cwd);
+    const source = param ? `${JSON.stringify(param.value)} gives` : "its params give";
+    const access = write.includes(path) ? "write" : "read";
+    const relation = holds ? "which holds" : "inside";
+    problems.push({
+      where,
+      path: formatJsonPath(["executors", step.id, "params", ...(param?.path ?? [])]),
+      message:
+        `${source} this step ${access} access to ${path}, ${relation} lakerun's state folder ${root} ` +
+        "(journals, locks, run records); choose another folder, or keep the state elsewhere with --state-dir",
+    });
+  }
+  return problems;
+}
+
+/** The param whose (local path) value resolves to `path`, else one inside it (a file whose folder it is). */
+function paramNaming(
+  params: unknown,
+  path: string,
+  cwd: string,
+): { path: JsonPath; value: string } | undefined {
+  const found: Array<{ path: JsonPath; value: string; exact: boolean }> = [];
+  const walk = (value: unknown, at: JsonPath) => {
+    if (typeof value === "string") {
+      if (value === "" || /^[a-z][a-z0-9+.-]*:\/\//i.test(value)) return;
+      const resolved = resolve(cwd, value);
+      if (resolved === path || resolved.startsWith(`${path}/`)) {
+        found.push({ path: at, value, exact: resolved === path });
+      }
+    } else if (Array.isArray(value)) value.forEach((item, i) => walk(item, [...at, i]));
+    else if (value && typeof value === "object") {
+      for (const [key, item] of Object.entries(value)) walk(item, [...at, key]);
+    }
+  };
+  walk(params, []);
+  return found.find((f) => f.exact) ?? found[0];
 }
 
 /** The permissions object for `new Worker(…, { deno: { permissions } })`: nothing beyond the scope. */

@@ -3,7 +3,8 @@
  * succeed (it failed, was interrupted, or was killed) is continued by the next one, which keeps its id; a run
  * that succeeded is followed by a new id. Tasks that start cloud jobs key their records on this id
  * (`lib/cloud/ledger.ts`), so a re-run reattaches to the jobs of the run it continues instead of starting
- * them again, and a routine run after a success starts fresh.
+ * them again, and a routine run after a success starts fresh. A run for another logical date (`--date`) is
+ * another run: it starts fresh too. `--resume RUN_ID` continues the run it names, whichever run is recorded.
  *
  * @module
  */
@@ -23,6 +24,16 @@ export interface RunState {
   started: string;
   /** When this attempt started. */
   attemptStarted: string;
+  /** The run's logical date (`YYYY-MM-DD`), when it has one. */
+  date?: string;
+}
+
+/** Options for {@link beginRun}. */
+export interface BeginRunOptions {
+  /** The logical date of the run: a recorded run for another date is not continued. */
+  date?: string;
+  /** Continue this run (`--resume`), whatever run is recorded. */
+  resume?: { runId: string; attempt: number; firstStarted: string; date?: string };
 }
 
 const FILE = "run.json";
@@ -34,13 +45,42 @@ export function newRunId(now = new Date()): string {
 }
 
 /**
- * Starts an attempt: continues the recorded run unless it succeeded, else begins a new one; records it as
- * `running`. Call it under the routine's run lock.
+ * Starts an attempt: continues the recorded run unless it succeeded or was for another date, else begins a
+ * new one (with `resume`: continues that run); records it as `running`. Call it under the routine's run lock.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { beginRun, endRun } from "./run_state.ts";
+ *
+ * const dir = await Deno.makeTempDir();
+ * const first = await beginRun(dir, { date: "2026-03-31" });
+ * await endRun(dir, first, "failed");
+ * const again = await beginRun(dir, { date: "2026-03-31" });
+ * assert.deepEqual([again.runId, again.attempt], [first.runId, 2]); // the unfinished run continues
+ * await endRun(dir, again, "failed");
+ * const otherDate = await beginRun(dir, { date: "2026-06-30" });
+ * assert.notEqual(otherDate.runId, first.runId); // another date is another run
+ * await endRun(dir, otherDate, "succeeded");
+ * const resumed = await beginRun(dir, { resume: { ...first, attempt: 2, firstStarted: first.started } });
+ * assert.deepEqual([resumed.runId, resumed.attempt, resumed.date], [first.runId, 3, "2026-03-31"]);
+ * await Deno.remove(dir, { recursive: true });
+ * ```
  */
-export async function beginRun(routineDir: string): Promise<RunState> {
+export async function beginRun(routineDir: string, options: BeginRunOptions = {}): Promise<RunState> {
   const previous = await readRunState(routineDir);
   const now = new Date();
-  const state: RunState = previous && previous.status !== "succeeded"
+  const resume = options.resume;
+  const date = resume ? resume.date : options.date;
+  const state: RunState = resume
+    ? {
+      runId: resume.runId,
+      attempt: Math.max(resume.attempt, previous?.runId === resume.runId ? previous.attempt : 0) + 1,
+      status: "running",
+      started: resume.firstStarted,
+      attemptStarted: now.toISOString(),
+    }
+    : previous && previous.status !== "succeeded" && previous.date === date
     ? { ...previous, attempt: previous.attempt + 1, status: "running", attemptStarted: now.toISOString() }
     : {
       runId: newRunId(now),
@@ -49,6 +89,8 @@ export async function beginRun(routineDir: string): Promise<RunState> {
       started: now.toISOString(),
       attemptStarted: now.toISOString(),
     };
+  if (date !== undefined) state.date = date;
+  else delete state.date;
   await writeRunState(routineDir, state);
   return state;
 }

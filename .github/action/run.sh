@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# The action's run step (see action.yml): `lakerun run` with the action's inputs, which arrive as environment
+# variables and are passed on as separate arguments, never as script text:
+#   LAKERUN_ROUTINE    the routine file (required)
+#   LAKERUN_EXECUTORS  plugin folders, one per line
+#   LAKERUN_DATE       the run's logical date (YYYY-MM-DD)
+#   LAKERUN_RESUME     "true" (the last failed or interrupted run), a run id, or "" / "false"
+#   LAKERUN_ARGS       more arguments, split into words as a shell would (quotes and backslashes), without
+#                      any expansion: no variables, no globs, no command substitution
+#   LAKERUN_DENO       the Deno binary (default: deno on PATH)
+# lakerun is started with exec, so that the runner's SIGINT and SIGTERM on cancel reach it, not this shell.
+set -euo pipefail
+
+routine="${LAKERUN_ROUTINE:-}"
+if [[ -z "$routine" ]]; then
+  echo "::error title=lakerun::the action's 'routine' input is required"
+  exit 2
+fi
+action="${GITHUB_ACTION_PATH:?GITHUB_ACTION_PATH is not set}"
+
+args=(run)
+while IFS= read -r dir || [[ -n "$dir" ]]; do
+  dir="${dir%$'\r'}"
+  [[ -n "${dir//[[:space:]]/}" ]] && args+=(--executors "$dir")
+done <<< "${LAKERUN_EXECUTORS:-}"
+[[ -n "${LAKERUN_DATE:-}" ]] && args+=(--date "$LAKERUN_DATE")
+case "${LAKERUN_RESUME:-}" in
+  "" | false) ;;
+  true) args+=(--resume) ;;
+  *) args+=("--resume=$LAKERUN_RESUME") ;;
+esac
+if [[ -n "${LAKERUN_ARGS//[[:space:]]/}" ]]; then
+  words="$(mktemp)"
+  # xargs splits on blanks and honours quotes and backslashes; it expands nothing
+  printf '%s' "$LAKERUN_ARGS" | xargs printf '%s\0' > "$words"
+  while IFS= read -r -d '' word; do args+=("$word"); done < "$words"
+  rm -f "$words"
+fi
+args+=(-- "$routine")
+
+exec "${LAKERUN_DENO:-deno}" run -A --frozen-lockfile --v8-flags=--max-semi-space-size=1 \
+  --config "$action/deno.json" "$action/main.ts" "${args[@]}"

@@ -1,0 +1,112 @@
+/**
+ * What lakerun's Landlock prelude adds to a py_exec transform's start: the same trivial transform (it writes
+ * one small file) started the way lakerun did before the sandbox (`python3 -c` with a four-line runner, the
+ * whole environment), through the prelude with `py_exec_sandbox: off` (minimal environment, no Landlock), and
+ * through the prelude confined (`best_effort` on this machine). Start to exit of the interpreter, spawned by
+ * Deno; the variants alternate spawn by spawn, so that they share the machine's state.
+ *
+ * The interpreter is the one `python3` resolves to (`sys.executable`), so that a version manager's shim (pyenv's
+ * adds about 90 ms) does not hide the difference.
+ *
+ * Usage: deno run -A bench/py_exec_prelude.ts [--runs 3] [--spawns 20]
+ *
+ * @module
+ */
+import { parseArgs } from "node:util";
+import { join } from "node:path";
+import { minimalEnv, PRELUDE_URL } from "../executors/staging/py_exec.ts";
+
+const { values } = parseArgs({
+  options: { runs: { type: "string", default: "3" }, spawns: { type: "string", default: "20" } },
+});
+const runs = Math.max(3, Number(values.runs));
+const spawns = Number(values.spawns);
+
+const found = await new Deno.Command("python3", { args: ["-c", "import sys; print(sys.executable)"] })
+  .output();
+if (!found.success) throw new Error("python3 not found on PATH");
+const python = new TextDecoder().decode(found.stdout).trim();
+const version = new TextDecoder().decode(
+  (await new Deno.Command(python, { args: ["-c", "import sys; print(sys.version.split()[0])"] }).output())
+    .stdout,
+).trim();
+const prelude = await Deno.readTextFile(PRELUDE_URL);
+
+const dir = await Deno.makeTempDir({ prefix: "lakerun-bench-prelude-" });
+const folder = join(dir, "tx");
+const parent = join(dir, "in");
+const dump = join(dir, "out");
+const tmp = join(dir, "tmp");
+const home = join(dir, "home");
+for (const path of [folder, parent, dump, tmp, home]) await Deno.mkdir(path, { recursive: true });
+await Deno.writeTextFile(join(parent, "a.csv"), "a,b\n1,2\n");
+await Deno.writeTextFile(
+  join(folder, "py_exec.py"),
+  "import os\ndef main(parent, dump):\n    open(os.path.join(dump, 'a.csv'), 'w').write(open(os.path.join(parent, 'a.csv')).read())\n",
+);
+
+const before = [
+  "import sys, json",
+  "sys.path.insert(0, sys.argv[1])",
+  "import py_exec",
+  "py_exec.main(sys.argv[2], sys.argv[3], **json.loads(sys.argv[4]))",
+].join("\n");
+const spec = (mode: string) =>
+  JSON.stringify({ mode, folder, parent, dump, args: {}, read: [folder, parent], write: [dump, tmp, home] });
+const env = minimalEnv((name) => Deno.env.get(name), [], { tmp, home });
+
+const variants: Record<string, Deno.CommandOptions> = {
+  "python3 -c (before the sandbox)": { args: ["-c", before, folder, parent, dump, "{}"] },
+  "prelude, py_exec_sandbox off": { args: ["-c", prelude, spec("off")], clearEnv: true, env },
+  "prelude, confined (Landlock)": { args: ["-c", prelude, spec("best_effort")], clearEnv: true, env },
+};
+
+async function once(options: Deno.CommandOptions): Promise<number> {
+  const started = performance.now();
+  const output = await new Deno.Command(python, { ...options, stdout: "null", stderr: "piped" }).output();
+  const ms = performance.now() - started;
+  if (!output.success) throw new Error(new TextDecoder().decode(output.stderr));
+  return ms;
+}
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.floor(sorted.length / 2)];
+}
+
+const names = Object.keys(variants);
+for (const name of names) await once(variants[name]); // warm the page cache
+const perRun: Record<string, number[]> = Object.fromEntries(names.map((name) => [name, []]));
+for (let run = 0; run < runs; run++) {
+  const times: Record<string, number[]> = Object.fromEntries(names.map((name) => [name, []]));
+  for (let i = 0; i < spawns; i++) {
+    for (const name of (run + i) % 2 ? [...names].reverse() : names) {
+      times[name].push(await once(variants[name]));
+    }
+  }
+  for (const name of names) perRun[name].push(median(times[name]));
+  console.error(
+    `run ${run + 1}/${runs}: ${names.map((n) => `${n} ${median(times[n]).toFixed(1)} ms`).join(", ")}`,
+  );
+}
+const confined = new TextDecoder().decode(
+  (await new Deno.Command(python, { ...variants[names[2]], stdout: "null", stderr: "piped" }).output())
+    .stderr,
+).split("\n")[0];
+await Deno.remove(dir, { recursive: true });
+
+const base = median(perRun[names[0]]);
+console.log(
+  `Python ${version} (${python}), ${Deno.build.os} ${Deno.osRelease()}, ${runs} runs × ${spawns} spawns each,`,
+);
+console.log(`variants alternating; median of each run's medians. ${confined.slice(0, 90)}…\n`);
+console.log("| start of the transform | per run (ms) | median (ms) | added (ms) |");
+console.log("| --- | --- | --- | --- |");
+for (const name of names) {
+  const m = median(perRun[name]);
+  console.log(
+    `| ${name} | ${perRun[name].map((v) => v.toFixed(1)).join(", ")} | ${m.toFixed(1)} | ${
+      name === names[0] ? "-" : `${(m - base) >= 0 ? "+" : ""}${(m - base).toFixed(1)}`
+    } |`,
+  );
+}

@@ -1,0 +1,473 @@
+/**
+ * How a run is logged: `--log-format text` (the console reporter, the default) or `--log-format json` (one JSON
+ * object per line on standard output, for log collectors), `--quiet` (only errors and the last line), and,
+ * when `GITHUB_ACTIONS=true`, GitHub Actions mode on top of either (see github.ts). {@link LogSession} puts
+ * them together for one lakerun command.
+ *
+ * A JSON line holds `time` (ISO 8601), `level` (`info`, `warn`, `error`), `run_id`, `routine`, `step`, `task`
+ * (when they apply), `event`, `message`, and the figures that apply: `ms`, `files`, `bytes`; some events add
+ * fields of their own. Events: `run_started`, `step_started`, `task_started`, `log`, `output` (`name`,
+ * `value`), `task_finished`, `task_failed`, `step_finished`, `step_retry` (`attempt`, `delay_ms`),
+ * `step_skipped`, `warning`, `invalid` (`file`, `line`, `col`, `path`: a validation problem), `error`, and
+ * last `run_finished` (`status`: `succeeded`, `failed`, `interrupted` or `invalid`). Progress is never logged
+ * as JSON (it stays a live line on terminals in text mode). Secret values are masked in every string.
+ *
+ * @module
+ */
+import { formatBytes, formatDuration, plural } from "../../lib/format.ts";
+import type { SecretMask } from "../../lib/mask.ts";
+import { formatProblem, type RoutineProblem } from "../errors.ts";
+import type { Routine, Step } from "../routine/routine.ts";
+import type { StepMessage } from "../run/step_runtime.ts";
+import { GitHubRun } from "./github.ts";
+import type { Reporter, RunInfo } from "./reporter.ts";
+
+/** The values of `--log-format`. */
+export const LOG_FORMATS = ["text", "json"] as const;
+
+/** A value of `--log-format`. */
+export type LogFormat = typeof LOG_FORMATS[number];
+
+/** How a run ended, as `run_finished` says it. */
+export type FinalStatus = "succeeded" | "failed" | "interrupted" | "invalid";
+
+/** Options for {@link jsonLogReporter}. */
+export interface JsonLogOptions {
+  /** Where lines go. Default: standard output. */
+  write?: (line: string) => void;
+  /** Secret values, masked in every string of every line. */
+  mask?: SecretMask;
+  /** Only errors and the last line. */
+  quiet?: boolean;
+  /** Tells `interrupted` from `failed` in the last line. */
+  signal?: AbortSignal;
+  /** The clock (tests). */
+  now?: () => Date;
+  /** Called after the last line (`run_finished`). */
+  onFinished?: () => void;
+}
+
+/** Fields of one JSON line besides `time`, `level`, `run_id` and `routine`. */
+type Fields = Record<string, string | number | boolean | null | undefined>;
+
+/**
+ * A reporter that writes one JSON object per line (see the module documentation).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { parseRoutine } from "../routine/routine.ts";
+ * import { jsonLogReporter } from "./json_log.ts";
+ *
+ * const params = { parent_directory: "landing", dump_directory: "staging" };
+ * const text = JSON.stringify({ routine_name: "staging", executors: { StagingExecutor: { params, tasks: ["transfer"] } } });
+ * const routine = await parseRoutine(text, { file: "/work/staging.json", label: "staging.json" });
+ * const [step] = routine.steps;
+ *
+ * const lines: string[] = [];
+ * const reporter = jsonLogReporter({ write: (line) => lines.push(line), now: () => new Date(0) });
+ * reporter.runStarted?.({ runId: "20260101T000000Z-1a2b3c4d" });
+ * reporter.routineStarted(routine);
+ * reporter.stepStarted(step, 1);
+ * reporter.stepMessage(step, { type: "task-start", task: "transfer" });
+ * reporter.stepMessage(step, { type: "event", task: "transfer", event: { type: "moved", files: 2, bytes: 2048 } });
+ * reporter.stepMessage(step, { type: "task-end", task: "transfer", ms: 12 });
+ * reporter.stepMessage(step, { type: "done" });
+ * reporter.routineFinished(true, 20);
+ * const events = lines.map((line) => JSON.parse(line));
+ * assert.deepEqual(events.map((e) => e.event), [
+ *   "run_started", "step_started", "task_started", "task_finished", "step_finished", "run_finished",
+ * ]);
+ * assert.deepEqual(events[3], {
+ *   time: "1970-01-01T00:00:00.000Z",
+ *   level: "info",
+ *   run_id: "20260101T000000Z-1a2b3c4d",
+ *   routine: "staging",
+ *   step: "StagingExecutor",
+ *   task: "transfer",
+ *   event: "task_finished",
+ *   message: "transfer: 2 files, 2.0 KiB in 12 ms",
+ *   ms: 12,
+ *   files: 2,
+ *   bytes: 2048,
+ * });
+ * assert.equal(events.at(-1).status, "succeeded");
+ * ```
+ */
+export function jsonLogReporter(options: JsonLogOptions = {}): Reporter {
+  const write = options.write ?? ((line: string) => console.log(line));
+  const now = options.now ?? (() => new Date());
+  const hide = (text: string) => options.mask?.mask(text) ?? text;
+  let runId: string | undefined;
+  let routineName: string | undefined;
+  let total = 0;
+  const moved = new Map<string, { files: number; bytes: number }>();
+  const stepStarted = new Map<string, number>();
+
+  const line = (level: "info" | "warn" | "error", event: string, message: string, fields: Fields = {}) => {
+    if (options.quiet && level !== "error" && event !== "run_finished") return;
+    const { step, task, ...rest } = fields;
+    const entry: Record<string, unknown> = {
+      time: now().toISOString(),
+      level,
+      run_id: runId,
+      routine: routineName === undefined ? undefined : hide(routineName),
+      step: typeof step === "string" ? hide(step) : undefined,
+      task: typeof task === "string" ? hide(task) : undefined,
+      event,
+      message: hide(message),
+    };
+    for (const [key, value] of Object.entries(rest)) {
+      if (value !== undefined) entry[key] = typeof value === "string" ? hide(value) : value;
+    }
+    write(JSON.stringify(entry));
+  };
+
+  return {
+    runStarted(info: RunInfo) {
+      runId = info.runId;
+    },
+    routineStarted(routine: Routine) {
+      routineName = routine.name;
+      total = routine.steps.length;
+      line("info", "run_started", `routine ${JSON.stringify(routine.name)}: ${plural(total, "step")}`, {
+        steps: total,
+      });
+    },
+    stepStarted(step: Step, stepTotal: number) {
+      total = stepTotal;
+      stepStarted.set(step.id, performance.now());
+      line("info", "step_started", `[${step.index}/${total}] ${label(step)}`, {
+        step: step.id,
+        executor: step.executor.name,
+      });
+    },
+    stepMessage(step: Step, message: StepMessage) {
+      const at = { step: step.id };
+      switch (message.type) {
+        case "task-start":
+          moved.set(`${step.id}\n${message.task}`, { files: 0, bytes: 0 });
+          line("info", "task_started", message.task, { ...at, task: message.task });
+          break;
+        case "event": {
+          const event = message.event;
+          const here = { ...at, task: message.task };
+          if (event.type === "moved") {
+            const key = `${step.id}\n${message.task}`;
+            const sum = moved.get(key) ?? { files: 0, bytes: 0 };
+            moved.set(key, { files: sum.files + event.files, bytes: sum.bytes + event.bytes });
+          } else if (event.type === "output") {
+            line("info", "output", `${event.name} = ${JSON.stringify(event.value)}`, {
+              ...here,
+              name: event.name,
+              value: event.value,
+            });
+          } else if (event.type === "log") {
+            line("info", "log", event.message, here);
+          }
+          break;
+        }
+        case "task-end": {
+          const sum = moved.get(`${step.id}\n${message.task}`) ?? { files: 0, bytes: 0 };
+          const what = sum.files ? `${plural(sum.files, "file")}, ${formatBytes(sum.bytes)} in ` : "";
+          line("info", "task_finished", `${message.task}: ${what}${formatDuration(message.ms)}`, {
+            ...at,
+            task: message.task,
+            ms: Math.round(message.ms),
+            files: sum.files || undefined,
+            bytes: sum.files || sum.bytes ? sum.bytes : undefined,
+          });
+          break;
+        }
+        case "task-failed":
+          line("error", "task_failed", `${message.task} failed: ${message.error.message}`, {
+            ...at,
+            task: message.task,
+            ms: Math.round(message.ms),
+          });
+          break;
+        case "done":
+          line("info", "step_finished", `${label(step)} done`, {
+            ...at,
+            ms: Math.round(performance.now() - (stepStarted.get(step.id) ?? performance.now())),
+          });
+          break;
+      }
+    },
+    stepRetry(step: Step, attempt: number, delayMs: number, error: Error) {
+      line("warn", "step_retry", `${error.message}; attempt ${attempt} in ${formatDuration(delayMs)}`, {
+        step: step.id,
+        attempt,
+        delay_ms: Math.round(delayMs),
+      });
+    },
+    stepSkipped(step: Step, reason: string) {
+      line("info", "step_skipped", reason, { step: step.id });
+    },
+    warning(message: string) {
+      line("warn", "warning", message);
+    },
+    routineFinished(ok: boolean, ms: number) {
+      const status: FinalStatus = ok ? "succeeded" : options.signal?.aborted ? "interrupted" : "failed";
+      line(ok ? "info" : "error", "run_finished", `${status} in ${formatDuration(ms)}`, {
+        status,
+        ms: Math.round(ms),
+      });
+      options.onFinished?.();
+    },
+  };
+}
+
+function label(step: Step): string {
+  return step.id === step.executor.name ? step.id : `${step.id} (${step.executor.name})`;
+}
+
+/**
+ * The JSON lines for an error that ended a command before or outside a run: an `invalid` line per problem of
+ * an invalid routine (with `file`, `line`, `col`, `path`), else one `error` line; then `run_finished`.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { jsonFailureLines } from "./json_log.ts";
+ *
+ * const problems = [{ where: "r.json:4:7", path: "executors.X.params.n", message: "expected number, received string (\"2\")" }];
+ * const lines = jsonFailureLines(undefined, { problems, now: () => new Date(0) }).map((line) => JSON.parse(line));
+ * assert.deepEqual(lines[0], {
+ *   time: "1970-01-01T00:00:00.000Z",
+ *   level: "error",
+ *   event: "invalid",
+ *   message: 'r.json:4:7: executors.X.params.n: expected number, received string ("2")',
+ *   file: "r.json",
+ *   line: 4,
+ *   col: 7,
+ *   path: "executors.X.params.n",
+ * });
+ * assert.deepEqual([lines[1].event, lines[1].status], ["run_finished", "invalid"]);
+ * ```
+ */
+export function jsonFailureLines(
+  error: unknown,
+  context: {
+    problems?: readonly RoutineProblem[];
+    routine?: string;
+    interrupted?: boolean;
+    mask?: SecretMask;
+    now?: () => Date;
+  } = {},
+): string[] {
+  const now = context.now ?? (() => new Date());
+  const hide = (text: string) => context.mask?.mask(text) ?? text;
+  const base = () => ({ time: now().toISOString(), level: "error", routine: context.routine });
+  const lines: string[] = [];
+  if (context.problems) {
+    for (const problem of context.problems) {
+      const match = /^(.*):(\d+):(\d+)$/.exec(problem.where);
+      lines.push(JSON.stringify({
+        ...base(),
+        event: "invalid",
+        message: hide(formatProblem(problem)),
+        file: match ? match[1] : problem.where,
+        line: match ? Number(match[2]) : undefined,
+        col: match ? Number(match[3]) : undefined,
+        path: problem.path || undefined,
+      }));
+    }
+  } else {
+    lines.push(
+      JSON.stringify({
+        ...base(),
+        event: "error",
+        message: hide(String((error as Error)?.message ?? error)),
+      }),
+    );
+  }
+  const status: FinalStatus = context.problems ? "invalid" : context.interrupted ? "interrupted" : "failed";
+  lines.push(JSON.stringify({ ...base(), event: "run_finished", message: status, status }));
+  return lines;
+}
+
+/**
+ * `inner` with only what `--quiet` keeps: failed tasks, warnings and the last line.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { parseRoutine } from "../routine/routine.ts";
+ * import { consoleReporter } from "./reporter.ts";
+ * import { quietReporter } from "./json_log.ts";
+ *
+ * const params = { parent_directory: "landing", dump_directory: "staging" };
+ * const text = JSON.stringify({ routine_name: "staging", executors: { StagingExecutor: { params, tasks: ["transfer"] } } });
+ * const routine = await parseRoutine(text, { file: "/work/staging.json", label: "staging.json" });
+ * const [step] = routine.steps;
+ * const lines: string[] = [];
+ * const reporter = quietReporter(consoleReporter({ write: (line) => lines.push(line) }));
+ * reporter.routineStarted(routine);
+ * reporter.stepStarted(step, 1);
+ * reporter.stepMessage(step, { type: "task-start", task: "transfer" });
+ * reporter.stepMessage(step, { type: "task-failed", task: "transfer", ms: 3, error: { message: "no landing" } });
+ * reporter.routineFinished(false, 1234);
+ * assert.deepEqual(lines, ["  ✗ transfer failed: no landing", "✗ failed after 1.2 s"]);
+ * ```
+ */
+export function quietReporter(inner: Reporter): Reporter {
+  return {
+    runStarted: (info) => inner.runStarted?.(info),
+    routineStarted: () => {},
+    stepStarted: () => {},
+    stepMessage: (step, message) => {
+      if (message.type === "task-failed") inner.stepMessage(step, message);
+    },
+    warning: (message) => inner.warning?.(message),
+    routineFinished: (ok, ms) => inner.routineFinished(ok, ms),
+  };
+}
+
+/**
+ * `reporter`, told the run's id and date by `lookup` when the routine starts, unless the runner told it first
+ * (`runStarted`); `reporter` itself when it has no use for them.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { jsonLogReporter, withRunInfo } from "./json_log.ts";
+ * import type { Routine } from "../routine/routine.ts";
+ *
+ * const lines: string[] = [];
+ * const reporter = withRunInfo(jsonLogReporter({ write: (line) => lines.push(line) }), () => ({ runId: "r-1" }));
+ * reporter.routineStarted({ name: "x", steps: [] } as unknown as Routine);
+ * assert.equal(JSON.parse(lines[0]).run_id, "r-1");
+ * ```
+ */
+export function withRunInfo(reporter: Reporter, lookup: () => RunInfo | undefined): Reporter {
+  if (!reporter.runStarted) return reporter;
+  let told = false;
+  return {
+    runStarted: (info) => {
+      told = true;
+      reporter.runStarted?.(info);
+    },
+    routineStarted: (routine) => {
+      const info = told ? undefined : lookup();
+      if (info) reporter.runStarted?.(info);
+      reporter.routineStarted(routine);
+    },
+    stepStarted: (step, total) => reporter.stepStarted(step, total),
+    stepMessage: (step, message) => reporter.stepMessage(step, message),
+    stepRetry: (step, attempt, delayMs, error) => reporter.stepRetry?.(step, attempt, delayMs, error),
+    stepSkipped: (step, reason) => reporter.stepSkipped?.(step, reason),
+    warning: (message) => reporter.warning?.(message),
+    routineFinished: (ok, ms) => reporter.routineFinished(ok, ms),
+  };
+}
+
+/** What {@link LogSession} is made from. */
+export interface LogSessionOptions {
+  format?: LogFormat;
+  quiet?: boolean;
+  /** GitHub Actions mode. Default: when `GITHUB_ACTIONS=true`. */
+  github?: boolean | GitHubRun;
+  /** Where lines go. Default: standard output. */
+  write?: (line: string) => void;
+}
+
+/**
+ * The log format, `--quiet` and GitHub Actions mode of one lakerun command: makes the reporter of each run,
+ * and reports what ended the command when no run did.
+ */
+export class LogSession {
+  readonly format: LogFormat;
+  readonly quiet: boolean;
+  /** Set in GitHub Actions mode. */
+  readonly github: GitHubRun | undefined;
+  readonly #write: (line: string) => void;
+  #finished = false;
+
+  constructor(options: LogSessionOptions = {}) {
+    this.format = options.format ?? "text";
+    this.quiet = options.quiet ?? false;
+    this.#write = options.write ?? ((line: string) => console.log(line));
+    const github = options.github ?? Deno.env.get("GITHUB_ACTIONS") === "true";
+    this.github = github instanceof GitHubRun
+      ? github
+      : github
+      ? new GitHubRun({ write: this.#write })
+      : undefined;
+  }
+
+  /**
+   * The reporter of one run. `console` makes the console reporter for text mode from a line writer; JSON
+   * mode replaces it, `--quiet` filters it, GitHub mode wraps either.
+   */
+  reporter(options: {
+    console: (write: (line: string) => void) => Reporter;
+    mask?: SecretMask;
+    signal?: AbortSignal;
+    /** The routine file as named on the command line (job summary). */
+    file?: string;
+  }): Reporter {
+    this.#finished = false;
+    const onFinished = () => this.#finished = true;
+    const inner = (write: (line: string) => void): Reporter => {
+      if (this.format === "json") {
+        return jsonLogReporter({
+          write,
+          mask: options.mask,
+          quiet: this.quiet,
+          signal: options.signal,
+          onFinished,
+        });
+      }
+      const reporter = options.console(write);
+      const finishing: Reporter = {
+        ...reporter,
+        routineFinished: (ok, ms) => {
+          reporter.routineFinished(ok, ms);
+          onFinished();
+        },
+      };
+      return this.quiet ? quietReporter(finishing) : finishing;
+    };
+    if (!this.github) return inner(this.#write);
+    this.github.useMask(options.mask);
+    return this.github.reporter({
+      inner,
+      groups: this.format === "text" && !this.quiet,
+      signal: options.signal,
+      file: options.file,
+    });
+  }
+
+  /**
+   * Reports an error that ended the command when no run reported it (an invalid routine, a routine already
+   * running): in JSON mode as JSON lines, in GitHub mode as annotations, a job summary and outputs. The plain
+   * message on standard error is main.ts's, as in every mode.
+   */
+  failed(
+    error: unknown,
+    context: {
+      problems?: readonly RoutineProblem[];
+      file?: string;
+      interrupted?: boolean;
+      mask?: SecretMask;
+    } = {},
+  ): void {
+    const problems = context.problems ??
+      ((error as { problems?: RoutineProblem[] })?.problems instanceof Array
+        ? (error as { problems: RoutineProblem[] }).problems
+        : undefined);
+    if (this.github) {
+      this.github.useMask(context.mask);
+      this.github.failed(error, { problems, file: context.file, interrupted: context.interrupted });
+    }
+    if (this.format === "json" && (problems || !this.#finished)) {
+      const lines = jsonFailureLines(error, {
+        problems,
+        interrupted: context.interrupted,
+        mask: context.mask,
+      });
+      for (const line of lines) this.github ? this.github.text(line) : this.#write(line);
+    }
+  }
+}
