@@ -63,7 +63,9 @@ Deno.test("--log-format json: one object per line, run id on each, figures on ta
     ["step_finished", "echo", ""],
     ["run_finished", "", ""],
   ]);
-  const state = JSON.parse(await Deno.readTextFile(join(dir.path, ".lakerun/logged/run.json")));
+  const [stateFile] = (await Array.fromAsync(Deno.readDir(join(dir.path, ".lakerun"))))
+    .map((entry) => join(dir.path, ".lakerun", entry.name, "run.json"));
+  const state = JSON.parse(await Deno.readTextFile(stateFile));
   for (const line of lines) {
     assert.deepEqual(Object.keys(line).slice(0, 3), ["time", "level", "run_id"]);
     assert.ok(!Number.isNaN(Date.parse(line.time)));
@@ -113,21 +115,25 @@ Deno.test("--log-format json masks secrets in every string and ends a failed run
 
 Deno.test("--log-format json: an invalid routine is an invalid line per problem with file, line and column", async () => {
   await using dir = await tempDir();
+  const step = `    "StagingExecutor": { "params": { "parent_directory": 3 }, "tasks": ["transfer"] }`;
   await Deno.writeTextFile(
     join(dir.path, "r.json"),
-    '{\n  "routine_name": "x",\n  "executors": {\n    "StagingExecutor": { "params": { "parent_directory": 3 }, "tasks": ["transfer"] }\n  }\n}\n',
+    ["{", '  "routine_name": "x",', '  "executors": {', step, "  }", "}"].join("\n"),
   );
   const result = await lakerun(["run", "--log-format", "json", "r.json"], { cwd: dir.path });
   assert.equal(result.code, 2);
   const lines = parseLines(result.stdout);
+  const column = (text: string) => step.indexOf(text) + 1;
   assert.deepEqual(lines.map((line) => [line.event, line.file, line.line, line.col, line.path]), [
-    ["invalid", "r.json", 4, 56, "executors.StagingExecutor.params.parent_directory"],
-    ["invalid", "r.json", 4, 36, "executors.StagingExecutor.params.dump_directory"],
+    ["invalid", "r.json", 4, column("3 }"), "executors.StagingExecutor.params.parent_directory"],
+    ["invalid", "r.json", 4, column('{ "parent'), "executors.StagingExecutor.params.dump_directory"],
     ["run_finished", undefined, undefined, undefined, undefined],
   ]);
   assert.equal(
     lines[0].message,
-    "r.json:4:56: executors.StagingExecutor.params.parent_directory: expected string, received number (3)",
+    `r.json:4:${
+      column("3 }")
+    }: executors.StagingExecutor.params.parent_directory: expected string, received number (3)`,
   );
   assert.equal(lines[2].status, "invalid");
   assert.equal(result.stderr.trim().split("\n").length, 2, "standard error still lists every problem");
@@ -144,7 +150,7 @@ Deno.test("--quiet prints only the failed task and the last line; in JSON only e
   await routine(dir.path, { fail: true });
   const failed = await lakerun(["run", "--executors", PLUGINS, "--quiet", file], { cwd: dir.path });
   assert.equal(failed.code, 1);
-  assert.deepEqual(failed.stdout.trim().split("\n").map((line) => line.replace(/\d[\d.]* m?s$/, "T")), [
+  assert.deepEqual(failed.stdout.trimEnd().split("\n").map((line) => line.replace(/\d[\d.]* m?s$/, "T")), [
     "  ✗ echo failed: refused v",
     "✗ failed after T",
   ]);

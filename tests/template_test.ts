@@ -389,6 +389,7 @@ Deno.test("run: run.date, env, step outputs (typed), run.id; a step's scope come
       params: {
         out: "${{ steps.first.outputs.folder }}/second.json",
         count: "${{ steps.first.outputs.rows }}",
+        fail_when: "${{ steps.first.outputs.rows }}", // a string param: the number as text
         text: "${{ steps.first.outputs.name }}@${{ run.id }}",
         list: [{ name: "${{ steps.first.outputs.name | upper }}" }],
       },
@@ -418,6 +419,7 @@ Deno.test("run: run.date, env, step outputs (typed), run.id; a step's scope come
   const [record] = await listRuns(join(dir.path, ".lakerun"), "templates");
   assert.equal(record.date, "2024-05-17");
   assert.equal(second.count, 42, "a number output stays a number");
+  assert.equal(second.fail_when, "42", "and is written as text for a param that takes a string");
   assert.equal(second.text, `sales-2024-06-30@${record.runId}`);
   assert.deepEqual(second.list, [{ name: "SALES-2024-06-30" }]);
 });

@@ -22,7 +22,6 @@ import {
   parseSecretsFile,
   type TemplateScope,
 } from "../routine/template.ts";
-import { readRunState } from "../run/run_state.ts";
 import { formatJsonPath } from "../routine/json.ts";
 import { routineStateDir } from "../run/permissions.ts";
 import { findResumableRun, type RunRecord } from "../run/records.ts";
@@ -209,8 +208,9 @@ export function runDates(options: RunCommandOptions): string[] {
 
 /**
  * What templates resolve to for a command: `--date` (default today in UTC), the environment, and the
- * secrets of `--secrets-file` before the environment's. Every value of the secrets file is masked from the
- * start; a secret taken from the environment once a template uses it.
+ * secrets of `--secrets-file` before the environment's. Every value of the secrets file (of 4 characters or
+ * more; a shorter one is refused when a template uses it) is masked from the start; a secret taken from the
+ * environment once a template uses it.
  */
 export async function templateScopeOf(options: CommandOptions, secrets: SecretMask): Promise<TemplateScope> {
   const fromFile = new Map<string, string>();
@@ -270,11 +270,10 @@ export async function runLoadedRoutine(
     () => runInfoNow(stateRoot, routine.name),
   );
   // `steps.*` and `run.id` templates are resolved just before their step runs, the params validated again
-  const prepareStep = async (step: Step, outputs: TemplateScope["outputs"], run?: { runId?: string }) => {
-    if (!hasDeferredTemplates(step.templates)) return step;
-    const runId = run?.runId ?? (await readRunState(routineStateDir(stateRoot, routine.name)))?.runId;
-    return resolveStepTemplates(step, { ...scope, outputs, runId });
-  };
+  const prepareStep = (step: Step, outputs: TemplateScope["outputs"], run: { runId: string }) =>
+    hasDeferredTemplates(step.templates)
+      ? resolveStepTemplates(step, { ...scope, outputs, runId: run.runId })
+      : step;
   await runRoutine(routine, {
     reporter,
     signal: options.signal,

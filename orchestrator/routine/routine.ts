@@ -20,6 +20,7 @@ import { formatJsonPath, type JsonPath, JsonSyntaxError, type ParsedJson, parseJ
 import { checkDependencies, STEP_OPTION_KEYS, type StepOptions, stepOptionsOf } from "./step_options.ts";
 import {
   defaultTemplateScope,
+  deferredValuesAsText,
   isDeferredPath,
   referenceChecker,
   resolveDeferredParams,
@@ -374,6 +375,10 @@ export function resolveStepTemplates(step: Step, scope: TemplateScope): Step {
   const schema = paramsSchemaOf(step.executor.definition);
   const parsed = schema.safeParse(params, { reportInput: true });
   if (parsed.success) return { ...step, params: parsed.data as Record<string, unknown> };
+  // a number or boolean an output gave, where the param takes a string: as text
+  const failing = parsed.error.issues.map((issue) => issue.path);
+  const asText = schema.safeParse(deferredValuesAsText(params, step.templates, failing));
+  if (asText.success) return { ...step, params: asText.data as Record<string, unknown> };
   const problems: string[] = [];
   const unknownParam = (key: string) => `unknown param ${JSON.stringify(key)} for ${step.executor.name}`;
   for (const issue of parsed.error.issues) {

@@ -692,6 +692,39 @@ export function resolveDeferredParams(
   return params;
 }
 
+/**
+ * `params` with the numbers and booleans that deferred templates gave at the `failing` paths (or inside or
+ * around them) written as text: a step's output `42` for a param that takes a string becomes `"42"`.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { deferredValuesAsText, resolveParamTemplates } from "./template.ts";
+ *
+ * const scope = { date: "2024-06-30", env: () => undefined, secret: () => undefined };
+ * const t = "${{ steps.load.outputs.rows }}";
+ * const loaded = resolveParamTemplates({ label: t, count: t }, scope, { report: () => {} })!;
+ * const params = deferredValuesAsText({ label: 42, count: 42 }, loaded, [["label"]]);
+ * assert.deepEqual({ ...params }, { label: "42", count: 42 });
+ * ```
+ */
+export function deferredValuesAsText(
+  params: Record<string, unknown>,
+  templates: StepTemplates,
+  failing: ReadonlyArray<ReadonlyArray<PropertyKey>>,
+): Record<string, unknown> {
+  const copy = copyJson(params) as Record<string, unknown>;
+  for (const template of templates.templates) {
+    if (!failing.some((path) => isDeferredPath(path, { params, templates: [template] }))) continue;
+    let parent: any = copy;
+    for (const key of template.path.slice(0, -1)) parent = parent?.[key];
+    const key = template.path[template.path.length - 1];
+    const value = parent?.[key];
+    if (typeof value === "number" || typeof value === "boolean") parent[key] = String(value);
+  }
+  return copy;
+}
+
 /** A deep copy of JSON data whose objects, like the parser's, have no prototype. */
 function copyJson(value: unknown): unknown {
   if (Array.isArray(value)) return value.map(copyJson);

@@ -1,0 +1,137 @@
+/**
+ * Every validation message quotes the value the routine gave, for every kind of problem: zod's checks on an
+ * executor's params (enums, types, ranges, patterns, formats, unions, literals, lists, nested objects, unknown
+ * keys, missing values, an executor's own messages), the routine's own shape, and the `aws` block. Messages are
+ * one line; long values are shortened. The plugin with params of every shape is in tests/fixtures/shape_plugins.
+ *
+ * Run: deno test -A tests/validation_messages_test.ts
+ */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { RoutineError } from "../orchestrator/errors.ts";
+import { parseRoutine } from "../orchestrator/routine/routine.ts";
+import { ROOT } from "./support/lakerun.ts";
+
+const PLUGINS = join(ROOT, "tests/fixtures/shape_plugins");
+
+/** The problems of a routine, as `json.path: message`. */
+async function problemsOf(routine: unknown): Promise<string[]> {
+  const error = await parseRoutine(JSON.stringify(routine, null, 2), {
+    file: "/nowhere/r.json",
+    label: "r.json",
+    executorDirs: [PLUGINS],
+  }).then(() => undefined, (e) => e);
+  assert.ok(error instanceof RoutineError, `invalid: ${error}`);
+  for (const problem of error.problems) assert.ok(!problem.message.includes("\n"), "one line");
+  return error.problems.map((problem) => `${problem.path}: ${problem.message}`);
+}
+
+const shapes = (params: Record<string, unknown>) => ({
+  routine_name: "shapes",
+  executors: { s: { executor: "ShapesExecutor", params: { required: "r", ...params }, tasks: ["nothing"] } },
+});
+
+Deno.test("a wrong param's message quotes the value given, whatever the check", async () => {
+  const cases: Array<[Record<string, unknown>, string]> = [
+    [{ mode: "shred" }, 'mode: "shred" is not one of "archive", "delete"'],
+    [{ name: 42 }, "name: expected string, received number (42)"],
+    [{ name: null }, "name: expected string, received null (null)"],
+    [{ count: 0 }, "count: too small: expected number to be >=1, got 0"],
+    [{ count: 11 }, "count: too big: expected number to be <=10, got 11"],
+    [{ count: 2.5 }, "count: expected int, received number (2.5)"],
+    [{ step: 7 }, "step: 7 is not a multiple of 5"],
+    [{ slug: "Not Slug" }, 'slug: "Not Slug" does not match the pattern /^[a-z]+$/'],
+    [{ link: "nope" }, 'link: "nope" is not a valid URL'],
+    [{ bucket: "gs://b" }, 'bucket: "gs://b" does not start with "s3://"'],
+    [{ short: "abcdef" }, 'short: too big: expected string to have <=3 characters, got "abcdef"'],
+    [{ either: true }, "either: expected string or number, received boolean (true)"],
+    [{ exactly: "y" }, 'exactly: "y" is not "x"'],
+    [{ list: [] }, "list: too small: expected array to have >=1 items, got []"],
+    [{ list: "a" }, 'list: expected array, received string ("a")'],
+    [{ nested: { depth: "deep" } }, 'nested.depth: expected number, received string ("deep")'],
+    [
+      { nested: { depth: 1, width: 2 } },
+      'nested.width: unknown param "width" for ShapesExecutor; allowed: depth',
+    ],
+    [{ nested: [1] }, "nested: expected object, received array ([1])"],
+    [{ host: "Bad Host" }, 'host: must be a host name, got "Bad Host"'],
+    [{ even: 3 }, "even: must be even, got 3"],
+    [
+      { mdoe: "archive" },
+      "mdoe: unknown param \"mdoe\" for ShapesExecutor (did you mean 'mode'?); allowed: mode, name, count, step, slug, link, bucket, short, either, exactly, list, nested, host, even, required",
+    ],
+    [{ required: undefined }, "required: missing (expected string)"],
+  ];
+  for (const [params, expected] of cases) {
+    const [problem] = await problemsOf(shapes(params));
+    assert.equal(problem, `executors.s.params.${expected}`, JSON.stringify(params));
+  }
+});
+
+Deno.test("a long or multi-line value is shortened to one line, with its length", async () => {
+  const [long] = await problemsOf(shapes({ mode: "x".repeat(500) }));
+  assert.equal(
+    long,
+    `executors.s.params.mode: "${"x".repeat(40)}…" (500 characters) is not one of "archive", "delete"`,
+  );
+  const [lines] = await problemsOf(shapes({ slug: "two\nlines" }));
+  assert.equal(lines, 'executors.s.params.slug: "two\\nlines" does not match the pattern /^[a-z]+$/');
+  const [object] = await problemsOf(shapes({ name: { a: "y".repeat(100) } }));
+  assert.match(object, /^executors\.s\.params\.name: expected string, received object \(\{"a":"y{40,}…\)$/);
+  assert.ok(object.length < 200);
+});
+
+Deno.test("the routine's own shape: each message quotes what was given", async () => {
+  const step = { executor: "ShapesExecutor", params: { required: "r" }, tasks: ["nothing"] };
+  const cases: Array<[unknown, string]> = [
+    [{ routine_name: 7, executors: { s: step } }, "routine_name: must be a non-empty string, got 7"],
+    [
+      { routine_name: "x", executors: ["s"] },
+      'executors: must be an object whose keys are executor names or step ids, got ["s"]',
+    ],
+    [
+      { routine_name: "x", executors: { s: "ShapesExecutor" } },
+      `executors.s: a step must be an object with 'params' and 'tasks', got "ShapesExecutor"`,
+    ],
+    [
+      { routine_name: "x", executors: { s: { ...step, executor: 5 } } },
+      "executors.s.executor: must be an executor name (string), got 5",
+    ],
+    [
+      { routine_name: "x", executors: { s: { ...step, tasks: "nothing" } } },
+      'executors.s.tasks: must be a non-empty list of task names (nothing), got "nothing"',
+    ],
+    [
+      { routine_name: "x", executors: { s: { ...step, tasks: [1] } } },
+      "executors.s.tasks[0]: must be a task name (string), got 1",
+    ],
+    [
+      { routine_name: "x", executors: { s: { ...step, params: "r" } } },
+      'executors.s.params: must be an object, got "r"',
+    ],
+    [
+      { routine_name: "x", executors: { s: { ...step, taks: [] } } },
+      "executors.s.taks: unknown key \"taks\" (did you mean 'tasks'?)",
+    ],
+    [
+      { routine_name: "x", executors_dir: "https://example.com/p", executors: { s: step } },
+      'executors_dir: must be a local folder, not a URL: "https://example.com/p"',
+    ],
+    [{ routine_name: "x", rutine: 1, executors: { s: step } }, 'rutine: unknown key "rutine"'],
+    [
+      { routine_name: "x", aws: { regoin: "eu-west-1" }, executors: { s: step } },
+      "aws.regoin: unknown key \"regoin\" (did you mean 'region'?)",
+    ],
+    [
+      { routine_name: "x", aws: { profile: 3 }, executors: { s: step } },
+      "aws.profile: expected string, received number (3)",
+    ],
+  ];
+  for (const [routine, expected] of cases) {
+    const problems = await problemsOf(routine);
+    assert.ok(
+      problems.some((problem) => problem.startsWith(expected)),
+      `${expected}\nnot in\n${problems.join("\n")}`,
+    );
+  }
+});
