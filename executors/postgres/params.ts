@@ -23,15 +23,8 @@ export const paramsSchema = (z: Zod) =>
     table: z.string().min(1).optional().describe(
       'create_table, load: the table, "schema.table" (default schema public); quote parts to keep case or dots: "\\"My Schema\\".t".',
     ),
-    columns: z.array(
-      z.strictObject({
-        name: z.string().min(1).max(63).describe("Column name (used as written, quoted)."),
-        type: z.string().min(1).describe(
-          "bigint, double, boolean, date, timestamp, string (text), or integer, numeric(p,s), varchar(n), timestamptz, …",
-        ),
-      }),
-    ).min(1).optional().describe(
-      "create_table, load: the columns of a new table; default: inferred from the first files of source.",
+    columns: columnsParam(z).optional().describe(
+      "create_table, load: the columns of a new table, [{name, type}] or an ordered {name: type} map as for Athena; default: inferred from the first files of source.",
     ),
     source: z.string().min(1).optional().describe(
       "load: the staging folder whose files are loaded: a local folder or s3://bucket/prefix.",
@@ -89,3 +82,27 @@ export const paramsSchema = (z: Zod) =>
 
 /** Validated params. */
 export type Params = ParamsOf<typeof paramsSchema>;
+
+/** The columns of a table, in order. */
+const columnList = (z: Zod) =>
+  z.array(
+    z.strictObject({
+      name: z.string().min(1).max(63).describe("Column name (used as written, quoted)."),
+      type: z.string().min(1).describe(
+        "bigint, double, boolean, date, timestamp, string (text), or integer, numeric(p,s), varchar(n), timestamptz, …",
+      ),
+    }),
+  ).min(1);
+
+/**
+ * A `columns` param: a list of `{name, type}`, or the ordered `{name: type}` map AthenaExecutor takes (the
+ * same routine can then describe a table once for every warehouse), given to the tasks as the list.
+ */
+const columnsParam = (z: Zod) =>
+  z.union([
+    columnList(z),
+    z.record(z.string(), z.string()).transform((map) =>
+      Object.entries(map).map(([name, type]) => ({ name, type }))
+    )
+      .pipe(columnList(z)),
+  ]);

@@ -96,8 +96,15 @@ const fieldsSchema = (z: Zod) =>
     }).optional().describe(
       'create_table, copy_from_s3: the target table, "schema.table" (default schema public); parts in double quotes keep their case.',
     ),
-    columns: columnList(z).optional().describe(
-      "The columns, in file order: [{name, type}]; default: inferred from the first files under source (create_table), the table's own (copy_from_s3).",
+    columns: z.union([
+      columnList(z),
+      // the ordered {name: type} map AthenaExecutor takes, so a routine can describe a table once
+      z.record(z.string(), z.string()).transform((map) =>
+        Object.entries(map).map(([name, type]) => ({ name, type }))
+      )
+        .pipe(columnList(z)),
+    ]).optional().describe(
+      "The columns, in file order: [{name, type}] or an ordered {name: type} map as for Athena; default: inferred from the first files under source (create_table), the table's own (copy_from_s3).",
     ),
     source: pattern(z, /^s3:\/\/[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](\/.*)?$/, "an s3://bucket/folder URL")
       .optional()
