@@ -7,6 +7,8 @@ import assert from "node:assert/strict";
 import { join, relative } from "node:path";
 import denoConfig from "../deno.json" with { type: "json" };
 import { builtinExecutors } from "../executors/registry.ts";
+import { stepWorkerSource } from "../orchestrator/run/sandbox.ts";
+import { parse as parseYaml } from "yaml";
 import { ROOT } from "./support/lakerun.ts";
 
 const includes = [...denoConfig.tasks.compile.matchAll(/--include (\S+)/g)].map((m) => m[1]);
@@ -81,4 +83,131 @@ Deno.test("every file read through import.meta.url at run time is --include'd", 
     }
   }
   assert.ok(found >= 3, "the scan found the demo's files and the Worker runtime");
+});
+
+// ---- Workers in a compiled binary (issue 14) -------------------------------------------------------------
+// A step's Worker starts from a blob: URL whose module statically imports the executor's and step_worker.ts's
+// file: URLs; helper threads start from blob: URLs. deno compile loads blob: Worker modules since
+// denoland/deno#34574 ("fix(compile): support workers loaded from blob URLs", commit 33936034e4, first released
+// in v2.8.2; an ancestor of the tags v2.9.0 to v2.9.5 in denoland/deno). These tests check what can be checked
+// here; the release workflow runs the demo with each compiled binary on its own platform.
+
+/** The first Deno release whose compiled binaries load blob: Worker modules (denoland/deno#34574). */
+const BLOB_WORKERS_SINCE = "2.8.2";
+
+const versionAtLeast = (version: string, floor: string) => {
+  const [a, b] = [version, floor].map((v) => v.split(".").map(Number));
+  for (let i = 0; i < 3; i++) if (a[i] !== b[i]) return a[i] > b[i];
+  return true;
+};
+
+Deno.test("every executor folder is registered, so its Worker graph is among those checked above", async () => {
+  const folders: string[] = [];
+  for await (const entry of Deno.readDir(join(ROOT, "executors"))) {
+    if (
+      entry.isDirectory && (await Deno.stat(join(ROOT, "executors", entry.name, "mod.ts")).catch(() => null))
+    ) {
+      folders.push(`executors/${entry.name}/mod.ts`);
+    }
+  }
+  const registered = Object.values(builtinExecutors).map((e) => relative(ROOT, new URL(e.url).pathname));
+  assert.deepEqual(registered.sort(), folders.sort());
+});
+
+Deno.test("a step Worker's blob: module imports only embedded file: modules, statically", async () => {
+  const mainGraph = new Set(await graphOf("main.ts"));
+  for (const entry of Object.values(builtinExecutors)) {
+    const source = stepWorkerSource(entry.url);
+    assert.ok(!/\bimport\s*\(/.test(source), "no dynamic import in a step Worker's module");
+    const specifiers = [...source.matchAll(/^import .* from "([^"]+)";$/gm)].map((m) => m[1]);
+    assert.equal(specifiers.length, 2, source);
+    for (const specifier of specifiers) {
+      assert.ok(specifier.startsWith("file://"), specifier);
+      const path = relative(ROOT, new URL(specifier).pathname);
+      assert.ok(mainGraph.has(path) || covered(path), `${path} (imported by a step Worker) is not embedded`);
+    }
+  }
+});
+
+Deno.test("helper threads' programs import only node: built-ins (nothing to embed)", async () => {
+  const ranges = await Deno.readTextFile(join(ROOT, "lib/aws/s3/ranges.ts"));
+  const program = /const rangeThreadSource = \(\) =>\s*`([\s\S]*?)\n`;/.exec(ranges)?.[1];
+  assert.ok(program, "the range threads' program is found in lib/aws/s3/ranges.ts");
+  const imports = [...program.matchAll(/import\s*\(\s*"([^"]+)"\s*\)|\bfrom\s+"([^"]+)"/g)].map((m) =>
+    m[1] ?? m[2]
+  );
+  assert.deepEqual(imports, ["node:crypto"]);
+});
+
+Deno.test("Workers start only from blob: URLs, in the three places whose loading is checked here", async () => {
+  const starts: string[] = [];
+  const walk = async (dir: string): Promise<void> => {
+    for await (const entry of Deno.readDir(join(ROOT, dir))) {
+      const path = `${dir}/${entry.name}`;
+      if (entry.isDirectory) await walk(path);
+      else if (entry.name.endsWith(".ts")) {
+        const code = (await Deno.readTextFile(join(ROOT, path))).split("\n").filter((line) =>
+          !/^\s*(\/\*|\*|\/\/)/.test(line)
+        );
+        for (const line of code) if (line.includes("new Worker(")) starts.push(path);
+      }
+    }
+  };
+  for (const dir of ["orchestrator", "lib", "executors", "sdk"]) await walk(dir);
+  assert.deepEqual(starts.sort(), [
+    "lib/helper_threads.ts",
+    "orchestrator/run/sandbox.ts",
+    "orchestrator/run/sandbox.ts",
+  ]);
+  const sandbox = await Deno.readTextFile(join(ROOT, "orchestrator/run/sandbox.ts"));
+  assert.match(sandbox, /URL\.createObjectURL\(\s*new Blob\(\[stepWorkerSource\(executorModuleUrl\)\]/);
+  assert.match(
+    sandbox,
+    /if \(!url\.startsWith\("blob:"\)\)/,
+    "the host starts helper threads from blob: URLs only",
+  );
+});
+
+Deno.test(`the Deno pinned for the action and the release has blob: Workers in compiled binaries (>= ${BLOB_WORKERS_SINCE})`, async () => {
+  const action = parseYaml(await Deno.readTextFile(join(ROOT, "action.yml")));
+  const release = parseYaml(await Deno.readTextFile(join(ROOT, ".github/workflows/release.yml")));
+  const pinned = [action.inputs["deno-version"].default, release.env.DENO_VERSION];
+  assert.equal(pinned[0], pinned[1], "the action and the release pin the same Deno");
+  for (const version of [...pinned, Deno.version.deno]) {
+    assert.ok(versionAtLeast(version, BLOB_WORKERS_SINCE), `Deno ${version} predates denoland/deno#34574`);
+  }
+});
+
+Deno.test("the release workflow: the compile task's flags, five targets on their own runners, the demo, checksums", async () => {
+  const release = parseYaml(await Deno.readTextFile(join(ROOT, ".github/workflows/release.yml")));
+  assert.deepEqual(release.on, { push: { tags: ["v*"] } });
+  const build = release.jobs.build;
+  const matrix = build.strategy.matrix.include as Array<{ target: string; runner: string; binary: string }>;
+  const native: Record<string, RegExp> = {
+    "x86_64-unknown-linux-gnu": /^ubuntu-[\d.]+$/,
+    "aarch64-unknown-linux-gnu": /^ubuntu-[\d.]+-arm$/,
+    "x86_64-apple-darwin": /^macos-\d+-intel$/,
+    "aarch64-apple-darwin": /^macos-\d+$/,
+    "x86_64-pc-windows-msvc": /^windows-\d+$/,
+  };
+  assert.deepEqual(matrix.map((m) => m.target).sort(), Object.keys(native).sort());
+  for (const { target, runner } of matrix) {
+    assert.match(runner, native[target], `${target} builds on its own platform`);
+  }
+  const steps = build.steps as Array<{ name?: string; run?: string; uses?: string }>;
+  for (const step of steps) {
+    if (step.run) assert.ok(!step.run.includes("${{"), `no expression in '${step.name}'`);
+  }
+  const compile = steps.find((step) => step.name === "Compile")!.run!;
+  const task = denoConfig.tasks.compile.replace(/ -o \S+ main\.ts$/, "");
+  assert.ok(compile.includes(`${task} --target "$TARGET" -o "dist/$BINARY" main.ts`), compile);
+  const smoke = steps.find((step) => step.name === "Smoke test on this runner")!.run!;
+  assert.match(smoke, /"\$GITHUB_WORKSPACE\/dist\/\$BINARY" demo --dir /);
+  assert.match(
+    steps.find((step) => step.name === "Checksum")!.run!,
+    /sha256sum "\$BINARY" > "\$BINARY\.sha256"/,
+  );
+  const attach = release.jobs.release.steps.map((step: { run?: string }) => step.run ?? "").join("\n");
+  assert.match(attach, /sha256sum --check \*\.sha256/);
+  assert.match(attach, /gh release upload "\$TAG" .* dist\/lakerun-\* dist\/SHA256SUMS/);
 });

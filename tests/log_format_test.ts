@@ -179,3 +179,39 @@ Deno.test("--log-format takes text or json, and both flags are options of 'run' 
     assert.equal(result.stderr.trim().split("\n").length, 1);
   }
 });
+
+Deno.test("--log-format json in a backfill: every line is JSON, the dates and the tally as note lines", async () => {
+  await using dir = await tempDir();
+  const file = await routine(dir.path, { message: "for ${{ run.date }}" });
+  const result = await lakerun(
+    [
+      "run",
+      "--executors",
+      PLUGINS,
+      "--log-format",
+      "json",
+      "--from",
+      "2024-02-28",
+      "--to",
+      "2024-03-01",
+      "--every",
+      "day",
+      file,
+    ],
+    { cwd: dir.path },
+  );
+  assert.equal(result.code, 0, result.stderr);
+  const lines = parseLines(result.stdout);
+  assert.deepEqual(
+    lines.filter((line) => line.step === "echo" && line.event === "log").map((line) => line.message),
+    [
+      "for 2024-02-28",
+      "for 2024-02-29",
+      "for 2024-03-01",
+    ],
+  );
+  assert.equal(lines.filter((line) => line.event === "run_finished").length, 3);
+  const notes = lines.filter((line) => line.event === "note").map((line) => line.message);
+  assert.equal(notes.length, 4, notes.join("\n"));
+  assert.match(notes.at(-1), /3 succeeded, 0 failed/);
+});

@@ -148,7 +148,7 @@ async function backfill(
   scope: TemplateScope,
   options: RunCommandOptions & { secrets: SecretMask },
 ): Promise<void> {
-  const write = masked(out(options), options.secrets);
+  const write = masked(options.logs?.noteWriter(out(options)) ?? out(options), options.secrets);
   const failed: Array<{ date: string; error: unknown }> = [];
   let succeeded = 0;
   const summary = (last: string) =>

@@ -440,6 +440,28 @@ export class LogSession {
   }
 
   /**
+   * A writer for the lines a command prints between runs (a backfill's dates and its tally): `write` itself
+   * in text mode (through GitHub mode's masking and defusing), a `note` JSON line in JSON mode.
+   */
+  noteWriter(write: (line: string) => void): (line: string) => void {
+    if (this.format === "json") {
+      const github = this.github;
+      return (line) => {
+        const json = JSON.stringify({
+          time: new Date().toISOString(),
+          level: "info",
+          event: "note",
+          message: line,
+        });
+        if (github) github.text(json);
+        else this.#write(json);
+      };
+    }
+    const github = this.github;
+    return github ? (line) => github.text(line) : write;
+  }
+
+  /**
    * Reports an error that ended the command when no run reported it (an invalid routine, a routine already
    * running): in JSON mode as JSON lines, in GitHub mode as annotations, a job summary and outputs. The plain
    * message on standard error is main.ts's, as in every mode.
