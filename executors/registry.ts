@@ -26,13 +26,13 @@ entries.S3TransferExecutor = {
   url: new URL("./s3_transfer/mod.ts", import.meta.url).href,
   load: () => import("./s3_transfer/mod.ts"),
 };
-entries.GlueExecutor = {
-  url: new URL("./glue/mod.ts", import.meta.url).href,
-  load: () => import("./glue/mod.ts"),
-};
 entries.AthenaExecutor = {
   url: new URL("./athena/mod.ts", import.meta.url).href,
   load: () => import("./athena/mod.ts"),
+};
+entries.GlueExecutor = {
+  url: new URL("./glue/mod.ts", import.meta.url).href,
+  load: () => import("./glue/mod.ts"),
 };
 entries.PostgresExecutor = {
   url: new URL("./postgres/mod.ts", import.meta.url).href,

@@ -210,7 +210,15 @@ Deno.test("schema is the JSON Schema committed for editors, and it describes the
   assert.deepEqual(downloader.properties.params.required, ["requests_arguments", "landing_directory"]);
   assert.equal(downloader.properties.params.additionalProperties, false);
   const executors = Object.keys(schema.properties.executors.properties);
-  assert.deepEqual(executors, ["DownloaderExecutor", "StagingExecutor", "S3TransferExecutor"]);
+  assert.deepEqual(executors, [
+    "DownloaderExecutor",
+    "StagingExecutor",
+    "S3TransferExecutor",
+    "AthenaExecutor",
+    "GlueExecutor",
+    "PostgresExecutor",
+    "RedshiftExecutor",
+  ]);
   assert.equal(schema.properties.executors.additionalProperties.oneOf.length, executors.length);
 });
 

@@ -181,14 +181,21 @@ Deno.test("action.yml: a composite action whose inputs reach run.sh through env,
     assert.equal(output.value, `\${{ steps.run.outputs.${name} }}`);
   }
   // Deno and DENO_DIR are cached under a key that deno.sh locate computes; installed only on a miss
-  const cache = steps.find((step) => step.uses?.startsWith("actions/cache@"))!;
-  assert.equal(cache.with.key, "${{ steps.deno.outputs.key }}");
-  assert.deepEqual(String(cache.with.path).trim().split("\n"), [
-    "${{ steps.deno.outputs.tool-dir }}",
-    "${{ steps.deno.outputs.deno-dir }}",
-  ]);
+  const restore = steps.findIndex((step) => step.uses === "actions/cache/restore@v4");
+  const save = steps.findIndex((step) => step.uses === "actions/cache/save@v4");
+  for (const cache of [steps[restore], steps[save]]) {
+    assert.equal(cache.with.key, "${{ steps.deno.outputs.key }}");
+    assert.deepEqual(String(cache.with.path).trim().split("\n"), [
+      "${{ steps.deno.outputs.tool-dir }}",
+      "${{ steps.deno.outputs.deno-dir }}",
+    ]);
+  }
+  assert.equal(steps[save].if, "steps.cache.outputs.cache-hit != 'true'");
+  assert.equal(steps[restore].id, "cache");
   const install = steps.find((step) => String(step.run ?? "").includes('deno.sh" install'))!;
   assert.equal(install.if, "steps.cache.outputs.cache-hit != 'true'");
+  // restored, installed on a miss, saved at once, then run
+  assert.deepEqual([restore, steps.indexOf(install), save, steps.indexOf(run)], [1, 2, 3, 4]);
   assert.equal(run.env.DENO_DIR, "${{ steps.deno.outputs.deno-dir }}");
   assert.equal(run.env.LAKERUN_DENO, "${{ steps.deno.outputs.deno }}");
 });
@@ -272,7 +279,7 @@ Deno.test("the demo through the action: a group per step, outputs, a job summary
   assert.ok(run.summary.includes(`**run** ${run.outputs["run-id"]}`));
   assert.match(
     run.summary,
-    /\n\| DownloaderExecutor \| download \| ✅ succeeded \| \d+ ms \| 3 \| 59\.5 KiB \|  \|\n/,
+    /\n\| DownloaderExecutor \| download \| ✅ succeeded \| \d+ ms \| 3 \| 59\.5 KiB \| {2}\|\n/,
   );
   assert.match(run.summary, /\n\| StagingExecutor \| post\\_staging \| ✅ succeeded \| /);
   assert.match(
@@ -478,4 +485,76 @@ Deno.test("steps that run at the same time get a group each, one after the other
     a: { greeting: "from a", count: 3 },
     b: { greeting: "from b", count: 3 },
   });
+});
+
+Deno.test("no workflow of this repository runs on its pushes or pull requests: releases on tags, the rest by hand", async () => {
+  const triggers: Record<string, unknown> = {};
+  for await (const entry of Deno.readDir(join(ROOT, ".github/workflows"))) {
+    const workflow = parseYaml(await Deno.readTextFile(join(ROOT, ".github/workflows", entry.name)));
+    triggers[entry.name] = workflow.on;
+    for (
+      const job of Object.values(
+        workflow.jobs as Record<string, { steps: Array<{ run?: string; name?: string }> }>,
+      )
+    ) {
+      for (const step of job.steps) {
+        if (step.run) assert.ok(!step.run.includes("${{"), `${entry.name}: no expression in '${step.name}'`);
+      }
+    }
+  }
+  assert.deepEqual(triggers, {
+    "release.yml": { push: { tags: ["v*"] } },
+    "action-selftest.yml": { workflow_dispatch: null },
+  });
+});
+
+Deno.test("a retried step: a warning annotation, a group per try, no error once a try succeeds", async () => {
+  const { GitHubRun } = await import("../orchestrator/cli/github.ts");
+  const { consoleReporter } = await import("../orchestrator/cli/reporter.ts");
+  const { parseRoutine } = await import("../orchestrator/routine/routine.ts");
+  await using dir = await tempDir();
+  const text = JSON.stringify({
+    routine_name: "flaky",
+    executors: {
+      s: {
+        executor: "StagingExecutor",
+        params: { parent_directory: "a", dump_directory: "b" },
+        tasks: ["transfer"],
+      },
+    },
+  });
+  const routine = await parseRoutine(text, {
+    file: join(dir.path, "r.json"),
+    label: "r.json",
+    cwd: dir.path,
+  });
+  const [step] = routine.steps;
+  const lines: string[] = [];
+  const env = { summaryFile: join(dir.path, "summary.md"), outputFile: join(dir.path, "output") };
+  const github = new GitHubRun({ write: (line) => lines.push(line), env, cwd: dir.path });
+  const reporter = github.reporter({ inner: (write) => consoleReporter({ write }) });
+  reporter.routineStarted(routine);
+  reporter.stepStarted(step, 1);
+  reporter.stepMessage(step, { type: "task-start", task: "transfer" });
+  reporter.stepMessage(step, {
+    type: "task-failed",
+    task: "transfer",
+    ms: 5,
+    error: { message: "throttled" },
+  });
+  reporter.stepRetry?.(step, 2, 1500, new Error("throttled"));
+  reporter.stepMessage(step, { type: "task-start", task: "transfer" });
+  reporter.stepMessage(step, { type: "task-end", task: "transfer", ms: 7 });
+  reporter.stepMessage(step, { type: "done" });
+  reporter.routineFinished(true, 20);
+  assert.deepEqual(lines.filter((line) => line.startsWith("::")), [
+    "::group::s (StagingExecutor)",
+    "::endgroup::",
+    '::warning title=step s%3A retrying::step "s" (StagingExecutor) failed: throttled; attempt 2 in 1.5 s',
+    "::group::s (StagingExecutor), try 2",
+    "::endgroup::",
+  ]);
+  const summary = await Deno.readTextFile(env.summaryFile);
+  assert.ok(summary.includes("| s (StagingExecutor) | transfer | ✅ succeeded | 7 ms |"), summary);
+  assert.match(await Deno.readTextFile(env.outputFile), /^status<<(\S+)\nsucceeded\n\1$/m);
 });

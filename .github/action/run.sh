@@ -29,10 +29,11 @@ case "${LAKERUN_RESUME:-}" in
   true) args+=(--resume) ;;
   *) args+=("--resume=$LAKERUN_RESUME") ;;
 esac
-if [[ -n "${LAKERUN_ARGS//[[:space:]]/}" ]]; then
+extra="${LAKERUN_ARGS:-}"
+if [[ -n "${extra//[[:space:]]/}" ]]; then
   words="$(mktemp)"
   # xargs splits on blanks and honours quotes and backslashes; it expands nothing
-  printf '%s' "$LAKERUN_ARGS" | xargs printf '%s\0' > "$words"
+  printf '%s' "$extra" | xargs printf '%s\0' > "$words"
   while IFS= read -r -d '' word; do args+=("$word"); done < "$words"
   rm -f "$words"
 fi

@@ -1,6 +1,6 @@
 /**
- * Local folders as {@link Storage}: every write goes to a temporary name in the destination folder and is
- * renamed into place when complete; symbolic links are listed but never followed or written through.
+ * Local folders as {@link Storage}: every write goes to a short temporary name in the destination folder and
+ * is renamed into place when complete; symbolic links are listed but never followed or written through.
  *
  * @module
  */
@@ -38,7 +38,9 @@ export class SizeMismatchError extends Error {
 }
 
 /**
- * A random temporary name for a file that will be renamed to `finalName`.
+ * A short random temporary name, for a file or folder that will be renamed into place once complete. It does
+ * not include the final name, so it fits wherever the final name fits (a name near the file system's 255-byte
+ * limit cannot be made longer).
  *
  * @example
  * ```ts
@@ -46,24 +48,78 @@ export class SizeMismatchError extends Error {
  * import { temporaryName } from "./local.ts";
  * import { isTemporaryName } from "./mod.ts";
  *
- * const name = temporaryName("sales.csv"); // e.g. ".lakerun-tmp-1s8h1bkzwo75m-sales.csv"
- * assert.match(name, /^\.lakerun-tmp-[0-9a-z]+-sales\.csv$/);
+ * const name = temporaryName(); // e.g. ".lakerun-tmp-1s8h1bkzwo75m"
+ * assert.match(name, /^\.lakerun-tmp-[0-9a-z]+$/);
+ * assert.ok(name.length <= 40);
  * assert.equal(isTemporaryName(name), true); // listings skip it
- * assert.notEqual(temporaryName("sales.csv"), name);
+ * assert.notEqual(temporaryName(), name);
  * ```
  */
-export function temporaryName(finalName: string): string {
+export function temporaryName(): string {
   const random = crypto.getRandomValues(new Uint32Array(2)).reduce((s, n) => s + n.toString(36), "");
-  return `${TEMP_PREFIX}${random}-${finalName}`.slice(0, 240);
+  return `${TEMP_PREFIX}${random}`;
 }
 
 /** A temporary path in the folder of `full`, for a file to be renamed to `full` once complete. */
 function temporaryBeside(full: string): string {
-  const folder = dirname(full);
-  return join(folder, temporaryName(full.slice(folder.length + 1)));
+  return join(dirname(full), temporaryName());
 }
 
-/** A local folder. */
+/** Files up to this size are read, hashed and copied with one synchronous call each. */
+const SMALL_FILE = 4 * 1024 * 1024;
+
+/** The file's metadata without following a link; `undefined` when there is nothing at `path`. */
+function lstatOrNothing(path: string): Deno.FileInfo | undefined {
+  try {
+    return Deno.lstatSync(path);
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound || error instanceof Deno.errors.NotADirectory) return undefined;
+    throw error;
+  }
+}
+
+/** Removes `path`, ignoring any failure (for clean-ups after another error). */
+function removeQuietly(path: string, options?: Deno.RemoveOptions): void {
+  try {
+    Deno.removeSync(path, options);
+  } catch {
+    // gone already, or the original error matters more
+  }
+}
+
+/**
+ * Moves every entry of the folder `from` into the folder `to`: an entry `to` lacks is renamed as a whole (a
+ * folder with everything in it in one call), a folder both have is merged, a file replaces the file of the
+ * same name. Refuses to write through a symbolic link, a file where a folder goes, or a folder where a file
+ * goes.
+ */
+function mergeInto(from: string, to: string): void {
+  for (const entry of [...Deno.readDirSync(from)]) {
+    const source = join(from, entry.name);
+    const target = join(to, entry.name);
+    const there = lstatOrNothing(target);
+    if (there === undefined) {
+      Deno.renameSync(source, target);
+    } else if (there.isSymlink) {
+      throw new Error(`refusing to write through symbolic link ${target}`);
+    } else if (entry.isDirectory) {
+      if (!there.isDirectory) throw new Error(`${target} is a file, not a folder`);
+      mergeInto(source, target);
+    } else {
+      if (there.isDirectory) throw new Error(`${target} is a folder, not a file`);
+      Deno.renameSync(source, target);
+    }
+  }
+}
+
+/**
+ * A local folder.
+ *
+ * File-system calls are synchronous (a stat, a rename, a small file read or copied whole): a step runs on its
+ * own thread, and a synchronous call costs a few microseconds where an awaited one hands the work to another
+ * thread and waits to be woken, which made a folder of many small files spend most of its time waiting.
+ * Bytes of large files still flow in chunks between awaits.
+ */
 export class LocalStorage implements Storage {
   readonly kind = "local" as const;
 
@@ -91,53 +147,94 @@ export class LocalStorage implements Storage {
     return join(this.root, checkRelativePath(path));
   }
 
-  async *list(): AsyncIterable<StoredFile> {
+  /** Fails unless the folder exists (as a folder). */
+  #checkRoot(): void {
     try {
-      if (!(await Deno.stat(this.root)).isDirectory) throw new Error(`${this.root} is not a folder`);
+      if (!Deno.statSync(this.root).isDirectory) throw new Error(`${this.root} is not a folder`);
     } catch (error) {
       if (error instanceof Deno.errors.NotFound) throw new LocationNotFoundError(this.root);
       throw error;
     }
+  }
+
+  async *list(options: { signal?: AbortSignal } = {}): AsyncIterable<StoredFile> {
+    this.#checkRoot();
     const files: StoredFile[] = [];
-    const walk = async (dir: string, prefix: string) => {
-      const entries: Deno.DirEntry[] = [];
-      for await (const entry of Deno.readDir(dir)) entries.push(entry);
-      for (const entry of entries) {
+    const walk = (dir: string, prefix: string) => {
+      options.signal?.throwIfAborted();
+      for (const entry of [...Deno.readDirSync(dir)]) {
         if (isTemporaryName(entry.name)) continue;
         const path = prefix + entry.name;
         if (entry.isSymlink) {
           files.push({ path, size: 0, kind: "symlink" });
         } else if (entry.isDirectory) {
-          await walk(join(dir, entry.name), `${path}/`);
+          walk(join(dir, entry.name), `${path}/`);
         } else if (entry.isFile) {
-          const info = await Deno.lstat(join(dir, entry.name));
-          files.push({ path, size: info.size, kind: "file", mtime: info.mtime ?? undefined });
+          const info = lstatOrNothing(join(dir, entry.name));
+          if (info?.isFile) files.push({ path, size: info.size, kind: "file", mtime: info.mtime ?? undefined });
         }
       }
     };
-    await walk(this.root, "");
+    walk(this.root, "");
     files.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
     yield* files;
   }
 
-  async stat(path: string): Promise<StoredFile | undefined> {
-    try {
-      const info = await Deno.lstat(this.pathOf(path));
-      if (info.isSymlink) return { path, size: 0, kind: "symlink" };
-      if (!info.isFile) return undefined;
-      return { path, size: info.size, kind: "file", mtime: info.mtime ?? undefined };
-    } catch (error) {
-      if (error instanceof Deno.errors.NotFound || error instanceof Deno.errors.NotADirectory) {
-        return undefined;
+  /**
+   * The empty folders in this folder's tree (holding nothing but lakerun's temporary names), sorted; folders
+   * reached through a symbolic link are not looked into.
+   */
+  emptyFolders(options: { signal?: AbortSignal } = {}): Promise<string[]> {
+    this.#checkRoot();
+    const empty: string[] = [];
+    const walk = (dir: string, prefix: string) => {
+      options.signal?.throwIfAborted();
+      let entries = 0;
+      for (const entry of [...Deno.readDirSync(dir)]) {
+        if (isTemporaryName(entry.name)) continue;
+        entries++;
+        if (entry.isDirectory) walk(join(dir, entry.name), `${prefix}${entry.name}/`);
       }
-      throw error;
-    }
+      if (entries === 0 && prefix !== "") empty.push(prefix.slice(0, -1));
+    };
+    walk(this.root, "");
+    return Promise.resolve(empty.sort());
   }
 
-  async read(path: string): Promise<ReadableStream<Uint8Array>> {
+  /** Creates the folder `path` and those above it, refusing to go through a symbolic link. */
+  makeFolder(path: string): Promise<void> {
+    this.#makeParents(`${checkRelativePath(path)}/x`);
+    return Promise.resolve();
+  }
+
+  /** Whether `path` is a folder (not a symbolic link to one). */
+  hasFolder(path: string): Promise<boolean> {
+    return Promise.resolve(lstatOrNothing(this.pathOf(path))?.isDirectory === true);
+  }
+
+  /** Removes the folder `path` if it is empty, then any folders above it that it left empty. */
+  removeFolder(path: string): Promise<void> {
+    this.#refuseLinks(path, false);
+    try {
+      Deno.removeSync(this.pathOf(path)); // fails unless empty
+    } catch (error) {
+      if (!(error instanceof Deno.errors.NotFound)) throw error;
+    }
+    this.#pruneEmptyParents(path);
+    return Promise.resolve();
+  }
+
+  stat(path: string): Promise<StoredFile | undefined> {
+    const info = lstatOrNothing(this.pathOf(path));
+    if (info?.isSymlink) return Promise.resolve({ path, size: 0, kind: "symlink" });
+    if (!info?.isFile) return Promise.resolve(undefined);
+    return Promise.resolve({ path, size: info.size, kind: "file", mtime: info.mtime ?? undefined });
+  }
+
+  read(path: string): Promise<ReadableStream<Uint8Array>> {
     const full = this.pathOf(path);
-    await this.#refuseLinks(path, true);
-    return (await Deno.open(full, { read: true })).readable;
+    this.#refuseLinks(path, true);
+    return Promise.resolve(Deno.openSync(full, { read: true }).readable);
   }
 
   async write(
@@ -146,23 +243,24 @@ export class LocalStorage implements Storage {
     options: WriteOptions = {},
   ): Promise<WriteResult> {
     const full = this.pathOf(path);
-    await this.#makeParents(path);
+    this.#makeParents(path);
     const temporary = temporaryBeside(full);
     const result = await writeFileFromStream(temporary, data, options, path);
     try {
-      await this.#refuseLinks(path, false);
-      await Deno.rename(temporary, full);
+      this.#refuseFinalLink(full);
+      Deno.renameSync(temporary, full);
     } catch (error) {
-      await Deno.remove(temporary).catch(() => {});
+      removeQuietly(temporary);
       throw error;
     }
     return result;
   }
 
   /**
-   * Downloads `sourcePath` of a {@link RangedSource} (an S3 location) into `path` by ranges on several
-   * threads, into a temporary name renamed into place once checked; resolves to `undefined` (nothing
-   * written) for any other source, or when the source prefers to stream this file.
+   * Copies `sourcePath` of another local folder into `path` with the operating system's file copy (no byte
+   * passes through lakerun), or downloads it from a {@link RangedSource} (an S3 location) by ranges on several
+   * threads; either way into a temporary name renamed into place once checked. Resolves to `undefined`
+   * (nothing written) for any other source, or when the source prefers to stream this file.
    */
   async copyFrom(
     source: Storage,
@@ -170,65 +268,144 @@ export class LocalStorage implements Storage {
     path: string,
     options: CopyOptions = {},
   ): Promise<CopyResult | undefined> {
+    if (source instanceof LocalStorage) return await this.#copyLocal(source, sourcePath, path, options);
     if (!isRangedSource(source)) return undefined;
     const full = this.pathOf(path);
-    await this.#makeParents(path);
+    this.#makeParents(path);
     const temporary = temporaryBeside(full);
     try {
       const result = await source.downloadInto(sourcePath, temporary, options);
       if (!result) return undefined;
-      await this.#refuseLinks(path, false);
-      await Deno.rename(temporary, full);
+      this.#refuseLinks(path, false);
+      Deno.renameSync(temporary, full);
       return { ...result, serverSide: false };
     } catch (error) {
-      await Deno.remove(temporary).catch(() => {});
+      removeQuietly(temporary);
       throw error;
     }
   }
 
-  async batch(): Promise<WriteBatch> {
-    await this.#makeParents("x");
-    const staging = join(this.root, temporaryName("batch"));
-    await Deno.mkdir(staging);
-    const staged = new LocalStorage(staging);
-    const paths = new Set<string>(); // a path written twice lands once, with its last bytes
-    return {
+  /** A file of another local folder copied by the operating system, its size checked, renamed into place. */
+  async #copyLocal(
+    source: LocalStorage,
+    sourcePath: string,
+    path: string,
+    options: CopyOptions,
+  ): Promise<CopyResult> {
+    options.signal?.throwIfAborted();
+    source.#refuseLinks(sourcePath, true);
+    const from = source.pathOf(sourcePath);
+    const full = this.pathOf(path);
+    this.#makeParents(path);
+    const temporary = temporaryBeside(full);
+    try {
+      if ((options.size ?? Infinity) <= SMALL_FILE) Deno.copyFileSync(from, temporary);
+      else await Deno.copyFile(from, temporary);
+      const size = Deno.lstatSync(temporary).size;
+      if (options.size !== undefined && size !== options.size) {
+        throw new SizeMismatchError(path, options.size, size);
+      }
+      options.signal?.throwIfAborted();
+      this.#refuseFinalLink(full);
+      Deno.renameSync(temporary, full);
+      return { size, serverSide: false };
+    } catch (error) {
+      removeQuietly(temporary);
+      throw error;
+    }
+  }
+
+  /**
+   * A {@link WriteBatch} staged in a temporary folder inside this one, whose commit moves each staged folder
+   * this one lacks into place in one rename (and merges the others), so that many small files cost one call
+   * each. Also offers `writeBytes` (a file whose bytes are all in memory, written with one call) and
+   * `makeFolder` (an empty folder that lands too).
+   */
+  batch(): Promise<WriteBatch & Required<Pick<WriteBatch, "writeBytes" | "makeFolder">>> {
+    this.#makeParents("x");
+    const staging = join(this.root, temporaryName());
+    Deno.mkdirSync(staging);
+    const folders = new Set<string>([""]); // made in staging
+    const written = new Set<string>(); // a path written twice lands once, with its last bytes
+    const makeFolders = (folder: string) => {
+      if (folders.has(folder)) return;
+      const slash = folder.lastIndexOf("/");
+      if (slash > 0) makeFolders(folder.slice(0, slash));
+      try {
+        Deno.mkdirSync(join(staging, folder));
+      } catch (error) {
+        if (!(error instanceof Deno.errors.AlreadyExists)) throw error;
+      }
+      folders.add(folder);
+    };
+    /** Where `path` is staged; a second write goes to a temporary name, renamed over the first when done. */
+    const prepare = (path: string): { full: string; temporary?: string } => {
+      checkRelativePath(path);
+      const slash = path.lastIndexOf("/");
+      if (slash > 0) makeFolders(path.slice(0, slash));
+      const full = join(staging, path);
+      return written.has(path) ? { full, temporary: temporaryBeside(full) } : { full };
+    };
+    const land = ({ full, temporary }: { full: string; temporary?: string }, path: string) => {
+      if (temporary) Deno.renameSync(temporary, full);
+      written.add(path);
+    };
+    return Promise.resolve({
       write: async (path, data, options) => {
-        const result = await staged.write(path, data, options);
-        paths.add(checkRelativePath(path));
+        const target = prepare(path);
+        const result = await writeFileFromStream(target.temporary ?? target.full, data, options ?? {}, path);
+        land(target, path);
         return result;
       },
-      commit: async () => {
-        for (const path of paths) {
-          await this.#makeParents(path);
-          await this.#refuseLinks(path, false);
-          await Deno.rename(join(staging, path), join(this.root, path));
+      writeBytes: (path, bytes) => {
+        const target = prepare(path);
+        const file = target.temporary ?? target.full;
+        try {
+          Deno.writeFileSync(file, bytes, { createNew: true });
+        } catch (error) {
+          if (!(error instanceof Deno.errors.AlreadyExists)) removeQuietly(file);
+          throw error;
         }
-        await Deno.remove(staging, { recursive: true });
+        land(target, path);
+        return Promise.resolve({ size: bytes.byteLength });
       },
-      abort: async () => {
-        await Deno.remove(staging, { recursive: true }).catch((error) => {
+      makeFolder: (path) => {
+        makeFolders(checkRelativePath(path));
+        return Promise.resolve();
+      },
+      commit: () => {
+        this.#refuseLink(this.root, "the folder itself");
+        mergeInto(staging, this.root);
+        Deno.removeSync(staging, { recursive: true });
+        return Promise.resolve();
+      },
+      abort: () => {
+        try {
+          Deno.removeSync(staging, { recursive: true });
+        } catch (error) {
           if (!(error instanceof Deno.errors.NotFound)) throw error;
-        });
+        }
+        return Promise.resolve();
       },
-    };
+    });
   }
 
   /** Removes the file, then any folders above it inside this location that it left empty. */
-  async remove(path: string): Promise<void> {
+  remove(path: string): Promise<void> {
     try {
-      await Deno.remove(this.pathOf(path));
+      Deno.removeSync(this.pathOf(path));
     } catch (error) {
       if (!(error instanceof Deno.errors.NotFound)) throw error;
     }
-    await this.#pruneEmptyParents(path);
+    this.#pruneEmptyParents(path);
+    return Promise.resolve();
   }
 
-  async #pruneEmptyParents(path: string): Promise<void> {
+  #pruneEmptyParents(path: string): void {
     const segments = checkRelativePath(path).split("/").slice(0, -1);
     while (segments.length > 0) {
       try {
-        await Deno.remove(join(this.root, ...segments)); // fails unless empty
+        Deno.removeSync(join(this.root, ...segments)); // fails unless empty
       } catch {
         return;
       }
@@ -236,7 +413,12 @@ export class LocalStorage implements Storage {
     }
   }
 
+  /** Lower-case hex sha256 of the file: read with one call up to 4 MiB, streamed beyond. */
   async sha256(path: string): Promise<string> {
+    const info = this.#refuseLinks(path, true)!;
+    if (info.size <= SMALL_FILE) {
+      return createHash("sha256").update(Deno.readFileSync(this.pathOf(path))).digest("hex");
+    }
     return (await sha256OfStream(await this.read(path))).sha256;
   }
 
@@ -245,11 +427,11 @@ export class LocalStorage implements Storage {
    * verified copy followed by removing the source.
    */
   async moveTo(path: string, target: LocalStorage, targetPath: string): Promise<void> {
-    await this.#refuseLinks(path, true);
-    await target.#makeParents(targetPath);
+    this.#refuseLinks(path, true);
+    target.#makeParents(targetPath);
     try {
-      await Deno.rename(this.pathOf(path), target.pathOf(targetPath));
-      await this.#pruneEmptyParents(path);
+      Deno.renameSync(this.pathOf(path), target.pathOf(targetPath));
+      this.#pruneEmptyParents(path);
     } catch (error) {
       if (
         !(error instanceof Error) ||
@@ -271,68 +453,81 @@ export class LocalStorage implements Storage {
    * Removes every lakerun temporary entry in this folder tree: left-overs of a killed run. Safe because a
    * routine runs under its run lock, and a temporary name is never the only copy of anything.
    */
-  async removeTemporaries(options: { recursive?: boolean } = {}): Promise<number> {
+  removeTemporaries(options: { recursive?: boolean } = {}): Promise<number> {
     let removed = 0;
-    const walk = async (dir: string) => {
-      for await (const entry of Deno.readDir(dir)) {
+    const walk = (dir: string) => {
+      for (const entry of [...Deno.readDirSync(dir)]) {
         const full = join(dir, entry.name);
         if (isTemporaryName(entry.name)) {
-          await Deno.remove(full, { recursive: true }).catch(() => {});
+          removeQuietly(full, { recursive: true });
           removed++;
         } else if (entry.isDirectory && options.recursive) {
-          await walk(full);
+          walk(full);
         }
       }
     };
     try {
-      await walk(this.root);
+      walk(this.root);
     } catch (error) {
       if (!(error instanceof Deno.errors.NotFound)) throw error;
     }
-    return removed;
+    return Promise.resolve(removed);
   }
 
   /** Creates the folders above `path`, refusing to go through a symbolic link. */
-  async #makeParents(path: string): Promise<void> {
+  #makeParents(path: string): void {
     const segments = checkRelativePath(path).split("/").slice(0, -1);
-    await Deno.mkdir(this.root, { recursive: true });
-    await this.#refuseLink(this.root, "the folder itself");
+    if (lstatOrNothing(this.root) === undefined) Deno.mkdirSync(this.root, { recursive: true });
+    this.#refuseLink(this.root, "the folder itself");
     let current = this.root;
     for (const segment of segments) {
       current = join(current, segment);
-      try {
-        const info = await Deno.lstat(current);
-        if (info.isSymlink) throw new Error(`refusing to write through symbolic link ${current}`);
-        if (!info.isDirectory) throw new Error(`${current} is a file, not a folder`);
-      } catch (error) {
-        if (!(error instanceof Deno.errors.NotFound)) throw error;
-        await Deno.mkdir(current).catch((e) => {
-          if (!(e instanceof Deno.errors.AlreadyExists)) throw e;
-        });
+      const info = lstatOrNothing(current);
+      if (info === undefined) {
+        try {
+          Deno.mkdirSync(current);
+        } catch (error) {
+          if (!(error instanceof Deno.errors.AlreadyExists)) throw error;
+        }
+      } else if (info.isSymlink) {
+        throw new Error(`refusing to write through symbolic link ${current}`);
+      } else if (!info.isDirectory) {
+        throw new Error(`${current} is a file, not a folder`);
       }
     }
   }
 
-  async #refuseLink(full: string, what: string) {
-    const info = await Deno.lstat(full);
-    if (info.isSymlink) throw new Error(`refusing to use symbolic link ${full} (${what})`);
+  #refuseLink(full: string, what: string): void {
+    if (Deno.lstatSync(full).isSymlink) throw new Error(`refusing to use symbolic link ${full} (${what})`);
   }
 
-  /** Refuses when `path` or a folder above it inside this location is a symbolic link. */
-  async #refuseLinks(path: string, mustExist: boolean): Promise<void> {
+  /**
+   * Refuses when `path` or a folder above it inside this location is a symbolic link; returns what is at
+   * `path` (`undefined` when nothing is and `mustExist` is false).
+   */
+  #refuseLinks(path: string, mustExist: boolean): Deno.FileInfo | undefined {
     const segments = checkRelativePath(path).split("/");
     let current = this.root;
+    let info: Deno.FileInfo | undefined;
     for (const segment of segments) {
       current = join(current, segment);
-      let info: Deno.FileInfo;
       try {
-        info = await Deno.lstat(current);
+        info = Deno.lstatSync(current);
       } catch (error) {
-        if (error instanceof Deno.errors.NotFound && !mustExist) return;
+        if (error instanceof Deno.errors.NotFound && !mustExist) return undefined;
         throw error;
       }
       if (info.isSymlink) throw new Error(`refusing to follow symbolic link ${current}`);
     }
+    return info;
+  }
+
+  /**
+   * Refuses when `full`, where a file is about to be renamed, is a symbolic link (the folders above it were
+   * checked by {@link LocalStorage.#makeParents} just before).
+   */
+  #refuseFinalLink(full: string): void {
+    if (lstatOrNothing(full)?.isSymlink) throw new Error(`refusing to follow symbolic link ${full}`);
   }
 }
 
@@ -390,7 +585,7 @@ export async function writeFileFromStream(
   signal?.addEventListener("abort", onAbort, { once: true });
   try {
     signal?.throwIfAborted();
-    const out = file = await Deno.open(path, { write: true, createNew: true });
+    const out = file = Deno.openSync(path, { write: true, createNew: true });
     created = true;
     const writeAll = (bytes: Uint8Array) => {
       for (let at = 0; at < bytes.byteLength;) {
@@ -442,7 +637,7 @@ export async function writeFileFromStream(
     } catch {
       // already closed
     }
-    if (created) await Deno.remove(path).catch(() => {});
+    if (created) removeQuietly(path);
     throw error;
   } finally {
     signal?.removeEventListener("abort", onAbort);

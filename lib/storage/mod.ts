@@ -2,7 +2,7 @@
  * Storage locations: a local folder or an `s3://bucket/prefix`, behind one interface that every executor uses.
  *
  * Paths handed to a {@link Storage} are relative to the location, `/`-separated and already checked by
- * {@link checkRelativePath} (no `..`, no leading `/`, no empty segments).
+ * {@link checkRelativePath} (no `..` or `.`, no leading `/`, no empty segments).
  *
  * @module
  */
@@ -44,6 +44,10 @@ export interface WriteOptions {
  */
 export interface WriteBatch {
   write(path: string, data: ReadableStream<Uint8Array>, options?: WriteOptions): Promise<WriteResult>;
+  /** Stages a file whose bytes are all in memory with one call, where the backend can (a local folder). */
+  writeBytes?(path: string, bytes: Uint8Array): Promise<WriteResult>;
+  /** Stages an empty folder, which lands with the files, where the backend has folders (a local folder). */
+  makeFolder?(path: string): Promise<void>;
   /** Moves every staged file to its final path. */
   commit(): Promise<void>;
   /** Removes everything staged; safe to call more than once and after a failed commit. */
@@ -130,6 +134,17 @@ export interface Storage {
   readonly localFolder?: string;
   /** Removes the file at `path`; no error when it is already gone. */
   remove(path: string): Promise<void>;
+  /**
+   * The empty folders under the location, sorted, which {@link Storage.list} does not show (`cp -r` copies
+   * them). Optional: only backends with folders (a local folder) have it; S3 has none.
+   */
+  emptyFolders?(options?: { signal?: AbortSignal }): Promise<string[]>;
+  /** Creates the folder at `path` and those above it. Optional, as {@link Storage.emptyFolders}. */
+  makeFolder?(path: string): Promise<void>;
+  /** Whether there is a folder at `path`. Optional, as {@link Storage.emptyFolders}. */
+  hasFolder?(path: string): Promise<boolean>;
+  /** Removes the folder at `path` if empty, then the folders above it it left empty. Optional. */
+  removeFolder?(path: string): Promise<void>;
   /** Lower-case hex sha256 of the stored bytes. */
   sha256(path: string, options?: { signal?: AbortSignal }): Promise<string>;
   /**
@@ -148,7 +163,8 @@ export function isTemporaryName(segment: string): boolean {
 }
 
 /**
- * Checks that `path` is a safe relative path and returns it normalised (`\` is refused, not converted).
+ * Checks that `path` is a safe relative path for a storage location and returns it (see
+ * {@link storagePathProblem}).
  *
  * @example
  * ```ts
@@ -163,12 +179,45 @@ export function isTemporaryName(segment: string): boolean {
  * ```
  */
 export function checkRelativePath(path: string): string {
-  const problem = relativePathProblem(path);
+  const problem = storagePathProblem(path);
   if (problem) throw new UnsafePathError(path, problem);
   return path;
 }
 
-/** Why `path` is not a safe relative path, or `undefined` when it is. */
+/**
+ * Why `path` cannot name a file inside a storage location, or `undefined` when it can: it would leave the
+ * location (`..`, a leading `/`), or is not one name per segment (empty, `.`, NUL). A backslash or a drive
+ * letter (`back\slash.csv`, `C:report.csv`) is an ordinary character in a Linux file name and an S3 key, so
+ * such paths are accepted, except on Windows, where a local folder would take them as a separator or a drive.
+ * Archive entry names get the stricter {@link relativePathProblem}.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { relativePathProblem, storagePathProblem } from "./mod.ts";
+ *
+ * assert.equal(storagePathProblem("../x.csv"), "'..' segment");
+ * assert.equal(storagePathProblem("C:report.csv"), Deno.build.os === "windows" ? "drive letter" : undefined);
+ * assert.equal(relativePathProblem("C:report.csv"), "drive letter"); // refused in archives everywhere
+ * ```
+ */
+export function storagePathProblem(path: string): string | undefined {
+  if (Deno.build.os === "windows") return relativePathProblem(path);
+  if (path.length === 0) return "empty path";
+  if (path.includes("\0")) return "NUL character";
+  if (path.startsWith("/")) return "absolute path";
+  for (const segment of path.split("/")) {
+    if (segment === "") return "empty path segment";
+    if (segment === "." || segment === "..") return `'${segment}' segment`;
+  }
+  return undefined;
+}
+
+/**
+ * Why `path` is not a portable safe relative path, or `undefined` when it is: the rules for names that come
+ * from elsewhere (archive entries), which must be safe wherever they are extracted, so a backslash and a drive
+ * letter are refused too.
+ */
 export function relativePathProblem(path: string): string | undefined {
   if (path.length === 0) return "empty path";
   if (path.includes("\0")) return "NUL character";

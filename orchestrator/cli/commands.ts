@@ -13,8 +13,8 @@ import {
   stepScope,
 } from "../run/permissions.ts";
 import { type IamPolicy, type IamStatement, mergeStatements } from "../../lib/aws/iam.ts";
-import { consoleReporter, type Reporter, type RunInfo, terminalProgressLine } from "./reporter.ts";
-import { type LogSession, withRunInfo } from "./json_log.ts";
+import { consoleReporter, type Reporter, terminalProgressLine } from "./reporter.ts";
+import type { LogSession } from "./json_log.ts";
 import { loadRoutine, resolveStepTemplates, type Routine, type Step } from "../routine/routine.ts";
 import {
   defaultTemplateScope,
@@ -23,9 +23,8 @@ import {
   type TemplateScope,
 } from "../routine/template.ts";
 import { formatJsonPath } from "../routine/json.ts";
-import { routineStateDir } from "../run/permissions.ts";
 import { findResumableRun, type RunRecord } from "../run/records.ts";
-import { join, resolve } from "node:path";
+import { resolve } from "node:path";
 import { SecretMask } from "../../lib/mask.ts";
 import {
   DATE_STEPS,
@@ -258,17 +257,13 @@ export async function runLoadedRoutine(
       mask: options.secrets,
     });
   const scope = { ...(options.templates ?? defaultTemplateScope()), mask: options.secrets };
-  const stateRoot = resolve(options.cwd ?? Deno.cwd(), options.stateDir ?? ".lakerun");
   const logged = options.logs?.reporter({
     console: consoleLines,
     mask: options.secrets,
     signal: options.signal,
     file: routine.file,
   });
-  const reporter = withRunInfo(
-    logged ?? consoleLines(out(options)),
-    () => runInfoNow(stateRoot, routine.name),
-  );
+  const reporter = logged ?? consoleLines(out(options));
   // `steps.*` and `run.id` templates are resolved just before their step runs, the params validated again
   const prepareStep = (step: Step, outputs: TemplateScope["outputs"], run: { runId: string }) =>
     hasDeferredTemplates(step.templates)
@@ -286,20 +281,6 @@ export async function runLoadedRoutine(
     prepareStep,
     resume: options.record,
   });
-}
-
-/** The run id and date the runner recorded for the routine's current run (read when the routine starts). */
-function runInfoNow(stateRoot: string, routineName: string): RunInfo | undefined {
-  try {
-    const state = JSON.parse(
-      Deno.readTextFileSync(join(routineStateDir(stateRoot, routineName), "run.json")),
-    );
-    return typeof state?.runId === "string"
-      ? { runId: state.runId, attempt: state.attempt, date: state.date }
-      : undefined;
-  } catch {
-    return undefined;
-  }
 }
 
 /** `lakerun validate ROUTINE`: checks everything a run would check, runs nothing. */

@@ -810,7 +810,19 @@ class GitHubReporter implements Reporter {
   stepRetry(step: Step, attempt: number, delayMs: number, error: Error): void {
     const tally = this.#stepTally(step);
     this.#failures.delete(step.id);
-    tally.status = "pending";
+    // the next attempt's messages follow (without another stepStarted): a fresh row, a group of its own
+    tally.status = "running";
+    tally.tries = attempt;
+    for (const task of tally.tasks) {
+      Object.assign(task, {
+        status: "pending",
+        ms: undefined,
+        files: 0,
+        bytes: 0,
+        outputs: [],
+        error: undefined,
+      });
+    }
     this.#annotate(
       "warning",
       `step ${step.id}: retrying`,

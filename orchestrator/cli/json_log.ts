@@ -324,44 +324,6 @@ export function quietReporter(inner: Reporter): Reporter {
   };
 }
 
-/**
- * `reporter`, told the run's id and date by `lookup` when the routine starts, unless the runner told it first
- * (`runStarted`); `reporter` itself when it has no use for them.
- *
- * @example
- * ```ts
- * import assert from "node:assert/strict";
- * import { jsonLogReporter, withRunInfo } from "./json_log.ts";
- * import type { Routine } from "../routine/routine.ts";
- *
- * const lines: string[] = [];
- * const reporter = withRunInfo(jsonLogReporter({ write: (line) => lines.push(line) }), () => ({ runId: "r-1" }));
- * reporter.routineStarted({ name: "x", steps: [] } as unknown as Routine);
- * assert.equal(JSON.parse(lines[0]).run_id, "r-1");
- * ```
- */
-export function withRunInfo(reporter: Reporter, lookup: () => RunInfo | undefined): Reporter {
-  if (!reporter.runStarted) return reporter;
-  let told = false;
-  return {
-    runStarted: (info) => {
-      told = true;
-      reporter.runStarted?.(info);
-    },
-    routineStarted: (routine) => {
-      const info = told ? undefined : lookup();
-      if (info) reporter.runStarted?.(info);
-      reporter.routineStarted(routine);
-    },
-    stepStarted: (step, total) => reporter.stepStarted(step, total),
-    stepMessage: (step, message) => reporter.stepMessage(step, message),
-    stepRetry: (step, attempt, delayMs, error) => reporter.stepRetry?.(step, attempt, delayMs, error),
-    stepSkipped: (step, reason) => reporter.stepSkipped?.(step, reason),
-    warning: (message) => reporter.warning?.(message),
-    routineFinished: (ok, ms) => reporter.routineFinished(ok, ms),
-  };
-}
-
 /** What {@link LogSession} is made from. */
 export interface LogSessionOptions {
   format?: LogFormat;

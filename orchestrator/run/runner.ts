@@ -217,6 +217,7 @@ class RoutineRun {
       steps: Object.fromEntries(this.#routine.steps.map((step) => [step.id, pendingStep(step)])),
     };
     this.#recorder = await RunRecorder.start(this.#stateRoot, record, this.#options.secrets);
+    this.#reporter.runStarted?.({ runId, attempt, ...(date !== undefined ? { date } : {}) });
     this.#reporter.routineStarted(this.#routine);
     const resume = this.#options.resume;
     if (resume && resume.routineHash !== record.routineHash) {

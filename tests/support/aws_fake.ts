@@ -41,7 +41,7 @@
  * that already ended (`InvalidInputException`); the default page sizes of GetJobRuns (100) and GetTables
  * (100); a GetQueryResults page of MaxResults rows counting the header row.
  *
- * ```ts
+ * ```ts ignore
  * await using fake = await startAwsFake();
  * fake.athena.script("FROM broken", {
  *   states: ["QUEUED", "RUNNING", "FAILED"],
@@ -1768,7 +1768,7 @@ class Fake implements AwsFake {
 /**
  * Starts the fake on `127.0.0.1` with a free port. Stop it with `stop()` (or `await using`).
  *
- * ```ts
+ * ```ts ignore
  * await using fake = await startAwsFake();
  * const athena = new AthenaClient({ endpoint: fake.endpoint, region: "us-east-1", credentials });
  * ```

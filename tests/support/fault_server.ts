@@ -9,7 +9,7 @@
  * response carries `Connection: close` (one request per connection), which keeps the fault accounting per
  * request simple.
  *
- * ```ts
+ * ```ts ignore
  * import { startFaultServer } from "./support/fault_server.ts";
  *
  * await using server = await startFaultServer({
@@ -184,7 +184,7 @@ const encoder = new TextEncoder();
  * Starts a fault-injecting HTTP/1.1 server on 127.0.0.1 with an ephemeral port.
  *
  * @example
- * ```ts
+ * ```ts ignore
  * await using server = await startFaultServer({
  *   "/ok": { body: "hello" },
  *   "/flaky": { body: new Uint8Array(1 << 20), failFirst: [503, { status: 429, retryAfter: 1 }] },

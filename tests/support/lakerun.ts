@@ -31,7 +31,7 @@ export interface CommandOptions {
  * The command `deno run -A main.ts ARGS` in `cwd`, as the README shows; spawn it to kill it mid-run.
  *
  * @example
- * ```ts
+ * ```ts ignore
  * const child = lakerunCommand(["run", "routine.json"], { cwd: dir, stdout: "null" }).spawn();
  * child.kill("SIGKILL");
  * ```
@@ -51,7 +51,7 @@ export function lakerunCommand(args: string[], options: CommandOptions = {}): De
  * Runs `deno run -A main.ts ARGS` in `cwd`, as the README shows, and collects its output.
  *
  * @example
- * ```ts
+ * ```ts ignore
  * const { code, stdout } = await lakerun(["--version"]);
  * ```
  */
@@ -69,7 +69,7 @@ export async function lakerun(
  * the error, if any.
  *
  * @example
- * ```ts
+ * ```ts ignore
  * const { lines, error } = await runRoutineJson({ routine_name: "t", executors: {} }, { cwd: dir });
  * ```
  */

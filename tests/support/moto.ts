@@ -16,7 +16,7 @@
  * taken for S3. The signature itself is not checked. {@link motoAuthorization} makes such a header.
  *
  * @example
- * ```ts
+ * ```ts ignore
  * const moto = await startMoto();
  * try {
  *   await moto.setTransition("glue::job_run", { progression: "manual", times: 3 });

@@ -13,7 +13,7 @@
  * the test fail, with the script's message and log tails in the error.
  *
  * @example
- * ```ts
+ * ```ts ignore
  * const pg = await startPostgres();
  * try {
  *   await pg.psql("CREATE TABLE t (a int); INSERT INTO t VALUES (1)");

@@ -190,7 +190,7 @@ export async function createTestBucket(server: S3TestServer, prefix: string): Pr
  * (a no-op for the suite's shared server). Call it after every other test of the file.
  *
  * @example
- * ```ts
+ * ```ts ignore
  * const server = await startS3Server();
  * // … every test …
  * stopS3ServerAfterTests(server, raw);

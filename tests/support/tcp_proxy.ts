@@ -4,7 +4,7 @@
  * that went through, so a test can count the requests an operation made.
  *
  * @example
- * ```ts
+ * ```ts ignore
  * await using proxy = startFaultProxy(7480, (n) => (n === 0 ? { closeAtOnce: true } : {}));
  * // talk to http://127.0.0.1:${proxy.port}
  * ```

@@ -80,7 +80,7 @@ export async function treeOf(location: Storage | string, options: TreeOptions = 
  * The tree `files` make: each path with the sha256 of its content (a string is hashed as UTF-8).
  *
  * @example
- * ```ts
+ * ```ts ignore
  * import assert from "node:assert/strict";
  * import { digests } from "./trees.ts";
  *

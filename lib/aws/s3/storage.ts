@@ -57,7 +57,7 @@ import {
   type CopyOptions,
   type CopyResult,
   isTemporaryName,
-  relativePathProblem,
+  storagePathProblem,
   type Storage,
   type StoredFile,
   UnsafePathError,
@@ -231,8 +231,8 @@ export class S3Storage implements Storage, DigestStorage {
 
   /**
    * Every object under the prefix (all pages), sorted by path. Folder markers (keys ending in `/`) and
-   * lakerun's temporary names are skipped; a key that is not a safe relative path (`..`, `//`, `\`) fails
-   * the listing, naming it, rather than being copied somewhere unexpected.
+   * lakerun's temporary names are skipped; a key that is not a safe relative path (`..`, `//`; see
+   * `storagePathProblem`) fails the listing, naming it, rather than being copied somewhere unexpected.
    */
   async *list(options: { signal?: AbortSignal } = {}): AsyncIterable<StoredFile> {
     const files: StoredFile[] = [];
@@ -240,7 +240,7 @@ export class S3Storage implements Storage, DigestStorage {
       const path = object.key.slice(this.prefix ? this.prefix.length + 1 : 0);
       if (path === "" || path.endsWith("/")) continue; // "folder" markers hold no data
       if (path.split("/").some(isTemporaryName)) continue;
-      const problem = relativePathProblem(path);
+      const problem = storagePathProblem(path);
       if (problem) throw new UnsafePathError(`${this.url}/${path}`, problem);
       files.push({ path, size: object.size, kind: "file", etag: object.etag, mtime: object.mtime });
     }
