@@ -229,7 +229,7 @@ Deno.test("every date of a backfill is validated before any runs: one invalid da
   assert.equal(result.stdout, "");
 });
 
-Deno.test("a failed date: a re-run of that date continues its run; the next date of a backfill never does", async () => {
+Deno.test("a failed date: a re-run of it (alone or in a backfill) continues its run; the next date never does", async () => {
   await using dir = await tempDir();
   const stateRoot = join(dir.path, ".lakerun");
   const runsOf = async (date: string) =>
@@ -263,4 +263,7 @@ Deno.test("a failed date: a re-run of that date continues its run; the next date
   const fine = await backfill(dir.path, "2024-02-28", "2024-03-02", "day", "--keep-going");
   assert.equal(fine.code, 0, fine.stdout + fine.stderr);
   assert.match(fine.stdout, /4 dates, 4 succeeded, 0 failed$/m);
+  // the failed date was continued under its own run id, though other dates ran in between
+  const finished = await runsOf("2024-02-29");
+  assert.deepEqual(finished.map((run) => [run.runId, run.status]), [[failed.runId, "succeeded"]]);
 });

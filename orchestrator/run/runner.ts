@@ -32,6 +32,7 @@ import {
 } from "./permissions.ts";
 import {
   hashOf,
+  listRuns,
   markKilledRuns,
   type OutputValue,
   routineHash,
@@ -128,9 +129,18 @@ export async function runRoutine(routine: Routine, options: RunOptions): Promise
   }
   await using _lock = await lockRoutine(stateRoot, routine.name);
   const routineDir = routineStateDir(stateRoot, routine.name);
+  // a run for a date whose newest run did not succeed continues that run (its id: cloud jobs it started are
+  // found again), even when runs for other dates came in between (a backfill re-run after a failure)
+  const unfinishedRunOf = async (date: string | undefined) => {
+    if (date === undefined) return undefined;
+    const newest = (await listRuns(stateRoot, routine.name)).find((record) => record.date === date);
+    return newest && newest.status !== "succeeded"
+      ? { runId: newest.runId, attempt: newest.attempt, firstStarted: newest.firstStarted, date }
+      : undefined;
+  };
   const state = await beginRun(routineDir, {
     date: options.date,
-    resume: resume && { ...resume, date: resume.date ?? options.date },
+    resume: resume ? { ...resume, date: resume.date ?? options.date } : await unfinishedRunOf(options.date),
   });
   const run = new RoutineRun(routine, options, { cwd, stateRoot, state });
   let status: RunStatus = "failed";
