@@ -3,7 +3,7 @@
  * sandboxed Worker, with `"aws": {"region", "endpoints"}` in the routine and fake keys in the environment.
  *
  * - Against moto (Athena, Glue and S3 on one port): create_table inferring columns from real S3 objects
- *   (ranged reads), the SerDe the data needs, hostile headers kept as data, schema drift of a table created
+ *   (first bytes), the SerDe the data needs, hostile headers kept as data, schema drift of a table created
  *   in moto's Glue catalog, if_exists fail/replace, add_partitions, seeded query results, and
  *   StopQueryExecution on SIGTERM.
  * - Against the Athena fake (tests/support/aws_fake.ts) for what moto lacks: FAILED queries with AthenaError,
@@ -154,6 +154,7 @@ motoTest("create_table infers columns from real S3 objects and picks the SerDe t
   await putObjects("lake", {
     "staging/orders/part-0.csv": ORDERS_CSV,
     "staging/orders/_SUCCESS": "",
+    "staging/orders/_logs/run.txt": "not the table's data\n", // hidden from Athena: never sampled
     "staging/plain/a.tsv": "id\tnote\n1\tplain text\n2\tmore\n",
   });
   await using dir = await tempDir();

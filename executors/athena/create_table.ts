@@ -1,8 +1,8 @@
 /**
  * The `create_table` task: `CREATE EXTERNAL TABLE` over the staged files in `location`.
  *
- * - **Columns** are `columns` from params, or inferred from a sample of the files: ranged reads of the first
- *   bytes of the first objects (header and sample rows → bigint, double, boolean, date, timestamp, string).
+ * - **Columns** are `columns` from params, or inferred from a sample of the files: the first bytes of the
+ *   first objects (header and sample rows → bigint, double, boolean, date, timestamp, string).
  *   Header texts become valid, unique identifiers; a header is data, never SQL. The mapping is logged.
  * - **SerDe**: for CSV and TSV the sample decides between LazySimpleSerDe and OpenCSVSerde (quoted fields)
  *   and the header line is skipped; why is logged.
@@ -14,18 +14,19 @@
  */
 import type { TaskContext } from "../../sdk/executor.ts";
 import { AwsServiceError } from "../../lib/aws/json_client.ts";
-import { parseS3Url } from "../../lib/aws/s3/url.ts";
 import { fingerprintOf } from "../../lib/cloud/ledger.ts";
 import { athenaCreateTableSql, type ColumnSpec, hiveType, schemaDrift } from "../../lib/tables/ddl.ts";
 import { quoteIdentifier } from "../../lib/tables/identifiers.ts";
 import { inferTable } from "../../lib/tables/infer.ts";
+import { type FileSample, isHiddenPath, sampleFiles } from "../../lib/tables/sample.ts";
+import { openLocation } from "../../lib/storage/locations.ts";
 import { checkCatalog, createTableSamples, hasHeader, type Params, required } from "./params.ts";
 import { type AthenaQueries, startRequest } from "./queries.ts";
 import { jsonClient, openQueries, querySpec, runOptions } from "./session.ts";
 
 /** Objects sampled for inference. */
 const SAMPLE_FILES = 3;
-/** Bytes read from the start of each (one ranged GET). */
+/** Bytes read from the start of each (after decompression); the read stops there. */
 const SAMPLE_BYTES = 64 * 1024;
 const CREATE_KEY = "create_table/create";
 const DROP_KEY = "create_table/drop";
@@ -136,7 +137,7 @@ async function designTable(context: TaskContext<Params>, location: string): Prom
     );
   }
   if (!createTableSamples(params)) return { columns: given!, quoted: false, reasons: [] };
-  const samples = await sampleFiles(context, location);
+  const samples = await sampleObjects(context, location);
   if (samples.length === 0) {
     if (given) {
       return {
@@ -150,14 +151,12 @@ async function designTable(context: TaskContext<Params>, location: string): Prom
     );
   }
   context.log(
-    `sampled the first ${Math.round(SAMPLE_BYTES / 1024)} KiB of ${
-      samples.map((s) => s.name).join(", ")
-    } (ranged reads)`,
+    `sampled the first ${Math.round(SAMPLE_BYTES / 1024)} KiB of ${samples.map((s) => s.path).join(", ")}`,
   );
   const inferred = inferTable(samples.map((s) => s.text), {
     format: params.format,
     header: hasHeader(params),
-    names: samples.map((s) => s.name),
+    names: samples.map((s) => s.path),
     wholeFiles: samples.map((s) => s.whole),
   });
   if (given) {
@@ -184,68 +183,27 @@ async function designTable(context: TaskContext<Params>, location: string): Prom
   };
 }
 
-/** A sample of one file: its first bytes as text. */
-interface Sample {
-  name: string;
-  text: string;
-  /** The sample is the whole file. */
-  whole: boolean;
-}
-
 /**
  * The first bytes of the first data objects under `location`: files Athena would read (not empty, not
- * `_`- or `.`-prefixed like `_SUCCESS`, not lakerun's temporaries), at most {@link SAMPLE_FILES}.
+ * `_`- or `.`-prefixed like `_SUCCESS`, not lakerun's temporaries), at most {@link SAMPLE_FILES}; `.gz`
+ * objects gunzipped, other compressions refused. The listing stops at the last object sampled.
  */
-async function sampleFiles(context: TaskContext<Params>, location: string): Promise<Sample[]> {
-  const { listObjects, readStart } = await import("./s3.ts");
-  const { bucket, prefix } = parseS3Url(location);
-  const picked: { key: string; size: number; name: string }[] = [];
-  for await (const object of listObjects(location, context.s3, context.signal)) {
-    const name = object.key.slice(prefix ? prefix.length + 1 : 0);
-    if (object.size === 0 || name === "" || name.endsWith("/")) continue;
-    if (name.split("/").some((segment) => segment.startsWith("_") || segment.startsWith("."))) continue;
-    picked.push({ ...object, name });
-    if (picked.length === SAMPLE_FILES) break;
-  }
-  const samples: Sample[] = [];
-  for (const object of picked) {
-    if (UNREADABLE.test(object.name)) {
-      throw new Error(`cannot sample the compressed file ${object.name}: give the param 'columns'`);
-    }
-    let bytes = await readStart(bucket, object.key, SAMPLE_BYTES, context.s3, context.signal);
-    let whole = object.size <= SAMPLE_BYTES;
-    if (/\.gz$/i.test(object.name)) {
-      bytes = await gunzipStart(bytes);
-      whole = false;
-    }
-    samples.push({ name: object.name, text: new TextDecoder().decode(bytes), whole });
-  }
-  return samples;
-}
-
-/** As much of a gzip stream's content as the first bytes hold. */
-async function gunzipStart(bytes: Uint8Array): Promise<Uint8Array> {
-  const chunks: Uint8Array[] = [];
-  const reader = new Blob([bytes as Uint8Array<ArrayBuffer>]).stream().pipeThrough(
-    new DecompressionStream("gzip"),
-  )
-    .getReader();
-  try {
-    for (;;) {
-      const { done, value } = await reader.read();
-      if (done) break;
-      chunks.push(value);
-    }
-  } catch {
-    // the sample ends inside the stream: keep what was decompressed
-  }
-  const out = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
-  let offset = 0;
-  for (const chunk of chunks) {
-    out.set(chunk, offset);
-    offset += chunk.length;
-  }
-  return out;
+async function sampleObjects(context: TaskContext<Params>, location: string): Promise<FileSample[]> {
+  const { listObjects } = await import("./s3.ts");
+  const storage = await openLocation(location, { cwd: context.cwd, s3: context.s3 });
+  return await sampleFiles(storage, {
+    maxFiles: SAMPLE_FILES,
+    maxBytes: SAMPLE_BYTES,
+    signal: context.signal,
+    files: listObjects(location, context.s3, context.signal),
+    skip: (path) => path === "" || path.endsWith("/") || isHiddenPath(path),
+    decompress(path) {
+      if (UNREADABLE.test(path)) {
+        throw new Error(`cannot sample the compressed file ${path}: give the param 'columns'`);
+      }
+      return /\.gz$/i.test(path) ? "gzip" : undefined;
+    },
+  });
 }
 
 /** The table in the Glue Data Catalog, or `undefined` when it (or its database) does not exist. */

@@ -1,20 +1,24 @@
 /**
- * The S3 reads of the AthenaExecutor: listing the keys under a table's folder and reading the first bytes of
- * an object with a ranged GET. Loaded only by the tasks that read S3 (it loads the AWS SDK's S3 client).
+ * The S3 listing of the AthenaExecutor: the keys under a table's folder, page by page, read only as far as the
+ * caller goes (`create_table` samples the first few objects; `lib/tables/sample.ts` reads them). Loaded only by
+ * the tasks that read S3 (it loads the AWS SDK's S3 client).
  *
  * @module
  */
-import { GetObjectCommand, ListObjectsV2Command, type ListObjectsV2CommandOutput } from "@aws-sdk/client-s3";
+import { ListObjectsV2Command, type ListObjectsV2CommandOutput } from "@aws-sdk/client-s3";
 import { explainS3Error, s3Client } from "../../lib/aws/s3/client.ts";
 import { resolveS3Config } from "../../lib/aws/s3/scope.ts";
 import { parseS3Url } from "../../lib/aws/s3/url.ts";
 import type { S3Settings } from "../../lib/aws/settings.ts";
+import type { StoredFile } from "../../lib/storage/mod.ts";
 
-/** One object of a listing. */
-export interface S3Object {
+/** One object of a listing; a {@link StoredFile} of the folder. */
+export interface S3Object extends StoredFile {
   /** The full key in the bucket. */
   key: string;
-  size: number;
+  /** The key relative to the folder (`""` for the folder's own marker). */
+  path: string;
+  kind: "file";
 }
 
 /** Every object under the folder `url` (ListObjectsV2, 1,000 keys a page), in key order. */
@@ -41,29 +45,10 @@ export async function* listObjects(
       throw explainS3Error(error, { bucket, operation: "ListObjectsV2", config: resolveS3Config(settings) });
     }
     for (const object of page.Contents ?? []) {
-      if (object.Key !== undefined) yield { key: object.Key, size: object.Size ?? 0 };
+      if (object.Key === undefined) continue;
+      const path = object.Key.slice(prefix ? prefix.length + 1 : 0);
+      yield { key: object.Key, path, size: object.Size ?? 0, kind: "file" };
     }
     token = page.IsTruncated ? page.NextContinuationToken : undefined;
   } while (token);
-}
-
-/** The first `bytes` bytes of `s3://bucket/key` (fewer for a smaller object), with one ranged GET. */
-export async function readStart(
-  bucket: string,
-  key: string,
-  bytes: number,
-  settings: S3Settings | undefined,
-  signal?: AbortSignal,
-): Promise<Uint8Array> {
-  try {
-    const response = await s3Client(settings).send(
-      new GetObjectCommand({ Bucket: bucket, Key: key, Range: `bytes=0-${bytes - 1}` }),
-      { abortSignal: signal },
-    );
-    if (!response.Body) return new Uint8Array();
-    const body = await response.Body.transformToByteArray();
-    return body.length > bytes ? body.subarray(0, bytes) : body;
-  } catch (error) {
-    throw explainS3Error(error, { bucket, key, operation: "GetObject", config: resolveS3Config(settings) });
-  }
 }

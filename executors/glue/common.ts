@@ -6,7 +6,8 @@
  */
 import type { TaskContext } from "../../sdk/executor.ts";
 import { AwsJsonClient, AwsServiceError } from "../../lib/aws/json_client.ts";
-import type { PollOptions } from "../../lib/cloud/poll.ts";
+import type { CloudRunLedger } from "../../lib/cloud/ledger.ts";
+import { type PollAnswer, type PollOptions, PollTimeoutError, pollUntil } from "../../lib/cloud/poll.ts";
 import type { GlueParams } from "./params.ts";
 
 export type { GlueParams } from "./params.ts";
@@ -61,6 +62,63 @@ export function pollOptionsOf(context: TaskContext<GlueParams>, options: GlueTas
     timeoutMs: params.timeout === undefined ? undefined : (params.timeout * 1000) / scale,
     signal: context.signal,
   };
+}
+
+/** A job run or crawl that a task waits for, and stops when the wait ends otherwise than by its end. */
+export interface Watched<T> {
+  /** One status check: the state, and whether it is final. */
+  check(signal: AbortSignal): Promise<PollAnswer<T>>;
+  /** Stops the run or crawl (within {@link STOP_TIMEOUT_MS}), logging `why` and what happened; true if stopped. */
+  stop(why: string): Promise<boolean>;
+  /** How the log names it before each new state: `run jr_1`, `crawler raw-sales`. */
+  label: string;
+  /** How a timeout's error names it: `Glue job clean-sales run jr_1`, `Glue crawler raw-sales`. */
+  title: string;
+  /** The step's ledger, and the entry the run or crawl is recorded in. */
+  ledger: CloudRunLedger;
+  ledgerKey: string;
+}
+
+/**
+ * Polls `watched.check` until it answers done ({@link pollOptionsOf}), logging each new state, and resolves
+ * to the last answer's value. When the wait ends otherwise (the step interrupted, its `timeout` reached, a
+ * check failing), stops the run or crawl first (`watched.stop`, with the reason), ends its ledger entry as
+ * failed if it was stopped, then rethrows; a timeout as `<title> still <state> after <timeout> s (the step's
+ * timeout)`, with `: stopped it` when it was.
+ */
+export async function waitOrStop<T>(
+  context: TaskContext<GlueParams>,
+  options: GlueTaskOptions,
+  watched: Watched<T>,
+): Promise<T> {
+  const { signal, params } = context;
+  let last: string | undefined;
+  try {
+    const answer = await pollUntil(async () => {
+      const current = await watched.check(signal);
+      if (current.state !== last) {
+        last = current.state;
+        context.log(`${watched.label}: ${last}`);
+      }
+      return current;
+    }, pollOptionsOf(context, options));
+    return answer.value;
+  } catch (error) {
+    const why = signal.aborted
+      ? String((signal.reason as Error)?.message ?? signal.reason ?? "interrupted")
+      : error instanceof PollTimeoutError
+      ? `timeout (${params.timeout} s)`
+      : `waiting failed (${(error as Error).message})`;
+    const stopped = await watched.stop(why);
+    if (stopped) await watched.ledger.ended(watched.ledgerKey, "failed");
+    if (error instanceof PollTimeoutError && !signal.aborted) {
+      throw new Error(
+        `${watched.title} still ${error.lastState} after ${params.timeout} s (the step's timeout)` +
+          (stopped ? ": stopped it" : ""),
+      );
+    }
+    throw error;
+  }
 }
 
 /**

@@ -21,7 +21,6 @@
 import type { TaskContext } from "../../sdk/executor.ts";
 import { type AwsJsonClient, AwsServiceError } from "../../lib/aws/json_client.ts";
 import { type CloudRunEntry, CloudRunLedger, fingerprintOf } from "../../lib/cloud/ledger.ts";
-import { PollTimeoutError, pollUntil } from "../../lib/cloud/poll.ts";
 import { plural } from "../../lib/format.ts";
 import {
   CLOCK_SKEW_MS,
@@ -31,8 +30,8 @@ import {
   type GlueTaskOptions,
   isAmbiguous,
   missingParam,
-  pollOptionsOf,
   STOP_TIMEOUT_MS,
+  waitOrStop,
 } from "./common.ts";
 
 /** `LastCrawl.Status` values of a crawl that succeeded: AWS's SUCCEEDED, and moto's COMPLETED. */
@@ -197,20 +196,19 @@ class CrawlTask {
     return Crawler;
   }
 
-  /** Polls GetCrawler until the crawler is READY again after this crawl. */
-  async #wait(): Promise<Crawler> {
-    const { signal, params } = this.#context;
-    let last: string | undefined;
+  /** Polls GetCrawler until the crawler is READY again after this crawl; stops the crawl if the wait fails. */
+  #wait(): Promise<Crawler> {
     let sawCrawl = false;
     let readyReads = 0;
-    try {
-      const answer = await pollUntil(async () => {
+    return waitOrStop(this.#context, this.#options, {
+      label: `crawler ${this.#name}`,
+      title: `Glue crawler ${this.#name}`,
+      ledger: this.#ledger,
+      ledgerKey: LEDGER_KEY,
+      stop: (why) => this.#stop(why),
+      check: async (signal) => {
         const crawler = await this.#getCrawler(signal);
         const state = crawler.State ?? "READY";
-        if (state !== last) {
-          last = state;
-          this.#log(`crawler ${this.#name}: ${state}`);
-        }
         if (state !== "READY") {
           sawCrawl = true;
           readyReads = 0;
@@ -220,24 +218,8 @@ class CrawlTask {
         const done = sawCrawl || epochMs(crawler.LastCrawl?.StartTime) >= this.#since ||
           readyReads >= READY_READS_WITHOUT_CRAWL;
         return { done, state, value: crawler };
-      }, pollOptionsOf(this.#context, this.#options));
-      return answer.value;
-    } catch (error) {
-      const why = signal.aborted
-        ? String((signal.reason as Error)?.message ?? signal.reason ?? "interrupted")
-        : error instanceof PollTimeoutError
-        ? `timeout (${params.timeout} s)`
-        : `waiting failed (${(error as Error).message})`;
-      const stopped = await this.#stop(why);
-      if (stopped) await this.#ledger.ended(LEDGER_KEY, "failed");
-      if (error instanceof PollTimeoutError && !signal.aborted) {
-        throw new Error(
-          `Glue crawler ${this.#name} still ${error.lastState} after ${params.timeout} s (the step's timeout)` +
-            (stopped ? ": stopped it" : ""),
-        );
-      }
-      throw error;
-    }
+      },
+    });
   }
 
   /** Stops the crawl if this step started it (StopCrawler); says what happened; true if stopped. */

@@ -19,7 +19,6 @@
 import type { TaskContext } from "../../sdk/executor.ts";
 import { type AwsJsonClient, AwsServiceError } from "../../lib/aws/json_client.ts";
 import { type CloudRunEntry, CloudRunLedger, fingerprintOf } from "../../lib/cloud/ledger.ts";
-import { PollTimeoutError, pollUntil } from "../../lib/cloud/poll.ts";
 import { formatDuration } from "../../lib/format.ts";
 import {
   CLOCK_SKEW_MS,
@@ -29,8 +28,8 @@ import {
   type GlueTaskOptions,
   isAmbiguous,
   missingParam,
-  pollOptionsOf,
   STOP_TIMEOUT_MS,
+  waitOrStop,
 } from "./common.ts";
 import { RUN_MARKER_ARGUMENT } from "./params.ts";
 
@@ -373,40 +372,20 @@ class JobRunTask {
     this.#log(`run ${runId}: ${run.JobRunState}`);
   }
 
+  /** Polls GetJobRun until the run ends; stops the run if the wait fails. */
   async #wait(runId: string): Promise<void> {
-    const { signal, params } = this.#context;
-    let last: string | undefined;
-    let run: JobRun;
-    try {
-      const answer = await pollUntil(async () => {
+    const run = await waitOrStop(this.#context, this.#options, {
+      label: `run ${runId}`,
+      title: `Glue job ${this.#job} run ${runId}`,
+      ledger: this.#ledger,
+      ledgerKey: LEDGER_KEY,
+      stop: (why) => this.#stop(runId, why),
+      check: async (signal) => {
         const current = await this.#getRun(runId, signal);
-        if (current.JobRunState !== last) {
-          last = current.JobRunState;
-          this.#log(`run ${runId}: ${last}`);
-        }
-        return {
-          done: current.JobRunState === "SUCCEEDED" || FAILED_RUN_STATES.has(current.JobRunState),
-          state: current.JobRunState,
-          value: current,
-        };
-      }, pollOptionsOf(this.#context, this.#options));
-      run = answer.value;
-    } catch (error) {
-      const why = signal.aborted
-        ? String((signal.reason as Error)?.message ?? signal.reason ?? "interrupted")
-        : error instanceof PollTimeoutError
-        ? `timeout (${params.timeout} s)`
-        : `waiting failed (${(error as Error).message})`;
-      const stopped = await this.#stop(runId, why);
-      if (stopped) await this.#ledger.ended(LEDGER_KEY, "failed");
-      if (error instanceof PollTimeoutError && !signal.aborted) {
-        throw new Error(
-          `Glue job ${this.#job} run ${runId} still ${error.lastState} after ${params.timeout} s (the step's ` +
-            `timeout)${stopped ? ": stopped it" : ""}`,
-        );
-      }
-      throw error;
-    }
+        const state = current.JobRunState;
+        return { done: state === "SUCCEEDED" || FAILED_RUN_STATES.has(state), state, value: current };
+      },
+    });
     if (run.JobRunState === "SUCCEEDED") return await this.#succeeded(run);
     await this.#failed(run);
   }

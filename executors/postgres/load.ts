@@ -17,16 +17,16 @@ import { type LoadPlan, loadPlan, qualifiedName, upsertMethodProblem } from "../
 import { copyErrorPosition, PostgresError, type PostgresSession } from "../../lib/sql/postgres_client.ts";
 import { parseDelimitedSample } from "../../lib/tables/csv.ts";
 import { quoteIdentifier, type TableName } from "../../lib/tables/identifiers.ts";
+import { sampleFile } from "../../lib/tables/sample.ts";
 import { openLocation } from "../../lib/storage/locations.ts";
 import type { Storage, StoredFile } from "../../lib/storage/mod.ts";
 import { oncePerRun, withSession } from "./session.ts";
 import {
   type CopyInput,
   copyInput,
-  mapNames,
+  mapFields,
   parquetFieldNames,
   parquetMetadata,
-  readSample,
   sourceFiles,
 } from "./sources.ts";
 import {
@@ -152,14 +152,7 @@ async function filledColumns(
     const fields = params.format === "csv"
       ? await csvHeader(storage, file, context.signal)
       : await parquetFieldNames(await parquetMetadata(storage, file, context.signal));
-    const mapped = mapNames(
-      fields,
-      tableColumns,
-      (field) =>
-        `${file.path} has a column ${JSON.stringify(field)} that ${showTable(name)} lacks (its columns: ${
-          tableColumns.join(", ")
-        })`,
-    );
+    const mapped = mapFields(file.path, fields, tableColumns, showTable(name));
     for (const column of mapped) filled.add(column);
   }
   return tableColumns.filter((column) => filled.has(column));
@@ -167,7 +160,7 @@ async function filledColumns(
 
 async function csvHeader(storage: Storage, file: StoredFile, signal: AbortSignal): Promise<string[]> {
   for (const bytes of [64 * 1024, 1024 * 1024]) {
-    const sample = await readSample(storage, file, bytes, signal);
+    const sample = await sampleFile(storage, file.path, { maxBytes: bytes, signal });
     const parsed = parseDelimitedSample(sample.text, { delimiter: ",", maxRows: 1, wholeFile: sample.whole });
     if (parsed.records.length > 0) return parsed.records[0].fields;
     if (sample.whole) break;

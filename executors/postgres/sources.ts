@@ -16,6 +16,8 @@ import type { AsyncBuffer, FileMetaData, SchemaTree } from "hyparquet";
 import { parseDelimitedSample } from "../../lib/tables/csv.ts";
 import { columnIdentifiers } from "../../lib/tables/identifiers.ts";
 import { inferTable } from "../../lib/tables/infer.ts";
+import { JsonNumber, parseJsonKeepingNumbers } from "../../lib/tables/json_numbers.ts";
+import { sampleFiles } from "../../lib/tables/sample.ts";
 import type { ColumnSpec } from "../../lib/tables/ddl.ts";
 import type { Storage, StoredFile } from "../../lib/storage/mod.ts";
 
@@ -51,34 +53,6 @@ export async function sourceFiles(
   return files;
 }
 
-/** The first `maxBytes` of a file, as text, and whether that is the whole file. The read stops there. */
-export async function readSample(
-  storage: Storage,
-  file: StoredFile,
-  maxBytes = SAMPLE_BYTES,
-  signal?: AbortSignal,
-): Promise<{ text: string; whole: boolean }> {
-  const reader = (await storage.read(file.path, { signal })).getReader();
-  const chunks: Uint8Array[] = [];
-  let bytes = 0;
-  let whole = false;
-  try {
-    while (bytes < maxBytes) {
-      const { done, value } = await reader.read();
-      if (done) {
-        whole = true;
-        break;
-      }
-      chunks.push(value);
-      bytes += value.byteLength;
-    }
-  } finally {
-    await reader.cancel().catch(() => {});
-  }
-  const joined = concat(chunks).subarray(0, maxBytes);
-  return { text: new TextDecoder().decode(joined), whole: whole && bytes <= maxBytes };
-}
-
 /**
  * The columns the staged files hold: inferred from samples of the first files (CSV, JSON), or from the
  * first file's schema (parquet). Logs why each choice that is not obvious was made.
@@ -96,13 +70,16 @@ export async function inferColumns(
     for (const reason of reasons) options.log(reason);
     return columns;
   }
-  const sampled = files.slice(0, SAMPLED_FILES);
-  const samples = [];
-  for (const file of sampled) samples.push(await readSample(storage, file, SAMPLE_BYTES, options.signal));
+  const samples = await sampleFiles(storage, {
+    files,
+    maxFiles: SAMPLED_FILES,
+    maxBytes: SAMPLE_BYTES,
+    signal: options.signal,
+  });
   const table = inferTable(samples.map((s) => s.text), {
     format: options.format,
     header: options.header,
-    names: sampled.map((file) => file.path),
+    names: samples.map((s) => s.path),
     wholeFiles: samples.map((s) => s.whole),
     maxNameLength: MAX_NAME,
   });
@@ -185,14 +162,7 @@ async function csvInput(storage: Storage, file: StoredFile, options: CopyInputOp
   }
   let columns: string[];
   try {
-    columns = mapNames(
-      fields,
-      options.tableColumns,
-      (name) =>
-        `${file.path} has a column ${JSON.stringify(name)} that ${options.tableName} lacks (its columns: ${
-          options.tableColumns.join(", ")
-        })`,
-    );
+    columns = mapFields(file.path, fields, options.tableColumns, options.tableName);
   } catch (error) {
     await reader.cancel().catch(() => {});
     throw error;
@@ -226,6 +196,26 @@ export function mapNames(
     taken.set(column, name);
     return column;
   });
+}
+
+/**
+ * The table column each field of the file at `path` fills ({@link mapNames}); a field that fills none fails,
+ * naming the file, the field, the table (`tableName`, as shown in messages) and its columns.
+ */
+export function mapFields(
+  path: string,
+  fields: readonly string[],
+  tableColumns: readonly string[],
+  tableName: string,
+): string[] {
+  return mapNames(
+    fields,
+    tableColumns,
+    (name) =>
+      `${path} has a column ${JSON.stringify(name)} that ${tableName} lacks (its columns: ${
+        tableColumns.join(", ")
+      })`,
+  );
 }
 
 /** The buffered chunks, then the rest of `reader`, read only as COPY asks; counts the bytes. */
@@ -345,18 +335,6 @@ class CsvWriter {
 // ---------------------------------------------------------------------------------------------------------
 // Newline-delimited JSON.
 
-/** A JSON number with its source text, so that 64-bit integers keep every digit. */
-class JsonNumber {
-  constructor(readonly source: string) {}
-  toJSON(): number {
-    return Number(this.source);
-  }
-}
-
-type Reviver = (this: unknown, key: string, value: unknown, context?: { source?: string }) => unknown;
-const keepNumbers: Reviver = (_key, value, context) =>
-  typeof value === "number" && context?.source !== undefined ? new JsonNumber(context.source) : value;
-
 async function jsonInput(storage: Storage, file: StoredFile, options: CopyInputOptions): Promise<CopyInput> {
   const columns = [...options.tableColumns];
   const index = new Map(columns.map((column, i) => [column, i]));
@@ -394,7 +372,7 @@ async function jsonInput(storage: Storage, file: StoredFile, options: CopyInputO
     if (text.trim() === "") return;
     let value: unknown;
     try {
-      value = (JSON.parse as (text: string, reviver: Reviver) => unknown)(text, keepNumbers);
+      value = parseJsonKeepingNumbers(text);
     } catch (error) {
       throw new Error(`${file.path} line ${line} is not JSON: ${(error as Error).message}`);
     }
@@ -558,14 +536,7 @@ async function parquetInput(
   const buffer = await randomAccess(storage, file, options.signal);
   const metadata = await parquetMetadataAsync(buffer);
   const fields = await parquetFieldNames(metadata);
-  const columns = mapNames(
-    fields,
-    options.tableColumns,
-    (name) =>
-      `${file.path} has a column ${JSON.stringify(name)} that ${options.tableName} lacks (its columns: ${
-        options.tableColumns.join(", ")
-      })`,
-  );
+  const columns = mapFields(file.path, fields, options.tableColumns, options.tableName);
   const writer = new CsvWriter();
   const groups = metadata.row_groups.map((group) => Number(group.num_rows));
   let group = 0;

@@ -32,7 +32,7 @@ import { awsRegionOf, awsServiceScope } from "../../lib/aws/scope.ts";
 import { connectionScope } from "../../lib/sql/connection.ts";
 import { locationScope, mergeScopes } from "../../lib/storage/locations.ts";
 import { readsSamples, stepStatements } from "./iam.ts";
-import { paramsSchema, REDSHIFT_PORT } from "./params.ts";
+import { paramsSchema, wireParams } from "./params.ts";
 import { runCopyFromS3, runCreateTable, runExecute } from "./tasks.ts";
 
 const TASKS = ["execute", "create_table", "copy_from_s3"];
@@ -44,15 +44,9 @@ export default defineExecutor({
   params: paramsSchema,
   permissions(params, context) {
     const tasks = context.tasks ?? TASKS;
+    const wire = wireParams(params);
     const scopes: PermissionScope[] = [
-      params.host === undefined ? awsServiceScope("redshift_data", context.aws) : connectionScope({
-        host: params.host,
-        port: params.port ?? REDSHIFT_PORT,
-        database: params.database,
-        user: params.user,
-        password_env: params.password_env,
-        ssl: params.ssl ?? true,
-      }),
+      wire === undefined ? awsServiceScope("redshift_data", context.aws) : connectionScope(wire),
     ];
     if (tasks.includes("execute") && params.sql_file !== undefined) {
       scopes.push({ read: [context.resolve(params.sql_file)] });

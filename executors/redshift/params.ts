@@ -6,7 +6,7 @@
  */
 import type { z } from "zod";
 import type { ParamsOf, Zod } from "../../sdk/executor.ts";
-import type { ConnectionTarget } from "../../lib/sql/connection.ts";
+import type { ConnectionParams, ConnectionTarget } from "../../lib/sql/connection.ts";
 import { connectionTarget, SSL_MODES } from "../../lib/sql/connection.ts";
 import { copyOptionProblem, iamRoleProblem } from "../../lib/sql/redshift_copy.ts";
 import { sqlCreateTable } from "../../lib/tables/ddl.ts";
@@ -237,7 +237,8 @@ export type Connection =
  * ```
  */
 export function connectionOf(params: Params): Connection {
-  if (params.host === undefined) {
+  const wire = wireParams(params);
+  if (wire === undefined) {
     return {
       kind: "data_api",
       clusterIdentifier: params.cluster_identifier,
@@ -247,16 +248,38 @@ export function connectionOf(params: Params): Connection {
       dbUser: params.db_user,
     };
   }
+  return { kind: "wire", target: connectionTarget(wire) };
+}
+
+/**
+ * The wire-protocol connection the params ask for, with Redshift's defaults (port {@link REDSHIFT_PORT},
+ * TLS on); `undefined` when they ask for the Data API (no `host`).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { wireParams } from "./params.ts";
+ *
+ * assert.deepEqual(wireParams({ host: "c.example.com", database: "dev", user: "u", password_env: "PW" } as never), {
+ *   host: "c.example.com",
+ *   port: 5439,
+ *   database: "dev",
+ *   user: "u",
+ *   password_env: "PW",
+ *   ssl: true,
+ * });
+ * assert.equal(wireParams({ workgroup_name: "lake", database: "dev" } as never), undefined);
+ * ```
+ */
+export function wireParams(params: Params): ConnectionParams | undefined {
+  if (params.host === undefined) return undefined;
   return {
-    kind: "wire",
-    target: connectionTarget({
-      host: params.host,
-      port: params.port ?? REDSHIFT_PORT,
-      database: params.database,
-      user: params.user,
-      password_env: params.password_env,
-      ssl: params.ssl ?? true,
-    }),
+    host: params.host,
+    port: params.port ?? REDSHIFT_PORT,
+    database: params.database,
+    user: params.user,
+    password_env: params.password_env,
+    ssl: params.ssl ?? true,
   };
 }
 

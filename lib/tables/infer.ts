@@ -11,6 +11,7 @@
 
 import { parseDelimitedSample, type SampleRecord } from "./csv.ts";
 import { columnIdentifiers } from "./identifiers.ts";
+import { JsonNumber, parseJsonKeepingNumbers } from "./json_numbers.ts";
 
 /** The column types inference chooses from. */
 export type ColumnType = "bigint" | "double" | "boolean" | "date" | "timestamp" | "string";
@@ -497,19 +498,6 @@ function firstRecord(
 // ---------------------------------------------------------------------------------------------------------
 // Newline-delimited JSON.
 
-/** A JSON number with its source text, so that 64-bit integers keep every digit. */
-class JsonNumber {
-  constructor(readonly source: string) {}
-  toJSON(): number {
-    return Number(this.source);
-  }
-}
-
-type JsonReviver = (this: unknown, key: string, value: unknown, context?: { source?: string }) => unknown;
-
-const keepNumberSource: JsonReviver = (_key, value, context) =>
-  typeof value === "number" && context?.source !== undefined ? new JsonNumber(context.source) : value;
-
 function inferJsonLines(files: SampledFile[], limits: SampleLimits): InferredTable {
   const reasons: string[] = [];
   const evidence = new Map<string, ColumnEvidence>();
@@ -558,7 +546,7 @@ function jsonObjects(file: SampledFile, maxRows: number): Record<string, unknown
 function parseJsonLine(line: string, where: string): Record<string, unknown> {
   let value: unknown;
   try {
-    value = (JSON.parse as (text: string, reviver: JsonReviver) => unknown)(line, keepNumberSource);
+    value = parseJsonKeepingNumbers(line);
   } catch (error) {
     throw new Error(
       `${where} is not a JSON value on one line (Athena reads newline-delimited JSON): ${

@@ -308,6 +308,20 @@ export interface StepTally {
   tasks: TaskTally[];
 }
 
+/** Puts every task of a step back to pending, for the step's next attempt. */
+function resetTasks(tally: StepTally): void {
+  for (const task of tally.tasks) {
+    Object.assign(task, {
+      status: "pending",
+      ms: undefined,
+      files: 0,
+      bytes: 0,
+      outputs: [],
+      error: undefined,
+    });
+  }
+}
+
 /** What a run did, as the job summary and the outputs say it. */
 export interface RunTally {
   routine: string;
@@ -748,16 +762,7 @@ class GitHubReporter implements Reporter {
       tally.started = performance.now();
       tally.tries++;
       tally.note = undefined;
-      for (const task of tally.tasks) {
-        Object.assign(task, {
-          status: "pending",
-          ms: undefined,
-          files: 0,
-          bytes: 0,
-          outputs: [],
-          error: undefined,
-        });
-      }
+      resetTasks(tally);
     }
     this.#failures.delete(step.id);
     if (this.#open !== undefined && this.#steps.get(this.#open)?.status !== "running") this.#closeGroup();
@@ -813,16 +818,7 @@ class GitHubReporter implements Reporter {
     // the next attempt's messages follow (without another stepStarted): a fresh row, a group of its own
     tally.status = "running";
     tally.tries = attempt;
-    for (const task of tally.tasks) {
-      Object.assign(task, {
-        status: "pending",
-        ms: undefined,
-        files: 0,
-        bytes: 0,
-        outputs: [],
-        error: undefined,
-      });
-    }
+    resetTasks(tally);
     this.#annotate(
       "warning",
       `step ${step.id}: retrying`,

@@ -26,6 +26,7 @@
  *
  * @module
  */
+import { pickEnv, startService } from "./service.ts";
 
 /** A running PostgreSQL server and the settings to reach it over TCP with a password. */
 export interface PostgresTestServer {
@@ -69,18 +70,6 @@ const REQUIRED_KEYS = ["PGHOST", "PGPORT", "PGUSER", "PGPASSWORD", "PGDATABASE"]
 
 /** Where Debian puts the PostgreSQL 15 binaries when they are not on PATH. */
 const PG15_BIN = "/usr/lib/postgresql/15/bin";
-
-function parseEnvFile(text: string): Record<string, string> {
-  const env: Record<string, string> = {};
-  for (const raw of text.split("\n")) {
-    const line = raw.trim();
-    if (line === "" || line.startsWith("#")) continue;
-    const eq = line.indexOf("=");
-    if (eq <= 0) throw new Error(`not a KEY=VALUE line: ${JSON.stringify(raw)}`);
-    env[line.slice(0, eq)] = line.slice(eq + 1);
-  }
-  return env;
-}
 
 function isExecutable(path: string): boolean {
   try {
@@ -151,22 +140,20 @@ function serverFromEnv(
   stop: () => Promise<void>,
   extra: { dir?: string; pid?: number } = {},
 ): PostgresTestServer {
-  for (const key of REQUIRED_KEYS) {
-    if (!env[key]) throw new Error(`${where} lacks ${key}`);
+  const picked = pickEnv(env, REQUIRED_KEYS, where);
+  const port = Number(picked.PGPORT);
+  if (!Number.isInteger(port) || port <= 0) {
+    throw new Error(`${where}: PGPORT=${picked.PGPORT} is not a port`);
   }
-  const picked: Record<string, string> = {};
-  for (const key of REQUIRED_KEYS) picked[key] = env[key];
-  const port = Number(env.PGPORT);
-  if (!Number.isInteger(port) || port <= 0) throw new Error(`${where}: PGPORT=${env.PGPORT} is not a port`);
   return {
-    host: env.PGHOST,
+    host: picked.PGHOST,
     port,
-    user: env.PGUSER,
-    password: env.PGPASSWORD,
-    database: env.PGDATABASE,
+    user: picked.PGUSER,
+    password: picked.PGPASSWORD,
+    database: picked.PGDATABASE,
     env: picked,
-    url: `postgres://${encodeURIComponent(env.PGUSER)}@${env.PGHOST}:${port}/${
-      encodeURIComponent(env.PGDATABASE)
+    url: `postgres://${encodeURIComponent(picked.PGUSER)}@${picked.PGHOST}:${port}/${
+      encodeURIComponent(picked.PGDATABASE)
     }`,
     psql: (sql) => runPsql(picked, sql),
     ...extra,
@@ -174,59 +161,23 @@ function serverFromEnv(
   };
 }
 
-async function runScript(args: string[]): Promise<{ ok: boolean; stdout: string; stderr: string }> {
-  const out = await new Deno.Command("bash", {
-    args: [POSTGRES_SERVER_SCRIPT, ...args],
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const dec = new TextDecoder();
-  return { ok: out.success, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
-}
-
 /**
  * Returns a running PostgreSQL 15 server: the shared one named by `LAKERUN_TEST_PG_ENV`, or a new private
  * one (~2 s to start here, most of it `initdb`). Throws, with the script's message and the server's log
  * tail, when it cannot start (e.g. "PostgreSQL 15 server not found: apt-get install postgresql-15").
  */
-export async function startPostgres(): Promise<PostgresTestServer> {
-  const shared = Deno.env.get(SHARED_PG_ENV_VARIABLE);
-  if (shared) {
-    let text: string;
-    try {
-      text = await Deno.readTextFile(shared);
-    } catch (e) {
-      throw new Error(`${SHARED_PG_ENV_VARIABLE}=${shared} cannot be read: ${e}`);
-    }
-    return serverFromEnv(parseEnvFile(text), shared, () => Promise.resolve());
-  }
-
-  // An empty folder: the script takes it over, and `stop` (or the watchdog) removes it.
-  const dir = await Deno.makeTempDir({ prefix: "lakerun-pg-" });
-  let stopped: Promise<void> | undefined;
-  const stop = (): Promise<void> => {
-    stopped ??= (async () => {
-      const res = await runScript(["stop", dir]);
-      await Deno.remove(dir, { recursive: true }).catch(() => {});
-      if (!res.ok) throw new Error(`postgres_server.sh stop ${dir} failed:\n${res.stderr}`);
-    })();
-    return stopped;
-  };
-
-  const res = await runScript(["start", dir, "--watch-pid", String(Deno.pid)]);
-  if (!res.ok) {
-    await stop().catch(() => {});
-    throw new Error(
-      `could not start the PostgreSQL test server (postgres_server.sh start ${dir}):\n${res.stderr}`,
-    );
-  }
-  try {
-    const env = parseEnvFile(await Deno.readTextFile(`${dir}/env`).catch(() => res.stdout));
-    const pid = Number((await Deno.readTextFile(`${dir}/pids/postgres.pid`)).trim());
-    return serverFromEnv(env, `${dir}/env`, stop, { dir, pid });
-  } catch (e) {
-    await stop().catch(() => {});
-    throw e;
-  }
+export function startPostgres(): Promise<PostgresTestServer> {
+  return startService(
+    {
+      script: POSTGRES_SERVER_SCRIPT,
+      sharedEnvVariable: SHARED_PG_ENV_VARIABLE,
+      tempPrefix: "lakerun-pg-",
+      what: "PostgreSQL",
+    },
+    async ({ env, where, dir, stop }) => {
+      if (dir === undefined) return serverFromEnv(env, where, stop);
+      const pid = Number((await Deno.readTextFile(`${dir}/pids/postgres.pid`)).trim());
+      return serverFromEnv(env, where, stop, { dir, pid });
+    },
+  );
 }

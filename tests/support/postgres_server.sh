@@ -31,137 +31,41 @@ while read -r v; do unset "$v"; done < <(compgen -e | grep '^PG' || true)
 
 SELF="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)/$(basename "${BASH_SOURCE[0]}")"
 readonly SELF
+# shellcheck source=service.sh
+source "$(dirname "$SELF")/service.sh"
 readonly MARKER=".lakerun-postgres-server"
 readonly PG_MAJOR=15
 readonly PG_USER="postgres"
 readonly DATABASE="lakerun"
 readonly START_TIMEOUT="${POSTGRES_SERVER_START_TIMEOUT:-60}"
 readonly NOT_FOUND="PostgreSQL $PG_MAJOR server not found: apt-get install postgresql-$PG_MAJOR"
-
-log() { printf '[postgres_server %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
-
-usage() {
-  awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$SELF" >&2
-  exit 2
-}
+# The server's user may not be allowed into the caller's working folder.
+readonly SERVICE_WORKDIR="/"
 
 # ---------------------------------------------------------------------------------------------------
 # helpers
 
-now() { date +%s; }
-
-abs_dir() { # make DIR absolute without requiring it to exist
-  case "$1" in
-    /*) printf '%s\n' "${1%/}" ;;
-    *) printf '%s/%s\n' "$(pwd -P)" "${1%/}" ;;
-  esac
-}
-
-# Is something listening on 127.0.0.1:$1 ?
-port_in_use() {
-  (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
-}
-
-# A port nobody listens on (the kernel picks it when python3 is there).
-free_port() {
-  local p i
-  if command -v python3 >/dev/null 2>&1; then
-    for i in 1 2 3 4 5; do
-      p="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])' 2>/dev/null)" || p=""
-      if [[ -n "$p" ]] && ! port_in_use "$p"; then
-        printf '%s\n' "$p"
-        return 0
-      fi
-      : "$i"
-    done
-  fi
-  for i in $(seq 1 200); do
-    p=$((20000 + RANDOM % 12000))
-    if ! port_in_use "$p"; then
-      printf '%s\n' "$p"
-      return 0
-    fi
-    : "$i"
-  done
-  return 1
-}
-
-pid_of() { # pid recorded for process $1 (empty if none)
-  local f="$DIR/pids/$1.pid"
-  if [[ -s "$f" ]]; then cat "$f"; fi
-}
-
-# Does process $1 exist and is it not a zombie? A test process killed by a parent that has not reaped
-# it yet is a zombie: `kill -0` still succeeds on it.
-running() {
-  local stat
-  read -r stat 2>/dev/null <"/proc/$1/stat" || return 1
-  stat="${stat##*) }"
-  [[ "${stat:0:1}" != [ZX] ]]
-}
-
-# Is process $1 alive and really ours (its command line names our DIR)? A zombie counts as gone, and a
-# recycled PID does not name DIR. One that is exiting has already lost its command line (an empty one):
-# it counts as alive until it is a zombie or reaped.
-owned_pid() {
-  local pid="$1" arg args=()
-  running "$pid" || return 1
-  mapfile -d '' args <"/proc/$pid/cmdline" 2>/dev/null || return 1
-  ((${#args[@]})) || return 0
-  for arg in "${args[@]}"; do
-    [[ "$arg" == "$DIR" || "$arg" == "$DIR/"* ]] && return 0
-  done
-  return 1
-}
-
-server_alive() {
-  local pid
-  pid="$(pid_of postgres)"
-  [[ -n "$pid" ]] && owned_pid "$pid"
-}
-
-# Stop one process: signal $3 (default TERM), wait up to $2 seconds, then KILL (and wait a little).
-stop_pid() {
-  local pid="$1" grace="$2" sig="${3:-TERM}" deadline
-  owned_pid "$pid" || return 0
-  kill -"$sig" "$pid" 2>/dev/null || true
-  deadline=$(($(now) + grace))
-  while owned_pid "$pid" && (($(now) < deadline)); do sleep 0.1; done
-  if owned_pid "$pid"; then
-    log "pid $pid did not stop after ${grace}s: KILL"
-    kill -KILL "$pid" 2>/dev/null || true
-    deadline=$(($(now) + 5))
-    while owned_pid "$pid" && (($(now) < deadline)); do sleep 0.1; done
-  fi
-}
-
 # The watchdog first (unless that is us), then the postmaster: SIGINT is PostgreSQL's fast shutdown
 # (backends are told to exit, no waiting for clients); the cluster is thrown away, so KILL after a
 # bounded wait is fine too: the backends notice the postmaster's death and exit on their own.
-kill_processes() {
-  local grace="${1:-10}" pid
-  pid="$(pid_of watch)"
-  if [[ -n "$pid" && "$pid" != "$$" ]]; then stop_pid "$pid" 5; fi
-  rm -f "$DIR/pids/watch.pid"
-  pid="$(pid_of postgres)"
-  if [[ -n "$pid" ]]; then stop_pid "$pid" "$grace" INT; fi
-  rm -f "$DIR/pids/postgres.pid"
+stop_all() {
+  stop_recorded 5 watch
+  stop_recorded "${1:-10}" postgres:INT
 }
 
-show_tail() {
+server_alive() {
+  daemon_alive postgres
+}
+
+show_tail() { # show_tail [logs]: the server's log tails, when asked for
   local f
+  [[ "${1:-}" == logs ]] || return 0
   for f in "$DIR/log/postgres.log" "$DIR/log/setup.out"; do
     if [[ -s "$f" ]]; then
       printf '\n----- last lines of %s -----\n' "$f" >&2
       tail -n 30 "$f" >&2 || true
     fi
   done
-}
-
-die() { # die MESSAGE [show-logs]
-  log "ERROR: $1"
-  if [[ "${2:-}" == logs ]]; then show_tail; fi
-  exit 1
 }
 
 # Runs a server binary as the `postgres` user when we are root (initdb and postgres refuse root).
@@ -208,15 +112,8 @@ find_binaries() {
 # ---------------------------------------------------------------------------------------------------
 # start
 
-STARTED=0
-on_exit() {
-  local rc=$?
-  if ((rc != 0)) && ((STARTED == 0)) && [[ -n "${DIR:-}" && -f "$DIR/$MARKER" ]]; then
-    log "start failed (exit $rc); stopping what was started; logs kept in $DIR/log"
-    kill_processes 5 || true
-  fi
+service_cleanup() {
   rm -f "${PWFILE:-}" 2>/dev/null || true
-  exit "$rc"
 }
 
 # Makes DIR's layout: DIR itself stays the caller's (env holds the password, mode 600); data/, run/
@@ -288,7 +185,7 @@ start_server() {
     fi
     if grep -qs 'could not bind\|Address already in use' "$DIR/log/postgres.log"; then
       log "port $PORT taken; trying another"
-      kill_processes 5
+      stop_all 5
       mv "$DIR/log/postgres.log" "$DIR/log/postgres.attempt$attempt.log"
       continue
     fi
@@ -303,52 +200,19 @@ create_database() {
     die "CREATE DATABASE $DATABASE over TCP with the password failed" logs
 }
 
-start_watchdog() {
-  local watch="$1"
-  [[ "$watch" =~ ^[0-9]+$ ]] || die "--watch-pid needs a number"
-  # Started through this script itself so its command line names DIR (see owned_pid); when PID is
-  # gone it turns into 'stop DIR' (exec keeps the pid, and stop skips its own pid).
-  "$SELF" __watch "$DIR" "$watch" </dev/null >>"$DIR/log/watch.out" 2>&1 &
-  echo "$!" >"$DIR/pids/watch.pid"
-}
-
 cmd_start() {
-  local watch=""
-  while (($#)); do
-    case "$1" in
-      --watch-pid) watch="${2:-}"; shift 2 || usage ;;
-      *) usage ;;
-    esac
-  done
   local t0
   t0=$(now)
   DEADLINE=$((t0 + START_TIMEOUT))
   find_binaries
 
-  if [[ -e "$DIR" && ! -d "$DIR" ]]; then die "$DIR exists and is not a directory"; fi
-  if [[ -d "$DIR" ]]; then
-    if [[ -f "$DIR/$MARKER" ]]; then
-      if [[ -s "$DIR/env" ]] && server_alive; then
-        log "server in $DIR already running; reusing it"
-        cat "$DIR/env"
-        STARTED=1
-        return 0
-      fi
-      log "stale server state in $DIR; cleaning it"
-      kill_processes 5
-      find "$DIR" -mindepth 1 -maxdepth 1 -exec rm -rf {} +
-    elif [[ -n "$(ls -A "$DIR")" ]]; then
-      die "$DIR is not empty and not a directory made by this script"
-    fi
-  fi
-  mkdir -p "$DIR"
-  : >"$DIR/$MARKER"
-  trap on_exit EXIT
+  claim_dir
+  if ((REUSED)); then return 0; fi
   make_layout
   PASSWORD="$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')"
   PORT=0
 
-  [[ -z "$watch" ]] || start_watchdog "$watch"
+  start_watchdog
   init_cluster
   start_server
   create_database
@@ -369,37 +233,4 @@ cmd_start() {
   cat "$DIR/env"
 }
 
-cmd_stop() {
-  [[ -d "$DIR" ]] || return 0
-  if [[ ! -f "$DIR/$MARKER" ]]; then
-    log "$DIR was not made by this script; not touching it"
-    exit 1
-  fi
-  kill_processes 10
-  rm -rf "$DIR"
-}
-
-cmd_watch() { # internal: __watch DIR PID
-  local watch="$1"
-  while running "$watch"; do sleep 1; done
-  [[ -d "$DIR" ]] || exit 0
-  exec "$SELF" stop "$DIR"
-}
-
-main() {
-  (($# >= 2)) || usage
-  local cmd="$1"
-  DIR="$(abs_dir "$2")"
-  shift 2
-  [[ "$DIR" != "/" && -n "$DIR" ]] || usage
-  # The server's user may not be allowed into the caller's working folder.
-  cd /
-  case "$cmd" in
-    start) cmd_start "$@" ;;
-    stop) (($# == 0)) || usage; cmd_stop ;;
-    __watch) cmd_watch "$@" ;;
-    *) usage ;;
-  esac
-}
-
-main "$@"
+service_main "$@"

@@ -28,6 +28,8 @@ unset CEPH_ARGS CEPH_CONF
 
 SELF="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)/$(basename "${BASH_SOURCE[0]}")"
 readonly SELF
+# shellcheck source=service.sh
+source "$(dirname "$SELF")/service.sh"
 readonly MARKER=".lakerun-s3-server"
 readonly ACCESS_KEY="${S3_SERVER_ACCESS_KEY:-LAKERUNTESTACCESSKEY}"
 readonly SECRET_KEY="${S3_SERVER_SECRET_KEY:-lakerunTestSecretKey0123456789abcdefghij}"
@@ -36,76 +38,8 @@ readonly RGW_NAME="client.rgw.lakerun"
 readonly START_TIMEOUT="${S3_SERVER_START_TIMEOUT:-90}"
 readonly DAEMONS=(rgw osd mon) # stop order
 
-log() { printf '[s3_server %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
-
-usage() {
-  sed -n '2,24p' "$SELF" | sed 's/^# \{0,1\}//' >&2
-  exit 2
-}
-
 # ---------------------------------------------------------------------------------------------------
 # helpers
-
-now() { date +%s; }
-
-abs_dir() { # make DIR absolute without requiring it to exist
-  case "$1" in
-    /*) printf '%s\n' "${1%/}" ;;
-    *) printf '%s/%s\n' "$(pwd -P)" "${1%/}" ;;
-  esac
-}
-
-# Is something listening on 127.0.0.1:$1 ?
-port_in_use() {
-  (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
-}
-
-# A port nobody listens on; the kernel picks it when python3 is there (it is: ceph depends on it).
-free_port() {
-  local p i
-  if command -v python3 >/dev/null 2>&1; then
-    for i in 1 2 3 4 5; do
-      p="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])' 2>/dev/null)" || p=""
-      if [[ -n "$p" ]] && ! port_in_use "$p"; then
-        printf '%s\n' "$p"
-        return 0
-      fi
-      : "$i"
-    done
-  fi
-  for i in $(seq 1 200); do
-    p=$((20000 + RANDOM % 12000))
-    if ! port_in_use "$p"; then
-      printf '%s\n' "$p"
-      return 0
-    fi
-    : "$i"
-  done
-  return 1
-}
-
-pid_of() { # pid recorded for daemon $1 (empty if none)
-  local f="$DIR/pids/$1.pid"
-  if [[ -s "$f" ]]; then cat "$f"; fi
-}
-
-# Is the recorded process of daemon $1 alive, and really ours (its command line names our DIR)?
-daemon_alive() {
-  local pid
-  pid="$(pid_of "$1")"
-  [[ -n "$pid" ]] || return 1
-  owned_pid "$pid"
-}
-
-owned_pid() {
-  local pid="$1" arg args=()
-  [[ -r "/proc/$pid/cmdline" ]] || return 1
-  mapfile -d '' args <"/proc/$pid/cmdline" 2>/dev/null || return 1
-  for arg in "${args[@]}"; do
-    [[ "$arg" == "$DIR" || "$arg" == "$DIR/"* ]] && return 0
-  done
-  return 1
-}
 
 # Run a daemon in the foreground mode of ceph, in the background of this shell, logging to DIR/log.
 spawn() {
@@ -144,33 +78,14 @@ show_tail() { # show_tail daemon...
   fi
 }
 
-# Stop one process: TERM, wait up to $2 seconds, then KILL (and wait a little for it to go).
-stop_pid() {
-  local pid="$1" grace="$2" deadline
-  owned_pid "$pid" || return 0
-  kill -TERM "$pid" 2>/dev/null || true
-  deadline=$(($(now) + grace))
-  while owned_pid "$pid" && (($(now) < deadline)); do sleep 0.1; done
-  if owned_pid "$pid"; then
-    log "pid $pid did not stop after ${grace}s: KILL"
-    kill -KILL "$pid" 2>/dev/null || true
-    deadline=$(($(now) + 5))
-    while owned_pid "$pid" && (($(now) < deadline)); do sleep 0.1; done
-  fi
+# Stop our daemons one after the other, radosgw first, then the OSD, then the monitor (stopped all
+# at once, radosgw waits ~5 s for the vanished cluster); the watchdog first.
+stop_all() {
+  stop_recorded "${1:-10}" watch "${DAEMONS[@]}"
 }
 
-# Stop our daemons one after the other, radosgw first, then the OSD, then the monitor (stopped all
-# at once, radosgw waits ~5 s for the vanished cluster). Only PIDs recorded in DIR whose command line
-# names DIR are touched, so a recycled PID is never hit; a zombie has an empty command line and
-# counts as gone.
-kill_daemons() {
-  local grace="${1:-10}" d pid
-  for d in watch "${DAEMONS[@]}"; do
-    pid="$(pid_of "$d")"
-    [[ -n "$pid" && "$pid" != "$$" ]] || continue
-    stop_pid "$pid" "$grace"
-    rm -f "$DIR/pids/$d.pid"
-  done
+server_alive() {
+  daemon_alive mon && daemon_alive osd && daemon_alive rgw
 }
 
 # ---------------------------------------------------------------------------------------------------
@@ -272,24 +187,6 @@ rgw thread pool size = 64
 EOF
 }
 
-STARTED=0
-on_exit() {
-  local rc=$?
-  if ((rc != 0)) && ((STARTED == 0)) && [[ -n "${DIR:-}" && -f "$DIR/$MARKER" ]]; then
-    log "start failed (exit $rc); stopping what was started; logs kept in $DIR/log"
-    kill_daemons 5 || true
-  fi
-  exit "$rc"
-}
-
-die() { # die MESSAGE [daemon-whose-log-to-show...]
-  local msg="$1"
-  shift
-  log "ERROR: $msg"
-  show_tail "$@"
-  exit 1
-}
-
 remaining() { echo $((DEADLINE - $(now))); }
 
 # wait_for SECONDS DESCRIPTION "DAEMON..." CHECK...: poll CHECK until it succeeds (0). Returns 1 when
@@ -373,7 +270,7 @@ start_mon() {
     fi
     if ((rc == 3)) || grep -qs 'unable to bind' "$(logfile_of mon)" "$DIR/log/mon.out"; then
       log "monitor port $MON_PORT taken; trying another"
-      kill_daemons 3
+      stop_all 3
       continue
     fi
     die "the monitor did not come up (rc $rc)" mon
@@ -468,27 +365,7 @@ warm_up() {
   s3_curl DELETE "/$b" >/dev/null
 }
 
-print_env() {
-  cat "$DIR/env"
-}
-
-start_watchdog() {
-  local watch="$1"
-  [[ "$watch" =~ ^[0-9]+$ ]] || die "--watch-pid needs a number"
-  # The loop is started through this script itself so its command line names DIR (see owned_pid);
-  # when PID is gone it turns into 'stop DIR' (exec keeps the pid, and stop skips its own pid).
-  "$SELF" __watch "$DIR" "$watch" </dev/null >>"$DIR/log/watch.out" 2>&1 &
-  echo "$!" >"$DIR/pids/watch.pid"
-}
-
 cmd_start() {
-  local watch=""
-  while (($#)); do
-    case "$1" in
-      --watch-pid) watch="${2:-}"; shift 2 || usage ;;
-      *) usage ;;
-    esac
-  done
   local t0
   t0=$(now)
   DEADLINE=$((t0 + START_TIMEOUT))
@@ -496,25 +373,8 @@ cmd_start() {
   t0=$(now)
   DEADLINE=$((t0 + START_TIMEOUT))
 
-  if [[ -e "$DIR" && ! -d "$DIR" ]]; then die "$DIR exists and is not a directory"; fi
-  if [[ -d "$DIR" ]]; then
-    if [[ -f "$DIR/$MARKER" ]]; then
-      if [[ -s "$DIR/env" ]] && daemon_alive mon && daemon_alive osd && daemon_alive rgw; then
-        log "server in $DIR already running; reusing it"
-        print_env
-        STARTED=1
-        return 0
-      fi
-      log "stale server state in $DIR; cleaning it"
-      kill_daemons 5
-      find "$DIR" -mindepth 1 -maxdepth 1 -exec rm -rf {} +
-    elif [[ -n "$(ls -A "$DIR")" ]]; then
-      die "$DIR is not empty and not a directory made by this script"
-    fi
-  fi
-  mkdir -p "$DIR"
-  : >"$DIR/$MARKER"
-  trap on_exit EXIT
+  claim_dir
+  if ((REUSED)); then return 0; fi
   mkdir -p "$DIR"/{log,run,pids,crash,rgw,osd,mon}
   CONF="$DIR/ceph.conf"
   FSID="$(uuidgen)"
@@ -525,7 +385,7 @@ cmd_start() {
   ceph-authtool --create-keyring "$DIR/keyring" --gen-key -n mon. --cap mon 'allow *' \
     >>"$DIR/log/setup.out" 2>&1 || die "ceph-authtool failed" setup.out
 
-  [[ -z "$watch" ]] || start_watchdog "$watch"
+  start_watchdog
   start_mon
   start_osd
   start_rgw
@@ -545,38 +405,7 @@ cmd_start() {
   echo "osd_restarts=$OSD_RESTARTS start_seconds=$(($(now) - t0))" >"$DIR/run/stats"
   STARTED=1
   log "S3 ready at http://127.0.0.1:$RGW_PORT in $(($(now) - t0)) s (mon port $MON_PORT, osd restarts $OSD_RESTARTS)"
-  print_env
+  cat "$DIR/env"
 }
 
-cmd_stop() {
-  [[ -d "$DIR" ]] || return 0
-  if [[ ! -f "$DIR/$MARKER" ]]; then
-    log "$DIR was not made by this script; not touching it"
-    exit 1
-  fi
-  kill_daemons 10
-  rm -rf "$DIR"
-}
-
-cmd_watch() { # internal: __watch DIR PID
-  local watch="$1"
-  while kill -0 "$watch" 2>/dev/null; do sleep 1; done
-  [[ -d "$DIR" ]] || exit 0
-  exec "$SELF" stop "$DIR"
-}
-
-main() {
-  (($# >= 2)) || usage
-  local cmd="$1"
-  DIR="$(abs_dir "$2")"
-  shift 2
-  [[ "$DIR" != "/" && -n "$DIR" ]] || usage
-  case "$cmd" in
-    start) cmd_start "$@" ;;
-    stop) (($# == 0)) || usage; cmd_stop ;;
-    __watch) cmd_watch "$@" ;;
-    *) usage ;;
-  esac
-}
-
-main "$@"
+service_main "$@"

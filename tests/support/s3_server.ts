@@ -15,6 +15,9 @@
  */
 import { CreateBucketCommand, S3Client } from "@aws-sdk/client-s3";
 import { closeS3Clients } from "../../lib/aws/s3/client.ts";
+import { pickEnv, startService } from "./service.ts";
+
+export { parseEnvFile } from "./service.ts";
 
 /** A running S3 server and the settings to reach it. */
 export interface S3TestServer {
@@ -44,44 +47,16 @@ const REQUIRED_KEYS = [
   "AWS_REGION",
 ] as const;
 
-/** Parses `KEY=VALUE` lines (blank lines and `#` comments ignored). */
-export function parseEnvFile(text: string): Record<string, string> {
-  const env: Record<string, string> = {};
-  for (const raw of text.split("\n")) {
-    const line = raw.trim();
-    if (line === "" || line.startsWith("#")) continue;
-    const eq = line.indexOf("=");
-    if (eq <= 0) throw new Error(`not a KEY=VALUE line: ${JSON.stringify(raw)}`);
-    env[line.slice(0, eq)] = line.slice(eq + 1);
-  }
-  return env;
-}
-
 function serverFromEnv(env: Record<string, string>, where: string, stop: () => Promise<void>): S3TestServer {
-  for (const key of REQUIRED_KEYS) {
-    if (!env[key]) throw new Error(`${where} lacks ${key}`);
-  }
-  const picked: Record<string, string> = {};
-  for (const key of REQUIRED_KEYS) picked[key] = env[key];
+  const picked = pickEnv(env, REQUIRED_KEYS, where);
   return {
-    endpoint: env.AWS_ENDPOINT_URL,
-    accessKeyId: env.AWS_ACCESS_KEY_ID,
-    secretAccessKey: env.AWS_SECRET_ACCESS_KEY,
-    region: env.AWS_REGION,
+    endpoint: picked.AWS_ENDPOINT_URL,
+    accessKeyId: picked.AWS_ACCESS_KEY_ID,
+    secretAccessKey: picked.AWS_SECRET_ACCESS_KEY,
+    region: picked.AWS_REGION,
     env: picked,
     stop,
   };
-}
-
-async function runScript(args: string[]): Promise<{ ok: boolean; stdout: string; stderr: string }> {
-  const out = await new Deno.Command("bash", {
-    args: [S3_SERVER_SCRIPT, ...args],
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const dec = new TextDecoder();
-  return { ok: out.success, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
 }
 
 /**
@@ -89,47 +64,16 @@ async function runScript(args: string[]): Promise<{ ok: boolean; stdout: string;
  * (~3 s to start here; more when the Debian packages still have to be installed). Throws, with the
  * server's log tails, when it cannot start.
  */
-export async function startS3Server(): Promise<S3TestServer> {
-  const shared = Deno.env.get(SHARED_ENV_VARIABLE);
-  if (shared) {
-    let text: string;
-    try {
-      text = await Deno.readTextFile(shared);
-    } catch (e) {
-      throw new Error(`${SHARED_ENV_VARIABLE}=${shared} cannot be read: ${e}`);
-    }
-    return serverFromEnv(parseEnvFile(text), shared, () => Promise.resolve());
-  }
-
-  // An empty folder: the script takes it over, and `stop` (or the watchdog) removes it.
-  const dir = await Deno.makeTempDir({ prefix: "lakerun-s3-" });
-  let stopped: Promise<void> | undefined;
-  const stop = (): Promise<void> => {
-    stopped ??= (async () => {
-      const res = await runScript(["stop", dir]);
-      await Deno.remove(dir, { recursive: true }).catch(() => {});
-      if (!res.ok) throw new Error(`s3_server.sh stop ${dir} failed:\n${res.stderr}`);
-    })();
-    return stopped;
-  };
-
-  const res = await runScript(["start", dir, "--watch-pid", String(Deno.pid)]);
-  if (!res.ok) {
-    await stop().catch(() => {});
-    throw new Error(`could not start the S3 test server (s3_server.sh start ${dir}):\n${res.stderr}`);
-  }
-  let env: Record<string, string>;
-  try {
-    env = parseEnvFile(await Deno.readTextFile(`${dir}/env`));
-  } catch {
-    env = parseEnvFile(res.stdout);
-  }
-  try {
-    return serverFromEnv(env, `${dir}/env`, stop);
-  } catch (e) {
-    await stop().catch(() => {});
-    throw e;
-  }
+export function startS3Server(): Promise<S3TestServer> {
+  return startService(
+    {
+      script: S3_SERVER_SCRIPT,
+      sharedEnvVariable: SHARED_ENV_VARIABLE,
+      tempPrefix: "lakerun-s3-",
+      what: "S3",
+    },
+    ({ env, where, stop }) => serverFromEnv(env, where, stop),
+  );
 }
 
 /**
