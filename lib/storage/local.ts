@@ -171,7 +171,9 @@ export class LocalStorage implements Storage {
           walk(join(dir, entry.name), `${path}/`);
         } else if (entry.isFile) {
           const info = lstatOrNothing(join(dir, entry.name));
-          if (info?.isFile) files.push({ path, size: info.size, kind: "file", mtime: info.mtime ?? undefined });
+          if (info?.isFile) {
+            files.push({ path, size: info.size, kind: "file", mtime: info.mtime ?? undefined });
+          }
         }
       }
     };
