@@ -2,8 +2,10 @@
  * Download + extract benchmark, side by side in one run, on a loopback server: lakerun's DownloaderExecutor
  * (inflating while the bytes arrive) vs `curl -o x.zip && unzip` vs the notebook's Python (`requests.get`,
  * then `zipfile` on the bytes in memory). Wall time and peak memory (GNU time's maximum resident set size).
+ * Each archive is served in turn by bench/serve_files.ts (Deno), nginx (Debian's `nginx-light` or `nginx`,
+ * sendfile) and Python's `http.server`, the servers users' data providers run.
  *
- * Usage: deno run -A bench/download.ts [--sizes 200,800] [--runs 3]
+ * Usage: deno run -A bench/download.ts [--sizes 200,800] [--runs 3] [--servers deno,nginx,python]
  * Archives (MB of zip) are generated once under bench/data/ (CSV of random digits, deflating about 2.1:1,
  * like the notebook's 200 MB survey zip holding 430 MB of CSV).
  *
@@ -13,9 +15,14 @@ import { parseArgs } from "node:util";
 import { join } from "node:path";
 
 const { values } = parseArgs({
-  options: { sizes: { type: "string", default: "200,800" }, runs: { type: "string", default: "3" } },
+  options: {
+    sizes: { type: "string", default: "200,800" },
+    runs: { type: "string", default: "3" },
+    servers: { type: "string", default: "deno,nginx,python" },
+  },
 });
 const sizes = values.sizes.split(",").map(Number);
+const servers = values.servers.split(",") as ServerKind[];
 const runs = Number(values.runs);
 const root = new URL("../", import.meta.url).pathname;
 const data = join(root, "bench/data");
@@ -82,86 +89,159 @@ r.raise_for_status()
 zipfile.ZipFile(io.BytesIO(r.content)).extractall(sys.argv[2])
 `;
 
-const server = new Deno.Command(Deno.execPath(), {
-  args: ["run", "-A", join(root, "bench/serve_files.ts"), data],
-  stdout: "piped",
-}).spawn();
-const port = Number(
-  (await new Response(server.stdout).body!.getReader().read()).value!.reduce(
-    (s, b) => s + String.fromCharCode(b),
-    "",
-  ).trim(),
-);
+type ServerKind = "deno" | "nginx" | "python";
+
+/** A free loopback port (there is a small window before the server binds it). */
+function freePort(): number {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const { port } = listener.addr as Deno.NetAddr;
+  listener.close();
+  return port;
+}
+
+/** Waits until something accepts connections on `port`. */
+async function listening(port: number): Promise<void> {
+  for (let i = 0; i < 100; i++) {
+    try {
+      (await Deno.connect({ hostname: "127.0.0.1", port })).close();
+      return;
+    } catch {
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  }
+  throw new Error(`no server on port ${port}`);
+}
+
+/** Starts one kind of static file server on `data`; returns its port and how to stop it. */
+async function startServer(kind: ServerKind): Promise<{ port: number; stop(): Promise<void> }> {
+  if (kind === "deno") {
+    const child = new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", join(root, "bench/serve_files.ts"), data],
+      stdout: "piped",
+    }).spawn();
+    const reader = child.stdout.getReader();
+    const port = Number(new TextDecoder().decode((await reader.read()).value).trim());
+    reader.releaseLock();
+    return { port, stop: async () => (child.kill("SIGTERM"), await child.status, undefined) };
+  }
+  const port = freePort();
+  if (kind === "python") {
+    const child = new Deno.Command("python3", {
+      args: ["-m", "http.server", String(port), "--bind", "127.0.0.1", "--directory", data],
+      stdout: "null",
+      stderr: "null",
+    }).spawn();
+    await listening(port);
+    return { port, stop: async () => (child.kill("SIGTERM"), await child.status, undefined) };
+  }
+  const conf = await Deno.makeTempDir({ prefix: "lakerun-bench-nginx-" });
+  await Deno.writeTextFile(
+    join(conf, "nginx.conf"),
+    `daemon off; worker_processes 1; pid ${conf}/nginx.pid; error_log ${conf}/error.log;
+events {}
+http {
+  access_log off; sendfile on; tcp_nopush on; default_type application/zip;
+  client_body_temp_path ${conf}; proxy_temp_path ${conf}; fastcgi_temp_path ${conf};
+  uwsgi_temp_path ${conf}; scgi_temp_path ${conf};
+  server { listen 127.0.0.1:${port}; root ${data}; }
+}
+`,
+  );
+  const child = new Deno.Command("nginx", {
+    args: ["-c", join(conf, "nginx.conf"), "-p", conf, "-e", join(conf, "error.log")],
+    stdout: "null",
+    stderr: "inherit",
+  }).spawn();
+  await listening(port);
+  return {
+    port,
+    stop: async () => {
+      child.kill("SIGQUIT");
+      await child.status;
+      await Deno.remove(conf, { recursive: true });
+    },
+  };
+}
+
 const work = await Deno.makeTempDir({ prefix: "lakerun-bench-dl-" });
 await Deno.writeTextFile(join(work, "notebook.py"), PYTHON_NOTEBOOK);
 
 type Tool = "lakerun" | "lakerun, plain deno run" | "curl + unzip" | "notebook (requests + zipfile)";
 const results: Record<string, Record<Tool, Array<{ seconds: number; maxRssKiB: number }>>> = {};
-try {
-  for (const mb of sizes) {
-    const zip = await ensureArchive(mb);
-    const name = zip.split("/").at(-1)!;
-    const url = `http://127.0.0.1:${port}/${name}`;
-    const zipBytes = (await Deno.stat(zip)).size;
-    await Deno.writeTextFile(
-      join(work, "routine.json"),
-      JSON.stringify({
-        routine_name: "bench_download",
-        executors: {
-          DownloaderExecutor: {
-            params: {
-              requests_arguments: { url, timeout: 60 },
-              landing_directory: "out-lakerun",
-              unzip: "unzip",
+for (const mb of sizes) await ensureArchive(mb);
+for (const kind of servers) {
+  const server = await startServer(kind);
+  const port = server.port;
+  console.error(`== ${kind} server on port ${port}`);
+  try {
+    for (const mb of sizes) {
+      const zip = await ensureArchive(mb);
+      const name = zip.split("/").at(-1)!;
+      const url = `http://127.0.0.1:${port}/${name}`;
+      const zipBytes = (await Deno.stat(zip)).size;
+      await Deno.writeTextFile(
+        join(work, "routine.json"),
+        JSON.stringify({
+          routine_name: "bench_download",
+          executors: {
+            DownloaderExecutor: {
+              params: {
+                requests_arguments: { url, timeout: 60 },
+                landing_directory: "out-lakerun",
+                unzip: "unzip",
+              },
+              tasks: ["download"],
             },
-            tasks: ["download"],
           },
-        },
-      }),
-    );
-    // "lakerun" is what `deno task run` and the compiled binary execute: V8 flags cannot be set from inside
-    // a running process, so the tasks pass a small young generation (freed buffers are returned sooner)
-    const lakerun = `${Deno.execPath()} run -A --quiet --config ${root}/deno.json`;
-    const commands: Record<Tool, string> = {
-      "lakerun": `${lakerun} --v8-flags=--max-semi-space-size=1 ${root}/main.ts run routine.json`,
-      "lakerun, plain deno run": `${lakerun} ${root}/main.ts run routine.json`,
-      "curl + unzip": `curl -sS -o x.zip ${url} && unzip -q -o x.zip -d out-curl`,
-      "notebook (requests + zipfile)": `python3 notebook.py ${url} out-python`,
-    };
-    const label = `${(zipBytes / 1e6).toFixed(0)} MB zip`;
-    results[label] = {
-      "lakerun": [],
-      "lakerun, plain deno run": [],
-      "curl + unzip": [],
-      "notebook (requests + zipfile)": [],
-    };
-    for (let run = 0; run < runs; run++) {
-      for (const tool of Object.keys(commands) as Tool[]) {
-        const output: string = {
-          "lakerun": "out-lakerun",
-          "lakerun, plain deno run": "out-lakerun",
-          "curl + unzip": "out-curl",
-          "notebook (requests + zipfile)": "out-python",
-        }[tool];
-        await Deno.remove(join(work, output), { recursive: true }).catch(() => {});
-        await Deno.remove(join(work, "x.zip")).catch(() => {});
-        results[label][tool].push(await sh(commands[tool], work));
-        console.error(`${label} run ${run + 1}: ${tool} ${JSON.stringify(results[label][tool].at(-1))}`);
+        }),
+      );
+      // "lakerun" is what `deno task run` and the compiled binary execute: V8 flags cannot be set from inside
+      // a running process, so the tasks pass a small young generation (freed buffers are returned sooner)
+      const lakerun = `${Deno.execPath()} run -A --quiet --config ${root}/deno.json`;
+      const commands: Record<Tool, string> = {
+        "lakerun": `${lakerun} --v8-flags=--max-semi-space-size=1 ${root}/main.ts run routine.json`,
+        "lakerun, plain deno run": `${lakerun} ${root}/main.ts run routine.json`,
+        "curl + unzip": `curl -sS -o x.zip ${url} && unzip -q -o x.zip -d out-curl`,
+        "notebook (requests + zipfile)": `python3 notebook.py ${url} out-python`,
+      };
+      const label = `${(zipBytes / 1e6).toFixed(0)} MB zip, ${kind} server`;
+      results[label] = {
+        "lakerun": [],
+        "lakerun, plain deno run": [],
+        "curl + unzip": [],
+        "notebook (requests + zipfile)": [],
+      };
+      for (let run = 0; run < runs; run++) {
+        for (const tool of Object.keys(commands) as Tool[]) {
+          const output: string = {
+            "lakerun": "out-lakerun",
+            "lakerun, plain deno run": "out-lakerun",
+            "curl + unzip": "out-curl",
+            "notebook (requests + zipfile)": "out-python",
+          }[tool];
+          await Deno.remove(join(work, output), { recursive: true }).catch(() => {});
+          await Deno.remove(join(work, "x.zip")).catch(() => {});
+          results[label][tool].push(await sh(commands[tool], work));
+          console.error(`${label} run ${run + 1}: ${tool} ${JSON.stringify(results[label][tool].at(-1))}`);
+        }
       }
+      // the extracted trees must be identical
+      const listing = async (dir: string) => {
+        await sh(`cd ${dir} && find . -type f -exec sha256sum {} + | sort > ../${dir}.sums`, work);
+        return await Deno.readTextFile(join(work, `${dir}.sums`));
+      };
+      const [a, b, c] = [
+        await listing("out-lakerun"),
+        await listing("out-curl"),
+        await listing("out-python"),
+      ];
+      if (a !== b || a !== c) throw new Error("the tools extracted different bytes");
     }
-    // the extracted trees must be identical
-    const listing = async (dir: string) => {
-      await sh(`cd ${dir} && find . -type f -exec sha256sum {} + | sort > ../${dir}.sums`, work);
-      return await Deno.readTextFile(join(work, `${dir}.sums`));
-    };
-    const [a, b, c] = [await listing("out-lakerun"), await listing("out-curl"), await listing("out-python")];
-    if (a !== b || a !== c) throw new Error("the tools extracted different bytes");
+  } finally {
+    await server.stop();
   }
-} finally {
-  server.kill("SIGTERM");
-  await server.status;
-  await Deno.remove(work, { recursive: true });
 }
+await Deno.remove(work, { recursive: true });
 
 const median = (xs: number[]) => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)];
 const lines = [
@@ -169,7 +249,7 @@ const lines = [
     new Date().toISOString().slice(0, 10)
   }.`,
   "",
-  "| archive | lakerun (`deno task run`) | lakerun, plain `deno run` | curl + unzip | notebook (requests + zipfile) | lakerun ÷ curl+unzip |",
+  "| archive, server | lakerun (`deno task run`) | lakerun, plain `deno run` | curl + unzip | notebook (requests + zipfile) | plain `deno run` ÷ curl+unzip |",
   "| --- | --- | --- | --- | --- | --- |",
 ];
 for (const [label, byTool] of Object.entries(results)) {
@@ -177,7 +257,7 @@ for (const [label, byTool] of Object.entries(results)) {
     `${median(byTool[tool].map((r) => r.seconds)).toFixed(2)} s / ${
       (median(byTool[tool].map((r) => r.maxRssKiB)) / 1024).toFixed(0)
     } MiB`;
-  const ratio = median(byTool.lakerun.map((r) => r.seconds)) /
+  const ratio = median(byTool["lakerun, plain deno run"].map((r) => r.seconds)) /
     median(byTool["curl + unzip"].map((r) => r.seconds));
   lines.push(
     `| ${label} | ${cell("lakerun")} | ${cell("lakerun, plain deno run")} | ${cell("curl + unzip")} | ${

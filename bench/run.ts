@@ -23,7 +23,13 @@ const benchmarks: Record<string, { title: string; args: string[]; quickArgs: str
   download: {
     title: "Download + extract vs curl + unzip vs the notebook (issue: downloads and archives)",
     args: ["bench/download.ts"],
-    quickArgs: ["bench/download.ts", "--sizes", "50", "--runs", "1"],
+    quickArgs: ["bench/download.ts", "--sizes", "50", "--runs", "1", "--servers", "deno"],
+  },
+  small_files: {
+    title:
+      "Many small files: staging vs cp -r (+ sha256sum), small-entry zips vs unzip (issue: real-world archives)",
+    args: ["bench/small_files.ts"],
+    quickArgs: ["bench/small_files.ts", "--staging", "2000", "--zips", "5000", "--runs", "1"],
   },
   s3: {
     title: "S3 transfers vs rclone (issue: S3 everywhere)",

@@ -693,6 +693,18 @@ Deno.test("a gzip reply (sent despite identity) is decoded as requests does", as
   assert.deepEqual(progress.at(-1), [gz.length, gz.length], "progress counts the bytes on the wire");
 });
 
+Deno.test("Content-Encoding: deflate is decoded zlib-wrapped (RFC 9110) and raw (as some servers send it)", async () => {
+  const body = new TextEncoder().encode("id,value\n".repeat(20_000));
+  const { deflateRawSync, deflateSync } = await import("node:zlib");
+  for (const [kind, encoded] of [["zlib", deflateSync(body)], ["raw", deflateRawSync(body)]] as const) {
+    await using server = await startFaultServer({
+      "/d": { body: new Uint8Array(encoded), headers: { "Content-Encoding": "deflate" } },
+    });
+    const { bytes } = await download({ url: server.url("/d") });
+    assert.equal(await sha256(bytes), await sha256(body), kind);
+  }
+});
+
 Deno.test("a cut gzip reply is resumed on the encoded bytes, then decoded", async () => {
   const body = randomBytes(200_000); // incompressible: the encoded body is about as large
   const gz = await gzip(body);

@@ -257,3 +257,56 @@ Deno.test("staging and archive folders inside the landing folder are refused bef
   );
   assert.equal(ok.error, undefined);
 });
+
+Deno.test("names valid on Linux are staged and archived: a drive-letter look, a backslash, 255 bytes", async () => {
+  await using dir = await tempDir();
+  // the temporary name of a copy must fit whatever the file's name: it is a short one of its own
+  const longest = `${"é".repeat(120)}${"x".repeat(11)}.csv`; // 255 bytes in UTF-8
+  assert.equal(new TextEncoder().encode(longest).length, 255);
+  const files = { "C:report.csv": "c\n", "back\\slash.csv": "b\n", [`deep/${longest}`]: "long\n" };
+  await landing(dir.path, files);
+  const { error, lines } = await runRoutineJson(staging({}), { cwd: dir.path });
+  assert.equal(error, undefined, lines.join("\n"));
+  assert.deepEqual(await treeOf(join(dir.path, "data/staging"), { temporaries: true }), digests(files));
+  assert.deepEqual(await treeOf(join(dir.path, "data/archive"), { temporaries: true }), digests(files));
+  assert.deepEqual(await treeOf(join(dir.path, "data/landing"), { temporaries: true }), {});
+});
+
+Deno.test("empty folders are staged as cp -r copies them, then archived with the files", async () => {
+  await using dir = await tempDir();
+  await landing(dir.path, { "2024/a.csv": "a\n" });
+  for (const folder of ["2024/empty", "2025/q1/empty", "none"]) {
+    await Deno.mkdir(join(dir.path, "data/landing", folder), { recursive: true });
+  }
+  const transfer = await runRoutineJson(staging({}, ["transfer"]), { cwd: dir.path });
+  assert.equal(transfer.error, undefined, transfer.lines.join("\n"));
+  const cp = await new Deno.Command("cp", {
+    args: ["-r", join(dir.path, "data/landing"), join(dir.path, "cp-r")],
+  }).output();
+  assert.ok(cp.success);
+  const folders = async (root: string) => {
+    const found: string[] = [];
+    const walk = async (path: string, prefix: string) => {
+      for await (const entry of Deno.readDir(path)) {
+        if (!entry.isDirectory) continue;
+        found.push(`${prefix}${entry.name}/`);
+        await walk(join(path, entry.name), `${prefix}${entry.name}/`);
+      }
+    };
+    await walk(root, "");
+    return found.sort();
+  };
+  const copied = await folders(join(dir.path, "cp-r"));
+  assert.deepEqual(copied, ["2024/", "2024/empty/", "2025/", "2025/q1/", "2025/q1/empty/", "none/"]);
+  assert.deepEqual(await folders(join(dir.path, "data/staging")), copied);
+  assert.ok(transfer.lines.some((l) => l.includes("3 empty folders staged")), transfer.lines.join("\n"));
+
+  // post_staging refuses while staging lacks one of them, then archives them all
+  await Deno.remove(join(dir.path, "data/staging/none"));
+  const refused = await runRoutineJson(staging({}, ["post_staging"]), { cwd: dir.path });
+  assert.match(refused.error?.message ?? "", /none\/ \(an empty folder\) is not in .*; run 'transfer' first/);
+  const again = await runRoutineJson(staging({}), { cwd: dir.path });
+  assert.equal(again.error, undefined, again.lines.join("\n"));
+  assert.deepEqual(await folders(join(dir.path, "data/archive")), copied);
+  assert.deepEqual(await folders(join(dir.path, "data/landing")), []);
+});

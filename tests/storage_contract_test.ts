@@ -37,6 +37,8 @@ type Kind = Storage["kind"];
 type CopyCapability =
   /** Resolves to `undefined` and writes nothing: the caller streams. */
   | "none"
+  /** Copies every file with the operating system's file copy (`serverSide: false`): two local folders. */
+  | "file-copy"
   /** Copies every file without its bytes passing through lakerun (`serverSide: true`). */
   | "server-side"
   /**
@@ -63,7 +65,7 @@ interface Capabilities {
 /** Where the backends differ: the one place the suite says so. */
 const CAPABILITIES: Record<Kind, Capabilities> = {
   local: {
-    copyFrom: { local: "none", s3: "ranged" },
+    copyFrom: { local: "file-copy", s3: "ranged" },
     moveFrom: { local: "rename", s3: "none" },
     foldersBeforeBytes: true,
     temporaryFolderCounts: "once",
@@ -490,7 +492,7 @@ function storageContract(name: string, open: Open, { sanitize = true } = {}): vo
             size: listed?.size,
             etag: listed?.etag,
           });
-          const copies = capability === "server-side" ||
+          const copies = capability === "server-side" || capability === "file-copy" ||
             (capability === "ranged" && bytes.length >= RANGED_DOWNLOAD_MIN);
           if (!copies) {
             assert.equal(result, undefined, `${path}: ${capability}`);
@@ -608,7 +610,10 @@ function storageContract(name: string, open: Open, { sanitize = true } = {}): vo
 
   test("unsafe paths are refused by every method, and nothing is stored", async (place) => {
     const { storage } = place;
-    for (const path of ["../escape.csv", "/abs.csv", "a//b.csv", "a/./b.csv", "a/../b.csv", "", "a\\b.csv"]) {
+    // a backslash or a drive letter is an ordinary character of a Linux file name and an S3 key (see the
+    // awkward names); only Windows refuses them
+    const windows = Deno.build.os === "windows" ? ["a\\b.csv", "C:x.csv"] : [];
+    for (const path of ["../escape.csv", "/abs.csv", "a//b.csv", "a/./b.csv", "a/../b.csv", "", ...windows]) {
       const unsafe = { name: "UnsafePathError" };
       await assert.rejects(storage.write(path, streamOf(text("x"))), unsafe, `write ${path}`);
       await assert.rejects(storage.stat(path), unsafe, `stat ${path}`);
@@ -631,6 +636,7 @@ function storageContract(name: string, open: Open, { sanitize = true } = {}): vo
       "q+u?e#r&y=v/a+b?c#d&e=f %20 (1)~'!$;,@.txt",
       "x/%2F%2e%2e/plain.txt",
       "100% +plus+ .csv",
+      ...(Deno.build.os === "windows" ? [] : ["back\\slash.csv", "C:report.csv"]),
       "🦆/emoji 🦆.csv",
       `${Array.from({ length: 24 }, (_, i) => `level-${i}`).join("/")}/leaf.txt`,
     ];

@@ -9,17 +9,26 @@ import { basename } from "node:path";
 import type { TaskContext, Zod } from "../../sdk/executor.ts";
 import { defineExecutor } from "../../sdk/executor.ts";
 import { HashingStream } from "../../lib/hashing.ts";
-import { fetchWithRetries, netPermissionFor, redactUrl, type RequestSpec } from "../../lib/http/mod.ts";
+import {
+  fetchWithRetries,
+  HttpError,
+  netPermissionFor,
+  redactUrl,
+  type RequestSpec,
+} from "../../lib/http/mod.ts";
 import { locationScope, mergeScopes, openLocation } from "../../lib/storage/locations.ts";
 import { parseS3Url } from "../../lib/aws/s3/scope.ts";
 import { allow, s3Arns, s3ListStatement, s3ObjectArn, s3Statements } from "../../lib/aws/iam.ts";
-import { isS3Url, type Storage, type WriteBatch } from "../../lib/storage/mod.ts";
+import { isS3Url, StagedWriteError, type Storage, type WriteBatch } from "../../lib/storage/mod.ts";
 import {
   extractZipFile,
   extractZipStream,
+  stagedWriteError,
   VCS_REFUSAL,
+  type ZipEntrySink,
   ZipError,
   ZipNeedsRandomAccess,
+  type ZipSummary,
 } from "../../lib/zip/mod.ts";
 
 const paramsSchema = (z: Zod) => {
@@ -61,10 +70,10 @@ const paramsSchema = (z: Zod) => {
       'Same as sha256, as "sha256:<hex>".',
     ),
     max_unzip_ratio: z.number().positive().default(200).describe(
-      "Fail when extracted bytes exceed this × the archive's size.",
+      "Fail when extracted bytes exceed this × the archive's size, once more than 1 GiB is extracted (real data such as a CSV of mostly empty columns can compress far better than 200× below that).",
     ),
     max_unzip_bytes: z.number().int().positive().optional().describe(
-      "Fail when extracted bytes exceed this.",
+      "Fail when extracted bytes exceed this. Default: no limit but max_unzip_ratio; a full disk fails the download, and what was extracted is removed.",
     ),
     allow_vcs_metadata: z.boolean().default(false).describe(
       "Extract archive entries inside .git, .hg or .svn folders. Refused by default: version-control metadata can make git run commands (hooks, config) in the landing folder.",
@@ -124,6 +133,20 @@ export default defineExecutor({
 
 /** Downloads the step's URL into its landing location. */
 export async function downloadToLanding(context: TaskContext<Params>): Promise<void> {
+  try {
+    await download(context);
+  } catch (error) {
+    if (error instanceof HttpError && error.redirectedTo) {
+      throw new HttpError(
+        `${error.message}; add "${error.redirectedTo.host}" to extra_hosts to follow it`,
+        { url: error.url, redirectedTo: error.redirectedTo },
+      );
+    }
+    throw error;
+  }
+}
+
+async function download(context: TaskContext<Params>): Promise<void> {
   const { params } = context;
   const expectedSha256 = (params.sha256 ?? params.checksum?.slice("sha256:".length))?.toLowerCase();
   const spec = requestSpec(params, context.signal);
@@ -148,7 +171,7 @@ export async function downloadToLanding(context: TaskContext<Params>): Promise<v
       allowVcsMetadata: params.allow_vcs_metadata,
       signal: context.signal,
     };
-    let summary: { files: number; bytes: number };
+    let summary: { files: number; bytes: number; warnings?: string[] };
     try {
       summary = await fetchWithRetries(spec, async (body, info) => {
         return await extractIntoBatch(landing, async (sink) => {
@@ -164,11 +187,16 @@ export async function downloadToLanding(context: TaskContext<Params>): Promise<v
         });
       }, events);
     } catch (error) {
-      if (!(error instanceof ZipNeedsRandomAccess)) throw withVcsHint(error);
-      context.log("archive has entries that cannot be read while streaming; downloading it first");
+      if (!(error instanceof ZipNeedsRandomAccess)) throw withHint(error, params);
+      context.log(
+        `archive cannot be read while streaming (${
+          error.message.replace(/^zip entry '[^']*': /, "")
+        }); downloading it first`,
+      );
       summary = await downloadThenExtract(context, spec, landing, limits, expectedSha256, progress)
-        .catch((error) => Promise.reject(withVcsHint(error)));
+        .catch((error) => Promise.reject(withHint(error, params)));
     }
+    for (const warning of summary.warnings ?? []) context.log(`warning: ${warning}`);
     context.report({ type: "moved", files: summary.files, bytes: summary.bytes });
     return;
   }
@@ -199,13 +227,14 @@ export async function downloadToLanding(context: TaskContext<Params>): Promise<v
   context.report({ type: "moved", files: 1, bytes: written.size });
 }
 
-/** Extracts through `extract` into a write batch that is committed only when everything succeeded. */
+/**
+ * Extracts through `extract` into a write batch that is committed only when everything succeeded: small
+ * entries are staged with one call each, folder entries (empty ones too) are made, as unzip makes them.
+ */
 async function extractIntoBatch(
   landing: Storage,
-  extract: (
-    sink: { writeEntry(path: string, data: ReadableStream<Uint8Array>): Promise<void> },
-  ) => Promise<{ entries: number; bytes: number }>,
-): Promise<{ files: number; bytes: number }> {
+  extract: (sink: ZipEntrySink) => Promise<ZipSummary>,
+): Promise<{ files: number; bytes: number; warnings?: string[] }> {
   await landing.removeTemporaries();
   const batch: WriteBatch = await landing.batch();
   try {
@@ -213,19 +242,49 @@ async function extractIntoBatch(
       writeEntry: async (path, data) => {
         await batch.write(path, data);
       },
+      writeEntryBytes: async (path, data) => {
+        if (batch.writeBytes) await batch.writeBytes(path, data);
+        else await batch.write(path, ReadableStream.from([data]), { size: data.byteLength });
+      },
+      makeFolder: async (path) => {
+        await batch.makeFolder?.(path);
+      },
     });
-    await batch.commit();
-    return { files: summary.entries, bytes: summary.bytes };
+    // a write that failed after its call returned is reported here, naming its entry
+    await batch.commit().catch((error) => {
+      throw error instanceof StagedWriteError ? stagedWriteError(error) : error;
+    });
+    return { files: summary.entries, bytes: summary.bytes, warnings: summary.warnings };
   } catch (error) {
     await batch.abort();
     throw error;
   }
 }
 
-/** A refused version-control entry's error, saying which param extracts it. */
-function withVcsHint(error: unknown): unknown {
-  if (!(error instanceof ZipError && error.message.endsWith(VCS_REFUSAL))) return error;
-  return new ZipError(`${error.message}; allow_vcs_metadata: true extracts it`, { entry: error.entry });
+/** An extraction error, saying which param changes the outcome where one does. */
+function withHint(error: unknown, params: Params): unknown {
+  if (!(error instanceof ZipError)) return error;
+  const hint = (message: string) => new ZipError(message, { entry: error.entry, cause: error.cause });
+  if (error.message.endsWith(VCS_REFUSAL)) {
+    return hint(`${error.message}; allow_vcs_metadata: true extracts it`);
+  }
+  if (error.limit === "maxRatio") {
+    return hint(
+      `${error.message.replace("maxRatio", "max_unzip_ratio")}, past the first 1 GiB: a zip bomb, or data ` +
+        `that compresses unusually well; if the archive is genuine, raise max_unzip_ratio (now ${params.max_unzip_ratio})`,
+    );
+  }
+  if (error.limit === "maxBytes") {
+    return hint(
+      `${error.message.replace("maxBytes", "max_unzip_bytes")}; raise max_unzip_bytes if it is genuine`,
+    );
+  }
+  if (/No space left on device|os error 28/.test(error.message)) {
+    return hint(
+      `${error.message}: the landing file system is full; what was extracted has been removed (max_unzip_bytes stops such an archive early)`,
+    );
+  }
+  return error;
 }
 
 /** The fallback for archives that cannot be streamed: the whole body goes to a temporary file first. */
@@ -236,7 +295,7 @@ async function downloadThenExtract(
   limits: { maxRatio: number; maxBytes?: number; allowVcsMetadata: boolean; signal: AbortSignal },
   expectedSha256: string | undefined,
   progress: (bytes: number, total?: number) => void,
-): Promise<{ files: number; bytes: number }> {
+): Promise<{ files: number; bytes: number; warnings?: string[] }> {
   const temporary = `${context.stateDir}/download-${crypto.randomUUID()}.zip`;
   try {
     await fetchWithRetries(spec, async (body, info) => {

@@ -13,9 +13,10 @@ import { defineExecutor } from "../../sdk/executor.ts";
 import { Journal } from "../../lib/journal.ts";
 import { isWithinLocation, locationScope, mergeScopes, openLocation } from "../../lib/storage/locations.ts";
 import { isS3Url, type Storage, type StoredFile, TEMP_PREFIX } from "../../lib/storage/mod.ts";
-import { LocalStorage } from "../../lib/storage/local.ts";
+import { LocalStorage, LocationNotFoundError } from "../../lib/storage/local.ts";
 import { copyProblem } from "../../lib/storage/verify.ts";
 import { copyFile, moveFile, removeLeftovers } from "../../lib/transfer/copy.ts";
+import { plural } from "../../lib/format.ts";
 import { type IamStatement, type S3Access, s3Statements } from "../../lib/aws/iam.ts";
 import { ENV_NAME, planPyExec, pyExecScope, runPyExec } from "./py_exec.ts";
 
@@ -153,6 +154,17 @@ export default defineExecutor({
   },
 });
 
+/** Every file of `storage` by path; none when the location does not exist yet. */
+async function listingOf(storage: Storage, context: TaskContext<Params>): Promise<Map<string, StoredFile>> {
+  const files = new Map<string, StoredFile>();
+  try {
+    for await (const file of storage.list({ signal: context.signal })) files.set(file.path, file);
+  } catch (error) {
+    if (!(error instanceof LocationNotFoundError)) throw error;
+  }
+  return files;
+}
+
 interface TransformRecord {
   inputs: Array<{ path: string; size: number }>;
   finished: string;
@@ -177,13 +189,19 @@ async function transfer(context: TaskContext<Params>): Promise<void> {
   if (params.py_exec_path || params.transform_module) {
     return await transformInto(context, landing, dump, files);
   }
+  // one listing of staging instead of a look-up per file
+  const staged = await listingOf(dump, context);
 
   let copied = 0;
   let bytes = 0;
   for (const file of files) {
     context.signal.throwIfAborted();
     if (
-      !(await copyProblem(landing, file.path, dump, file.path, { sourceInfo: file, signal: context.signal }))
+      !(await copyProblem(landing, file.path, dump, file.path, {
+        sourceInfo: file,
+        targetInfo: staged.get(file.path) ?? null,
+        signal: context.signal,
+      }))
     ) {
       continue; // already staged by an earlier run
     }
@@ -193,8 +211,25 @@ async function transfer(context: TaskContext<Params>): Promise<void> {
   }
   const skipped = files.length - copied;
   if (skipped) context.log(`${skipped} file${skipped === 1 ? " was" : "s were"} already staged`);
-  if (files.length === 0) context.log(`nothing to stage in ${landing.url}`);
+  const folders = await stageEmptyFolders(context, landing, dump);
+  if (files.length === 0 && folders === 0) context.log(`nothing to stage in ${landing.url}`);
   context.report({ type: "moved", files: copied, bytes });
+}
+
+/**
+ * Makes the landing folder's empty folders in staging too, as `cp -r` does (S3 has no folders: they are only
+ * counted in a log line there). Returns how many there are.
+ */
+async function stageEmptyFolders(context: TaskContext<Params>, landing: Storage, dump: Storage) {
+  const folders = await landing.emptyFolders?.({ signal: context.signal }) ?? [];
+  if (folders.length === 0) return 0;
+  if (!dump.makeFolder) {
+    context.log(`${plural(folders.length, "empty folder")} not staged: ${dump.url} has no folders`);
+    return folders.length;
+  }
+  for (const folder of folders) await dump.makeFolder(folder);
+  context.log(`${plural(folders.length, "empty folder")} staged`);
+  return folders.length;
 }
 
 /** Runs the transform on a local view of the landing files, then lands its output in staging atomically. */
@@ -331,16 +366,19 @@ async function postStaging(context: TaskContext<Params>): Promise<void> {
     : undefined;
   const files = await landingFiles(landing, context);
   if (archive) await removeLeftovers(archive, context.log);
+  // one listing of the archive instead of a look-up per file
+  const archived = archive ? await listingOf(archive, context) : new Map<string, StoredFile>();
   const transformed = params.py_exec_path || params.transform_module;
   const journal = await Journal.open(context.stateDir);
   const record = transformed ? await journal.get<TransformRecord>(TRANSFORM_RECORD) : undefined;
 
   let count = 0;
   let bytes = 0;
+  const read = transformed ? new Set(record?.inputs.map((i) => `${i.size} ${i.path}`)) : undefined;
   for (const file of files) {
     context.signal.throwIfAborted();
-    if (transformed) {
-      if (!record?.inputs.some((i) => i.path === file.path && i.size === file.size)) {
+    if (read) {
+      if (!read.has(`${file.size} ${file.path}`)) {
         throw new Error(
           `${landing.url}/${file.path} was not read by a successful transform; run 'transfer' first`,
         );
@@ -348,11 +386,12 @@ async function postStaging(context: TaskContext<Params>): Promise<void> {
     } else {
       await verifyStaged(landing, dump, file);
     }
-    if (archive) await archiveFile(landing, archive, file.path);
+    if (archive) await archiveFile(landing, archive, file, archived);
     else await landing.remove(file.path);
     count++;
     bytes += file.size;
   }
+  await settleEmptyFolders(context, landing, transformed ? undefined : dump, archive);
   if (transformed) await journal.delete(TRANSFORM_RECORD);
   context.log(
     `${count} landing file${count === 1 ? "" : "s"} ${archive ? `archived to ${archive.url}` : "deleted"}`,
@@ -371,12 +410,40 @@ async function verifyStaged(landing: Storage, dump: Storage, file: StoredFile) {
 }
 
 /**
+ * The landing folder's empty folders, once staged (made in staging by `transfer`, checked here unless a
+ * transform wrote staging): made in the archive and removed from landing, or only removed with `delete`.
+ */
+async function settleEmptyFolders(
+  context: TaskContext<Params>,
+  landing: Storage,
+  dump: Storage | undefined,
+  archive: Storage | undefined,
+) {
+  const folders = await landing.emptyFolders?.({ signal: context.signal }) ?? [];
+  for (const folder of folders) {
+    if (dump?.hasFolder && !(await dump.hasFolder(folder))) {
+      throw new Error(
+        `${landing.url}/${folder}/ (an empty folder) is not in ${dump.url}; run 'transfer' first`,
+      );
+    }
+    await archive?.makeFolder?.(folder);
+    await landing.removeFolder?.(folder);
+  }
+}
+
+/**
  * Moves a landing file into the archive, keeping its relative path. An archived file of the same name with
  * other content is never overwritten: the new one gets a timestamp suffix.
  */
-async function archiveFile(landing: Storage, archive: Storage, path: string) {
+async function archiveFile(
+  landing: Storage,
+  archive: Storage,
+  file: StoredFile,
+  archived: Map<string, StoredFile>,
+) {
+  const { path } = file;
   let target = path;
-  const existing = await archive.stat(path);
+  const existing = archived.has(path) ? await archive.stat(path) : undefined;
   if (existing) {
     if (existing.kind === "file" && !(await copyProblem(landing, path, archive, path))) {
       await landing.remove(path); // the same bytes are archived already
@@ -388,5 +455,5 @@ async function archiveFile(landing: Storage, archive: Storage, path: string) {
       ? `${path.slice(0, dot)}.${stamp}${path.slice(dot)}`
       : `${path}.${stamp}`;
   }
-  await moveFile(landing, archive, { path, size: (await landing.stat(path))?.size }, { to: target });
+  await moveFile(landing, archive, { path, size: file.size }, { to: target });
 }

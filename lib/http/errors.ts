@@ -34,13 +34,27 @@ export class HttpError extends Error {
   url: string;
   /** Attempts made, when the failure came after retries. */
   attempts?: number;
+  /**
+   * A redirect the step may not follow: its target (not redacted: redact before showing it) and the
+   * `host:port` missing from the step's net permission.
+   */
+  redirectedTo?: { url: string; host: string };
 
   /** `message` must already be redacted; `options.url` too. */
-  constructor(message: string, options: { url: string; status?: number; attempts?: number }) {
+  constructor(
+    message: string,
+    options: {
+      url: string;
+      status?: number;
+      attempts?: number;
+      redirectedTo?: { url: string; host: string };
+    },
+  ) {
     super(message);
     this.url = options.url;
     this.status = options.status;
     this.attempts = options.attempts;
+    this.redirectedTo = options.redirectedTo;
   }
 }
 

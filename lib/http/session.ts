@@ -173,10 +173,56 @@ export class Session {
       });
       return new Exchange(response, this.used, ctrl, this.signal);
     } catch (err) {
-      throw ctrl.signal.aborted ? ctrl.signal.reason : err;
+      if (ctrl.signal.aborted) throw ctrl.signal.reason;
+      if (isPermissionError(err) && (this.spec.redirect ?? "follow") === "follow") {
+        const blocked = await this.blockedRedirect(headers, signal).catch(() => undefined);
+        if (blocked) {
+          throw new HttpError(
+            this.message(
+              `redirected to ${
+                redactUrl(blocked.url)
+              }, a host this step may not reach (${blocked.host} is not in ` +
+                `its net permission)`,
+            ),
+            { url: this.redacted, redirectedTo: blocked },
+          );
+        }
+      }
+      throw err;
     } finally {
       unlink();
       clearTimeout(timer);
     }
   }
+
+  /**
+   * After fetch was refused the network: follows the redirects one by one (without their bodies) to the
+   * first target whose `host:port` this step may not reach, so that the error can name it; `undefined` when
+   * there is none (the refusal was not about a redirect).
+   */
+  private async blockedRedirect(
+    headers: Headers,
+    signal?: AbortSignal,
+  ): Promise<{ url: string; host: string } | undefined> {
+    let url = this.target.url;
+    for (let hop = 0; hop < 20; hop++) {
+      const response = await fetch(url, { headers, redirect: "manual", signal });
+      await response.body?.cancel();
+      const location = response.headers.get("location");
+      if (response.status < 300 || response.status >= 400 || !location) return undefined;
+      const next = new URL(location, url);
+      const port = next.port || (next.protocol === "https:" ? "443" : "80");
+      const host = `${next.hostname}:${port}`;
+      if ((await Deno.permissions.query({ name: "net", host })).state !== "granted") {
+        return { url: next.href, host };
+      }
+      url = next;
+    }
+    return undefined;
+  }
+}
+
+/** Deno's refusal of an operation the permissions do not allow. */
+function isPermissionError(err: unknown): boolean {
+  return err instanceof Deno.errors.NotCapable || err instanceof Deno.errors.PermissionDenied;
 }

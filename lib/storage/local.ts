@@ -13,6 +13,7 @@ import {
   type CopyResult,
   isRangedSource,
   isTemporaryName,
+  StagedWriteError,
   type Storage,
   type StoredFile,
   TEMP_PREFIX,
@@ -64,6 +65,9 @@ export function temporaryName(): string {
 function temporaryBeside(full: string): string {
   return join(dirname(full), temporaryName());
 }
+
+/** Small files a batch writes at once, each on a thread of its own (see {@link LocalStorage.batch}). */
+export const WRITES_IN_FLIGHT = 16;
 
 /** Files up to this size are read, hashed and copied with one synchronous call each. */
 const SMALL_FILE = 4 * 1024 * 1024;
@@ -186,7 +190,8 @@ export class LocalStorage implements Storage {
    * The empty folders in this folder's tree (holding nothing but lakerun's temporary names), sorted; folders
    * reached through a symbolic link are not looked into.
    */
-  emptyFolders(options: { signal?: AbortSignal } = {}): Promise<string[]> {
+  // deno-lint-ignore require-await
+  async emptyFolders(options: { signal?: AbortSignal } = {}): Promise<string[]> {
     this.#checkRoot();
     const empty: string[] = [];
     const walk = (dir: string, prefix: string) => {
@@ -200,22 +205,24 @@ export class LocalStorage implements Storage {
       if (entries === 0 && prefix !== "") empty.push(prefix.slice(0, -1));
     };
     walk(this.root, "");
-    return Promise.resolve(empty.sort());
+    return empty.sort();
   }
 
   /** Creates the folder `path` and those above it, refusing to go through a symbolic link. */
-  makeFolder(path: string): Promise<void> {
+  // deno-lint-ignore require-await
+  async makeFolder(path: string): Promise<void> {
     this.#makeParents(`${checkRelativePath(path)}/x`);
-    return Promise.resolve();
   }
 
   /** Whether `path` is a folder (not a symbolic link to one). */
-  hasFolder(path: string): Promise<boolean> {
-    return Promise.resolve(lstatOrNothing(this.pathOf(path))?.isDirectory === true);
+  // deno-lint-ignore require-await
+  async hasFolder(path: string): Promise<boolean> {
+    return lstatOrNothing(this.pathOf(path))?.isDirectory === true;
   }
 
   /** Removes the folder `path` if it is empty, then any folders above it that it left empty. */
-  removeFolder(path: string): Promise<void> {
+  // deno-lint-ignore require-await
+  async removeFolder(path: string): Promise<void> {
     this.#refuseLinks(path, false);
     try {
       Deno.removeSync(this.pathOf(path)); // fails unless empty
@@ -223,20 +230,21 @@ export class LocalStorage implements Storage {
       if (!(error instanceof Deno.errors.NotFound)) throw error;
     }
     this.#pruneEmptyParents(path);
-    return Promise.resolve();
   }
 
-  stat(path: string): Promise<StoredFile | undefined> {
+  // deno-lint-ignore require-await
+  async stat(path: string): Promise<StoredFile | undefined> {
     const info = lstatOrNothing(this.pathOf(path));
-    if (info?.isSymlink) return Promise.resolve({ path, size: 0, kind: "symlink" });
-    if (!info?.isFile) return Promise.resolve(undefined);
-    return Promise.resolve({ path, size: info.size, kind: "file", mtime: info.mtime ?? undefined });
+    if (info?.isSymlink) return { path, size: 0, kind: "symlink" };
+    if (!info?.isFile) return undefined;
+    return { path, size: info.size, kind: "file", mtime: info.mtime ?? undefined };
   }
 
-  read(path: string): Promise<ReadableStream<Uint8Array>> {
+  // deno-lint-ignore require-await
+  async read(path: string): Promise<ReadableStream<Uint8Array>> {
     const full = this.pathOf(path);
     this.#refuseLinks(path, true);
-    return Promise.resolve(Deno.openSync(full, { read: true }).readable);
+    return Deno.openSync(full, { read: true }).readable;
   }
 
   async write(
@@ -320,10 +328,14 @@ export class LocalStorage implements Storage {
   /**
    * A {@link WriteBatch} staged in a temporary folder inside this one, whose commit moves each staged folder
    * this one lacks into place in one rename (and merges the others), so that many small files cost one call
-   * each. Also offers `writeBytes` (a file whose bytes are all in memory, written with one call) and
-   * `makeFolder` (an empty folder that lands too).
+   * each. Also offers `writeBytes` (a file whose bytes are all in memory) and `makeFolder` (an empty folder
+   * that lands too). `writeBytes` resolves once the write has started, with up to
+   * {@link WRITES_IN_FLIGHT} writes on other threads at once: creating a file is most of the cost of a small
+   * one, and it then overlaps with what the caller does next (inflating the next entry) and uses every core.
+   * A failed write fails the next `writeBytes`, or `commit`, which lands nothing then.
    */
-  batch(): Promise<WriteBatch & Required<Pick<WriteBatch, "writeBytes" | "makeFolder">>> {
+  // deno-lint-ignore require-await
+  async batch(): Promise<WriteBatch & Required<Pick<WriteBatch, "writeBytes" | "makeFolder">>> {
     this.#makeParents("x");
     const staging = join(this.root, temporaryName());
     Deno.mkdirSync(staging);
@@ -352,55 +364,74 @@ export class LocalStorage implements Storage {
       if (temporary) Deno.renameSync(temporary, full);
       written.add(path);
     };
-    return Promise.resolve({
+    const pending = new Set<Promise<void>>();
+    const writing = new Set<string>();
+    let failure: { error: unknown } | undefined;
+    const throwIfFailed = () => {
+      if (failure) throw failure.error;
+    };
+    const settled = async () => {
+      while (pending.size > 0) await Promise.allSettled([...pending]);
+      throwIfFailed();
+    };
+    return {
       write: async (path, data, options) => {
+        if (writing.has(path)) await settled();
         const target = prepare(path);
         const result = await writeFileFromStream(target.temporary ?? target.full, data, options ?? {}, path);
         land(target, path);
         return result;
       },
-      writeBytes: (path, bytes) => {
+      writeBytes: async (path, bytes) => {
+        throwIfFailed();
+        if (writing.has(path)) await settled();
         const target = prepare(path);
         const file = target.temporary ?? target.full;
-        try {
-          Deno.writeFileSync(file, bytes, { createNew: true });
-        } catch (error) {
+        writing.add(path);
+        const done: Promise<void> = Deno.writeFile(file, bytes, { createNew: true }).then(() => {
+          land(target, path);
+        }, (error) => {
           if (!(error instanceof Deno.errors.AlreadyExists)) removeQuietly(file);
-          throw error;
-        }
-        land(target, path);
-        return Promise.resolve({ size: bytes.byteLength });
+          failure ??= { error: new StagedWriteError(path, error) };
+        }).finally(() => {
+          pending.delete(done);
+          writing.delete(path);
+        });
+        pending.add(done);
+        while (pending.size >= WRITES_IN_FLIGHT) await Promise.race(pending);
+        throwIfFailed();
+        return { size: bytes.byteLength };
       },
-      makeFolder: (path) => {
+      // deno-lint-ignore require-await
+      makeFolder: async (path) => {
         makeFolders(checkRelativePath(path));
-        return Promise.resolve();
       },
-      commit: () => {
+      commit: async () => {
+        await settled();
         this.#refuseLink(this.root, "the folder itself");
         mergeInto(staging, this.root);
         Deno.removeSync(staging, { recursive: true });
-        return Promise.resolve();
       },
-      abort: () => {
+      abort: async () => {
+        await settled().catch(() => {});
         try {
           Deno.removeSync(staging, { recursive: true });
         } catch (error) {
           if (!(error instanceof Deno.errors.NotFound)) throw error;
         }
-        return Promise.resolve();
       },
-    });
+    };
   }
 
   /** Removes the file, then any folders above it inside this location that it left empty. */
-  remove(path: string): Promise<void> {
+  // deno-lint-ignore require-await
+  async remove(path: string): Promise<void> {
     try {
       Deno.removeSync(this.pathOf(path));
     } catch (error) {
       if (!(error instanceof Deno.errors.NotFound)) throw error;
     }
     this.#pruneEmptyParents(path);
-    return Promise.resolve();
   }
 
   #pruneEmptyParents(path: string): void {
@@ -455,7 +486,8 @@ export class LocalStorage implements Storage {
    * Removes every lakerun temporary entry in this folder tree: left-overs of a killed run. Safe because a
    * routine runs under its run lock, and a temporary name is never the only copy of anything.
    */
-  removeTemporaries(options: { recursive?: boolean } = {}): Promise<number> {
+  // deno-lint-ignore require-await
+  async removeTemporaries(options: { recursive?: boolean } = {}): Promise<number> {
     let removed = 0;
     const walk = (dir: string) => {
       for (const entry of [...Deno.readDirSync(dir)]) {
@@ -473,7 +505,7 @@ export class LocalStorage implements Storage {
     } catch (error) {
       if (!(error instanceof Deno.errors.NotFound)) throw error;
     }
-    return Promise.resolve(removed);
+    return removed;
   }
 
   /** Creates the folders above `path`, refusing to go through a symbolic link. */

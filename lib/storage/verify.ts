@@ -58,6 +58,11 @@ export interface DigestStorage extends Storage {
 export interface VerifyOptions {
   /** The source's listing entry, when the caller has it (saves a request). */
   sourceInfo?: StoredFile;
+  /**
+   * The target's listing entry, when the caller has listed the target (saves a request per file; `null`:
+   * the listing had no such file).
+   */
+  targetInfo?: StoredFile | null;
   /** Aborts the comparison. */
   signal?: AbortSignal;
   /** Told how the content was compared: by ETag (no download of the object) or by sha256 of both sides. */
@@ -154,7 +159,7 @@ export async function copyProblem(
 ): Promise<CopyProblem | undefined> {
   const [from, to] = await Promise.all([
     options.sourceInfo ?? source.stat(sourcePath),
-    target.stat(targetPath),
+    options.targetInfo !== undefined ? options.targetInfo ?? undefined : target.stat(targetPath),
   ]);
   if (!from || from.kind !== "file") {
     return { kind: "source-missing", message: `source ${source.url}/${sourcePath} is missing` };

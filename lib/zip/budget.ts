@@ -1,6 +1,6 @@
 /**
- * {@link Budget}: the running count of inflated bytes, checked against the {@link ZipLimits} (maxBytes and
- * the ratio to the archive size), and the extraction's abort signal.
+ * {@link Budget}: the running count of inflated bytes, checked against the {@link ZipLimits} (maxBytes, and
+ * the ratio to the archive size once past a floor), and the extraction's abort signal.
  *
  * @module
  */
@@ -8,13 +8,16 @@
 import { ZipError, zipError } from "./errors.ts";
 import type { ZipLimits } from "./types.ts";
 
-/** Smallest archive size used for the ratio limit. */
-const RATIO_FLOOR = 64 * 1024;
+/** Inflated bytes below which the ratio limit is not applied, by default: 1 GiB. */
+export const DEFAULT_RATIO_FLOOR = 2 ** 30;
+
+/** Default ratio limit (inflated bytes ÷ archive bytes). */
+export const DEFAULT_MAX_RATIO = 200;
 
 /**
- * Counts the inflated bytes of one extraction and fails it once they exceed `maxBytes` or `maxRatio` times
- * the archive size (the largest of the declared size, the archive bytes read so far and 64 KiB); also holds
- * the extraction's abort signal.
+ * Counts the inflated bytes of one extraction and fails it once they exceed `maxBytes`, or, past `ratioFloor`
+ * inflated bytes, `maxRatio` times the archive size (the larger of the declared size and the archive bytes
+ * read so far); also holds the extraction's abort signal.
  */
 export class Budget {
   /** Inflated bytes so far. */
@@ -25,19 +28,24 @@ export class Budget {
   readonly allowVcsMetadata: boolean;
   readonly #maxBytes: number;
   readonly #maxRatio: number;
+  readonly #ratioFloor: number;
   readonly #archiveSize: number;
   readonly #archiveBytes: () => number;
+  #declared = 0;
 
   /** Validates `limits`; `archiveBytes` tells how many archive bytes have been read so far. */
   constructor(limits: ZipLimits | undefined, archiveBytes: () => number) {
     const maxBytes = limits?.maxBytes ?? Infinity;
-    const maxRatio = limits?.maxRatio ?? 200;
+    const maxRatio = limits?.maxRatio ?? DEFAULT_MAX_RATIO;
+    const ratioFloor = limits?.ratioFloor ?? DEFAULT_RATIO_FLOOR;
     const archiveSize = limits?.archiveSize ?? 0;
     if (!(maxBytes >= 0)) throw new RangeError(`maxBytes must be a number >= 0, got ${maxBytes}`);
     if (!(maxRatio > 0)) throw new RangeError(`maxRatio must be a number > 0, got ${maxRatio}`);
+    if (!(ratioFloor >= 0)) throw new RangeError(`ratioFloor must be a number >= 0, got ${ratioFloor}`);
     if (!(archiveSize >= 0)) throw new RangeError(`archiveSize must be a number >= 0, got ${archiveSize}`);
     this.#maxBytes = maxBytes;
     this.#maxRatio = maxRatio;
+    this.#ratioFloor = ratioFloor;
     this.#archiveSize = archiveSize;
     this.#archiveBytes = archiveBytes;
     this.signal = limits?.signal;
@@ -46,18 +54,52 @@ export class Budget {
 
   /** The archive size the ratio limit is based on. */
   #ratioBase(): number {
-    return Math.max(this.#archiveSize, this.#archiveBytes(), RATIO_FLOOR);
+    return Math.max(this.#archiveSize, this.#archiveBytes(), 1);
   }
 
   /** Fails early when the sizes a central directory declares already break a limit. */
   checkDeclared(total: number): void {
     if (total > this.#maxBytes) {
-      throw new ZipError(`archive declares ${total} inflated bytes, over maxBytes (${this.#maxBytes} bytes)`);
+      throw new ZipError(
+        `archive declares ${total} inflated bytes, over maxBytes (${this.#maxBytes} bytes)`,
+        {
+          limit: "maxBytes",
+        },
+      );
     }
     const base = this.#ratioBase();
-    if (total > this.#maxRatio * base) {
+    if (total > this.#ratioFloor && total > this.#maxRatio * base) {
       throw new ZipError(
         `archive declares ${total} inflated bytes, over maxRatio (${this.#maxRatio} × ${base} archive bytes)`,
+        { limit: "maxRatio" },
+      );
+    }
+  }
+
+  /**
+   * Adds the size a local header declares (streaming), failing early when the declared sizes so far already
+   * break `maxBytes`, or the ratio to a known archive size (`archiveSize`: without it the archive's size is
+   * not known yet). Lying headers are still caught by {@link Budget.count}.
+   */
+  declare(size: number, name: string): void {
+    this.#declared += size;
+    if (this.#declared > this.#maxBytes) {
+      throw zipError(
+        name,
+        `declares ${this.#declared} inflated bytes so far, over maxBytes (${this.#maxBytes} bytes)`,
+        {
+          limit: "maxBytes",
+        },
+      );
+    }
+    const base = this.#ratioBase();
+    if (
+      this.#archiveSize > 0 && this.#declared > this.#ratioFloor && this.#declared > this.#maxRatio * base
+    ) {
+      throw zipError(
+        name,
+        `declares ${this.#declared} inflated bytes so far, over maxRatio (${this.#maxRatio} × ${base} archive bytes)`,
+        { limit: "maxRatio" },
       );
     }
   }
@@ -66,12 +108,14 @@ export class Budget {
   count(n: number, name: string): void {
     this.total += n;
     if (this.total > this.#maxBytes) {
-      throw zipError(name, `inflated data exceeds maxBytes (${this.#maxBytes} bytes)`);
+      throw zipError(name, `inflated data exceeds maxBytes (${this.#maxBytes} bytes)`, { limit: "maxBytes" });
     }
-    if (this.total > this.#maxRatio * RATIO_FLOOR) {
+    if (this.total > this.#ratioFloor) {
       const base = this.#ratioBase();
       if (this.total > this.#maxRatio * base) {
-        throw zipError(name, `inflated data exceeds maxRatio (${this.#maxRatio} × ${base} archive bytes)`);
+        throw zipError(name, `inflated data exceeds maxRatio (${this.#maxRatio} × ${base} archive bytes)`, {
+          limit: "maxRatio",
+        });
       }
     }
   }

@@ -32,14 +32,22 @@
 export class ZipError extends Error {
   /** The entry the problem is about, when there is one. */
   readonly entry?: string;
+  /** The limit the archive went over, when that is the problem (a caller can name its own setting). */
+  readonly limit?: "maxBytes" | "maxRatio";
 
-  /** Creates an error; `options.entry` names the archive entry it concerns. */
-  constructor(message: string, options?: ErrorOptions & { entry?: string }) {
+  /**
+   * Creates an error; `options.entry` names the archive entry it concerns, `options.limit` the limit it broke.
+   */
+  constructor(message: string, options?: ZipErrorOptions) {
     super(message, options);
     this.name = "ZipError";
     this.entry = options?.entry;
+    this.limit = options?.limit;
   }
 }
+
+/** Options of {@link ZipError}. */
+export type ZipErrorOptions = ErrorOptions & { entry?: string; limit?: "maxBytes" | "maxRatio" };
 
 /**
  * Thrown by {@link extractZipStream} when an entry cannot be delimited while streaming (STORED with a data
@@ -91,7 +99,7 @@ export function shown(name: string): string {
 }
 
 /** A {@link ZipError} whose message starts with the entry's name (shown safely), when there is an entry. */
-export function zipError(entry: string | undefined, message: string, options?: ErrorOptions): ZipError {
+export function zipError(entry: string | undefined, message: string, options?: ZipErrorOptions): ZipError {
   return entry === undefined
     ? new ZipError(message, options)
     : new ZipError(`zip entry '${shown(entry)}': ${message}`, { ...options, entry });

@@ -28,13 +28,15 @@ import {
   checkFileType,
   checkMethodAndFlags,
   endValues,
+  MAX_TRAILING,
   parseEocd,
   parseZip64Eocd,
   readCentralHeader,
   readLocalHeader,
+  trailingDataProblem,
 } from "./headers.ts";
 import type { CentralEntry, EndRecord, LocalHeader } from "./headers.ts";
-import { decodeName, NameRegistry } from "./names.ts";
+import { decodeName, NameRegistry, withoutDotSegments } from "./names.ts";
 import type { ZipEntrySink, ZipLimits, ZipSummary } from "./types.ts";
 
 async function readAt(file: Deno.FsFile, position: number, length: number): Promise<Uint8Array> {
@@ -153,13 +155,19 @@ async function extractFromFile(
   sink: ZipEntrySink,
   budget: Budget,
 ): Promise<ZipSummary> {
-  await refuseNonZip(file, size);
   const end = await readEndRecords(file, size);
   const centrals = await readCentralDirectory(file, end, budget);
   const dirs = checkCentralEntries(centrals, budget);
+  const warnings: string[] = [];
+  if (end.shift > 0) {
+    warnings.push(
+      `${end.shift} extra bytes at the beginning of the archive (a self-extracting stub?): entry offsets corrected`,
+    );
+  }
 
-  // Entries in archive order, contiguous from offset 0 to the central directory.
-  let expected = 0;
+  // Entries in archive order, contiguous from the first one (offset 0, or after a self-extracting stub) to
+  // the central directory.
+  let expected = await startOfEntries(file, centrals[0]?.offset ?? end.cdOffset);
   let entries = 0;
   for (const central of centrals) {
     budget.checkAbort();
@@ -174,10 +182,20 @@ async function extractFromFile(
       `${end.cdOffset - expected} unlisted bytes between the last entry and the central directory`,
     );
   }
-  return { entries, bytes: budget.total, archiveBytes: size };
+  return { entries, bytes: budget.total, archiveBytes: size, ...(warnings.length ? { warnings } : {}) };
 }
 
-/** Fails unless the file starts with a local header or (for an empty archive) the end record. */
+/**
+ * Where the first entry starts: bytes before it are a self-extracting stub (a program that unzips what
+ * follows it), which unzip skips too, unless they start with a local header: an entry the central directory
+ * does not list.
+ */
+async function startOfEntries(file: PositionedFile, first: number): Promise<number> {
+  if (first > 0) await refuseHiddenEntry(file, 0);
+  return first;
+}
+
+/** Fails with what the file starts with when it is not a zip archive at all. */
 async function refuseNonZip(file: PositionedFile, size: number): Promise<void> {
   const head = await file.read(0, Math.min(size, 41));
   if (head.length < 4 || (u32(head, 0) !== SIG_LOCAL && u32(head, 0) !== SIG_EOCD)) {
@@ -185,69 +203,93 @@ async function refuseNonZip(file: PositionedFile, size: number): Promise<void> {
   }
 }
 
-/**
- * Reads the end of central directory record and, when there is one, the ZIP64 record; `cdEnd` is where the
- * central directory must end (where the ZIP64 record or else the end record starts).
- */
-async function readEndRecords(file: PositionedFile, size: number): Promise<EndRecord & { cdEnd: number }> {
-  const { eocd, position } = await findEocd(file, size);
+/** The end records, where the central directory is, and how the archive sits in the file. */
+interface ArchiveEnd extends EndRecord {
+  /** Where the central directory must end (where the ZIP64 record or else the end record starts). */
+  cdEnd: number;
+  /**
+   * Bytes before the archive that its offsets do not count (a self-extracting stub prepended without
+   * `zip -A`): added to every offset read from the archive (`cdOffset` already includes it).
+   */
+  shift: number;
+}
+
+/** Reads the end of central directory record and, when there is one, the ZIP64 record. */
+async function readEndRecords(file: PositionedFile, size: number): Promise<ArchiveEnd> {
+  const found = await findEocd(file, size);
+  if (!found) {
+    await refuseNonZip(file, size);
+    throw new ZipError("truncated archive (no end of central directory record at its end)");
+  }
+  const { eocd, position } = found;
   const zip64 = await readZip64End(file, position);
   const cdEnd = zip64 ? zip64.at : position;
   const end = endValues(eocd, zip64?.record);
-  if (end.cdOffset + end.cdSize !== cdEnd) {
+  const shift = cdEnd - (end.cdOffset + end.cdSize);
+  if (shift < 0 || (zip64 && zip64.shift !== shift)) {
     throw new ZipError(
       `end of central directory record disagrees with the archive (central directory of ${end.cdSize} bytes ` +
         `at offset ${end.cdOffset}, but it must end at ${cdEnd})`,
     );
   }
-  return { ...end, cdEnd };
+  return { ...end, cdOffset: end.cdOffset + shift, cdEnd, shift };
 }
 
-/** Finds the end of central directory record: the last one whose comment reaches exactly the end of the file. */
+/**
+ * Finds the end of central directory record: the last one whose comment reaches exactly the end of the file,
+ * else the last one followed by at most 64 KiB of bytes that hold no zip record (a newline or padding some
+ * tools add, which unzip accepts); `undefined` when there is none.
+ */
 async function findEocd(
   file: PositionedFile,
   size: number,
-): Promise<{ eocd: EndRecord & { saturated: boolean }; position: number }> {
-  const tailStart = Math.max(0, size - (22 + U16_MAX));
+): Promise<{ eocd: EndRecord & { saturated: boolean }; position: number } | undefined> {
+  const tailStart = Math.max(0, size - (22 + U16_MAX + MAX_TRAILING));
   const tail = await file.read(tailStart, size - tailStart);
-  let eocdAt = -1;
+  const found = (at: number) => ({ eocd: parseEocd(tail.subarray(at, at + 22)), position: tailStart + at });
+  const candidates: number[] = [];
   for (let i = tail.length - 22; i >= 0; i--) {
-    if (u32(tail, i) === SIG_EOCD && i + 22 + u16(tail, i + 20) === tail.length) {
-      eocdAt = i;
-      break;
-    }
+    if (u32(tail, i) !== SIG_EOCD) continue;
+    const recordEnd = i + 22 + u16(tail, i + 20);
+    if (recordEnd === tail.length && tail.length - i <= 22 + U16_MAX) return found(i);
+    if (recordEnd < tail.length) candidates.push(i);
   }
-  if (eocdAt < 0) throw new ZipError("truncated archive (no end of central directory record at its end)");
-  return { eocd: parseEocd(tail.subarray(eocdAt, eocdAt + 22)), position: tailStart + eocdAt };
+  for (const i of candidates) {
+    const trailing = tail.subarray(i + 22 + u16(tail, i + 20));
+    if (trailing.length <= MAX_TRAILING && !trailingDataProblem(trailing)) return found(i);
+  }
+  return undefined;
 }
 
 /**
  * Reads the ZIP64 end of central directory record when a locator precedes the end record at `eocdPosition`;
- * `at` is the record's offset.
+ * `at` is the record's offset, `shift` how far it is from where the locator says (a prepended stub).
  */
 async function readZip64End(
   file: PositionedFile,
   eocdPosition: number,
-): Promise<{ record: EndRecord; at: number } | undefined> {
+): Promise<{ record: EndRecord; at: number; shift: number } | undefined> {
   if (eocdPosition < 20) return undefined;
   const locator = await file.read(eocdPosition - 20, 20);
   if (u32(locator, 0) !== SIG_ZIP64_LOCATOR) return undefined;
-  const at = u64(locator, 8, "ZIP64 locator offset");
-  const fixed = at + 56 <= eocdPosition - 20 ? await file.read(at, 56) : new Uint8Array(0);
-  if (fixed.length < 56 || u32(fixed, 0) !== SIG_ZIP64_EOCD) {
-    throw new ZipError("bad ZIP64 end of central directory locator");
+  const said = u64(locator, 8, "ZIP64 locator offset");
+  // where the locator says, or (when a stub was prepended without adjusting offsets) right before the locator
+  for (const at of new Set([said, eocdPosition - 20 - 56])) {
+    const fixed = at >= 0 && at + 56 <= eocdPosition - 20 ? await file.read(at, 56) : new Uint8Array(0);
+    if (fixed.length < 56 || u32(fixed, 0) !== SIG_ZIP64_EOCD) continue;
+    const record = parseZip64Eocd(fixed);
+    if (at + record.length !== eocdPosition - 20) {
+      throw new ZipError("data between the ZIP64 end of central directory record and its locator");
+    }
+    return { record, at, shift: at - said };
   }
-  const record = parseZip64Eocd(fixed);
-  if (at + record.length !== eocdPosition - 20) {
-    throw new ZipError("data between the ZIP64 end of central directory record and its locator");
-  }
-  return { record, at };
+  throw new ZipError("bad ZIP64 end of central directory locator");
 }
 
 /** Reads all the central directory headers, checking their count; returns them in archive (offset) order. */
 async function readCentralDirectory(
   file: PositionedFile,
-  end: EndRecord & { cdEnd: number },
+  end: ArchiveEnd,
   budget: Budget,
 ): Promise<CentralEntry[]> {
   const cd = fileReader(file, end.cdOffset, end.cdEnd, budget.signal);
@@ -257,7 +299,9 @@ async function readCentralDirectory(
     if (await cd.signature() !== SIG_CENTRAL) {
       throw new ZipError(`bad central directory header at offset ${cd.position}`);
     }
-    centrals.push(await readCentralHeader(cd));
+    const central = await readCentralHeader(cd);
+    central.offset += end.shift;
+    centrals.push(central);
   }
   if (centrals.length !== end.entries) {
     throw new ZipError(
@@ -276,7 +320,9 @@ function checkCentralEntries(centrals: CentralEntry[], budget: Budget): Set<Cent
   const dirs = new Set<CentralEntry>();
   let declared = 0;
   for (const central of centrals) {
-    if (names.add(central.name)) dirs.add(central);
+    const path = withoutDotSegments(central.name);
+    // `./` is the archive's own folder: nothing to make
+    if ((path === "" && central.name !== "") || names.add(path)) dirs.add(central);
     checkMethodAndFlags(central.name, central.method, central.flags);
     checkFileType(central.name, central.externalAttributes);
     declared += central.size;
@@ -328,6 +374,7 @@ async function extractEntry(
     input,
     {
       name,
+      path: withoutDotSegments(name).replace(/\/$/, ""),
       method: central.method,
       compressedSize: central.compressedSize,
       declaredSize: central.size,

@@ -71,3 +71,12 @@ export function extraFields(extra: Uint8Array): Map<number, Uint8Array> {
   }
   return fields;
 }
+
+/** Where the 4-byte little-endian `signature` first occurs in `bytes` at or after `from`, or -1. */
+export function indexOfSignature(bytes: Uint8Array, signature: number, from = 0): number {
+  const first = signature & 0xff;
+  for (let i = bytes.indexOf(first, from); i >= 0 && i + 4 <= bytes.length; i = bytes.indexOf(first, i + 1)) {
+    if (u32(bytes, i) === signature) return i;
+  }
+  return -1;
+}

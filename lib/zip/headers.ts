@@ -16,6 +16,12 @@ import {
   FLAG_ENCRYPTED,
   FLAG_MASKED_HEADERS,
   FLAG_STRONG_ENCRYPTION,
+  indexOfSignature,
+  SIG_CENTRAL,
+  SIG_EOCD,
+  SIG_LOCAL,
+  SIG_ZIP64_EOCD,
+  SIG_ZIP64_LOCATOR,
   u16,
   U16_MAX,
   u32,
@@ -25,7 +31,6 @@ import {
 import { decodeName } from "./names.ts";
 
 const S_IFMT = 0o170000;
-const S_IFREG = 0o100000;
 const S_IFDIR = 0o040000;
 const S_IFLNK = 0o120000;
 
@@ -59,17 +64,19 @@ export function checkMethodAndFlags(name: string, method: number, flags: number)
 }
 
 /**
- * Checks the Unix file type in a central directory header's external attributes (high 16 bits): only
- * regular files and directories (or no type at all, as DOS/Windows writers leave it) are accepted.
+ * Checks the Unix file type in a central directory header's external attributes (high 16 bits). Symbolic
+ * links are refused, and a directory mode on a name without a trailing `/`. Any other type is extracted as a
+ * regular file holding the entry's data, as unzip does: `zip` reading its standard input records the pipe's
+ * mode (FIFO, `0o10600`) on what is an ordinary file, and a file with data is a file.
  */
 export function checkFileType(name: string, externalAttributes: number): void {
   const mode = externalAttributes >>> 16;
   const type = mode & S_IFMT;
   const isDir = name.endsWith("/");
-  if (type === 0 || type === S_IFREG || (type === S_IFDIR && isDir)) return;
   if (type === S_IFLNK) throw zipError(name, "symbolic link");
-  if (type === S_IFDIR) throw zipError(name, "file mode says directory but the name does not end with '/'");
-  throw zipError(name, `special file (mode 0o${mode.toString(8)})`);
+  if (type === S_IFDIR && !isDir) {
+    throw zipError(name, "file mode says directory but the name does not end with '/'");
+  }
 }
 
 /** A local file header, with its ZIP64 sizes applied. */
@@ -264,4 +271,19 @@ export function compareCentral(local: LocalHeader & BodyResult, central: Central
       `central directory disagrees with the local data (local vs central: ${differences.join(", ")})`,
     );
   }
+}
+
+/** Most bytes accepted after the end record (a newline, padding to a block). */
+export const MAX_TRAILING = 64 * 1024;
+
+/**
+ * Why bytes found after an archive's end record cannot be ignored, or `undefined` when they can: they hold a
+ * zip record signature, so another reader could see a second archive (or other entries) there.
+ */
+export function trailingDataProblem(trailing: Uint8Array): string | undefined {
+  for (const signature of [SIG_LOCAL, SIG_CENTRAL, SIG_EOCD, SIG_ZIP64_EOCD, SIG_ZIP64_LOCATOR]) {
+    const at = indexOfSignature(trailing, signature);
+    if (at >= 0) return `a zip record signature ${hex32(signature)} ${at} bytes after the end record`;
+  }
+  return undefined;
 }

@@ -11,7 +11,7 @@ import type { ByteReader } from "./byte_reader.ts";
 import { truncated, ZipError, zipError } from "./errors.ts";
 
 /** Output chunk size of the inflater. */
-const INFLATE_CHUNK = 256 * 1024;
+const INFLATE_CHUNK = 64 * 1024;
 
 /**
  * Inflates raw DEFLATE data read from a {@link ByteReader}, one output chunk per `next()` call.

@@ -7,10 +7,17 @@
  *
  * Both refuse, naming the entry: unsafe names (the rules of `relativePathProblem` in `storage.ts`, plus
  * lakerun's temporary names, and entries inside `.git`, `.hg` or `.svn` folders unless `allowVcsMetadata`), duplicate names (exact, or equal after Unicode NFC normalisation), a file whose
- * name is also a parent folder of another entry (`a` and `a/b`), symbolic links and other special files,
- * encrypted entries, compression methods other than STORED (0) and DEFLATE (8), CRC-32 or size mismatches,
- * and any disagreement between the local headers and the central directory (entries present in one but not
- * the other, other names, sizes, CRCs or methods, gaps or overlaps between entries, data after the end).
+ * name is also a parent folder of another entry (`a` and `a/b`), symbolic links, encrypted entries,
+ * compression methods other than STORED (0) and DEFLATE (8), CRC-32 or size mismatches, and any disagreement
+ * between the local headers and the central directory (entries present in one but not the other, other
+ * names, sizes, CRCs or methods, gaps or overlaps between entries, zip records after the end).
+ *
+ * Both accept what unzip accepts: `.` segments in names (`./a.csv` is `a.csv`), a FIFO or device mode on a
+ * file entry (a file with data is a file), up to 64 KiB of bytes holding no zip record after the end record
+ * (a newline, padding), and (the file API; streaming throws {@link ZipNeedsRandomAccess}) a self-extracting
+ * stub before the archive, with or without adjusted offsets. Directory entries are handed to the sink's
+ * optional `makeFolder`; small entries (up to 1 MiB) to its optional `writeEntryBytes`, inflated with one
+ * call. A sink's own failure is rethrown as a {@link ZipError} naming the entry.
  *
  * Entry names are UTF-8 when general-purpose flag bit 11 is set; otherwise the Info-ZIP Unicode Path extra
  * field (0x7075) is used when its CRC matches the raw name; else the raw bytes are read as UTF-8 when they
@@ -30,5 +37,6 @@
 export { extractZipFile } from "./file.ts";
 export { extractZipStream } from "./stream.ts";
 export { ZipError, ZipNeedsRandomAccess } from "./errors.ts";
+export { stagedWriteError } from "./entry_body.ts";
 export { VCS_FOLDERS, VCS_REFUSAL, vcsFolderOf } from "./names.ts";
 export type { ZipEntrySink, ZipLimits, ZipSummary } from "./types.ts";

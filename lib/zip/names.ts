@@ -142,3 +142,29 @@ export class NameRegistry {
     return isDir;
   }
 }
+
+/**
+ * An entry name without its `.` segments, as several zip libraries write names (`./data/a.csv`): they are
+ * safe once dropped, and unzip drops them too. `./` alone (the archive's own folder) becomes `""`. Nothing
+ * else changes: `..`, a leading `/` and empty segments are left for {@link NameRegistry} to refuse.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { withoutDotSegments } from "./names.ts";
+ *
+ * assert.equal(withoutDotSegments("./data/a.csv"), "data/a.csv");
+ * assert.equal(withoutDotSegments("./data/./2024/"), "data/2024/");
+ * assert.equal(withoutDotSegments("./"), "");
+ * assert.equal(withoutDotSegments("./../x"), "../x"); // still refused
+ * assert.equal(withoutDotSegments("/./etc/x"), "/etc/x"); // still absolute
+ * ```
+ */
+export function withoutDotSegments(name: string): string {
+  if (!name.startsWith("./") && !name.includes("/./") && name !== "." && !name.endsWith("/.")) return name;
+  const isDir = name.endsWith("/") || name.endsWith("/.") || name === ".";
+  const segments = name.split("/").filter((segment) => segment !== ".");
+  if (isDir && segments.at(-1) === "") segments.pop();
+  const path = segments.join("/");
+  return isDir && path !== "" ? `${path}/` : path;
+}

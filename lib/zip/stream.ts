@@ -14,6 +14,7 @@ import type { BodyPlan, BodyResult } from "./entry_body.ts";
 import { hex32, notZip, shown, truncated, ZipError, zipError, ZipNeedsRandomAccess } from "./errors.ts";
 import {
   FLAG_DESCRIPTOR,
+  indexOfSignature,
   SIG_CENTRAL,
   SIG_EOCD,
   SIG_LOCAL,
@@ -27,13 +28,15 @@ import {
   checkMethodAndFlags,
   compareCentral,
   endValues,
+  MAX_TRAILING,
   parseEocd,
   parseZip64Eocd,
   readCentralHeader,
   readLocalHeader,
+  trailingDataProblem,
 } from "./headers.ts";
 import type { EndRecord, LocalHeader } from "./headers.ts";
-import { NameRegistry } from "./names.ts";
+import { NameRegistry, withoutDotSegments } from "./names.ts";
 import type { ZipEntrySink, ZipLimits, ZipSummary } from "./types.ts";
 
 /**
@@ -113,13 +116,26 @@ async function extractFromStream(input: ByteReader, sink: ZipEntrySink, budget: 
   return { entries, bytes: budget.total, archiveBytes: input.position };
 }
 
-/** Fails unless the stream starts with a local header or (for an empty archive) the end record. */
+/** How far into a stream that does not start with a zip record a self-extracting stub's end is looked for. */
+const STUB_SCAN = 4 * 1024 * 1024;
+
+/**
+ * Fails unless the stream starts with a local header or (for an empty archive) the end record. A stream that
+ * has a local header signature within its first 4 MiB may be a self-extracting archive (a program, then the
+ * zip): {@link ZipNeedsRandomAccess}, since only the central directory tells where its entries are.
+ */
 async function refuseNonZip(input: ByteReader): Promise<void> {
   const first = await input.signature();
-  if (first !== SIG_LOCAL && first !== SIG_EOCD) {
-    const available = await input.fill(41);
-    throw notZip(input.peek(Math.min(available, 40)), available > 40);
+  if (first === SIG_LOCAL || first === SIG_EOCD) return;
+  const available = await input.fill(STUB_SCAN);
+  const head = input.peek(Math.min(available, STUB_SCAN));
+  const at = indexOfSignature(head, SIG_LOCAL);
+  if (at > 0) {
+    throw new ZipNeedsRandomAccess(
+      `${at} bytes before the first local header (a self-extracting archive?): its central directory says where the entries are`,
+    );
   }
+  throw notZip(head.subarray(0, 40), available > 40);
 }
 
 /**
@@ -137,8 +153,12 @@ async function extractLocalEntries(
   while (await input.signature() === SIG_LOCAL) {
     budget.checkAbort();
     const local = await readLocalHeader(input);
-    const isDir = names.add(local.name);
-    const result = await deliver(sink, input, streamedPlan(local), isDir, budget);
+    const path = withoutDotSegments(local.name);
+    // `./` is the archive's own folder: nothing to make
+    const isDir = path === "" && local.name !== "" ? true : names.add(path);
+    const plan = streamedPlan(local, path);
+    if (plan.declaredSize !== undefined) budget.declare(plan.declaredSize, local.name);
+    const result = await deliver(sink, input, plan, isDir, budget);
     extracted.set(local.offset, { ...local, ...result, matched: false });
     if (!isDir) entries++;
   }
@@ -156,7 +176,7 @@ async function extractLocalEntries(
  * What a local header tells about its entry's data, refusing unsupported entries and those that cannot be
  * delimited while streaming ({@link ZipNeedsRandomAccess}).
  */
-function streamedPlan(local: LocalHeader): BodyPlan {
+function streamedPlan(local: LocalHeader, path: string): BodyPlan {
   const { name, flags, method } = local;
   checkMethodAndFlags(name, method, flags);
   const descriptor = (flags & FLAG_DESCRIPTOR) !== 0;
@@ -166,6 +186,7 @@ function streamedPlan(local: LocalHeader): BodyPlan {
   }
   return {
     name,
+    path: path.endsWith("/") ? path.slice(0, -1) : path,
     method,
     compressedSize: descriptor ? undefined : local.compressedSize,
     declaredSize: descriptor ? undefined : local.size,
@@ -239,7 +260,23 @@ async function readEndRecords(
       `end of central directory record disagrees with the archive (says ${says}; found ${found})`,
     );
   }
-  if (await input.fill(1) > 0) throw new ZipError(`unexpected data after the end of the archive`);
+  await checkTrailingData(input);
+}
+
+/**
+ * Bytes after the end record: a newline or padding some tools add is accepted (unzip accepts it silently), up
+ * to 64 KiB of it; anything holding a zip record signature is refused, since another reader could take it for
+ * a second archive.
+ */
+async function checkTrailingData(input: ByteReader): Promise<void> {
+  const trailing = await input.fill(MAX_TRAILING + 1);
+  if (trailing === 0) return;
+  if (trailing > MAX_TRAILING) {
+    throw new ZipError(`unexpected data after the end of the archive (more than ${MAX_TRAILING} bytes)`);
+  }
+  const problem = trailingDataProblem(input.peek(trailing));
+  if (problem) throw new ZipError(`unexpected data after the end of the archive (${problem})`);
+  input.take(trailing);
 }
 
 /** Reads the ZIP64 end of central directory record and its locator, when the reader is at one. */

@@ -40,6 +40,17 @@ export interface ZipEntrySink {
     data: ReadableStream<Uint8Array>,
     info: { uncompressedSize?: number },
   ): Promise<void>;
+  /**
+   * Optional: called instead of {@link ZipEntrySink.writeEntry} for a small entry (at most 1 MiB) whose data
+   * is already inflated and verified (size, CRC-32), so that an archive of many small files costs no stream
+   * per file. Without it such entries go to `writeEntry` as a one-chunk stream.
+   */
+  writeEntryBytes?(path: string, data: Uint8Array): Promise<void>;
+  /**
+   * Optional: called for each directory entry (`dir/`), in archive order, with its validated path without the
+   * trailing `/`, so that empty folders are made too (as unzip makes them). Without it they are only validated.
+   */
+  makeFolder?(path: string): Promise<void>;
 }
 
 /**
@@ -56,7 +67,7 @@ export interface ZipEntrySink {
  * await writer.add("a.csv", new TextReader("a,b\n".repeat(1000))); // 4000 bytes
  * const zip = await writer.close();
  *
- * const limits: ZipLimits = { maxBytes: 1000, maxRatio: 100, archiveSize: zip.size };
+ * const limits: ZipLimits = { maxBytes: 1000, archiveSize: zip.size };
  * const sink = {
  *   writeEntry: (_path: string, data: ReadableStream<Uint8Array>) => data.pipeTo(new WritableStream()),
  * };
@@ -70,14 +81,16 @@ export interface ZipLimits {
   /** Fail once total inflated bytes exceed this. Default: Infinity */
   maxBytes?: number;
   /**
-   * Fail once total inflated bytes exceed maxRatio × archive size. Default 200.
+   * Fail once total inflated bytes exceed maxRatio × archive size, and {@link ZipLimits.ratioFloor}. Default 200.
    *
-   * The archive size is the largest of `archiveSize`, the archive bytes received so far (the file size for
-   * {@link extractZipFile}) and 64 KiB. The 64 KiB floor keeps tiny archives of very compressible small files
-   * from being refused for ratios that are normal at that size, while a bomb streamed without a known size is
-   * still stopped early: with the defaults, after 12.5 MiB of output if it has sent less than 64 KiB.
+   * The archive size is the larger of `archiveSize` and the archive bytes received so far (the file size for
+   * {@link extractZipFile}). Real data can compress far better than 200× (a CSV of mostly empty columns), so
+   * the ratio only applies past the floor; a bomb is stopped by `maxBytes` (callers tie it to the free disk
+   * space) below it, and by the ratio above it.
    */
   maxRatio?: number;
+  /** Inflated bytes up to which `maxRatio` is not applied. Default 1 GiB. */
+  ratioFloor?: number;
   /** Known total archive size (e.g. Content-Length), used for the ratio. */
   archiveSize?: number;
   /** Aborts the extraction, which then rejects with `signal.reason`. */
@@ -121,4 +134,9 @@ export interface ZipSummary {
   bytes: number;
   /** Size of the archive. */
   archiveBytes: number;
+  /**
+   * What was accepted but is unusual, where unzip warns too (e.g. a self-extracting stub whose entry offsets
+   * had to be corrected); absent when there is nothing to say.
+   */
+  warnings?: string[];
 }

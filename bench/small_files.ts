@@ -1,0 +1,230 @@
+/**
+ * Many small files, side by side in one run: StagingExecutor (`transfer` + `post_staging`, archiving) on a
+ * folder of small files vs `cp -r` and vs `cp -r` plus `sha256sum` of both trees (what "copy, then verify"
+ * costs with the standard tools), and DownloaderExecutor extracting zips of many small entries, served on
+ * loopback, vs `unzip` of the same file on disk (and `curl` + `unzip`). Every lakerun run is
+ * `deno run -A main.ts run routine.json`, as a user runs it (no V8 flag). Variants alternate within each
+ * run, `sync` before each; the table gives medians and ranges (min–max) of wall time, and the load average.
+ *
+ * Usage: deno run -A bench/small_files.ts [--staging 5000,50000] [--zips 20000,70000] [--runs 3]
+ * Data (made once under bench/data/): trees of CSV-like files of 200–2,000 bytes in nested folders
+ * (years/months/days), a Python zipfile of N entries of ~1 KB (deflated), and for 70,000 entries a Zip64
+ * archive of ~100-byte entries (more than 65,535 entries: Zip64 end records), as in the issue.
+ *
+ * @module
+ */
+import { parseArgs } from "node:util";
+import { join } from "node:path";
+
+const { values } = parseArgs({
+  options: {
+    staging: { type: "string", default: "5000,50000" },
+    zips: { type: "string", default: "20000,70000" },
+    runs: { type: "string", default: "3" },
+  },
+});
+const stagingSizes = values.staging ? values.staging.split(",").filter(Boolean).map(Number) : [];
+const zipSizes = values.zips ? values.zips.split(",").filter(Boolean).map(Number) : [];
+const runs = Number(values.runs);
+const root = new URL("../", import.meta.url).pathname;
+const data = join(root, "bench/data");
+await Deno.mkdir(data, { recursive: true });
+const lakerun =
+  `${Deno.execPath()} run -A --quiet --config ${root}/deno.json ${root}/main.ts run routine.json`;
+
+/** Runs `command` under GNU time in `cwd`: wall seconds and peak RSS. */
+async function sh(command: string, cwd: string): Promise<{ seconds: number; maxRssKiB: number }> {
+  const output = await new Deno.Command("/usr/bin/time", {
+    args: ["-f", "%e %M", "bash", "-c", command],
+    cwd,
+    stdout: "null",
+    stderr: "piped",
+  }).output();
+  const stderr = new TextDecoder().decode(output.stderr).trim().split("\n");
+  if (!output.success) throw new Error(`failed: ${command}\n${stderr.join("\n")}`);
+  const [seconds, rss] = stderr.at(-1)!.split(" ").map(Number);
+  return { seconds, maxRssKiB: rss };
+}
+
+/** Runs `command` untimed, failing with its output. */
+async function run(command: string, cwd: string): Promise<void> {
+  const output = await new Deno.Command("bash", { args: ["-c", command], cwd, stderr: "piped" }).output();
+  if (!output.success) throw new Error(`failed: ${command}\n${new TextDecoder().decode(output.stderr)}`);
+}
+
+const exists = (path: string) => Deno.stat(path).then(() => true, () => false);
+
+/** A tree of `n` small CSV-like files in nested folders (made once). */
+async function ensureTree(n: number): Promise<string> {
+  const tree = join(data, `small-tree-${n}`);
+  if (await exists(tree)) return tree;
+  console.error(`generating ${tree} …`);
+  await run(
+    `python3 - <<'EOF'
+import os, random
+random.seed(${n})
+for i in range(${n}):
+    d = os.path.join("${tree}.part", "y%d" % (i % 5), "m%02d" % (i // 5 % 12), "d%02d" % (i // 60 % 28))
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, "f%06d.csv" % i), "w") as f:
+        f.write("".join(random.choice("0123456789,") for _ in range(random.randint(200, 2000))) + "\\n")
+EOF
+mv ${tree}.part ${tree}`,
+    data,
+  );
+  return tree;
+}
+
+/** A Python zipfile of `n` small deflated entries (made once): ~1 KB each, ~100 bytes past 65,535 entries. */
+async function ensureZip(n: number): Promise<string> {
+  const zip = join(data, `small-${n}.zip`);
+  if (await exists(zip)) return zip;
+  console.error(`generating ${zip} …`);
+  await run(
+    `python3 - <<'EOF'
+import random, zipfile
+random.seed(${n})
+with zipfile.ZipFile("${zip}.part", "w", zipfile.ZIP_DEFLATED) as z:
+    for i in range(${n}):
+        size = 1000 if ${n} <= 65535 else 100
+        z.writestr("d%03d/f%06d.csv" % (i // 1000, i), "".join(random.choice("0123456789,") for _ in range(size)) + "\\n")
+EOF
+mv ${zip}.part ${zip}`,
+    data,
+  );
+  return zip;
+}
+
+type Sample = { seconds: number; maxRssKiB: number };
+const median = (xs: number[]) => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)];
+const cell = (samples: Sample[]) => {
+  const s = samples.map((r) => r.seconds);
+  return `${median(s).toFixed(2)} s (${Math.min(...s).toFixed(2)}–${Math.max(...s).toFixed(2)})`;
+};
+const load = async () => (await Deno.readTextFile("/proc/loadavg")).split(" ").slice(0, 3).join(" ");
+
+const work = await Deno.makeTempDir({ prefix: "lakerun-bench-small-", dir: data });
+const lines: string[] = [];
+try {
+  if (stagingSizes.length) {
+    lines.push(
+      `Staging small files (transfer + post_staging with archive), median (min–max) of ${runs} runs; load average before each size:`,
+      "",
+      "| files | lakerun | cp -r | cp -r + sha256sum of both trees | lakerun ÷ (cp -r + sha256sum) | load |",
+      "| --- | --- | --- | --- | --- | --- |",
+    );
+    await Deno.writeTextFile(
+      join(work, "routine.json"),
+      JSON.stringify({
+        routine_name: "bench_staging",
+        executors: {
+          StagingExecutor: {
+            params: { parent_directory: "landing", dump_directory: "staging", archive_directory: "archive" },
+            tasks: ["transfer", "post_staging"],
+          },
+        },
+      }),
+    );
+    for (const n of stagingSizes) {
+      const tree = await ensureTree(n);
+      const before = await load();
+      const samples: Record<string, Sample[]> = { lakerun: [], cp: [], cpSha: [] };
+      const sums = "find . -type f -print0 | sort -z | xargs -0 sha256sum > /dev/null";
+      for (let r = 0; r < runs; r++) {
+        await run("rm -rf landing staging archive .lakerun cp-out", work);
+        await run(`cp -r ${tree} landing && sync`, work);
+        samples.lakerun.push(await sh(lakerun, work));
+        await run("rm -rf cp-out && sync", work);
+        samples.cp.push(await sh(`cp -r ${tree} cp-out`, work));
+        await run("rm -rf cp-out && sync", work);
+        samples.cpSha.push(
+          await sh(`cp -r ${tree} cp-out && (cd ${tree} && ${sums}) && (cd cp-out && ${sums})`, work),
+        );
+        console.error(
+          `staging ${n} run ${r + 1}: ${JSON.stringify(Object.values(samples).map((s) => s.at(-1)))}`,
+        );
+      }
+      // lakerun's staged and archived trees must be the source's
+      await run(`diff -r ${tree} staging && diff -r ${tree} archive`, work);
+      const ratio = median(samples.lakerun.map((s) => s.seconds)) /
+        median(samples.cpSha.map((s) => s.seconds));
+      lines.push(
+        `| ${n.toLocaleString("en")} | ${cell(samples.lakerun)} | ${cell(samples.cp)} | ${
+          cell(samples.cpSha)
+        } | ${ratio.toFixed(2)}× | ${before} |`,
+      );
+    }
+    lines.push("");
+  }
+
+  if (zipSizes.length) {
+    const server = new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", join(root, "bench/serve_files.ts"), data],
+      stdout: "piped",
+    }).spawn();
+    const reader = server.stdout.getReader();
+    const port = Number(new TextDecoder().decode((await reader.read()).value).trim());
+    reader.releaseLock();
+    try {
+      lines.push(
+        `Zips of many small entries, served on loopback (bench/serve_files.ts), median (min–max) of ${runs} runs:`,
+        "",
+        "| archive | lakerun (plain `deno run`) | peak RSS | unzip (file on disk) | curl + unzip | lakerun ÷ unzip | load |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+      );
+      for (const n of zipSizes) {
+        const zip = await ensureZip(n);
+        const name = zip.split("/").at(-1)!;
+        const url = `http://127.0.0.1:${port}/${name}`;
+        await Deno.writeTextFile(
+          join(work, "routine.json"),
+          JSON.stringify({
+            routine_name: "bench_unzip",
+            executors: {
+              DownloaderExecutor: {
+                params: { requests_arguments: { url }, landing_directory: "out-lakerun", unzip: "unzip" },
+                tasks: ["download"],
+              },
+            },
+          }),
+        );
+        const before = await load();
+        const samples: Record<string, Sample[]> = { lakerun: [], unzip: [], curl: [] };
+        for (let r = 0; r < runs; r++) {
+          await run("rm -rf out-lakerun .lakerun && sync", work);
+          samples.lakerun.push(await sh(lakerun, work));
+          await run("rm -rf out-unzip && sync", work);
+          samples.unzip.push(await sh(`unzip -q -o ${zip} -d out-unzip`, work));
+          await run("rm -rf out-curl x.zip && sync", work);
+          samples.curl.push(await sh(`curl -sS -o x.zip ${url} && unzip -q -o x.zip -d out-curl`, work));
+          console.error(
+            `zip ${n} run ${r + 1}: ${JSON.stringify(Object.values(samples).map((s) => s.at(-1)))}`,
+          );
+        }
+        await run("diff -r out-unzip out-lakerun", work);
+        const ratio = median(samples.lakerun.map((s) => s.seconds)) /
+          median(samples.unzip.map((s) => s.seconds));
+        const size = ((await Deno.stat(zip)).size / 1e6).toFixed(1);
+        lines.push(
+          `| ${n.toLocaleString("en")} entries (${size} MB) | ${cell(samples.lakerun)} | ${
+            (median(samples.lakerun.map((s) => s.maxRssKiB)) / 1024).toFixed(0)
+          } MiB | ${cell(samples.unzip)} | ${cell(samples.curl)} | ${ratio.toFixed(2)}× | ${before} |`,
+        );
+      }
+    } finally {
+      server.kill("SIGTERM");
+      await server.status;
+    }
+  }
+} finally {
+  await Deno.remove(work, { recursive: true });
+}
+console.log(
+  [
+    `Deno ${Deno.version.deno}, ${navigator.hardwareConcurrency} cores, ${
+      new Date().toISOString().slice(0, 10)
+    }.`,
+    "",
+    ...lines,
+  ].join("\n"),
+);

@@ -1,0 +1,306 @@
+/**
+ * Archives made by the tools data providers use, downloaded and extracted by lakerun's DownloaderExecutor as a
+ * user runs it (a routine whose step Worker fetches from a plain Python `http.server` on loopback), and
+ * compared byte for byte with what Info-ZIP `unzip` makes of the same file, folders included. Where unzip and
+ * lakerun refuse (or cannot write) an entry, the test asserts lakerun's message instead.
+ *
+ * Fixtures are made at test time by the same tools: Info-ZIP `zip` (reading files, and reading its standard
+ * input), `unzipsfx` for self-extracting archives, and Python's `zipfile`.
+ *
+ * Run: deno test -A tests/archives_interop_test.ts (needs zip, unzip, unzipsfx and python3 on PATH)
+ */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { runRoutineJson } from "./support/lakerun.ts";
+import { sha256 } from "./support/zip_fixtures.ts";
+
+const TOOLS = ["zip", "unzip", "unzipsfx", "python3"];
+const missing = TOOLS.filter((tool) =>
+  !new Deno.Command("sh", { args: ["-c", `command -v ${tool}`], stdout: "null" }).outputSync().success
+);
+const ignore = missing.length > 0;
+if (ignore) console.error(`archives_interop_test: skipped, missing ${missing.join(", ")}`);
+
+/** Runs a shell command in `cwd`, failing with its output. */
+async function sh(command: string, cwd: string): Promise<{ code: number; stdout: string; stderr: string }> {
+  const output = await new Deno.Command("bash", {
+    args: ["-c", command],
+    cwd,
+    stdout: "piped",
+    stderr: "piped",
+  })
+    .output();
+  const decoder = new TextDecoder();
+  return { code: output.code, stdout: decoder.decode(output.stdout), stderr: decoder.decode(output.stderr) };
+}
+
+/** Every file (sha256) and folder (`<folder>`) under `dir`, by relative path; `{}` when it does not exist. */
+async function treeWithFolders(dir: string): Promise<Record<string, string>> {
+  const out: Record<string, string> = {};
+  const walk = async (path: string, prefix: string) => {
+    for await (const entry of Deno.readDir(path)) {
+      const full = join(path, entry.name);
+      if (entry.isDirectory) {
+        out[`${prefix}${entry.name}/`] = "<folder>";
+        await walk(full, `${prefix}${entry.name}/`);
+      } else out[prefix + entry.name] = sha256(await Deno.readFile(full));
+    }
+  };
+  await walk(dir, "").catch((error) => {
+    if (!(error instanceof Deno.errors.NotFound)) throw error;
+  });
+  return Object.fromEntries(Object.entries(out).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
+}
+
+/** A folder of fixtures served by `python3 -m http.server` on loopback, as the issue's user served them. */
+async function pythonServer(dir: string): Promise<{ url(name: string): string } & AsyncDisposable> {
+  const child = new Deno.Command("python3", {
+    args: ["-u", "-m", "http.server", "0", "--bind", "127.0.0.1", "--directory", dir],
+    stdout: "piped",
+    stderr: "null",
+  }).spawn();
+  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  let text = "";
+  while (!/port (\d+)/.test(text)) {
+    const { done, value } = await reader.read();
+    if (done) throw new Error(`python3 -m http.server did not start: ${text}`);
+    text += value;
+  }
+  const port = Number(/port (\d+)/.exec(text)![1]);
+  const drain = (async () => {
+    while (!(await reader.read()).done);
+  })();
+  return {
+    url: (name) => `http://127.0.0.1:${port}/${name}`,
+    async [Symbol.asyncDispose]() {
+      child.kill("SIGTERM");
+      await child.status;
+      await drain.catch(() => {});
+    },
+  };
+}
+
+/** What lakerun and unzip made of one archive. */
+interface Extracted {
+  lakerun: Record<string, string>;
+  unzip: Record<string, string>;
+  unzipCode: number;
+  error?: Error;
+  lines: string[];
+}
+
+/**
+ * Makes the fixtures with `make` (a bash script run in a fresh folder), then, for each archive `name`,
+ * extracts it with `unzip` and downloads it with lakerun (unzip: "unzip") from a Python http.server.
+ */
+async function extractBoth(make: string, names: string[]): Promise<Record<string, Extracted>> {
+  const dir = await Deno.makeTempDir({ prefix: "lakerun-interop-" });
+  try {
+    const made = await sh(`set -e\n${make}`, dir);
+    assert.equal(made.code, 0, `making the fixtures failed: ${made.stderr}`);
+    await using server = await pythonServer(dir);
+    const results: Record<string, Extracted> = {};
+    for (const name of names) {
+      const unzipped = await sh(`unzip -q -o '${name}' -d 'unzip-${name}'`, dir);
+      const landing = `lakerun-${name}`;
+      const { error, lines } = await runRoutineJson({
+        routine_name: "interop",
+        executors: {
+          DownloaderExecutor: {
+            params: {
+              requests_arguments: { url: server.url(name) },
+              landing_directory: landing,
+              unzip: "unzip",
+            },
+            tasks: ["download"],
+          },
+        },
+      }, { cwd: dir });
+      results[name] = {
+        lakerun: await treeWithFolders(join(dir, landing)),
+        unzip: await treeWithFolders(join(dir, `unzip-${name}`)),
+        unzipCode: unzipped.code,
+        error,
+        lines,
+      };
+    }
+    return results;
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+/** Asserts that lakerun succeeded and made exactly unzip's tree (which must not be empty). */
+function assertSameAsUnzip(result: Extracted, name: string) {
+  assert.equal(result.error, undefined, `${name}: ${result.lines.join("\n")}`);
+  assert.ok(Object.keys(result.unzip).length > 0, `${name}: unzip extracted nothing`);
+  assert.deepEqual(result.lakerun, result.unzip, name);
+}
+
+Deno.test({
+  name:
+    "`zip` reading its standard input (FIFO mode bits, to a file and to a pipe): a file, as unzip makes it",
+  ignore,
+  fn: async () => {
+    const results = await extractBoth(
+      [
+        "printf 'a,b\\n1,2\\n' | zip -q stdin.zip -",
+        "seq 1 200000 | zip -q stdin-big.zip -",
+        "seq 1 200000 | zip -q - - > piped.zip", // not seekable: sizes after the data
+      ].join("\n"),
+      ["stdin.zip", "stdin-big.zip", "piped.zip"],
+    );
+    for (const [name, result] of Object.entries(results)) {
+      assertSameAsUnzip(result, name);
+      assert.deepEqual(Object.keys(result.lakerun), ["-"], name);
+    }
+  },
+});
+
+Deno.test({
+  name: "folders: explicit directory entries, empty ones included, are made as unzip makes them",
+  ignore,
+  fn: async () => {
+    const results = await extractBoth(
+      [
+        "mkdir -p tree/a/empty tree/b/c/deeper tree/d && echo x > tree/b/x.csv && echo y > tree/d/y.csv",
+        "zip -qr info-zip.zip tree",
+        `python3 -c "
+import zipfile
+with zipfile.ZipFile('python.zip', 'w') as z:
+    z.mkdir('empty')
+    z.mkdir('data/2024/q1')
+    z.writestr('data/2024/a.csv', 'a,b\\\\n')
+"`,
+      ].join("\n"),
+      ["info-zip.zip", "python.zip"],
+    );
+    assertSameAsUnzip(results["info-zip.zip"], "info-zip.zip");
+    assert.equal(results["info-zip.zip"].lakerun["tree/a/empty/"], "<folder>");
+    assert.equal(results["info-zip.zip"].lakerun["tree/b/c/deeper/"], "<folder>");
+    assertSameAsUnzip(results["python.zip"], "python.zip");
+    assert.equal(results["python.zip"].lakerun["empty/"], "<folder>");
+    assert.equal(results["python.zip"].lakerun["data/2024/q1/"], "<folder>");
+  },
+});
+
+Deno.test({
+  name:
+    "self-extracting archives (with and without zip -A) and trailing bytes: extracted, warned where unzip warns",
+  ignore,
+  fn: async () => {
+    const results = await extractBoth(
+      [
+        "mkdir -p t/sub && seq 1 50000 > t/sub/n.csv && echo hi > t/hi.txt",
+        "zip -qr plain.zip t",
+        'cat "$(command -v unzipsfx)" plain.zip > sfx.zip',
+        "cp sfx.zip sfx-adjusted.zip && zip -qA sfx-adjusted.zip",
+        "cp plain.zip newline.zip && printf '\\n' >> newline.zip",
+        "cp plain.zip padded.zip && head -c 4096 /dev/zero >> padded.zip",
+        "cp plain.zip appended.zip && cat plain.zip >> appended.zip",
+      ].join("\n"),
+      ["sfx.zip", "sfx-adjusted.zip", "newline.zip", "padded.zip", "appended.zip"],
+    );
+    for (const name of ["sfx.zip", "sfx-adjusted.zip", "newline.zip", "padded.zip"]) {
+      assertSameAsUnzip(results[name], name);
+      const warned = results[name].lines.some((line) =>
+        /warning: \d+ extra bytes at the beginning/.test(line)
+      );
+      // unzip warns (and exits 1) for the stub whose offsets it has to correct, and only there
+      assert.equal(warned, name === "sfx.zip", `${name}: ${results[name].lines.join("\n")}`);
+      assert.equal(results[name].unzipCode, name === "sfx.zip" ? 1 : 0, name);
+    }
+    assert.ok(results["sfx.zip"].lines.some((line) => line.includes("downloading it first")));
+    // an archive followed by another: a reader that starts from the end would see other entries
+    assert.match(
+      results["appended.zip"].error?.message ?? "",
+      /unexpected data after the end of the archive|not in the central/,
+    );
+    assert.deepEqual(results["appended.zip"].lakerun, {});
+  },
+});
+
+Deno.test({
+  name:
+    "names: './' prefixes (Python zipfile) are normalised as unzip does; '..' and absolute names stay refused",
+  ignore,
+  fn: async () => {
+    const results = await extractBoth(
+      `python3 -c "
+import zipfile
+with zipfile.ZipFile('dot.zip', 'w') as z:
+    z.writestr('./a.csv', 'a\\\\n')
+    z.writestr('./d/./b.csv', 'b\\\\n')
+    z.mkdir('./e')
+with zipfile.ZipFile('parent.zip', 'w') as z:
+    z.writestr('ok.csv', 'ok')
+    z.writestr('../evil.csv', 'x')
+with zipfile.ZipFile('absolute.zip', 'w') as z:
+    z.writestr(zipfile.ZipInfo('/etc/evil.csv'), 'y')
+"`,
+      ["dot.zip", "parent.zip", "absolute.zip"],
+    );
+    assertSameAsUnzip(results["dot.zip"], "dot.zip");
+    assert.deepEqual(Object.keys(results["dot.zip"].lakerun), ["a.csv", "d/", "d/b.csv", "e/"]);
+    assert.match(results["parent.zip"].error?.message ?? "", /zip entry '\.\.\/evil\.csv': '\.\.' segment/);
+    assert.match(results["absolute.zip"].error?.message ?? "", /zip entry '\/etc\/evil\.csv': absolute path/);
+    assert.deepEqual(results["parent.zip"].lakerun, {});
+    assert.deepEqual(results["absolute.zip"].lakerun, {});
+  },
+});
+
+Deno.test({
+  name: "a sparse CSV that deflates far better than 200:1 lands by default, as unzip extracts it",
+  ignore,
+  fn: async () => {
+    const results = await extractBoth(
+      `python3 -c "
+import zipfile
+row = ',' * 60 + '\\\\n'
+rows = ''.join(row if i % 5000 else '%d,x%s' % (i, row) for i in range(600000))
+with zipfile.ZipFile('sparse.zip', 'w', zipfile.ZIP_DEFLATED, compresslevel=9) as z:
+    z.writestr('survey/sparse.csv', rows)
+"`,
+      ["sparse.zip"],
+    );
+    assertSameAsUnzip(results["sparse.zip"], "sparse.zip");
+  },
+});
+
+Deno.test({
+  name: "an entry name longer than the file system allows fails naming the entry, and lands nothing",
+  ignore,
+  fn: async () => {
+    const results = await extractBoth(
+      `python3 -c "
+import zipfile
+with zipfile.ZipFile('long.zip', 'w') as z:
+    z.writestr('ok.csv', 'ok')
+    z.writestr('d/' + 'x' * 300 + '.csv', 'a\\\\n')
+"`,
+      ["long.zip"],
+    );
+    const { error, lakerun, unzipCode } = results["long.zip"];
+    assert.notEqual(unzipCode, 0, "unzip cannot create it either");
+    assert.match(error?.message ?? "", /zip entry 'd\/x{100,}…': File name too long \(os error 36\)/);
+    assert.deepEqual(lakerun, {});
+  },
+});
+
+Deno.test({
+  name: "a Zip64 archive of 66,000 small entries (Python zipfile) matches unzip's tree",
+  ignore,
+  fn: async () => {
+    const results = await extractBoth(
+      `python3 -c "
+import zipfile
+with zipfile.ZipFile('many.zip', 'w', zipfile.ZIP_DEFLATED) as z:
+    for i in range(66000):
+        z.writestr('d%02d/f%05d.txt' % (i // 1000, i), 'row,%d\\\\n' % i * 5)
+"`,
+      ["many.zip"],
+    );
+    assertSameAsUnzip(results["many.zip"], "many.zip");
+    assert.equal(Object.keys(results["many.zip"].lakerun).length, 66000 + 66);
+  },
+});
