@@ -450,10 +450,11 @@ s3Test(
       ACTIONS_ID_TOKEN_REQUEST_URL: `${github.origin}/token?api-version=2.0`,
       ACTIONS_ID_TOKEN_REQUEST_TOKEN: "actions-request-token",
     };
-    const saved = Object.fromEntries(Object.keys(env).map((k) => [k, Deno.env.get(k)]));
-    try {
-      for (const [k, v] of Object.entries(env)) v === undefined ? Deno.env.delete(k) : Deno.env.set(k, v);
-      const { error, lines } = await runRoutineJson({
+    // a lakerun process of its own: the test process's environment (shared by every test file running in
+    // parallel) is never changed; an empty value is an unset one for the SDK and for lakerun
+    await Deno.writeTextFile(
+      join(dir.path, "oidc.json"),
+      JSON.stringify({
         routine_name: "oidc",
         s3: { region: "eu-west-1" },
         executors: {
@@ -463,18 +464,22 @@ s3Test(
             tasks: ["credentials"],
           },
         },
-      }, { cwd: dir.path, executorDirs: [dir.path] });
-      assert.equal(error, undefined, lines.join("\n"));
-      assert.ok(lines.some((l) => l.includes("credentials for ASIAFROMSTS")), lines.join("\n"));
-      assert.equal(seen.token, "bearer actions-request-token");
-      assert.equal(seen.audience, "sts.amazonaws.com");
-      const form = new URLSearchParams(seen.sts);
-      assert.equal(form.get("Action"), "AssumeRoleWithWebIdentity");
-      assert.equal(form.get("WebIdentityToken"), "github-oidc-jwt");
-      assert.equal(form.get("RoleArn"), env.AWS_ROLE_ARN);
-    } finally {
-      for (const [k, v] of Object.entries(saved)) v === undefined ? Deno.env.delete(k) : Deno.env.set(k, v);
-    }
+      }),
+    );
+    const childEnv = Object.fromEntries(Object.entries(env).map(([k, v]) => [k, v ?? ""]));
+    const result = await lakerun(["run", "--executors", dir.path, "oidc.json"], {
+      cwd: dir.path,
+      env: childEnv,
+    });
+    const lines = `${result.stdout}\n${result.stderr}`.split("\n");
+    assert.equal(result.code, 0, lines.join("\n"));
+    assert.ok(lines.some((l) => l.includes("credentials for ASIAFROMSTS")), lines.join("\n"));
+    assert.equal(seen.token, "bearer actions-request-token");
+    assert.equal(seen.audience, "sts.amazonaws.com");
+    const form = new URLSearchParams(seen.sts);
+    assert.equal(form.get("Action"), "AssumeRoleWithWebIdentity");
+    assert.equal(form.get("WebIdentityToken"), "github-oidc-jwt");
+    assert.equal(form.get("RoleArn"), env.AWS_ROLE_ARN);
   },
 );
 

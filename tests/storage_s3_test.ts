@@ -19,6 +19,7 @@ import {
   UploadPartCommand,
 } from "@aws-sdk/client-s3";
 import { closeS3Clients, createS3Client as clientFor, explainS3Error } from "../lib/aws/s3/client.ts";
+import type { AwsCredentials } from "../lib/aws/credentials.ts";
 import { IMDS_HOST, resolveS3Config, S3_ENV_VARS, s3Scope } from "../lib/aws/s3/scope.ts";
 import { LocalStorage } from "../lib/storage/local.ts";
 import {
@@ -438,43 +439,31 @@ s3Test(
     });
     await assert.rejects(Array.fromAsync(unknown.list()), /the access key ID is not known at http/);
 
-    // no credentials anywhere: environment cleared, shared files absent
+    // no credentials anywhere: shared files absent (the provider reads the files named here; the test
+    // process's environment, shared by every test file running in parallel, is never changed)
     await using dir = await tempDir();
-    const saved = Object.fromEntries(
-      [
-        "AWS_ACCESS_KEY_ID",
-        "AWS_SECRET_ACCESS_KEY",
-        "AWS_SESSION_TOKEN",
-        "AWS_PROFILE",
-        "AWS_CONFIG_FILE",
-        "AWS_SHARED_CREDENTIALS_FILE",
-      ]
-        .map((k) => [k, Deno.env.get(k)]),
+    const { fromIni } = await import("@aws-sdk/credential-providers");
+    const files = (credentials: string) => ({
+      filepath: join(dir.path, credentials),
+      configFilepath: join(dir.path, "config"),
+    });
+    const withProvider = (provider: unknown) => clientFor(config, provider as AwsCredentials);
+    const anonymous = openS3Location(storage.url, settings, {
+      client: withProvider(fromIni({ ...files("credentials"), profile: "default" })),
+    });
+    await assert.rejects(
+      Array.fromAsync(anonymous.list()),
+      /no AWS credentials for s3:\/\/storage-s3-.*: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE/,
     );
-    try {
-      for (
-        const k of ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"]
-      ) Deno.env.delete(k);
-      Deno.env.set("AWS_CONFIG_FILE", join(dir.path, "config"));
-      Deno.env.set("AWS_SHARED_CREDENTIALS_FILE", join(dir.path, "credentials"));
-      const anonymous = openS3Location(storage.url, settings, { client: clientFor(config) });
-      await assert.rejects(
-        Array.fromAsync(anonymous.list()),
-        /no AWS credentials for s3:\/\/storage-s3-.*: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE/,
-      );
-      // the same credentials in a named profile of a shared credentials file work (another file name: the
-      // SDK caches the files it has read)
-      Deno.env.set("AWS_SHARED_CREDENTIALS_FILE", join(dir.path, "credentials-2"));
-      await Deno.writeTextFile(
-        join(dir.path, "credentials-2"),
-        `[lakerun-test]\naws_access_key_id = ${server.accessKeyId}\naws_secret_access_key = ${server.secretAccessKey}\n`,
-      );
-      Deno.env.set("AWS_PROFILE", "lakerun-test");
-      const profiled = openS3Location(storage.url, settings, { client: clientFor(config) });
-      assert.deepEqual(await treeOf(profiled), digests({ "a.csv": "a" }));
-    } finally {
-      for (const [k, v] of Object.entries(saved)) v === undefined ? Deno.env.delete(k) : Deno.env.set(k, v);
-    }
+    // the same credentials in a named profile of a shared credentials file work
+    await Deno.writeTextFile(
+      join(dir.path, "credentials-2"),
+      `[lakerun-test]\naws_access_key_id = ${server.accessKeyId}\naws_secret_access_key = ${server.secretAccessKey}\n`,
+    );
+    const profiled = openS3Location(storage.url, settings, {
+      client: withProvider(fromIni({ ...files("credentials-2"), profile: "lakerun-test" })),
+    });
+    assert.deepEqual(await treeOf(profiled), digests({ "a.csv": "a" }));
   },
 );
 
