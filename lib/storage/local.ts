@@ -511,8 +511,11 @@ export class LocalStorage implements Storage {
   /** Creates the folders above `path`, refusing to go through a symbolic link. */
   #makeParents(path: string): void {
     const segments = checkRelativePath(path).split("/").slice(0, -1);
-    if (lstatOrNothing(this.root) === undefined) Deno.mkdirSync(this.root, { recursive: true });
-    this.#refuseLink(this.root, "the folder itself");
+    const root = lstatOrNothing(this.root);
+    if (root === undefined) Deno.mkdirSync(this.root, { recursive: true });
+    else if (root.isSymlink) {
+      throw new Error(`refusing to use symbolic link ${this.root} (the folder itself)`);
+    }
     let current = this.root;
     for (const segment of segments) {
       current = join(current, segment);

@@ -325,6 +325,9 @@ async function readWhole(
   budget: Budget,
 ): Promise<{ data: Uint8Array; result: BodyResult } | undefined> {
   const { name, compressedSize, declaredSize } = plan;
+  if (compressedSize === undefined && plan.descriptor && plan.method === 8) {
+    return await readWholeBeforeDescriptor(input, plan, budget);
+  }
   if (compressedSize === undefined || declaredSize === undefined) return undefined;
   if (compressedSize > SMALL_ENTRY || declaredSize > SMALL_ENTRY) return undefined;
   budget.checkAbort();
@@ -371,5 +374,45 @@ async function readWhole(
     );
   }
   if (plan.descriptor) await readDescriptor(input, name, actual, plan.zip64);
+  return { data, result: actual };
+}
+
+/**
+ * A deflated entry whose sizes only follow its data (a data descriptor, as streaming writers make): when its
+ * whole deflate stream is among the next 1 MiB of the archive and inflates to at most 1 MiB, it is inflated
+ * with one call (zlib says where the stream ended), then checked against its descriptor. Otherwise, or when
+ * zlib fails, nothing is consumed and the entry is streamed, which reports any real error.
+ */
+async function readWholeBeforeDescriptor(
+  input: ByteReader,
+  plan: BodyPlan,
+  budget: Budget,
+): Promise<{ data: Uint8Array; result: BodyResult } | undefined> {
+  budget.checkAbort();
+  let inflated: { buffer: Uint8Array; engine: { bytesWritten: number } } | undefined;
+  // windows that grow only while the deflate stream goes on past them: a small entry costs a small copy
+  for (const size of [4 * 1024, 32 * 1024, 256 * 1024, SMALL_ENTRY]) {
+    const available = await input.fill(size);
+    if (available === 0) return undefined;
+    try {
+      // deno-lint-ignore no-explicit-any
+      inflated = inflateRawSync(
+        input.peek(Math.min(available, size)),
+        { info: true, maxOutputLength: SMALL_ENTRY, chunkSize: 16 * 1024 } as any,
+      ) as any;
+      break;
+    } catch (e) {
+      // longer than the window (zlib wants more), larger than 1 MiB or invalid: streamed
+      if ((e as { code?: string }).code !== "Z_BUF_ERROR" || available < size) return undefined;
+    }
+  }
+  if (!inflated) return undefined;
+  const compressedSize = inflated.engine.bytesWritten;
+  input.take(compressedSize);
+  const out = inflated.buffer;
+  const data = new Uint8Array(out.buffer, out.byteOffset, out.byteLength);
+  budget.count(data.length, plan.name);
+  const actual = { crc: crc32(data) >>> 0, compressedSize, size: data.length };
+  await readDescriptor(input, plan.name, actual, plan.zip64);
   return { data, result: actual };
 }
