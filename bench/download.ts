@@ -11,6 +11,7 @@
  *
  * @module
  */
+import { timeShell } from "./measure.ts";
 import { parseArgs } from "node:util";
 import { join } from "node:path";
 
@@ -28,18 +29,7 @@ const root = new URL("../", import.meta.url).pathname;
 const data = join(root, "bench/data");
 await Deno.mkdir(data, { recursive: true });
 
-async function sh(command: string, cwd = root): Promise<{ seconds: number; maxRssKiB: number }> {
-  const output = await new Deno.Command("/usr/bin/time", {
-    args: ["-f", "%e %M", "sh", "-c", command],
-    cwd,
-    stdout: "null",
-    stderr: "piped",
-  }).output();
-  const stderr = new TextDecoder().decode(output.stderr).trim().split("\n");
-  if (!output.success) throw new Error(`failed: ${command}\n${stderr.join("\n")}`);
-  const [seconds, rss] = stderr.at(-1)!.split(" ").map(Number);
-  return { seconds, maxRssKiB: rss };
-}
+const sh = (command: string, cwd = root) => timeShell(command, cwd, "sh");
 
 /** A zip of about `mb` MB holding 4 CSV files of random digits (about 2.15 times the zip's size inflated). */
 async function ensureArchive(mb: number): Promise<string> {

@@ -13,6 +13,7 @@
  *
  * @module
  */
+import { timeShell } from "./measure.ts";
 import { parseArgs } from "node:util";
 import { join } from "node:path";
 
@@ -33,18 +34,7 @@ const lakerun =
   `${Deno.execPath()} run -A --quiet --config ${root}/deno.json ${root}/main.ts run routine.json`;
 
 /** Runs `command` under GNU time in `cwd`: wall seconds and peak RSS. */
-async function sh(command: string, cwd: string): Promise<{ seconds: number; maxRssKiB: number }> {
-  const output = await new Deno.Command("/usr/bin/time", {
-    args: ["-f", "%e %M", "bash", "-c", command],
-    cwd,
-    stdout: "null",
-    stderr: "piped",
-  }).output();
-  const stderr = new TextDecoder().decode(output.stderr).trim().split("\n");
-  if (!output.success) throw new Error(`failed: ${command}\n${stderr.join("\n")}`);
-  const [seconds, rss] = stderr.at(-1)!.split(" ").map(Number);
-  return { seconds, maxRssKiB: rss };
-}
+const sh = (command: string, cwd: string) => timeShell(command, cwd, "bash");
 
 /** Runs `command` untimed, failing with its output. */
 async function run(command: string, cwd: string): Promise<void> {
