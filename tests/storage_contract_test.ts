@@ -58,6 +58,8 @@ interface Capabilities {
    * copyFrom that declines): empty local folders, which listings and trees never show. S3 has no folders.
    */
   foldersBeforeBytes: boolean;
+  /** Whether its batch offers `open`, a writer for data produced into a reused buffer. */
+  batchOpen: boolean;
   /** How `removeTemporaries` counts a temporary folder: as one entry (local) or each object in it (S3). */
   temporaryFolderCounts: "once" | "per file";
 }
@@ -68,12 +70,14 @@ const CAPABILITIES: Record<Kind, Capabilities> = {
     copyFrom: { local: "file-copy", s3: "ranged" },
     moveFrom: { local: "rename", s3: "none" },
     foldersBeforeBytes: true,
+    batchOpen: true,
     temporaryFolderCounts: "once",
   },
   s3: {
     copyFrom: { local: "none", s3: "server-side" },
     moveFrom: { local: "none", s3: "none" },
     foldersBeforeBytes: false,
+    batchOpen: false,
     temporaryFolderCounts: "per file",
   },
 };
@@ -466,6 +470,38 @@ function storageContract(name: string, open: Open, { sanitize = true } = {}): vo
     await batch.write("twice.csv", streamOf(text("second")));
     await batch.commit();
     assert.deepEqual(await treeOf(storage, { temporaries: true }), digests({ "twice.csv": "second" }));
+    assert.deepEqual(await place.leftovers(), []);
+  });
+
+  test("batch: open, per CAPABILITIES: a writer whose caller reuses its buffer; aborted writers leave nothing", async (place) => {
+    const { storage } = place;
+    const batch = await storage.batch();
+    assert.equal(typeof batch.open === "function", CAPABILITIES[storage.kind].batchOpen);
+    if (!batch.open) return await batch.abort();
+    await writeAll(storage, { "kept.csv": "kept" });
+    const buffer = new Uint8Array(3);
+    const writer = await batch.open("nested/reused.csv", { size: 9, sha256: true });
+    for (const part of ["abc", "def", "ghi"]) {
+      buffer.set(text(part));
+      writer.write(buffer); // then overwritten: the writer must have used it already
+    }
+    assert.deepEqual(await writer.close(), { size: 9, sha256: sha256Hex(text("abcdefghi")) });
+    writer.abort(); // after a successful close: nothing happens
+    const short = await batch.open("short.csv", { size: 10 });
+    short.write(text("abc"));
+    await assert.rejects(short.close(), /short\.csv/);
+    const dropped = await batch.open("kept.csv");
+    dropped.write(text("never"));
+    dropped.abort();
+    const twice = await batch.open("nested/reused.csv");
+    twice.write(text("second"));
+    await twice.close();
+    assert.deepEqual(await paths(storage), ["kept.csv"]);
+    await batch.commit();
+    assert.deepEqual(
+      await treeOf(storage, { temporaries: true }),
+      digests({ "kept.csv": "kept", "nested/reused.csv": "second" }),
+    );
     assert.deepEqual(await place.leftovers(), []);
   });
 

@@ -879,3 +879,106 @@ for name, seekable, zip64, method in [("seekable", True, False, zipfile.ZIP_DEFL
     }
   },
 });
+
+/**
+ * A sink whose `openEntry` writer keeps a copy of each chunk (the extraction reuses one buffer for them), and
+ * records what it was asked: the bytes of every closed entry, and which writers were aborted.
+ */
+function writerSink(options: { failWriteOf?: string } = {}) {
+  const files = new Map<string, Uint8Array>();
+  const aborted: string[] = [];
+  const chunks = new Map<string, Uint8Array[]>(); // as received, not copied: shows that the buffer is reused
+  const sink: ZipEntrySink = {
+    writeEntry: () => Promise.reject(new Error("writeEntry called although openEntry is offered")),
+    writeEntryBytes: (path, data) => {
+      files.set(path, data.slice());
+      return Promise.resolve();
+    },
+    // deno-lint-ignore require-await
+    openEntry: async (path) => {
+      const parts: Uint8Array[] = [];
+      return {
+        write: (bytes) => {
+          if (path === options.failWriteOf) throw new Error("No space left on device (os error 28)");
+          chunks.set(path, [...chunks.get(path) ?? [], bytes]);
+          parts.push(bytes.slice());
+        },
+        // deno-lint-ignore require-await
+        close: async () => files.set(path, concatBytes(parts)),
+        abort: () => aborted.push(path),
+      };
+    },
+  };
+  return { sink, files, aborted, chunks };
+}
+
+function concatBytes(parts: Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const part of parts) {
+    out.set(part, at);
+    at += part.length;
+  }
+  return out;
+}
+
+for (const mode of MODES) {
+  Deno.test(`${mode}: a sink's openEntry writer gets larger entries chunk by chunk, byte for byte, from one reused buffer`, async () => {
+    const big = csvText(3_000_000, 7);
+    const noise = randomBytes(1_500_000, 8);
+    const entries: FixtureEntry[] = [
+      { name: "small.csv", data: "a,b\n1,2\n" },
+      { name: "big.csv", data: big },
+      { name: "stored.bin", data: noise, method: 0 },
+      { name: "desc.csv", data: big, descriptor: true },
+      { name: "desc-zip64.csv", data: big, descriptor: true, zip64: true, descriptorSignature: false },
+      { name: "zeros.bin", data: new Uint8Array(20 * 1024 * 1024) },
+      { name: "last.txt", data: "end" },
+    ];
+    const { sink, files, aborted, chunks } = writerSink();
+    // small chunks from the source, so that entries and slices end mid-chunk
+    const summary = await extract(mode, buildZip(entries), sink, undefined, 9_999);
+    assert.deepEqual(
+      [...files.keys()].sort(),
+      entries.map((e) => e.name).sort(),
+    );
+    for (const entry of entries) {
+      assert.equal(sha256(files.get(entry.name)!), sha256(bytesOf(entry.data!)), `content of ${entry.name}`);
+    }
+    assert.deepEqual(aborted, []);
+    assert.equal(summary.entries, entries.length);
+    // an entry's inflated chunks are views of one buffer, not one buffer each
+    const zeros = chunks.get("zeros.bin")!;
+    assert.ok(zeros.length >= 20, `${zeros.length} chunks`);
+    assert.equal(new Set(zeros.map((c) => c.buffer)).size, 1);
+  });
+
+  Deno.test(`${mode}: an openEntry writer is aborted when the entry is bad or its write fails, and the error names the entry`, async () => {
+    const big = csvText(2_000_000, 9);
+    const badCrc = buildZip([{ name: "bad.csv", data: big, local: { crc: 1 }, central: { crc: 1 } }]);
+    const crc = writerSink();
+    await rejectsZip(extract(mode, badCrc, crc.sink), /zip entry 'bad\.csv': CRC-32 mismatch/);
+    assert.deepEqual([crc.aborted, [...crc.files.keys()]], [["bad.csv"], []]);
+
+    const deflated = deflateRawSync(big);
+    const corrupt = new Uint8Array(deflated); // a copy (a Buffer's slice is a view)
+    corrupt.fill(0xff, 1000, 1100);
+    const badData = buildZip([{ name: "corrupt.csv", data: big, compressed: corrupt }]);
+    const data = writerSink();
+    await rejectsZip(extract(mode, badData, data.sink), /zip entry 'corrupt\.csv': invalid deflate data/);
+    assert.deepEqual(data.aborted, ["corrupt.csv"]);
+
+    const short = buildZip([{ name: "short.csv", data: big, compressed: deflated.subarray(0, 50_000) }]);
+    const cut = writerSink();
+    await rejectsZip(
+      extract(mode, short, cut.sink),
+      /zip entry 'short\.csv': invalid deflate data \(unexpected end of file\)/,
+    );
+    assert.deepEqual(cut.aborted, ["short.csv"]);
+
+    const full = writerSink({ failWriteOf: "b.csv" });
+    const two = buildZip([{ name: "a.csv", data: big }, { name: "b.csv", data: big }]);
+    await rejectsZip(extract(mode, two, full.sink), /zip entry 'b\.csv': No space left on device/);
+    assert.deepEqual([full.aborted, [...full.files.keys()]], [["b.csv"], ["a.csv"]]);
+  });
+}

@@ -242,6 +242,8 @@ async function extractIntoBatch(
       writeEntry: async (path, data) => {
         await batch.write(path, data);
       },
+      // a local landing folder: larger entries are inflated into one reused buffer, written as it fills
+      openEntry: batch.open ? (path) => batch.open!(path) : undefined,
       writeEntryBytes: async (path, data) => {
         if (batch.writeBytes) await batch.writeBytes(path, data);
         else await batch.write(path, ReadableStream.from([data]), { size: data.byteLength });

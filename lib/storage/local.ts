@@ -335,7 +335,7 @@ export class LocalStorage implements Storage {
    * A failed write fails the next `writeBytes`, or `commit`, which lands nothing then.
    */
   // deno-lint-ignore require-await
-  async batch(): Promise<WriteBatch & Required<Pick<WriteBatch, "writeBytes" | "makeFolder">>> {
+  async batch(): Promise<WriteBatch & Required<Pick<WriteBatch, "writeBytes" | "makeFolder" | "open">>> {
     this.#makeParents("x");
     const staging = join(this.root, temporaryName());
     Deno.mkdirSync(staging);
@@ -381,6 +381,22 @@ export class LocalStorage implements Storage {
         const result = await writeFileFromStream(target.temporary ?? target.full, data, options ?? {}, path);
         land(target, path);
         return result;
+      },
+      open: async (path, options) => {
+        throwIfFailed();
+        if (writing.has(path)) await settled();
+        const target = prepare(path);
+        const writer = new SyncFileWriter(target.temporary ?? target.full, options ?? {}, path);
+        return {
+          write: (bytes) => writer.write(bytes),
+          // deno-lint-ignore require-await
+          close: async () => {
+            const result = writer.close();
+            land(target, path);
+            return result;
+          },
+          abort: () => writer.abort(),
+        };
       },
       writeBytes: async (path, bytes) => {
         throwIfFailed();
@@ -613,71 +629,159 @@ export async function writeFileFromStream(
   options: WriteOptions,
   label: string,
 ): Promise<WriteResult> {
-  const hash = options.sha256 ? createHash("sha256") : undefined;
   const { signal } = options;
-  let file: Deno.FsFile | undefined;
-  let created = false; // only a file this call created is removed on failure
+  let writer: SyncFileWriter | undefined;
   const reader = data.getReader();
   const onAbort = () => reader.cancel(signal!.reason).catch(() => {});
   signal?.addEventListener("abort", onAbort, { once: true });
   try {
     signal?.throwIfAborted();
-    const out = file = Deno.openSync(path, { write: true, createNew: true });
-    created = true;
-    const writeAll = (bytes: Uint8Array) => {
-      for (let at = 0; at < bytes.byteLength;) {
-        at += out.writeSync(bytes.subarray(at, Math.min(bytes.byteLength, at + WRITE_SYSCALL_SIZE)));
-      }
-    };
-    const buffer = new Uint8Array(WRITE_BUFFER_SIZE);
-    let filled = 0;
-    const flush = () => {
-      if (filled > 0) writeAll(buffer.subarray(0, filled));
-      filled = 0;
-    };
-    let size = 0;
+    writer = new SyncFileWriter(path, options, label);
     while (true) {
       const { done, value } = await reader.read();
       if (done) break;
       signal?.throwIfAborted();
-      size += value.byteLength;
-      if (options.size !== undefined && size > options.size) {
-        throw new SizeMismatchError(label, options.size, size);
-      }
-      hash?.update(value);
-      if (value.byteLength >= WRITE_BUFFER_SIZE) {
-        flush();
-        writeAll(value);
-        continue;
-      }
-      let offset = 0;
-      while (offset < value.byteLength) {
-        const n = Math.min(WRITE_BUFFER_SIZE - filled, value.byteLength - offset);
-        buffer.set(value.subarray(offset, offset + n), filled);
-        filled += n;
-        offset += n;
-        if (filled === WRITE_BUFFER_SIZE) flush();
-      }
+      writer.write(value);
     }
     signal?.throwIfAborted();
-    flush();
-    out.close();
-    file = undefined;
-    if (options.size !== undefined && size !== options.size) {
-      throw new SizeMismatchError(label, options.size, size);
-    }
-    return { size, sha256: hash?.digest("hex") };
+    return writer.close();
   } catch (error) {
     reader.cancel(error).catch(() => {});
-    try {
-      file?.close();
-    } catch {
-      // already closed
-    }
-    if (created) removeQuietly(path);
+    writer?.abort();
     throw error;
   } finally {
     signal?.removeEventListener("abort", onAbort);
     reader.releaseLock();
+  }
+}
+
+/**
+ * A new file (created, never overwritten) written with synchronous calls: chunks are counted, optionally
+ * hashed, gathered into {@link WRITE_BUFFER_SIZE} bytes and written {@link WRITE_SYSCALL_SIZE} per system call;
+ * a chunk of at least the buffer's size is written directly. `write` keeps no reference to its argument, so
+ * the caller may reuse its buffer at once. `abort` (or a failed `close`) removes the file.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { SizeMismatchError, SyncFileWriter } from "./local.ts";
+ *
+ * const dir = await Deno.makeTempDir();
+ * const chunk = new Uint8Array(4);
+ * const writer = new SyncFileWriter(`${dir}/x`, { size: 8 }, "x");
+ * chunk.set(new TextEncoder().encode("abcd"));
+ * writer.write(chunk);
+ * chunk.set(new TextEncoder().encode("efgh")); // the buffer is free again once write returned
+ * writer.write(chunk);
+ * assert.deepEqual(writer.close(), { size: 8, sha256: undefined });
+ * assert.equal(await Deno.readTextFile(`${dir}/x`), "abcdefgh");
+ *
+ * const short = new SyncFileWriter(`${dir}/y`, { size: 5 }, "y");
+ * short.write(chunk);
+ * assert.throws(() => short.close(), SizeMismatchError); // and y is removed
+ * assert.deepEqual((await Array.fromAsync(Deno.readDir(dir))).map((entry) => entry.name), ["x"]);
+ * await Deno.remove(dir, { recursive: true });
+ * ```
+ */
+export class SyncFileWriter {
+  readonly #path: string;
+  readonly #label: string;
+  readonly #expected: number | undefined;
+  readonly #hash: ReturnType<typeof createHash> | undefined;
+  #file: Deno.FsFile | undefined;
+  #buffer: Uint8Array | undefined;
+  #filled = 0;
+  #size = 0;
+  #done = false;
+  #closed = false;
+
+  /** Creates the file at `path` (failing if anything is there); `label` names it in size errors. */
+  constructor(path: string, options: Pick<WriteOptions, "size" | "sha256">, label: string) {
+    this.#path = path;
+    this.#label = label;
+    this.#expected = options.size;
+    this.#hash = options.sha256 ? createHash("sha256") : undefined;
+    this.#file = Deno.openSync(path, { write: true, createNew: true });
+  }
+
+  /** Bytes written so far. */
+  get size(): number {
+    return this.#size;
+  }
+
+  /** Writes (or buffers a copy of) `bytes`; on failure the file is removed. */
+  write(bytes: Uint8Array): void {
+    try {
+      this.#write(bytes);
+    } catch (error) {
+      this.abort();
+      throw error;
+    }
+  }
+
+  #write(bytes: Uint8Array): void {
+    if (this.#done) throw new Error(`${this.#label}: written after it was closed`);
+    this.#size += bytes.byteLength;
+    if (this.#expected !== undefined && this.#size > this.#expected) {
+      throw new SizeMismatchError(this.#label, this.#expected, this.#size);
+    }
+    this.#hash?.update(bytes);
+    if (bytes.byteLength >= WRITE_BUFFER_SIZE) {
+      this.#flush();
+      this.#writeAll(bytes);
+      return;
+    }
+    const buffer = this.#buffer ??= new Uint8Array(WRITE_BUFFER_SIZE);
+    let offset = 0;
+    while (offset < bytes.byteLength) {
+      const n = Math.min(WRITE_BUFFER_SIZE - this.#filled, bytes.byteLength - offset);
+      buffer.set(bytes.subarray(offset, offset + n), this.#filled);
+      this.#filled += n;
+      offset += n;
+      if (this.#filled === WRITE_BUFFER_SIZE) this.#flush();
+    }
+  }
+
+  #writeAll(bytes: Uint8Array): void {
+    for (let at = 0; at < bytes.byteLength;) {
+      at += this.#file!.writeSync(bytes.subarray(at, Math.min(bytes.byteLength, at + WRITE_SYSCALL_SIZE)));
+    }
+  }
+
+  #flush(): void {
+    if (this.#filled > 0) this.#writeAll(this.#buffer!.subarray(0, this.#filled));
+    this.#filled = 0;
+  }
+
+  /** Writes what is buffered and closes the file; fails (removing it) when its size is not the expected one. */
+  close(): WriteResult {
+    try {
+      this.#flush();
+      this.#file!.close();
+      this.#file = undefined;
+      this.#done = true;
+      if (this.#expected !== undefined && this.#size !== this.#expected) {
+        throw new SizeMismatchError(this.#label, this.#expected, this.#size);
+      }
+    } catch (error) {
+      this.abort();
+      throw error;
+    }
+    this.#closed = true;
+    return { size: this.#size, sha256: this.#hash?.digest("hex") };
+  }
+
+  /** Closes and removes the file, unless it was closed successfully; safe to call more than once. */
+  abort(): void {
+    if (this.#closed) return;
+    this.#done = true;
+    try {
+      this.#file?.close();
+    } catch {
+      // already closed
+    }
+    this.#file = undefined;
+    this.#buffer = undefined;
+    removeQuietly(this.#path);
   }
 }

@@ -38,6 +38,16 @@ export interface WriteOptions {
   signal?: AbortSignal;
 }
 
+/** A file being written by {@link WriteBatch.open}. */
+export interface FileWriter {
+  /** Writes `bytes` (or a copy of them) before returning: the caller may reuse its buffer at once. */
+  write(bytes: Uint8Array): void;
+  /** Finishes the file, which lands with the batch; fails when it is not the expected size. */
+  close(): Promise<WriteResult>;
+  /** Removes what was written; safe to call more than once, and does nothing after a successful close. */
+  abort(): void;
+}
+
 /**
  * A group of writes that become visible together: nothing appears at its final path before
  * {@link WriteBatch.commit}, and {@link WriteBatch.abort} removes everything staged.
@@ -46,6 +56,11 @@ export interface WriteBatch {
   write(path: string, data: ReadableStream<Uint8Array>, options?: WriteOptions): Promise<WriteResult>;
   /** Stages a file whose bytes are all in memory with one call, where the backend can (a local folder). */
   writeBytes?(path: string, bytes: Uint8Array): Promise<WriteResult>;
+  /**
+   * Stages a file written with synchronous calls through the returned {@link FileWriter}, where the backend
+   * can (a local folder): for data produced into a reused buffer (an inflater's output), written as it comes.
+   */
+  open?(path: string, options?: Pick<WriteOptions, "size" | "sha256">): Promise<FileWriter>;
   /** Stages an empty folder, which lands with the files, where the backend has folders (a local folder). */
   makeFolder?(path: string): Promise<void>;
   /** Moves every staged file to its final path. */

@@ -112,10 +112,13 @@ export class ByteReader {
     return this.take(n);
   }
 
-  /** Consumes and returns up to `max` of the buffered bytes (waiting only when none are), or null at the end. */
+  /**
+   * Consumes and returns up to `max` bytes of the first buffered chunk (waiting only when none are), or null at
+   * the end: a view of the source's own bytes, never a copy.
+   */
   async piece(max: number): Promise<Uint8Array | null> {
     if (this.#buffered === 0 && await this.fill(1) === 0) return null;
-    const n = Math.min(max, this.#buffered);
+    const n = Math.min(max, this.#chunks[0].length);
     this.#readAhead();
     return this.take(n);
   }

@@ -12,7 +12,7 @@ import type { ByteReader } from "./byte_reader.ts";
 import { hex32, truncated, ZipError, zipError } from "./errors.ts";
 import { SIG_CENTRAL, SIG_DESCRIPTOR, SIG_EOCD, SIG_LOCAL, SIG_ZIP64_EOCD, u32 } from "./format.ts";
 import { Inflater } from "./inflater.ts";
-import type { ZipEntrySink } from "./types.ts";
+import type { EntryWriter, ZipEntrySink } from "./types.ts";
 import { StagedWriteError } from "../storage/mod.ts";
 
 /** Bytes an entry's stream may queue ahead of the sink. */
@@ -56,8 +56,7 @@ export interface BodyResult {
  * or data descriptor are wrong. Once the stream has closed, `result` holds what the data gave.
  */
 class EntryBody {
-  /** The entry's (inflated) data. */
-  readonly stream: ReadableStream<Uint8Array>;
+  #stream: ReadableStream<Uint8Array> | undefined;
   /** What the data gave, once the stream has closed. */
   result: BodyResult | undefined;
   /** Why the stream errored, once it has. */
@@ -70,16 +69,26 @@ class EntryBody {
   #crc = 0;
   #size = 0;
 
-  /** Reads the data `plan` describes from `input`, which is at its first byte. */
-  constructor(input: ByteReader, plan: BodyPlan, budget: Budget) {
+  /**
+   * Reads the data `plan` describes from `input`, which is at its first byte; with `reuseOutput`, inflated
+   * chunks share one buffer (for {@link EntryBody.writeTo}, whose writer consumes each chunk at once).
+   */
+  constructor(input: ByteReader, plan: BodyPlan, budget: Budget, options: { reuseOutput?: boolean } = {}) {
     this.#input = input;
     this.#plan = plan;
     this.#budget = budget;
     this.#remaining = plan.compressedSize ?? 0;
     // A deflated entry with no compressed bytes at all (some writers do that for empty files) is empty.
     const inflate = plan.method === 8 && plan.compressedSize !== 0;
-    this.#inflater = inflate ? new Inflater(input, plan.name, plan.compressedSize) : undefined;
-    this.stream = new ReadableStream<Uint8Array>({
+    this.#inflater = inflate ? new Inflater(input, plan.name, plan.compressedSize, options) : undefined;
+  }
+
+  /**
+   * The entry's (inflated) data, as a stream made on first use (it starts reading at once): use either it or
+   * {@link EntryBody.writeTo}, never both.
+   */
+  get stream(): ReadableStream<Uint8Array> {
+    return this.#stream ??= new ReadableStream<Uint8Array>({
       pull: (controller) => this.#pull(controller),
       cancel: () => this.abandon(),
     }, new ByteLengthQueuingStrategy({ highWaterMark: ENTRY_HIGH_WATER }));
@@ -88,6 +97,27 @@ class EntryBody {
   /** Releases the inflater (when the data will not be read to its end). */
   abandon(): void {
     this.#inflater?.destroy();
+  }
+
+  /**
+   * Writes the data through `writer` chunk by chunk (no stream), then verifies it; `result` is set on success.
+   * A failure of `writer.write` is thrown as `wrap` makes it; the writer is not closed or aborted here.
+   */
+  async writeTo(writer: EntryWriter, wrap: (error: unknown) => unknown): Promise<BodyResult> {
+    try {
+      for (let chunk = await this.#next(); chunk; chunk = await this.#next()) {
+        try {
+          writer.write(chunk);
+        } catch (e) {
+          throw wrap(e);
+        }
+      }
+      return this.result = await this.#finish();
+    } catch (e) {
+      this.error = e;
+      this.abandon();
+      throw e;
+    }
   }
 
   async #pull(controller: ReadableStreamDefaultController<Uint8Array>): Promise<void> {
@@ -240,6 +270,7 @@ export async function deliver(
     }
     return whole.result;
   }
+  if (!isDir && sink.openEntry) return await writeThrough(sink.openEntry, input, plan, budget);
   const body = new EntryBody(input, plan, budget);
   if (isDir) {
     try {
@@ -266,8 +297,37 @@ export async function deliver(
   return body.result;
 }
 
+/**
+ * Writes an entry through the writer the sink opens for it, inflating into one reused buffer; the writer is
+ * closed once the data is verified and aborted on any failure.
+ */
+async function writeThrough(
+  open: NonNullable<ZipEntrySink["openEntry"]>,
+  input: ByteReader,
+  plan: BodyPlan,
+  budget: Budget,
+): Promise<BodyResult> {
+  let writer: EntryWriter | undefined;
+  await toSink(plan, budget, async () => {
+    writer = await open(plan.path, { uncompressedSize: plan.declaredSize });
+  });
+  const body = new EntryBody(input, plan, budget, { reuseOutput: true });
+  try {
+    const result = await body.writeTo(writer!, (e) => sinkError(plan, budget, e));
+    await toSink(plan, budget, () => writer!.close());
+    return result;
+  } catch (e) {
+    writer!.abort();
+    throw e;
+  }
+}
+
 /** Runs a sink call, naming the entry in what it throws. */
-async function toSink(plan: BodyPlan, budget: Budget, call: () => Promise<void> | undefined): Promise<void> {
+async function toSink(
+  plan: BodyPlan,
+  budget: Budget,
+  call: () => Promise<unknown> | undefined,
+): Promise<void> {
   try {
     await call();
   } catch (e) {

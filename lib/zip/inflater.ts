@@ -1,118 +1,188 @@
 /**
- * {@link Inflater}: node:zlib's InflateRaw in paused mode, fed one slice of a {@link ByteReader} at a time,
- * so that memory stays bounded whatever the compression ratio.
+ * {@link Inflater}: raw DEFLATE data read from a {@link ByteReader}, inflated synchronously one output buffer
+ * at a time through node:zlib's native handle, so that memory stays bounded whatever the compression ratio and
+ * no stream machinery (events, callbacks, a new buffer per chunk) runs per chunk.
  *
  * @module
  */
 
-import { createInflateRaw } from "node:zlib";
+import { constants, createInflateRaw } from "node:zlib";
 import { PIECE } from "./byte_reader.ts";
 import type { ByteReader } from "./byte_reader.ts";
 import { truncated, ZipError, zipError } from "./errors.ts";
 
-/** Output chunk size of the inflater. */
-const INFLATE_CHUNK = 64 * 1024;
+/** Output buffer size of the inflater. */
+export const INFLATE_CHUNK = 256 * 1024;
 
 /**
- * Inflates raw DEFLATE data read from a {@link ByteReader}, one output chunk per `next()` call.
+ * The synchronous half of a node:zlib object: `writeSync(flush, input, inOffset, inLength, output, outOffset,
+ * outLength)` inflates into `output` until it is full or the input is used up, leaving in `writeState` the
+ * output space and input bytes left over; errors arrive through `onerror` during the call. Node.js and Deno
+ * both build their zlib streams and `*Sync` functions on it.
+ */
+interface ZlibHandle {
+  writeSync(
+    flush: number,
+    input: Uint8Array,
+    inOffset: number,
+    inLength: number,
+    output: Uint8Array,
+    outOffset: number,
+    outLength: number,
+  ): void;
+  onerror: (message: string, errno: number) => void;
+  close(): void;
+}
+
+/** A raw-inflate handle and the array its calls leave their counts in. */
+function rawInflateHandle(): { handle: ZlibHandle; state: Uint32Array } {
+  const stream = createInflateRaw() as unknown as { _handle?: ZlibHandle; _writeState?: Uint32Array };
+  const handle = stream._handle;
+  const state = stream._writeState;
+  if (typeof handle?.writeSync !== "function" || !(state instanceof Uint32Array)) {
+    throw new ZipError("internal error: this runtime's node:zlib has no synchronous inflate handle");
+  }
+  return { handle, state };
+}
+
+/**
+ * Inflates raw DEFLATE data read from a {@link ByteReader}, one output buffer per `next()` call.
  *
- * The readable side is used in paused mode, so zlib stops producing once its output buffer is full, even in
- * the middle of one input slice: memory stays bounded whatever the compression ratio. Slices are written one
- * at a time and the next one only once zlib consumed all of the previous one; when the deflate stream ends
- * inside a slice, zlib stops consuming and `bytesWritten` says how much it used, so the unused tail of the
- * last slice goes back to the reader (it holds the data descriptor or the next header).
+ * Each call inflates the current input slice into one output buffer of at most {@link INFLATE_CHUNK} bytes,
+ * synchronously; a new slice (at most 256 KiB) is read only once zlib used all of the previous one. When the
+ * deflate stream ends inside a slice, zlib stops consuming (leaving output space unused) and the unused tail
+ * goes back to the reader with {@link Inflater.leftover}: it holds the data descriptor or the next header.
+ *
+ * With `reuseOutput`, every call returns a view of the same buffer, valid until the next call: the caller must
+ * consume it at once (a synchronous file write), and no garbage is made per chunk. Otherwise each call
+ * returns a buffer of its own.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { deflateRawSync } from "node:zlib";
+ * import { ByteReader } from "./byte_reader.ts";
+ * import { Inflater } from "./inflater.ts";
+ *
+ * const text = "period,value\n".repeat(50_000);
+ * const deflated = deflateRawSync(new TextEncoder().encode(text));
+ * const after = new Uint8Array([0x50, 0x4b, 0x01, 0x02]); // what follows the entry's data
+ * const whole = new Uint8Array([...deflated, ...after]);
+ * let sent = false;
+ * const reader = new ByteReader(async () => sent ? null : (sent = true, whole));
+ *
+ * const inflater = new Inflater(reader, "a.csv", undefined); // compressed size not known in advance
+ * let inflated = "";
+ * const decoder = new TextDecoder();
+ * for (let chunk = await inflater.next(); chunk; chunk = await inflater.next()) {
+ *   inflated += decoder.decode(chunk, { stream: true });
+ * }
+ * assert.equal(inflated, text);
+ * assert.equal(inflater.consumed, deflated.length);
+ * assert.deepEqual([...inflater.leftover()], [...after]); // the caller puts it back
+ * inflater.destroy();
+ * ```
  */
 export class Inflater {
-  readonly #z = createInflateRaw({ chunkSize: INFLATE_CHUNK });
+  readonly #handle: ZlibHandle;
+  readonly #state: Uint32Array;
   readonly #input: ByteReader;
   readonly #name: string;
-  /** Compressed bytes still to feed, when the compressed size is known. */
+  readonly #output: Uint8Array | undefined;
+  /** Compressed bytes still to read, when the compressed size is known. */
   #remaining: number | undefined;
-  #fed = 0;
-  #last: Uint8Array = new Uint8Array(0);
-  #writing = false;
-  #finishing = false;
+  /** The current input slice and the part of it zlib has not used yet. */
+  #slice: Uint8Array = new Uint8Array(0);
+  #offset = 0;
+  #consumed = 0;
   #ended = false;
-  #error: Error | undefined;
-  #wake: (() => void) | undefined;
+  #destroyed = false;
+  #error: { message: string; errno: number } | undefined;
 
-  /** Inflates entry `name` from `input`, feeding at most `compressedSize` bytes when that is known. */
-  constructor(input: ByteReader, name: string, compressedSize: number | undefined) {
+  /**
+   * Inflates entry `name` from `input`, reading at most `compressedSize` bytes when that is known; with
+   * `reuseOutput`, every chunk returned is a view of one buffer, valid until the next call.
+   */
+  constructor(
+    input: ByteReader,
+    name: string,
+    compressedSize: number | undefined,
+    options: { reuseOutput?: boolean } = {},
+  ) {
+    const { handle, state } = rawInflateHandle();
+    handle.onerror = (message, errno) => {
+      this.#error ??= { message, errno };
+    };
+    this.#handle = handle;
+    this.#state = state;
     this.#input = input;
     this.#name = name;
     this.#remaining = compressedSize;
-    this.#z.on("readable", () => this.#wakeUp());
-    this.#z.on("end", () => {
-      this.#ended = true;
-      this.#wakeUp();
-    });
-    this.#z.on("error", (e: Error) => {
-      this.#error ??= e;
-      this.#wakeUp();
-    });
-  }
-
-  #wakeUp(): void {
-    const wake = this.#wake;
-    this.#wake = undefined;
-    wake?.();
+    this.#output = options.reuseOutput ? new Uint8Array(INFLATE_CHUNK) : undefined;
   }
 
   /** Compressed bytes the deflate stream used. */
   get consumed(): number {
-    return this.#z.bytesWritten;
+    return this.#consumed;
   }
 
   /** The next inflated chunk, or null once the deflate stream has ended. */
   async next(): Promise<Uint8Array | null> {
-    for (;;) {
-      if (this.#error) {
-        throw zipError(this.#name, `invalid deflate data (${this.#error.message})`, { cause: this.#error });
-      }
-      const out: Uint8Array | null = this.#z.read();
-      if (out !== null) return new Uint8Array(out.buffer, out.byteOffset, out.byteLength);
-      if (this.#ended) return null;
-      // Feed the next slice once zlib took all of the previous one; when it did not, the deflate stream
-      // ended inside it and the "end" event is on its way.
-      if (!this.#writing && !this.#finishing && this.#fed === this.#z.bytesWritten) {
-        if (this.#remaining === 0) {
-          this.#finishing = true;
-          this.#z.end();
-          continue;
-        }
+    while (!this.#ended) {
+      const left = this.#slice.length - this.#offset;
+      if (left === 0 && this.#remaining === 0) return this.#finish();
+      if (left === 0) {
         const piece = await this.#input.piece(Math.min(this.#remaining ?? PIECE, PIECE));
         if (piece === null) throw truncated(this.#name, "compressed data");
-        if (this.#ended || this.#error) {
-          this.#input.unread(piece);
-          continue;
-        }
-        this.#fed += piece.length;
         if (this.#remaining !== undefined) this.#remaining -= piece.length;
-        this.#last = piece;
-        this.#writing = true;
-        this.#z.write(piece, () => {
-          this.#writing = false;
-          this.#wakeUp();
-        });
+        this.#slice = piece;
+        this.#offset = 0;
         continue;
       }
-      await new Promise<void>((resolve) => this.#wake = resolve);
+      const output = this.#output ?? new Uint8Array(INFLATE_CHUNK);
+      this.#write(constants.Z_NO_FLUSH, left, output);
+      const [space, unused] = this.#state;
+      const produced = output.length - space;
+      this.#consumed += left - unused;
+      this.#offset += left - unused;
+      // output space to spare with input left over: zlib stopped at the end of the deflate stream
+      if (space > 0 && unused > 0) this.#ended = true;
+      if (produced > 0) return output.subarray(0, produced);
+    }
+    return null;
+  }
+
+  /** All compressed bytes read: flushes what zlib holds; fails unless the deflate stream is complete. */
+  #finish(): Uint8Array | null {
+    const output = this.#output ?? new Uint8Array(INFLATE_CHUNK);
+    this.#write(constants.Z_FINISH, 0, output);
+    const produced = output.length - this.#state[0];
+    // a full buffer may leave more to flush: the next call finishes again
+    if (this.#state[0] > 0) this.#ended = true;
+    return produced > 0 ? output.subarray(0, produced) : null;
+  }
+
+  #write(flush: number, length: number, output: Uint8Array): void {
+    if (this.#destroyed) throw new ZipError(`internal error: inflater of '${this.#name}' used after destroy`);
+    this.#handle.writeSync(flush, this.#slice, this.#offset, length, output, 0, output.length);
+    const error = this.#error;
+    if (error) {
+      this.destroy();
+      throw zipError(this.#name, `invalid deflate data (${error.message})`, {
+        cause: Object.assign(new Error(error.message), { errno: error.errno }),
+      });
     }
   }
 
-  /** The fed bytes the deflate stream did not use (never more than the tail of the last slice). */
+  /** The read bytes the deflate stream did not use (never more than the tail of the last slice). */
   leftover(): Uint8Array {
-    const unused = this.#fed - this.#z.bytesWritten;
-    if (unused < 0 || unused > this.#last.length) {
-      throw new ZipError(
-        `internal error: inflater left ${unused} bytes of a ${this.#last.length}-byte slice`,
-      );
-    }
-    return this.#last.subarray(this.#last.length - unused);
+    return this.#slice.subarray(this.#offset);
   }
 
   /** Releases zlib's resources; the inflater cannot be used afterwards. */
   destroy(): void {
-    this.#z.destroy();
+    if (this.#destroyed) return;
+    this.#destroyed = true;
+    this.#handle.close();
   }
 }

@@ -39,4 +39,4 @@ export { extractZipStream } from "./stream.ts";
 export { ZipError, ZipNeedsRandomAccess } from "./errors.ts";
 export { stagedWriteError } from "./entry_body.ts";
 export { VCS_FOLDERS, VCS_REFUSAL, vcsFolderOf } from "./names.ts";
-export type { ZipEntrySink, ZipLimits, ZipSummary } from "./types.ts";
+export type { EntryWriter, ZipEntrySink, ZipLimits, ZipSummary } from "./types.ts";

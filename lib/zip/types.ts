@@ -47,10 +47,27 @@ export interface ZipEntrySink {
    */
   writeEntryBytes?(path: string, data: Uint8Array): Promise<void>;
   /**
+   * Optional: called instead of {@link ZipEntrySink.writeEntry} for a larger entry, to write its data through
+   * an {@link EntryWriter} whose `write` consumes each chunk before it returns (a synchronous file write). The
+   * extraction then inflates every chunk into one reused buffer: no garbage per chunk, and no stream between
+   * zlib and the file. `close` is called once the data is verified (sizes, CRC-32), `abort` on any failure.
+   */
+  openEntry?(path: string, info: { uncompressedSize?: number }): Promise<EntryWriter>;
+  /**
    * Optional: called for each directory entry (`dir/`), in archive order, with its validated path without the
    * trailing `/`, so that empty folders are made too (as unzip makes them). Without it they are only validated.
    */
   makeFolder?(path: string): Promise<void>;
+}
+
+/** Where {@link ZipEntrySink.openEntry} has an entry's data written. */
+export interface EntryWriter {
+  /** Writes `bytes` before returning: the buffer is reused for the next chunk as soon as this returns. */
+  write(bytes: Uint8Array): void;
+  /** All of the entry's data was written and verified (what it resolves to is not used). */
+  close(): Promise<unknown>;
+  /** The entry failed: what was written must not remain. */
+  abort(): void;
 }
 
 /**
