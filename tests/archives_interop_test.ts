@@ -5,21 +5,37 @@
  * lakerun refuse (or cannot write) an entry, the test asserts lakerun's message instead.
  *
  * Fixtures are made at test time by the same tools: Info-ZIP `zip` (reading files, and reading its standard
- * input), `unzipsfx` for self-extracting archives, and Python's `zipfile`.
+ * input), `unzipsfx` for self-extracting archives, Python's `zipfile`, and 7-Zip's `7zz a -tzip` (Deflate,
+ * Copy, reading its standard input, to a file and to a pipe, UTF-8 names with and without flag bit 11, and the
+ * methods lakerun refuses: Deflate64, BZip2, LZMA, PPMd, XZ). unzip runs in the C.UTF-8 locale, where it keeps
+ * UTF-8 names as they are (in the C locale it would write `#U00e9` escapes).
  *
- * Run: deno test -A tests/archives_interop_test.ts (needs zip, unzip, unzipsfx and python3 on PATH)
+ * Run: deno test -A tests/archives_interop_test.ts (needs zip, unzip, unzipsfx and python3 on PATH, and 7zz,
+ * Debian's package 7zip, for the 7-Zip tests)
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { runRoutineJson } from "./support/lakerun.ts";
 import { sha256 } from "./support/zip_fixtures.ts";
 
+/** The tools of `tools` that are not on PATH. */
+function missingTools(tools: string[]): string[] {
+  return tools.filter((tool) =>
+    !new Deno.Command("sh", { args: ["-c", `command -v ${tool}`], stdout: "null" }).outputSync().success
+  );
+}
+
 const TOOLS = ["zip", "unzip", "unzipsfx", "python3"];
-const missing = TOOLS.filter((tool) =>
-  !new Deno.Command("sh", { args: ["-c", `command -v ${tool}`], stdout: "null" }).outputSync().success
-);
+const missing = missingTools(TOOLS);
 const ignore = missing.length > 0;
 if (ignore) console.error(`archives_interop_test: skipped, missing ${missing.join(", ")}`);
+/** 7-Zip's command line, from Debian's package `7zip` (which has no `7z` in bookworm). */
+const SEVEN_ZIP = "7zz";
+const missing7z = missingTools([SEVEN_ZIP]);
+const ignore7z = ignore || missing7z.length > 0;
+if (!ignore && ignore7z) {
+  console.error(`archives_interop_test: 7-Zip tests skipped, missing ${SEVEN_ZIP} (Debian package 7zip)`);
+}
 
 /** Runs a shell command in `cwd`, failing with its output. */
 async function sh(command: string, cwd: string): Promise<{ code: number; stdout: string; stderr: string }> {
@@ -101,7 +117,7 @@ async function extractBoth(make: string, names: string[]): Promise<Record<string
     await using server = await pythonServer(dir);
     const results: Record<string, Extracted> = {};
     for (const name of names) {
-      const unzipped = await sh(`unzip -q -o '${name}' -d 'unzip-${name}'`, dir);
+      const unzipped = await sh(`LC_ALL=C.UTF-8 unzip -q -o '${name}' -d 'unzip-${name}'`, dir);
       const landing = `lakerun-${name}`;
       const { error, lines } = await runRoutineJson({
         routine_name: "interop",
@@ -302,5 +318,153 @@ with zipfile.ZipFile('many.zip', 'w', zipfile.ZIP_DEFLATED) as z:
     );
     assertSameAsUnzip(results["many.zip"], "many.zip");
     assert.equal(Object.keys(results["many.zip"].lakerun).length, 66000 + 66);
+  },
+});
+
+/** Makes the test's tree: nested folders, an empty one, a deflatable CSV of 349 KB and 200 KB of noise. */
+const SEVEN_ZIP_TREE = [
+  "mkdir -p tree/a/empty tree/b/c/deeper tree/d",
+  "seq 1 60000 > tree/b/c/big.csv && echo x > tree/b/x.csv && head -c 200000 /dev/urandom > tree/d/noise.bin",
+].join("\n");
+
+/** A line of fixture script that fails it, saying `what` was expected, unless `command` succeeds. */
+const check = (command: string, what: string) => `${command} || { echo 'expected ${what}' >&2; exit 1; }`;
+
+/** A line of fixture script that fails it unless `archive`'s first bytes, in hex, are `hex`. */
+const startsWith = (archive: string, hex: string) =>
+  check(
+    `[ "$(od -An -tx1 -N${hex.length / 2} ${archive} | tr -d ' \\n')" = ${hex} ]`,
+    `${archive} to start with ${hex}`,
+  );
+
+Deno.test({
+  name:
+    "7-Zip (7zz a -tzip): a nested tree deflated and stored, and its standard input to a file and to a pipe (Zip64 local headers): as unzip makes them",
+  ignore: ignore7z,
+  fn: async () => {
+    const results = await extractBoth(
+      [
+        SEVEN_ZIP_TREE,
+        `${SEVEN_ZIP} a -tzip -bso0 -bsp0 deflate.zip tree`,
+        `${SEVEN_ZIP} a -tzip -bso0 -bsp0 -mm=Copy stored.zip tree`,
+        // 7-Zip deflates the CSV and stores what does not shrink (the noise, x.csv, the folders)
+        check("zipinfo deflate.zip | grep -q ' defN .* tree/b/c/big.csv$'", "big.csv deflated"),
+        check("zipinfo deflate.zip | grep -q ' stor .* tree/d/noise.bin$'", "noise.bin stored"),
+        check("[ $(zipinfo stored.zip | grep -c ' stor ') = 10 ]", "10 stored entries"),
+        // the size is unknown when the local header is written: 7-Zip writes a Zip64 extra field (version 45)
+        `seq 1 200000 | ${SEVEN_ZIP} a -tzip -bso0 -bsp0 -sidata.csv stdin.zip`,
+        startsWith("stdin.zip", "504b03042d000000"),
+        // ... and when it cannot seek back, the sizes follow the data in a Zip64 (24-byte) data descriptor
+        `seq 1 200000 | ${SEVEN_ZIP} a -tzip -bsp0 -so -sidata.csv unused.zip > piped.zip`,
+        startsWith("piped.zip", "504b03042d000800"),
+      ].join("\n"),
+      ["deflate.zip", "stored.zip", "stdin.zip", "piped.zip"],
+    );
+    for (const name of ["deflate.zip", "stored.zip"]) {
+      assertSameAsUnzip(results[name], name);
+      assert.deepEqual(Object.keys(results[name].lakerun), [
+        "tree/",
+        "tree/a/",
+        "tree/a/empty/",
+        "tree/b/",
+        "tree/b/c/",
+        "tree/b/c/big.csv",
+        "tree/b/c/deeper/",
+        "tree/b/x.csv",
+        "tree/d/",
+        "tree/d/noise.bin",
+      ], name);
+    }
+    for (const name of ["stdin.zip", "piped.zip"]) {
+      assertSameAsUnzip(results[name], name);
+      assert.deepEqual(Object.keys(results[name].lakerun), ["data.csv"], name);
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "7-Zip names: UTF-8 with flag bit 11 (7zz's default, -mcu=on), without it (-mcl), decomposed (NFD): as unzip makes them",
+  ignore: ignore7z,
+  fn: async () => {
+    const results = await extractBoth(
+      [
+        "mkdir -p données/été données/日本 données/vide données/nfd",
+        "echo a > données/été/café.csv && echo b > données/日本/東京.csv && echo c > données/😀.txt",
+        "echo d > données/nfd/$'cafe\\xcc\\x81'.csv",
+        `${SEVEN_ZIP} a -tzip -bso0 -bsp0 default.zip données`,
+        `${SEVEN_ZIP} a -tzip -bso0 -bsp0 -mcu=on utf8.zip données`,
+        `${SEVEN_ZIP} a -tzip -bso0 -bsp0 -mcl local.zip données`,
+        // flag bit 11 (0x0800) on the non-ASCII names, and not with -mcl (the same bytes, unflagged)
+        `python3 -c "
+import zipfile
+for name, flag in [('default.zip', 0x800), ('utf8.zip', 0x800), ('local.zip', 0)]:
+    flags = {i.flag_bits & 0x800 for i in zipfile.ZipFile(name).infolist()}
+    assert flags == {flag}, (name, flags)
+"`,
+      ].join("\n"),
+      ["default.zip", "utf8.zip", "local.zip"],
+    );
+    for (const [name, result] of Object.entries(results)) {
+      assertSameAsUnzip(result, name);
+      assert.deepEqual(Object.keys(result.lakerun), [
+        "données/",
+        "données/nfd/",
+        "données/nfd/cafe\u0301.csv",
+        "données/vide/",
+        "données/été/",
+        "données/été/café.csv",
+        "données/日本/",
+        "données/日本/東京.csv",
+        "données/😀.txt",
+      ], name);
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "7-Zip's other methods (Deflate64 and BZip2, which unzip extracts; LZMA, PPMd, XZ) are refused naming the entry and the method, and land nothing",
+  ignore: ignore7z,
+  fn: async () => {
+    const methods: [string, string, boolean][] = [
+      ["Deflate64", "9 \\(deflate64\\)", true],
+      ["BZip2", "12 \\(bzip2\\)", true],
+      ["LZMA", "14 \\(lzma\\)", false],
+      ["PPMd", "98 \\(ppmd\\)", false],
+      ["XZ", "95 \\(xz\\)", false],
+    ];
+    const results = await extractBoth(
+      [
+        SEVEN_ZIP_TREE,
+        ...["Copy", ...methods.map(([method]) => method)].map((method) =>
+          `${SEVEN_ZIP} a -tzip -bso0 -bsp0 -mm=${method} ${method}.zip tree`
+        ),
+        ...methods.map(([method]) =>
+          check(
+            `zipinfo ${method}.zip | grep -q ' stor .* tree/d/noise.bin$'`,
+            `noise.bin stored in ${method}.zip`,
+          )
+        ),
+      ].join("\n"),
+      ["Copy.zip", ...methods.map(([method]) => `${method}.zip`)],
+    );
+    // the tree itself, as unzip and lakerun extract it from the archive that stores every entry
+    assertSameAsUnzip(results["Copy.zip"], "Copy.zip");
+    const tree = results["Copy.zip"].lakerun;
+    assert.equal(Object.keys(tree).length, 10);
+    for (const [method, shown, unzipExtracts] of methods) {
+      const { error, lakerun, unzip, unzipCode } = results[`${method}.zip`];
+      assert.match(
+        error?.message ?? "",
+        new RegExp(`zip entry 'tree/b/c/big\\.csv': unsupported compression method ${shown}`),
+        method,
+      );
+      assert.deepEqual(lakerun, {}, method);
+      if (unzipExtracts) {
+        assert.equal(unzipCode, 0, method);
+        assert.deepEqual(unzip, tree, method);
+      } else assert.notEqual(unzipCode, 0, `${method}: unzip cannot extract it either`);
+    }
   },
 });
