@@ -483,9 +483,17 @@ function storageContract(name: string, open: Open, { sanitize = true } = {}): vo
     const writer = await batch.open("nested/reused.csv", { size: 9, sha256: true });
     for (const part of ["abc", "def", "ghi"]) {
       buffer.set(text(part));
-      writer.write(buffer); // then overwritten: the writer must have used it already
+      await writer.write(buffer); // then overwritten: the writer must be done with it
     }
     assert.deepEqual(await writer.close(), { size: 9, sha256: sha256Hex(text("abcdefghi")) });
+    // large chunks (which a local writer writes on another thread), from one buffer refilled after each write
+    const large = new Uint8Array(MiB);
+    const big = await batch.open("big.bin", { size: 3 * MiB });
+    for (const fill of [1, 2, 3]) {
+      large.fill(fill);
+      await big.write(large);
+    }
+    await big.close();
     writer.abort(); // after a successful close: nothing happens
     const short = await batch.open("short.csv", { size: 10 });
     short.write(text("abc"));
@@ -500,7 +508,11 @@ function storageContract(name: string, open: Open, { sanitize = true } = {}): vo
     await batch.commit();
     assert.deepEqual(
       await treeOf(storage, { temporaries: true }),
-      digests({ "kept.csv": "kept", "nested/reused.csv": "second" }),
+      digests({
+        "kept.csv": "kept",
+        "nested/reused.csv": "second",
+        "big.bin": new Uint8Array(3 * MiB).map((_, i) => 1 + Math.floor(i / MiB)),
+      }),
     );
     assert.deepEqual(await place.leftovers(), []);
   });

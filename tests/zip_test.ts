@@ -884,9 +884,10 @@ for name, seekable, zip64, method in [("seekable", True, False, zipfile.ZIP_DEFL
  * A sink whose `openEntry` writer keeps a copy of each chunk (the extraction reuses one buffer for them), and
  * records what it was asked: the bytes of every closed entry, and which writers were aborted.
  */
-function writerSink(options: { failWriteOf?: string } = {}) {
+function writerSink(options: { failWriteOf?: string; slowWrites?: boolean } = {}) {
   const files = new Map<string, Uint8Array>();
   const aborted: string[] = [];
+  const changedInFlight: string[] = [];
   const chunks = new Map<string, Uint8Array[]>(); // as received, not copied: shows that the buffer is reused
   const sink: ZipEntrySink = {
     writeEntry: () => Promise.reject(new Error("writeEntry called although openEntry is offered")),
@@ -901,7 +902,13 @@ function writerSink(options: { failWriteOf?: string } = {}) {
         write: (bytes) => {
           if (path === options.failWriteOf) throw new Error("No space left on device (os error 28)");
           chunks.set(path, [...chunks.get(path) ?? [], bytes]);
-          parts.push(bytes.slice());
+          const copy = bytes.slice();
+          parts.push(copy);
+          if (!options.slowWrites) return;
+          // a write that takes a while: the extraction must not touch the chunk until it has finished
+          return new Promise<void>((resolve) => setTimeout(resolve, 1)).then(() => {
+            if (sha256(bytes) !== sha256(copy)) changedInFlight.push(path);
+          });
         },
         // deno-lint-ignore require-await
         close: async () => files.set(path, concatBytes(parts)),
@@ -909,7 +916,7 @@ function writerSink(options: { failWriteOf?: string } = {}) {
       };
     },
   };
-  return { sink, files, aborted, chunks };
+  return { sink, files, aborted, chunks, changedInFlight };
 }
 
 function concatBytes(parts: Uint8Array[]): Uint8Array {
@@ -923,7 +930,7 @@ function concatBytes(parts: Uint8Array[]): Uint8Array {
 }
 
 for (const mode of MODES) {
-  Deno.test(`${mode}: a sink's openEntry writer gets larger entries chunk by chunk, byte for byte, from one reused buffer`, async () => {
+  Deno.test(`${mode}: a sink's openEntry writer gets larger entries chunk by chunk, byte for byte, from two buffers used in turn, each left alone while its write is in flight`, async () => {
     const big = csvText(3_000_000, 7);
     const noise = randomBytes(1_500_000, 8);
     const entries: FixtureEntry[] = [
@@ -935,22 +942,29 @@ for (const mode of MODES) {
       { name: "zeros.bin", data: new Uint8Array(20 * 1024 * 1024) },
       { name: "last.txt", data: "end" },
     ];
-    const { sink, files, aborted, chunks } = writerSink();
-    // small chunks from the source, so that entries and slices end mid-chunk
-    const summary = await extract(mode, buildZip(entries), sink, undefined, 9_999);
-    assert.deepEqual(
-      [...files.keys()].sort(),
-      entries.map((e) => e.name).sort(),
-    );
-    for (const entry of entries) {
-      assert.equal(sha256(files.get(entry.name)!), sha256(bytesOf(entry.data!)), `content of ${entry.name}`);
+    for (const slowWrites of [false, true]) {
+      const { sink, files, aborted, chunks, changedInFlight } = writerSink({ slowWrites });
+      // small chunks from the source, so that entries and slices end mid-chunk
+      const summary = await extract(mode, buildZip(entries), sink, undefined, 9_999);
+      assert.deepEqual(
+        [...files.keys()].sort(),
+        entries.map((e) => e.name).sort(),
+      );
+      for (const entry of entries) {
+        assert.equal(
+          sha256(files.get(entry.name)!),
+          sha256(bytesOf(entry.data!)),
+          `content of ${entry.name}`,
+        );
+      }
+      assert.deepEqual(aborted, []);
+      assert.equal(summary.entries, entries.length);
+      // an entry's inflated chunks are views of two buffers used in turn, not one buffer each
+      const zeros = chunks.get("zeros.bin")!;
+      assert.ok(zeros.length >= 20, `${zeros.length} chunks`);
+      assert.equal(new Set(zeros.map((c) => c.buffer)).size, 2);
+      assert.deepEqual(changedInFlight, [], "chunks changed while their write was in flight");
     }
-    assert.deepEqual(aborted, []);
-    assert.equal(summary.entries, entries.length);
-    // an entry's inflated chunks are views of one buffer, not one buffer each
-    const zeros = chunks.get("zeros.bin")!;
-    assert.ok(zeros.length >= 20, `${zeros.length} chunks`);
-    assert.equal(new Set(zeros.map((c) => c.buffer)).size, 1);
   });
 
   Deno.test(`${mode}: an openEntry writer is aborted when the entry is bad or its write fails, and the error names the entry`, async () => {

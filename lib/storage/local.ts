@@ -386,12 +386,15 @@ export class LocalStorage implements Storage {
         throwIfFailed();
         if (writing.has(path)) await settled();
         const target = prepare(path);
-        const writer = new SyncFileWriter(target.temporary ?? target.full, options ?? {}, path);
+        const writer = new LocalFileWriter(
+          target.temporary ?? target.full,
+          { ...options, overlap: true },
+          path,
+        );
         return {
           write: (bytes) => writer.write(bytes),
-          // deno-lint-ignore require-await
           close: async () => {
-            const result = writer.close();
+            const result = await writer.close();
             land(target, path);
             return result;
           },
@@ -630,21 +633,21 @@ export async function writeFileFromStream(
   label: string,
 ): Promise<WriteResult> {
   const { signal } = options;
-  let writer: SyncFileWriter | undefined;
+  let writer: LocalFileWriter | undefined;
   const reader = data.getReader();
   const onAbort = () => reader.cancel(signal!.reason).catch(() => {});
   signal?.addEventListener("abort", onAbort, { once: true });
   try {
     signal?.throwIfAborted();
-    writer = new SyncFileWriter(path, options, label);
+    writer = new LocalFileWriter(path, options, label);
     while (true) {
       const { done, value } = await reader.read();
       if (done) break;
       signal?.throwIfAborted();
-      writer.write(value);
+      writer.write(value); // synchronous: no overlap asked
     }
     signal?.throwIfAborted();
-    return writer.close();
+    return await writer.close();
   } catch (error) {
     reader.cancel(error).catch(() => {});
     writer?.abort();
@@ -656,51 +659,63 @@ export async function writeFileFromStream(
 }
 
 /**
- * A new file (created, never overwritten) written with synchronous calls: chunks are counted, optionally
- * hashed, gathered into {@link WRITE_BUFFER_SIZE} bytes and written {@link WRITE_SYSCALL_SIZE} per system call;
- * a chunk of at least the buffer's size is written directly. `write` keeps no reference to its argument, so
- * the caller may reuse its buffer at once. `abort` (or a failed `close`) removes the file.
+ * A new file (created, never overwritten): chunks are counted, optionally hashed, gathered into
+ * {@link WRITE_BUFFER_SIZE} bytes and written {@link WRITE_SYSCALL_SIZE} per synchronous system call; a chunk of
+ * at least the buffer's size is written directly. With `overlap`, such a chunk is written by one call on
+ * another thread instead: `write` then returns a promise, and the caller leaves the chunk alone and awaits it
+ * before its next call (inflating its next chunk meanwhile, say). Otherwise `write` keeps no reference to its
+ * argument. `abort` (or a failed `close`) removes the file.
  *
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { SizeMismatchError, SyncFileWriter } from "./local.ts";
+ * import { LocalFileWriter, SizeMismatchError } from "./local.ts";
  *
  * const dir = await Deno.makeTempDir();
  * const chunk = new Uint8Array(4);
- * const writer = new SyncFileWriter(`${dir}/x`, { size: 8 }, "x");
+ * const writer = new LocalFileWriter(`${dir}/x`, { size: 8 }, "x");
  * chunk.set(new TextEncoder().encode("abcd"));
- * writer.write(chunk);
+ * await writer.write(chunk);
  * chunk.set(new TextEncoder().encode("efgh")); // the buffer is free again once write returned
- * writer.write(chunk);
- * assert.deepEqual(writer.close(), { size: 8, sha256: undefined });
+ * await writer.write(chunk);
+ * assert.deepEqual(await writer.close(), { size: 8, sha256: undefined });
  * assert.equal(await Deno.readTextFile(`${dir}/x`), "abcdefgh");
  *
- * const short = new SyncFileWriter(`${dir}/y`, { size: 5 }, "y");
- * short.write(chunk);
- * assert.throws(() => short.close(), SizeMismatchError); // and y is removed
+ * const short = new LocalFileWriter(`${dir}/y`, { size: 5 }, "y");
+ * await short.write(chunk);
+ * await assert.rejects(short.close(), SizeMismatchError); // and y is removed
  * assert.deepEqual((await Array.fromAsync(Deno.readDir(dir))).map((entry) => entry.name), ["x"]);
  * await Deno.remove(dir, { recursive: true });
  * ```
  */
-export class SyncFileWriter {
+export class LocalFileWriter {
   readonly #path: string;
   readonly #label: string;
   readonly #expected: number | undefined;
   readonly #hash: ReturnType<typeof createHash> | undefined;
+  readonly #overlap: boolean;
   #file: Deno.FsFile | undefined;
   #buffer: Uint8Array | undefined;
   #filled = 0;
   #size = 0;
+  #writing: Promise<void> | undefined;
   #done = false;
   #closed = false;
 
-  /** Creates the file at `path` (failing if anything is there); `label` names it in size errors. */
-  constructor(path: string, options: Pick<WriteOptions, "size" | "sha256">, label: string) {
+  /**
+   * Creates the file at `path` (failing if anything is there); `label` names it in size errors; with
+   * `overlap`, chunks of at least {@link WRITE_BUFFER_SIZE} are written on another thread.
+   */
+  constructor(
+    path: string,
+    options: Pick<WriteOptions, "size" | "sha256"> & { overlap?: boolean },
+    label: string,
+  ) {
     this.#path = path;
     this.#label = label;
     this.#expected = options.size;
     this.#hash = options.sha256 ? createHash("sha256") : undefined;
+    this.#overlap = options.overlap ?? false;
     this.#file = Deno.openSync(path, { write: true, createNew: true });
   }
 
@@ -709,28 +724,43 @@ export class SyncFileWriter {
     return this.#size;
   }
 
-  /** Writes (or buffers a copy of) `bytes`; on failure the file is removed. */
-  write(bytes: Uint8Array): void {
+  /**
+   * Writes (or buffers a copy of) `bytes`; with `overlap`, a large chunk is written on another thread and the
+   * promise returned settles when it is. On failure the file is removed.
+   */
+  write(bytes: Uint8Array): void | Promise<void> {
     try {
-      this.#write(bytes);
+      if (this.#writing) throw new Error(`${this.#label}: written while its previous write is in flight`);
+      this.#count(bytes);
+      if (bytes.byteLength >= WRITE_BUFFER_SIZE) {
+        this.#flush();
+        if (!this.#overlap) return this.#writeAll(bytes);
+        const writing = this.#writing = this.#writeElsewhere(bytes);
+        return writing.then(() => {
+          this.#writing = undefined;
+        }, (error) => {
+          this.#writing = undefined;
+          this.abort();
+          throw error;
+        });
+      }
+      this.#gather(bytes);
     } catch (error) {
       this.abort();
       throw error;
     }
   }
 
-  #write(bytes: Uint8Array): void {
+  #count(bytes: Uint8Array): void {
     if (this.#done) throw new Error(`${this.#label}: written after it was closed`);
     this.#size += bytes.byteLength;
     if (this.#expected !== undefined && this.#size > this.#expected) {
       throw new SizeMismatchError(this.#label, this.#expected, this.#size);
     }
     this.#hash?.update(bytes);
-    if (bytes.byteLength >= WRITE_BUFFER_SIZE) {
-      this.#flush();
-      this.#writeAll(bytes);
-      return;
-    }
+  }
+
+  #gather(bytes: Uint8Array): void {
     const buffer = this.#buffer ??= new Uint8Array(WRITE_BUFFER_SIZE);
     let offset = 0;
     while (offset < bytes.byteLength) {
@@ -748,14 +778,20 @@ export class SyncFileWriter {
     }
   }
 
+  async #writeElsewhere(bytes: Uint8Array): Promise<void> {
+    const file = this.#file!;
+    for (let at = 0; at < bytes.byteLength;) at += await file.write(bytes.subarray(at));
+  }
+
   #flush(): void {
     if (this.#filled > 0) this.#writeAll(this.#buffer!.subarray(0, this.#filled));
     this.#filled = 0;
   }
 
   /** Writes what is buffered and closes the file; fails (removing it) when its size is not the expected one. */
-  close(): WriteResult {
+  async close(): Promise<WriteResult> {
     try {
+      await this.#writing;
       this.#flush();
       this.#file!.close();
       this.#file = undefined;
@@ -771,7 +807,10 @@ export class SyncFileWriter {
     return { size: this.#size, sha256: this.#hash?.digest("hex") };
   }
 
-  /** Closes and removes the file, unless it was closed successfully; safe to call more than once. */
+  /**
+   * Closes and removes the file, unless it was closed successfully; safe to call more than once. A write in
+   * flight then ends on a file that no longer has a name.
+   */
   abort(): void {
     if (this.#closed) return;
     this.#done = true;

@@ -40,8 +40,12 @@ export interface WriteOptions {
 
 /** A file being written by {@link WriteBatch.open}. */
 export interface FileWriter {
-  /** Writes `bytes` (or a copy of them) before returning: the caller may reuse its buffer at once. */
-  write(bytes: Uint8Array): void;
+  /**
+   * Writes `bytes` (or a copy of them), or starts writing them on another thread and returns a promise: the
+   * caller then leaves `bytes` alone and awaits it before the next call. When nothing is returned, the caller
+   * may reuse its buffer at once.
+   */
+  write(bytes: Uint8Array): void | Promise<void>;
   /** Finishes the file, which lands with the batch; fails when it is not the expected size. */
   close(): Promise<WriteResult>;
   /** Removes what was written; safe to call more than once, and does nothing after a successful close. */
@@ -57,8 +61,8 @@ export interface WriteBatch {
   /** Stages a file whose bytes are all in memory with one call, where the backend can (a local folder). */
   writeBytes?(path: string, bytes: Uint8Array): Promise<WriteResult>;
   /**
-   * Stages a file written with synchronous calls through the returned {@link FileWriter}, where the backend
-   * can (a local folder): for data produced into a reused buffer (an inflater's output), written as it comes.
+   * Stages a file written through the returned {@link FileWriter}, where the backend can (a local folder): for
+   * data produced into reused buffers (an inflater's output), written as it comes.
    */
   open?(path: string, options?: Pick<WriteOptions, "size" | "sha256">): Promise<FileWriter>;
   /** Stages an empty folder, which lands with the files, where the backend has folders (a local folder). */

@@ -101,19 +101,30 @@ class EntryBody {
 
   /**
    * Writes the data through `writer` chunk by chunk (no stream), then verifies it; `result` is set on success.
-   * A failure of `writer.write` is thrown as `wrap` makes it; the writer is not closed or aborted here.
+   * A failure of `writer.write` (or of the promise it returned) is thrown as `wrap` makes it; the writer is not
+   * closed or aborted here.
    */
   async writeTo(writer: EntryWriter, wrap: (error: unknown) => unknown): Promise<BodyResult> {
+    // the write of one chunk goes on while the next is inflated into the inflater's other buffer
+    let writing: Promise<unknown> | void = undefined;
+    const written = async () => {
+      const pending = writing;
+      writing = undefined;
+      await pending?.catch((e) => Promise.reject(wrap(e)));
+    };
     try {
       for (let chunk = await this.#next(); chunk; chunk = await this.#next()) {
+        await written();
         try {
-          writer.write(chunk);
+          writing = writer.write(chunk);
         } catch (e) {
           throw wrap(e);
         }
       }
+      await written();
       return this.result = await this.#finish();
     } catch (e) {
+      await (writing as Promise<unknown> | undefined)?.catch(() => {});
       this.error = e;
       this.abandon();
       throw e;

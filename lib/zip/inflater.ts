@@ -53,9 +53,9 @@ function rawInflateHandle(): { handle: ZlibHandle; state: Uint32Array } {
  * deflate stream ends inside a slice, zlib stops consuming (leaving output space unused) and the unused tail
  * goes back to the reader with {@link Inflater.leftover}: it holds the data descriptor or the next header.
  *
- * With `reuseOutput`, every call returns a view of the same buffer, valid until the next call: the caller must
- * consume it at once (a synchronous file write), and no garbage is made per chunk. Otherwise each call
- * returns a buffer of its own.
+ * With `reuseOutput`, the chunks returned are views of two buffers used in turn: a chunk stays valid until the
+ * next chunk after it is returned, so its write can go on while the next one is inflated, and no garbage is
+ * made per chunk. Otherwise each call returns a buffer of its own.
  *
  * @example
  * ```ts
@@ -88,7 +88,9 @@ export class Inflater {
   readonly #state: Uint32Array;
   readonly #input: ByteReader;
   readonly #name: string;
-  readonly #output: Uint8Array | undefined;
+  /** The two output buffers used in turn with `reuseOutput`, and the one the next chunk goes to. */
+  readonly #outputs: [Uint8Array, Uint8Array] | undefined;
+  #turn: 0 | 1 = 0;
   /** Compressed bytes still to read, when the compressed size is known. */
   #remaining: number | undefined;
   /** The current input slice and the part of it zlib has not used yet. */
@@ -101,7 +103,8 @@ export class Inflater {
 
   /**
    * Inflates entry `name` from `input`, reading at most `compressedSize` bytes when that is known; with
-   * `reuseOutput`, every chunk returned is a view of one buffer, valid until the next call.
+   * `reuseOutput`, every chunk returned is a view of one of two buffers, valid until the next chunk after it
+   * is returned.
    */
   constructor(
     input: ByteReader,
@@ -118,7 +121,9 @@ export class Inflater {
     this.#input = input;
     this.#name = name;
     this.#remaining = compressedSize;
-    this.#output = options.reuseOutput ? new Uint8Array(INFLATE_CHUNK) : undefined;
+    this.#outputs = options.reuseOutput
+      ? [new Uint8Array(INFLATE_CHUNK), new Uint8Array(INFLATE_CHUNK)]
+      : undefined;
   }
 
   /** Compressed bytes the deflate stream used. */
@@ -139,7 +144,7 @@ export class Inflater {
         this.#offset = 0;
         continue;
       }
-      const output = this.#output ?? new Uint8Array(INFLATE_CHUNK);
+      const output = this.#output();
       this.#write(constants.Z_NO_FLUSH, left, output);
       const [space, unused] = this.#state;
       const produced = output.length - space;
@@ -147,19 +152,30 @@ export class Inflater {
       this.#offset += left - unused;
       // output space to spare with input left over: zlib stopped at the end of the deflate stream
       if (space > 0 && unused > 0) this.#ended = true;
-      if (produced > 0) return output.subarray(0, produced);
+      if (produced > 0) return this.#hand(output, produced);
     }
     return null;
   }
 
+  /** The buffer the next chunk is inflated into. */
+  #output(): Uint8Array {
+    return this.#outputs ? this.#outputs[this.#turn] : new Uint8Array(INFLATE_CHUNK);
+  }
+
+  /** Returns the first `produced` bytes of `output`; the next chunk then goes to the other buffer. */
+  #hand(output: Uint8Array, produced: number): Uint8Array {
+    this.#turn = this.#turn === 0 ? 1 : 0;
+    return output.subarray(0, produced);
+  }
+
   /** All compressed bytes read: flushes what zlib holds; fails unless the deflate stream is complete. */
   #finish(): Uint8Array | null {
-    const output = this.#output ?? new Uint8Array(INFLATE_CHUNK);
+    const output = this.#output();
     this.#write(constants.Z_FINISH, 0, output);
     const produced = output.length - this.#state[0];
     // a full buffer may leave more to flush: the next call finishes again
     if (this.#state[0] > 0) this.#ended = true;
-    return produced > 0 ? output.subarray(0, produced) : null;
+    return produced > 0 ? this.#hand(output, produced) : null;
   }
 
   #write(flush: number, length: number, output: Uint8Array): void {

@@ -48,9 +48,8 @@ export interface ZipEntrySink {
   writeEntryBytes?(path: string, data: Uint8Array): Promise<void>;
   /**
    * Optional: called instead of {@link ZipEntrySink.writeEntry} for a larger entry, to write its data through
-   * an {@link EntryWriter} whose `write` consumes each chunk before it returns (a synchronous file write). The
-   * extraction then inflates every chunk into one reused buffer: no garbage per chunk, and no stream between
-   * zlib and the file. `close` is called once the data is verified (sizes, CRC-32), `abort` on any failure.
+   * an {@link EntryWriter}. The extraction then inflates into two buffers used in turn, one being written while
+   * the other fills: no garbage per chunk, and no stream between zlib and the file. `close` is called once the data is verified (sizes, CRC-32), `abort` on any failure.
    */
   openEntry?(path: string, info: { uncompressedSize?: number }): Promise<EntryWriter>;
   /**
@@ -62,8 +61,12 @@ export interface ZipEntrySink {
 
 /** Where {@link ZipEntrySink.openEntry} has an entry's data written. */
 export interface EntryWriter {
-  /** Writes `bytes` before returning: the buffer is reused for the next chunk as soon as this returns. */
-  write(bytes: Uint8Array): void;
+  /**
+   * Writes `bytes`, or starts writing them and returns a promise: the caller then leaves the buffer alone and
+   * awaits that promise before its next call (inflating the next chunk into another buffer meanwhile). When
+   * nothing is returned, the buffer may be reused at once.
+   */
+  write(bytes: Uint8Array): void | Promise<unknown>;
   /** All of the entry's data was written and verified (what it resolves to is not used). */
   close(): Promise<unknown>;
   /** The entry failed: what was written must not remain. */
