@@ -12,6 +12,7 @@ import {
 } from "../lib/zip/mod.ts";
 import {
   buildZip,
+  byteStreamOf,
   csvText,
   type FixtureEntry,
   hashingSink,
@@ -25,10 +26,14 @@ import {
 } from "./support/zip_fixtures.ts";
 
 const encoder = new TextEncoder();
-const MODES = ["stream", "file"] as const;
+/** `stream`: a plain stream; `bytes`: a byte stream, read into reused buffers; `file`: random access. */
+const MODES = ["stream", "bytes", "file"] as const;
 type Mode = typeof MODES[number];
 
-/** Extracts `zip` with the streaming API (64 KiB chunks unless told) or through a temporary file. */
+/**
+ * Extracts `zip` with the streaming API (64 KiB chunks unless told), from a plain or a byte stream, or through
+ * a temporary file.
+ */
 async function extract(
   mode: Mode,
   zip: Uint8Array,
@@ -37,6 +42,7 @@ async function extract(
   chunk: number | (() => number) = 64 * 1024,
 ): Promise<ZipSummary> {
   if (mode === "stream") return await extractZipStream(streamOf(zip, chunk), sink, limits);
+  if (mode === "bytes") return await extractZipStream(byteStreamOf(zip, chunk), sink, limits);
   const path = await Deno.makeTempFile({ suffix: ".zip" });
   try {
     await Deno.writeFile(path, zip);
@@ -112,7 +118,7 @@ for (const mode of MODES) {
       await extract(mode, buildZip(entries, { zip64Eocd, comment: "an archive comment" }), sink);
       assertFiles(sink, entries.map((e) => [e.name, e.data!]));
       // Streaming knows no size before a descriptor; the file API has the central directory's.
-      assert.equal(sink.calls[0].uncompressedSize, mode === "stream" ? undefined : big.length);
+      assert.equal(sink.calls[0].uncompressedSize, mode !== "file" ? undefined : big.length);
       assert.equal(sink.calls[4].uncompressedSize, big.length);
     }
   });
@@ -171,7 +177,7 @@ for (const mode of MODES) {
         await rejectsZip(extract(mode, zip, sink), pattern);
         assert.ok(!sink.calls.some((c) => c.path === name), `${JSON.stringify(name)} reached the sink`);
         // The file API validates everything before extracting anything.
-        assert.deepEqual(sink.calls.map((c) => c.path), mode === "stream" ? ["ok.txt"] : []);
+        assert.deepEqual(sink.calls.map((c) => c.path), mode !== "file" ? ["ok.txt"] : []);
       }
     }
   });
@@ -196,7 +202,7 @@ for (const mode of MODES) {
     await rejectsZip(extract(mode, zip, sink), /^zip entry 'link': symbolic link$/);
     // Streaming only learns the mode from the central directory at the end (the sink contract makes that
     // safe: nothing is visible before success); the file API refuses before extracting anything.
-    assert.deepEqual(sink.calls.map((c) => c.path), mode === "stream" ? ["a.txt", "link"] : []);
+    assert.deepEqual(sink.calls.map((c) => c.path), mode !== "file" ? ["a.txt", "link"] : []);
     // `zip` reading its standard input records the pipe's mode (0o10600): a file with data is a file
     for (const special of [0o010600, 0o020644, 0o060644, 0o140644]) {
       const files = memorySink();
@@ -264,7 +270,7 @@ for (const mode of MODES) {
 
   Deno.test(`${mode}: local headers and central directory must agree`, async () => {
     const good: FixtureEntry = { name: "good.txt", data: "good" };
-    const stream = mode === "stream";
+    const stream = mode !== "file";
     const cases: [FixtureEntry[], Parameters<typeof buildZip>[1], RegExp][] = [
       [
         [good, { name: "hidden.txt", data: "only in the local headers", central: { omit: true } }],
@@ -363,7 +369,7 @@ for (const mode of MODES) {
       const sink = memorySink();
       await rejectsZip(
         extract(mode, zip.subarray(0, cut), sink),
-        mode === "stream"
+        mode !== "file"
           ? /truncated archive \(unexpected end of data in /
           : /^truncated archive \(no end of central/,
       );
@@ -399,7 +405,7 @@ for (const mode of MODES) {
       ],
       [
         { name: "bad.csv", data, descriptor: true, descriptorLies: { size: 5 }, central: { size: 5 } },
-        mode === "stream"
+        mode !== "file"
           ? /data descriptor does not match/
           : /data is larger than its declared size \(5 bytes\)/,
       ],
@@ -503,7 +509,7 @@ for (const mode of MODES) {
       (await extract(mode, zip, memorySink(), { maxRatio: 2000, ratioFloor: 0 })).bytes,
       data.length,
     );
-    if (mode === "stream") {
+    if (mode !== "file") {
       assert.equal(
         (await extract(mode, zip, memorySink(), { ...limit, archiveSize: 200_000 })).bytes,
         data.length,
@@ -556,13 +562,13 @@ for (const mode of MODES) {
     const second = buildZip([{ name: "b", data: "b" }]);
     await rejectsZip(
       extract(mode, buildZip([{ name: "a", data: "a" }], { trailing: second })),
-      mode === "stream"
+      mode !== "file"
         ? /unexpected data after the end of the archive \(a zip record signature/
         : /^zip entry 'a': in the local headers but not in the central directory$/,
     );
     await rejectsZip(
       extract(mode, buildZip([{ name: "a", data: "a" }], { trailing: new Uint8Array(65 * 1024) })),
-      mode === "stream"
+      mode !== "file"
         ? /unexpected data after the end of the archive \(more than 65536 bytes\)/
         : /truncated archive \(no end of central directory/,
     );
@@ -795,7 +801,7 @@ function assertSameFiles(sink: MemorySink, files: Map<string, Uint8Array>) {
 
 async function extractFileAt(path: string, mode: Mode): Promise<MemorySink> {
   const sink = memorySink();
-  if (mode === "stream") {
+  if (mode !== "file") {
     await extractZipStream((await Deno.open(path)).readable, sink);
   } else {
     await extractZipFile(path, sink);
@@ -996,3 +1002,31 @@ for (const mode of MODES) {
     assert.deepEqual([full.aborted, [...full.files.keys()]], [["b.csv"], ["a.csv"]]);
   });
 }
+
+Deno.test("bytes: what the sink keeps stays intact while later bytes are read into reused buffers", async () => {
+  // a sink that keeps the chunks it is given, uncopied, until the whole archive is extracted (as a write on
+  // another thread holds its buffer): stored data must not be a view of a buffer the reader reads into again
+  const kept = new Map<string, Uint8Array[]>();
+  const keep = (path: string, chunk: Uint8Array) => kept.set(path, [...kept.get(path) ?? [], chunk]);
+  const sink: ZipEntrySink = {
+    writeEntry: async (path, data) => {
+      for await (const chunk of data) keep(path, chunk);
+    },
+    writeEntryBytes: (path, data) => {
+      keep(path, data);
+      return Promise.resolve();
+    },
+  };
+  const entries: FixtureEntry[] = [];
+  for (let i = 0; i < 40; i++) {
+    entries.push({ name: `stored-${i}.bin`, data: randomBytes(3_000 + i * 997, i), method: 0 });
+    entries.push({ name: `deflated-${i}.csv`, data: csvText(5_000 + i * 331, i) });
+  }
+  entries.push({ name: "big-stored.bin", data: randomBytes(1_500_000, 99), method: 0 });
+  entries.push({ name: "big-deflated.csv", data: csvText(1_500_000, 98) });
+  entries.push({ name: "last.txt", data: "end" });
+  await extract("bytes", buildZip(entries), sink, undefined, 20_000);
+  for (const entry of entries) {
+    assert.equal(sha256(concatBytes(kept.get(entry.name)!)), sha256(bytesOf(entry.data!)), entry.name);
+  }
+});

@@ -16,23 +16,48 @@ const READ_AHEAD = 512 * 1024;
 /**
  * Buffers the archive bytes a pull function returns and hands them out by count, tracking the archive
  * offset of the next unconsumed byte; consumed bytes can be put back ({@link ByteReader.unread}).
+ *
+ * With `slabSize`, the reader lends the pull function buffers ("slabs") of that size to read into (a BYOB
+ * read) and reuses each once all of its bytes were consumed: no garbage per chunk. The views `peek`, `take`
+ * and `piece` return are then valid only until the next call of an async method (`fill`, `signature`,
+ * `need`, `piece`); a caller that keeps bytes longer copies them.
  */
 export class ByteReader {
-  readonly #pull: () => Promise<Uint8Array | null>;
+  readonly #pull: (into?: Uint8Array) => Promise<Uint8Array | null>;
+  readonly #slabSize: number | undefined;
   #chunks: Uint8Array[] = [];
   #buffered = 0;
   #eof = false;
   #failure: { error: unknown } | undefined;
   #inflight: Promise<void> | undefined;
+  /** The buffers of the slabs this reader lent (a BYOB read returns its view over a buffer of its own). */
+  readonly #slabs = new WeakSet<ArrayBufferLike>();
+  /** Slabs free to read into, and those fully consumed whose bytes may still be in a caller's hands. */
+  #free: Uint8Array[] = [];
+  #consumed: Uint8Array[] = [];
   /** Bytes obtained from the source so far. */
   received = 0;
   /** Archive offset of the next unconsumed byte. */
   position: number;
 
-  /** Reads through `pull` (null at the end); `position` is the archive offset of its first byte. */
-  constructor(pull: () => Promise<Uint8Array | null>, position = 0) {
+  /**
+   * Reads through `pull` (null at the end); `position` is the archive offset of its first byte. With
+   * `slabSize`, `pull` is handed a buffer of that size to fill and returns the bytes read as a view of it
+   * (or of the buffer it was transferred to), or bytes of its own.
+   */
+  constructor(
+    pull: (into?: Uint8Array) => Promise<Uint8Array | null>,
+    position = 0,
+    options: { slabSize?: number } = {},
+  ) {
     this.#pull = pull;
     this.position = position;
+    this.#slabSize = options.slabSize;
+  }
+
+  /** Whether views of this reader's bytes expire at its next async call (it reads into reused slabs). */
+  get reusesBuffers(): boolean {
+    return this.#slabSize !== undefined;
   }
 
   /**
@@ -41,8 +66,12 @@ export class ByteReader {
    */
   #readAhead(want = 0): void {
     if (this.#inflight || this.#eof || this.#failure || this.#buffered >= Math.max(READ_AHEAD, want)) return;
-    this.#inflight = this.#pull().then((chunk) => {
+    const slab = this.#slabSize === undefined
+      ? undefined
+      : this.#free.pop() ?? new Uint8Array(this.#slabSize);
+    this.#inflight = this.#pull(slab).then((chunk) => {
       this.#inflight = undefined;
+      if (slab) this.#takeBack(slab, chunk);
       if (chunk === null) {
         this.#eof = true;
       } else if (chunk.length > 0) {
@@ -57,8 +86,33 @@ export class ByteReader {
     });
   }
 
+  /**
+   * After a read into `slab`: the bytes read are in the slab when the chunk is a view of its buffer, or of the
+   * buffer a BYOB read transferred it to (the slab is then detached); such a chunk's buffer is a slab from now
+   * on. A slab the read did not use is free again.
+   */
+  #takeBack(slab: Uint8Array, chunk: Uint8Array | null): void {
+    const transferred = slab.byteLength === 0;
+    const inSlab = chunk !== null &&
+      (chunk.buffer === slab.buffer || (transferred && chunk.buffer.byteLength === this.#slabSize));
+    if (!inSlab) {
+      if (!transferred) this.#free.push(slab);
+    } else if (chunk.length > 0) {
+      this.#slabs.add(chunk.buffer);
+    } else {
+      this.#free.push(new Uint8Array(chunk.buffer));
+    }
+  }
+
+  /** Slabs consumed before this call can be read into again: the views of them handed out have expired. */
+  #recycle(): void {
+    for (const chunk of this.#consumed) this.#free.push(new Uint8Array(chunk.buffer));
+    this.#consumed.length = 0;
+  }
+
   /** Buffers at least `n` bytes unless the source ends first; returns the number buffered. */
   async fill(n: number): Promise<number> {
+    this.#recycle();
     while (this.#buffered < n && !this.#eof) {
       if (this.#failure) throw this.#failure.error;
       this.#readAhead(n);
@@ -95,6 +149,7 @@ export class ByteReader {
       const first = this.#chunks[0];
       if (first.length <= left) {
         this.#chunks.shift();
+        if (this.#slabs.has(first.buffer)) this.#consumed.push(first);
         left -= first.length;
       } else {
         this.#chunks[0] = first.subarray(left);
@@ -117,15 +172,17 @@ export class ByteReader {
    * the end: a view of the source's own bytes, never a copy.
    */
   async piece(max: number): Promise<Uint8Array | null> {
+    this.#recycle();
     if (this.#buffered === 0 && await this.fill(1) === 0) return null;
     const n = Math.min(max, this.#chunks[0].length);
     this.#readAhead();
     return this.take(n);
   }
 
-  /** Puts consumed bytes back in front. */
+  /** Puts consumed bytes back in front (a copy of them when they are in a slab that may be read into again). */
   unread(bytes: Uint8Array): void {
     if (bytes.length === 0) return;
+    if (this.#slabs.has(bytes.buffer)) bytes = bytes.slice();
     this.#chunks.unshift(bytes);
     this.#buffered += bytes.length;
     this.position -= bytes.length;

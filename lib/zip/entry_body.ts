@@ -120,6 +120,8 @@ class EntryBody {
         } catch (e) {
           throw wrap(e);
         }
+        // stored data is a view of the archive reader's bytes, which its next read may reuse
+        if (!this.#inflater) await written();
       }
       await written();
       return this.result = await this.#finish();
@@ -160,6 +162,8 @@ class EntryBody {
       out = await this.#input.piece(Math.min(this.#remaining, PIECE));
       if (out === null) throw truncated(name, "stored data");
       this.#remaining -= out.length;
+      // a stream's reader keeps its chunks: not views of a slab the archive reader will read into again
+      if (this.#stream && this.#input.reusesBuffers) out = out.slice();
     }
     if (out === null) return null;
     this.#size += out.length;
@@ -404,7 +408,8 @@ async function readWhole(
   budget.checkAbort();
   if (await input.fill(compressedSize) < compressedSize) throw truncated(name, "compressed data");
   const raw = input.take(compressedSize);
-  let data = raw;
+  // stored data goes to the sink, which may keep it past the reader's next read into a reused slab
+  let data = plan.method === 0 && input.reusesBuffers ? raw.slice() : raw;
   // A deflated entry with no compressed bytes at all (some writers do that for empty files) is empty.
   if (plan.method === 8 && compressedSize > 0) {
     let inflated: { buffer: Uint8Array; engine: { bytesWritten: number } };

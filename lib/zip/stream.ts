@@ -78,13 +78,27 @@ export async function extractZipStream(
 ): Promise<ZipSummary> {
   const signal = limits?.signal;
   signal?.throwIfAborted();
-  const streamReader = source.getReader();
-  const input = new ByteReader(async () => {
-    const { done, value } = await abortable(streamReader.read(), signal);
-    if (done) return null;
-    if (!(value instanceof Uint8Array)) throw new TypeError("zip source stream must yield Uint8Array chunks");
-    return value;
-  });
+  const byob = byobReader(source);
+  const defaultReader = byob ? undefined : source.getReader();
+  const streamReader = byob ?? defaultReader!;
+  // a byte stream is read into reused slabs: no garbage per chunk
+  const input = byob
+    ? new ByteReader(
+      async (into) => {
+        const { done, value } = await abortable(byob.read(into!), signal);
+        return done ? null : value;
+      },
+      0,
+      { slabSize: SLAB },
+    )
+    : new ByteReader(async () => {
+      const { done, value } = await abortable(defaultReader!.read(), signal);
+      if (done) return null;
+      if (!(value instanceof Uint8Array)) {
+        throw new TypeError("zip source stream must yield Uint8Array chunks");
+      }
+      return value;
+    });
   let ok = false;
   try {
     const budget = new Budget(limits, () => input.received);
@@ -94,6 +108,19 @@ export async function extractZipStream(
   } finally {
     if (!ok) await streamReader.cancel().catch(() => {});
     streamReader.releaseLock();
+  }
+}
+
+/** Size of the buffers a byte stream source is read into (a network read rarely returns more). */
+const SLAB = 64 * 1024;
+
+/** A BYOB reader of `source` when it is a byte stream (`type: "bytes"`), else undefined. */
+function byobReader(source: ReadableStream<Uint8Array>): ReadableStreamBYOBReader | undefined {
+  try {
+    return source.getReader({ mode: "byob" });
+  } catch (error) {
+    if (error instanceof TypeError) return undefined; // not a byte stream
+    throw error;
   }
 }
 

@@ -344,6 +344,51 @@ export function streamOf(
   });
 }
 
+/**
+ * Like {@link streamOf}, as a byte stream (`type: "bytes"`), which a reader can read into its own buffers
+ * (BYOB), as it reads a fetch response's body; a BYOB read gets at most the chunk's size.
+ *
+ * @example
+ * ```ts ignore
+ * const reader = byteStreamOf(zip, 1000).getReader({ mode: "byob" });
+ * const { value } = await reader.read(new Uint8Array(4096)); // 1000 bytes, in the buffer given
+ * ```
+ */
+export function byteStreamOf(
+  bytes: Uint8Array,
+  chunk: number | number[] | (() => number) = 64 * 1024,
+): ReadableStream<Uint8Array> {
+  let at = 0;
+  let i = 0;
+  const next = () => {
+    if (typeof chunk === "number") return chunk;
+    if (typeof chunk === "function") return chunk();
+    return chunk[i++ % chunk.length];
+  };
+  return new ReadableStream({
+    type: "bytes",
+    pull(controller) {
+      const request = controller.byobRequest;
+      if (at >= bytes.length) {
+        controller.close();
+        request?.respond(0);
+        return;
+      }
+      const size = Math.max(1, next());
+      if (request?.view) {
+        const view = new Uint8Array(request.view.buffer, request.view.byteOffset, request.view.byteLength);
+        const n = Math.min(size, view.length, bytes.length - at);
+        view.set(bytes.subarray(at, at + n));
+        at += n;
+        request.respond(n);
+      } else {
+        controller.enqueue(bytes.slice(at, at + size));
+        at += size;
+      }
+    },
+  });
+}
+
 /** A pseudo-random generator (mulberry32), so that "random" chunking is reproducible from its seed. */
 export function seededRandom(seed: number): () => number {
   let a = seed >>> 0;
