@@ -169,6 +169,31 @@ Deno.test("several cuts are resumed while the retry budget lasts", async () => {
   );
 });
 
+Deno.test("the body is a byte stream: a reader's own buffer is filled and handed back, across cuts and resumes", async () => {
+  const body = randomBytes(400_000);
+  await using server = await startFaultServer({ "/b": { body, cutAfterBytes: 50_000, cutTimes: 3 } });
+  const { bytes, sizes } = await fetchWithRetries(
+    { url: server.url("/b"), retries: 3, ...FAST },
+    async (stream) => {
+      const reader = stream.getReader({ mode: "byob" }); // throws unless the body is a byte stream
+      const parts: Uint8Array<ArrayBuffer>[] = [];
+      const sizes = new Set<number>();
+      let buffer = new Uint8Array(10_000);
+      for (;;) {
+        const { done, value } = await reader.read(buffer);
+        if (done) break;
+        parts.push(new Uint8Array(value));
+        sizes.add(value.buffer.byteLength);
+        buffer = new Uint8Array(value.buffer); // the same memory, read into again
+      }
+      return { bytes: new Uint8Array(await new Blob(parts).arrayBuffer()), sizes };
+    },
+  );
+  assert.equal(await sha256(bytes), await sha256(body));
+  assert.deepEqual([...sizes], [10_000], "every chunk came in the reader's own 10,000-byte buffer");
+  assert.equal(server.hits("/b"), 4);
+});
+
 Deno.test("cuts beyond the retry budget fail with the attempts and the last reason", async () => {
   const body = randomBytes(400_000);
   await using server = await startFaultServer({ "/m": { body, cutAfterBytes: 50_000, cutTimes: Infinity } });

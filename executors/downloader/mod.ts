@@ -8,7 +8,7 @@
 import { basename } from "node:path";
 import type { TaskContext, Zod } from "../../sdk/executor.ts";
 import { defineExecutor } from "../../sdk/executor.ts";
-import { HashingStream } from "../../lib/hashing.ts";
+import { ByteMeter, HashingStream, metered } from "../../lib/hashing.ts";
 import {
   fetchWithRetries,
   HttpError,
@@ -175,10 +175,9 @@ async function download(context: TaskContext<Params>): Promise<void> {
     try {
       summary = await fetchWithRetries(spec, async (body, info) => {
         return await extractIntoBatch(landing, async (sink) => {
-          const hashing = new HashingStream((n) => progress(n, info.contentLength), {
-            hash: !!expectedSha256,
-          });
-          const result = await extractZipStream(body.pipeThrough(hashing), sink, {
+          const hashing = new ByteMeter((n) => progress(n, info.contentLength), { hash: !!expectedSha256 });
+          // a byte stream still: the archive reader has the body read into its reused buffers
+          const result = await extractZipStream(metered(body, hashing), sink, {
             ...limits,
             archiveSize: info.contentLength,
           });

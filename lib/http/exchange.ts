@@ -10,7 +10,7 @@ import { TimeoutMark } from "./errors.ts";
 
 /** One request and its response; owns the AbortController that tears down its connection. */
 export class Exchange {
-  private reader?: ReadableStreamDefaultReader<Uint8Array>;
+  private reader?: ReadableStreamDefaultReader<Uint8Array> | ReadableStreamBYOBReader;
   private disposed = false;
 
   private readonly unlink: () => void;
@@ -28,10 +28,23 @@ export class Exchange {
     this.unlink = linkAbort(signal, ctrl);
   }
 
-  /** Reads one chunk; rejects with a TimeoutMark after `idleMs` without data, or with the abort reason. */
-  async read(idleMs: number): Promise<ReadableStreamReadResult<Uint8Array>> {
-    if (!this.response.body) return { done: true, value: undefined };
-    this.reader ??= this.response.body.getReader();
+  /**
+   * Reads one chunk; rejects with a TimeoutMark after `idleMs` without data, or with the abort reason. With
+   * `into`, a body that is a byte stream (a fetch response's is) is read into that buffer, which is then
+   * transferred to the view returned (`into` is detached); otherwise the chunk is the body's own.
+   */
+  async read(idleMs: number, into?: Uint8Array): Promise<ReadableStreamReadResult<Uint8Array>> {
+    const body = this.response.body;
+    if (!body) return { done: true, value: undefined };
+    if (!this.reader) {
+      try {
+        this.reader = into ? body.getReader({ mode: "byob" }) : body.getReader();
+      } catch (error) {
+        if (!(error instanceof TypeError)) throw error;
+        this.reader = body.getReader(); // not a byte stream
+      }
+    }
+    const reader = this.reader;
     const signal = this.ctrl.signal;
     signal.throwIfAborted();
     let timer: ReturnType<typeof setTimeout> | undefined;
@@ -40,7 +53,10 @@ export class Exchange {
     }
     try {
       // The read may still reject after the abort won the race: `abortable` handles that rejection.
-      return await abortable(this.reader.read(), signal);
+      const reading = reader instanceof ReadableStreamBYOBReader
+        ? reader.read(into ?? new Uint8Array(64 * 1024))
+        : reader.read();
+      return await abortable(reading, signal);
     } finally {
       clearTimeout(timer);
     }

@@ -73,7 +73,10 @@ export class ResumableBody {
     };
     const user = session.signal;
     this.waitSignal = user ? AbortSignal.any([user, this.lifetime.signal]) : this.lifetime.signal;
-    const raw = new ReadableStream<Uint8Array>({
+    // a byte stream: a reader can have the body read into its own buffers (BYOB), with nothing copied
+    const raw: ReadableStream<Uint8Array> = new ReadableStream({
+      type: "bytes",
+      autoAllocateChunkSize: CHUNK,
       pull: (controller) => this.pull(controller),
       cancel: () => this.dispose(),
     }, { highWaterMark: 0 });
@@ -96,13 +99,17 @@ export class ResumableBody {
     return this.lifetime.signal.aborted;
   }
 
-  /** Enqueues the next chunk, resuming or restarting on truncation; errors the stream on failure. */
-  private async pull(controller: ReadableStreamDefaultController<Uint8Array>): Promise<void> {
+  /**
+   * Reads the next chunk into the reader's buffer (the stream's request), resuming or restarting on
+   * truncation; errors the stream on failure.
+   */
+  private async pull(controller: ReadableByteStreamController): Promise<void> {
+    const target = new ReadTarget(controller);
     try {
       while (!this.disposed) {
         let chunk: ReadableStreamReadResult<Uint8Array>;
         try {
-          chunk = await this.exchange.read(this.session.readMs);
+          chunk = target.received(await this.exchange.read(this.session.readMs, target.usable()));
         } catch (err) {
           if (this.session.signal?.aborted) throw this.session.signal.reason;
           if (this.disposed) return;
@@ -117,7 +124,7 @@ export class ResumableBody {
             throw this.restartOrFail(`body longer than announced (${this.segmentEnd} bytes)`);
           }
           this.received += n;
-          controller.enqueue(chunk.value);
+          target.answer(chunk.value);
           this.session.events.onProgress?.(this.received, this.total);
           return;
         }
@@ -128,7 +135,7 @@ export class ResumableBody {
           continue;
         }
         this.exchange.dispose();
-        controller.close();
+        target.close();
         return;
       }
     } catch (err) {
@@ -186,6 +193,78 @@ export class ResumableBody {
     this.segmentEnd = cr!.end + 1;
     this.total ??= cr!.total;
     this.info.resumedFrom = from;
+  }
+}
+
+/** Bytes a read asks for when its reader gives no buffer of its own. */
+const CHUNK = 64 * 1024;
+
+/**
+ * Where one pull of a byte stream reads to: the buffer of the stream's pending request, which a BYOB read of
+ * the response body moves to the view it returns (detaching the request's); later reads of the same pull
+ * (after an empty chunk, or a resume) use the buffer where it moved.
+ */
+class ReadTarget {
+  readonly #controller: ReadableByteStreamController;
+  readonly #request: ReadableStreamBYOBRequest | null;
+  readonly #length: number;
+  readonly #offset: number;
+  readonly #bufferLength: number;
+  /** The request's bytes, wherever they are now; undefined without a request. */
+  buffer: Uint8Array | undefined;
+  /** Whether a read moved the request's buffer into {@link ReadTarget.buffer}'s. */
+  #moved = false;
+
+  constructor(controller: ReadableByteStreamController) {
+    this.#controller = controller;
+    this.#request = controller.byobRequest;
+    const view = this.#request?.view;
+    this.buffer = view ? new Uint8Array(view.buffer, view.byteOffset, view.byteLength) : undefined;
+    this.#length = view?.byteLength ?? 0;
+    this.#offset = view?.byteOffset ?? 0;
+    this.#bufferLength = view?.buffer.byteLength ?? 0;
+  }
+
+  /**
+   * The buffer to read into next. A read that failed took the buffer with it: a new one of the same shape
+   * (the stream checks the buffer's length and the view's offset) takes its place.
+   */
+  usable(): Uint8Array | undefined {
+    if (this.buffer && this.buffer.byteLength === 0) {
+      this.buffer = new Uint8Array(new ArrayBuffer(this.#bufferLength), this.#offset, this.#length);
+      this.#moved = true;
+    }
+    return this.buffer;
+  }
+
+  /** Takes note of where a read put the request's buffer, and returns the read's result. */
+  received(result: ReadableStreamReadResult<Uint8Array>): ReadableStreamReadResult<Uint8Array> {
+    const buffer = this.buffer;
+    if (buffer && buffer.byteLength === 0 && result.value) { // detached: the read moved it
+      this.buffer = new Uint8Array(result.value.buffer, result.value.byteOffset, this.#length);
+      this.#moved = true;
+    }
+    return result;
+  }
+
+  /** Hands `chunk` to the reader: as the filled part of its own buffer, or as a chunk of the body's. */
+  answer(chunk: Uint8Array): void {
+    const request = this.#request!;
+    if (!this.#moved || !this.buffer) return this.#controller.enqueue(chunk);
+    if (chunk.buffer === this.buffer.buffer) return request.respondWithNewView(chunk);
+    // a body that is not a byte stream after a resume: its chunk is copied into the moved buffer
+    const n = Math.min(chunk.byteLength, this.#length);
+    this.buffer.set(chunk.subarray(0, n));
+    request.respondWithNewView(this.buffer.subarray(0, n));
+    if (n < chunk.byteLength) this.#controller.enqueue(chunk.slice(n));
+  }
+
+  /** Closes the stream, answering the reader's pending request with no bytes. */
+  close(): void {
+    this.#controller.close();
+    if (!this.#request) return;
+    if (this.#moved && this.buffer) this.#request.respondWithNewView(this.buffer.subarray(0, 0));
+    else this.#request.respond(0);
   }
 }
 
