@@ -48,10 +48,11 @@ function rawInflateHandle(): { handle: ZlibHandle; state: Uint32Array } {
 /**
  * Inflates raw DEFLATE data read from a {@link ByteReader}, one output buffer per `next()` call.
  *
- * Each call inflates the current input slice into one output buffer of at most {@link INFLATE_CHUNK} bytes,
- * synchronously; a new slice (at most 256 KiB) is read only once zlib used all of the previous one. When the
- * deflate stream ends inside a slice, zlib stops consuming (leaving output space unused) and the unused tail
- * goes back to the reader with {@link Inflater.leftover}: it holds the data descriptor or the next header.
+ * Each call inflates input slices into one output buffer of {@link INFLATE_CHUNK} bytes, synchronously, until
+ * it is full or the deflate stream ends; a new slice (at most 256 KiB) is read only once zlib used all of the
+ * previous one. When the deflate stream ends inside a slice, zlib stops consuming (leaving output space
+ * unused) and the unused tail goes back to the reader with {@link Inflater.leftover}: it holds the data
+ * descriptor or the next header.
  *
  * With `reuseOutput`, the chunks returned are views of two buffers used in turn: a chunk stays valid until the
  * next chunk after it is returned, so its write can go on while the next one is inflated, and no garbage is
@@ -131,12 +132,16 @@ export class Inflater {
     return this.#consumed;
   }
 
-  /** The next inflated chunk, or null once the deflate stream has ended. */
+  /**
+   * The next inflated chunk, or null once the deflate stream has ended. A chunk fills its buffer (slices are
+   * read until it is full), except the last one: a few large writes rather than one per input slice.
+   */
   async next(): Promise<Uint8Array | null> {
+    let output: Uint8Array | undefined;
+    let filled = 0;
     while (!this.#ended) {
       const left = this.#slice.length - this.#offset;
-      if (left === 0 && this.#remaining === 0) return this.#finish();
-      if (left === 0) {
+      if (left === 0 && this.#remaining !== 0) {
         const piece = await this.#input.piece(Math.min(this.#remaining ?? PIECE, PIECE));
         if (piece === null) throw truncated(this.#name, "compressed data");
         if (this.#remaining !== undefined) this.#remaining -= piece.length;
@@ -144,17 +149,19 @@ export class Inflater {
         this.#offset = 0;
         continue;
       }
-      const output = this.#output();
-      this.#write(constants.Z_NO_FLUSH, left, output);
+      output ??= this.#output();
+      // every compressed byte read: flush what zlib holds, failing unless the deflate stream is complete
+      const flush = left === 0 ? constants.Z_FINISH : constants.Z_NO_FLUSH;
+      this.#write(flush, left, output, filled);
       const [space, unused] = this.#state;
-      const produced = output.length - space;
+      filled = output.length - space;
       this.#consumed += left - unused;
       this.#offset += left - unused;
-      // output space to spare with input left over: zlib stopped at the end of the deflate stream
-      if (space > 0 && unused > 0) this.#ended = true;
-      if (produced > 0) return this.#hand(output, produced);
+      // output space to spare with input left over (or after the finish): the deflate stream has ended
+      if (space > 0 && (unused > 0 || flush === constants.Z_FINISH)) this.#ended = true;
+      if (space === 0) break; // a full chunk
     }
-    return null;
+    return output && filled > 0 ? this.#hand(output, filled) : null;
   }
 
   /** The buffer the next chunk is inflated into. */
@@ -162,25 +169,16 @@ export class Inflater {
     return this.#outputs ? this.#outputs[this.#turn] : new Uint8Array(INFLATE_CHUNK);
   }
 
-  /** Returns the first `produced` bytes of `output`; the next chunk then goes to the other buffer. */
-  #hand(output: Uint8Array, produced: number): Uint8Array {
+  /** Returns the first `filled` bytes of `output`; the next chunk then goes to the other buffer. */
+  #hand(output: Uint8Array, filled: number): Uint8Array {
     this.#turn = this.#turn === 0 ? 1 : 0;
-    return output.subarray(0, produced);
+    return output.subarray(0, filled);
   }
 
-  /** All compressed bytes read: flushes what zlib holds; fails unless the deflate stream is complete. */
-  #finish(): Uint8Array | null {
-    const output = this.#output();
-    this.#write(constants.Z_FINISH, 0, output);
-    const produced = output.length - this.#state[0];
-    // a full buffer may leave more to flush: the next call finishes again
-    if (this.#state[0] > 0) this.#ended = true;
-    return produced > 0 ? this.#hand(output, produced) : null;
-  }
-
-  #write(flush: number, length: number, output: Uint8Array): void {
+  /** Inflates the current slice's `length` unused bytes into `output` from `filled` on. */
+  #write(flush: number, length: number, output: Uint8Array, filled: number): void {
     if (this.#destroyed) throw new ZipError(`internal error: inflater of '${this.#name}' used after destroy`);
-    this.#handle.writeSync(flush, this.#slice, this.#offset, length, output, 0, output.length);
+    this.#handle.writeSync(flush, this.#slice, this.#offset, length, output, filled, output.length - filled);
     const error = this.#error;
     if (error) {
       this.destroy();
