@@ -15,7 +15,7 @@ import { isWithinLocation, locationScope, mergeScopes, openLocation } from "../.
 import { isS3Url, type Storage, type StoredFile, TEMP_PREFIX } from "../../lib/storage/mod.ts";
 import { LocalStorage, LocationNotFoundError } from "../../lib/storage/local.ts";
 import { copyProblem } from "../../lib/storage/verify.ts";
-import { copyFile, moveFile, removeLeftovers } from "../../lib/transfer/copy.ts";
+import { copyFile, copyFiles, moveFile, removeLeftovers } from "../../lib/transfer/copy.ts";
 import { plural } from "../../lib/format.ts";
 import { type IamStatement, type S3Access, s3Statements } from "../../lib/aws/iam.ts";
 import { ENV_NAME, planPyExec, pyExecScope, runPyExec } from "./py_exec.ts";
@@ -192,23 +192,19 @@ async function transfer(context: TaskContext<Params>): Promise<void> {
   // one listing of staging instead of a look-up per file
   const staged = await listingOf(dump, context);
 
-  let copied = 0;
-  let bytes = 0;
+  const missing: StoredFile[] = [];
   for (const file of files) {
     context.signal.throwIfAborted();
-    if (
-      !(await copyProblem(landing, file.path, dump, file.path, {
-        sourceInfo: file,
-        targetInfo: staged.get(file.path) ?? null,
-        signal: context.signal,
-      }))
-    ) {
-      continue; // already staged by an earlier run
-    }
-    await copyFile(landing, dump, file, { signal: context.signal });
-    copied++;
-    bytes += file.size;
+    const problem = await copyProblem(landing, file.path, dump, file.path, {
+      sourceInfo: file,
+      targetInfo: staged.get(file.path) ?? null,
+      signal: context.signal,
+    });
+    if (problem) missing.push(file); // otherwise already staged by an earlier run
   }
+  // two local folders: staged as one batch (a new folder lands in one rename); otherwise file by file
+  const bytes = await copyFiles(landing, dump, missing, { signal: context.signal });
+  const copied = missing.length;
   const skipped = files.length - copied;
   if (skipped) context.log(`${skipped} file${skipped === 1 ? " was" : "s were"} already staged`);
   const folders = await stageEmptyFolders(context, landing, dump);
@@ -375,22 +371,41 @@ async function postStaging(context: TaskContext<Params>): Promise<void> {
   let count = 0;
   let bytes = 0;
   const read = transformed ? new Set(record?.inputs.map((i) => `${i.size} ${i.path}`)) : undefined;
+  // one listing of staging instead of a look-up per file
+  const staged = read ? undefined : await listingOf(dump, context);
+  // every file is checked first; those checked before a failure are still archived (or deleted)
+  const checked: StoredFile[] = [];
+  let failure: { error: unknown } | undefined;
   for (const file of files) {
-    context.signal.throwIfAborted();
-    if (read) {
-      if (!read.has(`${file.size} ${file.path}`)) {
-        throw new Error(
-          `${landing.url}/${file.path} was not read by a successful transform; run 'transfer' first`,
-        );
+    try {
+      context.signal.throwIfAborted();
+      if (read) {
+        if (!read.has(`${file.size} ${file.path}`)) {
+          throw new Error(
+            `${landing.url}/${file.path} was not read by a successful transform; run 'transfer' first`,
+          );
+        }
+      } else {
+        await verifyStaged(landing, dump, file, staged!);
       }
-    } else {
-      await verifyStaged(landing, dump, file);
+    } catch (error) {
+      failure = { error };
+      break;
     }
-    if (archive) await archiveFile(landing, archive, file, archived);
-    else await landing.remove(file.path);
+    checked.push(file);
+  }
+  // one local file system: whole folders the archive lacks move in one rename each
+  const moved = archive ? await archive.moveAllFrom?.(landing, checked.map((file) => file.path)) : undefined;
+  for (const file of checked) {
+    if (!moved?.has(file.path)) {
+      context.signal.throwIfAborted();
+      if (archive) await archiveFile(landing, archive, file, archived);
+      else await landing.remove(file.path);
+    }
     count++;
     bytes += file.size;
   }
+  if (failure) throw failure.error;
   await settleEmptyFolders(context, landing, transformed ? undefined : dump, archive);
   if (transformed) await journal.delete(TRANSFORM_RECORD);
   context.log(
@@ -399,9 +414,20 @@ async function postStaging(context: TaskContext<Params>): Promise<void> {
   context.report({ type: "moved", files: count, bytes });
 }
 
-/** Fails unless `dump` holds a byte-identical copy of the landing file (size, then sha256). */
-async function verifyStaged(landing: Storage, dump: Storage, file: StoredFile) {
-  const problem = await copyProblem(landing, file.path, dump, file.path, { sourceInfo: file });
+/**
+ * Fails unless `dump` holds a byte-identical copy of the landing file (size, then sha256); `staged` is the
+ * listing of `dump`.
+ */
+async function verifyStaged(
+  landing: Storage,
+  dump: Storage,
+  file: StoredFile,
+  staged: Map<string, StoredFile>,
+) {
+  const problem = await copyProblem(landing, file.path, dump, file.path, {
+    sourceInfo: file,
+    targetInfo: staged.get(file.path) ?? null,
+  });
   if (!problem) return;
   if (problem.kind === "missing") {
     throw new Error(`${landing.url}/${file.path} has no staged copy in ${dump.url}; run 'transfer' first`);

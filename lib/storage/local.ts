@@ -127,6 +127,13 @@ function mergeInto(from: string, to: string): void {
 export class LocalStorage implements Storage {
   readonly kind = "local" as const;
 
+  /**
+   * Folders (relative paths, `""` the folder itself) this instance has seen to be real folders, not links:
+   * each is checked once rather than before every file in it (a folder of many small files made every file
+   * cost a check of each folder above it). Forgotten when this instance removes the folder.
+   */
+  readonly #checkedFolders = new Set<string>();
+
   /** @param root absolute path of the folder */
   constructor(readonly root: string) {}
 
@@ -144,6 +151,100 @@ export class LocalStorage implements Storage {
     if (!(source instanceof LocalStorage)) return false;
     await source.moveTo(sourcePath, this, path);
     return true;
+  }
+
+  /**
+   * Renames the files `paths` of another local folder to the same paths here: a folder this one lacks and
+   * whose every entry is one of `paths` (or such a folder) in one rename, the other files one by one, except
+   * where this folder already has something at the path. Files of a moved-through folder that are not in
+   * `paths` (they appeared after the caller listed them, say) stay in the source. Symbolic links are never
+   * followed or moved. Across file systems nothing is moved (rename fails): the caller copies instead.
+   *
+   * @example
+   * ```ts
+   * import assert from "node:assert/strict";
+   * import { LocalStorage } from "./local.ts";
+   *
+   * const root = await Deno.makeTempDir();
+   * const landing = new LocalStorage(`${root}/landing`);
+   * const archive = new LocalStorage(`${root}/archive`);
+   * for (const path of ["2024/01/a.csv", "2024/01/b.csv", "2024/02/c.csv", "new.csv"]) {
+   *   await landing.write(path, new Blob([path]).stream());
+   * }
+   * await archive.write("2024/02/c.csv", new Blob(["archived before"]).stream());
+   * const moved = await archive.moveAllFrom(landing, ["2024/01/a.csv", "2024/01/b.csv", "2024/02/c.csv"]);
+   * assert.deepEqual([...moved].sort(), ["2024/01/a.csv", "2024/01/b.csv"]); // 2024/01 in one rename
+   * assert.deepEqual(await Array.fromAsync(landing.list(), (f) => f.path), ["2024/02/c.csv", "new.csv"]);
+   * await Deno.remove(root, { recursive: true });
+   * ```
+   */
+  // deno-lint-ignore require-await
+  async moveAllFrom(source: Storage, paths: Iterable<string>): Promise<Set<string>> {
+    const moved = new Set<string>();
+    if (!(source instanceof LocalStorage)) return moved;
+    const wanted = new Set<string>();
+    const folders = new Set<string>(); // folders holding a wanted file
+    for (const path of paths) {
+      wanted.add(checkRelativePath(path));
+      for (let at = path.indexOf("/"); at > 0; at = path.indexOf("/", at + 1)) folders.add(path.slice(0, at));
+    }
+    if (wanted.size === 0) return moved;
+    source.#refuseLink(source.root, "the folder itself");
+    this.#makeParents("x");
+    const prefix = (folder: string, name: string) => (folder ? `${folder}/${name}` : name);
+    // the wanted files of a folder all of whose entries are wanted (recursively), or undefined
+    const whole = new Map<string, string[] | undefined>();
+    const wholeFolder = (folder: string): string[] | undefined => {
+      if (whole.has(folder)) return whole.get(folder);
+      let files: string[] | undefined = [];
+      for (const entry of Deno.readDirSync(folder ? source.pathOf(folder) : source.root)) {
+        const path = prefix(folder, entry.name);
+        const inner = entry.isDirectory && !entry.isSymlink ? wholeFolder(path) : undefined;
+        if (entry.isFile && wanted.has(path)) files?.push(path);
+        else if (inner) files?.push(...inner);
+        else files = undefined;
+        if (!files) break;
+      }
+      whole.set(folder, files);
+      return files;
+    };
+    const rename = (path: string): boolean => {
+      try {
+        Deno.renameSync(source.pathOf(path), this.pathOf(path));
+        return true;
+      } catch (error) {
+        if (/cross-device|EXDEV/i.test(`${(error as Error).message} ${(error as { code?: string }).code}`)) {
+          return false;
+        }
+        throw error;
+      }
+    };
+    const walk = (folder: string): boolean => {
+      for (const entry of [...Deno.readDirSync(folder ? source.pathOf(folder) : source.root)]) {
+        const path = prefix(folder, entry.name);
+        if (entry.isSymlink || isTemporaryName(entry.name)) continue;
+        if (entry.isDirectory && folders.has(path)) {
+          const there = lstatOrNothing(this.pathOf(path));
+          const files = there === undefined ? wholeFolder(path) : undefined;
+          if (files && files.length > 0) {
+            if (!rename(path)) return false;
+            for (const file of files) moved.add(file);
+            this.#checkedFolders.add(path);
+            source.#checkedFolders.delete(path);
+            continue;
+          }
+          if (there !== undefined && (there.isSymlink || !there.isDirectory)) continue; // left to the caller
+          this.#makeParents(`${path}/x`);
+          if (!walk(path)) return false;
+        } else if (entry.isFile && wanted.has(path) && lstatOrNothing(this.pathOf(path)) === undefined) {
+          if (!rename(path)) return false;
+          moved.add(path);
+        }
+      }
+      return true;
+    };
+    walk("");
+    return moved;
   }
 
   /** Absolute path of `path` inside this folder. */
@@ -226,6 +327,7 @@ export class LocalStorage implements Storage {
     this.#refuseLinks(path, false);
     try {
       Deno.removeSync(this.pathOf(path)); // fails unless empty
+      this.#checkedFolders.delete(checkRelativePath(path));
     } catch (error) {
       if (!(error instanceof Deno.errors.NotFound)) throw error;
     }
@@ -335,7 +437,9 @@ export class LocalStorage implements Storage {
    * A failed write fails the next `writeBytes`, or `commit`, which lands nothing then.
    */
   // deno-lint-ignore require-await
-  async batch(): Promise<WriteBatch & Required<Pick<WriteBatch, "writeBytes" | "makeFolder" | "open">>> {
+  async batch(): Promise<
+    WriteBatch & Required<Pick<WriteBatch, "writeBytes" | "makeFolder" | "open" | "copyFrom">>
+  > {
     this.#makeParents("x");
     const staging = join(this.root, temporaryName());
     Deno.mkdirSync(staging);
@@ -381,6 +485,28 @@ export class LocalStorage implements Storage {
         const result = await writeFileFromStream(target.temporary ?? target.full, data, options ?? {}, path);
         land(target, path);
         return result;
+      },
+      copyFrom: async (source, sourcePath, path, options = {}) => {
+        if (!(source instanceof LocalStorage)) return undefined;
+        throwIfFailed();
+        options.signal?.throwIfAborted();
+        if (writing.has(path)) await settled();
+        source.#refuseLinks(sourcePath, true);
+        const target = prepare(path);
+        const file = target.temporary ?? target.full;
+        try {
+          if ((options.size ?? Infinity) <= SMALL_FILE) Deno.copyFileSync(source.pathOf(sourcePath), file);
+          else await Deno.copyFile(source.pathOf(sourcePath), file);
+          const size = Deno.lstatSync(file).size;
+          if (options.size !== undefined && size !== options.size) {
+            throw new SizeMismatchError(path, options.size, size);
+          }
+          land(target, path);
+          return { size, serverSide: false };
+        } catch (error) {
+          removeQuietly(file);
+          throw error;
+        }
       },
       open: async (path, options) => {
         throwIfFailed();
@@ -461,6 +587,7 @@ export class LocalStorage implements Storage {
       } catch {
         return;
       }
+      this.#checkedFolders.delete(segments.join("/"));
       segments.pop();
     }
   }
@@ -530,26 +657,35 @@ export class LocalStorage implements Storage {
   /** Creates the folders above `path`, refusing to go through a symbolic link. */
   #makeParents(path: string): void {
     const segments = checkRelativePath(path).split("/").slice(0, -1);
-    const root = lstatOrNothing(this.root);
-    if (root === undefined) Deno.mkdirSync(this.root, { recursive: true });
-    else if (root.isSymlink) {
-      throw new Error(`refusing to use symbolic link ${this.root} (the folder itself)`);
+    if (!this.#checkedFolders.has("")) {
+      const root = lstatOrNothing(this.root);
+      if (root === undefined) Deno.mkdirSync(this.root, { recursive: true });
+      else if (root.isSymlink) {
+        throw new Error(`refusing to use symbolic link ${this.root} (the folder itself)`);
+      }
+      this.#checkedFolders.add("");
     }
     let current = this.root;
+    let relative = "";
     for (const segment of segments) {
       current = join(current, segment);
+      relative = relative ? `${relative}/${segment}` : segment;
+      if (this.#checkedFolders.has(relative)) continue;
       const info = lstatOrNothing(current);
       if (info === undefined) {
         try {
           Deno.mkdirSync(current);
         } catch (error) {
           if (!(error instanceof Deno.errors.AlreadyExists)) throw error;
+          const there = Deno.lstatSync(current);
+          if (!there.isDirectory) throw new Error(`${current} is a file, not a folder`);
         }
       } else if (info.isSymlink) {
         throw new Error(`refusing to write through symbolic link ${current}`);
       } else if (!info.isDirectory) {
         throw new Error(`${current} is a file, not a folder`);
       }
+      this.#checkedFolders.add(relative);
     }
   }
 
@@ -564,9 +700,13 @@ export class LocalStorage implements Storage {
   #refuseLinks(path: string, mustExist: boolean): Deno.FileInfo | undefined {
     const segments = checkRelativePath(path).split("/");
     let current = this.root;
+    let relative = "";
     let info: Deno.FileInfo | undefined;
-    for (const segment of segments) {
+    for (const [i, segment] of segments.entries()) {
       current = join(current, segment);
+      relative = relative ? `${relative}/${segment}` : segment;
+      const last = i === segments.length - 1;
+      if (!last && this.#checkedFolders.has(relative)) continue;
       try {
         info = Deno.lstatSync(current);
       } catch (error) {
@@ -574,6 +714,7 @@ export class LocalStorage implements Storage {
         throw error;
       }
       if (info.isSymlink) throw new Error(`refusing to follow symbolic link ${current}`);
+      if (!last && info.isDirectory) this.#checkedFolders.add(relative);
     }
     return info;
   }

@@ -65,6 +65,17 @@ export interface WriteBatch {
    * data produced into reused buffers (an inflater's output), written as it comes.
    */
   open?(path: string, options?: Pick<WriteOptions, "size" | "sha256">): Promise<FileWriter>;
+  /**
+   * Stages a copy of `sourcePath` of `source` without reading it, where this pair can (two local folders: the
+   * operating system's file copy); resolves to `undefined`, having staged nothing, for any other source. A
+   * source of another size than `options.size` fails the copy.
+   */
+  copyFrom?(
+    source: Storage,
+    sourcePath: string,
+    path: string,
+    options?: CopyOptions,
+  ): Promise<CopyResult | undefined>;
   /** Stages an empty folder, which lands with the files, where the backend has folders (a local folder). */
   makeFolder?(path: string): Promise<void>;
   /** Moves every staged file to its final path. */
@@ -149,6 +160,14 @@ export interface Storage {
    * when it cannot; the caller then copies, verifies and removes (see `lib/transfer/copy.ts`). Optional.
    */
   moveFrom?(source: Storage, sourcePath: string, path: string): Promise<boolean>;
+  /**
+   * Moves the files `paths` of `source` to the same paths here without copying, where this pair of locations
+   * can rename them (two local folders on one file system): a folder this location lacks and whose every
+   * entry is in `paths` moves in one rename. A file this location already has at its path stays where it is,
+   * as does anything not in `paths`. Resolves to the paths moved (possibly none); the caller moves the others
+   * one by one. Optional.
+   */
+  moveAllFrom?(source: Storage, paths: Iterable<string>): Promise<Set<string>>;
   /** The absolute path of the folder, for a local location (a program can be pointed at it). */
   readonly localFolder?: string;
   /** Removes the file at `path`; no error when it is already gone. */

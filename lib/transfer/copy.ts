@@ -76,6 +76,62 @@ export async function copyFile(
   }
 }
 
+/**
+ * Copies `files` of `source` to the same paths in `destination`. Where the destination's write batch can copy
+ * from the source (two local folders), every copy is staged in the batch by the operating system's file copy
+ * and the batch lands once all are done: a new folder moves into place in one rename, instead of a temporary
+ * name and a rename per file; a failure lands nothing. Otherwise file by file with {@link copyFile}. Returns
+ * the bytes copied.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { LocalStorage } from "../storage/local.ts";
+ * import { copyFiles } from "./copy.ts";
+ *
+ * const root = await Deno.makeTempDir();
+ * const landing = new LocalStorage(`${root}/landing`);
+ * await landing.write("2024/a.csv", new Blob(["a,b\n"]).stream());
+ * await landing.write("2024/b.csv", new Blob(["c,d\n"]).stream());
+ * const files = await Array.fromAsync(landing.list());
+ * assert.equal(await copyFiles(landing, new LocalStorage(`${root}/staging`), files), 8);
+ * assert.equal(await Deno.readTextFile(`${root}/staging/2024/b.csv`), "c,d\n");
+ * await Deno.remove(root, { recursive: true });
+ * ```
+ */
+export async function copyFiles(
+  source: Storage,
+  destination: Storage,
+  files: SourceFile[],
+  options: Omit<CopyFileOptions, "to"> = {},
+): Promise<number> {
+  let bytes = 0;
+  if (files.length === 0) return bytes;
+  const batch = await destination.batch();
+  try {
+    for (const file of files) {
+      options.signal?.throwIfAborted();
+      const copied = await batch.copyFrom?.(source, file.path, file.path, {
+        size: file.size,
+        signal: options.signal,
+      });
+      if (!copied) {
+        if (bytes > 0) throw new Error(`internal error: ${destination.url}'s batch copied only some files`);
+        await batch.abort();
+        for (const each of files) bytes += (await copyFile(source, destination, each, options)).size;
+        return bytes;
+      }
+      options.onBytes?.(copied.size);
+      bytes += copied.size;
+    }
+    await batch.commit();
+    return bytes;
+  } catch (error) {
+    await batch.abort();
+    throw error;
+  }
+}
+
 /** How {@link moveFile} moved a file. */
 export interface MoveResult extends CopyResult {
   /** True when it was a rename (no copy, nothing to verify). */
