@@ -5,13 +5,13 @@
  * @module
  */
 
-import { crc32, inflateRawSync } from "node:zlib";
+import { crc32 } from "node:zlib";
 import type { Budget } from "./budget.ts";
 import { PIECE } from "./byte_reader.ts";
 import type { ByteReader } from "./byte_reader.ts";
 import { hex32, truncated, ZipError, zipError } from "./errors.ts";
 import { SIG_CENTRAL, SIG_DESCRIPTOR, SIG_EOCD, SIG_LOCAL, SIG_ZIP64_EOCD, u32 } from "./format.ts";
-import { Inflater } from "./inflater.ts";
+import { Inflater, inflateWhole } from "./inflater.ts";
 import type { EntryWriter, ZipEntrySink } from "./types.ts";
 import { StagedWriteError } from "../storage/mod.ts";
 
@@ -412,28 +412,15 @@ async function readWhole(
   let data = plan.method === 0 && input.reusesBuffers ? raw.slice() : raw;
   // A deflated entry with no compressed bytes at all (some writers do that for empty files) is empty.
   if (plan.method === 8 && compressedSize > 0) {
-    let inflated: { buffer: Uint8Array; engine: { bytesWritten: number } };
-    try {
-      // deno-lint-ignore no-explicit-any
-      inflated = inflateRawSync(raw, {
-        info: true,
-        maxOutputLength: Math.max(1, declaredSize),
-        // one output buffer of the declared size rather than 16 KiB ones: less garbage per small entry
-        chunkSize: Math.max(64, Math.min(declaredSize, 64 * 1024)),
-      } as any) as any;
-    } catch (e) {
-      const code = (e as { code?: string }).code;
-      if (code === "ERR_BUFFER_TOO_LARGE") {
-        throw zipError(name, `data is larger than its declared size (${declaredSize} bytes)`);
-      }
-      throw zipError(name, `invalid deflate data (${(e as Error).message})`, { cause: e });
+    const inflated = inflateWhole(raw, declaredSize, name);
+    if (inflated.data.length > declaredSize) {
+      throw zipError(name, `data is larger than its declared size (${declaredSize} bytes)`);
     }
-    const used = inflated.engine.bytesWritten;
-    if (used !== compressedSize) {
+    if (!inflated.ended || inflated.used !== compressedSize) {
+      const used = inflated.used;
       throw zipError(name, `deflate data ends after ${used} of its ${compressedSize} compressed bytes`);
     }
-    const out = inflated.buffer;
-    data = new Uint8Array(out.buffer, out.byteOffset, out.byteLength);
+    data = inflated.data;
   }
   if (data.length > declaredSize) {
     throw zipError(name, `data is larger than its declared size (${declaredSize} bytes)`);
@@ -465,28 +452,31 @@ async function readWholeBeforeDescriptor(
   budget: Budget,
 ): Promise<{ data: Uint8Array; result: BodyResult } | undefined> {
   budget.checkAbort();
-  let inflated: { buffer: Uint8Array; engine: { bytesWritten: number } } | undefined;
+  let inflated: { data: Uint8Array; used: number } | undefined;
   // windows that grow only while the deflate stream goes on past them: a small entry costs a small copy
   for (const size of [4 * 1024, 32 * 1024, 256 * 1024, SMALL_ENTRY]) {
     const available = await input.fill(size);
     if (available === 0) return undefined;
+    const window = input.peek(Math.min(available, size));
+    let whole;
     try {
-      // deno-lint-ignore no-explicit-any
-      inflated = inflateRawSync(
-        input.peek(Math.min(available, size)),
-        { info: true, maxOutputLength: SMALL_ENTRY, chunkSize: 16 * 1024 } as any,
-      ) as any;
-      break;
-    } catch (e) {
-      // longer than the window (zlib wants more), larger than 1 MiB or invalid: streamed
-      if ((e as { code?: string }).code !== "Z_BUF_ERROR" || available < size) return undefined;
+      // an output buffer for a usual ratio first, 1 MiB only when the data inflates further
+      whole = inflateWhole(window, Math.min(SMALL_ENTRY, 16 * size), plan.name);
+      if (whole.data.length > 16 * size) whole = inflateWhole(window, SMALL_ENTRY, plan.name);
+    } catch {
+      return undefined; // invalid: streamed, which reports the error
     }
+    if (whole.data.length > SMALL_ENTRY) return undefined; // larger than 1 MiB: streamed
+    if (whole.ended) {
+      inflated = whole;
+      break;
+    }
+    if (available < size) return undefined; // the archive ends within the stream: streamed, which says so
   }
   if (!inflated) return undefined;
-  const compressedSize = inflated.engine.bytesWritten;
+  const compressedSize = inflated.used;
   input.take(compressedSize);
-  const out = inflated.buffer;
-  const data = new Uint8Array(out.buffer, out.byteOffset, out.byteLength);
+  const data = inflated.data;
   budget.count(data.length, plan.name);
   const actual = { crc: crc32(data) >>> 0, compressedSize, size: data.length };
   await readDescriptor(input, plan.name, actual, plan.zip64);

@@ -31,6 +31,7 @@ interface ZlibHandle {
     outLength: number,
   ): void;
   onerror: (message: string, errno: number) => void;
+  reset(): void;
   close(): void;
 }
 
@@ -43,6 +44,74 @@ function rawInflateHandle(): { handle: ZlibHandle; state: Uint32Array } {
     throw new ZipError("internal error: this runtime's node:zlib has no synchronous inflate handle");
   }
   return { handle, state };
+}
+
+/** What {@link inflateWhole} made of a deflate stream. */
+export interface WholeInflate {
+  /** The inflated bytes (at most the limit given, plus one when there is more). */
+  data: Uint8Array;
+  /** Compressed bytes the deflate stream used. */
+  used: number;
+  /** Whether the deflate stream ended within the input given (false: it needs more input). */
+  ended: boolean;
+}
+
+/** One raw-inflate handle for {@link inflateWhole}, reset before each use (each use is synchronous). */
+let shared: SharedHandle | undefined;
+
+/** A handle, the array its calls leave their counts in, and the error its last call reported. */
+interface SharedHandle {
+  handle: ZlibHandle;
+  state: Uint32Array;
+  error?: { message: string; errno: number };
+}
+
+/**
+ * Inflates a whole small deflate stream with one synchronous call of a handle kept for every entry (reset
+ * between them): no zlib object and no intermediate buffer per entry, which an archive of many small files
+ * made count. Inflates at most `limit` + 1 bytes into one buffer, so that a `data` longer than `limit` shows
+ * data beyond it; throws a {@link ZipError} naming `name` for invalid data.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { deflateRawSync } from "node:zlib";
+ * import { inflateWhole } from "./inflater.ts";
+ *
+ * const deflated = deflateRawSync(new TextEncoder().encode("a,b\n1,2\n"));
+ * const whole = inflateWhole(new Uint8Array([...deflated, 0x50, 0x4b]), 8, "a.csv");
+ * assert.equal(new TextDecoder().decode(whole.data), "a,b\n1,2\n");
+ * assert.deepEqual([whole.used, whole.ended], [deflated.length, true]);
+ * assert.equal(inflateWhole(deflated, 4, "a.csv").data.length, 5); // more than the 4 bytes declared
+ * assert.equal(inflateWhole(deflated.subarray(0, 3), 8, "a.csv").ended, false); // needs more input
+ * ```
+ */
+export function inflateWhole(input: Uint8Array, limit: number, name: string): WholeInflate {
+  if (!shared) {
+    const created: SharedHandle = rawInflateHandle();
+    created.handle.onerror = (message, errno) => {
+      created.error ??= { message, errno };
+    };
+    shared = created;
+  }
+  const zlib = shared;
+  zlib.handle.reset();
+  zlib.error = undefined;
+  const output = new Uint8Array(limit + 1);
+  zlib.handle.writeSync(constants.Z_FINISH, input, 0, input.length, output, 0, output.length);
+  const [space, unused] = zlib.state;
+  const error = zlib.error as SharedHandle["error"]; // set by onerror during the call
+  if (error) {
+    zlib.handle.reset();
+    // Z_BUF_ERROR with all input used: the stream goes on past the input given
+    if (error.errno === constants.Z_BUF_ERROR && unused === 0 && space > 0) {
+      return { data: output.subarray(0, output.length - space), used: input.length, ended: false };
+    }
+    throw zipError(name, `invalid deflate data (${error.message})`, {
+      cause: Object.assign(new Error(error.message), { errno: error.errno }),
+    });
+  }
+  return { data: output.subarray(0, output.length - space), used: input.length - unused, ended: space > 0 };
 }
 
 /**
