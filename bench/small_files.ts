@@ -4,7 +4,10 @@
  * costs with the standard tools), and DownloaderExecutor extracting zips of many small entries, served on
  * loopback, vs `unzip` of the same file on disk (and `curl` + `unzip`). Every lakerun run is
  * `deno run -A main.ts run routine.json`, as a user runs it (no V8 flag). Variants alternate within each
- * run, `sync` before each; the table gives medians and ranges (min–max) of wall time, and the load average.
+ * run, each after `sync` and, where the bench may (root), dropping the kernel's caches: on this project's VMs
+ * the cost of creating files swings several-fold with the state of the page and slab caches (`cp -r` of 5,000
+ * files took 0.17 s at one moment and 4.2 s at another), so every variant starts from the same state. The
+ * table gives medians and ranges (min–max) of wall time, and the load average.
  *
  * Usage: deno run -A bench/small_files.ts [--staging 5000,50000] [--zips 20000,70000] [--runs 3]
  * Data (made once under bench/data/): trees of CSV-like files of 200–2,000 bytes in nested folders
@@ -91,6 +94,9 @@ const cell = (samples: Sample[]) => {
   const s = samples.map((r) => r.seconds);
   return `${median(s).toFixed(2)} s (${Math.min(...s).toFixed(2)}–${Math.max(...s).toFixed(2)})`;
 };
+/** Written to the shell before each variant: pending writes flushed, caches dropped where permitted. */
+const SETTLE = "sync && { echo 3 > /proc/sys/vm/drop_caches; } 2>/dev/null || true";
+
 const load = async () => (await Deno.readTextFile("/proc/loadavg")).split(" ").slice(0, 3).join(" ");
 
 const work = await Deno.makeTempDir({ prefix: "lakerun-bench-small-", dir: data });
@@ -122,11 +128,11 @@ try {
       const sums = "find . -type f -print0 | sort -z | xargs -0 sha256sum > /dev/null";
       for (let r = 0; r < runs; r++) {
         await run("rm -rf landing staging archive .lakerun cp-out", work);
-        await run(`cp -r ${tree} landing && sync`, work);
+        await run(`cp -r ${tree} landing && ${SETTLE}`, work);
         samples.lakerun.push(await sh(lakerun, work));
-        await run("rm -rf cp-out && sync", work);
+        await run(`rm -rf cp-out && ${SETTLE}`, work);
         samples.cp.push(await sh(`cp -r ${tree} cp-out`, work));
-        await run("rm -rf cp-out && sync", work);
+        await run(`rm -rf cp-out && ${SETTLE}`, work);
         samples.cpSha.push(
           await sh(`cp -r ${tree} cp-out && (cd ${tree} && ${sums}) && (cd cp-out && ${sums})`, work),
         );
@@ -181,11 +187,11 @@ try {
         const before = await load();
         const samples: Record<string, Sample[]> = { lakerun: [], unzip: [], curl: [] };
         for (let r = 0; r < runs; r++) {
-          await run("rm -rf out-lakerun .lakerun && sync", work);
+          await run(`rm -rf out-lakerun .lakerun && ${SETTLE}`, work);
           samples.lakerun.push(await sh(lakerun, work));
-          await run("rm -rf out-unzip && sync", work);
+          await run(`rm -rf out-unzip && ${SETTLE}`, work);
           samples.unzip.push(await sh(`unzip -q -o ${zip} -d out-unzip`, work));
-          await run("rm -rf out-curl x.zip && sync", work);
+          await run(`rm -rf out-curl x.zip && ${SETTLE}`, work);
           samples.curl.push(await sh(`curl -sS -o x.zip ${url} && unzip -q -o x.zip -d out-curl`, work));
           console.error(
             `zip ${n} run ${r + 1}: ${JSON.stringify(Object.values(samples).map((s) => s.at(-1)))}`,
