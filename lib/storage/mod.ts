@@ -269,17 +269,6 @@ export function relativePathProblem(path: string): string | undefined {
   return undefined;
 }
 
-/**
- * A write of a batch that failed after the call that started it had returned (see `LocalStorage.batch`'s
- * `writeBytes`): reported by a later call of the batch, it names the path it was about.
- */
-export class StagedWriteError extends Error {
-  constructor(readonly path: string, override readonly cause: unknown) {
-    super(`${path}: ${cause instanceof Error ? cause.message : String(cause)}`, { cause });
-    this.name = "StagedWriteError";
-  }
-}
-
 /** A path that would leave its location. */
 export class UnsafePathError extends Error {
   constructor(readonly path: string, readonly reason: string) {

@@ -13,7 +13,6 @@ import { hex32, truncated, ZipError, zipError } from "./errors.ts";
 import { SIG_CENTRAL, SIG_DESCRIPTOR, SIG_EOCD, SIG_LOCAL, SIG_ZIP64_EOCD, u32 } from "./format.ts";
 import { Inflater, inflateWhole } from "./inflater.ts";
 import type { EntryWriter, ZipEntrySink } from "./types.ts";
-import { StagedWriteError } from "../storage/mod.ts";
 
 /** Bytes an entry's stream may queue ahead of the sink. */
 const ENTRY_HIGH_WATER = 512 * 1024;
@@ -350,20 +349,10 @@ async function toSink(
   }
 }
 
-/**
- * A sink's failure as a {@link ZipError} naming the entry (a ZipError or the abort reason as it is); a
- * {@link StagedWriteError}, which a sink reports after the call that started its write, names its own.
- */
+/** A sink's failure as a {@link ZipError} naming the entry (a ZipError or the abort reason as it is). */
 function sinkError(plan: BodyPlan, budget: Budget, e: unknown): unknown {
   if (e instanceof ZipError || (budget.signal?.aborted && e === budget.signal.reason)) return e;
-  if (e instanceof StagedWriteError) return stagedWriteError(e);
   return zipError(plan.name, e instanceof Error ? e.message : String(e), { cause: e });
-}
-
-/** A batch write that failed after its call had returned, as a {@link ZipError} naming its entry. */
-export function stagedWriteError(e: StagedWriteError): ZipError {
-  const cause = e.cause instanceof Error ? e.cause.message : String(e.cause);
-  return zipError(e.path, cause, { cause: e.cause });
 }
 
 /** Hands verified bytes to `writeEntry` as a one-chunk stream, which the sink must read to its end. */

@@ -37,6 +37,5 @@
 export { extractZipFile } from "./file.ts";
 export { extractZipStream } from "./stream.ts";
 export { ZipError, ZipNeedsRandomAccess } from "./errors.ts";
-export { stagedWriteError } from "./entry_body.ts";
 export { VCS_FOLDERS, VCS_REFUSAL, vcsFolderOf } from "./names.ts";
 export type { EntryWriter, ZipEntrySink, ZipLimits, ZipSummary } from "./types.ts";
