@@ -18,10 +18,12 @@ export interface PermissionScope {
   env?: string[];
   /** Programs the step may start. Note: a started program is not confined by Deno's sandbox. */
   run?: string[];
+  /** Facts about the system the step may ask for, by Deno's names (`statfs`: a file system's free space). */
+  sys?: string[];
 }
 
 /** The permission kinds in the order they are shown. */
-export const SCOPE_KINDS = ["read", "write", "net", "env", "run"] as const;
+export const SCOPE_KINDS = ["read", "write", "net", "env", "run", "sys"] as const;
 
 /**
  * Merges permission scopes, keeping the first occurrence of each item.
@@ -37,11 +39,12 @@ export const SCOPE_KINDS = ["read", "write", "net", "env", "run"] as const;
  *   net: ["h:443"],
  *   env: [],
  *   run: [],
+ *   sys: [],
  * });
  * ```
  */
 export function mergeScopes(...scopes: PermissionScope[]): Required<PermissionScope> {
-  const merged: Required<PermissionScope> = { read: [], write: [], net: [], env: [], run: [] };
+  const merged: Required<PermissionScope> = { read: [], write: [], net: [], env: [], run: [], sys: [] };
   for (const scope of scopes) {
     for (const kind of SCOPE_KINDS) {
       for (const item of scope[kind] ?? []) if (!merged[kind].includes(item)) merged[kind].push(item);

@@ -339,3 +339,59 @@ Deno.test("allow_redirects: false fails on a redirect, naming it", async () => {
   assert.equal(requests.length, 1);
   assert.deepEqual(landing, {});
 });
+
+/** A tmpfs of `mib` MiB mounted on a new folder (needs root: CI and this project's machines run tests as root). */
+async function smallFileSystem(mib: number): Promise<{ path: string } & AsyncDisposable> {
+  const path = await Deno.makeTempDir({ prefix: "lakerun-tmpfs-" });
+  const mount = await new Deno.Command("mount", {
+    args: ["-t", "tmpfs", "-o", `size=${mib}m`, "tmpfs", path],
+    stderr: "piped",
+  }).output();
+  if (!mount.success) {
+    throw new Error(`mount tmpfs on ${path}: ${new TextDecoder().decode(mount.stderr).trim()}`);
+  }
+  return {
+    path,
+    async [Symbol.asyncDispose]() {
+      await new Deno.Command("umount", { args: [path] }).output();
+      await Deno.remove(path, { recursive: true });
+    },
+  };
+}
+
+Deno.test({
+  name:
+    "an archive larger than the landing file system's free space fails before filling it, naming what is free",
+  ignore: Deno.uid() !== 0, // mounting a small file system needs root (CI runs as root)
+  fn: async () => {
+    await using disk = await smallFileSystem(32);
+    // 80 MiB of zeros: far under the ratio floor (1 GiB) and no max_unzip_bytes, so only the free space stops it
+    const big = buildZip([{ name: "small.csv", data: "a,b\n" }, {
+      name: "zeros.bin",
+      data: new Uint8Array(80 << 20),
+    }]);
+    const landing = join(disk.path, "landing");
+    const declared = await download({ "/big.zip": { body: big } }, "/big.zip", {
+      landing_directory: landing,
+    });
+    assert.match(
+      declared.error?.message ?? "",
+      /zip entry 'zeros\.bin': declares \d+ inflated bytes so far, more than the landing file system can take \(3\d(\.\d)? MiB free, of which 3\.\d MiB is kept free\); nothing was landed: free some space, or land it elsewhere/,
+    );
+    assert.deepEqual(await filesIn(landing), {});
+    // sizes only in a data descriptor: stopped while inflating, still before the disk is full
+    const streamed = buildZip([{ name: "zeros.bin", data: new Uint8Array(80 << 20), descriptor: true }]);
+    const counted = await download({ "/s.zip": { body: streamed } }, "/s.zip", {
+      landing_directory: landing,
+    });
+    assert.match(
+      counted.error?.message ?? "",
+      /zip entry 'zeros\.bin': inflated data is more than the landing file system can take \(/,
+    );
+    assert.deepEqual(await filesIn(landing), {});
+    // what fits lands
+    const fits = await download({ "/s.zip": { body: archive } }, "/s.zip", { landing_directory: landing });
+    assert.equal(fits.error, undefined, fits.lines.join("\n"));
+    assert.deepEqual(await filesIn(landing), expected);
+  },
+});

@@ -743,7 +743,7 @@ Deno.test("against a real S3 server (radosgw)", async (t) => {
     });
 
     // killed early (the large files in flight), mid-way and late
-    for (const killAt of [5, 60, 130]) {
+    for (const killAt of [5, 60, 110]) {
       await t.step(
         `a move killed after ${killAt} objects loses and duplicates nothing; a re-run completes`,
         async () => {

@@ -20,12 +20,15 @@ import { locationScope, mergeScopes, openLocation } from "../../lib/storage/loca
 import { parseS3Url } from "../../lib/aws/s3/scope.ts";
 import { allow, s3Arns, s3ListStatement, s3ObjectArn, s3Statements } from "../../lib/aws/iam.ts";
 import { isS3Url, type Storage, type WriteBatch } from "../../lib/storage/mod.ts";
+import { freeBytes, roomOf } from "../../lib/disk.ts";
+import { formatBytes } from "../../lib/format.ts";
 import {
   extractZipFile,
   extractZipStream,
   VCS_REFUSAL,
   type ZipEntrySink,
   ZipError,
+  type ZipLimits,
   ZipNeedsRandomAccess,
   type ZipSummary,
 } from "../../lib/zip/mod.ts";
@@ -72,7 +75,7 @@ const paramsSchema = (z: Zod) => {
       "Fail when extracted bytes exceed this × the archive's size, once more than 1 GiB is extracted (real data such as a CSV of mostly empty columns can compress far better than 200× below that).",
     ),
     max_unzip_bytes: z.number().int().positive().optional().describe(
-      "Fail when extracted bytes exceed this. Default: no limit but max_unzip_ratio; a full disk fails the download, and what was extracted is removed.",
+      "Fail when extracted bytes exceed this. Into a local folder, extraction also stops before it would take more than the folder's file system has free, less a reserve (a tenth of it, at most 1 GiB): the error says so, and nothing lands.",
     ),
     allow_vcs_metadata: z.boolean().default(false).describe(
       "Extract archive entries inside .git, .hg or .svn folders. Refused by default: version-control metadata can make git run commands (hooks, config) in the landing folder.",
@@ -95,7 +98,11 @@ export default defineExecutor({
     const source = url.startsWith("file:")
       ? { read: [fileUrlPath(url)] }
       : { net: [netPermissionFor(url)!, ...params.extra_hosts.map(withDefaultPort(url))] };
-    return mergeScopes(source, locationScope(landingFolder(params, context.resolve), "write", context));
+    const landing = landingFolder(params, context.resolve);
+    // extracting into a local folder: its file system's free space bounds what an archive may write
+    const unzip = params.unzip === "unzip" || params.unzip === true;
+    const room = unzip && !isS3Url(landing) ? { sys: ["statfs"] } : {};
+    return mergeScopes(source, locationScope(landing, "write", context), room);
   },
   iam(params, context) {
     const landing = params.landing_directory;
@@ -173,7 +180,7 @@ async function download(context: TaskContext<Params>): Promise<void> {
     let summary: { files: number; bytes: number; warnings?: string[] };
     try {
       summary = await fetchWithRetries(spec, async (body, info) => {
-        return await extractIntoBatch(landing, async (sink) => {
+        return await extractIntoBatch(landing, limits, async (sink, limits) => {
           const hashing = new ByteMeter((n) => progress(n, info.contentLength), { hash: !!expectedSha256 });
           // a byte stream still: the archive reader has the body read into its reused buffers
           const result = await extractZipStream(metered(body, hashing), sink, {
@@ -227,14 +234,21 @@ async function download(context: TaskContext<Params>): Promise<void> {
 
 /**
  * Extracts through `extract` into a write batch that is committed only when everything succeeded: small
- * entries are staged with one call each, folder entries (empty ones too) are made, as unzip makes them.
+ * entries are staged with one call each, folder entries (empty ones too) are made, as unzip makes them. In a
+ * local landing folder the extraction may also not take more than the file system's free space, less a
+ * reserve ({@link roomOf}): an archive too large for the disk fails before filling it, naming what is free.
  */
 async function extractIntoBatch(
   landing: Storage,
-  extract: (sink: ZipEntrySink) => Promise<ZipSummary>,
+  limits: ZipLimits,
+  extract: (sink: ZipEntrySink, limits: ZipLimits) => Promise<ZipSummary>,
 ): Promise<{ files: number; bytes: number; warnings?: string[] }> {
   await landing.removeTemporaries();
   const batch: WriteBatch = await landing.batch();
+  // the folder exists now (the batch stages inside it): its file system can say how much it can take
+  const free = landing.localFolder === undefined ? undefined : freeBytes(landing.localFolder);
+  const room = free === undefined ? undefined : roomOf(free);
+  const byRoom = room !== undefined && room < (limits.maxBytes ?? Infinity);
   try {
     const summary = await extract({
       writeEntry: async (path, data) => {
@@ -249,11 +263,25 @@ async function extractIntoBatch(
       makeFolder: async (path) => {
         await batch.makeFolder?.(path);
       },
-    });
+    }, byRoom ? { ...limits, maxBytes: room } : limits);
     await batch.commit();
     return { files: summary.entries, bytes: summary.bytes, warnings: summary.warnings };
   } catch (error) {
     await batch.abort();
+    if (byRoom && error instanceof ZipError && error.limit === "maxBytes") {
+      const room = `more than the landing file system can take (${formatBytes(free!)} free, of which ${
+        formatBytes(free! - roomOf(free!))
+      } is kept free)`;
+      throw new ZipError(
+        `${
+          error.message.replace(
+            /(over|exceeds) maxBytes \(\d+ bytes\)/,
+            (_, verb: string) => verb === "over" ? room : `is ${room}`,
+          )
+        }; nothing was landed: free some space, or land it elsewhere`,
+        { entry: error.entry, cause: error.cause, limit: "freeSpace" },
+      );
+    }
     throw error;
   }
 }
@@ -304,7 +332,8 @@ async function downloadThenExtract(
     const size = (await Deno.stat(temporary)).size;
     return await extractIntoBatch(
       landing,
-      (sink) => extractZipFile(temporary, sink, { ...limits, archiveSize: size }),
+      limits,
+      (sink, limits) => extractZipFile(temporary, sink, { ...limits, archiveSize: size }),
     );
   } finally {
     await Deno.remove(temporary).catch(() => {});

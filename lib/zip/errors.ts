@@ -33,7 +33,7 @@ export class ZipError extends Error {
   /** The entry the problem is about, when there is one. */
   readonly entry?: string;
   /** The limit the archive went over, when that is the problem (a caller can name its own setting). */
-  readonly limit?: "maxBytes" | "maxRatio";
+  readonly limit?: ZipLimit;
 
   /**
    * Creates an error; `options.entry` names the archive entry it concerns, `options.limit` the limit it broke.
@@ -47,7 +47,10 @@ export class ZipError extends Error {
 }
 
 /** Options of {@link ZipError}. */
-export type ZipErrorOptions = ErrorOptions & { entry?: string; limit?: "maxBytes" | "maxRatio" };
+export type ZipErrorOptions = ErrorOptions & { entry?: string; limit?: ZipLimit };
+
+/** The limits an extraction can go over: `maxBytes`, `maxRatio`, or (a caller's own) the disk's free space. */
+export type ZipLimit = "maxBytes" | "maxRatio" | "freeSpace";
 
 /**
  * Thrown by {@link extractZipStream} when an entry cannot be delimited while streaming (STORED with a data

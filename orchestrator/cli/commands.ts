@@ -400,7 +400,7 @@ function usesTemplates(routine: Routine): boolean {
 }
 
 function emptyScope(): ResolvedScope {
-  return { read: [], write: [], net: [], env: [], run: [] };
+  return { read: [], write: [], net: [], env: [], run: [], sys: [] };
 }
 
 /** What {@link routineIam} found. */

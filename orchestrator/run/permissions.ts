@@ -19,6 +19,7 @@ export interface ResolvedScope {
   net: string[];
   env: string[];
   run: string[];
+  sys: string[];
 }
 
 export { SCOPE_KINDS };
@@ -112,6 +113,7 @@ export function permissionContext(routine: Routine, step: Step, cwd: string): Pe
  *   net: ["example.com:443"],
  *   env: [],
  *   run: [],
+ *   sys: [],
  * });
  * ```
  */
@@ -135,6 +137,7 @@ export function stepScope(
     net: unique(declared.net ?? []),
     env: unique(declared.env ?? []),
     run: unique(declared.run ?? []),
+    sys: unique(declared.sys ?? []),
   };
 }
 
@@ -245,8 +248,8 @@ export function workerPermissions(scope: ResolvedScope): Deno.PermissionOptionsO
     net: list(scope.net),
     env: list(scope.env),
     run: list(scope.run),
+    sys: list(scope.sys) as Deno.PermissionOptionsObject["sys"],
     ffi: false,
-    sys: false,
     import: false,
   };
 }
