@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
 import { type Route, startFaultServer } from "./support/fault_server.ts";
-import { runRoutineJson, tempDir } from "./support/lakerun.ts";
+import { lakerun, runRoutineJson, tempDir } from "./support/lakerun.ts";
 import { buildZip, randomBytes, sha256, surveyArchive } from "./support/zip_fixtures.ts";
 
 function downloadRoutine(params: Record<string, unknown>, requestArguments: Record<string, unknown>) {
@@ -394,4 +394,18 @@ Deno.test({
     assert.equal(fits.error, undefined, fits.lines.join("\n"));
     assert.deepEqual(await filesIn(landing), expected);
   },
+});
+
+Deno.test("plan: extracting into a local folder gets statfs (its free space), nothing else does", async () => {
+  await using dir = await tempDir();
+  const sysOf = async (params: Record<string, unknown>) => {
+    const routine = downloadRoutine(params, { url: "https://example.com/data/survey.zip" });
+    await Deno.writeTextFile(join(dir.path, "r.json"), JSON.stringify(routine));
+    const plan = await lakerun(["plan", "--json", "r.json"], { cwd: dir.path });
+    assert.equal(plan.code, 0, plan.stdout + plan.stderr);
+    return JSON.parse(plan.stdout).steps[0].permissions.sys;
+  };
+  assert.deepEqual(await sysOf({ unzip: "unzip" }), ["statfs"]);
+  assert.deepEqual(await sysOf({ unzip: false, landing_directory: "landing/" }), []);
+  assert.deepEqual(await sysOf({ unzip: "unzip", landing_directory: "s3://bucket/landing" }), []);
 });
