@@ -49,15 +49,14 @@ async function download(
   args: Record<string, unknown> = {},
 ) {
   await using server = await startFaultServer(routes);
-  const dir = await Deno.makeTempDir({ prefix: "lakerun-dl-" });
+  await using dir = await tempDir();
   const result = await runRoutineJson(
     downloadRoutine({ unzip: "unzip", ...params }, { url: server.url(path), ...args }),
-    { cwd: dir },
+    { cwd: dir.path },
   );
   return {
     ...result,
-    dir,
-    landing: await filesIn(join(dir, "landing")),
+    landing: await filesIn(join(dir.path, "landing")),
     requests: server.requestsFor(path.split("?")[0]),
   };
 }
