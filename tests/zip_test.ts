@@ -13,6 +13,7 @@ import {
 import {
   buildZip,
   byteStreamOf,
+  concat,
   csvText,
   type FixtureEntry,
   hashingSink,
@@ -917,22 +918,12 @@ function writerSink(options: { failWriteOf?: string; slowWrites?: boolean } = {}
           });
         },
         // deno-lint-ignore require-await
-        close: async () => files.set(path, concatBytes(parts)),
+        close: async () => files.set(path, concat(...parts)),
         abort: () => aborted.push(path),
       };
     },
   };
   return { sink, files, aborted, chunks, changedInFlight };
-}
-
-function concatBytes(parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const part of parts) {
-    out.set(part, at);
-    at += part.length;
-  }
-  return out;
 }
 
 for (const mode of MODES) {
@@ -1027,6 +1018,6 @@ Deno.test("bytes: what the sink keeps stays intact while later bytes are read in
   entries.push({ name: "last.txt", data: "end" });
   await extract("bytes", buildZip(entries), sink, undefined, 20_000);
   for (const entry of entries) {
-    assert.equal(sha256(concatBytes(kept.get(entry.name)!)), sha256(bytesOf(entry.data!)), entry.name);
+    assert.equal(sha256(concat(...kept.get(entry.name)!)), sha256(bytesOf(entry.data!)), entry.name);
   }
 });

@@ -119,7 +119,8 @@ function u64Bytes(...values: number[]): Uint8Array {
   return b;
 }
 
-function concat(...parts: Uint8Array[]): Uint8Array {
+/** The bytes of `parts`, one after the other. */
+export function concat(...parts: Uint8Array[]): Uint8Array {
   const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
   let at = 0;
   for (const p of parts) {
@@ -319,18 +320,20 @@ export function buildZip(entries: FixtureEntry[], options: ZipOptions = {}): Uin
   return w.result();
 }
 
+/** The next chunk's size, from a fixed size, a list of sizes (repeated) or a size function. */
+function chunkSizes(chunk: number | number[] | (() => number)): () => number {
+  let i = 0;
+  return () =>
+    typeof chunk === "number" ? chunk : typeof chunk === "function" ? chunk() : chunk[i++ % chunk.length];
+}
+
 /** A stream of `bytes` cut into chunks: a fixed size, a list of sizes (repeated), or a size function. */
 export function streamOf(
   bytes: Uint8Array,
   chunk: number | number[] | (() => number) = 64 * 1024,
 ): ReadableStream<Uint8Array> {
   let at = 0;
-  let i = 0;
-  const next = () => {
-    if (typeof chunk === "number") return chunk;
-    if (typeof chunk === "function") return chunk();
-    return chunk[i++ % chunk.length];
-  };
+  const next = chunkSizes(chunk);
   return new ReadableStream<Uint8Array>({
     pull(controller) {
       if (at >= bytes.length) {
@@ -359,12 +362,7 @@ export function byteStreamOf(
   chunk: number | number[] | (() => number) = 64 * 1024,
 ): ReadableStream<Uint8Array> {
   let at = 0;
-  let i = 0;
-  const next = () => {
-    if (typeof chunk === "number") return chunk;
-    if (typeof chunk === "function") return chunk();
-    return chunk[i++ % chunk.length];
-  };
+  const next = chunkSizes(chunk);
   return new ReadableStream({
     type: "bytes",
     pull(controller) {
