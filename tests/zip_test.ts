@@ -1021,3 +1021,37 @@ Deno.test("bytes: what the sink keeps stays intact while later bytes are read in
     assert.equal(sha256(concat(...kept.get(entry.name)!)), sha256(bytesOf(entry.data!)), entry.name);
   }
 });
+
+for (const mode of MODES) {
+  Deno.test(`${mode}: Deflate64 entries (method 9) extract; bad data is named; one streamed with a descriptor needs the file`, async () => {
+    // deflate data with no 258-byte match is valid Deflate64 (the 7-Zip fixtures in archives_interop_test.ts
+    // cover the 64 KiB window and the long lengths)
+    const text = Array.from({ length: 40_000 }, (_, i) => `${i},${(i * 7919) % 10007}\n`).join("");
+    const deflated = deflateRawSync(text);
+    const entry = { name: "d64.csv", data: text, method: 9, compressed: deflated };
+    const sink = memorySink();
+    await extract(mode, buildZip([entry, { name: "after.txt", data: "end" }]), sink, undefined, 7_777);
+    assertFiles(sink, [["d64.csv", text], ["after.txt", "end"]]);
+
+    const corrupt = new Uint8Array(deflated);
+    corrupt[0] = 0x07; // final block of type 3
+    await rejectsZip(
+      extract(mode, buildZip([{ ...entry, compressed: corrupt }])),
+      /zip entry 'd64\.csv': invalid deflate64 data \(block type 3\)/,
+    );
+    await rejectsZip(
+      extract(mode, buildZip([{ ...entry, compressed: deflated.subarray(0, 1000) }])),
+      /zip entry 'd64\.csv': invalid deflate64 data \(unexpected end of data\)/,
+    );
+    const described = buildZip([{ ...entry, descriptor: true }]);
+    if (mode === "file") {
+      await extract(mode, described, memorySink());
+    } else {
+      await rejectsZip(
+        extract(mode, described),
+        /Deflate64-compressed with a data descriptor/,
+        ZipNeedsRandomAccess,
+      );
+    }
+  });
+}

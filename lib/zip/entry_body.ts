@@ -12,6 +12,7 @@ import type { ByteReader } from "./byte_reader.ts";
 import { hex32, truncated, ZipError, zipError } from "./errors.ts";
 import { SIG_CENTRAL, SIG_DESCRIPTOR, SIG_EOCD, SIG_LOCAL, SIG_ZIP64_EOCD, u32 } from "./format.ts";
 import { Inflater, inflateWhole } from "./inflater.ts";
+import { Inflate64Reader } from "./inflate64.ts";
 import type { EntryWriter, ZipEntrySink } from "./types.ts";
 
 /** Bytes an entry's stream may queue ahead of the sink. */
@@ -63,7 +64,7 @@ class EntryBody {
   readonly #input: ByteReader;
   readonly #plan: BodyPlan;
   readonly #budget: Budget;
-  readonly #inflater: Inflater | undefined;
+  readonly #inflater: Inflater | Inflate64Reader | undefined;
   #remaining: number;
   #crc = 0;
   #size = 0;
@@ -79,7 +80,11 @@ class EntryBody {
     this.#remaining = plan.compressedSize ?? 0;
     // A deflated entry with no compressed bytes at all (some writers do that for empty files) is empty.
     const inflate = plan.method === 8 && plan.compressedSize !== 0;
-    this.#inflater = inflate ? new Inflater(input, plan.name, plan.compressedSize, options) : undefined;
+    this.#inflater = inflate
+      ? new Inflater(input, plan.name, plan.compressedSize, options)
+      : plan.method === 9
+      ? new Inflate64Reader(input, plan.name, plan.compressedSize!)
+      : undefined;
   }
 
   /**
@@ -389,6 +394,7 @@ async function readWhole(
   budget: Budget,
 ): Promise<{ data: Uint8Array; result: BodyResult } | undefined> {
   const { name, compressedSize, declaredSize } = plan;
+  if (plan.method === 9) return undefined; // Deflate64: always streamed
   if (compressedSize === undefined && plan.descriptor && plan.method === 8) {
     return await readWholeBeforeDescriptor(input, plan, budget);
   }

@@ -58,7 +58,7 @@ export function checkMethodAndFlags(name: string, method: number, flags: number)
   if (flags & (FLAG_ENCRYPTED | FLAG_STRONG_ENCRYPTION | FLAG_MASKED_HEADERS) || method === 99) {
     throw zipError(name, "encrypted entries are not supported");
   }
-  if (method !== 0 && method !== 8) {
+  if (method !== 0 && method !== 8 && method !== 9) {
     throw zipError(name, `unsupported compression method ${methodName(method)}`);
   }
 }

@@ -207,8 +207,9 @@ function streamedPlan(local: LocalHeader, path: string): BodyPlan {
   const { name, flags, method } = local;
   checkMethodAndFlags(name, method, flags);
   const descriptor = (flags & FLAG_DESCRIPTOR) !== 0;
-  if (method === 0 && descriptor) {
-    const reason = "stored with a data descriptor, so its end cannot be found while streaming";
+  if ((method === 0 || method === 9) && descriptor) {
+    const how = method === 0 ? "stored" : "Deflate64-compressed";
+    const reason = `${how} with a data descriptor, so its end cannot be found while streaming`;
     throw new ZipNeedsRandomAccess(`zip entry '${shown(name)}': ${reason}`, { entry: name });
   }
   return {
