@@ -216,8 +216,9 @@ async function download(context: TaskContext<Params>): Promise<void> {
     await storage.removeTemporaries();
     const batch = await storage.batch();
     try {
-      const hashing = new HashingStream((n) => progress(n, info.contentLength), { hash: !!expectedSha256 });
-      const result = await batch.write(path, body.pipeThrough(hashing), {
+      const hashing = new ByteMeter((n) => progress(n, info.contentLength), { hash: !!expectedSha256 });
+      // a byte stream still: a local file is written from one reused buffer
+      const result = await batch.write(path, metered(body, hashing), {
         size: info.contentLength,
         signal: context.signal,
       });

@@ -749,17 +749,25 @@ export async function writeFileFromStream(
 ): Promise<WriteResult> {
   const { signal } = options;
   let writer: LocalFileWriter | undefined;
-  const reader = data.getReader();
+  // a byte stream (a fetch body) is read into one buffer, reused once each chunk is written: no garbage per chunk
+  const byob = byobReaderOf(data);
+  const reader = byob ?? data.getReader();
+  let buffer = new Uint8Array(byob ? WRITE_BUFFER_SIZE : 0);
+  const next = async (): Promise<Uint8Array | undefined> => {
+    if (!byob) return (await (reader as ReadableStreamDefaultReader<Uint8Array>).read()).value;
+    const { done, value } = await byob.read(buffer);
+    if (done) return undefined;
+    buffer = new Uint8Array(value.buffer); // the same memory, for the next read
+    return value;
+  };
   const onAbort = () => reader.cancel(signal!.reason).catch(() => {});
   signal?.addEventListener("abort", onAbort, { once: true });
   try {
     signal?.throwIfAborted();
     writer = new LocalFileWriter(path, options, label);
-    while (true) {
-      const { done, value } = await reader.read();
-      if (done) break;
+    for (let chunk = await next(); chunk; chunk = await next()) {
       signal?.throwIfAborted();
-      writer.write(value); // synchronous: no overlap asked
+      writer.write(chunk); // synchronous (no overlap asked): the buffer is free again when it returns
     }
     signal?.throwIfAborted();
     return await writer.close();
@@ -770,6 +778,16 @@ export async function writeFileFromStream(
   } finally {
     signal?.removeEventListener("abort", onAbort);
     reader.releaseLock();
+  }
+}
+
+/** A BYOB reader of `stream` when it is a byte stream (`type: "bytes"`), else undefined. */
+function byobReaderOf(stream: ReadableStream<Uint8Array>): ReadableStreamBYOBReader | undefined {
+  try {
+    return stream.getReader({ mode: "byob" });
+  } catch (error) {
+    if (error instanceof TypeError) return undefined;
+    throw error;
   }
 }
 
