@@ -255,7 +255,7 @@ async function extractIntoBatch(
       writeEntry: async (path, data) => {
         await batch.write(path, data);
       },
-      // a local landing folder: larger entries are inflated into one reused buffer, written as it fills
+      // a local landing folder: larger entries are inflated into two buffers in turn, one written as the other fills
       openEntry: batch.open ? (path) => batch.open!(path) : undefined,
       writeEntryBytes: async (path, data) => {
         if (batch.writeBytes) await batch.writeBytes(path, data);
