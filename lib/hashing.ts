@@ -4,6 +4,7 @@
  * @module
  */
 import { createHash, type Hash } from "node:crypto";
+import { byobReader } from "./streams.ts";
 
 /**
  * Counts bytes and, unless `hash` is false, hashes them with sha256; `onChunk` is told the running count.
@@ -50,6 +51,16 @@ export class ByteMeter {
   }
 }
 
+/** A transformer that shows each chunk to `meter` and passes it on unchanged. */
+function metering(meter: ByteMeter): Transformer<Uint8Array, Uint8Array> {
+  return {
+    transform(chunk, controller) {
+      meter.update(chunk);
+      controller.enqueue(chunk);
+    },
+  };
+}
+
 /**
  * A pass-through stream that counts the bytes and, unless `hash` is false, hashes them with sha256.
  *
@@ -72,12 +83,7 @@ export class HashingStream extends TransformStream<Uint8Array, Uint8Array> {
 
   constructor(onChunk?: (bytes: number) => void, options: { hash?: boolean } = {}) {
     const meter = new ByteMeter(onChunk, options);
-    super({
-      transform: (chunk, controller) => {
-        meter.update(chunk);
-        controller.enqueue(chunk);
-      },
-    });
+    super(metering(meter));
     this.#meter = meter;
   }
 
@@ -118,20 +124,8 @@ export class HashingStream extends TransformStream<Uint8Array, Uint8Array> {
  * ```
  */
 export function metered(source: ReadableStream<Uint8Array>, meter: ByteMeter): ReadableStream<Uint8Array> {
-  let reader: ReadableStreamBYOBReader;
-  try {
-    reader = source.getReader({ mode: "byob" });
-  } catch (error) {
-    if (!(error instanceof TypeError)) throw error;
-    return source.pipeThrough(
-      new TransformStream<Uint8Array, Uint8Array>({
-        transform(chunk, controller) {
-          meter.update(chunk);
-          controller.enqueue(chunk);
-        },
-      }),
-    );
-  }
+  const reader = byobReader(source);
+  if (!reader) return source.pipeThrough(new TransformStream(metering(meter)));
   return new ReadableStream({
     type: "bytes",
     autoAllocateChunkSize: 64 * 1024,

@@ -6,6 +6,7 @@
  */
 
 import { abortable } from "../async.ts";
+import { byobReader } from "../streams.ts";
 import { TimeoutMark } from "./errors.ts";
 
 /** One request and its response; owns the AbortController that tears down its connection. */
@@ -36,14 +37,7 @@ export class Exchange {
   async read(idleMs: number, into?: Uint8Array): Promise<ReadableStreamReadResult<Uint8Array>> {
     const body = this.response.body;
     if (!body) return { done: true, value: undefined };
-    if (!this.reader) {
-      try {
-        this.reader = into ? body.getReader({ mode: "byob" }) : body.getReader();
-      } catch (error) {
-        if (!(error instanceof TypeError)) throw error;
-        this.reader = body.getReader(); // not a byte stream
-      }
-    }
+    this.reader ??= (into && byobReader(body)) || body.getReader();
     const reader = this.reader;
     const signal = this.ctrl.signal;
     signal.throwIfAborted();

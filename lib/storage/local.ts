@@ -7,6 +7,7 @@
 import { dirname, join } from "node:path";
 import { createHash } from "node:crypto";
 import { sha256OfStream } from "../hashing.ts";
+import { byobReader } from "../streams.ts";
 import {
   checkRelativePath,
   type CopyOptions,
@@ -750,7 +751,7 @@ export async function writeFileFromStream(
   const { signal } = options;
   let writer: LocalFileWriter | undefined;
   // a byte stream (a fetch body) is read into one buffer, reused once each chunk is written: no garbage per chunk
-  const byob = byobReaderOf(data);
+  const byob = byobReader(data);
   const reader = byob ?? data.getReader();
   let buffer = new Uint8Array(byob ? WRITE_BUFFER_SIZE : 0);
   const next = async (): Promise<Uint8Array | undefined> => {
@@ -778,16 +779,6 @@ export async function writeFileFromStream(
   } finally {
     signal?.removeEventListener("abort", onAbort);
     reader.releaseLock();
-  }
-}
-
-/** A BYOB reader of `stream` when it is a byte stream (`type: "bytes"`), else undefined. */
-function byobReaderOf(stream: ReadableStream<Uint8Array>): ReadableStreamBYOBReader | undefined {
-  try {
-    return stream.getReader({ mode: "byob" });
-  } catch (error) {
-    if (error instanceof TypeError) return undefined;
-    throw error;
   }
 }
 

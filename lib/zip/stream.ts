@@ -7,6 +7,7 @@
  */
 
 import { abortable } from "../async.ts";
+import { byobReader } from "../streams.ts";
 import { Budget } from "./budget.ts";
 import { ByteReader } from "./byte_reader.ts";
 import { deliver } from "./entry_body.ts";
@@ -113,16 +114,6 @@ export async function extractZipStream(
 
 /** Size of the buffers a byte stream source is read into (a network read rarely returns more). */
 const SLAB = 64 * 1024;
-
-/** A BYOB reader of `source` when it is a byte stream (`type: "bytes"`), else undefined. */
-function byobReader(source: ReadableStream<Uint8Array>): ReadableStreamBYOBReader | undefined {
-  try {
-    return source.getReader({ mode: "byob" });
-  } catch (error) {
-    if (error instanceof TypeError) return undefined; // not a byte stream
-    throw error;
-  }
-}
 
 /** An entry extracted from its local header, waiting for its central directory header. */
 type ExtractedEntry = LocalHeader & BodyResult & { matched: boolean };
