@@ -79,6 +79,25 @@ function lstatOrNothing(path: string): Deno.FileInfo | undefined {
   }
 }
 
+/**
+ * Copies the file `from` to the new file `to` with the operating system's file copy (synchronously up to
+ * {@link SMALL_FILE}) and returns its size, failing with a {@link SizeMismatchError} naming `label` when it is
+ * not `expected`. The caller removes `to` on failure.
+ */
+async function copyFileChecked(from: string, to: string, expected: number | undefined, label: string) {
+  if ((expected ?? Infinity) <= SMALL_FILE) Deno.copyFileSync(from, to);
+  else await Deno.copyFile(from, to);
+  const size = Deno.lstatSync(to).size;
+  if (expected !== undefined && size !== expected) throw new SizeMismatchError(label, expected, size);
+  return size;
+}
+
+/** Whether `error` is a rename's refusal to cross file systems (EXDEV). */
+function isCrossDevice(error: unknown): boolean {
+  return error instanceof Error &&
+    /cross-device|EXDEV/i.test(`${error.message} ${(error as { code?: string }).code}`);
+}
+
 /** Removes `path`, ignoring any failure (for clean-ups after another error). */
 function removeQuietly(path: string, options?: Deno.RemoveOptions): void {
   try {
@@ -210,9 +229,7 @@ export class LocalStorage implements Storage {
         Deno.renameSync(source.pathOf(path), this.pathOf(path));
         return true;
       } catch (error) {
-        if (/cross-device|EXDEV/i.test(`${(error as Error).message} ${(error as { code?: string }).code}`)) {
-          return false;
-        }
+        if (isCrossDevice(error)) return false;
         throw error;
       }
     };
@@ -408,12 +425,7 @@ export class LocalStorage implements Storage {
     this.#makeParents(path);
     const temporary = temporaryBeside(full);
     try {
-      if ((options.size ?? Infinity) <= SMALL_FILE) Deno.copyFileSync(from, temporary);
-      else await Deno.copyFile(from, temporary);
-      const size = Deno.lstatSync(temporary).size;
-      if (options.size !== undefined && size !== options.size) {
-        throw new SizeMismatchError(path, options.size, size);
-      }
+      const size = await copyFileChecked(from, temporary, options.size, path);
       options.signal?.throwIfAborted();
       this.#refuseFinalLink(full);
       Deno.renameSync(temporary, full);
@@ -478,12 +490,7 @@ export class LocalStorage implements Storage {
         const target = prepare(path);
         const file = target.temporary ?? target.full;
         try {
-          if ((options.size ?? Infinity) <= SMALL_FILE) Deno.copyFileSync(source.pathOf(sourcePath), file);
-          else await Deno.copyFile(source.pathOf(sourcePath), file);
-          const size = Deno.lstatSync(file).size;
-          if (options.size !== undefined && size !== options.size) {
-            throw new SizeMismatchError(path, options.size, size);
-          }
+          const size = await copyFileChecked(source.pathOf(sourcePath), file, options.size, path);
           land(target, path);
           return { size, serverSide: false };
         } catch (error) {
@@ -587,10 +594,7 @@ export class LocalStorage implements Storage {
       Deno.renameSync(this.pathOf(path), target.pathOf(targetPath));
       this.#pruneEmptyParents(path);
     } catch (error) {
-      if (
-        !(error instanceof Error) ||
-        !/cross-device|EXDEV/i.test(`${error.message} ${(error as { code?: string }).code}`)
-      ) throw error;
+      if (!isCrossDevice(error)) throw error;
       const source = await this.stat(path);
       const written = await target.write(targetPath, await this.read(path), {
         size: source?.size,
