@@ -100,8 +100,7 @@ export default defineExecutor({
       : { net: [netPermissionFor(url)!, ...params.extra_hosts.map(withDefaultPort(url))] };
     const landing = landingFolder(params, context.resolve);
     // extracting into a local folder: its file system's free space bounds what an archive may write
-    const unzip = params.unzip === "unzip" || params.unzip === true;
-    const room = unzip && !isS3Url(landing) ? { sys: ["statfs"] } : {};
+    const room = extracts(params) && !isS3Url(landing) ? { sys: ["statfs"] } : {};
     return mergeScopes(source, locationScope(landing, "write", context), room);
   },
   iam(params, context) {
@@ -110,8 +109,7 @@ export default defineExecutor({
     const options = { region: context.s3?.region };
     const folder = s3Statements(landing, "write", options);
     if (
-      params.unzip === "unzip" || params.unzip === true || landing.endsWith("/") ||
-      parseS3Url(landing).prefix === ""
+      extracts(params) || landing.endsWith("/") || parseS3Url(landing).prefix === ""
     ) {
       return folder;
     }
@@ -168,7 +166,7 @@ async function download(context: TaskContext<Params>): Promise<void> {
   const progress = (bytes: number, total?: number) =>
     context.report({ type: "progress", bytes, total, label: shown });
 
-  if (params.unzip === "unzip" || params.unzip === true) {
+  if (extracts(params)) {
     const landing = await openLocation(params.landing_directory, context);
     context.log(`${shown} → ${landing.url} (extracting)`);
     const limits = {
@@ -270,14 +268,14 @@ async function extractIntoBatch(
   } catch (error) {
     await batch.abort();
     if (byRoom && error instanceof ZipError && error.limit === "maxBytes") {
-      const room = `more than the landing file system can take (${formatBytes(free!)} free, of which ${
-        formatBytes(free! - roomOf(free!))
+      const over = `more than the landing file system can take (${formatBytes(free!)} free, of which ${
+        formatBytes(free! - room!)
       } is kept free)`;
       throw new ZipError(
         `${
           error.message.replace(
             /(over|exceeds) maxBytes \(\d+ bytes\)/,
-            (_, verb: string) => verb === "over" ? room : `is ${room}`,
+            (_, verb: string) => verb === "over" ? over : `is ${over}`,
           )
         }; nothing was landed: free some space, or land it elsewhere`,
         { entry: error.entry, cause: error.cause, limit: "freeSpace" },
@@ -347,13 +345,18 @@ function checkSha256(expected: string | undefined, actual: string, what: string)
   }
 }
 
+/** Whether the download is extracted (`unzip: "unzip"`, or `true`) rather than landed as a file. */
+function extracts(params: Params): boolean {
+  return params.unzip === "unzip" || params.unzip === true;
+}
+
 /**
  * The folder a download writes into: `landing_directory` itself when it receives extracted files or the URL's
  * file name; otherwise the folder holding the file named by `landing_directory` (its temporary name is there).
  */
 function landingFolder(params: Params, resolve: (path: string) => string): string {
   const landing = params.landing_directory;
-  if (params.unzip === "unzip" || params.unzip === true || landing.endsWith("/") || isS3Url(landing)) {
+  if (extracts(params) || landing.endsWith("/") || isS3Url(landing)) {
     return landing;
   }
   try {
