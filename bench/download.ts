@@ -11,7 +11,7 @@
  *
  * @module
  */
-import { timeShell } from "./measure.ts";
+import { startFileServer, timeShell } from "./measure.ts";
 import { parseArgs } from "node:util";
 import { join } from "node:path";
 
@@ -104,16 +104,7 @@ async function listening(port: number): Promise<void> {
 
 /** Starts one kind of static file server on `data`; returns its port and how to stop it. */
 async function startServer(kind: ServerKind): Promise<{ port: number; stop(): Promise<void> }> {
-  if (kind === "deno") {
-    const child = new Deno.Command(Deno.execPath(), {
-      args: ["run", "-A", join(root, "bench/serve_files.ts"), data],
-      stdout: "piped",
-    }).spawn();
-    const reader = child.stdout.getReader();
-    const port = Number(new TextDecoder().decode((await reader.read()).value).trim());
-    reader.releaseLock();
-    return { port, stop: async () => (child.kill("SIGTERM"), await child.status, undefined) };
-  }
+  if (kind === "deno") return await startFileServer(data);
   const port = freePort();
   if (kind === "python") {
     const child = new Deno.Command("python3", {

@@ -1,5 +1,6 @@
 /**
- * What the benchmarks share: running a shell command under GNU time for its wall seconds and peak RSS.
+ * What the benchmarks share: running a shell command under GNU time for its wall seconds and peak RSS, and
+ * serving a folder on loopback with bench/serve_files.ts.
  *
  * @module
  */
@@ -20,4 +21,22 @@ export async function timeShell(
   if (!output.success) throw new Error(`failed: ${command}\n${stderr.join("\n")}`);
   const [seconds, rss] = stderr.at(-1)!.split(" ").map(Number);
   return { seconds, maxRssKiB: rss };
+}
+
+/** Serves `folder` on 127.0.0.1 with bench/serve_files.ts (Content-Length, ETag, ranges); `stop` ends it. */
+export async function startFileServer(folder: string): Promise<{ port: number; stop(): Promise<void> }> {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", new URL("./serve_files.ts", import.meta.url).pathname, folder],
+    stdout: "piped",
+  }).spawn();
+  const reader = child.stdout.getReader();
+  const port = Number(new TextDecoder().decode((await reader.read()).value).trim());
+  reader.releaseLock();
+  return {
+    port,
+    stop: async () => {
+      child.kill("SIGTERM");
+      await child.status;
+    },
+  };
 }

@@ -16,7 +16,7 @@
  *
  * @module
  */
-import { timeShell } from "./measure.ts";
+import { startFileServer, timeShell } from "./measure.ts";
 import { parseArgs } from "node:util";
 import { join } from "node:path";
 
@@ -154,13 +154,8 @@ try {
   }
 
   if (zipSizes.length) {
-    const server = new Deno.Command(Deno.execPath(), {
-      args: ["run", "-A", join(root, "bench/serve_files.ts"), data],
-      stdout: "piped",
-    }).spawn();
-    const reader = server.stdout.getReader();
-    const port = Number(new TextDecoder().decode((await reader.read()).value).trim());
-    reader.releaseLock();
+    const server = await startFileServer(data);
+    const port = server.port;
     try {
       lines.push(
         `Zips of many small entries, served on loopback (bench/serve_files.ts), median (min–max) of ${runs} runs:`,
@@ -208,8 +203,7 @@ try {
         );
       }
     } finally {
-      server.kill("SIGTERM");
-      await server.status;
+      await server.stop();
     }
   }
 } finally {
