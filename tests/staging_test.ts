@@ -69,6 +69,24 @@ Deno.test("post_staging refuses to archive a file whose staged copy differs, and
   );
 });
 
+Deno.test("post_staging refuses a staged copy of another size and one that is a link to the landing file", async () => {
+  await using dir = await tempDir();
+  await landing(dir.path, { "a.csv": "original", "b.csv": "kept" });
+  assert.equal((await runRoutineJson(staging({}, ["transfer"]), { cwd: dir.path })).error, undefined);
+  await Deno.writeTextFile(join(dir.path, "data/staging/a.csv"), "short");
+  let { error } = await runRoutineJson(staging({}, ["post_staging"]), { cwd: dir.path });
+  assert.match(error?.message ?? "", /staged copy of a\.csv: copy is 5 bytes, source is 8/);
+  // a link in staging to the landing file itself would compare the file with itself, then lose it on archiving
+  await Deno.remove(join(dir.path, "data/staging/a.csv"));
+  await Deno.symlink(join(dir.path, "data/landing/a.csv"), join(dir.path, "data/staging/a.csv"));
+  ({ error } = await runRoutineJson(staging({}, ["post_staging"]), { cwd: dir.path }));
+  assert.match(error?.message ?? "", /refusing to follow symbolic link .*data\/staging\/a\.csv/);
+  assert.deepEqual(
+    await treeOf(join(dir.path, "data/landing"), { temporaries: true }),
+    digests({ "a.csv": "original", "b.csv": "kept" }),
+  );
+});
+
 Deno.test("post_staging without a staged copy fails and deletes nothing", async () => {
   await using dir = await tempDir();
   await landing(dir.path, { "a.csv": "a" });

@@ -371,8 +371,8 @@ async function postStaging(context: TaskContext<Params>): Promise<void> {
   let count = 0;
   let bytes = 0;
   const read = transformed ? new Set(record?.inputs.map((i) => `${i.size} ${i.path}`)) : undefined;
-  // one listing of staging instead of a look-up per file
-  const staged = read ? undefined : await listingOf(dump, context);
+  // one listing of staging instead of a request per file (S3); a local look-up is as cheap as a listing's
+  const staged = read || dump.localFolder !== undefined ? undefined : await listingOf(dump, context);
   // every file is checked first; those checked before a failure are still archived (or deleted)
   const checked: StoredFile[] = [];
   let failure: { error: unknown } | undefined;
@@ -386,7 +386,7 @@ async function postStaging(context: TaskContext<Params>): Promise<void> {
           );
         }
       } else {
-        await verifyStaged(landing, dump, file, staged!);
+        await verifyStaged(landing, dump, file, staged);
       }
     } catch (error) {
       failure = { error };
@@ -416,17 +416,17 @@ async function postStaging(context: TaskContext<Params>): Promise<void> {
 
 /**
  * Fails unless `dump` holds a byte-identical copy of the landing file (size, then sha256); `staged` is the
- * listing of `dump`.
+ * listing of `dump`, when it was listed.
  */
 async function verifyStaged(
   landing: Storage,
   dump: Storage,
   file: StoredFile,
-  staged: Map<string, StoredFile>,
+  staged: Map<string, StoredFile> | undefined,
 ) {
   const problem = await copyProblem(landing, file.path, dump, file.path, {
     sourceInfo: file,
-    targetInfo: staged.get(file.path) ?? null,
+    targetInfo: staged ? staged.get(file.path) ?? null : undefined,
   });
   if (!problem) return;
   if (problem.kind === "missing") {

@@ -150,8 +150,13 @@ export class LocalStorage implements Storage {
    */
   readonly #checkedFolders = new Set<string>();
 
+  /** The root with one trailing slash: a checked relative path appended to it is its full path. */
+  readonly #prefix: string;
+
   /** @param root absolute path of the folder */
-  constructor(readonly root: string) {}
+  constructor(readonly root: string) {
+    this.#prefix = join(root, "/");
+  }
 
   get url(): string {
     return this.root;
@@ -263,7 +268,8 @@ export class LocalStorage implements Storage {
 
   /** Absolute path of `path` inside this folder. */
   pathOf(path: string): string {
-    return join(this.root, checkRelativePath(path));
+    // a checked path has no empty, '.' or '..' segment: appending it is what join would give, at less cost
+    return this.#prefix + checkRelativePath(path);
   }
 
   /** Fails unless the folder exists (as a folder). */
@@ -576,11 +582,45 @@ export class LocalStorage implements Storage {
 
   /** Lower-case hex sha256 of the file: read with one call up to 4 MiB, streamed beyond. */
   async sha256(path: string): Promise<string> {
-    const info = this.#refuseLinks(path, true)!;
-    if (info.size <= SMALL_FILE) {
-      return createHash("sha256").update(Deno.readFileSync(this.pathOf(path))).digest("hex");
-    }
-    return (await sha256OfStream(await this.read(path))).sha256;
+    return (await this.#hash(path, this.#refuseLinks(path, true)!)).sha256;
+  }
+
+  /**
+   * The size and sha256 of the file at `path`, read once; `undefined` when no file is there, no `sha256` (and
+   * nothing read) when its size is not the `size` expected. Refuses a symbolic link, as every read here does.
+   *
+   * @example
+   * ```ts
+   * import assert from "node:assert/strict";
+   * import { LocalStorage } from "./local.ts";
+   *
+   * const root = await Deno.makeTempDir();
+   * const folder = new LocalStorage(root);
+   * await Deno.writeTextFile(`${root}/a.csv`, "a,b\n");
+   * assert.deepEqual(await folder.sha256AndSize("a.csv"), {
+   *   size: 4,
+   *   sha256: "5be08c9684a1d25efcee09318204824278b08bbfb4aef973ffefd0b9d7478313",
+   * });
+   * assert.deepEqual(await folder.sha256AndSize("a.csv", { size: 10 }), { size: 4 }); // not read
+   * assert.equal(await folder.sha256AndSize("missing.csv"), undefined);
+   * await Deno.remove(root, { recursive: true });
+   * ```
+   */
+  async sha256AndSize(
+    path: string,
+    options: { size?: number } = {},
+  ): Promise<{ size: number; sha256?: string } | undefined> {
+    const info = this.#refuseLinks(path, false);
+    if (!info?.isFile) return undefined;
+    if (options.size !== undefined && info.size !== options.size) return { size: info.size };
+    return await this.#hash(path, info);
+  }
+
+  /** Hashes the file at `path`, whose metadata `info` was just read: in one call when it is small. */
+  async #hash(path: string, info: Deno.FileInfo): Promise<{ sha256: string; size: number }> {
+    if (info.size > SMALL_FILE) return await sha256OfStream(await this.read(path));
+    const bytes = Deno.readFileSync(this.pathOf(path));
+    return { sha256: createHash("sha256").update(bytes).digest("hex"), size: bytes.byteLength };
   }
 
   /**
@@ -644,12 +684,11 @@ export class LocalStorage implements Storage {
       }
       this.#checkedFolders.add("");
     }
-    let current = this.root;
     let relative = "";
     for (const segment of segments) {
-      current = join(current, segment);
       relative = relative ? `${relative}/${segment}` : segment;
       if (this.#checkedFolders.has(relative)) continue;
+      const current = this.#prefix + relative;
       const info = lstatOrNothing(current);
       if (info === undefined) {
         try {
@@ -678,14 +717,13 @@ export class LocalStorage implements Storage {
    */
   #refuseLinks(path: string, mustExist: boolean): Deno.FileInfo | undefined {
     const segments = checkRelativePath(path).split("/");
-    let current = this.root;
     let relative = "";
     let info: Deno.FileInfo | undefined;
     for (const [i, segment] of segments.entries()) {
-      current = join(current, segment);
       relative = relative ? `${relative}/${segment}` : segment;
       const last = i === segments.length - 1;
       if (!last && this.#checkedFolders.has(relative)) continue;
+      const current = this.#prefix + relative;
       try {
         info = Deno.lstatSync(current);
       } catch (error) {

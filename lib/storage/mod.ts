@@ -186,6 +186,16 @@ export interface Storage {
   /** Lower-case hex sha256 of the stored bytes. */
   sha256(path: string, options?: { signal?: AbortSignal }): Promise<string>;
   /**
+   * The size and sha256 of the file at `path` from one look-up and one read, `undefined` when there is no
+   * file there. Given the `size` expected, a file of another size is not read (no `sha256`). Optional: where a
+   * look-up per file is cheap (a local folder), checking a copy this way costs one read per side and no
+   * listing.
+   */
+  sha256AndSize?(
+    path: string,
+    options?: { size?: number; signal?: AbortSignal },
+  ): Promise<{ size: number; sha256?: string } | undefined>;
+  /**
    * Removes lakerun's temporary entries left by a killed run (for S3: temporary keys and unfinished multipart
    * uploads). Only the folder's top level unless `recursive`. Returns how many were removed.
    */

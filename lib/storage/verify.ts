@@ -157,30 +157,49 @@ export async function copyProblem(
   targetPath: string,
   options: VerifyOptions = {},
 ): Promise<CopyProblem | undefined> {
+  const { signal } = options;
+  const sourceMissing = (): CopyProblem => ({
+    kind: "source-missing",
+    message: `source ${source.url}/${sourcePath} is missing`,
+  });
+  const missing = (): CopyProblem => ({ kind: "missing", message: `no copy at ${target.url}/${targetPath}` });
+  const sizes = (copy: number, original: number): CopyProblem | undefined =>
+    copy === original ? undefined : { kind: "size", message: `copy is ${copy} bytes, source is ${original}` };
+  const hashes = (a: string, b: string): CopyProblem | undefined => {
+    options.decided?.("sha256");
+    return a === b ? undefined : { kind: "content", message: "copy differs from the source (sha256)" };
+  };
+  if (
+    source.sha256AndSize && target.sha256AndSize && !hasObjectDigest(source) && !hasObjectDigest(target)
+  ) {
+    // each side looked up and read once (a local folder): no separate look-up of the sizes
+    if (options.sourceInfo && options.sourceInfo.kind !== "file") return sourceMissing();
+    if (options.targetInfo === null || (options.targetInfo && options.targetInfo.kind !== "file")) {
+      return missing();
+    }
+    const a = await source.sha256AndSize(sourcePath, { signal });
+    if (!a) return sourceMissing();
+    const b = await target.sha256AndSize(targetPath, { size: a.size, signal }); // not read when sizes differ
+    if (!b) return missing();
+    return sizes(b.size, a.size) ?? hashes(a.sha256!, b.sha256!);
+  }
   const [from, to] = await Promise.all([
     options.sourceInfo ?? source.stat(sourcePath),
     options.targetInfo !== undefined ? options.targetInfo ?? undefined : target.stat(targetPath),
   ]);
-  if (!from || from.kind !== "file") {
-    return { kind: "source-missing", message: `source ${source.url}/${sourcePath} is missing` };
-  }
-  if (!to || to.kind !== "file") {
-    return { kind: "missing", message: `no copy at ${target.url}/${targetPath}` };
-  }
-  if (to.size !== from.size) {
-    return { kind: "size", message: `copy is ${to.size} bytes, source is ${from.size}` };
-  }
-  if (await provenByEtag(source, sourcePath, target, targetPath, options.signal)) {
+  if (!from || from.kind !== "file") return sourceMissing();
+  if (!to || to.kind !== "file") return missing();
+  const size = sizes(to.size, from.size);
+  if (size) return size;
+  if (await provenByEtag(source, sourcePath, target, targetPath, signal)) {
     options.decided?.("etag");
     return undefined;
   }
   const [a, b] = await Promise.all([
-    source.sha256(sourcePath, { signal: options.signal }),
-    target.sha256(targetPath, { signal: options.signal }),
+    source.sha256(sourcePath, { signal }),
+    target.sha256(targetPath, { signal }),
   ]);
-  options.decided?.("sha256");
-  if (a !== b) return { kind: "content", message: "copy differs from the source (sha256)" };
-  return undefined;
+  return hashes(a, b);
 }
 
 /**
