@@ -12,7 +12,10 @@ import type { ByteReader } from "./byte_reader.ts";
 import { hex32, truncated, ZipError, zipError } from "./errors.ts";
 import { SIG_CENTRAL, SIG_DESCRIPTOR, SIG_EOCD, SIG_LOCAL, SIG_ZIP64_EOCD, u32 } from "./format.ts";
 import { Inflater, inflateWhole } from "./inflater.ts";
-import { Inflate64Reader } from "./inflate64.ts";
+import { bunzip2 } from "./bunzip2.ts";
+import { DecoderReader } from "./decoder_reader.ts";
+import type { Decoder } from "./decoder_reader.ts";
+import { inflate64 } from "./inflate64.ts";
 import type { EntryWriter, ZipEntrySink } from "./types.ts";
 
 /** Bytes an entry's stream may queue ahead of the sink. */
@@ -24,6 +27,13 @@ const ENTRY_HIGH_WATER = 512 * 1024;
  * per entry, which made an archive of many small files cost ~0.2 ms per entry before a byte was written.
  */
 export const SMALL_ENTRY = 1024 * 1024;
+
+/**
+ * The methods decoded by lakerun's own decoders, by method number: Deflate64 (9) and BZip2 (12). Their entries
+ * are always streamed, and need their compressed size before their data.
+ */
+export const OWN_DECODERS: Readonly<Record<number, Decoder>> = { 9: inflate64, 12: bunzip2 };
+const DATA_NAMES: Readonly<Record<number, string>> = { 9: "deflate64", 12: "bzip2" };
 
 /** What is known about an entry's data before reading it. */
 export interface BodyPlan {
@@ -64,7 +74,7 @@ class EntryBody {
   readonly #input: ByteReader;
   readonly #plan: BodyPlan;
   readonly #budget: Budget;
-  readonly #inflater: Inflater | Inflate64Reader | undefined;
+  readonly #inflater: Inflater | DecoderReader | undefined;
   #remaining: number;
   #crc = 0;
   #size = 0;
@@ -82,8 +92,8 @@ class EntryBody {
     const inflate = plan.method === 8 && plan.compressedSize !== 0;
     this.#inflater = inflate
       ? new Inflater(input, plan.name, plan.compressedSize, options)
-      : plan.method === 9
-      ? new Inflate64Reader(input, plan.name, plan.compressedSize!)
+      : plan.method in OWN_DECODERS
+      ? new DecoderReader(input, plan.name, plan.compressedSize!, OWN_DECODERS[plan.method])
       : undefined;
   }
 
@@ -192,7 +202,9 @@ class EntryBody {
       } else if (compressedSize !== plan.compressedSize) {
         throw zipError(
           name,
-          `deflate data ends after ${compressedSize} of its ${plan.compressedSize} compressed bytes`,
+          `${
+            DATA_NAMES[plan.method] ?? "deflate"
+          } data ends after ${compressedSize} of its ${plan.compressedSize} compressed bytes`,
         );
       }
     }
@@ -394,7 +406,7 @@ async function readWhole(
   budget: Budget,
 ): Promise<{ data: Uint8Array; result: BodyResult } | undefined> {
   const { name, compressedSize, declaredSize } = plan;
-  if (plan.method === 9) return undefined; // Deflate64: always streamed
+  if (plan.method in OWN_DECODERS) return undefined; // always streamed
   if (compressedSize === undefined && plan.descriptor && plan.method === 8) {
     return await readWholeBeforeDescriptor(input, plan, budget);
   }

@@ -53,12 +53,12 @@ function methodName(method: number): string {
   return METHOD_NAMES[method] ? `${method} (${METHOD_NAMES[method]})` : `${method}`;
 }
 
-/** Refuses encrypted entries and compression methods other than STORED (0) and DEFLATE (8). */
+/** Refuses encrypted entries and compression methods other than STORED (0), DEFLATE (8), Deflate64 (9) and BZip2 (12). */
 export function checkMethodAndFlags(name: string, method: number, flags: number): void {
   if (flags & (FLAG_ENCRYPTED | FLAG_STRONG_ENCRYPTION | FLAG_MASKED_HEADERS) || method === 99) {
     throw zipError(name, "encrypted entries are not supported");
   }
-  if (method !== 0 && method !== 8 && method !== 9) {
+  if (method !== 0 && method !== 8 && method !== 9 && method !== 12) {
     throw zipError(name, `unsupported compression method ${methodName(method)}`);
   }
 }

@@ -10,9 +10,7 @@
  * @module
  */
 
-import { PIECE } from "./byte_reader.ts";
-import type { ByteReader } from "./byte_reader.ts";
-import { truncated, zipError } from "./errors.ts";
+import { zipError } from "./errors.ts";
 
 const WINDOW = 65536;
 /** Bytes gathered before a chunk is handed out. */
@@ -286,48 +284,4 @@ async function dynamicCodes(
     lengths: huffman(lengths.subarray(0, nlen), name, true),
     distances: huffman(lengths.subarray(nlen), name, true),
   };
-}
-
-/**
- * A Deflate64 entry's data read from a {@link ByteReader}, one chunk per `next()` call, as the `Inflater` of
- * deflated entries gives it: its compressed size must be known (a local header's or the central directory's).
- */
-export class Inflate64Reader {
-  readonly #chunks: ReturnType<typeof inflate64>;
-  #remaining: number;
-  #read = 0;
-
-  /** Inflates entry `name`, reading exactly `compressedSize` bytes of `input`. */
-  constructor(input: ByteReader, name: string, compressedSize: number) {
-    this.#remaining = compressedSize;
-    this.#chunks = inflate64(async () => {
-      if (this.#remaining === 0) return null;
-      const piece = await input.piece(Math.min(this.#remaining, PIECE));
-      if (piece === null) throw truncated(name, "compressed data");
-      this.#remaining -= piece.length;
-      this.#read += piece.length;
-      return piece;
-    }, name);
-  }
-
-  /** Compressed bytes the Deflate64 stream used. */
-  get consumed(): number {
-    return this.#read - this.#chunks.unread();
-  }
-
-  /** The next inflated chunk (a buffer of its own), or null once the stream has ended. */
-  async next(): Promise<Uint8Array | null> {
-    const result = await this.#chunks.next();
-    return result.done ? null : result.value;
-  }
-
-  /** Nothing is put back: the compressed size is known, and a stream ending before it is an error. */
-  leftover(): Uint8Array {
-    return new Uint8Array(0);
-  }
-
-  /** Stops reading. */
-  destroy(): void {
-    this.#chunks.return(undefined).catch(() => {});
-  }
 }
