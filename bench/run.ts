@@ -31,6 +31,11 @@ const benchmarks: Record<string, { title: string; args: string[]; quickArgs: str
     args: ["bench/small_files.ts"],
     quickArgs: ["bench/small_files.ts", "--staging", "2000", "--zips", "5000", "--runs", "1"],
   },
+  file_creation: {
+    title: "Creating many small files in a step's sandbox vs unzip (issue: real-world archives)",
+    args: ["bench/file_creation.ts"],
+    quickArgs: ["bench/file_creation.ts", "--entries", "5000", "--runs", "1"],
+  },
   s3: {
     title: "S3 transfers vs rclone (issue: S3 everywhere)",
     args: ["bench/s3.ts"],

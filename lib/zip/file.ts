@@ -51,10 +51,23 @@ async function readAt(file: Deno.FsFile, position: number, length: number): Prom
   return buffer.subarray(0, at);
 }
 
-/** A file read at explicit positions; reads are queued, so that a seek and its read are never interleaved. */
+/**
+ * Bytes read at once into the window that small reads are served from: entries are read in archive order, so
+ * an archive of many small entries costs one read per window rather than a few (each a hop to another
+ * thread) per entry.
+ */
+const WINDOW = 1024 * 1024;
+
+/**
+ * A file read at explicit positions; reads are queued, so that a seek and its read are never interleaved.
+ * Reads shorter than {@link WINDOW} are served from the last window read (a buffer of its own each time:
+ * what was handed out is never overwritten).
+ */
 class PositionedFile {
   readonly #file: Deno.FsFile;
   #queue: Promise<unknown> = Promise.resolve();
+  #window: Uint8Array = new Uint8Array(0);
+  #windowStart = 0;
 
   constructor(file: Deno.FsFile) {
     this.#file = file;
@@ -62,9 +75,20 @@ class PositionedFile {
 
   /** Up to `length` bytes at `position` (fewer at the end of the file). */
   read(position: number, length: number): Promise<Uint8Array> {
-    const result = this.#queue.then(() => readAt(this.#file, position, length));
+    const result = this.#queue.then(() => this.#read(position, length));
     this.#queue = result.catch(() => {});
     return result;
+  }
+
+  async #read(position: number, length: number): Promise<Uint8Array> {
+    const offset = position - this.#windowStart;
+    if (offset >= 0 && offset + length <= this.#window.length) {
+      return this.#window.subarray(offset, offset + length);
+    }
+    if (length >= WINDOW) return await readAt(this.#file, position, length);
+    this.#window = await readAt(this.#file, position, WINDOW);
+    this.#windowStart = position;
+    return this.#window.subarray(0, Math.min(length, this.#window.length));
   }
 
   /** Resolves once no read is queued. */

@@ -1,0 +1,53 @@
+/**
+ * The Worker of bench/file_creation.ts: writes the zip's files one synchronous call each (`write`), extracts
+ * the zip into a LocalStorage batch as a step does, streamed (`stream`) or with random access (`file`), or
+ * only parses and inflates it, streamed (`parse`); posts its own milliseconds.
+ *
+ * @module
+ */
+/// <reference lib="deno.worker" />
+import { extractZipFile, extractZipStream } from "../lib/zip/mod.ts";
+import type { ZipEntrySink } from "../lib/zip/mod.ts";
+import { LocalStorage } from "../lib/storage/local.ts";
+
+self.onmessage = async (event: MessageEvent) => {
+  const { mode, zip, target, entries } = event.data as {
+    mode: "write" | "stream" | "file" | "parse";
+    zip: string;
+    target: string;
+    entries: number;
+  };
+  try {
+    const start = performance.now();
+    if (mode === "write") {
+      // the zip's layout: 1,000 files per folder, ~1 KB each
+      const bytes = new Uint8Array(1001).fill(0x31);
+      for (let i = 0; i < entries; i++) {
+        const folder = `${target}/d${String(Math.floor(i / 1000)).padStart(3, "0")}`;
+        if (i % 1000 === 0) Deno.mkdirSync(folder, { recursive: true });
+        Deno.writeFileSync(`${folder}/f${String(i).padStart(6, "0")}.csv`, bytes);
+      }
+    } else if (mode === "parse") {
+      const sink: ZipEntrySink = {
+        writeEntry: (_path, data) => data.cancel(),
+        writeEntryBytes: () => Promise.resolve(),
+      };
+      await extractZipStream((await Deno.open(zip)).readable, sink, { maxBytes: 2 ** 40 });
+    } else {
+      const batch = await new LocalStorage(target).batch();
+      const sink: ZipEntrySink = {
+        writeEntry: (path, data) => batch.write(path, data).then(() => {}),
+        writeEntryBytes: (path, data) => batch.writeBytes(path, data).then(() => {}),
+        makeFolder: (path) => batch.makeFolder(path),
+      };
+      // streamed as a download is; random access as a self-extracting archive is
+      if (mode === "stream") {
+        await extractZipStream((await Deno.open(zip)).readable, sink, { maxBytes: 2 ** 40 });
+      } else await extractZipFile(zip, sink, { maxBytes: 2 ** 40 });
+      await batch.commit();
+    }
+    self.postMessage(performance.now() - start);
+  } catch (error) {
+    self.postMessage(String(error));
+  }
+};
