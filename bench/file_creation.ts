@@ -7,7 +7,8 @@
  * - the same files written by a Worker with inherited (unrestricted) permissions: one `Deno.writeFileSync`
  *   each, the least a Deno program can do;
  * - the same writes in a Worker with a step's permissions (read and write on the target folder only), where
- *   Deno resolves every path it checks (a `readlink` per path component, twice for a file not there yet);
+ *   Deno resolves every path it checks (a `readlink` per path component, twice for a file not there yet),
+ *   one `Deno.writeFileSync` each and through a LocalStorage write batch (staged, then moved into place);
  * - lakerun's extraction of the zip in that sandbox into a write batch (what a step does, less the download
  *   and the process start), streamed from the file as a download is, and with random access as a
  *   self-extracting archive is; and the streamed extraction alone, each entry dropped (parsing, inflating,
@@ -16,15 +17,23 @@
  * Times are inside the process (the Worker's own clock for the Deno variants), so lakerun's start-up is not
  * counted; unzip's are whole runs.
  *
- * Usage: deno run -A bench/file_creation.ts [--entries 20000] [--runs 3]
+ * With `--fresh-fs` (root, `mkfs.ext4`), each variant writes to an ext4 file system made for it (see
+ * `FreshFolders` in bench/measure.ts).
+ *
+ * Usage: deno run -A bench/file_creation.ts [--entries 20000] [--runs 3] [--fresh-fs]
  *
  * @module
  */
 import { parseArgs } from "node:util";
 import { join } from "node:path";
+import { FreshFolders } from "./measure.ts";
 
 const { values } = parseArgs({
-  options: { entries: { type: "string", default: "20000" }, runs: { type: "string", default: "3" } },
+  options: {
+    entries: { type: "string", default: "20000" },
+    runs: { type: "string", default: "3" },
+    "fresh-fs": { type: "boolean", default: false },
+  },
 });
 const entries = Number(values.entries);
 const runs = Number(values.runs);
@@ -40,14 +49,18 @@ try {
 }
 
 const work = await Deno.makeTempDir({ prefix: "lakerun-bench-create-", dir: join(root, "bench/data") });
-const target = join(work, "out");
+const folders = new FreshFolders(work, values["fresh-fs"]);
+let target = join(work, "out");
 
 async function sh(command: string): Promise<void> {
   const output = await new Deno.Command("bash", { args: ["-c", command], stderr: "piped" }).output();
   if (!output.success) throw new Error(`${command}: ${new TextDecoder().decode(output.stderr)}`);
 }
-const settle = () =>
-  sh(`rm -rf '${target}' && sync && { echo 3 > /proc/sys/vm/drop_caches; } 2>/dev/null || true`);
+/** A new target folder (on a file system of its own with `--fresh-fs`), then pending writes flushed and caches dropped. */
+async function settle(): Promise<void> {
+  target = join(await folders.next(), "out");
+  await sh(`rm -rf '${target}' && sync && { echo 3 > /proc/sys/vm/drop_caches; } 2>/dev/null || true`);
+}
 
 /** Runs one variant in a Worker with `permissions`; resolves to the Worker's own milliseconds. */
 async function inWorker(mode: string, permissions: Deno.PermissionOptions): Promise<number> {
@@ -72,7 +85,8 @@ async function inWorker(mode: string, permissions: Deno.PermissionOptions): Prom
   }
 }
 
-const scoped: Deno.PermissionOptions = {
+/** A step's permissions for the current target. */
+const scoped = (): Deno.PermissionOptions => ({
   read: [zip, target, root],
   write: [target],
   net: false,
@@ -81,7 +95,7 @@ const scoped: Deno.PermissionOptions = {
   ffi: false,
   sys: false,
   import: false,
-};
+});
 const variants: Record<string, () => Promise<number>> = {
   "unzip": async () => {
     const start = performance.now();
@@ -89,10 +103,11 @@ const variants: Record<string, () => Promise<number>> = {
     return performance.now() - start;
   },
   "writes, unrestricted Worker": () => inWorker("write", "inherit"),
-  "writes, a step's sandbox": () => inWorker("write", scoped),
-  "lakerun extraction, streamed (a download), a step's sandbox": () => inWorker("stream", scoped),
-  "lakerun extraction, random access (self-extracting), a step's sandbox": () => inWorker("file", scoped),
-  "extraction only, streamed (entries dropped)": () => inWorker("parse", scoped),
+  "writes, a step's sandbox": () => inWorker("write", scoped()),
+  "writes through a write batch, a step's sandbox": () => inWorker("batch", scoped()),
+  "lakerun extraction, streamed (a download), a step's sandbox": () => inWorker("stream", scoped()),
+  "lakerun extraction, random access (self-extracting), a step's sandbox": () => inWorker("file", scoped()),
+  "extraction only, streamed (entries dropped)": () => inWorker("parse", scoped()),
 };
 
 const samples: Record<string, number[]> = Object.fromEntries(Object.keys(variants).map((k) => [k, []]));
@@ -107,6 +122,7 @@ try {
     );
   }
 } finally {
+  await folders.close();
   await Deno.remove(work, { recursive: true });
 }
 

@@ -1,5 +1,6 @@
 /**
- * The Worker of bench/file_creation.ts: writes the zip's files one synchronous call each (`write`), extracts
+ * The Worker of bench/file_creation.ts: writes the zip's files one synchronous call each (`write`), or through a
+ * LocalStorage write batch (`batch`), extracts
  * the zip into a LocalStorage batch as a step does, streamed (`stream`) or with random access (`file`), or
  * only parses and inflates it, streamed (`parse`); posts its own milliseconds.
  *
@@ -12,7 +13,7 @@ import { LocalStorage } from "../lib/storage/local.ts";
 
 self.onmessage = async (event: MessageEvent) => {
   const { mode, zip, target, entries } = event.data as {
-    mode: "write" | "stream" | "file" | "parse";
+    mode: "write" | "batch" | "stream" | "file" | "parse";
     zip: string;
     target: string;
     entries: number;
@@ -27,6 +28,15 @@ self.onmessage = async (event: MessageEvent) => {
         if (i % 1000 === 0) Deno.mkdirSync(folder, { recursive: true });
         Deno.writeFileSync(`${folder}/f${String(i).padStart(6, "0")}.csv`, bytes);
       }
+    } else if (mode === "batch") {
+      // the same files through a LocalStorage write batch, as extraction writes them
+      const batch = await new LocalStorage(target).batch();
+      const bytes = new Uint8Array(1001).fill(0x31);
+      for (let i = 0; i < entries; i++) {
+        const folder = `d${String(Math.floor(i / 1000)).padStart(3, "0")}`;
+        await batch.writeBytes(`${folder}/f${String(i).padStart(6, "0")}.csv`, bytes);
+      }
+      await batch.commit();
     } else if (mode === "parse") {
       const sink: ZipEntrySink = {
         writeEntry: (_path, data) => data.cancel(),

@@ -9,14 +9,17 @@
  * files took 0.17 s at one moment and 4.2 s at another), so every variant starts from the same state. The
  * table gives medians and ranges (min–max) of wall time, and the load average.
  *
- * Usage: deno run -A bench/small_files.ts [--staging 5000,50000] [--zips 20000,70000] [--runs 3]
+ * With `--fresh-fs` (root, `mkfs.ext4`), every variant writes to an ext4 file system made for it on a loop
+ * device, so that none pays for another's deletions (ext4 skips recently freed inodes when it allocates).
+ *
+ * Usage: deno run -A bench/small_files.ts [--staging 5000,50000] [--zips 20000,70000] [--runs 3] [--fresh-fs]
  * Data (made once under bench/data/): trees of CSV-like files of 200–2,000 bytes in nested folders
  * (years/months/days), a Python zipfile of N entries of ~1 KB (deflated), and for 70,000 entries a Zip64
  * archive of ~100-byte entries (more than 65,535 entries: Zip64 end records), as in the issue.
  *
  * @module
  */
-import { startFileServer, timeShell } from "./measure.ts";
+import { FreshFolders, startFileServer, timeShell } from "./measure.ts";
 import { parseArgs } from "node:util";
 import { join } from "node:path";
 
@@ -25,6 +28,7 @@ const { values } = parseArgs({
     staging: { type: "string", default: "5000,50000" },
     zips: { type: "string", default: "20000,70000" },
     runs: { type: "string", default: "3" },
+    "fresh-fs": { type: "boolean", default: false },
   },
 });
 const stagingSizes = values.staging ? values.staging.split(",").filter(Boolean).map(Number) : [];
@@ -101,6 +105,9 @@ const load = async () => (await Deno.readTextFile("/proc/loadavg")).split(" ").s
 
 const work = await Deno.makeTempDir({ prefix: "lakerun-bench-small-", dir: data });
 const lines: string[] = [];
+const folders = new FreshFolders(work, values["fresh-fs"]);
+const variantFolder = () => folders.next();
+
 try {
   if (stagingSizes.length) {
     lines.push(
@@ -127,21 +134,24 @@ try {
       const samples: Record<string, Sample[]> = { lakerun: [], cp: [], cpSha: [] };
       const sums = "find . -type f -print0 | sort -z | xargs -0 sha256sum > /dev/null";
       for (let r = 0; r < runs; r++) {
-        await run("rm -rf landing staging archive .lakerun cp-out", work);
-        await run(`cp -r ${tree} landing && ${SETTLE}`, work);
-        samples.lakerun.push(await sh(lakerun, work));
-        await run(`rm -rf cp-out && ${SETTLE}`, work);
-        samples.cp.push(await sh(`cp -r ${tree} cp-out`, work));
-        await run(`rm -rf cp-out && ${SETTLE}`, work);
+        let dir = await variantFolder();
+        await run(`rm -rf landing staging archive .lakerun cp-out && cp ${work}/routine.json .`, dir);
+        await run(`cp -r ${tree} landing && ${SETTLE}`, dir);
+        samples.lakerun.push(await sh(lakerun, dir));
+        // lakerun's staged and archived trees must be the source's
+        await run(`diff -r ${tree} staging && diff -r ${tree} archive`, dir);
+        dir = await variantFolder();
+        await run(`rm -rf cp-out && ${SETTLE}`, dir);
+        samples.cp.push(await sh(`cp -r ${tree} cp-out`, dir));
+        dir = await variantFolder();
+        await run(`rm -rf cp-out && ${SETTLE}`, dir);
         samples.cpSha.push(
-          await sh(`cp -r ${tree} cp-out && (cd ${tree} && ${sums}) && (cd cp-out && ${sums})`, work),
+          await sh(`cp -r ${tree} cp-out && (cd ${tree} && ${sums}) && (cd cp-out && ${sums})`, dir),
         );
         console.error(
           `staging ${n} run ${r + 1}: ${JSON.stringify(Object.values(samples).map((s) => s.at(-1)))}`,
         );
       }
-      // lakerun's staged and archived trees must be the source's
-      await run(`diff -r ${tree} staging && diff -r ${tree} archive`, work);
       const ratio = median(samples.lakerun.map((s) => s.seconds)) /
         median(samples.cpSha.map((s) => s.seconds));
       lines.push(
@@ -181,18 +191,23 @@ try {
         );
         const before = await load();
         const samples: Record<string, Sample[]> = { lakerun: [], unzip: [], curl: [] };
+        // unzip's tree, once, untimed: what lakerun's must be
+        await run(`rm -rf reference && unzip -q -o ${zip} -d reference`, work);
         for (let r = 0; r < runs; r++) {
-          await run(`rm -rf out-lakerun .lakerun && ${SETTLE}`, work);
-          samples.lakerun.push(await sh(lakerun, work));
-          await run(`rm -rf out-unzip && ${SETTLE}`, work);
-          samples.unzip.push(await sh(`unzip -q -o ${zip} -d out-unzip`, work));
-          await run(`rm -rf out-curl x.zip && ${SETTLE}`, work);
-          samples.curl.push(await sh(`curl -sS -o x.zip ${url} && unzip -q -o x.zip -d out-curl`, work));
+          let dir = await variantFolder();
+          await run(`rm -rf out-lakerun .lakerun && cp ${work}/routine.json . && ${SETTLE}`, dir);
+          samples.lakerun.push(await sh(lakerun, dir));
+          await run(`diff -r ${work}/reference out-lakerun`, dir);
+          dir = await variantFolder();
+          await run(`rm -rf out-unzip && ${SETTLE}`, dir);
+          samples.unzip.push(await sh(`unzip -q -o ${zip} -d out-unzip`, dir));
+          dir = await variantFolder();
+          await run(`rm -rf out-curl x.zip && ${SETTLE}`, dir);
+          samples.curl.push(await sh(`curl -sS -o x.zip ${url} && unzip -q -o x.zip -d out-curl`, dir));
           console.error(
             `zip ${n} run ${r + 1}: ${JSON.stringify(Object.values(samples).map((s) => s.at(-1)))}`,
           );
         }
-        await run("diff -r out-unzip out-lakerun", work);
         const ratio = median(samples.lakerun.map((s) => s.seconds)) /
           median(samples.unzip.map((s) => s.seconds));
         const size = ((await Deno.stat(zip)).size / 1e6).toFixed(1);
@@ -207,6 +222,7 @@ try {
     }
   }
 } finally {
+  await folders.close();
   await Deno.remove(work, { recursive: true });
 }
 console.log(
