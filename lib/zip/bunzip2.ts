@@ -13,6 +13,8 @@
  * @module
  */
 
+import { decoder } from "./decoder_reader.ts";
+import type { Decoder } from "./decoder_reader.ts";
 import { zipError } from "./errors.ts";
 
 /** Bytes gathered before a chunk is handed out. */
@@ -111,14 +113,7 @@ function table(lengths: Uint8Array, alphabet: number): Table {
  * assert.equal(text, "a,b\n");
  * ```
  */
-export function bunzip2(
-  read: () => Promise<Uint8Array | null>,
-  name: string,
-): AsyncGenerator<Uint8Array> & { unread(): number } {
-  const state = { unread: () => 0 };
-  const chunks = bunzip2Chunks(read, name, state);
-  return Object.assign(chunks, { unread: () => state.unread() });
-}
+export const bunzip2: Decoder = decoder(bunzip2Chunks);
 
 async function* bunzip2Chunks(
   read: () => Promise<Uint8Array | null>,
@@ -327,28 +322,23 @@ async function* bunzip2Chunks(
       const entry = tt[position];
       const byte = entry & 0xff;
       position = entry >>> 8;
+      // after four equal bytes, a byte counts more copies of them
+      let times = 1;
       if (same === 4) {
-        // this byte counts more copies of the previous one
         same = 0;
-        for (let k = 0; k < byte; k++) {
-          crc = (crc << 8) ^ CRC_TABLE[((crc >>> 24) ^ previous) & 0xff];
-          out[filled++] = previous;
-          if (filled === CHUNK) {
-            yield out;
-            out = new Uint8Array(CHUNK);
-            filled = 0;
-          }
-        }
-        continue;
+        times = byte;
+      } else {
+        same = byte === previous ? same + 1 : 1;
+        previous = byte;
       }
-      same = byte === previous ? same + 1 : 1;
-      previous = byte;
-      crc = (crc << 8) ^ CRC_TABLE[((crc >>> 24) ^ byte) & 0xff];
-      out[filled++] = byte;
-      if (filled === CHUNK) {
-        yield out;
-        out = new Uint8Array(CHUNK);
-        filled = 0;
+      for (let k = 0; k < times; k++) {
+        crc = (crc << 8) ^ CRC_TABLE[((crc >>> 24) ^ previous) & 0xff];
+        out[filled++] = previous;
+        if (filled === CHUNK) {
+          yield out;
+          out = new Uint8Array(CHUNK);
+          filled = 0;
+        }
       }
     }
     if ((~crc >>> 0) !== blockCrc) throw invalid("block CRC mismatch");

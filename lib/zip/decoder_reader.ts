@@ -20,6 +20,41 @@ export type Decoder = (
 ) => AsyncGenerator<Uint8Array> & { unread(): number };
 
 /**
+ * A {@link Decoder} made of a generator that decodes what `read` returns and, once its stream has ended, says
+ * through `state.unread` how many of the bytes it read came after that end.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { decoder } from "./decoder_reader.ts";
+ *
+ * // a "stream" that ends at its first zero byte
+ * const untilZero = decoder(async function* (read, _name, state) {
+ *   const bytes = (await read())!;
+ *   const end = bytes.indexOf(0);
+ *   state.unread = () => bytes.length - end - 1;
+ *   yield bytes.subarray(0, end);
+ * });
+ * const chunks = untilZero(async () => new Uint8Array([1, 2, 0, 9, 9]), "x");
+ * assert.deepEqual([...(await chunks.next()).value!], [1, 2]);
+ * assert.equal((await chunks.next()).done, true);
+ * assert.equal(chunks.unread(), 2);
+ * ```
+ */
+export function decoder(
+  chunks: (
+    read: () => Promise<Uint8Array | null>,
+    name: string,
+    state: { unread: () => number },
+  ) => AsyncGenerator<Uint8Array>,
+): Decoder {
+  return (read, name) => {
+    const state = { unread: () => 0 };
+    return Object.assign(chunks(read, name, state), { unread: () => state.unread() });
+  };
+}
+
+/**
  * An entry's data decoded by `decode` from a {@link ByteReader}, one chunk per `next()` call: its compressed
  * size must be known (a local header's or the central directory's).
  *

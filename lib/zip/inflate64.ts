@@ -10,6 +10,8 @@
  * @module
  */
 
+import { decoder } from "./decoder_reader.ts";
+import type { Decoder } from "./decoder_reader.ts";
 import { zipError } from "./errors.ts";
 
 const WINDOW = 65536;
@@ -104,14 +106,7 @@ function fixedCodes(): { lengths: Huffman; distances: Huffman } {
  * assert.equal(inflated, text);
  * ```
  */
-export function inflate64(
-  read: () => Promise<Uint8Array | null>,
-  name: string,
-): AsyncGenerator<Uint8Array> & { unread(): number } {
-  const state = { unread: () => 0 };
-  const chunks = inflate64Chunks(read, name, state);
-  return Object.assign(chunks, { unread: () => state.unread() });
-}
+export const inflate64: Decoder = decoder(inflate64Chunks);
 
 async function* inflate64Chunks(
   read: () => Promise<Uint8Array | null>,
