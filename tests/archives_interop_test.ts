@@ -422,17 +422,38 @@ for name, flag in [('default.zip', 0x800), ('utf8.zip', 0x800), ('local.zip', 0)
   },
 });
 
+/**
+ * Adds `file` to 7-Zip's tree (made by the Python `script`), archives the tree with 7-Zip's `method` and
+ * asserts that lakerun extracts it as unzip does, `file` compressed with that method (as `unzip -v` shows it,
+ * `shown`).
+ */
+async function assertMethodLikeUnzip(method: string, shown: string, file: string, script: string) {
+  const name = `${method}.zip`;
+  const results = await extractBoth(
+    [
+      SEVEN_ZIP_TREE,
+      `python3 -c "${script}"`,
+      `${SEVEN_ZIP} a -tzip -bso0 -bsp0 -mm=${method} ${name} tree`,
+      check(`unzip -v ${name} | grep -q '${shown}.* tree/${file}$'`, `${file} compressed with ${method}`),
+    ].join("\n"),
+    [name],
+  );
+  assertSameAsUnzip(results[name], name);
+  assert.equal(Object.keys(results[name].lakerun).length, 11);
+}
+
 Deno.test({
   name:
     "7-Zip's Deflate64 (Windows' zip folders use it for large files): matches unzip's tree, long matches and 64 KiB distances included",
   ignore: ignore7z,
   fn: async () => {
-    const results = await extractBoth(
-      [
-        SEVEN_ZIP_TREE,
-        // repeats 40,000 to 60,000 bytes apart (distance codes 30 and 31) and runs longer than 258 bytes (length
-        // code 285 with 16 extra bits): what only Deflate64 has
-        `python3 -c "
+    // repeats 40,000 to 60,000 bytes apart (distance codes 30 and 31) and runs longer than 258 bytes (length
+    // code 285 with 16 extra bits): what only Deflate64 has
+    await assertMethodLikeUnzip(
+      "Deflate64",
+      "Def64",
+      "far.csv",
+      `
 import random
 random.seed(64)
 out = []
@@ -440,14 +461,8 @@ for size in (40000, 52000, 60000):
     block = ''.join(random.choice('0123456789,') for _ in range(size))
     out += [block, block, 'x' * 70000]
 open('tree/far.csv', 'w').write(''.join(out))
-"`,
-        `${SEVEN_ZIP} a -tzip -bso0 -bsp0 -mm=Deflate64 Deflate64.zip tree`,
-        check(`unzip -v Deflate64.zip | grep -q 'Def64.* tree/far.csv$'`, "far.csv deflated with Deflate64"),
-      ].join("\n"),
-      ["Deflate64.zip"],
+`,
     );
-    assertSameAsUnzip(results["Deflate64.zip"], "Deflate64.zip");
-    assert.equal(Object.keys(results["Deflate64.zip"].lakerun).length, 11);
   },
 });
 
@@ -455,22 +470,17 @@ Deno.test({
   name: "7-Zip's BZip2 (which unzip extracts): matches unzip's tree, runs and several blocks included",
   ignore: ignore7z,
   fn: async () => {
-    const results = await extractBoth(
-      [
-        SEVEN_ZIP_TREE,
-        // more than one 900 kB block, and runs of 4 to 300 equal bytes (bzip2's first run-length step)
-        `python3 -c "
+    // more than one 900 kB block, and runs of 4 to 300 equal bytes (bzip2's first run-length step)
+    await assertMethodLikeUnzip(
+      "BZip2",
+      "BZip2",
+      "runs.csv",
+      `
 import random
 random.seed(12)
 open('tree/runs.csv', 'w').write(''.join(random.choice('0123456789,') * random.randint(1, 300) for _ in range(30000)))
-"`,
-        `${SEVEN_ZIP} a -tzip -bso0 -bsp0 -mm=BZip2 BZip2.zip tree`,
-        check(`unzip -v BZip2.zip | grep -q 'BZip2.* tree/runs.csv$'`, "runs.csv compressed with BZip2"),
-      ].join("\n"),
-      ["BZip2.zip"],
+`,
     );
-    assertSameAsUnzip(results["BZip2.zip"], "BZip2.zip");
-    assert.equal(Object.keys(results["BZip2.zip"].lakerun).length, 11);
   },
 });
 
