@@ -25,6 +25,7 @@ import {
   streamOf,
   unicodePathExtra,
 } from "./support/zip_fixtures.ts";
+import { implode, shrink } from "./support/legacy_zip.ts";
 
 const encoder = new TextEncoder();
 /** `stream`: a plain stream; `bytes`: a byte stream, read into reused buffers; `file`: random access. */
@@ -926,6 +927,66 @@ Deno.test({
         /^zip entry 'b\.csv': bzip2 data ends after \d+ of its \d+ compressed bytes$/,
       );
     }
+  },
+});
+
+Deno.test({
+  name:
+    "PKZIP 1.x methods unzip still extracts: Shrink (code growth, partial clears) and Implode (4 and 8 KiB windows, 2 and 3 trees), in every mode, as unzip does",
+  ignore: !(await has("unzip")),
+  async fn() {
+    // text with repeats far apart and near, runs, and enough variety to fill Shrink's code table several times
+    const random = seededRandom(19);
+    const words = Array.from({ length: 400 }, () => String(Math.floor(random() * 1e9)).padStart(9, "0"));
+    const data = concat(
+      csvText(60_000),
+      encoder.encode(Array.from({ length: 8000 }, () => words[Math.floor(random() * 400)]).join(",")),
+      new Uint8Array(3000).fill(0x20),
+      randomBytes(20_000, 3),
+    );
+    const entries: FixtureEntry[] = [
+      { name: "shrunk.csv", data, method: 1, compressed: shrink(data) },
+      ...[[false, false], [true, false], [false, true], [true, true]].map(([window8k, literalTree]) => {
+        const { compressed, flags } = implode(data, { window8k, literalTree });
+        return {
+          name: `imploded-${window8k ? 8 : 4}k-${literalTree ? 3 : 2}.csv`,
+          data,
+          method: 6,
+          compressed,
+          flags,
+        };
+      }),
+    ];
+    const zip = buildZip(entries);
+    assert.ok(entries.every((e) => e.compressed!.length < data.length * 0.8), "the encoders compress");
+    // the fixture is what unzip extracts to the data itself
+    const dir = await Deno.makeTempDir();
+    try {
+      await Deno.writeFile(join(dir, "legacy.zip"), zip);
+      await run("unzip", ["-q", "legacy.zip", "-d", "unzip"], dir);
+      for (const { name } of entries) {
+        assert.equal(sha256(await Deno.readFile(join(dir, "unzip", name))), sha256(data), `unzip: ${name}`);
+      }
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+    for (const mode of MODES) {
+      const sink = hashingSink();
+      await extract(mode, zip, sink, {}, 5000);
+      for (const { name } of entries) assert.equal(sink.hashes.get(name), sha256(data), `${mode}: ${name}`);
+    }
+    const cut = buildZip([{ ...entries[1], compressed: entries[1].compressed!.subarray(0, 2000) }]);
+    await rejectsZip(
+      extract("file", cut),
+      /^zip entry 'imploded-4k-2\.csv': invalid implode data \(unexpected end of data\)$/,
+    );
+    const streamed = buildZip([{ ...entries[3], descriptor: true }]);
+    await rejectsZip(
+      extract("bytes", streamed),
+      /Implode-compressed with a data descriptor/,
+      ZipNeedsRandomAccess,
+    );
+    assert.equal((await extract("file", streamed)).entries, 1);
   },
 });
 

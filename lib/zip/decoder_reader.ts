@@ -17,7 +17,16 @@ import { truncated } from "./errors.ts";
 export type Decoder = (
   read: () => Promise<Uint8Array | null>,
   name: string,
+  entry?: EntryFacts,
 ) => AsyncGenerator<Uint8Array> & { unread(): number };
+
+/** What a decoder may need to know of its entry besides the data (Implode needs both). */
+export interface EntryFacts {
+  /** The entry's uncompressed size, when known before its data. */
+  size?: number;
+  /** The general purpose flags of its local header. */
+  flags?: number;
+}
 
 /**
  * A {@link Decoder} made of a generator that decodes what `read` returns and, once its stream has ended, says
@@ -46,11 +55,12 @@ export function decoder(
     read: () => Promise<Uint8Array | null>,
     name: string,
     state: { unread: () => number },
+    entry: EntryFacts,
   ) => AsyncGenerator<Uint8Array>,
 ): Decoder {
-  return (read, name) => {
+  return (read, name, entry = {}) => {
     const state = { unread: () => 0 };
-    return Object.assign(chunks(read, name, state), { unread: () => state.unread() });
+    return Object.assign(chunks(read, name, state, entry), { unread: () => state.unread() });
   };
 }
 
@@ -81,16 +91,20 @@ export class DecoderReader {
   #read = 0;
 
   /** Decodes entry `name` with `decode`, reading exactly `compressedSize` bytes of `input`. */
-  constructor(input: ByteReader, name: string, compressedSize: number, decode: Decoder) {
+  constructor(input: ByteReader, name: string, compressedSize: number, decode: Decoder, entry?: EntryFacts) {
     this.#remaining = compressedSize;
-    this.#chunks = decode(async () => {
-      if (this.#remaining === 0) return null;
-      const piece = await input.piece(Math.min(this.#remaining, PIECE));
-      if (piece === null) throw truncated(name, "compressed data");
-      this.#remaining -= piece.length;
-      this.#read += piece.length;
-      return piece;
-    }, name);
+    this.#chunks = decode(
+      async () => {
+        if (this.#remaining === 0) return null;
+        const piece = await input.piece(Math.min(this.#remaining, PIECE));
+        if (piece === null) throw truncated(name, "compressed data");
+        this.#remaining -= piece.length;
+        this.#read += piece.length;
+        return piece;
+      },
+      name,
+      entry,
+    );
   }
 
   /** Compressed bytes the stream used. */

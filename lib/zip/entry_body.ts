@@ -16,6 +16,7 @@ import { bunzip2 } from "./bunzip2.ts";
 import { DecoderReader } from "./decoder_reader.ts";
 import type { Decoder } from "./decoder_reader.ts";
 import { inflate64 } from "./inflate64.ts";
+import { explode, unshrink } from "./legacy.ts";
 import type { EntryWriter, ZipEntrySink } from "./types.ts";
 
 /** Bytes an entry's stream may queue ahead of the sink. */
@@ -32,8 +33,19 @@ export const SMALL_ENTRY = 1024 * 1024;
  * The methods decoded by lakerun's own decoders, by method number: Deflate64 (9) and BZip2 (12). Their entries
  * are always streamed, and need their compressed size before their data.
  */
-export const OWN_DECODERS: Readonly<Record<number, Decoder>> = { 9: inflate64, 12: bunzip2 };
-const DATA_NAMES: Readonly<Record<number, string>> = { 9: "deflate64", 12: "bzip2" };
+export const OWN_DECODERS: Readonly<Record<number, Decoder>> = {
+  1: unshrink,
+  6: explode,
+  9: inflate64,
+  12: bunzip2,
+};
+/** The names of the methods with decoders of lakerun's own, as messages show them. */
+export const OWN_DECODER_NAMES: Readonly<Record<number, string>> = {
+  1: "Shrink",
+  6: "Implode",
+  9: "Deflate64",
+  12: "BZip2",
+};
 
 /** What is known about an entry's data before reading it. */
 export interface BodyPlan {
@@ -51,6 +63,8 @@ export interface BodyPlan {
   descriptor: boolean;
   /** The local header had a ZIP64 extra field (the descriptor then normally has 8-byte sizes). */
   zip64: boolean;
+  /** The local header's general purpose flags (Implode's window and trees are told there). */
+  flags?: number;
 }
 
 /** What an entry's data turned out to be. */
@@ -93,7 +107,10 @@ class EntryBody {
     this.#inflater = inflate
       ? new Inflater(input, plan.name, plan.compressedSize, options)
       : plan.method in OWN_DECODERS
-      ? new DecoderReader(input, plan.name, plan.compressedSize!, OWN_DECODERS[plan.method])
+      ? new DecoderReader(input, plan.name, plan.compressedSize!, OWN_DECODERS[plan.method], {
+        size: plan.declaredSize,
+        flags: plan.flags,
+      })
       : undefined;
   }
 
@@ -203,7 +220,7 @@ class EntryBody {
         throw zipError(
           name,
           `${
-            DATA_NAMES[plan.method] ?? "deflate"
+            OWN_DECODER_NAMES[plan.method]?.toLowerCase() ?? "deflate"
           } data ends after ${compressedSize} of its ${plan.compressedSize} compressed bytes`,
         );
       }

@@ -405,6 +405,7 @@ async function extractEntry(
       declaredCrc: central.crc,
       descriptor: (local.flags & FLAG_DESCRIPTOR) !== 0,
       zip64: local.zip64,
+      flags: local.flags,
     },
     isDir,
     budget,

@@ -58,7 +58,7 @@ export function checkMethodAndFlags(name: string, method: number, flags: number)
   if (flags & (FLAG_ENCRYPTED | FLAG_STRONG_ENCRYPTION | FLAG_MASKED_HEADERS) || method === 99) {
     throw zipError(name, "encrypted entries are not supported");
   }
-  if (method !== 0 && method !== 8 && method !== 9 && method !== 12) {
+  if (![0, 1, 6, 8, 9, 12].includes(method)) {
     throw zipError(name, `unsupported compression method ${methodName(method)}`);
   }
 }

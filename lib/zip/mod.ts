@@ -8,8 +8,9 @@
  * Both refuse, naming the entry: unsafe names (the rules of `relativePathProblem` in `storage.ts`, plus
  * lakerun's temporary names, and entries inside `.git`, `.hg` or `.svn` folders unless `allowVcsMetadata`), duplicate names (exact, or equal after Unicode NFC normalisation), a file whose
  * name is also a parent folder of another entry (`a` and `a/b`), symbolic links, encrypted entries,
- * compression methods other than STORED (0), DEFLATE (8), Deflate64 (9) and BZip2 (12; these two with decoders
- * of lakerun's own), CRC-32 or size mismatches, and any disagreement
+ * compression methods other than STORED (0), DEFLATE (8), and those with decoders of lakerun's own: Deflate64
+ * (9), BZip2 (12), and PKZIP 1.x's Shrink (1) and Implode (6), which unzip still extracts (LZMA, PPMd, XZ
+ * and others are refused, as unzip refuses them), CRC-32 or size mismatches, and any disagreement
  * between the local headers and the central directory (entries present in one but not the other, other
  * names, sizes, CRCs or methods, gaps or overlaps between entries, zip records after the end).
  *

@@ -10,7 +10,7 @@ import { abortable } from "../async.ts";
 import { byobReader } from "../streams.ts";
 import { Budget } from "./budget.ts";
 import { ByteReader } from "./byte_reader.ts";
-import { deliver, OWN_DECODERS } from "./entry_body.ts";
+import { deliver, OWN_DECODER_NAMES, OWN_DECODERS } from "./entry_body.ts";
 import type { BodyPlan, BodyResult } from "./entry_body.ts";
 import { hex32, notZip, shown, truncated, ZipError, zipError, ZipNeedsRandomAccess } from "./errors.ts";
 import {
@@ -199,7 +199,7 @@ function streamedPlan(local: LocalHeader, path: string): BodyPlan {
   checkMethodAndFlags(name, method, flags);
   const descriptor = (flags & FLAG_DESCRIPTOR) !== 0;
   if ((method === 0 || method in OWN_DECODERS) && descriptor) {
-    const how = method === 0 ? "stored" : method === 9 ? "Deflate64-compressed" : "BZip2-compressed";
+    const how = method === 0 ? "stored" : `${OWN_DECODER_NAMES[method]}-compressed`;
     const reason = `${how} with a data descriptor, so its end cannot be found while streaming`;
     throw new ZipNeedsRandomAccess(`zip entry '${shown(name)}': ${reason}`, { entry: name });
   }
@@ -212,6 +212,7 @@ function streamedPlan(local: LocalHeader, path: string): BodyPlan {
     declaredCrc: descriptor ? undefined : local.crc,
     descriptor,
     zip64: local.zip64,
+    flags,
   };
 }
 
