@@ -1,7 +1,7 @@
 /**
- * {@link DecoderReader}: the entry data of a compression method lakerun decodes itself (Deflate64, BZip2),
- * read from the archive's {@link ByteReader} and handed out chunk by chunk as the `Inflater` of deflated
- * entries hands it out.
+ * {@link DecoderReader}: the entry data of a compression method lakerun decodes itself (Deflate64, BZip2,
+ * Shrink, Implode), read from the archive's {@link ByteReader} and handed out chunk by chunk as the
+ * `Inflater` of deflated entries hands it out; {@link decoder} makes such a decoder of a generator.
  *
  * @module
  */

@@ -127,7 +127,7 @@ export const unshrink: Decoder = decoder(async function* (read, name, state) {
   let previous = -1;
   let first = 0; // the first byte of the previous string
   for (;;) {
-    await input.ahead(4);
+    if (input.short(32)) await input.ahead(4);
     if (input.short(size)) break; // what is left is padding
     let code = input.bits(size);
     if (code === ROOT) {
@@ -287,7 +287,7 @@ export const explode: Decoder = decoder(async function* (read, name, state, entr
     out.chunk[out.filled++] = byte;
   };
   while (total < size) {
-    await input.ahead(8); // a step takes at most 49 bits
+    if (input.short(64)) await input.ahead(8); // a step takes at most 49 bits
     if (input.bits(1)) {
       emit(literals ? decode(literals) : input.bits(8));
     } else {
