@@ -12,7 +12,9 @@
  * - lakerun's extraction of the zip in that sandbox into a write batch (what a step does, less the download
  *   and the process start), streamed from the file as a download is, and with random access as a
  *   self-extracting archive is; and the streamed extraction alone, each entry dropped (parsing, inflating,
- *   checking).
+ *   checking);
+ * - the streamed extraction writing its files in batches of 64, all on the step's thread, or every other batch
+ *   on a helper thread with the same permissions (a lead for many small files: not what lakerun does yet).
  *
  * Times are inside the process (the Worker's own clock for the Deno variants), so lakerun's start-up is not
  * counted; unzip's are whole runs.
@@ -62,13 +64,27 @@ async function settle(): Promise<void> {
   await sh(`rm -rf '${target}' && sync && { echo 3 > /proc/sys/vm/drop_caches; } 2>/dev/null || true`);
 }
 
-/** Runs one variant in a Worker with `permissions`; resolves to the Worker's own milliseconds. */
-async function inWorker(mode: string, permissions: Deno.PermissionOptions): Promise<number> {
+/**
+ * Runs one variant in a Worker with `permissions` (and, with `helper`, a second Worker with the same ones,
+ * reached through a port, as a step's helper threads are); resolves to the Worker's own milliseconds.
+ */
+async function inWorker(mode: string, permissions: Deno.PermissionOptions, helper = false): Promise<number> {
   await Deno.mkdir(target, { recursive: true });
   const worker = new Worker(new URL("./file_creation_worker.ts", import.meta.url), {
     type: "module",
     deno: { permissions },
   });
+  const second = helper
+    ? new Worker(new URL("./file_creation_helper.ts", import.meta.url), {
+      type: "module",
+      deno: { permissions },
+    })
+    : undefined;
+  const channel = helper ? new MessageChannel() : undefined;
+  if (second && channel) {
+    second.postMessage({ port: channel.port1 }, [channel.port1]);
+    await new Promise((resolve) => setTimeout(resolve, 100)); // started before the clock starts
+  }
   try {
     const done = new Promise<number>((resolve, reject) => {
       worker.onmessage = (event) =>
@@ -78,10 +94,12 @@ async function inWorker(mode: string, permissions: Deno.PermissionOptions): Prom
         reject(new Error(event.message));
       };
     });
-    worker.postMessage({ mode, zip, target, entries });
+    const port = channel?.port2;
+    worker.postMessage({ mode, zip, target, entries, port }, port ? [port] : []);
     return await done;
   } finally {
     worker.terminate();
+    second?.terminate();
   }
 }
 
@@ -108,6 +126,8 @@ const variants: Record<string, () => Promise<number>> = {
   "lakerun extraction, streamed (a download), a step's sandbox": () => inWorker("stream", scoped()),
   "lakerun extraction, random access (self-extracting), a step's sandbox": () => inWorker("file", scoped()),
   "extraction only, streamed (entries dropped)": () => inWorker("parse", scoped()),
+  "streamed extraction, writes in batches of 64 files, one thread": () => inWorker("one-thread", scoped()),
+  "the same, every other batch on a helper thread": () => inWorker("two-threads", scoped(), true),
 };
 
 const samples: Record<string, number[]> = Object.fromEntries(Object.keys(variants).map((k) => [k, []]));

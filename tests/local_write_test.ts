@@ -1,12 +1,13 @@
 /**
- * lib/storage/local.ts's writeFileFromStream: the low-level write every local landing uses. It creates its
+ * lib/storage/local.ts's writeFileFromStream, the low-level write every local landing uses, and the small
+ * files of a write batch. writeFileFromStream creates its
  * file (never overwrites one) and, on failure, removes only what it created.
  *
  * Run: deno test -A tests/local_write_test.ts
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { writeFileFromStream } from "../lib/storage/local.ts";
+import { LocalStorage, writeFileFromStream } from "../lib/storage/local.ts";
 
 const bytes = (text: string) => new Blob([text]).stream();
 
@@ -40,6 +41,50 @@ Deno.test("writeFileFromStream removes the file it created when the bytes are no
     const result = await writeFileFromStream(path, bytes("abc"), { size: 3, sha256: true }, "short.csv");
     assert.equal(result.size, 3);
     assert.equal(await Deno.readTextFile(path), "abc");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("a batch's small files (written in batches, some on a helper thread) land together, or not at all", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const files = Array.from(
+      { length: 3000 },
+      (_, i) => [`d${i % 7}/f${i}.csv`, `${i},${"x".repeat(i % 500)}\n`],
+    );
+    const batch = await new LocalStorage(dir).batch();
+    for (const [i, [path, text]] of files.entries()) {
+      await batch.writeBytes(path, new TextEncoder().encode(text));
+      // as an extraction waits for the network now and then: the helper thread's messages get through
+      if (i % 100 === 0) await new Promise((resolve) => setTimeout(resolve, 0));
+    }
+    // a path written again lands with its last bytes, even while its first write may still be going on
+    await batch.writeBytes("d0/f0.csv", new TextEncoder().encode("again\n"));
+    assert.deepEqual([...Deno.readDirSync(dir)].filter((e) => !e.name.startsWith(".lakerun-tmp-")), []);
+    await batch.commit();
+    for (const [path, text] of files.slice(1)) assert.equal(await Deno.readTextFile(join(dir, path)), text);
+    assert.equal(await Deno.readTextFile(join(dir, "d0/f0.csv")), "again\n");
+
+    // a failure names its file, whichever call reports it, and an abort leaves nothing
+    const other = join(dir, "other");
+    const failing = await new LocalStorage(other).batch();
+    for (let i = 0; i < 2000; i++) {
+      const name = i === 1500 ? `bad/${"n".repeat(300)}.csv` : `ok/${i}.csv`;
+      try {
+        await failing.writeBytes(name, new Uint8Array(10));
+      } catch (error) {
+        assert.match((error as { entry?: string }).entry ?? "", /^bad\/n{300}\.csv$/);
+        assert.match((error as Error).message, /File name too long/);
+        break;
+      }
+    }
+    await assert.rejects(
+      failing.flush(),
+      (e) => (e as { entry?: string }).entry?.startsWith("bad/") === true,
+    );
+    await failing.abort();
+    assert.deepEqual([...Deno.readDirSync(other)], []);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

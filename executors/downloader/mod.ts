@@ -262,6 +262,9 @@ async function extractIntoBatch(
       makeFolder: async (path) => {
         await batch.makeFolder?.(path);
       },
+      finish: async () => {
+        await batch.flush?.();
+      },
     }, byRoom ? { ...limits, maxBytes: room } : limits);
     await batch.commit();
     return { files: summary.entries, bytes: summary.bytes, warnings: summary.warnings };

@@ -7,6 +7,7 @@
 import { dirname, join } from "node:path";
 import { createHash } from "node:crypto";
 import { sha256OfStream } from "../hashing.ts";
+import { SmallFileWriter } from "./small_files.ts";
 import { byobReader } from "../streams.ts";
 import {
   checkRelativePath,
@@ -446,17 +447,19 @@ export class LocalStorage implements Storage {
    * A {@link WriteBatch} staged in a temporary folder inside this one, whose commit moves each staged folder
    * this one lacks into place in one rename (and merges the others), so that many small files cost one call
    * each. Also offers `writeBytes` (a file whose bytes are all in memory) and `makeFolder` (an empty folder
-   * that lands too). `writeBytes` writes with one synchronous call: measured side by side on zips of
-   * 20,000 and 70,000 small entries, 12–13 % faster, with less CPU and memory, than up to 16 awaited writes on
-   * other threads at once (each of which wakes another thread and waits to be woken).
+   * that lands too). `writeBytes` hands its file to a {@link SmallFileWriter}: written in batches, on this
+   * thread and, once there are many, every other batch on a helper thread (measured in `small_files.ts`);
+   * `flush` waits for them, as `commit` and `abort` do, and a failure names the file's path
+   * (`FileWriteError` of small_files.ts).
    */
   // deno-lint-ignore require-await
   async batch(): Promise<
-    WriteBatch & Required<Pick<WriteBatch, "writeBytes" | "makeFolder" | "open" | "copyFrom">>
+    WriteBatch & Required<Pick<WriteBatch, "writeBytes" | "makeFolder" | "open" | "copyFrom" | "flush">>
   > {
     this.#makeParents("x");
     const staging = join(this.root, temporaryName());
     Deno.mkdirSync(staging);
+    const smallFiles = new SmallFileWriter();
     const folders = new Set<string>([""]); // made in staging
     const written = new Set<string>(); // a path written twice lands once, with its last bytes
     const makeFolders = (folder: string) => {
@@ -478,15 +481,18 @@ export class LocalStorage implements Storage {
       const full = join(staging, path);
       return written.has(path) ? { full, temporary: temporaryBeside(full) } : { full };
     };
-    const land = ({ full, temporary }: { full: string; temporary?: string }, path: string) => {
-      if (temporary) Deno.renameSync(temporary, full);
+    const land = async ({ full, temporary }: { full: string; temporary?: string }, path: string) => {
+      if (temporary) {
+        await smallFiles.drain(); // the first write of this path may still be going on
+        Deno.renameSync(temporary, full);
+      }
       written.add(path);
     };
     return {
       write: async (path, data, options) => {
         const target = prepare(path);
         const result = await writeFileFromStream(target.temporary ?? target.full, data, options ?? {}, path);
-        land(target, path);
+        await land(target, path);
         return result;
       },
       copyFrom: async (source, sourcePath, path, options = {}) => {
@@ -497,7 +503,7 @@ export class LocalStorage implements Storage {
         const file = target.temporary ?? target.full;
         try {
           const size = await copyFileChecked(source.pathOf(sourcePath), file, options.size, path);
-          land(target, path);
+          await land(target, path);
           return { size, serverSide: false };
         } catch (error) {
           removeQuietly(file);
@@ -516,37 +522,41 @@ export class LocalStorage implements Storage {
           write: (bytes) => writer.write(bytes),
           close: async () => {
             const result = await writer.close();
-            land(target, path);
+            await land(target, path);
             return result;
           },
           abort: () => writer.abort(),
         };
       },
-      // deno-lint-ignore require-await
       writeBytes: async (path, bytes) => {
         const target = prepare(path);
-        const file = target.temporary ?? target.full;
-        try {
-          Deno.writeFileSync(file, bytes, { createNew: true });
-        } catch (error) {
-          if (!(error instanceof Deno.errors.AlreadyExists)) removeQuietly(file);
-          throw error;
-        }
-        land(target, path);
+        if (target.temporary) {
+          try {
+            Deno.writeFileSync(target.temporary, bytes, { createNew: true });
+          } catch (error) {
+            removeQuietly(target.temporary);
+            throw error;
+          }
+        } else smallFiles.add(target.full, path, bytes);
+        await land(target, path);
         return { size: bytes.byteLength };
       },
+      flush: () => smallFiles.drain(),
       // deno-lint-ignore require-await
       makeFolder: async (path) => {
         makeFolders(checkRelativePath(path));
       },
-      // deno-lint-ignore require-await
       commit: async () => {
+        await smallFiles.drain();
+        smallFiles.close();
         this.#refuseLink(this.root, "the folder itself");
         mergeInto(staging, this.root);
         Deno.removeSync(staging, { recursive: true });
       },
-      // deno-lint-ignore require-await
       abort: async () => {
+        // nothing may still be writing into what is removed
+        await smallFiles.drain().catch(() => {});
+        smallFiles.close();
         try {
           Deno.removeSync(staging, { recursive: true });
         } catch (error) {

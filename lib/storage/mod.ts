@@ -58,8 +58,14 @@ export interface FileWriter {
  */
 export interface WriteBatch {
   write(path: string, data: ReadableStream<Uint8Array>, options?: WriteOptions): Promise<WriteResult>;
-  /** Stages a file whose bytes are all in memory with one call, where the backend can (a local folder). */
+  /**
+   * Stages a file whose bytes are all in memory, where the backend can (a local folder). It may resolve before
+   * the file is written: the bytes must then not change until {@link WriteBatch.flush}, `commit` or `abort`,
+   * and a failure is reported by a later call as an error whose `entry` is the file's path.
+   */
   writeBytes?(path: string, bytes: Uint8Array): Promise<WriteResult>;
+  /** Waits until what `writeBytes` staged is written; rejects with the first failure. */
+  flush?(): Promise<void>;
   /**
    * Stages a file written through the returned {@link FileWriter}, where the backend can (a local folder): for
    * data produced into reused buffers (an inflater's output), written as it comes.

@@ -384,9 +384,23 @@ async function toSink(
 }
 
 /** A sink's failure as a {@link ZipError} naming the entry (a ZipError or the abort reason as it is). */
-function sinkError(plan: BodyPlan, budget: Budget, e: unknown): unknown {
+function sinkError(plan: BodyPlan | undefined, budget: Budget, e: unknown): unknown {
   if (e instanceof ZipError || (budget.signal?.aborted && e === budget.signal.reason)) return e;
-  return zipError(plan.name, e instanceof Error ? e.message : String(e), { cause: e });
+  // a write that ended after its call names its own entry (see ZipEntrySink.finish)
+  const entry = typeof (e as { entry?: unknown })?.entry === "string"
+    ? (e as { entry: string }).entry
+    : plan?.name;
+  const message = e instanceof Error ? e.message : String(e);
+  return entry === undefined ? new ZipError(message, { cause: e }) : zipError(entry, message, { cause: e });
+}
+
+/** Calls the sink's `finish`, its failure reported as {@link deliver} reports one. */
+export async function finishSink(sink: ZipEntrySink, budget: Budget): Promise<void> {
+  try {
+    await sink.finish?.();
+  } catch (e) {
+    throw sinkError(undefined, budget, e);
+  }
 }
 
 /** Hands verified bytes to `writeEntry` as a one-chunk stream, which the sink must read to its end. */

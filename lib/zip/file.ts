@@ -8,7 +8,7 @@
 
 import { Budget } from "./budget.ts";
 import { ByteReader, PIECE } from "./byte_reader.ts";
-import { deliver } from "./entry_body.ts";
+import { deliver, finishSink } from "./entry_body.ts";
 import { hex32, notZip, shown, ZipError, zipError } from "./errors.ts";
 import {
   extraFields,
@@ -200,6 +200,7 @@ async function extractFromFile(
     expected = await extractEntry(file, central, isDir, end.cdOffset, sink, budget);
     if (!isDir) entries++;
   }
+  await finishSink(sink, budget);
   if (expected !== end.cdOffset) {
     await refuseHiddenEntry(file, expected);
     throw new ZipError(

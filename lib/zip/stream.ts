@@ -10,7 +10,7 @@ import { abortable } from "../async.ts";
 import { byobReader } from "../streams.ts";
 import { Budget } from "./budget.ts";
 import { ByteReader } from "./byte_reader.ts";
-import { deliver, OWN_DECODER_NAMES, OWN_DECODERS } from "./entry_body.ts";
+import { deliver, finishSink, OWN_DECODER_NAMES, OWN_DECODERS } from "./entry_body.ts";
 import type { BodyPlan, BodyResult } from "./entry_body.ts";
 import { hex32, notZip, shown, truncated, ZipError, zipError, ZipNeedsRandomAccess } from "./errors.ts";
 import {
@@ -129,6 +129,7 @@ async function extractFromStream(input: ByteReader, sink: ZipEntrySink, budget: 
   await refuseNonZip(input);
   const extracted = new Map<number, ExtractedEntry>();
   const entries = await extractLocalEntries(input, sink, budget, extracted);
+  await finishSink(sink, budget);
   const directory = await matchCentralDirectory(input, extracted, budget);
   await readEndRecords(input, extracted, directory);
   return { entries, bytes: budget.total, archiveBytes: input.position };

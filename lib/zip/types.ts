@@ -57,6 +57,13 @@ export interface ZipEntrySink {
    * trailing `/`, so that empty folders are made too (as unzip makes them). Without it they are only validated.
    */
   makeFolder?(path: string): Promise<void>;
+  /**
+   * Optional: called once after the last entry, before the central directory is checked, for a sink whose
+   * writes may end after the call that asked for them (`writeEntryBytes` resolving before its file is
+   * written). A sink error that has an `entry` property (a string) is reported for that entry, whichever call
+   * reported it.
+   */
+  finish?(): Promise<void>;
 }
 
 /** Where {@link ZipEntrySink.openEntry} has an entry's data written. */
