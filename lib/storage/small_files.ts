@@ -88,7 +88,8 @@ export class SmallFileWriter {
   #atHelper: string[][] = [];
   #turn = 0;
   #failure: FileWriteError | undefined;
-  #wake: (() => void) | undefined;
+  /** Those waiting in {@link SmallFileWriter.drain}, woken by each answer of the helper. */
+  #waiting: (() => void)[] = [];
 
   /**
    * Writes `bytes` to the new file `full` (its folder must exist), now or later; `entry` names it in a failure.
@@ -105,7 +106,7 @@ export class SmallFileWriter {
   /** Writes what is left and waits for every write; throws the first failure. */
   async drain(): Promise<void> {
     if (this.#pending.length > 0 && !this.#failure) this.#flush();
-    while (this.#atHelper.length > 0) await new Promise<void>((resolve) => this.#wake = resolve);
+    while (this.#atHelper.length > 0) await new Promise<void>((resolve) => this.#waiting.push(resolve));
     this.#throwFailure();
   }
 
@@ -115,7 +116,11 @@ export class SmallFileWriter {
     this.#helper?.terminate();
     this.#helper = undefined;
     this.#atHelper = [];
-    this.#wake?.();
+    this.#wakeAll();
+  }
+
+  #wakeAll(): void {
+    for (const wake of this.#waiting.splice(0)) wake();
   }
 
   #throwFailure(): void {
@@ -155,7 +160,7 @@ export class SmallFileWriter {
         if (entries && data.failed >= 0) {
           this.#failure ??= new FileWriteError(entries[data.failed], new Error(data.message));
         }
-        this.#wake?.();
+        this.#wakeAll();
       };
       this.#helper = helper;
     }, () => {
@@ -172,6 +177,6 @@ export class SmallFileWriter {
     );
     this.#helper = undefined;
     this.#atHelper = [];
-    this.#wake?.();
+    this.#wakeAll();
   }
 }
