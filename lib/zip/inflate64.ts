@@ -12,6 +12,7 @@
 
 import { decoder } from "./decoder_reader.ts";
 import type { Decoder } from "./decoder_reader.ts";
+import { bitReader } from "./bits.ts";
 import { zipError } from "./errors.ts";
 
 const WINDOW = 65536;
@@ -116,45 +117,13 @@ async function* inflate64Chunks(
   // The compressed bytes at hand: the unused rest of the slices read so far. Before each step that can take
   // up to 8 bytes (a symbol with its extra bits and a distance with its), at least that much is made available
   // (or the data has ended): the decoding itself is synchronous.
-  let input: Uint8Array = new Uint8Array(0);
-  let at = 0;
-  let ended = false;
-  let bitBuffer = 0; // up to 32 bits, least significant first
-  let bitCount = 0;
+  const input = bitReader(read, () => zipError(name, "invalid deflate64 data (unexpected end of data)"));
+  const { ahead, bits } = input;
   const window = new Uint8Array(WINDOW);
   let total = 0; // bytes inflated so far
   let out = new Uint8Array(CHUNK);
   let filled = 0;
 
-  const truncated = () => zipError(name, "invalid deflate64 data (unexpected end of data)");
-  /** Reads slices until `bytes` bytes are at hand or the data has ended. */
-  const ahead = async (bytes: number): Promise<void> => {
-    while (input.length - at < bytes && !ended) {
-      const next = await read();
-      if (next === null) {
-        ended = true;
-        break;
-      }
-      const rest = input.subarray(at);
-      const joined = new Uint8Array(rest.length + next.length);
-      joined.set(rest);
-      joined.set(next, rest.length);
-      input = joined;
-      at = 0;
-    }
-  };
-  /** Takes `n` (≤ 24) bits. */
-  const bits = (n: number): number => {
-    while (bitCount < n) {
-      if (at === input.length) throw truncated();
-      bitBuffer |= input[at++] << bitCount;
-      bitCount += 8;
-    }
-    const value = bitBuffer & ((1 << n) - 1);
-    bitBuffer >>>= n;
-    bitCount -= n;
-    return value;
-  };
   /** Decodes one symbol, a bit at a time. */
   const decode = (code: Huffman): number => {
     let value = 0;
@@ -170,8 +139,7 @@ async function* inflate64Chunks(
     }
     throw zipError(name, "invalid deflate64 data (invalid code)");
   };
-  // the bytes read but not used: the rest of what is at hand and the whole bytes still in the bit buffer
-  state.unread = () => input.length - at + (bitCount >> 3);
+  state.unread = input.unread;
   const emit = (byte: number) => {
     window[total & (WINDOW - 1)] = byte;
     total++;
@@ -185,13 +153,13 @@ async function* inflate64Chunks(
     last = bits(1);
     const type = bits(2);
     if (type === 0) {
-      bits(bitCount & 7); // to a byte boundary
+      input.align();
       await ahead(4);
       const length = bits(16);
       const check = bits(16);
       if (length !== (~check & 0xffff)) throw zipError(name, "invalid deflate64 data (stored block length)");
       for (let i = 0; i < length; i++) {
-        if (input.length - at < 1 && bitCount < 8) await ahead(Math.min(length - i, CHUNK));
+        if (input.short(8)) await ahead(Math.min(length - i, CHUNK));
         emit(bits(8));
         if (filled === CHUNK) {
           yield out;
@@ -207,7 +175,7 @@ async function* inflate64Chunks(
     else if (type === 2) ({ lengths, distances } = await dynamicCodes(ahead, bits, decode, name));
     else throw zipError(name, "invalid deflate64 data (block type 3)");
     for (;;) {
-      if (input.length - at < STEP) await ahead(STEP);
+      if (input.bytesAtHand() < STEP) await ahead(STEP);
       const symbol = decode(lengths);
       if (symbol < 256) {
         emit(symbol);

@@ -15,57 +15,11 @@
 
 import { decoder } from "./decoder_reader.ts";
 import type { Decoder } from "./decoder_reader.ts";
+import { type BitReader, bitReader } from "./bits.ts";
 import { zipError } from "./errors.ts";
 
 /** Bytes gathered before a chunk is handed out. */
 const CHUNK = 256 * 1024;
-
-/** Least-significant-bit-first reading of what `read` returns, with enough bytes fetched ahead for a step. */
-function bitReader(read: () => Promise<Uint8Array | null>, truncated: () => Error) {
-  let input: Uint8Array = new Uint8Array(0);
-  let at = 0;
-  let ended = false;
-  let buffer = 0;
-  let count = 0;
-  return {
-    /** Fetches slices until `bytes` bytes are at hand or the data has ended. */
-    async ahead(bytes: number): Promise<void> {
-      while (input.length - at < bytes && !ended) {
-        const next = await read();
-        if (next === null) {
-          ended = true;
-          break;
-        }
-        const rest = input.subarray(at);
-        const joined = new Uint8Array(rest.length + next.length);
-        joined.set(rest);
-        joined.set(next, rest.length);
-        input = joined;
-        at = 0;
-      }
-    },
-    /** Whether fewer than `n` bits are left. */
-    short(n: number): boolean {
-      return count + (input.length - at) * 8 < n;
-    },
-    /** Takes `n` (≤ 24) bits. */
-    bits(n: number): number {
-      while (count < n) {
-        if (at === input.length) throw truncated();
-        buffer |= input[at++] << count;
-        count += 8;
-      }
-      const value = buffer & ((1 << n) - 1);
-      buffer >>>= n;
-      count -= n;
-      return value;
-    },
-    /** Bytes fetched but not used, including whole bytes still in the bit buffer. */
-    unread(): number {
-      return input.length - at + (count >> 3);
-    },
-  };
-}
 
 /** Collects output bytes into chunks of {@link CHUNK}. */
 class Output {
@@ -192,7 +146,7 @@ const SF_MAX = 16;
  * symbol, or -1.
  */
 function shannonFano(
-  input: ReturnType<typeof bitReader>,
+  input: BitReader,
   symbols: number,
   invalid: (why: string) => Error,
 ): Int16Array {
