@@ -53,6 +53,18 @@ export interface FileWriter {
 }
 
 /**
+ * Copies `sourcePath` of `source` to `path` without streaming it through the caller, where the pair of
+ * locations has a way; resolves to `undefined`, having done nothing, where it has none (see
+ * {@link WriteBatch.copyFrom} and {@link Storage.copyFrom}).
+ */
+export type CopyFrom = (
+  source: Storage,
+  sourcePath: string,
+  path: string,
+  options?: CopyOptions,
+) => Promise<CopyResult | undefined>;
+
+/**
  * A group of writes that become visible together: nothing appears at its final path before
  * {@link WriteBatch.commit}, and {@link WriteBatch.abort} removes everything staged.
  */
@@ -76,12 +88,7 @@ export interface WriteBatch {
    * operating system's file copy); resolves to `undefined`, having staged nothing, for any other source. A
    * source of another size than `options.size` fails the copy.
    */
-  copyFrom?(
-    source: Storage,
-    sourcePath: string,
-    path: string,
-    options?: CopyOptions,
-  ): Promise<CopyResult | undefined>;
+  copyFrom?: CopyFrom;
   /** Stages an empty folder, which lands with the files, where the backend has folders (a local folder). */
   makeFolder?(path: string): Promise<void>;
   /** Moves every staged file to its final path. */
@@ -154,12 +161,7 @@ export interface Storage {
    * on several threads from S3 to a local folder (see {@link RangedSource}). Resolves to `undefined` when
    * there is none; the caller then streams. Optional: backends with no such way leave it out.
    */
-  copyFrom?(
-    source: Storage,
-    sourcePath: string,
-    path: string,
-    options?: CopyOptions,
-  ): Promise<CopyResult | undefined>;
+  copyFrom?: CopyFrom;
   /**
    * Moves `sourcePath` of `source` to `path` here without copying, when this pair of locations can (two local
    * folders: a rename, or a verified copy across file systems). Resolves to `false`, having changed nothing,
