@@ -11,10 +11,9 @@
  *   one `Deno.writeFileSync` each and through a LocalStorage write batch (staged, then moved into place);
  * - lakerun's extraction of the zip in that sandbox into a write batch (what a step does, less the download
  *   and the process start), streamed from the file as a download is, and with random access as a
- *   self-extracting archive is; and the streamed extraction alone, each entry dropped (parsing, inflating,
- *   checking);
- * - the streamed extraction writing its files in batches of 64, all on the step's thread, or every other batch
- *   on a helper thread with the same permissions (a lead for many small files: not what lakerun does yet).
+ *   self-extracting archive is (small files in batches, every other one on a helper thread the host starts
+ *   with the same permissions, as for a step); and the streamed extraction alone, each entry dropped
+ *   (parsing, inflating, checking).
  *
  * Times are inside the process (the Worker's own clock for the Deno variants), so lakerun's start-up is not
  * counted; unzip's are whole runs.
@@ -29,6 +28,7 @@
 import { parseArgs } from "node:util";
 import { join } from "node:path";
 import { FreshFolders } from "./measure.ts";
+import { type HelperThread, helperThreadOf } from "../lib/helper_threads.ts";
 
 const { values } = parseArgs({
   options: {
@@ -65,41 +65,38 @@ async function settle(): Promise<void> {
 }
 
 /**
- * Runs one variant in a Worker with `permissions` (and, with `helper`, a second Worker with the same ones,
- * reached through a port, as a step's helper threads are); resolves to the Worker's own milliseconds.
+ * Runs one variant in a Worker with `permissions`, starting the helper threads it asks for with the same ones
+ * (as the host of a step does); resolves to the Worker's own milliseconds.
  */
-async function inWorker(mode: string, permissions: Deno.PermissionOptions, helper = false): Promise<number> {
+async function inWorker(mode: string, permissions: Deno.PermissionOptions): Promise<number> {
   await Deno.mkdir(target, { recursive: true });
   const worker = new Worker(new URL("./file_creation_worker.ts", import.meta.url), {
     type: "module",
     deno: { permissions },
   });
-  const second = helper
-    ? new Worker(new URL("./file_creation_helper.ts", import.meta.url), {
-      type: "module",
-      deno: { permissions },
-    })
-    : undefined;
-  const channel = helper ? new MessageChannel() : undefined;
-  if (second && channel) {
-    second.postMessage({ port: channel.port1 }, [channel.port1]);
-    await new Promise((resolve) => setTimeout(resolve, 100)); // started before the clock starts
-  }
+  const helpers: HelperThread[] = [];
   try {
     const done = new Promise<number>((resolve, reject) => {
-      worker.onmessage = (event) =>
-        typeof event.data === "number" ? resolve(event.data) : reject(new Error(String(event.data)));
+      worker.onmessage = ({ data }) => {
+        if (data?.type === "helper-start") {
+          const helper = helperThreadOf(
+            new Worker(data.url, { type: "module", name: data.name, deno: { permissions } }),
+          );
+          helpers.push(helper);
+          worker.postMessage({ type: "helper-started", id: data.id, port: helper.port }, [helper.port]);
+        } else if (typeof data === "number") resolve(data);
+        else reject(new Error(String(data)));
+      };
       worker.onerror = (event) => {
         event.preventDefault();
         reject(new Error(event.message));
       };
     });
-    const port = channel?.port2;
-    worker.postMessage({ mode, zip, target, entries, port }, port ? [port] : []);
+    worker.postMessage({ mode, zip, target, entries });
     return await done;
   } finally {
     worker.terminate();
-    second?.terminate();
+    for (const helper of helpers) helper.terminate();
   }
 }
 
@@ -126,8 +123,6 @@ const variants: Record<string, () => Promise<number>> = {
   "lakerun extraction, streamed (a download), a step's sandbox": () => inWorker("stream", scoped()),
   "lakerun extraction, random access (self-extracting), a step's sandbox": () => inWorker("file", scoped()),
   "extraction only, streamed (entries dropped)": () => inWorker("parse", scoped()),
-  "streamed extraction, writes in batches of 64 files, one thread": () => inWorker("one-thread", scoped()),
-  "the same, every other batch on a helper thread": () => inWorker("two-threads", scoped(), true),
 };
 
 const samples: Record<string, number[]> = Object.fromEntries(Object.keys(variants).map((k) => [k, []]));

@@ -2,7 +2,8 @@
  * The Worker of bench/file_creation.ts: writes the zip's files one synchronous call each (`write`), or through a
  * LocalStorage write batch (`batch`), extracts
  * the zip into a LocalStorage batch as a step does, streamed (`stream`) or with random access (`file`), or
- * only parses and inflates it, streamed (`parse`); posts its own milliseconds.
+ * only parses and inflates it, streamed (`parse`); posts its own milliseconds. Helper threads it asks for are
+ * started by the host (bench/file_creation.ts), as a step's are.
  *
  * @module
  */
@@ -10,14 +11,31 @@
 import { extractZipFile, extractZipStream } from "../lib/zip/mod.ts";
 import type { ZipEntrySink } from "../lib/zip/mod.ts";
 import { LocalStorage } from "../lib/storage/local.ts";
+import { type HelperThread, setHelperThreadStarter } from "../lib/helper_threads.ts";
+
+// helper threads (a write batch's small files) are started by the host, with these permissions, as a step's are
+const started = new Map<number, (helper: HelperThread) => void>();
+let lastHelper = 0;
+setHelperThreadStarter((url, name) =>
+  new Promise((resolve) => {
+    const id = ++lastHelper;
+    started.set(id, resolve);
+    self.postMessage({ type: "helper-start", id, url, name });
+  })
+);
 
 self.onmessage = async (event: MessageEvent) => {
+  if (event.data.type === "helper-started") {
+    const { id, port } = event.data as { id: number; port: MessagePort };
+    started.get(id)?.({ port, onerror: undefined, terminate: () => port.close() });
+    started.delete(id);
+    return;
+  }
   const { mode, zip, target, entries } = event.data as {
-    mode: "write" | "batch" | "stream" | "file" | "parse" | "one-thread" | "two-threads";
+    mode: "write" | "batch" | "stream" | "file" | "parse";
     zip: string;
     target: string;
     entries: number;
-    port?: MessagePort;
   };
   try {
     const start = performance.now();
@@ -38,10 +56,6 @@ self.onmessage = async (event: MessageEvent) => {
         await batch.writeBytes(`${folder}/f${String(i).padStart(6, "0")}.csv`, bytes);
       }
       await batch.commit();
-    } else if (mode === "one-thread" || mode === "two-threads") {
-      const writes = batchedWrites(target, event.data.port);
-      await extractZipStream((await Deno.open(zip)).readable, writes.sink, { maxBytes: 2 ** 40 });
-      await writes.done();
     } else if (mode === "parse") {
       const sink: ZipEntrySink = {
         writeEntry: (_path, data) => data.cancel(),
@@ -66,52 +80,3 @@ self.onmessage = async (event: MessageEvent) => {
     self.postMessage(String(error));
   }
 };
-
-/**
- * A sink writing small entries in batches of 64 files: each on this thread, or (given `port`, a helper thread's)
- * every other batch on the helper, at most two batches there at a time; `done` writes what is left and waits
- * for the helper.
- */
-function batchedWrites(target: string, port?: MessagePort): { sink: ZipEntrySink; done(): Promise<void> } {
-  const folders = new Set<string>();
-  let pending: [string, Uint8Array][] = [];
-  let inFlight = 0;
-  let turn = 0;
-  let failure: string | undefined;
-  let wake: (() => void) | undefined;
-  if (port) {
-    port.onmessage = ({ data }) => {
-      failure ??= data ?? undefined;
-      inFlight--;
-      wake?.();
-    };
-  }
-  const flush = () => {
-    if (failure) throw new Error(failure);
-    const files = pending;
-    pending = [];
-    if (port && turn++ % 2 === 0 && inFlight < 2) {
-      inFlight++;
-      port.postMessage(files);
-    } else for (const [path, bytes] of files) Deno.writeFileSync(path, bytes, { createNew: true });
-  };
-  const sink: ZipEntrySink = {
-    writeEntry: (_path, data) => data.cancel(),
-    writeEntryBytes: (path, bytes) => {
-      const folder = path.slice(0, path.lastIndexOf("/"));
-      if (!folders.has(folder)) {
-        Deno.mkdirSync(`${target}/${folder}`, { recursive: true });
-        folders.add(folder);
-      }
-      pending.push([`${target}/${path}`, bytes]);
-      if (pending.length === 64) flush();
-      return Promise.resolve();
-    },
-  };
-  const done = async () => {
-    if (pending.length) flush();
-    while (inFlight > 0) await new Promise<void>((resolve) => wake = resolve);
-    if (failure) throw new Error(failure);
-  };
-  return { sink, done };
-}
