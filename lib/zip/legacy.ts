@@ -98,7 +98,7 @@ export const unshrink: Decoder = decoder(async function* (read, name, state) {
       } // unzip ignores any other escape
       continue;
     }
-    const read = code;
+    const codeRead = code; // `code` walks down its string below
     let top = SHRINK_CODES;
     if (previous < 0) {
       stack[--top] = code & 0xff; // the first code is a byte
@@ -132,7 +132,7 @@ export const unshrink: Decoder = decoder(async function* (read, name, state) {
       parent[next] = previous;
       last[next] = first;
     }
-    previous = read;
+    previous = codeRead;
   }
   if (out.filled > 0) yield out.chunk.subarray(0, out.filled);
 });
