@@ -448,7 +448,7 @@ export class LocalStorage implements Storage {
    * this one lacks into place in one rename (and merges the others), so that many small files cost one call
    * each. Also offers `writeBytes` (a file whose bytes are all in memory) and `makeFolder` (an empty folder
    * that lands too). `writeBytes` hands its file to a {@link SmallFileWriter}: written in batches, on this
-   * thread and, once there are many, every other batch on a helper thread (measured in `small_files.ts`);
+   * thread and, once there are many, on a helper thread too while it keeps up (measured in `small_files.ts`);
    * `flush` waits for them, as `commit` and `abort` do, and a failure names the file's path
    * (`FileWriteError` of small_files.ts).
    */

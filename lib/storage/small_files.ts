@@ -1,13 +1,13 @@
 /**
- * {@link SmallFileWriter}: many small files written in batches, on this thread and, once there are many, every
- * other batch on a helper thread with this thread's permissions (lib/helper_threads.ts).
+ * {@link SmallFileWriter}: many small files written in batches, on this thread and, once there are many, on a
+ * helper thread with this thread's permissions (lib/helper_threads.ts).
  *
  * Why: in a step's sandbox Deno resolves every path it opens component by component, which costs about as
- * much as creating the file, and that work, as the kernel's, goes on in parallel on two threads. Measured
- * with `bench/small_files.ts --fresh-fs` (a zip of 20,000 entries of ~1 KB, downloaded and extracted by
- * `deno run -A main.ts`): 1.83 s with one write per entry as it came, 1.38 s now (unzip 0.90 s); on the
- * same file systems, alternated, 1.57–1.65 s against 1.21–1.26 s, and 1.47–1.55 s in batches on one thread
- * only.
+ * much as creating the file, and that work, as the kernel's, goes on in parallel on two threads. A batch goes
+ * to the helper while it has fewer than a few batches to write (it counts those it wrote in memory shared with
+ * this thread, which may be too busy to read its answers); otherwise this thread writes it. Measured with
+ * `bench/small_files.ts --fresh-fs` (zips of 20,000 entries of ~1 KB and 70,000 of ~100 bytes, downloaded and
+ * extracted by `deno run -A main.ts`): see bench/RESULTS.md, "Small files: the helper writes while it can".
  *
  * A write may thus end after the call that asked for it: a failure is reported by a later call or by
  * {@link SmallFileWriter.drain} as a {@link FileWriteError} naming the file's path.
@@ -22,8 +22,8 @@ const BATCH_FILES = 64;
 /** Bytes after which a batch is written even with fewer files. */
 const BATCH_BYTES = 256 * 1024;
 /** Files written before a helper thread is started (a smaller set is not worth starting one). */
-const HELPER_AFTER = 512;
-/** Batches the helper may have at once (its answers wait for this thread's event loop: 2 kept it idle). */
+const HELPER_AFTER = 128;
+/** Batches the helper may have to write at once; more are written here. */
 const HELPER_BATCHES = 8;
 
 /** A file of a batch that could not be written: `entry` is its path as the caller named it. */
@@ -35,17 +35,28 @@ export class FileWriteError extends Error {
   }
 }
 
-/** The helper thread's program: writes each batch it receives on its port, answering with the first failure. */
+/**
+ * The helper thread's program: takes the shared counter of batches written, then writes each batch it receives
+ * on its port, counting it and answering with the first failure.
+ */
 const HELPER_SOURCE = `self.onmessage = ({ data: { port } }) => {
-  port.onmessage = ({ data: files }) => {
+  let done;
+  port.onmessage = ({ data }) => {
+    if (data.done) {
+      done = new Int32Array(data.done);
+      return;
+    }
+    const files = data;
     for (let i = 0; i < files.length; i++) {
       try {
         Deno.writeFileSync(files[i][0], files[i][1], { createNew: true });
       } catch (error) {
+        Atomics.add(done, 0, 1);
         port.postMessage({ failed: i, message: String(error?.message ?? error) });
         return;
       }
     }
+    Atomics.add(done, 0, 1);
     port.postMessage({ failed: -1 });
   };
 };
@@ -86,7 +97,9 @@ export class SmallFileWriter {
   #closed = false;
   /** The entries of each batch the helper has, oldest first (it answers in order). */
   #atHelper: string[][] = [];
-  #turn = 0;
+  /** Batches sent to the helper, and (shared with it) how many it has written. */
+  #sent = 0;
+  #done = new Int32Array(new SharedArrayBuffer(4));
   #failure: FileWriteError | undefined;
   /** Those waiting in {@link SmallFileWriter.drain}, woken by each answer of the helper. */
   #waiting: (() => void)[] = [];
@@ -132,7 +145,8 @@ export class SmallFileWriter {
     this.#pending = [];
     this.#pendingBytes = 0;
     const helper = this.#helper;
-    if (helper && this.#turn++ % 2 === 0 && this.#atHelper.length < HELPER_BATCHES) {
+    if (helper && this.#sent - Atomics.load(this.#done, 0) < HELPER_BATCHES) {
+      this.#sent++;
       this.#atHelper.push(batch.map((file) => file.entry));
       // the bytes are copied to the helper: the caller's buffers are free again once this returns
       helper.port.postMessage(batch.map((file) => [file.full, file.bytes]));
@@ -162,6 +176,7 @@ export class SmallFileWriter {
         }
         this.#wakeAll();
       };
+      helper.port.postMessage({ done: this.#done.buffer });
       this.#helper = helper;
     }, () => {
       // no helper thread: every batch is written here

@@ -16,6 +16,9 @@ const CP437_HIGH =
 
 const utf8 = new TextDecoder("utf-8", { fatal: true });
 
+/** A character outside ASCII (an ASCII name needs no Unicode normalisation). */
+const NON_ASCII = /[^\u0001-\u007f]/;
+
 /**
  * Decodes an entry name: UTF-8 when flag bit 11 is set; else the Unicode Path extra field when its CRC
  * matches the raw name; else the raw bytes as UTF-8 when they are valid UTF-8, and as code page 437 otherwise.
@@ -100,17 +103,16 @@ export class NameRegistry {
   add(name: string): boolean {
     const isDir = name.endsWith("/");
     const path = isDir ? name.slice(0, -1) : name;
-    const vcs = this.#allowVcsMetadata ? undefined : vcsFolderOf(path);
-    const problem = relativePathProblem(path) ??
-      (path.split("/").some(isTemporaryName) ? "reserved temporary name" : undefined) ??
-      (vcs ? `'${vcs}' is ${VCS_REFUSAL}` : undefined);
+    const problem = relativePathProblem(path) ?? this.#reservedNameProblem(path);
     if (problem) throw zipError(name, problem);
 
-    const key = path.normalize("NFC");
-    const segments = key.split("/");
+    // an ASCII name is its own NFC form
+    const key = NON_ASCII.test(path) ? path.normalize("NFC") : path;
+    // its folders, deepest first, up to the first one known: those above a known folder are known too
     const parents: string[] = [];
-    for (let i = 1; i < segments.length; i++) {
-      const parent = segments.slice(0, i).join("/");
+    for (let slash = key.lastIndexOf("/"); slash > 0; slash = key.lastIndexOf("/", slash - 1)) {
+      const parent = key.slice(0, slash);
+      if (this.#dirs.has(parent)) break;
       const file = this.#files.get(parent);
       if (file !== undefined) throw zipError(name, `its parent folder is the file entry '${shown(file)}'`);
       parents.push(parent);
@@ -138,8 +140,20 @@ export class NameRegistry {
       }
       this.#files.set(key, name);
     }
-    for (const parent of parents) if (!this.#dirs.has(parent)) this.#dirs.set(parent, name);
+    for (const parent of parents) this.#dirs.set(parent, name);
     return isDir;
+  }
+
+  /**
+   * Why `path` is reserved: a segment is lakerun's temporary name or (unless allowed) a version-control
+   * folder. Both start with a dot, which Unicode normalisation and lower-casing leave as it is, so a path
+   * with no segment starting with one is not looked at further.
+   */
+  #reservedNameProblem(path: string): string | undefined {
+    if (!path.startsWith(".") && !path.includes("/.")) return undefined;
+    if (path.split("/").some(isTemporaryName)) return "reserved temporary name";
+    const vcs = this.#allowVcsMetadata ? undefined : vcsFolderOf(path);
+    return vcs ? `'${vcs}' is ${VCS_REFUSAL}` : undefined;
   }
 }
 
