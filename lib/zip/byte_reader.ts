@@ -161,9 +161,12 @@ export class ByteReader {
     return out;
   }
 
-  /** Consumes exactly `n` bytes, failing as truncated when the source ends first. */
-  async need(n: number, entry: string | undefined, where: string): Promise<Uint8Array> {
-    if (await this.fill(n) < n) throw truncated(entry, where);
+  /**
+   * Consumes exactly `n` bytes, failing as truncated when the source ends first (in `where`, which may be a
+   * function, called only then).
+   */
+  async need(n: number, entry: string | undefined, where: string | (() => string)): Promise<Uint8Array> {
+    if (await this.fill(n) < n) throw truncated(entry, typeof where === "string" ? where : where());
     return this.take(n);
   }
 

@@ -11,7 +11,6 @@ import { ByteReader, PIECE } from "./byte_reader.ts";
 import { deliver, finishSink } from "./entry_body.ts";
 import { hex32, notZip, shown, ZipError, zipError } from "./errors.ts";
 import {
-  extraFields,
   FLAG_DESCRIPTOR,
   FLAG_ENCRYPTED,
   SIG_CENTRAL,
@@ -118,7 +117,7 @@ async function refuseHiddenEntry(file: PositionedFile, position: number): Promis
   const nameBytes = variable.subarray(0, u16(fixed, 26));
   let name: string;
   try {
-    name = decodeName(nameBytes, u16(fixed, 6), extraFields(variable.subarray(nameBytes.length)));
+    name = decodeName(nameBytes, u16(fixed, 6), variable.subarray(nameBytes.length));
   } catch {
     return;
   }

@@ -58,18 +58,29 @@ export function u64(b: Uint8Array, at: number, what: string, entry?: string): nu
   return value;
 }
 
-/** Extra fields by id (first occurrence); a malformed tail is ignored, as Info-ZIP does. */
-export function extraFields(extra: Uint8Array): Map<number, Uint8Array> {
-  const fields = new Map<number, Uint8Array>();
+/**
+ * The data of the first extra field with this `id` in a header's extra block, or `undefined`; a malformed tail
+ * is ignored, as Info-ZIP does.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { extraField } from "./format.ts";
+ *
+ * const block = new Uint8Array([0x55, 0x54, 1, 0, 7, 0x01, 0x00, 2, 0, 8, 9]);
+ * assert.deepEqual(extraField(block, 0x0001), new Uint8Array([8, 9]));
+ * assert.equal(extraField(block, 0x7075), undefined);
+ * ```
+ */
+export function extraField(extra: Uint8Array, id: number): Uint8Array | undefined {
   let at = 0;
   while (at + 4 <= extra.length) {
-    const id = u16(extra, at);
     const size = u16(extra, at + 2);
-    if (at + 4 + size > extra.length) break;
-    if (!fields.has(id)) fields.set(id, extra.subarray(at + 4, at + 4 + size));
+    if (at + 4 + size > extra.length) return undefined;
+    if (u16(extra, at) === id) return extra.subarray(at + 4, at + 4 + size);
     at += 4 + size;
   }
-  return fields;
+  return undefined;
 }
 
 /** Where the 4-byte little-endian `signature` first occurs in `bytes` at or after `from`, or -1. */

@@ -11,7 +11,7 @@ import type { BodyResult } from "./entry_body.ts";
 import { hex32, shown, ZipError, zipError } from "./errors.ts";
 import {
   EXTRA_ZIP64,
-  extraFields,
+  extraField,
   FLAG_DESCRIPTOR,
   FLAG_ENCRYPTED,
   FLAG_MASKED_HEADERS,
@@ -95,7 +95,7 @@ export interface LocalHeader {
 /** Reads the local file header at the reader's position (its signature already checked by the caller). */
 export async function readLocalHeader(input: ByteReader): Promise<LocalHeader> {
   const offset = input.position;
-  const where = `the local header at offset ${offset}`;
+  const where = () => `the local header at offset ${offset}`;
   const fixed = await input.need(30, undefined, where);
   const flags = u16(fixed, 6);
   const method = u16(fixed, 8);
@@ -105,9 +105,9 @@ export async function readLocalHeader(input: ByteReader): Promise<LocalHeader> {
   const nameLength = u16(fixed, 26);
   const extraLength = u16(fixed, 28);
   const rest = await input.need(nameLength + extraLength, undefined, where);
-  const extra = extraFields(rest.subarray(nameLength));
+  const extra = rest.subarray(nameLength);
   const name = decodeName(rest.subarray(0, nameLength), flags, extra);
-  const zip64Field = extra.get(EXTRA_ZIP64);
+  const zip64Field = extraField(extra, EXTRA_ZIP64);
   if (zip64Field) {
     let at = 0;
     const next = (what: string) => {
@@ -145,7 +145,8 @@ export interface CentralEntry {
 
 /** Reads the central directory header at the reader's position (signature included). */
 export async function readCentralHeader(input: ByteReader): Promise<CentralEntry> {
-  const where = `the central directory header at offset ${input.position}`;
+  const headerAt = input.position;
+  const where = () => `the central directory header at offset ${headerAt}`;
   const fixed = await input.need(46, undefined, where);
   const flags = u16(fixed, 8);
   const method = u16(fixed, 10);
@@ -159,10 +160,10 @@ export async function readCentralHeader(input: ByteReader): Promise<CentralEntry
   const externalAttributes = u32(fixed, 38);
   let offset = u32(fixed, 42);
   const rest = await input.need(nameLength + extraLength + commentLength, undefined, where);
-  const extra = extraFields(rest.subarray(nameLength, nameLength + extraLength));
+  const extra = rest.subarray(nameLength, nameLength + extraLength);
   const name = decodeName(rest.subarray(0, nameLength), flags, extra);
   if (size === U32_MAX || compressedSize === U32_MAX || offset === U32_MAX || disk === U16_MAX) {
-    const zip64Field = extra.get(EXTRA_ZIP64);
+    const zip64Field = extraField(extra, EXTRA_ZIP64);
     if (!zip64Field) throw zipError(name, "central directory header needs a ZIP64 extra field but has none");
     let at = 0;
     const next = (what: string, width: number) => {

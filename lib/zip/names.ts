@@ -9,7 +9,7 @@
 import { crc32 } from "node:zlib";
 import { isTemporaryName, relativePathProblem } from "../storage/mod.ts";
 import { shown, zipError } from "./errors.ts";
-import { EXTRA_UNICODE_PATH, FLAG_UTF8, u32 } from "./format.ts";
+import { EXTRA_UNICODE_PATH, extraField, FLAG_UTF8, u32 } from "./format.ts";
 
 const CP437_HIGH =
   "ÇüéâäàåçêëèïîìÄÅÉæÆôöòûùÿÖÜ¢£¥₧ƒáíóúñÑªº¿⌐¬½¼¡«»░▒▓│┤╡╢╖╕╣║╗╝╜╛┐└┴┬├─┼╞╟╚╔╩╦╠═╬╧╨╤╥╙╘╒╓╫╪┘┌█▄▌▐▀αßΓπΣσµτΦΘΩδ∞φε∩≡±≥≤⌠⌡÷≈°∙·√ⁿ²■\u00a0";
@@ -17,13 +17,13 @@ const CP437_HIGH =
 const utf8 = new TextDecoder("utf-8", { fatal: true });
 
 /** A character outside ASCII (an ASCII name needs no Unicode normalisation). */
-const NON_ASCII = /[^\u0001-\u007f]/;
+const NON_ASCII = /[\u0080-\uffff]/;
 
 /**
  * Decodes an entry name: UTF-8 when flag bit 11 is set; else the Unicode Path extra field when its CRC
  * matches the raw name; else the raw bytes as UTF-8 when they are valid UTF-8, and as code page 437 otherwise.
  */
-export function decodeName(raw: Uint8Array, flags: number, extra: Map<number, Uint8Array>): string {
+export function decodeName(raw: Uint8Array, flags: number, extra: Uint8Array): string {
   if (flags & FLAG_UTF8) {
     try {
       return utf8.decode(raw);
@@ -31,7 +31,7 @@ export function decodeName(raw: Uint8Array, flags: number, extra: Map<number, Ui
       throw zipError(cp437(raw), "name is flagged UTF-8 but is not valid UTF-8");
     }
   }
-  const unicode = extra.get(EXTRA_UNICODE_PATH);
+  const unicode = extraField(extra, EXTRA_UNICODE_PATH);
   if (unicode && unicode.length >= 5 && unicode[0] === 1 && u32(unicode, 1) === crc32(raw)) {
     try {
       return utf8.decode(unicode.subarray(5));
