@@ -129,9 +129,10 @@ async function extractFromStream(input: ByteReader, sink: ZipEntrySink, budget: 
   await refuseNonZip(input);
   const extracted = new Map<number, ExtractedEntry>();
   const entries = await extractLocalEntries(input, sink, budget, extracted);
-  await finishSink(sink, budget);
   const directory = await matchCentralDirectory(input, extracted, budget);
   await readEndRecords(input, extracted, directory);
+  // the sink's last writes went on while the central directory was read
+  await finishSink(sink, budget);
   return { entries, bytes: budget.total, archiveBytes: input.position };
 }
 

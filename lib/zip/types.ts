@@ -58,7 +58,7 @@ export interface ZipEntrySink {
    */
   makeFolder?(path: string): Promise<void>;
   /**
-   * Optional: called once after the last entry, before the central directory is checked, for a sink whose
+   * Optional: called once after the last entry (streamed: after the central directory too), for a sink whose
    * writes may end after the call that asked for them (`writeEntryBytes` resolving before its file is
    * written). A sink error that has an `entry` property (a string) is reported for that entry, whichever call
    * reported it.
