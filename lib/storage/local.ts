@@ -478,7 +478,8 @@ export class LocalStorage implements Storage {
       checkRelativePath(path);
       const slash = path.lastIndexOf("/");
       if (slash > 0) makeFolders(path.slice(0, slash));
-      const full = join(staging, path);
+      // a checked relative path: no segment to resolve
+      const full = `${staging}/${path}`;
       return written.has(path) ? { full, temporary: temporaryBeside(full) } : { full };
     };
     const land = async ({ full, temporary }: { full: string; temporary?: string }, path: string) => {

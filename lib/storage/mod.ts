@@ -262,6 +262,14 @@ export function storagePathProblem(path: string): string | undefined {
   if (path.length === 0) return "empty path";
   if (path.includes("\0")) return "NUL character";
   if (path.startsWith("/")) return "absolute path";
+  return segmentProblem(path);
+}
+
+/** An empty, `.` or `..` segment (a quick test first: most paths have none). */
+const EMPTY_OR_DOT_SEGMENT = /(?:^|\/)\.{0,2}(?:\/|$)/;
+
+function segmentProblem(path: string): string | undefined {
+  if (!EMPTY_OR_DOT_SEGMENT.test(path)) return undefined;
   for (const segment of path.split("/")) {
     if (segment === "") return "empty path segment";
     if (segment === "." || segment === "..") return `'${segment}' segment`;
@@ -280,11 +288,7 @@ export function relativePathProblem(path: string): string | undefined {
   if (path.includes("\\")) return "backslash in path";
   if (path.startsWith("/")) return "absolute path";
   if (/^[A-Za-z]:/.test(path)) return "drive letter";
-  for (const segment of path.split("/")) {
-    if (segment === "") return "empty path segment";
-    if (segment === "." || segment === "..") return `'${segment}' segment`;
-  }
-  return undefined;
+  return segmentProblem(path);
 }
 
 /** A path that would leave its location. */
