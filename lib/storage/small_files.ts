@@ -24,7 +24,7 @@ const BATCH_BYTES = 256 * 1024;
 /** Files written before a helper thread is started (a smaller set is not worth starting one). */
 const HELPER_AFTER = 128;
 /** Batches the helper may have to write at once; more are written here. */
-const HELPER_BATCHES = 8;
+const HELPER_BATCHES = 16;
 
 /** A file of a batch that could not be written: `entry` is its path as the caller named it. */
 export class FileWriteError extends Error {
