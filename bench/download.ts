@@ -11,7 +11,7 @@
  *
  * @module
  */
-import { startFileServer, timeShell } from "./measure.ts";
+import { type ServerKind, startServer, timeShell } from "./measure.ts";
 import { parseArgs } from "node:util";
 import { join } from "node:path";
 
@@ -79,71 +79,6 @@ r.raise_for_status()
 zipfile.ZipFile(io.BytesIO(r.content)).extractall(sys.argv[2])
 `;
 
-type ServerKind = "deno" | "nginx" | "python";
-
-/** A free loopback port (there is a small window before the server binds it). */
-function freePort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const { port } = listener.addr as Deno.NetAddr;
-  listener.close();
-  return port;
-}
-
-/** Waits until something accepts connections on `port`. */
-async function listening(port: number): Promise<void> {
-  for (let i = 0; i < 100; i++) {
-    try {
-      (await Deno.connect({ hostname: "127.0.0.1", port })).close();
-      return;
-    } catch {
-      await new Promise((resolve) => setTimeout(resolve, 50));
-    }
-  }
-  throw new Error(`no server on port ${port}`);
-}
-
-/** Starts one kind of static file server on `data`; returns its port and how to stop it. */
-async function startServer(kind: ServerKind): Promise<{ port: number; stop(): Promise<void> }> {
-  if (kind === "deno") return await startFileServer(data);
-  const port = freePort();
-  if (kind === "python") {
-    const child = new Deno.Command("python3", {
-      args: ["-m", "http.server", String(port), "--bind", "127.0.0.1", "--directory", data],
-      stdout: "null",
-      stderr: "null",
-    }).spawn();
-    await listening(port);
-    return { port, stop: async () => (child.kill("SIGTERM"), await child.status, undefined) };
-  }
-  const conf = await Deno.makeTempDir({ prefix: "lakerun-bench-nginx-" });
-  await Deno.writeTextFile(
-    join(conf, "nginx.conf"),
-    `daemon off; worker_processes 1; pid ${conf}/nginx.pid; error_log ${conf}/error.log;
-events {}
-http {
-  access_log off; sendfile on; tcp_nopush on; default_type application/zip;
-  client_body_temp_path ${conf}; proxy_temp_path ${conf}; fastcgi_temp_path ${conf};
-  uwsgi_temp_path ${conf}; scgi_temp_path ${conf};
-  server { listen 127.0.0.1:${port}; root ${data}; }
-}
-`,
-  );
-  const child = new Deno.Command("nginx", {
-    args: ["-c", join(conf, "nginx.conf"), "-p", conf, "-e", join(conf, "error.log")],
-    stdout: "null",
-    stderr: "inherit",
-  }).spawn();
-  await listening(port);
-  return {
-    port,
-    stop: async () => {
-      child.kill("SIGQUIT");
-      await child.status;
-      await Deno.remove(conf, { recursive: true });
-    },
-  };
-}
-
 const work = await Deno.makeTempDir({ prefix: "lakerun-bench-dl-" });
 await Deno.writeTextFile(join(work, "notebook.py"), PYTHON_NOTEBOOK);
 
@@ -151,7 +86,7 @@ type Tool = "lakerun" | "lakerun, plain deno run" | "curl + unzip" | "notebook (
 const results: Record<string, Record<Tool, Array<{ seconds: number; maxRssKiB: number }>>> = {};
 for (const mb of sizes) await ensureArchive(mb);
 for (const kind of servers) {
-  const server = await startServer(kind);
+  const server = await startServer(kind, data);
   const port = server.port;
   console.error(`== ${kind} server on port ${port}`);
   try {

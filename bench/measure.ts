@@ -1,9 +1,11 @@
 /**
- * What the benchmarks share: running a shell command under GNU time for its wall seconds and peak RSS, and
- * serving a folder on loopback with bench/serve_files.ts.
+ * What the benchmarks share: running a shell command under GNU time for its wall seconds and peak RSS,
+ * serving a folder on loopback (bench/serve_files.ts, nginx or Python's `http.server`), and fresh file systems
+ * for benchmarks of many small files.
  *
  * @module
  */
+import { join } from "node:path";
 
 /** Runs `command` with `shell -c` under `/usr/bin/time` in `cwd`: wall seconds and peak RSS (KiB). */
 export async function timeShell(
@@ -37,6 +39,78 @@ export async function startFileServer(folder: string): Promise<{ port: number; s
     stop: async () => {
       child.kill("SIGTERM");
       await child.status;
+    },
+  };
+}
+
+/** The static file servers the benchmarks serve archives with. */
+export type ServerKind = "deno" | "nginx" | "python";
+
+/** A free loopback port (there is a small window before the server binds it). */
+function freePort(): number {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const { port } = listener.addr as Deno.NetAddr;
+  listener.close();
+  return port;
+}
+
+/** Waits until something accepts connections on `port`. */
+async function listening(port: number): Promise<void> {
+  for (let i = 0; i < 100; i++) {
+    try {
+      (await Deno.connect({ hostname: "127.0.0.1", port })).close();
+      return;
+    } catch {
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  }
+  throw new Error(`no server on port ${port}`);
+}
+
+/**
+ * Serves `data` on 127.0.0.1 with one kind of static file server: bench/serve_files.ts (Deno), nginx (Debian's
+ * `nginx-light` or `nginx`, sendfile) or Python's `http.server`; returns its port and how to stop it.
+ */
+export async function startServer(
+  kind: ServerKind,
+  data: string,
+): Promise<{ port: number; stop(): Promise<void> }> {
+  if (kind === "deno") return await startFileServer(data);
+  const port = freePort();
+  if (kind === "python") {
+    const child = new Deno.Command("python3", {
+      args: ["-m", "http.server", String(port), "--bind", "127.0.0.1", "--directory", data],
+      stdout: "null",
+      stderr: "null",
+    }).spawn();
+    await listening(port);
+    return { port, stop: async () => (child.kill("SIGTERM"), await child.status, undefined) };
+  }
+  const conf = await Deno.makeTempDir({ prefix: "lakerun-bench-nginx-" });
+  await Deno.writeTextFile(
+    join(conf, "nginx.conf"),
+    `daemon off; worker_processes 1; pid ${conf}/nginx.pid; error_log ${conf}/error.log;
+events {}
+http {
+  access_log off; sendfile on; tcp_nopush on; default_type application/zip;
+  client_body_temp_path ${conf}; proxy_temp_path ${conf}; fastcgi_temp_path ${conf};
+  uwsgi_temp_path ${conf}; scgi_temp_path ${conf};
+  server { listen 127.0.0.1:${port}; root ${data}; }
+}
+`,
+  );
+  const child = new Deno.Command("nginx", {
+    args: ["-c", join(conf, "nginx.conf"), "-p", conf, "-e", join(conf, "error.log")],
+    stdout: "null",
+    stderr: "inherit",
+  }).spawn();
+  await listening(port);
+  return {
+    port,
+    stop: async () => {
+      child.kill("SIGQUIT");
+      await child.status;
+      await Deno.remove(conf, { recursive: true });
     },
   };
 }

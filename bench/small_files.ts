@@ -11,15 +11,23 @@
  *
  * With `--fresh-fs` (root, `mkfs.ext4`), every variant writes to an ext4 file system made for it on a loop
  * device, so that none pays for another's deletions (ext4 skips recently freed inodes when it allocates).
+ * With `--warm`, the caches are not dropped: Deno's 96 MB executable and lakerun's modules stay in memory, as
+ * when routines run often (dropped, Deno's start-up reads them from disk: about 0.15 s more here; unzip is
+ * 0.18 MB).
+ *
+ * The zips are served by nginx (sendfile: next to no CPU, as a remote server costs this machine), or with
+ * `--server deno|python` by bench/serve_files.ts or Python's `http.server`, which share this machine's two
+ * cores with the extraction.
  *
  * Usage: deno run -A bench/small_files.ts [--staging 5000,50000] [--zips 20000,70000] [--runs 3] [--fresh-fs]
+ * [--warm] [--server nginx|deno|python]
  * Data (made once under bench/data/): trees of CSV-like files of 200–2,000 bytes in nested folders
  * (years/months/days), a Python zipfile of N entries of ~1 KB (deflated), and for 70,000 entries a Zip64
  * archive of ~100-byte entries (more than 65,535 entries: Zip64 end records), as in the issue.
  *
  * @module
  */
-import { FreshFolders, startFileServer, timeShell } from "./measure.ts";
+import { FreshFolders, type ServerKind, startServer, timeShell } from "./measure.ts";
 import { parseArgs } from "node:util";
 import { join } from "node:path";
 
@@ -29,6 +37,8 @@ const { values } = parseArgs({
     zips: { type: "string", default: "20000,70000" },
     runs: { type: "string", default: "3" },
     "fresh-fs": { type: "boolean", default: false },
+    warm: { type: "boolean", default: false },
+    server: { type: "string", default: "nginx" },
   },
 });
 const stagingSizes = values.staging ? values.staging.split(",").filter(Boolean).map(Number) : [];
@@ -98,8 +108,11 @@ const cell = (samples: Sample[]) => {
   const s = samples.map((r) => r.seconds);
   return `${median(s).toFixed(2)} s (${Math.min(...s).toFixed(2)}–${Math.max(...s).toFixed(2)})`;
 };
-/** Written to the shell before each variant: pending writes flushed, caches dropped where permitted. */
-const SETTLE = "sync && { echo 3 > /proc/sys/vm/drop_caches; } 2>/dev/null || true";
+/**
+ * Written to the shell before each variant: pending writes flushed, caches dropped where permitted (with
+ * `--warm`, kept: the programs and the archive stay in memory, as after an earlier run).
+ */
+const SETTLE = values.warm ? "sync" : "sync && { echo 3 > /proc/sys/vm/drop_caches; } 2>/dev/null || true";
 
 const load = async () => (await Deno.readTextFile("/proc/loadavg")).split(" ").slice(0, 3).join(" ");
 
@@ -164,11 +177,13 @@ try {
   }
 
   if (zipSizes.length) {
-    const server = await startFileServer(data);
+    const server = await startServer(values.server as ServerKind, data);
     const port = server.port;
     try {
       lines.push(
-        `Zips of many small entries, served on loopback (bench/serve_files.ts), median (min–max) of ${runs} runs:`,
+        `Zips of many small entries, served on loopback by ${values.server}, caches ${
+          values.warm ? "kept (--warm)" : "dropped before each variant"
+        }, median (min–max) of ${runs} runs:`,
         "",
         "| archive | lakerun (plain `deno run`) | peak RSS | unzip (file on disk) | curl + unzip | lakerun ÷ unzip | load |",
         "| --- | --- | --- | --- | --- | --- | --- |",
