@@ -46,10 +46,10 @@ const HELPER_SOURCE = `self.onmessage = ({ data: { port } }) => {
       done = new Int32Array(data.done);
       return;
     }
-    const files = data;
-    for (let i = 0; i < files.length; i++) {
+    const { paths, ends, bytes } = data;
+    for (let i = 0; i < paths.length; i++) {
       try {
-        Deno.writeFileSync(files[i][0], files[i][1], { createNew: true });
+        Deno.writeFileSync(paths[i], bytes.subarray(i === 0 ? 0 : ends[i - 1], ends[i]), { createNew: true });
       } catch (error) {
         Atomics.add(done, 0, 1);
         port.postMessage({ failed: i, message: String(error?.message ?? error) });
@@ -148,8 +148,17 @@ export class SmallFileWriter {
     if (helper && this.#sent - Atomics.load(this.#done, 0) < HELPER_BATCHES) {
       this.#sent++;
       this.#atHelper.push(batch.map((file) => file.entry));
-      // the bytes are copied to the helper: the caller's buffers are free again once this returns
-      helper.port.postMessage(batch.map((file) => [file.full, file.bytes]));
+      // the files' bytes, one after the other in one buffer handed over to the helper: the caller's buffers are
+      // free again once this returns
+      const ends = new Uint32Array(batch.length);
+      let size = 0;
+      for (let i = 0; i < batch.length; i++) ends[i] = size += batch[i].bytes.byteLength;
+      const bytes = new Uint8Array(size);
+      for (let i = 0; i < batch.length; i++) bytes.set(batch[i].bytes, i === 0 ? 0 : ends[i - 1]);
+      helper.port.postMessage({ paths: batch.map((file) => file.full), ends, bytes }, [
+        bytes.buffer,
+        ends.buffer,
+      ]);
       return;
     }
     for (const { full, entry, bytes } of batch) {

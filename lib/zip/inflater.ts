@@ -48,7 +48,10 @@ function rawInflateHandle(): { handle: ZlibHandle; state: Uint32Array } {
 
 /** What {@link inflateWhole} made of a deflate stream. */
 export interface WholeInflate {
-  /** The inflated bytes (at most the limit given, plus one when there is more). */
+  /**
+   * The inflated bytes (at most the limit given, plus one when there is more): a view that may share its
+   * `buffer` with others', so not one to transfer to another thread.
+   */
   data: Uint8Array;
   /** Compressed bytes the deflate stream used. */
   used: number;
@@ -97,7 +100,7 @@ export function inflateWhole(input: Uint8Array, limit: number, name: string): Wh
   const zlib = shared;
   zlib.handle.reset();
   zlib.error = undefined;
-  const output = new Uint8Array(limit + 1);
+  const output = slabView(limit + 1);
   zlib.handle.writeSync(constants.Z_FINISH, input, 0, input.length, output, 0, output.length);
   const [space, unused] = zlib.state;
   const error = zlib.error as SharedHandle["error"]; // set by onerror during the call
@@ -111,7 +114,28 @@ export function inflateWhole(input: Uint8Array, limit: number, name: string): Wh
       cause: Object.assign(new Error(error.message), { errno: error.errno }),
     });
   }
-  return { data: output.subarray(0, output.length - space), used: input.length - unused, ended: space > 0 };
+  const data = output.subarray(0, output.length - space);
+  slabUsed += data.length;
+  return { data, used: input.length - unused, ended: space > 0 };
+}
+
+/** Size of the buffers small entries are inflated into, one after another. */
+const SLAB = 1024 * 1024;
+let slab = new Uint8Array(0);
+let slabUsed = 0;
+
+/**
+ * `size` bytes for {@link inflateWhole} to inflate into: the next free part of the current 1 MiB slab (a new
+ * slab when it is full), so that thousands of small entries do not each allocate a buffer of their own (one
+ * allocation, and one release by the garbage collector, per entry); a quarter of a slab or more gets its own.
+ */
+function slabView(size: number): Uint8Array {
+  if (size > SLAB / 4) return new Uint8Array(size);
+  if (slabUsed + size > slab.length) {
+    slab = new Uint8Array(SLAB);
+    slabUsed = 0;
+  }
+  return slab.subarray(slabUsed, slabUsed + size);
 }
 
 /**
