@@ -253,7 +253,10 @@ export function endValues(eocd: EndRecord & { saturated: boolean }, zip64: EndRe
 }
 
 /** Checks a central directory header against the entry extracted from its local header. */
-export function compareCentral(local: LocalHeader & BodyResult, central: CentralEntry): void {
+export function compareCentral(
+  local: Pick<LocalHeader, "name" | "method" | "flags"> & BodyResult,
+  central: CentralEntry,
+): void {
   const name = central.name;
   if (local.name !== central.name) {
     throw zipError(name, `central directory name differs from the local header name '${shown(local.name)}'`);

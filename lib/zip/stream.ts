@@ -116,7 +116,7 @@ export async function extractZipStream(
 const SLAB = 64 * 1024;
 
 /** An entry extracted from its local header, waiting for its central directory header. */
-type ExtractedEntry = LocalHeader & BodyResult & { matched: boolean };
+type ExtractedEntry = Pick<LocalHeader, "name" | "method" | "flags"> & BodyResult & { matched: boolean };
 
 /** Where the central directory was found and how many headers it holds. */
 interface DirectorySpan {
@@ -179,7 +179,15 @@ async function extractLocalEntries(
     const plan = streamedPlan(local, path);
     if (plan.declaredSize !== undefined) budget.declare(plan.declaredSize, local.name);
     const result = await deliver(sink, input, plan, isDir, budget);
-    extracted.set(local.offset, { ...local, ...result, matched: false });
+    extracted.set(local.offset, {
+      name: local.name,
+      method: local.method,
+      flags: local.flags,
+      crc: result.crc,
+      compressedSize: result.compressedSize,
+      size: result.size,
+      matched: false,
+    });
     if (!isDir) entries++;
   }
   const afterEntries = await input.signature();
