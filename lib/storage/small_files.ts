@@ -4,10 +4,11 @@
  *
  * Why: in a step's sandbox Deno resolves every path it opens component by component, which costs about as
  * much as creating the file, and that work, as the kernel's, goes on in parallel on two threads. A batch goes
- * to the helper while it has fewer than a few batches to write (it counts those it wrote in memory shared with
- * this thread, which may be too busy to read its answers); otherwise this thread writes it. Measured with
- * `bench/small_files.ts --fresh-fs` (zips of 20,000 entries of ~1 KB and 70,000 of ~100 bytes, downloaded and
- * extracted by `deno run -A main.ts`): see bench/RESULTS.md, "Small files: the helper writes while it can".
+ * to the helper, as one buffer handed over, while it has fewer than 16 batches to write (it counts those it
+ * wrote in memory shared with this thread, which may be too busy to read its answers); otherwise this thread
+ * writes it. Measured with `bench/small_files.ts --fresh-fs` (zips of 20,000 entries of ~1 KB and 70,000 of
+ * ~100 bytes, downloaded and extracted by `deno run -A main.ts`): see bench/RESULTS.md, "Small files: the
+ * helper writes while it can".
  *
  * A write may thus end after the call that asked for it: a failure is reported by a later call or by
  * {@link SmallFileWriter.drain} as a {@link FileWriteError} naming the file's path.
