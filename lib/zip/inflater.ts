@@ -108,7 +108,9 @@ export function inflateWhole(input: Uint8Array, limit: number, name: string): Wh
     zlib.handle.reset();
     // Z_BUF_ERROR with all input used: the stream goes on past the input given
     if (error.errno === constants.Z_BUF_ERROR && unused === 0 && space > 0) {
-      return { data: output.subarray(0, output.length - space), used: input.length, ended: false };
+      const data = output.subarray(0, output.length - space);
+      slabUsed += data.length;
+      return { data, used: input.length, ended: false };
     }
     throw zipError(name, `invalid deflate data (${error.message})`, {
       cause: Object.assign(new Error(error.message), { errno: error.errno }),
