@@ -25,6 +25,49 @@ export async function timeShell(
   return { seconds, maxRssKiB: rss };
 }
 
+/** What {@link timeCommand} measured of one process. */
+export interface Measurement {
+  /** Wall seconds, measured here. */
+  seconds: number;
+  /** Peak resident set size in bytes, from the kernel. */
+  maxRss: number;
+  /** User + system CPU seconds (a server on the same machine shares its cores). */
+  cpu: number;
+  /** System CPU seconds (part of `cpu`). */
+  system: number;
+  /** The command's standard output. */
+  stdout: string;
+}
+
+/**
+ * Runs `cmd` (a program and its arguments) under `/usr/bin/time`, with no standard input, in `cwd`, with `env`
+ * only when given (`clearEnv`); fails with its output when it fails.
+ */
+export async function timeCommand(
+  cmd: string[],
+  options: { cwd?: string; env?: Record<string, string> } = {},
+): Promise<Measurement> {
+  const started = performance.now();
+  const output = await new Deno.Command("/usr/bin/time", {
+    args: ["-f", "MAXRSS %M CPU %U %S", ...cmd],
+    cwd: options.cwd,
+    env: options.env,
+    clearEnv: options.env !== undefined,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const seconds = (performance.now() - started) / 1000;
+  const decoder = new TextDecoder();
+  const stdout = decoder.decode(output.stdout);
+  const stderr = decoder.decode(output.stderr);
+  if (!output.success) throw new Error(`${cmd.join(" ")} failed:\n${stdout}\n${stderr}`);
+  const found = /MAXRSS (\d+) CPU ([\d.]+) ([\d.]+)/.exec(stderr);
+  if (!found) throw new Error(`no /usr/bin/time figures in:\n${stderr}`);
+  const [maxRssKiB, user, system] = found.slice(1).map(Number);
+  return { seconds, maxRss: maxRssKiB * 1024, cpu: user + system, system, stdout };
+}
+
 /** Serves `folder` on 127.0.0.1 with bench/serve_files.ts (Content-Length, ETag, ranges); `stop` ends it. */
 export async function startFileServer(folder: string): Promise<{ port: number; stop(): Promise<void> }> {
   const child = new Deno.Command(Deno.execPath(), {

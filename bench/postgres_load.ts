@@ -29,6 +29,7 @@ import { parseArgs } from "node:util";
 import { openS3Location } from "../lib/aws/s3/storage.ts";
 import { closeS3Clients } from "../lib/aws/s3/client.ts";
 import { type PostgresTestServer, startPostgres } from "../tests/support/postgres.ts";
+import { type Measurement, timeCommand } from "./measure.ts";
 import {
   createTestBucket,
   parseEnvFile,
@@ -167,42 +168,6 @@ async function startS3(): Promise<S3TestServer> {
 // ---------------------------------------------------------------------------------------------------------
 // measuring
 
-interface Measurement {
-  seconds: number;
-  maxRss: number;
-  cpu: number;
-}
-
-/** Runs a command under /usr/bin/time; wall time measured here, peak RSS and CPU time from the kernel. */
-async function measure(
-  cmd: string[],
-  options: { cwd: string; env: Record<string, string> },
-): Promise<Measurement> {
-  const started = performance.now();
-  const output = await new Deno.Command("/usr/bin/time", {
-    args: ["-f", "MAXRSS %M CPU %U %S", ...cmd],
-    cwd: options.cwd,
-    env: {
-      PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin",
-      HOME: Deno.env.get("HOME") ?? "/root",
-      ...options.env,
-    },
-    clearEnv: true,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const seconds = (performance.now() - started) / 1000;
-  const decoder = new TextDecoder();
-  const stderr = decoder.decode(output.stderr);
-  if (!output.success) {
-    throw new Error(`${cmd.join(" ")} failed:\n${decoder.decode(output.stdout)}\n${stderr}`);
-  }
-  const found = /MAXRSS (\d+) CPU ([\d.]+) ([\d.]+)/.exec(stderr);
-  if (!found) throw new Error(`no /usr/bin/time figures in:\n${stderr}`);
-  return { seconds, maxRss: Number(found[1]) * 1024, cpu: Number(found[2]) + Number(found[3]) };
-}
-
 function median(values: number[]): number {
   const sorted = [...values].sort((a, b) => a - b);
   const middle = sorted.length >> 1;
@@ -234,7 +199,14 @@ async function runScenario(scenario: Scenario): Promise<void> {
     const order = scenario.variants.map((_, i) => scenario.variants[(i + run) % scenario.variants.length]);
     for (const variant of order) {
       await variant.prepare();
-      const result = await measure(variant.command, { cwd: variant.cwd, env: variant.env });
+      const result = await timeCommand(variant.command, {
+        cwd: variant.cwd,
+        env: {
+          PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin",
+          HOME: Deno.env.get("HOME") ?? "/root",
+          ...variant.env,
+        },
+      });
       await variant.check();
       log(
         `${scenario.name}, ${variant.name}, run ${run + 1}: ${result.seconds.toFixed(2)} s, ${

@@ -29,7 +29,17 @@ const benchmarks: Record<string, { title: string; args: string[]; quickArgs: str
     title:
       "Many small files: staging vs cp -r (+ sha256sum), small-entry zips vs unzip (issue: real-world archives)",
     args: ["bench/small_files.ts"],
-    quickArgs: ["bench/small_files.ts", "--staging", "2000", "--zips", "5000", "--runs", "1"],
+    quickArgs: [
+      "bench/small_files.ts",
+      "--staging",
+      "2000",
+      "--zips",
+      "5000",
+      "--runs",
+      "1",
+      "--server",
+      "deno",
+    ],
   },
   file_creation: {
     title: "Creating many small files in a step's sandbox vs unzip (issue: real-world archives)",

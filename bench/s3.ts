@@ -45,6 +45,7 @@ import {
   SHARED_ENV_VARIABLE,
 } from "../tests/support/s3_server.ts";
 import { randomBytes } from "../tests/support/zip_fixtures.ts";
+import { type Measurement, timeCommand } from "./measure.ts";
 
 const ROOT = decodeURIComponent(new URL("../", import.meta.url).pathname).replace(/\/$/, "");
 const MiB = 1024 * 1024;
@@ -204,46 +205,6 @@ async function writeBigFile(path: string, size: number): Promise<string> {
 // ---------------------------------------------------------------------------------------------------------
 // measuring
 
-interface Measurement {
-  seconds: number;
-  maxRss: number;
-  /** User + system CPU seconds (the server shares the machine's cores). */
-  cpu: number;
-  /** System CPU seconds (part of `cpu`). */
-  system: number;
-}
-
-/** Runs a command under /usr/bin/time; wall time measured here, peak RSS from the kernel. */
-async function measure(
-  cmd: string[],
-  options: { cwd: string; env: Record<string, string> },
-): Promise<Measurement> {
-  const started = performance.now();
-  const output = await new Deno.Command("/usr/bin/time", {
-    args: ["-f", "MAXRSS %M CPU %U %S", ...cmd],
-    cwd: options.cwd,
-    env: options.env,
-    clearEnv: true,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const seconds = (performance.now() - started) / 1000;
-  const decoder = new TextDecoder();
-  const stderr = decoder.decode(output.stderr);
-  if (!output.success) {
-    throw new Error(`${cmd.join(" ")} failed:\n${decoder.decode(output.stdout)}\n${stderr}`);
-  }
-  const found = /MAXRSS (\d+) CPU ([\d.]+) ([\d.]+)/.exec(stderr);
-  if (!found) throw new Error(`no /usr/bin/time figures in:\n${stderr}`);
-  return {
-    seconds,
-    maxRss: Number(found[1]) * 1024,
-    cpu: Number(found[2]) + Number(found[3]),
-    system: Number(found[3]),
-  };
-}
-
 // ---------------------------------------------------------------------------------------------------------
 // the benchmark
 
@@ -402,7 +363,7 @@ async function measureAll(server: BenchServer, client: S3Client, work: string, b
     ];
   };
   const run = (tool: Tool, cmd: string[]) =>
-    measure(cmd, { cwd: work, env: tool.startsWith("rclone") ? baseEnv : lakerunEnv });
+    timeCommand(cmd, { cwd: work, env: tool.startsWith("rclone") ? baseEnv : lakerunEnv });
 
   // warm Deno's module cache so that the first measured run does not pay for it
   await Deno.mkdir(join(work, "warm"));

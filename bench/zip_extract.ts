@@ -16,6 +16,7 @@
 
 import { dirname, join } from "node:path";
 import { extractZipFile, extractZipStream, type ZipEntrySink } from "../lib/zip/mod.ts";
+import { timeCommand } from "./measure.ts";
 
 /** A sink writing each entry to `root/<path>`. */
 function fileSink(root: string): ZipEntrySink {
@@ -42,21 +43,6 @@ async function child(mode: "stream" | "file", zip: string, out: string) {
   clearInterval(timer);
   peak = Math.max(peak, Deno.memoryUsage().rss);
   console.log(JSON.stringify({ seconds, sampledPeakRss: peak, ...summary }));
-}
-
-/** Runs a command, returning wall seconds, the kernel's max RSS (bytes) and stdout. */
-async function measure(cmd: string[]): Promise<{ seconds: number; maxRss: number; stdout: string }> {
-  const started = performance.now();
-  const output = await new Deno.Command("/usr/bin/time", {
-    args: ["-f", "MAXRSS %M", ...cmd],
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const seconds = (performance.now() - started) / 1000;
-  const stderr = new TextDecoder().decode(output.stderr);
-  if (!output.success) throw new Error(`${cmd.join(" ")} failed:\n${stderr}`);
-  const maxRss = Number(/MAXRSS (\d+)/.exec(stderr)?.[1] ?? 0) * 1024;
-  return { seconds, maxRss, stdout: new TextDecoder().decode(output.stdout) };
 }
 
 /** Writes ~430 MB of CSV in 4 deflated entries (~200 MB of zip) with Python's zipfile. */
@@ -109,7 +95,7 @@ async function main() {
         const cmd = mode === "unzip"
           ? ["unzip", "-o", "-q", zip, "-d", out]
           : [Deno.execPath(), "run", "-A", import.meta.filename!, "--child", mode, zip, out];
-        const { seconds, maxRss, stdout } = await measure(cmd);
+        const { seconds, maxRss, stdout } = await timeCommand(cmd);
         const child = mode === "unzip" ? undefined : JSON.parse(stdout.trim().split("\n").at(-1)!);
         outputBytes ??= child?.bytes;
         const bytes = child?.bytes ?? outputBytes;
