@@ -1,6 +1,8 @@
 /**
- * The built-in executors, by the name routines use. Literal `import()` calls let `deno compile` embed them;
- * the orchestrator reaches executors only through this table, never by importing one.
+ * The built-in executors, by the name routines use; the orchestrator reaches executors only through this table,
+ * never by importing one. Each is imported by a URL computed at run time, so that starting lakerun reads only
+ * the executors a routine names (a literal `import()` makes Deno read every one's modules up front); `deno
+ * compile` embeds them through `--include executors/` (it analyzes the modules of an included folder).
  *
  * @module
  */
@@ -14,34 +16,19 @@ export interface ExecutorEntry {
 }
 
 const entries: Record<string, ExecutorEntry> = Object.create(null);
-entries.DownloaderExecutor = {
-  url: new URL("./downloader/mod.ts", import.meta.url).href,
-  load: () => import("./downloader/mod.ts"),
+const FOLDERS: Record<string, string> = {
+  DownloaderExecutor: "downloader",
+  StagingExecutor: "staging",
+  S3TransferExecutor: "s3_transfer",
+  AthenaExecutor: "athena",
+  GlueExecutor: "glue",
+  PostgresExecutor: "postgres",
+  RedshiftExecutor: "redshift",
 };
-entries.StagingExecutor = {
-  url: new URL("./staging/mod.ts", import.meta.url).href,
-  load: () => import("./staging/mod.ts"),
-};
-entries.S3TransferExecutor = {
-  url: new URL("./s3_transfer/mod.ts", import.meta.url).href,
-  load: () => import("./s3_transfer/mod.ts"),
-};
-entries.AthenaExecutor = {
-  url: new URL("./athena/mod.ts", import.meta.url).href,
-  load: () => import("./athena/mod.ts"),
-};
-entries.GlueExecutor = {
-  url: new URL("./glue/mod.ts", import.meta.url).href,
-  load: () => import("./glue/mod.ts"),
-};
-entries.PostgresExecutor = {
-  url: new URL("./postgres/mod.ts", import.meta.url).href,
-  load: () => import("./postgres/mod.ts"),
-};
-entries.RedshiftExecutor = {
-  url: new URL("./redshift/mod.ts", import.meta.url).href,
-  load: () => import("./redshift/mod.ts"),
-};
+for (const [name, folder] of Object.entries(FOLDERS)) {
+  const url = new URL(`./${folder}/mod.ts`, import.meta.url).href;
+  entries[name] = { url, load: () => import(url) };
+}
 
 /** Built-in executors by name (a null-prototype table: only own names resolve). */
 export const builtinExecutors: Readonly<Record<string, ExecutorEntry>> = Object.freeze(entries);
