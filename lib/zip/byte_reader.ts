@@ -121,6 +121,15 @@ export class ByteReader {
     return this.#buffered;
   }
 
+  /**
+   * Whether `n` bytes are buffered now, so that a caller may take them without waiting (keeping a read in
+   * flight meanwhile, as {@link ByteReader.fill} does). Not being async, it leaves the views handed out valid.
+   */
+  has(n: number): boolean {
+    this.#readAhead();
+    return this.#buffered >= n;
+  }
+
   /** The first `n` buffered bytes (`n` <= buffered), without consuming them. */
   peek(n: number): Uint8Array {
     const first = this.#chunks[0];

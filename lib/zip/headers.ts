@@ -96,15 +96,33 @@ export interface LocalHeader {
 export async function readLocalHeader(input: ByteReader): Promise<LocalHeader> {
   const offset = input.position;
   const where = () => `the local header at offset ${offset}`;
-  const fixed = await input.need(30, undefined, where);
+  // a copy: the reader's next wait may reuse the buffer a view of it would be in
+  const fixed = (await input.need(30, undefined, where)).slice();
+  const rest = await input.need(u16(fixed, 26) + u16(fixed, 28), undefined, where);
+  return localHeaderOf(offset, fixed, rest);
+}
+
+/**
+ * The local header at the reader's position when all of it is buffered (consumed), else `undefined` (nothing
+ * consumed): {@link readLocalHeader} without waiting.
+ */
+export function takeLocalHeader(input: ByteReader): LocalHeader | undefined {
+  if (!input.has(30)) return undefined;
+  const variable = u16(input.peek(30), 26) + u16(input.peek(30), 28);
+  if (!input.has(30 + variable)) return undefined;
+  const offset = input.position;
+  const fixed = input.take(30);
+  return localHeaderOf(offset, fixed, input.take(variable));
+}
+
+/** A local header from its 30 fixed bytes and its name and extra field. */
+function localHeaderOf(offset: number, fixed: Uint8Array, rest: Uint8Array): LocalHeader {
   const flags = u16(fixed, 6);
   const method = u16(fixed, 8);
   let crc = u32(fixed, 14);
   let compressedSize = u32(fixed, 18);
   let size = u32(fixed, 22);
   const nameLength = u16(fixed, 26);
-  const extraLength = u16(fixed, 28);
-  const rest = await input.need(nameLength + extraLength, undefined, where);
   const extra = rest.subarray(nameLength);
   const name = decodeName(rest.subarray(0, nameLength), flags, extra);
   const zip64Field = extraField(extra, EXTRA_ZIP64);

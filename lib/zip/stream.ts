@@ -34,6 +34,7 @@ import {
   parseZip64Eocd,
   readCentralHeader,
   readLocalHeader,
+  takeLocalHeader,
   trailingDataProblem,
 } from "./headers.ts";
 import type { EndRecord, LocalHeader } from "./headers.ts";
@@ -170,9 +171,10 @@ async function extractLocalEntries(
 ): Promise<number> {
   const names = new NameRegistry({ allowVcsMetadata: budget.allowVcsMetadata });
   let entries = 0;
-  while (await input.signature() === SIG_LOCAL) {
+  // a signature and a header already buffered (most are) are read without waiting: no promise per call
+  while ((input.has(4) ? u32(input.peek(4), 0) : await input.signature()) === SIG_LOCAL) {
     budget.checkAbort();
-    const local = await readLocalHeader(input);
+    const local = takeLocalHeader(input) ?? await readLocalHeader(input);
     const path = withoutDotSegments(local.name);
     // `./` is the archive's own folder: nothing to make
     const isDir = path === "" && local.name !== "" ? true : names.add(path);
