@@ -531,14 +531,18 @@ export class LocalStorage implements Storage {
       },
       writeBytes: async (path, bytes) => {
         const target = prepare(path);
-        if (target.temporary) {
-          try {
-            Deno.writeFileSync(target.temporary, bytes, { createNew: true });
-          } catch (error) {
-            removeQuietly(target.temporary);
-            throw error;
-          }
-        } else smallFiles.add(target.full, path, bytes);
+        if (!target.temporary) {
+          // a path written once (the usual case): nothing to wait for
+          smallFiles.add(target.full, path, bytes);
+          written.add(path);
+          return { size: bytes.byteLength };
+        }
+        try {
+          Deno.writeFileSync(target.temporary, bytes, { createNew: true });
+        } catch (error) {
+          removeQuietly(target.temporary);
+          throw error;
+        }
         await land(target, path);
         return { size: bytes.byteLength };
       },

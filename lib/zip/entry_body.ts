@@ -444,7 +444,9 @@ async function readWhole(
   if (compressedSize === undefined || declaredSize === undefined) return undefined;
   if (compressedSize > SMALL_ENTRY || declaredSize > SMALL_ENTRY) return undefined;
   budget.checkAbort();
-  if (await input.fill(compressedSize) < compressedSize) throw truncated(name, "compressed data");
+  if (!input.has(compressedSize) && await input.fill(compressedSize) < compressedSize) {
+    throw truncated(name, "compressed data");
+  }
   const raw = input.take(compressedSize);
   // stored data goes to the sink, which may keep it past the reader's next read into a reused slab
   let data = plan.method === 0 && input.reusesBuffers ? raw.slice() : raw;
