@@ -30,13 +30,7 @@ import { openS3Location } from "../lib/aws/s3/storage.ts";
 import { closeS3Clients } from "../lib/aws/s3/client.ts";
 import { type PostgresTestServer, startPostgres } from "../tests/support/postgres.ts";
 import { type Measurement, timeCommand } from "./measure.ts";
-import {
-  createTestBucket,
-  parseEnvFile,
-  S3_SERVER_SCRIPT,
-  type S3TestServer,
-  SHARED_ENV_VARIABLE,
-} from "../tests/support/s3_server.ts";
+import { createTestBucket, type S3TestServer, startS3Server } from "../tests/support/s3_server.ts";
 
 const ROOT = decodeURIComponent(new URL("../", import.meta.url).pathname).replace(/\/$/, "");
 const MiB = 1024 * 1024;
@@ -122,48 +116,6 @@ async function writeRows(path: string, first: number, count: number, seed: numbe
 
 // ---------------------------------------------------------------------------------------------------------
 // servers
-
-async function startS3(): Promise<S3TestServer> {
-  const shared = Deno.env.get(SHARED_ENV_VARIABLE);
-  if (shared) {
-    const env = parseEnvFile(await Deno.readTextFile(shared));
-    return {
-      endpoint: env.AWS_ENDPOINT_URL,
-      accessKeyId: env.AWS_ACCESS_KEY_ID,
-      secretAccessKey: env.AWS_SECRET_ACCESS_KEY,
-      region: env.AWS_REGION,
-      env,
-      stop: () => Promise.resolve(),
-    };
-  }
-  const dir = await Deno.makeTempDir({ prefix: "lakerun-bench-pg-s3-" });
-  const started = await new Deno.Command("bash", {
-    args: [S3_SERVER_SCRIPT, "start", dir, "--watch-pid", String(Deno.pid)],
-    stdin: "null",
-    stdout: "null",
-    stderr: "piped",
-  }).output();
-  if (!started.success) {
-    throw new Error(`s3_server.sh start failed:\n${new TextDecoder().decode(started.stderr)}`);
-  }
-  const env = parseEnvFile(await Deno.readTextFile(join(dir, "env")));
-  return {
-    endpoint: env.AWS_ENDPOINT_URL,
-    accessKeyId: env.AWS_ACCESS_KEY_ID,
-    secretAccessKey: env.AWS_SECRET_ACCESS_KEY,
-    region: env.AWS_REGION,
-    env,
-    stop: async () => {
-      await new Deno.Command("bash", {
-        args: [S3_SERVER_SCRIPT, "stop", dir],
-        stdout: "null",
-        stderr: "null",
-      })
-        .output();
-      await Deno.remove(dir, { recursive: true }).catch(() => {});
-    },
-  };
-}
 
 // ---------------------------------------------------------------------------------------------------------
 // measuring
@@ -254,7 +206,7 @@ async function main() {
   const work = await Deno.makeTempDir({ prefix: "lakerun-bench-pg-" });
   log("starting PostgreSQL and S3");
   const pg = await startPostgres();
-  const s3Server = await startS3();
+  const s3Server = await startS3Server();
   // this process uploads the staging files with lakerun's own S3 storage (the default credential chain)
   Deno.env.set("AWS_ACCESS_KEY_ID", s3Server.accessKeyId);
   Deno.env.set("AWS_SECRET_ACCESS_KEY", s3Server.secretAccessKey);
