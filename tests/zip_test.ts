@@ -27,7 +27,7 @@ import {
 } from "./support/zip_fixtures.ts";
 import { implode, shrink } from "./support/legacy_zip.ts";
 import { ByteReader } from "../lib/zip/byte_reader.ts";
-import { readLocalHeader } from "../lib/zip/headers.ts";
+import { readCentralHeader, readLocalHeader } from "../lib/zip/headers.ts";
 
 const encoder = new TextEncoder();
 /** `stream`: a plain stream; `bytes`: a byte stream, read into reused buffers; `file`: random access. */
@@ -698,6 +698,25 @@ Deno.test("a local header read in two waits keeps its fixed part when its buffer
   const header = await readLocalHeader(reader);
   assert.equal(header.name, "data/first.csv");
   assert.equal(header.method, 8);
+});
+
+Deno.test("a central directory header read in two waits keeps its fixed part when its buffer is read into again", async () => {
+  const zip = buildZip([{ name: "data/first.csv", data: "a,b\n" }]);
+  const at = zip.length - 22 - (46 + "data/first.csv".length); // the only central header, before the end record
+  const reads = [zip.subarray(at, at + 46), zip.subarray(at + 46, at + 47), zip.subarray(at + 47)];
+  const reader = new ByteReader(
+    async (into) => {
+      await new Promise((resolve) => setTimeout(resolve, 1));
+      const next = reads.shift();
+      if (!next) return null;
+      into!.set(next.subarray(0, into!.length));
+      return into!.subarray(0, Math.min(next.length, into!.length));
+    },
+    at,
+    { slabSize: 64 },
+  );
+  const header = await readCentralHeader(reader);
+  assert.deepEqual([header.name, header.method, header.size, header.offset], ["data/first.csv", 8, 4, 0]);
 });
 
 Deno.test("bytes: many small entries read into reused buffers in random chunk sizes come out intact", async () => {

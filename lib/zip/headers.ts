@@ -165,7 +165,27 @@ export interface CentralEntry {
 export async function readCentralHeader(input: ByteReader): Promise<CentralEntry> {
   const headerAt = input.position;
   const where = () => `the central directory header at offset ${headerAt}`;
-  const fixed = await input.need(46, undefined, where);
+  // a copy: the reader's next wait may reuse the buffer a view of it would be in
+  const fixed = (await input.need(46, undefined, where)).slice();
+  const variable = u16(fixed, 28) + u16(fixed, 30) + u16(fixed, 32);
+  return centralHeaderOf(fixed, await input.need(variable, undefined, where));
+}
+
+/**
+ * The central directory header at the reader's position when all of it is buffered (consumed), else
+ * `undefined` (nothing consumed): {@link readCentralHeader} without waiting.
+ */
+export function takeCentralHeader(input: ByteReader): CentralEntry | undefined {
+  if (!input.has(46)) return undefined;
+  const head = input.peek(46);
+  const variable = u16(head, 28) + u16(head, 30) + u16(head, 32);
+  if (!input.has(46 + variable)) return undefined;
+  const fixed = input.take(46);
+  return centralHeaderOf(fixed, input.take(variable));
+}
+
+/** A central directory header from its 46 fixed bytes and its name, extra field and comment. */
+function centralHeaderOf(fixed: Uint8Array, rest: Uint8Array): CentralEntry {
   const flags = u16(fixed, 8);
   const method = u16(fixed, 10);
   const crc = u32(fixed, 16);
@@ -173,11 +193,9 @@ export async function readCentralHeader(input: ByteReader): Promise<CentralEntry
   let size = u32(fixed, 24);
   const nameLength = u16(fixed, 28);
   const extraLength = u16(fixed, 30);
-  const commentLength = u16(fixed, 32);
   let disk = u16(fixed, 34);
   const externalAttributes = u32(fixed, 38);
   let offset = u32(fixed, 42);
-  const rest = await input.need(nameLength + extraLength + commentLength, undefined, where);
   const extra = rest.subarray(nameLength, nameLength + extraLength);
   const name = decodeName(rest.subarray(0, nameLength), flags, extra);
   if (size === U32_MAX || compressedSize === U32_MAX || offset === U32_MAX || disk === U16_MAX) {

@@ -34,6 +34,7 @@ import {
   parseZip64Eocd,
   readCentralHeader,
   readLocalHeader,
+  takeCentralHeader,
   takeLocalHeader,
   trailingDataProblem,
 } from "./headers.ts";
@@ -236,9 +237,9 @@ async function matchCentralDirectory(
 ): Promise<DirectorySpan> {
   const start = input.position;
   let count = 0;
-  while (await input.signature() === SIG_CENTRAL) {
+  while ((input.has(4) ? u32(input.peek(4), 0) : await input.signature()) === SIG_CENTRAL) {
     budget.checkAbort();
-    const central = await readCentralHeader(input);
+    const central = takeCentralHeader(input) ?? await readCentralHeader(input);
     const local = extracted.get(central.offset);
     if (!local || local.matched) {
       throw zipError(
