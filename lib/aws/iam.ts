@@ -14,7 +14,7 @@
  *
  * @module
  */
-import { createHash } from "node:crypto";
+import { sha256Hex } from "../sha256.ts";
 import { parseS3Url } from "./s3/url.ts";
 
 /** One statement of an IAM policy document (always `Allow`). */
@@ -547,6 +547,6 @@ function sidOf(statement: IamStatement): string {
   const services = servicesOf(statement)
     .map((s) => SERVICE_NAMES[s] ?? s.replace(/(^|-)([a-z0-9])/g, (_, _d, c: string) => c.toUpperCase()))
     .join("");
-  const hash = createHash("sha256").update(canonical(statement)).digest("hex").slice(0, 8);
+  const hash = sha256Hex(canonical(statement)).slice(0, 8);
   return `${services}${hash}`;
 }

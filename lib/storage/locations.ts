@@ -1,6 +1,8 @@
 /**
  * Opens a location from a routine param: a local folder (relative to the current folder) or
- * `s3://bucket/prefix`. The S3 backend and its SDK are loaded only when a step uses S3.
+ * `s3://bucket/prefix`. Each backend is loaded when a step opens a location of its kind (the S3 one with its
+ * SDK), so that an executor's definition, which only computes permissions with {@link locationScope}, loads
+ * neither.
  *
  * @module
  */
@@ -10,7 +12,6 @@ import { s3Scope } from "../aws/s3/scope.ts";
 import { parseS3Url } from "../aws/s3/url.ts";
 import type { PermissionScope } from "../scope.ts";
 import { isS3Url, type Storage } from "./mod.ts";
-import { LocalStorage } from "./local.ts";
 
 export { mergeScopes } from "../scope.ts";
 
@@ -56,6 +57,7 @@ export async function openLocation(location: string, options: OpenOptions): Prom
     const { openS3Location } = await import("../aws/s3/storage.ts");
     return openS3Location(location, options.s3);
   }
+  const { LocalStorage } = await import("./local.ts");
   return new LocalStorage(resolve(options.cwd, location));
 }
 

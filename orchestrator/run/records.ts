@@ -13,13 +13,13 @@
  *
  * @module
  */
-import { createHash } from "node:crypto";
 import { join } from "node:path";
 import { formatDuration } from "../../lib/format.ts";
 import type { SecretMask } from "../../lib/mask.ts";
 import { UsageError } from "../errors.ts";
 import type { Routine } from "../routine/routine.ts";
 import { routineStateDir } from "./permissions.ts";
+import { sha256Hex } from "../../lib/sha256.ts";
 
 /** How a run ended, or `running` while it runs (and after it was killed, until {@link listRuns} reads it). */
 export type RunStatus = "running" | "succeeded" | "failed" | "interrupted";
@@ -121,7 +121,7 @@ const RUN_ID = /^[A-Za-z0-9][A-Za-z0-9_-]{0,99}$/;
  */
 export function hashOf(value: unknown, mask?: SecretMask): string {
   const text = canonicalJson(value);
-  return createHash("sha256").update(mask ? mask.mask(text) : text).digest("hex");
+  return sha256Hex(mask ? mask.mask(text) : text);
 }
 
 /** The hash of a routine as validated: what its steps are, run with which params, tasks and options. */
