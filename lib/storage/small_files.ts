@@ -4,7 +4,7 @@
  *
  * Why: in a step's sandbox Deno resolves every path it opens component by component, which costs about as
  * much as creating the file, and that work, as the kernel's, goes on in parallel on two threads. A batch goes
- * to the helper, as one buffer handed over, while it has fewer than 16 batches to write (it counts those it
+ * to the helper, as one buffer handed over, while it has fewer than 8 batches to write (it counts those it
  * wrote in memory shared with this thread, which may be too busy to read its answers); otherwise this thread
  * writes it. Measured with `bench/small_files.ts --fresh-fs` (zips of 20,000 entries of ~1 KB and 70,000 of
  * ~100 bytes, downloaded and extracted by `deno run -A main.ts`): see bench/RESULTS.md, "Small files: the
@@ -19,13 +19,13 @@
 import { type HelperThread, startHelperThread } from "../helper_threads.ts";
 
 /** Files per batch. */
-const BATCH_FILES = 64;
+const BATCH_FILES = 128;
 /** Bytes after which a batch is written even with fewer files. */
 const BATCH_BYTES = 256 * 1024;
 /** Files written before a helper thread is started (a smaller set is not worth starting one). */
 const HELPER_AFTER = 128;
 /** Batches the helper may have to write at once; more are written here. */
-const HELPER_BATCHES = 16;
+const HELPER_BATCHES = 8;
 
 /** A file of a batch that could not be written: `entry` is its path as the caller named it. */
 export class FileWriteError extends Error {
