@@ -145,6 +145,14 @@ export class ByteReader {
     return out;
   }
 
+  /**
+   * The signature at the reader's position when its 4 bytes are buffered, without waiting; `undefined` when
+   * they are not (then {@link ByteReader.signature} waits for them).
+   */
+  bufferedSignature(): number | undefined {
+    return this.has(4) ? u32(this.peek(4), 0) : undefined;
+  }
+
   /** The signature at the reader's position, or undefined when fewer than 4 bytes are left. */
   async signature(): Promise<number | undefined> {
     return await this.fill(4) >= 4 ? u32(this.peek(4), 0) : undefined;

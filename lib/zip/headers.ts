@@ -7,7 +7,7 @@
  */
 
 import type { ByteReader } from "./byte_reader.ts";
-import type { BodyResult } from "./entry_body.ts";
+import { type BodyResult, OWN_DECODERS } from "./entry_body.ts";
 import { hex32, shown, ZipError, zipError } from "./errors.ts";
 import {
   EXTRA_ZIP64,
@@ -53,12 +53,15 @@ function methodName(method: number): string {
   return METHOD_NAMES[method] ? `${method} (${METHOD_NAMES[method]})` : `${method}`;
 }
 
-/** Refuses encrypted entries and compression methods other than STORED (0), DEFLATE (8), Deflate64 (9) and BZip2 (12). */
+/**
+ * Refuses encrypted entries and compression methods other than STORED (0), DEFLATE (8) and those with decoders
+ * of lakerun's own ({@link OWN_DECODERS}).
+ */
 export function checkMethodAndFlags(name: string, method: number, flags: number): void {
   if (flags & (FLAG_ENCRYPTED | FLAG_STRONG_ENCRYPTION | FLAG_MASKED_HEADERS) || method === 99) {
     throw zipError(name, "encrypted entries are not supported");
   }
-  if (![0, 1, 6, 8, 9, 12].includes(method)) {
+  if (method !== 0 && method !== 8 && !(method in OWN_DECODERS)) {
     throw zipError(name, `unsupported compression method ${methodName(method)}`);
   }
 }
@@ -108,7 +111,8 @@ export async function readLocalHeader(input: ByteReader): Promise<LocalHeader> {
  */
 export function takeLocalHeader(input: ByteReader): LocalHeader | undefined {
   if (!input.has(30)) return undefined;
-  const variable = u16(input.peek(30), 26) + u16(input.peek(30), 28);
+  const head = input.peek(30);
+  const variable = u16(head, 26) + u16(head, 28);
   if (!input.has(30 + variable)) return undefined;
   const offset = input.position;
   const fixed = input.take(30);

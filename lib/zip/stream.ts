@@ -173,7 +173,7 @@ async function extractLocalEntries(
   const names = new NameRegistry({ allowVcsMetadata: budget.allowVcsMetadata });
   let entries = 0;
   // a signature and a header already buffered (most are) are read without waiting: no promise per call
-  while ((input.has(4) ? u32(input.peek(4), 0) : await input.signature()) === SIG_LOCAL) {
+  while ((input.bufferedSignature() ?? await input.signature()) === SIG_LOCAL) {
     budget.checkAbort();
     const local = takeLocalHeader(input) ?? await readLocalHeader(input);
     const path = withoutDotSegments(local.name);
@@ -237,7 +237,7 @@ async function matchCentralDirectory(
 ): Promise<DirectorySpan> {
   const start = input.position;
   let count = 0;
-  while ((input.has(4) ? u32(input.peek(4), 0) : await input.signature()) === SIG_CENTRAL) {
+  while ((input.bufferedSignature() ?? await input.signature()) === SIG_CENTRAL) {
     budget.checkAbort();
     const central = takeCentralHeader(input) ?? await readCentralHeader(input);
     const local = extracted.get(central.offset);
