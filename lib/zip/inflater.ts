@@ -104,20 +104,19 @@ export function inflateWhole(input: Uint8Array, limit: number, name: string): Wh
   zlib.handle.writeSync(constants.Z_FINISH, input, 0, input.length, output, 0, output.length);
   const [space, unused] = zlib.state;
   const error = zlib.error as SharedHandle["error"]; // set by onerror during the call
+  const data = output.subarray(0, output.length - space);
+  // what was inflated is the caller's, whatever it makes of it; the rest of a slab's view is free again
+  if (output.buffer === slab.buffer) slabUsed += data.length;
   if (error) {
     zlib.handle.reset();
     // Z_BUF_ERROR with all input used: the stream goes on past the input given
     if (error.errno === constants.Z_BUF_ERROR && unused === 0 && space > 0) {
-      const data = output.subarray(0, output.length - space);
-      slabUsed += data.length;
       return { data, used: input.length, ended: false };
     }
     throw zipError(name, `invalid deflate data (${error.message})`, {
       cause: Object.assign(new Error(error.message), { errno: error.errno }),
     });
   }
-  const data = output.subarray(0, output.length - space);
-  slabUsed += data.length;
   return { data, used: input.length - unused, ended: space > 0 };
 }
 
