@@ -443,6 +443,32 @@ function storageContract(name: string, open: Open, { sanitize = true } = {}): vo
     assert.deepEqual(await place.leftovers(), []);
   });
 
+  test("batch: files go into folders already there beside what they hold; new folders land whole", async (place) => {
+    const { storage } = place;
+    await writeAll(storage, { "in/keep.csv": "kept", "in/deeper/keep.csv": "kept too" });
+    const files = {
+      "in/new.csv": "new",
+      "in/deeper/new.csv": "new, deeper",
+      "in/other/new.csv": "new folder in an old one",
+      "fresh/a/b.csv": "a new folder",
+      "fresh/c.csv": "beside it",
+      "top.csv": "at the top",
+    };
+    const batch = await storage.batch();
+    for (const [path, content] of Object.entries(files)) await batch.write(path, streamOf(text(content)));
+    assert.deepEqual(
+      await paths(storage),
+      ["in/deeper/keep.csv", "in/keep.csv"],
+      "nothing visible before commit",
+    );
+    await batch.commit();
+    assert.deepEqual(
+      await treeOf(storage, { temporaries: true }),
+      digests({ ...files, "in/keep.csv": "kept", "in/deeper/keep.csv": "kept too" }),
+    );
+    assert.deepEqual(await place.leftovers(), []);
+  });
+
   test("batch: abort removes everything staged, also after a failed write; twice is fine", async (place) => {
     const { storage } = place;
     await writeAll(storage, { "kept.csv": "kept" });

@@ -116,20 +116,23 @@ function removeQuietly(path: string, options?: Deno.RemoveOptions): void {
  */
 function mergeInto(from: string, to: string): void {
   for (const entry of [...Deno.readDirSync(from)]) {
-    const source = join(from, entry.name);
-    const target = join(to, entry.name);
-    const there = lstatOrNothing(target);
-    if (there === undefined) {
-      Deno.renameSync(source, target);
-    } else if (there.isSymlink) {
-      throw new Error(`refusing to write through symbolic link ${target}`);
-    } else if (entry.isDirectory) {
-      if (!there.isDirectory) throw new Error(`${target} is a file, not a folder`);
-      mergeInto(source, target);
-    } else {
-      if (there.isDirectory) throw new Error(`${target} is a folder, not a file`);
-      Deno.renameSync(source, target);
-    }
+    mergeEntry(join(from, entry.name), join(to, entry.name), entry);
+  }
+}
+
+/** Moves `source` (a file, or a folder: merged) to `target`; see {@link mergeInto}. */
+function mergeEntry(source: string, target: string, entry: { isDirectory: boolean }): void {
+  const there = lstatOrNothing(target);
+  if (there === undefined) {
+    Deno.renameSync(source, target);
+  } else if (there.isSymlink) {
+    throw new Error(`refusing to write through symbolic link ${target}`);
+  } else if (entry.isDirectory) {
+    if (!there.isDirectory) throw new Error(`${target} is a file, not a folder`);
+    mergeInto(source, target);
+  } else {
+    if (there.isDirectory) throw new Error(`${target} is a folder, not a file`);
+    Deno.renameSync(source, target);
   }
 }
 
@@ -444,9 +447,12 @@ export class LocalStorage implements Storage {
   }
 
   /**
-   * A {@link WriteBatch} staged in a temporary folder inside this one, whose commit moves each staged folder
+   * A {@link WriteBatch} staged in temporary folders inside this one, whose commit moves each staged folder
    * this one lacks into place in one rename (and merges the others), so that many small files cost one call
-   * each. Also offers `writeBytes` (a file whose bytes are all in memory) and `makeFolder` (an empty folder
+   * each. Each top-level folder is staged in a temporary folder of its own (top-level files in one more), not
+   * one level down in a common one: in a step's sandbox, Deno resolves every component of a file's path,
+   * twice, before it creates the file, and one component less per file made extracting 20,000 small files
+   * about 6 % faster. Also offers `writeBytes` (a file whose bytes are all in memory) and `makeFolder` (an empty folder
    * that lands too). `writeBytes` hands its file to a {@link SmallFileWriter}: written in batches, on this
    * thread and, once there are many, on a helper thread too while it keeps up (measured in `small_files.ts`);
    * `flush` waits for them, as `commit` and `abort` do, and a failure names the file's path
@@ -457,30 +463,48 @@ export class LocalStorage implements Storage {
     WriteBatch & Required<Pick<WriteBatch, "writeBytes" | "makeFolder" | "open" | "copyFrom" | "flush">>
   > {
     this.#makeParents("x");
+    // top-level files are staged here, each top-level folder in a temporary folder of its own beside it
     const staging = join(this.root, temporaryName());
     Deno.mkdirSync(staging);
+    const stagedFolders = new Map<string, string>(); // top-level folder → where it is staged
     const smallFiles = new SmallFileWriter();
-    const folders = new Set<string>([""]); // made in staging
+    const folders = new Map<string, string>(); // folder → where it is staged, once made
     const written = new Set<string>(); // a path written twice lands once, with its last bytes
-    const makeFolders = (folder: string) => {
-      if (folders.has(folder)) return;
+    /** Makes the folder in staging (with those above it); returns where it is staged. */
+    const makeFolders = (folder: string): string => {
+      const made = folders.get(folder);
+      if (made !== undefined) return made;
       const slash = folder.lastIndexOf("/");
-      if (slash > 0) makeFolders(folder.slice(0, slash));
-      try {
-        Deno.mkdirSync(join(staging, folder));
-      } catch (error) {
-        if (!(error instanceof Deno.errors.AlreadyExists)) throw error;
+      let full: string;
+      if (slash > 0) {
+        full = `${makeFolders(folder.slice(0, slash))}/${folder.slice(slash + 1)}`;
+      } else {
+        full = join(this.root, temporaryName());
+        stagedFolders.set(folder, full);
       }
-      folders.add(folder);
+      Deno.mkdirSync(full);
+      folders.set(folder, full);
+      return full;
     };
     /** Where `path` is staged; a second write goes to a temporary name, renamed over the first when done. */
     const prepare = (path: string): { full: string; temporary?: string } => {
       checkRelativePath(path);
       const slash = path.lastIndexOf("/");
-      if (slash > 0) makeFolders(path.slice(0, slash));
       // a checked relative path: no segment to resolve
-      const full = `${staging}/${path}`;
+      const full = slash > 0
+        ? `${makeFolders(path.slice(0, slash))}${path.slice(slash)}`
+        : `${staging}/${path}`;
       return written.has(path) ? { full, temporary: temporaryBeside(full) } : { full };
+    };
+    /** Removes what is staged. */
+    const removeStaged = () => {
+      for (const folder of [staging, ...stagedFolders.values()]) {
+        try {
+          Deno.removeSync(folder, { recursive: true });
+        } catch (error) {
+          if (!(error instanceof Deno.errors.NotFound)) throw error;
+        }
+      }
     };
     const land = async ({ full, temporary }: { full: string; temporary?: string }, path: string) => {
       if (temporary) {
@@ -555,18 +579,17 @@ export class LocalStorage implements Storage {
         await smallFiles.drain();
         smallFiles.close();
         this.#refuseLink(this.root, "the folder itself");
+        for (const [folder, full] of stagedFolders) {
+          mergeEntry(full, join(this.root, folder), { isDirectory: true });
+        }
         mergeInto(staging, this.root);
-        Deno.removeSync(staging, { recursive: true });
+        removeStaged();
       },
       abort: async () => {
         // nothing may still be writing into what is removed
         await smallFiles.drain().catch(() => {});
         smallFiles.close();
-        try {
-          Deno.removeSync(staging, { recursive: true });
-        } catch (error) {
-          if (!(error instanceof Deno.errors.NotFound)) throw error;
-        }
+        removeStaged();
       },
     };
   }
