@@ -163,7 +163,9 @@ http {
  * makes a new ext4 file system (a sparse image in `work`, on a loop device; needs root and `mkfs.ext4`) and
  * returns where it is mounted, so that no variant pays for what an earlier one deleted: ext4 skips inodes
  * freed in the last minutes when it allocates new ones, and this project's VMs mount their disk with
- * `discard`. Without `fresh`, every variant gets `work` itself. `close` unmounts.
+ * `discard`. Its inode tables and journal are zeroed by `mkfs` (instant on a sparse image), not by the kernel's
+ * `ext4lazyinit` thread in the background while a variant runs. Without `fresh`, every variant gets `work`
+ * itself. `close` unmounts.
  */
 export class FreshFolders {
   readonly #image: string;
@@ -180,7 +182,8 @@ export class FreshFolders {
     const mount = this.#mountPoint;
     await shell(
       `{ mountpoint -q '${mount}' && umount '${mount}'; } ; mkdir -p '${mount}' && truncate -s 8G '${this.#image}' ` +
-        `&& mkfs.ext4 -q -F '${this.#image}' && mount -o loop '${this.#image}' '${mount}'`,
+        `&& mkfs.ext4 -q -F -E lazy_itable_init=0,lazy_journal_init=0 '${this.#image}' ` +
+        `&& mount -o loop '${this.#image}' '${mount}'`,
     );
     return mount;
   }
