@@ -31,6 +31,7 @@ import type { GlueParams } from "../executors/glue/params.ts";
 import type { TaskContext } from "../sdk/executor.ts";
 import { type AwsFake, startAwsFake } from "../tests/support/aws_fake.ts";
 import { z } from "zod";
+import { median } from "./measure.ts";
 
 const { values } = parseArgs({ options: { runs: { type: "string", default: "3" } } });
 const RUNS = Math.max(1, Number(values.runs));
@@ -154,12 +155,6 @@ async function lakerunGlueTask(scenario: Scenario): Promise<Measure> {
     await Deno.remove(stateDir, { recursive: true });
   }
   return measure(fake, scenario);
-}
-
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = Math.floor(sorted.length / 2);
-  return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
 }
 
 function seconds(ms: number): string {

@@ -11,7 +11,7 @@
  *
  * @module
  */
-import { type ServerKind, startServer, timeShell } from "./measure.ts";
+import { median, type ServerKind, startServer, timeShell } from "./measure.ts";
 import { parseArgs } from "node:util";
 import { join } from "node:path";
 
@@ -159,7 +159,6 @@ for (const kind of servers) {
 }
 await Deno.remove(work, { recursive: true });
 
-const median = (xs: number[]) => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)];
 const lines = [
   `Download + extract on loopback, median of ${runs} runs (wall s / peak RSS MiB). Deno ${Deno.version.deno}, ${navigator.hardwareConcurrency} cores, ${
     new Date().toISOString().slice(0, 10)

@@ -27,7 +27,7 @@
  */
 import { parseArgs } from "node:util";
 import { join } from "node:path";
-import { FreshFolders } from "./measure.ts";
+import { FreshFolders, median } from "./measure.ts";
 import { type HelperThread, helperThreadOf } from "../lib/helper_threads.ts";
 
 const { values } = parseArgs({
@@ -141,7 +141,6 @@ try {
   await Deno.remove(work, { recursive: true });
 }
 
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const seconds = (ms: number) => (ms / 1000).toFixed(2);
 const unzip = median(samples.unzip);
 console.log(`Creating ${entries.toLocaleString("en")} small files, median (min–max) of ${runs} runs:\n`);

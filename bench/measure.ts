@@ -1,11 +1,18 @@
 /**
  * What the benchmarks share: running a shell command under GNU time for its wall seconds and peak RSS,
- * serving a folder on loopback (bench/serve_files.ts, nginx or Python's `http.server`), and fresh file systems
- * for benchmarks of many small files.
+ * serving a folder on loopback (bench/serve_files.ts, nginx or Python's `http.server`), fresh file systems for
+ * benchmarks of many small files, and the median their tables give.
  *
  * @module
  */
 import { join } from "node:path";
+
+/** The median of `values`: the middle one, or the mean of the two middle ones for an even count. */
+export function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const middle = sorted.length >> 1;
+  return sorted.length % 2 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2;
+}
 
 /** Runs `command` with `shell -c` under `/usr/bin/time` in `cwd`: wall seconds and peak RSS (KiB). */
 export async function timeShell(

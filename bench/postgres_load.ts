@@ -29,7 +29,7 @@ import { parseArgs } from "node:util";
 import { openS3Location } from "../lib/aws/s3/storage.ts";
 import { closeS3Clients } from "../lib/aws/s3/client.ts";
 import { type PostgresTestServer, startPostgres } from "../tests/support/postgres.ts";
-import { type Measurement, timeCommand } from "./measure.ts";
+import { type Measurement, median, timeCommand } from "./measure.ts";
 import { createTestBucket, type S3TestServer, startS3Server } from "../tests/support/s3_server.ts";
 
 const ROOT = decodeURIComponent(new URL("../", import.meta.url).pathname).replace(/\/$/, "");
@@ -119,12 +119,6 @@ async function writeRows(path: string, first: number, count: number, seed: numbe
 
 // ---------------------------------------------------------------------------------------------------------
 // measuring
-
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const middle = sorted.length >> 1;
-  return sorted.length % 2 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2;
-}
 
 interface Variant {
   name: string;

@@ -15,6 +15,7 @@
 import { parseArgs } from "node:util";
 import { join } from "node:path";
 import { minimalEnv, PRELUDE_URL } from "../executors/staging/py_exec.ts";
+import { median } from "./measure.ts";
 
 const { values } = parseArgs({
   options: { runs: { type: "string", default: "3" }, spawns: { type: "string", default: "20" } },
@@ -67,11 +68,6 @@ async function once(options: Deno.CommandOptions): Promise<number> {
   const ms = performance.now() - started;
   if (!output.success) throw new Error(new TextDecoder().decode(output.stderr));
   return ms;
-}
-
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.floor(sorted.length / 2)];
 }
 
 const names = Object.keys(variants);

@@ -45,7 +45,7 @@ import {
   SHARED_ENV_VARIABLE,
 } from "../tests/support/s3_server.ts";
 import { randomBytes } from "../tests/support/zip_fixtures.ts";
-import { type Measurement, timeCommand } from "./measure.ts";
+import { type Measurement, median, timeCommand } from "./measure.ts";
 
 const ROOT = decodeURIComponent(new URL("../", import.meta.url).pathname).replace(/\/$/, "");
 const MiB = 1024 * 1024;
@@ -465,12 +465,6 @@ async function measureAll(server: BenchServer, client: S3Client, work: string, b
 
 // ---------------------------------------------------------------------------------------------------------
 // the report
-
-const median = (values: number[]) => {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = sorted.length >> 1;
-  return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
-};
 
 async function commandLine(cmd: string, argv: string[]): Promise<string> {
   try {

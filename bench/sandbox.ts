@@ -11,6 +11,7 @@ import { join } from "node:path";
 import type { Reporter } from "../orchestrator/cli/reporter.ts";
 import { parseRoutine } from "../orchestrator/routine/routine.ts";
 import { runRoutine } from "../orchestrator/run/runner.ts";
+import { median } from "./measure.ts";
 
 const { values } = parseArgs({
   options: { steps: { type: "string", default: "200" }, runs: { type: "string", default: "5" } },
@@ -36,11 +37,6 @@ const routine = await parseRoutine(JSON.stringify(routineDoc), {
   cwd,
   executorDirs: [join(root, "bench/plugins")],
 });
-
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.floor(sorted.length / 2)];
-}
 
 const results: Record<string, number[]> = { sandboxed: [], "in-process": [] };
 for (let run = 0; run < runs + 1; run++) {

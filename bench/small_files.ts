@@ -27,7 +27,7 @@
  *
  * @module
  */
-import { FreshFolders, type ServerKind, startServer, timeShell } from "./measure.ts";
+import { FreshFolders, median, type ServerKind, startServer, timeShell } from "./measure.ts";
 import { parseArgs } from "node:util";
 import { join } from "node:path";
 
@@ -103,7 +103,6 @@ mv ${zip}.part ${zip}`,
 }
 
 type Sample = { seconds: number; maxRssKiB: number };
-const median = (xs: number[]) => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)];
 const cell = (samples: Sample[]) => {
   const s = samples.map((r) => r.seconds);
   return `${median(s).toFixed(2)} s (${Math.min(...s).toFixed(2)}–${Math.max(...s).toFixed(2)})`;
