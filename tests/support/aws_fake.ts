@@ -56,6 +56,15 @@
  *
  * @module
  */
+import {
+  AwsJsonError,
+  awsJsonResponse,
+  FaultQueue,
+  type Json,
+  type LoopbackServer,
+  parseJsonBody,
+  serveLoopback,
+} from "./aws_json.ts";
 
 // ------------------------------------------------------------------------------------------------ types
 
@@ -429,7 +438,6 @@ export interface AwsFake extends AsyncDisposable {
 
 // ------------------------------------------------------------------------------------------------ helpers
 
-type Json = Record<string, unknown>;
 type Clock = () => number;
 type Handler = (body: Json) => Json;
 
@@ -448,26 +456,9 @@ const GLUE_ERRORED: ReadonlySet<string> = new Set(["FAILED", "ERROR", "TIMEOUT",
 const ACCOUNT = "123456789012";
 const PREFIXES = { athena: "AmazonAthena.", glue: "AWSGlue." } as const;
 
-/** An error answered to the client. */
-class AwsError extends Error {
-  constructor(
-    readonly type: string,
-    message: string,
-    readonly fields: Json = {},
-    readonly status = 400,
-    readonly messageKey: "Message" | "message" = "Message",
-  ) {
-    super(message);
-  }
-
-  body(): Json {
-    return { __type: this.type, [this.messageKey]: this.message, ...this.fields };
-  }
-}
-
-const invalidRequest = (message: string) => new AwsError("InvalidRequestException", message);
-const invalidInput = (message: string) => new AwsError("InvalidInputException", message);
-const notFound = (message: string) => new AwsError("EntityNotFoundException", message);
+const invalidRequest = (message: string) => new AwsJsonError("InvalidRequestException", message);
+const invalidInput = (message: string) => new AwsJsonError("InvalidInputException", message);
+const notFound = (message: string) => new AwsJsonError("EntityNotFoundException", message);
 
 /** Epoch seconds with millisecond precision, as awsJson1_1 timestamps are sent. */
 function epochSeconds(ms: number): number {
@@ -489,7 +480,7 @@ function validationMessage(member: string, value: unknown, constraint: string): 
     `constraint: ${constraint}`;
 }
 
-function requiredString(body: Json, member: string, invalid: (m: string) => AwsError): string {
+function requiredString(body: Json, member: string, invalid: (m: string) => AwsJsonError): string {
   const value = body[member];
   if (typeof value !== "string" || value === "") {
     throw invalid(validationMessage(member, value ?? "null", "Member must not be null"));
@@ -497,7 +488,11 @@ function requiredString(body: Json, member: string, invalid: (m: string) => AwsE
   return value;
 }
 
-function optionalString(body: Json, member: string, invalid: (m: string) => AwsError): string | undefined {
+function optionalString(
+  body: Json,
+  member: string,
+  invalid: (m: string) => AwsJsonError,
+): string | undefined {
   const value = body[member];
   if (value === undefined || value === null) return undefined;
   if (typeof value !== "string") throw invalid(`${member} must be a string`);
@@ -508,7 +503,7 @@ function optionalInt(
   body: Json,
   member: string,
   range: [number, number],
-  invalid: (m: string) => AwsError,
+  invalid: (m: string) => AwsJsonError,
 ): number | undefined {
   const value = body[member];
   if (value === undefined || value === null) return undefined;
@@ -526,7 +521,7 @@ function optionalInt(
   return value;
 }
 
-function stringMap(body: Json, member: string, invalid: (m: string) => AwsError): Record<string, string> {
+function stringMap(body: Json, member: string, invalid: (m: string) => AwsJsonError): Record<string, string> {
   const value = body[member] ?? {};
   const ok = typeof value === "object" && !Array.isArray(value) &&
     Object.values(value as Json).every((v) => typeof v === "string");
@@ -551,7 +546,7 @@ function encodeToken(scope: string, position: number): string {
   return btoa(JSON.stringify({ s: scope, p: position }));
 }
 
-function decodeToken(token: unknown, scope: string, invalid: (m: string) => AwsError): number {
+function decodeToken(token: unknown, scope: string, invalid: (m: string) => AwsJsonError): number {
   try {
     const parsed = JSON.parse(atob(String(token)));
     if (parsed.s === scope && typeof parsed.p === "number") return parsed.p;
@@ -1296,7 +1291,7 @@ class GlueBackend implements GlueControl {
     const timeout = optionalInt(body, "Timeout", [1, 10080], invalidInput) ?? job.options.timeout;
     const active = job.runs.filter((run) => GLUE_ACTIVE.has(run.state)).length;
     if (active >= job.options.maxConcurrentRuns) {
-      throw new AwsError("ConcurrentRunsExceededException", `Concurrent runs exceeded for ${job.name}`);
+      throw new AwsJsonError("ConcurrentRunsExceededException", `Concurrent runs exceeded for ${job.name}`);
     }
     const merged = { ...job.options.defaultArguments, ...args, ...job.options.nonOverridableArguments };
     const script = job.scripts.take(body) ?? {};
@@ -1388,7 +1383,10 @@ class GlueBackend implements GlueControl {
   #startCrawler(body: Json): Json {
     const crawler = this.#crawler(body);
     if (this.#crawlerState(crawler) !== "READY") {
-      throw new AwsError("CrawlerRunningException", `Crawler with name ${crawler.name} has already started`);
+      throw new AwsJsonError(
+        "CrawlerRunningException",
+        `Crawler with name ${crawler.name} has already started`,
+      );
     }
     const script = crawler.scripts.take(body) ?? {};
     const finish = (crawl: FakeCrawl, at: number) => this.#finishCrawl(crawler, crawl, at);
@@ -1456,10 +1454,10 @@ class GlueBackend implements GlueControl {
     const crawler = this.#crawler(body);
     const state = this.#crawlerState(crawler);
     if (state === "READY") {
-      throw new AwsError("CrawlerNotRunningException", `Crawler with name ${crawler.name} isn't running`);
+      throw new AwsJsonError("CrawlerNotRunningException", `Crawler with name ${crawler.name} isn't running`);
     }
     if (state === "STOPPING") {
-      throw new AwsError("CrawlerStoppingException", `Crawler with name ${crawler.name} is stopping`);
+      throw new AwsJsonError("CrawlerStoppingException", `Crawler with name ${crawler.name} is stopping`);
     }
     const crawl = crawler.crawls[crawler.crawls.length - 1];
     const now = this.#clock();
@@ -1471,7 +1469,7 @@ class GlueBackend implements GlueControl {
   #crawlerMetrics(body: Json): Json {
     const names = body.CrawlerNameList;
     if (names !== undefined && !(Array.isArray(names) && names.every((n) => typeof n === "string"))) {
-      throw new AwsError("InvalidInputException", "CrawlerNameList must be a list of strings");
+      throw new AwsJsonError("InvalidInputException", "CrawlerNameList must be a list of strings");
     }
     const crawlers = names === undefined
       ? [...this.#crawlers.values()]
@@ -1553,14 +1551,12 @@ class GlueBackend implements GlueControl {
 
 // ------------------------------------------------------------------------------------------------ server
 
-interface Fault {
-  left: number;
-  error: () => AwsError;
-  applied: boolean;
-}
-
 /** Which error a throttled call gets by default (see {@link ThrottleOptions.type}). */
-function throttleError(service: "athena" | "glue", operation: string, options: ThrottleOptions): AwsError {
+function throttleError(
+  service: "athena" | "glue",
+  operation: string,
+  options: ThrottleOptions,
+): AwsJsonError {
   const type = options.type ??
     (service === "athena" && operation === "StartQueryExecution"
       ? "TooManyRequestsException"
@@ -1570,40 +1566,16 @@ function throttleError(service: "athena" | "glue", operation: string, options: T
       "You have exceeded the limit for the number of queries you can run concurrently. Please reduce the " +
         "number of concurrent queries submitted by this account. Contact customer support to request a " +
         "concurrent query limit increase.";
-    return new AwsError(type, message, { Reason: "CONCURRENT_QUERY_LIMIT_EXCEEDED" });
+    return new AwsJsonError(type, message, { Reason: "CONCURRENT_QUERY_LIMIT_EXCEEDED" });
   }
   // Glue models ThrottlingException (member `Message`); for Athena it is the service-wide, unmodelled one.
-  return new AwsError(
+  return new AwsJsonError(
     type,
     options.message ?? "Rate exceeded",
     {},
     400,
     service === "athena" ? "message" : "Message",
   );
-}
-
-function respond(result: Json | AwsError): Response {
-  const headers: Record<string, string> = {
-    "content-type": "application/x-amz-json-1.1",
-    "x-amzn-requestid": crypto.randomUUID(),
-  };
-  if (!(result instanceof AwsError)) return new Response(JSON.stringify(result), { status: 200, headers });
-  headers["x-amzn-errortype"] = result.type;
-  return new Response(JSON.stringify(result.body()), { status: result.status, headers });
-}
-
-function parseBody(text: string): Json {
-  if (text.trim() === "") return {};
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(text);
-  } catch {
-    throw new AwsError("SerializationException", "aws_fake: the body is not JSON");
-  }
-  if (parsed === null || typeof parsed !== "object" || Array.isArray(parsed)) {
-    throw new AwsError("SerializationException", "aws_fake: the body is not a JSON object");
-  }
-  return parsed as Json;
 }
 
 function serviceOf(target: string): AwsCall["service"] {
@@ -1618,8 +1590,8 @@ class Fake implements AwsFake {
   readonly glue: GlueBackend;
   readonly #clock: Clock;
   readonly #handlers = new Map<string, Handler>();
-  readonly #faults = new Map<string, Fault[]>();
-  #server: Deno.HttpServer<Deno.NetAddr> | undefined;
+  readonly #faults = new FaultQueue("aws_fake");
+  #server: LoopbackServer | undefined;
 
   constructor(clock: Clock) {
     this.#clock = clock;
@@ -1634,18 +1606,15 @@ class Fake implements AwsFake {
   }
 
   listen(): void {
-    this.#server = Deno.serve(
-      { hostname: "127.0.0.1", port: 0, onListen: () => {} },
-      (req) => this.#handle(req),
-    );
+    this.#server = serveLoopback((req) => this.#handle(req));
   }
 
   get port(): number {
-    return this.#server!.addr.port;
+    return this.#server!.port;
   }
 
   get endpoint(): string {
-    return `http://127.0.0.1:${this.port}`;
+    return this.#server!.endpoint;
   }
 
   now(): number {
@@ -1659,7 +1628,7 @@ class Fake implements AwsFake {
   throttle(operation: string, count = 1, options: ThrottleOptions = {}): void {
     const target = this.#target(operation);
     const service = serviceOf(target) as "athena" | "glue";
-    this.#addFault(
+    this.#faults.add(
       target,
       count,
       () => throttleError(service, target.slice(target.indexOf(".") + 1), options),
@@ -1669,21 +1638,17 @@ class Fake implements AwsFake {
 
   fail(operation: string, count: number, error: FailOptions): void {
     const make = () =>
-      new AwsError(
+      new AwsJsonError(
         error.type,
         error.message ?? `aws_fake: injected ${error.type}`,
         error.fields,
         error.status ?? 400,
       );
-    this.#addFault(this.#target(operation), count, make, error.applied ?? false);
+    this.#faults.add(this.#target(operation), count, make, error.applied ?? false);
   }
 
   async stop(): Promise<void> {
-    const server = this.#server;
-    if (!server) return;
-    this.#server = undefined;
-    await server.shutdown();
-    await server.finished;
+    await this.#server?.stop();
   }
 
   [Symbol.asyncDispose](): Promise<void> {
@@ -1697,21 +1662,6 @@ class Fake implements AwsFake {
       : [PREFIXES.athena + operation, PREFIXES.glue + operation].find((t) => this.#handlers.has(t));
     if (!target) throw new TypeError(`aws_fake: no operation ${operation}`);
     return target;
-  }
-
-  #addFault(target: string, count: number, error: () => AwsError, applied: boolean): void {
-    if (!(Number.isInteger(count) && count > 0)) {
-      throw new TypeError("aws_fake: count must be a positive integer");
-    }
-    const faults = this.#faults.get(target) ?? [];
-    faults.push({ left: count, error, applied });
-    this.#faults.set(target, faults);
-  }
-
-  #takeFault(target: string): Fault | undefined {
-    const fault = this.#faults.get(target)?.find((f) => f.left > 0);
-    if (fault) fault.left--;
-    return fault;
   }
 
   async #handle(req: Request): Promise<Response> {
@@ -1729,35 +1679,35 @@ class Fake implements AwsFake {
     };
     this.calls.push(call);
     const text = await req.text();
-    let result: Json | AwsError;
+    let result: Json | AwsJsonError;
     try {
       result = this.#dispatch(req, call, text);
     } catch (e) {
-      result = e instanceof AwsError
+      result = e instanceof AwsJsonError
         ? e
-        : new AwsError("InternalFailure", `aws_fake bug: ${e}`, {}, 500, "message");
+        : new AwsJsonError("InternalFailure", `aws_fake bug: ${e}`, {}, 500, "message");
     }
-    call.status = result instanceof AwsError ? result.status : 200;
-    if (result instanceof AwsError) call.errorType = result.type;
-    return respond(result);
+    call.status = result instanceof AwsJsonError ? result.status : 200;
+    if (result instanceof AwsJsonError) call.errorType = result.type;
+    return awsJsonResponse(result);
   }
 
   #dispatch(req: Request, call: AwsCall, text: string): Json {
-    let body: Json | AwsError;
+    let body: Json | AwsJsonError;
     try {
-      body = call.body = parseBody(text);
+      body = call.body = parseJsonBody(text, "aws_fake");
     } catch (e) {
-      body = e as AwsError;
+      body = e as AwsJsonError;
     }
     const handler = this.#handlers.get(call.target);
     if (req.method !== "POST" || new URL(req.url).pathname !== "/" || !handler) {
-      throw new AwsError(
+      throw new AwsJsonError(
         "UnknownOperationException",
         `aws_fake: no operation ${call.target || "(no X-Amz-Target)"}`,
       );
     }
-    if (body instanceof AwsError) throw body;
-    const fault = this.#takeFault(call.target);
+    if (body instanceof AwsJsonError) throw body;
+    const fault = this.#faults.take(call.target);
     if (fault && !fault.applied) throw fault.error();
     const answer = handler(body);
     if (fault) throw fault.error();

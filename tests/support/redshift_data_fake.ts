@@ -99,6 +99,15 @@ import { from as copyFrom } from "pg-copy-streams";
 import type { S3Settings } from "../../lib/aws/settings.ts";
 import { openS3Location } from "../../lib/aws/s3/storage.ts";
 import type { PostgresTestServer } from "./postgres.ts";
+import {
+  AwsJsonError,
+  awsJsonResponse,
+  FaultQueue,
+  type Json,
+  type LoopbackServer,
+  parseJsonBody,
+  serveLoopback,
+} from "./aws_json.ts";
 
 // ------------------------------------------------------------------------------------------------ types
 
@@ -252,21 +261,17 @@ export interface RedshiftDataFake extends AsyncDisposable {
 
 // ------------------------------------------------------------------------------------------------ helpers
 
-type Json = Record<string, unknown>;
-
 const PREFIX = "RedshiftData.";
 const TERMINAL: ReadonlySet<StatementStatus> = new Set(["FINISHED", "FAILED", "ABORTED"]);
 const LOAD_FAILED = (table: string) =>
   `Load into table '${table}' failed.  Check 'stl_load_errors' system table for details.`;
 
 /** An error answered to the client. */
-class FakeError extends Error {
-  constructor(readonly type: string, message: string, readonly status = 400) {
-    super(message);
-  }
-}
+/** An error answered to the client: `{ __type, message }`, as the Redshift Data API sends it. */
+const fakeError = (type: string, message: string, status = 400) =>
+  new AwsJsonError(type, message, {}, status, "message");
 
-const validation = (message: string) => new FakeError("ValidationException", message);
+const validation = (message: string) => fakeError("ValidationException", message);
 
 /** Epoch seconds with millisecond precision. */
 const epochSeconds = (ms: number) => Math.round(ms) / 1000;
@@ -614,24 +619,18 @@ const SYS_LOAD_ERROR_DETAIL = `CREATE TABLE IF NOT EXISTS public.sys_load_error_
 
 // ------------------------------------------------------------------------------------------------ the fake
 
-interface Fault {
-  left: number;
-  error: () => FakeError;
-  applied: boolean;
-}
-
 class Fake implements RedshiftDataFake {
   readonly calls: RedshiftDataCall[] = [];
   readonly statements: StatementRecord[] = [];
   readonly copies: CopyRecord[] = [];
   readonly #options: RedshiftDataFakeOptions;
   readonly #tokens = new Map<string, { id: string; fingerprint: string }>();
-  readonly #faults = new Map<string, Fault[]>();
+  readonly #faults = new FaultQueue("redshift_data_fake");
   readonly #scripts: Array<
     { match: (sqls: readonly string[]) => boolean; script: StatementScript; left: number }
   > = [];
   readonly #running = new Set<Promise<void>>();
-  #server: Deno.HttpServer<Deno.NetAddr> | undefined;
+  #server: LoopbackServer | undefined;
   #queryId = 1000;
 
   constructor(options: RedshiftDataFakeOptions) {
@@ -640,18 +639,15 @@ class Fake implements RedshiftDataFake {
 
   async listen(): Promise<void> {
     await this.#admin((client) => client.query(SYS_LOAD_ERROR_DETAIL));
-    this.#server = Deno.serve(
-      { hostname: "127.0.0.1", port: 0, onListen: () => {} },
-      (req) => this.#handle(req),
-    );
+    this.#server = serveLoopback((req) => this.#handle(req));
   }
 
   get port(): number {
-    return this.#server!.addr.port;
+    return this.#server!.port;
   }
 
   get endpoint(): string {
-    return `http://127.0.0.1:${this.port}`;
+    return this.#server!.endpoint;
   }
 
   callsOf(operation: string): RedshiftDataCall[] {
@@ -670,13 +666,13 @@ class Fake implements RedshiftDataFake {
   }
 
   throttle(operation: string, count = 1): void {
-    this.#addFault(operation, count, () => new FakeError("ThrottlingException", "Rate exceeded"), false);
+    this.#addFault(operation, count, () => fakeError("ThrottlingException", "Rate exceeded"), false);
   }
 
   fail(operation: string, count: number, error: FailOptions): void {
     const status = error.status ?? (error.type === "InternalServerException" ? 500 : 400);
     const make = () =>
-      new FakeError(error.type, error.message ?? `redshift_data_fake: injected ${error.type}`, status);
+      fakeError(error.type, error.message ?? `redshift_data_fake: injected ${error.type}`, status);
     this.#addFault(operation, count, make, error.applied ?? false);
   }
 
@@ -689,23 +685,15 @@ class Fake implements RedshiftDataFake {
       if (!TERMINAL.has(statement.status)) await this.#cancel(statement).catch(() => {});
     }
     await this.idle();
-    const server = this.#server;
-    this.#server = undefined;
-    if (server) {
-      await server.shutdown();
-      await server.finished;
-    }
+    await this.#server?.stop();
   }
 
   [Symbol.asyncDispose](): Promise<void> {
     return this.stop();
   }
 
-  #addFault(operation: string, count: number, error: () => FakeError, applied: boolean): void {
-    const target = operation.startsWith(PREFIX) ? operation : PREFIX + operation;
-    const faults = this.#faults.get(target) ?? [];
-    faults.push({ left: count, error, applied });
-    this.#faults.set(target, faults);
+  #addFault(operation: string, count: number, error: () => AwsJsonError, applied: boolean): void {
+    this.#faults.add(operation.startsWith(PREFIX) ? operation : PREFIX + operation, count, error, applied);
   }
 
   async #handle(req: Request): Promise<Response> {
@@ -720,42 +708,24 @@ class Fake implements RedshiftDataFake {
       raw: `${[...req.headers].map(([k, v]) => `${k}: ${v}`).join("\n")}\n\n${text}`,
     };
     this.calls.push(call);
-    let answer: Json | FakeError;
+    let answer: Json | AwsJsonError;
     try {
       answer = await this.#dispatch(req, call, text);
     } catch (error) {
-      answer = error instanceof FakeError
+      answer = error instanceof AwsJsonError
         ? error
-        : new FakeError("InternalServerException", `redshift_data_fake bug: ${error}`, 500);
+        : fakeError("InternalServerException", `redshift_data_fake bug: ${error}`, 500);
     }
-    const headers: Record<string, string> = {
-      "content-type": "application/x-amz-json-1.1",
-      "x-amzn-requestid": crypto.randomUUID(),
-    };
-    if (answer instanceof FakeError) {
-      call.status = answer.status;
-      call.errorType = answer.type;
-      headers["x-amzn-errortype"] = answer.type;
-      return new Response(JSON.stringify({ __type: answer.type, message: answer.message }), {
-        status: answer.status,
-        headers,
-      });
-    }
-    call.status = 200;
-    return new Response(JSON.stringify(answer), { status: 200, headers });
+    call.status = answer instanceof AwsJsonError ? answer.status : 200;
+    if (answer instanceof AwsJsonError) call.errorType = answer.type;
+    return awsJsonResponse(answer);
   }
 
   async #dispatch(req: Request, call: RedshiftDataCall, text: string): Promise<Json> {
     if (req.method !== "POST" || new URL(req.url).pathname !== "/" || !call.target.startsWith(PREFIX)) {
-      throw new FakeError("UnknownOperationException", `redshift_data_fake: no operation ${call.target}`);
+      throw fakeError("UnknownOperationException", `redshift_data_fake: no operation ${call.target}`);
     }
-    try {
-      const parsed = text.trim() === "" ? {} : JSON.parse(text);
-      if (parsed === null || typeof parsed !== "object" || Array.isArray(parsed)) throw new Error();
-      call.body = parsed;
-    } catch {
-      throw new FakeError("SerializationException", "redshift_data_fake: the body is not a JSON object");
-    }
+    call.body = parseJsonBody(text, "redshift_data_fake");
     const handlers: Record<string, (body: Json) => Json | Promise<Json>> = {
       ExecuteStatement: (body) => this.#execute(body, "single"),
       BatchExecuteStatement: (body) => this.#execute(body, "batch"),
@@ -765,10 +735,9 @@ class Fake implements RedshiftDataFake {
     };
     const handler = handlers[call.operation];
     if (!handler) {
-      throw new FakeError("UnknownOperationException", `redshift_data_fake: no operation ${call.target}`);
+      throw fakeError("UnknownOperationException", `redshift_data_fake: no operation ${call.target}`);
     }
-    const fault = this.#faults.get(call.target)?.find((f) => f.left > 0);
-    if (fault) fault.left--;
+    const fault = this.#faults.take(call.target);
     if (fault && !fault.applied) throw fault.error();
     const answer = await handler(call.body);
     if (fault) throw fault.error();
@@ -894,7 +863,7 @@ class Fake implements RedshiftDataFake {
   #describe(body: Json): Json {
     const id = requiredString(body, "Id");
     const statement = this.statement(id);
-    if (!statement) throw new FakeError("ResourceNotFoundException", `Query does not exist: ${id}`);
+    if (!statement) throw fakeError("ResourceNotFoundException", `Query does not exist: ${id}`);
     const main = statement.subStatements[0];
     const answer: Json = {
       Id: statement.id,
@@ -940,14 +909,14 @@ class Fake implements RedshiftDataFake {
     const id = requiredString(body, "Id");
     const [statementId, part] = id.split(":");
     const statement = this.statement(statementId);
-    if (!statement) throw new FakeError("ResourceNotFoundException", `Query does not exist: ${id}`);
+    if (!statement) throw fakeError("ResourceNotFoundException", `Query does not exist: ${id}`);
     if (statement.kind === "batch" && part === undefined) {
       throw validation("A batch has no result of its own: ask for <Id>:<n>");
     }
     const sub = part === undefined
       ? statement.subStatements[0]
       : statement.subStatements[Number(part) - 1] ?? (() => {
-        throw new FakeError("ResourceNotFoundException", `Query does not exist: ${id}`);
+        throw fakeError("ResourceNotFoundException", `Query does not exist: ${id}`);
       })();
     if (sub.status !== "FINISHED" || !sub.result) {
       throw validation("Query does not have result. Please check query status with DescribeStatement.");
@@ -967,7 +936,7 @@ class Fake implements RedshiftDataFake {
   async #cancelCall(body: Json): Promise<Json> {
     const id = requiredString(body, "Id");
     const statement = this.statement(id);
-    if (!statement) throw new FakeError("ResourceNotFoundException", `Query does not exist: ${id}`);
+    if (!statement) throw fakeError("ResourceNotFoundException", `Query does not exist: ${id}`);
     if (TERMINAL.has(statement.status)) {
       throw validation(`Could not cancel a query that is already in ${statement.status} state.`);
     }
