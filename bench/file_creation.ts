@@ -27,7 +27,7 @@
  */
 import { parseArgs } from "node:util";
 import { join } from "node:path";
-import { FreshFolders, median } from "./measure.ts";
+import { FreshFolders, median, settleCommand } from "./measure.ts";
 import { type HelperThread, helperThreadOf } from "../lib/helper_threads.ts";
 
 const { values } = parseArgs({
@@ -61,7 +61,7 @@ async function sh(command: string): Promise<void> {
 /** A new target folder (on a file system of its own with `--fresh-fs`), then pending writes flushed and caches dropped. */
 async function settle(): Promise<void> {
   target = join(await folders.next(), "out");
-  await sh(`rm -rf '${target}' && sync && { echo 3 > /proc/sys/vm/drop_caches; } 2>/dev/null || true`);
+  await sh(`rm -rf '${target}' && ${settleCommand(false)}`);
 }
 
 /**

@@ -7,6 +7,14 @@
  */
 import { join } from "node:path";
 
+/**
+ * A shell command for before a variant: pending writes flushed and, unless `warm`, the kernel's page, dentry
+ * and inode caches dropped where this process may (root), so that every variant starts from the same state.
+ */
+export function settleCommand(warm: boolean): string {
+  return warm ? "sync" : "sync && { echo 3 > /proc/sys/vm/drop_caches; } 2>/dev/null || true";
+}
+
 /** The median of `values`: the middle one, or the mean of the two middle ones for an even count. */
 export function median(values: number[]): number {
   const sorted = [...values].sort((a, b) => a - b);

@@ -27,7 +27,7 @@
  *
  * @module
  */
-import { FreshFolders, median, type ServerKind, startServer, timeShell } from "./measure.ts";
+import { FreshFolders, median, type ServerKind, settleCommand, startServer, timeShell } from "./measure.ts";
 import { parseArgs } from "node:util";
 import { join } from "node:path";
 
@@ -111,7 +111,7 @@ const cell = (samples: Sample[]) => {
  * Written to the shell before each variant: pending writes flushed, caches dropped where permitted (with
  * `--warm`, kept: the programs and the archive stay in memory, as after an earlier run).
  */
-const SETTLE = values.warm ? "sync" : "sync && { echo 3 > /proc/sys/vm/drop_caches; } 2>/dev/null || true";
+const SETTLE = settleCommand(values.warm);
 
 const load = async () => (await Deno.readTextFile("/proc/loadavg")).split(" ").slice(0, 3).join(" ");
 
