@@ -89,3 +89,32 @@ Deno.test("a batch's small files (written in batches, some on a helper thread) l
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("a batch refuses a file and a top-level folder of the same name, either way round, and lands nothing", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const bytes = new TextEncoder().encode("x\n");
+    for (
+      const [first, second, message] of [
+        ["a", "a/b.csv", /a is a file of this batch, not a folder$/],
+        ["a/b.csv", "a", /a is a folder of this batch, not a file$/],
+      ] as const
+    ) {
+      const batch = await new LocalStorage(dir).batch();
+      await batch.writeBytes(first, bytes);
+      await assert.rejects(batch.writeBytes(second, bytes), message);
+      await assert.rejects(batch.write(second, ReadableStream.from([bytes])), message);
+      await batch.abort();
+      assert.deepEqual([...Deno.readDirSync(dir)], []);
+    }
+    // what it stages otherwise lands as before: a top-level file beside a folder of another name
+    const batch = await new LocalStorage(dir).batch();
+    await batch.writeBytes("a", bytes);
+    await batch.writeBytes("b/a", bytes);
+    await batch.commit();
+    assert.deepEqual([...Deno.readDirSync(dir)].map((e) => e.name).sort(), ["a", "b"]);
+    assert.equal(await Deno.readTextFile(join(dir, "b/a")), "x\n");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
