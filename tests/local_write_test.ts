@@ -90,7 +90,7 @@ Deno.test("a batch's small files (written in batches, some on a helper thread) l
   }
 });
 
-Deno.test("a batch refuses a file and a top-level folder of the same name, either way round, and lands nothing", async () => {
+Deno.test("a batch stages each top-level folder beside its own folder, and refuses a file and a top-level folder of the same name, either way round", async () => {
   const dir = await Deno.makeTempDir();
   try {
     const bytes = new TextEncoder().encode("x\n");
@@ -111,6 +111,12 @@ Deno.test("a batch refuses a file and a top-level folder of the same name, eithe
     const batch = await new LocalStorage(dir).batch();
     await batch.writeBytes("a", bytes);
     await batch.writeBytes("b/a", bytes);
+    await batch.flush();
+    // staged one level up: the folder b is a temporary folder of its own in the landing folder, holding its
+    // file directly (one path component less per file than inside a common staging folder)
+    const staged = [...Deno.readDirSync(dir)].map((entry) => [...Deno.readDirSync(join(dir, entry.name))]);
+    assert.deepEqual(staged.map((entries) => entries.map((entry) => entry.name)).sort(), [["a"], ["a"]]);
+    assert.ok(staged.flat().every((entry) => entry.isFile));
     await batch.commit();
     assert.deepEqual([...Deno.readDirSync(dir)].map((e) => e.name).sort(), ["a", "b"]);
     assert.equal(await Deno.readTextFile(join(dir, "b/a")), "x\n");
