@@ -124,3 +124,31 @@ Deno.test("a batch stages each top-level folder beside its own folder, and refus
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("a batch whose commit meets a file where a folder goes, or a link, lands nothing", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const bytes = new TextEncoder().encode("x\n");
+    await Deno.writeTextFile(join(dir, "z"), "a file where the batch has a folder\n");
+    await Deno.mkdir(join(dir, "linked"));
+    await Deno.symlink(dir, join(dir, "linked/to-root"));
+    for (
+      const [conflict, message] of [["z/y.csv", /z is a file, not a folder/], [
+        "linked/to-root/y.csv",
+        /refusing to write through symbolic link/,
+      ]] as const
+    ) {
+      const batch = await new LocalStorage(dir).batch();
+      // folders and files that would land first, whichever order commit takes them in
+      for (const path of ["a/new.csv", "m/deeper/new.csv", "top.csv", conflict, "zz/new.csv", "zz.csv"]) {
+        await batch.writeBytes(path, bytes);
+      }
+      await assert.rejects(batch.commit(), message);
+      await batch.abort();
+      assert.deepEqual([...Deno.readDirSync(dir)].map((e) => e.name).sort(), ["linked", "z"], conflict);
+      assert.deepEqual([...Deno.readDirSync(join(dir, "linked"))].map((e) => e.name), ["to-root"]);
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
