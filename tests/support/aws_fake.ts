@@ -59,6 +59,7 @@
 import {
   AwsJsonError,
   awsJsonResponse,
+  canonicalJson,
   FaultQueue,
   type Json,
   type LoopbackServer,
@@ -529,18 +530,6 @@ function stringMap(body: Json, member: string, invalid: (m: string) => AwsJsonEr
   return value as Record<string, string>;
 }
 
-/** JSON with sorted keys, to compare request parameters. */
-function canonical(value: unknown): string {
-  if (Array.isArray(value)) return `[${value.map(canonical).join(",")}]`;
-  if (value !== null && typeof value === "object") {
-    const entries = Object.entries(value as Json).filter(([, v]) => v !== undefined).sort(([a], [b]) =>
-      a < b ? -1 : 1
-    );
-    return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonical(v)}`).join(",")}}`;
-  }
-  return JSON.stringify(value ?? null);
-}
-
 /** An opaque pagination token, bound to one listing (`scope`). */
 function encodeToken(scope: string, position: number): string {
   return btoa(JSON.stringify({ s: scope, p: position }));
@@ -751,7 +740,7 @@ function startRequest(body: Json): StartQueryExecutionRequest {
 
 /** The parameters that must match when a ClientRequestToken is reused. */
 function idempotentParameters(r: StartQueryExecutionRequest): string {
-  return canonical({
+  return canonicalJson({
     QueryString: r.QueryString,
     WorkGroup: r.WorkGroup ?? "primary",
     QueryExecutionContext: r.QueryExecutionContext,

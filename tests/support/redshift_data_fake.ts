@@ -102,6 +102,7 @@ import type { PostgresTestServer } from "./postgres.ts";
 import {
   AwsJsonError,
   awsJsonResponse,
+  canonicalJson,
   FaultQueue,
   type Json,
   type LoopbackServer,
@@ -275,18 +276,6 @@ const validation = (message: string) => fakeError("ValidationException", message
 
 /** Epoch seconds with millisecond precision. */
 const epochSeconds = (ms: number) => Math.round(ms) / 1000;
-
-/** JSON with sorted keys, to compare requests. */
-function canonical(value: unknown): string {
-  if (Array.isArray(value)) return `[${value.map(canonical).join(",")}]`;
-  if (value !== null && typeof value === "object") {
-    const entries = Object.entries(value as Json).filter(([, v]) => v !== undefined).sort(([a], [b]) =>
-      a < b ? -1 : 1
-    );
-    return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonical(v)}`).join(",")}}`;
-  }
-  return JSON.stringify(value ?? null);
-}
 
 function optionalString(body: Json, member: string): string | undefined {
   const value = body[member];
@@ -769,7 +758,7 @@ class Fake implements RedshiftDataFake {
     }
     if (clientToken !== undefined) {
       const { ClientToken: _, ...rest } = body;
-      const fingerprint = `${kind}:${canonical(rest)}`;
+      const fingerprint = `${kind}:${canonicalJson(rest)}`;
       const known = this.#tokens.get(clientToken);
       if (known) {
         if (known.fingerprint !== fingerprint) throw validation("Idempotent parameters do not match");
