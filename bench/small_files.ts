@@ -20,7 +20,10 @@
  * cores with the extraction.
  *
  * Usage: deno run -A bench/small_files.ts [--staging 5000,50000] [--zips 20000,70000] [--runs 3] [--fresh-fs]
- * [--warm] [--server nginx|deno|python]
+ * [--warm] [--server nginx|deno|python] [--work-in DIR]
+ * `--work-in` is the folder the variants' work folder is made in (default bench/data): a step's sandbox
+ * resolves every component of each file's path when it creates the file, so the landing folder's depth,
+ * given with the zips' table, counts.
  * Data (made once under bench/data/): trees of CSV-like files of 200–2,000 bytes in nested folders
  * (years/months/days), a Python zipfile of N entries of ~1 KB (deflated), and for 70,000 entries a Zip64
  * archive of ~100-byte entries (more than 65,535 entries: Zip64 end records), as in the issue.
@@ -39,6 +42,7 @@ const { values } = parseArgs({
     "fresh-fs": { type: "boolean", default: false },
     warm: { type: "boolean", default: false },
     server: { type: "string", default: "nginx" },
+    "work-in": { type: "string" },
   },
 });
 const stagingSizes = values.staging ? values.staging.split(",").filter(Boolean).map(Number) : [];
@@ -115,7 +119,10 @@ const SETTLE = settleCommand(values.warm);
 
 const load = async () => (await Deno.readTextFile("/proc/loadavg")).split(" ").slice(0, 3).join(" ");
 
-const work = await Deno.makeTempDir({ prefix: "lakerun-bench-small-", dir: data });
+const work = await Deno.makeTempDir({ prefix: "lakerun-bench-small-", dir: values["work-in"] ?? data });
+/** Where lakerun extracts a zip, and how many folders deep that is: a step's sandbox resolves every one. */
+const zipLanding = join(work, values["fresh-fs"] ? "fresh" : "", "out-lakerun");
+const zipLandingDepth = zipLanding.split("/").filter(Boolean).length;
 const lines: string[] = [];
 const folders = new FreshFolders(work, values["fresh-fs"]);
 const variantFolder = () => folders.next();
@@ -182,7 +189,7 @@ try {
       lines.push(
         `Zips of many small entries, served on loopback by ${values.server}, caches ${
           values.warm ? "kept (--warm)" : "dropped before each variant"
-        }, median (min–max) of ${runs} runs:`,
+        }, landing folder ${zipLandingDepth} levels deep (${zipLanding}), median (min–max) of ${runs} runs:`,
         "",
         "| archive | lakerun (plain `deno run`) | peak RSS | unzip (file on disk) | curl + unzip | lakerun ÷ unzip | load |",
         "| --- | --- | --- | --- | --- | --- | --- |",
