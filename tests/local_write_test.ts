@@ -90,14 +90,16 @@ Deno.test("a batch's small files (written in batches, some on a helper thread) l
   }
 });
 
-Deno.test("a batch stages each top-level folder beside its own folder, and refuses a file and a top-level folder of the same name, either way round", async () => {
+Deno.test("a batch stages each folder's files in a temporary folder of their own, and refuses a file and a folder of the same name, either way round", async () => {
   const dir = await Deno.makeTempDir();
   try {
     const bytes = new TextEncoder().encode("x\n");
     for (
       const [first, second, message] of [
-        ["a", "a/b.csv", /a is a file of this batch, not a folder$/],
-        ["a/b.csv", "a", /a is a folder of this batch, not a file$/],
+        ["a", "a/b.csv", /: a is a file of this batch, not a folder$/],
+        ["a/b.csv", "a", /: a is a folder of this batch, not a file$/],
+        ["x/y", "x/y/z/w.csv", /: x\/y is a file of this batch, not a folder$/],
+        ["x/y/z/w.csv", "x/y", /: x\/y is a folder of this batch, not a file$/],
       ] as const
     ) {
       const batch = await new LocalStorage(dir).batch();
@@ -107,19 +109,24 @@ Deno.test("a batch stages each top-level folder beside its own folder, and refus
       await batch.abort();
       assert.deepEqual([...Deno.readDirSync(dir)], []);
     }
-    // what it stages otherwise lands as before: a top-level file beside a folder of another name
+    // what it stages otherwise lands as before: a top-level file beside folders of other names
     const batch = await new LocalStorage(dir).batch();
     await batch.writeBytes("a", bytes);
     await batch.writeBytes("b/a", bytes);
+    await batch.writeBytes("c/d/e/f", bytes);
     await batch.flush();
-    // staged one level up: the folder b is a temporary folder of its own in the landing folder, holding its
-    // file directly (one path component less per file than inside a common staging folder)
+    // each folder's files are staged directly in a temporary folder of its own in the landing folder, so that
+    // a staged file's path is the landing folder's plus two components whatever its depth: a and b/a, c, c/d
+    // (empty) and c/d/e/f
     const staged = [...Deno.readDirSync(dir)].map((entry) => [...Deno.readDirSync(join(dir, entry.name))]);
-    assert.deepEqual(staged.map((entries) => entries.map((entry) => entry.name)).sort(), [["a"], ["a"]]);
+    assert.deepEqual(staged.map((entries) => entries.map((entry) => entry.name)).sort(), [[], [], ["a"], [
+      "a",
+    ], ["f"]]);
     assert.ok(staged.flat().every((entry) => entry.isFile));
     await batch.commit();
-    assert.deepEqual([...Deno.readDirSync(dir)].map((e) => e.name).sort(), ["a", "b"]);
+    assert.deepEqual([...Deno.readDirSync(dir)].map((e) => e.name).sort(), ["a", "b", "c"]);
     assert.equal(await Deno.readTextFile(join(dir, "b/a")), "x\n");
+    assert.equal(await Deno.readTextFile(join(dir, "c/d/e/f")), "x\n");
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

@@ -454,41 +454,40 @@ export class LocalStorage implements Storage {
   /**
    * A {@link WriteBatch} staged in temporary folders inside this one, whose commit moves each staged folder
    * this one lacks into place in one rename (and merges the others), so that many small files cost one call
-   * each; what it would refuse (a file where a folder goes, a symbolic link) is found before anything moves. Each top-level folder is staged in a temporary folder of its own (top-level files in one more), not
-   * one level down in a common one: in a step's sandbox, Deno resolves every component of a file's path,
-   * twice, before it creates the file, and one component less per file made extracting 20,000 small files
-   * about 6 % faster (a file and a folder of the same name are refused when written, as they were when both
-   * were in one staging folder). Also offers `writeBytes` (a file whose bytes are all in memory) and
-   * `makeFolder` (an empty folder that lands too). `writeBytes` hands its file to a {@link SmallFileWriter}:
-   * written in batches, on this thread and, once there are many, on a helper thread too while it keeps up
-   * (measured in `small_files.ts`); `flush` waits for them, as `commit` and `abort` do, and a failure names
-   * the file's path (`FileWriteError` of small_files.ts).
+   * each; what it would refuse (a file where a folder goes, a symbolic link) is found before anything moves.
+   *
+   * The files of each folder are staged in a temporary folder of their own in this one (top-level files in
+   * one more), so that a staged file's path is this folder's and two components whatever its depth: in a
+   * step's sandbox Deno resolves every component of a file's path, twice, before it creates the file, which
+   * made file creation cost twice what it costs unsandboxed here. A file and a folder of the same name are
+   * refused when the second is written (staged apart, they would only meet at commit).
+   *
+   * Also offers `writeBytes` (a file whose bytes are all in memory) and `makeFolder` (an empty folder that
+   * lands too). `writeBytes` hands its file to a {@link SmallFileWriter}: written in batches, on this thread
+   * and, once there are many, on a helper thread too while it keeps up (measured in `small_files.ts`);
+   * `flush` waits for them, as `commit` and `abort` do, and a failure names the file's path
+   * (`FileWriteError` of small_files.ts).
    */
   // deno-lint-ignore require-await
   async batch(): Promise<
     WriteBatch & Required<Pick<WriteBatch, "writeBytes" | "makeFolder" | "open" | "copyFrom" | "flush">>
   > {
     this.#makeParents("x");
-    // top-level files are staged here, each top-level folder in a temporary folder of its own beside it
+    // top-level files are staged here, the files of each folder in a temporary folder of its own beside it
     const staging = join(this.root, temporaryName());
     Deno.mkdirSync(staging);
-    const stagedFolders = new Map<string, string>(); // top-level folder → where it is staged
     const smallFiles = new SmallFileWriter();
-    const folders = new Map<string, string>(); // folder → where it is staged, once made
+    // folder → the temporary folder its files are staged in, a folder's parent before it
+    const folders = new Map<string, string>();
     const written = new Set<string>(); // a path written twice lands once, with its last bytes
-    /** Makes the folder in staging (with those above it); returns where it is staged. */
+    /** Makes the temporary folders of the folder and of those above it; returns the folder's. */
     const makeFolders = (folder: string): string => {
       const made = folders.get(folder);
       if (made !== undefined) return made;
+      if (written.has(folder)) throw new Error(`${folder} is a file of this batch, not a folder`);
       const slash = folder.lastIndexOf("/");
-      let full: string;
-      if (slash > 0) {
-        full = `${makeFolders(folder.slice(0, slash))}/${folder.slice(slash + 1)}`;
-      } else {
-        if (written.has(folder)) throw new Error(`${folder} is a file of this batch, not a folder`);
-        full = join(this.root, temporaryName());
-        stagedFolders.set(folder, full);
-      }
+      if (slash > 0) makeFolders(folder.slice(0, slash));
+      const full = join(this.root, temporaryName());
       Deno.mkdirSync(full);
       folders.set(folder, full);
       return full;
@@ -496,9 +495,9 @@ export class LocalStorage implements Storage {
     /** Where `path` is staged; a second write goes to a temporary name, renamed over the first when done. */
     const prepare = (path: string): { full: string; temporary?: string } => {
       checkRelativePath(path);
+      if (folders.has(path)) throw new Error(`${path} is a folder of this batch, not a file`);
       const slash = path.lastIndexOf("/");
       // a checked relative path: no segment to resolve
-      if (slash < 0 && folders.has(path)) throw new Error(`${path} is a folder of this batch, not a file`);
       const full = slash > 0
         ? `${makeFolders(path.slice(0, slash))}${path.slice(slash)}`
         : `${staging}/${path}`;
@@ -506,7 +505,7 @@ export class LocalStorage implements Storage {
     };
     /** Removes what is staged. */
     const removeStaged = () => {
-      for (const folder of [staging, ...stagedFolders.values()]) {
+      for (const folder of [staging, ...folders.values()]) {
         try {
           Deno.removeSync(folder, { recursive: true });
         } catch (error) {
@@ -589,7 +588,8 @@ export class LocalStorage implements Storage {
         this.#refuseLink(this.root, "the folder itself");
         // every move is known to be possible before the first: a conflict lands nothing
         const moves: Array<[string, string]> = [];
-        for (const [folder, full] of stagedFolders) {
+        // a folder whose place is free moves with its files in one rename, after its parent's
+        for (const [folder, full] of folders) {
           planMove(full, join(this.root, folder), { isDirectory: true }, moves);
         }
         planMerge(staging, this.root, moves);
