@@ -7,7 +7,7 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { LocalStorage, writeFileFromStream } from "../lib/storage/local.ts";
+import { FOLDERS_STAGED_APART, LocalStorage, writeFileFromStream } from "../lib/storage/local.ts";
 
 const bytes = (text: string) => new Blob([text]).stream();
 
@@ -155,6 +155,34 @@ Deno.test("a batch whose commit meets a file where a folder goes, or a link, lan
       assert.deepEqual([...Deno.readDirSync(dir)].map((e) => e.name).sort(), ["linked", "z"], conflict);
       assert.deepEqual([...Deno.readDirSync(join(dir, "linked"))].map((e) => e.name), ["to-root"]);
     }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test(`a batch of more than ${FOLDERS_STAGED_APART} folders stages the others inside their parents': all land, the landing folder holds at most that many temporary folders meanwhile`, async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    await Deno.mkdir(join(dir, "old/f0"), { recursive: true }); // a folder already there, merged into
+    await Deno.writeTextFile(join(dir, "old/f0/kept.csv"), "kept\n");
+    const batch = await new LocalStorage(dir).batch();
+    const files: string[] = [];
+    for (let i = 0; i < FOLDERS_STAGED_APART + 200; i++) {
+      // past the limit: new top-level folders, folders in folders staged apart, and in folders staged inside
+      files.push(
+        i % 3 === 0 ? `t${i}/f.csv` : i % 3 === 1 ? `old/f${i % 50}/s${i}/f.csv` : `n${i % 7}/m${i}/f.csv`,
+      );
+    }
+    for (const path of files) await batch.writeBytes(path, new TextEncoder().encode(`${path}\n`));
+    await batch.flush();
+    assert.ok(
+      [...Deno.readDirSync(dir)].length <= FOLDERS_STAGED_APART + 2,
+      "staged apart, the batch's own, old",
+    );
+    await batch.commit();
+    for (const path of files) assert.equal(await Deno.readTextFile(join(dir, path)), `${path}\n`, path);
+    assert.equal(await Deno.readTextFile(join(dir, "old/f0/kept.csv")), "kept\n");
+    assert.deepEqual([...Deno.readDirSync(dir)].filter((e) => e.name.startsWith(".lakerun-tmp-")), []);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

@@ -70,6 +70,13 @@ function temporaryBeside(full: string): string {
 /** Files up to this size are read, hashed and copied with one synchronous call each. */
 const SMALL_FILE = 4 * 1024 * 1024;
 
+/**
+ * Folders of a batch staged in temporary folders of their own in the batch's folder, at most; the others are
+ * staged inside their parent's. A file system's folder does not shrink when its entries go (ext4), so this
+ * bounds what a batch of very many folders leaves the landing folder weighing.
+ */
+export const FOLDERS_STAGED_APART = 1024;
+
 /** The file's metadata without following a link; `undefined` when there is nothing at `path`. */
 function lstatOrNothing(path: string): Deno.FileInfo | undefined {
   try {
@@ -459,8 +466,9 @@ export class LocalStorage implements Storage {
    * The files of each folder are staged in a temporary folder of their own in this one (top-level files in
    * one more), so that a staged file's path is this folder's and two components whatever its depth: in a
    * step's sandbox Deno resolves every component of a file's path, twice, before it creates the file, which
-   * made file creation cost twice what it costs unsandboxed here. A file and a folder of the same name are
-   * refused when the second is written (staged apart, they would only meet at commit).
+   * made file creation cost twice what it costs unsandboxed here (beyond {@link FOLDERS_STAGED_APART}
+   * folders, the others are staged inside their parent's). A file and a folder of the same name are refused
+   * when the second is written (staged apart, they would only meet at commit).
    *
    * Also offers `writeBytes` (a file whose bytes are all in memory) and `makeFolder` (an empty folder that
    * lands too). `writeBytes` hands its file to a {@link SmallFileWriter}: written in batches, on this thread
@@ -477,19 +485,23 @@ export class LocalStorage implements Storage {
     const staging = join(this.root, temporaryName());
     Deno.mkdirSync(staging);
     const smallFiles = new SmallFileWriter();
-    // folder → the temporary folder its files are staged in, a folder's parent before it
-    const folders = new Map<string, string>();
+    const folders = new Map<string, string>(); // folder → where its files are staged
+    // folder → the temporary folder of its own it is staged in, a folder's parent before it
+    const apart = new Map<string, string>();
     const written = new Set<string>(); // a path written twice lands once, with its last bytes
-    /** Makes the temporary folders of the folder and of those above it; returns the folder's. */
+    /** Makes the staged folder and those above it; returns where the folder's files go. */
     const makeFolders = (folder: string): string => {
       const made = folders.get(folder);
       if (made !== undefined) return made;
       if (written.has(folder)) throw new Error(`${folder} is a file of this batch, not a folder`);
       const slash = folder.lastIndexOf("/");
-      if (slash > 0) makeFolders(folder.slice(0, slash));
-      const full = join(this.root, temporaryName());
+      const parent = slash > 0 ? makeFolders(folder.slice(0, slash)) : staging;
+      // apart while there are few (its parent then is too); beyond, inside its parent's, moving with it
+      const isApart = apart.size < FOLDERS_STAGED_APART;
+      const full = isApart ? join(this.root, temporaryName()) : `${parent}/${folder.slice(slash + 1)}`;
       Deno.mkdirSync(full);
       folders.set(folder, full);
+      if (isApart) apart.set(folder, full);
       return full;
     };
     /** Where `path` is staged; a second write goes to a temporary name, renamed over the first when done. */
@@ -505,7 +517,7 @@ export class LocalStorage implements Storage {
     };
     /** Removes what is staged. */
     const removeStaged = () => {
-      for (const folder of [staging, ...folders.values()]) {
+      for (const folder of [staging, ...apart.values()]) {
         try {
           Deno.removeSync(folder, { recursive: true });
         } catch (error) {
@@ -589,7 +601,7 @@ export class LocalStorage implements Storage {
         // every move is known to be possible before the first: a conflict lands nothing
         const moves: Array<[string, string]> = [];
         // a folder whose place is free moves with its files in one rename, after its parent's
-        for (const [folder, full] of folders) {
+        for (const [folder, full] of apart) {
           planMove(full, join(this.root, folder), { isDirectory: true }, moves);
         }
         planMerge(staging, this.root, moves);
