@@ -514,7 +514,9 @@ Deno.test("fake: an unrecorded run is found by its marker across GetJobRuns page
   await withStateDir(async (stateDir) => {
     // attempt 1 dies between StartJobRun and recording the id: the reply is lost, and so is lakerun
     // (simulated: its marker search is refused, so the attempt ends with the entry still "starting")
-    fake.glue.scriptJob(job, { runningForMs: 300, times: 1 });
+    // (ours runs until the test moves the fake's clock on: still running when attempt 2 finds it, however
+    // long starting 450 other runs takes)
+    fake.glue.scriptJob(job, { runningForMs: 600_000, times: 1 });
     fake.fail("StartJobRun", 1, { type: "InternalServiceException", status: 500, applied: true });
     fake.fail("GetJobRuns", 1, { type: "AccessDeniedException", message: "not now" });
     const first = harness(fake.endpoint, { job_name: job, poll_interval: 0.05 }, { stateDir });
@@ -529,7 +531,17 @@ Deno.test("fake: an unrecorded run is found by its marker across GetJobRuns page
     // attempt 2 of the same routine run: newest first, 200 a page, the marked run is on page 3
     const from = fake.calls.length;
     const second = harness(fake.endpoint, { job_name: job, poll_interval: 0.05 }, { stateDir });
-    await startJobRun(second.context, second.options);
+    const reattached = startJobRun(second.context, second.options);
+    await until(
+      () => second.lines.some((line) => line.startsWith(`found run ${ours.id}`)),
+      "the marker search",
+    );
+    clockOffset = 600_000; // ours ends
+    try {
+      await reattached;
+    } finally {
+      clockOffset = 0;
+    }
     assert.equal(callsSince(from, "StartJobRun").length, 0);
     assert.equal(callsSince(from, "GetJobRuns").length, 3);
     assert.ok(
