@@ -9,11 +9,20 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { FOLDERS_STAGED_APART, LocalStorage, writeFileFromStream } from "../lib/storage/local.ts";
 
-const bytes = (text: string) => new Blob([text]).stream();
-
-Deno.test("writeFileFromStream never overwrites, and never removes, a file it did not create", async () => {
+/** Runs `body` with a new temporary folder, removed afterwards whatever happens. */
+async function inTempDir(body: (dir: string) => Promise<void>): Promise<void> {
   const dir = await Deno.makeTempDir();
   try {
+    await body(dir);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+const bytes = (text: string) => new Blob([text]).stream();
+
+Deno.test("writeFileFromStream never overwrites, and never removes, a file it did not create", () =>
+  inTempDir(async (dir) => {
     const path = join(dir, "precious.csv");
     await Deno.writeTextFile(path, "precious");
     await assert.rejects(
@@ -27,28 +36,20 @@ Deno.test("writeFileFromStream never overwrites, and never removes, a file it di
       /stopped/,
     );
     assert.equal(await Deno.readTextFile(path), "precious");
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-});
+  }));
 
-Deno.test("writeFileFromStream removes the file it created when the bytes are not what was announced", async () => {
-  const dir = await Deno.makeTempDir();
-  try {
+Deno.test("writeFileFromStream removes the file it created when the bytes are not what was announced", () =>
+  inTempDir(async (dir) => {
     const path = join(dir, "short.csv");
     await assert.rejects(writeFileFromStream(path, bytes("abc"), { size: 10 }, "short.csv"), /short\.csv/);
     await assert.rejects(Deno.stat(path), Deno.errors.NotFound);
     const result = await writeFileFromStream(path, bytes("abc"), { size: 3, sha256: true }, "short.csv");
     assert.equal(result.size, 3);
     assert.equal(await Deno.readTextFile(path), "abc");
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-});
+  }));
 
-Deno.test("a batch's small files (written in batches, some on a helper thread) land together, or not at all", async () => {
-  const dir = await Deno.makeTempDir();
-  try {
+Deno.test("a batch's small files (written in batches, some on a helper thread) land together, or not at all", () =>
+  inTempDir(async (dir) => {
     const files = Array.from(
       { length: 3000 },
       (_, i) => [`d${i % 7}/f${i}.csv`, `${i},${"x".repeat(i % 500)}\n`],
@@ -85,14 +86,10 @@ Deno.test("a batch's small files (written in batches, some on a helper thread) l
     );
     await failing.abort();
     assert.deepEqual([...Deno.readDirSync(other)], []);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-});
+  }));
 
-Deno.test("a batch stages each folder's files in a temporary folder of their own, and refuses a file and a folder of the same name, either way round", async () => {
-  const dir = await Deno.makeTempDir();
-  try {
+Deno.test("a batch stages each folder's files in a temporary folder of their own, and refuses a file and a folder of the same name, either way round", () =>
+  inTempDir(async (dir) => {
     const bytes = new TextEncoder().encode("x\n");
     for (
       const [first, second, message] of [
@@ -127,14 +124,10 @@ Deno.test("a batch stages each folder's files in a temporary folder of their own
     assert.deepEqual([...Deno.readDirSync(dir)].map((e) => e.name).sort(), ["a", "b", "c"]);
     assert.equal(await Deno.readTextFile(join(dir, "b/a")), "x\n");
     assert.equal(await Deno.readTextFile(join(dir, "c/d/e/f")), "x\n");
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-});
+  }));
 
-Deno.test("a batch whose commit meets a file where a folder goes, or a link, lands nothing", async () => {
-  const dir = await Deno.makeTempDir();
-  try {
+Deno.test("a batch whose commit meets a file where a folder goes, or a link, lands nothing", () =>
+  inTempDir(async (dir) => {
     const bytes = new TextEncoder().encode("x\n");
     await Deno.writeTextFile(join(dir, "z"), "a file where the batch has a folder\n");
     await Deno.mkdir(join(dir, "linked"));
@@ -155,14 +148,10 @@ Deno.test("a batch whose commit meets a file where a folder goes, or a link, lan
       assert.deepEqual([...Deno.readDirSync(dir)].map((e) => e.name).sort(), ["linked", "z"], conflict);
       assert.deepEqual([...Deno.readDirSync(join(dir, "linked"))].map((e) => e.name), ["to-root"]);
     }
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-});
+  }));
 
-Deno.test(`a batch of more than ${FOLDERS_STAGED_APART} folders stages the others inside their parents': all land, the landing folder holds at most that many temporary folders meanwhile`, async () => {
-  const dir = await Deno.makeTempDir();
-  try {
+Deno.test(`a batch of more than ${FOLDERS_STAGED_APART} folders stages the others inside their parents': all land, the landing folder holds at most that many temporary folders meanwhile`, () =>
+  inTempDir(async (dir) => {
     await Deno.mkdir(join(dir, "old/f0"), { recursive: true }); // a folder already there, merged into
     await Deno.writeTextFile(join(dir, "old/f0/kept.csv"), "kept\n");
     const batch = await new LocalStorage(dir).batch();
@@ -183,7 +172,4 @@ Deno.test(`a batch of more than ${FOLDERS_STAGED_APART} folders stages the other
     for (const path of files) assert.equal(await Deno.readTextFile(join(dir, path)), `${path}\n`, path);
     assert.equal(await Deno.readTextFile(join(dir, "old/f0/kept.csv")), "kept\n");
     assert.deepEqual([...Deno.readDirSync(dir)].filter((e) => e.name.startsWith(".lakerun-tmp-")), []);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-});
+  }));
