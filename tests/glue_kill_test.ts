@@ -101,7 +101,8 @@ Deno.test("moto: lakerun SIGKILLed while a job run is in flight, run again: one 
 Deno.test("fake: lakerun SIGKILLed while a crawl is in flight, run again: it waits for that crawl, one crawl in all", async () => {
   await using fake = await startAwsFake();
   fake.glue.createCrawler("raw", { databaseName: "lake" });
-  fake.glue.scriptCrawl("raw", { runningForMs: 2_500, tables: [{ name: "sales" }] });
+  // long enough that the re-run still finds it running on a loaded machine (it then waits for its end)
+  fake.glue.scriptCrawl("raw", { runningForMs: 5_000, tables: [{ name: "sales" }] });
   await using dir = await tempDir();
   const file = await writeRoutine(dir.path, fake.endpoint, {
     crawl: { params: { crawler_name: "raw", poll_interval: 0.1 }, tasks: ["run_crawler"] },

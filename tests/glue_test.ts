@@ -848,7 +848,8 @@ Deno.test("fake: a crawl this step started is stopped on Ctrl-C and at the timeo
 });
 
 Deno.test("fake: throttled GetCrawler polls are retried, never fatal (Airflow #23475); a re-run reattaches to the crawl", async () => {
-  fake.glue.scriptCrawl("throttled-crawler", { runningForMs: 600, tables: [{ name: "t1" }] });
+  // long enough to be running still when attempt 2 starts, on a loaded machine too
+  fake.glue.scriptCrawl("throttled-crawler", { runningForMs: 2_000, tables: [{ name: "t1" }] });
   fake.throttle("GetCrawler", 3);
   await withStateDir(async (stateDir) => {
     // attempt 1 starts the crawl and does not wait
