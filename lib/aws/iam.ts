@@ -15,6 +15,7 @@
  * @module
  */
 import { sha256Hex } from "../sha256.ts";
+import { canonicalJson } from "../canonical_json.ts";
 import { parseS3Url } from "./s3/url.ts";
 
 /** One statement of an IAM policy document (always `Allow`). */
@@ -392,7 +393,7 @@ export function mergeStatements(statements: readonly IamStatement[]): IamPolicy 
           for (const value of simple.values) atom.simple!.values.add(value);
           atoms.set(id, atom);
         } else {
-          atoms.set(`${pair}\u0000${canonical(condition)}`, { action, resource, complex: condition });
+          atoms.set(`${pair}\u0000${canonicalJson(condition)}`, { action, resource, complex: condition });
         }
       }
     }
@@ -407,7 +408,7 @@ export function mergeStatements(statements: readonly IamStatement[]): IamPolicy 
     const condition = atom.simple
       ? { [atom.simple.op]: { [atom.simple.key]: sortedUnique([...atom.simple.values]) } }
       : atom.complex;
-    const id = `${atom.resource}\u0000${condition ? canonical(condition) : ""}`;
+    const id = `${atom.resource}\u0000${condition ? canonicalJson(condition) : ""}`;
     const group = byResource.get(id) ?? { resource: atom.resource, condition, actions: [] };
     group.actions.push(atom.action);
     byResource.set(id, group);
@@ -415,7 +416,7 @@ export function mergeStatements(statements: readonly IamStatement[]): IamPolicy 
   const byActions = new Map<string, IamStatement>();
   for (const group of byResource.values()) {
     const actions = sortedUnique(group.actions);
-    const id = `${actions.join(",")}\u0000${group.condition ? canonical(group.condition) : ""}`;
+    const id = `${actions.join(",")}\u0000${group.condition ? canonicalJson(group.condition) : ""}`;
     const statement = byActions.get(id) ?? allow(actions, [], group.condition);
     statement.Resource = sortedUnique([...statement.Resource, group.resource]);
     byActions.set(id, statement);
@@ -508,23 +509,13 @@ function compare(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0;
 }
 
-/** JSON with sorted keys at every level. */
-function canonical(value: unknown): string {
-  if (Array.isArray(value)) return `[${value.map(canonical).join(",")}]`;
-  if (value && typeof value === "object") {
-    const entries = Object.entries(value).sort(([a], [b]) => compare(a, b));
-    return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonical(v)}`).join(",")}}`;
-  }
-  return JSON.stringify(value);
-}
-
 /** Statements sort by service, then first resource, then actions, then condition. */
 function orderKey(statement: IamStatement): string {
   return [
     servicesOf(statement).join(","),
     statement.Resource.join(","),
     statement.Action.join(","),
-    statement.Condition ? canonical(statement.Condition) : "",
+    statement.Condition ? canonicalJson(statement.Condition) : "",
   ].join("\u0000");
 }
 
@@ -547,6 +538,6 @@ function sidOf(statement: IamStatement): string {
   const services = servicesOf(statement)
     .map((s) => SERVICE_NAMES[s] ?? s.replace(/(^|-)([a-z0-9])/g, (_, _d, c: string) => c.toUpperCase()))
     .join("");
-  const hash = sha256Hex(canonical(statement)).slice(0, 8);
+  const hash = sha256Hex(canonicalJson(statement)).slice(0, 8);
   return `${services}${hash}`;
 }

@@ -20,6 +20,7 @@ import { UsageError } from "../errors.ts";
 import type { Routine } from "../routine/routine.ts";
 import { routineStateDir } from "./permissions.ts";
 import { sha256Hex } from "../../lib/sha256.ts";
+import { canonicalJson } from "../../lib/canonical_json.ts";
 
 /** How a run ended, or `running` while it runs (and after it was killed, until {@link listRuns} reads it). */
 export type RunStatus = "running" | "succeeded" | "failed" | "interrupted";
@@ -141,16 +142,6 @@ export function routineHash(routine: Routine, mask?: SecretMask): string {
     },
     mask,
   );
-}
-
-function canonicalJson(value: unknown): string {
-  return JSON.stringify(
-    value,
-    (_key, item) =>
-      item && typeof item === "object" && !Array.isArray(item)
-        ? Object.fromEntries(Object.keys(item).sort().map((key) => [key, item[key]]))
-        : item,
-  ) ?? "null";
 }
 
 /**

@@ -59,13 +59,14 @@
 import {
   AwsJsonError,
   awsJsonResponse,
-  canonicalJson,
+  epochSeconds,
   FaultQueue,
   type Json,
   type LoopbackServer,
   parseJsonBody,
   serveLoopback,
 } from "./aws_json.ts";
+import { canonicalJson } from "../../lib/canonical_json.ts";
 
 // ------------------------------------------------------------------------------------------------ types
 
@@ -460,11 +461,6 @@ const PREFIXES = { athena: "AmazonAthena.", glue: "AWSGlue." } as const;
 const invalidRequest = (message: string) => new AwsJsonError("InvalidRequestException", message);
 const invalidInput = (message: string) => new AwsJsonError("InvalidInputException", message);
 const notFound = (message: string) => new AwsJsonError("EntityNotFoundException", message);
-
-/** Epoch seconds with millisecond precision, as awsJson1_1 timestamps are sent. */
-function epochSeconds(ms: number): number {
-  return Math.round(ms) / 1000;
-}
 
 function randomHex(bytes: number): string {
   return Array.from(crypto.getRandomValues(new Uint8Array(bytes)), (b) => b.toString(16).padStart(2, "0"))

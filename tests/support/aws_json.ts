@@ -28,16 +28,9 @@ export class AwsJsonError extends Error {
   }
 }
 
-/** JSON with sorted keys and without undefined members, to compare the parameters of two requests. */
-export function canonicalJson(value: unknown): string {
-  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(",")}]`;
-  if (value !== null && typeof value === "object") {
-    const entries = Object.entries(value as Json).filter(([, v]) => v !== undefined).sort(([a], [b]) =>
-      a < b ? -1 : 1
-    );
-    return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(",")}}`;
-  }
-  return JSON.stringify(value ?? null);
+/** Epoch seconds with millisecond precision, as awsJson1_1 timestamps are sent. */
+export function epochSeconds(ms: number): number {
+  return Math.round(ms) / 1000;
 }
 
 /** A request's body as a JSON object (`{}` when empty); otherwise a SerializationException naming `fake`. */

@@ -102,13 +102,14 @@ import type { PostgresTestServer } from "./postgres.ts";
 import {
   AwsJsonError,
   awsJsonResponse,
-  canonicalJson,
+  epochSeconds,
   FaultQueue,
   type Json,
   type LoopbackServer,
   parseJsonBody,
   serveLoopback,
 } from "./aws_json.ts";
+import { canonicalJson } from "../../lib/canonical_json.ts";
 
 // ------------------------------------------------------------------------------------------------ types
 
@@ -273,9 +274,6 @@ const fakeError = (type: string, message: string, status = 400) =>
   new AwsJsonError(type, message, {}, status, "message");
 
 const validation = (message: string) => fakeError("ValidationException", message);
-
-/** Epoch seconds with millisecond precision. */
-const epochSeconds = (ms: number) => Math.round(ms) / 1000;
 
 function optionalString(body: Json, member: string): string | undefined {
   const value = body[member];
