@@ -11,8 +11,8 @@
  *   one `Deno.writeFileSync` each and through a LocalStorage write batch (staged, then moved into place);
  * - lakerun's extraction of the zip in that sandbox into a write batch (what a step does, less the download
  *   and the process start), streamed from the file as a download is, and with random access as a
- *   self-extracting archive is (small files in batches, every other one on a helper thread the host starts
- *   with the same permissions, as for a step); and the streamed extraction alone, each entry dropped
+ *   self-extracting archive is (small files in batches, on the step's thread and on a helper thread the host
+ *   starts with the same permissions, as for a step); and the streamed extraction alone, each entry dropped
  *   (parsing, inflating, checking).
  *
  * Times are inside the process (the Worker's own clock for the Deno variants), so lakerun's start-up is not

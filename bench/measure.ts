@@ -28,16 +28,8 @@ export async function timeShell(
   cwd: string,
   shell: "sh" | "bash" = "sh",
 ): Promise<{ seconds: number; maxRssKiB: number }> {
-  const output = await new Deno.Command("/usr/bin/time", {
-    args: ["-f", "%e %M", shell, "-c", command],
-    cwd,
-    stdout: "null",
-    stderr: "piped",
-  }).output();
-  const stderr = new TextDecoder().decode(output.stderr).trim().split("\n");
-  if (!output.success) throw new Error(`failed: ${command}\n${stderr.join("\n")}`);
-  const [seconds, rss] = stderr.at(-1)!.split(" ").map(Number);
-  return { seconds, maxRssKiB: rss };
+  const { seconds, maxRss } = await timeCommand([shell, "-c", command], { cwd });
+  return { seconds, maxRssKiB: maxRss / 1024 };
 }
 
 /** What {@link timeCommand} measured of one process. */
@@ -189,6 +181,11 @@ export class FreshFolders {
   constructor(readonly work: string, readonly fresh: boolean) {
     this.#image = `${work}/fresh.img`;
     this.#mountPoint = `${work}/fresh`;
+  }
+
+  /** Where every variant's folder is: the file systems' mount point with `fresh`, else `work`. */
+  get folder(): string {
+    return this.fresh ? this.#mountPoint : this.work;
   }
 
   /** The folder for the next variant: a new, empty file system's root with `fresh`, else `work`. */

@@ -121,10 +121,10 @@ const load = async () => (await Deno.readTextFile("/proc/loadavg")).split(" ").s
 
 const work = await Deno.makeTempDir({ prefix: "lakerun-bench-small-", dir: values["work-in"] ?? data });
 /** Where lakerun extracts a zip, and how many folders deep that is: a step's sandbox resolves every one. */
-const zipLanding = join(work, values["fresh-fs"] ? "fresh" : "", "out-lakerun");
-const zipLandingDepth = zipLanding.split("/").filter(Boolean).length;
 const lines: string[] = [];
 const folders = new FreshFolders(work, values["fresh-fs"]);
+const zipLanding = join(folders.folder, "out-lakerun");
+const zipLandingDepth = zipLanding.split("/").filter(Boolean).length;
 const variantFolder = () => folders.next();
 
 try {
