@@ -95,13 +95,46 @@ export interface LocalHeader {
   zip64: boolean;
 }
 
+/** A header's fixed size, and the length of what follows it (names, extra fields, comment) from its fixed part. */
+interface HeaderLayout {
+  size: number;
+  variable(fixed: Uint8Array): number;
+}
+
+const LOCAL_HEADER: HeaderLayout = { size: 30, variable: (fixed) => u16(fixed, 26) + u16(fixed, 28) };
+const CENTRAL_HEADER: HeaderLayout = {
+  size: 46,
+  variable: (fixed) => u16(fixed, 28) + u16(fixed, 30) + u16(fixed, 32),
+};
+
+/** A header's fixed part and the variable part after it, consumed once the reader has them. */
+async function readHeaderParts(
+  input: ByteReader,
+  layout: HeaderLayout,
+  where: () => string,
+): Promise<[Uint8Array, Uint8Array]> {
+  // a copy: the reader's next wait may reuse the buffer a view of it would be in
+  const fixed = (await input.need(layout.size, undefined, where)).slice();
+  return [fixed, await input.need(layout.variable(fixed), undefined, where)];
+}
+
+/**
+ * {@link readHeaderParts} without waiting: the parts when all of the header is buffered (consumed), else
+ * `undefined` (nothing consumed).
+ */
+function takeHeaderParts(input: ByteReader, layout: HeaderLayout): [Uint8Array, Uint8Array] | undefined {
+  if (!input.has(layout.size)) return undefined;
+  const variable = layout.variable(input.peek(layout.size));
+  if (!input.has(layout.size + variable)) return undefined;
+  const fixed = input.take(layout.size);
+  return [fixed, input.take(variable)];
+}
+
 /** Reads the local file header at the reader's position (its signature already checked by the caller). */
 export async function readLocalHeader(input: ByteReader): Promise<LocalHeader> {
   const offset = input.position;
   const where = () => `the local header at offset ${offset}`;
-  // a copy: the reader's next wait may reuse the buffer a view of it would be in
-  const fixed = (await input.need(30, undefined, where)).slice();
-  const rest = await input.need(u16(fixed, 26) + u16(fixed, 28), undefined, where);
+  const [fixed, rest] = await readHeaderParts(input, LOCAL_HEADER, where);
   return localHeaderOf(offset, fixed, rest);
 }
 
@@ -110,13 +143,9 @@ export async function readLocalHeader(input: ByteReader): Promise<LocalHeader> {
  * consumed): {@link readLocalHeader} without waiting.
  */
 export function takeLocalHeader(input: ByteReader): LocalHeader | undefined {
-  if (!input.has(30)) return undefined;
-  const head = input.peek(30);
-  const variable = u16(head, 26) + u16(head, 28);
-  if (!input.has(30 + variable)) return undefined;
   const offset = input.position;
-  const fixed = input.take(30);
-  return localHeaderOf(offset, fixed, input.take(variable));
+  const parts = takeHeaderParts(input, LOCAL_HEADER);
+  return parts && localHeaderOf(offset, parts[0], parts[1]);
 }
 
 /** A local header from its 30 fixed bytes and its name and extra field. */
@@ -169,10 +198,8 @@ export interface CentralEntry {
 export async function readCentralHeader(input: ByteReader): Promise<CentralEntry> {
   const headerAt = input.position;
   const where = () => `the central directory header at offset ${headerAt}`;
-  // a copy: the reader's next wait may reuse the buffer a view of it would be in
-  const fixed = (await input.need(46, undefined, where)).slice();
-  const variable = u16(fixed, 28) + u16(fixed, 30) + u16(fixed, 32);
-  return centralHeaderOf(fixed, await input.need(variable, undefined, where));
+  const [fixed, rest] = await readHeaderParts(input, CENTRAL_HEADER, where);
+  return centralHeaderOf(fixed, rest);
 }
 
 /**
@@ -180,12 +207,8 @@ export async function readCentralHeader(input: ByteReader): Promise<CentralEntry
  * `undefined` (nothing consumed): {@link readCentralHeader} without waiting.
  */
 export function takeCentralHeader(input: ByteReader): CentralEntry | undefined {
-  if (!input.has(46)) return undefined;
-  const head = input.peek(46);
-  const variable = u16(head, 28) + u16(head, 30) + u16(head, 32);
-  if (!input.has(46 + variable)) return undefined;
-  const fixed = input.take(46);
-  return centralHeaderOf(fixed, input.take(variable));
+  const parts = takeHeaderParts(input, CENTRAL_HEADER);
+  return parts && centralHeaderOf(parts[0], parts[1]);
 }
 
 /** A central directory header from its 46 fixed bytes and its name, extra field and comment. */
