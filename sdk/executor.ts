@@ -107,6 +107,12 @@ export interface TaskContext<P> {
 /** One task an executor offers. */
 export interface TaskDefinition<P> {
   description: string;
+  /**
+   * The params this task cannot run without, beyond those every step needs (the schema's required ones):
+   * each a param name, or a list of names one of which must be given. lakerun checks them with the rest of
+   * the routine, before anything runs, and `lakerun list` shows them.
+   */
+  needs?: ReadonlyArray<string | readonly string[]>;
   run(context: TaskContext<P>): Promise<void>;
 }
 
@@ -118,7 +124,11 @@ export interface ExecutorDefinition<S extends z.ZodType = z.ZodType> {
   description: string;
   /** Builds the params schema from the zod namespace lakerun passes in. */
   params: (zod: Zod) => S;
-  /** The exact permission scope a step with these params needs. */
+  /**
+   * The exact permission scope a step with these params needs. lakerun calls it when it checks a routine:
+   * an error it throws makes the routine invalid (exit 2, nothing runs), located at the param a
+   * {@link ParamError} names, else at the param whose value the message quotes.
+   */
   permissions(params: z.output<S>, context: PermissionContext): PermissionScope;
   /**
    * The AWS IAM statements a step with these params needs (`lakerun plan --iam`), exactly the actions and
@@ -132,6 +142,27 @@ export interface ExecutorDefinition<S extends z.ZodType = z.ZodType> {
   planNotes?(params: z.output<S>, context: PermissionContext): Promise<string[]>;
   /** The tasks a routine may name; nothing else can run. */
   tasks: Record<string, TaskDefinition<z.output<S>>>;
+}
+
+/**
+ * A problem with one param that its schema cannot express (a URL scheme, a location's form), thrown by
+ * `permissions`: the routine is invalid, and the message is shown at `path` (inside the step's params).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { ParamError } from "./executor.ts";
+ *
+ * const error = new ParamError(["source", "url"], "unsupported URL scheme ftp:");
+ * assert.deepEqual(error.path, ["source", "url"]);
+ * assert.equal(error.message, "unsupported URL scheme ftp:");
+ * ```
+ */
+export class ParamError extends Error {
+  constructor(readonly path: ReadonlyArray<string | number>, message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = "ParamError";
+  }
 }
 
 /**

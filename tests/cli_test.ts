@@ -89,6 +89,45 @@ Deno.test("every problem is listed, one line each, with its JSON path; nothing r
   await assert.rejects(Deno.stat(join(dir.path, "out")), Deno.errors.NotFound);
 });
 
+Deno.test("params a step's permissions cannot be computed from are invalid: exit 2 for run, validate and plan; nothing runs", async () => {
+  await using dir = await tempDir();
+  await Deno.mkdir(join(dir.path, "in"));
+  await Deno.writeTextFile(join(dir.path, "in/a.csv"), "a");
+  const download = (url: string, landing: string) => ({
+    executor: "DownloaderExecutor",
+    params: { requests_arguments: { url }, landing_directory: landing },
+    tasks: ["download"],
+  });
+  await write(dir.path, "r.json", {
+    routine_name: "x",
+    executors: {
+      StagingExecutor: stagingStep(), // valid, and first: it must not run
+      ftp: download("ftp://example.com/a.zip", "l"),
+      typo: download("https//example.com/a.zip?token=s3cret", "l"),
+      bucketless: download("https://example.com/a.zip", "s3://"),
+    },
+  });
+  const expected = [
+    /^r\.json:\d+:\d+: executors\.ftp\.params\.requests_arguments\.url: unsupported URL scheme ftp: in ftp:\/\/example\.com\/a\.zip \(http:\/\/, https:\/\/ and file:\/\/ are\)$/,
+    /^r\.json:\d+:\d+: executors\.typo\.params\.requests_arguments\.url: not a valid URL: https\/\/example\.com\/a\.zip\?\*\*\*$/,
+    /^r\.json:\d+:\d+: executors\.bucketless\.params\.landing_directory: invalid S3 location "s3:\/\/" \(expected s3:\/\/bucket\/prefix\)$/,
+  ];
+  for (const command of ["run", "validate", "plan"]) {
+    const result = await lakerun([command, "r.json"], { cwd: dir.path });
+    assert.equal(result.code, 2, `${command}: ${result.stderr}`);
+    const lines = result.stderr.trim().split("\n");
+    assert.equal(lines.length, expected.length, result.stderr);
+    expected.forEach((pattern, i) => assert.match(lines[i], pattern));
+    assert.ok(!result.stderr.includes("s3cret"), "a query value is redacted");
+    assert.equal(result.stdout, "", "nothing ran");
+  }
+  await assert.rejects(Deno.stat(join(dir.path, "out")), Deno.errors.NotFound);
+  await write(dir.path, "ok.json", { routine_name: "ok", executors: { StagingExecutor: stagingStep() } });
+  const valid = await lakerun(["validate", "ok.json"], { cwd: dir.path });
+  assert.equal(valid.code, 0, valid.stderr);
+  assert.equal(valid.stdout, 'ok.json: valid (routine "ok", 1 step, 1 task)\n');
+});
+
 Deno.test("hostile names are data: refused as unknown executors or tasks, never loaded", async () => {
   await using dir = await tempDir();
   const hostile = [

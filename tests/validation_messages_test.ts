@@ -135,3 +135,54 @@ Deno.test("the routine's own shape: each message quotes what was given", async (
     );
   }
 });
+
+Deno.test("a param a listed task needs is missing: named with the tasks that need it, before anything runs", async () => {
+  const postgres = (params: Record<string, unknown>, tasks: string[]) => ({
+    routine_name: "x",
+    executors: {
+      PostgresExecutor: { params: { host: "localhost", database: "d", user: "u", ...params }, tasks },
+    },
+  });
+  const cases: Array<[unknown, string[]]> = [
+    [postgres({ source: "in" }, ["create_table", "load"]), [
+      "executors.PostgresExecutor.params.table: missing: the create_table and load tasks need it",
+    ]],
+    [postgres({}, ["execute", "load"]), [
+      "executors.PostgresExecutor.params.sql: missing: the execute task needs sql or sql_file",
+      "executors.PostgresExecutor.params.table: missing: the load task needs it",
+      "executors.PostgresExecutor.params.source: missing: the load task needs it",
+    ]],
+    // null is as good as absent
+    [postgres({ table: "t", source: null }, ["load"]), [
+      "executors.PostgresExecutor.params.source: missing: the load task needs it",
+    ]],
+    [{
+      routine_name: "x",
+      executors: { GlueExecutor: { params: { crawler_name: "c" }, tasks: ["start_job_run", "run_crawler"] } },
+    }, ["executors.GlueExecutor.params.job_name: missing: the start_job_run task needs it"]],
+  ];
+  for (const [routine, expected] of cases) assert.deepEqual(await problemsOf(routine), expected);
+  // what a task does not need may be left out
+  await parseRoutine(JSON.stringify(postgres({ sql_file: "q.sql" }, ["execute"])), {
+    file: "/r.json",
+    label: "r",
+  });
+});
+
+Deno.test("every built-in task's needs name params of its executor's schema", async () => {
+  const { builtinExecutors } = await import("../executors/registry.ts");
+  const { paramsSchemaOf } = await import("../orchestrator/routine/routine.ts");
+  let needs = 0;
+  for (const [name, entry] of Object.entries(builtinExecutors)) {
+    const definition = (await entry.load()).default;
+    const shape = (paramsSchemaOf(definition) as unknown as { shape?: Record<string, unknown> }).shape;
+    assert.ok(shape, `${name}: a strict object schema`);
+    for (const [task, t] of Object.entries(definition.tasks)) {
+      for (const param of (t.needs ?? []).flat()) {
+        assert.ok(Object.hasOwn(shape, param), `${name}.${task} needs "${param}", which is not a param`);
+        needs++;
+      }
+    }
+  }
+  assert.ok(needs >= 20, `${needs} needs declared`);
+});

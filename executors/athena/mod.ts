@@ -152,15 +152,18 @@ export default defineExecutor({
   tasks: {
     create_table: {
       description: "CREATE EXTERNAL TABLE over location, with columns inferred from the files unless given.",
+      needs: ["database", "table", "location"],
       run: createTable,
     },
     query: {
       description: "Runs query (or query_file), reports it, and saves the full result to results_to.",
+      needs: [["query", "query_file"]],
       run: runQueryTask,
     },
     add_partitions: {
       description:
         "Adds the partition folders under location that the table lacks (ALTER TABLE ADD PARTITION).",
+      needs: ["database", "table", "location", "partitioned_by"],
       run: addPartitions,
     },
   },

@@ -9,7 +9,7 @@
  * @module
  */
 import type { TaskContext } from "../../sdk/executor.ts";
-import { defineExecutor } from "../../sdk/executor.ts";
+import { defineExecutor, ParamError } from "../../sdk/executor.ts";
 import { netPermissionFor } from "../../lib/http/request.ts";
 import { locationScope, mergeScopes } from "../../lib/storage/locations.ts";
 import { parseS3Url } from "../../lib/aws/s3/scope.ts";
@@ -31,9 +31,15 @@ export default defineExecutor({
   params: paramsSchema,
   permissions(params, context) {
     const url = params.requests_arguments.url;
-    const source = url.startsWith("file:")
+    let host: string | undefined;
+    try {
+      host = netPermissionFor(url);
+    } catch (error) {
+      throw new ParamError(["requests_arguments", "url"], (error as Error).message);
+    }
+    const source = host === undefined
       ? { read: [fileUrlPath(url)] }
-      : { net: [netPermissionFor(url)!, ...params.extra_hosts.map(withDefaultPort(url))] };
+      : { net: [host, ...params.extra_hosts.map(withDefaultPort(url))] };
     const landing = landingFolder(params, context.resolve);
     // extracting into a local folder: its file system's free space bounds what an archive may write
     const room = extracts(params) && !isS3Url(landing) ? { sys: ["statfs"] } : {};

@@ -93,6 +93,7 @@ export default defineExecutor({
     start_job_run: {
       description:
         "Starts a run of job_name with arguments (or reattaches to the one this routine run started), waits for SUCCEEDED; FAILED, TIMEOUT, ERROR, STOPPED or EXPIRED fail the step with Glue's ErrorMessage.",
+      needs: ["job_name"],
       run: async (context) => {
         const { startJobRun } = await import("./job_run.ts");
         await startJobRun(context);
@@ -101,6 +102,7 @@ export default defineExecutor({
     run_crawler: {
       description:
         "Starts crawler_name (or joins the crawl already running), waits until it is READY again, and reports the tables the crawl created or updated.",
+      needs: ["crawler_name"],
       run: async (context) => {
         const { runCrawler } = await import("./crawler.ts");
         await runCrawler(context);

@@ -66,8 +66,6 @@ export const paramsSchema = (z: Zod) => {
     number_of_workers: z.number().int().min(1).max(10_000).optional().describe(
       "Number of workers of the job run, instead of the job's.",
     ),
-  }).refine((p) => p.job_name !== undefined || p.crawler_name !== undefined, {
-    message: "set job_name (for start_job_run) or crawler_name (for run_crawler)",
   });
 };
 

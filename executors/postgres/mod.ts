@@ -49,16 +49,19 @@ export default defineExecutor({
   tasks: {
     execute: {
       description: "Runs the statements of sql or sql_file in one transaction.",
+      needs: [["sql", "sql_file"]],
       run: execute,
     },
     create_table: {
       description:
         "Creates table from columns (or columns inferred from the first files of source); if_exists: keep (fail when its columns differ), replace, fail.",
+      needs: ["table", ["columns", "source"]],
       run: createTable,
     },
     load: {
       description:
         "Streams every file of source through COPY FROM STDIN, then appends, replaces or upserts into table, in one transaction.",
+      needs: ["table", "source"],
       run: load,
     },
   },

@@ -60,16 +60,19 @@ export default defineExecutor({
   tasks: {
     execute: {
       description: "Runs the statements of sql or sql_file in one transaction (a Data API batch).",
+      needs: [["sql", "sql_file"]],
       run: runExecute,
     },
     create_table: {
       description:
         "Creates table from columns, or from columns inferred from the first files under source; if_exists keeps, replaces or fails.",
+      needs: ["table", ["columns", "source"]],
       run: runCreateTable,
     },
     copy_from_s3: {
       description:
         "COPYs the files under source into a temporary staging table, then appends, replaces or MERGEs them into table, in one transaction; a bad value is reported with its file, line, column and reason.",
+      needs: ["table", "source", "iam_role"],
       run: runCopyFromS3,
     },
   },

@@ -26,6 +26,9 @@ function quote(value: unknown): string {
   return text.length > 80 ? `${text.slice(0, 77)}..."` : text;
 }
 
+/** An S3 bucket and folder as `source` takes it (the bucket named as S3 allows). */
+const S3_FOLDER = /^s3:\/\/[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](\/.*)?$/;
+
 const pattern = (z: Zod, regex: RegExp, what: string) =>
   z.string().regex(regex, { error: (issue) => `must be ${what}, not ${quote(issue.input)}` });
 
@@ -106,7 +109,7 @@ const fieldsSchema = (z: Zod) =>
     ]).optional().describe(
       "The columns, in file order: [{name, type}] or an ordered {name: type} map as for Athena; default: inferred from the first files under source (create_table), the table's own (copy_from_s3).",
     ),
-    source: pattern(z, /^s3:\/\/[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](\/.*)?$/, "an s3://bucket/folder URL")
+    source: pattern(z, S3_FOLDER, "an s3://bucket/folder URL")
       .optional()
       .describe(
         "create_table, copy_from_s3: the S3 folder holding the files; COPY loads every object under it (e.g. the StagingExecutor's dump_directory).",
@@ -185,7 +188,8 @@ function checkParams(p: Params, ctx: z.RefinementCtx): void {
     );
   }
   if (p.sql !== undefined && p.sql_file !== undefined) issue("sql_file", "give sql or sql_file, not both");
-  if (p.source !== undefined) {
+  if (p.source !== undefined && S3_FOLDER.test(p.source)) {
+    // what the pattern cannot see ("..", "//"): one message per problem
     try {
       parseS3Url(p.source);
     } catch (error) {

@@ -126,12 +126,43 @@ export function redactUrl(url: string): string {
  * ```
  */
 export function netPermissionFor(url: string): string | undefined {
-  const u = new URL(url);
+  const u = downloadUrl(url);
   if (u.protocol === "file:") return undefined;
-  if (u.protocol !== "http:" && u.protocol !== "https:") {
-    throw new TypeError(`unsupported URL scheme ${u.protocol} in ${redactUrl(url)}`);
-  }
   return `${u.hostname}:${u.port || (u.protocol === "https:" ? "443" : "80")}`;
+}
+
+/**
+ * `url` parsed, when it is an http(s):// or file:// URL; otherwise a TypeError whose message shows the URL
+ * redacted (see {@link redactUrl}: no user info or query values, which may be credentials).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { downloadUrl } from "./request.ts";
+ *
+ * assert.equal(downloadUrl("https://example.com/a.zip").host, "example.com");
+ * assert.throws(
+ *   () => downloadUrl("ftp://example.com/a.zip"),
+ *   { message: "unsupported URL scheme ftp: in ftp://example.com/a.zip (http://, https:// and file:// are)" },
+ * );
+ * assert.throws(() => downloadUrl("http://exa mple.com/?token=s3cret"), {
+ *   message: "not a valid URL: http://exa mple.com/?***",
+ * });
+ * ```
+ */
+export function downloadUrl(url: string): URL {
+  let u: URL;
+  try {
+    u = new URL(url);
+  } catch {
+    throw new TypeError(`not a valid URL: ${redactUrl(url)}`);
+  }
+  if (u.protocol !== "http:" && u.protocol !== "https:" && u.protocol !== "file:") {
+    throw new TypeError(
+      `unsupported URL scheme ${u.protocol} in ${redactUrl(url)} (http://, https:// and file:// are)`,
+    );
+  }
+  return u;
 }
 
 const USER_AGENT = "lakerun/0.1";
@@ -148,10 +179,7 @@ export interface PreparedRequest {
 
 /** Builds the URL (params appended, user info moved to auth) and the request headers. */
 export function prepareRequest(spec: RequestSpec): PreparedRequest {
-  const url = new URL(spec.url);
-  if (url.protocol !== "http:" && url.protocol !== "https:" && url.protocol !== "file:") {
-    throw new TypeError(`unsupported URL scheme ${url.protocol} in ${redactUrl(spec.url)}`);
-  }
+  const url = downloadUrl(spec.url);
   let auth = spec.auth;
   if ((url.username || url.password) && !auth) {
     const decode = (v: string) => {

@@ -7,7 +7,6 @@ import { ExecutorCatalog } from "../executors.ts";
 import {
   checkStateFolder,
   formatScope,
-  permissionContext,
   type ResolvedScope,
   SCOPE_KINDS,
   stepScope,
@@ -15,7 +14,13 @@ import {
 import { type IamPolicy, type IamStatement, mergeStatements } from "../../lib/aws/iam.ts";
 import { consoleReporter, type Reporter, terminalProgressLine } from "./reporter.ts";
 import type { LogSession } from "./json_log.ts";
-import { loadRoutine, resolveStepTemplates, type Routine, type Step } from "../routine/routine.ts";
+import {
+  loadRoutine,
+  permissionContext,
+  resolveStepTemplates,
+  type Routine,
+  type Step,
+} from "../routine/routine.ts";
 import {
   defaultTemplateScope,
   hasDeferredTemplates,
@@ -25,6 +30,7 @@ import {
 import { formatJsonPath } from "../routine/json.ts";
 import { findResumableRun, type RunRecord } from "../run/records.ts";
 import { resolve } from "node:path";
+import { plural } from "../../lib/format.ts";
 import { SecretMask } from "../../lib/mask.ts";
 import {
   DATE_STEPS,
@@ -291,7 +297,9 @@ export async function validateCommand(file: string, options: CommandOptions): Pr
   checkStateFolder(routine, { cwd: Deno.cwd(), stateRoot: options.stateDir ?? ".lakerun" });
   const tasks = routine.steps.reduce((n, step) => n + step.tasks.length, 0);
   masked(out(options), secrets)(
-    `${file}: valid (routine ${JSON.stringify(routine.name)}, ${routine.steps.length} steps, ${tasks} tasks)`,
+    `${file}: valid (routine ${JSON.stringify(routine.name)}, ${plural(routine.steps.length, "step")}, ${
+      plural(tasks, "task")
+    })`,
   );
 }
 

@@ -7,7 +7,7 @@
  */
 import { dirname, resolve } from "node:path";
 import { z } from "zod";
-import type { ExecutorDefinition } from "../../sdk/executor.ts";
+import { type ExecutorDefinition, ParamError, type PermissionContext } from "../../sdk/executor.ts";
 import {
   AWS_ROUTINE_BLOCKS,
   type AwsSettings,
@@ -21,6 +21,7 @@ import { checkDependencies, STEP_OPTION_KEYS, type StepOptions, stepOptionsOf } 
 import {
   defaultTemplateScope,
   deferredValuesAsText,
+  hasDeferredTemplates,
   isDeferredPath,
   referenceChecker,
   resolveDeferredParams,
@@ -240,7 +241,7 @@ export async function parseRoutine(
     if (ids.length === 0) report(["executors"], "has no steps");
     const templates = { scope: options.templates ?? defaultTemplateScope(), ids, executors };
     for (const [i, id] of ids.entries()) {
-      const step = await validateStep(id, executors[id], i + 1, catalog, report, templates);
+      const step = await validateStep(id, executors[id], i + 1, catalog, report, templates, { cwd, aws, s3 });
       if (step) steps.push(step);
     }
     checkDependencies(ids, executors, report);
@@ -257,6 +258,7 @@ async function validateStep(
   catalog: ExecutorCatalog,
   report: (path: JsonPath, message: string) => void,
   templates: { scope: TemplateScope; ids: string[]; executors: Record<string, unknown> },
+  settings: { cwd: string; aws?: AwsSettings; s3?: S3Settings },
 ): Promise<Step | undefined> {
   const at: JsonPath = ["executors", id];
   if (!isPlainObject(value)) {
@@ -339,19 +341,126 @@ async function validateStep(
   });
   if (templated === null) return undefined;
   const params = templated?.params ?? rawParams;
+  const missing = missingTaskParams(definition, tasks, params);
+  for (const { param, message } of missing) report([...at, "params", param], message);
   const parsed = paramsSchemaOf(definition).safeParse(params, { reportInput: true });
   if (!parsed.success) {
-    const issues = parsed.error.issues.filter((issue) => !isDeferredPath(issue.path, templated));
+    const reported = (issue: z.core.$ZodIssue) =>
+      issue.path.length === 1 && missing.some(({ param }) => param === issue.path[0]);
+    const issues = parsed.error.issues.filter((issue) =>
+      !isDeferredPath(issue.path, templated) && !reported(issue)
+    );
     // only values resolved when the step runs are in question: validated again then
-    if (issues.length === 0) return { id, index, executor, params, tasks, options, templates: templated };
+    if (issues.length === 0) {
+      return missing.length
+        ? undefined
+        : { id, index, executor, params, tasks, options, templates: templated };
+    }
     for (const issue of issues) {
       const unknownParam = (key: string) => `unknown param ${JSON.stringify(key)} for ${executor.name}`;
       reportIssue(issue, [...at, "params"], unknownParam, report, params, paramsSchemaOf(definition));
     }
     return undefined;
   }
+  if (missing.length) return undefined;
   const step: Step = { id, index, executor, params: parsed.data as Record<string, unknown>, tasks, options };
+  if (!hasDeferredTemplates(templated)) {
+    // the scope its Worker gets: params it cannot be computed from (an ftp:// URL, "s3://" with no bucket)
+    // are as invalid as a wrong type, and found now rather than when the step starts
+    try {
+      definition.permissions(step.params, permissionContext(settings, step, settings.cwd));
+    } catch (error) {
+      const message = error instanceof Error ? error.message : String(error);
+      const where = error instanceof ParamError ? [...error.path] : paramShownIn(message, step.params);
+      report([...at, "params", ...(where ?? [])], message);
+      return undefined;
+    }
+  }
   return templated ? { ...step, templates: templated } : step;
+}
+
+/**
+ * The params that the step's `tasks` need (their `needs`) and `params` lacks: one problem per param, at the
+ * first name of a list of alternatives, naming every task that needs it. A param set to `null` is missing.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { defineExecutor } from "../../sdk/executor.ts";
+ * import { missingTaskParams } from "./routine.ts";
+ *
+ * const tables = defineExecutor({
+ *   name: "TablesExecutor",
+ *   description: "Creates and loads a table.",
+ *   params: (z) => z.strictObject({ table: z.string().optional(), source: z.string().optional(), sql: z.string().optional(), sql_file: z.string().optional() }),
+ *   permissions: () => ({}),
+ *   tasks: {
+ *     create: { description: "Creates table", needs: ["table"], run: async () => {} },
+ *     load: { description: "Loads source into table", needs: ["table", "source"], run: async () => {} },
+ *     execute: { description: "Runs SQL", needs: [["sql", "sql_file"]], run: async () => {} },
+ *   },
+ * });
+ * assert.deepEqual(missingTaskParams(tables, ["create", "load", "execute"], { source: "in" }), [
+ *   { param: "table", message: "missing: the create and load tasks need it" },
+ *   { param: "sql", message: "missing: the execute task needs sql or sql_file" },
+ * ]);
+ * assert.deepEqual(missingTaskParams(tables, ["execute"], { sql_file: "q.sql" }), []);
+ * ```
+ */
+export function missingTaskParams(
+  definition: ExecutorDefinition,
+  tasks: readonly string[],
+  params: Record<string, unknown>,
+): Array<{ param: string; message: string }> {
+  const given = (name: string) => params[name] !== undefined && params[name] !== null;
+  const lacking = new Map<string, { names: readonly string[]; tasks: string[] }>();
+  for (const task of tasks) {
+    if (typeof task !== "string" || !Object.hasOwn(definition.tasks, task)) continue;
+    for (const need of definition.tasks[task].needs ?? []) {
+      const names: readonly string[] = typeof need === "string" ? [need] : need;
+      if (names.some(given)) continue;
+      const key = names.join(" or ");
+      const entry = lacking.get(key) ?? { names, tasks: [] };
+      if (!entry.tasks.includes(task)) entry.tasks.push(task);
+      lacking.set(key, entry);
+    }
+  }
+  return [...lacking.values()].map(({ names, tasks }) => {
+    const who = tasks.length === 1
+      ? `the ${tasks[0]} task needs`
+      : `the ${tasks.slice(0, -1).join(", ")} and ${tasks.at(-1)} tasks need`;
+    return { param: names[0], message: `missing: ${who} ${names.length === 1 ? "it" : names.join(" or ")}` };
+  });
+}
+
+/**
+ * The path of the param whose value `message` quotes (the longest such value), so that a problem an executor
+ * reports in its own words is located in the routine. Values shorter than 4 characters count only in quotes.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { paramShownIn } from "./routine.ts";
+ *
+ * const params = { source: { url: "ftp://example.com/a.zip" }, folder: "s3://", mode: "a" };
+ * assert.deepEqual(paramShownIn("unsupported URL scheme ftp: in ftp://example.com/a.zip", params), ["source", "url"]);
+ * assert.deepEqual(paramShownIn('invalid S3 location "s3://" (expected s3://bucket/prefix)', params), ["folder"]);
+ * assert.equal(paramShownIn("a bad thing happened", params), undefined);
+ * ```
+ */
+export function paramShownIn(message: string, params: unknown): JsonPath | undefined {
+  let found: { path: JsonPath; length: number } | undefined;
+  const walk = (value: unknown, path: JsonPath) => {
+    if (typeof value === "string") {
+      const shown = message.includes(JSON.stringify(value)) || (value.length >= 4 && message.includes(value));
+      if (shown && value.length > (found?.length ?? -1)) found = { path, length: value.length };
+    } else if (Array.isArray(value)) value.forEach((item, i) => walk(item, [...path, i]));
+    else if (isPlainObject(value)) {
+      for (const [key, item] of Object.entries(value)) walk(item, [...path, key]);
+    }
+  };
+  walk(params, []);
+  return found?.path;
 }
 
 /**
@@ -386,6 +495,21 @@ export function resolveStepTemplates(step: Step, scope: TemplateScope): Step {
     reportIssue(issue, at, unknownParam, collect, params, schema);
   }
   throw new Error(`invalid params once templates were resolved: ${problems.join("; ")}`);
+}
+
+/** The context handed to an executor's `permissions` function: the routine's AWS settings, the step's tasks. */
+export function permissionContext(
+  routine: Pick<Routine, "aws" | "s3">,
+  step: Pick<Step, "tasks">,
+  cwd: string,
+): PermissionContext {
+  return {
+    cwd,
+    resolve: (path: string) => resolve(cwd, path),
+    aws: routine.aws,
+    s3: routine.s3,
+    tasks: step.tasks,
+  };
 }
 
 const schemaCache = new WeakMap<ExecutorDefinition, z.ZodType>();

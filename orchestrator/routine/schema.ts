@@ -5,7 +5,7 @@
  * @module
  */
 import { z } from "zod";
-import type { ExecutorDefinition } from "../../sdk/executor.ts";
+import type { ExecutorDefinition, TaskDefinition } from "../../sdk/executor.ts";
 import { AWS_ROUTINE_BLOCKS } from "../../lib/aws/settings.ts";
 import type { ExecutorCatalog } from "../executors.ts";
 import { paramsSchemaOf } from "./routine.ts";
@@ -81,9 +81,8 @@ export async function routineJsonSchema(catalog: ExecutorCatalog): Promise<JsonS
           type: "array",
           minItems: 1,
           items: { enum: Object.keys(definition.tasks) },
-          description: Object.entries(definition.tasks).map(([task, t]) => `${task}: ${t.description}`).join(
-            "\n",
-          ),
+          description: Object.entries(definition.tasks).map(([task, t]) => `${task}: ${taskSummary(t)}`)
+            .join("\n"),
         },
         ...stepOptionsJsonSchema(),
       },
@@ -231,7 +230,7 @@ export async function executorReferenceMarkdown(catalog: ExecutorCatalog): Promi
     if (!executor) continue;
     const definition = executor.definition;
     out.push(`### ${name}`, "", definition.description, "", "| task | what it does |", "| --- | --- |");
-    for (const [task, t] of Object.entries(definition.tasks)) out.push(`| \`${task}\` | ${t.description} |`);
+    for (const [task, t] of Object.entries(definition.tasks)) out.push(`| \`${task}\` | ${taskSummary(t)} |`);
     out.push("", "| param | type | required | default | description |", "| --- | --- | --- | --- | --- |");
     for (const row of paramRows(definition)) {
       const fallback = row.default === undefined ? "" : `\`${JSON.stringify(row.default)}\``;
@@ -243,6 +242,29 @@ export async function executorReferenceMarkdown(catalog: ExecutorCatalog): Promi
     out.push("");
   }
   return out.join("\n");
+}
+
+/**
+ * A task's description, followed by the params it needs beyond the always-required ones (its `needs`).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { taskSummary } from "./schema.ts";
+ *
+ * const load = { description: "Loads source into table.", needs: ["table", ["columns", "source"]], run: async () => {} };
+ * assert.equal(taskSummary(load), "Loads source into table. Needs: table; columns or source.");
+ * const add = { description: "Adds partitions.", needs: ["table", "location"], run: async () => {} };
+ * assert.equal(taskSummary(add), "Adds partitions. Needs: table, location.");
+ * assert.equal(taskSummary({ description: "Does it.", run: async () => {} }), "Does it.");
+ * ```
+ */
+export function taskSummary(task: TaskDefinition<unknown>): string {
+  if (!task.needs?.length) return task.description;
+  const needs = task.needs.map((need) => (typeof need === "string" ? need : need.join(" or ")));
+  // "; " keeps "table; columns or source" from reading as "(table, columns) or source"
+  const separator = task.needs.some((need) => typeof need !== "string") ? "; " : ", ";
+  return `${task.description} Needs: ${needs.join(separator)}.`;
 }
 
 /** The executor reference as plain text for the terminal. */
@@ -257,7 +279,7 @@ export async function executorReferenceText(catalog: ExecutorCatalog): Promise<s
     out.push("  tasks:");
     const taskWidth = Math.max(...Object.keys(definition.tasks).map((t) => t.length));
     for (const [task, t] of Object.entries(definition.tasks)) {
-      out.push(`    ${task.padEnd(taskWidth)}  ${t.description}`);
+      out.push(`    ${task.padEnd(taskWidth)}  ${taskSummary(t)}`);
     }
     out.push("  params:");
     const rows = paramRows(definition);

@@ -6,11 +6,11 @@
  * @module
  */
 import { isAbsolute, join, relative, resolve } from "node:path";
-import type { PermissionContext, PermissionScope } from "../../sdk/executor.ts";
+import type { PermissionScope } from "../../sdk/executor.ts";
 import { SCOPE_KINDS } from "../../lib/scope.ts";
 import { RoutineError, type RoutineProblem } from "../errors.ts";
 import { formatJsonPath, type JsonPath } from "../routine/json.ts";
-import type { Routine, Step } from "../routine/routine.ts";
+import { permissionContext, type Routine, type Step } from "../routine/routine.ts";
 
 /** A step's scope with every list resolved, sorted and free of duplicates. */
 export interface ResolvedScope {
@@ -71,17 +71,6 @@ export function safeFileName(text: string): string {
   let hash = 0x811c9dc5;
   for (const ch of new TextEncoder().encode(text)) hash = Math.imul(hash ^ ch, 0x01000193) >>> 0;
   return `${readable}-${hash.toString(16).padStart(8, "0")}`;
-}
-
-/** The context handed to an executor's `permissions` function. */
-export function permissionContext(routine: Routine, step: Step, cwd: string): PermissionContext {
-  return {
-    cwd,
-    resolve: (path: string) => resolve(cwd, path),
-    aws: routine.aws,
-    s3: routine.s3,
-    tasks: step.tasks,
-  };
 }
 
 /**
