@@ -146,7 +146,8 @@ export interface ExecutorDefinition<S extends z.ZodType = z.ZodType> {
 
 /**
  * A problem with one param that its schema cannot express (a URL scheme, a location's form), thrown by
- * `permissions`: the routine is invalid, and the message is shown at `path` (inside the step's params).
+ * `permissions`: the routine is invalid, and the message is shown at `path` (inside the step's params). The
+ * message shows the value given (redacted where it may hold a credential, as a URL's query).
  *
  * @example
  * ```ts

@@ -105,12 +105,14 @@ Deno.test("params a step's permissions cannot be computed from are invalid: exit
       ftp: download("ftp://example.com/a.zip", "l"),
       typo: download("https//example.com/a.zip?token=s3cret", "l"),
       bucketless: download("https://example.com/a.zip", "s3://"),
+      gcs: download("https://example.com/a.zip", "gs://lake/landing"),
     },
   });
   const expected = [
     /^r\.json:\d+:\d+: executors\.ftp\.params\.requests_arguments\.url: unsupported URL scheme ftp: in ftp:\/\/example\.com\/a\.zip \(http:\/\/, https:\/\/ and file:\/\/ are\)$/,
     /^r\.json:\d+:\d+: executors\.typo\.params\.requests_arguments\.url: not a valid URL: https\/\/example\.com\/a\.zip\?\*\*\*$/,
     /^r\.json:\d+:\d+: executors\.bucketless\.params\.landing_directory: invalid S3 location "s3:\/\/" \(expected s3:\/\/bucket\/prefix\)$/,
+    /^r\.json:\d+:\d+: executors\.gcs\.params\.landing_directory: "gs:\/\/lake\/landing" is neither a local folder nor an s3:\/\/ location$/,
   ];
   for (const command of ["run", "validate", "plan"]) {
     const result = await lakerun([command, "r.json"], { cwd: dir.path });

@@ -380,6 +380,15 @@ Deno.test("invalid params and overlapping locations are refused before anything 
     parse({ source: "s3://lake/raw", destination: "s3://lake/raw/2024" }),
     /source and destination overlap/,
   );
+  // one folder written two ways: compared as real paths, still before anything runs
+  await assert.rejects(
+    parse({ source: "src", destination: join(dir.path, "src", "copy") }),
+    /params\.destination: source and destination overlap: one is inside the other: "src" and ".*\/src\/copy"/,
+  );
+  await assert.rejects(
+    parse({ source: "src", destination: "gs://lake/raw" }),
+    /params\.destination: "gs:\/\/lake\/raw" is neither a local folder nor an s3:\/\/ location/,
+  );
   await parse({ source: "s3://lake/raw", destination: "s3://lake/raw2" }); // a sibling prefix is fine
   await parse({ concurrency: 64, include: ["**/*.{csv,tsv}"] });
 

@@ -249,7 +249,7 @@ Deno.test("transform_module: a sandboxed TypeScript transform with read on paren
   assert.match(evil.error?.message ?? "", /permission denied: read access to .*deno\.json/);
 });
 
-Deno.test("staging and archive folders inside the landing folder are refused before anything runs", async () => {
+Deno.test("landing, staging and archive folders apart: one inside another is refused before anything runs", async () => {
   await using dir = await tempDir();
   for (
     const [params, message] of [
@@ -257,11 +257,28 @@ Deno.test("staging and archive folders inside the landing folder are refused bef
       [{ parent_directory: "data/landing", dump_directory: "data/landing/" }, /dump_directory must not be/],
       [
         { parent_directory: "s3://lake", dump_directory: "s3://lake2/x" },
-        /archive folder would be inside parent_directory/,
+        /params\.archive_directory: the archive folder "s3:\/\/lake\/archive" would be inside parent_directory "s3:\/\/lake" \(or hold it\); set archive_directory to a folder outside it/,
       ],
       [
         { parent_directory: "data", dump_directory: "out", archive_directory: "data/old" },
-        /archive folder would be inside/,
+        /archive folder "data\/old" would be inside/,
+      ],
+      // staging holding the landing folder, or the archive mixed with staging, written either way
+      [
+        { parent_directory: "out/landing", dump_directory: "out" },
+        /params\.dump_directory: dump_directory must not be/,
+      ],
+      [
+        { parent_directory: "data", dump_directory: "out", archive_directory: "out/archive" },
+        /params\.archive_directory: the archive folder "out\/archive" and dump_directory "out" overlap/,
+      ],
+      [
+        { parent_directory: "data", dump_directory: "out", archive_directory: join(dir.path, "out") },
+        /params\.archive_directory: the archive folder .* and dump_directory "out" overlap/,
+      ],
+      [
+        { parent_directory: "data", dump_directory: join(dir.path, "data", "x") },
+        /params\.dump_directory: dump_directory must not be parent_directory/,
       ],
     ] as Array<[Record<string, unknown>, RegExp]>
   ) {

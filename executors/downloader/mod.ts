@@ -11,7 +11,7 @@
 import type { TaskContext } from "../../sdk/executor.ts";
 import { defineExecutor, ParamError } from "../../sdk/executor.ts";
 import { netPermissionFor } from "../../lib/http/request.ts";
-import { locationScope, mergeScopes } from "../../lib/storage/locations.ts";
+import { checkLocation, locationScope, mergeScopes } from "../../lib/storage/locations.ts";
 import { parseS3Url } from "../../lib/aws/s3/scope.ts";
 import { allow, s3Arns, s3ListStatement, s3ObjectArn, s3Statements } from "../../lib/aws/iam.ts";
 import { isS3Url } from "../../lib/storage/mod.ts";
@@ -40,6 +40,7 @@ export default defineExecutor({
     const source = host === undefined
       ? { read: [fileUrlPath(url)] }
       : { net: [host, ...params.extra_hosts.map(withDefaultPort(url))] };
+    checkLocation(params.landing_directory); // before its folder is taken from it
     const landing = landingFolder(params, context.resolve);
     // extracting into a local folder: its file system's free space bounds what an archive may write
     const room = extracts(params) && !isS3Url(landing) ? { sys: ["statfs"] } : {};

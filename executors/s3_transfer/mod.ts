@@ -7,12 +7,14 @@
  * @module
  */
 import type { TaskContext, Zod } from "../../sdk/executor.ts";
-import { defineExecutor } from "../../sdk/executor.ts";
+import { defineExecutor, ParamError } from "../../sdk/executor.ts";
 import { globProblem } from "../../lib/glob.ts";
-import { isWithinLocation, locationScope, mergeScopes, openLocation } from "../../lib/storage/locations.ts";
+import { locationScope, locationsOverlap, mergeScopes, openLocation } from "../../lib/storage/locations.ts";
 import { transferFiles, type TransferMode } from "../../lib/transfer/transfer.ts";
 import { type IamStatement, type S3Access, s3Statements } from "../../lib/aws/iam.ts";
 import { isS3Url } from "../../lib/storage/mod.ts";
+
+const OVERLAP = "source and destination overlap: one is inside the other";
 
 const paramsSchema = (z: Zod) => {
   const glob = z.string().superRefine((pattern, context) => {
@@ -38,7 +40,7 @@ const paramsSchema = (z: Zod) => {
       "sync only: once every copy succeeded, delete selected destination files that the source lacks. Refused when the source has no selected file.",
     ),
   }).refine((p) => !locationsOverlap(p.source, p.destination), {
-    message: "source and destination overlap: one is inside the other",
+    message: OVERLAP,
     path: ["destination"],
   });
 };
@@ -51,6 +53,13 @@ export default defineExecutor({
     "Copies, moves or syncs files between local folders and s3://bucket/prefix locations (server-side between S3 locations), verifying before it deletes anything.",
   params: paramsSchema,
   permissions(params, context) {
+    // compared as real paths: "data" and "/work/data" are one folder
+    if (locationsOverlap(params.source, params.destination, context.resolve)) {
+      throw new ParamError(
+        ["destination"],
+        `${OVERLAP}: ${JSON.stringify(params.source)} and ${JSON.stringify(params.destination)}`,
+      );
+    }
     // only `move` writes the source (it deletes verified files there); without the step's task list, assume it
     const sourceAccess = !context.tasks || context.tasks.includes("move") ? "write" : "read";
     return mergeScopes(
@@ -120,12 +129,4 @@ async function runTransfer(context: TaskContext<Params>, mode: TransferMode): Pr
     },
   });
   if (!params.dry_run) context.report({ type: "moved", files: summary.files, bytes: summary.bytes });
-}
-
-/**
- * Whether two locations overlap (one inside the other). Without `resolve`, relative local paths cannot be
- * compared with absolute ones and are taken as not overlapping; the task checks again with real paths.
- */
-function locationsOverlap(a: string, b: string, resolve?: (path: string) => string): boolean {
-  return isWithinLocation(a, b, resolve) || isWithinLocation(b, a, resolve);
 }

@@ -9,9 +9,9 @@
 import { dirname, join, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 import type { TaskContext, Zod } from "../../sdk/executor.ts";
-import { defineExecutor } from "../../sdk/executor.ts";
+import { defineExecutor, ParamError } from "../../sdk/executor.ts";
 import { Journal } from "../../lib/journal.ts";
-import { isWithinLocation, locationScope, mergeScopes, openLocation } from "../../lib/storage/locations.ts";
+import { locationScope, locationsOverlap, mergeScopes, openLocation } from "../../lib/storage/locations.ts";
 import { isS3Url, type Storage, type StoredFile, TEMP_PREFIX } from "../../lib/storage/mod.ts";
 import { LocalStorage, LocationNotFoundError } from "../../lib/storage/local.ts";
 import { copyProblem } from "../../lib/storage/verify.ts";
@@ -53,17 +53,10 @@ const paramsSchema = (z: Zod) =>
       "TypeScript transform instead of py_exec: default export async (parent, dump, args), sandboxed.",
     ),
     transform_args: z.record(z.string(), z.unknown()).default({}).describe("Arguments for transform_module."),
-  }).refine((p) => !isWithinLocation(p.parent_directory, p.dump_directory), {
-    message: "dump_directory must not be parent_directory or a folder inside it",
-    path: ["dump_directory"],
-  }).refine(
-    (p) => p.archive_or_delete === "delete" || !isWithinLocation(p.parent_directory, archiveLocation(p)),
-    {
-      message:
-        "the archive folder would be inside parent_directory; set archive_directory to a folder outside it",
-      path: ["archive_directory"],
-    },
-  ).refine((p) => !(p.py_exec_path && p.transform_module), {
+  }).superRefine((p, ctx) => {
+    const problem = folderProblem(p);
+    if (problem) ctx.addIssue({ code: "custom", path: problem.path, message: problem.message });
+  }).refine((p) => !(p.py_exec_path && p.transform_module), {
     message: "py_exec_path and transform_module cannot both be set",
     path: ["transform_module"],
   }).refine((p) => p.py_exec_env.length === 0 || p.py_exec_path, {
@@ -74,6 +67,47 @@ const paramsSchema = (z: Zod) =>
 type Params = ReturnType<ReturnType<typeof paramsSchema>["parse"]>;
 
 const TRANSFORM_RECORD = "transform";
+
+/**
+ * Why the landing, staging and archive folders cannot be used together, if they cannot: each must be apart
+ * from the others (none the same as another or inside it), or staged, landed and archived files would mix.
+ * Local paths are compared as `resolve` makes them; without it, as written (see `isWithinLocation`).
+ */
+function folderProblem(
+  params: Pick<Params, "parent_directory" | "dump_directory" | "archive_directory" | "archive_or_delete">,
+  resolve?: (path: string) => string,
+): { path: string[]; message: string } | undefined {
+  const overlap = (a: string, b: string) => locationsOverlap(a, b, resolve);
+  const { parent_directory: parent, dump_directory: dump } = params;
+  const quote = JSON.stringify;
+  if (overlap(parent, dump)) {
+    return {
+      path: ["dump_directory"],
+      message: `dump_directory must not be parent_directory, a folder inside it, or a folder holding it: ${
+        quote(dump)
+      } and ${quote(parent)}`,
+    };
+  }
+  if (params.archive_or_delete === "delete") return undefined;
+  const archive = archiveLocation(params);
+  if (overlap(parent, archive)) {
+    return {
+      path: ["archive_directory"],
+      message: `the archive folder ${quote(archive)} would be inside parent_directory ${
+        quote(parent)
+      } (or hold it); set archive_directory to a folder outside it`,
+    };
+  }
+  if (overlap(dump, archive)) {
+    return {
+      path: ["archive_directory"],
+      message: `the archive folder ${quote(archive)} and dump_directory ${
+        quote(dump)
+      } overlap (archived and staged files would mix); set archive_directory to a folder of its own`,
+    };
+  }
+  return undefined;
+}
 
 /** The archive folder: `archive_directory`, or a folder named `archive` beside `parent_directory`. */
 export function archiveLocation(params: { parent_directory: string; archive_directory?: string }): string {
@@ -92,6 +126,9 @@ export default defineExecutor({
     "Copies or transforms landed files into staging, then archives or deletes the landing files once staging is verified.",
   params: paramsSchema,
   permissions(params, context) {
+    // again with real paths: "data" and "/work/data" are one folder
+    const problem = folderProblem(params, context.resolve);
+    if (problem) throw new ParamError(problem.path, problem.message);
     const scopes = [
       locationScope(params.parent_directory, "read", context),
       locationScope(params.dump_directory, "write", context),

@@ -53,12 +53,36 @@ export interface OpenOptions {
  * ```
  */
 export async function openLocation(location: string, options: OpenOptions): Promise<Storage> {
+  checkLocation(location);
   if (isS3Url(location)) {
     const { openS3Location } = await import("../aws/s3/storage.ts");
     return openS3Location(location, options.s3);
   }
   const { LocalStorage } = await import("./local.ts");
   return new LocalStorage(resolve(options.cwd, location));
+}
+
+/**
+ * Refuses a location written as a URL of another kind than `s3://` (`gs://…`, `file:///…`), which would
+ * otherwise be taken for a local folder of that odd name.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { checkLocation } from "./locations.ts";
+ *
+ * checkLocation("data/landing");
+ * checkLocation("s3://lake/landing");
+ * assert.throws(() => checkLocation("gs://lake/landing"), {
+ *   message: '"gs://lake/landing" is neither a local folder nor an s3:// location',
+ * });
+ * checkLocation("S3://lake/landing"); // the scheme in any case
+ * ```
+ */
+export function checkLocation(location: string): void {
+  const scheme = /^([a-z][a-z0-9+.-]*):\/\//i.exec(location)?.[1];
+  if (scheme === undefined || isS3Url(location)) return;
+  throw new TypeError(`${JSON.stringify(location)} is neither a local folder nor an s3:// location`);
 }
 
 /**
@@ -84,6 +108,7 @@ export function locationScope(
   access: "read" | "write",
   context: LocationContext,
 ): PermissionScope {
+  checkLocation(location);
   if (isS3Url(location)) return s3Scope(location, context.s3);
   const path = context.resolve(location);
   return access === "read" ? { read: [path] } : { read: [path], write: [path] };
@@ -112,6 +137,25 @@ export function isWithinLocation(outer: string, inner: string, resolve?: (path: 
   const a = locationKey(outer, resolve);
   const b = locationKey(inner, resolve);
   return a !== undefined && b !== undefined && b.startsWith(a);
+}
+
+/**
+ * Whether two locations overlap: one is the other or inside it (see {@link isWithinLocation}, which says when
+ * local paths can be compared without `resolve`).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { resolve } from "node:path";
+ * import { locationsOverlap } from "./locations.ts";
+ *
+ * assert.equal(locationsOverlap("data/staging", "data"), true);
+ * assert.equal(locationsOverlap("data/staging", "data/archive"), false);
+ * assert.equal(locationsOverlap("/work/data", "data/x", (path) => resolve("/work", path)), true);
+ * ```
+ */
+export function locationsOverlap(a: string, b: string, resolve?: (path: string) => string): boolean {
+  return isWithinLocation(a, b, resolve) || isWithinLocation(b, a, resolve);
 }
 
 /** A location as a comparable key ending in `/`: a location inside another starts with the other's key. */

@@ -579,7 +579,10 @@ function reportIssue(
     const inner = issue.errors.flat().find((e) => e.path.length > 0);
     if (inner) return reportIssue(inner, path, unknownKey, report, valueAt(raw, relative), schema);
   }
-  report(path, describeIssue(issue, given ? valueAt(raw, relative) : issue.input));
+  // a check across params, at one the routine left out: its words alone, not every param as its input
+  const acrossParams = issue.code === "custom" && isPlainObject(issue.input);
+  const value = given ? valueAt(raw, relative) : acrossParams ? undefined : issue.input;
+  report(path, describeIssue(issue, value));
 }
 
 /**

@@ -284,8 +284,13 @@ start_osd() {
     ceph_cli osd create >"$DIR/run/osd.id" || die "ceph osd create failed" mon
   }
   [[ "$(cat "$DIR/run/osd.id")" == 0 ]] || die "unexpected osd id $(cat "$DIR/run/osd.id")" mon
-  ceph_cli osd crush add osd.0 1.0 root=default host=lakerun >>"$DIR/log/setup.out" 2>&1 ||
-    die "ceph osd crush add failed" mon
+  # the monitor may still be settling its first maps (seen once in ~40 runs on a loaded machine): retry;
+  # adding an OSD already placed there succeeds
+  for attempt in 1 2 3 4 5; do
+    ceph_cli osd crush add osd.0 1.0 root=default host=lakerun >>"$DIR/log/setup.out" 2>&1 && break
+    ((attempt < 5)) || die "ceph osd crush add failed" setup.out cli.err mon
+    sleep 1
+  done
   for attempt in 1 2 3 4 5 6; do
     rm -rf "$DIR/osd/ceph-0" && mkdir -p "$DIR/osd/ceph-0"
     ceph-osd -c "$CONF" -i 0 --mkfs >>"$DIR/log/setup.out" 2>&1 || die "ceph-osd --mkfs failed" setup.out osd
