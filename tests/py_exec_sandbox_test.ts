@@ -425,6 +425,8 @@ Deno.test("a folder param that holds lakerun's state folder or lies inside it is
   await using dir = await tempDir();
   const zip = join(dir.path, "survey.zip");
   await Deno.writeFile(zip, buildZip([{ name: "a.csv", data: "a,b\n" }]));
+  await Deno.mkdir(join(dir.path, "tx")); // the transform's code is there: only its folders are in question
+  await Deno.writeTextFile(join(dir.path, "tx", "py_exec.py"), "def main(parent, dump):\n    pass\n");
   const download = (landing: string) => ({
     routine_name: "state",
     executors: {

@@ -293,6 +293,28 @@ Deno.test("landing, staging and archive folders apart: one inside another is ref
   assert.equal(ok.error, undefined);
 });
 
+Deno.test("a transform whose code is not there is refused before anything runs, naming where it was looked for", async () => {
+  await using dir = await tempDir();
+  await landing(dir.path, { "a.csv": "a" });
+  await Deno.mkdir(join(dir.path, "transforms"));
+  for (
+    const [params, message] of [
+      [
+        { py_exec_path: "transforms" },
+        /params\.py_exec_path: "transforms" holds no py_exec\.py \(looked for .*\/transforms\/py_exec\.py\)/,
+      ],
+      [{ transform_module: "transforms" }, /params\.transform_module: "transforms" is not a file/],
+      [
+        { transform_module: "nope.ts" },
+        /params\.transform_module: "nope\.ts" is not a file \(looked for .*\/nope\.ts\)/,
+      ],
+    ] as Array<[Record<string, unknown>, RegExp]>
+  ) {
+    await assert.rejects(runRoutineJson(staging(params), { cwd: dir.path }), message, JSON.stringify(params));
+  }
+  await assert.rejects(Deno.stat(join(dir.path, "data/staging")), Deno.errors.NotFound);
+});
+
 Deno.test("names valid on Linux are staged and archived: a drive-letter look, a backslash, 255 bytes", async () => {
   await using dir = await tempDir();
   // the temporary name of a copy must fit whatever the file's name: it is a short one of its own

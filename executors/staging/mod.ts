@@ -109,6 +109,17 @@ function folderProblem(
   return undefined;
 }
 
+/** Refuses the routine, at `param`, unless `path` is a file: the transform's code is there before it runs. */
+function requireFile(path: string, param: string, problem: string): void {
+  let isFile = false;
+  try {
+    isFile = Deno.statSync(path).isFile;
+  } catch {
+    // not there
+  }
+  if (!isFile) throw new ParamError([param], `${problem} (looked for ${path})`);
+}
+
 /** The archive folder: `archive_directory`, or a folder named `archive` beside `parent_directory`. */
 export function archiveLocation(params: { parent_directory: string; archive_directory?: string }): string {
   if (params.archive_directory) return params.archive_directory;
@@ -138,8 +149,20 @@ export default defineExecutor({
     if (params.archive_or_delete === "archive") {
       scopes.push(locationScope(archiveLocation(params), "write", context));
     }
-    if (params.py_exec_path) scopes.push(pyExecScope(params, context.resolve(params.py_exec_path)));
-    if (params.transform_module) scopes.push({ read: [context.resolve(params.transform_module)] });
+    if (params.py_exec_path) {
+      const folder = context.resolve(params.py_exec_path);
+      requireFile(
+        join(folder, "py_exec.py"),
+        "py_exec_path",
+        `${JSON.stringify(params.py_exec_path)} holds no py_exec.py`,
+      );
+      scopes.push(pyExecScope(params, folder));
+    }
+    if (params.transform_module) {
+      const module = context.resolve(params.transform_module);
+      requireFile(module, "transform_module", `${JSON.stringify(params.transform_module)} is not a file`);
+      scopes.push({ read: [module] });
+    }
     return mergeScopes(...scopes);
   },
   iam(params, context) {
