@@ -263,6 +263,48 @@ Deno.test("schema is the JSON Schema committed for editors, and it describes the
   assert.equal(schema.properties.executors.additionalProperties.oneOf.length, executors.length);
 });
 
+Deno.test("the JSON Schema accepts every sample routine and flags a step lacking what its tasks need (Python's jsonschema)", async () => {
+  await using dir = await tempDir();
+  const schema = join(ROOT, "schema/routine.schema.json");
+  const samples: string[] = [];
+  for await (const entry of Deno.readDir(join(ROOT, "routines"))) {
+    if (entry.isFile && entry.name.endsWith(".json")) samples.push(join(ROOT, "routines", entry.name));
+  }
+  const postgres = JSON.parse(
+    await Deno.readTextFile(join(ROOT, "routines/retail_trade_survey_postgres.json")),
+  );
+  delete postgres.executors.PostgresExecutor.params.source; // load needs it
+  const athena = JSON.parse(await Deno.readTextFile(join(ROOT, "routines/retail_trade_survey_athena.json")));
+  delete athena.executors.AthenaExecutor.params.query; // query needs query or query_file
+  const lacking = [
+    await write(dir.path, "postgres.json", postgres),
+    await write(dir.path, "athena.json", athena),
+  ];
+  const check = `
+import json, sys
+try:
+    import jsonschema
+except ImportError:
+    sys.exit("Python's jsonschema module is missing (it comes with moto)")
+validator = jsonschema.Draft202012Validator(json.load(open(sys.argv[1])))
+for f in sys.argv[2:]:
+    errors = list(validator.iter_errors(json.load(open(f))))
+    print(f, "valid" if not errors else "invalid: " + " | ".join(e.message[-120:] for e in errors))
+`;
+  const output = await new Deno.Command("python3", { args: ["-c", check, schema, ...samples, ...lacking] })
+    .output();
+  const stderr = new TextDecoder().decode(output.stderr);
+  assert.equal(output.code, 0, stderr);
+  const lines = new TextDecoder().decode(output.stdout).trim().split("\n");
+  assert.ok(samples.length >= 8, samples.join(", "));
+  assert.deepEqual(lines.slice(0, samples.length), samples.map((file) => `${file} valid`));
+  assert.match(lines[samples.length], /postgres\.json invalid: .*'source' is a required property/);
+  assert.match(
+    lines[samples.length + 1],
+    /athena\.json invalid: .* is not valid under any of the given schemas/,
+  );
+});
+
 Deno.test("executors_dir in a routine is relative to the routine file; plugins appear in list", async () => {
   await using dir = await tempDir();
   await Deno.mkdir(join(dir.path, "routines/plugins"), { recursive: true });

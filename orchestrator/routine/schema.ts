@@ -88,6 +88,7 @@ export async function routineJsonSchema(catalog: ExecutorCatalog): Promise<JsonS
       },
       required: executorRequired ? ["executor", "tasks"] : ["tasks"],
       additionalProperties: false,
+      ...taskNeedsJsonSchema(definition),
     });
     named[name] = step(false);
     withExecutorKey.push(step(true));
@@ -242,6 +243,51 @@ export async function executorReferenceMarkdown(catalog: ExecutorCatalog): Promi
     out.push("");
   }
   return out.join("\n");
+}
+
+/**
+ * What a step's listed tasks need (their `needs`), as JSON Schema: for each task that needs params, `if` the
+ * step lists it, `then` its params hold them (one of each list of alternatives). Empty when no task needs any.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { defineExecutor } from "../../sdk/executor.ts";
+ * import { taskNeedsJsonSchema } from "./schema.ts";
+ *
+ * const tables = defineExecutor({
+ *   name: "TablesExecutor", description: "Loads a table.", permissions: () => ({}),
+ *   params: (z) => z.strictObject({ table: z.string().optional(), sql: z.string().optional(), sql_file: z.string().optional() }),
+ *   tasks: {
+ *     load: { description: "Loads table.", needs: ["table"], run: async () => {} },
+ *     execute: { description: "Runs SQL.", needs: [["sql", "sql_file"]], run: async () => {} },
+ *     noop: { description: "Nothing.", run: async () => {} },
+ *   },
+ * });
+ * const { allOf } = taskNeedsJsonSchema(tables);
+ * assert.deepEqual(allOf![1], {
+ *   if: { properties: { tasks: { contains: { const: "execute" } } }, required: ["tasks"] },
+ *   then: { properties: { params: { anyOf: [{ required: ["sql"] }, { required: ["sql_file"] }] } }, required: ["params"] },
+ * });
+ * assert.deepEqual(taskNeedsJsonSchema({ ...tables, tasks: { noop: tables.tasks.noop } }), {});
+ * ```
+ */
+export function taskNeedsJsonSchema(definition: ExecutorDefinition): { allOf?: JsonSchema[] } {
+  const allOf = Object.entries(definition.tasks).filter(([, task]) => task.needs?.length).map(
+    ([name, task]) => {
+      const needs = task.needs!.map((need): JsonSchema =>
+        typeof need === "string" ? { required: [need] } : { anyOf: need.map((one) => ({ required: [one] })) }
+      );
+      return {
+        if: { properties: { tasks: { contains: { const: name } } }, required: ["tasks"] },
+        then: {
+          properties: { params: needs.length === 1 ? needs[0] : { allOf: needs } },
+          required: ["params"],
+        },
+      };
+    },
+  );
+  return allOf.length ? { allOf } : {};
 }
 
 /**
