@@ -460,7 +460,7 @@ Deno.test("fake: the step's timeout stops the run and fails the task; the run al
       startJobRun(h.context, h.options),
       /^Error: Glue job slow run jr_\w+ still RUNNING after 0\.5 s \(the step's timeout\): stopped it$/,
     );
-    assert.ok(performance.now() - started < 3_000);
+    assert.ok(performance.now() - started < 30_000, "did not wait for the run (60 s) to end");
     const [run] = fake.glue.runs("slow");
     assert.notEqual(run.stopRequestedAt, undefined);
     assert.equal(run.timeout, 1); // minutes, rounded up
