@@ -6,7 +6,7 @@
  */
 import type { TaskContext } from "../../sdk/executor.ts";
 import { AwsJsonClient, AwsServiceError } from "../../lib/aws/json_client.ts";
-import type { CloudRunLedger } from "../../lib/cloud/ledger.ts";
+import type { CloudRunEntry, CloudRunLedger } from "../../lib/cloud/ledger.ts";
 import { type PollAnswer, type PollOptions, PollTimeoutError, pollUntil } from "../../lib/cloud/poll.ts";
 import type { GlueParams } from "./params.ts";
 
@@ -141,4 +141,28 @@ export function epochMs(value: unknown): number {
 /** The error a task reports when the step's params lack what the task needs. */
 export function missingParam(task: string, param: string, what: string): Error {
   return new Error(`${task} needs ${param} (${what}); this step has none`);
+}
+
+/**
+ * What both Glue tasks hold while they run: the step's context and options, a Glue client, and the routine
+ * run's ledger with this task's entry in it (which says whether an earlier attempt started the job or crawl).
+ */
+export abstract class GlueTask {
+  protected readonly context: TaskContext<GlueParams>;
+  protected readonly options: GlueTaskOptions;
+  protected readonly ledger: CloudRunLedger;
+  protected readonly client: AwsJsonClient;
+  /** This task's ledger entry, once {@link CloudRunLedger.begin} gave it. */
+  protected entry!: CloudRunEntry;
+
+  protected constructor(context: TaskContext<GlueParams>, options: GlueTaskOptions, ledger: CloudRunLedger) {
+    this.context = context;
+    this.options = options;
+    this.ledger = ledger;
+    this.client = glueClient(context, options);
+  }
+
+  protected get log(): (message: string) => void {
+    return this.context.log;
+  }
 }

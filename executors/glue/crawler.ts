@@ -19,14 +19,14 @@
  * @module
  */
 import type { TaskContext } from "../../sdk/executor.ts";
-import { type AwsJsonClient, AwsServiceError } from "../../lib/aws/json_client.ts";
-import { type CloudRunEntry, CloudRunLedger, fingerprintOf } from "../../lib/cloud/ledger.ts";
+import { AwsServiceError } from "../../lib/aws/json_client.ts";
+import { CloudRunLedger, fingerprintOf } from "../../lib/cloud/ledger.ts";
 import { plural } from "../../lib/format.ts";
 import {
   CLOCK_SKEW_MS,
   epochMs,
-  glueClient,
   type GlueParams,
+  GlueTask,
   type GlueTaskOptions,
   isAmbiguous,
   missingParam,
@@ -83,13 +83,8 @@ export async function runCrawler(
   await new CrawlTask(context, options, name, ledger).run();
 }
 
-class CrawlTask {
-  readonly #context: TaskContext<GlueParams>;
-  readonly #options: GlueTaskOptions;
+class CrawlTask extends GlueTask {
   readonly #name: string;
-  readonly #ledger: CloudRunLedger;
-  readonly #client: AwsJsonClient;
-  #entry!: CloudRunEntry;
   /** Whether this step started the crawl (else it joined one someone else started). */
   #ours = false;
 
@@ -99,48 +94,41 @@ class CrawlTask {
     name: string,
     ledger: CloudRunLedger,
   ) {
-    this.#context = context;
-    this.#options = options;
+    super(context, options, ledger);
     this.#name = name;
-    this.#ledger = ledger;
-    this.#client = glueClient(context, options);
-  }
-
-  get #log() {
-    return this.#context.log;
   }
 
   /** Crawls that started after this (epoch ms, less the clock skew) may be the one of this entry. */
   get #since(): number {
-    return Date.parse(this.#entry.openedAt) - CLOCK_SKEW_MS;
+    return Date.parse(this.entry.openedAt) - CLOCK_SKEW_MS;
   }
 
   async run(): Promise<void> {
-    const { entry, reattach } = await this.#ledger.begin(
+    const { entry, reattach } = await this.ledger.begin(
       LEDGER_KEY,
       fingerprintOf("glue.run_crawler", this.#name),
     );
-    this.#entry = entry;
+    this.entry = entry;
     if (reattach && entry.state === "succeeded") {
-      this.#log(
+      this.log(
         `crawler ${this.#name} already crawled in an earlier attempt of this routine run: not crawling again` +
           describeResult(entry.result),
       );
       return;
     }
     if (reattach) {
-      const crawler = await this.#getCrawler(this.#context.signal);
+      const crawler = await this.#getCrawler(this.context.signal);
       this.#ours = entry.state === "starting" || entry.id?.startsWith("started") === true;
       if (crawler.State && crawler.State !== "READY") {
         if (entry.state === "starting") {
-          await this.#ledger.started(LEDGER_KEY, `started ${new Date().toISOString()}`);
+          await this.ledger.started(LEDGER_KEY, `started ${new Date().toISOString()}`);
         }
-        this.#log(
+        this.log(
           `crawler ${this.#name} is ${crawler.State}: reattaching to the crawl an earlier attempt of this routine ` +
             "run started",
         );
       } else if (epochMs(crawler.LastCrawl?.StartTime) >= this.#since) {
-        this.#log(`the crawl of ${this.#name} an earlier attempt of this routine run started is over`);
+        this.log(`the crawl of ${this.#name} an earlier attempt of this routine run started is over`);
         return await this.#finish(crawler);
       } else {
         await this.#start();
@@ -148,31 +136,31 @@ class CrawlTask {
     } else {
       await this.#start();
     }
-    if (!this.#context.params.wait) {
-      this.#log(`not waiting (wait: false): the crawl goes on by itself, and lakerun will not stop it`);
+    if (!this.context.params.wait) {
+      this.log(`not waiting (wait: false): the crawl goes on by itself, and lakerun will not stop it`);
       return;
     }
     await this.#finish(await this.#wait());
   }
 
   async #start(): Promise<void> {
-    const { signal } = this.#context;
+    const { signal } = this.context;
     for (let attempt = 1;; attempt++) {
       try {
-        await this.#client.call("StartCrawler", { Name: this.#name }, { signal });
+        await this.client.call("StartCrawler", { Name: this.#name }, { signal });
         this.#ours = true;
-        await this.#ledger.started(LEDGER_KEY, `started ${new Date().toISOString()}`);
-        this.#log(`started crawler ${this.#name}`);
+        await this.ledger.started(LEDGER_KEY, `started ${new Date().toISOString()}`);
+        this.log(`started crawler ${this.#name}`);
         return;
       } catch (error) {
         if (error instanceof AwsServiceError && error.code === "CrawlerRunningException") {
           // after an unclear first answer, the running crawl is the one that StartCrawler started
           this.#ours = attempt > 1;
-          await this.#ledger.started(
+          await this.ledger.started(
             LEDGER_KEY,
             `${this.#ours ? "started" : "joined"} ${new Date().toISOString()}`,
           );
-          this.#log(
+          this.log(
             this.#ours
               ? `crawler ${this.#name} is running: the first StartCrawler had started it`
               : `crawler ${this.#name} is already running (started elsewhere): joining that crawl; it is not ` +
@@ -182,13 +170,13 @@ class CrawlTask {
         }
         // a crawler cannot run twice: sending StartCrawler again after an unclear answer is safe
         if (signal.aborted || !isAmbiguous(error) || attempt >= 3) throw error;
-        this.#log(`StartCrawler got no clear answer (${(error as Error).message}): asking again`);
+        this.log(`StartCrawler got no clear answer (${(error as Error).message}): asking again`);
       }
     }
   }
 
   async #getCrawler(signal: AbortSignal): Promise<Crawler> {
-    const { Crawler } = await this.#client.call<{ Crawler: Crawler }>(
+    const { Crawler } = await this.client.call<{ Crawler: Crawler }>(
       "GetCrawler",
       { Name: this.#name },
       { idempotent: true, signal },
@@ -200,10 +188,10 @@ class CrawlTask {
   #wait(): Promise<Crawler> {
     let sawCrawl = false;
     let readyReads = 0;
-    return waitOrStop(this.#context, this.#options, {
+    return waitOrStop(this.context, this.options, {
       label: `crawler ${this.#name}`,
       title: `Glue crawler ${this.#name}`,
-      ledger: this.#ledger,
+      ledger: this.ledger,
       ledgerKey: LEDGER_KEY,
       stop: (why) => this.#stop(why),
       check: async (signal) => {
@@ -225,23 +213,23 @@ class CrawlTask {
   /** Stops the crawl if this step started it (StopCrawler); says what happened; true if stopped. */
   async #stop(why: string): Promise<boolean> {
     if (!this.#ours) {
-      this.#log(`${why}: left crawler ${this.#name} running: this step joined a crawl it did not start`);
+      this.log(`${why}: left crawler ${this.#name} running: this step joined a crawl it did not start`);
       return false;
     }
     try {
-      await this.#client.call(
+      await this.client.call(
         "StopCrawler",
         { Name: this.#name },
         { idempotent: true, signal: AbortSignal.timeout(STOP_TIMEOUT_MS) },
       );
-      this.#log(`${why}: stopped crawler ${this.#name} (StopCrawler accepted: STOPPING, then READY)`);
+      this.log(`${why}: stopped crawler ${this.#name} (StopCrawler accepted: STOPPING, then READY)`);
       return true;
     } catch (error) {
       if (error instanceof AwsServiceError && error.code === "CrawlerNotRunningException") {
-        this.#log(`${why}: crawler ${this.#name} had already finished its crawl`);
+        this.log(`${why}: crawler ${this.#name} had already finished its crawl`);
         return false;
       }
-      this.#log(
+      this.log(
         `${why}: could not stop crawler ${this.#name} (${(error as Error).message}): it may still be running`,
       );
       return false;
@@ -253,7 +241,7 @@ class CrawlTask {
     const last = crawler.LastCrawl;
     const status = last?.Status;
     if (!status || !SUCCEEDED_CRAWL_STATUSES.has(status)) {
-      await this.#ledger.ended(LEDGER_KEY, "failed", { status: status ?? null });
+      await this.ledger.ended(LEDGER_KEY, "failed", { status: status ?? null });
       throw new Error(
         !status
           ? `Glue crawler ${this.#name} is READY but reports no crawl (no LastCrawl)`
@@ -265,43 +253,43 @@ class CrawlTask {
       );
     }
     const figures = await this.#figures(crawler);
-    await this.#ledger.ended(LEDGER_KEY, "succeeded", { status, ...flatten(figures) });
+    await this.ledger.ended(LEDGER_KEY, "succeeded", { status, ...flatten(figures) });
     const started = epochMs(last?.StartTime);
-    this.#log(
+    this.log(
       `crawl of ${this.#name} ${status}${
         Number.isNaN(started) ? "" : ` (started ${new Date(started).toISOString()})`
       }`,
     );
     if ("unavailable" in figures.counts) {
-      this.#log(
+      this.log(
         `tables created/updated: figure unavailable (${figures.counts.unavailable}); LastCrawl says ${status}` +
           (last?.LogGroup ? `, log ${last.LogGroup}/${last.LogStream ?? this.#name}` : "") +
           (last?.MessagePrefix ? ` (message prefix ${last.MessagePrefix})` : ""),
       );
     } else {
       const { created, updated, deleted } = figures.counts;
-      this.#log(`tables: ${created} created, ${updated} updated, ${deleted} deleted`);
+      this.log(`tables: ${created} created, ${updated} updated, ${deleted} deleted`);
     }
     if ("unavailable" in figures.names) {
-      this.#log(`table names unavailable (${figures.names.unavailable})`);
+      this.log(`table names unavailable (${figures.names.unavailable})`);
     } else {
       const { created, updated } = figures.names;
       const db = crawler.DatabaseName;
       if (created.length === 0 && updated.length === 0) {
-        this.#log(`no table of database ${db} was created or updated by this crawl`);
+        this.log(`no table of database ${db} was created or updated by this crawl`);
       } else {
-        if (created.length) this.#log(`created in ${db}: ${created.join(", ")}`);
-        if (updated.length) this.#log(`updated in ${db}: ${updated.join(", ")}`);
+        if (created.length) this.log(`created in ${db}: ${created.join(", ")}`);
+        if (updated.length) this.log(`updated in ${db}: ${updated.join(", ")}`);
       }
     }
-    this.#context.shared.set("glue.crawl", { crawler: this.#name, status, ...flatten(figures) });
+    this.context.shared.set("glue.crawl", { crawler: this.#name, status, ...flatten(figures) });
   }
 
   async #figures(crawler: Crawler): Promise<CrawlFigures> {
-    const signal = this.#context.signal;
+    const signal = this.context.signal;
     let counts: CrawlFigures["counts"];
     try {
-      const { CrawlerMetricsList } = await this.#client.call<{
+      const { CrawlerMetricsList } = await this.client.call<{
         CrawlerMetricsList?: Array<
           { TablesCreated?: number; TablesUpdated?: number; TablesDeleted?: number }
         >;
@@ -332,13 +320,13 @@ class CrawlTask {
     let nextToken: string | undefined;
     try {
       do {
-        const answer = await this.#client.call<{
+        const answer = await this.client.call<{
           TableList?: Array<{ Name: string; CreateTime?: number; UpdateTime?: number }>;
           NextToken?: string;
         }>(
           "GetTables",
           { DatabaseName: database, ...(nextToken ? { NextToken: nextToken } : {}) },
-          { idempotent: true, signal: this.#context.signal },
+          { idempotent: true, signal: this.context.signal },
         );
         for (const table of answer.TableList ?? []) {
           if (epochMs(table.CreateTime) >= since) created.push(table.Name);
@@ -347,7 +335,7 @@ class CrawlTask {
         nextToken = answer.NextToken;
       } while (nextToken);
     } catch (error) {
-      if (this.#context.signal.aborted) throw error;
+      if (this.context.signal.aborted) throw error;
       if (error instanceof AwsServiceError && error.code === "EntityNotFoundException") {
         return { created: [], updated: [] };
       }

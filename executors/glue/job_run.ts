@@ -17,14 +17,14 @@
  * @module
  */
 import type { TaskContext } from "../../sdk/executor.ts";
-import { type AwsJsonClient, AwsServiceError } from "../../lib/aws/json_client.ts";
-import { type CloudRunEntry, CloudRunLedger, fingerprintOf } from "../../lib/cloud/ledger.ts";
+import { AwsServiceError } from "../../lib/aws/json_client.ts";
+import { CloudRunLedger, fingerprintOf } from "../../lib/cloud/ledger.ts";
 import { formatDuration } from "../../lib/format.ts";
 import {
   CLOCK_SKEW_MS,
   epochMs,
-  glueClient,
   type GlueParams,
+  GlueTask,
   type GlueTaskOptions,
   isAmbiguous,
   missingParam,
@@ -130,14 +130,9 @@ export async function startJobRun(
   await new JobRunTask(context, options, jobName, ledger).run();
 }
 
-class JobRunTask {
-  readonly #context: TaskContext<GlueParams>;
-  readonly #options: GlueTaskOptions;
+class JobRunTask extends GlueTask {
   readonly #job: string;
-  readonly #ledger: CloudRunLedger;
-  readonly #client: AwsJsonClient;
   readonly #arguments: Record<string, string>;
-  #entry!: CloudRunEntry;
   /** The run this step started or reattached to, once known. */
   #runId: string | undefined;
   /** A StartJobRun was sent whose run id is not known yet. */
@@ -149,20 +144,13 @@ class JobRunTask {
     job: string,
     ledger: CloudRunLedger,
   ) {
-    this.#context = context;
-    this.#options = options;
+    super(context, options, ledger);
     this.#job = job;
-    this.#ledger = ledger;
-    this.#client = glueClient(context, options);
     this.#arguments = glueArguments(context.params.arguments);
   }
 
-  get #log() {
-    return this.#context.log;
-  }
-
   async run(): Promise<void> {
-    const { params } = this.#context;
+    const { params } = this.context;
     const fingerprint = fingerprintOf(
       "glue.start_job_run",
       this.#job,
@@ -170,29 +158,29 @@ class JobRunTask {
       params.worker_type ?? null,
       params.number_of_workers ?? null,
     );
-    const { entry, reattach } = await this.#ledger.begin(LEDGER_KEY, fingerprint);
-    this.#entry = entry;
+    const { entry, reattach } = await this.ledger.begin(LEDGER_KEY, fingerprint);
+    this.entry = entry;
     if (reattach && entry.state === "succeeded") {
       const figures = runFigures({
         executionTime: entry.result?.executionTime as number | undefined,
         dpuSeconds: entry.result?.dpuSeconds as number | undefined,
       });
-      this.#log(
+      this.log(
         `run ${entry.id} of Glue job ${this.#job} already SUCCEEDED in an earlier attempt of this routine run` +
           `${figures ? ` (${figures})` : ""}: not starting another`,
       );
-      this.#context.shared.set("glue.job_run_id", entry.id);
+      this.context.shared.set("glue.job_run_id", entry.id);
       return;
     }
     try {
       if (reattach && entry.id) {
         this.#runId = entry.id;
-        this.#log(
+        this.log(
           `reattaching to run ${entry.id} of Glue job ${this.#job}, started by an earlier attempt of this routine run`,
         );
       } else if (reattach) {
         // an earlier attempt opened the entry and may have died between StartJobRun and recording the id
-        const found = await this.#findMarkedRun(this.#context.signal);
+        const found = await this.#findMarkedRun(this.context.signal);
         if (found) {
           await this.#record(
             found.Id,
@@ -203,15 +191,15 @@ class JobRunTask {
       }
       if (!this.#runId) await this.#start();
       const runId = this.#runId!;
-      this.#context.shared.set("glue.job_run_id", runId);
+      this.context.shared.set("glue.job_run_id", runId);
       if (!params.wait) {
         if (reattach) await this.#checkOnce(runId);
-        this.#log(`not waiting (wait: false): run ${runId} goes on by itself, and lakerun will not stop it`);
+        this.log(`not waiting (wait: false): run ${runId} goes on by itself, and lakerun will not stop it`);
         return;
       }
       await this.#wait(runId);
     } catch (error) {
-      if (this.#context.signal.aborted && this.#startInFlight) await this.#stopUnrecorded();
+      if (this.context.signal.aborted && this.#startInFlight) await this.#stopUnrecorded();
       throw error;
     }
   }
@@ -220,15 +208,15 @@ class JobRunTask {
   async #record(runId: string, message: string): Promise<void> {
     this.#runId = runId;
     this.#startInFlight = false;
-    await this.#ledger.started(LEDGER_KEY, runId);
-    this.#log(message);
+    await this.ledger.started(LEDGER_KEY, runId);
+    this.log(message);
   }
 
   async #start(): Promise<void> {
-    const { params, signal } = this.#context;
+    const { params, signal } = this.context;
     const body: Record<string, unknown> = {
       JobName: this.#job,
-      Arguments: { ...this.#arguments, [RUN_MARKER_ARGUMENT]: this.#entry.token },
+      Arguments: { ...this.#arguments, [RUN_MARKER_ARGUMENT]: this.entry.token },
     };
     if (params.worker_type !== undefined) body.WorkerType = params.worker_type;
     if (params.number_of_workers !== undefined) body.NumberOfWorkers = params.number_of_workers;
@@ -238,7 +226,7 @@ class JobRunTask {
       let failure: unknown;
       try {
         this.#startInFlight = true;
-        const { JobRunId } = await this.#client.call<{ JobRunId: string }>("StartJobRun", body, { signal });
+        const { JobRunId } = await this.client.call<{ JobRunId: string }>("StartJobRun", body, { signal });
         await this.#record(JobRunId, `started run ${JobRunId} of Glue job ${this.#job}`);
         return;
       } catch (error) {
@@ -254,7 +242,7 @@ class JobRunTask {
         throw failure;
       }
       const reason = failure instanceof Error ? failure.message : String(failure);
-      this.#log(
+      this.log(
         `StartJobRun got no clear answer (${reason}): looking for a run carrying this step's marker before ` +
           "starting one again",
       );
@@ -273,7 +261,7 @@ class JobRunTask {
             "and no run carries this step's marker",
         );
       }
-      this.#log(
+      this.log(
         `no run carries the marker: starting again (attempt ${attempt + 1} of ${MAX_START_ATTEMPTS})`,
       );
     }
@@ -312,10 +300,10 @@ class JobRunTask {
    */
   async #findMarkedRun(signal: AbortSignal, afterMs = 0): Promise<JobRun | undefined> {
     if (afterMs > 0) await delay(afterMs, signal);
-    const since = Date.parse(this.#entry.openedAt) - CLOCK_SKEW_MS;
+    const since = Date.parse(this.entry.openedAt) - CLOCK_SKEW_MS;
     let found: JobRun | undefined;
     await this.#scanPages(signal, Infinity, (page) => {
-      found = page.find((run) => run.Arguments?.[RUN_MARKER_ARGUMENT] === this.#entry.token);
+      found = page.find((run) => run.Arguments?.[RUN_MARKER_ARGUMENT] === this.entry.token);
       return found !== undefined || olderRunsFollow(page, since);
     });
     return found;
@@ -325,10 +313,10 @@ class JobRunTask {
   async #activeRuns(): Promise<{ ours?: JobRun; others: JobRun[] }> {
     let ours: JobRun | undefined;
     const others: JobRun[] = [];
-    await this.#scanPages(this.#context.signal, MAX_ACTIVE_SCAN_PAGES, (page) => {
+    await this.#scanPages(this.context.signal, MAX_ACTIVE_SCAN_PAGES, (page) => {
       for (const run of page) {
         if (!ACTIVE_RUN_STATES.has(run.JobRunState)) continue;
-        if (run.Arguments?.[RUN_MARKER_ARGUMENT] === this.#entry.token) ours = run;
+        if (run.Arguments?.[RUN_MARKER_ARGUMENT] === this.entry.token) ours = run;
         else others.push(run);
       }
       return ours !== undefined;
@@ -340,11 +328,11 @@ class JobRunTask {
   async #scanPages(signal: AbortSignal, maxPages: number, visit: (page: JobRun[]) => boolean): Promise<void> {
     let nextToken: string | undefined;
     for (let page = 0; page < maxPages; page++) {
-      const answer = await this.#client.call<{ JobRuns?: JobRun[]; NextToken?: string }>(
+      const answer = await this.client.call<{ JobRuns?: JobRun[]; NextToken?: string }>(
         "GetJobRuns",
         {
           JobName: this.#job,
-          MaxResults: this.#options.pageSize ?? 200,
+          MaxResults: this.options.pageSize ?? 200,
           ...(nextToken ? { NextToken: nextToken } : {}),
         },
         { idempotent: true, signal },
@@ -356,7 +344,7 @@ class JobRunTask {
   }
 
   async #getRun(runId: string, signal: AbortSignal): Promise<JobRun> {
-    const { JobRun } = await this.#client.call<{ JobRun: JobRun }>(
+    const { JobRun } = await this.client.call<{ JobRun: JobRun }>(
       "GetJobRun",
       { JobName: this.#job, RunId: runId, PredecessorsIncluded: false },
       { idempotent: true, signal },
@@ -366,18 +354,18 @@ class JobRunTask {
 
   /** With `wait: false` on a re-run: the recorded run's state, failing the task if it ended badly. */
   async #checkOnce(runId: string): Promise<void> {
-    const run = await this.#getRun(runId, this.#context.signal);
+    const run = await this.#getRun(runId, this.context.signal);
     if (run.JobRunState === "SUCCEEDED") return await this.#succeeded(run);
     if (FAILED_RUN_STATES.has(run.JobRunState)) return await this.#failed(run);
-    this.#log(`run ${runId}: ${run.JobRunState}`);
+    this.log(`run ${runId}: ${run.JobRunState}`);
   }
 
   /** Polls GetJobRun until the run ends; stops the run if the wait fails. */
   async #wait(runId: string): Promise<void> {
-    const run = await waitOrStop(this.#context, this.#options, {
+    const run = await waitOrStop(this.context, this.options, {
       label: `run ${runId}`,
       title: `Glue job ${this.#job} run ${runId}`,
-      ledger: this.#ledger,
+      ledger: this.ledger,
       ledgerKey: LEDGER_KEY,
       stop: (why) => this.#stop(runId, why),
       check: async (signal) => {
@@ -392,18 +380,18 @@ class JobRunTask {
 
   async #succeeded(run: JobRun): Promise<void> {
     const figures = runFigures({ executionTime: run.ExecutionTime, dpuSeconds: run.DPUSeconds });
-    await this.#ledger.ended(LEDGER_KEY, "succeeded", {
+    await this.ledger.ended(LEDGER_KEY, "succeeded", {
       state: run.JobRunState,
       ...(run.ExecutionTime !== undefined ? { executionTime: run.ExecutionTime } : {}),
       ...(run.DPUSeconds !== undefined ? { dpuSeconds: run.DPUSeconds } : {}),
     });
-    this.#log(
+    this.log(
       `run ${run.Id} of Glue job ${this.#job} SUCCEEDED${figures ? `: ${figures}` : ""}`,
     );
   }
 
   async #failed(run: JobRun): Promise<never> {
-    await this.#ledger.ended(LEDGER_KEY, "failed", { state: run.JobRunState });
+    await this.ledger.ended(LEDGER_KEY, "failed", { state: run.JobRunState });
     throw new Error(
       `Glue job ${this.#job} run ${run.Id} ended ${run.JobRunState}: ${
         run.ErrorMessage || "(Glue gave no ErrorMessage)"
@@ -414,7 +402,7 @@ class JobRunTask {
   /** Stops a run (BatchStopJobRun) within {@link STOP_TIMEOUT_MS}; says what happened; true if stopped. */
   async #stop(runId: string, why: string): Promise<boolean> {
     try {
-      const answer = await this.#client.call<{
+      const answer = await this.client.call<{
         Errors?: Array<{ ErrorDetail?: { ErrorCode?: string; ErrorMessage?: string } }>;
       }>(
         "BatchStopJobRun",
@@ -423,18 +411,18 @@ class JobRunTask {
       );
       const detail = answer.Errors?.[0]?.ErrorDetail;
       if (detail) {
-        this.#log(
+        this.log(
           `${why}: could not stop run ${runId} of Glue job ${this.#job}: ${detail.ErrorCode ?? "error"}: ` +
             `${detail.ErrorMessage ?? ""}`,
         );
         return false;
       }
-      this.#log(
+      this.log(
         `${why}: stopped run ${runId} of Glue job ${this.#job} (BatchStopJobRun accepted: STOPPING, then STOPPED)`,
       );
       return true;
     } catch (error) {
-      this.#log(
+      this.log(
         `${why}: could not stop run ${runId} of Glue job ${this.#job} (${(error as Error).message}): ` +
           "it may still be running",
       );
@@ -449,16 +437,16 @@ class JobRunTask {
     try {
       found = await this.#findMarkedRun(signal);
     } catch (error) {
-      this.#log(
+      this.log(
         `interrupted while starting a run of Glue job ${this.#job}; could not look for it ` +
-          `(${(error as Error).message}): a run carrying marker ${this.#entry.token} may be running`,
+          `(${(error as Error).message}): a run carrying marker ${this.entry.token} may be running`,
       );
       return;
     }
     if (!found) return;
-    await this.#ledger.started(LEDGER_KEY, found.Id);
+    await this.ledger.started(LEDGER_KEY, found.Id);
     if (await this.#stop(found.Id, "interrupted while starting")) {
-      await this.#ledger.ended(LEDGER_KEY, "failed");
+      await this.ledger.ended(LEDGER_KEY, "failed");
     }
   }
 }
