@@ -607,6 +607,31 @@ Deno.test("a 3-second query is reported done after a few status calls; parameter
   });
 });
 
+Deno.test("the query's ? placeholders and parameters must match: with the routine for query, before the query starts for query_file", async () => {
+  await withFake(async (fake, endpoints) => {
+    await using dir = await tempDir();
+    const sql = "SELECT * FROM orders WHERE customer = ? AND note = 'is it?' -- or ?\n AND amount > ?";
+    const checked = await runRoutine(dir.path, endpoints, {
+      count: { params: { database: "lake", query: sql, parameters: ["x"] }, tasks: ["query"] },
+    }, "validate");
+    assert.equal(checked.code, 2, checked.output);
+    assert.match(
+      checked.output,
+      /params\.parameters: the query has 2 \? placeholders and parameters gives 1 value, got \["x"\]/,
+    );
+    await Deno.writeTextFile(join(dir.path, "report.sql"), sql);
+    const run = await runRoutine(dir.path, endpoints, {
+      report: { params: { database: "lake", query_file: "report.sql" }, tasks: ["query"] },
+    });
+    assert.equal(run.code, 1, run.output);
+    assert.match(
+      run.output,
+      /query_file "report\.sql": the query has 2 \? placeholders and parameters gives 0 values/,
+    );
+    assert.equal(fake.athena.queries.length, 0, "no query started");
+  });
+});
+
 // ------------------------------------------------------------------------------------------------ scope, IAM, params
 
 Deno.test("lakerun plan: Athena's endpoint always, Glue for create_table, S3 only where the step reads or writes it", async () => {

@@ -9,6 +9,8 @@ import type { ParamsOf, Zod } from "../../sdk/executor.ts";
 import { isS3Url } from "../../lib/aws/s3/url.ts";
 import { hiveType } from "../../lib/tables/ddl.ts";
 import { quoteLiteral } from "../../lib/tables/identifiers.ts";
+import { placeholderCount } from "../../lib/sql/statements.ts";
+import { plural } from "../../lib/format.ts";
 
 /** Glue and Athena database and table names: lowercase letters, digits and `_`. */
 const CATALOG_NAME = /^[a-z0-9_]{1,255}$/;
@@ -117,7 +119,47 @@ export const paramsSchema = (z: Zod) =>
   }).refine((p) => !(p.query !== undefined && p.query_file !== undefined), {
     message: "give query or query_file, not both",
     path: ["query_file"],
+  }).superRefine((p, ctx) => {
+    if (p.query === undefined) return; // a query_file is checked once read, before the query starts
+    const problem = placeholderProblem(p.query, p.parameters);
+    if (problem) ctx.addIssue({ code: "custom", path: [problem.param], message: problem.message });
   });
+
+/**
+ * Why `sql` cannot run with `parameters`, if it cannot: Athena binds the values to the `?` placeholders in
+ * order, so their numbers must match (and a literal or comment left open hides where they are).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { placeholderProblem } from "./params.ts";
+ *
+ * assert.equal(placeholderProblem("SELECT * FROM t WHERE units = ?", ["Dollars"]), undefined);
+ * assert.deepEqual(placeholderProblem("SELECT * FROM t WHERE units = ? AND period = ?", ["Dollars"]), {
+ *   param: "parameters",
+ *   message: "the query has 2 ? placeholders and parameters gives 1 value",
+ * });
+ * ```
+ */
+export function placeholderProblem(
+  sql: string,
+  parameters: readonly unknown[] | undefined,
+): { param: "query" | "parameters"; message: string } | undefined {
+  let placeholders: number;
+  try {
+    placeholders = placeholderCount(sql);
+  } catch (error) {
+    return { param: "query", message: (error as Error).message };
+  }
+  const values = parameters?.length ?? 0;
+  if (placeholders === values) return undefined;
+  return {
+    param: "parameters",
+    message: `the query has ${plural(placeholders, "? placeholder")} and parameters gives ${
+      plural(values, "value")
+    }`,
+  };
+}
 
 /** The validated params. */
 export type Params = ParamsOf<typeof paramsSchema>;

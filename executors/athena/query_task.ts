@@ -8,7 +8,7 @@ import type { TaskContext } from "../../sdk/executor.ts";
 import type { AwsJsonClient } from "../../lib/aws/json_client.ts";
 import { plural } from "../../lib/format.ts";
 import { openLocation } from "../../lib/storage/locations.ts";
-import { executionParameters, type Params, resultsTarget } from "./params.ts";
+import { executionParameters, type Params, placeholderProblem, resultsTarget } from "./params.ts";
 import { describeExecution, type QueryExecution } from "./queries.ts";
 import { type Cell, csvLine, resultPages, textTable } from "./results.ts";
 import { openQueries, querySpec, runOptions } from "./session.ts";
@@ -67,6 +67,8 @@ async function querySql(context: TaskContext<Params>): Promise<string> {
     );
   }
   if (sql.trim() === "") throw new Error(`query_file ${JSON.stringify(params.query_file)} is empty`);
+  const problem = placeholderProblem(sql, params.parameters);
+  if (problem) throw new Error(`query_file ${JSON.stringify(params.query_file)}: ${problem.message}`);
   return sql;
 }
 

@@ -101,6 +101,28 @@ export function transactionControlStatement(statements: readonly SqlStatement[])
   return statements.find((statement) => TRANSACTION_CONTROL.test(withoutLeadingComments(statement.text)));
 }
 
+/**
+ * How many `?` placeholders `sql` has outside string literals, quoted identifiers and comments: the values an
+ * engine that binds them in order (Athena's execution parameters) must be given.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { placeholderCount } from "./statements.ts";
+ *
+ * assert.equal(placeholderCount("SELECT * FROM t WHERE a = ? AND b = '?' -- c = ?\n AND \"d?\" = ?"), 2);
+ * assert.throws(() => placeholderCount("SELECT 'open"), /never closed/);
+ * ```
+ * @throws Error naming the line where an unclosed quote or comment starts.
+ */
+export function placeholderCount(sql: string): number {
+  let count = 0;
+  for (const token of new SqlLexer(sql, false).tokens()) {
+    if (token.kind === "code" && sql[token.start] === "?") count++;
+  }
+  return count;
+}
+
 /** The text after its leading comments and whitespace. */
 function withoutLeadingComments(text: string): string {
   for (const token of new SqlLexer(text, false).tokens()) {
