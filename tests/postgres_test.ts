@@ -301,12 +301,23 @@ pgTest(
     assert.match(ok.stdout, /3 statements committed in one transaction/);
     assert.deepEqual(await rowsOf("exec_t"), ['(1,"it\'s; one")', "(2,two)"]);
 
+    // a COMMIT in the script: refused with the routine (sql), or once the file is read (sql_file)
     const commit = await runRoutine(
       dir.path,
       routine({ sql: "DELETE FROM exec_t; COMMIT; DROP TABLE exec_t" }, ["execute"]),
     );
-    assert.equal(commit.code, 1);
-    assert.match(commit.stdout, /statement 2 \(line 1\) controls the transaction itself \(COMMIT\)/);
+    assert.equal(commit.code, 2, output(commit));
+    assert.match(
+      commit.stderr,
+      /params\.sql: statement 2 \(line 1\) controls the transaction itself \(COMMIT\); execute runs every/,
+    );
+    await Deno.writeTextFile(join(dir.path, "commit.sql"), "DELETE FROM exec_t;\nCOMMIT;\nDROP TABLE exec_t");
+    const commitFile = await runRoutine(dir.path, routine({ sql_file: "commit.sql" }, ["execute"]));
+    assert.equal(commitFile.code, 1, output(commitFile));
+    assert.match(
+      commitFile.stdout,
+      /commit\.sql: statement 2 \(line 2\) controls the transaction itself \(COMMIT\)/,
+    );
     assert.equal((await rowsOf("exec_t")).length, 2);
   },
 );

@@ -7,7 +7,7 @@
 import type { TaskContext } from "../../sdk/executor.ts";
 import { fingerprintOf } from "../../lib/cloud/ledger.ts";
 import { plural } from "../../lib/format.ts";
-import { splitStatements, transactionControlStatement } from "../../lib/sql/statements.ts";
+import { firstWords, transactionScript } from "../../lib/sql/statements.ts";
 import { oncePerRun, withSession } from "./session.ts";
 import type { Params } from "./params.ts";
 
@@ -17,19 +17,9 @@ export async function execute(context: TaskContext<Params>): Promise<void> {
   const { script, origin } = await readScript(context);
   let statements;
   try {
-    statements = splitStatements(script);
+    statements = transactionScript(script);
   } catch (error) {
     throw new Error(`${origin}: ${(error as Error).message}`);
-  }
-  if (statements.length === 0) throw new Error(`${origin} holds no statement`);
-  const control = transactionControlStatement(statements);
-  if (control) {
-    throw new Error(
-      `${origin}: statement ${control.index} (line ${control.line}) controls the transaction itself ` +
-        `(${
-          firstWords(control.text)
-        }); execute already runs all statements in one transaction, so leave it out`,
-    );
   }
   await withSession(context, async (session) => {
     const fingerprint = fingerprintOf("execute", script, params.host, params.url, params.database);
@@ -70,10 +60,4 @@ async function readScript(context: TaskContext<Params>): Promise<{ script: strin
     }
   }
   throw new Error("execute needs sql or sql_file");
-}
-
-/** The statement's first words, for messages: `INSERT INTO "t"…`. */
-function firstWords(text: string): string {
-  const flat = text.replace(/\s+/g, " ");
-  return flat.length > 40 ? `${flat.slice(0, 40)}…` : flat;
 }

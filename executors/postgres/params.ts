@@ -9,6 +9,7 @@ import type { ParamsOf, Zod } from "../../sdk/executor.ts";
 import { connectionFields, connectionParamsProblem } from "../../lib/sql/connection.ts";
 import { parseTableName } from "../../lib/tables/identifiers.ts";
 import { sqlCreateTable } from "../../lib/tables/ddl.ts";
+import { transactionScript } from "../../lib/sql/statements.ts";
 
 /** The params schema. */
 export const paramsSchema = (z: Zod) =>
@@ -50,6 +51,14 @@ export const paramsSchema = (z: Zod) =>
       context.addIssue({ code: "custom", path: [path], message });
     if (params.sql !== undefined && params.sql_file !== undefined) {
       issue("sql_file", "give sql or sql_file, not both");
+    }
+    if (params.sql !== undefined) {
+      // what execute would refuse before connecting (a sql_file is checked once read)
+      try {
+        transactionScript(params.sql);
+      } catch (error) {
+        issue("sql", (error as Error).message);
+      }
     }
     if (params.table !== undefined) {
       try {

@@ -12,6 +12,10 @@ import { copyOptionProblem, iamRoleProblem } from "../../lib/sql/redshift_copy.t
 import { sqlCreateTable } from "../../lib/tables/ddl.ts";
 import { parseTableName, type TableName } from "../../lib/tables/identifiers.ts";
 import { parseS3Url } from "../../lib/aws/s3/url.ts";
+import { transactionScript } from "../../lib/sql/statements.ts";
+
+/** How SQL for Redshift is split into statements: it reads backslash escapes inside '…' literals. */
+export const REDSHIFT_SQL = { backslashEscapes: true } as const;
 
 /** Redshift's own port. */
 export const REDSHIFT_PORT = 5439;
@@ -188,6 +192,14 @@ function checkParams(p: Params, ctx: z.RefinementCtx): void {
     );
   }
   if (p.sql !== undefined && p.sql_file !== undefined) issue("sql_file", "give sql or sql_file, not both");
+  if (p.sql !== undefined) {
+    // what execute would refuse before sending anything (a sql_file is checked once read)
+    try {
+      transactionScript(p.sql, REDSHIFT_SQL);
+    } catch (error) {
+      issue("sql", (error as Error).message);
+    }
+  }
   if (p.source !== undefined && S3_FOLDER.test(p.source)) {
     // what the pattern cannot see ("..", "//"): one message per problem
     try {

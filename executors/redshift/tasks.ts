@@ -17,12 +17,12 @@ import {
   type LoadErrorTable,
   loadFailureMessage,
 } from "../../lib/sql/redshift_load_errors.ts";
-import { splitStatements, transactionControlStatement } from "../../lib/sql/statements.ts";
+import { transactionScript } from "../../lib/sql/statements.ts";
 import { schemaDrift, sqlCreateTable } from "../../lib/tables/ddl.ts";
 import { quoteLiteral, type TableName } from "../../lib/tables/identifiers.ts";
 import { DataApiRunner } from "./data_api.ts";
 import { sourceFolder } from "./iam.ts";
-import { connectionOf, type Params, tableOf } from "./params.ts";
+import { connectionOf, type Params, REDSHIFT_SQL, tableOf } from "./params.ts";
 import { recordsOf, RedshiftStatementError, type ResultTable, type SqlRunner } from "./runner.ts";
 import { inferFromSource } from "./sample.ts";
 import { WireRunner } from "./wire.ts";
@@ -66,18 +66,11 @@ export function runExecute(context: TaskContext<Params>): Promise<void> {
     } else {
       throw new Error("execute needs sql or sql_file");
     }
-    // Redshift reads backslash escapes inside '…' literals
-    const statements = splitStatements(text, { backslashEscapes: true });
-    if (statements.length === 0) {
-      throw new Error(`${params.sql !== undefined ? "sql" : "sql_file"} holds no statement`);
-    }
-    const control = transactionControlStatement(statements);
-    if (control) {
-      throw new Error(
-        `statement ${control.index} (line ${control.line}) starts with ${
-          JSON.stringify(control.text.split(/\s+/)[0])
-        }: execute runs every statement in one transaction, so it cannot end or start one itself`,
-      );
+    let statements;
+    try {
+      statements = transactionScript(text, REDSHIFT_SQL);
+    } catch (error) {
+      throw new Error(`${params.sql !== undefined ? "sql" : params.sql_file}: ${(error as Error).message}`);
     }
     let outcome;
     try {

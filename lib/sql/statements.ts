@@ -102,6 +102,55 @@ export function transactionControlStatement(statements: readonly SqlStatement[])
 }
 
 /**
+ * The statements of a script an `execute` task runs in one transaction, refusing (with an error saying why)
+ * a quote or comment left open, a script of no statement, and a statement that ends or starts a transaction
+ * itself (see {@link transactionControlStatement}).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { transactionScript } from "./statements.ts";
+ *
+ * assert.equal(transactionScript("DELETE FROM t; INSERT INTO t VALUES (1)").length, 2);
+ * assert.throws(() => transactionScript("-- only a comment"), { message: "holds no statement" });
+ * assert.throws(
+ *   () => transactionScript("DELETE FROM t; COMMIT;"),
+ *   /^Error: statement 2 \(line 1\) controls the transaction itself \(COMMIT\); execute runs every statement/,
+ * );
+ * ```
+ */
+export function transactionScript(script: string, options: SplitOptions = {}): SqlStatement[] {
+  const statements = splitStatements(script, options);
+  if (statements.length === 0) throw new Error("holds no statement");
+  const control = transactionControlStatement(statements);
+  if (control) {
+    throw new Error(
+      `statement ${control.index} (line ${control.line}) controls the transaction itself (${
+        firstWords(control.text)
+      }); ` +
+        "execute runs every statement in one transaction, so leave it out",
+    );
+  }
+  return statements;
+}
+
+/**
+ * A statement's first words on one line, for messages (at most 40 characters, then `…`).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { firstWords } from "./statements.ts";
+ *
+ * assert.equal(firstWords("INSERT INTO t\n  VALUES (1)"), "INSERT INTO t VALUES (1)");
+ * ```
+ */
+export function firstWords(text: string): string {
+  const flat = text.replace(/\s+/g, " ");
+  return flat.length > 40 ? `${flat.slice(0, 40)}…` : flat;
+}
+
+/**
  * How many `?` placeholders `sql` has outside string literals, quoted identifiers and comments: the values an
  * engine that binds them in order (Athena's execution parameters) must be given.
  *
