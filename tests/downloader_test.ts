@@ -218,6 +218,20 @@ Deno.test("sha256: a wrong checksum lands nothing; the right one lands", async (
   });
   assert.match(plain.error?.message ?? "", /sha256 mismatch/);
   assert.deepEqual(plain.landing, {});
+  // two digests that disagree: neither is ignored, the routine is refused
+  await assert.rejects(
+    download({ "/k.zip": { body: archive } }, "/k.zip", {
+      sha256: sha256(archive),
+      checksum: `sha256:${"0".repeat(64)}`,
+    }),
+    /params\.checksum: sha256 and checksum name different digests: give one/,
+  );
+  const both = await download({ "/k.zip": { body: archive } }, "/k.zip", {
+    sha256: sha256(archive).toUpperCase(),
+    checksum: `sha256:${sha256(archive)}`,
+  });
+  assert.equal(both.error, undefined);
+  assert.deepEqual(both.landing, expected);
 });
 
 Deno.test("hostile archives fail naming the entry, and nothing is written anywhere", async () => {

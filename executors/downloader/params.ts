@@ -58,7 +58,12 @@ export const paramsSchema = (z: Zod) => {
     extra_hosts: z.array(z.string().regex(/^[A-Za-z0-9.-]+(:\d+)?$/)).default([]).describe(
       "Other host[:port]s the download may be redirected to.",
     ),
-  });
+  }).refine(
+    (p) =>
+      p.sha256 === undefined || p.checksum === undefined ||
+      p.checksum.slice("sha256:".length).toLowerCase() === p.sha256.toLowerCase(),
+    { message: "sha256 and checksum name different digests: give one", path: ["checksum"] },
+  );
 };
 
 /** Params as validated. */
