@@ -21,6 +21,7 @@ import { join } from "node:path";
 import { z } from "zod";
 import { gzipSync } from "node:zlib";
 import redshift from "../executors/redshift/mod.ts";
+import { ParamError } from "../sdk/executor.ts";
 import { loadStatements } from "../executors/redshift/tasks.ts";
 import { copyRoleStatements } from "../executors/redshift/iam.ts";
 import { redshiftCopySql } from "../lib/sql/redshift_copy.ts";
@@ -233,6 +234,22 @@ Deno.test("params: one way to connect, each with what it needs; one-line errors 
     'columns: "blob" is not a column type lakerun declares in redshift (use bigint, double, boolean, date, timestamp, string, or e.g. integer, numeric(10,2), varchar(20))',
   ]);
   assert.deepEqual(problems({ ...dataApi, password: "hunter2" }), [': Unrecognized key: "password"']);
+  // what the listed tasks make of the params: create_table infers no parquet columns
+  const scopeProblem = (params: Record<string, unknown>, tasks: string[]) => {
+    try {
+      redshift.permissions(redshift.params(z).parse(params), { cwd: "/w", resolve: (p) => p, tasks });
+      return undefined;
+    } catch (error) {
+      return error instanceof ParamError ? `${error.path.join(".")}: ${error.message}` : String(error);
+    }
+  };
+  const parquet = { ...dataApi, table: "t", source: "s3://lake/staging", format: "parquet" };
+  assert.equal(
+    scopeProblem(parquet, ["create_table", "copy_from_s3"]),
+    "columns: create_table of parquet files needs columns ({name: type}): lakerun does not infer them from parquet",
+  );
+  assert.equal(scopeProblem(parquet, ["copy_from_s3"]), undefined); // the table's own columns
+  assert.equal(scopeProblem({ ...parquet, columns: { id: "bigint" } }, ["create_table"]), undefined);
 });
 
 Deno.test("iam(): the Data API actions on the cluster or workgroup; COPY's S3 reads belong to iam_role", () => {

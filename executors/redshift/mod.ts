@@ -26,7 +26,7 @@
  *
  * @module
  */
-import { defineExecutor } from "../../sdk/executor.ts";
+import { defineExecutor, ParamError } from "../../sdk/executor.ts";
 import type { PermissionScope } from "../../lib/scope.ts";
 import { awsRegionOf, awsServiceScope } from "../../lib/aws/scope.ts";
 import { connectionScope } from "../../lib/sql/connection.ts";
@@ -44,6 +44,13 @@ export default defineExecutor({
   params: paramsSchema,
   permissions(params, context) {
     const tasks = context.tasks ?? TASKS;
+    if (tasks.includes("create_table") && params.format === "parquet" && params.columns === undefined) {
+      // what create_table would refuse once it ran (columns are inferred from csv and json files only)
+      throw new ParamError(
+        ["columns"],
+        "create_table of parquet files needs columns ({name: type}): lakerun does not infer them from parquet",
+      );
+    }
     const wire = wireParams(params);
     const scopes: PermissionScope[] = [
       wire === undefined ? awsServiceScope("redshift_data", context.aws) : connectionScope(wire),
