@@ -417,6 +417,35 @@ pgTest(
 );
 
 pgTest(
+  "a table create_table made from headers whose names collide (a b / a_b, dup / dup) loads from the same files",
+  async () => {
+    await using dir = await tempDir();
+    for (const table of ["collide_space", "collide_dup"]) await pg.psql(`DROP TABLE IF EXISTS ${table}`);
+    await writeFiles(dir.path, {
+      "space/a.csv": "a b,a_b\n1,2\n",
+      "dup/a.csv": "dup,dup\n3,4\n",
+    });
+    for (
+      const [table, source, columns] of [["collide_space", "space", "a_b, a_b_2"], [
+        "collide_dup",
+        "dup",
+        "dup, dup_2",
+      ]]
+    ) {
+      const result = await runRoutine(dir.path, routine({ table, source }, ["create_table", "load"]));
+      assert.equal(result.code, 0, output(result));
+      assert.equal(
+        (await pg.psql(
+          `SELECT string_agg(column_name, ', ' ORDER BY ordinal_position) FROM information_schema.columns WHERE table_name = '${table}'`,
+        )).trim(),
+        columns,
+      );
+      assert.deepEqual(await rowsOf(table), [source === "space" ? "(1,2)" : "(3,4)"]);
+    }
+  },
+);
+
+pgTest(
   "a value that does not fit fails the load with file, line, column and value, and nothing is committed",
   async () => {
     await using dir = await tempDir();

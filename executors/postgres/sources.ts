@@ -14,7 +14,7 @@
 import { join } from "node:path";
 import type { AsyncBuffer, FileMetaData, SchemaTree } from "hyparquet";
 import { parseDelimitedSample } from "../../lib/tables/csv.ts";
-import { columnIdentifiers } from "../../lib/tables/identifiers.ts";
+import { columnIdentifiers, columnsOfNames } from "../../lib/tables/identifiers.ts";
 import { inferTable } from "../../lib/tables/infer.ts";
 import { JsonNumber, parseJsonKeepingNumbers } from "../../lib/tables/json_numbers.ts";
 import { sampleFiles } from "../../lib/tables/sample.ts";
@@ -170,32 +170,13 @@ async function csvInput(storage: Storage, file: StoredFile, options: CopyInputOp
   return { columns, header: true, stream: counted(reader, buffered, options), position };
 }
 
-/**
- * The table column each name (a CSV header field, a JSON key) fills: the column of that exact name, else
- * the one named as inference names it (`Prénom` → `prenom`). Throws `unknown(name)` for a name that fills
- * no column, and for two names that fill the same one.
- */
+/** The table column each name (a CSV header field, a JSON key) fills ({@link columnsOfNames}). */
 export function mapNames(
   names: readonly string[],
   tableColumns: readonly string[],
   unknown: (name: string) => string,
 ): string[] {
-  const sanitized = columnIdentifiers(names, { maxLength: MAX_NAME });
-  const taken = new Map<string, string>();
-  return names.map((name, index) => {
-    const column = tableColumns.includes(name)
-      ? name
-      : tableColumns.includes(sanitized[index])
-      ? sanitized[index]
-      : undefined;
-    if (column === undefined) throw new Error(unknown(name));
-    const other = taken.get(column);
-    if (other !== undefined) {
-      throw new Error(`${JSON.stringify(other)} and ${JSON.stringify(name)} both fill column ${column}`);
-    }
-    taken.set(column, name);
-    return column;
-  });
+  return columnsOfNames(names, tableColumns, { maxLength: MAX_NAME, unknown });
 }
 
 /**

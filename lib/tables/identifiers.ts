@@ -62,6 +62,51 @@ export function columnIdentifiers(headers: readonly string[], options: Identifie
   });
 }
 
+/**
+ * The table column each name fills (a CSV header's fields, a file's keys), for loading by name: the column of
+ * that exact name, else the one inference names it ({@link columnIdentifiers}: `Prénom` → `prenom`). When two
+ * names would fill one column that way, the columns inference gives the whole list are used if the table has
+ * them all, as a table created from the same header has (`a b,a_b` fill `a_b`, `a_b_2`; `id,id` fill `id`,
+ * `id_2`).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { columnsOfNames } from "./identifiers.ts";
+ *
+ * const unknown = (name: string) => `no column for ${name}`;
+ * assert.deepEqual(columnsOfNames(["price", "Qty"], ["qty", "price"], { unknown }), ["price", "qty"]);
+ * assert.deepEqual(columnsOfNames(["a b", "a_b"], ["a_b", "a_b_2"], { unknown }), ["a_b", "a_b_2"]);
+ * assert.throws(() => columnsOfNames(["id", "name"], ["id"], { unknown }), /no column for name/);
+ * assert.throws(() => columnsOfNames(["a b", "a_b"], ["a_b"], { unknown }), /"a b" and "a_b" both fill column a_b/);
+ * ```
+ * @throws Error with `unknown(name)` for a name that fills no column, or naming two names that fill one.
+ */
+export function columnsOfNames(
+  names: readonly string[],
+  tableColumns: readonly string[],
+  options: IdentifierOptions & { unknown: (name: string) => string },
+): string[] {
+  const inferred = columnIdentifiers(names, options);
+  const columns = new Set(tableColumns);
+  const taken = new Map<string, string>();
+  let conflict: string | undefined;
+  const mapped = names.map((name, index) => {
+    const column = columns.has(name) ? name : columns.has(inferred[index]) ? inferred[index] : undefined;
+    if (column === undefined) throw new Error(options.unknown(name));
+    const other = taken.get(column);
+    if (other !== undefined) {
+      conflict ??= `${JSON.stringify(other)} and ${JSON.stringify(name)} both fill column ${column}`;
+    }
+    taken.set(column, name);
+    return column;
+  });
+  if (conflict === undefined) return mapped;
+  // names are unique once inferred: a table made from this header has exactly those
+  if (inferred.every((column) => columns.has(column))) return inferred;
+  throw new Error(conflict);
+}
+
 /** The header as `[a-z0-9_]`, before the empty and uniqueness rules; may be empty. */
 function identifierBase(header: string): string {
   const ascii = header.normalize("NFKD").replace(/\p{M}/gu, "").toLowerCase();
