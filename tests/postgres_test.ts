@@ -172,13 +172,14 @@ Deno.test("loadPlan quotes every name it writes, for every mode and dialect", ()
     mode: "upsert",
     upsertKeys: ["id"],
   });
-  assert.deepEqual(merge.after, [
+  assert.deepEqual(merge.after.slice(2), [
     [
       'MERGE INTO "s"."t" USING "lakerun_staging" ON "s"."t"."id" = "lakerun_staging"."id"',
       'WHEN MATCHED THEN UPDATE SET "v" = "lakerun_staging"."v"',
       'WHEN NOT MATCHED THEN INSERT ("id", "v") VALUES ("lakerun_staging"."id", "lakerun_staging"."v")',
     ].join("\n"),
     'DROP TABLE "lakerun_staging"',
+    'DROP TABLE "lakerun_upsert_checks"',
   ]);
   assert.throws(
     () =>
@@ -550,8 +551,13 @@ pgTest(
     assert.equal(duplicate.code, 1);
     assert.match(
       duplicate.stdout,
-      /the staged files hold the same upsert key more than once \(e\.g\. \{"id":"2"\} 2 times/,
+      /the staged files hold the same upsert key \(id\) more than once \(e\.g\. \{"id":"2"\} 2 times\): an upsert into "public"\."sales_up" needs each key once; nothing was committed/,
     );
+    // without a unique index too (DELETE + INSERT would keep both rows)
+    const duplicateNoIndex = await runRoutine(dir.path, noIndex);
+    assert.equal(duplicateNoIndex.code, 1);
+    assert.match(duplicateNoIndex.stdout, /the staged files hold the same upsert key \(id\) more than once/);
+    assert.equal(await checksum("sales_up2"), once);
     // a NULL key would never match: refused with its file and line
     await writeFiles(dir.path, { "staging/c.csv": "id,region,amount\n,nokey,0\n" });
     const nullKey = await runRoutine(dir.path, upsert);

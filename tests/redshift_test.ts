@@ -149,12 +149,21 @@ Deno.test("copy_from_s3's statements: staging table, COPY, then append / replace
   ]);
   const upsert = loadStatements(params("upsert", { upsert_keys: ["id"] }), target, ["id", "amount"]);
   assert.equal(
-    upsert.sqls[2],
+    upsert.sqls[upsert.writesIndex],
     'MERGE INTO "raw"."sales" USING "lakerun_staging" ON "raw"."sales"."id" = "lakerun_staging"."id"\n' +
       'WHEN MATCHED THEN UPDATE SET "amount" = "lakerun_staging"."amount"\n' +
       'WHEN NOT MATCHED THEN INSERT ("id", "amount") VALUES ("lakerun_staging"."id", "lakerun_staging"."amount")',
   );
   assert.ok(!upsert.sqls.some((sql) => /TRUNCATE/i.test(sql)));
+  // a NULL key and a repeated key each fail a check before the MERGE; every temporary table is dropped
+  assert.deepEqual([...upsert.checks].map(([index, check]) => [index < upsert.writesIndex, check.problem]), [
+    [true, "null_key"],
+    [true, "repeated_key"],
+  ]);
+  assert.deepEqual(upsert.sqls.slice(-2), [
+    'DROP TABLE "lakerun_staging"',
+    'DROP TABLE "lakerun_upsert_checks"',
+  ]);
 });
 
 Deno.test("copy_options and iam_role cannot inject: each entry is checked, its value re-quoted", () => {
@@ -760,6 +769,31 @@ s3Test(
     assert.equal(await contents(), "1=1.50,2=3.00,3=4.50,4=40.00,5=50.00,6=60.00");
     await load({ mode: "upsert", upsert_keys: ["id"] });
     assert.equal(await contents(), "1=1.50,2=3.00,3=4.50,4=40.00,5=50.00,6=60.00", "upsert again: same rows");
+
+    // a NULL key would be added again by every MERGE, a repeated key leaves the winner unsaid: both refused
+    for (
+      const [file, message] of [
+        [
+          "id,amount\n,1\n",
+          /a staged row's upsert key \(id\) is NULL: it matches no row of "public"\."sales_\w+", so every run would add the row again \(files under s3:\/\/.*\); nothing was committed/,
+        ],
+        [
+          "id,amount\n7,1\n7,2\n",
+          /the staged files hold the same upsert key \(id\) more than once: an upsert into "public"\."sales_\w+" needs each key once \(files under s3:\/\/.*\); nothing was committed/,
+        ],
+      ] as const
+    ) {
+      await putObjects(`s3://${bucket}/staging/sales`, { "c.csv": file });
+      await using dir = await tempDir();
+      const result = await runRoutineJson(
+        routine(fake, {
+          load: { params: { ...base, mode: "upsert", upsert_keys: ["id"] }, tasks: ["copy_from_s3"] },
+        }),
+        { cwd: dir.path },
+      );
+      assert.match(result.error?.message ?? "", message, result.lines.join("\n"));
+      assert.equal(await contents(), "1=1.50,2=3.00,3=4.50,4=40.00,5=50.00,6=60.00", "nothing committed");
+    }
   },
 );
 
@@ -1284,7 +1318,7 @@ s3Test(
       s.kind === "batch" && s.sqls.some((sql) => sql.startsWith("MERGE"))
     )!;
     assert.equal(
-      batch.sqls[1],
+      batch.sqls.find((sql) => sql.startsWith("COPY")),
       `COPY "lakerun_staging" ("series_reference", "period", "data_value", "suppressed", "status", "units", ` +
         `"magnitude", "subject", "group", "series_title_1", "series_title_2", "series_title_3", "series_title_4", ` +
         `"series_title_5") FROM 's3://${bucket}/retail_trade_survey/staging/' ` +

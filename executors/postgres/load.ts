@@ -13,7 +13,13 @@ import type { TaskContext } from "../../sdk/executor.ts";
 import { fingerprintOf } from "../../lib/cloud/ledger.ts";
 import { formatBytes, plural } from "../../lib/format.ts";
 import { connectionTarget } from "../../lib/sql/connection.ts";
-import { type LoadPlan, loadPlan, qualifiedName, upsertMethodProblem } from "../../lib/sql/load_plan.ts";
+import {
+  checkFailure,
+  type LoadPlan,
+  loadPlan,
+  qualifiedName,
+  upsertMethodProblem,
+} from "../../lib/sql/load_plan.ts";
 import { copyErrorPosition, PostgresError, type PostgresSession } from "../../lib/sql/postgres_client.ts";
 import { parseDelimitedSample } from "../../lib/tables/csv.ts";
 import { quoteIdentifier, type TableName } from "../../lib/tables/identifiers.ts";
@@ -130,7 +136,7 @@ async function loadFiles(
     }
     done += file.size;
   }
-  if (plan.staged) rows = await moveStaged(session, plan, name, rows);
+  if (plan.staged) rows = await moveStaged(session, plan, name, rows, params.upsert_keys ?? []);
   return { rows };
 }
 
@@ -206,40 +212,29 @@ async function moveStaged(
   plan: LoadPlan,
   name: TableName,
   staged: number,
+  keys: readonly string[],
 ): Promise<number> {
   let written = staged;
   await session.query("SAVEPOINT lakerun_move");
-  for (const statement of plan.after) {
+  for (const [index, statement] of plan.after.entries()) {
     try {
       const result = await session.query(statement);
-      if (/^INSERT /.test(statement) && result.rowCount !== null) written = result.rowCount;
+      if (index === plan.writes && result.rowCount !== null) written = result.rowCount;
     } catch (error) {
-      if (error instanceof PostgresError && error.code === "21000") {
+      const check = plan.checks.get(index);
+      // 23502: not_null_violation, how a check statement fails
+      if (check && error instanceof PostgresError && error.code === "23502") {
         await session.query("ROLLBACK TO SAVEPOINT lakerun_move");
-        throw new Error(
-          `the staged files hold the same upsert key more than once${await duplicateKey(
-            session,
-            plan,
-            name,
-          )}; ` +
-            "an upsert needs each key once; nothing was committed",
-        );
+        const example = check.example
+          ? (await session.query<Record<string, unknown>>(check.example).catch(() => undefined))?.rows[0]
+          : undefined;
+        const table = qualifiedName(name, "postgres");
+        throw new Error(`${checkFailure(check, { keys, table, example })}; nothing was committed`);
       }
       throw error;
     }
   }
   return written;
-}
-
-async function duplicateKey(session: PostgresSession, plan: LoadPlan, name: TableName): Promise<string> {
-  const keys = /ON CONFLICT \((.*?)\) DO/.exec(plan.after.join("\n"))?.[1];
-  if (!keys) return "";
-  const { rows } = await session.query<Record<string, unknown>>(
-    `SELECT ${keys}, count(*) AS times FROM ${plan.copyTable} GROUP BY ${keys} HAVING count(*) > 1 LIMIT 1`,
-  ).catch(() => ({ rows: [] as Record<string, unknown>[] }));
-  if (rows.length === 0) return "";
-  const { times, ...key } = rows[0];
-  return ` (e.g. ${JSON.stringify(key)} ${times} times, for ${qualifiedName(name, "postgres")})`;
 }
 
 /** A COPY failure as one line naming the file, its line or row, the column and the value. */

@@ -7,7 +7,13 @@ import type { TaskContext } from "../../sdk/executor.ts";
 import { AwsJsonClient } from "../../lib/aws/json_client.ts";
 import { CloudRunLedger } from "../../lib/cloud/ledger.ts";
 import { formatDuration, plural } from "../../lib/format.ts";
-import { loadPlan, qualifiedName, STAGING_TABLE } from "../../lib/sql/load_plan.ts";
+import {
+  checkFailure,
+  type LoadCheck,
+  loadPlan,
+  qualifiedName,
+  STAGING_TABLE,
+} from "../../lib/sql/load_plan.ts";
 import { redshiftCopySql } from "../../lib/sql/redshift_copy.ts";
 import {
   isLoadFailure,
@@ -195,6 +201,10 @@ export interface LoadStatements {
   sqls: string[];
   /** The COPY's position in `sqls`. */
   copyIndex: number;
+  /** The position in `sqls` of the statement whose row count is the rows written. */
+  writesIndex: number;
+  /** The statements that fail when the staged rows break an upsert's rule, by position in `sqls`. */
+  checks: Map<number, LoadCheck>;
   notes: string[];
 }
 
@@ -217,6 +227,7 @@ export interface LoadStatements {
  *   'DROP TABLE "lakerun_staging"',
  * ]);
  * assert.equal(load.copyIndex, 1);
+ * assert.equal(load.writesIndex, 2);
  * ```
  */
 export function loadStatements(params: Params, name: TableName, columns: readonly string[]): LoadStatements {
@@ -242,7 +253,14 @@ export function loadStatements(params: Params, name: TableName, columns: readonl
     format: params.format,
     options: params.copy_options,
   });
-  return { sqls: [...plan.before, copy, ...plan.after], copyIndex: plan.before.length, notes: plan.notes };
+  const copyIndex = plan.before.length;
+  return {
+    sqls: [...plan.before, copy, ...plan.after],
+    copyIndex,
+    writesIndex: copyIndex + 1 + plan.writes,
+    checks: new Map([...plan.checks].map(([index, check]) => [copyIndex + 1 + index, check])),
+    notes: plan.notes,
+  };
 }
 
 /** `copy_from_s3`: COPY into a temporary staging table, then append / replace / MERGE, all in one unit. */
@@ -273,6 +291,12 @@ export function runCopyFromS3(context: TaskContext<Params>): Promise<void> {
     } catch (error) {
       if (!(error instanceof RedshiftStatementError)) throw error;
       const folder = sourceFolder(params.source);
+      const check = load.checks.get(error.index);
+      if (check) {
+        // the staging table went with the transaction: no example of the key
+        const found = checkFailure(check, { keys: params.upsert_keys ?? [], table: target });
+        throw new Error(`${found} (files under ${folder}); nothing was committed`, { cause: error });
+      }
       if (error.index === load.copyIndex && isLoadFailure(error.serverMessage)) {
         const details = await loadErrors(runner, folder, error, context.log);
         throw new Error(
@@ -291,7 +315,7 @@ export function runCopyFromS3(context: TaskContext<Params>): Promise<void> {
     }
     if (outcome.reused) return;
     const loaded = outcome.rows[load.copyIndex];
-    const written = outcome.rows[load.copyIndex + 1 + (params.mode === "replace" ? 1 : 0)];
+    const written = outcome.rows[load.writesIndex];
     const rows = (n: number | undefined) => (n === undefined || n < 0 ? "some rows" : plural(n, "row"));
     context.log(
       `loaded ${rows(loaded)} from ${sourceFolder(params.source)} into ${target} (${params.mode}: ${

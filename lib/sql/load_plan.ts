@@ -16,7 +16,13 @@
  * - Redshift's `TRUNCATE` commits the transaction it runs in, so `replace` there uses `DELETE`.
  * - `upsert` by `INSERT … ON CONFLICT` needs a unique index or constraint on exactly the keys; without one,
  *   pass `upsertMethod: "delete_insert"` (delete the target rows whose keys are staged, then insert every
- *   staged row). {@link upsertMethodProblem} says which applies. Rows whose key is NULL match nothing.
+ *   staged row). {@link upsertMethodProblem} says which applies.
+ * - An upsert refuses staged rows that no method could write twice alike: a NULL key (it matches no row, so
+ *   every run would add the row again) and a key staged more than once (which of its rows wins is unsaid).
+ *   PostgreSQL's staging table makes the keys `NOT NULL`, so COPY names the line; the other cases fail a
+ *   check statement ({@link LoadPlan}'s `checks`): an `INSERT` of NULL into a `NOT NULL` column of a small
+ *   temporary table, from a `SELECT` that finds a row only when the rule is broken, which works the same on
+ *   Redshift (no procedural SQL) and PostgreSQL.
  * - Every identifier is quoted (`lib/tables/identifiers.ts`); nothing from params reaches the SQL otherwise.
  *
  * @module
@@ -62,7 +68,22 @@ export interface LoadPlan {
   after: string[];
   /** One sentence per choice the plan made, for the log. */
   notes: string[];
+  /** The statements of `after` that fail when the staged rows break an upsert's rule, by their index. */
+  checks: Map<number, LoadCheck>;
+  /** The index in `after` of the statement whose row count is the rows written; -1 when COPY's is. */
+  writes: number;
 }
+
+/** What a failing check statement of a {@link LoadPlan} found. */
+export interface LoadCheck {
+  /** `null_key`: a staged row's upsert key is NULL; `repeated_key`: a key is staged more than once. */
+  problem: "null_key" | "repeated_key";
+  /** `repeated_key`: a query of the staging table showing one repeated key and how often it is staged. */
+  example?: string;
+}
+
+/** The temporary table whose `NOT NULL` columns the check statements insert a NULL into, to fail. */
+export const CHECKS_TABLE = "lakerun_upsert_checks";
 
 /** The default name of the staging table. */
 export const STAGING_TABLE = "lakerun_staging";
@@ -85,12 +106,18 @@ export const STAGING_TABLE = "lakerun_staging";
  * assert.equal(plan.copyTable, '"lakerun_staging"');
  * assert.deepEqual(plan.before, [
  *   'CREATE TEMPORARY TABLE "lakerun_staging" ON COMMIT DROP AS SELECT "id", "amount" FROM "sales"."orders" WITH NO DATA',
+ *   'CREATE TEMPORARY TABLE "lakerun_upsert_checks" ' +
+ *   '("null_upsert_key" INTEGER NOT NULL, "repeated_upsert_key" INTEGER NOT NULL) ON COMMIT DROP',
  *   'ALTER TABLE "lakerun_staging" ALTER COLUMN "id" SET NOT NULL',
  * ]);
  * assert.deepEqual(plan.after, [
+ *   'INSERT INTO "lakerun_upsert_checks" SELECT 0, CAST(NULL AS INTEGER) FROM (SELECT 1 AS "one" ' +
+ *   'FROM "lakerun_staging" GROUP BY "id" HAVING COUNT(*) > 1) AS "repeated" LIMIT 1',
  *   'INSERT INTO "sales"."orders" ("id", "amount") SELECT "id", "amount" FROM "lakerun_staging" ' +
  *   'ON CONFLICT ("id") DO UPDATE SET "amount" = EXCLUDED."amount"',
  * ]);
+ * assert.equal(plan.checks.get(0)?.problem, "repeated_key"); // the first statement after COPY
+ * assert.equal(plan.writes, 1);
  * ```
  *
  * @example Replace on Redshift: DELETE, because TRUNCATE would commit
@@ -119,7 +146,8 @@ export function loadPlan(spec: LoadPlanSpec): LoadPlan {
   if (direct) {
     notes.push(
       mode === "replace"
-        ? "replace: TRUNCATE, then COPY straight into the table, in one transaction (readers see the old rows until COMMIT)"
+        ? "replace: TRUNCATE, then COPY straight into the table, in one transaction (TRUNCATE locks the table: " +
+          "readers wait until COMMIT, then see the new rows)"
         : "append: COPY straight into the table, in one transaction (nothing is visible before COMMIT)",
     );
     return {
@@ -128,6 +156,8 @@ export function loadPlan(spec: LoadPlanSpec): LoadPlan {
       before: mode === "replace" ? [`TRUNCATE ${target}`] : [],
       after: [],
       notes,
+      checks: new Map(),
+      writes: -1,
     };
   }
 
@@ -141,23 +171,87 @@ export function loadPlan(spec: LoadPlanSpec): LoadPlan {
   ];
   const insert = `INSERT INTO ${target} (${columns}) SELECT ${columns} FROM ${staging}`;
   const after: string[] = [];
+  const checks = new Map<number, LoadCheck>();
+  let writes: number;
   if (mode === "append") {
-    after.push(insert);
+    writes = after.push(insert) - 1;
   } else if (mode === "replace") {
-    after.push(dialect === "postgres" ? `TRUNCATE ${target}` : `DELETE FROM ${target}`, insert);
+    writes = after.push(dialect === "postgres" ? `TRUNCATE ${target}` : `DELETE FROM ${target}`, insert) - 1;
     if (dialect === "redshift") notes.push("replace: DELETE, not TRUNCATE, which would commit on Redshift");
   } else {
-    const keys = spec.upsertKeys!;
+    const keys = spec.upsertKeys!.map(q);
     const method = spec.upsertMethod ?? (dialect === "postgres" ? "on_conflict" : "merge");
+    const table = q(CHECKS_TABLE);
+    before.push(
+      `CREATE TEMPORARY TABLE ${table} ("null_upsert_key" INTEGER NOT NULL, "repeated_upsert_key" INTEGER NOT NULL)${
+        dialect === "postgres" ? " ON COMMIT DROP" : ""
+      }`,
+    );
+    const list = keys.join(", ");
     if (dialect === "postgres") {
-      // a NULL key would match no row, so a second run would insert the row again: COPY refuses it instead
-      before.push(...keys.map((key) => `ALTER TABLE ${staging} ALTER COLUMN ${q(key)} SET NOT NULL`));
+      // COPY refuses a NULL key itself, naming its line
+      before.push(...keys.map((key) => `ALTER TABLE ${staging} ALTER COLUMN ${key} SET NOT NULL`));
+    } else {
+      const where = `WHERE ${keys.map((key) => `${key} IS NULL`).join(" OR ")}`;
+      checks.set(
+        after.push(`INSERT INTO ${table} SELECT CAST(NULL AS INTEGER), 0 FROM ${staging} ${where} LIMIT 1`) -
+          1,
+        { problem: "null_key" },
+      );
     }
-    after.push(...upsertStatements(spec, method, target, staging));
-    notes.push(UPSERT_NOTES[method](keys.map(q).join(", ")));
+    checks.set(
+      after.push(
+        `INSERT INTO ${table} SELECT 0, CAST(NULL AS INTEGER) FROM (SELECT 1 AS "one" FROM ${staging} ` +
+          `GROUP BY ${list} HAVING COUNT(*) > 1) AS "repeated" LIMIT 1`,
+      ) - 1,
+      {
+        problem: "repeated_key",
+        example:
+          `SELECT ${list}, COUNT(*) AS "times" FROM ${staging} GROUP BY ${list} HAVING COUNT(*) > 1 LIMIT 1`,
+      },
+    );
+    const statements = upsertStatements(spec, method, target, staging);
+    writes = after.push(...statements) - 1;
+    notes.push(UPSERT_NOTES[method](list));
   }
   if (dialect === "redshift") after.push(`DROP TABLE ${staging}`);
-  return { staged: true, copyTable: staging, before, after, notes };
+  if (dialect === "redshift" && mode === "upsert") after.push(`DROP TABLE ${q(CHECKS_TABLE)}`);
+  return { staged: true, copyTable: staging, before, after, notes, checks, writes };
+}
+
+/**
+ * The one-line message for a failed check of a plan into `table` (as shown), given the first row of the
+ * check's `example` query when the caller could run it (a rolled-back transaction takes the staging table).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { checkFailure } from "./load_plan.ts";
+ *
+ * assert.equal(
+ *   checkFailure({ problem: "repeated_key" }, { keys: ["id"], table: "public.t", example: { id: 2, times: 3 } }),
+ *   'the staged files hold the same upsert key (id) more than once (e.g. {"id":2} 3 times): ' +
+ *     "an upsert into public.t needs each key once",
+ * );
+ * ```
+ */
+export function checkFailure(
+  check: LoadCheck,
+  options: { keys: readonly string[]; table: string; example?: Record<string, unknown> },
+): string {
+  const list = options.keys.join(", ");
+  if (check.problem === "null_key") {
+    return `a staged row's upsert key (${list}) is NULL: it matches no row of ${options.table}, ` +
+      "so every run would add the row again";
+  }
+  const example = options.example;
+  const shown = example
+    ? ` (e.g. ${
+      JSON.stringify(Object.fromEntries(Object.entries(example).filter(([k]) => k !== "times")))
+    } ${example.times} times)`
+    : "";
+  return `the staged files hold the same upsert key (${list}) more than once${shown}: ` +
+    `an upsert into ${options.table} needs each key once`;
 }
 
 const UPSERT_NOTES: Record<UpsertMethod, (keys: string) => string> = {
