@@ -293,6 +293,21 @@ Deno.test("iam(): the Data API actions on the cluster or workgroup; COPY's S3 re
         "arn:aws:redshift:eu-west-1:*:dbuser:analytics/loader",
       ],
     },
+    // the step reads each CSV file's header (COPY fills columns by position)
+    {
+      Effect: "Allow",
+      Action: ["s3:ListBucket"],
+      Resource: ["arn:aws:s3:::lake"],
+      Condition: { StringLike: { "s3:prefix": ["staging/sales", "staging/sales/*"] } },
+    },
+    { Effect: "Allow", Action: ["s3:GetObject"], Resource: ["arn:aws:s3:::lake/staging/sales/*"] },
+  ]);
+  // given columns are the file order: no header read, no S3 for the step
+  const columns = { columns: [{ name: "id", type: "bigint" }] };
+  assert.deepEqual(iam({ ...dataApi, database: "dev", ...copy, ...columns }).map((s) => s.Action[0]), [
+    "redshift-data:BatchExecuteStatement",
+    "redshift-data:CancelStatement",
+    "redshift:GetClusterCredentials",
   ]);
   const secret = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:redshift-loader-AbCdEf";
   const serverless = iam({ workgroup_name: "lake", database: "dev", secret_arn: secret, ...copy });
@@ -310,20 +325,25 @@ Deno.test("iam(): the Data API actions on the cluster or workgroup; COPY's S3 re
       ["*"],
     ],
     [["secretsmanager:GetSecretValue"], [secret]],
+    [["s3:ListBucket"], ["arn:aws:s3:::lake"]],
+    [["s3:GetObject"], ["arn:aws:s3:::lake/staging/sales/*"]],
   ]);
   assert.deepEqual(iam({ workgroup_name: "lake", database: "dev" }).at(-1)?.Action, [
     "redshift-serverless:GetCredentials",
   ]);
   // the wire protocol signs in with a password: no AWS action; sampling files for create_table reads S3
-  assert.deepEqual(iam({ host: "h", database: "dev", user: "u", password_env: "PW", ...copy }), []);
+  assert.deepEqual(
+    iam({ host: "h", database: "dev", user: "u", password_env: "PW", ...copy }, ["execute"]),
+    [],
+  );
   assert.deepEqual(
     iam({ host: "h", database: "dev", user: "u", password_env: "PW", ...copy }, ["create_table"]).map((s) =>
       s.Action
     ),
     [["s3:ListBucket"], ["s3:GetObject"]],
   );
-  // no statement names the bucket COPY reads: Redshift reads it as iam_role
-  assert.doesNotMatch(JSON.stringify(iam({ ...dataApi, ...copy })), /s3:|arn:aws:s3/);
+  // with columns given, no statement names the bucket COPY reads: Redshift reads it as iam_role
+  assert.doesNotMatch(JSON.stringify(iam({ ...dataApi, ...copy, ...columns })), /s3:|arn:aws:s3/);
   assert.deepEqual(
     copyRoleStatements(redshift.params(z).parse({ ...dataApi, ...copy })).map((s) => s.Resource),
     [
@@ -794,6 +814,67 @@ s3Test(
       assert.match(result.error?.message ?? "", message, result.lines.join("\n"));
       assert.equal(await contents(), "1=1.50,2=3.00,3=4.50,4=40.00,5=50.00,6=60.00", "nothing committed");
     }
+  },
+);
+
+s3Test(
+  "Data API copy_from_s3 reads each CSV header: columns in another order load by name; mismatches refused",
+  async () => {
+    await using fake = await startFake();
+    const bucket = await createTestBucket(s3server, "rs-hdr");
+    const t = tableName("order");
+    await psql(`CREATE TABLE public.${t} (qty bigint, price bigint, note text)`);
+    const load = async (
+      prefix: string,
+      files: Record<string, string>,
+      extra: Record<string, unknown> = {},
+    ) => {
+      await putObjects(`s3://${bucket}/${prefix}`, files);
+      await using dir = await tempDir();
+      const params = { ...dataApi, table: t, source: `s3://${bucket}/${prefix}`, iam_role: ROLE, ...extra };
+      return await runRoutineJson(
+        routine(fake, { load: { params, tasks: ["copy_from_s3"] } }),
+        { cwd: dir.path },
+      );
+    };
+    const contents = () => psql(`SELECT string_agg(qty || '/' || price, ',' ORDER BY qty) FROM ${t}`);
+
+    // price before qty: COPY names the columns in the files' order
+    const swapped = await load("swapped", { "a.csv": "price,qty\n200,2\n", "b.csv": '"Price",QTY\n300,3\n' });
+    assert.equal(swapped.error, undefined, swapped.lines.join("\n"));
+    assert.match(
+      swapped.lines.join("\n"),
+      /the headers of 2 files give the columns price, qty: COPY fills those, in that order/,
+    );
+    assert.equal(await contents(), "2/200,3/300");
+    assert.match(
+      fake.statements.at(-1)!.sqls.find((sql) => sql.startsWith("COPY"))!,
+      /^COPY "lakerun_staging" \("price", "qty"\) FROM/,
+    );
+
+    // a header naming no column, and files disagreeing on the order: refused before any statement is sent
+    const sent = fake.statements.length;
+    const unknown = await load("unknown", { "a.csv": "qty,cost\n1,2\n" });
+    assert.match(
+      unknown.error?.message ?? "",
+      new RegExp(
+        `s3://${bucket}/unknown/a\\.csv has a column "cost" that "public"\\."${t}" lacks \\(its columns: qty, price, note\\); give columns \\(in file order\\) to load by position`,
+      ),
+    );
+    const mixed = await load("mixed", { "a.csv": "qty,price\n1,2\n", "b.csv": "price,qty\n3,4\n" });
+    assert.match(
+      mixed.error?.message ?? "",
+      /mixed\/b\.csv has its columns in another order \(price, qty\) than s3:\/\/.*\/mixed\/a\.csv \(qty, price\): one COPY reads every file by position/,
+    );
+    assert.ok(!fake.statements.slice(sent).some((s) => s.sqls.some((sql) => sql.startsWith("COPY"))));
+    assert.equal(await contents(), "2/200,3/300");
+
+    // columns given: the file order by the routine's word, headers unread
+    const given = await load("unknown", {}, {
+      columns: [{ name: "qty", type: "bigint" }, { name: "price", type: "bigint" }],
+    });
+    assert.equal(given.error, undefined, given.lines.join("\n"));
+    assert.equal(await contents(), "1/2,2/200,3/300");
   },
 );
 

@@ -21,9 +21,8 @@ import {
   upsertMethodProblem,
 } from "../../lib/sql/load_plan.ts";
 import { copyErrorPosition, PostgresError, type PostgresSession } from "../../lib/sql/postgres_client.ts";
-import { parseDelimitedSample } from "../../lib/tables/csv.ts";
 import { quoteIdentifier, type TableName } from "../../lib/tables/identifiers.ts";
-import { sampleFile } from "../../lib/tables/sample.ts";
+import { headerFields } from "../../lib/tables/sample.ts";
 import { openLocation } from "../../lib/storage/locations.ts";
 import type { Storage, StoredFile } from "../../lib/storage/mod.ts";
 import { oncePerRun, withSession } from "./session.ts";
@@ -156,22 +155,12 @@ async function filledColumns(
   const filled = new Set<string>();
   for (const file of files) {
     const fields = params.format === "csv"
-      ? await csvHeader(storage, file, context.signal)
+      ? await headerFields(storage, file, { signal: context.signal })
       : await parquetFieldNames(await parquetMetadata(storage, file, context.signal));
     const mapped = mapFields(file.path, fields, tableColumns, showTable(name));
     for (const column of mapped) filled.add(column);
   }
   return tableColumns.filter((column) => filled.has(column));
-}
-
-async function csvHeader(storage: Storage, file: StoredFile, signal: AbortSignal): Promise<string[]> {
-  for (const bytes of [64 * 1024, 1024 * 1024]) {
-    const sample = await sampleFile(storage, file.path, { maxBytes: bytes, signal });
-    const parsed = parseDelimitedSample(sample.text, { delimiter: ",", maxRows: 1, wholeFile: sample.whole });
-    if (parsed.records.length > 0) return parsed.records[0].fields;
-    if (sample.whole) break;
-  }
-  throw new Error(`${file.path}: no complete header line in its first MiB`);
 }
 
 /** The statements of this load; for an upsert, how (ON CONFLICT needs a unique index on the keys). */

@@ -32,9 +32,13 @@ export function sourceFolder(source: string): string {
   return source.endsWith("/") ? source : `${source}/`;
 }
 
-/** True when the step reads samples of `source` itself (create_table without columns). */
+/**
+ * True when the step reads `source` itself: create_table without columns samples the files, copy_from_s3 of
+ * CSV without columns reads every file's header (COPY fills columns by position).
+ */
 export function readsSamples(params: Params, tasks: readonly string[]): boolean {
-  return tasks.includes("create_table") && params.columns === undefined && params.source !== undefined;
+  return params.columns === undefined && params.source !== undefined &&
+    (tasks.includes("create_table") || (tasks.includes("copy_from_s3") && params.format === "csv"));
 }
 
 /**

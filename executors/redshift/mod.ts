@@ -22,7 +22,8 @@
  *   `copy_options` are checked against Redshift's COPY keywords.
  * - **Sandbox:** a wire-protocol step reaches only `host:port` and reads only `password_env` and the variables
  *   its client reads; a Data API step reaches only the Redshift Data and STS endpoints and the credential
- *   sources; `create_table` without `columns` also reads `source`. `lakerun plan` shows it.
+ *   sources; without `columns`, `create_table` also reads `source`, and so does `copy_from_s3` of CSV (each
+ *   file's header: COPY fills columns by position). `lakerun plan` shows it.
  *
  * @module
  */

@@ -111,7 +111,7 @@ const fieldsSchema = (z: Zod) =>
       )
         .pipe(columnList(z)),
     ]).optional().describe(
-      "The columns, in file order: [{name, type}] or an ordered {name: type} map as for Athena; default: inferred from the first files under source (create_table), the table's own (copy_from_s3).",
+      "The columns, in file order: [{name, type}] or an ordered {name: type} map as for Athena; default: inferred from the first files under source (create_table); for copy_from_s3, those each CSV file's header names, in its order (every file's header is read), else the table's own.",
     ),
     source: pattern(z, S3_FOLDER, "an s3://bucket/folder URL")
       .optional()

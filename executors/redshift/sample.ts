@@ -5,9 +5,12 @@
  * @module
  */
 import { type InferredTable, inferTable } from "../../lib/tables/infer.ts";
-import { sampleFiles } from "../../lib/tables/sample.ts";
+import { headerFields, sampleFiles } from "../../lib/tables/sample.ts";
+import { columnsOfNames } from "../../lib/tables/identifiers.ts";
+import { runPool } from "../../lib/async.ts";
 import { parseCopyOption } from "../../lib/sql/redshift_copy.ts";
 import { openLocation } from "../../lib/storage/locations.ts";
+import type { StoredFile } from "../../lib/storage/mod.ts";
 import type { S3Settings } from "../../lib/aws/settings.ts";
 import { gzipped, headerLines, type Params } from "./params.ts";
 
@@ -47,4 +50,77 @@ export async function inferFromSource(
     names: samples.map((s) => `${storage.url.replace(/\/$/, "")}/${s.path}`),
     wholeFiles: samples.map((s) => s.whole),
   });
+}
+
+/** Objects whose header `copy_from_s3` reads at once. */
+export const HEADER_READS = 8;
+
+/** The compressions whose files lakerun cannot read the header of (COPY can). */
+const UNREAD_COMPRESSIONS = ["BZIP2", "LZOP", "ZSTD"];
+
+/** What {@link columnsFromHeaders} found. */
+export interface HeaderColumns {
+  /** The table columns the files fill, in the files' order: COPY's column list. */
+  columns: string[];
+  /** How many files' headers were read. */
+  files: number;
+}
+
+/**
+ * The table columns COPY fills, in file order, read from the header of every object under `params.source`:
+ * Redshift's CSV COPY fills columns by position and skips the header unread, so a file whose header names
+ * the table's columns in another order would load each value into another column. Names map to columns as
+ * PostgreSQL's load maps them ({@link columnsOfNames}). `undefined` when there is nothing to read: `columns`
+ * given (the file order, by the routine's word), no header line, JSON or parquet, a compression lakerun does
+ * not read, a `QUOTE` other than `"`, or no file.
+ *
+ * @throws Error naming the file, for a header field that names no column of the table, a header line that
+ * cannot be read, or two files whose headers give their columns in different orders (one COPY reads every
+ * file alike).
+ */
+export async function columnsFromHeaders(
+  params: Params,
+  tableColumns: readonly string[],
+  options: { cwd: string; s3?: S3Settings; signal: AbortSignal; tableName: string },
+): Promise<HeaderColumns | undefined> {
+  if (params.columns !== undefined || params.format !== "csv" || headerLines(params) !== 1) return undefined;
+  if (params.source === undefined) return undefined;
+  const copyOptions = params.copy_options.map((entry) => parseCopyOption(entry, params.format));
+  const keyword = (name: string) => copyOptions.find((option) => option.keyword === name);
+  if (UNREAD_COMPRESSIONS.some(keyword)) return undefined;
+  const quote = keyword("QUOTE")?.value;
+  if (quote !== undefined && quote !== '"') return undefined;
+  const delimiter = keyword("DELIMITER")?.value ?? ",";
+  const storage = await openLocation(params.source, { cwd: options.cwd, s3: options.s3 });
+  const files: StoredFile[] = [];
+  for await (const file of storage.list({ signal: options.signal })) {
+    if (file.kind === "file" && file.size > 0) files.push(file);
+  }
+  if (files.length === 0) return undefined;
+  const url = (path: string) => `${storage.url.replace(/\/$/, "")}/${path}`;
+  const compression = gzipped(params) ? "gzip" as const : undefined;
+  const orders: string[][] = [];
+  await runPool([...files.keys()], HEADER_READS, options.signal, async (index, signal) => {
+    const file = files[index];
+    const fields = await headerFields(storage, file, { delimiter, compression, signal });
+    orders[index] = columnsOfNames(fields, tableColumns, {
+      unknown: (name) =>
+        `${url(file.path)} has a column ${
+          JSON.stringify(name)
+        } that ${options.tableName} lacks (its columns: ${
+          tableColumns.join(", ")
+        }); give columns (in file order) to load by position`,
+    });
+  });
+  const first = orders[0];
+  orders.forEach((order, index) => {
+    if (order.join("\u0000") !== first.join("\u0000")) {
+      throw new Error(
+        `${url(files[index].path)} has its columns in another order (${order.join(", ")}) than ${
+          url(files[0].path)
+        } (${first.join(", ")}): one COPY reads every file by position`,
+      );
+    }
+  });
+  return { columns: first, files: files.length };
 }

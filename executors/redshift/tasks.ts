@@ -30,7 +30,7 @@ import { DataApiRunner } from "./data_api.ts";
 import { sourceFolder } from "./iam.ts";
 import { connectionOf, type Params, REDSHIFT_SQL, tableOf } from "./params.ts";
 import { recordsOf, RedshiftStatementError, type ResultTable, type SqlRunner } from "./runner.ts";
-import { inferFromSource } from "./sample.ts";
+import { columnsFromHeaders, inferFromSource } from "./sample.ts";
 import { WireRunner } from "./wire.ts";
 
 /** Rows of a result shown in the log. */
@@ -282,7 +282,20 @@ export function runCopyFromS3(context: TaskContext<Params>): Promise<void> {
           `(tasks: ["create_table", "copy_from_s3"])`,
       );
     }
-    const columns = (params.columns ?? existing).map((column) => column.name);
+    const ownColumns = existing.map((column) => column.name);
+    const headers = await columnsFromHeaders(params, ownColumns, {
+      cwd: context.cwd,
+      s3: context.s3,
+      signal: context.signal,
+      tableName: target,
+    });
+    if (headers && headers.columns.join("\u0000") !== ownColumns.join("\u0000")) {
+      context.log(
+        `the headers of ${plural(headers.files, "file")} give the columns ${headers.columns.join(", ")}: ` +
+          "COPY fills those, in that order",
+      );
+    }
+    const columns = params.columns?.map((column) => column.name) ?? headers?.columns ?? ownColumns;
     const load = loadStatements(params, name, columns);
     for (const note of load.notes) context.log(note);
     let outcome;

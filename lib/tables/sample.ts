@@ -10,6 +10,7 @@
  * @module
  */
 import type { Storage, StoredFile } from "../storage/mod.ts";
+import { parseDelimitedSample } from "./csv.ts";
 
 /** A file's first bytes, as text. */
 export interface FileSample {
@@ -195,4 +196,46 @@ export async function sampleFiles(storage: Storage, options: SampleFilesOptions)
     if (samples.length >= maxFiles) break;
   }
   return samples;
+}
+
+/** Options of {@link headerFields}. */
+export interface HeaderFieldsOptions {
+  /** The field delimiter. Default `,`. */
+  delimiter?: string;
+  /** Decompress the file with this format first. */
+  compression?: CompressionFormat;
+  signal?: AbortSignal;
+}
+
+/**
+ * The fields of the first line of a delimited file (its header), quotes undone: its first 64 KiB are read,
+ * then its first MiB when the line is longer.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { LocalStorage } from "../storage/local.ts";
+ * import { headerFields } from "./sample.ts";
+ *
+ * const root = await Deno.makeTempDir();
+ * await Deno.writeTextFile(`${root}/a.csv`, '"price",qty,"a, b"\n1,2,3\n');
+ * const storage = new LocalStorage(root);
+ * assert.deepEqual(await headerFields(storage, { path: "a.csv", size: 24 }), ["price", "qty", "a, b"]);
+ * await Deno.remove(root, { recursive: true });
+ * ```
+ * @throws Error naming the file when it has no header line, or none that ends in its first MiB.
+ */
+export async function headerFields(
+  storage: Storage,
+  file: Pick<StoredFile, "path" | "size">,
+  options: HeaderFieldsOptions = {},
+): Promise<string[]> {
+  const { delimiter = ",", compression, signal } = options;
+  for (const maxBytes of [64 * 1024, 1024 * 1024]) {
+    const sample = await sampleFile(storage, file.path, { maxBytes, compression, size: file.size, signal });
+    const parsed = parseDelimitedSample(sample.text, { delimiter, maxRows: 1, wholeFile: sample.whole });
+    if (parsed.records.length > 0) return parsed.records[0].fields;
+    if (sample.whole) throw new Error(`${file.path} has no header line`);
+  }
+  throw new Error(`${file.path}: no complete header line in its first MiB`);
 }
