@@ -1,7 +1,8 @@
 /**
  * `columns` is written the same way for every warehouse executor: AthenaExecutor's ordered `{name: type}` map
  * is also accepted by PostgresExecutor and RedshiftExecutor (beside their `[{name, type}]` list), so a routine
- * can describe a table once.
+ * can describe a table once. A type is lakerun's own or one of the database's own names (as its catalog shows
+ * them too), refused at its column otherwise.
  *
  * Run: deno test -A tests/columns_param_test.ts
  */
@@ -48,4 +49,57 @@ Deno.test("a {name: type} map with a wrong type is refused naming the column and
   });
   assert.equal(result.code, 2);
   assert.match(result.stderr, /executors\.PostgresExecutor\.params\.columns\.value: .*\(5\)/);
+});
+
+Deno.test("each database's own type names are declared; a type it lacks is refused at its column", async () => {
+  await using dir = await tempDir();
+  // what `\d` and information_schema show for the columns lakerun itself creates, and other common types
+  const postgres = {
+    val: "double precision",
+    at: "timestamp with time zone",
+    doc: "jsonb",
+    uid: "uuid",
+    ratio: "float8",
+    label: "varchar",
+    name: "character varying(20)",
+  };
+  const redshift = {
+    val: "double precision",
+    at: "timestamp without time zone",
+    label: "character varying(256)",
+    note: "varchar(max)",
+    doc: "super",
+  };
+  const accepted = await planOf(dir.path, {
+    PostgresExecutor: { params: { ...connection, table: "t", columns: postgres }, tasks: ["create_table"] },
+    RedshiftExecutor: { params: { ...connection, table: "t", columns: redshift }, tasks: ["create_table"] },
+  });
+  assert.equal(accepted.code, 0, accepted.stderr);
+
+  const refused = await planOf(dir.path, {
+    PostgresExecutor: {
+      params: { ...connection, table: "t", columns: { id: "bigint", val: "bigint; DROP TABLE t" } },
+      tasks: ["create_table"],
+    },
+    RedshiftExecutor: {
+      params: {
+        ...connection,
+        table: "t",
+        columns: [{ name: "id", type: "bigint" }, { name: "doc", type: "jsonb" }],
+      },
+      tasks: ["create_table"],
+    },
+    redshift_map: {
+      executor: "RedshiftExecutor",
+      params: { ...connection, table: "t", columns: { id: "bigint", uid: "uuid" } },
+      tasks: ["create_table"],
+    },
+  });
+  assert.equal(refused.code, 2);
+  const lines = refused.stderr.trim().split("\n").map((line) => line.replace(/^.*?: executors\./, ""));
+  assert.deepEqual(lines, [
+    'PostgresExecutor.params.columns.val: "bigint; DROP TABLE t" is not a column type lakerun declares in postgres (use bigint, double, boolean, date, timestamp, string, or a postgres type such as integer, numeric(10,2), varchar(20), double precision, timestamptz, jsonb, uuid)',
+    'RedshiftExecutor.params.columns[1].type: "jsonb" is not a column type lakerun declares in redshift (use bigint, double, boolean, date, timestamp, string, or a redshift type such as integer, numeric(10,2), varchar(256), double precision, timestamptz, super)',
+    'redshift_map.params.columns.uid: "uuid" is not a column type lakerun declares in redshift (use bigint, double, boolean, date, timestamp, string, or a redshift type such as integer, numeric(10,2), varchar(256), double precision, timestamptz, super)',
+  ]);
 });

@@ -380,6 +380,75 @@ pgTest(
   },
 );
 
+pgTest(
+  "create_table declares PostgreSQL's own type names, as \\d shows them too; a bad type is refused at its column",
+  async () => {
+    await using dir = await tempDir();
+    await pg.psql("DROP TABLE IF EXISTS pg_types, pg_types_again");
+    const columns = {
+      id: "int8",
+      val: "double precision",
+      doc: "jsonb",
+      uid: "uuid",
+      ratio: "float8",
+      label: "varchar",
+      code: "char(3)",
+      at: "timestamptz(3)",
+      day: "timestamp without time zone",
+      amount: "decimal(12,2)",
+    };
+    const shown = async (table: string) =>
+      (await pg.psql(
+        `SELECT string_agg(attname || ' ' || format_type(atttypid, atttypmod), ', ' ORDER BY attnum)
+         FROM pg_attribute WHERE attrelid = '${table}'::regclass AND attnum > 0`,
+      )).trim();
+    const created = await runRoutine(dir.path, routine({ table: "pg_types", columns }, ["create_table"]));
+    assert.equal(created.code, 0, output(created));
+    const described = await shown("pg_types");
+    assert.equal(
+      described,
+      "id bigint, val double precision, doc jsonb, uid uuid, ratio double precision, label character varying, " +
+        "code character(3), at timestamp(3) with time zone, day timestamp without time zone, amount numeric(12,2)",
+    );
+    // the same columns again: no drift under the names the server shows
+    const kept = await runRoutine(dir.path, routine({ table: "pg_types", columns }, ["create_table"]));
+    assert.equal(kept.code, 0, output(kept));
+    assert.match(kept.stdout, /already exists with these columns; kept/);
+    // the columns as the server shows them declare the same table
+    const fromShown = Object.fromEntries(
+      described.split(", ").map((column) => {
+        const space = column.indexOf(" ");
+        return [column.slice(0, space), column.slice(space + 1)];
+      }),
+    );
+    const again = await runRoutine(
+      dir.path,
+      routine({ table: "pg_types_again", columns: fromShown }, ["create_table"]),
+    );
+    assert.equal(again.code, 0, output(again));
+    assert.equal(await shown("pg_types_again"), described);
+
+    // a type PostgreSQL lacks, or SQL after one, is refused before anything runs, naming its column
+    for (
+      const [bad, path] of [
+        [{ id: "bigint", val: "double precision); DROP TABLE pg_types; --" }, "columns.val"],
+        [[{ name: "id", type: "bigint" }, { name: "val", type: "super" }], "columns\\[1\\]\\.type"],
+      ] as const
+    ) {
+      const refused = await runRoutine(
+        dir.path,
+        routine({ table: "pg_types", columns: bad }, ["create_table"]),
+      );
+      assert.equal(refused.code, 2, output(refused));
+      assert.match(
+        refused.stderr,
+        new RegExp(`params\\.${path}: ".*" is not a column type lakerun declares in postgres \\(`),
+      );
+    }
+    assert.equal(await shown("pg_types"), described);
+  },
+);
+
 // ---------------------------------------------------------------------------------------------------------
 // load
 

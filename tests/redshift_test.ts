@@ -239,8 +239,34 @@ Deno.test("params: one way to connect, each with what it needs; one-line errors 
   assert.deepEqual(problems({ ...dataApi, table: "a.b.c" }), [
     'table: table name "a.b.c" has 3 parts; write "table" or "schema.table"',
   ]);
-  assert.deepEqual(problems({ ...dataApi, columns: [{ name: "a", type: "blob" }] }), [
-    'columns: "blob" is not a column type lakerun declares in redshift (use bigint, double, boolean, date, timestamp, string, or e.g. integer, numeric(10,2), varchar(20))',
+  const notDeclared = (type: string) =>
+    `${
+      JSON.stringify(type)
+    } is not a column type lakerun declares in redshift (use bigint, double, boolean, ` +
+    "date, timestamp, string, or a redshift type such as integer, numeric(10,2), varchar(256), double precision, timestamptz, super)";
+  assert.deepEqual(
+    problems({ ...dataApi, columns: [{ name: "id", type: "bigint" }, { name: "a", type: "blob" }] }),
+    [
+      `columns.1.type: ${notDeclared("blob")}`,
+    ],
+  );
+  // Redshift's own names, as its catalog shows them, are declared; PostgreSQL's jsonb and uuid are not Redshift's
+  const redshiftTypes = {
+    a: "double precision",
+    b: "character varying(256)",
+    c: "timestamp without time zone",
+    d: "timestamp with time zone",
+    e: "VARCHAR(MAX)",
+    f: "float8",
+    g: "super",
+    h: "numeric(12,2)",
+    i: "character(3)",
+    j: "varbyte(16)",
+  };
+  assert.deepEqual(problems({ ...dataApi, columns: redshiftTypes }), []);
+  const refused = ["jsonb", "uuid", "timestamp(3)", "varchar(256)); DROP TABLE t; --"];
+  assert.deepEqual(problems({ ...dataApi, columns: refused.map((type, i) => ({ name: `c${i}`, type })) }), [
+    ...refused.map((type, i) => `columns.${i}.type: ${notDeclared(type)}`),
   ]);
   assert.deepEqual(problems({ ...dataApi, password: "hunter2" }), [': Unrecognized key: "password"']);
   // what the listed tasks make of the params: create_table infers no parquet columns

@@ -951,7 +951,55 @@ Deno.test("sqlCreateTable quotes hostile names and accepts only known types", ()
     }),
     'CREATE TABLE "s"."t" (\n  "v" varchar(max)\n)',
   );
-  for (const type of ["varchar(max)", "bigint primary key", "text); DROP TABLE x; --", "int8[]", "serial"]) {
+  // each database's own names, as its catalog shows them too, written back in one spelling
+  const declared = (dialect: "postgres" | "redshift", types: string[]) =>
+    sqlCreateTable({
+      dialect,
+      schema: "s",
+      table: "t",
+      columns: types.map((type, i) => ({ name: `c${i}`, type })),
+    })
+      .split("\n").slice(1, -1).map((line) => line.replace(/^ {2}"c\d+" |,$/g, ""));
+  assert.deepEqual(
+    declared("postgres", [
+      "Double Precision",
+      "float8",
+      "jsonb",
+      "uuid",
+      "varchar",
+      "timestamp (3) WITH time zone",
+    ]),
+    ["double precision", "float8", "jsonb", "uuid", "varchar", "timestamp(3) with time zone"],
+  );
+  assert.deepEqual(
+    declared("redshift", [
+      "double precision",
+      "character varying(256)",
+      "timestamp without time zone",
+      "super",
+    ]),
+    ["double precision", "character varying(256)", "timestamp without time zone", "super"],
+  );
+  for (const type of ["jsonb", "uuid", "timestamp(3)", "varchar(256) encode zstd"]) {
+    assert.throws(
+      () => sqlCreateTable({ dialect: "redshift", schema: "s", table: "t", columns: [{ name: "v", type }] }),
+      /is not a column type lakerun declares in redshift/,
+      type,
+    );
+  }
+  for (
+    const type of [
+      "varchar(max)",
+      "bigint primary key",
+      "text); DROP TABLE x; --",
+      "int8[]",
+      "serial",
+      "constructor",
+      "numeric(10,2",
+      "timestamp with time",
+      "double precision precision",
+    ]
+  ) {
     assert.throws(
       () => sqlCreateTable({ dialect: "postgres", schema: "s", table: "t", columns: [{ name: "v", type }] }),
       /is not a column type lakerun declares in postgres/,
@@ -1022,6 +1070,11 @@ Deno.test("schemaDrift is empty when types agree under their aliases", () => {
     { name: "e", type: "bool" },
     { name: "f", type: "numeric(10, 2)" },
     { name: "g", type: "varchar(65535)" },
+    // as format_type shows what sqlCreateTable declared for the types below
+    { name: "h", type: "character(3)" },
+    { name: "i", type: "timestamp(3) with time zone" },
+    { name: "j", type: "time without time zone" },
+    { name: "k", type: "timestamp with time zone" },
   ];
   const files = [
     { name: "a", type: "bigint" },
@@ -1031,6 +1084,10 @@ Deno.test("schemaDrift is empty when types agree under their aliases", () => {
     { name: "e", type: "boolean" },
     { name: "f", type: "decimal(10,2)" },
     { name: "g", type: "text" },
+    { name: "h", type: "char(3)" },
+    { name: "i", type: "timestamptz(3)" },
+    { name: "j", type: "time" },
+    { name: "k", type: "timestamptz" },
   ];
   assert.deepEqual(schemaDrift(table, files), []);
   assert.deepEqual(

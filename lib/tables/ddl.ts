@@ -10,6 +10,7 @@
 
 import { quoteIdentifier, quoteLiteral } from "./identifiers.ts";
 import type { ColumnType, TableFormat } from "./infer.ts";
+import { sqlColumnType, sqlTypeProblem } from "./sql_types.ts";
 
 /** A column to declare: an inferred column fits, as does one written in params. */
 export interface ColumnSpec {
@@ -534,24 +535,10 @@ const SQL_TYPES: Record<"postgres" | "redshift", Record<ColumnType, string>> = {
 /** Longest name each database keeps, in UTF-8 bytes: PostgreSQL silently cuts longer ones. */
 const NAME_BYTES = { postgres: 63, redshift: 127 };
 
-/** Other types a column written in params may have, once lowercased with single spaces. */
-const OTHER_SQL_TYPES: Record<"postgres" | "redshift", RegExp[]> = {
-  postgres: [
-    /^(?:smallint|integer|int|real|text|timestamptz|timestamp with(?:out)? time zone)$/,
-    /^(?:numeric|decimal)(?:\(\d+(?:,\d+)?\))?$/,
-    /^(?:varchar|character varying|char|character)\(\d+\)$/,
-  ],
-  redshift: [
-    /^(?:smallint|integer|int|real|timestamptz|timestamp with(?:out)? time zone)$/,
-    /^(?:numeric|decimal)(?:\(\d+(?:,\d+)?\))?$/,
-    /^(?:varchar|character varying)\((?:\d+|max)\)$/,
-    /^(?:char|character)\(\d+\)$/,
-  ],
-};
-
 /**
  * `CREATE TABLE` for PostgreSQL or Redshift, mapping inferred types (`double` → `double precision`,
- * `string` → `text`, or `varchar(65535)` on Redshift).
+ * `string` → `text`, or `varchar(65535)` on Redshift); any other type must be one of the database's own, as
+ * {@link sqlColumnType} reads and rewrites it (`float8`, `jsonb`, `character varying(256)`, …).
  *
  * @example
  * ```ts
@@ -597,14 +584,10 @@ export function sqlCreateTable(spec: SqlTableSpec): string {
 }
 
 function sqlType(type: string, dialect: "postgres" | "redshift"): string {
-  const mapped = SQL_TYPES[dialect][type as ColumnType];
+  const own = Object.hasOwn(SQL_TYPES[dialect], type) ? SQL_TYPES[dialect][type as ColumnType] : undefined;
+  const mapped = own ?? sqlColumnType(type, dialect);
   if (mapped) return mapped;
-  const written = type.trim().toLowerCase().replace(/\s+/g, " ").replace(/\s*([(),])\s*/g, "$1");
-  if (OTHER_SQL_TYPES[dialect].some((pattern) => pattern.test(written))) return written;
-  throw new Error(
-    `${JSON.stringify(type)} is not a column type lakerun declares in ${dialect} ` +
-      `(use bigint, double, boolean, date, timestamp, string, or e.g. integer, numeric(10,2), varchar(20))`,
-  );
+  throw new Error(sqlTypeProblem(type, dialect));
 }
 
 function checkNameLength(name: string, dialect: "postgres" | "redshift"): void {
@@ -631,7 +614,8 @@ export interface DriftOptions {
 /**
  * How an existing table differs from the columns wanted for the staged files, one sentence per difference;
  * empty when they agree. Type names are compared case-insensitively with their aliases (`int8` = `bigint`,
- * `float8` = `double precision` = `double`, `varchar(n)` = `text` = `string`, …).
+ * `float8` = `double precision` = `double`, `varchar(n)` = `text` = `string`, `char(3)` = `character(3)`,
+ * `timestamptz(3)` = `timestamp(3) with time zone`, …).
  *
  * @example
  * ```ts
@@ -700,10 +684,13 @@ const TYPE_ALIASES: [RegExp, string][] = [
 
 /** A type name in one spelling per type, for comparing. */
 function canonicalType(type: string): string {
-  const written = type.trim().toLowerCase().replace(/\s+/g, " ").replace(/\s*([(),<>:])\s*/g, "$1");
+  const written = type.trim().toLowerCase().replace(/\s+/g, " ").replace(/\s*([(),<>:])\s*/g, "$1")
+    // `timestamp(3) with time zone` as PostgreSQL shows a `timestamptz(3)`; `without` is the default
+    .replace(/^(time|timestamp)(\(\d+\))? ?with time zone$/, "$1tz$2")
+    .replace(/^(time|timestamp)(\(\d+\))? ?without time zone$/, "$1$2");
   const alias = TYPE_ALIASES.find(([pattern]) => pattern.test(written));
   if (alias) return alias[1];
-  return written.replace(/^numeric\b/, "decimal");
+  return written.replace(/^numeric\b/, "decimal").replace(/^(?:character|nchar|bpchar)(?=\(\d+\)$)/, "char");
 }
 
 /** A name for a message: in backticks when plain, as a JSON string otherwise. */
