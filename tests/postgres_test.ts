@@ -572,6 +572,67 @@ pgTest(
 );
 
 pgTest(
+  'a quoted empty field "" (csv.QUOTE_ALL, pandas quoting=ALL) loads NULL where inference read it as empty; text keeps ""',
+  async () => {
+    await using dir = await tempDir();
+    await pg.psql("DROP TABLE IF EXISTS quoted_empty, quoted_empty_json");
+    // what the QA report ran: create_table infers a bigint, then load must not refuse ""
+    await writeFiles(dir.path, { "staging/h.csv": 'a,b\n1,2\n"",3\n' });
+    const small = await runRoutine(
+      dir.path,
+      routine({ table: "quoted_empty", source: "staging" }, ["create_table", "load"]),
+    );
+    assert.equal(small.code, 0, output(small));
+    assert.deepEqual(await rowsOf("quoted_empty"), ["(,3)", "(1,2)"]);
+
+    // every inferred type, quoted and unquoted empty fields, and a text column where "" stays the empty string
+    await pg.psql("DROP TABLE quoted_empty");
+    await writeFiles(dir.path, {
+      "staging/h.csv": [
+        '"id","n","x","ok","day","at","note"',
+        '"1","2","2.5","true","2020-01-01","2020-01-01 10:00:00","a"',
+        '"2","","","","","",""',
+        "3,,,,,,",
+        "",
+      ].join("\n"),
+    });
+    const all = await runRoutine(
+      dir.path,
+      routine({ table: "quoted_empty", source: "staging" }, ["create_table", "load"]),
+    );
+    assert.equal(all.code, 0, output(all));
+    assert.equal(
+      (await pg.psql(
+        `SELECT string_agg(format_type(atttypid, atttypmod), ', ' ORDER BY attnum) FROM pg_attribute
+         WHERE attrelid = 'quoted_empty'::regclass AND attnum > 0`,
+      )).trim(),
+      "bigint, bigint, double precision, boolean, date, timestamp without time zone, text",
+    );
+    assert.deepEqual(
+      (await pg.psql(
+        "SELECT id, n IS NULL, x IS NULL, ok IS NULL, day IS NULL, at IS NULL, coalesce(note, 'NULL') FROM quoted_empty ORDER BY id",
+      )).trim().split("\n"),
+      ["1|f|f|f|f|f|a", "2|t|t|t|t|t|", "3|t|t|t|t|t|NULL"],
+    );
+
+    // JSON: inference reads "" as empty too, so it loads NULL in a bigint column and "" in a text one
+    await Deno.remove(join(dir.path, "staging"), { recursive: true });
+    await writeFiles(dir.path, { "staging/a.json": '{"id": 1, "note": "a"}\n{"id": "", "note": ""}\n' });
+    const json = await runRoutine(
+      dir.path,
+      routine({ table: "quoted_empty_json", source: "staging", format: "json" }, ["create_table", "load"]),
+    );
+    assert.equal(json.code, 0, output(json));
+    assert.equal(
+      (await pg.psql(
+        "SELECT coalesce(id::text, 'NULL') || '|' || coalesce(note, 'NULL') FROM quoted_empty_json ORDER BY id",
+      )).trim(),
+      "1|a\nNULL|",
+    );
+  },
+);
+
+pgTest(
   "replace swaps the rows; upsert run twice leaves the same table, by ON CONFLICT or DELETE + INSERT",
   async () => {
     await using dir = await tempDir();

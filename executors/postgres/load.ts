@@ -21,7 +21,7 @@ import {
   upsertMethodProblem,
 } from "../../lib/sql/load_plan.ts";
 import { copyErrorPosition, PostgresError, type PostgresSession } from "../../lib/sql/postgres_client.ts";
-import { quoteIdentifier, type TableName } from "../../lib/tables/identifiers.ts";
+import type { TableName } from "../../lib/tables/identifiers.ts";
 import { headerFields } from "../../lib/tables/sample.ts";
 import { openLocation } from "../../lib/storage/locations.ts";
 import type { Storage, StoredFile } from "../../lib/storage/mod.ts";
@@ -43,6 +43,7 @@ import {
   wantedColumns,
 } from "./tables.ts";
 import type { Params } from "./params.ts";
+import { copyFromStdinSql } from "../../lib/sql/postgres_copy.ts";
 
 /** `load`: the staged files into the table, in one transaction. */
 export async function load(context: TaskContext<Params>): Promise<void> {
@@ -124,10 +125,13 @@ async function loadFiles(
       onBytes: (bytes) => context.report({ type: "progress", bytes: done + bytes, total, label }),
       signal: context.signal,
     });
-    const sql = `COPY ${plan.copyTable} (${
-      input.columns.map((c) => quoteIdentifier(c, "postgres")).join(", ")
-    }) ` +
-      `FROM STDIN (FORMAT csv${input.header ? ", HEADER true" : ""})`;
+    // `""` in a column that cannot hold it loads NULL, as inference read it (lib/sql/postgres_copy.ts)
+    const sql = copyFromStdinSql({
+      table: plan.copyTable,
+      columns: input.columns,
+      header: input.header,
+      types: existing,
+    });
     try {
       rows += await session.copyFrom(sql, input.stream);
     } catch (error) {
