@@ -4,7 +4,8 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { ROOT, runRoutineJson, tempDir } from "./support/lakerun.ts";
+import { lakerunCommand, ROOT, runRoutineJson, tempDir } from "./support/lakerun.ts";
+import { TEMP_PREFIX } from "../lib/storage/mod.ts";
 import { digests, sha256Hex, treeOf } from "./support/trees.ts";
 
 async function landing(dir: string, files: Record<string, string>) {
@@ -366,4 +367,41 @@ Deno.test("empty folders are staged as cp -r copies them, then archived with the
   assert.equal(again.error, undefined, again.lines.join("\n"));
   assert.deepEqual(await folders(join(dir.path, "data/archive")), copied);
   assert.deepEqual(await folders(join(dir.path, "data/landing")), []);
+});
+
+Deno.test("SIGINT during a transfer of many small files stops it: exit 130, nothing staged, no temporary left", async () => {
+  await using dir = await tempDir();
+  const landingDir = join(dir.path, "data/landing");
+  for (let folder = 0; folder < 20; folder++) {
+    await Deno.mkdir(join(landingDir, `f${folder}`), { recursive: true });
+    for (let file = 0; file < 1000; file++) {
+      Deno.writeTextFileSync(join(landingDir, `f${folder}`, `${file}.csv`), `${folder},${file}\n`);
+    }
+  }
+  await Deno.writeTextFile(
+    join(dir.path, "routine.json"),
+    JSON.stringify(staging({ archive_or_delete: "delete" })),
+  );
+  const child = lakerunCommand(["run", "routine.json"], { cwd: dir.path, stdout: "null", stderr: "null" })
+    .spawn();
+  // the copies have begun once the batch's temporary folders hold files
+  const stagingDir = join(dir.path, "data/staging");
+  const copying = async () => {
+    for await (const entry of Deno.readDir(stagingDir)) {
+      if (!entry.name.startsWith(TEMP_PREFIX)) continue;
+      for await (const _ of Deno.readDir(join(stagingDir, entry.name))) return true;
+    }
+    return false;
+  };
+  while (!(await copying().catch(() => false))) await new Promise((resolve) => setTimeout(resolve, 10));
+  child.kill("SIGINT");
+  const { code } = await child.status;
+  assert.equal(code, 130);
+  // the loop saw the interruption and the batch was aborted: nothing landed, nothing left behind
+  assert.deepEqual(await Array.fromAsync(Deno.readDir(stagingDir)), []);
+  let landed = 0;
+  for await (const folder of Deno.readDir(landingDir)) {
+    for await (const _ of Deno.readDir(join(landingDir, folder.name))) landed++;
+  }
+  assert.equal(landed, 20_000, "no landing file was deleted");
 });

@@ -10,6 +10,7 @@ import { dirname, join, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 import type { TaskContext, Zod } from "../../sdk/executor.ts";
 import { defineExecutor, ParamError } from "../../sdk/executor.ts";
+import { checkpoint } from "../../lib/async.ts";
 import { Journal } from "../../lib/journal.ts";
 import { locationScope, locationsOverlap, mergeScopes, openLocation } from "../../lib/storage/locations.ts";
 import { isS3Url, type Storage, type StoredFile, TEMP_PREFIX } from "../../lib/storage/mod.ts";
@@ -254,7 +255,7 @@ async function transfer(context: TaskContext<Params>): Promise<void> {
 
   const missing: StoredFile[] = [];
   for (const file of files) {
-    context.signal.throwIfAborted();
+    await checkpoint(context.signal);
     const problem = await copyProblem(landing, file.path, dump, file.path, {
       sourceInfo: file,
       targetInfo: staged.get(file.path) ?? null,
@@ -359,7 +360,7 @@ async function downloadInputs(
   await Deno.mkdir(folder, { recursive: true });
   const local = new LocalStorage(folder);
   for (const file of files) {
-    context.signal.throwIfAborted();
+    await checkpoint(context.signal);
     await copyFile(landing, local, file, { signal: context.signal });
   }
   return folder;
@@ -438,7 +439,7 @@ async function postStaging(context: TaskContext<Params>): Promise<void> {
   let failure: { error: unknown } | undefined;
   for (const file of files) {
     try {
-      context.signal.throwIfAborted();
+      await checkpoint(context.signal);
       if (read) {
         if (!read.has(`${file.size} ${file.path}`)) {
           throw new Error(
@@ -458,7 +459,7 @@ async function postStaging(context: TaskContext<Params>): Promise<void> {
   const moved = archive ? await archive.moveAllFrom?.(landing, checked.map((file) => file.path)) : undefined;
   for (const file of checked) {
     if (!moved?.has(file.path)) {
-      context.signal.throwIfAborted();
+      await checkpoint(context.signal);
       if (archive) await archiveFile(landing, archive, file, archived);
       else await landing.remove(file.path);
     }

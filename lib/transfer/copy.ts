@@ -8,6 +8,7 @@
  */
 import type { CopyResult, Storage } from "../storage/mod.ts";
 import { verifyCopy } from "../storage/verify.ts";
+import { checkpoint } from "../async.ts";
 import { plural } from "../format.ts";
 
 /** The file to copy: its path in the source, and what the source's listing said about it. */
@@ -110,7 +111,7 @@ export async function copyFiles(
   const batch = await destination.batch();
   try {
     for (const file of files) {
-      options.signal?.throwIfAborted();
+      await checkpoint(options.signal); // the copies are synchronous: let an abort through
       const copied = await batch.copyFrom?.(source, file.path, file.path, {
         size: file.size,
         signal: options.signal,
