@@ -558,3 +558,78 @@ Deno.test("a retried step: a warning annotation, a group per try, no error once 
   assert.ok(summary.includes("| s (StagingExecutor) | transfer | ✅ succeeded | 7 ms |"), summary);
   assert.match(await Deno.readTextFile(env.outputFile), /^status<<(\S+)\nsucceeded\n\1$/m);
 });
+
+/** The lines GitHub reads, one per physical line, as the runner splits output (`\n`, `\r`). */
+const physicalLines = (text: string) => text.split(/\r\n|\r|\n/);
+
+Deno.test("workflow commands cannot be injected through names: refused with the routine, status invalid", async () => {
+  await using dir = await tempDir();
+  const ws = await workspace(dir.path);
+  const text = JSON.stringify({
+    routine_name: "evil\n::warning title=inj::injected\n../../x",
+    executors: {
+      "step\n::error::pwned": {
+        executor: "StagingExecutor",
+        params: { parent_directory: "in", dump_directory: "out" },
+        tasks: ["transfer"],
+      },
+    },
+  });
+  await Deno.writeTextFile(join(ws, "routines/evil.json"), text);
+  const run = await runAction(dir.path, ws, { LAKERUN_ROUTINE: "routines/evil.json" });
+  assert.equal(run.code, 2, run.stderr);
+  for (const line of [...physicalLines(run.stdout), ...physicalLines(run.stderr)]) {
+    assert.doesNotMatch(line, /^\s*::(warning title=inj|error::pwned)/, JSON.stringify(line));
+  }
+  const annotations = commands(run.stdout);
+  assert.equal(annotations.length, 2, run.stdout);
+  assert.match(
+    annotations[0],
+    /^::error file=routines\/evil\.json,line=1,col=17,title=invalid routine::routine_name: /,
+  );
+  assert.match(
+    annotations[1],
+    /^::error file=routines\/evil\.json,line=1,col=\d+,title=invalid routine::executors\["step\\n::error::pwned"\]: /,
+  );
+  assert.equal(run.outputs.status, "invalid");
+});
+
+Deno.test("GitHub mode defuses every line of what it prints, names and messages a task or server gave included", async () => {
+  const { GitHubRun } = await import("../orchestrator/cli/github.ts");
+  const { consoleReporter } = await import("../orchestrator/cli/reporter.ts");
+  // names validation refuses, given to the reporter anyway
+  const step = {
+    id: "step\n::error::pwned",
+    index: 1,
+    executor: { name: "StagingExecutor" },
+    tasks: ["transfer"],
+    options: {},
+  } as never;
+  const routine = { name: "evil\n::warning title=inj::injected", steps: [step] } as never;
+  const lines: string[] = [];
+  const github = new GitHubRun({ write: (line) => lines.push(line), env: {} });
+  const reporter = github.reporter({ inner: (write) => consoleReporter({ write }) });
+  reporter.routineStarted(routine);
+  reporter.stepStarted(step, 1);
+  reporter.stepMessage(step, { type: "task-start", task: "transfer" });
+  reporter.stepMessage(step, {
+    type: "event",
+    task: "transfer",
+    event: { type: "log", message: "server said:\n::error::remote\r##[error]x" },
+  });
+  reporter.stepMessage(step, {
+    type: "task-failed",
+    task: "transfer",
+    ms: 1,
+    error: { message: "x\n::add-mask::y" },
+  });
+  reporter.routineFinished(false, 5);
+  github.text("a note\n::error::from a note");
+  const commandLines = physicalLines(lines.join("\n")).filter((line) => /^\s*(::|##\[)/.test(line));
+  assert.deepEqual(commandLines, [
+    "::group::step%0A::error::pwned (StagingExecutor)",
+    "::endgroup::",
+    '::error title=step step%0A%3A%3Aerror%3A%3Apwned failed::step "step\\n::error::pwned" (StagingExecutor) ' +
+    "task 'transfer' failed: x%0A::add-mask::y",
+  ]);
+});

@@ -74,3 +74,33 @@ Deno.test("on a terminal, progress redraws one live line and clears it before th
   assert.equal(live[1], "", "cleared");
   assert.deepEqual(lines, ["  ✓ download  10 ms"]);
 });
+
+Deno.test("names with line breaks or escapes print on their line, and no line can start a workflow command", async () => {
+  const { defuseCommands } = await import("../orchestrator/cli/reporter.ts");
+  // what validation refuses, given to the reporter anyway
+  const evil = {
+    id: "step\n::error::pwned",
+    index: 1,
+    executor: { name: "StagingExecutor" },
+  } as unknown as Step;
+  const routine = { name: "evil\n::warning title=inj::injected\x1b[2J", steps: [evil] } as never;
+  const lines: string[] = [];
+  const reporter = consoleReporter({ write: (line) => lines.push(line) });
+  reporter.routineStarted(routine);
+  reporter.stepStarted(evil, 1);
+  reporter.stepMessage(evil, { type: "task-start", task: "transfer" });
+  reporter.stepMessage(evil, {
+    type: "event",
+    task: "transfer",
+    event: { type: "log", message: "from a server:\n::error::remote\r  ##[error]x" },
+  });
+  reporter.stepMessage(evil, { type: "task-failed", task: "transfer", ms: 1, error: { message: "a\n::b" } });
+  assert.deepEqual(lines.slice(0, 2), [
+    "lakerun · evil\\n::warning title=inj::injected\\u001b[2J · 1 step",
+    "[1/1] step\\n::error::pwned (StagingExecutor)",
+  ]);
+  const physical = lines.join("\n").split(/\r\n|\r|\n/);
+  for (const line of physical) assert.doesNotMatch(line, /^\s*(::|##\[)/, JSON.stringify(line));
+  assert.ok(physical.includes(":\u200b:error::remote"));
+  assert.equal(defuseCommands("ok\r\n::x\n\u0085::y"), "ok\r\n:\u200b:x\n\u0085:\u200b:y");
+});

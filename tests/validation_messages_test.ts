@@ -186,3 +186,44 @@ Deno.test("every built-in task's needs name params of its executor's schema", as
   }
   assert.ok(needs >= 20, `${needs} needs declared`);
 });
+
+Deno.test("control characters in the routine name or a step id are refused, the value shown escaped", async () => {
+  const step = { executor: "ShapesExecutor", params: { required: "r" }, tasks: ["nothing"] };
+  // deno-lint-ignore no-control-regex -- control characters are what the test looks for
+  const unsafe = /[\u0000-\u001f\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069]/;
+  const cases: Array<[string, string, string]> = [
+    [
+      "evil\n::warning title=inj::injected\n../../x",
+      "U+000A",
+      '"evil\\n::warning title=inj::injected\\n../../x"',
+    ],
+    ["red\x1b[31m", "U+001B", '"red\\u001b[31m"'],
+    ["tab\there", "U+0009", '"tab\\there"'],
+    ["del\x7f", "U+007F", '"del\\u007f"'],
+    ["csi\x9b2J", "U+009B", '"csi\\u009b2J"'],
+    ["txt.\u202eexe", "U+202E", '"txt.\\u202eexe"'],
+  ];
+  for (const [name, code, shown] of cases) {
+    const [byName] = await problemsOf({ routine_name: name, executors: { s: step } });
+    assert.equal(
+      byName,
+      `routine_name: ${shown} holds the control character ${code}; names may not hold control characters ` +
+        "(line breaks, tabs, escapes, C1 codes) or bidirectional controls",
+    );
+    const byStep = await problemsOf({ routine_name: "x", executors: { [name]: step } });
+    assert.equal(byStep.length, 1, byStep.join("\n"));
+    assert.ok(
+      byStep[0].startsWith(`executors[${shown}]: step id ${shown} holds the control character ${code}`),
+    );
+    for (const problem of [byName, ...byStep]) assert.ok(!unsafe.test(problem), JSON.stringify(problem));
+  }
+});
+
+Deno.test("a message never prints a control character as it is, whatever the value quoted", async () => {
+  const problems = await problemsOf({
+    routine_name: "x",
+    executors: { s: { executor: "Shapes\x9bExecutor", params: {}, tasks: ["nothing"] } },
+  });
+  assert.equal(problems.length, 1);
+  assert.match(problems[0], /^executors\.s\.executor: unknown executor "Shapes\\u009bExecutor"/);
+});

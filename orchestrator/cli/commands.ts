@@ -12,7 +12,7 @@ import {
   stepScope,
 } from "../run/permissions.ts";
 import { type IamPolicy, type IamStatement, mergeStatements } from "../../lib/aws/iam.ts";
-import { consoleReporter, type Reporter, terminalProgressLine } from "./reporter.ts";
+import { consoleReporter, defuseCommands, type Reporter, terminalProgressLine } from "./reporter.ts";
 import type { LogSession } from "./json_log.ts";
 import {
   loadRoutine,
@@ -27,7 +27,7 @@ import {
   parseSecretsFile,
   type TemplateScope,
 } from "../routine/template.ts";
-import { formatJsonPath } from "../routine/json.ts";
+import { formatJsonPath, printable, quoteJson } from "../routine/json.ts";
 import { findResumableRun, type RunRecord } from "../run/records.ts";
 import { resolve } from "node:path";
 import { plural } from "../../lib/format.ts";
@@ -245,9 +245,9 @@ export async function templateScopeOf(options: CommandOptions, secrets: SecretMa
   };
 }
 
-/** `write` with every secret value replaced by `***`. */
+/** `write` with every secret value replaced by `***`, and no line that could start a workflow command. */
 function masked(write: (line: string) => void, secrets: SecretMask | undefined): (line: string) => void {
-  return secrets ? (line) => write(secrets.mask(line)) : write;
+  return (line) => write(defuseCommands(secrets ? secrets.mask(line) : line));
 }
 
 /** Runs a routine that is already validated, with console output. */
@@ -297,7 +297,7 @@ export async function validateCommand(file: string, options: CommandOptions): Pr
   checkStateFolder(routine, { cwd: Deno.cwd(), stateRoot: options.stateDir ?? ".lakerun" });
   const tasks = routine.steps.reduce((n, step) => n + step.tasks.length, 0);
   masked(out(options), secrets)(
-    `${file}: valid (routine ${JSON.stringify(routine.name)}, ${plural(routine.steps.length, "step")}, ${
+    `${file}: valid (routine ${quoteJson(routine.name)}, ${plural(routine.steps.length, "step")}, ${
       plural(tasks, "task")
     })`,
   );
@@ -363,12 +363,13 @@ export async function planCommand(
     return;
   }
   write(
-    `routine ${JSON.stringify(routine.name)} (${file}): ${steps.length} step${
-      steps.length === 1 ? "" : "s"
-    }, ${scheduleSummary(routine.steps)}${usesTemplates(routine) ? ` (run.date ${templates.date})` : ""}`,
+    `routine ${quoteJson(routine.name)} (${file}): ${steps.length} step${steps.length === 1 ? "" : "s"}, ${
+      scheduleSummary(routine.steps)
+    }${usesTemplates(routine) ? ` (run.date ${templates.date})` : ""}`,
   );
   for (const [i, { step, scope, deferred }] of steps.entries()) {
-    const label = step.id === step.executor.name ? step.id : `${step.id} (${step.executor.name})`;
+    const id = printable(step.id);
+    const label = step.id === step.executor.name ? id : `${id} (${printable(step.executor.name)})`;
     write(`${step.index}. ${label}`);
     write(`   tasks: ${step.tasks.join(" → ")}`);
     for (const line of stepOptionLines(step.options)) write(line);

@@ -13,7 +13,8 @@
  * - A Markdown job summary is appended to `GITHUB_STEP_SUMMARY` (kept far below GitHub's 1 MiB), and `run-id`,
  *   `status` and `outputs` (the steps' outputs as JSON) are written to `GITHUB_OUTPUT`.
  * - A line of lakerun's own output that would read as a workflow command (`::…`, `##[…`) — a file name or a log
- *   line from a remote server — is defused with a zero-width space.
+ *   line from a remote server — is defused with a zero-width space, and so is every line of a text that holds
+ *   several (a message with a line break), as GitHub reads each line on its own.
  *
  * Workflow-command escaping is the toolkit's (`@actions/core` command.ts): in data `%`, `\r` and `\n`; in
  * property values also `:` and `,`.
@@ -25,7 +26,7 @@ import { formatBytes, formatDuration } from "../../lib/format.ts";
 import type { SecretMask } from "../../lib/mask.ts";
 import { formatProblem, type RoutineProblem } from "../errors.ts";
 import type { Routine, Step } from "../routine/routine.ts";
-import type { Reporter, RunInfo } from "./reporter.ts";
+import { defuseCommands, type Reporter, type RunInfo } from "./reporter.ts";
 
 /** GitHub shows at most this many error (and as many warning) annotations per step. */
 export const ANNOTATIONS_PER_KIND = 10;
@@ -132,28 +133,7 @@ export function workflowCommand(
   return `::${name}${list.length ? ` ${list.join(",")}` : ""}::${escapeData(message)}`;
 }
 
-/**
- * A line of output that GitHub would take for a workflow command (`::…` or `##[…`, after leading blanks)
- * with a zero-width space put between its first two characters, so it prints as text; other lines unchanged.
- *
- * @example
- * ```ts
- * import assert from "node:assert/strict";
- * import { defuseCommands } from "./github.ts";
- *
- * assert.equal(defuseCommands("  ::add-mask::x"), "  :\u200b:add-mask::x");
- * assert.equal(defuseCommands("##[group]x"), "#\u200b#[group]x");
- * assert.equal(defuseCommands("a ::b"), "a ::b");
- * ```
- */
-export function defuseCommands(line: string): string {
-  const start = line.length - line.trimStart().length;
-  const head = line.slice(start, start + 3);
-  if (head.startsWith("::") || head === "##[") {
-    return `${line.slice(0, start + 1)}\u200b${line.slice(start + 1)}`;
-  }
-  return line;
-}
+export { defuseCommands } from "./reporter.ts";
 
 /**
  * `::add-mask::` lines for `values` not yet in `registered` (which they are then added to): the whole value,

@@ -8,6 +8,7 @@ import type { Routine, Step } from "../routine/routine.ts";
 import { formatBytes, formatDuration } from "../../lib/format.ts";
 import type { StepMessage } from "../run/step_runtime.ts";
 import type { SecretMask } from "../../lib/mask.ts";
+import { printable } from "../routine/json.ts";
 
 /** Receives everything that happens during a run. */
 export interface Reporter {
@@ -50,7 +51,38 @@ export interface ConsoleReporterOptions {
 }
 
 /**
- * A reporter that prints to the console.
+ * `text` with every line of it that GitHub would take for a workflow command (`::…` or `##[…`, after leading
+ * blanks) defused by a zero-width space between its first two characters, so that it prints as text; lines are
+ * split where GitHub splits them (`\n`, `\r`). Other lines unchanged.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { defuseCommands } from "./reporter.ts";
+ *
+ * assert.equal(defuseCommands("  ::add-mask::x"), "  :\u200b:add-mask::x");
+ * assert.equal(defuseCommands("##[group]x"), "#\u200b#[group]x");
+ * assert.equal(defuseCommands("a ::b"), "a ::b");
+ * assert.equal(defuseCommands("step\n::error::pwned\r::warning::x"), "step\n:\u200b:error::pwned\r:\u200b:warning::x");
+ * ```
+ */
+export function defuseCommands(text: string): string {
+  return text.split(/(\r\n|\r|\n)/).map((part, i) => (i % 2 ? part : defuseLine(part))).join("");
+}
+
+function defuseLine(line: string): string {
+  // GitHub trims .NET's white space (U+0085 included) before it looks for a command
+  const start = line.length - line.replace(/^[\s\u0085]+/, "").length;
+  const head = line.slice(start, start + 3);
+  if (head.startsWith("::") || head === "##[") {
+    return `${line.slice(0, start + 1)}\u200b${line.slice(start + 1)}`;
+  }
+  return line;
+}
+
+/**
+ * A reporter that prints to the console. Names (routine, steps, tasks, outputs) are printed with their control
+ * characters escaped (they are refused in routines), and no line it prints can start a workflow command.
  *
  * @example
  * ```ts
@@ -83,8 +115,8 @@ export interface ConsoleReporterOptions {
  */
 export function consoleReporter(options: ConsoleReporterOptions = {}): Reporter {
   const mask = options.mask;
-  const unmasked = options.write ?? ((line: string) => console.log(line));
-  const write = mask ? (line: string) => unmasked(mask.mask(line)) : unmasked;
+  const print = options.write ?? ((line: string) => console.log(line));
+  const write = (line: string) => print(defuseCommands(mask ? mask.mask(line) : line));
   const rawProgressLine = options.progressLine;
   const progressLine = rawProgressLine && mask
     ? (text: string) => rawProgressLine(mask.mask(text))
@@ -97,7 +129,9 @@ export function consoleReporter(options: ConsoleReporterOptions = {}): Reporter 
   let shownStep: string | undefined;
   let stepCount = 0;
   const stepLabel = (step: Step) =>
-    step.id === step.executor.name ? step.id : `${step.id} (${step.executor.name})`;
+    step.id === step.executor.name
+      ? printable(step.id)
+      : `${printable(step.id)} (${printable(step.executor.name)})`;
   const stepHeader = (step: Step) => `[${step.index}/${stepCount}] ${stepLabel(step)}`;
   const showStep = (step: Step) => {
     if (shownStep !== undefined && shownStep !== step.id) write(`${stepHeader(step)} …`);
@@ -141,7 +175,9 @@ export function consoleReporter(options: ConsoleReporterOptions = {}): Reporter 
     routineStarted(routine) {
       stepCount = routine.steps.length;
       write(
-        `lakerun · ${routine.name} · ${routine.steps.length} step${routine.steps.length === 1 ? "" : "s"}`,
+        `lakerun · ${printable(routine.name)} · ${routine.steps.length} step${
+          routine.steps.length === 1 ? "" : "s"
+        }`,
       );
     },
     stepStarted(step, total) {
@@ -172,7 +208,7 @@ export function consoleReporter(options: ConsoleReporterOptions = {}): Reporter 
             moved.bytes += event.bytes;
           } else if (event.type === "output") {
             clearLive();
-            write(`    output ${event.name} = ${JSON.stringify(event.value)}`);
+            write(`    output ${printable(event.name)} = ${JSON.stringify(event.value)}`);
           } else {
             clearLive();
             write(`    ${event.message}`);
@@ -184,12 +220,12 @@ export function consoleReporter(options: ConsoleReporterOptions = {}): Reporter 
           const what = moved.files
             ? `  ${moved.files} file${moved.files === 1 ? "" : "s"}, ${formatBytes(moved.bytes)}`
             : "";
-          write(`  ✓ ${message.task}${what}  ${formatDuration(message.ms)}`);
+          write(`  ✓ ${printable(message.task)}${what}  ${formatDuration(message.ms)}`);
           break;
         }
         case "task-failed":
           clearLive();
-          write(`  ✗ ${message.task} failed: ${message.error.message}`);
+          write(`  ✗ ${printable(message.task)} failed: ${message.error.message}`);
           if (options.debug && message.error.stack) write(message.error.stack);
           break;
       }

@@ -33,13 +33,70 @@ export class JsonSyntaxError extends Error {
   }
 }
 
+/**
+ * Characters a name must not hold and a message must never print as they are: C0 controls (line breaks, tab,
+ * ESC and so the terminal's escape sequences), DEL, C1 controls, the line and paragraph separators, and the
+ * bidirectional marks, embeddings, overrides and isolates that make text read other than it is stored.
+ */
+export const UNSAFE_CHARACTERS =
+  // deno-lint-ignore no-control-regex -- control characters are what the pattern finds
+  /[\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]/;
+
+const UNSAFE_GLOBAL = new RegExp(UNSAFE_CHARACTERS.source, "g");
+const SHORT_ESCAPES: Readonly<Record<string, string>> = {
+  "\b": "\\b",
+  "\f": "\\f",
+  "\n": "\\n",
+  "\r": "\\r",
+  "\t": "\\t",
+};
+
+/**
+ * `text` with every {@link UNSAFE_CHARACTERS} character written as a JSON escape (`\n`, `\u001b`, `\u202e`), so
+ * that it prints on one line and as stored; other text unchanged.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { printable } from "./json.ts";
+ *
+ * assert.equal(printable("step\n::error::x"), "step\\n::error::x");
+ * assert.equal(printable("\x1b[31mred\u202e"), "\\u001b[31mred\\u202e");
+ * assert.equal(printable("données_2024"), "données_2024");
+ * ```
+ */
+export function printable(text: string): string {
+  return text.replace(
+    UNSAFE_GLOBAL,
+    (c) => SHORT_ESCAPES[c] ?? `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`,
+  );
+}
+
+/**
+ * `text` as a JSON string literal on one line, with the {@link UNSAFE_CHARACTERS} that `JSON.stringify` keeps
+ * (DEL, C1 controls, separators, bidirectional controls) escaped too.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { quoteJson } from "./json.ts";
+ *
+ * assert.equal(quoteJson('a "b"\n'), '"a \\"b\\"\\n"');
+ * assert.equal(quoteJson("x\u0085y\u202e"), '"x\\u0085y\\u202e"');
+ * assert.equal(JSON.parse(quoteJson("x\u0085y\u202e")), "x\u0085y\u202e");
+ * ```
+ */
+export function quoteJson(text: string): string {
+  return printable(JSON.stringify(text));
+}
+
 /** Renders a JSON path the way users write it: `executors.DownloaderExecutor.params.url`, `tasks[0]`. */
 export function formatJsonPath(path: JsonPath): string {
   let out = "";
   for (const segment of path) {
     if (typeof segment === "number") out += `[${segment}]`;
     else if (/^[A-Za-z_$][\w$]*$/.test(segment)) out += out === "" ? segment : `.${segment}`;
-    else out += `[${JSON.stringify(segment)}]`;
+    else out += `[${quoteJson(segment)}]`;
   }
   return out === "" ? "(document)" : out;
 }

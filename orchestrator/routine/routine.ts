@@ -16,7 +16,16 @@ import {
 } from "../../lib/aws/settings.ts";
 import { nearestName, RoutineError, type RoutineProblem } from "../errors.ts";
 import { ExecutorCatalog, PluginError, type ResolvedExecutor } from "../executors.ts";
-import { formatJsonPath, type JsonPath, JsonSyntaxError, type ParsedJson, parseJson } from "./json.ts";
+import {
+  formatJsonPath,
+  type JsonPath,
+  JsonSyntaxError,
+  type ParsedJson,
+  parseJson,
+  printable,
+  quoteJson,
+  UNSAFE_CHARACTERS,
+} from "./json.ts";
 import { checkDependencies, STEP_OPTION_KEYS, type StepOptions, stepOptionsOf } from "./step_options.ts";
 import {
   defaultTemplateScope,
@@ -173,7 +182,8 @@ export async function parseRoutine(
     problems.push({
       where: position ? `${options.label}:${position.line}:${position.column}` : options.label,
       path: path.length ? formatJsonPath(path) : "",
-      message,
+      // one line, printed as stored: a value quoted in a message cannot break the line or start a command
+      message: printable(message),
     });
   };
   const fail = () => new RoutineError(problems);
@@ -195,6 +205,8 @@ export async function parseRoutine(
     );
   } else if (name.length > 200) {
     report(["routine_name"], `longer than 200 characters: ${quoteValue(name)}`);
+  } else if (UNSAFE_CHARACTERS.test(name)) {
+    report(["routine_name"], unsafeNameMessage(name));
   }
 
   const pluginDirs = [...(options.executorDirs ?? []).map((d) => resolve(cwd, d))];
@@ -241,6 +253,10 @@ export async function parseRoutine(
     if (ids.length === 0) report(["executors"], "has no steps");
     const templates = { scope: options.templates ?? defaultTemplateScope(), ids, executors };
     for (const [i, id] of ids.entries()) {
+      if (UNSAFE_CHARACTERS.test(id)) {
+        report(["executors", id], `step id ${unsafeNameMessage(id)}`);
+        continue;
+      }
       const step = await validateStep(id, executors[id], i + 1, catalog, report, templates, { cwd, aws, s3 });
       if (step) steps.push(step);
     }
@@ -377,6 +393,18 @@ async function validateStep(
     }
   }
   return templated ? { ...step, templates: templated } : step;
+}
+
+/**
+ * The message for a routine or step name holding a character it may not hold (see {@link UNSAFE_CHARACTERS}):
+ * names are printed in logs, in GitHub's workflow commands and on terminals, where a line break or an escape
+ * would start a line or a command of its own.
+ */
+function unsafeNameMessage(name: string): string {
+  const code = name.match(UNSAFE_CHARACTERS)![0].charCodeAt(0);
+  const hex = code.toString(16).toUpperCase().padStart(4, "0");
+  return `${quoteValue(name)} holds the control character U+${hex}; names may not hold control characters ` +
+    "(line breaks, tabs, escapes, C1 codes) or bidirectional controls";
 }
 
 /**
@@ -690,6 +718,7 @@ function typeNameOf(value: unknown): string {
  * assert.equal(quoteValue(42), "42");
  * assert.equal(quoteValue({ a: [1, 2] }), '{"a":[1,2]}');
  * assert.equal(quoteValue("two\nlines"), '"two\\nlines"');
+ * assert.equal(quoteValue("\x1b[2J\u202e"), '"\\u001b[2J\\u202e"'); // escapes and bidi controls, escaped
  * assert.equal(quoteValue("x".repeat(100)), `"${"x".repeat(40)}…" (100 characters)`);
  * assert.equal(quoteValue(undefined), "missing");
  * ```
@@ -697,11 +726,11 @@ function typeNameOf(value: unknown): string {
 export function quoteValue(value: unknown, max = 60): string {
   if (value === undefined) return "missing";
   if (typeof value === "string") {
-    const text = JSON.stringify(value);
+    const text = quoteJson(value);
     if (text.length <= max) return text;
     const characters = [...value];
     return `${
-      JSON.stringify(characters.slice(0, max - 20).join("")).slice(0, -1)
+      quoteJson(characters.slice(0, max - 20).join("")).slice(0, -1)
     }…" (${characters.length} characters)`;
   }
   let text: string;
@@ -710,7 +739,7 @@ export function quoteValue(value: unknown, max = 60): string {
   } catch {
     text = String(value);
   }
-  text = text.replace(/[\r\n]+/g, " ");
+  text = printable(text.replace(/[\r\n]+/g, " "));
   return text.length <= max ? text : `${text.slice(0, max - 1)}…`;
 }
 
