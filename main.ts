@@ -44,6 +44,8 @@ Exit codes: 0 success, 1 a task failed, 2 invalid routine or command line (nothi
 130/143 interrupted by SIGINT/SIGTERM. A step with continue_on_error that fails does not fail the run.`;
 
 const COMMANDS = ["run", "validate", "plan", "list", "schema", "demo", "runs"] as const;
+/** The commands with a GitHub Actions mode (annotations, job summary, outputs) when `GITHUB_ACTIONS=true`. */
+const GITHUB_COMMANDS: readonly string[] = ["run", "demo", "validate", "plan"];
 type Command = typeof COMMANDS[number];
 
 async function main(args: string[]): Promise<number> {
@@ -57,6 +59,8 @@ async function main(args: string[]): Promise<number> {
   let interruptedBy: "SIGINT" | "SIGTERM" | undefined;
   // --log-format, --quiet, and GitHub Actions mode (GITHUB_ACTIONS=true): annotations, job summary, outputs
   let logs: LogSession | undefined;
+  // the command, once the arguments name one
+  let command: string | undefined;
   const exitCodeFor = (signal: "SIGINT" | "SIGTERM") => (signal === "SIGINT" ? 130 : 143);
   const onSignal = (signal: "SIGINT" | "SIGTERM") => {
     if (controller.signal.aborted) Deno.exit(exitCodeFor(signal));
@@ -104,7 +108,8 @@ async function main(args: string[]): Promise<number> {
       console.log(`lakerun ${denoConfig.version} (deno ${Deno.version.deno})`);
       return 0;
     }
-    let [command, ...rest] = positionals;
+    let rest: string[];
+    [command, ...rest] = positionals;
     if (command === undefined) throw new UsageError("no routine given; try 'lakerun --help'");
     if (!(COMMANDS as readonly string[]).includes(command)) {
       if (!/\.json$/i.test(command) && !(await isFile(command))) {
@@ -166,16 +171,22 @@ async function main(args: string[]): Promise<number> {
     }
     return 0;
   } catch (error) {
-    logs?.failed(error, { interrupted: interruptedBy !== undefined, mask: secrets });
+    const argsError = (error as { code?: string }).code?.startsWith("ERR_PARSE_ARGS");
+    const code = argsError ? EXIT_INVALID : exitCodeOf(error);
+    // a command line refused before its log session was made (an unknown option, a bad --log-format) still
+    // gives GitHub Actions its annotation and `status: invalid`
+    if (!logs && code === EXIT_INVALID && (command === undefined || GITHUB_COMMANDS.includes(command))) {
+      logs = await gitHubSession();
+    }
+    const shortArgsMessage = () =>
+      `${(error as Error).message.split(". ")[0].replace(/^Unknown/, "unknown")}; try 'lakerun --help'`;
+    const refused = argsError ? new UsageError(shortArgsMessage()) : error;
+    logs?.failed(refused, { interrupted: interruptedBy !== undefined, mask: secrets });
     if (interruptedBy) {
       console.error(secrets.mask(`lakerun: ${describeError(error, debug)}`));
       return exitCodeFor(interruptedBy);
     }
-    const argsError = (error as { code?: string }).code?.startsWith("ERR_PARSE_ARGS");
-    const code = argsError ? EXIT_INVALID : exitCodeOf(error);
-    const message = argsError && !debug
-      ? `${(error as Error).message.split(". ")[0].replace(/^Unknown/, "unknown")}; try 'lakerun --help'`
-      : describeError(error, debug);
+    const message = argsError && !debug ? shortArgsMessage() : describeError(error, debug);
     const line = code === EXIT_INVALID && !message.includes("\n") ? `lakerun: ${message}` : message;
     console.error(secrets.mask(line));
     return code;
@@ -264,10 +275,16 @@ async function logSessionFor(
   }
   const flag = values["log-format"] !== undefined ? "--log-format" : values.quiet ? "--quiet" : undefined;
   if (flag && command !== "run") throw new UsageError(`${flag} is an option of 'run', not '${command}'`);
-  const github = Deno.env.get("GITHUB_ACTIONS") === "true" &&
-    ["run", "demo", "validate", "plan"].includes(command);
+  const github = Deno.env.get("GITHUB_ACTIONS") === "true" && GITHUB_COMMANDS.includes(command);
   if (!flag && !github) return undefined;
   return new LogSession({ format: format as LogSession["format"], quiet: values.quiet, github });
+}
+
+/** GitHub Actions mode alone, for a command line refused before {@link logSessionFor} ran. */
+async function gitHubSession(): Promise<LogSession | undefined> {
+  if (Deno.env.get("GITHUB_ACTIONS") !== "true") return undefined;
+  const { LogSession } = await import("./orchestrator/cli/json_log.ts");
+  return new LogSession({ github: true });
 }
 
 async function isFile(path: string): Promise<boolean> {

@@ -633,3 +633,36 @@ Deno.test("GitHub mode defuses every line of what it prints, names and messages 
     "task 'transfer' failed: x%0A::add-mask::y",
   ]);
 });
+
+Deno.test("a command line that exits 2 gives status invalid, as an invalid routine does", async () => {
+  await using dir = await tempDir();
+  const ws = await workspace(dir.path);
+  await Deno.writeTextFile(
+    join(ws, "routines/ok.json"),
+    JSON.stringify({
+      routine_name: "ok",
+      executors: {
+        StagingExecutor: { params: { parent_directory: "in", dump_directory: "out" }, tasks: ["transfer"] },
+      },
+    }),
+  );
+  const cases: Array<[Record<string, string>, RegExp]> = [
+    [{ LAKERUN_DATE: "2024-13-01" }, /--date: "2024-13-01" is not a date/],
+    [{ LAKERUN_RESUME: "True" }, /no run "True" of routine "ok"/],
+    [{ LAKERUN_ARGS: "--max-parallel 'x y'" }, /--max-parallel: "x y" is not a whole number/],
+    // refused before lakerun knows its command and its log format
+    [{ LAKERUN_ARGS: "--bogus" }, /unknown option '--bogus'/],
+    [{ LAKERUN_ARGS: "--log-format xml" }, /--log-format: "xml" is not one of/],
+  ];
+  for (const [inputs, message] of cases) {
+    const run = await runAction(dir.path, ws, { LAKERUN_ROUTINE: "routines/ok.json", ...inputs });
+    const what = JSON.stringify(inputs);
+    assert.equal(run.code, 2, `${what}: ${run.stderr}`);
+    assert.match(run.stderr, message, what);
+    assert.equal(run.outputs.status, "invalid", what);
+    const annotations = commands(run.stdout);
+    assert.equal(annotations.length, 1, `${what}: ${run.stdout}`);
+    assert.match(annotations[0], /^::error title=lakerun::/, what);
+    assert.match(run.summary, /⚠️ invalid/, what);
+  }
+});

@@ -180,6 +180,29 @@ Deno.test("--log-format takes text or json, and both flags are options of 'run' 
   }
 });
 
+Deno.test("--log-format json: a command line that exits 2 ends with run_finished invalid, as an invalid routine does", async () => {
+  await using dir = await tempDir();
+  const file = await routine(dir.path, {});
+  for (
+    const args of [
+      ["--date", "2024-13-01"],
+      ["--max-parallel", "x y"],
+      ["--resume", "--run-id", "True"],
+      ["--every", "day"],
+    ]
+  ) {
+    const result = await lakerun(["run", "--executors", PLUGINS, "--log-format", "json", ...args, file], {
+      cwd: dir.path,
+    });
+    assert.equal(result.code, 2, `${args.join(" ")}: ${result.stderr}`);
+    const lines = parseLines(result.stdout);
+    assert.deepEqual(lines.map((line) => [line.event, line.status]), [["error", undefined], [
+      "run_finished",
+      "invalid",
+    ]], args.join(" "));
+  }
+});
+
 Deno.test("--log-format json in a backfill: every line is JSON, the dates and the tally as note lines", async () => {
   await using dir = await tempDir();
   const file = await routine(dir.path, { message: "for ${{ run.date }}" });

@@ -24,7 +24,7 @@
 import { isAbsolute, relative, resolve } from "node:path";
 import { formatBytes, formatDuration } from "../../lib/format.ts";
 import type { SecretMask } from "../../lib/mask.ts";
-import { formatProblem, type RoutineProblem } from "../errors.ts";
+import { EXIT_INVALID, exitCodeOf, formatProblem, type RoutineProblem } from "../errors.ts";
 import type { Routine, Step } from "../routine/routine.ts";
 import { defuseCommands, type Reporter, type RunInfo } from "./reporter.ts";
 
@@ -262,6 +262,32 @@ export function problemAnnotations(
 
 /** How a run ended, as `status` says it. */
 export type RunOutcome = "succeeded" | "failed" | "interrupted" | "invalid";
+
+/**
+ * How an error that ended a command before or outside a run ends it: `invalid` for an invalid routine and for
+ * every other error that exits 2 (a bad command line: a date that is no date, a run to resume that does not
+ * exist, a bad option value), `interrupted` after SIGINT or SIGTERM, else `failed`.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { UsageError } from "../errors.ts";
+ * import { failureStatus } from "./github.ts";
+ *
+ * assert.equal(failureStatus(new UsageError('--date: "2024-13-01" is not a date')), "invalid");
+ * assert.equal(failureStatus(undefined, { problems: [] }), "invalid");
+ * assert.equal(failureStatus(new Error("routine is already running")), "failed");
+ * assert.equal(failureStatus(new Error("stopped"), { interrupted: true }), "interrupted");
+ * ```
+ */
+export function failureStatus(
+  error: unknown,
+  context: { problems?: readonly RoutineProblem[]; interrupted?: boolean } = {},
+): Exclude<RunOutcome, "succeeded"> {
+  if (context.problems) return "invalid";
+  if (context.interrupted) return "interrupted";
+  return exitCodeOf(error) === EXIT_INVALID ? "invalid" : "failed";
+}
 
 /** One task of a step, as the summary shows it. */
 export interface TaskTally {
@@ -611,7 +637,8 @@ export class GitHubRun {
   /**
    * Reports an error that ended the command before or outside a run: the problems of an invalid routine as
    * annotations at their lines, any other error as one error annotation; then the summary and the outputs
-   * (`status` `invalid` or `failed`), unless a run wrote them already.
+   * (`status` `invalid` for an invalid routine or command line, else `failed` or `interrupted`), unless a run
+   * wrote them already.
    */
   failed(
     error: unknown,
@@ -644,7 +671,7 @@ export class GitHubRun {
       routine: context.routine ?? context.file ??
         (problems?.[0] && placeOf(problems[0].where, this.#cwd, this.env.workspace).file) ?? "routine",
       file: context.file,
-      status: problems ? "invalid" : context.interrupted ? "interrupted" : "failed",
+      status: failureStatus(error, { problems, interrupted: context.interrupted }),
       started: new Date().toISOString(),
       steps: [],
       problems: problems ? problems.map(formatProblem) : [String((error as Error)?.message ?? error)],

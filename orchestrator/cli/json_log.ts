@@ -9,7 +9,8 @@
  * fields of their own. Events: `run_started`, `step_started`, `task_started`, `log`, `output` (`name`,
  * `value`), `task_finished`, `task_failed`, `step_finished`, `step_retry` (`attempt`, `delay_ms`),
  * `step_skipped`, `warning`, `invalid` (`file`, `line`, `col`, `path`: a validation problem), `error`, and
- * last `run_finished` (`status`: `succeeded`, `failed`, `interrupted` or `invalid`). Progress is never logged
+ * last `run_finished` (`status`: `succeeded`, `failed`, `interrupted` or `invalid`: an invalid routine or command
+ * line, whatever exits 2). Progress is never logged
  * as JSON (it stays a live line on terminals in text mode). Secret values are masked in every string.
  *
  * @module
@@ -19,7 +20,7 @@ import type { SecretMask } from "../../lib/mask.ts";
 import { formatProblem, type RoutineProblem } from "../errors.ts";
 import type { Routine, Step } from "../routine/routine.ts";
 import type { StepMessage } from "../run/step_runtime.ts";
-import { GitHubRun } from "./github.ts";
+import { failureStatus, GitHubRun } from "./github.ts";
 import type { Reporter, RunInfo } from "./reporter.ts";
 
 /** The values of `--log-format`. */
@@ -282,7 +283,7 @@ export function jsonFailureLines(
       }),
     );
   }
-  const status: FinalStatus = context.problems ? "invalid" : context.interrupted ? "interrupted" : "failed";
+  const status = failureStatus(error, context);
   lines.push(JSON.stringify({ ...base(), event: "run_finished", message: status, status }));
   return lines;
 }
