@@ -331,7 +331,7 @@ Deno.test("executors_dir in a routine is relative to the routine file; plugins a
   assert.match(list.stdout, /\nProbeExecutor {2}\(plugin: .*routines\/plugins\)\n/);
 });
 
-Deno.test("a broken plugin or a missing plugin folder is an invalid routine, named", async () => {
+Deno.test("a broken plugin is an invalid routine, named", async () => {
   await using dir = await tempDir();
   await Deno.writeTextFile(join(dir.path, "BadExecutor.ts"), "export default { name: 'Other' };\n");
   await write(dir.path, "r.json", {
@@ -344,7 +344,43 @@ Deno.test("a broken plugin or a missing plugin folder is an invalid routine, nam
     bad.stderr,
     /executors\.BadExecutor: plugin .*BadExecutor\.ts: default export is named "Other", expected "BadExecutor"/,
   );
-  const missing = await lakerun(["validate", "--executors", "nowhere", "r.json"], { cwd: dir.path });
-  assert.equal(missing.code, 2);
-  assert.match(missing.stderr, /plugin folder .*nowhere does not exist/);
 });
+
+Deno.test("a missing --executors folder is the command line's mistake, a missing executors_dir the routine's", async () => {
+  await using dir = await tempDir();
+  await write(dir.path, "r.json", { routine_name: "p", executors: { StagingExecutor: stagingStep() } });
+  for (
+    const command of [["validate", "r.json"], ["run", "r.json"], ["plan", "r.json"], ["list"], ["schema"]]
+  ) {
+    const missing = await lakerun([command[0], "--executors", "nowhere", ...command.slice(1)], {
+      cwd: dir.path,
+    });
+    assert.equal(missing.code, 2, command[0]);
+    assert.equal(missing.stderr, "lakerun: --executors nowhere: no such folder\n", command[0]);
+  }
+  const file = await lakerun(["validate", "--executors", "r.json", "r.json"], { cwd: dir.path });
+  assert.equal(file.stderr, "lakerun: --executors r.json: not a folder\n");
+
+  await Deno.mkdir(join(dir.path, "plugins"));
+  const text = JSON.stringify(
+    { routine_name: "p", executors_dir: ["plugins", "gone"], executors: { StagingExecutor: stagingStep() } },
+    null,
+    2,
+  );
+  await Deno.writeTextFile(join(dir.path, "d.json"), text);
+  const gone = await lakerun(["validate", "d.json"], { cwd: dir.path });
+  assert.equal(gone.code, 2);
+  const [line, column] = positionIn(text, '"gone"');
+  assert.equal(
+    gone.stderr,
+    `lakerun: d.json:${line}:${column}: executors_dir[1]: plugin folder ${
+      join(dir.path, "gone")
+    }: no such folder\n`,
+  );
+});
+
+/** Line and column (1-based) of the first `needle` in `text`. */
+function positionIn(text: string, needle: string): [number, number] {
+  const before = text.slice(0, text.indexOf(needle)).split("\n");
+  return [before.length, before.at(-1)!.length + 1];
+}

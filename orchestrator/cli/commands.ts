@@ -15,6 +15,7 @@ import { type IamPolicy, type IamStatement, mergeStatements } from "../../lib/aw
 import { consoleReporter, defuseCommands, type Reporter, terminalProgressLine } from "./reporter.ts";
 import type { LogSession } from "./json_log.ts";
 import {
+  checkExecutorDirs,
   loadRoutine,
   permissionContext,
   resolveStepTemplates,
@@ -467,6 +468,7 @@ export function routineIam(
 
 /** `lakerun list`: executors, their tasks and params. */
 export async function listCommand(options: CommandOptions & { markdown?: boolean }): Promise<void> {
+  await checkExecutorDirs(options.executorDirs, Deno.cwd());
   const catalog = new ExecutorCatalog(options.executorDirs);
   const text = options.markdown
     ? await executorReferenceMarkdown(catalog)
@@ -476,6 +478,7 @@ export async function listCommand(options: CommandOptions & { markdown?: boolean
 
 /** `lakerun schema`: the JSON Schema of routine files. */
 export async function schemaCommand(options: CommandOptions): Promise<void> {
+  await checkExecutorDirs(options.executorDirs, Deno.cwd());
   const schema = await routineJsonSchema(new ExecutorCatalog(options.executorDirs));
   out(options)(JSON.stringify(schema, null, 2));
 }

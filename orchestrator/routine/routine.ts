@@ -14,7 +14,7 @@ import {
   type S3Settings,
   s3SettingsOf,
 } from "../../lib/aws/settings.ts";
-import { nearestName, RoutineError, type RoutineProblem } from "../errors.ts";
+import { nearestName, RoutineError, type RoutineProblem, UsageError } from "../errors.ts";
 import { ExecutorCatalog, PluginError, type ResolvedExecutor } from "../executors.ts";
 import {
   formatJsonPath,
@@ -209,7 +209,10 @@ export async function parseRoutine(
     report(["routine_name"], unsafeNameMessage(name));
   }
 
+  // the command line's folders are the command line's mistake, not the routine's
+  await checkExecutorDirs(options.executorDirs ?? [], cwd);
   const pluginDirs = [...(options.executorDirs ?? []).map((d) => resolve(cwd, d))];
+  const routineDirs: Array<{ dir: string; path: JsonPath }> = [];
   const dirsValue = root.executors_dir;
   if (dirsValue !== undefined) {
     const list = Array.isArray(dirsValue) ? dirsValue : [dirsValue];
@@ -221,18 +224,14 @@ export async function parseRoutine(
         report(path, `must be a local folder, not a URL: ${quoteValue(dir)}`);
       } else {
         // relative to the routine file, so a routine can ship with its plugins
-        pluginDirs.push(resolve(dirname(options.file), dir));
+        routineDirs.push({ dir: resolve(dirname(options.file), dir), path });
       }
     });
   }
-  for (const dir of pluginDirs) {
-    try {
-      if (!(await Deno.stat(dir)).isDirectory) {
-        report(dirsValue === undefined ? [] : ["executors_dir"], `plugin folder ${dir} is not a folder`);
-      }
-    } catch {
-      report(dirsValue === undefined ? [] : ["executors_dir"], `plugin folder ${dir} does not exist`);
-    }
+  for (const { dir, path } of routineDirs) {
+    const problem = await folderProblem(dir);
+    if (problem) report(path, `plugin folder ${dir}: ${problem}`);
+    pluginDirs.push(dir);
   }
 
   const aws = validateBlock("aws", root.aws, report) as AwsSettings | undefined;
@@ -393,6 +392,50 @@ async function validateStep(
     }
   }
   return templated ? { ...step, templates: templated } : step;
+}
+
+/**
+ * Checks the plugin folders given on the command line (`--executors DIR`): a folder that is not there is a
+ * mistake of the command line (exit 2), named as it was given.
+ *
+ * @throws {UsageError} `--executors DIR: no such folder` (or `not a folder`) for the first that is not a folder.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { UsageError } from "../errors.ts";
+ * import { checkExecutorDirs } from "./routine.ts";
+ *
+ * const dir = await Deno.makeTempDir();
+ * await checkExecutorDirs([dir], "/");
+ * await assert.rejects(
+ *   () => checkExecutorDirs(["nonexistent"], dir),
+ *   (error) => error instanceof UsageError && error.message === "--executors nonexistent: no such folder",
+ * );
+ * await Deno.remove(dir);
+ * ```
+ */
+export async function checkExecutorDirs(dirs: readonly string[], cwd: string): Promise<void> {
+  for (const dir of dirs) {
+    const problem = await folderProblem(resolve(cwd, dir));
+    if (problem) throw new UsageError(`--executors ${quoteArgument(dir)}: ${problem}`);
+  }
+}
+
+/** Why `folder` cannot be a plugin folder (`no such folder`, `not a folder`), or `undefined`. */
+async function folderProblem(folder: string): Promise<string | undefined> {
+  try {
+    return (await Deno.stat(folder)).isDirectory ? undefined : "not a folder";
+  } catch (error) {
+    return error instanceof Deno.errors.NotFound
+      ? "no such folder"
+      : `cannot read it (${(error as Error).name})`;
+  }
+}
+
+/** A command-line value as given, quoted only when it holds blanks, quotes or control characters. */
+function quoteArgument(value: string): string {
+  return value !== "" && !/[\s"'\\]/.test(value) && !UNSAFE_CHARACTERS.test(value) ? value : quoteJson(value);
 }
 
 /**
