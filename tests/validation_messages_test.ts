@@ -227,3 +227,30 @@ Deno.test("a message never prints a control character as it is, whatever the val
   assert.equal(problems.length, 1);
   assert.match(problems[0], /^executors\.s\.executor: unknown executor "Shapes\\u009bExecutor"/);
 });
+
+Deno.test("a long unknown name (task, executor, param, key) is quoted with the shared cut, not in full", async () => {
+  const long = "t".repeat(100_000);
+  const cut = `"${"t".repeat(40)}…" (100000 characters)`;
+  const step = { executor: "ShapesExecutor", params: { required: "r" }, tasks: ["nothing"] };
+  const cases: Array<[unknown, string]> = [
+    [
+      { routine_name: "x", executors: { s: { ...step, tasks: [long] } } },
+      `executors.s.tasks[0]: ShapesExecutor has no task ${cut}; its tasks: nothing`,
+    ],
+    [
+      { routine_name: "x", executors: { s: { ...step, executor: long } } },
+      `executors.s.executor: unknown executor ${cut}; known: `,
+    ],
+    [
+      { routine_name: "x", executors: { s: { ...step, params: { required: "r", [long]: 1 } } } },
+      `unknown param ${cut} for ShapesExecutor; allowed: `,
+    ],
+    [{ routine_name: "x", [long]: 1, executors: { s: step } }, `unknown key ${cut}; allowed: `],
+  ];
+  for (const [routine, expected] of cases) {
+    const problems = await problemsOf(routine);
+    assert.equal(problems.length, 1, problems.join("\n").slice(0, 500));
+    assert.ok(problems[0].includes(expected), problems[0].slice(0, 500));
+    assert.ok(!problems[0].includes("t".repeat(100)), "not in full in the message");
+  }
+});

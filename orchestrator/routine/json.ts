@@ -74,7 +74,8 @@ export function printable(text: string): string {
 
 /**
  * `text` as a JSON string literal on one line, with the {@link UNSAFE_CHARACTERS} that `JSON.stringify` keeps
- * (DEL, C1 controls, separators, bidirectional controls) escaped too.
+ * (DEL, C1 controls, separators, bidirectional controls) escaped too. Past `max` characters of that literal,
+ * the start of `text` and its length: `"abc…" (100000 characters)`.
  *
  * @example
  * ```ts
@@ -84,19 +85,43 @@ export function printable(text: string): string {
  * assert.equal(quoteJson('a "b"\n'), '"a \\"b\\"\\n"');
  * assert.equal(quoteJson("x\u0085y\u202e"), '"x\\u0085y\\u202e"');
  * assert.equal(JSON.parse(quoteJson("x\u0085y\u202e")), "x\u0085y\u202e");
+ * assert.equal(quoteJson("x".repeat(100), 60), `"${"x".repeat(40)}…" (100 characters)`);
  * ```
  */
-export function quoteJson(text: string): string {
-  return printable(JSON.stringify(text));
+export function quoteJson(text: string, max = Infinity): string {
+  const quoted = printable(JSON.stringify(text));
+  if (quoted.length <= max) return quoted;
+  const characters = [...text];
+  return `${
+    quoteJson(characters.slice(0, max - 20).join("")).slice(0, -1)
+  }…" (${characters.length} characters)`;
 }
 
-/** Renders a JSON path the way users write it: `executors.DownloaderExecutor.params.url`, `tasks[0]`. */
+/** Longest key a rendered JSON path shows whole (as a JSON literal); a longer one is cut as values are. */
+const PATH_KEY_MAX = 60;
+
+/**
+ * Renders a JSON path the way users write it: `executors.DownloaderExecutor.params.url`, `tasks[0]`; an odd key
+ * as a JSON literal (`executors["my step"]`), cut when long.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { formatJsonPath } from "./json.ts";
+ *
+ * assert.equal(formatJsonPath(["executors", "StagingExecutor", "tasks", 1]), "executors.StagingExecutor.tasks[1]");
+ * assert.equal(formatJsonPath(["executors", "my step\n"]), 'executors["my step\\n"]');
+ * assert.equal(formatJsonPath(["k".repeat(100)]), `["${"k".repeat(40)}…" (100 characters)]`);
+ * assert.equal(formatJsonPath([]), "(document)");
+ * ```
+ */
 export function formatJsonPath(path: JsonPath): string {
   let out = "";
   for (const segment of path) {
     if (typeof segment === "number") out += `[${segment}]`;
-    else if (/^[A-Za-z_$][\w$]*$/.test(segment)) out += out === "" ? segment : `.${segment}`;
-    else out += `[${quoteJson(segment)}]`;
+    else if (/^[A-Za-z_$][\w$]*$/.test(segment) && segment.length <= PATH_KEY_MAX) {
+      out += out === "" ? segment : `.${segment}`;
+    } else out += `[${quoteJson(segment, PATH_KEY_MAX)}]`;
   }
   return out === "" ? "(document)" : out;
 }

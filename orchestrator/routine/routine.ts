@@ -308,7 +308,7 @@ async function validateStep(
     const hint = nearestName(executorName, known);
     report(
       executorPath,
-      `unknown executor ${JSON.stringify(executorName)}${hint ? ` (did you mean '${hint}'?)` : ""}; known: ${
+      `unknown executor ${quoteValue(executorName)}${hint ? ` (did you mean '${hint}'?)` : ""}; known: ${
         known.join(", ")
       }${
         value.executor === undefined ? '; a step id that is not an executor name needs an "executor" key' : ""
@@ -337,7 +337,7 @@ async function validateStep(
         const hint = nearestName(task, Object.keys(definition.tasks));
         report(
           [...at, "tasks", i],
-          `${executor.name} has no task ${JSON.stringify(task)}${
+          `${executor.name} has no task ${quoteValue(task)}${
             hint ? ` (did you mean '${hint}'?)` : ""
           }; its tasks: ${Object.keys(definition.tasks).join(", ")}`,
         );
@@ -372,7 +372,7 @@ async function validateStep(
         : { id, index, executor, params, tasks, options, templates: templated };
     }
     for (const issue of issues) {
-      const unknownParam = (key: string) => `unknown param ${JSON.stringify(key)} for ${executor.name}`;
+      const unknownParam = (key: string) => `unknown param ${quoteValue(key)} for ${executor.name}`;
       reportIssue(issue, [...at, "params"], unknownParam, report, params, paramsSchemaOf(definition));
     }
     return undefined;
@@ -560,7 +560,7 @@ export function resolveStepTemplates(step: Step, scope: TemplateScope): Step {
   const asText = schema.safeParse(deferredValuesAsText(params, step.templates, failing));
   if (asText.success) return { ...step, params: asText.data as Record<string, unknown> };
   const problems: string[] = [];
-  const unknownParam = (key: string) => `unknown param ${JSON.stringify(key)} for ${step.executor.name}`;
+  const unknownParam = (key: string) => `unknown param ${quoteValue(key)} for ${step.executor.name}`;
   for (const issue of parsed.error.issues) {
     const collect = (path: JsonPath, message: string) => problems.push(`${formatJsonPath(path)}: ${message}`);
     reportIssue(issue, at, unknownParam, collect, params, schema);
@@ -768,14 +768,7 @@ function typeNameOf(value: unknown): string {
  */
 export function quoteValue(value: unknown, max = 60): string {
   if (value === undefined) return "missing";
-  if (typeof value === "string") {
-    const text = quoteJson(value);
-    if (text.length <= max) return text;
-    const characters = [...value];
-    return `${
-      quoteJson(characters.slice(0, max - 20).join("")).slice(0, -1)
-    }…" (${characters.length} characters)`;
-  }
+  if (typeof value === "string") return quoteJson(value, max);
   let text: string;
   try {
     text = JSON.stringify(value) ?? String(value);
@@ -797,7 +790,7 @@ function validateBlock(
   const parsed = schema.safeParse(value, { reportInput: true });
   if (parsed.success) return parsed.data;
   for (const issue of parsed.error.issues) {
-    reportIssue(issue, [key], (name) => `unknown key ${JSON.stringify(name)}`, report, value, schema);
+    reportIssue(issue, [key], (name) => `unknown key ${quoteValue(name)}`, report, value, schema);
   }
   return undefined;
 }
@@ -813,7 +806,7 @@ function checkKeys(
     const hint = nearestName(key, allowed);
     report(
       [...at, key],
-      `unknown key ${JSON.stringify(key)}${hint ? ` (did you mean '${hint}'?)` : ""}; allowed: ${
+      `unknown key ${quoteValue(key)}${hint ? ` (did you mean '${hint}'?)` : ""}; allowed: ${
         allowed.join(", ")
       }`,
     );
