@@ -384,3 +384,27 @@ function positionIn(text: string, needle: string): [number, number] {
   const before = text.slice(0, text.indexOf(needle)).split("\n");
   return [before.length, before.at(-1)!.length + 1];
 }
+
+Deno.test("the demo's closing hint plans the routine it ran, from any folder", async () => {
+  await using dir = await tempDir();
+  const demoDir = join(dir.path, "my demo");
+  await Deno.mkdir(join(dir.path, "a"));
+  const demo = await lakerun(["demo", "--dir", demoDir], { cwd: join(dir.path, "a") });
+  assert.equal(demo.code, 0, demo.stderr);
+  const port = /serving the sample archive on http:\/\/127\.0\.0\.1:(\d+)\//.exec(demo.stdout)?.[1];
+  assert.ok(port, demo.stdout);
+  const hint = demo.stdout.trimEnd().split("\n").at(-1)!;
+  const prefix = "See the permissions each step got: ";
+  assert.ok(hint.startsWith(`${prefix}cd '${demoDir}' && `), hint);
+  assert.ok(hint.endsWith(" plan demo.json"), hint);
+  // run as a user would paste it, from another folder
+  await Deno.mkdir(join(dir.path, "elsewhere"));
+  const output = await new Deno.Command("sh", {
+    args: ["-c", hint.slice(prefix.length)],
+    cwd: join(dir.path, "elsewhere"),
+  }).output();
+  const plan = new TextDecoder().decode(output.stdout);
+  assert.equal(output.code, 0, new TextDecoder().decode(output.stderr));
+  assert.match(plan, new RegExp(`net {4}127\\.0\\.0\\.1:${port}\\n`), "the port the demo served on");
+  assert.ok(plan.includes(` ${demoDir}/data/landing\n`), plan);
+});

@@ -4,15 +4,21 @@
  *
  * @module
  */
-import { resolve } from "node:path";
+import { basename, delimiter, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
 import { type CommandOptions, runLoadedRoutine } from "./commands.ts";
 import { parseRoutine } from "../routine/routine.ts";
 
 const DEMO_ROUTINE = new URL("../../routines/demo.json", import.meta.url);
 const DEMO_ARCHIVE = new URL("../../routines/demo/retail_trade_survey.zip", import.meta.url);
 
+/** The routine the demo ran, written into its folder, so that `plan` shows what each step got. */
+const DEMO_FILE = "demo.json";
+
 /**
- * Serves the demo archive on 127.0.0.1 and runs the demo routine in `dir` (default `./lakerun-demo`).
+ * Serves the demo archive on 127.0.0.1 and runs the demo routine in `dir` (default `./lakerun-demo`). The
+ * routine as run (its URL on the port the archive was served on) is written to `dir/demo.json`, and the last
+ * line is the command that plans it, which works from any folder.
  *
  * @example
  * ```ts
@@ -23,6 +29,8 @@ const DEMO_ARCHIVE = new URL("../../routines/demo/retail_trade_survey.zip", impo
  * const lines: string[] = [];
  * await demoCommand({ executorDirs: [], debug: false, dir, write: (line) => lines.push(line) });
  * assert.ok(lines.some((line) => line.startsWith("✓ done in ")));
+ * assert.match(lines.at(-1)!, / plan demo\.json$/);
+ * assert.ok(lines.at(-1)!.startsWith(`See the permissions each step got: cd ${dir} && `));
  * const staged = await Array.fromAsync(Deno.readDir(`${dir}/data/staging`), (entry) => entry.name);
  * assert.deepEqual(staged.sort(), [
  *   "regional",
@@ -51,10 +59,13 @@ export async function demoCommand(options: CommandOptions & { dir?: string }): P
     const routineDoc = JSON.parse(await Deno.readTextFile(DEMO_ROUTINE));
     routineDoc.executors.DownloaderExecutor.params.requests_arguments.url =
       `http://127.0.0.1:${server.addr.port}/retail_trade_survey.zip`;
+    const text = `${JSON.stringify(routineDoc, null, 2)}\n`;
     await Deno.mkdir(dir, { recursive: true });
-    const routine = await parseRoutine(JSON.stringify(routineDoc, null, 2), {
-      file: DEMO_ROUTINE.pathname,
-      label: "routines/demo.json",
+    const file = join(dir, DEMO_FILE);
+    await Deno.writeTextFile(file, text);
+    const routine = await parseRoutine(text, {
+      file,
+      label: join(options.dir ?? "lakerun-demo", DEMO_FILE),
       executorDirs: options.executorDirs,
     });
     const write = options.write ?? ((line: string) => console.log(line));
@@ -68,7 +79,9 @@ export async function demoCommand(options: CommandOptions & { dir?: string }): P
     write(`files now in ${dir}/data:`);
     for (const line of await tree(resolve(dir, "data"))) write(`  ${line}`);
     write("");
-    write("See the permissions each step got: deno run -A main.ts plan routines/demo.json");
+    // the routine's paths are relative to the folder it ran in: plan it from there
+    const plan = [...(await lakerunCommand()), "plan", DEMO_FILE].map(shellWord).join(" ");
+    write(`See the permissions each step got: cd ${shellWord(dir)} && ${plan}`);
   } finally {
     await server.shutdown();
   }
@@ -93,4 +106,49 @@ async function tree(root: string, prefix = ""): Promise<string[]> {
     }
   }
   return lines;
+}
+
+/**
+ * The command that starts this lakerun, as words that work from any folder: the binary itself when compiled,
+ * else Deno (by name when `deno` on the PATH is this one), `run -A`, the config and main module of this
+ * lakerun (as `deno install` and `deno task` start it).
+ */
+export async function lakerunCommand(): Promise<string[]> {
+  const deno = Deno.execPath();
+  if (Deno.build.standalone) return [deno];
+  const main = Deno.mainModule.startsWith("file:") ? fileURLToPath(Deno.mainModule) : Deno.mainModule;
+  const config = fileURLToPath(new URL("../../deno.json", import.meta.url));
+  return [await onPath(deno) ?? deno, "run", "-A", "--config", config, main];
+}
+
+/** The name `program` is found by on the PATH (`deno`), or `undefined` when that name finds another program. */
+async function onPath(program: string): Promise<string | undefined> {
+  const name = basename(program);
+  const real = await Deno.realPath(program).catch(() => program);
+  for (const folder of (Deno.env.get("PATH") ?? "").split(delimiter)) {
+    if (!folder) continue;
+    const found = await Deno.realPath(join(folder, name)).catch(() => undefined);
+    if (found !== undefined) return found === real ? name.replace(/\.exe$/i, "") : undefined;
+  }
+  return undefined;
+}
+
+/**
+ * `word` as one word of a shell command line: as it is when it holds only safe characters, else in single
+ * quotes (double quotes on Windows).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { shellWord } from "./demo.ts";
+ *
+ * assert.equal(shellWord("/tmp/lakerun-demo"), "/tmp/lakerun-demo");
+ * assert.equal(shellWord("/tmp/my demo"), Deno.build.os === "windows" ? '"/tmp/my demo"' : "'/tmp/my demo'");
+ * if (Deno.build.os !== "windows") assert.equal(shellWord("it's"), "'it'\\''s'");
+ * ```
+ */
+export function shellWord(word: string): string {
+  if (/^[\w@%+=:,./-]+$/.test(word)) return word;
+  if (Deno.build.os === "windows") return `"${word.replaceAll('"', '""')}"`;
+  return `'${word.replaceAll("'", "'\\''")}'`;
 }
