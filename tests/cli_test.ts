@@ -385,7 +385,7 @@ function positionIn(text: string, needle: string): [number, number] {
   return [before.length, before.at(-1)!.length + 1];
 }
 
-Deno.test("the demo's closing hint plans the routine it ran, from any folder", async () => {
+Deno.test("the demo's closing hint plans the routine it ran, from any folder; a --dir it cannot make exits 2", async () => {
   await using dir = await tempDir();
   const demoDir = join(dir.path, "my demo");
   await Deno.mkdir(join(dir.path, "a"));
@@ -407,4 +407,9 @@ Deno.test("the demo's closing hint plans the routine it ran, from any folder", a
   assert.equal(output.code, 0, new TextDecoder().decode(output.stderr));
   assert.match(plan, new RegExp(`net {4}127\\.0\\.0\\.1:${port}\\n`), "the port the demo served on");
   assert.ok(plan.includes(` ${demoDir}/data/landing\n`), plan);
+
+  await Deno.writeTextFile(join(dir.path, "file"), "");
+  const bad = await lakerun(["demo", "--dir", "file/sub"], { cwd: dir.path });
+  assert.equal(bad.code, 2);
+  assert.match(bad.stderr, /^lakerun: --dir file\/sub: cannot make the demo's folder: not a directory\n$/);
 });

@@ -8,6 +8,7 @@ import { basename, delimiter, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { type CommandOptions, runLoadedRoutine } from "./commands.ts";
 import { parseRoutine } from "../routine/routine.ts";
+import { UsageError } from "../errors.ts";
 
 const DEMO_ROUTINE = new URL("../../routines/demo.json", import.meta.url);
 const DEMO_ARCHIVE = new URL("../../routines/demo/retail_trade_survey.zip", import.meta.url);
@@ -42,6 +43,13 @@ const DEMO_FILE = "demo.json";
  */
 export async function demoCommand(options: CommandOptions & { dir?: string }): Promise<void> {
   const dir = resolve(options.dir ?? "lakerun-demo");
+  try {
+    await Deno.mkdir(dir, { recursive: true });
+  } catch (error) {
+    throw new UsageError(
+      `--dir ${options.dir ?? "lakerun-demo"}: cannot make the demo's folder: ${reason(error)}`,
+    );
+  }
   const archive = await Deno.readFile(DEMO_ARCHIVE);
   const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, (request) => {
     if (new URL(request.url).pathname !== "/retail_trade_survey.zip") {
@@ -60,7 +68,6 @@ export async function demoCommand(options: CommandOptions & { dir?: string }): P
     routineDoc.executors.DownloaderExecutor.params.requests_arguments.url =
       `http://127.0.0.1:${server.addr.port}/retail_trade_survey.zip`;
     const text = `${JSON.stringify(routineDoc, null, 2)}\n`;
-    await Deno.mkdir(dir, { recursive: true });
     const file = join(dir, DEMO_FILE);
     await Deno.writeTextFile(file, text);
     const routine = await parseRoutine(text, {
@@ -151,4 +158,11 @@ export function shellWord(word: string): string {
   if (/^[\w@%+=:,./-]+$/.test(word)) return word;
   if (Deno.build.os === "windows") return `"${word.replaceAll('"', '""')}"`;
   return `'${word.replaceAll("'", "'\\''")}'`;
+}
+
+/** The operating system's reason, without its code and the path (the message names the folder). */
+function reason(error: unknown): string {
+  const message = (error as Error)?.message ?? String(error);
+  const text = message.replace(/\s*\(os error \d+\)[\s\S]*$/, "").split("\n")[0];
+  return text.charAt(0).toLowerCase() + text.slice(1);
 }
