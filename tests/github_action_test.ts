@@ -448,6 +448,9 @@ Deno.test("run.sh execs lakerun: the runner's SIGINT on cancel reaches it, which
   assert.ok(stopped < 5000, `stopped within 5 s, not ${Math.round(stopped)} ms`);
   assert.match(stderr, /interrupted \(SIGINT\)/);
   assert.equal(parseGitHubOutput(await Deno.readTextFile(env.GITHUB_OUTPUT)).status, "interrupted");
+  // the log's last line says so too, as the status does
+  assert.match(stdout, /\n✗ interrupted after [\d.]+ m?s\n/);
+  assert.doesNotMatch(stdout, /✗ failed after/);
 });
 
 Deno.test("steps that run at the same time get a group each, one after the other, never interleaved", async () => {

@@ -104,3 +104,17 @@ Deno.test("names with line breaks or escapes print on their line, and no line ca
   assert.ok(physical.includes(":\u200b:error::remote"));
   assert.equal(defuseCommands("ok\r\n::x\n\u0085::y"), "ok\r\n:\u200b:x\n\u0085:\u200b:y");
 });
+
+Deno.test("the last line says done, failed, or interrupted when the run's signal was aborted", () => {
+  const last = (ok: boolean, signal?: AbortSignal) => {
+    const lines: string[] = [];
+    consoleReporter({ write: (line) => lines.push(line), signal }).routineFinished(ok, 1900);
+    return lines.at(-1);
+  };
+  const aborted = new AbortController();
+  aborted.abort(new DOMException("interrupted by SIGINT", "AbortError"));
+  assert.equal(last(true), "✓ done in 1.9 s");
+  assert.equal(last(false), "✗ failed after 1.9 s");
+  assert.equal(last(false, new AbortController().signal), "✗ failed after 1.9 s");
+  assert.equal(last(false, aborted.signal), "✗ interrupted after 1.9 s");
+});

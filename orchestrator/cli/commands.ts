@@ -262,6 +262,7 @@ export async function runLoadedRoutine(
       progressLine: options.write ? undefined : terminalProgressLine(),
       debug: options.debug,
       mask: options.secrets,
+      signal: options.signal,
     });
   const scope = { ...(options.templates ?? defaultTemplateScope()), mask: options.secrets };
   const logged = options.logs?.reporter({

@@ -48,6 +48,8 @@ export interface ConsoleReporterOptions {
   debug?: boolean;
   /** Secret values to replace with `***` in every line (progress lines included). */
   mask?: SecretMask;
+  /** The run's signal: a run that ends once it is aborted (SIGINT, SIGTERM) ends `interrupted`, not `failed`. */
+  signal?: AbortSignal;
 }
 
 /**
@@ -232,7 +234,8 @@ export function consoleReporter(options: ConsoleReporterOptions = {}): Reporter 
     },
     routineFinished(ok, ms) {
       clearLive();
-      write(ok ? `✓ done in ${formatDuration(ms)}` : `✗ failed after ${formatDuration(ms)}`);
+      const how = ok ? "done in" : options.signal?.aborted ? "interrupted after" : "failed after";
+      write(`${ok ? "✓" : "✗"} ${how} ${formatDuration(ms)}`);
     },
     stepRetry(step, attempt, delayMs) {
       clearLive();
