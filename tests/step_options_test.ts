@@ -376,22 +376,26 @@ Deno.test("plan shows each step's depends_on and options; plan --json has them u
   await writeRoutine(dir.path, {
     download: probe({}, { depends_on: [], retries: 2, retry_delay: 5, timeout: 600 }),
     load: probe({}, { depends_on: ["download"], continue_on_error: true }),
+    // without the key: starts at once as well, and says so
+    other: probe({}),
   });
   const text = await lakerun(["plan", "--executors", PLUGINS, "r.json"], { cwd: dir.path });
   assert.equal(text.code, 0, text.stderr);
   const lines = text.stdout.split("\n");
   assert.match(
     lines[0],
-    /2 steps, each run once the steps in its depends_on are done, at most --max-parallel/,
+    /3 steps, each run once the steps in its depends_on are done, at most --max-parallel/,
   );
   assert.deepEqual(lines.filter((l) => /^ {3}(depends on|options):/.test(l)), [
     "   depends on: nothing (starts at once)",
     "   options: retries 2 (first wait up to 5 s, doubling) · timeout 600 s",
     "   depends on: download",
     "   options: continue_on_error",
+    "   depends on: nothing (starts at once)",
   ]);
   const json = await lakerun(["plan", "--json", "--executors", PLUGINS, "r.json"], { cwd: dir.path });
-  const [download, load] = JSON.parse(json.stdout).steps;
+  const [download, load, other] = JSON.parse(json.stdout).steps;
+  assert.deepEqual(other.depends_on, [], "starts at once, as download does");
   assert.deepEqual(
     [
       download.retries,

@@ -332,6 +332,8 @@ export async function planCommand(
     write(JSON.stringify(iam.policy, null, 2));
     return;
   }
+  // steps run by their depends_on (any step has one): each says what it waits for, with the key or without
+  const scheduled = routine.steps.some((step) => step.options.dependsOn !== undefined);
   // what a scope cannot say, e.g. how a transform's own sandbox applies on this machine
   const notes = await Promise.all(
     steps.map(({ step, deferred }) =>
@@ -349,7 +351,7 @@ export async function planCommand(
           id: step.id,
           executor: step.executor.name,
           tasks: step.tasks,
-          ...stepOptionsJson(step.options),
+          ...stepOptionsJson(step.options, scheduled),
           params: step.params,
           ...(step.templates ? { templates: planTemplates(step) } : {}),
           // `null`: computed when the step runs, from the params its templates resolve to
@@ -374,7 +376,7 @@ export async function planCommand(
     const label = step.id === step.executor.name ? id : `${id} (${printable(step.executor.name)})`;
     write(`${step.index}. ${label}`);
     write(`   tasks: ${step.tasks.join(" → ")}`);
-    for (const line of stepOptionLines(step.options)) write(line);
+    for (const line of stepOptionLines(step.options, "   ", scheduled)) write(line);
     for (const line of templateLines(step)) write(line);
     if (deferred) {
       write(`   permissions: computed when the step runs, from the params its templates resolve to`);

@@ -255,7 +255,9 @@ export function scheduleSummary(steps: ReadonlyArray<{ options: StepOptions }>):
 }
 
 /**
- * The lines `lakerun plan` shows for a step's options (none for a step with the defaults).
+ * The lines `lakerun plan` shows for a step's options (none for a step with the defaults). In a routine whose
+ * steps run by their `depends_on` (`scheduled`), every step says what it waits for: one without `depends_on`
+ * starts at once, as one with `depends_on: []` does.
  *
  * @example
  * ```ts
@@ -272,12 +274,15 @@ export function scheduleSummary(steps: ReadonlyArray<{ options: StepOptions }>):
  * assert.deepEqual(stepOptionLines({ retries: 0, retryDelay: 10, continueOnError: false, dependsOn: [] }), [
  *   "   depends on: nothing (starts at once)",
  * ]);
+ * const noKey = { retries: 0, retryDelay: 10, continueOnError: false };
+ * assert.deepEqual(stepOptionLines(noKey, "   ", true), ["   depends on: nothing (starts at once)"]);
+ * assert.deepEqual(stepOptionLines(noKey), []); // file order: nothing to say
  * ```
  */
-export function stepOptionLines(options: StepOptions, indent = "   "): string[] {
+export function stepOptionLines(options: StepOptions, indent = "   ", scheduled = false): string[] {
   const lines: string[] = [];
-  if (options.dependsOn) {
-    const list = options.dependsOn.length ? options.dependsOn.join(", ") : "nothing (starts at once)";
+  if (options.dependsOn || scheduled) {
+    const list = options.dependsOn?.length ? options.dependsOn.join(", ") : "nothing (starts at once)";
     lines.push(`${indent}depends on: ${list}`);
   }
   const parts: string[] = [];
@@ -290,13 +295,27 @@ export function stepOptionLines(options: StepOptions, indent = "   "): string[] 
   return lines;
 }
 
-/** A step's options as `plan --json` shows them, under their routine-file names, defaults included. */
-export function stepOptionsJson(options: StepOptions): Record<string, unknown> {
+/**
+ * A step's options as `plan --json` shows them, under their routine-file names, defaults included:
+ * `depends_on` is `null` in a routine run in file order, `[]` for a step that starts at once in one whose steps
+ * run by their `depends_on` (`scheduled`), with the key or without.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { stepOptionsJson } from "./step_options.ts";
+ *
+ * const noKey = { retries: 0, retryDelay: 10, continueOnError: false };
+ * assert.equal(stepOptionsJson(noKey).depends_on, null);
+ * assert.deepEqual(stepOptionsJson(noKey, true).depends_on, []);
+ * ```
+ */
+export function stepOptionsJson(options: StepOptions, scheduled = false): Record<string, unknown> {
   return {
     retries: options.retries,
     retry_delay: options.retryDelay,
     timeout: options.timeout ?? null,
     continue_on_error: options.continueOnError,
-    depends_on: options.dependsOn ?? null,
+    depends_on: options.dependsOn ?? (scheduled ? [] : null),
   };
 }
