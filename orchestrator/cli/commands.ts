@@ -319,6 +319,8 @@ export async function planCommand(
   const routine = await loadRoutine(file, { executorDirs: options.executorDirs, templates });
   const cwd = Deno.cwd();
   const stateRoot = options.stateDir ?? ".lakerun";
+  // every step that could reach lakerun's state folder, each at its line and column, as validate and run say it
+  checkStateFolder(routine, { cwd, stateRoot });
   // a step whose params wait for `steps.*` or `run.id` gets its scope when it runs, from the resolved params
   const steps = routine.steps.map((step) => {
     const deferred = hasDeferredTemplates(step.templates);

@@ -67,6 +67,11 @@ export interface Routine {
   /** S3 settings: the `s3` block completed from the `aws` block. */
   s3?: S3Settings;
   catalog: ExecutorCatalog;
+  /**
+   * Where a JSON path of the routine file stands, as problems name it: `file:line:column` (the file as named on
+   * the command line), or the file alone. For the problems found after loading (the state folder's check).
+   */
+  locate?: (path: JsonPath) => string;
 }
 
 /** Options for {@link loadRoutine}. */
@@ -177,10 +182,13 @@ export async function parseRoutine(
   }
 
   const problems: RoutineProblem[] = [];
-  const report = (path: JsonPath, message: string) => {
+  const locate = (path: JsonPath) => {
     const position = doc.positionOf(path);
+    return position ? `${options.label}:${position.line}:${position.column}` : options.label;
+  };
+  const report = (path: JsonPath, message: string) => {
     problems.push({
-      where: position ? `${options.label}:${position.line}:${position.column}` : options.label,
+      where: locate(path),
       path: path.length ? formatJsonPath(path) : "",
       // one line, printed as stored: a value quoted in a message cannot break the line or start a command
       message: printable(message),
@@ -263,7 +271,7 @@ export async function parseRoutine(
   }
 
   if (problems.length > 0) throw fail();
-  return { name: name as string, file: options.file, steps, aws, s3, catalog };
+  return { name: name as string, file: options.file, steps, aws, s3, catalog, locate };
 }
 
 async function validateStep(

@@ -9,7 +9,7 @@ import { isAbsolute, join, relative, resolve } from "node:path";
 import type { PermissionScope } from "../../sdk/executor.ts";
 import { SCOPE_KINDS } from "../../lib/scope.ts";
 import { RoutineError, type RoutineProblem } from "../errors.ts";
-import { formatJsonPath, type JsonPath } from "../routine/json.ts";
+import { formatJsonPath, type JsonPath, parseJsonPath } from "../routine/json.ts";
 import { permissionContext, type Routine, type Step } from "../routine/routine.ts";
 
 /** A step's scope with every list resolved, sorted and free of duplicates. */
@@ -153,7 +153,7 @@ export function stepScope(
  *   assert.ok(error instanceof RoutineError);
  *   assert.equal(
  *     error.message,
- *     "survey.json: executors.DownloaderExecutor.params.landing_directory: \".\" gives this step write access to " +
+ *     "survey.json:1:151: executors.DownloaderExecutor.params.landing_directory: \".\" gives this step write access to " +
  *       "/work, which holds lakerun's state folder /work/.lakerun (journals, locks, run records); choose " +
  *       "another folder, or keep the state elsewhere with --state-dir",
  *   );
@@ -171,7 +171,12 @@ export function checkStateFolder(routine: Routine, options: { cwd: string; state
       // any other error: the step's params need their templates first
     }
   }
-  if (problems.length > 0) throw new RoutineError(problems);
+  // at the param's line and column in the routine file, as every problem of a routine is
+  const located = problems.map((problem) => {
+    const path = routine.locate && parseJsonPath(problem.path);
+    return path ? { ...problem, where: routine.locate!(path) } : problem;
+  });
+  if (located.length > 0) throw new RoutineError(located);
 }
 
 function stateFolderProblems(
