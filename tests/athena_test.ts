@@ -384,6 +384,32 @@ motoTest(
 );
 
 motoTest(
+  "no AWS credentials: the query fails saying what to set, and the next attempt knows nothing was started",
+  async () => {
+    await using dir = await tempDir();
+    await writeRoutine(dir.path, onMoto, {
+      report: { params: { database: "lake", query: "SELECT 1" }, tasks: ["query"] },
+    });
+    // no keys, no shared files: the credential chain finds nothing
+    const env = { AWS_SHARED_CREDENTIALS_FILE: "/nonexistent", AWS_CONFIG_FILE: "/nonexistent" };
+    for (const attempt of [1, 2]) {
+      const result = await lakerun(["run", "routine.json", ...(attempt === 2 ? ["--resume"] : [])], {
+        cwd: dir.path,
+        env,
+      });
+      const output = `${result.stdout}\n${result.stderr}`;
+      assert.equal(result.code, 1, output);
+      assert.match(
+        output,
+        /Athena StartQueryExecution failed: NoCredentials: no AWS credentials for Athena StartQueryExecution( \(.*\))?: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE/,
+      );
+      assert.doesNotMatch(output, /earlier attempt|Could not load credentials/);
+    }
+    assert.deepEqual(await motoQueries(), []);
+  },
+);
+
+motoTest(
   "SIGTERM stops the running query (StopQueryExecution) before lakerun exits, and says so",
   async () => {
     await moto.setTransition("athena::execution", { progression: "manual", times: 10_000 });

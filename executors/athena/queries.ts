@@ -226,7 +226,8 @@ export class AthenaQueries {
       id = answer.QueryExecutionId;
     } catch (error) {
       if (this.context.signal.aborted) await this.#stopUnrecorded(label, body);
-      // refused outright (invalid SQL settings, no output location): no query exists under this token
+      // refused outright (invalid SQL settings, no output location) or never sent (no credentials): no query
+      // exists under this token
       else if (isRefusal(error)) await this.ledger.ended(key, "failed");
       throw explainStartError(error);
     }
@@ -323,6 +324,6 @@ function explainStartError(error: unknown): unknown {
 
 /** True when Athena answered a request with a client error: it was not carried out. */
 function isRefusal(error: unknown): boolean {
-  return error instanceof AwsServiceError && error.status !== undefined && error.status < 500 &&
-    !error.throttled;
+  return error instanceof AwsServiceError &&
+    (!error.sent || (error.status !== undefined && error.status < 500 && !error.throttled));
 }

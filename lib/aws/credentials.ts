@@ -109,3 +109,43 @@ export function fromGitHubOidc(clientConfig: Record<string, unknown>): Credentia
     })(properties);
   };
 }
+
+/**
+ * The one-line explanation of a credential chain's failure for a call to `where`, or `undefined` when `error`
+ * is not one: what to set, with the chain's own words when they say more than "not found".
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { noCredentialsMessage } from "./credentials.ts";
+ *
+ * const error = Object.assign(new Error("Could not load credentials from any providers"), {
+ *   name: "CredentialsProviderError",
+ * });
+ * assert.equal(
+ *   noCredentialsMessage(error, "s3://lake", { customEndpoint: true }),
+ *   "no AWS credentials for s3://lake: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE " +
+ *     "(a profile in ~/.aws/credentials)",
+ * );
+ * assert.equal(noCredentialsMessage(new Error("boom"), "s3://lake", { customEndpoint: true }), undefined);
+ * ```
+ */
+export function noCredentialsMessage(
+  error: unknown,
+  where: string,
+  options: { customEndpoint: boolean },
+): string | undefined {
+  if (!(error instanceof Error)) return undefined;
+  if (error.name !== "CredentialsProviderError" && !/Could not load credentials/i.test(error.message)) {
+    return undefined;
+  }
+  const detail = /Could not load credentials|not configured/i.test(error.message)
+    ? ""
+    : ` (${error.message.split("\n")[0]})`;
+  return `no AWS credentials for ${where}${detail}: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or ` +
+    `AWS_PROFILE (a profile in ~/.aws/credentials)${
+      options.customEndpoint
+        ? ""
+        : ", or AWS_ROLE_ARN with web identity (AWS_WEB_IDENTITY_TOKEN_FILE, or GitHub Actions' id-token: write)"
+    }`;
+}

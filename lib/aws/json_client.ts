@@ -18,7 +18,7 @@
 import { createHash, createHmac } from "node:crypto";
 import { SignatureV4 } from "@smithy/signature-v4";
 import { abortable } from "../async.ts";
-import { awsCredentialProvider, type CredentialProvider } from "./credentials.ts";
+import { awsCredentialProvider, type CredentialProvider, noCredentialsMessage } from "./credentials.ts";
 import { awsFetch } from "./fetch.ts";
 import { awsEndpointOf, awsRegionOf, awsServiceUrl } from "./scope.ts";
 import type { AwsService, AwsSettings } from "./settings.ts";
@@ -90,11 +90,15 @@ export class AwsServiceError extends Error {
     readonly awsMessage: string,
     /** The HTTP status, when there was a response. */
     readonly status?: number,
-    options?: ErrorOptions,
+    options?: ErrorOptions & { sent?: boolean },
   ) {
     super(`${service} ${operation} failed: ${code}${awsMessage ? `: ${awsMessage}` : ""}`, options);
     this.name = "AwsServiceError";
+    this.sent = options?.sent ?? true;
   }
+
+  /** False when the request never left (no credentials to sign it with): AWS did nothing. */
+  readonly sent: boolean;
 
   /** True for throttling errors. */
   get throttled(): boolean {
@@ -173,6 +177,7 @@ export class AwsJsonClient {
   readonly url: string;
   readonly #service: (typeof SERVICES)[AwsJsonService];
   readonly #signer: SignatureV4;
+  readonly #customEndpoint: boolean;
   readonly #options: AwsJsonClientOptions;
 
   /** A client for `service` with the routine's settings. */
@@ -182,13 +187,14 @@ export class AwsJsonClient {
     this.label = this.#service.label;
     this.url = awsServiceUrl(service, options.settings);
     const region = awsRegionOf(options.settings);
+    this.#customEndpoint = awsEndpointOf(service, options.settings) !== undefined;
     this.#signer = new SignatureV4({
       service: this.#service.signingName,
       region,
       sha256: Sha256,
       credentials: options.credentials ?? awsCredentialProvider({
         region,
-        customEndpoint: awsEndpointOf(service, options.settings) !== undefined,
+        customEndpoint: this.#customEndpoint,
         profile: options.settings?.profile,
       }),
     });
@@ -229,10 +235,26 @@ export class AwsJsonClient {
     }
   }
 
+  /** Signs a request; a credential chain that finds nothing fails the call before anything is sent. */
+  async #sign(operation: string, request: Parameters<SignatureV4["sign"]>[0]) {
+    try {
+      return await this.#signer.sign(request);
+    } catch (error) {
+      const message = noCredentialsMessage(error, `${this.label} ${operation}`, {
+        customEndpoint: this.#customEndpoint,
+      });
+      if (!message) throw error;
+      throw new AwsServiceError(this.label, operation, "NoCredentials", message, undefined, {
+        cause: error,
+        sent: false,
+      });
+    }
+  }
+
   async #send<T>(operation: string, input: Record<string, unknown>, signal?: AbortSignal): Promise<T> {
     const url = new URL(this.url);
     const body = JSON.stringify(input);
-    const signed = await this.#signer.sign({
+    const signed = await this.#sign(operation, {
       method: "POST",
       protocol: url.protocol,
       hostname: url.hostname,

@@ -15,7 +15,12 @@
 import { S3Client } from "@aws-sdk/client-s3";
 import { FetchHttpHandler } from "@smithy/fetch-http-handler";
 import { NodeHttpHandler } from "@smithy/node-http-handler";
-import { awsCredentialProvider, type AwsCredentials, awsUserAgent } from "../credentials.ts";
+import {
+  awsCredentialProvider,
+  type AwsCredentials,
+  awsUserAgent,
+  noCredentialsMessage,
+} from "../credentials.ts";
 import { AWS_RESPONSE_TIMEOUT_MS, awsFetch } from "../fetch.ts";
 import type { S3Settings } from "../settings.ts";
 import { resolveS3Config, type S3Config } from "./scope.ts";
@@ -235,20 +240,8 @@ export function explainS3Error(error: unknown, target: S3Target): Error {
   const server = target.config.endpoint ? `at ${target.config.endpoint}` : `in AWS (${target.config.region})`;
   const fail = (code: string, message: string) => new S3RequestError(message, code, { cause: error });
 
-  if (name === "CredentialsProviderError" || /Could not load credentials/i.test(error.message)) {
-    const detail = /Could not load credentials|not configured/i.test(error.message)
-      ? ""
-      : ` (${error.message.split("\n")[0]})`;
-    return fail(
-      "no-credentials",
-      `no AWS credentials for ${where}${detail}: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE ` +
-        `(a profile in ~/.aws/credentials)${
-          target.config.endpoint
-            ? ""
-            : ", or AWS_ROLE_ARN with web identity (AWS_WEB_IDENTITY_TOKEN_FILE, or GitHub Actions' id-token: write)"
-        }`,
-    );
-  }
+  const noCredentials = noCredentialsMessage(error, where, { customEndpoint: !!target.config.endpoint });
+  if (noCredentials) return fail("no-credentials", noCredentials);
   if (name === "NoSuchBucket") {
     return fail(
       "no-bucket",
