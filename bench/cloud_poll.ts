@@ -144,6 +144,7 @@ async function lakerunGlueTask(scenario: Scenario): Promise<Measure> {
       aws,
       report: () => {},
       log: () => {},
+      mask: (text) => text,
       signal: new AbortController().signal,
       shared: new Map(),
     };

@@ -25,6 +25,28 @@ export class SecretMask {
   }
 
   /**
+   * The registered values that occur in `value` (in any string it holds, as written or JSON-escaped): the
+   * secrets a step's params hold, which its tasks may mask themselves ({@link SecretMask.mask} before shortening
+   * text, since a secret cut in two is no longer recognised).
+   *
+   * @example
+   * ```ts
+   * import assert from "node:assert/strict";
+   * import { SecretMask } from "./mask.ts";
+   *
+   * const mask = new SecretMask();
+   * mask.add("s3cr3t-token");
+   * mask.add("other-secret");
+   * assert.deepEqual(mask.valuesIn({ sql: "ALTER ROLE r PASSWORD 's3cr3t-token'" }), ["s3cr3t-token"]);
+   * assert.deepEqual(mask.valuesIn({ sql: "SELECT 1" }), []);
+   * ```
+   */
+  valuesIn(value: unknown): string[] {
+    const text = typeof value === "string" ? value : JSON.stringify(value) ?? "";
+    return this.#values.filter((secret) => this.#maskOne(text, secret) !== text);
+  }
+
+  /**
    * `text` with every registered value replaced by `***`; JSON-escaped forms of a value are masked too.
    *
    * @example
@@ -40,11 +62,13 @@ export class SecretMask {
    */
   mask(text: string): string {
     let masked = text;
-    for (const value of this.#values) {
-      masked = masked.split(value).join("***");
-      const escaped = JSON.stringify(value).slice(1, -1);
-      if (escaped !== value) masked = masked.split(escaped).join("***");
-    }
+    for (const value of this.#values) masked = this.#maskOne(masked, value);
     return masked;
+  }
+
+  #maskOne(text: string, value: string): string {
+    const masked = text.split(value).join("***");
+    const escaped = JSON.stringify(value).slice(1, -1);
+    return escaped === value ? masked : masked.split(escaped).join("***");
   }
 }

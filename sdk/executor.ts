@@ -98,6 +98,12 @@ export interface TaskContext<P> {
   report(event: TaskEvent): void;
   /** Shorthand for `report({ type: "log", message })`. */
   log(message: string): void;
+  /**
+   * `text` with the secret values this step's params hold replaced by `***`. lakerun masks every line it
+   * prints and stores, but only whole values: a task that shortens text which may hold a secret (a
+   * statement's first words in an error) masks it first, so that no part of a secret survives the cut.
+   */
+  mask(text: string): string;
   /** Aborted when the run is interrupted. */
   signal: AbortSignal;
   /** Values shared between the tasks of one step, in the order they run. */

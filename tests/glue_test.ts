@@ -110,6 +110,7 @@ function harness(
     aws,
     report: (event) => event.type === "log" && log(event.message),
     log,
+    mask: (text) => text,
     signal: controller.signal,
     shared: new Map(),
   };

@@ -898,6 +898,34 @@ pgTest(
   },
 );
 
+pgTest(
+  "a secret in a failing statement is masked before its first words are cut: no part of it in output or run record",
+  async () => {
+    await using dir = await tempDir();
+    const token = "Tok3n-Value-xyz";
+    await Deno.writeTextFile(join(dir.path, "secrets.env"), `TOK=${token}\n`);
+    // the secret straddles the 40th character of the statement, where its snippet in the error is cut
+    const sql = "ALTER ROLE nosuchrole PASSWORD '${{ secrets.TOK }}'";
+    await Deno.writeTextFile(join(dir.path, "routine.json"), JSON.stringify(routine({ sql }, ["execute"])));
+    const result = await lakerun(["run", "routine.json", "--secrets-file", "secrets.env"], {
+      cwd: dir.path,
+      env: childEnv,
+    });
+    assert.equal(result.code, 1, output(result));
+    assert.match(
+      output(result),
+      /statement 1 of 1 \(line 1, ALTER ROLE nosuchrole PASSWORD '\*\*\*'\) failed: role "nosuchrole" does not exist/,
+    );
+    const state = await allText(join(dir.path, ".lakerun"));
+    assert.match(state, /PASSWORD '\*\*\*'/, "the run record holds the masked statement");
+    assertNoSecret(result, state);
+    for (const [where, text] of [["output", output(result)], ["state", state]]) {
+      // "Tok3": any cut of the value would keep its first characters
+      assert.ok(!text.includes(token.slice(0, 4)), `part of the secret appears in ${where}:\n${text}`);
+    }
+  },
+);
+
 /** Waits until `sql` (a psql query) answers `expected`, up to `ms`. */
 async function waitFor(sql: string, expected: string, ms = 15_000): Promise<void> {
   const deadline = Date.now() + ms;

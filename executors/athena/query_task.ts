@@ -83,7 +83,9 @@ function logPreview(
     ? `first ${plural(preview.length, "row")}`
     : plural(preview.length, "row");
   context.log(`${shown}:`);
-  for (const line of textTable(columns, preview)) context.log(`  ${line}`);
+  // masked before textTable shortens long cells: a secret cut in two would no longer be masked
+  const masked = preview.map((row) => row.map((cell) => cell === null ? null : context.mask(cell)));
+  for (const line of textTable(columns, masked)) context.log(`  ${line}`);
 }
 
 /** The first {@link COUNTED_ROWS} rows, and whether there are more. */

@@ -31,7 +31,9 @@ export async function execute(context: TaskContext<Params>): Promise<void> {
           if (session.cancelled) throw error;
           throw new Error(
             `${origin}: statement ${statement.index} of ${statements.length} (line ${statement.line}, ` +
-              `${firstWords(statement.text)}) failed: ${(error as Error).message}; nothing was committed`,
+              `${firstWords(statement.text, context.mask)}) failed: ${
+                (error as Error).message
+              }; nothing was committed`,
           );
         }
       }

@@ -126,7 +126,7 @@ export function transactionScript(script: string, options: SplitOptions = {}): S
   if (control) {
     throw new Error(
       `statement ${control.index} (line ${control.line}) controls the transaction itself (${
-        firstWords(control.text)
+        controlKeyword(control.text)
       }); ` +
         "execute runs every statement in one transaction, so leave it out",
     );
@@ -135,7 +135,9 @@ export function transactionScript(script: string, options: SplitOptions = {}): S
 }
 
 /**
- * A statement's first words on one line, for messages (at most 40 characters, then `…`).
+ * A statement's first words on one line, for messages (at most 40 characters, then `…`). `mask` (a task's
+ * `context.mask`) replaces secrets before the text is cut: a secret cut in two would no longer be recognised
+ * by the masking of what lakerun prints, and its first part would show.
  *
  * @example
  * ```ts
@@ -143,11 +145,21 @@ export function transactionScript(script: string, options: SplitOptions = {}): S
  * import { firstWords } from "./statements.ts";
  *
  * assert.equal(firstWords("INSERT INTO t\n  VALUES (1)"), "INSERT INTO t VALUES (1)");
+ * const sql = "ALTER ROLE loader PASSWORD 'Tok3n-Value-xyz'";
+ * assert.equal(firstWords(sql), "ALTER ROLE loader PASSWORD 'Tok3n-Value-…"); // part of it
+ * const mask = (text: string) => text.replaceAll("Tok3n-Value-xyz", "***");
+ * assert.equal(firstWords(sql, mask), "ALTER ROLE loader PASSWORD '***'");
  * ```
  */
-export function firstWords(text: string): string {
-  const flat = text.replace(/\s+/g, " ");
+export function firstWords(text: string, mask: (text: string) => string = (text) => text): string {
+  const flat = mask(text).replace(/\s+/g, " ");
   return flat.length > 40 ? `${flat.slice(0, 40)}…` : flat;
+}
+
+/** The keywords of a statement {@link transactionControlStatement} found (`COMMIT`, `START TRANSACTION`). */
+function controlKeyword(text: string): string {
+  const keyword = TRANSACTION_CONTROL.exec(withoutLeadingComments(text))?.[0] ?? "";
+  return keyword.toUpperCase().replace(/\s+/g, " ");
 }
 
 /**

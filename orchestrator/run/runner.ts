@@ -458,6 +458,7 @@ class RoutineRun {
         runId: this.#state.runId,
         aws: this.#routine.aws,
         s3: this.#routine.s3,
+        secrets: this.#options.secrets?.valuesIn(prepared.params) ?? [],
       };
       const scope = stepScope(this.#routine, prepared, { cwd: this.#cwd, stateRoot: this.#stateRoot });
       if (this.#options.inProcess) {

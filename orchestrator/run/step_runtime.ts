@@ -11,6 +11,7 @@ import type {
   TaskContext,
   TaskEvent,
 } from "../../sdk/executor.ts";
+import { SecretMask } from "../../lib/mask.ts";
 
 /** Least time between two progress events sent to the parent. */
 const PROGRESS_INTERVAL_MS = 200;
@@ -29,6 +30,8 @@ export interface StepRequest {
   runId: string;
   aws?: AwsSettings;
   s3?: S3Settings;
+  /** The run's secret values that `params` hold, for {@link TaskContext.mask}. */
+  secrets?: string[];
 }
 
 /** A failure as it crosses the Worker boundary. */
@@ -102,6 +105,8 @@ export async function runStepTasks(
   signal: AbortSignal,
 ): Promise<boolean> {
   const shared = new Map<string, unknown>();
+  const secrets = new SecretMask();
+  for (const value of request.secrets ?? []) secrets.add(value);
   for (const task of request.tasks) {
     const started = performance.now();
     if (!Object.hasOwn(definition.tasks, task)) {
@@ -136,6 +141,7 @@ export async function runStepTasks(
       s3: request.s3,
       report,
       log: (message) => report({ type: "log", message }),
+      mask: (text) => secrets.mask(text),
       signal,
       shared,
     };
