@@ -72,3 +72,43 @@ export class SecretMask {
     return escaped === value ? masked : masked.split(escaped).join("***");
   }
 }
+
+/**
+ * Text that gives a secret away by its shape: a `name=value` (or `name: value`, `NAME 'value'`) whose name
+ * says password, secret, token, credentials or key (`password=…`, `aws_secret_access_key=…`,
+ * `"password": …`, `CREDENTIALS '…'`, `ACCESS_KEY_ID '…'`), a URL with a password, an AWS access key id,
+ * a bearer token or a private key.
+ */
+const CREDENTIAL_SHAPES = [
+  /(?:pass(?:word|wd)?|pwd|secret|token|credentials?|api[_-]?key|access[_-]?key(?:[_-]?id)?|private[_-]?key)["']?\s*(?:[=:]|\s+')/i,
+  /[a-z][a-z0-9+.-]*:\/\/[^\s/@:]*:[^\s/@]+@/i,
+  /\b(?:AKIA|ASIA|ABIA|ACCA)[A-Z0-9]{16}\b/,
+  /\bbearer\s+[A-Za-z0-9._~+/-]{8,}/i,
+  /-----BEGIN [A-Z ]*PRIVATE KEY-----/,
+];
+
+/**
+ * True when `value` (a string, or any string inside an array or object) looks like it holds a credential:
+ * messages about such a value name where it is and what is wrong, and never quote it, whether or not it is
+ * a registered secret.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { looksLikeCredential } from "./mask.ts";
+ *
+ * assert.equal(looksLikeCredential("host=127.0.0.1 password=s3cr3tPW"), true);
+ * assert.equal(looksLikeCredential(["CREDENTIALS 'aws_access_key_id=AKIA;aws_secret_access_key=x'"]), true);
+ * assert.equal(looksLikeCredential("ACCESS_KEY_ID 'AKIAIOSFODNN7EXAMPLE'"), true);
+ * assert.equal(looksLikeCredential('{"username":"loader","password":"hunter22"}'), true);
+ * assert.equal(looksLikeCredential("postgres://loader:hunter22@db/lake"), true);
+ * assert.equal(looksLikeCredential({ password: "hunter22" }), true);
+ * assert.equal(looksLikeCredential("DATEFORMAT 'auto'"), false);
+ * assert.equal(looksLikeCredential("s3://lake/secret_reports/"), false);
+ * ```
+ */
+export function looksLikeCredential(value: unknown): boolean {
+  if (value === undefined || value === null) return false;
+  const text = typeof value === "string" ? value : JSON.stringify(value) ?? "";
+  return CREDENTIAL_SHAPES.some((shape) => shape.test(text));
+}

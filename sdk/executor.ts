@@ -128,7 +128,12 @@ export interface ExecutorDefinition<S extends z.ZodType = z.ZodType> {
   name: string;
   /** One or two sentences for `lakerun list` and the JSON Schema. */
   description: string;
-  /** Builds the params schema from the zod namespace lakerun passes in. */
+  /**
+   * Builds the params schema from the zod namespace lakerun passes in. Validation messages quote the value
+   * they are about; mark a param whose value may be a secret (or where one gets pasted by mistake) with
+   * `.meta({ secret: true })` and its messages never quote it. Messages of your own need not quote values:
+   * lakerun adds the value when it may show it.
+   */
   params: (zod: Zod) => S;
   /**
    * The exact permission scope a step with these params needs. lakerun calls it when it checks a routine:

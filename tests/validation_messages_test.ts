@@ -10,16 +10,19 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { RoutineError } from "../orchestrator/errors.ts";
 import { parseRoutine } from "../orchestrator/routine/routine.ts";
-import { ROOT } from "./support/lakerun.ts";
+import type { TemplateScope } from "../orchestrator/routine/template.ts";
+import { SecretMask } from "../lib/mask.ts";
+import { lakerun, ROOT, tempDir } from "./support/lakerun.ts";
 
 const PLUGINS = join(ROOT, "tests/fixtures/shape_plugins");
 
 /** The problems of a routine, as `json.path: message`. */
-async function problemsOf(routine: unknown): Promise<string[]> {
+async function problemsOf(routine: unknown, templates?: TemplateScope): Promise<string[]> {
   const error = await parseRoutine(JSON.stringify(routine, null, 2), {
     file: "/nowhere/r.json",
     label: "r.json",
     executorDirs: [PLUGINS],
+    templates,
   }).then(() => undefined, (e) => e);
   assert.ok(error instanceof RoutineError, `invalid: ${error}`);
   for (const problem of error.problems) assert.ok(!problem.message.includes("\n"), "one line");
@@ -134,6 +137,131 @@ Deno.test("the routine's own shape: each message quotes what was given", async (
       `${expected}\nnot in\n${problems.join("\n")}`,
     );
   }
+});
+
+Deno.test("a value that may be a secret is never quoted: its path and problem are, and ordinary values still", async () => {
+  const redshift = (params: Record<string, unknown>) => ({
+    routine_name: "r",
+    executors: {
+      RedshiftExecutor: {
+        params: { workgroup_name: "lake", database: "dev", sql: "SELECT 1", ...params },
+        tasks: ["execute"],
+      },
+    },
+  });
+  const postgres = (params: Record<string, unknown>) => ({
+    routine_name: "r",
+    executors: { PostgresExecutor: { params: { sql: "SELECT 1", ...params }, tasks: ["execute"] } },
+  });
+  const wire = { host: "127.0.0.1", database: "d", user: "u" };
+  const at = (executor: string, path: string) => `executors.${executor}.params.${path}: `;
+  const notShown = " (the value is not shown: it may hold a secret)";
+  const keys = "aws_access_key_id=AKIAIOSFODNN7EXAMPLE;aws_secret_access_key=verySecretKey123";
+  const cases: Array<[unknown, string, string]> = [
+    [
+      redshift({ copy_options: [`CREDENTIALS '${keys}'`] }),
+      `${at("RedshiftExecutor", 'copy_options["0"]')}copy option CREDENTIALS is not allowed: ` +
+      `authorization is the \`iam_role\` param; keys never belong in a routine${notShown}`,
+      "verySecretKey123",
+    ],
+    [
+      redshift({
+        copy_options: ["ACCESS_KEY_ID 'AKIAIOSFODNN7EXAMPLE' SECRET_ACCESS_KEY 'verySecretKey123'"],
+      }),
+      `${at("RedshiftExecutor", 'copy_options["0"]')}copy option ACCESS_KEY_ID is not allowed: ` +
+      `authorization is the \`iam_role\` param; keys never belong in a routine${notShown}`,
+      "verySecretKey123",
+    ],
+    [
+      // a credential in a value the option's own check quotes a part of
+      redshift({ copy_options: ["REGION 'password=verySecretKey123'"] }),
+      `${
+        at("RedshiftExecutor", 'copy_options["0"]')
+      }copy option REGION must be a region such as eu-west-1, ` +
+      `not "***"${notShown}`,
+      "verySecretKey123",
+    ],
+    [
+      redshift({ iam_role: keys }),
+      `${
+        at("RedshiftExecutor", "iam_role")
+      }is not an IAM role ARN (arn:aws:iam::ACCOUNT:role/NAME) or "default"${notShown}`,
+      "verySecretKey123",
+    ],
+    [
+      redshift({
+        workgroup_name: undefined,
+        cluster_identifier: "c",
+        secret_arn: '{"password":"verySecretKey123"}',
+      }),
+      `${at("RedshiftExecutor", "secret_arn")}must be a Secrets Manager secret ARN${notShown}`,
+      "verySecretKey123",
+    ],
+    [
+      redshift({ workgroup_name: undefined, ...wire, password_env: "hunter2 secret value" }),
+      `${at("RedshiftExecutor", "password_env")}must be an environment variable name${notShown}`,
+      "hunter2",
+    ],
+    [
+      postgres({ ...wire, password_env: "hunter2 secret value" }),
+      `${at("PostgresExecutor", "password_env")}must be an environment variable name${notShown}`,
+      "hunter2",
+    ],
+    [
+      postgres({ url: "host=127.0.0.1 password=s3cr3tPW" }),
+      `${at("PostgresExecutor", "url")}is not a URL (postgres://user@host:port/database)${notShown}`,
+      "s3cr3tPW",
+    ],
+  ];
+  for (const [routine, expected, secret] of cases) {
+    const problems = await problemsOf(routine);
+    assert.ok(problems.includes(expected), `${expected}\nnot in\n${problems.join("\n")}`);
+    assert.ok(!problems.join("\n").includes(secret), problems.join("\n"));
+  }
+  // in the same executors, ordinary values are quoted as before; a param marked secret never is
+  assert.deepEqual(await problemsOf(redshift({ copy_options: ["MAXERROR x"] })), [
+    `${
+      at("RedshiftExecutor", 'copy_options["0"]')
+    }copy option MAXERROR takes a whole number, not "x", got "MAXERROR x"`,
+  ]);
+  assert.deepEqual(await problemsOf(postgres({ ...wire, password_env: "LAKE PW" })), [
+    `${at("PostgresExecutor", "password_env")}must be an environment variable name${notShown}`,
+  ]);
+  assert.deepEqual(await problemsOf(postgres({ url: "mysql://u@h/d" })), [
+    `${at("PostgresExecutor", "url")}must start with postgres:// or postgresql://${notShown}`,
+  ]);
+  assert.deepEqual(await problemsOf(redshift({ database: 'a"b' })), [
+    `${
+      at("RedshiftExecutor", "database")
+    }must be a database name (no double quote or control character), got "a\\"b"`,
+  ]);
+
+  // a value holding a secrets.* value is quoted masked: masked after being shortened, as before, it kept the
+  // secret's first characters (the secret straddles the 40th character, where a long value is cut)
+  const token = `Tok3n-${"v".repeat(20)}-xyz`;
+  const mask = new SecretMask();
+  const scope: TemplateScope = {
+    date: "2024-01-31",
+    env: () => undefined,
+    secret: (name) => name === "TOK" ? token : undefined,
+    mask,
+  };
+  const problems = await problemsOf(shapes({ mode: `${"x".repeat(35)}\${{ secrets.TOK }}` }), scope);
+  assert.deepEqual(problems.map((line) => mask.mask(line)), [
+    `executors.s.params.mode: "${"x".repeat(35)}***" is not one of "archive", "delete"`,
+  ]);
+  assert.ok(!problems.join("\n").includes("Tok3"), problems.join("\n"));
+
+  // the command line: exit 2, the same line, the secret nowhere
+  await using dir = await tempDir();
+  await Deno.writeTextFile(
+    join(dir.path, "r.json"),
+    JSON.stringify(postgres({ url: "host=127.0.0.1 password=s3cr3tPW" })),
+  );
+  const result = await lakerun(["validate", "r.json"], { cwd: dir.path });
+  assert.equal(result.code, 2);
+  assert.match(result.stderr + result.stdout, /params\.url: is not a URL .*it may hold a secret\)/);
+  assert.ok(!(result.stderr + result.stdout).includes("s3cr3tPW"));
 });
 
 Deno.test("a param a listed task needs is missing: named with the tasks that need it, before anything runs", async () => {

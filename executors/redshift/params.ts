@@ -34,8 +34,9 @@ function quote(value: unknown): string {
 /** An S3 bucket and folder as `source` takes it (the bucket named as S3 allows). */
 const S3_FOLDER = /^s3:\/\/[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](\/.*)?$/;
 
+/** A string matching `regex`; the message says what it must be (validation adds the value when it may show it). */
 const pattern = (z: Zod, regex: RegExp, what: string) =>
-  z.string().regex(regex, { error: (issue) => `must be ${what}, not ${quote(issue.input)}` });
+  z.string().regex(regex, { error: `must be ${what}` });
 
 /** A column type: lakerun's own, or one of Redshift's (checked word by word: it is written into DDL). */
 const columnType = (z: Zod) =>
@@ -78,11 +79,13 @@ const fieldsSchema = (z: Zod) =>
         "Data API: the Redshift Serverless workgroup (or cluster_identifier).",
       ),
     database: z.string().min(1).max(127).refine((value) => !/["\p{Cc}]/u.test(value), {
-      error: (issue) => `must be a database name, not ${quote(issue.input)}`,
+      error: "must be a database name (no double quote or control character)",
     }).describe("The database (both ways of connecting)."),
-    secret_arn: pattern(z, SECRET_ARN, "a Secrets Manager secret ARN").optional().describe(
-      "Data API: the secret holding the database user's name and password (the Data API reads it; lakerun never does).",
-    ),
+    // secret: what is pasted instead of an ARN, a name or a role may be the secret itself (never quoted back)
+    secret_arn: pattern(z, SECRET_ARN, "a Secrets Manager secret ARN").meta({ secret: true }).optional()
+      .describe(
+        "Data API: the secret holding the database user's name and password (the Data API reads it; lakerun never does).",
+      ),
     db_user: pattern(z, /^[A-Za-z_][A-Za-z0-9_.@+-]{0,127}$/, "a database user name").optional().describe(
       "Data API with cluster_identifier: the database user to get temporary credentials for (redshift:GetClusterCredentials).",
     ),
@@ -93,9 +96,10 @@ const fieldsSchema = (z: Zod) =>
       `Wire protocol: the port. Default ${REDSHIFT_PORT}.`,
     ),
     user: z.string().min(1).max(127).optional().describe("Wire protocol: the database user."),
-    password_env: pattern(z, ENV_NAME, "an environment variable name").optional().describe(
-      "Wire protocol: the NAME of the environment variable holding the password (the step may read only it); a password never appears in a routine.",
-    ),
+    password_env: pattern(z, ENV_NAME, "an environment variable name").meta({ secret: true }).optional()
+      .describe(
+        "Wire protocol: the NAME of the environment variable holding the password (the step may read only it); a password never appears in a routine.",
+      ),
     ssl: z.union([z.boolean(), z.enum(SSL_MODES)]).optional().describe(
       "Wire protocol TLS: true (default) = verify-full (certificate and host checked), require (encrypted, not checked), verify-ca, or false/disable.",
     ),
@@ -130,7 +134,7 @@ const fieldsSchema = (z: Zod) =>
     iam_role: z.string().min(1).superRefine((value, ctx) => {
       const problem = iamRoleProblem(value);
       if (problem) ctx.addIssue({ code: "custom", message: problem });
-    }).optional().describe(
+    }).meta({ secret: true }).optional().describe(
       "copy_from_s3: the IAM role Redshift reads source with (arn:aws:iam::ACCOUNT:role/NAME, or default); it needs s3:ListBucket and s3:GetObject there.",
     ),
     format: z.enum(["csv", "parquet", "json"]).default("csv").describe(

@@ -85,8 +85,9 @@ export function connectionFields(z: Zod) {
     port: z.number().int().min(1).max(65535).optional().describe("Server port. Default 5432."),
     database: z.string().min(1).max(63).optional().describe("Database name (or give url)."),
     user: z.string().min(1).max(63).optional().describe("User name (or give url)."),
-    password_env: z.string().regex(ENV_NAME, { error: "must be an environment variable name" }).optional()
-      .describe(
+    // secret: a password pasted here by mistake is never quoted back (nor is a URL, which may hold one)
+    password_env: z.string().regex(ENV_NAME, { error: "must be an environment variable name" })
+      .meta({ secret: true }).optional().describe(
         "Name of the environment variable holding the password (the step may read only it); a password never appears in a routine.",
       ),
     ssl: z.union([z.boolean(), z.enum(SSL_MODES)]).optional().describe(
@@ -95,7 +96,7 @@ export function connectionFields(z: Zod) {
     ssl_root_cert: z.string().min(1).optional().describe(
       "PEM file of the CA that signed the server's certificate (verify-ca / verify-full); default: the system's roots.",
     ),
-    url: z.string().min(1).optional().describe(
+    url: z.string().min(1).meta({ secret: true }).optional().describe(
       "postgres://user@host:port/database?sslmode=… instead of host/port/database/user; must not hold a password.",
     ),
   };

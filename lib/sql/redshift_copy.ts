@@ -150,44 +150,39 @@ export function copyOptionProblem(entry: string, format: CopyFormat): string | u
 }
 
 /**
- * Like {@link copyOptionProblem}, but returns the {@link CopyOption} and throws an Error naming the entry when
- * it is not allowed.
+ * Like {@link copyOptionProblem}, but returns the {@link CopyOption} and throws an Error naming the option's
+ * keyword when it is not allowed. The message never quotes the whole entry (an entry such as `CREDENTIALS '…'`
+ * holds keys): validation adds it when it may show it.
  */
 export function parseCopyOption(entry: string, format: CopyFormat): CopyOption {
-  const shown = JSON.stringify(entry);
   const match = /^\s*([A-Za-z_][A-Za-z0-9_]*)(?:\s+(?:AS\b\s*)?([\s\S]*?))?\s*$/i.exec(entry);
-  if (!match) throw new Error(`copy option ${shown} does not start with a COPY option keyword`);
+  if (!match) throw new Error("copy option does not start with a COPY option keyword");
   const keyword = match[1].toUpperCase();
   const rest = match[2] ?? "";
-  if (REFUSED[keyword]) throw new Error(`copy option ${shown} is not allowed: ${REFUSED[keyword]}`);
+  if (REFUSED[keyword]) throw new Error(`copy option ${keyword} is not allowed: ${REFUSED[keyword]}`);
   const rule = COPY_OPTIONS[keyword];
   if (!rule) {
     throw new Error(
-      `copy option ${shown}: ${keyword} is not a COPY option lakerun accepts (one of ${
-        Object.keys(COPY_OPTIONS).join(", ")
-      })`,
+      `${keyword} is not a COPY option lakerun accepts (one of ${Object.keys(COPY_OPTIONS).join(", ")})`,
     );
   }
   const formats = rule.formats ?? TEXT;
   if (!formats.includes(format)) {
-    throw new Error(
-      `copy option ${shown}: ${keyword} applies to ${formats.join(" or ")}, not with format ${format}`,
-    );
+    throw new Error(`copy option ${keyword} applies to ${formats.join(" or ")}, not with format ${format}`);
   }
-  const value = optionValue(keyword, rule.value, rest, shown);
+  const value = optionValue(keyword, rule.value, rest);
   if (value === undefined) return { keyword, sql: keyword };
   return { keyword, sql: `${keyword}${rule.as ? " AS" : ""} ${value.sql}`, value: value.text };
 }
 
-/** An option's value as SQL and as text (undefined: none), or throws naming the entry. */
+/** An option's value as SQL and as text (undefined: none), or throws naming the option. */
 function optionValue(
   keyword: string,
   rule: OptionValue,
   rest: string,
-  shown: string,
 ): { sql: string; text: string } | undefined {
   const text = rest.trim();
-  const fail = (problem: string) => new Error(`copy option ${shown}: ${keyword} ${problem}`);
+  const fail = (problem: string) => new Error(`copy option ${keyword} ${problem}`);
   switch (rule.kind) {
     case "none":
       if (text !== "") throw fail("takes no value");
@@ -244,10 +239,12 @@ const ROLE_ARN = /^arn:aws(?:-[a-z]+)*:iam::\d{12}:role\/[A-Za-z0-9+=,.@_\/-]{1,
  */
 export function iamRoleProblem(role: string): string | undefined {
   if (role === "default") return undefined;
-  const bad = role.split(",").find((part) => !ROLE_ARN.test(part));
-  return bad === undefined
-    ? undefined
-    : `${JSON.stringify(bad)} is not an IAM role ARN (arn:aws:iam::ACCOUNT:role/NAME) or "default"`;
+  const parts = role.split(",");
+  const bad = parts.findIndex((part) => !ROLE_ARN.test(part));
+  if (bad === -1) return undefined;
+  // the role is not quoted: what is pasted here instead of a role may be keys
+  const which = parts.length > 1 ? `role ${bad + 1} of ${parts.length} in the chain ` : "";
+  return `${which}is not an IAM role ARN (arn:aws:iam::ACCOUNT:role/NAME) or "default"`;
 }
 
 /** What {@link redshiftCopySql} needs. */

@@ -14,6 +14,7 @@ import {
   type S3Settings,
   s3SettingsOf,
 } from "../../lib/aws/settings.ts";
+import { looksLikeCredential, type SecretMask } from "../../lib/mask.ts";
 import { nearestName, RoutineError, type RoutineProblem, UsageError } from "../errors.ts";
 import { ExecutorCatalog, PluginError, type ResolvedExecutor } from "../executors.ts";
 import {
@@ -381,7 +382,9 @@ async function validateStep(
     }
     for (const issue of issues) {
       const unknownParam = (key: string) => `unknown param ${quoteValue(key)} for ${executor.name}`;
-      reportIssue(issue, [...at, "params"], unknownParam, report, params, paramsSchemaOf(definition));
+      reportIssue(issue, [...at, "params"], unknownParam, report, params, paramsSchemaOf(definition), {
+        mask: templates.scope.mask,
+      });
     }
     return undefined;
   }
@@ -395,7 +398,18 @@ async function validateStep(
     } catch (error) {
       const message = error instanceof Error ? error.message : String(error);
       const where = error instanceof ParamError ? [...error.path] : paramShownIn(message, step.params);
-      report([...at, "params", ...(where ?? [])], message);
+      const value = where ? valueAt(step.params, where) : undefined;
+      const secret = where !== undefined && isSecretParam(paramsSchemaOf(definition), where);
+      // the executor's own words, which quote what they choose: any quote of a value that may be a secret goes
+      const withheld = mayQuote(value, secret) ? undefined : replaceQuotes(message, value, '"***"');
+      report(
+        [...at, "params", ...(where ?? [])],
+        withheld === undefined
+          ? withQuotesMasked(message, value, templates.scope.mask)
+          : withheld === message
+          ? message
+          : `${withheld} (${NOT_SHOWN})`,
+      );
       return undefined;
     }
   }
@@ -571,7 +585,7 @@ export function resolveStepTemplates(step: Step, scope: TemplateScope): Step {
   const unknownParam = (key: string) => `unknown param ${quoteValue(key)} for ${step.executor.name}`;
   for (const issue of parsed.error.issues) {
     const collect = (path: JsonPath, message: string) => problems.push(`${formatJsonPath(path)}: ${message}`);
-    reportIssue(issue, at, unknownParam, collect, params, schema);
+    reportIssue(issue, at, unknownParam, collect, params, schema, { mask: scope.mask });
   }
   throw new Error(`invalid params once templates were resolved: ${problems.join("; ")}`);
 }
@@ -635,6 +649,7 @@ function reportIssue(
   report: (path: JsonPath, message: string) => void,
   raw: unknown,
   schema: z.ZodType,
+  options: { mask?: SecretMask } = {},
 ) {
   const relative = issue.path.map((p) => (typeof p === "symbol" ? String(p) : p));
   const path = [...base, ...relative];
@@ -656,18 +671,135 @@ function reportIssue(
   }
   if (issue.code === "invalid_union") {
     const inner = issue.errors.flat().find((e) => e.path.length > 0);
-    if (inner) return reportIssue(inner, path, unknownKey, report, valueAt(raw, relative), schema);
+    if (inner) return reportIssue(inner, path, unknownKey, report, valueAt(raw, relative), schema, options);
   }
   // a check across params, at one the routine left out: its words alone, not every param as its input
   const acrossParams = issue.code === "custom" && isPlainObject(issue.input);
   const value = given ? valueAt(raw, relative) : acrossParams ? undefined : issue.input;
-  report(path, describeIssue(issue, value));
+  const secret = isSecretParam(schema, relative);
+  report(path, describeIssue(issue, value, { withhold: !mayQuote(value, secret), mask: options.mask }));
+}
+
+/** What a message says in place of a value it must not quote. */
+const NOT_SHOWN = "the value is not shown: it may hold a secret";
+
+/**
+ * Whether a message may quote `value`, a value the routine gave: not when it may be a secret, that is when
+ * its param is marked secret in its schema (`secret`, see {@link isSecretParam}) or when it looks like a
+ * credential whatever its param (`looksLikeCredential`, lib/mask.ts). Every validation message passes here,
+ * so that an executor's schema need not care. (A value holding one of the run's `secrets.*` is quoted with
+ * them masked, see {@link quoteValue}.)
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { mayQuote } from "./routine.ts";
+ *
+ * assert.equal(mayQuote("wg", false), true);
+ * assert.equal(mayQuote("hunter2 secret value", true), false); // a param marked secret
+ * assert.equal(mayQuote("host=127.0.0.1 password=s3cr3tPW", false), false); // looks like a credential
+ * ```
+ */
+export function mayQuote(value: unknown, secret: boolean): boolean {
+  return value === undefined || !(secret || looksLikeCredential(value));
 }
 
 /**
- * One line saying what is wrong with `value` (the value the routine gave), for a zod issue: the value is always
- * quoted (shortened when long, see {@link quoteValue}); an executor's own message is kept, with the value added
- * when the message does not already show it.
+ * True when the param at `path` of `schema` (or a param it is inside of) is marked `.meta({ secret: true })`:
+ * a value that may be a secret itself or may hold one (a password variable's name, where a password gets
+ * pasted; a connection URL; a secret ARN; an IAM role), which messages never quote.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { z } from "zod";
+ * import { isSecretParam } from "./routine.ts";
+ *
+ * const schema = z.strictObject({
+ *   password_env: z.string().meta({ secret: true }).optional().describe("The password's variable."),
+ *   keys: z.array(z.string()).meta({ secret: true }),
+ *   name: z.string(),
+ * });
+ * assert.equal(isSecretParam(schema, ["password_env"]), true);
+ * assert.equal(isSecretParam(schema, ["keys", 0]), true);
+ * assert.equal(isSecretParam(schema, ["name"]), false);
+ * ```
+ */
+export function isSecretParam(schema: z.ZodType, path: ReadonlyArray<string | number>): boolean {
+  let current: any = schema;
+  const secretHere = () => {
+    for (let level = current; level; level = level._zod?.def?.innerType) {
+      if (z.globalRegistry.get(level)?.secret === true) return true;
+    }
+    return false;
+  };
+  const unwrap = () => {
+    while (current?._zod?.def?.innerType) current = current._zod.def.innerType;
+  };
+  if (secretHere()) return true;
+  for (const key of path) {
+    unwrap();
+    current = current?._zod?.def?.type === "array" ? current._zod.def.element : current?.shape?.[key];
+    if (current === undefined) return false;
+    if (secretHere()) return true;
+  }
+  return false;
+}
+
+/**
+ * `message` without any quote of `value` (whole or shortened, as JSON or as it is: each becomes `***`), and
+ * saying that the value is not shown, for a value {@link mayQuote} refuses.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { withoutValue } from "./routine.ts";
+ *
+ * assert.equal(
+ *   withoutValue('must be an environment variable name, not "hunter2 secret value"', "hunter2 secret value"),
+ *   'must be an environment variable name, not "***" (the value is not shown: it may hold a secret)',
+ * );
+ * assert.equal(
+ *   withoutValue('takes a whole number, not "1; password=x…"', "MAXERROR 1; password=xyz"),
+ *   'takes a whole number, not "***" (the value is not shown: it may hold a secret)',
+ * );
+ * ```
+ */
+export function withoutValue(message: string, value: unknown): string {
+  return `${replaceQuotes(message, value, '"***"')} (${NOT_SHOWN})`;
+}
+
+/**
+ * `message` (an executor's words) with its quotes of `value` replaced by `value` quoted with the run's
+ * secrets masked, when `value` holds one: the message may have quoted it shortened, cutting a secret the
+ * mask of the output then no longer finds.
+ */
+function withQuotesMasked(message: string, value: unknown, mask: SecretMask | undefined): string {
+  if (mask === undefined || mask.valuesIn(value).length === 0) return message;
+  return replaceQuotes(message, value, quoteValue(value, undefined, mask));
+}
+
+/** `message` with `replacement` for each quote of `value` or of a part of it (whole or shortened), and `value`. */
+function replaceQuotes(message: string, value: unknown, replacement: string): string {
+  const text = typeof value === "string" ? value : JSON.stringify(value) ?? "";
+  const out = message.replace(/"(?:[^"\\]|\\.)*"/g, (quoted) => {
+    let content: string;
+    try {
+      content = JSON.parse(quoted);
+    } catch {
+      content = quoted.slice(1, -1);
+    }
+    const part = content.replace(/(?:…|\.\.\.)$/, "");
+    return part.length >= 3 && text.includes(part) ? replacement : quoted;
+  });
+  return text.length >= 3 ? out.split(text).join(replacement) : out;
+}
+
+/**
+ * One line saying what is wrong with `value` (the value the routine gave), for a zod issue: the value is
+ * quoted (shortened when long, the run's secrets masked first, see {@link quoteValue}) unless `withhold` (a value
+ * that may be a secret, see {@link mayQuote}); an executor's own message is kept, with the value added when the
+ * message does not already show it, and its own quotes of a withheld value replaced by `***`.
  *
  * @example
  * ```ts
@@ -680,16 +812,27 @@ function reportIssue(
  * const [mode, n] = parsed.error!.issues;
  * assert.equal(describeIssue(mode, "shred"), '"shred" is not one of "archive", "delete"');
  * assert.equal(describeIssue(n, 0), "too small: expected number to be >=1, got 0");
+ * // a value that may be a secret (see mayQuote): the problem, not the value
+ * assert.equal(
+ *   describeIssue(mode, "shred", { withhold: true }),
+ *   'is not one of "archive", "delete" (the value is not shown: it may hold a secret)',
+ * );
  * ```
  */
-export function describeIssue(issue: z.core.$ZodIssue, value: unknown): string {
-  const given = quoteValue(value);
+export function describeIssue(
+  issue: z.core.$ZodIssue,
+  value: unknown,
+  options: { withhold?: boolean; mask?: SecretMask } = {},
+): string {
+  if (options.withhold && value !== undefined) return describeWithheld(issue, value);
+  const given = quoteValue(value, undefined, options.mask);
   const detail = issue as z.core.$ZodIssue & { prefix?: string; suffix?: string; includes?: string };
   if (!isDefaultMessage(issue)) {
     // the executor's own words; add the value unless they already show it
-    const shown = issue.message.includes(given) ||
-      (typeof value === "string" && value.length >= 3 && issue.message.includes(value));
-    return shown || value === undefined ? issue.message : `${issue.message}, got ${given}`;
+    const message = withQuotesMasked(issue.message, value, options.mask);
+    const shown = message.includes(given) ||
+      (typeof value === "string" && value.length >= 3 && message.includes(value));
+    return shown || value === undefined ? message : `${message}, got ${given}`;
   }
   switch (issue.code) {
     case "invalid_value":
@@ -710,6 +853,27 @@ export function describeIssue(issue: z.core.$ZodIssue, value: unknown): string {
     default: {
       const message = issue.message.replace(/^Invalid input: /, "");
       return `${message.charAt(0).toLowerCase()}${message.slice(1)}, got ${given}`;
+    }
+  }
+}
+
+/** {@link describeIssue} for a value it may not quote: what is wrong, in words that do not show it. */
+function describeWithheld(issue: z.core.$ZodIssue, value: unknown): string {
+  if (!isDefaultMessage(issue)) return withoutValue(issue.message, value);
+  switch (issue.code) {
+    case "invalid_value":
+      return `is not ${issue.values.length === 1 ? "" : "one of "}${
+        issue.values.map((v) => quoteValue(v)).join(", ")
+      } (${NOT_SHOWN})`;
+    case "invalid_type":
+    case "invalid_union":
+      return `expected ${expectedOf(issue)}, received ${typeNameOf(value)} (${NOT_SHOWN})`;
+    case "invalid_format":
+      if (issue.format === "regex") return `does not match the pattern ${issue.pattern} (${NOT_SHOWN})`;
+      return `is not a valid ${FORMAT_NAMES[issue.format] ?? issue.format} (${NOT_SHOWN})`;
+    default: {
+      const message = issue.message.replace(/^Invalid input: /, "");
+      return withoutValue(`${message.charAt(0).toLowerCase()}${message.slice(1)}`, value);
     }
   }
 }
@@ -758,11 +922,13 @@ function typeNameOf(value: unknown): string {
 
 /**
  * `value` as it stands in a routine file, for messages: JSON text on one line, long values shortened with their
- * length; `missing` for no value.
+ * length; `missing` for no value. The run's secrets are masked (`***`) before the value is shortened: a secret
+ * cut in two would escape the mask of the output.
  *
  * @example
  * ```ts
  * import assert from "node:assert/strict";
+ * import { SecretMask } from "../../lib/mask.ts";
  * import { quoteValue } from "./routine.ts";
  *
  * assert.equal(quoteValue("shred"), '"shred"');
@@ -772,16 +938,20 @@ function typeNameOf(value: unknown): string {
  * assert.equal(quoteValue("\x1b[2J\u202e"), '"\\u001b[2J\\u202e"'); // escapes and bidi controls, escaped
  * assert.equal(quoteValue("x".repeat(100)), `"${"x".repeat(40)}…" (100 characters)`);
  * assert.equal(quoteValue(undefined), "missing");
+ * const mask = new SecretMask();
+ * mask.add("Tok3n-Value-xyz");
+ * assert.equal(quoteValue(`${"x".repeat(35)}Tok3n-Value-xyz`, 60, mask), `"${"x".repeat(35)}***"`);
  * ```
  */
-export function quoteValue(value: unknown, max = 60): string {
+export function quoteValue(value: unknown, max = 60, mask?: SecretMask): string {
   if (value === undefined) return "missing";
-  if (typeof value === "string") return quoteJson(value, max);
+  const hide = (text: string) => mask ? mask.mask(text) : text;
+  if (typeof value === "string") return quoteJson(hide(value), max);
   let text: string;
   try {
-    text = JSON.stringify(value) ?? String(value);
+    text = hide(JSON.stringify(value) ?? String(value));
   } catch {
-    text = String(value);
+    text = hide(String(value));
   }
   text = printable(text.replace(/[\r\n]+/g, " "));
   return text.length <= max ? text : `${text.slice(0, max - 1)}…`;
