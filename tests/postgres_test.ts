@@ -449,6 +449,29 @@ pgTest(
   },
 );
 
+pgTest(
+  "create_table logs no Athena advice: COPY reads quoted delimiters, line breaks and backslashes as data",
+  async () => {
+    await using dir = await tempDir();
+    await pg.psql("DROP TABLE IF EXISTS quoted_notes");
+    await writeFiles(dir.path, {
+      "staging/a.csv": 'id,note,path\n1,"east, far",C:\\temp\n2,"multi\nline",D:\\x\n',
+    });
+    const result = await runRoutine(
+      dir.path,
+      routine({ table: "quoted_notes", source: "staging" }, ["create_table", "load"]),
+    );
+    assert.equal(result.code, 0, output(result));
+    assert.match(result.stdout, /inferring the columns/);
+    assert.doesNotMatch(output(result), /Athena|SerDe|Hive|line by line/);
+    // (a row's text doubles the backslash)
+    assert.deepEqual(await rowsOf("quoted_notes"), [
+      '(1,"east, far","C:\\\\temp")',
+      '(2,"multi⏎line","D:\\\\x")',
+    ]);
+  },
+);
+
 // ---------------------------------------------------------------------------------------------------------
 // load
 

@@ -356,7 +356,7 @@ Deno.test("inferTable decides each column from all its values; empty values deci
     "3,,False,2021-03-01,2020-09-30 01:02:03.5,12345,abc,,2020-09-30T01:02:03+02:00",
     "",
   ].join("\n");
-  const table = inferTable([csv], { names: ["a.csv"] });
+  const table = inferTable([csv], { names: ["a.csv"], target: "athena" });
   assert.deepEqual(typesOf(table.columns), [
     "n bigint",
     "x double",
@@ -432,7 +432,7 @@ Deno.test("inferTable counts a last line without a line break when told the samp
 Deno.test("inferTable names hostile headers safely and logs each rename", () => {
   const header = HOSTILE_HEADERS.map((h) => `"${h.replaceAll('"', '""')}"`).join(",");
   const row = HOSTILE_HEADERS.map(() => "1").join(",");
-  const table = inferTable([`${header}\n${row}\n`], { names: ["evil.csv"] });
+  const table = inferTable([`${header}\n${row}\n`], { names: ["evil.csv"], target: "athena" });
   assert.deepEqual(table.columns.map((c) => c.source), HOSTILE_HEADERS);
   assert.deepEqual(table.columns.map((c) => c.name), columnIdentifiers(HOSTILE_HEADERS));
   assert.equal(table.quoted, false);
@@ -463,18 +463,38 @@ Deno.test("inferTable: headers that differ between files are an error naming bot
 });
 
 Deno.test("inferTable finds quoted fields, says why they need a quote-aware SerDe, warns of line breaks", () => {
-  const table = inferTable(['id,note\n1,plain\n2,"a, b"\n3,"two\nlines"\n'], { names: ["q.csv"] });
+  const table = inferTable(['id,note\n1,plain\n2,"a, b"\n3,"two\nlines"\n'], {
+    names: ["q.csv"],
+    target: "athena",
+  });
   assert.equal(table.quoted, true);
   assert.deepEqual(table.reasons, [
     'quoted fields hold the delimiter ",", quotes or line breaks (first at "q.csv" line 3), so the table needs a ' +
     "quote-aware SerDe",
     '"q.csv" line 4: a quoted field holds a line break; Athena reads text files line by line, so such rows will be split',
   ]);
-  const styled = inferTable(['"id","note"\n"1","x"\n']);
+  const styled = inferTable(['"id","note"\n"1","x"\n'], { target: "athena" });
   assert.equal(styled.quoted, true);
   assert.deepEqual(styled.reasons, [
     'fields are written in quotes (first at "file 1" line 2); a quote-aware SerDe removes them',
   ]);
+});
+
+Deno.test("inferTable gives Athena's advice for Athena tables only: COPY reads quotes, line breaks, backslashes", () => {
+  const sample = 'id,path,when\n1,"a, b",2020-01-01T00:00:00Z\n2,"two\nlines",2020-01-02T00:00:00Z\n' +
+    "3,C:\\temp,2020-01-03T00:00:00Z,extra\n";
+  const athena = inferTable([sample], { names: ["q.csv"], target: "athena" }).reasons.join("\n");
+  const advice = [/SerDe/, /line by line/, /Athena ignores the extra fields/, /escape characters/, /Hive/];
+  for (const said of advice) assert.match(athena, said);
+  for (const target of ["postgres", "redshift", undefined] as const) {
+    const table = inferTable([sample], { names: ["q.csv"], target });
+    assert.equal(table.quoted, true); // the fact stays; only the advice goes
+    assert.deepEqual(table.reasons, [
+      '"q.csv" line 5 has 4 fields where the header has 3',
+      'column when: values like "2020-01-01T00:00:00Z" are ISO-8601 timestamps; kept as a string (give `columns` ' +
+      "to declare a timestamp type)",
+    ], String(target));
+  }
 });
 
 Deno.test("inferTable reads CRLF files with a BOM", () => {
@@ -491,7 +511,7 @@ Deno.test("inferTable reads TSV with tabs, where commas are data", () => {
 });
 
 Deno.test("inferTable without a header names columns col_1 … and sizes them from the widest line", () => {
-  const table = inferTable(["1,a\n2,b,true\n"], { header: false, names: ["h.csv"] });
+  const table = inferTable(["1,a\n2,b,true\n"], { header: false, names: ["h.csv"], target: "athena" });
   assert.deepEqual(typesOf(table.columns), ["col_1 bigint", "col_2 string", "col_3 boolean"]);
   assert.deepEqual(table.columns.map((c) => c.source), ["", "", ""]);
   assert.deepEqual(table.reasons, [
@@ -501,7 +521,7 @@ Deno.test("inferTable without a header names columns col_1 … and sizes them fr
 });
 
 Deno.test("inferTable warns of lines wider or narrower than the header, and of headers that look like data", () => {
-  const table = inferTable(["id,name\n1,a,extra\n2\n"], { names: ["w.csv"] });
+  const table = inferTable(["id,name\n1,a,extra\n2\n"], { names: ["w.csv"], target: "athena" });
   assert.deepEqual(table.reasons, [
     '"w.csv" line 2 has 3 fields where the header has 2; Athena ignores the extra fields',
   ]);
@@ -513,7 +533,7 @@ Deno.test("inferTable warns of lines wider or narrower than the header, and of h
 });
 
 Deno.test("inferTable warns that backslashes are escapes for Athena's CSV SerDes", () => {
-  const table = inferTable(["path\nC:\\temp\n"]);
+  const table = inferTable(["path\nC:\\temp\n"], { target: "athena" });
   assert.deepEqual(table.reasons, [
     'column path: values like "C:\\\\temp" hold backslashes, which Athena\'s CSV SerDes read as escape characters ' +
     "(their escape character is \\)",
@@ -561,7 +581,7 @@ Deno.test("inferTable reads JSON lines: keys in first-seen order, numbers by the
     '{"id": 3, "First Name": "Ann", "ok": null, "big": 1}',
     '{"id": "cut off',
   ];
-  const table = inferTable([lines.join("\r\n")], { format: "json", names: ["j.json"] });
+  const table = inferTable([lines.join("\r\n")], { format: "json", names: ["j.json"], target: "athena" });
   assert.deepEqual(typesOf(table.columns), [
     "id bigint",
     "price double",
@@ -613,13 +633,13 @@ Deno.test("inferTable refuses JSON that is not one object per line, naming the f
     (error: Error) => {
       assert.match(
         error.message,
-        /^"p\.json" line 2 is not a JSON value on one line \(Athena reads newline-delimited JSON\): /,
+        /^"p\.json" line 2 is not a JSON value on one line \(the files must be newline-delimited JSON\): /,
       );
       return true;
     },
   );
   assert.throws(() => inferTable(["[1, 2]\n"], { format: "json", names: ["a.json"] }), {
-    message: '"a.json" line 1 holds "[1,2]", not an object: Athena reads one JSON object per line',
+    message: '"a.json" line 1 holds "[1,2]", not an object: each line must be one JSON object',
   });
   assert.throws(() => inferTable(['{"a"'], { format: "json" }), /no sampled file holds a complete JSON line/);
 });

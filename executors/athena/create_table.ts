@@ -158,6 +158,7 @@ async function designTable(context: TaskContext<Params>, location: string): Prom
     header: hasHeader(params),
     names: samples.map((s) => s.path),
     wholeFiles: samples.map((s) => s.whole),
+    target: "athena",
   });
   if (given) {
     const reasons = inferred.quoted

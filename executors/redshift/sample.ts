@@ -49,6 +49,7 @@ export async function inferFromSource(
     delimiter,
     names: samples.map((s) => `${storage.url.replace(/\/$/, "")}/${s.path}`),
     wholeFiles: samples.map((s) => s.whole),
+    target: "redshift",
   });
 }
 

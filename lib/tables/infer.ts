@@ -6,6 +6,10 @@
  * `boolean`, `date`, `timestamp` and, whenever in doubt, `string`. A value that would lose something when
  * typed (`00123`, a 20-digit id, an ISO timestamp Hive cannot parse) keeps its column a string.
  *
+ * The reasons are true of the engine the table is for ({@link InferOptions.target}): advice about Athena's
+ * SerDes (quotes, backslashes, line breaks in fields, header lines) is for Athena tables only; PostgreSQL's
+ * and Redshift's COPY read quoted fields, backslashes and line breaks in CSV as data.
+ *
  * @module
  */
 
@@ -44,8 +48,16 @@ export interface InferredTable {
   reasons: string[];
 }
 
+/** The engine a table is inferred for: it decides which reasons are worth logging. */
+export type InferTarget = "athena" | "postgres" | "redshift";
+
 /** Options of {@link inferTable}. */
 export interface InferOptions {
+  /**
+   * The engine that reads the files. Default: none in particular, so the reasons say only what is true of
+   * every engine (no Athena SerDe advice).
+   */
+  target?: InferTarget;
   /** Default `"csv"`. */
   format?: TableFormat;
   /** The first line of each file is a header. Default `true` (CSV and TSV only). */
@@ -80,6 +92,11 @@ const DEFAULT_MAX_ROWS = 1000;
  *   "day date",
  * ]);
  * assert.match(table.reasons.join("\n"), /column zip: values like "00123" have leading zeros/);
+ *
+ * // advice about Athena's SerDes only for an Athena table
+ * const quoted = ['id,note\n1,"a, b"\n'];
+ * assert.match(inferTable(quoted, { target: "athena" }).reasons.join("\n"), /needs a quote-aware SerDe/);
+ * assert.deepEqual(inferTable(quoted, { target: "postgres" }).reasons, []);
  * ```
  * @throws Error when the files' headers differ, a JSON line is not an object, no sample holds a complete
  * line, or the format is parquet (whose columns must be given).
@@ -91,7 +108,11 @@ export function inferTable(samples: readonly string[], options: InferOptions = {
     text,
     wholeFile: options.wholeFiles?.[index] ?? false,
   }));
-  const limits = { maxRows: options.maxRows ?? DEFAULT_MAX_ROWS, maxNameLength: options.maxNameLength };
+  const limits = {
+    maxRows: options.maxRows ?? DEFAULT_MAX_ROWS,
+    maxNameLength: options.maxNameLength,
+    athena: options.target === "athena",
+  };
   switch (format) {
     case "csv":
     case "tsv":
@@ -220,7 +241,7 @@ class ColumnEvidence {
   }
 
   /** The column's type, and sentences explaining it when it is not what a single value would suggest. */
-  decide(column: string): { type: ColumnType; reasons: string[] } {
+  decide(column: string, athena: boolean): { type: ColumnType; reasons: string[] } {
     const kinds = new Set(this.examples.keys());
     if (kinds.size === 0) {
       return {
@@ -234,17 +255,17 @@ class ColumnEvidence {
     if (kinds.size === 2 && kinds.has("bigint") && kinds.has("double")) {
       return { type: "double", reasons: [] };
     }
-    return { type: "string", reasons: this.#stringReasons(column, kinds) };
+    return { type: "string", reasons: this.#stringReasons(column, kinds, athena) };
   }
 
-  #stringReasons(column: string, kinds: Set<ValueKind>): string[] {
+  #stringReasons(column: string, kinds: Set<ValueKind>, athena: boolean): string[] {
     const plain = [...kinds].filter(isColumnType);
     if (kinds.has("bigint") && kinds.has("double")) plain.splice(plain.indexOf("bigint"), 1);
     const reasons: string[] = [];
     if (!plain.includes("string")) {
       for (const kind of kinds) {
         const explain = STRING_BECAUSE[kind as keyof typeof STRING_BECAUSE];
-        if (explain) reasons.push(`column ${column}: ${explain(show(this.examples.get(kind)!))}`);
+        if (explain) reasons.push(`column ${column}: ${explain(show(this.examples.get(kind)!), athena)}`);
       }
     }
     if (plain.length > 1) {
@@ -259,13 +280,17 @@ const STRING_BECAUSE = {
   padded: (example: string) =>
     `values like ${example} have leading zeros; kept as a string so they keep them`,
   outOfRange: (example: string) => `${example} does not fit a 64-bit integer or a double; kept as a string`,
-  iso: (example: string) =>
-    `values like ${example} are ISO-8601 timestamps, which Hive's text SerDes cannot read as TIMESTAMP ` +
-    `(they read "yyyy-MM-dd HH:mm:ss[.fff]"); kept as a string (use from_iso8601_timestamp() in queries)`,
+  iso: (example: string, athena: boolean) =>
+    athena
+      ? `values like ${example} are ISO-8601 timestamps, which Hive's text SerDes cannot read as TIMESTAMP ` +
+        `(they read "yyyy-MM-dd HH:mm:ss[.fff]"); kept as a string (use from_iso8601_timestamp() in queries)`
+      : `values like ${example} are ISO-8601 timestamps; kept as a string (give \`columns\` to declare a ` +
+        `timestamp type)`,
   badDate: (example: string) => `${example} is not a valid date or time; kept as a string`,
-  nested: (example: string) =>
-    `holds nested JSON (${example}); declared string, which holds its JSON text (give \`columns\` with ` +
-    `struct/array types to query inside it)`,
+  nested: (example: string, athena: boolean) =>
+    `holds nested JSON (${example}); declared string, which holds its JSON text${
+      athena ? " (give `columns` with struct/array types to query inside it)" : ""
+    }`,
 };
 
 /** A value for a message: quoted, escaped, and cut to a readable length. */
@@ -277,15 +302,15 @@ function show(value: string): string {
 function decideColumns(
   sources: string[],
   evidence: ColumnEvidence[],
-  maxNameLength: number | undefined,
+  { maxNameLength, athena }: SampleLimits,
 ): { columns: InferredColumn[]; reasons: string[] } {
   const names = columnIdentifiers(sources, { maxLength: maxNameLength });
   const reasons = namingReasons(sources, names);
   const columns = names.map((name, index) => {
-    const decided = evidence[index].decide(name);
+    const decided = evidence[index].decide(name, athena);
     reasons.push(...decided.reasons);
     const backslash = evidence[index].backslashExample;
-    if (backslash !== undefined) reasons.push(backslashReason(name, backslash));
+    if (backslash !== undefined && athena) reasons.push(backslashReason(name, backslash));
     return { name, source: sources[index], type: decided.type, emptyValues: evidence[index].emptyValues };
   });
   return { columns, reasons };
@@ -322,6 +347,8 @@ interface SampledFile {
 interface SampleLimits {
   maxRows: number;
   maxNameLength: number | undefined;
+  /** The table is for Athena: its SerDes' ways are worth a reason. */
+  athena: boolean;
 }
 
 interface DelimitedSettings extends SampleLimits {
@@ -349,15 +376,15 @@ function inferDelimited(files: SampledFile[], settings: DelimitedSettings): Infe
     : Math.max(...dataRecords.flatMap((f) => f.records.map((r) => r.fields.length)), 1);
   const sources = header ? parsed[0].records[0].fields : Array<string>(width).fill("");
   if (!header) reasons.push(`no header line: the columns are named col_1 … col_${width}`);
-  if (header) reasons.push(...headerWarnings(parsed[0]));
+  if (header) reasons.push(...headerWarnings(parsed[0], settings.athena));
   const evidence = sources.map(() => new ColumnEvidence());
   for (const file of dataRecords) {
-    reasons.push(...widthWarnings(file, width, header));
+    reasons.push(...widthWarnings(file, width, header, settings.athena));
     for (const record of file.records) addRecordEvidence(record, evidence);
   }
   const quoting = quotingReasons(parsed, dataRecords, settings);
-  reasons.push(...quoting.reasons);
-  const decided = decideColumns(sources, evidence, settings.maxNameLength);
+  if (settings.athena) reasons.push(...quoting.reasons);
+  const decided = decideColumns(sources, evidence, settings);
   return {
     format: settings.format,
     columns: decided.columns,
@@ -407,10 +434,10 @@ function checkSameHeaders(files: ParsedFile[]): void {
   }
 }
 
-function headerWarnings(file: ParsedFile): string[] {
+function headerWarnings(file: ParsedFile, athena: boolean): string[] {
   const [headerRecord] = file.records;
   const warnings: string[] = [];
-  if (headerRecord.lines > 1) {
+  if (headerRecord.lines > 1 && athena) {
     warnings.push(
       `the header of ${show(file.name)} spans ${headerRecord.lines} lines (a quoted line break); ` +
         `Athena skips header lines, not records, so its rest would read as data`,
@@ -428,15 +455,17 @@ function headerWarnings(file: ParsedFile): string[] {
   return warnings;
 }
 
-function widthWarnings(file: ParsedFile, width: number, header: boolean): string[] {
+function widthWarnings(file: ParsedFile, width: number, header: boolean, athena: boolean): string[] {
   const odd = file.records.find((record) => record.fields.length !== width);
   if (!odd) return [];
   const what = header ? "the header has" : "the widest line has";
-  const effect = odd.fields.length > width
-    ? "Athena ignores the extra fields"
-    : "missing fields read as NULL";
+  const effect = !athena
+    ? ""
+    : odd.fields.length > width
+    ? "; Athena ignores the extra fields"
+    : "; missing fields read as NULL";
   return [
-    `${show(file.name)} line ${odd.line} has ${odd.fields.length} fields where ${what} ${width}; ${effect}`,
+    `${show(file.name)} line ${odd.line} has ${odd.fields.length} fields where ${what} ${width}${effect}`,
   ];
 }
 
@@ -519,7 +548,7 @@ function inferJsonLines(files: SampledFile[], limits: SampleLimits): InferredTab
   if (sampled === 0) {
     throw new Error("no sampled file holds a complete JSON line: there is nothing to infer columns from");
   }
-  const decided = decideColumns([...evidence.keys()], [...evidence.values()], limits.maxNameLength);
+  const decided = decideColumns([...evidence.keys()], [...evidence.values()], limits);
   return {
     format: "json",
     columns: decided.columns,
@@ -549,14 +578,14 @@ function parseJsonLine(line: string, where: string): Record<string, unknown> {
     value = parseJsonKeepingNumbers(line);
   } catch (error) {
     throw new Error(
-      `${where} is not a JSON value on one line (Athena reads newline-delimited JSON): ${
+      `${where} is not a JSON value on one line (the files must be newline-delimited JSON): ${
         (error as Error).message
       }`,
     );
   }
   if (value === null || typeof value !== "object" || Array.isArray(value) || value instanceof JsonNumber) {
     throw new Error(
-      `${where} holds ${show(JSON.stringify(value))}, not an object: Athena reads one JSON object per line`,
+      `${where} holds ${show(JSON.stringify(value))}, not an object: each line must be one JSON object`,
     );
   }
   return value as Record<string, unknown>;
