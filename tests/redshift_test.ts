@@ -269,6 +269,13 @@ Deno.test("params: one way to connect, each with what it needs; one-line errors 
     ...refused.map((type, i) => `columns.${i}.type: ${notDeclared(type)}`),
   ]);
   assert.deepEqual(problems({ ...dataApi, password: "hunter2" }), [': Unrecognized key: "password"']);
+  // a name that breaks a rule says the rule
+  assert.deepEqual(problems({ workgroup_name: "wg", database: "dev" }), [
+    "workgroup_name: must be a Redshift Serverless workgroup name (3–64 characters: lowercase letters, digits and hyphens)",
+  ]);
+  assert.deepEqual(problems({ cluster_identifier: "1st", database: "dev", db_user: "u" }), [
+    "cluster_identifier: must be a cluster identifier (1–63 characters: lowercase letters, digits and hyphens, starting with a letter)",
+  ]);
   // what the listed tasks make of the params: create_table infers no parquet columns
   const scopeProblem = (params: Record<string, unknown>, tasks: string[]) => {
     try {

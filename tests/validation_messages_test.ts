@@ -230,6 +230,11 @@ Deno.test("a value that may be a secret is never quoted: its path and problem ar
   assert.deepEqual(await problemsOf(postgres({ url: "mysql://u@h/d" })), [
     `${at("PostgresExecutor", "url")}must start with postgres:// or postgresql://${notShown}`,
   ]);
+  assert.deepEqual(await problemsOf(redshift({ workgroup_name: "wg" })), [
+    `${
+      at("RedshiftExecutor", "workgroup_name")
+    }must be a Redshift Serverless workgroup name (3–64 characters: lowercase letters, digits and hyphens), got "wg"`,
+  ]);
   assert.deepEqual(await problemsOf(redshift({ database: 'a"b' })), [
     `${
       at("RedshiftExecutor", "database")

@@ -69,12 +69,16 @@ const fieldsSchema = (z: Zod) =>
     cluster_identifier: pattern(
       z,
       /^[a-z][a-z0-9-]{0,62}$/,
-      "a cluster identifier (lowercase letters, digits, -)",
+      "a cluster identifier (1–63 characters: lowercase letters, digits and hyphens, starting with a letter)",
     )
       .optional().describe(
         "Data API: the provisioned cluster (or workgroup_name, or host for the wire protocol).",
       ),
-    workgroup_name: pattern(z, /^[a-z0-9-]{3,64}$/, "a Redshift Serverless workgroup name").optional()
+    workgroup_name: pattern(
+      z,
+      /^[a-z0-9-]{3,64}$/,
+      "a Redshift Serverless workgroup name (3–64 characters: lowercase letters, digits and hyphens)",
+    ).optional()
       .describe(
         "Data API: the Redshift Serverless workgroup (or cluster_identifier).",
       ),
