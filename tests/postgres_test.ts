@@ -221,7 +221,7 @@ pgTest(
         assert.equal(result.code, 2, output(result));
         assert.match(
           result.stderr,
-          /params\.url\.password: url must not hold a password: .* \(the value is not shown: it may hold a secret\)$/m,
+          /params\.url: must not hold a password: .* \(the value is not shown: it may hold a secret\)$/m,
         );
         assert.ok(!output(result).includes(secret), output(result));
       }

@@ -208,6 +208,15 @@ Deno.test("a value that may be a secret is never quoted: its path and problem ar
       "hunter2",
     ],
     [
+      // at url, the param the routine has (not url.password)
+      postgres({ url: "postgres://loader:s3cr3tPW@db.example.com/lake" }),
+      `${
+        at("PostgresExecutor", "url")
+      }must not hold a password: put it in an environment variable and name that ` +
+      `variable in password_env${notShown}`,
+      "s3cr3tPW",
+    ],
+    [
       postgres({ url: "host=127.0.0.1 password=s3cr3tPW" }),
       `${at("PostgresExecutor", "url")}is not a URL (postgres://user@host:port/database)${notShown}`,
       "s3cr3tPW",
