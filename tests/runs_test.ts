@@ -2,7 +2,8 @@
  * Run records, `lakerun runs`, `lakerun run --resume` and interruption, end to end through the command line:
  * a record written as the run progresses (so a SIGKILLed run leaves `running`, read as `interrupted`), resume
  * after a failure and after SIGKILL under the same run id with the succeeded steps skipped and their outputs
- * kept, a changed step re-run with a warning, the refusals, and SIGINT / SIGTERM stopping a step mid-download
+ * kept, a changed step re-run with a warning, a step whose outputs held a secret re-run (the record has only
+ * `***`), the refusals, and SIGINT / SIGTERM stopping a step mid-download
  * (a loopback server that stalls) and one mid-transform within 5 s, temporary files removed, exit 130 / 143.
  *
  * Uses the test plugin tests/fixtures/step_plugins/StepProbeExecutor.ts and the DownloaderExecutor.
@@ -160,6 +161,72 @@ Deno.test("--resume re-runs, with a warning, a succeeded step whose resolved par
   const [record] = await records(dir.path);
   assert.notEqual(record.steps.a.paramsHash, failed.steps.a.paramsHash);
   assert.deepEqual([record.runId, record.status], [failed.runId, "succeeded"]);
+});
+
+Deno.test("--resume re-runs a succeeded step whose outputs held a secret: later steps get the value, never ***", async () => {
+  await using dir = await tempDir();
+  const secret = "topsecretvalue";
+  await writeRoutine(dir.path, {
+    a: probe({ outputs: { greeting: "v-${{ secrets.TOK }}-${{ run.date }}", rows: 3 } }),
+    b: probe({ fail_if: "fail.flag", note: "got ${{ steps.a.outputs.greeting | upper }}" }),
+    c: probe({ outputs: { plain: "no secret here" } }),
+  });
+  const env = { TOK: secret };
+  const runWithSecret = (...args: string[]) =>
+    lakerun(["run", "--executors", PLUGINS, ...args, "r.json"], { cwd: dir.path, env });
+  await Deno.writeTextFile(join(dir.path, "w/fail.flag"), "");
+  const first = await runWithSecret("--date", "2024-01-01");
+  assert.equal(first.code, 1, first.stdout + first.stderr);
+  assert.equal(await Deno.readTextFile(join(dir.path, "w/b.note")), "got V-TOPSECRETVALUE-2024-01-01");
+  const [failed] = await records(dir.path);
+  assert.deepEqual(failed.steps.a.outputs, { greeting: "v-***-2024-01-01", rows: 3 }, "the record is masked");
+
+  await Deno.remove(join(dir.path, "w/fail.flag"));
+  const resumed = await runWithSecret("--resume");
+  assert.equal(resumed.code, 0, resumed.stdout + resumed.stderr);
+  assert.equal(
+    await Deno.readTextFile(join(dir.path, "w/b.note")),
+    "got V-TOPSECRETVALUE-2024-01-01",
+    "the real value, not ***",
+  );
+  assert.ok(
+    resumed.stdout.includes(
+      `! step "a": its output "greeting" held a secret, which run records store only as ***: running it again rather than hand *** on`,
+    ),
+    resumed.stdout,
+  );
+  assert.equal(await attemptsOf(dir.path, "a"), 2, "a ran again");
+  assert.ok(!resumed.stdout.includes(secret) && !resumed.stderr.includes(secret));
+  const [record] = await records(dir.path);
+  assert.deepEqual([record.runId, record.status], [failed.runId, "succeeded"]);
+  const file = join(runsDir(join(dir.path, ".lakerun"), "r"), `${record.runId}.json`);
+  assert.ok(!(await Deno.readTextFile(file)).includes(secret), "the record never holds the secret");
+
+  // c succeeded without a secret in its outputs: a later resume skips it and hands its outputs on
+  await Deno.writeTextFile(join(dir.path, "w/fail.flag"), "");
+  await writeRoutine(dir.path, {
+    a: probe({ outputs: { greeting: "v-${{ secrets.TOK }}-${{ run.date }}", rows: 3 } }),
+    c: probe({ outputs: { plain: "no secret here" } }),
+    d: probe({ fail_if: "fail.flag", note: "${{ steps.c.outputs.plain }}" }),
+  });
+  assert.equal((await runWithSecret("--date", "2024-01-02")).code, 1);
+  await Deno.remove(join(dir.path, "w/fail.flag"));
+  const again = await runWithSecret("--resume");
+  assert.equal(again.code, 0, again.stdout + again.stderr);
+  assert.match(again.stdout, /\[2\/3\] c \(StepProbeExecutor\) skipped: succeeded in attempt 1 of run /);
+  assert.equal(await attemptsOf(dir.path, "c"), 2, "c ran for both dates, not again on resume");
+  assert.equal(await Deno.readTextFile(join(dir.path, "w/d.note")), "no secret here");
+});
+
+Deno.test('a run record stays JSON when a numeric output equals a secret: the value is stored as "***"', async () => {
+  await using dir = await tempDir();
+  await writeRoutine(dir.path, { a: probe({ outputs: { pin: 4242, rows: 3 } }) });
+  const secrets = new SecretMask();
+  secrets.add("4242");
+  assert.equal(await runInProcess(dir.path, { secrets }), undefined);
+  const [record] = await records(dir.path);
+  assert.ok(record, "the record is readable");
+  assert.deepEqual(record.steps.a.outputs, { pin: "***", rows: 3 });
 });
 
 Deno.test("--resume RUN_ID continues an older run of another date, with its id and its date", async () => {

@@ -9,7 +9,8 @@
  * logical date, and per step: its status, times, the hash of its resolved params, its tasks, its outputs and
  * its error. Secret values are never stored: the whole text passes through the run's {@link SecretMask}
  * before it is written, and the params are hashed with their secrets masked (so rotating a password does not
- * count as a change of params).
+ * count as a change of params). An output that held a secret is thus stored as `***`, which is not its value:
+ * `--resume` runs such a step again rather than hand `***` on ({@link resumeRerunReasons}).
  *
  * @module
  */
@@ -92,6 +93,80 @@ export interface RunRecord {
   steps: Record<string, StepRecord>;
   /** Why the run failed or stopped (masked). */
   error?: string;
+}
+
+/** What `--resume` compares a succeeded step's record with: the step as it would run now. */
+export interface StepNow {
+  /** sha256 of its resolved params ({@link hashOf}, secrets masked). */
+  paramsHash: string;
+}
+
+/**
+ * Why `--resume` must run again a step that succeeded in the run it continues (`previous`), or `[]` when
+ * the step may be skipped, its recorded outputs handed on. `changed` are changes since then (its resolved
+ * params); `secretOutputs` names the outputs whose record was masked — a value that held a secret is stored
+ * as `***` and cannot be handed on. Masking is seen in the record itself: any `***` in an output's name or
+ * value (a value that really holds `***` costs a needless re-run, never a wrong value).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { resumeRerunReasons } from "./records.ts";
+ *
+ * const previous = {
+ *   status: "succeeded" as const, executor: "X", paramsHash: "p1", tasks: {}, outputs: { rows: 3, url: "https://h/a" },
+ * };
+ * assert.deepEqual(resumeRerunReasons(previous, { paramsHash: "p1" }), { changed: [], secretOutputs: [] });
+ * assert.deepEqual(resumeRerunReasons(previous, { paramsHash: "p2" }).changed, ["its resolved params changed"]);
+ * const masked = { ...previous, outputs: { rows: 3, token: "Bearer ***" } };
+ * assert.deepEqual(resumeRerunReasons(masked, { paramsHash: "p1" }).secretOutputs, ["token"]);
+ * ```
+ */
+export function resumeRerunReasons(
+  previous: StepRecord,
+  now: StepNow,
+): { changed: string[]; secretOutputs: string[] } {
+  const changed: string[] = [];
+  if (previous.paramsHash !== now.paramsHash) changed.push("its resolved params changed");
+  const secretOutputs = Object.entries(previous.outputs ?? {})
+    .filter(([name, value]) => name.includes(MASKED) || String(value).includes(MASKED))
+    .map(([name]) => name);
+  return { changed, secretOutputs };
+}
+
+/** What a {@link SecretMask} puts in place of a secret. */
+const MASKED = "***";
+
+/**
+ * The outputs as the run record stores them: a value that holds a secret becomes its masked text, a string
+ * even where the value was a number or a boolean (so that the record stays JSON).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { SecretMask } from "../../lib/mask.ts";
+ * import { recordedOutputs } from "./records.ts";
+ *
+ * const mask = new SecretMask();
+ * mask.add("4242");
+ * assert.deepEqual(
+ *   recordedOutputs({ pin: 4242, url: "https://h/?key=4242", rows: 3, ok: true }, mask),
+ *   { pin: "***", url: "https://h/?key=***", rows: 3, ok: true },
+ * );
+ * ```
+ */
+export function recordedOutputs(
+  outputs: Readonly<Record<string, OutputValue>>,
+  mask?: SecretMask,
+): Record<string, OutputValue> {
+  if (!mask) return { ...outputs };
+  return Object.fromEntries(
+    Object.entries(outputs).map(([name, value]) => {
+      const text = String(value);
+      const masked = mask.mask(text);
+      return [mask.mask(name), masked === text ? value : masked];
+    }),
+  );
 }
 
 /** The folder of a routine's run records. */

@@ -35,6 +35,8 @@ import {
   listRuns,
   markKilledRuns,
   type OutputValue,
+  recordedOutputs,
+  resumeRerunReasons,
   routineHash,
   type RunRecord,
   RunRecorder,
@@ -67,7 +69,8 @@ export interface RunOptions {
   maxParallel?: number;
   /**
    * A failed or interrupted run to continue (see `findResumableRun` in records.ts): same run id, its
-   * succeeded steps skipped (re-run, with a warning, when their resolved params changed), their outputs kept.
+   * succeeded steps skipped, their outputs kept — re-run, with a warning, when their resolved params changed or
+   * when an output held a secret (the record has only `***`: see `resumeRerunReasons` in records.ts).
    */
   resume?: RunRecord;
   /**
@@ -363,11 +366,17 @@ class RoutineRun {
     this.#updateStep(step, (record) => (record.paramsHash = paramsHash));
     const previous = this.#options.resume?.steps[step.id];
     if (previous?.status === "succeeded") {
-      if (previous.paramsHash === paramsHash) return this.#reuse(step, previous);
+      const { changed, secretOutputs } = resumeRerunReasons(previous, { paramsHash });
+      if (changed.length === 0 && secretOutputs.length === 0) return this.#reuse(step, previous);
+      const id = JSON.stringify(step.id);
       this.#reporter.warning?.(
-        `step ${
-          JSON.stringify(step.id)
-        }: its resolved params changed since it succeeded in run ${this.#state.runId}: running it again`,
+        changed.length > 0
+          ? `step ${id}: ${
+            changed.join(" and ")
+          } since it succeeded in run ${this.#state.runId}: running it again`
+          : `step ${id}: ${secretOutputs.length === 1 ? "its output" : "its outputs"} ${
+            secretOutputs.map((name) => JSON.stringify(name)).join(", ")
+          } held a secret, which run records store only as ***: running it again rather than hand *** on`,
       );
     }
     this.#reporter.stepStarted(step, this.#routine.steps.length);
@@ -511,7 +520,7 @@ class RoutineRun {
         if (message.event.type !== "output") return;
         outputs[message.event.name] = message.event.value;
         return this.#updateStep(step, (record) => {
-          record.outputs = { ...outputs };
+          record.outputs = recordedOutputs(outputs, this.#options.secrets);
         });
     }
   }
