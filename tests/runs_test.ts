@@ -2,7 +2,7 @@
  * Run records, `lakerun runs`, `lakerun run --resume` and interruption, end to end through the command line:
  * a record written as the run progresses (so a SIGKILLed run leaves `running`, read as `interrupted`), resume
  * after a failure and after SIGKILL under the same run id with the succeeded steps skipped and their outputs
- * kept, a changed step re-run with a warning, a step whose outputs held a secret re-run (the record has only
+ * kept, a step whose params, tasks or executor changed re-run with a warning, a step whose outputs held a secret re-run (the record has only
  * `***`), the refusals, and SIGINT / SIGTERM stopping a step mid-download
  * (a loopback server that stalls) and one mid-transform within 5 s, temporary files removed, exit 130 / 143.
  *
@@ -161,6 +161,60 @@ Deno.test("--resume re-runs, with a warning, a succeeded step whose resolved par
   const [record] = await records(dir.path);
   assert.notEqual(record.steps.a.paramsHash, failed.steps.a.paramsHash);
   assert.deepEqual([record.runId, record.status], [failed.runId, "succeeded"]);
+});
+
+Deno.test("--resume re-runs, with a warning, a succeeded step whose tasks or executor changed", async () => {
+  await using dir = await tempDir();
+  await Deno.mkdir(join(dir.path, "landing"));
+  await Deno.writeTextFile(join(dir.path, "landing/a.csv"), "a,b\n");
+  const staging = (tasks: string[]) => ({
+    executor: "StagingExecutor",
+    params: { parent_directory: "landing", dump_directory: "staging" },
+    tasks,
+  });
+  await writeRoutine(dir.path, { s: staging(["transfer"]), b: probe({ fail_if: "fail.flag" }) });
+  await Deno.writeTextFile(join(dir.path, "w/fail.flag"), "");
+  assert.equal((await run(dir.path, "r.json")).code, 1);
+  const [failed] = await records(dir.path);
+  assert.deepEqual(failed.steps.s.taskList, ["transfer"]);
+
+  await Deno.remove(join(dir.path, "w/fail.flag"));
+  await writeRoutine(dir.path, {
+    s: staging(["transfer", "post_staging"]),
+    b: probe({ fail_if: "fail.flag" }),
+  });
+  const resumed = await run(dir.path, "--resume", "r.json");
+  assert.equal(resumed.code, 0, resumed.stdout + resumed.stderr);
+  assert.ok(
+    resumed.stdout.includes(
+      `! step "s": its tasks changed (transfer → transfer, post_staging) since it succeeded in run ${failed.runId}: running it again`,
+    ),
+    resumed.stdout,
+  );
+  assert.doesNotMatch(resumed.stdout, /skipped: succeeded in attempt/);
+  assert.equal(await Deno.readTextFile(join(dir.path, "archive/a.csv")), "a,b\n", "post_staging ran");
+  const [record] = await records(dir.path);
+  assert.deepEqual([record.runId, record.status, record.steps.s.tasks.post_staging?.status], [
+    failed.runId,
+    "succeeded",
+    "succeeded",
+  ]);
+
+  // another executor under the same step id
+  await Deno.writeTextFile(join(dir.path, "w/fail.flag"), "");
+  await writeRoutine(dir.path, { s: probe(), b: probe({ fail_if: "fail.flag" }) });
+  assert.equal((await run(dir.path, "--date", "2024-05-01", "r.json")).code, 1);
+  const [second] = await records(dir.path);
+  await Deno.remove(join(dir.path, "w/fail.flag"));
+  await writeRoutine(dir.path, { s: staging(["transfer"]), b: probe({ fail_if: "fail.flag" }) });
+  const changed = await run(dir.path, "--resume", "r.json");
+  assert.equal(changed.code, 0, changed.stdout + changed.stderr);
+  assert.ok(
+    changed.stdout.includes(
+      `! step "s": its executor changed (StepProbeExecutor → StagingExecutor) and its tasks changed (work → transfer) and its resolved params changed since it succeeded in run ${second.runId}: running it again`,
+    ),
+    changed.stdout,
+  );
 });
 
 Deno.test("--resume re-runs a succeeded step whose outputs held a secret: later steps get the value, never ***", async () => {

@@ -50,6 +50,8 @@ export interface StepRecord {
   status: StepStatus;
   /** The executor the step ran. */
   executor: string;
+  /** The step's tasks as listed in the routine, in order (older records lack it: their `tasks` keys serve). */
+  taskList?: string[];
   /** sha256 of the step's resolved params (canonical JSON, secrets masked), set once the step started. */
   paramsHash?: string;
   started?: string;
@@ -99,12 +101,17 @@ export interface RunRecord {
 export interface StepNow {
   /** sha256 of its resolved params ({@link hashOf}, secrets masked). */
   paramsHash: string;
+  /** Its executor's name. */
+  executor: string;
+  /** Its tasks, in order. */
+  tasks: readonly string[];
 }
 
 /**
  * Why `--resume` must run again a step that succeeded in the run it continues (`previous`), or `[]` when
- * the step may be skipped, its recorded outputs handed on. `changed` are changes since then (its resolved
- * params); `secretOutputs` names the outputs whose record was masked — a value that held a secret is stored
+ * the step may be skipped, its recorded outputs handed on. `changed` are changes since then (its executor, its
+ * tasks or their order, its resolved params): its record says nothing of what the step would do now;
+ * `secretOutputs` names the outputs whose record was masked — a value that held a secret is stored
  * as `***` and cannot be handed on. Masking is seen in the record itself: any `***` in an output's name or
  * value (a value that really holds `***` costs a needless re-run, never a wrong value).
  *
@@ -114,12 +121,18 @@ export interface StepNow {
  * import { resumeRerunReasons } from "./records.ts";
  *
  * const previous = {
- *   status: "succeeded" as const, executor: "X", paramsHash: "p1", tasks: {}, outputs: { rows: 3, url: "https://h/a" },
+ *   status: "succeeded" as const, executor: "X", taskList: ["transfer"], paramsHash: "p1",
+ *   tasks: { transfer: { status: "succeeded" as const } }, outputs: { rows: 3, url: "https://h/a" },
  * };
- * assert.deepEqual(resumeRerunReasons(previous, { paramsHash: "p1" }), { changed: [], secretOutputs: [] });
- * assert.deepEqual(resumeRerunReasons(previous, { paramsHash: "p2" }).changed, ["its resolved params changed"]);
+ * const now = { executor: "X", tasks: ["transfer"], paramsHash: "p1" };
+ * assert.deepEqual(resumeRerunReasons(previous, now), { changed: [], secretOutputs: [] });
+ * assert.deepEqual(resumeRerunReasons(previous, { ...now, paramsHash: "p2" }).changed, ["its resolved params changed"]);
+ * assert.deepEqual(resumeRerunReasons(previous, { ...now, tasks: ["transfer", "post_staging"] }).changed, [
+ *   "its tasks changed (transfer → transfer, post_staging)",
+ * ]);
+ * assert.deepEqual(resumeRerunReasons(previous, { ...now, executor: "Y" }).changed, ["its executor changed (X → Y)"]);
  * const masked = { ...previous, outputs: { rows: 3, token: "Bearer ***" } };
- * assert.deepEqual(resumeRerunReasons(masked, { paramsHash: "p1" }).secretOutputs, ["token"]);
+ * assert.deepEqual(resumeRerunReasons(masked, now).secretOutputs, ["token"]);
  * ```
  */
 export function resumeRerunReasons(
@@ -127,6 +140,14 @@ export function resumeRerunReasons(
   now: StepNow,
 ): { changed: string[]; secretOutputs: string[] } {
   const changed: string[] = [];
+  if (previous.executor !== now.executor) {
+    changed.push(`its executor changed (${previous.executor} → ${now.executor})`);
+  }
+  // records from before taskList: the tasks' keys, in the order the step listed them
+  const before = previous.taskList ?? Object.keys(previous.tasks ?? {});
+  if (before.join("\n") !== now.tasks.join("\n")) {
+    changed.push(`its tasks changed (${before.join(", ") || "none"} → ${now.tasks.join(", ")})`);
+  }
   if (previous.paramsHash !== now.paramsHash) changed.push("its resolved params changed");
   const secretOutputs = Object.entries(previous.outputs ?? {})
     .filter(([name, value]) => name.includes(MASKED) || String(value).includes(MASKED))

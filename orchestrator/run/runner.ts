@@ -69,7 +69,8 @@ export interface RunOptions {
   maxParallel?: number;
   /**
    * A failed or interrupted run to continue (see `findResumableRun` in records.ts): same run id, its
-   * succeeded steps skipped, their outputs kept — re-run, with a warning, when their resolved params changed or
+   * succeeded steps skipped, their outputs kept — re-run, with a warning, when their executor, tasks or
+   * resolved params changed or
    * when an output held a secret (the record has only `***`: see `resumeRerunReasons` in records.ts).
    */
   resume?: RunRecord;
@@ -235,7 +236,7 @@ class RoutineRun {
     const resume = this.#options.resume;
     if (resume && resume.routineHash !== record.routineHash) {
       this.#reporter.warning?.(
-        `the routine changed since run ${resume.runId} was recorded: steps whose resolved params changed run again`,
+        `the routine changed since run ${resume.runId} was recorded: steps whose executor, tasks or resolved params changed run again`,
       );
     }
     if (this.#sequential) this.#routine.steps.slice(0, PRESTART).forEach((step) => this.#prestart(step));
@@ -366,7 +367,8 @@ class RoutineRun {
     this.#updateStep(step, (record) => (record.paramsHash = paramsHash));
     const previous = this.#options.resume?.steps[step.id];
     if (previous?.status === "succeeded") {
-      const { changed, secretOutputs } = resumeRerunReasons(previous, { paramsHash });
+      const now = { paramsHash, executor: prepared.executor.name, tasks: prepared.tasks };
+      const { changed, secretOutputs } = resumeRerunReasons(previous, now);
       if (changed.length === 0 && secretOutputs.length === 0) return this.#reuse(step, previous);
       const id = JSON.stringify(step.id);
       this.#reporter.warning?.(
@@ -556,6 +558,7 @@ function pendingStep(step: Step): StepRecord {
   return {
     status: "pending",
     executor: step.executor.name,
+    taskList: [...step.tasks],
     tasks: Object.fromEntries(step.tasks.map((task) => [task, { status: "pending" }])),
     outputs: {},
   };
