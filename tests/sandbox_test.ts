@@ -4,7 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { lakerun, ROOT, runRoutineJson, tempDir } from "./support/lakerun.ts";
+import { lakerun, lakerunCommand, ROOT, runRoutineJson, tempDir } from "./support/lakerun.ts";
 
 const PLUGINS = join(ROOT, "tests/fixtures/plugins");
 
@@ -145,6 +145,68 @@ Deno.test("an uncaught error inside a step fails that step, not the parent", asy
     executorDirs: [PLUGINS],
   });
   assert.equal(again.error, undefined);
+});
+
+/** `promise`, or a rejection after `ms` (a step that hangs lakerun fails the test instead of hanging it). */
+async function within<T>(ms: number, promise: Promise<T>): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`still running after ${ms} ms: lakerun hangs`)), ms);
+  });
+  try {
+    return await Promise.race([promise, late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+for (const [task, target] of [["exit_worker", ""], ["exit_worker", "later"], ["close_worker", ""]]) {
+  Deno.test(`a step whose Worker ends without a word (${task}${target && " from a timer"}) fails its task instead of hanging`, async () => {
+    await using dir = await tempDir();
+    const { error } = await within(
+      15_000,
+      runRoutineJson(probeRoutine(task, target), { cwd: dir.path, executorDirs: [PLUGINS] }),
+    );
+    assert.equal(
+      error?.message,
+      `step "probe" (ProbeExecutor) task '${task}' failed: the step's Worker ended before task '${task}' did (a step must not call Deno.exit() or self.close())`,
+    );
+  });
+}
+
+Deno.test("a step whose Worker ended is a failed task like any other: continue_on_error lets the run go on", async () => {
+  await using dir = await tempDir();
+  const routine = probeRoutine("exit_worker", "");
+  const { error, lines } = await within(
+    15_000,
+    runRoutineJson({
+      ...routine,
+      executors: {
+        probe: { ...routine.executors.probe, continue_on_error: true },
+        after: { executor: "ProbeExecutor", params: { folder: "after" }, tasks: ["write_inside"] },
+      },
+    }, { cwd: dir.path, executorDirs: [PLUGINS] }),
+  );
+  assert.equal(error, undefined, lines.join("\n"));
+  assert.equal(await Deno.readTextFile(join(dir.path, "after/ok.txt")), "ok\n", "the next step ran");
+  assert.ok(lines.some((line) => /step "probe" failed; continue_on_error/.test(line)), lines.join("\n"));
+});
+
+Deno.test("the command line: a step calling Deno.exit() fails with one line and exit 1; the record says failed", async () => {
+  await using dir = await tempDir();
+  await Deno.writeTextFile(join(dir.path, "r.json"), JSON.stringify(probeRoutine("exit_worker", "")));
+  const child = lakerunCommand(["run", "--executors", PLUGINS, "r.json"], { cwd: dir.path }).spawn();
+  const killer = setTimeout(() => child.kill("SIGKILL"), 15_000);
+  const output = await child.output();
+  clearTimeout(killer);
+  const result = { code: output.code, stderr: new TextDecoder().decode(output.stderr) };
+  assert.equal(result.code, 1, result.stderr);
+  assert.equal(
+    result.stderr,
+    `step "probe" (ProbeExecutor) task 'exit_worker' failed: the step's Worker ended before task 'exit_worker' did (a step must not call Deno.exit() or self.close())\n`,
+  );
+  const runs = JSON.parse((await lakerun(["runs", "--json", "r.json"], { cwd: dir.path })).stdout);
+  assert.deepEqual([runs[0].status, runs[0].steps.probe.status], ["failed", "failed"]);
 });
 
 Deno.test("the command line reports a denial in one line and exits 1", async () => {

@@ -2,12 +2,17 @@
  * Runs a step in its own Deno Worker whose permissions are exactly the step's scope. A refusal inside the
  * Worker fails that step only; the parent and the other steps go on unaffected.
  *
+ * A Worker that ends without a word — a step calling `Deno.exit()` or `self.close()` — fails the running task:
+ * the Worker holds one end of a channel (a `node:worker_threads` port: of the ports Deno has, the only one that
+ * tells when its other end is gone), and the end of that channel, however it comes, is the end of the Worker.
+ *
  * A step may ask for helper threads (`lib/helper_threads.ts`): the host starts each as a Worker with the same
  * permissions as the step, at most {@link MAX_HELPERS_PER_STEP} at a time, from a `blob:` URL the step made,
  * and ends them with the step.
  *
  * @module
  */
+import { MessageChannel as LifelineChannel } from "node:worker_threads";
 import { type HelperThread, helperThreadOf } from "../../lib/helper_threads.ts";
 import { type ResolvedScope, workerPermissions } from "./permissions.ts";
 import {
@@ -23,6 +28,9 @@ export const MAX_HELPERS_PER_STEP = 4;
 
 /** How long an aborted step may take to clean up before its Worker is stopped. */
 export const STEP_ABORT_GRACE_MS = 4000;
+
+/** How long the messages a Worker sent before it ended may take to arrive once its end is seen. */
+const WORKER_END_GRACE_MS = 200;
 
 const STEP_WORKER_URL = new URL("./step_worker.ts", import.meta.url).href;
 
@@ -147,10 +155,13 @@ export function startStepSandbox(executorModuleUrl: string, scope: ResolvedScope
       return new Promise<void>((resolvePromise) => {
         let currentTask = request.tasks[0];
         let settled = false;
+        // the Worker's end of this channel goes when the Worker does, however it ends
+        const lifeline = new LifelineChannel();
         const finish = () => {
           if (settled) return;
           settled = true;
           signal?.removeEventListener("abort", onAbort);
+          lifeline.port1.close();
           close();
           resolvePromise();
         };
@@ -191,7 +202,17 @@ export function startStepSandbox(executorModuleUrl: string, scope: ResolvedScope
         };
         if (signal?.aborted) return onAbort();
         signal?.addEventListener("abort", onAbort, { once: true });
-        worker.postMessage({ type: "run", request });
+        lifeline.port1.start(); // the port notices its other end has gone only while it listens
+        lifeline.port1.on("close", () => {
+          setTimeout(() => {
+            if (settled) return;
+            const message = `the step's Worker ended before task '${currentTask}' did ` +
+              "(a step must not call Deno.exit() or self.close())";
+            fail({ type: "task-failed", task: currentTask, ms: 0, error: { message } });
+          }, WORKER_END_GRACE_MS);
+        });
+        const port = lifeline.port2 as unknown as MessagePort;
+        worker.postMessage({ type: "run", request, lifeline: port }, [port]);
       });
     },
   };

@@ -30,6 +30,7 @@ import {
  * ```
  */
 export function serveStep(definition: ExecutorDefinition): void {
+  const lifelines: MessagePort[] = [];
   const controller = new AbortController();
   let currentTask = "";
   const emit = (message: StepMessage) => {
@@ -51,7 +52,9 @@ export function serveStep(definition: ExecutorDefinition): void {
   });
   const onHelperReply = askHostForHelperThreads();
   self.onmessage = async (
-    event: MessageEvent<{ type: "run"; request: StepRequest } | { type: "abort" } | HelperReply>,
+    event: MessageEvent<
+      { type: "run"; request: StepRequest; lifeline?: MessagePort } | { type: "abort" } | HelperReply
+    >,
   ) => {
     const data = event.data;
     if (data.type === "helper-started" || data.type === "helper-refused" || data.type === "helper-failed") {
@@ -61,6 +64,8 @@ export function serveStep(definition: ExecutorDefinition): void {
       controller.abort(new Error("interrupted"));
       return;
     }
+    // held while the Worker lives: the host sees this port go when the Worker ends (see sandbox.ts)
+    if (data.lifeline) lifelines.push(data.lifeline);
     currentTask = data.request.tasks[0];
     await runStepTasks(definition, data.request, emit, controller.signal);
   };
