@@ -3,7 +3,8 @@
  * aborted, its temporary file removed, "timed out after N s"), `continue_on_error` (exit 0 with a warning),
  * `depends_on` (dependents of a failed step skipped, never more than --max-parallel steps at once, measured
  * from the timestamps a plugin writes), their validation (unknown ids, self-dependency, cycles, bad values:
- * exit 2, one line each quoting the value) and how `plan` shows them.
+ * exit 2, one line each quoting the value) and how `plan` shows them; outputs (handed on, recorded, and a value
+ * the SDK's types forbid — a bigint, an object, NaN — failing its task in one line).
  *
  * Steps run in their Workers (in-process runner, or the CLI where the exit code matters), with the test plugin
  * tests/fixtures/step_plugins/StepProbeExecutor.ts.
@@ -321,6 +322,58 @@ Deno.test("outputs are collected per step, handed to prepareStep of later steps,
   assert.equal(await Deno.readTextFile(join(dir.path, "w/load.note")), "rows=42", "the prepared params ran");
   assert.deepEqual(record.steps.extract.outputs, { file: "q3.csv", rows: 42, complete: true });
   assert.notEqual(record.steps.load.paramsHash, undefined);
+});
+
+for (
+  const [odd, what] of [
+    ["bigint", `output "rows" is a bigint (12345678901234567890n)`],
+    ["circular", `output "rows" is an object`],
+    ["nan", `output "rows" is NaN`],
+  ]
+) {
+  Deno.test(`an output that is ${what.split(" is ")[1]} fails its task, naming step and output; the step is stopped`, async () => {
+    await using dir = await tempDir();
+    const { error, record, lines, ms } = await runSteps(dir.path, {
+      a: probe({ odd_output: odd, ms: 60_000 }),
+      b: probe(),
+    });
+    const reason = `${what}: an output is a string, a finite number or a boolean`;
+    assert.equal(error?.message, `step "a" (StepProbeExecutor) task 'work' failed: ${reason}`);
+    assert.ok(ms < 20_000, `the step was stopped, not left to work 60 s (${ms} ms)`);
+    assert.deepEqual([record.status, record.steps.a.status, record.steps.b.status], [
+      "failed",
+      "failed",
+      "skipped",
+    ]);
+    assert.equal(record.steps.a.tasks.work.error, reason);
+    assert.deepEqual(record.steps.a.outputs, {});
+    assert.ok(lines.includes(`  ✗ work failed: ${reason}`), lines.join("\n"));
+  });
+}
+
+Deno.test("the command line: a bigint output is one line and exit 1, no stack trace; the record is not left running", async () => {
+  await using dir = await tempDir();
+  await writeRoutine(dir.path, {
+    a: probe({ odd_output: "bigint" }),
+    b: probe({ odd_output: "moved_bigint" }),
+  });
+  const result = await lakerun(["run", "--executors", PLUGINS, "r.json"], { cwd: dir.path });
+  assert.equal(result.code, 1, result.stdout + result.stderr);
+  assert.equal(
+    result.stderr,
+    `step "a" (StepProbeExecutor) task 'work' failed: output "rows" is a bigint (12345678901234567890n): an output is a string, a finite number or a boolean\n`,
+  );
+  assert.doesNotMatch(result.stdout + result.stderr, / {4}at |Uncaught/);
+  const [record] = await listRuns(join(dir.path, ".lakerun"), "t");
+  assert.equal(record.status, "failed");
+  // a moved event with a bigint fails its task too, with --log-format json
+  await writeRoutine(dir.path, { b: probe({ odd_output: "moved_bigint" }) });
+  const json = await lakerun(["run", "--log-format", "json", "--executors", PLUGINS, "r.json"], {
+    cwd: dir.path,
+  });
+  assert.equal(json.code, 1, json.stdout + json.stderr);
+  assert.match(json.stdout + json.stderr, /a \\?"moved\\?" report's bytes is a bigint \(10n\)/);
+  assert.doesNotMatch(json.stdout + json.stderr, / {4}at |Uncaught/);
 });
 
 Deno.test("a step prepareStep refuses fails like a task, and continue_on_error applies to it", async () => {

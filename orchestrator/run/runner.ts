@@ -45,7 +45,13 @@ import {
 } from "./records.ts";
 import { beginRun, endRun, type RunState } from "./run_state.ts";
 import { startStepSandbox, type StepSandbox } from "./sandbox.ts";
-import { describeFailure, runStepTasks, type StepMessage, type StepRequest } from "./step_runtime.ts";
+import {
+  describeFailure,
+  eventProblem,
+  runStepTasks,
+  type StepMessage,
+  type StepRequest,
+} from "./step_runtime.ts";
 
 /** How many steps' Workers are started before they are needed (file order only). */
 const PRESTART = Math.max(1, Number(Deno.env.get("LAKERUN_PRESTART") ?? 1));
@@ -445,6 +451,18 @@ class RoutineRun {
     let task = step.tasks[0];
     const began = performance.now();
     const onMessage = (message: StepMessage) => {
+      if (failure) return; // the step is being stopped: nothing it says after its failure counts
+      const problem = message.type === "event" ? eventProblem(message.event) : undefined;
+      if (problem !== undefined && message.type === "event") {
+        // a report the console, the logs and the record cannot take fails the task, and the step is stopped
+        message = {
+          type: "task-failed",
+          task: message.task,
+          ms: performance.now() - began,
+          error: { message: problem },
+        };
+        controller.abort(new Error(problem));
+      }
       if (message.type === "task-failed" && timedOut) {
         message = { ...message, error: { message: `timed out after ${timeout} s` } };
       }

@@ -62,6 +62,83 @@ export type HelperReply =
   | { type: "helper-failed"; id: number; message: string };
 
 /**
+ * Why the parent cannot take an event a step reported, or `undefined` when it can. A step's report crosses
+ * the Worker boundary as a structured clone, so it may hold what the types forbid: an output must be a string,
+ * a finite number or a boolean (as `TaskEvent` says; it is stored in the run record and put in templates); any
+ * other event may hold only strings, numbers, booleans and null (a bigint or an object would break the
+ * console, the JSON log and the record).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { eventProblem } from "./step_runtime.ts";
+ *
+ * assert.equal(eventProblem({ type: "output", name: "rows", value: 3 }), undefined);
+ * assert.equal(eventProblem({ type: "moved", files: 1, bytes: 10 }), undefined);
+ * assert.equal(
+ *   eventProblem({ type: "output", name: "rows", value: 12345678901234567890n }),
+ *   `output "rows" is a bigint (12345678901234567890n): an output is a string, a finite number or a boolean`,
+ * );
+ * const circular: Record<string, unknown> = {};
+ * circular.self = circular;
+ * assert.match(eventProblem({ type: "output", name: "rows", value: circular })!, /^output "rows" is an object:/);
+ * assert.match(eventProblem({ type: "output", name: "rows", value: NaN })!, /^output "rows" is NaN:/);
+ * assert.match(eventProblem({ type: "output", name: "", value: 1 })!, /^an output's name must be a non-empty string/);
+ * assert.equal(
+ *   eventProblem({ type: "moved", files: 1, bytes: 10n }),
+ *   `a "moved" report's bytes is a bigint (10n): a report holds strings, numbers and booleans`,
+ * );
+ * ```
+ */
+export function eventProblem(event: unknown): string | undefined {
+  if (typeof event !== "object" || event === null || typeof (event as { type?: unknown }).type !== "string") {
+    return `a report must be an object with a type, got ${kindOf(event)}`;
+  }
+  const { type, name, value } = event as { type: string; name?: unknown; value?: unknown };
+  if (type === "output") {
+    if (typeof name !== "string" || name === "") {
+      return `an output's name must be a non-empty string, got ${kindOf(name)}`;
+    }
+    const ok = typeof value === "string" || typeof value === "boolean" ||
+      (typeof value === "number" && Number.isFinite(value));
+    return ok
+      ? undefined
+      : `output ${JSON.stringify(name)} is ${
+        kindOf(value)
+      }: an output is a string, a finite number or a boolean`;
+  }
+  for (const [key, field] of Object.entries(event)) {
+    if (field === null || ["string", "number", "boolean", "undefined"].includes(typeof field)) continue;
+    return `a ${JSON.stringify(type)} report's ${key} is ${
+      kindOf(field)
+    }: a report holds strings, numbers and booleans`;
+  }
+  return undefined;
+}
+
+/** What `value` is, for an error message (never throws: a bigint, an object with cycles…). */
+function kindOf(value: unknown): string {
+  if (value === null) return "null";
+  if (Array.isArray(value)) return "an array";
+  switch (typeof value) {
+    case "bigint": {
+      const text = `${value}n`;
+      return `a bigint (${text.length > 40 ? `${text.slice(0, 37)}…` : text})`;
+    }
+    case "number":
+      return String(value);
+    case "string":
+      return JSON.stringify(value.length > 40 ? `${value.slice(0, 37)}…` : value);
+    case "undefined":
+      return "undefined";
+    case "object":
+      return "an object";
+    default:
+      return `a ${typeof value}`;
+  }
+}
+
+/**
  * Describes an error for the parent, rewording Deno's permission refusals to name the resource.
  *
  * @example
