@@ -41,7 +41,7 @@ Options:
   -V, --version     the version
 
 Exit codes: 0 success, 1 a task failed, 2 invalid routine or command line (nothing ran),
-130/143 interrupted by SIGINT/SIGTERM. A step with continue_on_error that fails does not fail the run.`;
+75 the routine is already running (nothing ran), 130/143 interrupted by SIGINT/SIGTERM. A step with continue_on_error that fails does not fail the run.`;
 
 const COMMANDS = ["run", "validate", "plan", "list", "schema", "demo", "runs"] as const;
 /** The commands with a GitHub Actions mode (annotations, job summary, outputs) when `GITHUB_ACTIONS=true`. */

@@ -1,5 +1,6 @@
 /**
- * Errors that map to lakerun's exit codes: 2 for an invalid routine or command line, 1 for a failed task.
+ * Errors that map to lakerun's exit codes: 2 for an invalid routine or command line, 1 for a failed task, 75
+ * for a routine another run holds (nothing ran: try again later).
  *
  * @module
  */
@@ -10,6 +11,12 @@ export const EXIT_OK = 0;
 export const EXIT_TASK_FAILED = 1;
 /** Exit code for an invalid routine or command line; nothing ran. */
 export const EXIT_INVALID = 2;
+/**
+ * Exit code when another run of the routine holds its lock: nothing ran, nothing failed, the next try may
+ * run. sysexits.h's EX_TEMPFAIL ("not really an error … the request should be reattempted later"), what
+ * moreutils' `lckdo` exits with when its lock is held; flock(1) makes it its own with `-E 75`.
+ */
+export const EXIT_BUSY = 75;
 
 /** A bad command line. */
 export class UsageError extends Error {
@@ -74,9 +81,36 @@ export class TaskFailedError extends Error {
   }
 }
 
-/** Exit code for any error: its own `exitCode`, or 1. */
+/** Another run of the routine holds its lock: this run did not start. */
+export class RoutineBusyError extends Error {
+  readonly exitCode = EXIT_BUSY;
+  constructor(readonly routineName: string, readonly lockFile: string) {
+    super(
+      `routine ${
+        JSON.stringify(routineName)
+      } is already running (lock held on ${lockFile}); this run did not start`,
+    );
+    this.name = "RoutineBusyError";
+  }
+}
+
+/**
+ * Exit code for any error: 2 for an invalid routine or command line, 75 for a routine already running, else 1.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { exitCodeOf, RoutineBusyError, TaskFailedError, UsageError } from "./errors.ts";
+ *
+ * assert.equal(exitCodeOf(new UsageError("no routine given")), 2);
+ * assert.equal(exitCodeOf(new TaskFailedError("a", "X", "t", "boom")), 1);
+ * assert.equal(exitCodeOf(new RoutineBusyError("daily", ".lakerun/daily/run.lock")), 75);
+ * assert.equal(exitCodeOf(new Error("anything else")), 1);
+ * ```
+ */
 export function exitCodeOf(error: unknown): number {
   if (error instanceof UsageError || error instanceof RoutineError) return EXIT_INVALID;
+  if (error instanceof RoutineBusyError) return EXIT_BUSY;
   return EXIT_TASK_FAILED;
 }
 

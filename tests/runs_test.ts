@@ -2,9 +2,10 @@
  * Run records, `lakerun runs`, `lakerun run --resume` and interruption, end to end through the command line:
  * a record written as the run progresses (so a SIGKILLed run leaves `running`, read as `interrupted`), resume
  * after a failure and after SIGKILL under the same run id with the succeeded steps skipped and their outputs
- * kept, a step whose params, tasks or executor changed re-run with a warning, a step whose outputs held a secret re-run (the record has only
- * `***`), the refusals, and SIGINT / SIGTERM stopping a step mid-download
- * (a loopback server that stalls) and one mid-transform within 5 s, temporary files removed, exit 130 / 143.
+ * kept, a step whose params, tasks or executor changed re-run with a warning, a step whose outputs held a
+ * secret re-run (the record has only `***`), the refusals, exit 75 for a routine another run holds, and
+ * SIGINT / SIGTERM stopping a step mid-download (a loopback server that stalls) and one mid-transform within
+ * 5 s, temporary files removed, exit 130 / 143.
  *
  * Uses the test plugin tests/fixtures/step_plugins/StepProbeExecutor.ts and the DownloaderExecutor.
  *
@@ -369,6 +370,31 @@ Deno.test("SIGKILL mid-run: the record says running while lakerun lives, interru
   assert.deepEqual([record.runId, record.attempt, record.status], [killed.runId, 2, "succeeded"]);
   const table = await lakerun(["runs", "r.json"], { cwd: dir.path });
   assert.match(table.stdout, new RegExp(`\\n${killed.runId} .* succeeded \\(#2\\) .* 3/0/0\\n$`));
+});
+
+Deno.test("a run of a routine another run holds exits 75 (EX_TEMPFAIL) in one line, nothing run or recorded", async () => {
+  await using dir = await tempDir();
+  await writeRoutine(dir.path, { a: probe({ slow_if: "slow.flag" }) });
+  await Deno.writeTextFile(join(dir.path, "w/slow.flag"), "");
+  const child = lakerunCommand(["run", "--executors", PLUGINS, "r.json"], { cwd: dir.path, stdout: "null" })
+    .spawn();
+  try {
+    await until("step a to start", async () => (await timeline(dir.path)).includes("start a"));
+    const busy = await run(dir.path, "r.json");
+    assert.equal(busy.code, 75, busy.stdout + busy.stderr);
+    assert.match(
+      busy.stderr,
+      /^routine "r" is already running \(lock held on .*\/\.lakerun\/r-[0-9a-f]+\/run\.lock\); this run did not start\n$/,
+    );
+    assert.doesNotMatch(busy.stdout + busy.stderr, / {4}at /);
+    assert.deepEqual(await timeline(dir.path), ["start a"], "nothing ran");
+    const runs = await records(dir.path);
+    assert.deepEqual(runs.map((r) => r.status), ["running"], "no record of its own");
+  } finally {
+    child.kill("SIGKILL");
+    await child.status;
+    await child.stderr.cancel();
+  }
 });
 
 /** Runs routine "r" of `dir`/r.json in-process (steps in Workers); returns the error, if any. */

@@ -20,7 +20,7 @@ import { join, resolve } from "node:path";
 import { plural } from "../../lib/format.ts";
 import type { SecretMask } from "../../lib/mask.ts";
 import type { Reporter } from "../cli/reporter.ts";
-import { TaskFailedError } from "../errors.ts";
+import { RoutineBusyError, TaskFailedError } from "../errors.ts";
 import type { Routine, Step } from "../routine/routine.ts";
 import { MAX_RETRY_WAIT } from "../routine/step_options.ts";
 import {
@@ -625,17 +625,10 @@ function messageOf(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
 }
 
-/** Another run of the same routine holds its lock. */
-export class RoutineBusyError extends Error {
-  constructor(routineName: string, lockFile: string) {
-    super(`routine ${JSON.stringify(routineName)} is already running (lock held on ${lockFile})`);
-    this.name = "RoutineBusyError";
-  }
-}
-
 /**
  * Takes the routine's run lock (an OS file lock, released when the process ends however it ends), so that a
- * step may treat lakerun's temporary names in its folders as left-overs of a killed run.
+ * step may treat lakerun's temporary names in its folders as left-overs of a killed run; a
+ * {@link RoutineBusyError} (exit 75) when another run holds it.
  */
 async function lockRoutine(stateRoot: string, routineName: string): Promise<AsyncDisposable> {
   const dir = routineStateDir(stateRoot, routineName);
