@@ -124,7 +124,8 @@ export async function lakerunCommand(): Promise<string[]> {
   const deno = Deno.execPath();
   if (Deno.build.standalone) return [deno];
   const main = Deno.mainModule.startsWith("file:") ? fileURLToPath(Deno.mainModule) : Deno.mainModule;
-  const config = fileURLToPath(new URL("../../deno.json", import.meta.url));
+  // a path for the hint, never read (a compiled binary returned above)
+  const config = resolve(fileURLToPath(import.meta.url), "../../../deno.json");
   return [await onPath(deno) ?? deno, "run", "-A", "--config", config, main];
 }
 
