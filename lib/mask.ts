@@ -47,7 +47,9 @@ export class SecretMask {
   }
 
   /**
-   * `text` with every registered value replaced by `***`; JSON-escaped forms of a value are masked too.
+   * `text` with every registered value replaced by `***`, as written and in the forms text carries it in:
+   * JSON-escaped, and percent-encoded as a URL's path, query or form data encode it (a secret templated into
+   * a URL is shown in messages as the URL parser wrote it).
    *
    * @example
    * ```ts
@@ -58,6 +60,10 @@ export class SecretMask {
    * mask.add("s3cr3t-token");
    * assert.equal(mask.mask("Authorization: s3cr3t-token"), "Authorization: ***");
    * assert.equal(mask.mask("nothing to hide"), "nothing to hide");
+   * mask.add("p@ss w/rd%+é");
+   * assert.equal(mask.mask(new URL("http://h/x/p@ss w/rd%+é.zip").href), "http://h/x/***.zip");
+   * assert.equal(mask.mask(`?key=${encodeURIComponent("p@ss w/rd%+é")}`), "?key=***");
+   * assert.equal(mask.mask(`?${new URLSearchParams({ key: "p@ss w/rd%+é" })}`), "?key=***");
    * ```
    */
   mask(text: string): string {
@@ -67,10 +73,26 @@ export class SecretMask {
   }
 
   #maskOne(text: string, value: string): string {
-    const masked = text.split(value).join("***");
-    const escaped = JSON.stringify(value).slice(1, -1);
-    return escaped === value ? masked : masked.split(escaped).join("***");
+    let masked = text;
+    for (const form of secretForms(value)) masked = masked.split(form).join("***");
+    return masked;
   }
+}
+
+/** A secret's forms, longest first: as written, JSON-escaped, and percent-encoded the ways URLs encode it. */
+function secretForms(value: string): string[] {
+  const forms = new Set([value, JSON.stringify(value).slice(1, -1)]);
+  try {
+    forms.add(encodeURIComponent(value));
+    forms.add(encodeURI(value));
+    forms.add(new URLSearchParams({ v: value }).toString().slice(2));
+    const url = new URL("http://h/");
+    url.pathname = `/${value}`;
+    forms.add(url.pathname.slice(1));
+  } catch {
+    // a lone surrogate cannot be percent-encoded: it cannot appear encoded either
+  }
+  return [...forms].sort((a, b) => b.length - a.length);
 }
 
 /**

@@ -422,3 +422,39 @@ Deno.test("plan: extracting into a local folder gets statfs (its free space), no
   assert.deepEqual(await sysOf({ unzip: false, landing_directory: "landing/" }), []);
   assert.deepEqual(await sysOf({ unzip: "unzip", landing_directory: "s3://bucket/landing" }), []);
 });
+
+Deno.test("a secret in a URL's path is masked in every form the URL shows it, percent-encoded too", async () => {
+  await using server = await startFaultServer({});
+  await using dir = await tempDir();
+  const secret = "p@ss w/rd%+é";
+  await Deno.writeTextFile(
+    join(dir.path, "r.json"),
+    JSON.stringify(
+      downloadRoutine({ retries: 0, landing_directory: "landing/" }, {
+        url: server.url("/x/${{ secrets.LAKERUN_URL_PASS }}/nope.zip"),
+      }),
+    ),
+  );
+  const result = await lakerun(["run", "r.json"], { cwd: dir.path, env: { LAKERUN_URL_PASS: secret } });
+  assert.equal(result.code, 1, result.stdout + result.stderr);
+  let state = "";
+  const walk = async (path: string): Promise<void> => {
+    for await (const entry of Deno.readDir(path)) {
+      if (entry.isDirectory) await walk(join(path, entry.name));
+      else state += await Deno.readTextFile(join(path, entry.name));
+    }
+  };
+  await walk(join(dir.path, ".lakerun"));
+  const shown = `${result.stdout}\n${result.stderr}\n${state}`;
+  assert.match(result.stdout + result.stderr, /\/x\/\*\*\*\/nope\.zip/);
+  for (
+    const form of [
+      secret,
+      new URL(`http://h/${secret}`).pathname.slice(1),
+      "rd%+%C3%A9",
+      encodeURIComponent(secret),
+    ]
+  ) {
+    assert.ok(!shown.includes(form), `${form} appears in:\n${shown}`);
+  }
+});
