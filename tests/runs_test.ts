@@ -390,6 +390,21 @@ Deno.test("a run of a routine another run holds exits 75 (EX_TEMPFAIL) in one li
     assert.deepEqual(await timeline(dir.path), ["start a"], "nothing ran");
     const runs = await records(dir.path);
     assert.deepEqual(runs.map((r) => r.status), ["running"], "no record of its own");
+    // a backfill stops at the first date that finds the lock held, --keep-going or not: so would every date
+    const backfill = await run(
+      dir.path,
+      "r.json",
+      "--from",
+      "2024-01-01",
+      "--to",
+      "2024-01-03",
+      "--every",
+      "day",
+      "--keep-going",
+    );
+    assert.equal(backfill.code, 75, backfill.stdout + backfill.stderr);
+    assert.doesNotMatch(backfill.stdout, /2024-01-02/);
+    assert.deepEqual(await timeline(dir.path), ["start a"], "nothing ran");
   } finally {
     child.kill("SIGKILL");
     await child.status;

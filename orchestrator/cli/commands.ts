@@ -42,7 +42,7 @@ import {
   parseDate,
   today,
 } from "../../lib/dates.ts";
-import { UsageError } from "../errors.ts";
+import { RoutineBusyError, UsageError } from "../errors.ts";
 import { runRoutine } from "../run/runner.ts";
 import { listRuns, runsTable } from "../run/records.ts";
 import { scheduleSummary, stepOptionLines, stepOptionsJson } from "../routine/step_options.ts";
@@ -167,7 +167,8 @@ async function backfill(
       await runLoadedRoutine(routines[i], { ...options, date, templates: { ...scope, date } });
       succeeded++;
     } catch (error) {
-      if (options.signal?.aborted) throw error;
+      // another run holds the routine's lock: every later date would find it so (exit 75, nothing ran)
+      if (options.signal?.aborted || error instanceof RoutineBusyError) throw error;
       failed.push({ date, error });
       if (!options.keepGoing) {
         const notRun = dates.length - i - 1;
