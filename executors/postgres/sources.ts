@@ -82,6 +82,7 @@ export async function inferColumns(
     names: samples.map((s) => s.path),
     wholeFiles: samples.map((s) => s.whole),
     maxNameLength: MAX_NAME,
+    target: "postgres",
   });
   for (const reason of table.reasons) options.log(reason);
   return table.columns.map(({ name, type, source }) => ({ name, type, source }));

@@ -313,7 +313,7 @@ export function runCopyFromS3(context: TaskContext<Params>): Promise<void> {
       if (error.index === load.copyIndex && isLoadFailure(error.serverMessage)) {
         const details = await loadErrors(runner, folder, error, context.log);
         throw new Error(
-          `${loadFailureMessage(target, error.serverMessage, details)}; nothing was committed`,
+          `${loadFailureMessage(target, error.serverMessage, details, context.mask)}; nothing was committed`,
           {
             cause: error,
           },

@@ -179,18 +179,32 @@ const MAX_RAW_VALUE = 200;
 
 /**
  * One load error as a phrase: `s3://b/a.csv line 3, column "n" (int4), raw value "x": Invalid digit (error
- * 1207)`.
+ * 1207)`; the raw value passes through `mask` (the step's secrets) before a long one is cut.
+ *
+ * @example A secret at the cut is masked whole
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { describeLoadError } from "./redshift_load_errors.ts";
+ *
+ * const error = { file: "s3://b/a.csv", line: 2, rawValue: `${"x".repeat(195)}Tok3n-Value-xyz`, reason: "too long" };
+ * const mask = (text: string) => text.replaceAll("Tok3n-Value-xyz", "***");
+ * assert.equal(describeLoadError(error, mask), `s3://b/a.csv line 2, raw value "${"x".repeat(195)}***": too long`);
+ * assert.match(describeLoadError(error), /"x{195}Tok3n…": too long$/); // without it, part of the secret shows
+ * ```
  */
-export function describeLoadError(error: LoadErrorDetail): string {
+export function describeLoadError(
+  error: LoadErrorDetail,
+  mask: (text: string) => string = (text) => text,
+): string {
   let where = error.file;
   if (error.line !== undefined) where += ` line ${error.line}`;
   if (error.column !== undefined) {
     where += `, column ${JSON.stringify(error.column)}${error.columnType ? ` (${error.columnType})` : ""}`;
   }
   if (error.rawValue !== undefined) {
-    const raw = error.rawValue.length > MAX_RAW_VALUE
-      ? `${error.rawValue.slice(0, MAX_RAW_VALUE)}…`
-      : error.rawValue;
+    // masked before the cut: a secret cut in two is no longer recognised
+    const value = mask(error.rawValue);
+    const raw = value.length > MAX_RAW_VALUE ? `${value.slice(0, MAX_RAW_VALUE)}…` : value;
     where += `, raw value ${JSON.stringify(raw)}`;
   }
   const reason = error.reason || "no reason recorded";
@@ -218,13 +232,14 @@ export function loadFailureMessage(
   table: string,
   original: string,
   errors: readonly LoadErrorDetail[],
+  mask?: (text: string) => string,
 ): string {
   if (errors.length === 0) {
     return `COPY into ${table} failed: ${original} (no load error details were found for its files)`;
   }
-  if (errors.length === 1) return `COPY into ${table} failed: ${describeLoadError(errors[0])}`;
+  if (errors.length === 1) return `COPY into ${table} failed: ${describeLoadError(errors[0], mask)}`;
   return [
     `COPY into ${table} failed on ${errors.length} values:`,
-    ...errors.map((error) => `  - ${describeLoadError(error)}`),
+    ...errors.map((error) => `  - ${describeLoadError(error, mask)}`),
   ].join("\n");
 }
