@@ -8,8 +8,7 @@
 import type { ParamsOf, Zod } from "../../sdk/executor.ts";
 import { connectionFields, connectionParamsProblem } from "../../lib/sql/connection.ts";
 import { parseTableName } from "../../lib/tables/identifiers.ts";
-import { sqlCreateTable } from "../../lib/tables/ddl.ts";
-import { sqlTypeProblem } from "../../lib/tables/sql_types.ts";
+import { columnsParam } from "../../lib/tables/columns_param.ts";
 import { transactionScript } from "../../lib/sql/statements.ts";
 
 /** The params schema. */
@@ -25,7 +24,7 @@ export const paramsSchema = (z: Zod) =>
     table: z.string().min(1).optional().describe(
       'create_table, load: the table, "schema.table" (default schema public); quote parts to keep case or dots: "\\"My Schema\\".t".',
     ),
-    columns: columnsParam(z).optional().describe(
+    columns: columnsParam(z, "postgres").optional().describe(
       "create_table, load: the columns of a new table, [{name, type}] or an ordered {name: type} map as for Athena; a type is bigint, double, boolean, date, timestamp, string, or PostgreSQL's own (as \\d shows it: double precision, jsonb, uuid, character varying(20), …); default: inferred from the first files of source.",
     ),
     source: z.string().min(1).optional().describe(
@@ -85,41 +84,3 @@ export const paramsSchema = (z: Zod) =>
 
 /** Validated params. */
 export type Params = ParamsOf<typeof paramsSchema>;
-
-/** A column type: lakerun's own, or one of PostgreSQL's (checked word by word: it is written into DDL). */
-const columnType = (z: Zod) =>
-  z.string().min(1).superRefine((type, context) => {
-    const problem = sqlTypeProblem(type, "postgres");
-    if (problem) context.addIssue({ code: "custom", message: problem });
-  }).describe(
-    "bigint, double, boolean, date, timestamp, string (text), or a PostgreSQL type: integer, numeric(p,s), varchar(n), double precision, timestamptz, jsonb, uuid, …",
-  );
-
-/** The columns of a table, in order; a bad type is reported at its column. */
-const columnList = (z: Zod) =>
-  z.array(
-    z.strictObject({
-      name: z.string().min(1).max(63).describe("Column name (used as written, quoted)."),
-      type: columnType(z),
-    }),
-  ).min(1).superRefine((columns, context) => {
-    if (columns.some((column) => sqlTypeProblem(column.type, "postgres"))) return; // reported at the column
-    try {
-      sqlCreateTable({ dialect: "postgres", schema: "s", table: "t", columns });
-    } catch (error) {
-      context.addIssue({ code: "custom", message: (error as Error).message });
-    }
-  });
-
-/**
- * A `columns` param: a list of `{name, type}`, or the ordered `{name: type}` map AthenaExecutor takes (the
- * same routine can then describe a table once for every warehouse), given to the tasks as the list.
- */
-const columnsParam = (z: Zod) =>
-  z.union([
-    columnList(z),
-    z.record(z.string(), columnType(z)).transform((map) =>
-      Object.entries(map).map(([name, type]) => ({ name, type }))
-    )
-      .pipe(columnList(z)),
-  ]);

@@ -9,8 +9,7 @@ import type { ParamsOf, Zod } from "../../sdk/executor.ts";
 import type { ConnectionParams, ConnectionTarget } from "../../lib/sql/connection.ts";
 import { connectionTarget, SSL_MODES } from "../../lib/sql/connection.ts";
 import { copyOptionProblem, iamRoleProblem } from "../../lib/sql/redshift_copy.ts";
-import { sqlCreateTable } from "../../lib/tables/ddl.ts";
-import { sqlTypeProblem } from "../../lib/tables/sql_types.ts";
+import { columnsParam } from "../../lib/tables/columns_param.ts";
 import { parseTableName, type TableName } from "../../lib/tables/identifiers.ts";
 import { parseS3Url } from "../../lib/aws/s3/url.ts";
 import { transactionScript } from "../../lib/sql/statements.ts";
@@ -37,31 +36,6 @@ const S3_FOLDER = /^s3:\/\/[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](\/.*)?$/;
 /** A string matching `regex`; the message says what it must be (validation adds the value when it may show it). */
 const pattern = (z: Zod, regex: RegExp, what: string) =>
   z.string().regex(regex, { error: `must be ${what}` });
-
-/** A column type: lakerun's own, or one of Redshift's (checked word by word: it is written into DDL). */
-const columnType = (z: Zod) =>
-  z.string().min(1).superRefine((type, ctx) => {
-    const problem = sqlTypeProblem(type, "redshift");
-    if (problem) ctx.addIssue({ code: "custom", message: problem });
-  }).describe(
-    "bigint, double, boolean, date, timestamp, string (varchar(65535)), or a Redshift type: integer, numeric(p,s), varchar(n), double precision, timestamptz, super, …",
-  );
-
-/** The columns of a table, in order (names are used as written, quoted); a bad type is reported at its column. */
-const columnList = (z: Zod) =>
-  z.array(
-    z.strictObject({
-      name: z.string().min(1).max(127).describe("Column name (used as written, quoted)."),
-      type: columnType(z),
-    }),
-  ).min(1).superRefine((columns, ctx) => {
-    if (columns.some((column) => sqlTypeProblem(column.type, "redshift"))) return; // reported at the column
-    try {
-      sqlCreateTable({ dialect: "redshift", schema: "s", table: "t", columns });
-    } catch (error) {
-      ctx.addIssue({ code: "custom", message: (error as Error).message });
-    }
-  });
 
 /** The params, each checked on its own. */
 const fieldsSchema = (z: Zod) =>
@@ -120,14 +94,7 @@ const fieldsSchema = (z: Zod) =>
     }).optional().describe(
       'create_table, copy_from_s3: the target table, "schema.table" (default schema public); parts in double quotes keep their case.',
     ),
-    columns: z.union([
-      columnList(z),
-      // the ordered {name: type} map AthenaExecutor takes, so a routine can describe a table once
-      z.record(z.string(), columnType(z)).transform((map) =>
-        Object.entries(map).map(([name, type]) => ({ name, type }))
-      )
-        .pipe(columnList(z)),
-    ]).optional().describe(
+    columns: columnsParam(z, "redshift").optional().describe(
       "The columns, in file order: [{name, type}] or an ordered {name: type} map as for Athena; a type is bigint, double, boolean, date, timestamp, string, or Redshift's own (double precision, character varying(256), timestamptz, super, …); default: inferred from the first files under source (create_table); for copy_from_s3, those each CSV file's header names, in its order (every file's header is read), else the table's own.",
     ),
     source: pattern(z, S3_FOLDER, "an s3://bucket/folder URL")
