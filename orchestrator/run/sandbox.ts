@@ -12,7 +12,6 @@
  *
  * @module
  */
-import { MessageChannel as LifelineChannel } from "node:worker_threads";
 import { type HelperThread, helperThreadOf } from "../../lib/helper_threads.ts";
 import { type ResolvedScope, workerPermissions } from "./permissions.ts";
 import {
@@ -115,6 +114,8 @@ export function startStepSandbox(executorModuleUrl: string, scope: ResolvedScope
   );
   const permissions = workerPermissions(scope);
   const worker = new Worker(source, { type: "module", name: "lakerun-step", deno: { permissions } });
+  // loaded while the Worker starts (Deno's node layer takes ~10 ms): not on the way to the first step
+  const lifelines = import("node:worker_threads");
   const helpers = new Map<number, HelperThread>();
   const reply = (message: HelperReply, transfer: Transferable[] = []) =>
     worker.postMessage(message, transfer);
@@ -151,8 +152,9 @@ export function startStepSandbox(executorModuleUrl: string, scope: ResolvedScope
   };
   return {
     close,
-    run(request, onMessage, signal) {
-      return new Promise<void>((resolvePromise) => {
+    async run(request, onMessage, signal) {
+      const { MessageChannel: LifelineChannel } = await lifelines;
+      return await new Promise<void>((resolvePromise) => {
         let currentTask = request.tasks[0];
         let settled = false;
         // the Worker's end of this channel goes when the Worker does, however it ends
