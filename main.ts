@@ -26,6 +26,8 @@ Options:
   --state-dir DIR   where steps keep journals between runs (default: .lakerun)
   --resume [RUN_ID] continue the last failed or interrupted run (or RUN_ID; also --resume=ID or
                     --resume --run-id ID): same run id and date, its succeeded steps skipped
+  --new-run         start a new run even when the last one for this date did not succeed (a plain 'run'
+                    continues it: cloud jobs and loads it completed are not done again)
   --max-parallel N  most steps running at once when steps have depends_on (default 2)
   --date YYYY-MM-DD the run's date, run.date in \${{ … }} templates (default: today in UTC; run, plan, validate)
   --from A --to B --every day|month|quarter
@@ -81,6 +83,7 @@ async function main(args: string[]): Promise<number> {
         executors: { type: "string", multiple: true, default: [] },
         "state-dir": { type: "string" },
         resume: { type: "boolean", default: false },
+        "new-run": { type: "boolean", default: false },
         "run-id": { type: "string" },
         "max-parallel": { type: "string" },
         date: { type: "string" },
@@ -213,15 +216,20 @@ function resumeArgs(args: string[]): string[] {
   });
 }
 
-/** `--resume`, `--run-id` and `--max-parallel`, checked. */
+/** `--resume`, `--run-id`, `--new-run` and `--max-parallel`, checked. */
 function runFlags(
-  values: { resume?: boolean; "run-id"?: string; "max-parallel"?: string },
+  values: { resume?: boolean; "run-id"?: string; "new-run"?: boolean; "max-parallel"?: string },
   command: string,
-): { resume?: { runId?: string }; maxParallel?: number } {
+): { resume?: { runId?: string }; newRun?: boolean; maxParallel?: number } {
   const runId = values["run-id"];
   if (runId !== undefined && !values.resume) throw new UsageError("--run-id goes with --resume");
-  if (values.resume && command !== "run") {
-    throw new UsageError(`--resume is an option of 'run', not '${command}'`);
+  for (const flag of ["resume", "new-run"] as const) {
+    if (values[flag] && command !== "run") {
+      throw new UsageError(`--${flag} is an option of 'run', not '${command}'`);
+    }
+  }
+  if (values.resume && values["new-run"]) {
+    throw new UsageError("--resume continues a run, --new-run starts one: give one of them");
   }
   const given = values["max-parallel"];
   if (given !== undefined && !/^[1-9]\d{0,2}$/.test(given)) {
@@ -229,6 +237,7 @@ function runFlags(
   }
   return {
     ...(values.resume ? { resume: runId === undefined ? {} : { runId } } : {}),
+    ...(values["new-run"] ? { newRun: true } : {}),
     ...(given !== undefined ? { maxParallel: Number(given) } : {}),
   };
 }

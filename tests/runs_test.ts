@@ -563,3 +563,39 @@ for (const [signal, code] of [["SIGINT", 130], ["SIGTERM", 143]] as const) {
     assert.deepEqual(await timeline(dir.path), ["start transform", "aborted transform"]);
   });
 }
+
+Deno.test("a plain run continues the last unfinished run and says so; --new-run starts a new one", async () => {
+  await using dir = await tempDir();
+  await writeRoutine(dir.path, { a: probe({ fail_if: "fail.flag" }) });
+  await Deno.writeTextFile(join(dir.path, "w/fail.flag"), "");
+  const first = await run(dir.path, "r.json");
+  assert.equal(first.code, 1, first.stdout + first.stderr);
+  assert.doesNotMatch(first.stdout, /↻/);
+  const [failed] = await records(dir.path);
+
+  const again = await run(dir.path, "r.json");
+  assert.equal(again.code, 1, again.stdout + again.stderr);
+  assert.match(
+    again.stdout,
+    new RegExp(
+      `^lakerun · r · 1 step\\n↻ attempt 2 of run ${failed.runId}, which did not succeed: what it completed on AWS ` +
+        `and in databases is not done again \\(--new-run starts a new run\\)\\n`,
+    ),
+  );
+  assert.deepEqual((await records(dir.path)).map((r) => [r.runId, r.attempt]), [[failed.runId, 2]]);
+
+  await Deno.remove(join(dir.path, "w/fail.flag"));
+  const fresh = await run(dir.path, "--new-run", "r.json");
+  assert.equal(fresh.code, 0, fresh.stdout + fresh.stderr);
+  assert.doesNotMatch(fresh.stdout, /↻/);
+  const [newest, older] = await records(dir.path);
+  assert.notEqual(newest.runId, failed.runId);
+  assert.deepEqual([newest.attempt, newest.status, older.runId], [1, "succeeded", failed.runId]);
+
+  const both = await run(dir.path, "--new-run", "--resume", "r.json");
+  assert.equal(both.code, 2);
+  assert.equal(both.stderr, "lakerun: --resume continues a run, --new-run starts one: give one of them\n");
+  const elsewhere = await lakerun(["validate", "--new-run", "r.json"], { cwd: dir.path });
+  assert.equal(elsewhere.code, 2);
+  assert.match(elsewhere.stderr, /--new-run is an option of 'run', not 'validate'/);
+});

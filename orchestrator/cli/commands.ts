@@ -62,6 +62,8 @@ export interface CommandOptions {
   signal?: AbortSignal;
   /** `--resume [RUN_ID]`: continue a failed or interrupted run (`runId` absent: the last one). */
   resume?: { runId?: string };
+  /** `--new-run`: a new run even when the last one for the date did not succeed. */
+  newRun?: boolean;
   /** `--max-parallel N`: most steps at a time when a routine uses `depends_on`. Default 2. */
   maxParallel?: number;
   /** Secret values: filled as templates resolve, replaced by `***` in every line a command prints. */
@@ -289,6 +291,7 @@ export async function runLoadedRoutine(
     secrets: options.secrets,
     prepareStep,
     resume: options.record,
+    newRun: options.newRun,
   });
 }
 

@@ -36,6 +36,27 @@ export interface RunInfo {
   date?: string;
 }
 
+/**
+ * The line saying that a run continues one that did not succeed (attempt 2, 3…), and what that means: the
+ * cloud jobs and loads it completed are found in its journals and not done again.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { continuedLine } from "./reporter.ts";
+ *
+ * assert.equal(
+ *   continuedLine({ runId: "20261201T020000Z-1a2b3c4d", attempt: 2, date: "2026-11-30" }),
+ *   "↻ attempt 2 of run 20261201T020000Z-1a2b3c4d (2026-11-30), which did not succeed: what it completed on " +
+ *     "AWS and in databases is not done again (--new-run starts a new run)",
+ * );
+ * ```
+ */
+export function continuedLine(run: RunInfo): string {
+  return `↻ attempt ${run.attempt} of run ${run.runId}${run.date ? ` (${run.date})` : ""}, which did not ` +
+    "succeed: what it completed on AWS and in databases is not done again (--new-run starts a new run)";
+}
+
 /** Options for {@link consoleReporter}. */
 export interface ConsoleReporterOptions {
   /** Where lines go. Default: standard output. */
@@ -128,6 +149,7 @@ export function consoleReporter(options: ConsoleReporterOptions = {}): Reporter 
   // steps that run at the same time (depends_on) interleave: a line of another step than the last one shown
   // is preceded by that step's header again, and each step counts what it moved
   const movedBy = new Map<string, typeof moved>();
+  let continued: RunInfo | undefined; // the run this one continues, said under the header
   let shownStep: string | undefined;
   let stepCount = 0;
   const stepLabel = (step: Step) =>
@@ -174,6 +196,9 @@ export function consoleReporter(options: ConsoleReporterOptions = {}): Reporter 
   };
 
   return {
+    runStarted(run) {
+      continued = (run.attempt ?? 1) > 1 ? run : undefined;
+    },
     routineStarted(routine) {
       stepCount = routine.steps.length;
       write(
@@ -181,6 +206,7 @@ export function consoleReporter(options: ConsoleReporterOptions = {}): Reporter 
           routine.steps.length === 1 ? "" : "s"
         }`,
       );
+      if (continued) write(continuedLine(continued));
     },
     stepStarted(step, total) {
       stepCount = total;

@@ -4,7 +4,8 @@
  * that succeeded is followed by a new id. Tasks that start cloud jobs key their records on this id
  * (`lib/cloud/ledger.ts`), so a re-run reattaches to the jobs of the run it continues instead of starting
  * them again, and a routine run after a success starts fresh. A run for another logical date (`--date`) is
- * another run: it starts fresh too. `--resume RUN_ID` continues the run it names, whichever run is recorded.
+ * another run: it starts fresh too. `--resume RUN_ID` continues the run it names, whichever run is recorded;
+ * `--new-run` (`fresh`) begins a new one whatever run is recorded.
  *
  * @module
  */
@@ -32,6 +33,8 @@ export interface RunState {
 export interface BeginRunOptions {
   /** The logical date of the run: a recorded run for another date is not continued. */
   date?: string;
+  /** Begin a new run whatever run is recorded (`--new-run`). */
+  fresh?: boolean;
   /** Continue this run (`--resume`), whatever run is recorded. */
   resume?: { runId: string; attempt: number; firstStarted: string; date?: string };
 }
@@ -80,7 +83,7 @@ export async function beginRun(routineDir: string, options: BeginRunOptions = {}
       started: resume.firstStarted,
       attemptStarted: now.toISOString(),
     }
-    : previous && previous.status !== "succeeded" && previous.date === date
+    : previous && !options.fresh && previous.status !== "succeeded" && previous.date === date
     ? { ...previous, attempt: previous.attempt + 1, status: "running", attemptStarted: now.toISOString() }
     : {
       runId: newRunId(now),

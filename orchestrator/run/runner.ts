@@ -81,6 +81,11 @@ export interface RunOptions {
    */
   resume?: RunRecord;
   /**
+   * Begin a new run even when the newest run (for this date) did not succeed, which a run otherwise continues
+   * under its id, so that the cloud jobs and loads it completed are not done again (`--new-run`).
+   */
+  newRun?: boolean;
+  /**
    * Called just before a step starts, with the outputs the steps before it reported (by step id, then
    * name) and the run's id and date: returns the step to run — e.g. with `${{ … }}` templates resolved — or throws to fail the step.
    * Default: the step unchanged.
@@ -142,7 +147,7 @@ export async function runRoutine(routine: Routine, options: RunOptions): Promise
   // a run for a date whose newest run did not succeed continues that run (its id: cloud jobs it started are
   // found again), even when runs for other dates came in between (a backfill re-run after a failure)
   const unfinishedRunOf = async (date: string | undefined) => {
-    if (date === undefined) return undefined;
+    if (date === undefined || options.newRun) return undefined;
     const newest = (await listRuns(stateRoot, routine.name)).find((record) => record.date === date);
     return newest && newest.status !== "succeeded"
       ? { runId: newest.runId, attempt: newest.attempt, firstStarted: newest.firstStarted, date }
@@ -150,6 +155,7 @@ export async function runRoutine(routine: Routine, options: RunOptions): Promise
   };
   const state = await beginRun(routineDir, {
     date: options.date,
+    fresh: options.newRun,
     resume: resume ? { ...resume, date: resume.date ?? options.date } : await unfinishedRunOf(options.date),
   });
   const run = new RoutineRun(routine, options, { cwd, stateRoot, state });
