@@ -9,6 +9,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import {
+  AbortMultipartUploadCommand,
   CreateMultipartUploadCommand,
   GetObjectCommand,
   HeadObjectCommand,
@@ -29,6 +30,7 @@ import {
   type S3StorageOptions,
 } from "../lib/aws/s3/storage.ts";
 import { copyProblem, verifyCopy } from "../lib/storage/verify.ts";
+import { removeLeftovers } from "../lib/transfer/copy.ts";
 import { ROOT, tempDir } from "./support/lakerun.ts";
 import { s3Test, stopS3ServerAfterTests } from "./support/s3_server.ts";
 import { digests, s3Location, treeOf } from "./support/trees.ts";
@@ -96,7 +98,7 @@ s3Test(
     assert.equal(files.length, 1050);
     assert.deepEqual(files.map((f) => f.path), [...paths].sort());
     assert.ok(files.every((f) => f.kind === "file" && f.size === 13 && /^[0-9a-f]{32}$/.test(f.etag!)));
-    assert.equal(await storage.removeTemporaries(), 1);
+    assert.deepEqual(await storage.removeTemporaries(), { temporaries: 1, uploads: 0 });
     const left = await raw.send(new HeadObjectCommand({ Bucket: bucket, Key: `${storage.prefix}/folder/` }));
     assert.equal(left.ContentLength, 0, "a folder marker is not lakerun's to remove");
   },
@@ -318,9 +320,11 @@ s3Test(
 );
 
 s3Test(
-  "an interrupted upload leaves nothing; a killed one is cleaned by removeTemporaries; re-runs succeed",
+  "an interrupted upload leaves nothing; a killed one is aborted by the next run, no other upload is; re-runs succeed",
   async () => {
-    const storage = location("interrupted", { partSize: 5 * MiB });
+    await using state = await tempDir();
+    const name = `interrupted-${crypto.randomUUID().slice(0, 8)}`;
+    const storage = lake.open(name, { partSize: 5 * MiB, stateDir: state.path });
     const body = randomBytes(20 * MiB, 11);
 
     // 1. aborted through its signal half-way: the multipart upload is aborted too
@@ -344,7 +348,7 @@ s3Test(
       `import { openS3Location } from ${JSON.stringify(join(ROOT, "lib/aws/s3/storage.ts"))};`,
       `const s = openS3Location(${JSON.stringify(storage.url)}, ${
         JSON.stringify(settings)
-      }, { partSize: 5 * 1024 * 1024 });`,
+      }, { partSize: 5 * 1024 * 1024, stateDir: ${JSON.stringify(state.path)} });`,
       "const chunk = new Uint8Array(1024 * 1024);",
       "await s.write('big.bin', new ReadableStream({ async pull(c) { await new Promise((r) => setTimeout(r, 5)); c.enqueue(chunk.slice()); } }));",
     ].join("\n");
@@ -372,17 +376,49 @@ s3Test(
     assert.deepEqual(await unfinishedUploads(storage.prefix), [`${storage.prefix}/big.bin`]);
     assert.equal(await storage.stat("big.bin"), undefined, "nothing visible");
 
-    // 3. a killed batch: its files are unfinished uploads too
+    // 3. uploads lakerun did not start, or that are still in use, under the same prefix: another program's,
+    // a parallel step's (its own state folder), and a batch of this process not yet committed
+    const foreign = await raw.send(
+      new CreateMultipartUploadCommand({ Bucket: bucket, Key: `${storage.prefix}/other-tool.bin` }),
+    );
+    await using otherState = await tempDir();
+    const parallel = lake.open(name, { stateDir: otherState.path });
+    const parallelBatch = await parallel.batch();
+    await parallelBatch.write("parallel.csv", streamOf(new TextEncoder().encode("parallel step")));
     const batch = await storage.batch();
-    await batch.write("batched.csv", streamOf(new TextEncoder().encode("never committed")));
-    assert.equal((await unfinishedUploads(storage.prefix)).length, 2);
+    await batch.write("batched.csv", streamOf(new TextEncoder().encode("committed later")));
+    assert.equal((await unfinishedUploads(storage.prefix)).length, 4);
 
-    // the next run cleans up, then succeeds
-    assert.equal(await storage.removeTemporaries(), 2);
+    // the next run aborts the killed upload only, and says what it was
+    const logged: string[] = [];
+    assert.equal(await removeLeftovers(storage, (line) => logged.push(line)), 1);
+    assert.deepEqual(logged, [
+      `aborted 1 incomplete multipart upload left by an interrupted run in ${storage.url}`,
+    ]);
+    assert.deepEqual((await unfinishedUploads(storage.prefix)).sort(), [
+      `${storage.prefix}/batched.csv`,
+      `${storage.prefix}/other-tool.bin`,
+      `${storage.prefix}/parallel.csv`,
+    ]);
+    assert.deepEqual(await parallel.removeTemporaries(), { temporaries: 0, uploads: 0 });
+    assert.equal((await unfinishedUploads(storage.prefix)).length, 3);
+    await batch.commit();
+    await parallelBatch.commit();
+    assert.deepEqual(await Array.fromAsync(Deno.readDir(`${state.path}/s3-uploads`)), [], "no record left");
+    await raw.send(
+      new AbortMultipartUploadCommand({
+        Bucket: bucket,
+        Key: `${storage.prefix}/other-tool.bin`,
+        UploadId: foreign.UploadId,
+      }),
+    );
     assert.deepEqual(await unfinishedUploads(storage.prefix), []);
     const written = await storage.write("big.bin", streamOf(body), { size: body.length, sha256: true });
     assert.equal(written.sha256, sha256(body));
-    assert.deepEqual(await treeOf(storage, { temporaries: true }), digests({ "big.bin": body }));
+    assert.deepEqual(
+      await treeOf(storage, { temporaries: true }),
+      digests({ "big.bin": body, "batched.csv": "committed later", "parallel.csv": "parallel step" }),
+    );
   },
 );
 

@@ -15,6 +15,7 @@ import {
   type CopyResult,
   isRangedSource,
   isTemporaryName,
+  type RemovedLeftovers,
   type Storage,
   type StoredFile,
   TEMP_PREFIX,
@@ -713,7 +714,7 @@ export class LocalStorage implements Storage {
    * routine runs under its run lock, and a temporary name is never the only copy of anything.
    */
   // deno-lint-ignore require-await
-  async removeTemporaries(options: { recursive?: boolean } = {}): Promise<number> {
+  async removeTemporaries(options: { recursive?: boolean } = {}): Promise<RemovedLeftovers> {
     let removed = 0;
     const walk = (dir: string) => {
       for (const entry of [...Deno.readDirSync(dir)]) {
@@ -731,7 +732,7 @@ export class LocalStorage implements Storage {
     } catch (error) {
       if (!(error instanceof Deno.errors.NotFound)) throw error;
     }
-    return removed;
+    return { temporaries: removed, uploads: 0 };
   }
 
   /** Creates the folders above `path`, refusing to go through a symbolic link. */

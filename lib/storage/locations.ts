@@ -29,6 +29,11 @@ export interface OpenOptions {
   cwd: string;
   /** The routine-level `s3` block. */
   s3?: S3Settings;
+  /**
+   * The step's state folder (a task's `context.stateDir`): an S3 location records its open multipart uploads
+   * there, so that the next run aborts exactly those a killed run left (lib/aws/s3/upload_records.ts).
+   */
+  stateDir?: string;
 }
 
 /**
@@ -56,7 +61,7 @@ export async function openLocation(location: string, options: OpenOptions): Prom
   checkLocation(location);
   if (isS3Url(location)) {
     const { openS3Location } = await import("../aws/s3/storage.ts");
-    return openS3Location(location, options.s3);
+    return openS3Location(location, options.s3, { stateDir: options.stateDir });
   }
   const { LocalStorage } = await import("./local.ts");
   return new LocalStorage(resolve(options.cwd, location));

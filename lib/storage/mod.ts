@@ -204,10 +204,19 @@ export interface Storage {
     options?: { size?: number; signal?: AbortSignal },
   ): Promise<{ size: number; sha256?: string } | undefined>;
   /**
-   * Removes lakerun's temporary entries left by a killed run (for S3: temporary keys and unfinished multipart
-   * uploads). Only the folder's top level unless `recursive`. Returns how many were removed.
+   * Removes lakerun's temporary entries left by a killed run: temporary names (only the folder's top level
+   * unless `recursive`) and, on S3, the incomplete multipart uploads that killed runs of this step recorded
+   * (never another program's, nor one still in use). Returns how many of each were removed.
    */
-  removeTemporaries(options?: { recursive?: boolean }): Promise<number>;
+  removeTemporaries(options?: { recursive?: boolean }): Promise<RemovedLeftovers>;
+}
+
+/** What {@link Storage.removeTemporaries} removed. */
+export interface RemovedLeftovers {
+  /** Entries under temporary names (a local temporary folder counts once, an S3 object each). */
+  temporaries: number;
+  /** Incomplete multipart uploads aborted (S3 only). */
+  uploads: number;
 }
 
 /** Prefix of every temporary name lakerun writes; listings skip names that start with it. */

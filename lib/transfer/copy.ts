@@ -181,16 +181,25 @@ export async function moveFile(
 }
 
 /**
- * Removes what a killed run left under temporary names in `storage` (its whole tree), and says so through
- * `log`. Safe because a routine runs under its run lock and a temporary name is never the only copy of
- * anything.
+ * Removes what a killed run left in `storage`: files under temporary names (its whole tree), and the
+ * incomplete multipart uploads that killed runs of this step recorded (see `Storage.removeTemporaries`: never
+ * an upload another program or a running step started), and says so through `log`. Temporary names are safe
+ * to remove because a routine runs under its run lock and a temporary name is never the only copy of
+ * anything. Returns how many entries and uploads were removed.
  */
 export async function removeLeftovers(storage: Storage, log: (message: string) => void): Promise<number> {
-  const removed = await storage.removeTemporaries({ recursive: true });
-  if (removed) {
-    log(`removed ${plural(removed, "temporary file")} left by an interrupted run in ${storage.url}`);
+  const { temporaries, uploads } = await storage.removeTemporaries({ recursive: true });
+  if (temporaries) {
+    log(`removed ${plural(temporaries, "temporary file")} left by an interrupted run in ${storage.url}`);
   }
-  return removed;
+  if (uploads) {
+    log(
+      `aborted ${
+        plural(uploads, "incomplete multipart upload")
+      } left by an interrupted run in ${storage.url}`,
+    );
+  }
+  return temporaries + uploads;
 }
 
 function counter(onBytes: (bytes: number) => void): TransformStream<Uint8Array, Uint8Array> {

@@ -15,7 +15,6 @@ import {
   CopyObjectCommand,
   type CopyObjectCommandOutput,
   CreateMultipartUploadCommand,
-  type CreateMultipartUploadCommandOutput,
   DeleteObjectCommand,
   HeadObjectCommand,
   type HeadObjectCommandOutput,
@@ -28,7 +27,13 @@ import type { CopyOptions, CopyResult } from "../../storage/mod.ts";
 import type { ObjectDigest } from "../../storage/verify.ts";
 import { S3RequestError } from "./client.ts";
 import { etagPartCount, objectDigestOf, PART_SIZE_METADATA, PLAIN_ETAG, unquoteEtag } from "./etag.ts";
-import { abortMultipartUpload, partSizeFor, type S3Requests } from "./upload.ts";
+import {
+  abortMultipartUpload,
+  partSizeFor,
+  type S3Requests,
+  startMultipartUpload,
+  uploadEnded,
+} from "./upload.ts";
 
 const MiB = 1024 * 1024;
 /** Largest object a single CopyObject may copy. */
@@ -197,7 +202,8 @@ async function copyInParts(
   signal?: AbortSignal,
 ): Promise<void> {
   const size = head.ContentLength ?? 0;
-  const created = await target.send<CreateMultipartUploadCommandOutput>(
+  const started = await startMultipartUpload(
+    target,
     new CreateMultipartUploadCommand({
       Bucket: target.bucket,
       Key: to,
@@ -207,7 +213,7 @@ async function copyInParts(
     to,
     signal,
   );
-  const uploadId = created.UploadId!;
+  const { uploadId } = started;
   const numbers = Array.from({ length: Math.max(1, Math.ceil(size / partSize)) }, (_, i) => i + 1);
   const parts: CompletedPart[] = [];
   try {
@@ -239,7 +245,8 @@ async function copyInParts(
       signal,
     );
   } catch (error) {
-    await abortMultipartUpload(target, to, uploadId);
+    await abortMultipartUpload(target, to, uploadId, started.record);
     throw error;
   }
+  await uploadEnded(target, started);
 }

@@ -8,11 +8,15 @@
  *   another length than `size`, an error or an abort leaves no object (the multipart upload is aborted). See
  *   {@link MultipartWriter} (lib/aws/s3/upload.ts).
  * - **Batches** upload each file as a multipart upload that is *completed only at commit*: until then nothing is
- *   visible at any key, and abort (or {@link Storage.removeTemporaries} after a killed run) aborts the uploads.
- *   Trade-off: no data is copied at commit (temporary keys would need a server-side copy and a delete each),
- *   at the price of multipart ETags (`…-1`) even for small files and unfinished uploads that a killed run
- *   leaves behind until the next run (or a bucket lifecycle rule) aborts them. Reads verify the bytes against
- *   the ETag (MD5 or multipart ETag with the part size recorded in the object's metadata).
+ *   visible at any key, and abort aborts the uploads. Trade-off: no data is copied at commit (temporary keys
+ *   would need a server-side copy and a delete each), at the price of multipart ETags (`…-1`) even for small
+ *   files and unfinished uploads that a killed run leaves behind until the next run (or a bucket lifecycle
+ *   rule) aborts them. Reads verify the bytes against the ETag (MD5 or multipart ETag with the part size
+ *   recorded in the object's metadata).
+ * - **Killed runs' uploads:** with {@link S3StorageOptions.stateDir} (a step's state folder), every multipart
+ *   upload is recorded there while it is open (lib/aws/s3/upload_records.ts), and
+ *   {@link S3Storage.removeTemporaries} aborts only the recorded uploads of killed runs: never an upload that
+ *   another program, a step running beside this one, or this process started.
  * - **Server-side copies** ({@link S3Storage.copyFrom}) between locations on one endpoint: CopyObject, or
  *   UploadPartCopy with the source's part layout (so the ETags match and verification needs no download) for
  *   multipart sources and objects over 5 GiB (lib/aws/s3/copy.ts).
@@ -57,6 +61,7 @@ import {
   type CopyOptions,
   type CopyResult,
   isTemporaryName,
+  type RemovedLeftovers,
   type Storage,
   storagePathProblem,
   type StoredFile,
@@ -66,6 +71,7 @@ import {
   type WriteResult,
 } from "../../storage/mod.ts";
 import { SizeMismatchError } from "../../storage/local.ts";
+import { UploadRecords } from "./upload_records.ts";
 import type { DigestStorage, ObjectDigest } from "../../storage/verify.ts";
 
 export { copySource, MAX_SINGLE_COPY } from "./copy.ts";
@@ -109,6 +115,11 @@ export interface S3StorageOptions {
   rangedDownloadMin?: number;
   /** Bytes per range of such downloads; default {@link RANGE_BYTES}. */
   rangeBytes?: number;
+  /**
+   * The step's state folder, where open multipart uploads are recorded so that the next run aborts those a
+   * killed run left (see the module documentation). Without it nothing is recorded, and none is aborted.
+   */
+  stateDir?: string;
 }
 
 /** Smallest object downloaded to a local file by ranges on several threads rather than by one stream. */
@@ -182,6 +193,8 @@ export class S3Storage implements Storage, DigestStorage {
   readonly rangeBytes: number;
   /** What uploads and copies use of this location (lib/aws/s3/upload.ts, lib/aws/s3/copy.ts). */
   readonly #requests: S3Requests;
+  /** Where open multipart uploads are recorded, with {@link S3StorageOptions.stateDir}. */
+  readonly #records: UploadRecords | undefined;
   #bucketChecked = false;
 
   /** Opens `url` (`s3://bucket[/prefix]`) with the routine's `s3` settings. */
@@ -202,6 +215,13 @@ export class S3Storage implements Storage, DigestStorage {
         this.#send<T>(command, key, signal),
       head: (key, signal) => this.#head(key, signal),
     };
+    if (options.stateDir !== undefined) {
+      const records = this.#records = new UploadRecords(options.stateDir);
+      const endpoint = this.config.endpoint ?? null;
+      this.#requests.recordUpload = (key, uploadId) =>
+        records.started({ endpoint, bucket: this.bucket, key, uploadId });
+      this.#requests.forgetUpload = (name) => records.remove(name);
+    }
   }
 
   get url(): string {
@@ -600,10 +620,12 @@ export class S3Storage implements Storage, DigestStorage {
 
   /**
    * Deletes objects under lakerun's temporary names (a top-level temporary segment; any segment with
-   * `recursive`) and aborts every unfinished multipart upload under the prefix: in lakerun's S3 locations
-   * those are the batches and uploads of a run that was killed. Returns how many were removed.
+   * `recursive`), then aborts the multipart uploads under the prefix that killed runs of this step recorded
+   * (with {@link S3StorageOptions.stateDir}) and that are still listed. An upload no record names (another
+   * program's, a step's beside this one) and one this process started are never touched; a recorded upload
+   * that is no longer listed (completed or aborted after all) only loses its record.
    */
-  async removeTemporaries(options: { recursive?: boolean } = {}): Promise<number> {
+  async removeTemporaries(options: { recursive?: boolean } = {}): Promise<RemovedLeftovers> {
     const doomed: string[] = [];
     for await (const object of this.#objects()) {
       const segments = object.key.slice(this.prefix ? this.prefix.length + 1 : 0).split("/");
@@ -620,7 +642,30 @@ export class S3Storage implements Storage, DigestStorage {
         undefined,
       );
     }
-    const uploads: Array<{ key: string; id: string }> = [];
+    return { temporaries: doomed.length, uploads: await this.#abortRecordedUploads() };
+  }
+
+  /** Aborts the listed uploads that killed runs recorded (see {@link S3Storage.removeTemporaries}). */
+  async #abortRecordedUploads(): Promise<number> {
+    const records = this.#records;
+    if (!records) return 0;
+    const left = await records.leftBehind(this.config.endpoint ?? null, this.bucket, this.prefix);
+    if (left.length === 0) return 0; // no listing: nothing of ours can be open
+    const listed = new Set<string>();
+    for await (const upload of this.#uploads()) listed.add(`${upload.key}\0${upload.id}`);
+    let aborted = 0;
+    await runPool(left, 8, undefined, async (upload) => {
+      if (listed.has(`${upload.key}\0${upload.uploadId}`)) {
+        await abortMultipartUpload(this.#requests, upload.key, upload.uploadId);
+        aborted++;
+      }
+      await records.remove(upload.name);
+    });
+    return aborted;
+  }
+
+  /** Every unfinished multipart upload under the prefix (ListMultipartUploads, all pages). */
+  async *#uploads(): AsyncIterable<{ key: string; id: string }> {
     const pages = this.#pages(
       (markers) =>
         new ListMultipartUploadsCommand({ Bucket: this.bucket, Prefix: this.#listPrefix, ...markers }),
@@ -631,10 +676,8 @@ export class S3Storage implements Storage, DigestStorage {
     );
     for await (const page of pages) {
       for (const u of page.Uploads ?? []) {
-        if (u.Key && u.UploadId) uploads.push({ key: u.Key, id: u.UploadId });
+        if (u.Key && u.UploadId) yield { key: u.Key, id: u.UploadId };
       }
     }
-    await runPool(uploads, 8, undefined, (u) => abortMultipartUpload(this.#requests, u.key, u.id));
-    return doomed.length + uploads.length;
   }
 }

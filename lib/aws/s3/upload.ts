@@ -52,6 +52,44 @@ export interface S3Requests {
   send<T>(command: S3Command, key: string | undefined, signal?: AbortSignal): Promise<T>;
   /** HeadObject of `key`, `undefined` when there is none (a missing bucket fails). */
   head(key: string, signal?: AbortSignal): Promise<HeadObjectCommandOutput | undefined>;
+  /**
+   * Records a multipart upload just created, so that a run killed before finishing it has the next run abort
+   * it (lib/aws/s3/upload_records.ts); resolves to the record's name. Absent: nothing is recorded.
+   */
+  recordUpload?(key: string, uploadId: string): Promise<string>;
+  /** Removes the record {@link S3Requests.recordUpload} made, once its upload is completed or aborted. */
+  forgetUpload?(name: string): Promise<void>;
+}
+
+/** A multipart upload lakerun started: its UploadId and the name of its record, if recorded. */
+export interface StartedUpload {
+  uploadId: string;
+  record?: string;
+}
+
+/**
+ * Sends `command` (a CreateMultipartUpload of `key`) and records the upload it starts
+ * ({@link S3Requests.recordUpload}); an upload that cannot be recorded is aborted at once.
+ */
+export async function startMultipartUpload(
+  requests: S3Requests,
+  command: CreateMultipartUploadCommand,
+  key: string,
+  signal?: AbortSignal,
+): Promise<StartedUpload> {
+  const created = await requests.send<CreateMultipartUploadCommandOutput>(command, key, signal);
+  const uploadId = created.UploadId!;
+  try {
+    return { uploadId, record: await requests.recordUpload?.(key, uploadId) };
+  } catch (error) {
+    await abortMultipartUpload(requests, key, uploadId).catch(() => {});
+    throw error;
+  }
+}
+
+/** Forgets the record of an upload that was just completed or aborted. */
+export async function uploadEnded(requests: S3Requests, upload: StartedUpload): Promise<void> {
+  if (upload.record !== undefined) await requests.forgetUpload?.(upload.record);
 }
 
 /** True for an SDK error that means "not found" (NotFound, NoSuchKey or HTTP 404). */
@@ -60,11 +98,15 @@ export function isNotFound(error: unknown): boolean {
   return e?.name === "NotFound" || e?.name === "NoSuchKey" || e?.$metadata?.httpStatusCode === 404;
 }
 
-/** Aborts a multipart upload; an upload that is already gone (completed or aborted) is no error. */
+/**
+ * Aborts a multipart upload; an upload that is already gone (completed or aborted) is no error. Its record
+ * (`record`, from {@link startMultipartUpload}) is removed once it is aborted.
+ */
 export async function abortMultipartUpload(
   requests: S3Requests,
   key: string,
   uploadId: string,
+  record?: string,
 ): Promise<void> {
   try {
     await requests.client.send(
@@ -80,6 +122,7 @@ export async function abortMultipartUpload(
       });
     }
   }
+  await uploadEnded(requests, { uploadId, record });
 }
 
 /** Part size for a body of `size` bytes: `partSize`, larger when needed to stay within 10,000 parts. */
@@ -124,6 +167,7 @@ export class MultipartWriter {
   #spare: Uint8Array[] = [];
   #size = 0;
   #uploadId: string | undefined;
+  #record: string | undefined;
   #partCount = 0;
   readonly #parts: CompletedPart[] = [];
   readonly #md5s: Uint8Array[] = [];
@@ -192,6 +236,7 @@ export class MultipartWriter {
       this.key,
       signal,
     );
+    await uploadEnded(this.#requests, { uploadId: this.#uploadId, record: this.#record });
     const expected = multipartEtag(this.#md5s);
     // radosgw answers with an empty ETag (Red Hat BZ 2266579): ask for it
     const head = await this.#requests.head(this.key, signal);
@@ -213,7 +258,9 @@ export class MultipartWriter {
   /** Waits for the parts in flight, then aborts the multipart upload, if one was started: nothing is stored. */
   async abort(): Promise<void> {
     await Promise.allSettled([...this.#inflight]);
-    if (this.#uploadId !== undefined) await abortMultipartUpload(this.#requests, this.key, this.#uploadId);
+    if (this.#uploadId !== undefined) {
+      await abortMultipartUpload(this.#requests, this.key, this.#uploadId, this.#record);
+    }
   }
 
   /** The whole body, gathered within the first part, as one PutObject with its Content-MD5. */
@@ -245,7 +292,8 @@ export class MultipartWriter {
    */
   async #flushPart(last: boolean): Promise<void> {
     if (this.#uploadId === undefined) {
-      const created = await this.#requests.send<CreateMultipartUploadCommandOutput>(
+      const started = await startMultipartUpload(
+        this.#requests,
         new CreateMultipartUploadCommand({
           Bucket: this.#requests.bucket,
           Key: this.key,
@@ -255,7 +303,8 @@ export class MultipartWriter {
         this.key,
         this.#signal,
       );
-      this.#uploadId = created.UploadId!;
+      this.#uploadId = started.uploadId;
+      this.#record = started.record;
     }
     while (this.#inflight.size >= this.#concurrency) await Promise.race(this.#inflight);
     if (this.#failure) throw this.#failure.error;
