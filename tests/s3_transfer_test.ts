@@ -14,7 +14,7 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { ListObjectsV2Command, PutObjectCommand } from "@aws-sdk/client-s3";
+import { ListMultipartUploadsCommand, ListObjectsV2Command, PutObjectCommand } from "@aws-sdk/client-s3";
 import definition from "../executors/s3_transfer/mod.ts";
 import { transferFiles, type TransferOptions } from "../lib/transfer/transfer.ts";
 import { globProblem, globToRegExp, pathFilter } from "../lib/glob.ts";
@@ -24,6 +24,9 @@ import { parseRoutine } from "../orchestrator/routine/routine.ts";
 import { lakerun, lakerunCommand, runRoutineJson, tempDir } from "./support/lakerun.ts";
 import type { S3TestServer } from "./support/s3_server.ts";
 import { startFaultProxy } from "./support/tcp_proxy.ts";
+import { startHttpProxy } from "./support/http_proxy.ts";
+import { openS3Location } from "../lib/aws/s3/storage.ts";
+import { UploadRecords } from "../lib/aws/s3/upload_records.ts";
 import { digests, s3Location, sha256Hex as sha256, stopS3TestServer, treeOf } from "./support/trees.ts";
 import { randomBytes, streamOf } from "./support/zip_fixtures.ts";
 
@@ -572,6 +575,63 @@ async function runCli(
 function spawnLakerun(cwd: string, server: S3TestServer): Deno.ChildProcess {
   return lakerunCommand(["run", "routine.json"], { cwd, env: server.env }).spawn();
 }
+
+Deno.test("a listing page truncated without a continuation token fails the sync; nothing is deleted", async () => {
+  await using lake = await s3Location("transfer-truncated");
+  const files: Tree = { "a.csv": "a\n", "b.csv": "b\n", "c.csv": "c\n" };
+  for (const [path, text] of Object.entries(files)) {
+    await lake.storage.write(path, new Blob([text as string]).stream());
+  }
+  await using dir = await tempDir();
+  await writeTree(dir.path, files); // already synced
+  // a server (or proxy) that pages after one key and drops the token that says where to go on
+  let truncating = "list-type"; // ListObjectsV2, then ListMultipartUploads ("uploads")
+  await using proxy = startHttpProxy(
+    lake.server.endpoint,
+    (request, body) =>
+      request.query.has(truncating)
+        ? body.replace(/<IsTruncated>false<\/IsTruncated>/, "<IsTruncated>true</IsTruncated>")
+          .replace(/<NextContinuationToken>[^<]*<\/NextContinuationToken>/, "")
+          .replace(/<Next(KeyMarker|UploadIdMarker)>[^<]*<\/Next\1>|<Next(KeyMarker|UploadIdMarker)\/>/g, "")
+          .replace(/(<\/Contents>)[\s\S]*(<\/ListBucketResult>)/, "$1$2")
+        : body,
+  );
+  const source = openS3Location(lake.url, { ...lake.settings, endpoint: proxy.endpoint });
+  await assert.rejects(
+    transferFiles(source, new LocalStorage(dir.path), { mode: "sync", deleteExtraneous: true }),
+    {
+      name: "IncompleteListingError",
+      message:
+        `${lake.url}: a ListObjectsV2 page says more follows (IsTruncated) but gives no marker to continue ` +
+        "from; refusing an incomplete listing (is a proxy or an S3-compatible server dropping it?)",
+    },
+  );
+  assert.deepEqual(await treeOf(dir.path, ALL), digests(files), "the destination keeps every file");
+  // the same for the listing of unfinished uploads, which aborts the ones a killed run of the step recorded
+  await using state = await tempDir();
+  const killed = await lake.storage.batch(); // (a run killed with this batch open)
+  await killed.write("d.csv", new Blob(["d\n"]).stream());
+  await new UploadRecords(state.path, { session: "killed" }).started({
+    endpoint: proxy.endpoint,
+    bucket: lake.bucket,
+    key: lake.key("d.csv"),
+    uploadId: (await lake.client.send(new ListMultipartUploadsCommand({ Bucket: lake.bucket }))).Uploads![0]
+      .UploadId!,
+  });
+  truncating = "uploads";
+  const destination = openS3Location(lake.url, { ...lake.settings, endpoint: proxy.endpoint }, {
+    stateDir: state.path,
+  });
+  await assert.rejects(destination.removeTemporaries(), {
+    name: "IncompleteListingError",
+    message: new RegExp(`^${lake.url}: a ListMultipartUploads page says more follows`),
+  });
+  await killed.abort();
+  assert.ok(
+    proxy.requests.some((r) => r.query.get("list-type") === "2"),
+    "the listing went through the proxy",
+  );
+});
 
 Deno.test("against a real S3 server (radosgw)", async (t) => {
   try {

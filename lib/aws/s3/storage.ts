@@ -122,6 +122,32 @@ export interface S3StorageOptions {
   stateDir?: string;
 }
 
+/**
+ * A listing page that says more follows (`IsTruncated`) but gives no marker to continue from (no
+ * `NextContinuationToken`): the listing cannot be completed, and a partial one is never taken for the whole.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { IncompleteListingError } from "./storage.ts";
+ *
+ * assert.equal(
+ *   new IncompleteListingError("s3://lake/raw", "ListObjectsV2").message,
+ *   "s3://lake/raw: a ListObjectsV2 page says more follows (IsTruncated) but gives no marker to continue " +
+ *     "from; refusing an incomplete listing (is a proxy or an S3-compatible server dropping it?)",
+ * );
+ * ```
+ */
+export class IncompleteListingError extends Error {
+  constructor(readonly location: string, readonly operation: string) {
+    super(
+      `${location}: a ${operation} page says more follows (IsTruncated) but gives no marker to continue from; ` +
+        "refusing an incomplete listing (is a proxy or an S3-compatible server dropping it?)",
+    );
+    this.name = "IncompleteListingError";
+  }
+}
+
 /** Smallest object downloaded to a local file by ranges on several threads rather than by one stream. */
 export const RANGED_DOWNLOAD_MIN = 2 * RANGE_BYTES;
 
@@ -273,7 +299,7 @@ export class S3Storage implements Storage, DigestStorage {
     const pages = this.#pages<string, ListObjectsV2CommandOutput>(
       (token) =>
         new ListObjectsV2Command({ Bucket: this.bucket, Prefix: this.#listPrefix, ContinuationToken: token }),
-      (page) => (page.IsTruncated && page.NextContinuationToken) || undefined,
+      (page) => page.NextContinuationToken || undefined,
       signal,
     );
     for await (const page of pages) {
@@ -291,19 +317,26 @@ export class S3Storage implements Storage, DigestStorage {
 
   /**
    * Every page of a listing: `request` makes the request for a page from the markers `next` took from the
-   * page before (`undefined` for the first page); `next` gives none after the last page.
+   * page before (`undefined` for the first page). A page that says it is truncated (`IsTruncated`) but gives
+   * no marker to go on from fails the listing with {@link IncompleteListingError}: taking what came for the
+   * whole listing would make a sync delete files the source still has.
    */
-  async *#pages<M, P>(
+  async *#pages<M, P extends { IsTruncated?: boolean }>(
     request: (markers: M | undefined) => S3Command,
     next: (page: P) => M | undefined,
     signal?: AbortSignal,
   ): AsyncGenerator<P, void, undefined> {
     let markers: M | undefined;
-    do {
-      const page: P = await this.#send<P>(request(markers), undefined, signal);
+    while (true) {
+      const command = request(markers);
+      const page: P = await this.#send<P>(command, undefined, signal);
       yield page;
+      if (!page.IsTruncated) return;
       markers = next(page);
-    } while (markers !== undefined);
+      if (markers === undefined) {
+        throw new IncompleteListingError(this.url, command.constructor.name.replace(/Command$/, ""));
+      }
+    }
   }
 
   /** HeadObject of `key`, `undefined` when there is none (after checking that the bucket exists). */
@@ -670,7 +703,7 @@ export class S3Storage implements Storage, DigestStorage {
       (markers) =>
         new ListMultipartUploadsCommand({ Bucket: this.bucket, Prefix: this.#listPrefix, ...markers }),
       (page: ListMultipartUploadsCommandOutput) =>
-        page.IsTruncated && (page.NextKeyMarker || page.NextUploadIdMarker)
+        page.NextKeyMarker || page.NextUploadIdMarker
           ? { KeyMarker: page.NextKeyMarker, UploadIdMarker: page.NextUploadIdMarker }
           : undefined,
     );
