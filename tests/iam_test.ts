@@ -326,6 +326,39 @@ Deno.test("DownloaderExecutor download into a whole bucket, in another partition
   assert.deepEqual(iamOf(downloader, local, ["download"]), []);
 });
 
+Deno.test("the partition follows the region AWS_REGION (or the profile) gives when the routine names none", () => {
+  const saved = { region: Deno.env.get("AWS_REGION"), defaultRegion: Deno.env.get("AWS_DEFAULT_REGION") };
+  Deno.env.set("AWS_REGION", "cn-north-1");
+  Deno.env.delete("AWS_DEFAULT_REGION");
+  try {
+    const arnsOf = (definition: ExecutorDefinition, raw: unknown, tasks: string[]) => {
+      const params = definition.params(z).parse(raw);
+      const context: PermissionContext = { cwd: "/work", resolve: (path) => join("/work", path), tasks };
+      return definition.iam!(params, context).flatMap((statement) => statement.Resource);
+    };
+    const url = { url: URL_ZIP };
+    for (
+      const arns of [
+        arnsOf(downloader, { requests_arguments: url, landing_directory: "s3://lake/in", unzip: "unzip" }, [
+          "download",
+        ]),
+        arnsOf(staging, { parent_directory: "s3://lake/landing", dump_directory: "s3://lake/staging" }, [
+          "transfer",
+          "post_staging",
+        ]),
+        arnsOf(s3Transfer, { source: "s3://lake/a", destination: "s3://lake/b" }, ["copy"]),
+      ]
+    ) {
+      assert.ok(arns.length > 0 && arns.every((arn) => arn.startsWith("arn:aws-cn:s3:::")), arns.join(" "));
+    }
+  } finally {
+    for (const [name, value] of [["AWS_REGION", saved.region], ["AWS_DEFAULT_REGION", saved.defaultRegion]]) {
+      if (value === undefined) Deno.env.delete(name!);
+      else Deno.env.set(name!, value);
+    }
+  }
+});
+
 // ---------------------------------------------------------------------------------------------------------
 // StagingExecutor
 

@@ -12,7 +12,7 @@ import type { TaskContext } from "../../sdk/executor.ts";
 import { defineExecutor, ParamError } from "../../sdk/executor.ts";
 import { netPermissionFor } from "../../lib/http/request.ts";
 import { checkLocation, locationScope, mergeScopes } from "../../lib/storage/locations.ts";
-import { parseS3Url } from "../../lib/aws/s3/scope.ts";
+import { parseS3Url, s3RegionOf } from "../../lib/aws/s3/scope.ts";
 import { allow, s3Arns, s3ListStatement, s3ObjectArn, s3Statements } from "../../lib/aws/iam.ts";
 import { isS3Url } from "../../lib/storage/mod.ts";
 import {
@@ -49,7 +49,7 @@ export default defineExecutor({
   iam(params, context) {
     const landing = params.landing_directory;
     if (!isS3Url(landing)) return [];
-    const options = { region: context.s3?.region };
+    const options = { region: s3RegionOf(context.s3) };
     const folder = s3Statements(landing, "write", options);
     if (
       extracts(params) || landing.endsWith("/") || parseS3Url(landing).prefix === ""

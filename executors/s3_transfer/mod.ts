@@ -12,6 +12,7 @@ import { globProblem } from "../../lib/glob.ts";
 import { locationScope, locationsOverlap, mergeScopes, openLocation } from "../../lib/storage/locations.ts";
 import { transferFiles, type TransferMode } from "../../lib/transfer/transfer.ts";
 import { type IamStatement, type S3Access, s3Statements } from "../../lib/aws/iam.ts";
+import { s3RegionOf } from "../../lib/aws/s3/scope.ts";
 import { isS3Url } from "../../lib/storage/mod.ts";
 
 const OVERLAP = "source and destination overlap: one is inside the other";
@@ -80,7 +81,7 @@ export default defineExecutor({
     const statements: IamStatement[] = [];
     for (const [location, access] of [[params.source, source], [params.destination, destination]] as const) {
       if (isS3Url(location)) {
-        statements.push(...s3Statements(location, access, { region: context.s3?.region }));
+        statements.push(...s3Statements(location, access, { region: s3RegionOf(context.s3) }));
       }
     }
     return statements;

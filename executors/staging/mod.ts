@@ -19,6 +19,7 @@ import { copyProblem } from "../../lib/storage/verify.ts";
 import { copyFile, copyFiles, moveFile, removeLeftovers } from "../../lib/transfer/copy.ts";
 import { plural } from "../../lib/format.ts";
 import { type IamStatement, type S3Access, s3Statements } from "../../lib/aws/iam.ts";
+import { s3RegionOf } from "../../lib/aws/s3/scope.ts";
 import { ENV_NAME, planPyExec, pyExecScope, runPyExec } from "./py_exec.ts";
 
 const paramsSchema = (z: Zod) =>
@@ -172,7 +173,7 @@ export default defineExecutor({
     const statements: IamStatement[] = [];
     const on = (location: string, access: S3Access[]) => {
       if (isS3Url(location)) {
-        statements.push(...s3Statements(location, access, { region: context.s3?.region }));
+        statements.push(...s3Statements(location, access, { region: s3RegionOf(context.s3) }));
       }
     };
     if (tasks.includes("transfer")) {
