@@ -106,6 +106,8 @@ Deno.test("params a step's permissions cannot be computed from are invalid: exit
       typo: download("https//example.com/a.zip?token=s3cret", "l"),
       bucketless: download("https://example.com/a.zip", "s3://"),
       gcs: download("https://example.com/a.zip", "gs://lake/landing"),
+      slash: download("https://example.com/a.zip", "s3:/lake/x"),
+      slashes: download("https://example.com/a.zip", "s3:lake/x"),
     },
   });
   const expected = [
@@ -113,6 +115,8 @@ Deno.test("params a step's permissions cannot be computed from are invalid: exit
     /^r\.json:\d+:\d+: executors\.typo\.params\.requests_arguments\.url: not a valid URL: https\/\/example\.com\/a\.zip\?\*\*\*$/,
     /^r\.json:\d+:\d+: executors\.bucketless\.params\.landing_directory: invalid S3 location "s3:\/\/" \(expected s3:\/\/bucket\/prefix\)$/,
     /^r\.json:\d+:\d+: executors\.gcs\.params\.landing_directory: "gs:\/\/lake\/landing" is neither a local folder nor an s3:\/\/ location$/,
+    /^r\.json:\d+:\d+: executors\.slash\.params\.landing_directory: "s3:\/lake\/x" is not an s3:\/\/ location: did you mean s3:\/\/lake\/x\?$/,
+    /^r\.json:\d+:\d+: executors\.slashes\.params\.landing_directory: "s3:lake\/x" is not an s3:\/\/ location: did you mean s3:\/\/lake\/x\?$/,
   ];
   for (const command of ["run", "validate", "plan"]) {
     const result = await lakerun([command, "r.json"], { cwd: dir.path });

@@ -68,8 +68,9 @@ export async function openLocation(location: string, options: OpenOptions): Prom
 }
 
 /**
- * Refuses a location written as a URL of another kind than `s3://` (`gs://…`, `file:///…`), which would
- * otherwise be taken for a local folder of that odd name.
+ * Refuses a location written as a URL of another kind than `s3://` (`gs://…`, `file:///…`), or as `s3:`
+ * with a slash or two missing (`s3:/lake/x`, `s3:lake/x`), which would otherwise be taken for a local folder
+ * of that odd name.
  *
  * @example
  * ```ts
@@ -82,9 +83,22 @@ export async function openLocation(location: string, options: OpenOptions): Prom
  *   message: '"gs://lake/landing" is neither a local folder nor an s3:// location',
  * });
  * checkLocation("S3://lake/landing"); // the scheme in any case
+ * // a slash short is a typo, not a local folder named "s3:"
+ * assert.throws(() => checkLocation("s3:/lake/x"), {
+ *   message: '"s3:/lake/x" is not an s3:// location: did you mean s3://lake/x?',
+ * });
+ * assert.throws(() => checkLocation("s3:lake/x"), /did you mean s3:\/\/lake\/x\?/);
  * ```
  */
 export function checkLocation(location: string): void {
+  const typo = /^s3:\/?(?!\/)(.*)$/i.exec(location);
+  if (typo) {
+    throw new TypeError(
+      `${JSON.stringify(location)} is not an s3:// location: did you mean s3://${
+        typo[1].replace(/^\/+/, "")
+      }?`,
+    );
+  }
   const scheme = /^([a-z][a-z0-9+.-]*):\/\//i.exec(location)?.[1];
   if (scheme === undefined || isS3Url(location)) return;
   throw new TypeError(`${JSON.stringify(location)} is neither a local folder nor an s3:// location`);
