@@ -134,6 +134,33 @@ Deno.test("params a step's permissions cannot be computed from are invalid: exit
   assert.equal(valid.stdout, 'ok.json: valid (routine "ok", 1 step, 1 task)\n');
 });
 
+Deno.test("a user name or password in an endpoint URL is refused with exit 2, naming the JSON path, never printed", async () => {
+  await using dir = await tempDir();
+  await write(dir.path, "r.json", {
+    routine_name: "x",
+    s3: { endpoint: "http://AKIAEXAMPLE:supersecret@127.0.0.1:5999" },
+    aws: { endpoints: { athena: "https://user:hunter2@athena.example.com" } },
+    executors: { StagingExecutor: stagingStep() },
+  });
+  for (const command of ["run", "validate", "plan"]) {
+    const result = await lakerun([command, "r.json"], { cwd: dir.path });
+    assert.equal(result.code, 2, `${command}: ${result.stderr}`);
+    const lines = result.stderr.trim().split("\n");
+    assert.deepEqual(lines.map((line) => line.replace(/^r\.json:\d+:\d+: /, "")).sort(), [
+      "aws.endpoints.athena: must not hold a user name or password (user:secret@): credentials come from the " +
+      "environment or the AWS profile (the value is not shown: it may hold a secret)",
+      "s3.endpoint: must not hold a user name or password (user:secret@): credentials come from the " +
+      "environment or the AWS profile (the value is not shown: it may hold a secret)",
+    ], result.stderr);
+    for (const secret of ["supersecret", "hunter2", "AKIAEXAMPLE"]) {
+      assert.ok(
+        !result.stderr.includes(secret) && !result.stdout.includes(secret),
+        `${command} printed ${secret}`,
+      );
+    }
+  }
+});
+
 Deno.test("hostile names are data: refused as unknown executors or tasks, never loaded", async () => {
   await using dir = await tempDir();
   const hostile = [

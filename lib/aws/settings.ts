@@ -55,10 +55,23 @@ export interface AwsConnection {
 
 const REGION = /^[a-z]{2}(-[a-z0-9]+)+-\d+$|^[a-z0-9-]+$/;
 
+/** A user name or password before the host (`scheme://user:secret@host`). */
+const USERINFO = /^[a-z][a-z0-9+.-]*:\/\/[^/?#]*@/i;
+
+/**
+ * An endpoint URL: http(s), and no user name or password in it (a secret there would be printed in errors and
+ * stored in run records; credentials come from the AWS credential chain). The message never quotes such a URL.
+ */
 const endpointUrl = (z: Zod) =>
-  z.string().regex(/^https?:\/\/[^/\s]+/i, {
-    error: (issue) => `must be an http(s) URL, not ${quote(issue.input)}`,
-  });
+  z.string()
+    .refine((url) => !USERINFO.test(url), {
+      error: "must not hold a user name or password (user:secret@): credentials come from the environment " +
+        "or the AWS profile",
+      abort: true,
+    })
+    .regex(/^https?:\/\/[^/\s]+/i, {
+      error: (issue) => `must be an http(s) URL, not ${quote(issue.input)}`,
+    });
 
 const regionName = (z: Zod) =>
   z.string().regex(REGION, {
@@ -77,6 +90,9 @@ const regionName = (z: Zod) =>
  * const parsed = awsSettingsSchema(z).parse({ region: "eu-west-1", endpoints: { athena: "http://127.0.0.1:5000" } });
  * assert.equal(parsed.endpoints?.athena, "http://127.0.0.1:5000");
  * assert.equal(awsSettingsSchema(z).safeParse({ endpoints: { athena: "ftp://x" } }).success, false);
+ * const secret = awsSettingsSchema(z).safeParse({ endpoints: { s3: "http://AKIA1:supersecret@127.0.0.1:5999" } });
+ * assert.equal(secret.success, false);
+ * assert.doesNotMatch(JSON.stringify(secret.error?.issues), /supersecret/);
  * ```
  */
 export function awsSettingsSchema(z: Zod) {
