@@ -633,6 +633,23 @@ Deno.test("a listing page truncated without a continuation token fails the sync;
   );
 });
 
+Deno.test("a re-run decides from both listings: one request per identical file to S3, not two", async () => {
+  await using lake = await s3Location("transfer-rerun-heads");
+  await using dir = await tempDir();
+  const files: Tree = Object.fromEntries(Array.from({ length: 20 }, (_, i) => [`f${i}.csv`, `${i}\n`]));
+  await writeTree(dir.path, files);
+  await using proxy = startHttpProxy(lake.server.endpoint);
+  const destination = openS3Location(lake.url, { ...lake.settings, endpoint: proxy.endpoint });
+  const first = await transferFiles(new LocalStorage(dir.path), destination, { mode: "copy" });
+  assert.equal(first.files, 20);
+  const sent = proxy.requests.length;
+  const again = await transferFiles(new LocalStorage(dir.path), destination, { mode: "copy" });
+  assert.deepEqual([again.files, again.identical], [0, 20]);
+  const heads = proxy.requests.slice(sent).filter((request) => request.method === "HEAD");
+  // each object's sha256 (lakerun's metadata) is one HEAD; its size came with the listing
+  assert.equal(heads.length, 20, proxy.requests.slice(sent).map((r) => `${r.method} ${r.path}`).join("\n"));
+});
+
 Deno.test("against a real S3 server (radosgw)", async (t) => {
   try {
     await using lake = await s3Location("transfer-lake");

@@ -241,7 +241,12 @@ async function alreadyThere(
 ): Promise<boolean> {
   if (!there || there.kind !== "file" || there.size !== file.size) return false;
   if (!verified && file.etag && there.etag && file.etag === there.etag) return true;
-  const problem = await copyProblem(source, file.path, destination, file.path, { sourceInfo: file, signal });
+  // both listings are at hand: no look-up of either side's size again (a HEAD per file on S3)
+  const problem = await copyProblem(source, file.path, destination, file.path, {
+    sourceInfo: file,
+    targetInfo: there,
+    signal,
+  });
   return problem === undefined;
 }
 
