@@ -501,4 +501,80 @@ s3Test("a missing bucket fails the step with one line naming it", async () => {
   );
 });
 
+s3Test(
+  "a transform on S3: a landing object rewritten with other bytes of the same size is never taken for transformed",
+  async () => {
+    await using lake = await s3Location("rewritten");
+    await using dir = await tempDir();
+    await Deno.writeTextFile(
+      join(dir.path, "upper.ts"),
+      `export default async (parent: string, dump: string) => {
+      for await (const entry of Deno.readDir(parent)) {
+        const text = await Deno.readTextFile(parent + "/" + entry.name);
+        await Deno.writeTextFile(dump + "/" + entry.name, text.toUpperCase());
+      }
+    };`,
+    );
+    const routine = (archive_or_delete: string, tasks: string[]) => ({
+      routine_name: "rewritten",
+      s3,
+      executors: {
+        StagingExecutor: {
+          params: {
+            parent_directory: `${lake.url}/tl`,
+            dump_directory: `${lake.url}/ts`,
+            archive_directory: `${lake.url}/ta`,
+            transform_module: "upper.ts",
+            archive_or_delete,
+          },
+          tasks,
+        },
+      },
+    });
+    const run = async (archive_or_delete: string, tasks: string[]) => {
+      const result = await runRoutineJson(routine(archive_or_delete, tasks), { cwd: dir.path });
+      return { ...result, log: result.lines.join("\n") };
+    };
+    const digest = (text: string) => sha256(encoder.encode(text));
+
+    // the QA repro: day 1 transformed, day 2 the same size with other bytes
+    await putObjects(`${lake.url}/tl`, { "data.csv": "day1-data\n" });
+    const day1 = await run("delete", ["transfer"]);
+    assert.equal(day1.error, undefined, day1.log);
+    await putObjects(`${lake.url}/tl`, { "data.csv": "day2-DATA\n" });
+    const day2 = await run("delete", ["transfer", "post_staging"]);
+    assert.equal(day2.error, undefined, day2.log);
+    assert.ok(!day2.log.includes("already transformed"), day2.log);
+    assert.deepEqual(await treeOf(`${lake.url}/ts`, { s3 }), { "data.csv": digest("DAY2-DATA\n") });
+    assert.deepEqual(await treeOf(`${lake.url}/tl`, { s3 }), {});
+
+    // post_staging failed (or was killed) on day 1; day 2 lands the same names and sizes
+    await putObjects(`${lake.url}/tl`, { "a.csv": "day1-a\n", "data.csv": "day3-data\n" });
+    const day3 = await run("archive", ["transfer"]);
+    assert.equal(day3.error, undefined, day3.log);
+    // an unchanged object is known by its ETag: not transformed twice
+    const again = await run("archive", ["transfer"]);
+    assert.ok(again.log.includes("already transformed"), again.log);
+    await putObjects(`${lake.url}/tl`, { "data.csv": "day4-DATA\n" });
+    const refused = await run("archive", ["post_staging"]);
+    assert.match(
+      refused.error?.message ?? "",
+      /data\.csv changed since the transform read it; run 'transfer' again/,
+    );
+    assert.equal((await treeOf(`${lake.url}/tl`, { s3 }))["data.csv"], digest("day4-DATA\n"));
+    assert.ok(!("data.csv" in await treeOf(`${lake.url}/ta`, { s3 })), "never archived unread");
+    const day4 = await run("archive", ["transfer", "post_staging"]);
+    assert.equal(day4.error, undefined, day4.log);
+    assert.deepEqual(await treeOf(`${lake.url}/ts`, { s3 }), {
+      "a.csv": digest("DAY1-A\n"),
+      "data.csv": digest("DAY4-DATA\n"),
+    });
+    assert.deepEqual(await treeOf(`${lake.url}/ta`, { s3 }), {
+      "a.csv": digest("day1-a\n"),
+      "data.csv": digest("day4-DATA\n"),
+    });
+    assert.deepEqual(await treeOf(`${lake.url}/tl`, { s3 }), {});
+  },
+);
+
 stopS3ServerAfterTests(server);

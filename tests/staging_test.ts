@@ -405,3 +405,80 @@ Deno.test("SIGINT during a transfer of many small files stops it: exit 130, noth
   }
   assert.equal(landed, 20_000, "no landing file was deleted");
 });
+
+/** A TypeScript transform that upper-cases every top-level landing file into staging. */
+const UPPER_TS = `export default async (parent: string, dump: string) => {
+  for await (const entry of Deno.readDir(parent)) {
+    if (!entry.isFile) continue;
+    const text = await Deno.readTextFile(parent + "/" + entry.name);
+    await Deno.writeTextFile(dump + "/" + entry.name, text.toUpperCase());
+  }
+};`;
+
+Deno.test("a landing file rewritten with other bytes of the same size is transformed again, never deleted unread", async () => {
+  await using dir = await tempDir();
+  await Deno.writeTextFile(join(dir.path, "upper.ts"), UPPER_TS);
+  const params = { transform_module: "upper.ts", archive_or_delete: "delete" };
+  await landing(dir.path, { "data.csv": "day1-data\n" });
+  const day1 = await runRoutineJson(staging(params, ["transfer"]), { cwd: dir.path });
+  assert.equal(day1.error, undefined, day1.lines.join("\n"));
+  const file = join(dir.path, "data/landing/data.csv");
+  const { mtime } = await Deno.stat(file);
+  // same size, and the same modification time: only the content tells
+  await Deno.writeTextFile(file, "day2-DATA\n");
+  await Deno.utime(file, mtime!, mtime!);
+  const day2 = await runRoutineJson(staging(params), { cwd: dir.path });
+  assert.equal(day2.error, undefined, day2.lines.join("\n"));
+  assert.ok(!day2.lines.some((l) => l.includes("already transformed")), day2.lines.join("\n"));
+  assert.deepEqual(
+    await treeOf(join(dir.path, "data/staging"), { temporaries: true }),
+    digests({ "data.csv": "DAY2-DATA\n" }),
+  );
+  assert.deepEqual(await treeOf(join(dir.path, "data/landing"), { temporaries: true }), {});
+
+  // unchanged inputs are not transformed twice
+  await landing(dir.path, { "data.csv": "day3-data\n" });
+  const transformed = await runRoutineJson(staging(params, ["transfer"]), { cwd: dir.path });
+  assert.equal(transformed.error, undefined, transformed.lines.join("\n"));
+  const again = await runRoutineJson(staging(params), { cwd: dir.path });
+  assert.equal(again.error, undefined, again.lines.join("\n"));
+  assert.ok(again.lines.some((l) => l.includes("already transformed")), again.lines.join("\n"));
+  assert.deepEqual(
+    await treeOf(join(dir.path, "data/staging"), { temporaries: true }),
+    digests({ "data.csv": "DAY3-DATA\n" }),
+  );
+});
+
+Deno.test("post_staging never archives or deletes a landing file whose bytes changed since the transform read them", async () => {
+  for (const archive_or_delete of ["archive", "delete"]) {
+    await using dir = await tempDir();
+    await Deno.writeTextFile(join(dir.path, "upper.ts"), UPPER_TS);
+    const params = { transform_module: "upper.ts", archive_or_delete };
+    await landing(dir.path, { "a.csv": "day1-a\n", "data.csv": "day1-data\n" });
+    // day 1: the transform succeeds, post_staging does not run (failed or killed)
+    const day1 = await runRoutineJson(staging(params, ["transfer"]), { cwd: dir.path });
+    assert.equal(day1.error, undefined, day1.lines.join("\n"));
+    // day 2: the same names and sizes, other bytes in one of them
+    const file = join(dir.path, "data/landing/data.csv");
+    const { mtime } = await Deno.stat(file);
+    await Deno.writeTextFile(file, "day2-DATA\n");
+    await Deno.utime(file, mtime!, mtime!);
+    const { error } = await runRoutineJson(staging(params, ["post_staging"]), { cwd: dir.path });
+    assert.match(
+      error?.message ?? "",
+      /data\.csv changed since the transform read it; run 'transfer' again/,
+      archive_or_delete,
+    );
+    assert.equal(await Deno.readTextFile(file), "day2-DATA\n", archive_or_delete);
+    const archived = await treeOf(join(dir.path, "data/archive"), { temporaries: true });
+    assert.ok(!("data.csv" in archived), archive_or_delete);
+    // the next transfer transforms day 2, and post_staging then finishes
+    const day2 = await runRoutineJson(staging(params), { cwd: dir.path });
+    assert.equal(day2.error, undefined, day2.lines.join("\n"));
+    assert.deepEqual(
+      await treeOf(join(dir.path, "data/staging"), { temporaries: true }),
+      digests({ "a.csv": "DAY1-A\n", "data.csv": "DAY2-DATA\n" }),
+    );
+    assert.deepEqual(await treeOf(join(dir.path, "data/landing"), { temporaries: true }), {});
+  }
+});

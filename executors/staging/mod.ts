@@ -2,7 +2,7 @@
  * StagingExecutor: moves landed files to staging. `transfer` copies (or transforms, with the notebook's
  * `py_exec` contract, confined as py_exec.ts describes, or a TypeScript module) from `parent_directory` to
  * `dump_directory`; `post_staging` archives or deletes the landing files, but only once their staged copies
- * are verified or the transform that read them succeeded.
+ * are verified or the transform that read them succeeded — on the very bytes there now (see inputs.ts).
  *
  * @module
  */
@@ -21,6 +21,7 @@ import { plural } from "../../lib/format.ts";
 import { type IamStatement, type S3Access, s3Statements } from "../../lib/aws/iam.ts";
 import { s3RegionOf } from "../../lib/aws/s3/scope.ts";
 import { ENV_NAME, planPyExec, pyExecScope, runPyExec } from "./py_exec.ts";
+import { downloadedInput, localInput, type TransformInput, unchangedSince } from "./inputs.ts";
 
 const paramsSchema = (z: Zod) =>
   z.strictObject({
@@ -227,8 +228,12 @@ async function listingOf(storage: Storage, context: TaskContext<Params>): Promis
   return files;
 }
 
+/**
+ * The journal's record of a transform that succeeded: the landing files it read, by content (a record of an
+ * earlier lakerun has no sha256, and proves nothing unchanged).
+ */
 interface TransformRecord {
-  inputs: Array<{ path: string; size: number }>;
+  inputs: Array<Partial<TransformInput> & { path: string; size: number }>;
   finished: string;
 }
 
@@ -300,10 +305,24 @@ async function transformInto(
   const { params } = context;
   const journal = await Journal.open(context.stateDir);
   const done = await journal.get<TransformRecord>(TRANSFORM_RECORD);
-  if (
-    done && files.length > 0 &&
-    files.every((f) => done.inputs.some((i) => i.path === f.path && i.size === f.size))
-  ) {
+  const recorded = new Map(done?.inputs.map((input) => [input.path, input]));
+  // a local landing file is hashed before the transform reads it; an S3 one as downloaded (below)
+  let inputs: TransformInput[] | undefined;
+  if (landing.localFolder !== undefined) {
+    inputs = [];
+    for (const file of files) inputs.push(await localInput(landing, file, { signal: context.signal }));
+  }
+  // skipped only when every landing file holds the bytes transformed (by sha256, or an S3 ETag proven then;
+  // an ETag that cannot tell means transforming again, which is safe)
+  let unchanged = !!done && files.length > 0;
+  for (const [index, file] of files.entries()) {
+    if (!unchanged) break;
+    const input = recorded.get(file.path);
+    unchanged = inputs
+      ? !!input?.sha256 && input.size === file.size && input.sha256 === inputs[index].sha256
+      : await unchangedSince(landing, file, input, { etagOnly: true, signal: context.signal });
+  }
+  if (unchanged) {
     context.log("these landing files were already transformed; post_staging has not finished with them yet");
     return;
   }
@@ -317,7 +336,11 @@ async function transformInto(
     : join(work, "output");
   await Deno.mkdir(output, { recursive: true });
   try {
-    const input = landing.localFolder ?? await downloadInputs(context, landing, files, join(work, "input"));
+    let input = landing.localFolder;
+    if (input === undefined) {
+      input = join(work, "input");
+      inputs = await downloadInputs(context, landing, files, input);
+    }
     if (params.py_exec_path) {
       await runPyExec({
         python: params.python,
@@ -339,10 +362,7 @@ async function transformInto(
       : await uploadOutput(context, produced, dump);
     await journal.put(
       TRANSFORM_RECORD,
-      {
-        inputs: files.map(({ path, size }) => ({ path, size })),
-        finished: new Date().toISOString(),
-      } satisfies TransformRecord,
+      { inputs: inputs!, finished: new Date().toISOString() } satisfies TransformRecord,
     );
     context.report({ type: "moved", files: count, bytes });
   } finally {
@@ -351,20 +371,25 @@ async function transformInto(
   }
 }
 
-/** Downloads the landing files of an S3 folder into a local folder for the transform to read. */
+/**
+ * Downloads the landing files of an S3 folder into a local folder for the transform to read; returns what
+ * the transform will read, by content.
+ */
 async function downloadInputs(
   context: TaskContext<Params>,
   landing: Storage,
   files: StoredFile[],
   folder: string,
-): Promise<string> {
+): Promise<TransformInput[]> {
   await Deno.mkdir(folder, { recursive: true });
   const local = new LocalStorage(folder);
+  const inputs: TransformInput[] = [];
   for (const file of files) {
     await checkpoint(context.signal);
-    await copyFile(landing, local, file, { signal: context.signal });
+    const copied = await copyFile(landing, local, file, { signal: context.signal });
+    inputs.push(await downloadedInput(file, local.pathOf(file.path), copied.etag));
   }
-  return folder;
+  return inputs;
 }
 
 /** Moves the transform's output into a local staging folder. */
@@ -432,7 +457,7 @@ async function postStaging(context: TaskContext<Params>): Promise<void> {
 
   let count = 0;
   let bytes = 0;
-  const read = transformed ? new Set(record?.inputs.map((i) => `${i.size} ${i.path}`)) : undefined;
+  const read = transformed ? new Map(record?.inputs.map((input) => [input.path, input])) : undefined;
   // one listing of staging instead of a request per file (S3); a local look-up is as cheap as a listing's
   const staged = read || dump.localFolder !== undefined ? undefined : await listingOf(dump, context);
   // every file is checked first; those checked before a failure are still archived (or deleted)
@@ -442,10 +467,19 @@ async function postStaging(context: TaskContext<Params>): Promise<void> {
     try {
       await checkpoint(context.signal);
       if (read) {
-        if (!read.has(`${file.size} ${file.path}`)) {
+        // the bytes there now must be those the transform read: a file rewritten since (same name, same
+        // size) was never transformed
+        const input = read.get(file.path);
+        if (!input) {
           throw new Error(
             `${landing.url}/${file.path} was not read by a successful transform; run 'transfer' first`,
           );
+        }
+        if (!(await unchangedSince(landing, file, input, { signal: context.signal }))) {
+          const why = input.sha256
+            ? "changed since the transform read it"
+            : "is recorded as transformed by an earlier lakerun, which did not record its content";
+          throw new Error(`${landing.url}/${file.path} ${why}; run 'transfer' again`);
         }
       } else {
         await verifyStaged(landing, dump, file, staged);
