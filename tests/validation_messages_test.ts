@@ -396,3 +396,62 @@ Deno.test("a long unknown name (task, executor, param, key) is quoted with the s
     assert.ok(!problems[0].includes("t".repeat(100)), "not in full in the message");
   }
 });
+
+Deno.test("a step's access to lakerun's state folder is blamed on the param whose path gives it, not on a name", async () => {
+  const { checkStateFolder } = await import("../orchestrator/run/permissions.ts");
+  const refusal = async (
+    params: Record<string, unknown>,
+    tasks: string[],
+    executor = "AthenaExecutor",
+    stateRoot = ".lakerun",
+  ) => {
+    const text = JSON.stringify(
+      { routine_name: "r", executors: { q: { executor, params, tasks } } },
+      null,
+      2,
+    );
+    const routine = await parseRoutine(text, {
+      file: "/work/routine.json",
+      label: "routine.json",
+      cwd: "/work",
+    });
+    try {
+      checkStateFolder(routine, { cwd: "/work", stateRoot });
+    } catch (error) {
+      assert.ok(error instanceof RoutineError, String(error));
+      return error.problems.map((problem) => `${problem.path}: ${problem.message}`);
+    }
+    return [];
+  };
+  const athena = { output_location: "s3://athena-results/q/", query: "SELECT 1 FROM retail.sales" };
+  assert.deepEqual(await refusal({ ...athena, database: "retail", results_to: "out.csv" }, ["query"]), [
+    'executors.q.params.results_to: "out.csv" gives this step write access to /work, which holds lakerun\'s ' +
+    "state folder /work/.lakerun (journals, locks, run records); choose a subfolder (such as " +
+    '"results/out.csv") or another folder, or keep the state elsewhere with --state-dir',
+  ]);
+  // a database named like the results' folder is still not a path: the param with the path is named
+  assert.match(
+    (await refusal(
+      { ...athena, database: "retail", results_to: "retail/out.csv" },
+      ["query"],
+      "AthenaExecutor",
+      "retail/state",
+    )).join(),
+    /^executors\.q\.params\.results_to: "retail\/out\.csv" gives this step write access to \/work\/retail, which holds lakerun's state folder \/work\/retail\/state .*choose a subfolder \(such as "retail\/results\/out\.csv"\)/,
+  );
+  assert.match(
+    (await refusal({ ...athena, database: "out", results_to: "./out.csv" }, ["query"])).join(),
+    /^executors\.q\.params\.results_to: "\.\/out\.csv" gives this step write access to \/work,/,
+  );
+  // a folder param that is the folder itself: no subfolder hint (it would hold the state folder still)
+  assert.deepEqual(
+    await refusal({ parent_directory: ".", dump_directory: "../staging", archive_or_delete: "delete" }, [
+      "transfer",
+    ], "StagingExecutor"),
+    [
+      'executors.q.params.parent_directory: "." gives this step write access to /work, which holds ' +
+      "lakerun's state folder /work/.lakerun (journals, locks, run records); choose another folder, or keep " +
+      "the state elsewhere with --state-dir",
+    ],
+  );
+});

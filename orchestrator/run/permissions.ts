@@ -199,30 +199,74 @@ function stateFolderProblems(
     const source = param ? `${JSON.stringify(param.value)} gives` : "its params give";
     const access = write.includes(path) ? "write" : "read";
     const relation = holds ? "which holds" : "inside";
+    // a file of the folder that holds the state folder (not a folder around it): one folder down is enough
+    const resolved = param && resolve(options.cwd, param.value);
+    const subfolder = holds && param && !param.exact && !inside(root, resolved!)
+      ? `a subfolder (such as ${JSON.stringify(inSubfolder(param.value))}) or `
+      : "";
     problems.push({
       where,
       path: formatJsonPath(["executors", step.id, "params", ...(param?.path ?? [])]),
       message:
         `${source} this step ${access} access to ${path}, ${relation} lakerun's state folder ${root} ` +
-        "(journals, locks, run records); choose another folder, or keep the state elsewhere with --state-dir",
+        `(journals, locks, run records); choose ${subfolder}another folder, or keep the state elsewhere with ` +
+        "--state-dir",
     });
   }
   return problems;
 }
 
-/** The param whose (local path) value resolves to `path`, else one inside it (a file whose folder it is). */
-function paramNaming(
+/** `value` (a file's path as a param gave it) one folder down: `out.csv` → `results/out.csv`. */
+function inSubfolder(value: string): string {
+  const slash = value.lastIndexOf("/");
+  return slash < 0 ? `results/${value}` : `${value.slice(0, slash)}/results/${value.slice(slash + 1)}`;
+}
+
+/** A param name that says its value is a path: `landing_directory`, `results_to`, `py_exec_path`, `file`. */
+const PATH_KEY = /(?:^|_)(?:dir|directory|folder|path|file|to|location|root|target|output|input)$/i;
+
+/**
+ * The param whose (local path) value gave the step access to `path`: one that resolves to `path` itself, else
+ * one inside it (a file whose folder it is, the nearest first). Only values that may be paths are weighed: no
+ * URL, no space or line break (an SQL text), and a name or a value that says path (`…_directory`, `…_to`, a
+ * `/`, a leading `.`, a file extension) — so `"database": "retail"` is never taken for the folder `retail`.
+ * A value that does not say path is taken only when it resolves to `path` itself and no other param explains it.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { paramNaming } from "./permissions.ts";
+ *
+ * const params = { database: "retail", query: "SELECT 1", results_to: "out.csv" };
+ * assert.deepEqual(paramNaming(params, "/work", "/work"), { path: ["results_to"], value: "out.csv", exact: false });
+ * assert.deepEqual(paramNaming({ landing_directory: "." }, "/work", "/work"), {
+ *   path: ["landing_directory"],
+ *   value: ".",
+ *   exact: true,
+ * });
+ * assert.equal(paramNaming({ database: "retail" }, "/work", "/work"), undefined);
+ * ```
+ */
+export function paramNaming(
   params: unknown,
   path: string,
   cwd: string,
-): { path: JsonPath; value: string } | undefined {
-  const found: Array<{ path: JsonPath; value: string; exact: boolean }> = [];
+): { path: JsonPath; value: string; exact: boolean } | undefined {
+  const found: Array<{ path: JsonPath; value: string; exact: boolean; pathLike: boolean; depth: number }> =
+    [];
   const walk = (value: unknown, at: JsonPath) => {
     if (typeof value === "string") {
-      if (value === "" || /^[a-z][a-z0-9+.-]*:\/\//i.test(value)) return;
+      if (value === "" || /\s/.test(value) || /^[a-z][a-z0-9+.-]*:\/\//i.test(value)) return;
+      const key = [...at].reverse().find((part) => typeof part === "string") as string | undefined;
+      const pathLike = (key !== undefined && PATH_KEY.test(key)) ||
+        /^[.~]|\/|\.[A-Za-z0-9]{1,8}$/.test(value);
       const resolved = resolve(cwd, value);
-      if (resolved === path || resolved.startsWith(`${path}/`)) {
-        found.push({ path: at, value, exact: resolved === path });
+      const exact = resolved === path;
+      const inside = resolved.startsWith(path.endsWith("/") ? path : `${path}/`);
+      // a value that does not say path, inside the folder, is a name that happens to resolve there
+      if (exact || (inside && pathLike)) {
+        const depth = exact ? 0 : resolved.slice(path.length).split("/").filter(Boolean).length;
+        found.push({ path: at, value, exact, pathLike, depth });
       }
     } else if (Array.isArray(value)) value.forEach((item, i) => walk(item, [...at, i]));
     else if (value && typeof value === "object") {
@@ -230,7 +274,10 @@ function paramNaming(
     }
   };
   walk(params, []);
-  return found.find((f) => f.exact) ?? found[0];
+  // a path-like value first (exact, then the nearest file or folder inside), then a bare name that is exact
+  const rank = (f: (typeof found)[number]) => (f.pathLike ? 0 : 1000) + f.depth;
+  const best = found.sort((a, b) => rank(a) - rank(b))[0];
+  return best && { path: best.path, value: best.value, exact: best.exact };
 }
 
 /** The permissions object for `new Worker(…, { deno: { permissions } })`: nothing beyond the scope. */
