@@ -157,23 +157,35 @@ export interface ExecutorDefinition<S extends z.ZodType = z.ZodType> {
 
 /**
  * A problem with one param that its schema cannot express (a URL scheme, a location's form), thrown by
- * `permissions`: the routine is invalid, and the message is shown at `path` (inside the step's params). The
- * message shows the value given (redacted where it may hold a credential, as a URL's query).
+ * `permissions`: the routine is invalid, and the message is shown at the param (inside the step's params), as
+ * `routine.json:LINE:COL: executors.STEP.params.PARAM: message`. The message shows the value given (redacted
+ * where it may hold a credential, as a URL's query).
+ *
+ * `new ParamError(param, message, options?)`: `param` is one param's name (`"mode"`), or the path to a value
+ * inside a param, one key or list index each (`["source", "url"]`, `["columns", 2, "type"]`); a name is never
+ * split, dots included.
  *
  * @example
  * ```ts
  * import assert from "node:assert/strict";
  * import { ParamError } from "./executor.ts";
  *
- * const error = new ParamError(["source", "url"], "unsupported URL scheme ftp:");
- * assert.deepEqual(error.path, ["source", "url"]);
- * assert.equal(error.message, "unsupported URL scheme ftp:");
+ * const mode = new ParamError("mode", 'mode "shred" is not supported');
+ * assert.deepEqual(mode.path, ["mode"]);
+ * const url = new ParamError(["source", "url"], "unsupported URL scheme ftp:");
+ * assert.deepEqual(url.path, ["source", "url"]);
+ * assert.equal(url.message, "unsupported URL scheme ftp:");
  * ```
  */
 export class ParamError extends Error {
-  constructor(readonly path: ReadonlyArray<string | number>, message: string, options?: ErrorOptions) {
+  /** Where the problem is inside the step's params: keys and list indexes. */
+  readonly path: ReadonlyArray<string | number>;
+
+  /** A problem with the param named `param` (or at the path `param` inside the params), told by `message`. */
+  constructor(param: string | ReadonlyArray<string | number>, message: string, options?: ErrorOptions) {
     super(message, options);
     this.name = "ParamError";
+    this.path = typeof param === "string" ? [param] : [...param];
   }
 }
 

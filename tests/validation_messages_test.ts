@@ -455,3 +455,16 @@ Deno.test("a step's access to lakerun's state folder is blamed on the param whos
     ],
   );
 });
+
+Deno.test("a plugin's ParamError names one param by a string, or a value inside one by a path", async () => {
+  const refusing = (params: Record<string, unknown>) => ({
+    routine_name: "refusing",
+    executors: { r: { executor: "RefusingExecutor", params, tasks: ["nothing"] } },
+  });
+  assert.deepEqual(await problemsOf(refusing({ mode: "shred" })), [
+    'executors.r.params.mode: mode "shred" is not supported',
+  ]);
+  assert.deepEqual(await problemsOf(refusing({ source: { url: "ftp://example.com/a.zip" } })), [
+    "executors.r.params.source.url: unsupported URL scheme ftp: in ftp://example.com/a.zip",
+  ]);
+});
