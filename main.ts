@@ -5,7 +5,7 @@
  */
 import { parseArgs } from "node:util";
 import denoConfig from "./deno.json" with { type: "json" };
-import { describeError, EXIT_INVALID, exitCodeOf, UsageError } from "./orchestrator/errors.ts";
+import { describeError, EXIT_INVALID, exitCodeOf, RoutineError, UsageError } from "./orchestrator/errors.ts";
 import { SecretMask } from "./lib/mask.ts";
 import type { LogSession } from "./orchestrator/cli/json_log.ts";
 
@@ -190,7 +190,10 @@ async function main(args: string[]): Promise<number> {
       return exitCodeFor(interruptedBy);
     }
     const message = argsError && !debug ? shortArgsMessage() : describeError(error, debug);
-    const line = code === EXIT_INVALID && !message.includes("\n") ? `lakerun: ${message}` : message;
+    // a routine's problems are `file:line:col: path: message` lines, one or many, as README shows them; any
+    // other one-line refusal says who speaks
+    const prefixed = code === EXIT_INVALID && !message.includes("\n") && !(refused instanceof RoutineError);
+    const line = prefixed ? `lakerun: ${message}` : message;
     console.error(secrets.mask(line));
     return code;
   } finally {

@@ -53,7 +53,7 @@ Deno.test("invalid JSON names file, line and column; exit 2", async () => {
   await write(dir.path, "r.json", '{\n  "routine_name": "x",\n  "executors": {,}\n}');
   const result = await lakerun(["validate", "r.json"], { cwd: dir.path });
   assert.equal(result.code, 2);
-  assert.equal(result.stderr, 'lakerun: r.json:3:17: invalid JSON: expected a quoted key, unexpected ","\n');
+  assert.equal(result.stderr, 'r.json:3:17: invalid JSON: expected a quoted key, unexpected ","\n');
 });
 
 Deno.test("every problem is listed, one line each, with its JSON path; nothing runs", async () => {
@@ -404,9 +404,7 @@ Deno.test("a missing --executors folder is the command line's mistake, a missing
   const [line, column] = positionIn(text, '"gone"');
   assert.equal(
     gone.stderr,
-    `lakerun: d.json:${line}:${column}: executors_dir[1]: plugin folder ${
-      join(dir.path, "gone")
-    }: no such folder\n`,
+    `d.json:${line}:${column}: executors_dir[1]: plugin folder ${join(dir.path, "gone")}: no such folder\n`,
   );
 });
 

@@ -444,7 +444,7 @@ Deno.test("a folder param that holds lakerun's state folder or lies inside it is
     {
       routine: download("."),
       message: new RegExp(
-        `^lakerun: routine\\.json:1:${
+        `^routine\\.json:1:${
           JSON.stringify(download(".")).indexOf('"landing_directory":".') + 21
         }: executors\\.DownloaderExecutor\\.params\\.landing_directory: "\\." gives this step write access to ${dir.path}, which holds lakerun's state folder ${dir.path}/\\.lakerun`,
       ),

@@ -468,3 +468,31 @@ Deno.test("a plugin's ParamError names one param by a string, or a value inside 
     "executors.r.params.source.url: unsupported URL scheme ftp: in ftp://example.com/a.zip",
   ]);
 });
+
+Deno.test("a routine's problems are printed alike, one or many: file:line:col lines, with no 'lakerun:' prefix", async () => {
+  await using dir = await tempDir();
+  const step = (params: Record<string, unknown>) => ({
+    executor: "RefusingExecutor",
+    params,
+    tasks: ["nothing"],
+  });
+  const one = { routine_name: "one", executors: { a: step({ mode: "shred" }) } };
+  const two = { routine_name: "two", executors: { a: step({ mode: "shred" }), b: step({ mode: 3 }) } };
+  for (const [name, routine] of [["one.json", one], ["two.json", two]] as const) {
+    await Deno.writeTextFile(join(dir.path, name), JSON.stringify(routine, null, 2));
+  }
+  const validate = (file: string) => lakerun(["validate", "--executors", PLUGINS, file], { cwd: dir.path });
+  const single = await validate("one.json");
+  assert.equal(single.code, 2, single.stderr);
+  assert.equal(single.stderr, 'one.json:7:17: executors.a.params.mode: mode "shred" is not supported\n');
+  const many = await validate("two.json");
+  assert.equal(many.code, 2, many.stderr);
+  assert.equal(
+    many.stderr,
+    'two.json:7:17: executors.a.params.mode: mode "shred" is not supported\n' +
+      "two.json:16:17: executors.b.params.mode: expected string, received number (3)\n",
+  );
+  // a mistake of the command line is no routine problem: lakerun's name still says who speaks
+  const usage = await lakerun(["validate", "--executors", "nowhere", "one.json"], { cwd: dir.path });
+  assert.equal(usage.stderr, "lakerun: --executors nowhere: no such folder\n");
+});
