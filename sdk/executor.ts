@@ -147,6 +147,11 @@ export interface ExecutorDefinition<S extends z.ZodType = z.ZodType> {
    */
   iam?(params: z.output<S>, context: PermissionContext): IamStatement[];
   /**
+   * What `iam` cannot grant because the params do not say it (a resource only the AWS account knows): lines
+   * `lakerun plan --iam` prints on standard error, each naming the step.
+   */
+  iamNotes?(params: z.output<S>, context: PermissionContext): string[];
+  /**
    * Lines `lakerun plan` shows under the step's permissions, for what the scope cannot say: e.g. how a
    * program the step starts is confined on this machine. Runs in lakerun's own process, never in the Worker.
    */

@@ -739,8 +739,9 @@ Deno.test("iam(): Athena on the workgroup, Glue on the table, S3 only for what t
   const athenaQueries = "athena:GetQueryExecution,athena:GetQueryResults,athena:StartQueryExecution," +
     "athena:StopQueryExecution on arn:aws:athena:eu-west-1:*:workgroup/etl";
   const results = [
-    "s3:GetBucketLocation,s3:ListBucket on arn:aws:s3:::athena-results",
-    "s3:GetObject,s3:PutObject on arn:aws:s3:::athena-results/lakerun/*",
+    "s3:GetBucketLocation,s3:ListBucket,s3:ListBucketMultipartUploads on arn:aws:s3:::athena-results",
+    "s3:AbortMultipartUpload,s3:GetObject,s3:ListMultipartUploadParts,s3:PutObject on " +
+    "arn:aws:s3:::athena-results/lakerun/*",
   ];
   const table = "arn:aws:glue:eu-west-1:*:catalog,arn:aws:glue:eu-west-1:*:database/lake," +
     "arn:aws:glue:eu-west-1:*:table/lake/orders";
@@ -771,6 +772,9 @@ Deno.test("iam(): Athena on the workgroup, Glue on the table, S3 only for what t
       "glue:GetDatabase,glue:GetPartitions,glue:GetTable on arn:aws:glue:eu-west-1:*:catalog," +
       "arn:aws:glue:eu-west-1:*:database/lake,arn:aws:glue:eu-west-1:*:table/lake/*",
       "s3:AbortMultipartUpload,s3:DeleteObject,s3:GetObject,s3:PutObject on arn:aws:s3:::exports/orders.csv",
+      // Athena reads the table's objects as the caller
+      `s3:GetObject on arn:aws:s3:::lake/staging/orders/*`,
+      `s3:ListBucket ${list}`,
       ...results,
     ].sort(),
   );

@@ -641,6 +641,93 @@ Deno.test("lakerun plan --iam names the plugin steps that reach AWS without decl
   ]);
 });
 
+Deno.test("lakerun plan --iam: Athena reads the step's location and writes results as the caller; what it cannot know is named on stderr", async () => {
+  await using dir = await tempDir();
+  const step = (params: Record<string, unknown>) => ({
+    executor: "AthenaExecutor",
+    params: {
+      database: "lake",
+      table: "events",
+      location: "s3://lake-bkt/events/parquet",
+      format: "parquet",
+      columns: { id: "bigint", name: "string" },
+      partitioned_by: { dt: "date" },
+      workgroup: "analytics",
+      query: "SELECT count(*) FROM lake.events WHERE dt = ?",
+      parameters: ["2024-05-01"],
+      ...params,
+    },
+    tasks: ["create_table", "add_partitions", "query"],
+  });
+  const plan = async (params: Record<string, unknown>) => {
+    const routine = { routine_name: "athena", aws: { region: "eu-west-1" }, executors: { p: step(params) } };
+    await Deno.writeTextFile(join(dir.path, "r.json"), JSON.stringify(routine));
+    const result = await lakerun(["plan", "--iam", "r.json"], { cwd: dir.path });
+    assert.equal(result.code, 0, result.stderr);
+    const policy = JSON.parse(result.stdout) as IamPolicy;
+    assert.equal(iamPolicyProblem(policy), undefined);
+    return { policy, stderr: result.stderr.trim().split("\n") };
+  };
+  const location = [
+    "s3:GetObject arn:aws:s3:::lake-bkt/events/parquet/*",
+    "s3:ListBucket arn:aws:s3:::lake-bkt",
+  ];
+  const results = [
+    "s3:GetBucketLocation arn:aws:s3:::athena-results",
+    "s3:ListBucket arn:aws:s3:::athena-results",
+    "s3:ListBucketMultipartUploads arn:aws:s3:::athena-results",
+    "s3:AbortMultipartUpload arn:aws:s3:::athena-results/lake/*",
+    "s3:GetObject arn:aws:s3:::athena-results/lake/*",
+    "s3:ListMultipartUploadParts arn:aws:s3:::athena-results/lake/*",
+    "s3:PutObject arn:aws:s3:::athena-results/lake/*",
+  ];
+  const tables =
+    'lakerun: not in the policy: step "p" (AthenaExecutor): the tables the query reads: granted ' +
+    'are Glue reads in database "lake" and S3 reads under s3://lake-bkt/events/parquet; a table in another ' +
+    "database or location needs glue:GetTable and glue:GetPartitions on it, and s3:GetObject and " +
+    "s3:ListBucket on its location";
+
+  // no output_location: the workgroup's result location is unknown, and said so
+  const workgroup = await plan({});
+  assert.deepEqual(grantsOf(workgroup.policy).filter((g) => g.startsWith("s3:")).sort(), location.sort());
+  assert.ok(
+    workgroup.policy.Statement.some((s) =>
+      s.Action.join() === "s3:ListBucket" &&
+      s.Condition?.StringLike?.["s3:prefix"]?.join() === "events/parquet,events/parquet/*"
+    ),
+    "the data bucket is listed only under the location",
+  );
+  assert.deepEqual(workgroup.stderr, [
+    'lakerun: not in the policy: step "p" (AthenaExecutor): query results: workgroup "analytics" sets where ' +
+    "they go (no output_location): grant s3:GetBucketLocation, s3:ListBucket and " +
+    "s3:ListBucketMultipartUploads on its bucket, and s3:GetObject, s3:PutObject, s3:AbortMultipartUpload " +
+    "and s3:ListMultipartUploadParts under it",
+    tables,
+  ]);
+
+  // output_location: every grant Athena's documented results policy has there
+  const output = await plan({ output_location: "s3://athena-results/lake/" });
+  assert.deepEqual(
+    grantsOf(output.policy).filter((g) => g.startsWith("s3:")).sort(),
+    [...location, ...results].sort(),
+  );
+  assert.deepEqual(output.stderr, [tables]);
+
+  // no query task: no table is read through Athena, nothing to say beyond the result location
+  const routine = {
+    routine_name: "athena",
+    aws: { region: "eu-west-1" },
+    executors: {
+      p: { ...step({ output_location: "s3://athena-results/lake/" }), tasks: ["add_partitions"] },
+    },
+  };
+  await Deno.writeTextFile(join(dir.path, "r.json"), JSON.stringify(routine));
+  const partitions = await lakerun(["plan", "--iam", "r.json"], { cwd: dir.path });
+  assert.equal(partitions.code, 0, partitions.stderr);
+  assert.equal(partitions.stderr, "");
+  assert.ok(!partitions.stdout.includes("arn:aws:s3:::lake-bkt/events/parquet/*"), "no object is read");
+});
+
 /** True when `union` grants every action on every resource of `statement` (under a condition at most as wide). */
 function covers(union: IamPolicy, statement: IamStatement): boolean {
   return statement.Action.every((action) =>
@@ -683,7 +770,11 @@ Deno.test("lakerun plan --iam of a routine with every AWS executor: the union of
   await Deno.writeTextFile(join(dir.path, "r.json"), JSON.stringify(routine));
   const result = await lakerun(["plan", "--iam", "r.json"], { cwd: dir.path });
   assert.equal(result.code, 0, result.stderr);
-  assert.equal(result.stderr, "", "every executor declares its statements");
+  assert.deepEqual(
+    result.stderr.trim().split("\n").map((line) => line.slice(0, line.indexOf(": the tables"))),
+    ['lakerun: not in the policy: step "AthenaExecutor" (AthenaExecutor)'],
+    "every executor declares its statements; the tables its SQL reads are Athena's one note",
+  );
   const policy = JSON.parse(result.stdout) as IamPolicy;
   assert.equal(iamPolicyProblem(policy), undefined);
   const again = await lakerun(["plan", "--iam", "r.json"], { cwd: dir.path });

@@ -22,11 +22,11 @@ import { defineExecutor } from "../../sdk/executor.ts";
 import type { IamStatement, PermissionContext, PermissionScope } from "../../sdk/executor.ts";
 import {
   allow,
+  athenaResultsStatements,
   athenaWorkgroupArn,
   glueCatalogArn,
   glueDatabaseArn,
   glueTableArn,
-  s3Arns,
   s3ListStatement,
   s3ObjectArn,
   s3Statements,
@@ -71,19 +71,25 @@ export function athenaPermissions(params: Params, context: PermissionContext): P
 }
 
 /**
- * The IAM statements the step's tasks need:
+ * The IAM statements the step's tasks need. Athena reads a table's objects and writes query results with the
+ * caller's permissions, so these are S3 grants too:
  *
  * - Athena's query actions on the workgroup;
- * - on `output_location` (when set), what Athena does there with the caller's permissions: GetBucketLocation
- *   and ListBucket on the bucket, GetObject and PutObject on the folder (GetQueryResults reads the results);
+ * - on `output_location` (when set), what Athena does there for every query, DDL included
+ *   ({@link athenaResultsStatements}: GetBucketLocation, ListBucket and ListBucketMultipartUploads on the
+ *   bucket; GetObject, PutObject, AbortMultipartUpload and ListMultipartUploadParts on the folder);
  * - for create_table: Glue GetTable (lakerun's existing-table check), and GetDatabase, CreateTable (and
  *   DeleteTable with `if_exists: replace`) which Athena's DDL performs; listing `location` and reading its
  *   objects when the files are sampled;
  * - for add_partitions: the Glue partition actions of `SHOW PARTITIONS` and `ALTER TABLE ADD PARTITION`, and
  *   listing `location` (no object is read);
- * - for query: the catalog lookups of the step's database (the tables the SQL reads are not known from the
- *   params, nor their S3 data), and writing an S3 `results_to` (PutObject, AbortMultipartUpload for a
- *   failed large upload, GetObject and DeleteObject for the check of a completed multipart upload).
+ * - for query: the catalog lookups of the step's database, listing `location` and reading its objects (the
+ *   step's own table, which the SQL most likely reads), and writing an S3 `results_to` (PutObject,
+ *   AbortMultipartUpload for a failed large upload, GetObject and DeleteObject for the check of a completed
+ *   multipart upload).
+ *
+ * What the params cannot say — the workgroup's result location without `output_location`, the tables the SQL
+ * reads elsewhere — is not granted: {@link athenaIamNotes} says so.
  */
 export function athenaIam(params: Params, context: PermissionContext): IamStatement[] {
   const tasks = stepTasks(context);
@@ -97,13 +103,7 @@ export function athenaIam(params: Params, context: PermissionContext): IamStatem
     ], [athenaWorkgroupArn(region, params.workgroup)]),
   ];
   const output = outputLocationOf(params);
-  if (output) {
-    const arns = s3Arns(output, { region });
-    statements.push(
-      allow(["s3:GetBucketLocation", "s3:ListBucket"], [arns.bucket]),
-      allow(["s3:GetObject", "s3:PutObject"], [arns.objects]),
-    );
-  }
+  if (output) statements.push(...athenaResultsStatements(output, { region }));
   const { database, table, location } = params;
   const tableArns = (name: string) => [
     glueCatalogArn(region),
@@ -132,6 +132,8 @@ export function athenaIam(params: Params, context: PermissionContext): IamStatem
     if (database) {
       statements.push(allow(["glue:GetDatabase", "glue:GetPartitions", "glue:GetTable"], tableArns("*")));
     }
+    // Athena reads the table's objects as the caller
+    if (location) statements.push(...s3Statements(location, "read", { region }));
     if (params.results_to !== undefined && isS3Url(params.results_to)) {
       statements.push(allow(
         ["s3:AbortMultipartUpload", "s3:DeleteObject", "s3:GetObject", "s3:PutObject"],
@@ -142,6 +144,47 @@ export function athenaIam(params: Params, context: PermissionContext): IamStatem
   return statements;
 }
 
+/**
+ * What {@link athenaIam} cannot grant, for `plan --iam` to say on standard error: the query result location
+ * when the workgroup sets it (no `output_location`), and, for `query`, the tables its SQL reads beyond the
+ * step's own database and `location`.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { z } from "zod";
+ * import athena, { athenaIamNotes } from "./mod.ts";
+ *
+ * const params = athena.params(z).parse({ database: "lake", query: "SELECT 1", output_location: "s3://results/a" });
+ * assert.deepEqual(athenaIamNotes(params, { cwd: "/w", resolve: (p) => p, tasks: ["create_table"] }), []);
+ * assert.match(athenaIamNotes(params, { cwd: "/w", resolve: (p) => p, tasks: ["query"] })[0], /^the tables/);
+ * ```
+ */
+export function athenaIamNotes(params: Params, context: PermissionContext): string[] {
+  const tasks = stepTasks(context);
+  const notes: string[] = [];
+  if (outputLocationOf(params) === undefined) {
+    const workgroup = JSON.stringify(params.workgroup);
+    notes.push(
+      `query results: workgroup ${workgroup} sets where they go (no output_location): grant ` +
+        "s3:GetBucketLocation, s3:ListBucket and s3:ListBucketMultipartUploads on its bucket, and " +
+        "s3:GetObject, s3:PutObject, s3:AbortMultipartUpload and s3:ListMultipartUploadParts under it",
+    );
+  }
+  if (tasks.includes("query")) {
+    const granted = [
+      ...(params.database ? [`Glue reads in database ${JSON.stringify(params.database)}`] : []),
+      ...(params.location ? [`S3 reads under ${params.location}`] : []),
+    ];
+    const what = granted.length ? `granted are ${granted.join(" and ")}` : "nothing is granted";
+    notes.push(
+      `the tables the query reads: ${what}; a table in another database or location needs ` +
+        "glue:GetTable and glue:GetPartitions on it, and s3:GetObject and s3:ListBucket on its location",
+    );
+  }
+  return notes;
+}
+
 export default defineExecutor({
   name: "AthenaExecutor",
   description:
@@ -149,6 +192,7 @@ export default defineExecutor({
   params: paramsSchema,
   permissions: athenaPermissions,
   iam: athenaIam,
+  iamNotes: athenaIamNotes,
   tasks: {
     create_table: {
       description: "CREATE EXTERNAL TABLE over location, with columns inferred from the files unless given.",

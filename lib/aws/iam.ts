@@ -338,6 +338,44 @@ export function s3Statements(
 }
 
 /**
+ * What Athena does under its query result location `s3://bucket/prefix` with the caller's permissions, as
+ * AWS documents it (the `BaseQueryResultsPermissions` of the AmazonAthenaFullAccess managed policy, less
+ * CreateBucket and PutBucketPublicAccessBlock, which only the console's default bucket needs):
+ * `s3:GetBucketLocation`, `s3:ListBucket` and `s3:ListBucketMultipartUploads` on the bucket, and
+ * `s3:GetObject` (GetQueryResults reads the results), `s3:PutObject`, `s3:AbortMultipartUpload` and
+ * `s3:ListMultipartUploadParts` (the results are written in multipart uploads) on `PREFIX/*`.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { athenaResultsStatements } from "./iam.ts";
+ *
+ * assert.deepEqual(athenaResultsStatements("s3://results/athena/"), [
+ *   {
+ *     Effect: "Allow",
+ *     Action: ["s3:GetBucketLocation", "s3:ListBucket", "s3:ListBucketMultipartUploads"],
+ *     Resource: ["arn:aws:s3:::results"],
+ *   },
+ *   {
+ *     Effect: "Allow",
+ *     Action: ["s3:AbortMultipartUpload", "s3:GetObject", "s3:ListMultipartUploadParts", "s3:PutObject"],
+ *     Resource: ["arn:aws:s3:::results/athena/*"],
+ *   },
+ * ]);
+ * ```
+ */
+export function athenaResultsStatements(url: string, options: { region?: string } = {}): IamStatement[] {
+  const arns = s3Arns(url, options);
+  return [
+    allow(["s3:GetBucketLocation", "s3:ListBucket", "s3:ListBucketMultipartUploads"], [arns.bucket]),
+    allow(
+      ["s3:AbortMultipartUpload", "s3:GetObject", "s3:ListMultipartUploadParts", "s3:PutObject"],
+      [arns.objects],
+    ),
+  ];
+}
+
+/**
  * One policy document from the statements of every step:
  *
  * - a grant given with no condition makes the same grant under a condition redundant: it is dropped;

@@ -428,7 +428,10 @@ export interface RoutineIam {
   policy: IamPolicy;
   /** Each step's own statements, merged, in step order (empty for a step that touches no AWS resource). */
   steps: IamStatement[][];
-  /** Lines for standard error: an empty policy, or steps that reach AWS but declare no statements. */
+  /**
+   * Lines for standard error: what a step's executor says it cannot grant (`iamNotes`), an empty policy, or
+   * steps that reach AWS but declare no statements.
+   */
   notes: string[];
 }
 
@@ -436,7 +439,7 @@ export interface RoutineIam {
  * The IAM policy a routine needs: each step's `iam(params, context)`, with `context.tasks` the step's own
  * tasks so that only what they use is granted, merged into one document. An executor without `iam` that
  * touches no AWS contributes nothing; one whose permission scope reaches an `amazonaws.com` host cannot be
- * known, and is named in a note.
+ * known, and is named in a note, as is what an executor's `iamNotes` says its statements leave out.
  */
 export function routineIam(
   routine: Routine,
@@ -458,7 +461,13 @@ export function routineIam(
       }
       return [];
     }
-    return definition.iam(step.params, permissionContext(routine, step, cwd));
+    const context = permissionContext(routine, step, cwd);
+    for (const line of definition.iamNotes?.(step.params, context) ?? []) {
+      notes.push(
+        `lakerun: not in the policy: step ${JSON.stringify(step.id)} (${step.executor.name}): ${line}`,
+      );
+    }
+    return definition.iam(step.params, context);
   });
   const policy = mergeStatements(perStep.flat());
   if (unknown.length > 0) {
