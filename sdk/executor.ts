@@ -132,7 +132,8 @@ export interface ExecutorDefinition<S extends z.ZodType = z.ZodType> {
    * Builds the params schema from the zod namespace lakerun passes in. Validation messages quote the value
    * they are about; mark a param whose value may be a secret (or where one gets pasted by mistake) with
    * `.meta({ secret: true })` and its messages never quote it. Messages of your own need not quote values:
-   * lakerun adds the value when it may show it.
+   * lakerun adds the value when it may show it. An issue about a map's key (`path: [key]`) names the key as
+   * its `input`, and the key is then the value quoted, not what it maps to.
    */
   params: (zod: Zod) => S;
   /**

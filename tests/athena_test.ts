@@ -815,7 +815,7 @@ Deno.test("bad params are one-line errors naming the param and quoting the value
     const expected of [
       /database.*must be a database name of lowercase letters, digits and _, not "Lake-DB"/,
       /location.*must be an s3:\/\/bucket\/folder\/ location, not "lake\/staging"/,
-      /columns\.ID.*column name "ID" must be lowercase/,
+      /columns\.ID: column name "ID" must be lowercase letters, digits and _, not starting with a digit$/m,
       /columns\.note.*must be a Hive column type .*, not "text\) LOCATION 's3:\/\/x\/'"/,
       /query_file.*give query or query_file, not both/,
       /results_to.*must name an object key, not a folder: "s3:\/\/lake\/exports\/"/,

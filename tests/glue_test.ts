@@ -965,9 +965,9 @@ Deno.test("cli: bad params are one-line errors naming the param and quoting the 
   const text = result.stderr;
   for (
     const expected of [
-      /executors\.a\.params\.arguments\["bad key"\]: argument name "bad key" must be a word such as "day" or "--day" \(no spaces\)/,
-      /executors\.a\.params\.arguments\["--lakerun-run-marker"\]: "--lakerun-run-marker" is the argument lakerun adds/,
-      /executors\.b\.params\.arguments\["--day"\]: "--day" and "day" are the same argument --day/,
+      /executors\.a\.params\.arguments\["bad key"\]: argument name "bad key" must be a word such as "day" or "--day" \(no spaces\)$/m,
+      /executors\.a\.params\.arguments\["--lakerun-run-marker"\]: "--lakerun-run-marker" is the argument lakerun adds to find its runs again; choose another name$/m,
+      /executors\.b\.params\.arguments\["--day"\]: "--day" and "day" are the same argument --day$/m,
       /executors\.b\.params\.worker_type: must be a Glue worker type such as G\.1X or G\.2X, not "huge"/,
       /executors\.c\.params\.poll_interval: /,
       /executors\.d\.params\.job_name: must be a Glue job name \(1–255 characters on one line\), not "two\\nlines"/,

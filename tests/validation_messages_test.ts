@@ -71,6 +71,29 @@ Deno.test("a wrong param's message quotes the value given, whatever the check", 
   }
 });
 
+Deno.test("a bad key of a {name: type} map is quoted once, as the key, never with the type it maps to", async () => {
+  const athena = (params: Record<string, unknown>) => ({
+    routine_name: "keys",
+    executors: { p: { executor: "AthenaExecutor", params, tasks: ["query"] } },
+  });
+  assert.deepEqual(
+    await problemsOf(
+      athena({ query: "SELECT 1", columns: { Name: "string" }, partitioned_by: { "1dt": "date" } }),
+    ),
+    [
+      'executors.p.params.columns.Name: column name "Name" must be lowercase letters, digits and _, not ' +
+      "starting with a digit",
+      'executors.p.params.partitioned_by["1dt"]: partition column name "1dt" must be lowercase letters, digits ' +
+      "and _, not starting with a digit",
+    ],
+  );
+  // a bad type under a good name still quotes the type
+  assert.deepEqual(await problemsOf(athena({ query: "SELECT 1", columns: { name: "text" } })), [
+    "executors.p.params.columns.name: must be a Hive column type (bigint, double, string, date, decimal(10,2), " +
+    'array<string>, …), not "text"',
+  ]);
+});
+
 Deno.test("a long or multi-line value is shortened to one line, with its length", async () => {
   const [long] = await problemsOf(shapes({ mode: "x".repeat(500) }));
   assert.equal(

@@ -50,7 +50,7 @@ const columnMap = (z: Zod, what: string) =>
         ctx.addIssue({
           code: "custom",
           path: [name],
-          input: name,
+          input: name, // the key is the value at fault: lakerun quotes it, not the type it maps to
           message: `${what} name ${
             quote(name)
           } must be lowercase letters, digits and _, not starting with a digit`,

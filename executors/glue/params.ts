@@ -42,7 +42,8 @@ export const paramsSchema = (z: Zod) => {
           : seen.has(name)
           ? `${quote(key)} and ${quote(seen.get(name))} are the same argument ${name}`
           : undefined;
-        if (problem) context.addIssue({ code: "custom", message: problem, path: [key] });
+        // the key is the value at fault: lakerun quotes it (input), not the value it maps to
+        if (problem) context.addIssue({ code: "custom", message: problem, path: [key], input: key });
         seen.set(name, key);
       }
     }).describe(

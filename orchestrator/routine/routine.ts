@@ -675,7 +675,16 @@ function reportIssue(
   }
   // a check across params, at one the routine left out: its words alone, not every param as its input
   const acrossParams = issue.code === "custom" && isPlainObject(issue.input);
-  const value = given ? valueAt(raw, relative) : acrossParams ? undefined : issue.input;
+  // a problem with a map's key (its input is the key the path ends at): the key is the value, not what it maps to
+  const aboutKey = (issue.code === "custom" || issue.code === "invalid_key") && relative.length > 0 &&
+    issue.input === relative.at(-1);
+  const value = aboutKey
+    ? issue.input
+    : given
+    ? valueAt(raw, relative)
+    : acrossParams
+    ? undefined
+    : issue.input;
   const secret = isSecretParam(schema, relative);
   report(path, describeIssue(issue, value, { withhold: !mayQuote(value, secret), mask: options.mask }));
 }
