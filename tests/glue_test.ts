@@ -734,6 +734,78 @@ Deno.test("fake: worker_type and number_of_workers go with the run; an unknown j
   });
 });
 
+Deno.test("fake: a StartJobRun Glue refused (or never sent) ends the entry failed: the next attempt starts afresh, with no marker search", async () => {
+  /** Attempt 1 fails with `expected`; attempt 2 of the same routine run starts one run without GetJobRuns. */
+  const refusedThenStarted = async (
+    job: string,
+    expected: RegExp,
+    setup: {
+      before?: () => void | Promise<void>;
+      between?: () => void | Promise<void>;
+      client?: AwsJsonClient;
+    },
+  ) => {
+    await withStateDir(async (stateDir) => {
+      await setup.before?.();
+      const first = harness(fake.endpoint, { job_name: job, poll_interval: 0.05 }, {
+        stateDir,
+        options: setup.client ? { client: setup.client } : {},
+      });
+      await assert.rejects(startJobRun(first.context, first.options), expected);
+      const entry = await (await CloudRunLedger.open(stateDir, "run-1", "glue")).get("start_job_run");
+      assert.equal(entry?.state, "failed", `${job}: the refused start is not left "starting"`);
+      await setup.between?.();
+      const runs = fake.glue.runs(job).length;
+      const from = fake.calls.length;
+      const second = harness(fake.endpoint, { job_name: job, poll_interval: 0.05 }, { stateDir });
+      await startJobRun(second.context, second.options);
+      assert.equal(callsSince(from, "GetJobRuns").length, 0, `${job}: no marker search`);
+      assert.equal(callsSince(from, "StartJobRun").length, 1);
+      assert.equal(fake.glue.runs(job).length, runs + 1);
+      assert.ok(second.lines.some((line) => line.startsWith("started run ")), second.lines.join("\n"));
+    });
+  };
+  // the job does not exist yet
+  await refusedThenStarted("created-later", /EntityNotFoundException: Job created-later not found/, {
+    between: () => fake.glue.scriptJob("created-later", { runningForMs: 50 }),
+  });
+  // access denied
+  fake.glue.scriptJob("denied", { runningForMs: 50, times: 1 });
+  await refusedThenStarted("denied", /AccessDeniedException: not allowed/, {
+    before: () => fake.fail("StartJobRun", 1, { type: "AccessDeniedException", message: "not allowed" }),
+  });
+  // someone else's run holds the job's only slot
+  fake.glue.createJob("one-slot", { maxConcurrentRuns: 1 });
+  fake.glue.scriptJob("one-slot", { runningForMs: 300, times: 1 });
+  fake.glue.scriptJob("one-slot", { runningForMs: 50, times: 1 });
+  await refusedThenStarted(
+    "one-slot",
+    /Glue job one-slot is already running and allows no more concurrent runs/,
+    {
+      before: async () => {
+        await fetch(fake.endpoint, {
+          method: "POST",
+          headers: { "x-amz-target": "AWSGlue.StartJobRun" },
+          body: JSON.stringify({ JobName: "one-slot" }),
+        }).then((r) => r.body?.cancel());
+      },
+      between: () => until(() => fake.glue.runs("one-slot")[0].state === "SUCCEEDED", "their run's end"),
+    },
+  );
+  // no credentials: the request never left
+  fake.glue.scriptJob("unsigned", { runningForMs: 50, times: 1 });
+  const noCredentials = new AwsJsonClient("glue", {
+    settings: { region: "us-east-1", endpoints: { glue: fake.endpoint } },
+    credentials: () =>
+      Promise.reject(Object.assign(new Error("Could not load credentials from any providers"), {
+        name: "CredentialsProviderError",
+      })),
+  });
+  await refusedThenStarted("unsigned", /NoCredentials: no AWS credentials for Glue StartJobRun/, {
+    client: noCredentials,
+  });
+});
+
 // ------------------------------------------------------------------------------------------------ fake: crawlers
 
 Deno.test("fake: run_crawler reports the tables the crawl created and updated (GetCrawlerMetrics, GetTables)", async () => {

@@ -8,7 +8,9 @@
  *   when lakerun died before recording it (or StartJobRun's answer was lost), the run is found by its marker
  *   with GetJobRuns (newest first, page by page, stopping at runs older than the entry; moto lists runs
  *   oldest first, and then every page is read). StartJobRun has no idempotency token, so it is never sent
- *   again after an ambiguous failure before that search.
+ *   again after an ambiguous failure before that search. A start Glue refused (a 4xx answer: no such job,
+ *   access denied, too many concurrent runs none of which is ours) or that was never sent (no credentials)
+ *   ends the entry as failed: no run exists, and the next attempt starts afresh.
  * - **Never left running.** Ctrl-C, SIGTERM, the step's `timeout` or a failure while waiting stop the run
  *   (BatchStopJobRun) and say so. With `wait: false` the run is recorded and left to itself.
  * - **Cheap polling.** GetJobRun with adaptive backoff (`lib/cloud/poll.ts`); throttling is retried by the
@@ -27,6 +29,7 @@ import {
   GlueTask,
   type GlueTaskOptions,
   isAmbiguous,
+  isRefusal,
   missingParam,
   STOP_TIMEOUT_MS,
   waitOrStop,
@@ -239,6 +242,9 @@ class JobRunTask extends GlueTask {
       }
       if (!isAmbiguous(failure)) {
         this.#startInFlight = false;
+        // refused (no such job, access denied) or never sent (no credentials): Glue started no run, so the
+        // next attempt starts afresh instead of searching for one by its marker
+        if (isRefusal(failure)) await this.ledger.ended(LEDGER_KEY, "failed");
         throw failure;
       }
       const reason = failure instanceof Error ? failure.message : String(failure);
@@ -267,7 +273,10 @@ class JobRunTask extends GlueTask {
     }
   }
 
-  /** A start refused because the job's concurrent runs are all taken: reattach if one is ours, else explain. */
+  /**
+   * A start refused because the job's concurrent runs are all taken: reattach if one is ours, else end the
+   * entry as failed and explain.
+   */
   async #onConcurrentRunsExceeded(failure: AwsServiceError): Promise<void> {
     const { ours, others } = await this.#activeRuns();
     if (ours) {
@@ -277,6 +286,8 @@ class JobRunTask extends GlueTask {
       );
       return;
     }
+    // no run of ours is going and this start was refused: the next attempt starts afresh
+    await this.ledger.ended(LEDGER_KEY, "failed");
     const listed = others.map((run) => {
       const started = epochMs(run.StartedOn);
       return `${run.Id} (${run.JobRunState}${
