@@ -410,6 +410,22 @@ motoTest(
 );
 
 motoTest(
+  "a workgroup that does not exist is named in the error, which Athena's message does not do",
+  async () => {
+    await using dir = await tempDir();
+    const result = await runRoutine(dir.path, onMoto, {
+      report: { params: { database: "lake", query: "SELECT 1", workgroup: "analytics" }, tasks: ["query"] },
+    });
+    assert.equal(result.code, 1, result.output);
+    assert.match(
+      result.output,
+      /Athena StartQueryExecution failed: InvalidRequestException: WorkGroup does not exist \(workgroup "analytics"\)\n/,
+    );
+    assert.deepEqual(await motoQueries(), []);
+  },
+);
+
+motoTest(
   "SIGTERM stops the running query (StopQueryExecution) before lakerun exits, and says so",
   async () => {
     await moto.setTransition("athena::execution", { progression: "manual", times: 10_000 });
@@ -461,6 +477,38 @@ Deno.test("a FAILED query reports Athena's error category and message", async ()
           "line 1:15: Table 'awsdatacatalog.lake.missing' does not exist",
       ),
       result.output,
+    );
+  });
+});
+
+Deno.test("a FAILED DDL statement whose message names no table is told the table", async () => {
+  await withFake(async (fake, endpoints) => {
+    fake.athena.script("CREATE EXTERNAL TABLE", {
+      states: ["QUEUED", "FAILED"],
+      error: {
+        ErrorCategory: 2,
+        ErrorType: 1301,
+        ErrorMessage: "FAILED: Execution Error, return code 1 from org.apache.hadoop.hive.ql.exec.DDLTask. " +
+          "AlreadyExistsException(message:Table already exists)",
+      },
+    });
+    await using dir = await tempDir();
+    const result = await runRoutine(dir.path, endpoints, {
+      create: {
+        params: {
+          database: "lake",
+          table: "events",
+          location: "s3://lake-bkt/events/parquet",
+          format: "parquet",
+          columns: { id: "bigint" },
+        },
+        tasks: ["create_table"],
+      },
+    });
+    assert.equal(result.code, 1, result.output);
+    assert.match(
+      result.output,
+      /AlreadyExistsException\(message:Table already exists\) \(table "lake\.events"\)\n/,
     );
   });
 });

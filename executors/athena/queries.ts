@@ -49,6 +49,8 @@ export interface QuerySpec {
   workgroup: string;
   /** `s3://` folder for the results; unset when the workgroup sets one. */
   outputLocation?: string;
+  /** The table the statement is about (`lake.events`), for its errors; not sent. */
+  table?: string;
 }
 
 /** What a task using {@link AthenaQueries} provides. */
@@ -168,6 +170,52 @@ export function failureMessage(execution: QueryExecution): string {
   return `${head}: ${category} error${type}${retryable}: ${message}`;
 }
 
+/**
+ * What a message from Athena leaves out: for each of the workgroup, catalog, database and table the query
+ * names that the message speaks of ("WorkGroup does not exist") without naming, the name, as
+ * ` (workgroup "analytics")`; empty when the message names all it speaks of.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { namesLeftOut } from "./queries.ts";
+ *
+ * const spec = { sql: "SELECT 1", workgroup: "analytics", catalog: "AwsDataCatalog", database: "lake" };
+ * assert.equal(namesLeftOut("WorkGroup does not exist", spec), ' (workgroup "analytics")');
+ * assert.equal(namesLeftOut("WorkGroup analytics is not found", spec), "");
+ * assert.equal(namesLeftOut("Database does not exist", { ...spec, table: "lake.events" }), ' (database "lake")');
+ * assert.equal(namesLeftOut("Table not found", { ...spec, table: "lake.events" }), ' (table "lake.events")');
+ * assert.equal(namesLeftOut("Database does not exist: sales", spec), "");
+ * assert.equal(namesLeftOut("line 1:15: Table 'awsdatacatalog.lake.missing' does not exist", spec), "");
+ * ```
+ */
+export function namesLeftOut(message: string, spec: QuerySpec): string {
+  const text = message.toLowerCase();
+  const named = (name: string) =>
+    // a table is named by its last part, too (`Table 'awsdatacatalog.lake.events' …`)
+    text.includes(name.toLowerCase()) || text.includes(name.slice(name.lastIndexOf(".") + 1).toLowerCase());
+  const kinds: Array<[string, string, string | undefined]> = [
+    ["workgroup", "work ?group", spec.workgroup],
+    ["catalog", "(?:data )?catalog", spec.catalog],
+    ["database", "(?:database|schema)", spec.database],
+    ["table", "table", spec.table],
+  ];
+  return kinds
+    .filter(([, word, name]) => {
+      if (name === undefined || named(name)) return false;
+      // the kind without a name after it: "WorkGroup does not exist", "Table not found", "… the table."
+      const unnamed = new RegExp(
+        `\\b${word}(?:\\s+(?:does|doesn't|is|was|not|cannot|could|already)\\b|\\s*[.:]?\\s*$)`,
+        "i",
+      );
+      // …unless the name follows: "Database does not exist: sales"
+      const namedAfter = new RegExp(`\\b${word}\\s+(?:does not exist|not found)\\s*:\\s*\\S`, "i");
+      return unnamed.test(message) && !namedAfter.test(message);
+    })
+    .map(([kind, , name]) => ` (${kind} ${JSON.stringify(name)})`)
+    .join("");
+}
+
 /** The queries of one step, recorded in its journal. */
 export class AthenaQueries {
   /** Queries of this step against `athena`, recorded in `ledger`, logging through `context`. */
@@ -199,7 +247,7 @@ export class AthenaQueries {
             `with the same ClientRequestToken, so it is not started twice`,
         );
       }
-      if (!id) id = await this.#start(key, label, request, entry.token);
+      if (!id) id = await this.#start(key, label, request, entry.token, spec);
       const execution = await this.#wait(key, label, id, options.timeoutMs);
       const state = execution.Status.State;
       if (state === "SUCCEEDED") {
@@ -211,11 +259,12 @@ export class AthenaQueries {
         this.context.log(`${label}: query ${id} of the earlier attempt was cancelled; starting it again`);
         continue;
       }
-      throw new AthenaQueryError(failureMessage(execution), execution);
+      const message = failureMessage(execution);
+      throw new AthenaQueryError(`${message}${namesLeftOut(message, spec)}`, execution);
     }
   }
 
-  async #start(key: string, label: string, request: Record<string, unknown>, token: string) {
+  async #start(key: string, label: string, request: Record<string, unknown>, token: string, spec: QuerySpec) {
     const body = { ...request, ClientRequestToken: token };
     let id: string;
     try {
@@ -229,7 +278,7 @@ export class AthenaQueries {
       // refused outright (invalid SQL settings, no output location) or never sent (no credentials): no query
       // exists under this token
       else if (isRefusal(error)) await this.ledger.ended(key, "failed");
-      throw explainStartError(error);
+      throw explainStartError(error, spec);
     }
     await this.ledger.started(key, id);
     this.context.log(`${label}: started query ${id}`);
@@ -311,15 +360,25 @@ export class AthenaQueries {
   }
 }
 
-/** Adds the usual remedy to a refused StartQueryExecution. */
-function explainStartError(error: unknown): unknown {
-  if (error instanceof Error && /output location/i.test(error.message)) {
-    return new Error(
-      `${error.message} (set output_location, or give the workgroup a query result location)`,
-      { cause: error },
-    );
-  }
-  return error;
+/**
+ * A refused StartQueryExecution, with the names its message leaves out ({@link namesLeftOut}: the workgroup
+ * of "WorkGroup does not exist") and the usual remedy for a missing output location.
+ */
+function explainStartError(error: unknown, spec: QuerySpec): unknown {
+  if (!(error instanceof AwsServiceError) || !error.sent) return error;
+  const names = namesLeftOut(error.awsMessage, spec);
+  const remedy = /output location/i.test(error.message)
+    ? " (set output_location, or give the workgroup a query result location)"
+    : "";
+  if (!names && !remedy) return error;
+  return new AwsServiceError(
+    error.service,
+    error.operation,
+    error.code,
+    `${error.awsMessage}${names}${remedy}`,
+    error.status,
+    { cause: error },
+  );
 }
 
 /** True when Athena answered a request with a client error: it was not carried out. */
