@@ -15,7 +15,7 @@
  *
  * @module
  */
-import { type AwsJsonClient, AwsServiceError } from "../../lib/aws/json_client.ts";
+import { type AwsJsonClient, AwsServiceError, isRefusal } from "../../lib/aws/json_client.ts";
 import { type CloudRunLedger, fingerprintOf } from "../../lib/cloud/ledger.ts";
 import { PollTimeoutError, pollUntil } from "../../lib/cloud/poll.ts";
 import { formatBytes, formatDuration } from "../../lib/format.ts";
@@ -379,10 +379,4 @@ function explainStartError(error: unknown, spec: QuerySpec): unknown {
     error.status,
     { cause: error },
   );
-}
-
-/** True when Athena answered a request with a client error: it was not carried out. */
-function isRefusal(error: unknown): boolean {
-  return error instanceof AwsServiceError &&
-    (!error.sent || (error.status !== undefined && error.status < 500 && !error.throttled));
 }

@@ -133,29 +133,6 @@ export function isAmbiguous(error: unknown): boolean {
   return error instanceof Error && (error.name === "AbortError" || error.name === "TimeoutError");
 }
 
-/**
- * True when Glue refused a call, which it then did not carry out: a client error answer (4xx: the job does not
- * exist, access denied, too many concurrent runs; throttling aside), or a request that never left for want of
- * credentials to sign it with (`AwsServiceError.sent` false).
- *
- * @example
- * ```ts
- * import assert from "node:assert/strict";
- * import { AwsServiceError } from "../../lib/aws/json_client.ts";
- * import { isRefusal } from "./common.ts";
- *
- * assert.equal(isRefusal(new AwsServiceError("Glue", "StartJobRun", "EntityNotFoundException", "no job", 400)), true);
- * assert.equal(isRefusal(new AwsServiceError("Glue", "StartJobRun", "NoCredentials", "none", undefined, { sent: false })), true);
- * assert.equal(isRefusal(new AwsServiceError("Glue", "StartJobRun", "ThrottlingException", "slow down", 400)), false);
- * assert.equal(isRefusal(new AwsServiceError("Glue", "StartJobRun", "InternalServiceException", "oops", 500)), false);
- * assert.equal(isRefusal(new AwsServiceError("Glue", "StartJobRun", "NetworkError", "reset")), false);
- * ```
- */
-export function isRefusal(error: unknown): boolean {
-  return error instanceof AwsServiceError &&
-    (!error.sent || (error.status !== undefined && error.status < 500 && !error.throttled));
-}
-
 /** Epoch milliseconds of an awsJson1_1 timestamp (epoch seconds), or NaN. */
 export function epochMs(value: unknown): number {
   return typeof value === "number" ? value * 1000 : typeof value === "string" ? Date.parse(value) : NaN;

@@ -19,7 +19,7 @@
  * @module
  */
 import type { TaskContext } from "../../sdk/executor.ts";
-import { AwsServiceError } from "../../lib/aws/json_client.ts";
+import { AwsServiceError, isRefusal } from "../../lib/aws/json_client.ts";
 import { CloudRunLedger, fingerprintOf } from "../../lib/cloud/ledger.ts";
 import { plural } from "../../lib/format.ts";
 import {
@@ -168,6 +168,8 @@ class CrawlTask extends GlueTask {
           );
           return;
         }
+        // refused (no such crawler, access denied) or never sent: no crawl started, the next attempt starts afresh
+        if (isRefusal(error)) await this.ledger.ended(LEDGER_KEY, "failed");
         // a crawler cannot run twice: sending StartCrawler again after an unclear answer is safe
         if (signal.aborted || !isAmbiguous(error) || attempt >= 3) throw error;
         this.log(`StartCrawler got no clear answer (${(error as Error).message}): asking again`);

@@ -19,7 +19,7 @@
  * @module
  */
 import type { TaskContext } from "../../sdk/executor.ts";
-import { AwsServiceError } from "../../lib/aws/json_client.ts";
+import { AwsServiceError, isRefusal } from "../../lib/aws/json_client.ts";
 import { CloudRunLedger, fingerprintOf } from "../../lib/cloud/ledger.ts";
 import { formatDuration } from "../../lib/format.ts";
 import {
@@ -29,7 +29,6 @@ import {
   GlueTask,
   type GlueTaskOptions,
   isAmbiguous,
-  isRefusal,
   missingParam,
   STOP_TIMEOUT_MS,
   waitOrStop,

@@ -106,6 +106,28 @@ export class AwsServiceError extends Error {
   }
 }
 
+/**
+ * True when AWS did not carry out a request: it answered with a client error (4xx, not throttling), or the
+ * request never left (no credentials to sign it with). A start request refused so started nothing, which a
+ * step's ledger can record as such (a 5xx, a throttle or a network error leave that unknown).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { AwsServiceError, isRefusal } from "./json_client.ts";
+ *
+ * assert.equal(isRefusal(new AwsServiceError("Glue", "StartJobRun", "EntityNotFoundException", "no job", 400)), true);
+ * assert.equal(isRefusal(new AwsServiceError("Glue", "StartJobRun", "NoCredentials", "none", undefined, { sent: false })), true);
+ * assert.equal(isRefusal(new AwsServiceError("Glue", "StartJobRun", "ThrottlingException", "slow down", 400)), false);
+ * assert.equal(isRefusal(new AwsServiceError("Glue", "StartJobRun", "InternalServiceException", "oops", 500)), false);
+ * assert.equal(isRefusal(new AwsServiceError("Glue", "StartJobRun", "NetworkError", "reset")), false);
+ * ```
+ */
+export function isRefusal(error: unknown): boolean {
+  return error instanceof AwsServiceError &&
+    (!error.sent || (error.status !== undefined && error.status < 500 && !error.throttled));
+}
+
 /** SHA-256 and HMAC-SHA-256 for the signer, from node:crypto. */
 class Sha256 {
   readonly #hash;
