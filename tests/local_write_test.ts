@@ -173,3 +173,25 @@ Deno.test(`a batch of more than ${FOLDERS_STAGED_APART} folders stages the other
     assert.equal(await Deno.readTextFile(join(dir, "old/f0/kept.csv")), "kept\n");
     assert.deepEqual([...Deno.readDirSync(dir)].filter((e) => e.name.startsWith(".lakerun-tmp-")), []);
   }));
+
+Deno.test("a file written where a folder of its name is says so, whichever way round, and leaves no temporary", () =>
+  inTempDir(async (dir) => {
+    const storage = new LocalStorage(dir);
+    const text = (value: string) => new Blob([value]).stream();
+    await storage.write("cf/x/y", text("y\n"));
+    await assert.rejects(
+      storage.write("cf/x", text("x\n")),
+      {
+        message:
+          "cf/x cannot be written: a folder of that name is there (a file and a folder cannot share a name; " +
+          "files under cf/x/ were written first)",
+      },
+    );
+    await storage.write("other/x", text("x\n"));
+    await assert.rejects(storage.write("other/x/y", text("y\n")), /other\/x is a file, not a folder$/);
+    const names = [...Deno.readDirSync(join(dir, "cf")), ...Deno.readDirSync(join(dir, "other"))].map((e) =>
+      e.name
+    );
+    assert.deepEqual(names.sort(), ["x", "x"], "no temporary file left");
+    assert.equal(await Deno.readTextFile(join(dir, "cf/x/y")), "y\n");
+  }));

@@ -107,6 +107,23 @@ function isCrossDevice(error: unknown): boolean {
     /cross-device|EXDEV/i.test(`${error.message} ${(error as { code?: string }).code}`);
 }
 
+/**
+ * Renames a finished temporary file to `full`, the file `path` of this location; a folder already there (the
+ * source held `path` and files under `path/`) is named as the conflict it is, not as the system's error.
+ */
+function renameIntoPlace(temporary: string, full: string, path: string): void {
+  try {
+    Deno.renameSync(temporary, full);
+  } catch (error) {
+    if (!(error instanceof Deno.errors.IsADirectory) && !lstatOrNothing(full)?.isDirectory) throw error;
+    throw new Error(
+      `${path} cannot be written: a folder of that name is there (a file and a folder cannot share a name; ` +
+        `files under ${path}/ were written first)`,
+      { cause: error },
+    );
+  }
+}
+
 /** Removes `path`, ignoring any failure (for clean-ups after another error). */
 function removeQuietly(path: string, options?: Deno.RemoveOptions): void {
   try {
@@ -397,7 +414,7 @@ export class LocalStorage implements Storage {
     const result = await writeFileFromStream(temporary, data, options, path);
     try {
       this.#refuseFinalLink(full);
-      Deno.renameSync(temporary, full);
+      renameIntoPlace(temporary, full, path);
     } catch (error) {
       removeQuietly(temporary);
       throw error;
@@ -426,7 +443,7 @@ export class LocalStorage implements Storage {
       const result = await source.downloadInto(sourcePath, temporary, options);
       if (!result) return undefined;
       this.#refuseLinks(path, false);
-      Deno.renameSync(temporary, full);
+      renameIntoPlace(temporary, full, path);
       return { ...result, serverSide: false };
     } catch (error) {
       removeQuietly(temporary);
@@ -451,7 +468,7 @@ export class LocalStorage implements Storage {
       const size = await copyFileChecked(from, temporary, options.size, path);
       options.signal?.throwIfAborted();
       this.#refuseFinalLink(full);
-      Deno.renameSync(temporary, full);
+      renameIntoPlace(temporary, full, path);
       return { size, serverSide: false };
     } catch (error) {
       removeQuietly(temporary);
