@@ -195,3 +195,20 @@ Deno.test("a file written where a folder of its name is says so, whichever way r
     assert.deepEqual(names.sort(), ["x", "x"], "no temporary file left");
     assert.equal(await Deno.readTextFile(join(dir, "cf/x/y")), "y\n");
   }));
+
+Deno.test("removeTemporaries takes a killed run's temporaries, never those a step of this process is writing", () =>
+  inTempDir(async (dir) => {
+    await Deno.mkdir(join(dir, ".lakerun-tmp-1s8h1bkzwo75m")); // left by a killed run (another process)
+    await Deno.writeTextFile(join(dir, ".lakerun-tmp-1s8h1bkzwo75m/a.csv"), "a\n");
+    // a step beside this one (depends_on) has a batch open in the same folder
+    const writing = await new LocalStorage(dir).batch();
+    await writing.writeBytes("b/b.csv", new TextEncoder().encode("b\n"));
+    await writing.flush();
+    assert.deepEqual(await new LocalStorage(dir).removeTemporaries({ recursive: true }), {
+      temporaries: 1,
+      uploads: 0,
+    });
+    await writing.commit();
+    assert.equal(await Deno.readTextFile(join(dir, "b/b.csv")), "b\n");
+    assert.deepEqual([...Deno.readDirSync(dir)].map((e) => e.name), ["b"]);
+  }));

@@ -41,26 +41,40 @@ export class SizeMismatchError extends Error {
 }
 
 /**
- * A short random temporary name, for a file or folder that will be renamed into place once complete. It does
- * not include the final name, so it fits wherever the final name fits (a name near the file system's 255-byte
- * limit cannot be made longer).
+ * The mark of this process in the temporary names its steps make (its id, in base 36): a step's clean-up of
+ * what killed runs left never takes the temporaries of a step running beside it (steps are Workers of one
+ * process) for left-overs.
+ */
+const OWN_PREFIX = `${TEMP_PREFIX}${Deno.pid.toString(36)}-`;
+
+/**
+ * A short random temporary name, for a file or folder that will be renamed into place once complete, marked
+ * with this process's id. It does not include the final name, so it fits wherever the final name fits (a name
+ * near the file system's 255-byte limit cannot be made longer).
  *
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { temporaryName } from "./local.ts";
+ * import { isOwnTemporary, temporaryName } from "./local.ts";
  * import { isTemporaryName } from "./mod.ts";
  *
- * const name = temporaryName(); // e.g. ".lakerun-tmp-1s8h1bkzwo75m"
- * assert.match(name, /^\.lakerun-tmp-[0-9a-z]+$/);
+ * const name = temporaryName(); // e.g. ".lakerun-tmp-4fk-1s8h1bkzwo75m"
+ * assert.match(name, /^\.lakerun-tmp-[0-9a-z]+-[0-9a-z]+$/);
  * assert.ok(name.length <= 40);
  * assert.equal(isTemporaryName(name), true); // listings skip it
+ * assert.equal(isOwnTemporary(name), true); // clean-ups leave it to the step writing it
+ * assert.equal(isOwnTemporary(".lakerun-tmp-1s8h1bkzwo75m"), false); // a killed run's
  * assert.notEqual(temporaryName(), name);
  * ```
  */
 export function temporaryName(): string {
   const random = crypto.getRandomValues(new Uint32Array(2)).reduce((s, n) => s + n.toString(36), "");
-  return `${TEMP_PREFIX}${random}`;
+  return `${OWN_PREFIX}${random}`;
+}
+
+/** True for a temporary name this process made: a step running now may still be writing it. */
+export function isOwnTemporary(name: string): boolean {
+  return name.startsWith(OWN_PREFIX);
 }
 
 /** A temporary path in the folder of `full`, for a file to be renamed to `full` once complete. */
@@ -727,8 +741,9 @@ export class LocalStorage implements Storage {
   }
 
   /**
-   * Removes every lakerun temporary entry in this folder tree: left-overs of a killed run. Safe because a
-   * routine runs under its run lock, and a temporary name is never the only copy of anything.
+   * Removes the lakerun temporary entries in this folder tree that other processes made: left-overs of a
+   * killed run (a temporary name is never the only copy of anything). Those of this process are left: a step
+   * running beside this one (`depends_on`) may be writing them, and each step removes its own when it fails.
    */
   // deno-lint-ignore require-await
   async removeTemporaries(options: { recursive?: boolean } = {}): Promise<RemovedLeftovers> {
@@ -737,6 +752,7 @@ export class LocalStorage implements Storage {
       for (const entry of [...Deno.readDirSync(dir)]) {
         const full = join(dir, entry.name);
         if (isTemporaryName(entry.name)) {
+          if (isOwnTemporary(entry.name)) continue;
           removeQuietly(full, { recursive: true });
           removed++;
         } else if (entry.isDirectory && options.recursive) {
