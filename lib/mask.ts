@@ -48,7 +48,7 @@ export class SecretMask {
 
   /**
    * `text` with every registered value replaced by `***`, as written and in the forms text carries it in:
-   * JSON-escaped, and percent-encoded as a URL's path, query or form data encode it (a secret templated into
+   * JSON-escaped, and percent-encoded as a URL's path, query, fragment or form data encode it (a secret templated into
    * a URL is shown in messages as the URL parser wrote it).
    *
    * @example
@@ -64,6 +64,8 @@ export class SecretMask {
    * assert.equal(mask.mask(new URL("http://h/x/p@ss w/rd%+é.zip").href), "http://h/x/***.zip");
    * assert.equal(mask.mask(`?key=${encodeURIComponent("p@ss w/rd%+é")}`), "?key=***");
    * assert.equal(mask.mask(`?${new URLSearchParams({ key: "p@ss w/rd%+é" })}`), "?key=***");
+   * mask.add("a'b {c} é");
+   * assert.equal(mask.mask(new URL("https://h/x?key=a'b {c} é#a'b {c} é").href), "https://h/x?key=***#***");
    * ```
    */
   mask(text: string): string {
@@ -89,6 +91,10 @@ function secretForms(value: string): string[] {
     const url = new URL("http://h/");
     url.pathname = `/${value}`;
     forms.add(url.pathname.slice(1));
+    url.search = `?${value}`; // the URL parser's own query encoding (' as %27, { kept)
+    forms.add(url.search.slice(1));
+    url.hash = `#${value}`;
+    forms.add(url.hash.slice(1));
   } catch {
     // a lone surrogate cannot be percent-encoded: it cannot appear encoded either
   }

@@ -23,6 +23,7 @@ import { gzipSync } from "node:zlib";
 import redshift from "../executors/redshift/mod.ts";
 import { ParamError } from "../sdk/executor.ts";
 import { loadStatements } from "../executors/redshift/tasks.ts";
+import { columnsFromHeaders } from "../executors/redshift/sample.ts";
 import { copyRoleStatements } from "../executors/redshift/iam.ts";
 import { redshiftCopySql } from "../lib/sql/redshift_copy.ts";
 import { openS3Location } from "../lib/aws/s3/storage.ts";
@@ -164,6 +165,37 @@ Deno.test("copy_from_s3's statements: staging table, COPY, then append / replace
     'DROP TABLE "lakerun_staging"',
     'DROP TABLE "lakerun_upsert_checks"',
   ]);
+});
+
+Deno.test("copy_from_s3 reads no header it could misread: given columns, UTF-16, bzip2, another QUOTE", async () => {
+  const base = { ...dataApi, table: "raw.sales", source: "s3://lake/in", iam_role: ROLE };
+  // an unreachable S3 endpoint: reading anything would fail the call
+  const options = {
+    cwd: "/",
+    s3: { endpoint: "http://127.0.0.1:1", region: "us-east-1" },
+    signal: new AbortController().signal,
+    tableName: "raw.sales",
+  };
+  for (
+    const extra of [
+      { columns: [{ name: "id", type: "bigint" }] },
+      { copy_options: ["ENCODING UTF16LE"] },
+      { copy_options: ["BZIP2"] },
+      { copy_options: ["QUOTE AS '%'"] },
+      { copy_options: ["IGNOREHEADER 0"] },
+      { format: "json" },
+    ]
+  ) {
+    const params = redshift.params(z).parse({ ...base, ...extra });
+    assert.equal(await columnsFromHeaders(params, ["id"], options), undefined, JSON.stringify(extra));
+  }
+  await assert.rejects(
+    columnsFromHeaders(
+      redshift.params(z).parse({ ...base, copy_options: ["ENCODING UTF8"] }),
+      ["id"],
+      options,
+    ),
+  );
 });
 
 Deno.test("copy_options and iam_role cannot inject: each entry is checked, its value re-quoted", () => {

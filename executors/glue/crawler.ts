@@ -169,7 +169,7 @@ class CrawlTask extends GlueTask {
           return;
         }
         // refused (no such crawler, access denied) or never sent: no crawl started, the next attempt starts afresh
-        if (isRefusal(error)) await this.ledger.ended(LEDGER_KEY, "failed");
+        if (isRefusal(error) && !isAmbiguous(error)) await this.ledger.ended(LEDGER_KEY, "failed");
         // a crawler cannot run twice: sending StartCrawler again after an unclear answer is safe
         if (signal.aborted || !isAmbiguous(error) || attempt >= 3) throw error;
         this.log(`StartCrawler got no clear answer (${(error as Error).message}): asking again`);

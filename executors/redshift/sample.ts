@@ -54,7 +54,7 @@ export async function inferFromSource(
 }
 
 /** Objects whose header `copy_from_s3` reads at once. */
-export const HEADER_READS = 8;
+export const HEADER_READS = 16;
 
 /** The compressions whose files lakerun cannot read the header of (COPY can). */
 const UNREAD_COMPRESSIONS = ["BZIP2", "LZOP", "ZSTD"];
@@ -73,7 +73,7 @@ export interface HeaderColumns {
  * the table's columns in another order would load each value into another column. Names map to columns as
  * PostgreSQL's load maps them ({@link columnsOfNames}). `undefined` when there is nothing to read: `columns`
  * given (the file order, by the routine's word), no header line, JSON or parquet, a compression lakerun does
- * not read, a `QUOTE` other than `"`, or no file.
+ * not read, an `ENCODING` other than UTF-8, a `QUOTE` other than `"`, or no file.
  *
  * @throws Error naming the file, for a header field that names no column of the table, a header line that
  * cannot be read, or two files whose headers give their columns in different orders (one COPY reads every
@@ -89,6 +89,9 @@ export async function columnsFromHeaders(
   const copyOptions = params.copy_options.map((entry) => parseCopyOption(entry, params.format));
   const keyword = (name: string) => copyOptions.find((option) => option.keyword === name);
   if (UNREAD_COMPRESSIONS.some(keyword)) return undefined;
+  // headers are read as UTF-8, COPY's default: UTF-16 files are left to COPY
+  const encoding = keyword("ENCODING")?.value?.toUpperCase();
+  if (encoding !== undefined && encoding !== "UTF8") return undefined;
   const quote = keyword("QUOTE")?.value;
   if (quote !== undefined && quote !== '"') return undefined;
   const delimiter = keyword("DELIMITER")?.value ?? ",";

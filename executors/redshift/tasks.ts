@@ -305,7 +305,9 @@ export function runCopyFromS3(context: TaskContext<Params>): Promise<void> {
       if (!(error instanceof RedshiftStatementError)) throw error;
       const folder = sourceFolder(params.source);
       const check = load.checks.get(error.index);
-      if (check) {
+      // a check fails by the NULL it inserts into its column, which the server's message names (Redshift:
+      // "Cannot insert a NULL value into column …"); anything else (a timeout, a cancel) is said as it is
+      if (check && error.serverMessage.includes(check.column)) {
         // the staging table went with the transaction: no example of the key
         const found = checkFailure(check, { keys: params.upsert_keys ?? [], table: target });
         throw new Error(`${found} (files under ${folder}); nothing was committed`, { cause: error });

@@ -78,6 +78,8 @@ export interface LoadPlan {
 export interface LoadCheck {
   /** `null_key`: a staged row's upsert key is NULL; `repeated_key`: a key is staged more than once. */
   problem: "null_key" | "repeated_key";
+  /** The column of {@link CHECKS_TABLE} it inserts NULL into: the server's message names it. */
+  column: "null_upsert_key" | "repeated_upsert_key";
   /** `repeated_key`: a query of the staging table showing one repeated key and how often it is staged. */
   example?: string;
 }
@@ -196,7 +198,7 @@ export function loadPlan(spec: LoadPlanSpec): LoadPlan {
       checks.set(
         after.push(`INSERT INTO ${table} SELECT CAST(NULL AS INTEGER), 0 FROM ${staging} ${where} LIMIT 1`) -
           1,
-        { problem: "null_key" },
+        { problem: "null_key", column: "null_upsert_key" },
       );
     }
     checks.set(
@@ -206,6 +208,7 @@ export function loadPlan(spec: LoadPlanSpec): LoadPlan {
       ) - 1,
       {
         problem: "repeated_key",
+        column: "repeated_upsert_key",
         example:
           `SELECT ${list}, COUNT(*) AS "times" FROM ${staging} GROUP BY ${list} HAVING COUNT(*) > 1 LIMIT 1`,
       },
@@ -229,7 +232,10 @@ export function loadPlan(spec: LoadPlanSpec): LoadPlan {
  * import { checkFailure } from "./load_plan.ts";
  *
  * assert.equal(
- *   checkFailure({ problem: "repeated_key" }, { keys: ["id"], table: "public.t", example: { id: 2, times: 3 } }),
+ *   checkFailure(
+ *     { problem: "repeated_key", column: "repeated_upsert_key" },
+ *     { keys: ["id"], table: "public.t", example: { id: 2, times: 3 } },
+ *   ),
  *   'the staged files hold the same upsert key (id) more than once (e.g. {"id":2} 3 times): ' +
  *     "an upsert into public.t needs each key once",
  * );

@@ -163,7 +163,7 @@ export function startStepSandbox(executorModuleUrl: string, scope: ResolvedScope
           if (settled) return;
           settled = true;
           signal?.removeEventListener("abort", onAbort);
-          lifeline.port1.close();
+          lifeline.port1.close(); // (its own close: the handler below sees the step settled)
           close();
           resolvePromise();
         };
@@ -206,6 +206,7 @@ export function startStepSandbox(executorModuleUrl: string, scope: ResolvedScope
         signal?.addEventListener("abort", onAbort, { once: true });
         lifeline.port1.start(); // the port notices its other end has gone only while it listens
         lifeline.port1.on("close", () => {
+          if (settled) return; // no timer once the step is over
           setTimeout(() => {
             if (settled) return;
             const message = `the step's Worker ended before task '${currentTask}' did ` +
