@@ -807,6 +807,33 @@ Deno.test("fake: a StartJobRun Glue refused (or never sent) ends the entry faile
 });
 
 // ------------------------------------------------------------------------------------------------ fake: crawlers
+Deno.test("fake: a StartCrawler Glue refused ends the entry failed: a crawl running later is joined, not taken for ours", async () => {
+  fake.glue.createCrawler("refused-crawler", { databaseName: "lake" });
+  fake.glue.scriptCrawl("refused-crawler", { runningForMs: 300 });
+  await withStateDir(async (stateDir) => {
+    fake.fail("StartCrawler", 1, { type: "AccessDeniedException", message: "not allowed" });
+    const first = harness(fake.endpoint, { crawler_name: "refused-crawler", poll_interval: 0.05 }, {
+      stateDir,
+    });
+    await assert.rejects(runCrawler(first.context, first.options), /AccessDeniedException: not allowed/);
+    const entry = await (await CloudRunLedger.open(stateDir, "run-1", "glue")).get("run_crawler");
+    assert.equal(entry?.state, "failed", 'the refused start is not left "starting"');
+    // someone else starts the crawler; the next attempt of this routine run joins that crawl
+    await fetch(fake.endpoint, {
+      method: "POST",
+      headers: { "x-amz-target": "AWSGlue.StartCrawler" },
+      body: JSON.stringify({ Name: "refused-crawler" }),
+    }).then((r) => r.body?.cancel());
+    const second = harness(fake.endpoint, { crawler_name: "refused-crawler", poll_interval: 0.05 }, {
+      stateDir,
+    });
+    await runCrawler(second.context, second.options);
+    assert.ok(
+      second.lines.some((line) => /already running \(started elsewhere\): joining that crawl/.test(line)),
+      second.lines.join("\n"),
+    );
+  });
+});
 
 Deno.test("fake: run_crawler reports the tables the crawl created and updated (GetCrawlerMetrics, GetTables)", async () => {
   fake.glue.createCrawler("sales-crawler", { databaseName: "lake" });
@@ -1088,32 +1115,4 @@ Deno.test({
     await fake.stop();
     await motoServer?.stop();
   },
-});
-
-Deno.test("fake: a StartCrawler Glue refused ends the entry failed: a crawl running later is joined, not taken for ours", async () => {
-  fake.glue.createCrawler("refused-crawler", { databaseName: "lake" });
-  fake.glue.scriptCrawl("refused-crawler", { runningForMs: 300 });
-  await withStateDir(async (stateDir) => {
-    fake.fail("StartCrawler", 1, { type: "AccessDeniedException", message: "not allowed" });
-    const first = harness(fake.endpoint, { crawler_name: "refused-crawler", poll_interval: 0.05 }, {
-      stateDir,
-    });
-    await assert.rejects(runCrawler(first.context, first.options), /AccessDeniedException: not allowed/);
-    const entry = await (await CloudRunLedger.open(stateDir, "run-1", "glue")).get("run_crawler");
-    assert.equal(entry?.state, "failed", 'the refused start is not left "starting"');
-    // someone else starts the crawler; the next attempt of this routine run joins that crawl
-    await fetch(fake.endpoint, {
-      method: "POST",
-      headers: { "x-amz-target": "AWSGlue.StartCrawler" },
-      body: JSON.stringify({ Name: "refused-crawler" }),
-    }).then((r) => r.body?.cancel());
-    const second = harness(fake.endpoint, { crawler_name: "refused-crawler", poll_interval: 0.05 }, {
-      stateDir,
-    });
-    await runCrawler(second.context, second.options);
-    assert.ok(
-      second.lines.some((line) => /already running \(started elsewhere\): joining that crawl/.test(line)),
-      second.lines.join("\n"),
-    );
-  });
 });
