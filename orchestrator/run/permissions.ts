@@ -228,8 +228,9 @@ const PATH_KEY = /(?:^|_)(?:dir|directory|folder|path|file|to|location|root|targ
 /**
  * The param whose (local path) value gave the step access to `path`: one that resolves to `path` itself, else
  * one inside it (a file whose folder it is, the nearest first). Only values that may be paths are weighed: no
- * URL, no space or line break (an SQL text), and a name or a value that says path (`…_directory`, `…_to`, a
- * `/`, a leading `.`, a file extension) — so `"database": "retail"` is never taken for the folder `retail`.
+ * URL, a name or a value that says path (`…_directory`, `…_to`, a `/`, a leading `.`, a file extension), and
+ * a space or line break only under a name that says path (SQL holds `/` too) — so `"database": "retail"` is
+ * never taken for the folder `retail`, and `"landing_directory": "My Data"` is a path.
  * A value that does not say path is taken only when it resolves to `path` itself and no other param explains it.
  *
  * @example
@@ -245,6 +246,11 @@ const PATH_KEY = /(?:^|_)(?:dir|directory|folder|path|file|to|location|root|targ
  *   exact: true,
  * });
  * assert.equal(paramNaming({ database: "retail" }, "/work", "/work"), undefined);
+ * assert.deepEqual(paramNaming({ query: "SELECT a/b FROM t", landing_directory: "My Data/in" }, "/work", "/work"), {
+ *   path: ["landing_directory"],
+ *   value: "My Data/in",
+ *   exact: false,
+ * });
  * ```
  */
 export function paramNaming(
@@ -256,10 +262,11 @@ export function paramNaming(
     [];
   const walk = (value: unknown, at: JsonPath) => {
     if (typeof value === "string") {
-      if (value === "" || /\s/.test(value) || /^[a-z][a-z0-9+.-]*:\/\//i.test(value)) return;
+      if (value === "" || /^[a-z][a-z0-9+.-]*:\/\//i.test(value)) return;
       const key = [...at].reverse().find((part) => typeof part === "string") as string | undefined;
-      const pathLike = (key !== undefined && PATH_KEY.test(key)) ||
-        /^[.~]|\/|\.[A-Za-z0-9]{1,8}$/.test(value);
+      const keySaysPath = key !== undefined && PATH_KEY.test(key);
+      if (/\s/.test(value) && !keySaysPath) return; // SQL or a message, not a path
+      const pathLike = keySaysPath || /^[.~]|\/|\.[A-Za-z0-9]{1,8}$/.test(value);
       const resolved = resolve(cwd, value);
       const exact = resolved === path;
       const inside = resolved.startsWith(path.endsWith("/") ? path : `${path}/`);
