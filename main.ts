@@ -7,6 +7,7 @@ import { parseArgs } from "node:util";
 import denoConfig from "./deno.json" with { type: "json" };
 import { describeError, EXIT_INVALID, exitCodeOf, RoutineError, UsageError } from "./orchestrator/errors.ts";
 import { SecretMask } from "./lib/mask.ts";
+import { defuseCommands } from "./orchestrator/cli/workflow_commands.ts";
 import type { LogSession } from "./orchestrator/cli/json_log.ts";
 
 const HELP = `lakerun ${denoConfig.version} — run data-lake routines, every step in its own permission sandbox
@@ -174,7 +175,9 @@ async function main(args: string[]): Promise<number> {
     }
     return 0;
   } catch (error) {
-    const argsError = (error as { code?: string }).code?.startsWith("ERR_PARSE_ARGS");
+    // (an AbortError's `code` is a number)
+    const errorCode = error instanceof Object ? (error as { code?: unknown }).code : undefined;
+    const argsError = typeof errorCode === "string" && errorCode.startsWith("ERR_PARSE_ARGS");
     const code = argsError ? EXIT_INVALID : exitCodeOf(error);
     // a command line refused before its log session was made (an unknown option, a bad --log-format) still
     // gives GitHub Actions its annotation and `status: invalid`
@@ -186,7 +189,7 @@ async function main(args: string[]): Promise<number> {
     const refused = argsError ? new UsageError(shortArgsMessage()) : error;
     logs?.failed(refused, { interrupted: interruptedBy !== undefined, mask: secrets });
     if (interruptedBy) {
-      console.error(secrets.mask(`lakerun: ${describeError(error, debug)}`));
+      console.error(defuseCommands(secrets.mask(`lakerun: ${describeError(error, debug)}`)));
       return exitCodeFor(interruptedBy);
     }
     const message = argsError && !debug ? shortArgsMessage() : describeError(error, debug);
@@ -194,7 +197,7 @@ async function main(args: string[]): Promise<number> {
     // other one-line refusal says who speaks
     const prefixed = code === EXIT_INVALID && !message.includes("\n") && !(refused instanceof RoutineError);
     const line = prefixed ? `lakerun: ${message}` : message;
-    console.error(secrets.mask(line));
+    console.error(defuseCommands(secrets.mask(line)));
     return code;
   } finally {
     for (const [signal, listener] of [["SIGINT", onInterrupt], ["SIGTERM", onTerminate]] as const) {

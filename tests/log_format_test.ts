@@ -238,3 +238,19 @@ Deno.test("--log-format json in a backfill: every line is JSON, the dates and th
   assert.equal(notes.length, 4, notes.join("\n"));
   assert.match(notes.at(-1), /3 succeeded, 0 failed/);
 });
+
+Deno.test("the last error line cannot start a workflow command: each of its lines is defused", async () => {
+  await using dir = await tempDir();
+  const file = await routine(dir.path, {
+    value: "first\n::warning title=injected::from a message",
+    fail: true,
+  });
+  const result = await lakerun(["run", "--executors", PLUGINS, file], {
+    cwd: dir.path,
+    env: { GITHUB_ACTIONS: "true" },
+  });
+  assert.equal(result.code, 1);
+  const lines = `${result.stdout}\n${result.stderr}`.split(/\r\n|\r|\n/);
+  assert.ok(lines.some((line) => line.includes("warning title=injected")), result.stderr);
+  assert.ok(!lines.some((line) => /^\s*::warning/.test(line)), `${result.stdout}\n${result.stderr}`);
+});

@@ -388,6 +388,19 @@ Deno.test("a run of a routine another run holds exits 75 (EX_TEMPFAIL) in one li
     );
     assert.doesNotMatch(busy.stdout + busy.stderr, / {4}at /);
     assert.deepEqual(await timeline(dir.path), ["start a"], "nothing ran");
+    // the JSON log and GitHub's status say busy, not failed
+    const json = await run(dir.path, "--log-format", "json", "r.json");
+    assert.equal(json.code, 75);
+    const last = JSON.parse(json.stdout.trim().split("\n").at(-1)!);
+    assert.deepEqual([last.event, last.status], ["run_finished", "busy"]);
+    const output = join(dir.path, "github-output");
+    const github = await lakerun(["run", "--executors", PLUGINS, "r.json"], {
+      cwd: dir.path,
+      env: { GITHUB_ACTIONS: "true", GITHUB_OUTPUT: output },
+    });
+    assert.equal(github.code, 75);
+    assert.match(github.stdout + github.stderr, /::warning title=lakerun::routine "r" is already running/);
+    assert.match(await Deno.readTextFile(output), /status<<.*\nbusy\n|status=busy/);
     const runs = await records(dir.path);
     assert.deepEqual(runs.map((r) => r.status), ["running"], "no record of its own");
     // a backfill stops at the first date that finds the lock held, --keep-going or not: so would every date
@@ -583,6 +596,9 @@ Deno.test("a plain run continues the last unfinished run and says so; --new-run 
     ),
   );
   assert.deepEqual((await records(dir.path)).map((r) => [r.runId, r.attempt]), [[failed.runId, 2]]);
+  const json = await run(dir.path, "--log-format", "json", "r.json");
+  const started = JSON.parse(json.stdout.split("\n")[0]);
+  assert.deepEqual([started.event, started.run_id, started.attempt], ["run_started", failed.runId, 3]);
 
   await Deno.remove(join(dir.path, "w/fail.flag"));
   const fresh = await run(dir.path, "--new-run", "r.json");

@@ -209,6 +209,21 @@ Deno.test("the command line: a step calling Deno.exit() fails with one line and 
   assert.deepEqual([runs[0].status, runs[0].steps.probe.status], ["failed", "failed"]);
 });
 
+Deno.test("SIGINT while a step finishes its work regardless: exit 130 and its last line, no crash", async () => {
+  await using dir = await tempDir();
+  await Deno.writeTextFile(join(dir.path, "r.json"), JSON.stringify(probeRoutine("spin", "")));
+  const child = lakerunCommand(["run", "--executors", PLUGINS, "r.json"], { cwd: dir.path }).spawn();
+  while (!(await Deno.stat(join(dir.path, "own/spinning.txt")).catch(() => undefined))) {
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  child.kill("SIGINT");
+  const output = await child.output();
+  const stderr = new TextDecoder().decode(output.stderr);
+  assert.equal(output.code, 130, stderr);
+  assert.doesNotMatch(stderr, /Uncaught|TypeError| {4}at /);
+  assert.equal(stderr.trim().split("\n").at(-1), "lakerun: interrupted by SIGINT", stderr);
+});
+
 Deno.test("the command line reports a denial in one line and exits 1", async () => {
   await using dir = await tempDir();
   await Deno.writeTextFile(

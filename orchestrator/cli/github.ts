@@ -24,7 +24,7 @@
 import { isAbsolute, relative, resolve } from "node:path";
 import { formatBytes, formatDuration } from "../../lib/format.ts";
 import type { SecretMask } from "../../lib/mask.ts";
-import { EXIT_INVALID, exitCodeOf, formatProblem, type RoutineProblem } from "../errors.ts";
+import { EXIT_BUSY, EXIT_INVALID, exitCodeOf, formatProblem, type RoutineProblem } from "../errors.ts";
 import type { Routine, Step } from "../routine/routine.ts";
 import { defuseCommands, type Reporter, type RunInfo } from "./reporter.ts";
 
@@ -261,22 +261,24 @@ export function problemAnnotations(
 }
 
 /** How a run ended, as `status` says it. */
-export type RunOutcome = "succeeded" | "failed" | "interrupted" | "invalid";
+export type RunOutcome = "succeeded" | "failed" | "interrupted" | "invalid" | "busy";
 
 /**
  * How an error that ended a command before or outside a run ends it: `invalid` for an invalid routine and for
  * every other error that exits 2 (a bad command line: a date that is no date, a run to resume that does not
- * exist, a bad option value), `interrupted` after SIGINT or SIGTERM, else `failed`.
+ * exist, a bad option value), `busy` when another run held the routine's lock (exit 75: nothing ran),
+ * `interrupted` after SIGINT or SIGTERM, else `failed`.
  *
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { UsageError } from "../errors.ts";
+ * import { RoutineBusyError, UsageError } from "../errors.ts";
  * import { failureStatus } from "./github.ts";
  *
  * assert.equal(failureStatus(new UsageError('--date: "2024-13-01" is not a date')), "invalid");
  * assert.equal(failureStatus(undefined, { problems: [] }), "invalid");
- * assert.equal(failureStatus(new Error("routine is already running")), "failed");
+ * assert.equal(failureStatus(new RoutineBusyError("r", "/s/run.lock")), "busy");
+ * assert.equal(failureStatus(new Error("a task failed")), "failed");
  * assert.equal(failureStatus(new Error("stopped"), { interrupted: true }), "interrupted");
  * ```
  */
@@ -286,7 +288,8 @@ export function failureStatus(
 ): Exclude<RunOutcome, "succeeded"> {
   if (context.problems) return "invalid";
   if (context.interrupted) return "interrupted";
-  return exitCodeOf(error) === EXIT_INVALID ? "invalid" : "failed";
+  const code = exitCodeOf(error);
+  return code === EXIT_INVALID ? "invalid" : code === EXIT_BUSY ? "busy" : "failed";
 }
 
 /** One task of a step, as the summary shows it. */
@@ -662,8 +665,10 @@ export class GitHubRun {
         this.#write(line);
       }
     } else if (!this.#reported) {
+      // a run that found the routine running (exit 75) did nothing wrong: a warning, not an error
+      const level = exitCodeOf(error) === EXIT_BUSY ? "warning" : "error";
       this.command(
-        workflowCommand("error", { title: "lakerun" }, this.mask(String((error as Error)?.message ?? error))),
+        workflowCommand(level, { title: "lakerun" }, this.mask(String((error as Error)?.message ?? error))),
       );
     }
     if (this.#reported) return;

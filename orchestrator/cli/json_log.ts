@@ -6,11 +6,12 @@
  *
  * A JSON line holds `time` (ISO 8601), `level` (`info`, `warn`, `error`), `run_id`, `routine`, `step`, `task`
  * (when they apply), `event`, `message`, and the figures that apply: `ms`, `files`, `bytes`; some events add
- * fields of their own. Events: `run_started`, `step_started`, `task_started`, `log`, `output` (`name`,
- * `value`), `task_finished`, `task_failed`, `step_finished`, `step_retry` (`attempt`, `delay_ms`),
- * `step_skipped`, `warning`, `invalid` (`file`, `line`, `col`, `path`: a validation problem), `error`, and
- * last `run_finished` (`status`: `succeeded`, `failed`, `interrupted` or `invalid`: an invalid routine or command
- * line, whatever exits 2). Progress is never logged
+ * fields of their own. Events: `run_started` (`attempt` 2, 3… when the run continues one that did not
+ * succeed), `step_started`, `task_started`, `log`, `output` (`name`, `value`), `task_finished`, `task_failed`,
+ * `step_finished`, `step_retry` (`attempt`, `delay_ms`), `step_skipped`, `warning`, `invalid` (`file`, `line`,
+ * `col`, `path`: a validation problem), `error`, and last `run_finished` (`status`: `succeeded`, `failed`,
+ * `interrupted`, `invalid`: an invalid routine or command line, whatever exits 2, or `busy`: another run held
+ * the routine's lock, exit 75). Progress is never logged
  * as JSON (it stays a live line on terminals in text mode). Secret values are masked in every string.
  *
  * @module
@@ -30,7 +31,7 @@ export const LOG_FORMATS = ["text", "json"] as const;
 export type LogFormat = typeof LOG_FORMATS[number];
 
 /** How a run ended, as `run_finished` says it. */
-export type FinalStatus = "succeeded" | "failed" | "interrupted" | "invalid";
+export type FinalStatus = "succeeded" | "failed" | "interrupted" | "invalid" | "busy";
 
 /** Options for {@link jsonLogReporter}. */
 export interface JsonLogOptions {
@@ -100,6 +101,7 @@ export function jsonLogReporter(options: JsonLogOptions = {}): Reporter {
   const now = options.now ?? (() => new Date());
   const hide = (text: string) => options.mask?.mask(text) ?? text;
   let runId: string | undefined;
+  let attempt: number | undefined;
   let routineName: string | undefined;
   let total = 0;
   const moved = new Map<string, { files: number; bytes: number }>();
@@ -127,12 +129,15 @@ export function jsonLogReporter(options: JsonLogOptions = {}): Reporter {
   return {
     runStarted(info: RunInfo) {
       runId = info.runId;
+      attempt = info.attempt;
     },
     routineStarted(routine: Routine) {
       routineName = routine.name;
       total = routine.steps.length;
       line("info", "run_started", `routine ${JSON.stringify(routine.name)}: ${plural(total, "step")}`, {
         steps: total,
+        // 2, 3…: this run continues one that did not succeed (what it completed is not done again)
+        attempt: attempt !== undefined && attempt > 1 ? attempt : undefined,
       });
     },
     stepStarted(step: Step, stepTotal: number) {
