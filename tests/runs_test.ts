@@ -388,6 +388,10 @@ Deno.test("a run of a routine another run holds exits 75 (EX_TEMPFAIL) in one li
     );
     assert.doesNotMatch(busy.stdout + busy.stderr, / {4}at /);
     assert.deepEqual(await timeline(dir.path), ["start a"], "nothing ran");
+    // --resume too: what it would continue is not settled while the routine runs
+    const resume = await run(dir.path, "--resume", "r.json");
+    assert.equal(resume.code, 75, resume.stderr);
+    assert.match(resume.stderr, /routine "r" is already running/);
     // the JSON log and GitHub's status say busy, not failed
     const json = await run(dir.path, "--log-format", "json", "r.json");
     assert.equal(json.code, 75);

@@ -17,7 +17,7 @@
 import { join } from "node:path";
 import { formatDuration } from "../../lib/format.ts";
 import type { SecretMask } from "../../lib/mask.ts";
-import { UsageError } from "../errors.ts";
+import { RoutineBusyError, UsageError } from "../errors.ts";
 import type { Routine } from "../routine/routine.ts";
 import { routineStateDir } from "./permissions.ts";
 import { sha256Hex } from "../../lib/sha256.ts";
@@ -379,6 +379,10 @@ export async function findResumableRun(
   routineName: string,
   runId?: string,
 ): Promise<RunRecord | undefined> {
+  // while the routine runs, its newest record says `running` and what it continues is not settled: exit 75
+  if (await routineIsRunning(stateRoot, routineName)) {
+    throw new RoutineBusyError(routineName, join(routineStateDir(stateRoot, routineName), "run.lock"));
+  }
   const runs = await listRuns(stateRoot, routineName);
   if (runId === undefined) {
     return runs.find((run) => run.status === "failed" || run.status === "interrupted");
