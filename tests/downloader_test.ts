@@ -458,3 +458,14 @@ Deno.test("a secret in a URL's path is masked in every form the URL shows it, pe
     assert.ok(!shown.includes(form), `${form} appears in:\n${shown}`);
   }
 });
+
+Deno.test("a URL whose file name holds a % that is no percent-encoding is downloaded under that name", async () => {
+  await using server = await startFaultServer({ "/x/%zz.csv": { body: "a,b\n" } });
+  await using dir = await tempDir();
+  const { error, lines } = await runRoutineJson(
+    downloadRoutine({ landing_directory: "landing/" }, { url: server.url("/x/%zz.csv") }),
+    { cwd: dir.path },
+  );
+  assert.equal(error, undefined, lines.join("\n"));
+  assert.equal(await Deno.readTextFile(join(dir.path, "landing/%zz.csv")), "a,b\n");
+});

@@ -244,7 +244,7 @@ async function fileTarget(
   url: string,
   context: TaskContext<Params>,
 ): Promise<{ storage: Storage; path: string }> {
-  const urlName = decodeURIComponent(basename(new URL(url).pathname)) || "download";
+  const urlName = decodedName(basename(new URL(url).pathname)) || "download";
   const safeName = urlName.replace(/[\\/\0]/g, "_").replace(/^\.+$/, "download");
   let isFolder = landing.endsWith("/");
   if (!isFolder && isS3Url(landing)) {
@@ -257,6 +257,18 @@ async function fileTarget(
   const slash = landing.lastIndexOf("/");
   const folder = slash <= 0 ? (slash === 0 ? "/" : ".") : landing.slice(0, slash);
   return { storage: await openLocation(folder, context), path: landing.slice(slash + 1) };
+}
+
+/**
+ * A URL's last path segment as a file name: percent-decoded, or as written when a `%` in it is no
+ * percent-encoding (`%zz.zip`, a `%` a template put there), which a URL may hold and a server may serve.
+ */
+function decodedName(segment: string): string {
+  try {
+    return decodeURIComponent(segment);
+  } catch {
+    return segment;
+  }
 }
 
 async function s3PrefixHasObjects(landing: string, context: TaskContext<Params>): Promise<boolean> {
