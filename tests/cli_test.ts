@@ -436,6 +436,8 @@ Deno.test("the demo's closing hint plans the routine it ran, from any folder; a 
   assert.equal(output.code, 0, new TextDecoder().decode(output.stderr));
   assert.match(plan, new RegExp(`net {4}127\\.0\\.0\\.1:${port}\\n`), "the port the demo served on");
   assert.ok(plan.includes(` ${demoDir}/data/landing\n`), plan);
+  // no "$schema" pointing at a schema beside routines/, which is not beside the demo's folder
+  assert.equal(JSON.parse(await Deno.readTextFile(join(demoDir, "demo.json"))).$schema, undefined);
 
   await Deno.writeTextFile(join(dir.path, "file"), "");
   const bad = await lakerun(["demo", "--dir", "file/sub"], { cwd: dir.path });

@@ -67,6 +67,8 @@ export async function demoCommand(options: CommandOptions & { dir?: string }): P
     const routineDoc = JSON.parse(await Deno.readTextFile(DEMO_ROUTINE));
     routineDoc.executors.DownloaderExecutor.params.requests_arguments.url =
       `http://127.0.0.1:${server.addr.port}/retail_trade_survey.zip`;
+    delete routineDoc.$schema; // relative to routines/, not to dir
+
     const text = `${JSON.stringify(routineDoc, null, 2)}\n`;
     const file = join(dir, DEMO_FILE);
     await Deno.writeTextFile(file, text);
