@@ -354,8 +354,9 @@ Deno.test("every built-in task's needs name params of its executor's schema", as
 
 Deno.test("control characters in the routine name or a step id are refused, the value shown escaped", async () => {
   const step = { executor: "ShapesExecutor", params: { required: "r" }, tasks: ["nothing"] };
-  // deno-lint-ignore no-control-regex -- control characters are what the test looks for
-  const unsafe = /[\u0000-\u001f\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069]/;
+  const unsafe =
+    // deno-lint-ignore no-control-regex -- control characters are what the test looks for
+    /[\u0000-\u001f\u007f-\u009f\u200b-\u200f\u2028\u2029\u202a-\u202e\u2060\u2066-\u2069\ufeff]/;
   const cases: Array<[string, string, string]> = [
     [
       "evil\n::warning title=inj::injected\n../../x",
@@ -367,13 +368,15 @@ Deno.test("control characters in the routine name or a step id are refused, the 
     ["del\x7f", "U+007F", '"del\\u007f"'],
     ["csi\x9b2J", "U+009B", '"csi\\u009b2J"'],
     ["txt.\u202eexe", "U+202E", '"txt.\\u202eexe"'],
+    ["daily\u200b", "U+200B", '"daily\\u200b"'],
+    ["\ufeffdaily", "U+FEFF", '"\\ufeffdaily"'],
   ];
   for (const [name, code, shown] of cases) {
     const [byName] = await problemsOf({ routine_name: name, executors: { s: step } });
     assert.equal(
       byName,
       `routine_name: ${shown} holds the control character ${code}; names may not hold control characters ` +
-        "(line breaks, tabs, escapes, C1 codes) or bidirectional controls",
+        "(line breaks, tabs, escapes, C1 codes), bidirectional controls or invisible characters (zero-width, BOM)",
     );
     const byStep = await problemsOf({ routine_name: "x", executors: { [name]: step } });
     assert.equal(byStep.length, 1, byStep.join("\n"));

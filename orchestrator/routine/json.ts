@@ -35,12 +35,13 @@ export class JsonSyntaxError extends Error {
 
 /**
  * Characters a name must not hold and a message must never print as they are: C0 controls (line breaks, tab,
- * ESC and so the terminal's escape sequences), DEL, C1 controls, the line and paragraph separators, and the
- * bidirectional marks, embeddings, overrides and isolates that make text read other than it is stored.
+ * ESC and so the terminal's escape sequences), DEL, C1 controls, the line and paragraph separators, the
+ * bidirectional marks, embeddings, overrides and isolates that make text read other than it is stored, and the
+ * invisible ones that make two names that look alike differ (zero-width space and joiners, word joiner, BOM).
  */
 export const UNSAFE_CHARACTERS =
   // deno-lint-ignore no-control-regex -- control characters are what the pattern finds
-  /[\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]/;
+  /[\u0000-\u001f\u007f-\u009f\u061c\u200b-\u200f\u2028\u2029\u202a-\u202e\u2060\u2066-\u2069\ufeff]/;
 
 const UNSAFE_GLOBAL = new RegExp(UNSAFE_CHARACTERS.source, "g");
 const SHORT_ESCAPES: Readonly<Record<string, string>> = {

@@ -469,7 +469,7 @@ function unsafeNameMessage(name: string): string {
   const code = name.match(UNSAFE_CHARACTERS)![0].charCodeAt(0);
   const hex = code.toString(16).toUpperCase().padStart(4, "0");
   return `${quoteValue(name)} holds the control character U+${hex}; names may not hold control characters ` +
-    "(line breaks, tabs, escapes, C1 codes) or bidirectional controls";
+    "(line breaks, tabs, escapes, C1 codes), bidirectional controls or invisible characters (zero-width, BOM)";
 }
 
 /**
