@@ -183,7 +183,7 @@ Deno.test("a value that may be a secret is never quoted: its path and problem ar
   const cases: Array<[unknown, string, string]> = [
     [
       redshift({ copy_options: [`CREDENTIALS '${keys}'`] }),
-      `${at("RedshiftExecutor", 'copy_options["0"]')}copy option CREDENTIALS is not allowed: ` +
+      `${at("RedshiftExecutor", "copy_options[0]")}copy option CREDENTIALS is not allowed: ` +
       `authorization is the \`iam_role\` param; keys never belong in a routine${notShown}`,
       "verySecretKey123",
     ],
@@ -191,16 +191,14 @@ Deno.test("a value that may be a secret is never quoted: its path and problem ar
       redshift({
         copy_options: ["ACCESS_KEY_ID 'AKIAIOSFODNN7EXAMPLE' SECRET_ACCESS_KEY 'verySecretKey123'"],
       }),
-      `${at("RedshiftExecutor", 'copy_options["0"]')}copy option ACCESS_KEY_ID is not allowed: ` +
+      `${at("RedshiftExecutor", "copy_options[0]")}copy option ACCESS_KEY_ID is not allowed: ` +
       `authorization is the \`iam_role\` param; keys never belong in a routine${notShown}`,
       "verySecretKey123",
     ],
     [
       // a credential in a value the option's own check quotes a part of
       redshift({ copy_options: ["REGION 'password=verySecretKey123'"] }),
-      `${
-        at("RedshiftExecutor", 'copy_options["0"]')
-      }copy option REGION must be a region such as eu-west-1, ` +
+      `${at("RedshiftExecutor", "copy_options[0]")}copy option REGION must be a region such as eu-west-1, ` +
       `not "***"${notShown}`,
       "verySecretKey123",
     ],
@@ -253,7 +251,7 @@ Deno.test("a value that may be a secret is never quoted: its path and problem ar
   // in the same executors, ordinary values are quoted as before; a param marked secret never is
   assert.deepEqual(await problemsOf(redshift({ copy_options: ["MAXERROR x"] })), [
     `${
-      at("RedshiftExecutor", 'copy_options["0"]')
+      at("RedshiftExecutor", "copy_options[0]")
     }copy option MAXERROR takes a whole number, not "x", got "MAXERROR x"`,
   ]);
   assert.deepEqual(await problemsOf(postgres({ ...wire, password_env: "LAKE PW" })), [

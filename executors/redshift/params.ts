@@ -194,7 +194,7 @@ function checkParams(p: Params, ctx: z.RefinementCtx): void {
   }
   p.copy_options.forEach((entry, index) => {
     const problem = copyOptionProblem(entry, p.format);
-    if (problem) ctx.addIssue({ code: "custom", path: ["copy_options", String(index)], message: problem });
+    if (problem) ctx.addIssue({ code: "custom", path: ["copy_options", index], message: problem });
   });
   if (p.mode === "upsert" && p.upsert_keys === undefined) {
     issue("upsert_keys", "mode upsert needs upsert_keys: the columns that identify a row");
