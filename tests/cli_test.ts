@@ -38,7 +38,8 @@ Deno.test("command-line mistakes exit 2 with one line", async () => {
       [["validate"], /'validate' takes exactly one routine file/],
       [["list", "extra"], /'list' takes no arguments/],
       [["frobnicate"], /'frobnicate' is neither a command/],
-      [["missing.json"], /missing\.json: cannot read routine file: no such file/],
+      [["missing.json"], /^missing\.json: cannot read routine file: no such file\n$/],
+      [["runs", "missing.json"], /^missing\.json: cannot read routine file: no such file\n$/],
     ] as Array<[string[], RegExp]>
   ) {
     const result = await lakerun(args);

@@ -42,7 +42,7 @@ import {
   parseDate,
   today,
 } from "../../lib/dates.ts";
-import { RoutineBusyError, UsageError } from "../errors.ts";
+import { RoutineBusyError, RoutineError, UsageError } from "../errors.ts";
 import { runRoutine } from "../run/runner.ts";
 import { listRuns, runsTable } from "../run/records.ts";
 import { scheduleSummary, stepOptionLines, stepOptionsJson } from "../routine/step_options.ts";
@@ -525,7 +525,8 @@ async function routineNameOf(file: string): Promise<string> {
   } catch (error) {
     if (error instanceof Deno.errors.NotFound && !/\.json$/i.test(file)) return file;
     const reason = error instanceof Deno.errors.NotFound ? "no such file" : (error as Error).message;
-    throw new UsageError(`${file}: cannot read routine file: ${reason}`);
+    // said as run, validate and plan say it
+    throw new RoutineError([{ where: file, path: "", message: `cannot read routine file: ${reason}` }]);
   }
   let name: unknown;
   try {
