@@ -97,7 +97,11 @@ const fieldsSchema = (z: Zod) =>
     columns: columnsParam(z, "redshift").optional().describe(
       "The columns, in file order: [{name, type}] or an ordered {name: type} map as for Athena; a type is bigint, double, boolean, date, timestamp, string, or Redshift's own (double precision, character varying(256), timestamptz, super, …); default: inferred from the first files under source (create_table); for copy_from_s3, those each CSV file's header names, in its order (every file's header is read), else the table's own.",
     ),
-    source: pattern(z, S3_FOLDER, "an s3://bucket/folder URL")
+    source: pattern(
+      z,
+      S3_FOLDER,
+      "an s3://bucket/folder URL (a bucket name: 3–63 lowercase letters, digits, dots and hyphens)",
+    )
       .optional()
       .describe(
         "create_table, copy_from_s3: the S3 folder holding the files; COPY loads every object under it (e.g. the StagingExecutor's dump_directory).",
