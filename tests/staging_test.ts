@@ -406,6 +406,13 @@ Deno.test("SIGINT during a transfer of many small files stops it: exit 130, noth
   assert.equal(landed, 20_000, "no landing file was deleted");
 });
 
+/** Writes `text` into `file` and sets its modification time back: only the content says it changed. */
+async function rewriteKeepingTime(file: string, text: string): Promise<void> {
+  const { mtime } = await Deno.stat(file);
+  await Deno.writeTextFile(file, text);
+  await Deno.utime(file, mtime!, mtime!);
+}
+
 /** A TypeScript transform that upper-cases every top-level landing file into staging. */
 const UPPER_TS = `export default async (parent: string, dump: string) => {
   for await (const entry of Deno.readDir(parent)) {
@@ -422,11 +429,8 @@ Deno.test("a landing file rewritten with other bytes of the same size is transfo
   await landing(dir.path, { "data.csv": "day1-data\n" });
   const day1 = await runRoutineJson(staging(params, ["transfer"]), { cwd: dir.path });
   assert.equal(day1.error, undefined, day1.lines.join("\n"));
-  const file = join(dir.path, "data/landing/data.csv");
-  const { mtime } = await Deno.stat(file);
   // same size, and the same modification time: only the content tells
-  await Deno.writeTextFile(file, "day2-DATA\n");
-  await Deno.utime(file, mtime!, mtime!);
+  await rewriteKeepingTime(join(dir.path, "data/landing/data.csv"), "day2-DATA\n");
   const day2 = await runRoutineJson(staging(params), { cwd: dir.path });
   assert.equal(day2.error, undefined, day2.lines.join("\n"));
   assert.ok(!day2.lines.some((l) => l.includes("already transformed")), day2.lines.join("\n"));
@@ -460,9 +464,7 @@ Deno.test("post_staging never archives or deletes a landing file whose bytes cha
     assert.equal(day1.error, undefined, day1.lines.join("\n"));
     // day 2: the same names and sizes, other bytes in one of them
     const file = join(dir.path, "data/landing/data.csv");
-    const { mtime } = await Deno.stat(file);
-    await Deno.writeTextFile(file, "day2-DATA\n");
-    await Deno.utime(file, mtime!, mtime!);
+    await rewriteKeepingTime(file, "day2-DATA\n");
     const { error } = await runRoutineJson(staging(params, ["post_staging"]), { cwd: dir.path });
     assert.match(
       error?.message ?? "",
