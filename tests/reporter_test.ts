@@ -76,7 +76,7 @@ Deno.test("on a terminal, progress redraws one live line and clears it before th
 });
 
 Deno.test("names with line breaks or escapes print on their line, and no line can start a workflow command", async () => {
-  const { defuseCommands } = await import("../orchestrator/cli/reporter.ts");
+  const { defuseCommands } = await import("../orchestrator/cli/workflow_commands.ts");
   // what validation refuses, given to the reporter anyway
   const evil = {
     id: "step\n::error::pwned",

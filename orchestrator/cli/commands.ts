@@ -12,7 +12,8 @@ import {
   stepScope,
 } from "../run/permissions.ts";
 import { type IamPolicy, type IamStatement, mergeStatements } from "../../lib/aws/iam.ts";
-import { consoleReporter, defuseCommands, type Reporter, terminalProgressLine } from "./reporter.ts";
+import { consoleReporter, type Reporter, terminalProgressLine } from "./reporter.ts";
+import { defuseCommands } from "./workflow_commands.ts";
 import type { LogSession } from "./json_log.ts";
 import {
   checkExecutorDirs,
@@ -45,7 +46,12 @@ import {
 import { RoutineBusyError, RoutineError, UsageError } from "../errors.ts";
 import { runRoutine } from "../run/runner.ts";
 import { listRuns, runsTable } from "../run/records.ts";
-import { scheduleSummary, stepOptionLines, stepOptionsJson } from "../routine/step_options.ts";
+import {
+  runsByDependencies,
+  scheduleSummary,
+  stepOptionLines,
+  stepOptionsJson,
+} from "../routine/step_options.ts";
 import { executorReferenceMarkdown, executorReferenceText, routineJsonSchema } from "../routine/schema.ts";
 
 /** Options shared by the commands. */
@@ -339,7 +345,7 @@ export async function planCommand(
     return;
   }
   // steps run by their depends_on (any step has one): each says what it waits for, with the key or without
-  const scheduled = routine.steps.some((step) => step.options.dependsOn !== undefined);
+  const scheduled = runsByDependencies(routine.steps);
   // what a scope cannot say, e.g. how a transform's own sandbox applies on this machine
   const notes = await Promise.all(
     steps.map(({ step, deferred }) =>

@@ -26,7 +26,8 @@ import { formatBytes, formatDuration } from "../../lib/format.ts";
 import type { SecretMask } from "../../lib/mask.ts";
 import { EXIT_BUSY, EXIT_INVALID, exitCodeOf, formatProblem, type RoutineProblem } from "../errors.ts";
 import type { Routine, Step } from "../routine/routine.ts";
-import { defuseCommands, type Reporter, type RunInfo } from "./reporter.ts";
+import type { Reporter, RunInfo } from "./reporter.ts";
+import { defuseCommands } from "./workflow_commands.ts";
 
 /** GitHub shows at most this many error (and as many warning) annotations per step. */
 export const ANNOTATIONS_PER_KIND = 10;
@@ -132,8 +133,6 @@ export function workflowCommand(
     .map(([key, value]) => `${key}=${escapeProperty(String(value))}`);
   return `::${name}${list.length ? ` ${list.join(",")}` : ""}::${escapeData(message)}`;
 }
-
-export { defuseCommands } from "./reporter.ts";
 
 /**
  * `::add-mask::` lines for `values` not yet in `registered` (which they are then added to): the whole value,

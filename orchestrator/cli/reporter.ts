@@ -5,13 +5,11 @@
  * @module
  */
 import type { Routine, Step } from "../routine/routine.ts";
-import { formatBytes, formatDuration } from "../../lib/format.ts";
+import { formatBytes, formatDuration, plural } from "../../lib/format.ts";
 import type { StepMessage } from "../run/step_runtime.ts";
 import type { SecretMask } from "../../lib/mask.ts";
 import { printable } from "../routine/json.ts";
 import { defuseCommands } from "./workflow_commands.ts";
-
-export { defuseCommands };
 
 /** Receives everything that happens during a run. */
 export interface Reporter {
@@ -174,11 +172,7 @@ export function consoleReporter(options: ConsoleReporterOptions = {}): Reporter 
     },
     routineStarted(routine) {
       stepCount = routine.steps.length;
-      write(
-        `lakerun · ${printable(routine.name)} · ${routine.steps.length} step${
-          routine.steps.length === 1 ? "" : "s"
-        }`,
-      );
+      write(`lakerun · ${printable(routine.name)} · ${plural(routine.steps.length, "step")}`);
       if (continued) write(continuedLine(continued));
     },
     stepStarted(step, total) {

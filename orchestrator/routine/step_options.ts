@@ -238,6 +238,24 @@ function quote(value: unknown): string {
 }
 
 /**
+ * True when the steps run as their `depends_on` allow (some step has the key), not one after another in file
+ * order.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { runsByDependencies } from "./step_options.ts";
+ *
+ * const options = { retries: 0, retryDelay: 10, continueOnError: false };
+ * assert.equal(runsByDependencies([{ options }]), false);
+ * assert.equal(runsByDependencies([{ options }, { options: { ...options, dependsOn: [] } }]), true);
+ * ```
+ */
+export function runsByDependencies(steps: ReadonlyArray<{ options: StepOptions }>): boolean {
+  return steps.some((step) => step.options.dependsOn !== undefined);
+}
+
+/**
  * How `lakerun plan` says the steps run: in file order, or as their `depends_on` allow.
  *
  * @example
@@ -249,7 +267,7 @@ function quote(value: unknown): string {
  * ```
  */
 export function scheduleSummary(steps: ReadonlyArray<{ options: StepOptions }>): string {
-  return steps.some((step) => step.options.dependsOn !== undefined)
+  return runsByDependencies(steps)
     ? "each run once the steps in its depends_on are done, at most --max-parallel (default 2) at a time"
     : "run in this order";
 }

@@ -22,7 +22,7 @@ import type { SecretMask } from "../../lib/mask.ts";
 import type { Reporter } from "../cli/reporter.ts";
 import { RoutineBusyError, TaskFailedError } from "../errors.ts";
 import type { Routine, Step } from "../routine/routine.ts";
-import { MAX_RETRY_WAIT } from "../routine/step_options.ts";
+import { MAX_RETRY_WAIT, runsByDependencies } from "../routine/step_options.ts";
 import {
   checkStateFolder,
   type ResolvedScope,
@@ -212,7 +212,7 @@ class RoutineRun {
     this.#cwd = where.cwd;
     this.#stateRoot = where.stateRoot;
     this.#state = where.state;
-    this.#sequential = !routine.steps.some((step) => step.options.dependsOn !== undefined);
+    this.#sequential = !runsByDependencies(routine.steps);
     const most = Math.floor(options.maxParallel ?? DEFAULT_MAX_PARALLEL);
     this.#limit = this.#sequential ? 1 : most >= 1 ? most : 1;
   }
