@@ -9,12 +9,15 @@
 /** The secret values of one run, and the masking of text that may contain them. */
 export class SecretMask {
   #values: string[] = [];
+  /** Each value's forms ({@link secretForms}), worked out once: masking runs on every line printed. */
+  #forms = new Map<string, string[]>();
 
   /** Registers a secret value (values shorter than 4 characters are refused: they would mask ordinary text). */
   add(value: string): void {
     if (value.length < 4) throw new Error("a secret must have at least 4 characters to be masked");
     if (!this.#values.includes(value)) {
       this.#values.push(value);
+      this.#forms.set(value, secretForms(value));
       this.#values.sort((a, b) => b.length - a.length); // longest first: a value inside another is masked whole
     }
   }
@@ -43,7 +46,7 @@ export class SecretMask {
    */
   valuesIn(value: unknown): string[] {
     const text = typeof value === "string" ? value : JSON.stringify(value) ?? "";
-    return this.#values.filter((secret) => this.#maskOne(text, secret) !== text);
+    return this.#values.filter((secret) => this.#forms.get(secret)!.some((form) => text.includes(form)));
   }
 
   /**
@@ -76,7 +79,7 @@ export class SecretMask {
 
   #maskOne(text: string, value: string): string {
     let masked = text;
-    for (const form of secretForms(value)) masked = masked.split(form).join("***");
+    for (const form of this.#forms.get(value)!) masked = masked.split(form).join("***");
     return masked;
   }
 }
