@@ -7,7 +7,13 @@
 import { basename } from "node:path";
 import type { TaskContext } from "../../sdk/executor.ts";
 import { ByteMeter, HashingStream, metered } from "../../lib/hashing.ts";
-import { fetchWithRetries, HttpError, redactUrl, type RequestSpec } from "../../lib/http/mod.ts";
+import {
+  fetchWithRetries,
+  HttpError,
+  percentDecoded,
+  redactUrl,
+  type RequestSpec,
+} from "../../lib/http/mod.ts";
 import { openLocation } from "../../lib/storage/locations.ts";
 import { parseS3Url } from "../../lib/aws/s3/scope.ts";
 import { isS3Url, type Storage, type WriteBatch } from "../../lib/storage/mod.ts";
@@ -244,7 +250,8 @@ async function fileTarget(
   url: string,
   context: TaskContext<Params>,
 ): Promise<{ storage: Storage; path: string }> {
-  const urlName = decodedName(basename(new URL(url).pathname)) || "download";
+  // (a `%` that is no percent-encoding, `%zz.zip`, is kept as written: a server may serve such a name)
+  const urlName = percentDecoded(basename(new URL(url).pathname)) || "download";
   const safeName = urlName.replace(/[\\/\0]/g, "_").replace(/^\.+$/, "download");
   let isFolder = landing.endsWith("/");
   if (!isFolder && isS3Url(landing)) {
@@ -257,18 +264,6 @@ async function fileTarget(
   const slash = landing.lastIndexOf("/");
   const folder = slash <= 0 ? (slash === 0 ? "/" : ".") : landing.slice(0, slash);
   return { storage: await openLocation(folder, context), path: landing.slice(slash + 1) };
-}
-
-/**
- * A URL's last path segment as a file name: percent-decoded, or as written when a `%` in it is no
- * percent-encoding (`%zz.zip`, a `%` a template put there), which a URL may hold and a server may serve.
- */
-function decodedName(segment: string): string {
-  try {
-    return decodeURIComponent(segment);
-  } catch {
-    return segment;
-  }
 }
 
 async function s3PrefixHasObjects(landing: string, context: TaskContext<Params>): Promise<boolean> {

@@ -41,4 +41,4 @@
 export type { BodyInfo, HttpEvents } from "./callbacks.ts";
 export { HttpError } from "./errors.ts";
 export { fetchWithRetries } from "./fetch_with_retries.ts";
-export { netPermissionFor, type ParamValue, redactUrl, type RequestSpec } from "./request.ts";
+export { netPermissionFor, type ParamValue, percentDecoded, redactUrl, type RequestSpec } from "./request.ts";

@@ -177,19 +177,33 @@ export interface PreparedRequest {
   headers: Headers;
 }
 
+/**
+ * `text` percent-decoded, or as it is when a `%` in it is no percent-encoding (`%zz`, a lone `%`): a URL may
+ * hold such text, and a Hive partition value too.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { percentDecoded } from "./request.ts";
+ *
+ * assert.equal(percentDecoded("report%20q1.csv"), "report q1.csv");
+ * assert.equal(percentDecoded("%zz.zip"), "%zz.zip");
+ * ```
+ */
+export function percentDecoded(text: string): string {
+  try {
+    return decodeURIComponent(text);
+  } catch {
+    return text;
+  }
+}
+
 /** Builds the URL (params appended, user info moved to auth) and the request headers. */
 export function prepareRequest(spec: RequestSpec): PreparedRequest {
   const url = downloadUrl(spec.url);
   let auth = spec.auth;
   if ((url.username || url.password) && !auth) {
-    const decode = (v: string) => {
-      try {
-        return decodeURIComponent(v);
-      } catch {
-        return v;
-      }
-    };
-    auth = [decode(url.username), decode(url.password)];
+    auth = [percentDecoded(url.username), percentDecoded(url.password)];
   }
   url.username = "";
   url.password = "";

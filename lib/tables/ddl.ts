@@ -8,6 +8,7 @@
  * @module
  */
 
+import { percentDecoded } from "../http/request.ts";
 import { quoteIdentifier, quoteLiteral } from "./identifiers.ts";
 import type { ColumnType, TableFormat } from "./infer.ts";
 import { sqlColumnType, sqlTypeProblem } from "./sql_types.ts";
@@ -485,18 +486,9 @@ function partitionValues(folders: string[], columns: readonly string[]): Record<
   for (const [index, column] of columns.entries()) {
     const folder = folders[index];
     if (!folder.startsWith(`${column}=`) || folder.length === column.length + 1) return undefined;
-    values[column] = hiveUnescape(folder.slice(column.length + 1));
+    values[column] = percentDecoded(folder.slice(column.length + 1));
   }
   return values;
-}
-
-/** Undoes Hive's `%XX` escaping of partition values; text that is not valid escaping is kept as it is. */
-function hiveUnescape(value: string): string {
-  try {
-    return decodeURIComponent(value);
-  } catch {
-    return value;
-  }
 }
 
 // ---------------------------------------------------------------------------------------------------------
