@@ -89,7 +89,7 @@ export async function downloadedInput(
     md5.update(chunk);
     size += chunk.byteLength;
   }
-  const listed = file.etag?.replace(/^"|"$/g, "").toLowerCase();
+  const listed = file.etag?.toLowerCase();
   const md5Hex = md5.digest("hex");
   const proven = listed !== undefined &&
     (PLAIN_ETAG.test(listed) ? md5Hex === listed : downloadedEtag?.toLowerCase() === listed);
@@ -127,7 +127,7 @@ export async function unchangedSince(
 ): Promise<boolean> {
   // a record written before inputs were known by content has no sha256: nothing proves them unchanged
   if (!input?.sha256 || input.size !== file.size) return false;
-  const etag = file.etag?.replace(/^"|"$/g, "").toLowerCase();
+  const etag = file.etag?.toLowerCase();
   if (input.etag !== undefined && etag !== undefined && etag === input.etag) return true;
   if (options.etagOnly) return false;
   return (await landing.sha256(file.path, { signal: options.signal })) === input.sha256;
