@@ -52,6 +52,11 @@ export function routineStateDir(stateRoot: string, routineName: string): string 
   return join(stateRoot, safeFileName(routineName));
 }
 
+/** The routine's run lock: the file a run holds locked while it runs (see runner.ts). */
+export function runLockFile(stateRoot: string, routineName: string): string {
+  return join(routineStateDir(stateRoot, routineName), "run.lock");
+}
+
 /**
  * A file name made from untrusted text: safe characters kept, the rest replaced, plus a short hash of the
  * original so that different names never collide.

@@ -19,7 +19,7 @@ import { formatDuration } from "../../lib/format.ts";
 import type { SecretMask } from "../../lib/mask.ts";
 import { RoutineBusyError, UsageError } from "../errors.ts";
 import type { Routine } from "../routine/routine.ts";
-import { routineStateDir } from "./permissions.ts";
+import { routineStateDir, runLockFile } from "./permissions.ts";
 import { sha256Hex } from "../../lib/sha256.ts";
 import { canonicalJson } from "../../lib/canonical_json.ts";
 
@@ -361,7 +361,8 @@ export async function listRuns(stateRoot: string, routineName: string): Promise<
  * The run `--resume` continues: the run `runId` (which must exist and not have succeeded), or without
  * `runId` the newest failed or interrupted run (`undefined` when there is none).
  *
- * @throws {UsageError} `runId` names no run of the routine, a run that succeeded, or a run still running.
+ * @throws {UsageError} `runId` names no run of the routine, or a run that succeeded.
+ * @throws {RoutineBusyError} the routine is running (its records are not settled; exit 75).
  *
  * @example
  * ```ts
@@ -381,7 +382,7 @@ export async function findResumableRun(
 ): Promise<RunRecord | undefined> {
   // while the routine runs, its newest record says `running` and what it continues is not settled: exit 75
   if (await routineIsRunning(stateRoot, routineName)) {
-    throw new RoutineBusyError(routineName, join(routineStateDir(stateRoot, routineName), "run.lock"));
+    throw new RoutineBusyError(routineName, runLockFile(stateRoot, routineName));
   }
   const runs = await listRuns(stateRoot, routineName);
   if (runId === undefined) {
@@ -396,9 +397,6 @@ export async function findResumableRun(
   }
   if (run.status === "succeeded") {
     throw new UsageError(`run ${JSON.stringify(runId)} succeeded: there is nothing to resume (${list})`);
-  }
-  if (run.status === "running") {
-    throw new UsageError(`run ${JSON.stringify(runId)} is still running`);
   }
   return run;
 }
@@ -442,7 +440,7 @@ async function readRecord(file: string): Promise<RunRecord | undefined> {
 async function routineIsRunning(stateRoot: string, routineName: string): Promise<boolean> {
   let file: Deno.FsFile;
   try {
-    file = await Deno.open(join(routineStateDir(stateRoot, routineName), "run.lock"), {
+    file = await Deno.open(runLockFile(stateRoot, routineName), {
       read: true,
       write: true,
     });

@@ -16,7 +16,7 @@
  *
  * @module
  */
-import { join, resolve } from "node:path";
+import { resolve } from "node:path";
 import { plural } from "../../lib/format.ts";
 import type { SecretMask } from "../../lib/mask.ts";
 import type { Reporter } from "../cli/reporter.ts";
@@ -27,6 +27,7 @@ import {
   checkStateFolder,
   type ResolvedScope,
   routineStateDir,
+  runLockFile,
   stepScope,
   stepStateDir,
 } from "./permissions.ts";
@@ -637,9 +638,8 @@ function messageOf(error: unknown): string {
  * {@link RoutineBusyError} (exit 75) when another run holds it.
  */
 async function lockRoutine(stateRoot: string, routineName: string): Promise<AsyncDisposable> {
-  const dir = routineStateDir(stateRoot, routineName);
-  await Deno.mkdir(dir, { recursive: true });
-  const lockFile = join(dir, "run.lock");
+  await Deno.mkdir(routineStateDir(stateRoot, routineName), { recursive: true });
+  const lockFile = runLockFile(stateRoot, routineName);
   const file = await Deno.open(lockFile, { read: true, write: true, create: true });
   if (!(await file.tryLock(true))) {
     file.close();
