@@ -127,39 +127,6 @@ export function formatJsonPath(path: JsonPath): string {
   return out === "" ? "(document)" : out;
 }
 
-/**
- * The path {@link formatJsonPath} rendered as `text`, or `undefined` when `text` is no such rendering (or holds a
- * key it cut).
- *
- * @example
- * ```ts
- * import assert from "node:assert/strict";
- * import { formatJsonPath, parseJsonPath } from "./json.ts";
- *
- * const path = ["executors", "my step", "params", "files", 2, "name"];
- * assert.deepEqual(parseJsonPath(formatJsonPath(path)), path);
- * assert.deepEqual(parseJsonPath("(document)"), []);
- * assert.equal(parseJsonPath(formatJsonPath(["k".repeat(100)])), undefined);
- * ```
- */
-export function parseJsonPath(text: string): JsonPath | undefined {
-  if (text === "(document)") return [];
-  const path: Array<string | number> = [];
-  const segment =
-    /^(?:(?<first>[A-Za-z_$][\w$]*)|\.(?<key>[A-Za-z_$][\w$]*)|\[(?<index>\d+)\]|\[(?<quoted>"(?:[^"\\]|\\.)*")\])/;
-  let rest = text;
-  while (rest !== "") {
-    const match = segment.exec(rest);
-    const groups = match?.groups;
-    if (!match || !groups || (groups.first !== undefined && path.length > 0)) return undefined;
-    if (groups.index !== undefined) path.push(Number(groups.index));
-    else if (groups.quoted !== undefined) path.push(JSON.parse(groups.quoted));
-    else path.push(groups.first ?? groups.key);
-    rest = rest.slice(match[0].length);
-  }
-  return path;
-}
-
 const pathKey = (path: JsonPath) => JSON.stringify(path);
 
 /** Line and column of `offset` in `text`; the column counts UTF-16 code units, as `text[i]` does. */

@@ -9,7 +9,7 @@ import { isAbsolute, join, relative, resolve } from "node:path";
 import type { PermissionScope } from "../../sdk/executor.ts";
 import { SCOPE_KINDS } from "../../lib/scope.ts";
 import { RoutineError, type RoutineProblem } from "../errors.ts";
-import { formatJsonPath, type JsonPath, parseJsonPath } from "../routine/json.ts";
+import { formatJsonPath, type JsonPath } from "../routine/json.ts";
 import { permissionContext, type Routine, type Step } from "../routine/routine.ts";
 
 /** A step's scope with every list resolved, sorted and free of duplicates. */
@@ -176,12 +176,7 @@ export function checkStateFolder(routine: Routine, options: { cwd: string; state
       // any other error: the step's params need their templates first
     }
   }
-  // at the param's line and column in the routine file, as every problem of a routine is
-  const located = problems.map((problem) => {
-    const path = routine.locate && parseJsonPath(problem.path);
-    return path ? { ...problem, where: routine.locate!(path) } : problem;
-  });
-  if (located.length > 0) throw new RoutineError(located);
+  if (problems.length > 0) throw new RoutineError(problems);
 }
 
 function stateFolderProblems(
@@ -209,9 +204,11 @@ function stateFolderProblems(
     const subfolder = holds && param && !param.exact && !inside(root, resolved!)
       ? `a subfolder (such as ${JSON.stringify(inSubfolder(param.value))}) or `
       : "";
+    const at = ["executors", step.id, "params", ...(param?.path ?? [])];
     problems.push({
-      where,
-      path: formatJsonPath(["executors", step.id, "params", ...(param?.path ?? [])]),
+      // at the param's line and column in the routine file, as every problem of a routine is
+      where: routine.locate?.(at) ?? where,
+      path: formatJsonPath(at),
       message:
         `${source} this step ${access} access to ${path}, ${relation} lakerun's state folder ${root} ` +
         `(journals, locks, run records); choose ${subfolder}another folder, or keep the state elsewhere with ` +
