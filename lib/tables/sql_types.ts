@@ -51,7 +51,11 @@ const REDSHIFT: TypeName[] = [
   ...names("time, timestamp", { zone: true }),
 ];
 
-const TYPES: Record<SqlTypeDialect, TypeName[]> = { postgres: POSTGRES, redshift: REDSHIFT };
+/** Each dialect's type names, longest first (a name of more words is tried before the one it starts with). */
+const TYPES: Record<SqlTypeDialect, TypeName[]> = {
+  postgres: longestFirst(POSTGRES),
+  redshift: longestFirst(REDSHIFT),
+};
 
 /** Examples for the message about a type that is not one of these. */
 const EXAMPLES: Record<SqlTypeDialect, string> = {
@@ -79,7 +83,7 @@ const EXAMPLES: Record<SqlTypeDialect, string> = {
  */
 export function sqlColumnType(type: string, dialect: SqlTypeDialect): string | undefined {
   const tokens = type.toLowerCase().match(/[a-z_][a-z0-9_]*|\d+|\S/g) ?? [];
-  for (const name of longestFirst(TYPES[dialect])) {
+  for (const name of TYPES[dialect]) {
     const written = readType(name, tokens);
     if (written !== undefined) return written;
   }
