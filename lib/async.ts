@@ -65,7 +65,7 @@ export async function runPool<T>(
   let next = 0;
   let failure: { error: unknown } | undefined;
   const runner = async () => {
-    while (!failure && !controller.signal.aborted && next < items.length) {
+    for (;;) {
       await checkpoint(); // work that is synchronous underneath still lets an abort through
       if (failure || controller.signal.aborted || next >= items.length) break;
       const item = items[next++];
