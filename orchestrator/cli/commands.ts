@@ -330,11 +330,14 @@ export async function planCommand(
   const cwd = Deno.cwd();
   const stateRoot = options.stateDir ?? ".lakerun";
   // every step that could reach lakerun's state folder, each at its line and column, as validate and run say it
-  checkStateFolder(routine, { cwd, stateRoot });
+  const scopes = checkStateFolder(routine, { cwd, stateRoot });
   // a step whose params wait for `steps.*` or `run.id` gets its scope when it runs, from the resolved params
   const steps = routine.steps.map((step) => {
     const deferred = hasDeferredTemplates(step.templates);
-    return { step, deferred, scope: deferred ? emptyScope() : stepScope(routine, step, { cwd, stateRoot }) };
+    const scope = deferred
+      ? emptyScope()
+      : scopes.get(step.id) ?? stepScope(routine, step, { cwd, stateRoot });
+    return { step, deferred, scope };
   });
   const write = masked(out(options), secrets);
   const iam = options.iam ? routineIam(routine, steps, cwd) : undefined;

@@ -139,7 +139,7 @@ export function stepScope(
  * Refuses, before anything runs, a routine in which a step could read or write lakerun's state folder
  * (`--state-dir`: journals, locks, run records): a folder param that holds it (`.`) or lies inside it. Each
  * step's scope is checked as {@link stepScope} does; a step whose scope needs its templates resolved first is
- * checked when it starts.
+ * checked when it starts. Returns the scopes it computed, by step id (`lakerun plan` shows them).
  *
  * @example
  * ```ts
@@ -166,17 +166,22 @@ export function stepScope(
  * });
  * ```
  */
-export function checkStateFolder(routine: Routine, options: { cwd: string; stateRoot: string }): void {
+export function checkStateFolder(
+  routine: Routine,
+  options: { cwd: string; stateRoot: string },
+): Map<string, ResolvedScope> {
   const problems: RoutineProblem[] = [];
+  const scopes = new Map<string, ResolvedScope>();
   for (const step of routine.steps) {
     try {
-      stepScope(routine, step, options);
+      scopes.set(step.id, stepScope(routine, step, options));
     } catch (error) {
       if (error instanceof RoutineError) problems.push(...error.problems);
       // any other error: the step's params need their templates first
     }
   }
   if (problems.length > 0) throw new RoutineError(problems);
+  return scopes;
 }
 
 function stateFolderProblems(
