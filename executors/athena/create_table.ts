@@ -73,7 +73,7 @@ export async function createTable(context: TaskContext<Params>): Promise<void> {
   for (const reason of [...design.reasons, ...generated.reasons]) context.log(reason);
 
   const queries = await openQueries(context);
-  const createSpec = { ...querySpec(params, generated.sql), table: name };
+  const createSpec = querySpec(params, generated.sql, { table: name });
   const earlier = await queries.ledger.get(CREATE_KEY);
   const ours = earlier !== undefined && earlier.runId === context.runId && earlier.state !== "failed" &&
     earlier.fingerprint === fingerprintOf(startRequest(createSpec));
@@ -120,7 +120,7 @@ async function existingTable(
   await queries.run(
     DROP_KEY,
     "DROP TABLE",
-    { ...querySpec(params, `DROP TABLE IF EXISTS ${quoted}`), table: name },
+    querySpec(params, `DROP TABLE IF EXISTS ${quoted}`, { table: name }),
     runOptions(params),
   );
   context.log(`dropped table ${name} to replace it (if_exists: replace; its files stay in S3)`);

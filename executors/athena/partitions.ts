@@ -54,7 +54,7 @@ export async function addPartitions(context: TaskContext<Params>): Promise<void>
     await queries.run(
       `add_partitions/${index}`,
       "ADD PARTITION",
-      { ...querySpec(params, batch.sql), table: `${database}.${table}` },
+      querySpec(params, batch.sql, { table: `${database}.${table}` }),
       runOptions(params),
     );
   }
@@ -75,7 +75,7 @@ async function tablePartitions(
   const execution = await queries.run(
     "add_partitions/show",
     "SHOW PARTITIONS",
-    { ...querySpec(context.params, sql), table: `${context.params.database}.${context.params.table}` },
+    querySpec(context.params, sql, { table: `${context.params.database}.${context.params.table}` }),
     runOptions(context.params),
   );
   const names = new Set<string>();

@@ -23,7 +23,7 @@ export async function runQueryTask(context: TaskContext<Params>): Promise<void> 
   const { params } = context;
   const sql = await querySql(context);
   const queries = await openQueries(context);
-  const spec = querySpec(params, sql, executionParameters(params.parameters));
+  const spec = querySpec(params, sql, { parameters: executionParameters(params.parameters) });
   const execution = await queries.run("query", "query", spec, runOptions(params));
   const summary = `query ${execution.QueryExecutionId}: ${describeExecution(execution)}`;
   if (params.results_to !== undefined) {

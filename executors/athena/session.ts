@@ -26,11 +26,19 @@ export async function openQueries(context: TaskContext<Params>): Promise<AthenaQ
   return new AthenaQueries(jsonClient("athena", context), ledger, context);
 }
 
-/** A query in the step's database, catalog and workgroup. */
-export function querySpec(params: Params, sql: string, parameters?: string[]): QuerySpec {
+/**
+ * A query in the step's database, catalog and workgroup; `about` names the table it is about (for its errors)
+ * and gives its execution parameters.
+ */
+export function querySpec(
+  params: Params,
+  sql: string,
+  about: { table?: string; parameters?: string[] } = {},
+): QuerySpec {
   return {
     sql,
-    parameters,
+    parameters: about.parameters,
+    table: about.table,
     database: params.database,
     catalog: params.catalog,
     workgroup: params.workgroup,
