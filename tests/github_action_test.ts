@@ -637,6 +637,30 @@ Deno.test("GitHub mode defuses every line of what it prints, names and messages 
   ]);
 });
 
+Deno.test("the job summary masks a secret that spans lines in an output", async () => {
+  const { formatJobSummary } = await import("../orchestrator/cli/github.ts");
+  const { SecretMask } = await import("../lib/mask.ts");
+  const mask = new SecretMask();
+  mask.add("line-one-secret\nline-two-secret");
+  const task = { name: "echo", status: "succeeded" as const, ms: 1, files: 0, bytes: 0 };
+  const summary = formatJobSummary({
+    routine: "r",
+    status: "succeeded",
+    started: "2026-01-01T00:00:00.000Z",
+    problems: [],
+    steps: [{
+      id: "e",
+      executor: "EchoExecutor",
+      status: "succeeded",
+      continueOnError: false,
+      tries: 1,
+      tasks: [{ ...task, outputs: [["val", "tok=line-one-secret\nline-two-secret"], ["n", 1]] }],
+    }],
+  }, { mask });
+  assert.ok(!/line-one|line-two/.test(summary), summary);
+  assert.ok(summary.includes("| val = tok=\\*\\*\\*<br>n = 1 |"), summary);
+});
+
 Deno.test("a command line that exits 2 gives status invalid, as an invalid routine does", async () => {
   await using dir = await tempDir();
   const ws = await workspace(dir.path);

@@ -433,7 +433,8 @@ export function formatJobSummary(
     }
   }
   function row(cells: string[]): string {
-    return `| ${cells.map((text) => text.split("\n").map(cell).join("<br>")).join(" | ")} |`;
+    // masked whole before its lines are split: a secret may span lines
+    return `| ${cells.map((text) => mask(text).split("\n").map(cell).join("<br>")).join(" | ")} |`;
   }
   const problems = run.problems.map((problem) => `- ${cell(problem)}`);
   const parts = run.steps.length === 0 ? head : [
