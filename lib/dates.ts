@@ -442,6 +442,7 @@ export function formatDate(date: CalendarDate, pattern = "YYYY-MM-DD"): string {
  *   "2020-01-30", "2020-02-29", "2020-03-30", "2020-04-30",
  * ]);
  * assert.deepEqual(series("2020-02-28", "2020-03-01", "day"), ["2020-02-28", "2020-02-29", "2020-03-01"]);
+ * assert.deepEqual(series("9999-10-31", "9999-12-31", "month"), ["9999-10-31", "9999-11-30", "9999-12-31"]);
  * ```
  */
 export function dateSeries(from: CalendarDate, to: CalendarDate, step: DateStep): CalendarDate[] {
@@ -452,10 +453,16 @@ export function dateSeries(from: CalendarDate, to: CalendarDate, step: DateStep)
   const dates: CalendarDate[] = [];
   for (let i = 0;; i++) {
     let date: CalendarDate;
-    if (step === "day") date = addDays(from, i);
-    else {
-      date = addMonths(from, step === "month" ? i : 3 * i);
-      if (endOfMonth) date = monthEnd(date);
+    try {
+      if (step === "day") date = addDays(from, i);
+      else {
+        date = addMonths(from, step === "month" ? i : 3 * i);
+        if (endOfMonth) date = monthEnd(date);
+      }
+    } catch (error) {
+      // past the year 9999, so past `to`: the series ended
+      if (i > 0 && error instanceof DateError) return dates;
+      throw error;
     }
     if (compareDates(date, to) > 0) return dates;
     dates.push(date);
