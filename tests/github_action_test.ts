@@ -675,6 +675,8 @@ Deno.test("a command line that exits 2 gives status invalid, as an invalid routi
   );
   const cases: Array<[Record<string, string>, RegExp]> = [
     [{ LAKERUN_DATE: "2024-13-01" }, /--date: "2024-13-01" is not a date/],
+    // a value that looks like an option is still the value
+    [{ LAKERUN_DATE: "--help" }, /--date: "--help" is not a date/],
     [{ LAKERUN_RESUME: "True" }, /no run "True" of routine "ok"/],
     [{ LAKERUN_ARGS: "--max-parallel 'x y'" }, /--max-parallel: "x y" is not a whole number/],
     // refused before lakerun knows its command and its log format
@@ -691,5 +693,30 @@ Deno.test("a command line that exits 2 gives status invalid, as an invalid routi
     assert.equal(annotations.length, 1, `${what}: ${run.stdout}`);
     assert.match(annotations[0], /^::error title=lakerun::/, what);
     assert.match(run.summary, /⚠️ invalid/, what);
+  }
+});
+
+Deno.test("inputs the action's script itself refuses: status invalid, one error annotation, exit 2", async () => {
+  await using dir = await tempDir();
+  const ws = await workspace(dir.path);
+  const cases: Array<[Record<string, string>, RegExp]> = [
+    [{ LAKERUN_ROUTINE: "" }, /^::error title=lakerun::the action's 'routine' input is required$/],
+    [
+      { LAKERUN_ROUTINE: "routines/ok.json", LAKERUN_ARGS: "--state-dir don't" },
+      /^::error title=lakerun::the action's 'args' input cannot be split into arguments \(unmatched single quote\): --state-dir don't$/,
+    ],
+    [
+      { LAKERUN_ROUTINE: "routines/ok.json", LAKERUN_ARGS: "'a\n::warning::b" },
+      /^::error title=lakerun::the action's 'args' input cannot .*: 'a%0A::warning::b$/,
+    ],
+  ];
+  for (const [inputs, annotation] of cases) {
+    const run = await runAction(dir.path, ws, inputs);
+    const what = JSON.stringify(inputs);
+    assert.equal(run.code, 2, `${what}: ${run.stderr}`);
+    assert.equal(run.outputs.status, "invalid", what);
+    const annotations = commands(run.stdout);
+    assert.equal(annotations.length, 1, `${what}: ${run.stdout}`);
+    assert.match(annotations[0], annotation, what);
   }
 });

@@ -11,19 +11,29 @@
 # lakerun is started with exec, so that the runner's SIGINT and SIGTERM on cancel reach it, not this shell.
 set -euo pipefail
 
-routine="${LAKERUN_ROUTINE:-}"
-if [[ -z "$routine" ]]; then
-  echo "::error title=lakerun::the action's 'routine' input is required"
+# A refused input: an error annotation (the message escaped as workflow commands require), status invalid
+# (as lakerun gives for a refused command line), exit 2.
+refuse() {
+  local message="$1"
+  message="${message//'%'/'%25'}"
+  message="${message//$'\r'/'%0D'}"
+  message="${message//$'\n'/'%0A'}"
+  echo "::error title=lakerun::$message"
+  [[ -n "${GITHUB_OUTPUT:-}" ]] && echo "status=invalid" >> "$GITHUB_OUTPUT"
   exit 2
-fi
+}
+
+routine="${LAKERUN_ROUTINE:-}"
+[[ -z "$routine" ]] && refuse "the action's 'routine' input is required"
 action="${GITHUB_ACTION_PATH:?GITHUB_ACTION_PATH is not set}"
 
 args=(run)
 while IFS= read -r dir || [[ -n "$dir" ]]; do
   dir="${dir%$'\r'}"
-  [[ -n "${dir//[[:space:]]/}" ]] && args+=(--executors "$dir")
+  # --option=value: a value starting with "-" is a value, not an option
+  [[ -n "${dir//[[:space:]]/}" ]] && args+=("--executors=$dir")
 done <<< "${LAKERUN_EXECUTORS:-}"
-[[ -n "${LAKERUN_DATE:-}" ]] && args+=(--date "$LAKERUN_DATE")
+[[ -n "${LAKERUN_DATE:-}" ]] && args+=("--date=$LAKERUN_DATE")
 case "${LAKERUN_RESUME:-}" in
   "" | false) ;;
   true) args+=(--resume) ;;
@@ -33,7 +43,13 @@ extra="${LAKERUN_ARGS:-}"
 if [[ -n "${extra//[[:space:]]/}" ]]; then
   words="$(mktemp)"
   # xargs splits on blanks and honours quotes and backslashes; it expands nothing
-  printf '%s' "$extra" | xargs printf '%s\0' > "$words"
+  if ! printf '%s' "$extra" | xargs printf '%s\0' > "$words" 2> "$words.err"; then
+    why="$(head -n 1 "$words.err")"
+    rm -f "$words" "$words.err"
+    why="${why#xargs: }"
+    refuse "the action's 'args' input cannot be split into arguments (${why%%;*}): $extra"
+  fi
+  rm -f "$words.err"
   while IFS= read -r -d '' word; do args+=("$word"); done < "$words"
   rm -f "$words"
 fi
