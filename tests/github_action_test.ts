@@ -637,6 +637,39 @@ Deno.test("GitHub mode defuses every line of what it prints, names and messages 
   ]);
 });
 
+Deno.test("--log-format json in GitHub mode: standard output holds JSON lines only, workflow commands go to standard error", async () => {
+  await using dir = await tempDir();
+  const ws = await workspace(dir.path);
+  await Deno.writeTextFile(
+    join(ws, "routines/leak.json"),
+    JSON.stringify({
+      routine_name: "leak",
+      executors: {
+        echo: {
+          executor: "EchoExecutor",
+          params: { message: "token is ${{ secrets.LAKERUN_TEST_SECRET }}", value: "v", fail: true },
+          tasks: ["echo"],
+        },
+      },
+    }),
+  );
+  const run = await runAction(dir.path, ws, {
+    LAKERUN_ROUTINE: "routines/leak.json",
+    LAKERUN_EXECUTORS: "plugins",
+    LAKERUN_ARGS: "--log-format json",
+    LAKERUN_TEST_SECRET: SECRET,
+  });
+  assert.equal(run.code, 1, run.stderr);
+  const lines = run.stdout.trimEnd().split("\n");
+  assert.ok(lines.length > 3, run.stdout);
+  for (const line of lines) assert.doesNotThrow(() => JSON.parse(line), `not JSON: ${line}`);
+  assert.ok(!run.stdout.includes(SECRET), "stdout shows the secret");
+  const stderr = run.stderr.split("\n");
+  assert.equal(stderr[0], "::add-mask::hunter2-Sekr3t%25value", run.stderr);
+  assert.ok(stderr.some((line) => line.startsWith("::error title=step echo failed::")), run.stderr);
+  assert.equal(run.outputs.status, "failed");
+});
+
 Deno.test("the job summary masks a secret that spans lines in an output", async () => {
   const { formatJobSummary } = await import("../orchestrator/cli/github.ts");
   const { SecretMask } = await import("../lib/mask.ts");

@@ -542,6 +542,11 @@ function maskedOutputs(
 export interface GitHubRunOptions {
   /** Where lines go (standard output: GitHub reads workflow commands there). */
   write?: (line: string) => void;
+  /**
+   * Where workflow commands go, when not with the lines (`write`): standard error when standard output is a
+   * JSON log (GitHub reads workflow commands on both).
+   */
+  commands?: (line: string) => void;
   env?: GitHubEnvironment;
   /** The run's secrets: registered with `::add-mask::` first, masked in every line, the summary and outputs. */
   mask?: SecretMask;
@@ -557,6 +562,7 @@ export interface GitHubRunOptions {
 export class GitHubRun {
   readonly env: GitHubEnvironment;
   readonly #write: (line: string) => void;
+  readonly #commands: (line: string) => void;
   readonly #cwd: string;
   #mask: SecretMask | undefined;
   readonly #registered = new Set<string>();
@@ -566,6 +572,7 @@ export class GitHubRun {
   constructor(options: GitHubRunOptions = {}) {
     this.env = options.env ?? gitHubEnvironment();
     this.#write = options.write ?? ((line) => console.log(line));
+    this.#commands = options.commands ?? this.#write;
     this.#cwd = options.cwd ?? Deno.cwd();
     this.#mask = options.mask;
     this.flushMasks();
@@ -579,7 +586,7 @@ export class GitHubRun {
 
   /** Prints `::add-mask::` for every secret value not yet registered. */
   flushMasks(): void {
-    for (const line of maskCommands(this.#mask?.values ?? [], this.#registered)) this.#write(line);
+    for (const line of maskCommands(this.#mask?.values ?? [], this.#registered)) this.#commands(line);
   }
 
   /** `text` with the secrets masked. */
@@ -590,7 +597,7 @@ export class GitHubRun {
   /** Prints a workflow command (masks first). */
   command(line: string): void {
     this.flushMasks();
-    this.#write(line);
+    this.#commands(line);
   }
 
   /** Prints a line of lakerun's own output: masked, and defused if it would read as a workflow command. */
@@ -662,7 +669,7 @@ export class GitHubRun {
           mask: this.#mask,
         })
       ) {
-        this.#write(line);
+        this.#commands(line);
       }
     } else if (!this.#reported) {
       // a run that found the routine running (exit 75) did nothing wrong: a warning, not an error

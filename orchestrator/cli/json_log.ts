@@ -357,10 +357,12 @@ export class LogSession {
     this.quiet = options.quiet ?? false;
     this.#write = options.write ?? ((line: string) => console.log(line));
     const github = options.github ?? Deno.env.get("GITHUB_ACTIONS") === "true";
-    this.github = github instanceof GitHubRun
-      ? github
-      : github
-      ? new GitHubRun({ write: this.#write })
+    this.github = github instanceof GitHubRun ? github : github
+      ? new GitHubRun({
+        write: this.#write,
+        // a JSON log keeps standard output to itself
+        commands: this.format === "json" ? (line) => console.error(line) : this.#write,
+      })
       : undefined;
   }
 
