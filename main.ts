@@ -184,8 +184,7 @@ async function main(args: string[]): Promise<number> {
     if (!logs && code === EXIT_INVALID && (command === undefined || GITHUB_COMMANDS.includes(command))) {
       logs = await gitHubSession();
     }
-    const shortArgsMessage = () =>
-      `${(error as Error).message.split(". ")[0].replace(/^Unknown/, "unknown")}; try 'lakerun --help'`;
+    const shortArgsMessage = () => parseArgsMessage((error as Error).message, args);
     const refused = argsError ? new UsageError(shortArgsMessage()) : error;
     logs?.failed(refused, { interrupted: interruptedBy !== undefined, mask: secrets });
     if (interruptedBy) {
@@ -304,6 +303,21 @@ async function gitHubSession(): Promise<LogSession | undefined> {
 
 async function isFile(path: string): Promise<boolean> {
   return await Deno.stat(path).then((info) => info.isFile, () => false);
+}
+
+/**
+ * One line for a command line `node:util`'s parseArgs refused (its messages take up to three lines): an option
+ * given a value that starts with `-` is told how to give it, quoting the value.
+ */
+function parseArgsMessage(message: string, args: readonly string[]): string {
+  const ambiguous = /^Option '(--?[\w-]+)' argument is ambiguous/.exec(message);
+  if (ambiguous) {
+    const option = ambiguous[1];
+    const value = args[args.indexOf(option) + 1] ?? "";
+    return `${option}: ${JSON.stringify(value)} starts with "-" and was taken for an option; to give it as ` +
+      `the value, write ${option}=${value}`;
+  }
+  return `${message.split(/\.\s/)[0].replace(/^Unknown/, "unknown")}; try 'lakerun --help'`;
 }
 
 if (import.meta.main) Deno.exit(await main(Deno.args));

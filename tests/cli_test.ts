@@ -35,6 +35,10 @@ Deno.test("command-line mistakes exit 2 with one line", async () => {
     const [args, message] of [
       [[], /no routine given/],
       [["--nope"], /unknown option '--nope'/],
+      [
+        ["validate", "x.json", "--date", "-2024-06-30"],
+        /^lakerun: --date: "-2024-06-30" starts with "-" and was taken for an option; to give it as the value, write --date=-2024-06-30\n$/,
+      ],
       [["validate"], /'validate' takes exactly one routine file/],
       [["list", "extra"], /'list' takes no arguments/],
       [["frobnicate"], /'frobnicate' is neither a command/],
