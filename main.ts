@@ -51,6 +51,28 @@ const COMMANDS = ["run", "validate", "plan", "list", "schema", "demo", "runs"] a
 const GITHUB_COMMANDS: readonly string[] = ["run", "demo", "validate", "plan"];
 type Command = typeof COMMANDS[number];
 
+/** The commands each option is for (any other refuses it); `--debug`, `--help` and `--version` go with all. */
+const OPTION_COMMANDS: Readonly<Record<string, readonly Command[]>> = {
+  executors: ["run", "validate", "plan", "list", "schema", "demo"],
+  "state-dir": ["run", "validate", "plan", "runs", "demo"],
+  resume: ["run"],
+  "new-run": ["run"],
+  "run-id": ["run"],
+  "max-parallel": ["run"],
+  date: ["run", "validate", "plan"],
+  "secrets-file": ["run", "validate", "plan"],
+  from: ["run"],
+  to: ["run"],
+  every: ["run"],
+  "keep-going": ["run"],
+  dir: ["demo"],
+  json: ["plan", "runs"],
+  iam: ["plan"],
+  markdown: ["list"],
+  "log-format": ["run"],
+  quiet: ["run"],
+};
+
 async function main(args: string[]): Promise<number> {
   const debug = args.includes("--debug");
   // the secret values templates use: every error printed here goes through it, as every command's output does
@@ -122,14 +144,15 @@ async function main(args: string[]): Promise<number> {
       rest = [command, ...rest];
       command = "run";
     }
+    checkOptions(values, command as Command);
     logs = await logSessionFor(command, values);
     const options = {
       executorDirs: values.executors,
       stateDir: values["state-dir"],
       debug: values.debug,
       signal: controller.signal,
-      ...runFlags(values, command),
-      ...dateFlags(values, command),
+      ...runFlags(values),
+      ...dateFlags(values),
       secrets,
       logs,
     };
@@ -221,18 +244,32 @@ function resumeArgs(args: string[]): string[] {
   });
 }
 
+/**
+ * Refuses an option given to a command it is not for ({@link OPTION_COMMANDS}), and an option given an empty
+ * value (`--state-dir=`), which would otherwise mean the current folder or nothing.
+ */
+function checkOptions(values: Record<string, unknown>, command: Command): void {
+  for (const [option, value] of Object.entries(values)) {
+    const given = Array.isArray(value) ? value.length > 0 : value !== undefined && value !== false;
+    if (!given) continue;
+    if ((Array.isArray(value) ? value : [value]).includes("")) {
+      throw new UsageError(`--${option}: an empty value was given`);
+    }
+    const commands = OPTION_COMMANDS[option];
+    if (commands && !commands.includes(command)) {
+      const names = commands.map((name) => `'${name}'`);
+      const list = names.length === 1 ? names[0] : `${names.slice(0, -1).join(", ")} and ${names.at(-1)}`;
+      throw new UsageError(`--${option} is an option of ${list}, not '${command}'`);
+    }
+  }
+}
+
 /** `--resume`, `--run-id`, `--new-run` and `--max-parallel`, checked. */
 function runFlags(
   values: { resume?: boolean; "run-id"?: string; "new-run"?: boolean; "max-parallel"?: string },
-  command: string,
 ): { resume?: { runId?: string }; newRun?: boolean; maxParallel?: number } {
   const runId = values["run-id"];
   if (runId !== undefined && !values.resume) throw new UsageError("--run-id goes with --resume");
-  for (const flag of ["resume", "new-run"] as const) {
-    if (values[flag] && command !== "run") {
-      throw new UsageError(`--${flag} is an option of 'run', not '${command}'`);
-    }
-  }
   if (values.resume && values["new-run"]) {
     throw new UsageError("--resume continues a run, --new-run starts one: give one of them");
   }
@@ -249,19 +286,10 @@ function runFlags(
 
 type DateFlag = "date" | "from" | "to" | "every" | "secrets-file";
 
-/** `--date`, `--from`, `--to`, `--every`, `--keep-going` and `--secrets-file`, for the commands that take them. */
+/** `--date`, `--from`, `--to`, `--every`, `--keep-going` and `--secrets-file`. */
 function dateFlags(
   values: Partial<Record<DateFlag, string> & { "keep-going": boolean }>,
-  command: string,
 ): { date?: string; from?: string; to?: string; every?: string; keepGoing?: boolean; secretsFile?: string } {
-  const backfill = (["from", "to", "every", "keep-going"] as const).find((flag) => values[flag]);
-  if (backfill && command !== "run") {
-    throw new UsageError(`--${backfill} is an option of 'run', not '${command}'`);
-  }
-  const dated = (["date", "secrets-file"] as const).find((flag) => values[flag] !== undefined);
-  if (dated && !["run", "validate", "plan"].includes(command)) {
-    throw new UsageError(`--${dated} is an option of 'run', 'validate' and 'plan', not '${command}'`);
-  }
   return {
     date: values.date,
     from: values.from,
@@ -287,8 +315,7 @@ async function logSessionFor(
       `--log-format: ${JSON.stringify(format)} is not one of ${LOG_FORMATS.map((f) => `"${f}"`).join(", ")}`,
     );
   }
-  const flag = values["log-format"] !== undefined ? "--log-format" : values.quiet ? "--quiet" : undefined;
-  if (flag && command !== "run") throw new UsageError(`${flag} is an option of 'run', not '${command}'`);
+  const flag = values["log-format"] !== undefined || values.quiet;
   const github = Deno.env.get("GITHUB_ACTIONS") === "true" && GITHUB_COMMANDS.includes(command);
   if (!flag && !github) return undefined;
   return new LogSession({ format: format as LogSession["format"], quiet: values.quiet, github });

@@ -35,6 +35,10 @@ Deno.test("command-line mistakes exit 2 with one line", async () => {
     const [args, message] of [
       [[], /no routine given/],
       [["--nope"], /unknown option '--nope'/],
+      [["run", "x.json", "--json"], /^lakerun: --json is an option of 'plan' and 'runs', not 'run'\n$/],
+      [["list", "--markdown", "--iam"], /^lakerun: --iam is an option of 'plan', not 'list'\n$/],
+      [["schema", "--dir", "d"], /^lakerun: --dir is an option of 'demo', not 'schema'\n$/],
+      [["run", "x.json", "--state-dir="], /^lakerun: --state-dir: an empty value was given\n$/],
       [
         ["validate", "x.json", "--date", "-2024-06-30"],
         /^lakerun: --date: "-2024-06-30" starts with "-" and was taken for an option; to give it as the value, write --date=-2024-06-30\n$/,
