@@ -545,7 +545,9 @@ Deno.test("a retried step: a warning annotation, a group per try, no error once 
     ms: 5,
     error: { message: "throttled" },
   });
-  reporter.stepRetry?.(step, 2, 1500, new Error("throttled"));
+  // as the runner gives it: the failed task's error, which names the step
+  const { TaskFailedError } = await import("../orchestrator/errors.ts");
+  reporter.stepRetry?.(step, 2, 1500, new TaskFailedError("s", "StagingExecutor", "transfer", "throttled"));
   reporter.stepMessage(step, { type: "task-start", task: "transfer" });
   reporter.stepMessage(step, { type: "task-end", task: "transfer", ms: 7 });
   reporter.stepMessage(step, { type: "done" });
@@ -553,7 +555,7 @@ Deno.test("a retried step: a warning annotation, a group per try, no error once 
   assert.deepEqual(lines.filter((line) => line.startsWith("::")), [
     "::group::s (StagingExecutor)",
     "::endgroup::",
-    '::warning title=step s%3A retrying::step "s" (StagingExecutor) failed: throttled; attempt 2 in 1.5 s',
+    "::warning title=step s%3A retrying::step \"s\" (StagingExecutor) task 'transfer' failed: throttled; attempt 2 in 1.5 s",
     "::group::s (StagingExecutor), try 2",
     "::endgroup::",
   ]);

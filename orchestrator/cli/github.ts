@@ -24,7 +24,14 @@
 import { isAbsolute, relative, resolve } from "node:path";
 import { formatBytes, formatDuration } from "../../lib/format.ts";
 import type { SecretMask } from "../../lib/mask.ts";
-import { EXIT_BUSY, EXIT_INVALID, exitCodeOf, formatProblem, type RoutineProblem } from "../errors.ts";
+import {
+  EXIT_BUSY,
+  EXIT_INVALID,
+  exitCodeOf,
+  formatProblem,
+  type RoutineProblem,
+  TaskFailedError,
+} from "../errors.ts";
 import type { Routine, Step } from "../routine/routine.ts";
 import type { Reporter, RunInfo } from "./reporter.ts";
 import { defuseCommands } from "./workflow_commands.ts";
@@ -838,12 +845,14 @@ class GitHubReporter implements Reporter {
     tally.status = "running";
     tally.tries = attempt;
     resetTasks(tally);
+    // a failed task's error names the step already
+    const failure = error instanceof TaskFailedError
+      ? error.message
+      : `step ${JSON.stringify(step.id)} (${step.executor.name}) failed: ${error.message}`;
     this.#annotate(
       "warning",
       `step ${step.id}: retrying`,
-      `step ${
-        JSON.stringify(step.id)
-      } (${step.executor.name}) failed: ${error.message}; attempt ${attempt} in ${formatDuration(delayMs)}`,
+      `${failure}; attempt ${attempt} in ${formatDuration(delayMs)}`,
     );
     this.#within(undefined, () => this.#inner?.stepRetry?.(step, attempt, delayMs, error));
   }
