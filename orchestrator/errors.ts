@@ -39,9 +39,14 @@ export interface RoutineProblem {
 /** An invalid routine: every problem found, one line each. */
 export class RoutineError extends Error {
   readonly exitCode = EXIT_INVALID;
-  constructor(readonly problems: RoutineProblem[]) {
-    super(problems.map(formatProblem).join("\n"));
+  readonly problems: RoutineProblem[];
+  /** `problems`, each said once (a template may repeat a mistake at one place). */
+  constructor(problems: RoutineProblem[]) {
+    const lines = problems.map(formatProblem);
+    const unique = problems.filter((_, i) => lines.indexOf(lines[i]) === i);
+    super(unique.map(formatProblem).join("\n"));
     this.name = "RoutineError";
+    this.problems = unique;
   }
 }
 

@@ -561,7 +561,8 @@ Deno.test("secrets: a step's sandbox gets the value, never the permission to rea
 Deno.test("secrets: unset, too short, a bad --secrets-file: exit 2 without printing any value", async () => {
   await using dir = await tempDir();
   await echoRoutine(dir.path, {
-    first: { params: { out: "o/a.json", text: "${{ secrets.LAKERUN_T_PIN }}" } },
+    // the same secret twice in one string: each problem is said once
+    first: { params: { out: "o/a.json", text: "${{ secrets.LAKERUN_T_PIN }}:${{ secrets.LAKERUN_T_PIN }}" } },
   });
   const unset = await lakerun(["validate", "r.json"], { cwd: dir.path });
   assert.equal(unset.code, 2);
@@ -569,6 +570,7 @@ Deno.test("secrets: unset, too short, a bad --secrets-file: exit 2 without print
   const short = await lakerun(["validate", "r.json"], { cwd: dir.path, env: { LAKERUN_T_PIN: "123" } });
   assert.equal(short.code, 2);
   assert.match(short.stderr, /secret LAKERUN_T_PIN is shorter than 4 characters: too short to mask/);
+  assert.equal(short.stderr.trim().split("\n").length, 1, short.stderr);
 
   const file = join(dir.path, "s.env");
   for (
@@ -597,7 +599,7 @@ Deno.test("secrets: unset, too short, a bad --secrets-file: exit 2 without print
     env: { LAKERUN_T_PIN: ENV_SECRET },
   });
   assert.equal(used.code, 0, used.stderr);
-  assert.equal((await readJson(join(dir.path, "o/a.json"))).text, FILE_SECRET);
+  assert.equal((await readJson(join(dir.path, "o/a.json"))).text, `${FILE_SECRET}:${FILE_SECRET}`);
 });
 
 Deno.test("date options: malformed or conflicting ones exit 2 with one line", async () => {
