@@ -511,6 +511,63 @@ Deno.test("no workflow of this repository runs on its pushes or pull requests: r
   });
 });
 
+Deno.test("parallel steps in groups: no repeated headers, lines of no step after the open group, one annotation per tolerated failure", async () => {
+  const { GitHubRun } = await import("../orchestrator/cli/github.ts");
+  const { consoleReporter } = await import("../orchestrator/cli/reporter.ts");
+  const { parseRoutine } = await import("../orchestrator/routine/routine.ts");
+  await using dir = await tempDir();
+  const staging = (from: string) => ({
+    executor: "StagingExecutor",
+    params: { parent_directory: from, dump_directory: `${from}-out` },
+    tasks: ["transfer"],
+  });
+  const text = JSON.stringify({
+    routine_name: "par",
+    executors: {
+      a: { ...staging("a"), continue_on_error: true, depends_on: [] },
+      b: { ...staging("b"), depends_on: [] },
+      c: { ...staging("c"), depends_on: ["b"] },
+    },
+  });
+  const routine = await parseRoutine(text, {
+    file: join(dir.path, "r.json"),
+    label: "r.json",
+    cwd: dir.path,
+  });
+  const [a, b, c] = routine.steps;
+  const lines: string[] = [];
+  const env = { summaryFile: join(dir.path, "summary.md"), outputFile: join(dir.path, "output") };
+  const github = new GitHubRun({ write: (line) => lines.push(line), env, cwd: dir.path });
+  const reporter = github.reporter({ inner: (write, { grouped }) => consoleReporter({ write, grouped }) });
+  reporter.routineStarted(routine);
+  reporter.stepStarted(a, 3);
+  reporter.stepStarted(b, 3);
+  reporter.stepMessage(a, { type: "task-start", task: "transfer" });
+  reporter.stepMessage(b, { type: "task-start", task: "transfer" });
+  reporter.stepMessage(a, { type: "task-failed", task: "transfer", ms: 1, error: { message: "no a" } });
+  // as the runner says them: while b's group is open
+  reporter.warning?.('step "a" failed; continue_on_error: the run goes on (no a)', a);
+  reporter.stepSkipped?.(c, 'step "b" failed');
+  reporter.stepMessage(b, { type: "task-failed", task: "transfer", ms: 1, error: { message: "no b" } });
+  reporter.routineFinished(false, 5);
+  assert.deepEqual(lines, [
+    "lakerun · par · 3 steps",
+    "::group::a (StagingExecutor)",
+    "[1/3] a (StagingExecutor)",
+    "  ✗ transfer failed: no a",
+    "::endgroup::",
+    "::group::b (StagingExecutor)",
+    "[2/3] b (StagingExecutor)",
+    "  ✗ transfer failed: no b",
+    "::endgroup::",
+    '! step "a" failed; continue_on_error: the run goes on (no a)',
+    '[3/3] c (StagingExecutor) skipped: step "b" failed',
+    "✗ failed after 5 ms",
+    "::warning title=step a failed::step \"a\" (StagingExecutor) task 'transfer' failed: no a (continue_on_error)",
+    "::error title=step b failed::step \"b\" (StagingExecutor) task 'transfer' failed: no b",
+  ]);
+});
+
 Deno.test("a retried step: a warning annotation, a group per try, no error once a try succeeds", async () => {
   const { GitHubRun } = await import("../orchestrator/cli/github.ts");
   const { consoleReporter } = await import("../orchestrator/cli/reporter.ts");

@@ -75,6 +75,10 @@ Deno.test("--log-format json: one object per line, run id on each, figures on ta
   }
   const [transfer] = lines.filter((line) => line.event === "task_finished");
   assert.deepEqual([transfer.files, transfer.bytes, typeof transfer.ms], [1, 8, "number"]);
+  assert.deepEqual(lines.filter((line) => line.event === "step_finished").map((line) => line.status), [
+    "succeeded",
+    "succeeded",
+  ]);
   assert.deepEqual(lines.find((line) => line.event === "log").message, "hello");
   assert.deepEqual(
     lines.filter((line) => line.event === "output").map((line) => [line.name, line.value]),
@@ -106,6 +110,9 @@ Deno.test("--log-format json masks secrets in every string and ends a failed run
     "echo",
     "echo failed: refused ***",
   ]);
+  // the failed step's end is logged too
+  const ended = lines.find((line) => line.event === "step_finished" && line.step === "echo");
+  assert.deepEqual([ended?.level, ended?.status], ["info", "failed"]);
   assert.deepEqual([lines.at(-1).event, lines.at(-1).level, lines.at(-1).status], [
     "run_finished",
     "error",
@@ -234,6 +241,11 @@ Deno.test("--log-format json in a backfill: every line is JSON, the dates and th
     ],
   );
   assert.equal(lines.filter((line) => line.event === "run_finished").length, 3);
+  assert.deepEqual(lines.filter((line) => line.event === "run_started").map((line) => line.date), [
+    "2024-02-28",
+    "2024-02-29",
+    "2024-03-01",
+  ]);
   const notes = lines.filter((line) => line.event === "note").map((line) => line.message);
   assert.equal(notes.length, 4, notes.join("\n"));
   assert.match(notes.at(-1), /3 succeeded, 0 failed/);

@@ -12,7 +12,7 @@ import {
   stepScope,
 } from "../run/permissions.ts";
 import { type IamPolicy, type IamStatement, mergeStatements } from "../../lib/aws/iam.ts";
-import { consoleReporter, type Reporter, terminalProgressLine } from "./reporter.ts";
+import { consoleReporter, type InnerReporter, terminalProgressLine } from "./reporter.ts";
 import { defuseCommands } from "./workflow_commands.ts";
 import type { LogSession } from "./json_log.ts";
 import {
@@ -265,9 +265,10 @@ export async function runLoadedRoutine(
   routine: Routine,
   options: CommandOptions & { cwd?: string; templates?: TemplateScope; record?: RunRecord },
 ): Promise<void> {
-  const consoleLines = (write: (line: string) => void): Reporter =>
+  const consoleLines: InnerReporter = (write, { grouped }) =>
     consoleReporter({
       write,
+      grouped,
       progressLine: options.write ? undefined : terminalProgressLine(),
       debug: options.debug,
       mask: options.secrets,
@@ -280,7 +281,7 @@ export async function runLoadedRoutine(
     signal: options.signal,
     file: routine.file,
   });
-  const reporter = logged ?? consoleLines(out(options));
+  const reporter = logged ?? consoleLines(out(options), { grouped: false });
   // `steps.*` and `run.id` templates are resolved just before their step runs, the params validated again
   const prepareStep = (step: Step, outputs: TemplateScope["outputs"], run: { runId: string }) =>
     hasDeferredTemplates(step.templates)

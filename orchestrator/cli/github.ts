@@ -33,7 +33,7 @@ import {
   TaskFailedError,
 } from "../errors.ts";
 import type { Routine, Step } from "../routine/routine.ts";
-import type { Reporter, RunInfo } from "./reporter.ts";
+import type { InnerReporter, Reporter, RunInfo } from "./reporter.ts";
 import { defuseCommands } from "./workflow_commands.ts";
 
 /** GitHub shows at most this many error (and as many warning) annotations per step. */
@@ -702,7 +702,7 @@ export class GitHubRun {
    * and groups) plus annotations, and at the end the summary and outputs.
    */
   reporter(options: {
-    inner?: (write: (line: string) => void) => Reporter;
+    inner?: InnerReporter;
     /** Group each step's lines (the default when there is an inner reporter). */
     groups?: boolean;
     signal?: AbortSignal;
@@ -728,6 +728,8 @@ class GitHubReporter implements Reporter {
   /** The step whose group is open, and the lines of other running steps, waiting for their turn. */
   #open: string | undefined;
   readonly #waiting = new Map<string, string[]>();
+  /** Lines of no step, waiting for the open group to close. */
+  readonly #loose: string[] = [];
   /** The step whose reporter call is under way: its lines go to its group. */
   #context: string | undefined;
   #tally: RunTally;
@@ -735,15 +737,15 @@ class GitHubReporter implements Reporter {
   constructor(
     run: GitHubRun,
     options: {
-      inner?: (write: (line: string) => void) => Reporter;
+      inner?: InnerReporter;
       groups?: boolean;
       signal?: AbortSignal;
       file?: string;
     },
   ) {
     this.#run = run;
-    this.#inner = options.inner?.((line) => this.#line(line));
-    this.#groups = options.groups ?? this.#inner !== undefined;
+    this.#groups = options.groups ?? options.inner !== undefined;
+    this.#inner = options.inner?.((line) => this.#line(line), { grouped: this.#groups });
     this.#signal = options.signal;
     this.#tally = {
       routine: "",
@@ -864,9 +866,11 @@ class GitHubReporter implements Reporter {
     this.#within(undefined, () => this.#inner?.stepSkipped?.(step, reason));
   }
 
-  warning(message: string): void {
-    this.#annotate("warning", "lakerun", message);
-    this.#within(undefined, () => this.#inner?.warning?.(message));
+  warning(message: string, step?: Step): void {
+    // a continue_on_error failure is annotated with the others when the run ends
+    const tolerated = step !== undefined && this.#failures.has(step.id) && this.#continueOnError.get(step.id);
+    if (!tolerated) this.#annotate("warning", "lakerun", message);
+    this.#within(undefined, () => this.#inner?.warning?.(message, step));
   }
 
   routineFinished(ok: boolean, ms: number): void {
@@ -939,9 +943,16 @@ class GitHubReporter implements Reporter {
     }
   }
 
-  /** A line of the inner reporter: into the open group, held for its step's group, or straight out. */
+  /**
+   * A line of the inner reporter: into the open group, held for its step's group, or straight out; a line of
+   * no step while a group is open (a skipped step, a warning) waits for that group to close.
+   */
   #line(line: string): void {
     const stepId = this.#context;
+    if (this.#groups && stepId === undefined && this.#open !== undefined) {
+      this.#loose.push(line);
+      return;
+    }
     if (!this.#groups || stepId === undefined || stepId === this.#open) return this.#run.text(line);
     if (this.#open === undefined) {
       this.#openGroup(stepId);
@@ -972,6 +983,7 @@ class GitHubReporter implements Reporter {
     if (this.#open === undefined) return;
     this.#run.command(workflowCommand("endgroup"));
     this.#open = undefined;
+    for (const line of this.#loose.splice(0)) this.#run.text(line);
   }
 
   /** A step ended: close its group, print the groups of steps that ended meanwhile, open a running one's. */

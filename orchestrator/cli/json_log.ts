@@ -6,9 +6,10 @@
  *
  * A JSON line holds `time` (ISO 8601), `level` (`info`, `warn`, `error`), `run_id`, `routine`, `step`, `task`
  * (when they apply), `event`, `message`, and the figures that apply: `ms`, `files`, `bytes`; some events add
- * fields of their own. Events: `run_started` (`attempt` 2, 3… when the run continues one that did not
- * succeed), `step_started`, `task_started`, `log`, `output` (`name`, `value`), `task_finished`, `task_failed`,
- * `step_finished`, `step_retry` (`attempt`, `delay_ms`), `step_skipped`, `warning`, `invalid` (`file`, `line`,
+ * fields of their own. Events: `run_started` (`date`, the run's logical date when it has one; `attempt` 2,
+ * 3… when the run continues one that did not succeed), `step_started`, `task_started`, `log`, `output` (`name`, `value`), `task_finished`, `task_failed`,
+ * `step_finished` (`status`: `succeeded`, or `failed` after `task_failed`, then maybe `step_retry`),
+ * `step_retry` (`attempt`, `delay_ms`), `step_skipped`, `warning` (with `step` when it is about one), `invalid` (`file`, `line`,
  * `col`, `path`: a validation problem), `error`, and last `run_finished` (`status`: `succeeded`, `failed`,
  * `interrupted`, `invalid`: an invalid routine or command line, whatever exits 2, or `busy`: another run held
  * the routine's lock, exit 75). Progress is never logged
@@ -22,7 +23,7 @@ import { formatProblem, type RoutineProblem } from "../errors.ts";
 import type { Routine, Step } from "../routine/routine.ts";
 import type { StepMessage } from "../run/step_runtime.ts";
 import { failureStatus, GitHubRun } from "./github.ts";
-import type { Reporter, RunInfo } from "./reporter.ts";
+import type { InnerReporter, Reporter, RunInfo } from "./reporter.ts";
 
 /** The values of `--log-format`. */
 export const LOG_FORMATS = ["text", "json"] as const;
@@ -94,6 +95,10 @@ type Fields = Record<string, string | number | boolean | null | undefined>;
  *   bytes: 2048,
  * });
  * assert.equal(events.at(-1).status, "succeeded");
+ * assert.equal(events[4].status, "succeeded"); // step_finished: "failed" when a task failed
+ *
+ * reporter.warning?.("step \"StagingExecutor\" failed; continue_on_error: the run goes on", step);
+ * assert.equal(JSON.parse(lines.at(-1)!).step, "StagingExecutor"); // a warning about a step names it
  * ```
  */
 export function jsonLogReporter(options: JsonLogOptions = {}): Reporter {
@@ -102,6 +107,7 @@ export function jsonLogReporter(options: JsonLogOptions = {}): Reporter {
   const hide = (text: string) => options.mask?.mask(text) ?? text;
   let runId: string | undefined;
   let attempt: number | undefined;
+  let date: string | undefined;
   let routineName: string | undefined;
   let total = 0;
   const moved = new Map<string, { files: number; bytes: number }>();
@@ -130,12 +136,15 @@ export function jsonLogReporter(options: JsonLogOptions = {}): Reporter {
     runStarted(info: RunInfo) {
       runId = info.runId;
       attempt = info.attempt;
+      date = info.date;
     },
     routineStarted(routine: Routine) {
       routineName = routine.name;
       total = routine.steps.length;
       line("info", "run_started", `routine ${JSON.stringify(routine.name)}: ${plural(total, "step")}`, {
         steps: total,
+        // the run's logical date, when it has one (each date of a backfill is a run)
+        date,
         // 2, 3…: this run continues one that did not succeed (what it completed is not done again)
         attempt: attempt !== undefined && attempt > 1 ? attempt : undefined,
       });
@@ -191,10 +200,17 @@ export function jsonLogReporter(options: JsonLogOptions = {}): Reporter {
             task: message.task,
             ms: Math.round(message.ms),
           });
+          // a failed task ends its step's attempt (a `step_retry` may follow); the error is task_failed's
+          line("info", "step_finished", `${label(step)} failed`, {
+            ...at,
+            status: "failed",
+            ms: Math.round(performance.now() - (stepStarted.get(step.id) ?? performance.now())),
+          });
           break;
         case "done":
           line("info", "step_finished", `${label(step)} done`, {
             ...at,
+            status: "succeeded",
             ms: Math.round(performance.now() - (stepStarted.get(step.id) ?? performance.now())),
           });
           break;
@@ -210,8 +226,8 @@ export function jsonLogReporter(options: JsonLogOptions = {}): Reporter {
     stepSkipped(step: Step, reason: string) {
       line("info", "step_skipped", reason, { step: step.id });
     },
-    warning(message: string) {
-      line("warn", "warning", message);
+    warning(message: string, step?: Step) {
+      line("warn", "warning", message, { step: step?.id });
     },
     routineFinished(ok: boolean, ms: number) {
       const status: FinalStatus = ok ? "succeeded" : options.signal?.aborted ? "interrupted" : "failed";
@@ -325,7 +341,7 @@ export function quietReporter(inner: Reporter): Reporter {
     stepMessage: (step, message) => {
       if (message.type === "task-failed") inner.stepMessage(step, message);
     },
-    warning: (message) => inner.warning?.(message),
+    warning: (message, step) => inner.warning?.(message, step),
     routineFinished: (ok, ms) => inner.routineFinished(ok, ms),
   };
 }
@@ -371,7 +387,7 @@ export class LogSession {
    * mode replaces it, `--quiet` filters it, GitHub mode wraps either.
    */
   reporter(options: {
-    console: (write: (line: string) => void) => Reporter;
+    console: InnerReporter;
     mask?: SecretMask;
     signal?: AbortSignal;
     /** The routine file as named on the command line (job summary). */
@@ -379,7 +395,7 @@ export class LogSession {
   }): Reporter {
     this.#finished = false;
     const onFinished = () => this.#finished = true;
-    const inner = (write: (line: string) => void): Reporter => {
+    const inner: InnerReporter = (write, innerOptions) => {
       if (this.format === "json") {
         return jsonLogReporter({
           write,
@@ -389,7 +405,7 @@ export class LogSession {
           onFinished,
         });
       }
-      const reporter = options.console(write);
+      const reporter = options.console(write, innerOptions);
       const finishing: Reporter = {
         ...reporter,
         routineFinished: (ok, ms) => {
@@ -399,7 +415,7 @@ export class LogSession {
       };
       return this.quiet ? quietReporter(finishing) : finishing;
     };
-    if (!this.github) return inner(this.#write);
+    if (!this.github) return inner(this.#write, { grouped: false });
     this.github.useMask(options.mask);
     return this.github.reporter({
       inner,

@@ -22,7 +22,7 @@ export interface Reporter {
   /** `step` does not run: a step it depends on failed or was skipped, or `--resume` found it done. */
   stepSkipped?(step: Step, reason: string): void;
   /** Something the user should know that does not fail the run (a `continue_on_error` failure, a changed step on `--resume`). */
-  warning?(message: string): void;
+  warning?(message: string, step?: Step): void;
   /** The run has its id (and logical date): called before {@link Reporter.routineStarted}. */
   runStarted?(run: RunInfo): void;
 }
@@ -59,9 +59,20 @@ export function continuedLine(run: RunInfo): string {
 }
 
 /** Options for {@link consoleReporter}. */
+/**
+ * Makes the reporter whose lines another reporter places (GitHub mode's groups): `grouped` when each step's
+ * lines are shown apart from other steps'.
+ */
+export type InnerReporter = (write: (line: string) => void, options: { grouped: boolean }) => Reporter;
+
 export interface ConsoleReporterOptions {
   /** Where lines go. Default: standard output. */
   write?: (line: string) => void;
+  /**
+   * Each step's lines are shown apart (GitHub groups): a line of a step is not preceded by its header again
+   * when another step's lines came between.
+   */
+  grouped?: boolean;
   /** Where the live progress line goes; `undefined` when output is not a terminal. */
   progressLine?: (text: string) => void;
   /** Seconds between progress lines when output is not a terminal. Default 5. */
@@ -129,7 +140,7 @@ export function consoleReporter(options: ConsoleReporterOptions = {}): Reporter 
       : `${printable(step.id)} (${printable(step.executor.name)})`;
   const stepHeader = (step: Step) => `[${step.index}/${stepCount}] ${stepLabel(step)}`;
   const showStep = (step: Step) => {
-    if (shownStep !== undefined && shownStep !== step.id) write(`${stepHeader(step)} …`);
+    if (shownStep !== undefined && shownStep !== step.id && !options.grouped) write(`${stepHeader(step)} …`);
     shownStep = step.id;
   };
   let progress: { started: number; lastLine: number; lastDraw: number } | undefined;

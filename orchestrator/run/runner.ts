@@ -392,6 +392,7 @@ class RoutineRun {
           : `step ${id}: ${secretOutputs.length === 1 ? "its output" : "its outputs"} ${
             secretOutputs.map((name) => JSON.stringify(name)).join(", ")
           } held a secret, which run records store only as ***: running it again rather than hand *** on`,
+        step,
       );
     }
     this.#reporter.stepStarted(step, this.#routine.steps.length);
@@ -432,6 +433,7 @@ class RoutineRun {
     if (tolerated) {
       this.#reporter.warning?.(
         `step ${JSON.stringify(step.id)} failed; continue_on_error: the run goes on (${messageOf(error)})`,
+        step,
       );
     }
     return tolerated ? "tolerated" : "failed";
