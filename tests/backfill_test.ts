@@ -224,7 +224,7 @@ Deno.test("every date of a backfill is validated before any runs: one invalid da
   await echoRoutine(dir.path, { quarter: "${{ run.date | format('Q') }}" });
   const result = await backfill(dir.path, "2020-03-31", "2020-12-31", "quarter");
   assert.equal(result.code, 2, result.stdout + result.stderr);
-  assert.match(result.stderr, /executors\.echo\.params\.quarter: .*"4"/);
+  assert.match(result.stderr, /executors\.echo\.params\.quarter: .*"4".* \(for the date 2020-12-31\)$/m);
   assert.deepEqual(await written(dir.path), []);
   assert.equal(result.stdout, "");
 });

@@ -109,9 +109,20 @@ export async function runCommand(file: string, options: RunCommandOptions): Prom
   const dates = runDates(options);
   const routines: Routine[] = [];
   for (const date of dates) {
-    routines.push(
-      await loadRoutine(file, { executorDirs: options.executorDirs, templates: { ...scope, date } }),
-    );
+    try {
+      routines.push(
+        await loadRoutine(file, { executorDirs: options.executorDirs, templates: { ...scope, date } }),
+      );
+    } catch (error) {
+      // a backfill's dates are all checked first: say which one a problem is for
+      if (!(error instanceof RoutineError) || dates.length === 1) throw error;
+      throw new RoutineError(
+        error.problems.map((problem) => ({
+          ...problem,
+          message: `${problem.message} (for the date ${date})`,
+        })),
+      );
+    }
   }
   const runOptions = { ...options, secrets };
   if (dates.length === 1 && options.from === undefined) {

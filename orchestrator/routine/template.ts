@@ -184,7 +184,8 @@ function tokenize(body: string, source: string): Token[] {
  *   head: { name: ["run", "date"] },
  *   filters: [{ name: "format", args: ["yyyy/MM"] }],
  * });
- * assert.throws(() => parseTemplate("${{ run.date | fromat('yyyy') }}"), /unknown filter "fromat" \(did you mean 'format'\?\)/);
+ * assert.throws(() => parseTemplate("${{ run.date | fromat('yyyy') }}"), /unknown filter "fromat" \(did you mean 'format'\? filters: /);
+ * assert.throws(() => parseTemplate("${{ run.date | format('yyyy) }}"), /has a ' that is never closed/);
  * assert.throws(() => parseTemplate("${{ run.date"), /"\$\{\{ run.date" has no closing "}}"/);
  * ```
  */
@@ -200,12 +201,32 @@ export function parseTemplate(text: string): Template {
     if (start > at) parts.push(text.slice(at, start));
     const end = closingBraces(text, start + 3);
     if (end < 0) {
-      throw new TemplateError(`${JSON.stringify(text.slice(start))} has no closing "}}"`);
+      const quote = openQuote(text.slice(start + 3));
+      throw new TemplateError(
+        `${JSON.stringify(text.slice(start))} has ${
+          quote ? `a ${quote} that is never closed` : 'no closing "}}"'
+        }`,
+      );
     }
     parts.push(parseExpression(text.slice(start + 3, end), text.slice(start, end + 2)));
     at = end + 2;
   }
   return { source: text, parts };
+}
+
+/** The quote character left open at the end of `text` (an expression's body), if any. */
+function openQuote(text: string): string | undefined {
+  let quote: string | undefined;
+  for (let i = 0; i < text.length; i++) {
+    const ch = text[i];
+    if (quote) {
+      if (ch === "\\") i++;
+      else if (ch === quote) quote = undefined;
+    } else if (ch === "'" || ch === '"') {
+      quote = ch;
+    }
+  }
+  return quote;
 }
 
 /** Index of the `}}` closing an expression that starts at `from` (quotes respected), or -1. */
@@ -402,9 +423,9 @@ function filterProblem(name: string, args: Array<string | number>): string | und
     return patternProblem(args[0]);
   }
   const hint = nearestName(name, FILTER_NAMES);
-  return `unknown filter ${JSON.stringify(name)}${hint ? ` (did you mean '${hint}'?)` : ""}; filters: ${
+  return `unknown filter ${JSON.stringify(name)} (${hint ? `did you mean '${hint}'? ` : ""}filters: ${
     FILTER_NAMES.join(", ")
-  }`;
+  })`;
 }
 
 function applyFilter(value: TemplateValue, filter: FilterCall): TemplateValue {
