@@ -852,6 +852,88 @@ pgTest(
   },
 );
 
+/** The types `format_type` shows for the columns of `table`, in order. */
+async function columnTypes(table: string): Promise<string> {
+  return (await pg.psql(
+    `SELECT string_agg(format_type(atttypid, atttypmod), ', ' ORDER BY attnum) FROM pg_attribute
+     WHERE attrelid = '${table}'::regclass AND attnum > 0 AND NOT attisdropped`,
+  )).trim();
+}
+
+/** A parquet schema leaf (OPTIONAL unless said), for hyparquet-writer's `schema`. */
+function leaf(name: string, type: string, more: Record<string, unknown> = {}): Record<string, unknown> {
+  return { name, type, repetition_type: "OPTIONAL", ...more };
+}
+
+/** A parquet DECIMAL leaf: the converted and the logical type, as writers set both. */
+function decimal(name: string, type: string, precision: number, scale: number, more = {}) {
+  return leaf(name, type, {
+    converted_type: "DECIMAL",
+    precision,
+    scale,
+    logical_type: { type: "DECIMAL", precision, scale },
+    ...more,
+  });
+}
+
+/** A parquet file of `columns` (name → values) with the given schema leaves, 2 rows a row group. */
+function parquetOf(columns: Record<string, unknown[]>, leaves: Record<string, unknown>[]): Uint8Array {
+  return new Uint8Array(parquetWriteBuffer({
+    columnData: Object.entries(columns).map(([name, data]) => ({ name, data })),
+    schema: [{ name: "root", num_children: leaves.length }, ...leaves] as never,
+    rowGroupSize: 2,
+  }));
+}
+
+pgTest(
+  "load writes parquet DECIMALs exactly, from the unscaled integer, for INT32, INT64, FIXED_LEN_BYTE_ARRAY and BYTE_ARRAY",
+  async () => {
+    await using dir = await tempDir();
+    await pg.psql("DROP TABLE IF EXISTS parquet_decimals");
+    // hyparquet-writer takes a bigint as the unscaled value, written as it is
+    const parquet = parquetOf({
+      id: [1, 2, 3, 4],
+      d64: [123456789012345678n, -5n, 999999999999999999n, null],
+      d32: [123456789n, -5n, 0n, null],
+      d38: [12345678901234567890123456789012345678n, -1n, -(10n ** 38n - 1n), null],
+      d60: [10n ** 59n + 1n, -(10n ** 45n), 0n, null],
+      d0: [42n, -7n, 0n, null],
+      dlogical: [12345n, -1n, 0n, null], // a DECIMAL logical type without the converted type
+    }, [
+      leaf("id", "INT32", { repetition_type: "REQUIRED" }),
+      decimal("d64", "INT64", 18, 2),
+      decimal("d32", "INT32", 9, 4),
+      decimal("d38", "FIXED_LEN_BYTE_ARRAY", 38, 10, { type_length: 16 }),
+      decimal("d60", "BYTE_ARRAY", 60, 5),
+      decimal("d0", "INT32", 5, 0),
+      leaf("dlogical", "INT64", { logical_type: { type: "DECIMAL", precision: 12, scale: 3 } }),
+    ]);
+    await writeFiles(dir.path, { "staging/part-0.parquet": parquet });
+    const result = await runRoutine(
+      dir.path,
+      routine({ table: "parquet_decimals", source: "staging", format: "parquet" }, ["create_table", "load"]),
+    );
+    assert.equal(result.code, 0, output(result));
+    assert.equal(
+      await columnTypes("parquet_decimals"),
+      "bigint, numeric(18,2), numeric(9,4), numeric(38,10), numeric(60,5), numeric(5,0), numeric(12,3)",
+    );
+    assert.deepEqual(
+      (await pg.psql(
+        "SELECT concat_ws('|', id, d64, d32, d38, d60, d0, dlogical) FROM parquet_decimals ORDER BY id",
+      )).trim().split("\n"),
+      [
+        `1|1234567890123456.78|12345.6789|1234567890123456789012345678.9012345678|${
+          "1" + "0".repeat(54)
+        }.00001|42|12.345`,
+        `2|-0.05|-0.0005|-0.0000000001|-${"1" + "0".repeat(40)}.00000|-7|-0.001`,
+        `3|9999999999999999.99|0.0000|-${"9".repeat(28)}.${"9".repeat(10)}|0.00000|0|0.000`,
+        "4",
+      ],
+    );
+  },
+);
+
 pgTest("load from an s3:// staging prefix streams each object into COPY", async () => {
   await using dir = await tempDir();
   await pg.psql("DROP TABLE IF EXISTS sales_s3");

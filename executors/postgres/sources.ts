@@ -7,7 +7,7 @@
  *   columns), then the stream passes through untouched.
  * - Newline-delimited JSON is rewritten line by line as CSV (one JSON object per line; keys map to columns).
  * - Parquet is read a row group at a time (ranged reads of the file; never the whole file in memory) and
- *   written as CSV.
+ *   written as CSV; decimals exactly (parquet_values.ts).
  *
  * @module
  */
@@ -20,6 +20,7 @@ import { JsonNumber, parseJsonKeepingNumbers } from "../../lib/tables/json_numbe
 import { sampleFiles } from "../../lib/tables/sample.ts";
 import type { ColumnSpec } from "../../lib/tables/ddl.ts";
 import type { Storage, StoredFile } from "../../lib/storage/mod.ts";
+import { decimalOf, parquetReading } from "./parquet_values.ts";
 
 /** The formats a load reads. */
 export type SourceFormat = "csv" | "json" | "parquet";
@@ -305,7 +306,11 @@ class CsvWriter {
 
   /** One record of `values`, from source line (or row) `source`. */
   record(values: unknown[], source: number): Uint8Array {
-    const fields = values.map(csvField);
+    return this.fields(values.map(csvField), source);
+  }
+
+  /** One record of CSV `fields`, from source line (or row) `source`. */
+  fields(fields: string[], source: number): Uint8Array {
     const line = fields.join(",");
     const first = this.#line + 1;
     this.#line = first + linesOf(line);
@@ -478,10 +483,9 @@ function parquetColumnType(field: SchemaTree): { type: string; reason?: string }
   }
   const logical = element.logical_type;
   const converted = element.converted_type;
-  if (logical?.type === "DECIMAL" || converted === "DECIMAL") {
-    const precision = element.precision ?? (logical?.type === "DECIMAL" ? logical.precision : undefined);
-    const scale = element.scale ?? (logical?.type === "DECIMAL" ? logical.scale : 0);
-    return { type: precision ? `numeric(${precision},${scale ?? 0})` : "numeric" };
+  const decimal = decimalOf(element);
+  if (decimal) {
+    return { type: decimal.precision ? `numeric(${decimal.precision},${decimal.scale})` : "numeric" };
   }
   if (logical?.type === "DATE" || converted === "DATE") return { type: "date" };
   if (logical?.type === "TIMESTAMP" || converted === "TIMESTAMP_MILLIS" || converted === "TIMESTAMP_MICROS") {
@@ -514,36 +518,51 @@ async function parquetInput(
   file: StoredFile,
   options: CopyInputOptions,
 ): Promise<CopyInput> {
-  const { parquetMetadataAsync, parquetReadObjects } = await hyparquet();
+  const { parquetMetadataAsync, parquetReadObjects, parquetSchema } = await hyparquet();
   const buffer = await randomAccess(storage, file, options.signal);
   const metadata = await parquetMetadataAsync(buffer);
-  const fields = await parquetFieldNames(metadata);
+  const reading = parquetReading(metadata, parquetSchema(metadata).children);
+  const fields = reading.names;
   const columns = mapFields(file.path, fields, options.tableColumns, options.tableName);
+  const texts = reading.text.map((text) => text ?? csvField);
   const writer = new CsvWriter();
   const groups = metadata.row_groups.map((group) => Number(group.num_rows));
   let group = 0;
   let rowStart = 0;
   let bytes = 0;
+  const read = (names: string[] | undefined, utf8: boolean) =>
+    parquetReadObjects({
+      file: buffer,
+      metadata: reading.metadata,
+      columns: names,
+      rowStart,
+      rowEnd: rowStart + groups[group],
+      rowFormat: "object",
+      utf8,
+    });
+  const others = fields.filter((name) => !reading.binary.includes(name));
   const stream = new ReadableStream<Uint8Array>({
     async pull(controller) {
       if (group >= groups.length) return controller.close();
-      const rowEnd = rowStart + groups[group];
-      // one row group at a time: the rows of a group are decoded together, then written out
-      const rows = await parquetReadObjects({
-        file: buffer,
-        metadata,
-        rowStart,
-        rowEnd,
-        rowFormat: "object",
-      });
-      const chunks = rows.map((row, i) => writer.record(fields.map((name) => row[name]), rowStart + i + 1));
+      // one row group at a time: the rows of a group are decoded together, then written out; BYTE_ARRAY
+      // decimals apart, as bytes
+      let rows = reading.binary.length === 0
+        ? await read(undefined, true)
+        : await read(reading.binary, false);
+      if (reading.binary.length > 0 && others.length > 0) {
+        const binary = rows;
+        rows = (await read(others, true)).map((row, i) => ({ ...row, ...binary[i] }));
+      }
+      const chunks = rows.map((row, i) =>
+        writer.fields(fields.map((name, field) => texts[field](row[name])), rowStart + i + 1)
+      );
       const out = concat(chunks);
       bytes += Number(
         metadata.row_groups[group].total_compressed_size ?? metadata.row_groups[group].total_byte_size,
       );
       options.onBytes?.(Math.min(bytes, file.size));
+      rowStart += groups[group];
       group++;
-      rowStart = rowEnd;
       controller.enqueue(out);
     },
   }, { highWaterMark: 0 });
