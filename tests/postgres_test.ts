@@ -934,6 +934,58 @@ pgTest(
   },
 );
 
+pgTest(
+  "parquet UINT64, FLOAT16, TIME and DATE get columns that hold them, and land exactly",
+  async () => {
+    await using dir = await tempDir();
+    await pg.psql("DROP TABLE IF EXISTS parquet_types");
+    const time = (name: string, type: string, unit: string, isAdjustedToUTC: boolean) =>
+      leaf(name, type, { logical_type: { type: "TIME", unit, isAdjustedToUTC } });
+    const parquet = parquetOf({
+      id: [1, 2, 3, 4],
+      u64: [2n ** 64n - 1n, 1n, 0n, null],
+      f16: [1.5, -65504, Infinity, null],
+      tms: [45296123, 0, 86399999, null],
+      tus: [45296123456n, 0n, 1n, null],
+      tns: [45296123456500n, 86399999999500n, 499n, null],
+      day: [19904, -719163, 107000000, null],
+    }, [
+      leaf("id", "INT32", { repetition_type: "REQUIRED" }),
+      leaf("u64", "INT64", {
+        converted_type: "UINT_64",
+        logical_type: { type: "INTEGER", bitWidth: 64, isSigned: false },
+      }),
+      leaf("f16", "FIXED_LEN_BYTE_ARRAY", { type_length: 2, logical_type: { type: "FLOAT16" } }),
+      time("tms", "INT32", "MILLIS", false),
+      time("tus", "INT64", "MICROS", true),
+      time("tns", "INT64", "NANOS", false),
+      leaf("day", "INT32", { converted_type: "DATE", logical_type: { type: "DATE" } }),
+    ]);
+    await writeFiles(dir.path, { "staging/part-0.parquet": parquet });
+    const result = await runRoutine(
+      dir.path,
+      routine({ table: "parquet_types", source: "staging", format: "parquet" }, ["create_table", "load"]),
+    );
+    assert.equal(result.code, 0, output(result));
+    assert.equal(
+      await columnTypes("parquet_types"),
+      "bigint, numeric(20,0), real, time without time zone, time without time zone, time without time zone, date",
+    );
+    assert.deepEqual(
+      (await pg.psql(
+        "SELECT concat_ws('|', id, u64, f16, tms, tus, tns, day) FROM parquet_types ORDER BY id",
+      )).trim().split("\n"),
+      [
+        // nanoseconds round to the nearest microsecond, a half up
+        "1|18446744073709551615|1.5|12:34:56.123|12:34:56.123456|12:34:56.123457|2024-06-30",
+        "2|1|-65504|00:00:00|00:00:00|24:00:00|0001-12-31 BC",
+        "3|0|Infinity|23:59:59.999|00:00:00.000001|00:00:00|294926-01-19",
+        "4",
+      ],
+    );
+  },
+);
+
 pgTest("load from an s3:// staging prefix streams each object into COPY", async () => {
   await using dir = await tempDir();
   await pg.psql("DROP TABLE IF EXISTS sales_s3");

@@ -5,11 +5,16 @@
  *
  * - **DECIMAL** (INT32, INT64, FIXED_LEN_BYTE_ARRAY, BYTE_ARRAY; any precision): the unscaled integer as a
  *   BigInt, written with its scale (`1234567890123456.78`), never through a float.
+ * - **DATE**: the day count, as PostgreSQL writes dates (`2024-06-30`, `0769-02-04 BC`, `294926-01-19`), for
+ *   every day an INT32 holds (a JS Date holds only ±273,790 years, and no year 0).
+ * - **TIME** (MILLIS, MICROS, NANOS): `12:34:56.123456`, with `+00` when it is adjusted to UTC (a `time`
+ *   column ignores the offset, a `timetz` one keeps it). PostgreSQL keeps microseconds: nanoseconds are
+ *   rounded to the nearest one, a half up.
  *
- * The metadata lakerun reads rows with ({@link parquetReading}) is the file's with these columns' DECIMAL
- * annotation taken off, so hyparquet hands over the stored integers (a BYTE_ARRAY one as bytes: it is read
- * with `utf8: false`, apart from the other columns). Nested fields are loaded as their JSON text, as
- * hyparquet decodes them.
+ * The metadata lakerun reads rows with ({@link parquetReading}) is the file's with the DECIMAL and DATE
+ * annotations of these columns taken off, so hyparquet hands over the stored integers (a BYTE_ARRAY decimal
+ * as bytes: it is read with `utf8: false`, apart from the other columns); hyparquet leaves TIME values as
+ * they are stored. Nested fields are loaded as their JSON text, as hyparquet decodes them.
  *
  * @module
  */
@@ -61,10 +66,20 @@ export function parquetReading(metadata: FileMetaData, fields: readonly SchemaTr
     const element = field.element;
     if (field.children.length > 0) return undefined;
     const decimal = decimalOf(element);
-    if (decimal === undefined) return undefined;
-    raw.add(element);
-    if (element.type === "BYTE_ARRAY") binary.push(element.name);
-    return orNull((value) => decimalText(unscaledOf(value), decimal.scale));
+    if (decimal !== undefined) {
+      raw.add(element);
+      if (element.type === "BYTE_ARRAY") binary.push(element.name);
+      return orNull((value) => decimalText(unscaledOf(value), decimal.scale));
+    }
+    if (element.logical_type?.type === "DATE" || element.converted_type === "DATE") {
+      raw.add(element);
+      return orNull(dateText);
+    }
+    const time = timeOf(element);
+    if (time !== undefined) {
+      return orNull((value) => `${clockText(micros(BigInt(value), time.unit))}${time.adjusted ? "+00" : ""}`);
+    }
+    return undefined;
   });
   return {
     metadata: {
@@ -139,4 +154,94 @@ export function unscaledOf(value: number | bigint | Uint8Array): bigint {
   let unsigned = 0n;
   for (const byte of value) unsigned = (unsigned << 8n) | BigInt(byte);
   return value.length > 0 && value[0] >= 0x80 ? unsigned - (1n << BigInt(value.length * 8)) : unsigned;
+}
+
+/** A TIME column's unit, and whether its values are UTC times of day; `undefined` for another column. */
+export function timeOf(element: SchemaElement): { unit: TimeUnit; adjusted: boolean } | undefined {
+  const logical = element.logical_type;
+  if (logical?.type === "TIME") return { unit: logical.unit, adjusted: logical.isAdjustedToUTC };
+  // the converted types stand for times adjusted to UTC (parquet-format's LogicalTypes.md)
+  if (element.converted_type === "TIME_MILLIS") return { unit: "MILLIS", adjusted: true };
+  if (element.converted_type === "TIME_MICROS") return { unit: "MICROS", adjusted: true };
+  return undefined;
+}
+
+/** The units parquet counts times in. */
+export type TimeUnit = "MILLIS" | "MICROS" | "NANOS";
+
+/** `count` `unit`s in microseconds; nanoseconds rounded to the nearest microsecond, a half up. */
+export function micros(count: bigint, unit: TimeUnit): bigint {
+  if (unit === "MILLIS") return count * 1000n;
+  if (unit === "MICROS") return count;
+  return floorDiv(count + 500n, 1000n);
+}
+
+/** `a` / `b` rounded down (BigInt division rounds towards zero); `b` > 0. */
+function floorDiv(a: bigint, b: bigint): bigint {
+  const quotient = a / b;
+  return a % b < 0n ? quotient - 1n : quotient;
+}
+
+/**
+ * A time of day from its microseconds: `HH:MM:SS`, and the fraction without its trailing zeros.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { clockText } from "./parquet_values.ts";
+ *
+ * assert.equal(clockText(45296123456n), "12:34:56.123456");
+ * assert.equal(clockText(45296120000n), "12:34:56.12");
+ * assert.equal(clockText(0n), "00:00:00");
+ * assert.equal(clockText(86400000000n), "24:00:00");
+ * ```
+ */
+export function clockText(micros: bigint): string {
+  const negative = micros < 0n;
+  const abs = negative ? -micros : micros;
+  const two = (n: bigint) => n.toString().padStart(2, "0");
+  const seconds = abs / 1_000_000n;
+  const fraction = (abs % 1_000_000n).toString().padStart(6, "0").replace(/0+$/, "");
+  const clock = `${two(seconds / 3600n)}:${two((seconds / 60n) % 60n)}:${two(seconds % 60n)}`;
+  return `${negative ? "-" : ""}${clock}${fraction ? `.${fraction}` : ""}`;
+}
+
+/**
+ * The date `days` after 1970-01-01 (before it when negative), as PostgreSQL writes it: a year before 1 AD
+ * with `BC` (year 0 is 1 BC), a year after 9999 with all its digits.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { dateText } from "./parquet_values.ts";
+ *
+ * assert.equal(dateText(19904), "2024-06-30");
+ * assert.equal(dateText(0), "1970-01-01");
+ * assert.equal(dateText(-719162), "0001-01-01");
+ * assert.equal(dateText(-719163), "0001-12-31 BC");
+ * assert.equal(dateText(-1000000), "0769-02-04 BC");
+ * assert.equal(dateText(107000000), "294926-01-19");
+ * ```
+ */
+export function dateText(days: number): string {
+  const { year, month, day } = civilDate(days);
+  const two = (n: number) => String(n).padStart(2, "0");
+  const date = `${String(year > 0 ? year : 1 - year).padStart(4, "0")}-${two(month)}-${two(day)}`;
+  return year > 0 ? date : `${date} BC`;
+}
+
+/** The proleptic Gregorian year (0 is 1 BC), month and day of `days` after 1970-01-01 (H. Hinnant's). */
+function civilDate(days: number): { year: number; month: number; day: number } {
+  const z = days + 719468;
+  const era = Math.floor(z / 146097);
+  const dayOfEra = z - era * 146097;
+  const yearOfEra = Math.floor(
+    (dayOfEra - Math.floor(dayOfEra / 1460) + Math.floor(dayOfEra / 36524) - Math.floor(dayOfEra / 146096)) /
+      365,
+  );
+  const dayOfYear = dayOfEra - (365 * yearOfEra + Math.floor(yearOfEra / 4) - Math.floor(yearOfEra / 100));
+  const shifted = Math.floor((5 * dayOfYear + 2) / 153); // months from March
+  const day = dayOfYear - Math.floor((153 * shifted + 2) / 5) + 1;
+  const month = shifted < 10 ? shifted + 3 : shifted - 9;
+  return { year: yearOfEra + era * 400 + (month <= 2 ? 1 : 0), month, day };
 }

@@ -20,7 +20,7 @@ import { JsonNumber, parseJsonKeepingNumbers } from "../../lib/tables/json_numbe
 import { sampleFiles } from "../../lib/tables/sample.ts";
 import type { ColumnSpec } from "../../lib/tables/ddl.ts";
 import type { Storage, StoredFile } from "../../lib/storage/mod.ts";
-import { decimalOf, parquetReading } from "./parquet_values.ts";
+import { decimalOf, parquetReading, timeOf } from "./parquet_values.ts";
 
 /** The formats a load reads. */
 export type SourceFormat = "csv" | "json" | "parquet";
@@ -488,6 +488,7 @@ function parquetColumnType(field: SchemaTree): { type: string; reason?: string }
     return { type: decimal.precision ? `numeric(${decimal.precision},${decimal.scale})` : "numeric" };
   }
   if (logical?.type === "DATE" || converted === "DATE") return { type: "date" };
+  if (timeOf(element)) return { type: "time" };
   if (logical?.type === "TIMESTAMP" || converted === "TIMESTAMP_MILLIS" || converted === "TIMESTAMP_MICROS") {
     return { type: "timestamp" };
   }
@@ -495,6 +496,12 @@ function parquetColumnType(field: SchemaTree): { type: string; reason?: string }
     logical?.type === "STRING" || converted === "UTF8" || logical?.type === "ENUM" || logical?.type === "UUID"
   ) {
     return { type: "string" };
+  }
+  if (logical?.type === "FLOAT16") return { type: "real" }; // every FLOAT16 is a float4
+  if (
+    converted === "UINT_64" || (logical?.type === "INTEGER" && logical.bitWidth === 64 && !logical.isSigned)
+  ) {
+    return { type: "numeric(20,0)", reason: "unsigned 64-bit integers, beyond bigint" };
   }
   switch (element.type) {
     case "BOOLEAN":
