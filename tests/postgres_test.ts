@@ -13,6 +13,7 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
+import { parquetMetadata } from "hyparquet";
 import { parquetWriteBuffer } from "hyparquet-writer";
 import postgresExecutor from "../executors/postgres/mod.ts";
 import { openS3Location } from "../lib/aws/s3/storage.ts";
@@ -877,11 +878,16 @@ function decimal(name: string, type: string, precision: number, scale: number, m
 }
 
 /** A parquet file of `columns` (name → values) with the given schema leaves, 2 rows a row group. */
-function parquetOf(columns: Record<string, unknown[]>, leaves: Record<string, unknown>[]): Uint8Array {
+function parquetOf(
+  columns: Record<string, unknown[]>,
+  leaves: Record<string, unknown>[],
+  options: { statistics?: boolean } = {},
+): Uint8Array {
   return new Uint8Array(parquetWriteBuffer({
     columnData: Object.entries(columns).map(([name, data]) => ({ name, data })),
     schema: [{ name: "root", num_children: leaves.length }, ...leaves] as never,
     rowGroupSize: 2,
+    ...options,
   }));
 }
 
@@ -982,6 +988,183 @@ pgTest(
         "3|0|Infinity|23:59:59.999|00:00:00.000001|00:00:00|294926-01-19",
         "4",
       ],
+    );
+  },
+);
+
+/** An INT96 value (Spark's, Impala's timestamps): nanoseconds of the day, then the Julian day. */
+function int96(nanos: bigint): Uint8Array {
+  const day = 86_400_000_000_000n;
+  const bytes = new Uint8Array(12);
+  const view = new DataView(bytes.buffer);
+  view.setBigInt64(0, ((nanos % day) + day) % day, true);
+  view.setInt32(8, Number((nanos - (((nanos % day) + day) % day)) / day) + 2440588, true);
+  return bytes;
+}
+
+/**
+ * `file` (written without statistics) with its FIXED_LEN_BYTE_ARRAY(12) columns turned INT96, which
+ * hyparquet-writer does not write: in the footer's thrift, the type (7 → 3) of each such schema element
+ * (followed by type_length 12) and column chunk (followed by its encodings).
+ */
+function withInt96(file: Uint8Array, columns: number): Uint8Array {
+  const end = file.length - 8;
+  const start = end - new DataView(file.buffer, file.byteOffset).getUint32(end, true);
+  let patched = 0;
+  for (let i = start; i < end - 3; i++) {
+    const next = [file[i + 2], file[i + 3]];
+    if (
+      file[i] === 0x15 && file[i + 1] === 0x0e && (next[0] === 0x19 || (next[0] === 0x15 && next[1] === 0x18))
+    ) {
+      file[i + 1] = 0x06;
+      patched++;
+    }
+  }
+  const metadata = parquetMetadata(file.slice().buffer);
+  assert.equal(patched, 2 * columns);
+  assert.equal(metadata.schema.filter((element) => element.type === "INT96").length, columns);
+  return file;
+}
+
+/** A database of its own whose TimeZone is America/New_York (no other test sees it), made once. */
+let newYorkDatabase: Promise<string> | undefined;
+function inNewYork(): Promise<string> {
+  newYorkDatabase ??= (async () => {
+    await pg.psql("DROP DATABASE IF EXISTS lakerun_new_york");
+    await pg.psql("CREATE DATABASE lakerun_new_york");
+    await pg.psql("ALTER DATABASE lakerun_new_york SET timezone TO 'America/New_York'");
+    return "lakerun_new_york";
+  })();
+  return newYorkDatabase;
+}
+
+/** `sql`'s output in the New York database, its timestamptz values shown in UTC. */
+async function psqlNewYork(sql: string): Promise<string> {
+  return await pg.psql(`\\c ${await inNewYork()}\nSET TimeZone TO 'UTC';\n${sql}`);
+}
+
+pgTest(
+  "parquet timestamps keep their microseconds, and an instant lands as that instant in a database whose TimeZone is not UTC",
+  async () => {
+    await using dir = await tempDir();
+    const database = await inNewYork();
+    await psqlNewYork(`DROP TABLE IF EXISTS times, times_int96;
+      CREATE TABLE times (id int, utc_ts timestamp, utc_tz timestamptz, local_ts timestamp, local_tz timestamptz,
+        ms_tz timestamptz, ns_tz timestamptz, legacy_tz timestamptz, int96_ts timestamp, int96_tz timestamptz)`);
+    const timestamp = (name: string, unit: string, isAdjustedToUTC: boolean) =>
+      leaf(name, "INT64", { logical_type: { type: "TIMESTAMP", unit, isAdjustedToUTC } });
+    const june = 1719746400123456n; // 2024-06-30 11:20:00.123456 UTC, in microseconds
+    const january = 1705317600000000n; // 2024-01-15 11:20:00 UTC
+    const times = parquetOf({
+      id: [1, 2, 3],
+      utc_ts: [june, january, null],
+      utc_tz: [june, january, null],
+      local_ts: [june, january, null],
+      local_tz: [june, january, null],
+      ms_tz: [june / 1000n, january / 1000n, null],
+      ns_tz: [june * 1000n + 789n, -1500n, null],
+      legacy_tz: [june, january, null],
+    }, [
+      leaf("id", "INT32", { repetition_type: "REQUIRED" }),
+      timestamp("utc_ts", "MICROS", true),
+      timestamp("utc_tz", "MICROS", true),
+      timestamp("local_ts", "MICROS", false),
+      timestamp("local_tz", "MICROS", false),
+      timestamp("ms_tz", "MILLIS", true),
+      timestamp("ns_tz", "NANOS", true),
+      leaf("legacy_tz", "INT64", { converted_type: "TIMESTAMP_MICROS" }), // no logical type: an instant
+    ]);
+    const legacy = withInt96(
+      parquetOf({
+        id: [4, 5],
+        int96_ts: [int96(june * 1000n + 789n), int96(january * 1000n + 1000n)],
+        int96_tz: [int96(june * 1000n + 789n), int96(january * 1000n + 1000n)],
+      }, [
+        leaf("id", "INT32", { repetition_type: "REQUIRED" }),
+        leaf("int96_ts", "FIXED_LEN_BYTE_ARRAY", { type_length: 12 }),
+        leaf("int96_tz", "FIXED_LEN_BYTE_ARRAY", { type_length: 12 }),
+      ], { statistics: false }),
+      2,
+    );
+    await writeFiles(dir.path, {
+      "staging/part-0.parquet": times,
+      "staging/part-1.parquet": legacy,
+      "int96/part-1.parquet": legacy,
+    });
+    const result = await runRoutine(
+      dir.path,
+      routine({ database, table: "times", source: "staging", format: "parquet" }, ["load"]),
+    );
+    assert.equal(result.code, 0, output(result));
+    assert.deepEqual(
+      (await psqlNewYork(
+        `SELECT concat_ws('|', id, utc_ts, utc_tz, local_ts, local_tz, ms_tz, ns_tz, legacy_tz, int96_ts, int96_tz)
+         FROM times ORDER BY id`,
+      )).trim().split("\n"),
+      [
+        // a local timestamp has no zone: a timestamptz column reads it in the session's TimeZone (New York)
+        "1|2024-06-30 11:20:00.123456|2024-06-30 11:20:00.123456+00|2024-06-30 11:20:00.123456|" +
+        "2024-06-30 15:20:00.123456+00|2024-06-30 11:20:00.123+00|2024-06-30 11:20:00.123457+00|" +
+        "2024-06-30 11:20:00.123456+00",
+        "2|2024-01-15 11:20:00|2024-01-15 11:20:00+00|2024-01-15 11:20:00|2024-01-15 16:20:00+00|" +
+        "2024-01-15 11:20:00+00|1969-12-31 23:59:59.999999+00|2024-01-15 11:20:00+00",
+        "3",
+        "4|2024-06-30 11:20:00.123457|2024-06-30 11:20:00.123457+00",
+        "5|2024-01-15 11:20:00.000001|2024-01-15 11:20:00.000001+00",
+      ],
+    );
+
+    // create_table makes every parquet timestamp a timestamp, INT96 too
+    const inferred = await runRoutine(
+      dir.path,
+      routine({ database, table: "times_int96", source: "int96", format: "parquet" }, [
+        "create_table",
+        "load",
+      ]),
+    );
+    assert.equal(inferred.code, 0, output(inferred));
+    assert.equal(
+      (await psqlNewYork(
+        `SELECT string_agg(format_type(atttypid, atttypmod), ', ' ORDER BY attnum) FROM pg_attribute
+         WHERE attrelid = 'times_int96'::regclass AND attnum > 0`,
+      )).trim(),
+      "bigint, timestamp without time zone, timestamp without time zone",
+    );
+    assert.equal(
+      (await psqlNewYork("SELECT int96_ts FROM times_int96 WHERE id = 4")).trim(),
+      "2024-06-30 11:20:00.123457",
+    );
+  },
+);
+
+pgTest(
+  "JSON lines and CSV timestamps: timestamptz keeps an offset, timestamp drops it, and no offset reads in the database's TimeZone",
+  async () => {
+    await using dir = await tempDir();
+    const database = await inNewYork();
+    await psqlNewYork(
+      "DROP TABLE IF EXISTS texts; CREATE TABLE texts (id int, ts timestamp, tz timestamptz)",
+    );
+    const values = ["2024-06-30T11:20:00-07:00", "2024-06-30 11:20:00", "2024-06-30T11:20:00Z"];
+    await writeFiles(dir.path, {
+      "json/a.json": values.map((at, i) => JSON.stringify({ id: i + 1, ts: at, tz: at })).join("\n"),
+      "csv/a.csv": ["id,ts,tz", ...values.map((at, i) => `${i + 11},${at},${at}`)].join("\n"),
+    });
+    for (const format of ["json", "csv"]) {
+      const result = await runRoutine(
+        dir.path,
+        routine({ database, table: "texts", source: format, format }, ["load"]),
+      );
+      assert.equal(result.code, 0, output(result));
+    }
+    const expected = [
+      "2024-06-30 11:20:00|2024-06-30 18:20:00+00", // -07:00: the instant in timestamptz, dropped by timestamp
+      "2024-06-30 11:20:00|2024-06-30 15:20:00+00", // no offset: New York's (EDT, -04) in timestamptz
+      "2024-06-30 11:20:00|2024-06-30 11:20:00+00", // Z
+    ];
+    assert.deepEqual(
+      (await psqlNewYork("SELECT concat_ws('|', id, ts, tz) FROM texts ORDER BY id")).trim().split("\n"),
+      [...expected.map((row, i) => `${i + 1}|${row}`), ...expected.map((row, i) => `${i + 11}|${row}`)],
     );
   },
 );

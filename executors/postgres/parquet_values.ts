@@ -10,11 +10,19 @@
  * - **TIME** (MILLIS, MICROS, NANOS): `12:34:56.123456`, with `+00` when it is adjusted to UTC (a `time`
  *   column ignores the offset, a `timetz` one keeps it). PostgreSQL keeps microseconds: nanoseconds are
  *   rounded to the nearest one, a half up.
+ * - **TIMESTAMP** (MILLIS, MICROS, NANOS) and legacy **INT96**: every digit, nanoseconds rounded to the
+ *   microsecond as TIME's. An instant (`isAdjustedToUTC`, the TIMESTAMP_MILLIS / _MICROS converted types,
+ *   INT96 as Spark writes it) ends with `+00`: a `timestamptz` column gets that instant whatever the
+ *   session's TimeZone, a `timestamp` one its UTC time (PostgreSQL ignores an offset there). A local
+ *   timestamp (`isAdjustedToUTC: false`) has none: a `timestamp` column gets it as it is, and a
+ *   `timestamptz` one reads it in the session's TimeZone, as it reads any such text (lakerun sets none).
  *
  * The metadata lakerun reads rows with ({@link parquetReading}) is the file's with the DECIMAL and DATE
  * annotations of these columns taken off, so hyparquet hands over the stored integers (a BYTE_ARRAY decimal
  * as bytes: it is read with `utf8: false`, apart from the other columns); hyparquet leaves TIME values as
- * they are stored. Nested fields are loaded as their JSON text, as hyparquet decodes them.
+ * they are stored. Timestamps come through hyparquet's parsers ({@link PARQUET_PARSERS}) as
+ * {@link ParquetTimestamp}s, since hyparquet converts every INT96 value: in nested fields too, whose JSON
+ * text they write with all their digits. Nested fields are otherwise loaded as hyparquet decodes them.
  *
  * @module
  */
@@ -30,7 +38,35 @@ export interface ParquetReading {
   binary: string[];
   /** For each top-level field, the CSV field of one of its values; `undefined`: the generic one. */
   text: (((value: unknown) => string) | undefined)[];
+  /** hyparquet's `parsers` to read with. */
+  parsers: typeof PARQUET_PARSERS;
 }
+
+/** A parquet timestamp, every digit kept: nanoseconds since 1970-01-01 00:00 (UTC for an instant). */
+export class ParquetTimestamp {
+  constructor(readonly nanos: bigint) {}
+
+  /** As in a nested field's JSON: ISO 8601 in UTC, as a JS Date writes it, with every digit. */
+  toJSON(): string {
+    const { year, month, day, nanos } = timestampParts(this.nanos);
+    const two = (n: number) => String(n).padStart(2, "0");
+    const iso = year >= 0 && year <= 9999
+      ? String(year).padStart(4, "0")
+      : `${year < 0 ? "-" : "+"}${String(Math.abs(year)).padStart(6, "0")}`;
+    const clock = clockText(nanos / 1000n).slice(0, 8);
+    const fraction = (nanos % 1_000_000_000n).toString().padStart(9, "0").replace(/(?:000){1,2}$/, "");
+    return `${iso}-${two(month)}-${two(day)}T${clock}.${fraction}Z`;
+  }
+}
+
+/** hyparquet's timestamp parsers, giving {@link ParquetTimestamp}s instead of JS Dates (milliseconds). */
+export const PARQUET_PARSERS = {
+  timestampFromMilliseconds: (millis: bigint): ParquetTimestamp =>
+    new ParquetTimestamp(BigInt(millis) * 1_000_000n),
+  timestampFromMicroseconds: (micros: bigint): ParquetTimestamp =>
+    new ParquetTimestamp(BigInt(micros) * 1000n),
+  timestampFromNanoseconds: (nanos: bigint): ParquetTimestamp => new ParquetTimestamp(BigInt(nanos)),
+};
 
 /**
  * How to read the rows of the parquet file with `metadata`, whose top-level fields are `fields`
@@ -58,6 +94,31 @@ export interface ParquetReading {
  * assert.equal(reading.text[0]?.(null), "");
  * assert.equal(reading.text[1], undefined);
  * ```
+ *
+ * A timestamp column's values are {@link ParquetTimestamp}s, as {@link PARQUET_PARSERS} (`reading.parsers`)
+ * make them; an instant is written with `+00`:
+ *
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { parquetMetadata, parquetSchema } from "hyparquet";
+ * import { parquetWriteBuffer } from "hyparquet-writer";
+ * import { parquetReading, ParquetTimestamp } from "./parquet_values.ts";
+ *
+ * const timestamp = (isAdjustedToUTC: boolean) => ({ type: "TIMESTAMP", isAdjustedToUTC, unit: "MICROS" } as const);
+ * const metadata = parquetMetadata(parquetWriteBuffer({
+ *   columnData: [{ name: "at", data: [0n] }, { name: "local", data: [0n] }],
+ *   schema: [
+ *     { name: "root", num_children: 2 },
+ *     { name: "at", type: "INT64", repetition_type: "OPTIONAL", logical_type: timestamp(true) },
+ *     { name: "local", type: "INT64", repetition_type: "OPTIONAL", logical_type: timestamp(false) },
+ *   ],
+ * }));
+ * const [at, local] = parquetReading(metadata, parquetSchema(metadata).children).text;
+ * const value = new ParquetTimestamp(1719746400123456789n);
+ * assert.equal(at?.(value), "2024-06-30 11:20:00.123457+00");
+ * assert.equal(local?.(value), "2024-06-30 11:20:00.123457");
+ * assert.equal(JSON.stringify(value), '"2024-06-30T11:20:00.123456789Z"');
+ * ```
  */
 export function parquetReading(metadata: FileMetaData, fields: readonly SchemaTree[]): ParquetReading {
   const raw = new Set<SchemaElement>();
@@ -75,6 +136,13 @@ export function parquetReading(metadata: FileMetaData, fields: readonly SchemaTr
       raw.add(element);
       return orNull(dateText);
     }
+    const timestamp = timestampOf(element);
+    if (timestamp !== undefined) {
+      return orNull((value) => {
+        if (!(value instanceof ParquetTimestamp)) throw new Error(`${element.name}: not a ParquetTimestamp`);
+        return timestampText(value.nanos, timestamp.adjusted);
+      });
+    }
     const time = timeOf(element);
     if (time !== undefined) {
       return orNull((value) => `${clockText(micros(BigInt(value), time.unit))}${time.adjusted ? "+00" : ""}`);
@@ -91,6 +159,7 @@ export function parquetReading(metadata: FileMetaData, fields: readonly SchemaTr
     names: fields.map((field) => field.element.name),
     binary,
     text,
+    parsers: PARQUET_PARSERS,
   };
 }
 
@@ -154,6 +223,47 @@ export function unscaledOf(value: number | bigint | Uint8Array): bigint {
   let unsigned = 0n;
   for (const byte of value) unsigned = (unsigned << 8n) | BigInt(byte);
   return value.length > 0 && value[0] >= 0x80 ? unsigned - (1n << BigInt(value.length * 8)) : unsigned;
+}
+
+/**
+ * Whether a timestamp column's values are instants (UTC); `undefined` for another column. The converted
+ * types TIMESTAMP_MILLIS / _MICROS stand for instants (parquet-format's LogicalTypes.md), and so does an
+ * INT96 as Spark and Hive write it (Spark reads it back as an instant; Impala's local INT96 cannot be told).
+ */
+export function timestampOf(element: SchemaElement): { adjusted: boolean } | undefined {
+  if (element.logical_type?.type === "TIMESTAMP") return { adjusted: element.logical_type.isAdjustedToUTC };
+  const converted = element.converted_type;
+  if (converted === "TIMESTAMP_MILLIS" || converted === "TIMESTAMP_MICROS") return { adjusted: true };
+  if (element.type === "INT96" && converted === undefined) return { adjusted: true };
+  return undefined;
+}
+
+/**
+ * A timestamp from its nanoseconds since 1970-01-01 00:00, rounded to the microsecond (a half up), as
+ * PostgreSQL reads it: with `+00` for an instant (`adjusted`), `BC` last.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { timestampText } from "./parquet_values.ts";
+ *
+ * assert.equal(timestampText(1719746400123456789n, true), "2024-06-30 11:20:00.123457+00");
+ * assert.equal(timestampText(1719746400000000000n, false), "2024-06-30 11:20:00");
+ * assert.equal(timestampText(-1000n, false), "1969-12-31 23:59:59.999999");
+ * assert.equal(timestampText(-62135596800000000000n - 1000n, true), "0001-12-31 23:59:59.999999+00 BC");
+ * ```
+ */
+export function timestampText(nanos: bigint, adjusted: boolean): string {
+  const rounded = micros(nanos, "NANOS");
+  const days = floorDiv(rounded, 86_400_000_000n);
+  const [date, era] = datePart(Number(days));
+  return `${date} ${clockText(rounded - days * 86_400_000_000n)}${adjusted ? "+00" : ""}${era}`;
+}
+
+/** The calendar date of `nanos` since 1970-01-01 00:00, and the nanoseconds into that day. */
+function timestampParts(nanos: bigint): { year: number; month: number; day: number; nanos: bigint } {
+  const days = floorDiv(nanos, 86_400_000_000_000n);
+  return { ...civilDate(Number(days)), nanos: nanos - days * 86_400_000_000_000n };
 }
 
 /** A TIME column's unit, and whether its values are UTC times of day; `undefined` for another column. */
@@ -224,10 +334,16 @@ export function clockText(micros: bigint): string {
  * ```
  */
 export function dateText(days: number): string {
+  const [date, era] = datePart(days);
+  return `${date}${era}`;
+}
+
+/** {@link dateText} in two: the date, and ` BC` or nothing (PostgreSQL reads the era last). */
+function datePart(days: number): [string, string] {
   const { year, month, day } = civilDate(days);
   const two = (n: number) => String(n).padStart(2, "0");
   const date = `${String(year > 0 ? year : 1 - year).padStart(4, "0")}-${two(month)}-${two(day)}`;
-  return year > 0 ? date : `${date} BC`;
+  return [date, year > 0 ? "" : " BC"];
 }
 
 /** The proleptic Gregorian year (0 is 1 BC), month and day of `days` after 1970-01-01 (H. Hinnant's). */

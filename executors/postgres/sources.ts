@@ -7,7 +7,7 @@
  *   columns), then the stream passes through untouched.
  * - Newline-delimited JSON is rewritten line by line as CSV (one JSON object per line; keys map to columns).
  * - Parquet is read a row group at a time (ranged reads of the file; never the whole file in memory) and
- *   written as CSV; decimals exactly (parquet_values.ts).
+ *   written as CSV; decimals and timestamps exactly (parquet_values.ts).
  *
  * @module
  */
@@ -20,7 +20,7 @@ import { JsonNumber, parseJsonKeepingNumbers } from "../../lib/tables/json_numbe
 import { sampleFiles } from "../../lib/tables/sample.ts";
 import type { ColumnSpec } from "../../lib/tables/ddl.ts";
 import type { Storage, StoredFile } from "../../lib/storage/mod.ts";
-import { decimalOf, parquetReading, timeOf } from "./parquet_values.ts";
+import { decimalOf, parquetReading, timeOf, timestampOf } from "./parquet_values.ts";
 
 /** The formats a load reads. */
 export type SourceFormat = "csv" | "json" | "parquet";
@@ -278,18 +278,14 @@ function csvField(value: unknown): string {
       return String(value);
   }
   if (value instanceof JsonNumber) return value.source;
-  if (value instanceof Date) return Number.isNaN(value.getTime()) ? "" : timestampText(value);
+  // an instant: ISO 8601 with its `Z` (no top-level parquet value comes as a Date: see parquet_values.ts)
+  if (value instanceof Date) return Number.isNaN(value.getTime()) ? "" : value.toISOString();
   if (value instanceof Uint8Array) {
     return `"\\x${[...value].map((b) => b.toString(16).padStart(2, "0")).join("")}"`;
   }
   return csvField(
     JSON.stringify(value, (_key, inner) => typeof inner === "bigint" ? inner.toString() : inner),
   );
-}
-
-/** `2024-06-30 12:00:00.123` (UTC); PostgreSQL reads it into date, timestamp and timestamptz columns. */
-function timestampText(date: Date): string {
-  return date.toISOString().replace("T", " ").replace(/\.000Z$|Z$/, "");
 }
 
 function linesOf(field: string): number {
@@ -489,9 +485,8 @@ function parquetColumnType(field: SchemaTree): { type: string; reason?: string }
   }
   if (logical?.type === "DATE" || converted === "DATE") return { type: "date" };
   if (timeOf(element)) return { type: "time" };
-  if (logical?.type === "TIMESTAMP" || converted === "TIMESTAMP_MILLIS" || converted === "TIMESTAMP_MICROS") {
-    return { type: "timestamp" };
-  }
+  // an instant as its UTC time (as lakerun always made it; declare timestamptz to keep instants)
+  if (timestampOf(element)) return { type: "timestamp" };
   if (
     logical?.type === "STRING" || converted === "UTF8" || logical?.type === "ENUM" || logical?.type === "UUID"
   ) {
@@ -546,6 +541,7 @@ async function parquetInput(
       rowEnd: rowStart + groups[group],
       rowFormat: "object",
       utf8,
+      parsers: reading.parsers,
     });
   const others = fields.filter((name) => !reading.binary.includes(name));
   const stream = new ReadableStream<Uint8Array>({
