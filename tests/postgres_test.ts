@@ -540,6 +540,27 @@ pgTest(
 );
 
 pgTest(
+  "an empty header field's generated name yields to a real header of that name (col_2 keeps its values)",
+  async () => {
+    await using dir = await tempDir();
+    await pg.psql("DROP TABLE IF EXISTS empty_header");
+    await writeFiles(dir.path, { "staging/a.csv": "id,,col_2\n1,blank,real\n" });
+    const result = await runRoutine(
+      dir.path,
+      routine({ table: "empty_header", source: "staging" }, ["create_table", "load"]),
+    );
+    assert.equal(result.code, 0, output(result));
+    assert.equal(
+      (await pg.psql(
+        "SELECT string_agg(column_name, ', ' ORDER BY ordinal_position) FROM information_schema.columns WHERE table_name = 'empty_header'",
+      )).trim(),
+      "id, col_2_2, col_2",
+    );
+    assert.equal((await pg.psql("SELECT col_2 || '/' || col_2_2 FROM empty_header")).trim(), "real/blank");
+  },
+);
+
+pgTest(
   "a value that does not fit fails the load with file, line, column and value, and nothing is committed",
   async () => {
     await using dir = await tempDir();

@@ -155,7 +155,9 @@ Deno.test("columnIdentifiers makes hostile headers safe, unique names", () => {
 
 Deno.test("columnIdentifiers gives duplicates _2, _3 … around names other headers already have", () => {
   assert.deepEqual(columnIdentifiers(["a", "A", "a_2", "a"]), ["a", "a_3", "a_2", "a_4"]);
-  assert.deepEqual(columnIdentifiers(["", "", "col_1"]), ["col_1", "col_2", "col_1_2"]);
+  // a header's own name wins over the col_<position> generated for an empty one
+  assert.deepEqual(columnIdentifiers(["", "", "col_1"]), ["col_1_2", "col_2", "col_1"]);
+  assert.deepEqual(columnIdentifiers(["col_2", ""]), ["col_2", "col_2_2"]);
   assert.deepEqual(columnIdentifiers(["Straße", "Ｆｕｌｌ　Ｗｉｄｔｈ", "ﬁle", "__x__", "(id)"]), [
     "stra_e",
     "full_width",

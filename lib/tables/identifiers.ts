@@ -31,8 +31,9 @@ export const MAX_IDENTIFIER_LENGTH = 127;
  * Turns header texts into unique column names valid in Athena/Glue, PostgreSQL and Redshift alike:
  * `[a-z_][a-z0-9_]*`. Accents are dropped where Unicode decomposition leaves ASCII (`Prénom` → `prenom`);
  * other characters become `_`, runs of `_` collapse and `_` made from them at either end is dropped. An empty
- * result becomes `col_<position>`, a leading digit gets a `_` prefix, and a repeated name gets `_2`, `_3`,
- * … skipping names that another header already has.
+ * result becomes `col_<position>` (after the other names: a header named `col_3` keeps its name), a leading
+ * digit gets a `_` prefix, and a repeated name gets `_2`, `_3`, … skipping names that another header already
+ * has.
  *
  * @example
  * ```ts
@@ -50,16 +51,23 @@ export function columnIdentifiers(headers: readonly string[], options: Identifie
   if (!Number.isInteger(maxLength) || maxLength < 8) {
     throw new Error(`maxLength must be an integer ≥ 8, not ${maxLength}`);
   }
+  const generated = headers.map((header) => identifierBase(header) === "");
   const bases = headers.map((header, index) =>
     truncate(identifierBase(header) || `col_${index + 1}`, maxLength)
   );
   const taken = new Set(bases);
   const used = new Set<string>();
-  return bases.map((base) => {
-    const name = used.has(base) ? firstFreeName(base, maxLength, taken, used) : base;
-    used.add(name);
-    return name;
-  });
+  const names: string[] = new Array(headers.length);
+  // a header's own name first, then the generated col_<position> ones: a real `col_3` keeps its name
+  for (const pass of [false, true]) {
+    bases.forEach((base, index) => {
+      if (generated[index] !== pass) return;
+      const name = used.has(base) ? firstFreeName(base, maxLength, taken, used) : base;
+      used.add(name);
+      names[index] = name;
+    });
+  }
+  return names;
 }
 
 /**
