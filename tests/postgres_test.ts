@@ -520,7 +520,7 @@ pgTest(
       "dup/a.csv": "dup,dup\n3,4\n",
     });
     for (
-      const [table, source, columns] of [["collide_space", "space", "a_b, a_b_2"], [
+      const [table, source, columns] of [["collide_space", "space", "a_b_2, a_b"], [
         "collide_dup",
         "dup",
         "dup, dup_2",
@@ -536,6 +536,57 @@ pgTest(
       );
       assert.deepEqual(await rowsOf(table), [source === "space" ? "(1,2)" : "(3,4)"]);
     }
+  },
+);
+
+pgTest(
+  "headers differing only by case fill the same columns in every file, whatever their order (CSV and JSON)",
+  async () => {
+    await using dir = await tempDir();
+    await pg.psql("DROP TABLE IF EXISTS case_csv, case_json, case_json_late");
+    const columnsOf = async (table: string) =>
+      (await pg.psql(
+        `SELECT string_agg(column_name, ', ' ORDER BY ordinal_position) FROM information_schema.columns WHERE table_name = '${table}'`,
+      )).trim();
+    // the table from 1.csv, then 1.csv and 2.csv (the same headers in another order) loaded
+    await writeFiles(dir.path, { "csv/1.csv": "key,id,ID,Name\nk1,lower1,UPPER1,n1\n" });
+    const created = await runRoutine(
+      dir.path,
+      routine({ table: "case_csv", source: "csv" }, ["create_table"]),
+    );
+    assert.equal(created.code, 0, output(created));
+    assert.equal(await columnsOf("case_csv"), "key, id, id_2, name");
+    await writeFiles(dir.path, { "csv/2.csv": "ID,Name,key,id\nUPPER2,n2,k2,lower2\n" });
+    const csv = await runRoutine(dir.path, routine({ table: "case_csv", source: "csv" }, ["load"]));
+    assert.equal(csv.code, 0, output(csv));
+    assert.deepEqual(await rowsOf("case_csv"), ["(k1,lower1,UPPER1,n1)", "(k2,lower2,UPPER2,n2)"]);
+
+    // JSON keys map together too: "Code" is code_2 beside "code", on every line, in any order
+    await writeFiles(dir.path, {
+      "json/a.json":
+        '{"code":"lower1","Code":"UPPER1"}\n{"Code":"UPPER2","code":"lower2"}\n{"code":"lower3"}\n',
+    });
+    const json = await runRoutine(
+      dir.path,
+      routine({ table: "case_json", source: "json", format: "json" }, ["create_table", "load"]),
+    );
+    assert.equal(json.code, 0, output(json));
+    assert.equal(await columnsOf("case_json"), "code, code_2");
+    assert.deepEqual(await rowsOf("case_json"), ["(lower1,UPPER1)", "(lower2,UPPER2)", "(lower3,)"]);
+
+    // a key whose column an earlier line gave another key is refused, naming both, not loaded elsewhere
+    await pg.psql("CREATE TABLE case_json_late (code text, code_2 text)");
+    await writeFiles(dir.path, { "late/a.json": '{"Code":"UPPER1"}\n{"code":"lower2","Code":"UPPER2"}\n' });
+    const late = await runRoutine(
+      dir.path,
+      routine({ table: "case_json_late", source: "late", format: "json" }, ["load"]),
+    );
+    assert.equal(late.code, 1, output(late));
+    assert.match(
+      late.stdout,
+      /a\.json line 2 has the key "code", which fills column code, filled on the lines before from the key "Code" \(a key that is a column's name takes it first\); nothing was committed/,
+    );
+    assert.deepEqual(await rowsOf("case_json_late"), []);
   },
 );
 

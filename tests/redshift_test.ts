@@ -944,6 +944,43 @@ s3Test(
 );
 
 s3Test(
+  "Data API copy_from_s3: headers differing only by case fill the columns create_table named them, in any order",
+  async () => {
+    await using fake = await startFake();
+    const bucket = await createTestBucket(s3server, "rs-case");
+    const t = tableName("cased");
+    // what create_table makes of `id,ID` (or `ID,id`): the valid name keeps it, the other is id_2
+    await psql(`CREATE TABLE public.${t} (id text, id_2 text)`);
+    const load = async (prefix: string, files: Record<string, string>) => {
+      await putObjects(`s3://${bucket}/${prefix}`, files);
+      await using dir = await tempDir();
+      const params = { ...dataApi, table: t, source: `s3://${bucket}/${prefix}`, iam_role: ROLE };
+      return await runRoutineJson(routine(fake, { load: { params, tasks: ["copy_from_s3"] } }), {
+        cwd: dir.path,
+      });
+    };
+    const upperFirst = await load("upper", { "a.csv": "ID,id\nUPPER1,lower1\n" });
+    assert.equal(upperFirst.error, undefined, upperFirst.lines.join("\n"));
+    assert.match(
+      fake.statements.at(-1)!.sqls.find((sql) => sql.startsWith("COPY"))!,
+      /^COPY "lakerun_staging" \("id_2", "id"\) FROM/,
+    );
+    const lowerFirst = await load("lower", { "a.csv": "id,ID\nlower2,UPPER2\n" });
+    assert.equal(lowerFirst.error, undefined, lowerFirst.lines.join("\n"));
+    assert.equal(
+      await psql(`SELECT string_agg(id || '/' || id_2, ',' ORDER BY id) FROM ${t}`),
+      "lower1/UPPER1,lower2/UPPER2",
+    );
+    // the two orders in one COPY: refused, as any two orders are
+    const mixed = await load("mixed", { "a.csv": "ID,id\nU,l\n", "b.csv": "id,ID\nl,U\n" });
+    assert.match(
+      mixed.error?.message ?? "",
+      /mixed\/b\.csv has its columns in another order \(id, id_2\) than s3:\/\/.*\/mixed\/a\.csv \(id_2, id\)/,
+    );
+  },
+);
+
+s3Test(
   "Data API copy_from_s3: a bad value names file, line, column, raw value and reason; nothing committed",
   async () => {
     await using fake = await startFake();

@@ -18,6 +18,7 @@ import {
 } from "../lib/tables/ddl.ts";
 import {
   columnIdentifiers,
+  columnsOfNames,
   parseTableName,
   quoteIdentifier,
   quoteLiteral,
@@ -147,8 +148,8 @@ Deno.test("columnIdentifiers makes hostile headers safe, unique names", () => {
     "prenom",
     "col_7",
     "col_8",
+    "name_2", // "Name": "name" is already a valid name and keeps it
     "name",
-    "name_2",
     "_2nd",
   ]);
 });
@@ -189,6 +190,34 @@ Deno.test("columnIdentifiers always returns valid, unique names (random hostile 
     const names = columnIdentifiers(headers);
     assert.equal(new Set(names).size, names.length, JSON.stringify(headers));
     for (const name of names) assert.match(name, /^[a-z_][a-z0-9_]{0,126}$/, JSON.stringify(headers));
+  }
+});
+
+Deno.test("a header fills the column create_table named it, whatever the order of the headers", () => {
+  const random = seededRandom(7);
+  const unknown = (name: string) => `no column for ${name}`;
+  for (
+    const headers of [
+      ["key", "id", "ID", "Name"],
+      ["ID", "Id", "iD"],
+      ["a b", "a_b", "A B", "a_b_2"],
+      ["col_1", "Col 1", "COL_1", "x"],
+      ["Prénom", "prenom", "PRENOM"],
+    ]
+  ) {
+    const table = columnIdentifiers(headers);
+    const columnOf = new Map(headers.map((header, i) => [header, table[i]]));
+    for (let round = 0; round < 20; round++) {
+      const shuffled = headers.map((header) => ({ header, key: random() })).sort((a, b) => a.key - b.key)
+        .map(({ header }) => header);
+      const mapped = columnsOfNames(shuffled, table, { unknown });
+      shuffled.forEach((header, i) =>
+        assert.equal(mapped[i], columnOf.get(header), JSON.stringify(shuffled))
+      );
+      // and a table made from the shuffled headers names each the same way
+      const again = columnIdentifiers(shuffled);
+      shuffled.forEach((header, i) => assert.equal(again[i], columnOf.get(header), JSON.stringify(shuffled)));
+    }
   }
 });
 
@@ -443,8 +472,8 @@ Deno.test("inferTable names hostile headers safely and logs each rename", () => 
   assert.match(reasons, /only the header line is quoted/);
   assert.match(reasons, /column 1 "x\\"; DROP TABLE y; --" is named x_drop_table_y/);
   assert.match(reasons, /column 7 "名前" is named col_7/);
-  assert.match(reasons, /column 10 "name" is named name_2/);
-  assert.match(reasons, /column names are lowercased \(e\.g\. "Name" → name\)/);
+  assert.match(reasons, /column 9 "Name" is named name_2/);
+  assert.doesNotMatch(reasons, /"name" is named/);
 });
 
 Deno.test("inferTable: headers that differ between files are an error naming both", () => {

@@ -321,22 +321,37 @@ class CsvWriter {
 async function jsonInput(storage: Storage, file: StoredFile, options: CopyInputOptions): Promise<CopyInput> {
   const columns = [...options.tableColumns];
   const index = new Map(columns.map((column, i) => [column, i]));
-  const keyColumns = new Map<string, number>(); // key → column position, once seen
-  const columnOf = (key: string, line: number): number => {
-    let position = keyColumns.get(key);
-    if (position === undefined) {
-      const [column] = mapNames(
-        [key],
+  // the keys seen so far, first seen first, and the column position of each: mapped together
+  // (mapNames), so `code` fills code and `Code` code_2 whichever comes first, as create_table named them
+  const keys: string[] = [];
+  const keyColumns = new Map<string, number>();
+  const columnsOf = (lineKeys: string[], line: number): number[] => {
+    const fresh = lineKeys.filter((key) => !keyColumns.has(key));
+    if (fresh.length > 0) {
+      keys.push(...fresh);
+      const mapped = mapNames(
+        keys,
         columns,
-        () =>
+        (key) =>
           `${file.path} line ${line} has a key ${
             JSON.stringify(key)
           } that ${options.tableName} lacks (its columns: ${columns.join(", ")})`,
       );
-      position = index.get(column)!;
-      keyColumns.set(key, position);
+      const moved = keys.findIndex((key, i) =>
+        keyColumns.has(key) && keyColumns.get(key) !== index.get(mapped[i])
+      );
+      if (moved !== -1) {
+        const column = columns[keyColumns.get(keys[moved])!];
+        throw new Error(
+          `${file.path} line ${line} has the key ${JSON.stringify(keys[mapped.indexOf(column)])}, ` +
+            `which fills column ${column}, filled on the lines before from the key ${
+              JSON.stringify(keys[moved])
+            } (a key that is a column's name takes it first)`,
+        );
+      }
+      keys.forEach((key, i) => keyColumns.set(key, index.get(mapped[i])!));
     }
-    return position;
+    return lineKeys.map((key) => keyColumns.get(key)!);
   };
   const writer = new CsvWriter();
   const source = await storage.read(file.path, { signal: options.signal });
@@ -363,7 +378,9 @@ async function jsonInput(storage: Storage, file: StoredFile, options: CopyInputO
       throw new Error(`${file.path} line ${line} is not a JSON object (one object per line)`);
     }
     const values: unknown[] = new Array(columns.length);
-    for (const [key, inner] of Object.entries(value)) values[columnOf(key, line)] = inner;
+    const entries = Object.entries(value);
+    const positions = columnsOf(entries.map(([key]) => key), line);
+    entries.forEach(([, inner], i) => values[positions[i]] = inner);
     controller.enqueue(writer.record(values, line));
   };
   const stream = source.pipeThrough(

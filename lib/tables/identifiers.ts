@@ -31,9 +31,13 @@ export const MAX_IDENTIFIER_LENGTH = 127;
  * Turns header texts into unique column names valid in Athena/Glue, PostgreSQL and Redshift alike:
  * `[a-z_][a-z0-9_]*`. Accents are dropped where Unicode decomposition leaves ASCII (`Prénom` → `prenom`);
  * other characters become `_`, runs of `_` collapse and `_` made from them at either end is dropped. An empty
- * result becomes `col_<position>` (after the other names: a header named `col_3` keeps its name), a leading
- * digit gets a `_` prefix, and a repeated name gets `_2`, `_3`, … skipping names that another header already
- * has.
+ * result becomes `col_<position>`, and a leading digit gets a `_` prefix.
+ *
+ * When two headers would get one name, which gets it depends on the names, never on their order (so the same
+ * header gets the same column in every file, whatever order the file gives them): a header that already is
+ * a valid name keeps it (`id` before `ID`), then the others take their name, or `_2`, `_3`, … skipping
+ * names that another header has, in the order of their texts (`ID` before `Id`), and last the generated
+ * `col_<position>` ones (a header named `col_3` keeps its name). Only repeats of one text are named in order.
  *
  * @example
  * ```ts
@@ -42,40 +46,23 @@ export const MAX_IDENTIFIER_LENGTH = 127;
  *
  * assert.deepEqual(
  *   columnIdentifiers(["Prénom", "名前", "x\"; DROP TABLE y; --", "2nd", "Name", "name", "name_2"]),
- *   ["prenom", "col_2", "x_drop_table_y", "_2nd", "name", "name_3", "name_2"],
+ *   ["prenom", "col_2", "x_drop_table_y", "_2nd", "name_3", "name", "name_2"],
  * );
+ * assert.deepEqual(columnIdentifiers(["key", "id", "ID"]), ["key", "id", "id_2"]);
+ * assert.deepEqual(columnIdentifiers(["ID", "key", "id"]), ["id_2", "key", "id"]);
  * ```
  */
 export function columnIdentifiers(headers: readonly string[], options: IdentifierOptions = {}): string[] {
-  const maxLength = options.maxLength ?? MAX_IDENTIFIER_LENGTH;
-  if (!Number.isInteger(maxLength) || maxLength < 8) {
-    throw new Error(`maxLength must be an integer ≥ 8, not ${maxLength}`);
-  }
-  const generated = headers.map((header) => identifierBase(header) === "");
-  const bases = headers.map((header, index) =>
-    truncate(identifierBase(header) || `col_${index + 1}`, maxLength)
-  );
-  const taken = new Set(bases);
-  const used = new Set<string>();
-  const names: string[] = new Array(headers.length);
-  // a header's own name first, then the generated col_<position> ones: a real `col_3` keeps its name
-  for (const pass of [false, true]) {
-    bases.forEach((base, index) => {
-      if (generated[index] !== pass) return;
-      const name = used.has(base) ? firstFreeName(base, maxLength, taken, used) : base;
-      used.add(name);
-      names[index] = name;
-    });
-  }
-  return names;
+  return assignNames(headers, maxLengthOf(options), (header, base) => header === base);
 }
 
 /**
- * The table column each name fills (a CSV header's fields, a file's keys), for loading by name: the column of
- * that exact name, else the one inference names it ({@link columnIdentifiers}: `Prénom` → `prenom`). When two
- * names would fill one column that way, the columns inference gives the whole list are used if the table has
- * them all, as a table created from the same header has (`a b,a_b` fill `a_b`, `a_b_2`; `id,id` fill `id`,
- * `id_2`).
+ * The table column each name fills (a CSV header's fields, a file's keys), for loading by name, by the rule
+ * {@link columnIdentifiers} named the columns of a table created from them: a name that is a column of the
+ * table fills that column; the others fill the column inference names them (`Prénom` → `prenom`), the
+ * names that fill a column of their own name taken first. So a name fills the same column whatever the order
+ * of the names (`id,ID` and `ID,id` both fill `id` from `id` and `id_2` from `ID`), as in the table
+ * `create_table` made from them.
  *
  * @example
  * ```ts
@@ -84,35 +71,68 @@ export function columnIdentifiers(headers: readonly string[], options: Identifie
  *
  * const unknown = (name: string) => `no column for ${name}`;
  * assert.deepEqual(columnsOfNames(["price", "Qty"], ["qty", "price"], { unknown }), ["price", "qty"]);
- * assert.deepEqual(columnsOfNames(["a b", "a_b"], ["a_b", "a_b_2"], { unknown }), ["a_b", "a_b_2"]);
+ * assert.deepEqual(columnsOfNames(["a b", "a_b"], ["a_b", "a_b_2"], { unknown }), ["a_b_2", "a_b"]);
+ * assert.deepEqual(columnsOfNames(["ID", "id"], ["id", "id_2"], { unknown }), ["id_2", "id"]);
  * assert.throws(() => columnsOfNames(["id", "name"], ["id"], { unknown }), /no column for name/);
- * assert.throws(() => columnsOfNames(["a b", "a_b"], ["a_b"], { unknown }), /"a b" and "a_b" both fill column a_b/);
+ * assert.throws(() => columnsOfNames(["a b", "a_b"], ["a_b"], { unknown }), /no column for a b/);
  * ```
- * @throws Error with `unknown(name)` for a name that fills no column, or naming two names that fill one.
+ * @throws Error with `unknown(name)` for a name that fills no column of the table.
  */
 export function columnsOfNames(
   names: readonly string[],
   tableColumns: readonly string[],
   options: IdentifierOptions & { unknown: (name: string) => string },
 ): string[] {
-  const inferred = columnIdentifiers(names, options);
   const columns = new Set(tableColumns);
-  const taken = new Map<string, string>();
-  let conflict: string | undefined;
-  const mapped = names.map((name, index) => {
-    const column = columns.has(name) ? name : columns.has(inferred[index]) ? inferred[index] : undefined;
-    if (column === undefined) throw new Error(options.unknown(name));
-    const other = taken.get(column);
-    if (other !== undefined) {
-      conflict ??= `${JSON.stringify(other)} and ${JSON.stringify(name)} both fill column ${column}`;
-    }
-    taken.set(column, name);
-    return column;
+  const mapped = assignNames(
+    names,
+    maxLengthOf(options),
+    (name, base) => columns.has(name) || name === base,
+  );
+  mapped.forEach((column, index) => {
+    if (!columns.has(column)) throw new Error(options.unknown(names[index]));
   });
-  if (conflict === undefined) return mapped;
-  // names are unique once inferred: a table made from this header has exactly those
-  if (inferred.every((column) => columns.has(column))) return inferred;
-  throw new Error(conflict);
+  return mapped;
+}
+
+function maxLengthOf(options: IdentifierOptions): number {
+  const maxLength = options.maxLength ?? MAX_IDENTIFIER_LENGTH;
+  if (!Number.isInteger(maxLength) || maxLength < 8) {
+    throw new Error(`maxLength must be an integer ≥ 8, not ${maxLength}`);
+  }
+  return maxLength;
+}
+
+/**
+ * The rule of {@link columnIdentifiers}: the first header of each text that `ownName` says keeps its own
+ * name; then the other headers with a name, in the order of their texts; then the generated `col_<position>`.
+ */
+function assignNames(
+  headers: readonly string[],
+  maxLength: number,
+  ownName: (header: string, base: string) => boolean,
+): string[] {
+  const bases = headers.map((header) => truncate(identifierBase(header), maxLength));
+  const names: (string | undefined)[] = new Array(headers.length);
+  const used = new Set<string>();
+  headers.forEach((header, index) => {
+    if (bases[index] !== "" && !used.has(header) && ownName(header, bases[index])) {
+      names[index] = header;
+      used.add(header);
+    }
+  });
+  const generated = bases.map((base, index) => base || truncate(`col_${index + 1}`, maxLength));
+  const taken = new Set([...used, ...generated]);
+  const byText = [...headers.keys()].filter((index) => names[index] === undefined && bases[index] !== "")
+    .sort((a, b) => headers[a] < headers[b] ? -1 : headers[a] > headers[b] ? 1 : a - b);
+  const byPosition = [...headers.keys()].filter((index) => bases[index] === "");
+  for (const index of [...byText, ...byPosition]) {
+    const base = generated[index];
+    const name = used.has(base) ? firstFreeName(base, maxLength, taken, used) : base;
+    used.add(name);
+    names[index] = name;
+  }
+  return names as string[];
 }
 
 /** The header as `[a-z0-9_]`, before the empty and uniqueness rules; may be empty. */
