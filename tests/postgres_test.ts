@@ -729,7 +729,7 @@ pgTest(
 );
 
 pgTest(
-  "replace swaps the rows; upsert run twice leaves the same table, by ON CONFLICT or DELETE + INSERT",
+  "replace swaps the rows; upsert run twice leaves the same table, by ON CONFLICT or UPDATE + INSERT",
   async () => {
     await using dir = await tempDir();
     await pg.psql(
@@ -753,7 +753,7 @@ pgTest(
     assert.equal(second.code, 0, output(second));
     assert.equal(await checksum("sales_up"), after);
 
-    // no unique index on the keys: DELETE + INSERT, said so, and still the same table after a second run
+    // no unique index on the keys: UPDATE + INSERT, said so, and still the same table after a second run
     await pg.psql(
       "DROP TABLE IF EXISTS sales_up2; CREATE TABLE sales_up2 (id bigint, region text, amount numeric)",
     );
@@ -764,7 +764,7 @@ pgTest(
     const third = await runRoutine(dir.path, noIndex);
     assert.match(
       third.stdout,
-      /no unique index or constraint on exactly \("id"\) \(it has none\): upsert falls back to DELETE \+ INSERT/,
+      /no unique index or constraint on exactly \("id"\) \(it has none\): upsert falls back to UPDATE \+ INSERT/,
     );
     const once = await checksum("sales_up2");
     await runRoutine(dir.path, noIndex);
@@ -779,7 +779,7 @@ pgTest(
       duplicate.stdout,
       /the staged files hold the same upsert key \(id\) more than once \(e\.g\. \{"id":"2"\} 2 times\): an upsert into "public"\."sales_up" needs each key once; nothing was committed/,
     );
-    // without a unique index too (DELETE + INSERT would keep both rows)
+    // without a unique index too (INSERT would add both rows)
     const duplicateNoIndex = await runRoutine(dir.path, noIndex);
     assert.equal(duplicateNoIndex.code, 1);
     assert.match(duplicateNoIndex.stdout, /the staged files hold the same upsert key \(id\) more than once/);
@@ -798,6 +798,42 @@ pgTest(
     assert.equal(replace.code, 0, output(replace));
     assert.match(replace.stdout, /replace: TRUNCATE, then COPY straight into the table/);
     assert.deepEqual((await rowsOf("sales_up")).map((row) => row.split(",")[0]), ["(1", "(2", "(3", "(4"]);
+  },
+);
+
+pgTest(
+  "an upsert without a unique index keeps the columns the files lack, as ON CONFLICT does",
+  async () => {
+    await using dir = await tempDir();
+    await pg.psql(
+      "DROP TABLE IF EXISTS up_pk, up_nopk; CREATE TABLE up_pk (id bigint PRIMARY KEY, name text, amt numeric); " +
+        "CREATE TABLE up_nopk (id bigint, name text, amt numeric)",
+    );
+    await pg.psql(
+      "INSERT INTO up_pk VALUES (1, 'one', 1), (9, 'nine', 9); INSERT INTO up_nopk SELECT * FROM up_pk",
+    );
+    await writeFiles(dir.path, { "staging/a.csv": "id,amt\n1,10\n2,20\n" });
+    for (const table of ["up_pk", "up_nopk"]) {
+      const result = await runRoutine(
+        dir.path,
+        routine({ table, source: "staging", mode: "upsert", upsert_keys: ["id"] }, ["load"]),
+      );
+      assert.equal(result.code, 0, output(result));
+      assert.match(result.stdout, /upsert: 2 rows from 1 file/);
+      assert.deepEqual(await rowsOf(table), ["(1,one,10)", "(2,,20)", "(9,nine,9)"], table);
+    }
+    assert.match(
+      (await runRoutine(
+        dir.path,
+        routine({ table: "up_nopk", source: "staging", mode: "upsert", upsert_keys: ["id"] }, ["load"]),
+      )).stdout,
+      /upsert: UPDATE the rows whose "id" are staged, then INSERT the staged rows with new "id"/,
+    );
+    assert.deepEqual(
+      await rowsOf("up_nopk"),
+      ["(1,one,10)", "(2,,20)", "(9,nine,9)"],
+      "a second run: the same",
+    );
   },
 );
 

@@ -150,17 +150,20 @@ Deno.test("copy_from_s3's statements: staging table, COPY, then append / replace
   ]);
   const upsert = loadStatements(params("upsert", { upsert_keys: ["id"] }), target, ["id", "amount"]);
   assert.equal(
-    upsert.sqls[upsert.writesIndex],
+    upsert.sqls[upsert.writesIndexes[0]],
     'MERGE INTO "raw"."sales" USING "lakerun_staging" ON "raw"."sales"."id" = "lakerun_staging"."id"\n' +
       'WHEN MATCHED THEN UPDATE SET "amount" = "lakerun_staging"."amount"\n' +
       'WHEN NOT MATCHED THEN INSERT ("id", "amount") VALUES ("lakerun_staging"."id", "lakerun_staging"."amount")',
   );
   assert.ok(!upsert.sqls.some((sql) => /TRUNCATE/i.test(sql)));
   // a NULL key and a repeated key each fail a check before the MERGE; every temporary table is dropped
-  assert.deepEqual([...upsert.checks].map(([index, check]) => [index < upsert.writesIndex, check.problem]), [
-    [true, "null_key"],
-    [true, "repeated_key"],
-  ]);
+  assert.deepEqual(
+    [...upsert.checks].map(([index, check]) => [index < upsert.writesIndexes[0], check.problem]),
+    [
+      [true, "null_key"],
+      [true, "repeated_key"],
+    ],
+  );
   assert.deepEqual(upsert.sqls.slice(-2), [
     'DROP TABLE "lakerun_staging"',
     'DROP TABLE "lakerun_upsert_checks"',
@@ -940,6 +943,38 @@ s3Test(
     });
     assert.equal(given.error, undefined, given.lines.join("\n"));
     assert.equal(await contents(), "1/2,2/200,3/300");
+  },
+);
+
+s3Test(
+  "Data API copy_from_s3: an upsert (MERGE) keeps the columns the files do not fill",
+  async () => {
+    await using fake = await startFake();
+    const bucket = await createTestBucket(s3server, "rs-keep");
+    const t = tableName("keep");
+    await psql(`CREATE TABLE public.${t} (id bigint, name text, amt numeric)`);
+    await psql(`INSERT INTO public.${t} VALUES (1, 'one', 1), (9, 'nine', 9)`);
+    await putObjects(`s3://${bucket}/in`, { "a.csv": "id,amt\n1,10\n2,20\n" });
+    await using dir = await tempDir();
+    const params = {
+      ...dataApi,
+      table: t,
+      source: `s3://${bucket}/in`,
+      iam_role: ROLE,
+      mode: "upsert",
+      upsert_keys: ["id"],
+    };
+    const result = await runRoutineJson(routine(fake, { load: { params, tasks: ["copy_from_s3"] } }), {
+      cwd: dir.path,
+    });
+    assert.equal(result.error, undefined, result.lines.join("\n"));
+    assert.match(result.lines.join("\n"), /\(upsert: 2 rows written\)/);
+    assert.equal(
+      await psql(
+        `SELECT string_agg(id || '/' || coalesce(name, 'NULL') || '/' || amt, ',' ORDER BY id) FROM ${t}`,
+      ),
+      "1/one/10,2/NULL/20,9/nine/9",
+    );
   },
 );
 

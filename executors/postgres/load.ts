@@ -188,14 +188,14 @@ async function planFor(
     );
   }
   const problem = upsertMethodProblem(keys, await uniqueIndexes(session, name));
-  if (problem) context.log(`${problem}: upsert falls back to DELETE + INSERT by the keys`);
+  if (problem) context.log(`${problem}: upsert falls back to UPDATE + INSERT by the keys`);
   return loadPlan({
     dialect: "postgres",
     target: name,
     columns: filled,
     mode: "upsert",
     upsertKeys: keys,
-    upsertMethod: problem ? "delete_insert" : "on_conflict",
+    upsertMethod: problem ? "update_insert" : "on_conflict",
   });
 }
 
@@ -207,12 +207,12 @@ async function moveStaged(
   staged: number,
   keys: readonly string[],
 ): Promise<number> {
-  let written = staged;
+  let written: number | undefined;
   await session.query("SAVEPOINT lakerun_move");
   for (const [index, statement] of plan.after.entries()) {
     try {
       const result = await session.query(statement);
-      if (index === plan.writes && result.rowCount !== null) written = result.rowCount;
+      if (plan.writes.includes(index) && result.rowCount !== null) written = (written ?? 0) + result.rowCount;
     } catch (error) {
       const check = plan.checks.get(index);
       // 23502: not_null_violation, how a check statement fails
@@ -227,7 +227,7 @@ async function moveStaged(
       throw error;
     }
   }
-  return written;
+  return written ?? staged;
 }
 
 /** A COPY failure as one line naming the file, its line or row, the column and the value. */

@@ -40,7 +40,7 @@ export const paramsSchema = (z: Zod) =>
       "load: append the rows, replace the table's rows, or upsert by upsert_keys.",
     ),
     upsert_keys: z.array(z.string().min(1)).min(1).optional().describe(
-      "load with mode upsert: the columns that identify a row (a unique index on them makes it INSERT … ON CONFLICT; else DELETE + INSERT).",
+      "load with mode upsert: the columns that identify a row (a unique index on them makes it INSERT … ON CONFLICT; else UPDATE + INSERT; either way a column the files lack keeps its value).",
     ),
     if_exists: z.enum(["keep", "replace", "fail"]).default("keep").describe(
       "create_table when the table exists: keep it (failing if its columns differ from the files'), replace it (drop and create), or fail.",

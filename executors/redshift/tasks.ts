@@ -201,8 +201,8 @@ export interface LoadStatements {
   sqls: string[];
   /** The COPY's position in `sqls`. */
   copyIndex: number;
-  /** The position in `sqls` of the statement whose row count is the rows written. */
-  writesIndex: number;
+  /** The positions in `sqls` of the statements whose row counts add up to the rows written. */
+  writesIndexes: number[];
   /** The statements that fail when the staged rows break an upsert's rule, by position in `sqls`. */
   checks: Map<number, LoadCheck>;
   notes: string[];
@@ -227,7 +227,7 @@ export interface LoadStatements {
  *   'DROP TABLE "lakerun_staging"',
  * ]);
  * assert.equal(load.copyIndex, 1);
- * assert.equal(load.writesIndex, 2);
+ * assert.deepEqual(load.writesIndexes, [2]);
  * ```
  */
 export function loadStatements(params: Params, name: TableName, columns: readonly string[]): LoadStatements {
@@ -257,7 +257,7 @@ export function loadStatements(params: Params, name: TableName, columns: readonl
   return {
     sqls: [...plan.before, copy, ...plan.after],
     copyIndex,
-    writesIndex: copyIndex + 1 + plan.writes,
+    writesIndexes: plan.writes.map((index) => copyIndex + 1 + index),
     checks: new Map([...plan.checks].map(([index, check]) => [copyIndex + 1 + index, check])),
     notes: plan.notes,
   };
@@ -330,7 +330,10 @@ export function runCopyFromS3(context: TaskContext<Params>): Promise<void> {
     }
     if (outcome.reused) return;
     const loaded = outcome.rows[load.copyIndex];
-    const written = outcome.rows[load.writesIndex];
+    const counts = load.writesIndexes.map((index) => outcome.rows[index]);
+    const written = counts.some((n) => n === undefined || n < 0)
+      ? undefined
+      : counts.reduce((sum, n) => sum + n, 0);
     const rows = (n: number | undefined) => (n === undefined || n < 0 ? "some rows" : plural(n, "row"));
     context.log(
       `loaded ${rows(loaded)} from ${sourceFolder(params.source)} into ${target} (${params.mode}: ${

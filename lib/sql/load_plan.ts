@@ -15,8 +15,9 @@
  *   `staging: "always"` stages them anyway.
  * - Redshift's `TRUNCATE` commits the transaction it runs in, so `replace` there uses `DELETE`.
  * - `upsert` by `INSERT … ON CONFLICT` needs a unique index or constraint on exactly the keys; without one,
- *   pass `upsertMethod: "delete_insert"` (delete the target rows whose keys are staged, then insert every
- *   staged row). {@link upsertMethodProblem} says which applies.
+ *   pass `upsertMethod: "update_insert"` (update the target rows whose keys are staged, then insert the staged
+ *   rows whose keys the target lacks). Every method writes only the loaded columns: a column the files do not
+ *   fill keeps its value in a row they update. {@link upsertMethodProblem} says which applies.
  * - An upsert refuses staged rows that no method could write twice alike: a NULL key (it matches no row, so
  *   every run would add the row again) and a key staged more than once (which of its rows wins is unsaid).
  *   PostgreSQL's staging table makes the keys `NOT NULL`, so COPY names the line; the other cases fail a
@@ -35,8 +36,8 @@ export type LoadDialect = "postgres" | "redshift";
 /** What a load does with the target's rows. */
 export type LoadMode = "append" | "replace" | "upsert";
 
-/** How an upsert writes: `on_conflict` (PostgreSQL), `merge` (Redshift, PostgreSQL 15+), `delete_insert`. */
-export type UpsertMethod = "on_conflict" | "merge" | "delete_insert";
+/** How an upsert writes: `on_conflict` (PostgreSQL), `merge` (Redshift, PostgreSQL 15+), `update_insert`. */
+export type UpsertMethod = "on_conflict" | "merge" | "update_insert";
 
 /** What {@link loadPlan} needs. */
 export interface LoadPlanSpec {
@@ -70,8 +71,8 @@ export interface LoadPlan {
   notes: string[];
   /** The statements of `after` that fail when the staged rows break an upsert's rule, by their index. */
   checks: Map<number, LoadCheck>;
-  /** The index in `after` of the statement whose row count is the rows written; -1 when COPY's is. */
-  writes: number;
+  /** The indexes in `after` of the statements whose row counts add up to the rows written; none when COPY's is. */
+  writes: number[];
 }
 
 /** What a failing check statement of a {@link LoadPlan} found. */
@@ -119,7 +120,7 @@ export const STAGING_TABLE = "lakerun_staging";
  *   'ON CONFLICT ("id") DO UPDATE SET "amount" = EXCLUDED."amount"',
  * ]);
  * assert.equal(plan.checks.get(0)?.problem, "repeated_key"); // the first statement after COPY
- * assert.equal(plan.writes, 1);
+ * assert.deepEqual(plan.writes, [1]);
  * ```
  *
  * @example Replace on Redshift: DELETE, because TRUNCATE would commit
@@ -159,7 +160,7 @@ export function loadPlan(spec: LoadPlanSpec): LoadPlan {
       after: [],
       notes,
       checks: new Map(),
-      writes: -1,
+      writes: [],
     };
   }
 
@@ -174,11 +175,13 @@ export function loadPlan(spec: LoadPlanSpec): LoadPlan {
   const insert = `INSERT INTO ${target} (${columns}) SELECT ${columns} FROM ${staging}`;
   const after: string[] = [];
   const checks = new Map<number, LoadCheck>();
-  let writes: number;
+  let writes: number[];
   if (mode === "append") {
-    writes = after.push(insert) - 1;
+    writes = [after.push(insert) - 1];
   } else if (mode === "replace") {
-    writes = after.push(dialect === "postgres" ? `TRUNCATE ${target}` : `DELETE FROM ${target}`, insert) - 1;
+    writes = [
+      after.push(dialect === "postgres" ? `TRUNCATE ${target}` : `DELETE FROM ${target}`, insert) - 1,
+    ];
     if (dialect === "redshift") notes.push("replace: DELETE, not TRUNCATE, which would commit on Redshift");
   } else {
     const keys = spec.upsertKeys!.map(q);
@@ -214,7 +217,9 @@ export function loadPlan(spec: LoadPlanSpec): LoadPlan {
       },
     );
     const statements = upsertStatements(spec, method, target, staging);
-    writes = after.push(...statements) - 1;
+    const first = after.length;
+    after.push(...statements);
+    writes = statements.map((_, i) => first + i);
     notes.push(UPSERT_NOTES[method](list));
   }
   if (dialect === "redshift") after.push(`DROP TABLE ${staging}`);
@@ -263,8 +268,9 @@ export function checkFailure(
 const UPSERT_NOTES: Record<UpsertMethod, (keys: string) => string> = {
   on_conflict: (keys) => `upsert: INSERT … ON CONFLICT (${keys}) DO UPDATE from a staging table`,
   merge: (keys) => `upsert: MERGE on ${keys} from a staging table`,
-  delete_insert: (keys) =>
-    `upsert: DELETE the rows whose ${keys} are staged, then INSERT every staged row, from a staging table`,
+  update_insert: (keys) =>
+    `upsert: UPDATE the rows whose ${keys} are staged, then INSERT the staged rows with new ${keys}, ` +
+    "from a staging table",
 };
 
 function upsertStatements(
@@ -302,11 +308,18 @@ function upsertStatements(
         ].join("\n"),
       ];
     }
-    case "delete_insert":
+    case "update_insert": {
+      // only the loaded columns are set: the others keep their values, as ON CONFLICT and MERGE keep them
+      const update = others.length === 0
+        ? []
+        : [`UPDATE ${target} SET ${
+          others.map((c) => `${q(c)} = ${staging}.${q(c)}`).join(", ")
+        } FROM ${staging} WHERE ${matches}`];
       return [
-        `DELETE FROM ${target} USING ${staging} WHERE ${matches}`,
-        `INSERT INTO ${target} (${columns}) SELECT ${columns} FROM ${staging}`,
+        ...update,
+        `INSERT INTO ${target} (${columns}) SELECT ${columns} FROM ${staging} WHERE NOT EXISTS (SELECT 1 FROM ${target} WHERE ${matches})`,
       ];
+    }
   }
 }
 
