@@ -1277,6 +1277,34 @@ pgTest(
   },
 );
 
+pgTest(
+  "load skips Spark's and Hadoop's hidden and work files (_SUCCESS, _temporary/, .crc), logged once, counted",
+  async () => {
+    await using dir = await tempDir();
+    await pg.psql("DROP TABLE IF EXISTS spark_out");
+    await writeFiles(dir.path, {
+      "out/part-0.csv": "id,name\n1,a\n2,b\n",
+      "out/.part-0.csv.crc": new Uint8Array([0x63, 0x72, 0x63, 0x00, 0xff, 0x10]),
+      "out/_SUCCESS": "",
+      "out/_temporary/0/task_1/part-0.csv": "id,name\n1,a\n2,b\n",
+    });
+    const result = await runRoutine(
+      dir.path,
+      routine({ table: "spark_out", source: "out" }, ["create_table", "load"]),
+    );
+    assert.equal(result.code, 0, output(result));
+    assert.deepEqual(await rowsOf("spark_out"), ["(1,a)", "(2,b)"]);
+    const skipped = result.stdout.split("\n").filter((line) => line.includes("hidden or work file"));
+    // once for each task that lists the source
+    assert.equal(skipped.length, 2, result.stdout);
+    assert.match(
+      skipped[0],
+      /skipping 3 hidden or work files \(a name starting with _ or \.\): \.part-0\.csv\.crc, _SUCCESS, _temporary\/0\/task_1\/part-0\.csv$/,
+    );
+    assert.match(result.stdout, /append: 2 rows from 1 file/);
+  },
+);
+
 pgTest("load from an s3:// staging prefix streams each object into COPY", async () => {
   await using dir = await tempDir();
   await pg.psql("DROP TABLE IF EXISTS sales_s3");

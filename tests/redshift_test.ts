@@ -947,6 +947,46 @@ s3Test(
 );
 
 s3Test(
+  "Data API copy_from_s3: an empty _SUCCESS is logged, hidden files with bytes are refused before any COPY",
+  async () => {
+    await using fake = await startFake();
+    const bucket = await createTestBucket(s3server, "rs-hidden");
+    const t = tableName("spark");
+    await psql(`CREATE TABLE public.${t} (id bigint, name text)`);
+    const load = async (prefix: string, files: Record<string, string | Uint8Array>) => {
+      await putObjects(`s3://${bucket}/${prefix}`, files);
+      await using dir = await tempDir();
+      const params = { ...dataApi, table: t, source: `s3://${bucket}/${prefix}`, iam_role: ROLE };
+      return await runRoutineJson(routine(fake, { load: { params, tasks: ["copy_from_s3"] } }), {
+        cwd: dir.path,
+      });
+    };
+    const done = await load("done", { "part-0.csv": "name,id\na,1\n", "_SUCCESS": "" });
+    assert.equal(done.error, undefined, done.lines.join("\n"));
+    assert.match(
+      done.lines.join("\n"),
+      /not reading the header of 1 empty hidden or work file \(_SUCCESS\): COPY loads nothing from it/,
+    );
+    assert.equal(await psql(`SELECT string_agg(id || name, ',') FROM ${t}`), "1a");
+
+    const sent = fake.statements.length;
+    const crc = await load("crc", {
+      "part-0.csv": "name,id\nb,2\n",
+      ".part-0.csv.crc": new Uint8Array([0x63, 0x72, 0x63, 0x00, 0xff]),
+      "_temporary/0/part-0.csv": "name,id\nb,2\n",
+    });
+    assert.match(
+      crc.error?.message ?? "",
+      new RegExp(
+        `2 hidden or work files \\(a name starting with _ or \\.\\) under source, which COPY would load \\(it reads every object under the prefix\\): s3://${bucket}/crc/\\.part-0\\.csv\\.crc, s3://${bucket}/crc/_temporary/0/part-0\\.csv; remove them`,
+      ),
+    );
+    assert.ok(!fake.statements.slice(sent).some((s) => s.sqls.some((sql) => sql.startsWith("COPY"))));
+    assert.equal(await psql(`SELECT count(*) FROM ${t}`), "1");
+  },
+);
+
+s3Test(
   "Data API copy_from_s3: an upsert (MERGE) keeps the columns the files do not fill",
   async () => {
     await using fake = await startFake();

@@ -17,7 +17,7 @@ import { parseDelimitedSample } from "../../lib/tables/csv.ts";
 import { columnIdentifiers, columnsOfNames } from "../../lib/tables/identifiers.ts";
 import { inferTable } from "../../lib/tables/infer.ts";
 import { JsonNumber, parseJsonKeepingNumbers } from "../../lib/tables/json_numbers.ts";
-import { sampleFiles } from "../../lib/tables/sample.ts";
+import { listDataFiles, sampleFiles, skippedLines } from "../../lib/tables/sample.ts";
 import type { ColumnSpec } from "../../lib/tables/ddl.ts";
 import type { Storage, StoredFile } from "../../lib/storage/mod.ts";
 import { decimalOf, parquetReading, timeOf, timestampOf } from "./parquet_values.ts";
@@ -38,20 +38,18 @@ const MAX_NAME = 63;
 const MAX_HEADER_BYTES = 1024 * 1024;
 
 /**
- * Every file under the source, sorted by path; symbolic links and empty files are skipped, and said so.
+ * Every data file under the source, sorted by path ({@link listDataFiles}): hidden and work files (a name
+ * starting with `_` or `.`: `_SUCCESS`, `_temporary/…`, `.part-0.csv.crc`), empty files and symbolic links
+ * are skipped, and said so, one line for each kind.
  */
 export async function sourceFiles(
   storage: Storage,
   log: (message: string) => void,
   signal?: AbortSignal,
 ): Promise<StoredFile[]> {
-  const files: StoredFile[] = [];
-  for await (const file of storage.list({ signal })) {
-    if (file.kind === "symlink") log(`skipping symbolic link ${file.path} (never followed)`);
-    else if (file.size === 0) log(`skipping empty file ${file.path}`);
-    else files.push(file);
-  }
-  return files;
+  const listing = await listDataFiles(storage, { signal });
+  for (const line of skippedLines(listing)) log(line);
+  return listing.files;
 }
 
 /**

@@ -5,9 +5,16 @@
  * @module
  */
 import { type InferredTable, inferTable } from "../../lib/tables/infer.ts";
-import { headerFields, sampleFiles } from "../../lib/tables/sample.ts";
+import {
+  examplePaths,
+  headerFields,
+  isHiddenPath,
+  listDataFiles,
+  sampleFiles,
+} from "../../lib/tables/sample.ts";
 import { columnsOfNames } from "../../lib/tables/identifiers.ts";
 import { runPool } from "../../lib/async.ts";
+import { plural } from "../../lib/format.ts";
 import { parseCopyOption } from "../../lib/sql/redshift_copy.ts";
 import { openLocation } from "../../lib/storage/locations.ts";
 import type { StoredFile } from "../../lib/storage/mod.ts";
@@ -33,10 +40,11 @@ export async function inferFromSource(
     );
   }
   const storage = await openLocation(params.source, { cwd: options.cwd, s3: options.s3 });
-  // COPY reads every object under the prefix: none is skipped as hidden
+  // inferred from the data files (copy_from_s3 refuses hidden ones it finds: COPY would read them)
   const samples = await sampleFiles(storage, {
     maxFiles: SAMPLE_FILES,
     maxBytes: SAMPLE_BYTES,
+    skip: isHiddenPath,
     signal: options.signal,
     decompress: () => gzipped(params) ? "gzip" : undefined,
   });
@@ -75,14 +83,24 @@ export interface HeaderColumns {
  * given (the file order, by the routine's word), no header line, JSON or parquet, a compression lakerun does
  * not read, an `ENCODING` other than UTF-8, a `QUOTE` other than `"`, or no file.
  *
+ * Hidden and work files ({@link isHiddenPath}: `_SUCCESS`, `_temporary/…`, `.part-0.csv.crc`) are not data,
+ * but COPY reads every object under the prefix: an empty one (`_SUCCESS`) loads nothing and is logged, any
+ * other is refused before anything is sent.
+ *
  * @throws Error naming the file, for a header field that names no column of the table, a header line that
- * cannot be read, or two files whose headers give their columns in different orders (one COPY reads every
- * file alike).
+ * cannot be read, two files whose headers give their columns in different orders (one COPY reads every
+ * file alike), or hidden files with bytes in them.
  */
 export async function columnsFromHeaders(
   params: Params,
   tableColumns: readonly string[],
-  options: { cwd: string; s3?: S3Settings; signal: AbortSignal; tableName: string },
+  options: {
+    cwd: string;
+    s3?: S3Settings;
+    signal: AbortSignal;
+    tableName: string;
+    log?: (message: string) => void;
+  },
 ): Promise<HeaderColumns | undefined> {
   if (params.columns !== undefined || params.format !== "csv" || headerLines(params) !== 1) return undefined;
   if (params.source === undefined) return undefined;
@@ -96,12 +114,26 @@ export async function columnsFromHeaders(
   if (quote !== undefined && quote !== '"') return undefined;
   const delimiter = keyword("DELIMITER")?.value ?? ",";
   const storage = await openLocation(params.source, { cwd: options.cwd, s3: options.s3 });
-  const files: StoredFile[] = [];
-  for await (const file of storage.list({ signal: options.signal })) {
-    if (file.kind === "file" && file.size > 0) files.push(file);
-  }
-  if (files.length === 0) return undefined;
+  const listing = await listDataFiles(storage, { signal: options.signal });
   const url = (path: string) => `${storage.url.replace(/\/$/, "")}/${path}`;
+  const loaded = listing.hidden.filter((file) => file.size > 0);
+  if (loaded.length > 0) {
+    const what = plural(loaded.length, "hidden or work file");
+    const paths = examplePaths(loaded.map((file) => ({ path: url(file.path) })));
+    throw new Error(
+      `${what} (a name starting with _ or .) under source, which COPY would load (it reads every object under ` +
+        `the prefix): ${paths}; remove them or stage the data files under a prefix of their own`,
+    );
+  }
+  if (listing.hidden.length > 0) {
+    options.log?.(
+      `not reading the header of ${plural(listing.hidden.length, "empty hidden or work file")} (${
+        examplePaths(listing.hidden)
+      }): COPY loads nothing from ${listing.hidden.length > 1 ? "them" : "it"}`,
+    );
+  }
+  const files: StoredFile[] = listing.files;
+  if (files.length === 0) return undefined;
   const compression = gzipped(params) ? "gzip" as const : undefined;
   const orders: string[][] = [];
   await runPool([...files.keys()], HEADER_READS, options.signal, async (index, signal) => {

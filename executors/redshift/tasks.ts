@@ -288,6 +288,7 @@ export function runCopyFromS3(context: TaskContext<Params>): Promise<void> {
       s3: context.s3,
       signal: context.signal,
       tableName: target,
+      log: context.log,
     });
     if (headers && headers.columns.join("\u0000") !== ownColumns.join("\u0000")) {
       context.log(

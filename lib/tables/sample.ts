@@ -3,9 +3,9 @@
  * data files of a location, read through {@link Storage.read} and decompressed where asked. The read stops
  * there: the stream is cancelled, so a large file costs no more than its sample.
  *
- * Which files count as data, how many are read and how much of each is each executor's own policy, passed as
- * options: Athena skips `_`- and `.`-prefixed names as Hive does ({@link isHiddenPath}), Redshift's COPY reads
- * every object under the prefix, and PostgreSQL samples the files it is about to load.
+ * Which files count as data: one rule for every executor, Hive's ({@link isHiddenPath}: `_`- and
+ * `.`-prefixed names, Spark's and Hadoop's work files), applied by {@link listDataFiles}. How many are read
+ * and how much of each is each executor's own policy, passed as options.
  *
  * @module
  */
@@ -71,6 +71,75 @@ export interface SampleFilesOptions {
  */
 export function isHiddenPath(path: string): boolean {
   return path.split("/").some((segment) => segment.startsWith("_") || segment.startsWith("."));
+}
+
+/** A listing split into the files that hold data and those passed over, by why. */
+export interface DataFileListing {
+  /** The data files, in the listing's order (sorted by path). */
+  files: StoredFile[];
+  /** Paths {@link isHiddenPath} hides (`_SUCCESS`, `_temporary/…`, `.part-0.csv.crc`), empty or not. */
+  hidden: StoredFile[];
+  /** Other files of 0 bytes. */
+  empty: StoredFile[];
+  /** Local symbolic links, never followed. */
+  symlinks: StoredFile[];
+}
+
+/**
+ * Every file of `storage`, split by {@link isHiddenPath} and emptiness: what a load reads and what it skips.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { LocalStorage } from "../storage/local.ts";
+ * import { listDataFiles, skippedLines } from "./sample.ts";
+ *
+ * const root = await Deno.makeTempDir();
+ * await Deno.mkdir(`${root}/_temporary/0`, { recursive: true });
+ * for (const [name, text] of [["part-0.csv", "id\n1\n"], [".part-0.csv.crc", "crc"], ["_SUCCESS", ""], ["_temporary/0/part-1.csv", "id\n1\n"], ["b.csv", ""]]) {
+ *   await Deno.writeTextFile(`${root}/${name}`, text);
+ * }
+ * const listing = await listDataFiles(new LocalStorage(root));
+ * assert.deepEqual(listing.files.map((f) => f.path), ["part-0.csv"]);
+ * assert.deepEqual(skippedLines(listing), [
+ *   "skipping 3 hidden or work files (a name starting with _ or .): .part-0.csv.crc, _SUCCESS, _temporary/0/part-1.csv",
+ *   "skipping 1 empty file: b.csv",
+ * ]);
+ * await Deno.remove(root, { recursive: true });
+ * ```
+ */
+export async function listDataFiles(
+  storage: Storage,
+  options: { signal?: AbortSignal } = {},
+): Promise<DataFileListing> {
+  const listing: DataFileListing = { files: [], hidden: [], empty: [], symlinks: [] };
+  for await (const file of storage.list({ signal: options.signal })) {
+    if (isHiddenPath(file.path)) listing.hidden.push(file);
+    else if (file.kind === "symlink") listing.symlinks.push(file);
+    else if (file.size === 0) listing.empty.push(file);
+    else listing.files.push(file);
+  }
+  return listing;
+}
+
+/** What a {@link DataFileListing} passed over: one line per kind, counted, naming the first few. */
+export function skippedLines(listing: DataFileListing): string[] {
+  const line = (files: StoredFile[], what: (n: number) => string) =>
+    files.length === 0 ? [] : [`skipping ${what(files.length)}: ${examplePaths(files)}`];
+  return [
+    ...line(
+      listing.hidden,
+      (n) => `${n} hidden or work file${n === 1 ? "" : "s"} (a name starting with _ or .)`,
+    ),
+    ...line(listing.empty, (n) => `${n} empty file${n === 1 ? "" : "s"}`),
+    ...line(listing.symlinks, (n) => `${n} symbolic link${n === 1 ? "" : "s"} (never followed)`),
+  ];
+}
+
+/** The first few paths of `files`, then how many more. */
+export function examplePaths(files: readonly Pick<StoredFile, "path">[], shown = 3): string {
+  const paths = files.slice(0, shown).map((file) => file.path).join(", ");
+  return files.length > shown ? `${paths} and ${files.length - shown} more` : paths;
 }
 
 /**
