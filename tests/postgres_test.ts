@@ -1305,6 +1305,23 @@ pgTest(
   },
 );
 
+pgTest(
+  "a load that creates its table lists the source once: each skipped file is logged once",
+  async () => {
+    await using dir = await tempDir();
+    await pg.psql("DROP TABLE IF EXISTS listed_once");
+    await writeFiles(dir.path, { "staging/a.csv": "id\n1\n", "staging/empty.csv": "" });
+    const result = await runRoutine(dir.path, routine({ table: "listed_once", source: "staging" }, ["load"]));
+    assert.equal(result.code, 0, output(result));
+    assert.match(result.stdout, /created public\.listed_once \(1 column\) in the load's transaction/);
+    assert.equal(
+      result.stdout.split("\n").filter((line) => line.includes("empty file")).length,
+      1,
+      result.stdout,
+    );
+  },
+);
+
 pgTest("load from an s3:// staging prefix streams each object into COPY", async () => {
   await using dir = await tempDir();
   await pg.psql("DROP TABLE IF EXISTS sales_s3");

@@ -102,7 +102,7 @@ async function loadFiles(
   const { params } = context;
   let existing = await tableColumns(session, name);
   if (existing === undefined) {
-    const columns = await wantedColumns(context);
+    const columns = await wantedColumns(context, { storage, files });
     await session.query(createTableSql(name, columns));
     context.log(`created ${showTable(name)} (${plural(columns.length, "column")}) in the load's transaction`);
     existing = (await tableColumns(session, name))!;

@@ -11,6 +11,7 @@ import { parseTableName, type TableName } from "../../lib/tables/identifiers.ts"
 import { qualifiedName } from "../../lib/sql/load_plan.ts";
 import type { PostgresSession } from "../../lib/sql/postgres_client.ts";
 import { openLocation } from "../../lib/storage/locations.ts";
+import type { Storage, StoredFile } from "../../lib/storage/mod.ts";
 import { plural } from "../../lib/format.ts";
 import { oncePerRun, withSession } from "./session.ts";
 import { inferColumns, sourceFiles } from "./sources.ts";
@@ -88,16 +89,20 @@ export async function uniqueIndexes(session: PostgresSession, name: TableName): 
 
 /**
  * The columns a new table gets: `columns` from params, else inferred from the first staged files of
- * `source` (logging why).
+ * `source` (logging why); `listed`: the source's storage and files when the caller has listed them already
+ * (and logged what it skipped).
  */
-export async function wantedColumns(context: TaskContext<Params>): Promise<ColumnSpec[]> {
+export async function wantedColumns(
+  context: TaskContext<Params>,
+  listed?: { storage: Storage; files: StoredFile[] },
+): Promise<ColumnSpec[]> {
   const { params } = context;
   if (params.columns) return params.columns;
   if (!params.source) {
     throw new Error("a new table needs columns, or a source to infer them from");
   }
-  const storage = await openLocation(params.source, context);
-  const files = await sourceFiles(storage, context.log, context.signal);
+  const storage = listed?.storage ?? await openLocation(params.source, context);
+  const files = listed?.files ?? await sourceFiles(storage, context.log, context.signal);
   context.log(
     `inferring the columns from the first ${plural(Math.min(files.length, 3), "file")} of ${storage.url}`,
   );
