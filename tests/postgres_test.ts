@@ -668,6 +668,28 @@ pgTest(
 );
 
 pgTest(
+  "a bad value in a CSV record spanning lines is named at the line where the record starts",
+  async () => {
+    await using dir = await tempDir();
+    await pg.psql(
+      "DROP TABLE IF EXISTS multi_bad; CREATE TABLE multi_bad (id bigint, note text, amount numeric)",
+    );
+    await writeFiles(dir.path, {
+      "staging/a.csv": 'id,note,amount\n1,"one\nline",1\n2,"two\r\nlines ""quoted""\nand more",x\n3,c,3\n',
+      "staging/b.csv": 'id,note,amount\r\n1,"a\r\nb",1\r\n2,b,y\r\n',
+    });
+    const result = await runRoutine(dir.path, routine({ table: "multi_bad", source: "staging" }, ["load"]));
+    assert.equal(result.code, 1, output(result));
+    // record 2 holds lines 4–6 of a.csv
+    assert.match(result.stdout, /a\.csv line 4, column amount: "x": invalid input syntax for type numeric/);
+    await Deno.remove(join(dir.path, "staging/a.csv"));
+    const crlf = await runRoutine(dir.path, routine({ table: "multi_bad", source: "staging" }, ["load"]));
+    assert.match(crlf.stdout, /b\.csv line 4, column amount: "y": invalid input syntax for type numeric/);
+    assert.deepEqual(await rowsOf("multi_bad"), []);
+  },
+);
+
+pgTest(
   'a quoted empty field "" (csv.QUOTE_ALL, pandas quoting=ALL) loads NULL where inference read it as empty; text keeps ""',
   async () => {
     await using dir = await tempDir();

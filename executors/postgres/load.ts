@@ -135,7 +135,7 @@ async function loadFiles(
     try {
       rows += await session.copyFrom(sql, input.stream);
     } catch (error) {
-      throw badRow(error, file, input, name);
+      throw await badRow(error, file, input, name);
     }
     done += file.size;
   }
@@ -231,7 +231,7 @@ async function moveStaged(
 }
 
 /** A COPY failure as one line naming the file, its line or row, the column and the value. */
-function badRow(error: unknown, file: StoredFile, input: CopyInput, name: TableName): Error {
+async function badRow(error: unknown, file: StoredFile, input: CopyInput, name: TableName): Promise<Error> {
   if (!(error instanceof PostgresError)) {
     return new Error(`${file.path}: ${(error as Error)?.message ?? error}; nothing was committed`, {
       cause: error,
@@ -242,7 +242,7 @@ function badRow(error: unknown, file: StoredFile, input: CopyInput, name: TableN
     return new Error(`${file.path}: ${error.message}; nothing was committed`, { cause: error });
   }
   const where = [
-    `${file.path} ${input.position(position.line)}`,
+    `${file.path} ${await input.position(position.line)}`,
     position.column ? `column ${position.column}` : undefined,
   ].filter(Boolean).join(", ");
   const value = position.value === undefined ? "" : `: ${showValue(position.value)}`;

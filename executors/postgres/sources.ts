@@ -94,8 +94,11 @@ export interface CopyInput {
   /** The CSV starts with a header line (COPY's `HEADER true`). */
   header: boolean;
   stream: ReadableStream<Uint8Array>;
-  /** Where COPY's line `line` (from 1, header included) is in the file: `line 5`, `row 4`. */
-  position(line: number): string;
+  /**
+   * Where COPY's line `line` (from 1, header included) is in the file: `line 5`, `row 4`; the line where its
+   * record starts (a CSV file is read again for it).
+   */
+  position(line: number): string | Promise<string>;
 }
 
 /** What {@link copyInput} needs besides the file. */
@@ -129,7 +132,7 @@ export function copyInput(storage: Storage, file: StoredFile, options: CopyInput
 
 async function csvInput(storage: Storage, file: StoredFile, options: CopyInputOptions): Promise<CopyInput> {
   const reader = (await storage.read(file.path, { signal: options.signal })).getReader();
-  const position = (line: number) => `line ${line}`;
+  const position = (line: number) => csvRecordPosition(storage, file, line, options.signal);
   if (!options.header) {
     return {
       columns: [...options.tableColumns],
@@ -254,6 +257,78 @@ export class LineMap {
       else return run.multiline ? run.source : run.source + (line - run.first);
     }
     return undefined;
+  }
+}
+
+const LF = 0x0a;
+const CR = 0x0d;
+const QUOTE = 0x22;
+
+/**
+ * The line on which the CSV record holding COPY's line `line` starts, counting lines as COPY does: its line
+ * number for a record is the line where the record ends, for it counts each line break in a quoted value
+ * (the file's own line break: `\n`, or `\r` when its first line ends in `\r\n` or `\r`). Reads `stream`
+ * only as far as that record.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { csvRecordLine } from "./sources.ts";
+ *
+ * const csv = (text: string) => new Blob([text]).stream();
+ * const file = 'id,note\n1,"a\nb"\n2,"c\r\nd\ne"\n3,f\n';
+ * assert.equal(await csvRecordLine(csv(file), 3), 2); // record 1, lines 2–3
+ * assert.equal(await csvRecordLine(csv(file), 6), 4); // record 2, lines 4–6 (its \r is no line break)
+ * assert.equal(await csvRecordLine(csv(file), 7), 7);
+ * assert.equal(await csvRecordLine(csv('id,note\r\n1,"a\r\nb"\r\n2,c\r\n'), 3), 2);
+ * ```
+ */
+export async function csvRecordLine(stream: ReadableStream<Uint8Array>, line: number): Promise<number> {
+  const reader = stream.getReader();
+  let current = 1; // COPY's count of the line being read
+  let start = 1; // the line the record being read starts on
+  let quoted = false;
+  let eol: "lf" | "cr" | "crlf" | undefined;
+  let afterCr = false; // the byte before ended a record with \r
+  try {
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) return start;
+      for (const byte of value) {
+        if (afterCr) {
+          afterCr = false;
+          eol ??= byte === LF ? "crlf" : "cr";
+          if (byte === LF && eol === "crlf") continue;
+        }
+        if (byte === QUOTE) {
+          quoted = !quoted;
+        } else if (quoted) {
+          // COPY counts \r as the line break while it does not know the file's (its first line is quoted)
+          if (byte === (eol === "lf" ? LF : CR)) current++;
+        } else if (byte === LF || byte === CR) {
+          if (byte === LF) eol ??= "lf";
+          else afterCr = true;
+          if (current >= line) return start;
+          start = ++current;
+        }
+      }
+    }
+  } finally {
+    await reader.cancel().catch(() => {});
+  }
+}
+
+/** `line N`, N where the CSV record holding COPY's line `line` starts; COPY's own line if the file is unread. */
+async function csvRecordPosition(
+  storage: Storage,
+  file: StoredFile,
+  line: number,
+  signal?: AbortSignal,
+): Promise<string> {
+  try {
+    return `line ${await csvRecordLine(await storage.read(file.path, { signal }), line)}`;
+  } catch {
+    return `line ${line}`;
   }
 }
 
