@@ -391,7 +391,14 @@ motoTest(
       report: { params: { database: "lake", query: "SELECT 1" }, tasks: ["query"] },
     });
     // no keys, no shared files: the credential chain finds nothing
-    const env = { AWS_SHARED_CREDENTIALS_FILE: "/nonexistent", AWS_CONFIG_FILE: "/nonexistent" };
+    // (empty keys: a test server run in this process may have set them in its environment)
+    const env = {
+      AWS_SHARED_CREDENTIALS_FILE: "/nonexistent",
+      AWS_CONFIG_FILE: "/nonexistent",
+      AWS_ACCESS_KEY_ID: "",
+      AWS_SECRET_ACCESS_KEY: "",
+      AWS_SESSION_TOKEN: "",
+    };
     for (const attempt of [1, 2]) {
       const result = await lakerun(["run", "routine.json", ...(attempt === 2 ? ["--resume"] : [])], {
         cwd: dir.path,
