@@ -5,7 +5,14 @@
  */
 import { parseArgs } from "node:util";
 import denoConfig from "./deno.json" with { type: "json" };
-import { describeError, EXIT_INVALID, exitCodeOf, RoutineError, UsageError } from "./orchestrator/errors.ts";
+import {
+  describeError,
+  EXIT_INVALID,
+  exitCodeOf,
+  RoutineError,
+  TaskFailedError,
+  UsageError,
+} from "./orchestrator/errors.ts";
 import { SecretMask } from "./lib/mask.ts";
 import { defuseCommands } from "./orchestrator/cli/workflow_commands.ts";
 import type { LogSession } from "./orchestrator/cli/json_log.ts";
@@ -211,7 +218,11 @@ async function main(args: string[]): Promise<number> {
     const refused = argsError ? new UsageError(shortArgsMessage()) : error;
     logs?.failed(refused, { interrupted: interruptedBy !== undefined, mask: secrets });
     if (interruptedBy) {
-      console.error(defuseCommands(secrets.mask(`lakerun: ${describeError(error, debug)}`)));
+      // a step stopped by it is said as a failed step is (`step "x" (…) task 't' failed: interrupted`)
+      const said = describeError(error, debug);
+      console.error(
+        defuseCommands(secrets.mask(error instanceof TaskFailedError ? said : `lakerun: ${said}`)),
+      );
       return exitCodeFor(interruptedBy);
     }
     const message = argsError && !debug ? shortArgsMessage() : describeError(error, debug);

@@ -369,6 +369,38 @@ Deno.test("empty folders are staged as cp -r copies them, then archived with the
   assert.deepEqual(await folders(join(dir.path, "data/landing")), []);
 });
 
+Deno.test("SIGINT during a py_exec transform: exit 130, the task failed as interrupted (not as the script's exit)", async () => {
+  await using dir = await tempDir();
+  await landing(dir.path, { "a.csv": "x\n" });
+  await Deno.mkdir(join(dir.path, "tx"));
+  await Deno.writeTextFile(
+    join(dir.path, "tx/py_exec.py"),
+    "import time\ndef main(parent, dump):\n    print('started', flush=True)\n    time.sleep(30)\n",
+  );
+  await Deno.writeTextFile(join(dir.path, "routine.json"), JSON.stringify(staging({ py_exec_path: "tx" })));
+  const child = lakerunCommand(["run", "routine.json"], { cwd: dir.path, stdout: "piped", stderr: "piped" })
+    .spawn();
+  const stderr = new Response(child.stderr).text();
+  const lines = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  let seen = "";
+  while (!seen.includes("py_exec: started")) {
+    const { done, value } = await lines.read();
+    if (done) break;
+    seen += value;
+  }
+  child.kill("SIGINT");
+  const { code } = await child.status;
+  await lines.cancel();
+  const last = (await stderr).trim().split("\n").at(-1);
+  assert.equal(code, 130, seen);
+  // as a failed task's last line is said
+  assert.match(
+    last ?? "",
+    /^step "StagingExecutor" \(StagingExecutor\) task 'transfer' failed: interrupted$/,
+  );
+  assert.deepEqual(await treeOf(join(dir.path, "data/staging"), { temporaries: true }), {}, "nothing staged");
+});
+
 Deno.test("SIGINT during a transfer of many small files stops it: exit 130, nothing staged, no temporary left", async () => {
   await using dir = await tempDir();
   const landingDir = join(dir.path, "data/landing");

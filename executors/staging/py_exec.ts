@@ -303,6 +303,8 @@ async function runPrelude(
     );
   }
   if (status.success) return;
+  // stopped by the run (an interruption, the step's timeout): that, not the exit code it caused, is the reason
+  options.signal.throwIfAborted();
   const refusal = reports.findLast((r) => "refused" in r);
   if (refusal && "refused" in refusal) {
     const { access, target, sandbox } = refusal.refused;
