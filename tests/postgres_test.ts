@@ -751,6 +751,43 @@ pgTest(
 );
 
 pgTest(
+  "a line holding only \\. (COPY's end-of-data marker) loads as the value it is, and every line after it loads",
+  async () => {
+    await using dir = await tempDir();
+    await pg.psql(
+      "DROP TABLE IF EXISTS marker_lines; CREATE TABLE marker_lines (n serial, path varchar(12))",
+    );
+    await writeFiles(dir.path, {
+      "staging/a.csv": "path\na\n\\.\nb\nc\n", // the QA report's file
+      // CRLF; inside a quoted field (data for COPY too); quoted; the last line, without a line break
+      "staging/b.csv": 'path\r\n\\.\r\n"x\n\\.\ny"\r\n"\\."\r\nz\r\n\\.',
+    });
+    const result = await runRoutine(
+      dir.path,
+      routine({ table: "marker_lines", source: "staging" }, ["load"]),
+    );
+    assert.equal(result.code, 0, output(result));
+    assert.match(result.stdout, /append: 9 rows from 2 files/);
+    assert.deepEqual(
+      (await pg.psql("SELECT replace(path, E'\\n', '⏎') FROM marker_lines ORDER BY n")).trim().split("\n"),
+      ["a", "\\.", "b", "c", "\\.", "x⏎\\.⏎y", "\\.", "z", "\\."],
+    );
+
+    // COPY's line numbers are still the file's
+    await Deno.remove(join(dir.path, "staging"), { recursive: true });
+    await writeFiles(dir.path, { "staging/c.csv": 'path\na\n\\.\n"multi\nline"\n\\.\nmuch too long\n' });
+    const before = await checksum("marker_lines");
+    const bad = await runRoutine(dir.path, routine({ table: "marker_lines", source: "staging" }, ["load"]));
+    assert.equal(bad.code, 1, output(bad));
+    assert.match(
+      bad.stdout,
+      /load failed: c\.csv line 7, column path: "much too long": value too long for type character varying\(12\) \(loading public\.marker_lines\); nothing was committed/,
+    );
+    assert.equal(await checksum("marker_lines"), before);
+  },
+);
+
+pgTest(
   "replace swaps the rows; upsert run twice leaves the same table, by ON CONFLICT or UPDATE + INSERT",
   async () => {
     await using dir = await tempDir();

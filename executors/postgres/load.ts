@@ -2,7 +2,7 @@
  * The `load` task: every staged file of `source` through `COPY … FROM STDIN`, one COPY per file, and the
  * append / replace / upsert into the table, all in ONE transaction (lib/sql/load_plan.ts), committed at most
  * once per routine run (session.ts). The bytes go from storage to the server's socket as they arrive:
- * CSV is never parsed, and no file is ever held in memory whole.
+ * CSV is scanned only for what COPY would misread (sources.ts), and no file is ever held in memory whole.
  *
  * A row the server refuses fails the task with the file, its line (or row), the column and the value, and
  * nothing is committed.

@@ -3,8 +3,9 @@
  * file into the input of one `COPY … FROM STDIN (FORMAT csv)`, with the map from COPY's line numbers back to
  * the file's own lines (or rows).
  *
- * - CSV goes to COPY as it is, byte for byte: only the header line is read (to map its names to the table's
- *   columns), then the stream passes through untouched.
+ * - CSV goes to COPY as it is, byte for byte, but for what COPY would read otherwise than the file says
+ *   (lib/sql/postgres_copy_csv.ts: a line holding only `\.`, COPY's end-of-data marker, is sent quoted); the
+ *   header line is read to map its names to the table's columns.
  * - Newline-delimited JSON is rewritten line by line as CSV (one JSON object per line; keys map to columns).
  * - Parquet is read a row group at a time (ranged reads of the file; never the whole file in memory) and
  *   written as CSV; decimals and timestamps exactly (parquet_values.ts).
@@ -13,6 +14,7 @@
  */
 import { join } from "node:path";
 import type { AsyncBuffer, FileMetaData, SchemaTree } from "hyparquet";
+import { copyCsvStream } from "../../lib/sql/postgres_copy_csv.ts";
 import { parseDelimitedSample } from "../../lib/tables/csv.ts";
 import { columnIdentifiers, columnsOfNames } from "../../lib/tables/identifiers.ts";
 import { inferTable } from "../../lib/tables/infer.ts";
@@ -128,7 +130,7 @@ export function copyInput(storage: Storage, file: StoredFile, options: CopyInput
 }
 
 // ---------------------------------------------------------------------------------------------------------
-// CSV: the bytes as they are; the header read to name the columns.
+// CSV: the bytes as they are (but for COPY's end-of-data marker); the header read to name the columns.
 
 async function csvInput(storage: Storage, file: StoredFile, options: CopyInputOptions): Promise<CopyInput> {
   const reader = (await storage.read(file.path, { signal: options.signal })).getReader();
@@ -137,7 +139,7 @@ async function csvInput(storage: Storage, file: StoredFile, options: CopyInputOp
     return {
       columns: [...options.tableColumns],
       header: false,
-      stream: counted(reader, [], options),
+      stream: counted(reader, [], options).pipeThrough(copyCsvStream()),
       position,
     };
   }
@@ -170,7 +172,12 @@ async function csvInput(storage: Storage, file: StoredFile, options: CopyInputOp
     await reader.cancel().catch(() => {});
     throw error;
   }
-  return { columns, header: true, stream: counted(reader, buffered, options), position };
+  return {
+    columns,
+    header: true,
+    stream: counted(reader, buffered, options).pipeThrough(copyCsvStream()),
+    position,
+  };
 }
 
 /** The table column each name (a CSV header field, a JSON key) fills ({@link columnsOfNames}). */
