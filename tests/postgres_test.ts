@@ -788,6 +788,33 @@ pgTest(
 );
 
 pgTest(
+  "header: false: a UTF-8 byte order mark is not loaded into the first value (given or inferred columns)",
+  async () => {
+    await using dir = await tempDir();
+    await pg.psql(
+      "DROP TABLE IF EXISTS bom_given, bom_inferred; CREATE TABLE bom_given (code text, note text)",
+    );
+    const bom = new Uint8Array([0xef, 0xbb, 0xbf]);
+    await writeFiles(dir.path, {
+      "staging/a.csv": new Uint8Array([...bom, ...encoder.encode("A1,x\r\nB2,y\r\n")]),
+    });
+    for (const [table, first] of [["bom_given", "code"], ["bom_inferred", "col_1"]]) {
+      const result = await runRoutine(
+        dir.path,
+        routine({ table, source: "staging", header: false }, ["load"]),
+      );
+      assert.equal(result.code, 0, output(result));
+      assert.equal(
+        (await pg.psql(
+          `SELECT string_agg(encode(convert_to(${first}, 'UTF8'), 'hex'), ' ' ORDER BY ${first}) FROM ${table}`,
+        )).trim(),
+        "4131 4232",
+      );
+    }
+  },
+);
+
+pgTest(
   "replace swaps the rows; upsert run twice leaves the same table, by ON CONFLICT or UPDATE + INSERT",
   async () => {
     await using dir = await tempDir();

@@ -4,8 +4,8 @@
  * the file's own lines (or rows).
  *
  * - CSV goes to COPY as it is, byte for byte, but for what COPY would read otherwise than the file says
- *   (lib/sql/postgres_copy_csv.ts: a line holding only `\.`, COPY's end-of-data marker, is sent quoted); the
- *   header line is read to map its names to the table's columns.
+ *   (lib/sql/postgres_copy_csv.ts: a line holding only `\.`, COPY's end-of-data marker, is sent quoted, and
+ *   a UTF-8 BOM is dropped); the header line is read to map its names to the table's columns.
  * - Newline-delimited JSON is rewritten line by line as CSV (one JSON object per line; keys map to columns).
  * - Parquet is read a row group at a time (ranged reads of the file; never the whole file in memory) and
  *   written as CSV; decimals and timestamps exactly (parquet_values.ts).

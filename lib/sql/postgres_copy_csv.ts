@@ -11,6 +11,9 @@
  * now quoted, which COPY reads as data. The line breaks stay where they were, so COPY's line numbers are
  * still the file's.
  *
+ * **A byte order mark.** A UTF-8 BOM at the start of the file is dropped: COPY would keep it as the start of
+ * the first value (of a file without a header line; in a header line, which COPY skips, it changes nothing).
+ *
  * Quotes are followed as COPY's own line reader follows them (every `"` opens or closes a quoted stretch;
  * the file's quote character is always `"`: a load sets no other). The bytes are scanned in one pass over
  * each chunk; a chunk with nothing to change is passed on as it is, not copied.
@@ -26,6 +29,9 @@ const DOT = 0x2e;
 
 /** `"\."`: the value `\.`, quoted. */
 const QUOTED_MARKER = new Uint8Array([QUOTE, BACKSLASH, DOT, QUOTE]);
+
+/** UTF-8's byte order mark. */
+const BOM = [0xef, 0xbb, 0xbf];
 
 /**
  * Rewrites a CSV byte stream, chunk by chunk, for `COPY … FROM STDIN (FORMAT csv)` (see the module's
@@ -50,14 +56,29 @@ const QUOTED_MARKER = new Uint8Array([QUOTE, BACKSLASH, DOT, QUOTE]);
  * assert.equal(through('"x\n\\.\ny"\n'), '"x\n\\.\ny"\n'); // inside a quoted field: data for COPY too
  * assert.equal(through("a\n\\.x\n \\.\n"), "a\n\\.x\n \\.\n"); // not alone on its line
  * ```
+ * @example A byte order mark is dropped, even when it comes in pieces
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { CopyCsvFilter } from "./postgres_copy_csv.ts";
+ *
+ * const filter = new CopyCsvFilter();
+ * const sent = [new Uint8Array([0xef]), new Uint8Array([0xbb, 0xbf, 0x41, 0x31, 0x0a])]
+ *   .flatMap((chunk) => filter.push(chunk));
+ * assert.deepEqual(sent.flatMap((piece) => [...piece]), [0x41, 0x31, 0x0a]);
+ * ```
  */
 export class CopyCsvFilter {
   /** Inside a quoted stretch (COPY's line reader toggles on every quote). */
   #inQuote = false;
   /** The next byte starts a line. */
   #lineStart = true;
-  /** The start of a line held back at the end of a chunk: `\` or `\.`, which the next byte decides. */
+  /**
+   * Bytes held back at the end of a chunk for the next one to decide: the start of a line, `\` or `\.`, or
+   * the start of the file, the first bytes of a BOM.
+   */
   #held: Uint8Array | undefined;
+  /** The start of the file was read (and a BOM dropped). */
+  #started = false;
 
   /** The bytes to send for the next chunk of the file (none, one piece, or several). */
   push(input: Uint8Array): Uint8Array[] {
@@ -67,6 +88,16 @@ export class CopyCsvFilter {
       chunk.set(this.#held);
       chunk.set(input, this.#held.length);
       this.#held = undefined;
+    }
+    if (!this.#started) {
+      if (chunk.length < BOM.length && chunk.every((byte, i) => byte === BOM[i])) {
+        if (chunk.length > 0) this.#held = chunk.slice();
+        return [];
+      }
+      this.#started = true;
+      if (chunk[0] === BOM[0] && chunk[1] === BOM[1] && chunk[2] === BOM[2]) {
+        chunk = chunk.subarray(BOM.length);
+      }
     }
     const out: Uint8Array[] = [];
     const length = chunk.length;
@@ -110,6 +141,7 @@ export class CopyCsvFilter {
     const held = this.#held;
     this.#held = undefined;
     if (!held) return [];
+    if (!this.#started) return [held]; // a file of one or two bytes that start like a BOM
     // "\." as the file's last line is a value for COPY too; quoted, it is the same value
     return [held.length === 2 ? QUOTED_MARKER : held];
   }
