@@ -815,6 +815,39 @@ pgTest(
 );
 
 pgTest(
+  "a decimal a double would round (12345678901234567.25) is inferred text and loads as written, from CSV and JSON",
+  async () => {
+    await using dir = await tempDir();
+    await pg.psql("DROP TABLE IF EXISTS wide_csv, wide_json");
+    await writeFiles(dir.path, {
+      "csv/a.csv": "wide,computed\n12345678901234567.25,0.30000000000000004\n1.5,0.1\n",
+      "json/a.json":
+        '{"wide": 12345678901234567.25, "computed": 0.30000000000000004}\n{"wide": 1.5, "computed": 0.1}\n',
+    });
+    for (const format of ["csv", "json"]) {
+      const table = `wide_${format}`;
+      const result = await runRoutine(dir.path, routine({ table, source: format, format }, ["load"]));
+      assert.equal(result.code, 0, output(result));
+      assert.equal(
+        (await pg.psql(
+          `SELECT string_agg(attname || ' ' || format_type(atttypid, atttypmod), ', ' ORDER BY attnum)
+           FROM pg_attribute WHERE attrelid = '${table}'::regclass AND attnum > 0`,
+        )).trim(),
+        "wide text, computed double precision",
+      );
+      assert.deepEqual(
+        (await pg.psql(`SELECT wide || '|' || computed FROM ${table} ORDER BY computed`)).trim().split("\n"),
+        ["1.5|0.1", "12345678901234567.25|0.30000000000000004"],
+      );
+      assert.match(
+        result.stdout,
+        /column wide: a double would not keep "12345678901234567\.25" as written \(it would read back as 12345678901234568\); kept as a string/,
+      );
+    }
+  },
+);
+
+pgTest(
   "replace swaps the rows; upsert run twice leaves the same table, by ON CONFLICT or UPDATE + INSERT",
   async () => {
     await using dir = await tempDir();

@@ -435,6 +435,51 @@ Deno.test("inferTable keeps integers beyond int64 and invalid dates as strings, 
   ]);
 });
 
+Deno.test("inferTable types a column double only when a double gives every value back as written", () => {
+  const csv = [
+    "wide,computed,money,long_id,long_mixed,tiny",
+    "12345678901234567.25,0.30000000000000004,19.99,9007199254740993,9007199254740993,1e-400",
+    "1.5,0.1,5,1,1.5,1",
+    "",
+  ].join("\n");
+  const table = inferTable([csv]);
+  assert.deepEqual(typesOf(table.columns), [
+    "wide string",
+    "computed double", // a double's own shortest output: it reads back as written
+    "money double",
+    "long_id bigint", // beyond a double but within int64: bigint holds it
+    "long_mixed string", // with decimals it would be a double, which cannot hold it
+    "tiny string",
+  ]);
+  assert.deepEqual(table.reasons, [
+    'column wide: a double would not keep "12345678901234567.25" as written (it would read back as ' +
+    "12345678901234568); kept as a string",
+    'column long_mixed: "9007199254740993" is an integer a double cannot hold (it would read back as ' +
+    '9007199254740992), and values like "1.5" need a double; kept as a string',
+    'column tiny: a double would not keep "1e-400" as written (it would read back as 0); kept as a string',
+  ]);
+  // JSON numbers alike
+  const json = inferTable(['{"wide": 12345678901234567.25, "computed": 0.30000000000000004, "n": 1.50}\n'], {
+    format: "json",
+  });
+  assert.deepEqual(typesOf(json.columns), ["wide string", "computed double", "n double"]);
+  // every engine then declares the column as its text type
+  const columns = table.columns.slice(0, 1);
+  assert.match(sqlCreateTable({ dialect: "postgres", schema: "s", table: "t", columns }), /"wide" text\n/);
+  assert.match(
+    sqlCreateTable({ dialect: "redshift", schema: "s", table: "t", columns }),
+    /"wide" varchar\(65535\)\n/,
+  );
+  const athena = athenaCreateTableSql({
+    database: "d",
+    table: "t",
+    columns,
+    location: "s3://b/t/",
+    format: "csv",
+  });
+  assert.match(athena.sql, /`wide` string\n/);
+});
+
 Deno.test("inferTable says nothing about a column of ordinary strings that happen to look typed", () => {
   const table = inferTable(["code\nabc\n00123\n2020-09-30T00:00:00Z\n99999999999999999999\n"]);
   assert.deepEqual(typesOf(table.columns), ["code string"]);

@@ -6,6 +6,15 @@
  * `boolean`, `date`, `timestamp` and, whenever in doubt, `string`. A value that would lose something when
  * typed (`00123`, a 20-digit id, an ISO timestamp Hive cannot parse) keeps its column a string.
  *
+ * **Numbers a double keeps.** A `double` column holds only numbers that a double gives back as written: the
+ * double nearest to the value, printed in the fewest digits that identify it (as JavaScript and PostgreSQL
+ * print a double), is the written number. So `0.1`, `1.50` and `0.30000000000000004` (a double's own
+ * output) are doubles, but `12345678901234567.25` (which would read back as `12345678901234568`) keeps its
+ * column a string, as does an integer a double cannot hold (`9007199254740993`) in a column that also holds
+ * decimals (alone, such integers make a `bigint`, which holds them). Every value of 15 significant digits or
+ * fewer is kept. No `decimal`/`numeric` is inferred: Athena's needs a precision and Redshift's defaults to
+ * `numeric(18,0)`, so `string` is the one type that keeps such a value as written in all three.
+ *
  * The reasons are true of the engine the table is for ({@link InferOptions.target}): advice about Athena's
  * SerDes (quotes, backslashes, line breaks in fields, header lines) is for Athena tables only; PostgreSQL's
  * and Redshift's COPY read quoted fields, backslashes and line breaks in CSV as data.
@@ -147,6 +156,9 @@ export function inferTable(samples: readonly string[], options: InferOptions = {
  * assert.equal(inferValueType("00123"), "string"); // leading zeros: a code, not a number
  * assert.equal(inferValueType("9223372036854775808"), "string"); // beyond int64
  * assert.equal(inferValueType("-2e3"), "double");
+ * assert.equal(inferValueType("0.30000000000000004"), "double"); // a double's own output
+ * assert.equal(inferValueType("12345678901234567.25"), "string"); // a double would round it
+ * assert.equal(inferValueType("9007199254740993"), "bigint"); // beyond a double, within int64
  * assert.equal(inferValueType("TRUE"), "boolean");
  * assert.equal(inferValueType("2020-02-29"), "date");
  * assert.equal(inferValueType("2021-02-29"), "string"); // not a real day
@@ -158,13 +170,24 @@ export function inferTable(samples: readonly string[], options: InferOptions = {
 export function inferValueType(value: string): ColumnType | undefined {
   const kind = textKind(value);
   if (kind === "empty") return undefined;
-  return isColumnType(kind) ? kind : "string";
+  return TYPED.find((type) => ACCEPTED_KINDS[type].includes(kind)) ?? "string";
 }
 
 // ---------------------------------------------------------------------------------------------------------
 // Value kinds: a column type, or a reason a value that looks typed must stay a string.
 
-type ValueKind = ColumnType | "empty" | "padded" | "outOfRange" | "iso" | "badDate" | "nested";
+type ValueKind =
+  | ColumnType
+  | "empty"
+  | "padded"
+  | "outOfRange"
+  | "iso"
+  | "badDate"
+  | "nested"
+  /** An integer that fits 64 bits but not a double: a bigint, never a double. */
+  | "longInteger"
+  /** A decimal a double would not give back as written. */
+  | "inexact";
 
 const COLUMN_TYPES: readonly string[] = ["bigint", "double", "boolean", "date", "timestamp", "string"];
 
@@ -199,13 +222,40 @@ function textKind(value: string): ValueKind {
 function integerKind(value: string, digits: string): ValueKind {
   if (digits.length > 1 && digits.startsWith("0")) return "padded";
   const number = BigInt(value);
-  return number < INT64_MIN || number > INT64_MAX ? "outOfRange" : "bigint";
+  if (number < INT64_MIN || number > INT64_MAX) return "outOfRange";
+  return doubleKeeps(value) ? "bigint" : "longInteger";
 }
 
 function doubleKind(value: string, integerDigits: string): ValueKind {
   if (integerDigits.length > 1 && integerDigits.startsWith("0")) return "padded";
-  return Number.isFinite(Number(value)) ? "double" : "outOfRange";
+  if (!Number.isFinite(Number(value))) return "outOfRange";
+  return doubleKeeps(value) ? "double" : "inexact";
 }
+
+/**
+ * Whether the double nearest to the number `text` (an integer or decimal, as {@link DECIMAL} reads it) gives
+ * it back: printed in the fewest digits that identify it (JavaScript's `String(number)`, PostgreSQL's
+ * `float8out`), it is the same number. Always true for 15 significant digits or fewer in a double's normal
+ * range.
+ */
+function doubleKeeps(text: string): boolean {
+  const number = Number(text);
+  return Number.isFinite(number) && decimalKey(text) === decimalKey(String(number));
+}
+
+/** A number's value as digits and exponent, without the zeros that do not change it: `1.50` → `15e1`. */
+function decimalKey(text: string): string {
+  const [, sign, whole, fraction = "", exponent = "0"] = NUMBER_PARTS.exec(text)!;
+  let digits = whole + fraction;
+  let point = whole.length + Number(exponent);
+  const leading = digits.search(/[^0]/);
+  if (leading === -1) return "0";
+  digits = digits.slice(leading).replace(/0+$/, "");
+  point -= leading;
+  return `${sign === "-" ? "-" : ""}${digits}e${point}`;
+}
+
+const NUMBER_PARTS = /^([+-]?)(\d*)(?:\.(\d*))?(?:[eE]([+-]?\d+))?$/;
 
 function isCalendarDate(year: string, month: string, day: string): boolean {
   const [y, m, d] = [Number(year), Number(month), Number(day)];
@@ -249,37 +299,67 @@ class ColumnEvidence {
         reasons: [`column ${column}: every sampled value is empty, so it is a string`],
       };
     }
-    if (kinds.size === 1 && isColumnType([...kinds][0])) {
-      return { type: [...kinds][0] as ColumnType, reasons: [] };
+    for (const type of TYPED) {
+      if ([...kinds].every((kind) => ACCEPTED_KINDS[type].includes(kind))) return { type, reasons: [] };
     }
-    if (kinds.size === 2 && kinds.has("bigint") && kinds.has("double")) {
-      return { type: "double", reasons: [] };
-    }
-    return { type: "string", reasons: this.#stringReasons(column, kinds, athena) };
+    return { type: "string", reasons: this.#stringReasons(column, athena) };
   }
 
-  #stringReasons(column: string, kinds: Set<ValueKind>, athena: boolean): string[] {
-    const plain = [...kinds].filter(isColumnType);
-    if (kinds.has("bigint") && kinds.has("double")) plain.splice(plain.indexOf("bigint"), 1);
+  #stringReasons(column: string, athena: boolean): string[] {
+    // the types the values suggest, each with an example (an integer too long for a double suggests bigint)
+    const suggested = new Map<ColumnType, string>();
+    for (const [kind, example] of this.examples) {
+      const type = kind === "longInteger" ? "bigint" : kind;
+      if (isColumnType(type) && !suggested.has(type)) suggested.set(type, example);
+    }
+    // integers and decimals make a double column; one that a double cannot hold is explained below
+    if (suggested.has("bigint") && suggested.has("double")) suggested.delete("bigint");
     const reasons: string[] = [];
-    if (!plain.includes("string")) {
-      for (const kind of kinds) {
+    if (!suggested.has("string")) {
+      for (const [kind, example] of this.examples) {
         const explain = STRING_BECAUSE[kind as keyof typeof STRING_BECAUSE];
-        if (explain) reasons.push(`column ${column}: ${explain(show(this.examples.get(kind)!), athena)}`);
+        if (explain) reasons.push(`column ${column}: ${explain(show(example), athena, example)}`);
+      }
+      const long = this.examples.get("longInteger");
+      const decimal = this.examples.get("double");
+      if (long !== undefined && decimal !== undefined) {
+        reasons.push(
+          `column ${column}: ${show(long)} is an integer a double cannot hold (it would read back as ` +
+            `${Number(long)}), and values like ${show(decimal)} need a double; kept as a string`,
+        );
       }
     }
-    if (plain.length > 1) {
-      const seen = plain.map((kind) => `${kind} (${show(this.examples.get(kind)!)})`).join(" and ");
+    if (suggested.size > 1) {
+      const seen = [...suggested].map(([type, example]) => `${type} (${show(example)})`).join(" and ");
       reasons.push(`column ${column}: mixes ${seen}, so it is a string`);
     }
     return reasons;
   }
 }
 
+/** The typed column types, in the order {@link ColumnEvidence.decide} tries them. */
+const TYPED = ["bigint", "double", "boolean", "date", "timestamp"] as const;
+
+/**
+ * The value kinds a column of each type holds as they are: a column gets the first type of {@link TYPED}
+ * that holds every kind its values have (empty values aside), else it is a string.
+ */
+const ACCEPTED_KINDS: Record<typeof TYPED[number], readonly ValueKind[]> = {
+  bigint: ["bigint", "longInteger"],
+  double: ["double", "bigint"],
+  boolean: ["boolean"],
+  date: ["date"],
+  timestamp: ["timestamp"],
+};
+
 const STRING_BECAUSE = {
   padded: (example: string) =>
     `values like ${example} have leading zeros; kept as a string so they keep them`,
   outOfRange: (example: string) => `${example} does not fit a 64-bit integer or a double; kept as a string`,
+  inexact: (example: string, _athena: boolean, value: string) =>
+    `a double would not keep ${example} as written (it would read back as ${
+      Number(value)
+    }); kept as a string`,
   iso: (example: string, athena: boolean) =>
     athena
       ? `values like ${example} are ISO-8601 timestamps, which Hive's text SerDes cannot read as TIMESTAMP ` +
