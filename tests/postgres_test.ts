@@ -848,6 +848,104 @@ pgTest(
 );
 
 pgTest(
+  "a value the inference sample would not have typed so (02134 after 10,000 zip codes) fails the load it created the table in",
+  async () => {
+    await using dir = await tempDir();
+    await pg.psql("DROP TABLE IF EXISTS zips, zips_json");
+    const gone = async (table: string) =>
+      (await pg.psql(`SELECT to_regclass('${table}') IS NULL`)).trim() === "t";
+    const zips = Array.from({ length: 10_000 }, (_, i) => `${10_000 + i},Springfield,true`).join("\n");
+    // the QA report's file (past the sample: 64 KiB, at most 1,000 rows), after a good file
+    await writeFiles(dir.path, {
+      "staging/a.csv": "zip,city,ok\n11111,Boston,true\n",
+      "staging/b.csv": `zip,city,ok\n${zips}\n02134,Boston,true\n`,
+    });
+    const load = () => runRoutine(dir.path, routine({ table: "zips", source: "staging" }, ["load"]));
+    const refused = (column: string, type: string) =>
+      `not a ${type} as column inference reads one \\(the type of ${column} came from a sample of the files\\); ` +
+      `to load it, give columns, with ${column} as text \\(loading public\\.zips\\); nothing was committed`;
+    const zip = await load();
+    assert.equal(zip.code, 1, output(zip));
+    assert.match(
+      zip.stdout,
+      new RegExp(`load failed: b\\.csv line 10002, column zip: "02134": ${refused("zip", "bigint")}`),
+    );
+    assert.ok(await gone("zips")); // created in the load's transaction, so rolled back with it
+
+    // PostgreSQL's input would take each of these too; quoted, CRLF, after a multi-line record, last line;
+    // in a fourth file, which inference does not sample
+    await writeFiles(dir.path, {
+      "staging/b.csv": "zip,city,ok\n22222,Chicago,false\n",
+      "staging/c.csv": "zip,city,ok\n33333,,\n",
+    });
+    for (
+      const [body, where] of [
+        ["zip,city,ok\n2,x,true\n 5,x,false\n", 'line 3, column zip: " 5"'],
+        ['zip,city,ok\r\n"3",x,"true"\r\n"04",x,true\r\n', 'line 3, column zip: "04"'],
+        ['zip,city,ok\n4,"multi\nline",true\n5,x,1\n', 'line 4, column ok: "1"'],
+        ["zip,city,ok\n6,x,TRUE\n7,x,yes", 'line 3, column ok: "yes"'],
+      ]
+    ) {
+      await writeFiles(dir.path, { "staging/d.csv": body });
+      const result = await load();
+      assert.equal(result.code, 1, output(result));
+      const type = where.includes("column ok") ? "boolean" : "bigint";
+      const column = where.includes("column ok") ? "ok" : "zip";
+      assert.match(result.stdout, new RegExp(`d\\.csv ${where}: ${refused(column, type)}`));
+      assert.ok(await gone("zips"));
+    }
+
+    // create_table infers, load holds the files to it in the same step; given columns decide for themselves
+    await Deno.remove(join(dir.path, "staging"), { recursive: true });
+    await writeFiles(dir.path, {
+      "staging/a.csv": "zip,city,ok\n11111,Boston,true\n",
+      "staging/b.csv": `zip,city,ok\n${zips}\n02134,Boston,true\n`,
+    });
+    const twoTasks = await runRoutine(
+      dir.path,
+      routine({ table: "zips", source: "staging" }, ["create_table", "load"]),
+    );
+    assert.equal(twoTasks.code, 1, output(twoTasks));
+    assert.match(
+      twoTasks.stdout,
+      /b\.csv line 10002, column zip: "02134": not a bigint as column inference reads one/,
+    );
+    assert.equal((await pg.psql("SELECT count(*) FROM zips")).trim(), "0");
+    await pg.psql("DROP TABLE zips");
+    const asText = await runRoutine(
+      dir.path,
+      routine({ table: "zips", source: "staging", columns: { zip: "text", city: "text", ok: "boolean" } }, [
+        "load",
+      ]),
+    );
+    assert.equal(asText.code, 0, output(asText));
+    assert.equal(
+      (await pg.psql("SELECT zip FROM zips WHERE city = 'Boston' ORDER BY zip")).trim(),
+      "02134\n11111",
+    );
+
+    // JSON: a string where inference read numbers
+    await Deno.remove(join(dir.path, "staging"), { recursive: true });
+    await writeFiles(dir.path, {
+      "staging/a.json": '{"n": 1, "day": "2020-01-01"}\n',
+      "staging/b.json": '{"n": 2}\n',
+      "staging/c.json": '{"n": null}\n',
+      "staging/d.json": '{"n": 4}\n{"n": "5", "day": "2020-01-02"}\n',
+    });
+    const json = await runRoutine(
+      dir.path,
+      routine({ table: "zips_json", source: "staging", format: "json" }, ["load"]),
+    );
+    assert.equal(json.code, 1, output(json));
+    assert.match(
+      json.stdout,
+      /d\.json line 2, column n: "5": not a bigint as column inference reads one \(the type of n came from a sample of the files\); to load it, give columns, with n as text \(loading public\.zips_json\); nothing was committed/,
+    );
+    assert.ok(await gone("zips_json"));
+  },
+);
+
+pgTest(
   "replace swaps the rows; upsert run twice leaves the same table, by ON CONFLICT or UPDATE + INSERT",
   async () => {
     await using dir = await tempDir();

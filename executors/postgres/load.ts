@@ -36,12 +36,16 @@ import {
 } from "./sources.ts";
 import {
   createTableSql,
+  inferredTypes,
   showTable,
   tableColumns,
   tableNameOf,
+  typesInferredByCreateTable,
   uniqueIndexes,
   wantedColumns,
 } from "./tables.ts";
+import { RefusedValue } from "../../lib/sql/postgres_copy_csv.ts";
+import type { ColumnType } from "../../lib/tables/infer.ts";
 import type { Params } from "./params.ts";
 import { copyFromStdinSql } from "../../lib/sql/postgres_copy.ts";
 
@@ -101,11 +105,16 @@ async function loadFiles(
 ): Promise<{ rows: number }> {
   const { params } = context;
   let existing = await tableColumns(session, name);
+  // the columns whose types inference chose: every value must be one it reads as that type
+  let inferred: Map<string, ColumnType>;
   if (existing === undefined) {
     const columns = await wantedColumns(context, { storage, files });
     await session.query(createTableSql(name, columns));
     context.log(`created ${showTable(name)} (${plural(columns.length, "column")}) in the load's transaction`);
     existing = (await tableColumns(session, name))!;
+    inferred = inferredTypes(params, columns);
+  } else {
+    inferred = typesInferredByCreateTable(context, name);
   }
   const tableColumnNames = existing.filter((column) => !column.generated).map((column) => column.name);
   const filled = await filledColumns(context, storage, files, tableColumnNames, name);
@@ -122,6 +131,7 @@ async function loadFiles(
       header: params.header,
       tableColumns: tableColumnNames,
       tableName: showTable(name),
+      inferred,
       onBytes: (bytes) => context.report({ type: "progress", bytes: done + bytes, total, label }),
       signal: context.signal,
     });
@@ -232,6 +242,13 @@ async function moveStaged(
 
 /** A COPY failure as one line naming the file, its line or row, the column and the value. */
 async function badRow(error: unknown, file: StoredFile, input: CopyInput, name: TableName): Promise<Error> {
+  // a value lakerun refused on its way to COPY (the COPY failed because its input did)
+  const refused = error instanceof PostgresError ? error.cause : error;
+  if (refused instanceof RefusedValue) {
+    const where = `${file.path} line ${refused.line}, column ${input.columns[refused.field]}`;
+    const why = `${refused.refusal} (loading ${showTable(name)}); nothing was committed`;
+    return new Error(`${where}: ${showValue(refused.value)}: ${why}`, { cause: refused });
+  }
   if (!(error instanceof PostgresError)) {
     return new Error(`${file.path}: ${(error as Error)?.message ?? error}; nothing was committed`, {
       cause: error,

@@ -6,6 +6,10 @@
  * - CSV goes to COPY as it is, byte for byte, but for what COPY would read otherwise than the file says
  *   (lib/sql/postgres_copy_csv.ts: a line holding only `\.`, COPY's end-of-data marker, is sent quoted, and
  *   a UTF-8 BOM is dropped); the header line is read to map its names to the table's columns.
+ * - A column whose type was inferred from a sample of the files holds every value of every file to the rules
+ *   that chose the type (`fitsType`, `jsonValueFits` in lib/tables/infer.ts): a value the sample's rules
+ *   would not have typed so (`02134` in a bigint column, which COPY would load as 2134) fails the load,
+ *   naming its file, line and column ({@link RefusedValue}).
  * - Newline-delimited JSON is rewritten line by line as CSV (one JSON object per line; keys map to columns).
  * - Parquet is read a row group at a time (ranged reads of the file; never the whole file in memory) and
  *   written as CSV; decimals and timestamps exactly (parquet_values.ts).
@@ -14,10 +18,10 @@
  */
 import { join } from "node:path";
 import type { AsyncBuffer, FileMetaData, SchemaTree } from "hyparquet";
-import { copyCsvStream } from "../../lib/sql/postgres_copy_csv.ts";
+import { copyCsvStream, type FieldCheck, RefusedValue } from "../../lib/sql/postgres_copy_csv.ts";
 import { parseDelimitedSample } from "../../lib/tables/csv.ts";
 import { columnIdentifiers, columnsOfNames } from "../../lib/tables/identifiers.ts";
-import { inferTable } from "../../lib/tables/infer.ts";
+import { type ColumnType, fitsType, inferTable, jsonValueFits } from "../../lib/tables/infer.ts";
 import { JsonNumber, parseJsonKeepingNumbers } from "../../lib/tables/json_numbers.ts";
 import { listDataFiles, sampleFiles, skippedLines } from "../../lib/tables/sample.ts";
 import type { ColumnSpec } from "../../lib/tables/ddl.ts";
@@ -112,9 +116,35 @@ export interface CopyInputOptions {
   tableColumns: readonly string[];
   /** The table as shown in messages. */
   tableName: string;
+  /**
+   * The table's columns whose types were inferred from a sample of the files (text columns left out): each
+   * value of the file must be one inference reads as its column's type ({@link RefusedValue} otherwise).
+   */
+  inferred?: ReadonlyMap<string, ColumnType>;
   /** Called with the file's bytes read so far. */
   onBytes?(bytes: number): void;
   signal?: AbortSignal;
+}
+
+/**
+ * Why a value that inference would not read as `type` may not load into `column`, whose type was inferred:
+ * for a {@link RefusedValue}.
+ */
+export function inferredTypeRefusal(column: string, type: ColumnType): string {
+  return `not a ${type} as column inference reads one (the type of ${column} came from a sample of the ` +
+    `files); to load it, give columns, with ${column} as text`;
+}
+
+/** The checks of each field of a CSV file whose fields fill `columns`, for the inferred ones. */
+function inferredChecks(
+  columns: readonly string[],
+  inferred: ReadonlyMap<string, ColumnType> | undefined,
+): (FieldCheck | undefined)[] {
+  return columns.map((column) => {
+    const type = inferred?.get(column);
+    if (type === undefined || type === "string") return undefined;
+    return { accepts: fitsType(type), refusal: inferredTypeRefusal(column, type) };
+  });
 }
 
 /** Turns one staged file into a COPY input. */
@@ -136,10 +166,11 @@ async function csvInput(storage: Storage, file: StoredFile, options: CopyInputOp
   const reader = (await storage.read(file.path, { signal: options.signal })).getReader();
   const position = (line: number) => csvRecordPosition(storage, file, line, options.signal);
   if (!options.header) {
+    const checks = inferredChecks(options.tableColumns, options.inferred);
     return {
       columns: [...options.tableColumns],
       header: false,
-      stream: counted(reader, [], options).pipeThrough(copyCsvStream()),
+      stream: counted(reader, [], options).pipeThrough(copyCsvStream({ checks })),
       position,
     };
   }
@@ -172,10 +203,11 @@ async function csvInput(storage: Storage, file: StoredFile, options: CopyInputOp
     await reader.cancel().catch(() => {});
     throw error;
   }
+  const checks = inferredChecks(columns, options.inferred);
   return {
     columns,
     header: true,
-    stream: counted(reader, buffered, options).pipeThrough(copyCsvStream()),
+    stream: counted(reader, buffered, options).pipeThrough(copyCsvStream({ header: true, checks })),
     position,
   };
 }
@@ -460,7 +492,19 @@ async function jsonInput(storage: Storage, file: StoredFile, options: CopyInputO
     const values: unknown[] = new Array(columns.length);
     const entries = Object.entries(value);
     const positions = columnsOf(entries.map(([key]) => key), line);
-    entries.forEach(([, inner], i) => values[positions[i]] = inner);
+    entries.forEach(([, inner], i) => {
+      const position = positions[i];
+      const type = options.inferred?.get(columns[position]);
+      if (type !== undefined && !jsonValueFits(type, inner)) {
+        const shown = typeof inner === "string"
+          ? inner
+          : inner instanceof JsonNumber
+          ? inner.source
+          : JSON.stringify(inner);
+        throw new RefusedValue(line, position, shown, inferredTypeRefusal(columns[position], type));
+      }
+      values[position] = inner;
+    });
     controller.enqueue(writer.record(values, line));
   };
   const stream = source.pipeThrough(

@@ -7,6 +7,7 @@
 import type { TaskContext } from "../../sdk/executor.ts";
 import { fingerprintOf } from "../../lib/cloud/ledger.ts";
 import { type ColumnSpec, schemaDrift, sqlCreateTable } from "../../lib/tables/ddl.ts";
+import type { ColumnType } from "../../lib/tables/infer.ts";
 import { parseTableName, type TableName } from "../../lib/tables/identifiers.ts";
 import { qualifiedName } from "../../lib/sql/load_plan.ts";
 import type { PostgresSession } from "../../lib/sql/postgres_client.ts";
@@ -114,6 +115,33 @@ export async function wantedColumns(
   });
 }
 
+/** Where `create_table` leaves the columns it inferred in the step's `shared`, for a `load` after it. */
+const INFERRED_KEY = "postgres.inferred_columns";
+
+/**
+ * The columns of `columns` whose types inference chose from a sample of CSV or JSON files, by name: all but
+ * the text ones (every value fits those). None for columns given in params, or a parquet file's own.
+ */
+export function inferredTypes(params: Params, columns: readonly ColumnSpec[]): Map<string, ColumnType> {
+  const types = new Map<string, ColumnType>();
+  if (params.columns || params.format === "parquet") return types;
+  for (const { name, type } of columns) if (type !== "string") types.set(name, type as ColumnType);
+  return types;
+}
+
+/**
+ * The inferred column types of table `name` when `create_table` inferred its columns earlier in this step
+ * (it created the table with them, or kept one that has them); else none.
+ */
+export function typesInferredByCreateTable(
+  context: TaskContext<Params>,
+  name: TableName,
+): Map<string, ColumnType> {
+  const left = context.shared.get(INFERRED_KEY) as { table: string; columns: ColumnSpec[] } | undefined;
+  if (left === undefined || left.table !== showTable(name)) return new Map();
+  return inferredTypes(context.params, left.columns);
+}
+
 /** `CREATE TABLE` for `name` with `columns` (every name quoted, every type checked). */
 export function createTableSql(name: TableName, columns: readonly ColumnSpec[]): string {
   return sqlCreateTable({ dialect: "postgres", schema: name.schema, table: name.table, columns });
@@ -152,5 +180,7 @@ export async function createTable(context: TaskContext<Params>): Promise<void> {
       return `${showTable(name)} already exists with these columns; kept`;
     });
     context.log(outcome.committed ? outcome.result : `create_table skipped: ${outcome.reason}`);
+    // the table has these columns now: a load after this task holds its values to them
+    if (!params.columns) context.shared.set(INFERRED_KEY, { table: showTable(name), columns });
   });
 }

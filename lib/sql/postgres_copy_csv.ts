@@ -14,9 +14,13 @@
  * **A byte order mark.** A UTF-8 BOM at the start of the file is dropped: COPY would keep it as the start of
  * the first value (of a file without a header line; in a header line, which COPY skips, it changes nothing).
  *
+ * **Checked values.** Given a check for some fields ({@link CopyCsvOptions.checks}), each value of those
+ * fields (its quotes undone as COPY undoes them) is checked on the way, and the first one refused stops the
+ * stream with a {@link RefusedValue} naming its line and field, so that the COPY fails and nothing loads.
+ *
  * Quotes are followed as COPY's own line reader follows them (every `"` opens or closes a quoted stretch;
- * the file's quote character is always `"`: a load sets no other). The bytes are scanned in one pass over
- * each chunk; a chunk with nothing to change is passed on as it is, not copied.
+ * the file's quote character is always `"` and its delimiter `,`: a load sets no others). The bytes are
+ * scanned in one pass over each chunk; a chunk with nothing to change is passed on as it is, not copied.
  *
  * @module
  */
@@ -26,6 +30,7 @@ const LF = 0x0a;
 const CR = 0x0d;
 const BACKSLASH = 0x5c;
 const DOT = 0x2e;
+const COMMA = 0x2c;
 
 /** `"\."`: the value `\.`, quoted. */
 const QUOTED_MARKER = new Uint8Array([QUOTE, BACKSLASH, DOT, QUOTE]);
@@ -66,8 +71,23 @@ const BOM = [0xef, 0xbb, 0xbf];
  *   .flatMap((chunk) => filter.push(chunk));
  * assert.deepEqual(sent.flatMap((piece) => [...piece]), [0x41, 0x31, 0x0a]);
  * ```
+ * @example Checked fields: the first value refused stops the stream, naming its line and field
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { CopyCsvFilter, RefusedValue } from "./postgres_copy_csv.ts";
+ *
+ * const digits = { accepts: (b: Uint8Array, s: number, e: number) => b.subarray(s, e).every((c) => c >= 48 && c <= 57), refusal: "not digits" };
+ * const filter = new CopyCsvFilter({ header: true, checks: [undefined, digits] });
+ * const file = new TextEncoder().encode('note,n\nhi,"12"\n"a\nb",3\nok,4x\n');
+ * assert.throws(() => filter.push(file), (error) => {
+ *   assert.ok(error instanceof RefusedValue);
+ *   assert.deepEqual([error.line, error.field, error.value], [5, 1, "4x"]);
+ *   return true;
+ * });
+ * ```
  */
 export class CopyCsvFilter {
+  readonly #checks: readonly (FieldCheck | undefined)[];
   /** Inside a quoted stretch (COPY's line reader toggles on every quote). */
   #inQuote = false;
   /** The next byte starts a line. */
@@ -79,8 +99,30 @@ export class CopyCsvFilter {
   #held: Uint8Array | undefined;
   /** The start of the file was read (and a BOM dropped). */
   #started = false;
+  // Followed only when there are checks:
+  /** The file's line at the current byte, from 1 (a line break inside quotes counts too). */
+  #line = 1;
+  /** The last byte of the previous chunk was a CR (so that an LF after it is the same line break). */
+  #afterCR = false;
+  /** The header line is being read (its fields are not checked). */
+  #inHeader: boolean;
+  /** The field being read (from 0 in its record), the line it starts on, and whether it holds a quote. */
+  #field = 0;
+  #fieldLine = 1;
+  #fieldQuoted = false;
+  /** The bytes of the field being read that earlier chunks held, when it is checked. */
+  #partial: Uint8Array[] = [];
 
-  /** The bytes to send for the next chunk of the file (none, one piece, or several). */
+  constructor(options: CopyCsvOptions = {}) {
+    this.#checks = options.checks ?? [];
+    this.#inHeader = options.header ?? false;
+  }
+
+  /**
+   * The bytes to send for the next chunk of the file (none, one piece, or several).
+   *
+   * @throws RefusedValue for a value a check refuses.
+   */
   push(input: Uint8Array): Uint8Array[] {
     let chunk = input;
     if (this.#held) {
@@ -100,51 +142,259 @@ export class CopyCsvFilter {
       }
     }
     const out: Uint8Array[] = [];
-    const length = chunk.length;
-    let inQuote = this.#inQuote;
-    let from = 0; // the first byte not yet in `out`
-    let start = this.#lineStart && !inQuote ? 0 : -1; // a line start to look at, outside quotes
-    for (let i = 0; i < length; i++) {
-      if (i === start && chunk[i] === BACKSLASH) {
-        // a line that starts with "\": is it "\." and a line break?
-        if (i + 2 >= length) {
-          if (i + 1 === length || chunk[i + 1] === DOT) {
-            // "\" or "\." at the end of the chunk: the next chunk decides
-            if (i > from) out.push(chunk.subarray(from, i));
-            this.#held = chunk.slice(i);
-            this.#inQuote = false;
-            this.#lineStart = true;
-            return out;
-          }
-        } else if (chunk[i + 1] === DOT && (chunk[i + 2] === LF || chunk[i + 2] === CR)) {
-          if (i > from) out.push(chunk.subarray(from, i));
-          out.push(QUOTED_MARKER);
-          from = i + 2;
-          i++; // the line break is read next
-          continue;
-        }
-      }
-      const byte = chunk[i];
-      if (byte > QUOTE) continue;
-      if (byte === QUOTE) inQuote = !inQuote;
-      else if ((byte === LF || byte === CR) && !inQuote) start = i + 1;
-    }
+    const from = this.#checks.length > 0 ? this.#scanFields(chunk, out) : this.#scan(chunk, out);
     if (from === 0) out.push(chunk);
-    else if (from < length) out.push(chunk.subarray(from));
-    this.#inQuote = inQuote;
-    this.#lineStart = start === length;
+    else if (from > 0 && from < chunk.length) out.push(chunk.subarray(from));
     return out;
   }
 
-  /** The bytes to send once the file has ended. */
+  /**
+   * The bytes to send once the file has ended.
+   *
+   * @throws RefusedValue for a last value (after the last line break) a check refuses.
+   */
   end(): Uint8Array[] {
     const held = this.#held;
     this.#held = undefined;
+    if (!this.#started) return held ? [held] : []; // a file of one or two bytes that start like a BOM
+    const last = held ?? new Uint8Array(0);
+    const check = this.#inHeader ? undefined : this.#checks[this.#field];
+    if (check !== undefined && (this.#partial.length > 0 || last.length > 0)) {
+      this.#checkValue(check, last, 0, last.length, this.#field, this.#fieldLine, this.#fieldQuoted);
+    }
     if (!held) return [];
-    if (!this.#started) return [held]; // a file of one or two bytes that start like a BOM
     // "\." as the file's last line is a value for COPY too; quoted, it is the same value
     return [held.length === 2 ? QUOTED_MARKER : held];
   }
+
+  /**
+   * Scans a chunk for lines holding only `\.`, adding to `out` the bytes before each and its quoted form.
+   * Returns the first byte not yet in `out`, or -1 when the chunk's end was held back.
+   */
+  #scan(chunk: Uint8Array, out: Uint8Array[]): number {
+    const length = chunk.length;
+    let inQuote = this.#inQuote;
+    let from = 0;
+    let start = this.#lineStart && !inQuote ? 0 : -1; // a line start to look at, outside quotes
+    for (let i = 0; i < length; i++) {
+      const byte = chunk[i];
+      if (byte > QUOTE) {
+        if (i === start && byte === BACKSLASH) {
+          const next = this.#atBackslash(chunk, i, from, out);
+          if (next === HELD) return -1;
+          if (next !== from) {
+            from = next;
+            i++; // the line break after "\." is read next
+          }
+        }
+        continue;
+      }
+      if (byte === QUOTE) inQuote = !inQuote;
+      else if ((byte === LF || byte === CR) && !inQuote) start = i + 1;
+    }
+    this.#inQuote = inQuote;
+    this.#lineStart = start === length;
+    return from;
+  }
+
+  /** {@link #scan}, also reading fields and lines to check each value with its field's check. */
+  #scanFields(chunk: Uint8Array, out: Uint8Array[]): number {
+    const checks = this.#checks;
+    const length = chunk.length;
+    let inQuote = this.#inQuote;
+    let from = 0;
+    let start = this.#lineStart && !inQuote ? 0 : -1;
+    let line = this.#line;
+    let inHeader = this.#inHeader;
+    let field = this.#field;
+    let fieldLine = this.#fieldLine;
+    let fieldQuoted = this.#fieldQuoted;
+    let fieldStart = 0; // where the field being read starts in this chunk
+    let carried = this.#partial.length > 0; // earlier chunks hold the field's start
+    let check = inHeader ? undefined : checks[field];
+    for (let i = 0; i < length; i++) {
+      const byte = chunk[i];
+      if (byte > QUOTE && byte !== COMMA) {
+        if (i === start && byte === BACKSLASH) {
+          const next = this.#atBackslash(chunk, i, from, out);
+          if (next === HELD) {
+            // read again with the next chunk: the state at the start of this line
+            this.#line = line;
+            this.#inHeader = inHeader;
+            this.#field = field;
+            this.#fieldLine = fieldLine;
+            this.#fieldQuoted = fieldQuoted;
+            return -1;
+          }
+          if (next !== from) {
+            from = next;
+            i++; // the line break after "\." is read next
+          }
+        }
+        continue;
+      }
+      if (byte === QUOTE) {
+        inQuote = !inQuote;
+        fieldQuoted = true;
+      } else if (byte === COMMA) {
+        if (!inQuote) {
+          if (
+            check !== undefined &&
+            (fieldQuoted || carried || !check.accepts(chunk, fieldStart, i))
+          ) {
+            this.#checkValue(check, chunk, fieldStart, i, field, fieldLine, fieldQuoted);
+          }
+          fieldQuoted = false;
+          carried = false;
+          field++;
+          check = inHeader ? undefined : checks[field];
+          fieldLine = line;
+          fieldStart = i + 1;
+        }
+      } else if (byte === LF || byte === CR) {
+        const crlf = byte === LF && (i > 0 ? chunk[i - 1] === CR : this.#afterCR);
+        if (!crlf) line++;
+        if (!inQuote) {
+          start = i + 1;
+          if (!crlf) {
+            if (
+              check !== undefined &&
+              (fieldQuoted || carried || !check.accepts(chunk, fieldStart, i))
+            ) {
+              this.#checkValue(check, chunk, fieldStart, i, field, fieldLine, fieldQuoted);
+            }
+            fieldQuoted = false;
+            carried = false;
+            field = 0;
+            inHeader = false;
+            check = checks[0];
+          }
+          fieldLine = line;
+          fieldStart = i + 1;
+        }
+      }
+    }
+    this.#inQuote = inQuote;
+    this.#lineStart = start === length;
+    this.#line = line;
+    if (length > 0) this.#afterCR = chunk[length - 1] === CR;
+    this.#inHeader = inHeader;
+    this.#field = field;
+    this.#fieldLine = fieldLine;
+    this.#fieldQuoted = fieldQuoted;
+    if (fieldStart < length && check !== undefined) this.#partial.push(chunk.slice(fieldStart));
+    return from;
+  }
+
+  /**
+   * At `chunk[i]`, a `\` that starts a line outside quotes: when it is `\.` and a line break, adds the bytes
+   * from `from` and the quoted `"\."` to `out` and returns where the line break is (the new `from`); when
+   * the chunk ends before that is known, adds the bytes before it, holds the rest back for the next chunk
+   * and returns {@link HELD}; else returns `from`.
+   */
+  #atBackslash(chunk: Uint8Array, i: number, from: number, out: Uint8Array[]): number {
+    const length = chunk.length;
+    if (i + 2 >= length) {
+      if (i + 1 < length && chunk[i + 1] !== DOT) return from;
+      if (i > from) out.push(chunk.subarray(from, i));
+      this.#held = chunk.slice(i); // read again with the next chunk, from the same line start
+      this.#inQuote = false;
+      this.#lineStart = true;
+      return HELD;
+    }
+    if (chunk[i + 1] !== DOT || (chunk[i + 2] !== LF && chunk[i + 2] !== CR)) return from;
+    if (i > from) out.push(chunk.subarray(from, i));
+    out.push(QUOTED_MARKER);
+    return i + 2;
+  }
+
+  /**
+   * The checked field `field` (from 0), which started on line `line`, ends at `chunk[end]` (it started at
+   * `chunk[start]`, after the bytes earlier chunks held): checks its value. (The scan's loop checks an
+   * unquoted value within one chunk itself, and calls this for it only to refuse it.)
+   */
+  #checkValue(
+    check: FieldCheck,
+    chunk: Uint8Array,
+    start: number,
+    end: number,
+    field: number,
+    line: number,
+    quoted: boolean,
+  ): void {
+    let bytes = chunk;
+    if (this.#partial.length > 0) {
+      bytes = concat([...this.#partial, chunk.subarray(start, end)]);
+      this.#partial = [];
+      start = 0;
+      end = bytes.length;
+    }
+    if (quoted) [bytes, start, end] = unquoted(bytes, start, end);
+    if (!check.accepts(bytes, start, end)) {
+      const value = new TextDecoder("utf-8", { ignoreBOM: true }).decode(bytes.subarray(start, end));
+      throw new RefusedValue(line, field, value, check.refusal);
+    }
+  }
+}
+
+/** What {@link CopyCsvFilter}'s `#atBackslash` returns when it held the chunk's end back. */
+const HELD = -1;
+
+/** A check of one field's values (see {@link CopyCsvOptions.checks}). */
+export interface FieldCheck {
+  /** Whether the value in `bytes[start, end)` (quotes undone) may be loaded. */
+  accepts(bytes: Uint8Array, start: number, end: number): boolean;
+  /** Why a value it refuses may not, for the error. */
+  refusal: string;
+}
+
+/** What a {@link CopyCsvFilter} looks at besides COPY's end-of-data marker. */
+export interface CopyCsvOptions {
+  /** The first record is a header line (COPY skips it): its fields are not checked. */
+  header?: boolean;
+  /** The checks of each field's values, by the field's position in its record (from 0). Default none. */
+  checks?: readonly (FieldCheck | undefined)[];
+}
+
+/** A value a {@link FieldCheck} refused, and where it is: its line (from 1) and field (from 0). */
+export class RefusedValue extends Error {
+  constructor(
+    readonly line: number,
+    readonly field: number,
+    readonly value: string,
+    readonly refusal: string,
+  ) {
+    super(`line ${line}, field ${field + 1}: ${JSON.stringify(value)}: ${refusal}`);
+    this.name = "RefusedValue";
+  }
+}
+
+/** A field's bytes with its quotes undone as COPY undoes them (`"a""b"` → `a"b`; `x"y"` → `xy`). */
+function unquoted(bytes: Uint8Array, start: number, end: number): [Uint8Array, number, number] {
+  if (bytes[start] === QUOTE && end - start >= 2 && bytes.indexOf(QUOTE, start + 1) === end - 1) {
+    return [bytes, start + 1, end - 1];
+  }
+  const out = new Uint8Array(end - start);
+  let length = 0;
+  let inQuote = false;
+  for (let i = start; i < end; i++) {
+    const byte = bytes[i];
+    if (byte !== QUOTE) out[length++] = byte;
+    else if (!inQuote) inQuote = true;
+    else if (i + 1 < end && bytes[i + 1] === QUOTE) out[length++] = bytes[++i];
+    else inQuote = false;
+  }
+  return [out, 0, length];
+}
+
+function concat(chunks: Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(chunks.reduce((sum, chunk) => sum + chunk.byteLength, 0));
+  let offset = 0;
+  for (const chunk of chunks) {
+    out.set(chunk, offset);
+    offset += chunk.byteLength;
+  }
+  return out;
 }
 
 /**
@@ -160,8 +410,8 @@ export class CopyCsvFilter {
  * assert.equal(sent, 'path\na\n"\\."\nb\n');
  * ```
  */
-export function copyCsvStream(): TransformStream<Uint8Array, Uint8Array> {
-  const filter = new CopyCsvFilter();
+export function copyCsvStream(options: CopyCsvOptions = {}): TransformStream<Uint8Array, Uint8Array> {
+  const filter = new CopyCsvFilter(options);
   return new TransformStream<Uint8Array, Uint8Array>({
     transform(chunk, controller) {
       for (const piece of filter.push(chunk)) controller.enqueue(piece);

@@ -4,7 +4,12 @@
  *
  * Types are the ones Athena's text SerDes, PostgreSQL and Redshift all read the same way: `bigint`, `double`,
  * `boolean`, `date`, `timestamp` and, whenever in doubt, `string`. A value that would lose something when
- * typed (`00123`, a 20-digit id, an ISO timestamp Hive cannot parse) keeps its column a string.
+ * typed (`00123`, a 20-digit id, an ISO timestamp Hive cannot parse) keeps its column a string. What
+ * each value is, is read by `value_kinds.ts`.
+ *
+ * **Every value, not only the sample's.** Inference reads a sample; a load that created its table from it
+ * holds every other value to the same rules with {@link valueFits} (CSV) and {@link jsonValueFits} (JSON),
+ * so that `02134` after 10,000 five-digit zip codes fails the load instead of loading as 2134.
  *
  * **Numbers a double keeps.** A `double` column holds only numbers that a double gives back as written: the
  * double nearest to the value, printed in the fewest digits that identify it (as JavaScript and PostgreSQL
@@ -25,9 +30,9 @@
 import { parseDelimitedSample, type SampleRecord } from "./csv.ts";
 import { columnIdentifiers } from "./identifiers.ts";
 import { JsonNumber, parseJsonKeepingNumbers } from "./json_numbers.ts";
+import { type ColumnType, isColumnType, textKind, type ValueKind, valueKind } from "./value_kinds.ts";
 
-/** The column types inference chooses from. */
-export type ColumnType = "bigint" | "double" | "boolean" | "date" | "timestamp" | "string";
+export type { ColumnType } from "./value_kinds.ts";
 
 /** The staged files' format. */
 export type TableFormat = "csv" | "tsv" | "json" | "parquet";
@@ -173,107 +178,81 @@ export function inferValueType(value: string): ColumnType | undefined {
   return TYPED.find((type) => ACCEPTED_KINDS[type].includes(kind)) ?? "string";
 }
 
-// ---------------------------------------------------------------------------------------------------------
-// Value kinds: a column type, or a reason a value that looks typed must stay a string.
-
-type ValueKind =
-  | ColumnType
-  | "empty"
-  | "padded"
-  | "outOfRange"
-  | "iso"
-  | "badDate"
-  | "nested"
-  /** An integer that fits 64 bits but not a double: a bigint, never a double. */
-  | "longInteger"
-  /** A decimal a double would not give back as written. */
-  | "inexact";
-
-const COLUMN_TYPES: readonly string[] = ["bigint", "double", "boolean", "date", "timestamp", "string"];
-
-function isColumnType(kind: ValueKind): kind is ColumnType {
-  return COLUMN_TYPES.includes(kind);
-}
-
-const INTEGER = /^[+-]?(\d+)$/;
-const DECIMAL = /^[+-]?(?:(\d+)(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?$/;
-const DATE = /^(\d{4})-(\d{2})-(\d{2})$/;
-const TIMESTAMP = /^(\d{4})-(\d{2})-(\d{2}) (\d{2}):(\d{2}):(\d{2})(?:\.\d{1,9})?$/;
-const ISO_LIKE = /^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?\s?(?:Z|[+-]\d{2}(?::?\d{2})?)?$/i;
-const BOOLEAN = /^(?:true|false)$/i;
-const INT64_MIN = -(2n ** 63n);
-const INT64_MAX = 2n ** 63n - 1n;
-
-function textKind(value: string): ValueKind {
-  if (value === "") return "empty";
-  const integer = INTEGER.exec(value);
-  if (integer) return integerKind(value, integer[1]);
-  const decimal = DECIMAL.exec(value);
-  if (decimal) return doubleKind(value, decimal[1] ?? "");
-  if (BOOLEAN.test(value)) return "boolean";
-  const date = DATE.exec(value);
-  if (date) return isCalendarDate(date[1], date[2], date[3]) ? "date" : "badDate";
-  const timestamp = TIMESTAMP.exec(value);
-  if (timestamp) return isTimestamp(timestamp.slice(1, 7)) ? "timestamp" : "badDate";
-  if (ISO_LIKE.test(value)) return "iso";
-  return "string";
-}
-
-function integerKind(value: string, digits: string): ValueKind {
-  if (digits.length > 1 && digits.startsWith("0")) return "padded";
-  const number = BigInt(value);
-  if (number < INT64_MIN || number > INT64_MAX) return "outOfRange";
-  return doubleKeeps(value) ? "bigint" : "longInteger";
-}
-
-function doubleKind(value: string, integerDigits: string): ValueKind {
-  if (integerDigits.length > 1 && integerDigits.startsWith("0")) return "padded";
-  if (!Number.isFinite(Number(value))) return "outOfRange";
-  return doubleKeeps(value) ? "double" : "inexact";
+/**
+ * Whether a column inferred as `type` holds the value in `bytes[start, end)` (UTF-8; a CSV field with its
+ * quotes undone) as it is: the value is empty, or one inference types so (an integer in a double column
+ * too). Every value fits a string column. (For many values of one column, {@link fitsType} is faster.)
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { valueFits } from "./infer.ts";
+ *
+ * const bytes = (text: string) => new TextEncoder().encode(text);
+ * assert.equal(valueFits("bigint", bytes("2134")), true);
+ * assert.equal(valueFits("bigint", bytes("02134")), false); // PostgreSQL would load 2134
+ * assert.equal(valueFits("bigint", bytes(" 5")), false);
+ * assert.equal(valueFits("double", bytes("5")), true);
+ * assert.equal(valueFits("boolean", bytes("1")), false);
+ * assert.equal(valueFits("date", bytes("")), true); // NULL
+ * assert.equal(valueFits("string", bytes("02134")), true);
+ * const field = bytes('7,"2020-01-31",x');
+ * assert.equal(valueFits("date", field, 3, 13), true); // a part of a larger buffer
+ * ```
+ */
+export function valueFits(type: ColumnType, bytes: Uint8Array, start = 0, end = bytes.length): boolean {
+  return fitsType(type)(bytes, start, end);
 }
 
 /**
- * Whether the double nearest to the number `text` (an integer or decimal, as {@link DECIMAL} reads it) gives
- * it back: printed in the fewest digits that identify it (JavaScript's `String(number)`, PostgreSQL's
- * `float8out`), it is the same number. Always true for 15 significant digits or fewer in a double's normal
- * range.
+ * {@link valueFits} for one `type`: a function of the value's bytes.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { fitsType } from "./infer.ts";
+ *
+ * const fitsBigint = fitsType("bigint");
+ * const line = new TextEncoder().encode("12,02134");
+ * assert.equal(fitsBigint(line, 0, 2), true);
+ * assert.equal(fitsBigint(line, 3, 8), false);
+ * ```
  */
-function doubleKeeps(text: string): boolean {
-  const number = Number(text);
-  return Number.isFinite(number) && decimalKey(text) === decimalKey(String(number));
+export function fitsType(type: ColumnType): (bytes: Uint8Array, start: number, end: number) => boolean {
+  if (type === "string") return () => true;
+  const kinds = ACCEPTED_KINDS[type];
+  if (kinds.length > 2) return (bytes, start, end) => holdsKind(kinds, valueKind(bytes, start, end));
+  const [first, second = first] = kinds;
+  return (bytes, start, end) => {
+    const kind = valueKind(bytes, start, end);
+    return kind === first || kind === second || kind === "empty";
+  };
 }
 
-/** A number's value as digits and exponent, without the zeros that do not change it: `1.50` → `15e1`. */
-function decimalKey(text: string): string {
-  const [, sign, whole, fraction = "", exponent = "0"] = NUMBER_PARTS.exec(text)!;
-  let digits = whole + fraction;
-  let point = whole.length + Number(exponent);
-  const leading = digits.search(/[^0]/);
-  if (leading === -1) return "0";
-  digits = digits.slice(leading).replace(/0+$/, "");
-  point -= leading;
-  return `${sign === "-" ? "-" : ""}${digits}e${point}`;
+/** Whether a column whose type accepts `kinds` holds a value of `kind` (an empty one loads NULL). */
+function holdsKind(kinds: readonly ValueKind[], kind: ValueKind): boolean {
+  return kind === "empty" || kinds.includes(kind);
 }
 
-const NUMBER_PARTS = /^([+-]?)(\d*)(?:\.(\d*))?(?:[eE]([+-]?\d+))?$/;
-
-function isCalendarDate(year: string, month: string, day: string): boolean {
-  const [y, m, d] = [Number(year), Number(month), Number(day)];
-  return y >= 1 && m >= 1 && m <= 12 && d >= 1 && d <= daysInMonth(y, m);
-}
-
-function daysInMonth(year: number, month: number): number {
-  if (month === 2) return isLeapYear(year) ? 29 : 28;
-  return [4, 6, 9, 11].includes(month) ? 30 : 31;
-}
-
-function isLeapYear(year: number): boolean {
-  return (year % 4 === 0 && year % 100 !== 0) || year % 400 === 0;
-}
-
-function isTimestamp([year, month, day, hour, minute, second]: string[]): boolean {
-  return isCalendarDate(year, month, day) && Number(hour) <= 23 && Number(minute) <= 59 &&
-    Number(second) <= 59;
+/**
+ * Whether a column inferred as `type` holds a value of a JSON line (as `parseJsonKeepingNumbers` reads it)
+ * as it is: `null`, `""`, or a value inference types so.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { jsonValueFits } from "./infer.ts";
+ * import { JsonNumber } from "./json_numbers.ts";
+ *
+ * assert.equal(jsonValueFits("bigint", new JsonNumber("42")), true);
+ * assert.equal(jsonValueFits("bigint", "42"), false); // a JSON string is text to inference
+ * assert.equal(jsonValueFits("date", "2020-01-31"), true);
+ * assert.equal(jsonValueFits("boolean", null), true);
+ * ```
+ */
+export function jsonValueFits(type: ColumnType, value: unknown): boolean {
+  if (type === "string" || value === undefined) return true;
+  return holdsKind(ACCEPTED_KINDS[type], jsonKind(value));
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -341,8 +320,8 @@ class ColumnEvidence {
 const TYPED = ["bigint", "double", "boolean", "date", "timestamp"] as const;
 
 /**
- * The value kinds a column of each type holds as they are: a column gets the first type of {@link TYPED}
- * that holds every kind its values have (empty values aside), else it is a string.
+ * The value kinds a column of each type holds as they are: a column gets the first type of {@link TYPED} that holds every kind its values have (empty values
+ * aside), else it is a string.
  */
 const ACCEPTED_KINDS: Record<typeof TYPED[number], readonly ValueKind[]> = {
   bigint: ["bigint", "longInteger"],
@@ -678,9 +657,7 @@ function jsonExample(value: unknown): string {
 
 function jsonKind(value: unknown): ValueKind {
   if (value === null || value === "") return "empty";
-  if (value instanceof JsonNumber) {
-    return INTEGER.test(value.source) ? integerKind(value.source, "") : doubleKind(value.source, "");
-  }
+  if (value instanceof JsonNumber) return textKind(value.source);
   if (typeof value === "boolean") return "boolean";
   if (typeof value === "object") return "nested";
   const kind = textKind(String(value));
