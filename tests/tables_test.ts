@@ -317,7 +317,8 @@ Deno.test("inferValueType follows the rules for each kind of value", () => {
     ["", undefined],
     ["0", "bigint"],
     ["-0", "bigint"],
-    ["+17", "bigint"],
+    ["+17", "string"], // a number would drop the + (+14155550123, a phone number)
+    ["+1.5", "string"],
     ["00123", "string"],
     ["-0123", "string"],
     ["9223372036854775807", "bigint"],

@@ -106,6 +106,9 @@ const DEFAULT_MAX_ROWS = 1000;
  *   "day date",
  * ]);
  * assert.match(table.reasons.join("\n"), /column zip: values like "00123" have leading zeros/);
+ * const phones = inferTable(["phone\n+14155550123\n+442071838750\n"]);
+ * assert.equal(phones.columns[0].type, "string");
+ * assert.match(phones.reasons.join("\n"), /column phone: values like "\+14155550123" start with a \+/);
  *
  * // advice about Athena's SerDes only for an Athena table
  * const quoted = ['id,note\n1,"a, b"\n'];
@@ -333,7 +336,9 @@ const ACCEPTED_KINDS: Record<typeof TYPED[number], readonly ValueKind[]> = {
 
 const STRING_BECAUSE = {
   padded: (example: string) =>
-    `values like ${example} have leading zeros; kept as a string so they keep them`,
+    example.startsWith("+") || example.startsWith('"+')
+      ? `values like ${example} start with a +; kept as a string so they keep it`
+      : `values like ${example} have leading zeros; kept as a string so they keep them`,
   outOfRange: (example: string) => `${example} does not fit a 64-bit integer or a double; kept as a string`,
   inexact: (example: string, _athena: boolean, value: string) =>
     `a double would not keep ${example} as written (it would read back as ${

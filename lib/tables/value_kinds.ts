@@ -49,7 +49,7 @@ const encoder = new TextEncoder();
  *
  * assert.equal(textKind("-42"), "bigint");
  * assert.equal(textKind("00123"), "padded");
- * assert.equal(textKind("+5"), "bigint");
+ * assert.equal(textKind("+5"), "padded"); // a number would drop the +
  * assert.equal(textKind(" 5"), "string");
  * assert.equal(textKind("9223372036854775808"), "outOfRange");
  * assert.equal(textKind("9007199254740993"), "longInteger");
@@ -84,12 +84,13 @@ function isDigit(byte: number): boolean {
 /**
  * What the value in `bytes[start, end)` (UTF-8, a CSV field with its quotes undone) is:
  *
- * - `bigint`: an integer (`-42`, `+5`; no leading zeros) within 64 bits that a double holds too;
+ * - `bigint`: an integer (`-42`; no leading zeros, no `+`) within 64 bits that a double holds too;
  *   `longInteger` when only 64 bits hold it (`9007199254740993`); `outOfRange` beyond 64 bits.
  * - `double`: a decimal (`1.5`, `.5`, `-2e3`) that the nearest double gives back: printed in the fewest
  *   digits that identify it (JavaScript's `String`, PostgreSQL's `float8out`), it is the written number;
  *   `inexact` when not (`12345678901234567.25`), `outOfRange` beyond a double.
- * - `padded`: a number with leading zeros (`00123`, `01.5`), which a number would drop.
+ * - `padded`: a number with leading zeros (`00123`, `01.5`) or a `+` (`+14155550123`, a phone number), which a
+ *   number would drop.
  * - `boolean`: `true` or `false`, in any case.
  * - `date`: `yyyy-MM-dd`; `timestamp`: `yyyy-MM-dd HH:mm:ss[.f…]` (up to 9 digits); `badDate` when shaped
  *   so but not a real day or time; `iso`: an ISO-8601 timestamp (`T`, seconds left out, a zone).
@@ -109,7 +110,7 @@ export function valueKind(bytes: Uint8Array, start: number, end: number): ValueK
   const first = bytes[start];
   if (isDigit(first) || first === MINUS || first === PLUS || first === DOT) {
     const number = numberKind(bytes, start, end);
-    if (number !== undefined) return number;
+    if (number !== undefined) return first === PLUS ? "padded" : number;
   }
   if (length === 4 || length === 5) {
     if (isWord(bytes, start, end, "true") || isWord(bytes, start, end, "false")) return "boolean";
