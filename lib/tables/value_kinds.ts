@@ -154,8 +154,9 @@ function numberKind(bytes: Uint8Array, start: number, end: number): ValueKind | 
     if (value < INT64_MIN || value > INT64_MAX) return "outOfRange";
     return doubleKeeps(text) ? "bigint" : "longInteger";
   }
-  if (!Number.isFinite(Number(text))) return "outOfRange";
-  return doubleKeeps(text) ? "double" : "inexact";
+  const number = Number(text);
+  if (!Number.isFinite(number)) return "outOfRange";
+  return doubleKeeps(text, number) ? "double" : "inexact";
 }
 
 const INT64_MIN = -(2n ** 63n);
@@ -166,9 +167,11 @@ const INT64_MAX = 2n ** 63n - 1n;
  * it (JavaScript's `String(number)`, PostgreSQL's `float8out`), it is the same number. Always true for 15
  * significant digits or fewer in a double's normal range.
  */
-function doubleKeeps(text: string): boolean {
-  const number = Number(text);
-  return Number.isFinite(number) && decimalKey(text) === decimalKey(String(number));
+function doubleKeeps(text: string, number = Number(text)): boolean {
+  if (!Number.isFinite(number)) return false;
+  const printed = String(number);
+  // most often the text is the shortest form already (Python's repr, pandas, JavaScript write numbers so)
+  return printed === text || decimalKey(text) === decimalKey(printed);
 }
 
 const NUMBER_PARTS = /^([+-]?)(\d*)(?:\.(\d*))?(?:[eE]([+-]?\d+))?$/;
@@ -187,9 +190,7 @@ function decimalKey(text: string): string {
 
 /** ASCII bytes as a string. */
 function latin1(bytes: Uint8Array, start: number, end: number): string {
-  let text = "";
-  for (let i = start; i < end; i++) text += String.fromCharCode(bytes[i]);
-  return text;
+  return String.fromCharCode.apply(null, bytes.subarray(start, end) as unknown as number[]);
 }
 
 /** The bytes are `word` (lowercase ASCII), in any case. */
