@@ -40,10 +40,21 @@ export interface RoutineProblem {
 export class RoutineError extends Error {
   readonly exitCode = EXIT_INVALID;
   readonly problems: RoutineProblem[];
-  /** `problems`, each said once (a template may repeat a mistake at one place). */
+  /** `problems`, each said once (a template may repeat a mistake at one place), in the file's order. */
   constructor(problems: RoutineProblem[]) {
     const lines = problems.map(formatProblem);
     const unique = problems.filter((_, i) => lines.indexOf(lines[i]) === i);
+    // by line and column where both are known (`file:line:col`); the others keep their place among them
+    const place = (problem: RoutineProblem) => {
+      const match = /:(\d+):(\d+)$/.exec(problem.where);
+      return match ? Number(match[1]) * 1e6 + Number(match[2]) : undefined;
+    };
+    const placed = unique.filter((problem) => place(problem) !== undefined)
+      .sort((a, b) => place(a)! - place(b)!);
+    let next = 0;
+    for (let i = 0; i < unique.length; i++) {
+      if (place(unique[i]) !== undefined) unique[i] = placed[next++];
+    }
     super(unique.map(formatProblem).join("\n"));
     this.name = "RoutineError";
     this.problems = unique;

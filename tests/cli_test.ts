@@ -87,9 +87,10 @@ Deno.test("every problem is listed, one line each, with its JSON path; nothing r
   const lines = result.stderr.trim().split("\n");
   const expected = [
     /^r\.json:\d+:\d+: executors\.DownloadExecutor: unknown executor "DownloadExecutor" \(did you mean 'DownloaderExecutor'\?\); known: DownloaderExecutor, StagingExecutor/,
-    /^r\.json:\d+:\d+: executors\.second\.tasks\[1\]: StagingExecutor has no task "trasnfer" \(did you mean 'transfer'\?\); its tasks: transfer, post_staging$/,
+    // in the file's order
     /^r\.json:\d+:\d+: executors\.second\.params\.parent_directory: expected string, received number \(3\)$/,
     /^r\.json:\d+:\d+: executors\.second\.params\.archive_or_delet: unknown param "archive_or_delet" for StagingExecutor \(did you mean 'archive_or_delete'\?\)/,
+    /^r\.json:\d+:\d+: executors\.second\.tasks\[1\]: StagingExecutor has no task "trasnfer" \(did you mean 'transfer'\?\); its tasks: transfer, post_staging$/,
     /^r\.json:\d+:\d+: executors\.third\.params\.requests_arguments: missing \(expected object\)$/,
   ];
   assert.equal(lines.length, expected.length, result.stderr);
