@@ -172,6 +172,10 @@ Deno.test("syntax errors, unknown names and filters, bad arguments: one message 
       /^"\$\{\{ run\.date \| format\('yyyy }}" has a ' that is never closed$/,
     ],
     ["${{ run.date", /has no closing "}}"/],
+    [
+      "${{ run.id | upper | format('yyyy') }}",
+      /^format needs a date, and run\.id is not one \(run\.date is the run's date\)/,
+    ],
     ["${{ }}", /^empty expression in "\$\{\{ }}"$/],
     ["${{ run.dat }}", /^unknown name "run\.dat" \(did you mean 'run\.date'\?\); names: run\.date, run\.id,/],
     ["${{ today }}", /^unknown name "today"; names: /],

@@ -186,6 +186,7 @@ function tokenize(body: string, source: string): Token[] {
  * });
  * assert.throws(() => parseTemplate("${{ run.date | fromat('yyyy') }}"), /unknown filter "fromat" \(did you mean 'format'\? filters: /);
  * assert.throws(() => parseTemplate("${{ run.date | format('yyyy) }}"), /has a ' that is never closed/);
+ * assert.throws(() => parseTemplate("${{ run.id | add_days(1) }}"), /add_days needs a date, and run.id is not one/);
  * assert.throws(() => parseTemplate("${{ run.date"), /"\$\{\{ run.date" has no closing "}}"/);
  * ```
  */
@@ -302,6 +303,11 @@ function parseExpression(body: string, source: string): Expression {
   }
   if (tokens[i].kind !== "end") {
     fail(`expected "|" or "}}", found ${describe(tokens[i])}`);
+  }
+  // run.id is never a date: a date filter on it could only fail once the run has begun
+  const dateFilter = filters.find((filter) => filter.name !== "upper" && filter.name !== "lower");
+  if ("name" in head && head.name.join(".") === "run.id" && dateFilter) {
+    fail(`${dateFilter.name} needs a date, and run.id is not one (run.date is the run's date)`);
   }
   return { source, head, filters };
 }
