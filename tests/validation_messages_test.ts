@@ -480,6 +480,60 @@ Deno.test("a step's access to lakerun's state folder is blamed on the param whos
   );
 });
 
+Deno.test("a refusal for reaching lakerun's state folder suggests a path that is accepted", async () => {
+  const { checkStateFolder } = await import("../orchestrator/run/permissions.ts");
+  const problems = async (params: Record<string, unknown>, tasks: string[], executor: string) => {
+    const text = JSON.stringify({ routine_name: "r", executors: { q: { executor, params, tasks } } });
+    const routine = await parseRoutine(text, {
+      file: "/work/routine.json",
+      label: "routine.json",
+      cwd: "/work",
+    });
+    try {
+      checkStateFolder(routine, { cwd: "/work", stateRoot: ".lakerun" });
+    } catch (error) {
+      assert.ok(error instanceof RoutineError, String(error));
+      return error.problems.map((problem) => problem.message);
+    }
+    return [];
+  };
+  const download = (landing: string, unzip: string | null) => ({
+    requests_arguments: { url: "https://example.com/a.zip" },
+    landing_directory: landing,
+    unzip,
+  });
+  const athena = { output_location: "s3://athena-results/q/", query: "SELECT 1", database: "retail" };
+  const cases: Array<
+    [Record<string, unknown>, string[], string, string, (value: string) => Record<string, unknown>]
+  > = [
+    // the file lands in .lakerun itself: "x" would land in the folder that holds it, "results/x" beside it
+    [download(".lakerun/x", null), ["download"], "DownloaderExecutor", "results/x", (v) => download(v, null)],
+    [download(".lakerun/x", "unzip"), ["download"], "DownloaderExecutor", "x", (v) => download(v, "unzip")],
+    [
+      download("/work/.lakerun/a/b", "unzip"),
+      ["download"],
+      "DownloaderExecutor",
+      "/work/a/b",
+      (v) => download(v, "unzip"),
+    ],
+    [{ ...athena, results_to: "out.csv" }, ["query"], "AthenaExecutor", "results/out.csv", (v) => ({
+      ...athena,
+      results_to: v,
+    })],
+    [{ ...athena, results_to: ".lakerun/out.csv" }, ["query"], "AthenaExecutor", "results/out.csv", (v) => ({
+      ...athena,
+      results_to: v,
+    })],
+  ];
+  for (const [params, tasks, executor, suggested, withValue] of cases) {
+    const [message, ...more] = await problems(params, tasks, executor);
+    assert.equal(more.length, 0);
+    assert.match(message, new RegExp(`\\(such as ${JSON.stringify(suggested).replaceAll(".", "\\.")}\\)`));
+    assert.ok(!/such as "[^"]*\.lakerun/.test(message), message);
+    assert.deepEqual(await problems(withValue(suggested), tasks, executor), [], `${suggested} is accepted`);
+  }
+});
+
 Deno.test("a plugin's ParamError names one param by a string, or a value inside one by a path", async () => {
   const refusing = (params: Record<string, unknown>) => ({
     routine_name: "refusing",

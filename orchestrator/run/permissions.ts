@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { isAbsolute, join, relative, resolve } from "node:path";
+import { dirname, isAbsolute, join, relative, resolve } from "node:path";
 import type { PermissionScope } from "../../sdk/executor.ts";
 import { SCOPE_KINDS } from "../../lib/scope.ts";
 import { RoutineError, type RoutineProblem } from "../errors.ts";
@@ -192,23 +192,22 @@ function stateFolderProblems(
   options: { cwd: string; stateRoot: string },
 ): RoutineProblem[] {
   const root = resolve(options.cwd, options.stateRoot);
-  const inside = (path: string, folder: string) =>
-    path === folder || path.startsWith(folder.endsWith("/") ? folder : `${folder}/`);
   const label = relative(options.cwd, routine.file);
   const where = label && !label.startsWith("..") && !isAbsolute(label) ? label : routine.file;
   const problems: RoutineProblem[] = [];
   for (const path of unique([...write, ...read])) {
-    const holds = inside(root, path);
-    if (!holds && !inside(path, root)) continue;
+    const holds = isWithin(root, path);
+    if (!holds && !isWithin(path, root)) continue;
     const param = paramNaming(step.params, path, options.cwd);
     const source = param ? `${JSON.stringify(param.value)} gives` : "its params give";
     const access = write.includes(path) ? "write" : "read";
     const relation = holds ? "which holds" : "inside";
-    // a file of the folder that holds the state folder (not a folder around it): one folder down is enough
-    const resolved = param && resolve(options.cwd, param.value);
-    const subfolder = holds && param && !param.exact && !inside(root, resolved!)
-      ? `a subfolder (such as ${JSON.stringify(inSubfolder(param.value))}) or `
-      : "";
+    const suggestion = param && acceptedPath(routine, step, param, { ...options, root });
+    const choose = suggestion === undefined
+      ? "another folder"
+      : suggestion.kind === "subfolder"
+      ? `a subfolder (such as ${JSON.stringify(suggestion.value)}) or another folder`
+      : `a path outside it (such as ${JSON.stringify(suggestion.value)})`;
     const at = ["executors", step.id, "params", ...(param?.path ?? [])];
     problems.push({
       // at the param's line and column in the routine file, as every problem of a routine is
@@ -216,17 +215,74 @@ function stateFolderProblems(
       path: formatJsonPath(at),
       message:
         `${source} this step ${access} access to ${path}, ${relation} lakerun's state folder ${root} ` +
-        `(journals, locks, run records); choose ${subfolder}another folder, or keep the state elsewhere with ` +
-        "--state-dir",
+        `(journals, locks, run records); choose ${choose}, or keep the state elsewhere with --state-dir`,
     });
   }
   return problems;
 }
 
-/** `value` (a file's path as a param gave it) one folder down: `out.csv` → `results/out.csv`. */
-function inSubfolder(value: string): string {
-  const slash = value.lastIndexOf("/");
-  return slash < 0 ? `results/${value}` : `${value.slice(0, slash)}/results/${value.slice(slash + 1)}`;
+/**
+ * A value for the refused param that the step's scope would accept, to suggest: for a path inside the state
+ * folder, the same path beside it (`.lakerun/x` → `x`, else `results/x`); for a file of the folder that holds the
+ * state folder, that file one folder down (`out.csv` → `results/out.csv`). Each candidate is put in the step's
+ * params and its scope computed again: one that still reaches the state folder (or that the executor refuses) is
+ * never suggested. A value that holds the state folder itself (`.`) gets no suggestion.
+ */
+function acceptedPath(
+  routine: Routine,
+  step: Step,
+  param: { path: JsonPath; value: string },
+  options: { cwd: string; stateRoot: string; root: string },
+): { kind: "subfolder" | "outside"; value: string } | undefined {
+  const { cwd, root } = options;
+  const resolved = resolve(cwd, param.value);
+  const candidates: Array<{ kind: "subfolder" | "outside"; value: string }> = [];
+  if (resolved !== root && isWithin(resolved, root)) {
+    const rest = relative(root, resolved);
+    for (const path of [join(dirname(root), rest), join(dirname(root), "results", rest)]) {
+      // as the param gave it: relative to the current folder, unless it was absolute or that leaves it
+      const shown = relative(cwd, path);
+      const value = isAbsolute(param.value) || shown.startsWith("..") || isAbsolute(shown) ? path : shown;
+      candidates.push({ kind: "outside", value });
+    }
+  } else if (!isWithin(root, resolved)) {
+    const slash = param.value.lastIndexOf("/");
+    const value = slash < 0
+      ? `results/${param.value}`
+      : `${param.value.slice(0, slash)}/results/${param.value.slice(slash + 1)}`;
+    candidates.push({ kind: "subfolder", value });
+  }
+  return candidates.find(({ value }) => {
+    try {
+      const params = withValueAt(step.params, param.path, value);
+      const declared = step.executor.definition.permissions(
+        params,
+        permissionContext(routine, step, cwd),
+      );
+      const paths = [...(declared.read ?? []), ...(declared.write ?? [])].map((p) => resolve(cwd, p));
+      return !paths.some((path) => isWithin(root, path) || isWithin(path, root));
+    } catch {
+      return false; // the executor refuses it: no suggestion
+    }
+  });
+}
+
+/** True when `path` is `folder` or inside it. */
+function isWithin(path: string, folder: string): boolean {
+  return path === folder || path.startsWith(folder.endsWith("/") ? folder : `${folder}/`);
+}
+
+/** `value` with the string at `path` replaced (copied along the path; nothing else is touched). */
+function withValueAt(value: unknown, path: JsonPath, replacement: string): any {
+  if (path.length === 0) return replacement;
+  const [head, ...rest] = path;
+  if (Array.isArray(value)) {
+    const copy = [...value];
+    copy[head as number] = withValueAt(value[head as number], rest, replacement);
+    return copy;
+  }
+  const record = value as Record<string, unknown>;
+  return { ...record, [head]: withValueAt(record[head], rest, replacement) };
 }
 
 /** A param name that says its value is a path: `landing_directory`, `results_to`, `py_exec_path`, `file`. */
