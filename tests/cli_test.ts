@@ -144,6 +144,50 @@ Deno.test("params a step's permissions cannot be computed from are invalid: exit
   assert.equal(valid.stdout, 'ok.json: valid (routine "ok", 1 step, 1 task)\n');
 });
 
+Deno.test("every location problem of a step is listed, with its other params' problems, one line each", async () => {
+  await using dir = await tempDir();
+  await write(dir.path, "r.json", {
+    routine_name: "x",
+    executors: {
+      StagingExecutor: {
+        params: {
+          parent_directory: "gs://lake/landing",
+          dump_directory: "s3://",
+          archive_directory: "s3://Lake/archive",
+          archive_or_delete: "shred",
+        },
+        tasks: ["transfer"],
+      },
+      DownloaderExecutor: {
+        params: {
+          requests_arguments: { url: "ftp://example.com/a.zip?sig=abc123" },
+          landing_directory: "s3:/lake/x",
+        },
+        tasks: ["download"],
+      },
+      S3TransferExecutor: { params: { source: "s3:lake/a", destination: "file:///b" }, tasks: ["copy"] },
+      AthenaExecutor: { params: { query: "SELECT 1", results_to: "gs://lake/out.csv" }, tasks: ["query"] },
+    },
+  });
+  const result = await lakerun(["validate", "r.json"], { cwd: dir.path });
+  assert.equal(result.code, 2, result.stderr);
+  const expected = [
+    /^r\.json:6:29: executors\.StagingExecutor\.params\.parent_directory: "gs:\/\/lake\/landing" is neither a local folder nor an s3:\/\/ location$/,
+    /^r\.json:7:27: executors\.StagingExecutor\.params\.dump_directory: invalid S3 location "s3:\/\/" \(expected s3:\/\/bucket\/prefix\)$/,
+    /^r\.json:9:30: executors\.StagingExecutor\.params\.archive_or_delete: "shred" is not one of "archive", "delete"$/,
+    /^r\.json:8:30: executors\.StagingExecutor\.params\.archive_directory: invalid S3 location "s3:\/\/Lake\/archive": the bucket name "Lake" must be 3–63 lowercase letters, digits, dots and hyphens, starting and ending with a letter or digit$/,
+    /^r\.json:\d+:\d+: executors\.DownloaderExecutor\.params\.requests_arguments\.url: unsupported URL scheme ftp: in ftp:\/\/example\.com\/a\.zip\?sig=\*\*\* \(http:\/\/, https:\/\/ and file:\/\/ are\)$/,
+    /^r\.json:\d+:\d+: executors\.DownloaderExecutor\.params\.landing_directory: "s3:\/lake\/x" is not an s3:\/\/ location: did you mean s3:\/\/lake\/x\?$/,
+    /^r\.json:\d+:\d+: executors\.S3TransferExecutor\.params\.source: "s3:lake\/a" is not an s3:\/\/ location: did you mean s3:\/\/lake\/a\?$/,
+    /^r\.json:\d+:\d+: executors\.S3TransferExecutor\.params\.destination: "file:\/\/\/b" is neither a local folder nor an s3:\/\/ location$/,
+    /^r\.json:\d+:\d+: executors\.AthenaExecutor\.params\.results_to: "gs:\/\/lake\/out\.csv" is neither a local folder nor an s3:\/\/ location$/,
+  ];
+  const lines = result.stderr.trim().split("\n");
+  assert.equal(lines.length, expected.length, result.stderr);
+  expected.forEach((pattern, i) => assert.match(lines[i], pattern));
+  assert.ok(!result.stderr.includes("abc123"), "a query value of the URL is not shown");
+});
+
 Deno.test("a user name or password in an endpoint URL is refused with exit 2, naming the JSON path, never printed", async () => {
   await using dir = await tempDir();
   await write(dir.path, "r.json", {

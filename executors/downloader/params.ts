@@ -6,6 +6,8 @@
  */
 import type { Zod } from "../../sdk/executor.ts";
 import { isS3Url } from "../../lib/storage/mod.ts";
+import { refineLocation } from "../../lib/storage/locations.ts";
+import { downloadUrl } from "../../lib/http/request.ts";
 
 /** The params' schema, from which validation, `lakerun list` and the JSON Schema come. */
 export const paramsSchema = (z: Zod) => {
@@ -13,7 +15,7 @@ export const paramsSchema = (z: Zod) => {
   const noProto = (record: Record<string, unknown>) => !Object.hasOwn(record, "__proto__");
   return z.strictObject({
     requests_arguments: z.strictObject({
-      url: z.string().describe("URL to download: http(s):// or file://."),
+      url: z.string().superRefine(refineUrl).describe("URL to download: http(s):// or file://."),
       params: z.record(z.string(), z.union([scalar, z.null(), z.array(scalar)])).refine(noProto)
         .optional().describe("Query parameters added to the URL; a list repeats the key."),
       headers: z.record(z.string(), z.string()).refine(noProto).optional().describe("Request headers."),
@@ -30,7 +32,7 @@ export const paramsSchema = (z: Zod) => {
       stream: z.boolean().optional().describe("Accepted for compatibility; lakerun always streams."),
       verify: z.literal(true).optional().describe("Accepted for compatibility; TLS is always verified."),
     }).describe("What the notebook passed to requests.get."),
-    landing_directory: z.string().min(1).describe(
+    landing_directory: z.string().min(1).superRefine(refineLocation).describe(
       "Local folder or s3://bucket/prefix. With unzip: the folder receiving the archive's files. Without: the file to write, or, for an existing folder or a path ending in '/', the folder receiving the URL's file name.",
     ),
     unzip: z.union([z.literal("unzip"), z.boolean(), z.null()]).default(null).describe(
@@ -65,6 +67,15 @@ export const paramsSchema = (z: Zod) => {
     { message: "sha256 and checksum name different digests: give one", path: ["checksum"] },
   );
 };
+
+/** A URL the download can fetch (http://, https:// or file://); the message shows it redacted. */
+function refineUrl(url: string, context: { addIssue(issue: { code: "custom"; message: string }): void }) {
+  try {
+    downloadUrl(url);
+  } catch (error) {
+    context.addIssue({ code: "custom", message: (error as Error).message });
+  }
+}
 
 /** Params as validated. */
 export type Params = ReturnType<ReturnType<typeof paramsSchema>["parse"]>;

@@ -9,7 +9,13 @@
 import type { TaskContext, Zod } from "../../sdk/executor.ts";
 import { defineExecutor, ParamError } from "../../sdk/executor.ts";
 import { globProblem } from "../../lib/glob.ts";
-import { locationScope, locationsOverlap, mergeScopes, openLocation } from "../../lib/storage/locations.ts";
+import {
+  locationScope,
+  locationsOverlap,
+  mergeScopes,
+  openLocation,
+  refineLocation,
+} from "../../lib/storage/locations.ts";
 import { transferFiles, type TransferMode } from "../../lib/transfer/transfer.ts";
 import { type IamStatement, type S3Access, s3Statements } from "../../lib/aws/iam.ts";
 import { s3RegionOf } from "../../lib/aws/s3/scope.ts";
@@ -23,8 +29,10 @@ const paramsSchema = (z: Zod) => {
     if (problem) context.addIssue({ code: "custom", message: `invalid glob: ${problem}` });
   });
   return z.strictObject({
-    source: z.string().min(1).describe("Where the files are: a local folder or s3://bucket/prefix."),
-    destination: z.string().min(1).describe(
+    source: z.string().min(1).superRefine(refineLocation).describe(
+      "Where the files are: a local folder or s3://bucket/prefix.",
+    ),
+    destination: z.string().min(1).superRefine(refineLocation).describe(
       "Where the files go, keeping their relative paths: a local folder or s3://bucket/prefix.",
     ),
     include: z.array(glob).default([]).describe(

@@ -9,7 +9,7 @@
 import { isAbsolute, normalize, resolve } from "node:path";
 import type { S3Settings } from "../aws/settings.ts";
 import { s3Scope } from "../aws/s3/scope.ts";
-import { parseS3Url } from "../aws/s3/url.ts";
+import { parseS3Url, s3LocationProblem } from "../aws/s3/url.ts";
 import type { PermissionScope } from "../scope.ts";
 import { isS3Url, type Storage } from "./mod.ts";
 
@@ -91,17 +91,68 @@ export async function openLocation(location: string, options: OpenOptions): Prom
  * ```
  */
 export function checkLocation(location: string): void {
+  const problem = schemeProblem(location);
+  if (problem) throw new TypeError(problem);
+}
+
+function schemeProblem(location: string): string | undefined {
   const typo = /^s3:\/?(?!\/)(.*)$/i.exec(location);
   if (typo) {
-    throw new TypeError(
-      `${JSON.stringify(location)} is not an s3:// location: did you mean s3://${
-        typo[1].replace(/^\/+/, "")
-      }?`,
-    );
+    return `${JSON.stringify(location)} is not an s3:// location: did you mean s3://${
+      typo[1].replace(/^\/+/, "")
+    }?`;
   }
   const scheme = /^([a-z][a-z0-9+.-]*):\/\//i.exec(location)?.[1];
-  if (scheme === undefined || isS3Url(location)) return;
-  throw new TypeError(`${JSON.stringify(location)} is neither a local folder nor an s3:// location`);
+  if (scheme === undefined || isS3Url(location)) return undefined;
+  return `${JSON.stringify(location)} is neither a local folder nor an s3:// location`;
+}
+
+/**
+ * Why `location` cannot be used as a local folder or `s3://bucket/prefix` location, in one line quoting it
+ * (see {@link checkLocation} and `s3LocationProblem`), or `undefined` when it can: what {@link locationScope}
+ * and {@link openLocation} would throw for it.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { locationProblem } from "./locations.ts";
+ *
+ * assert.equal(locationProblem("data/landing"), undefined);
+ * assert.equal(locationProblem("s3://lake/landing"), undefined);
+ * assert.equal(locationProblem("gs://lake/x"), '"gs://lake/x" is neither a local folder nor an s3:// location');
+ * assert.equal(locationProblem("s3://"), 'invalid S3 location "s3://" (expected s3://bucket/prefix)');
+ * assert.match(locationProblem("s3://Lake/x")!, /the bucket name "Lake" must be 3–63 lowercase letters/);
+ * ```
+ */
+export function locationProblem(location: string): string | undefined {
+  return schemeProblem(location) ?? (isS3Url(location) ? s3LocationProblem(location) : undefined);
+}
+
+/**
+ * The check of a location param in an executor's params schema: `z.string().min(1).superRefine(refineLocation)`
+ * makes {@link locationProblem} an issue of that param. Each location is then reported on its own, with every
+ * other problem of its step's params, before the step's permissions are computed from them.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { z } from "zod";
+ * import { refineLocation } from "./locations.ts";
+ *
+ * const schema = z.object({ from: z.string().superRefine(refineLocation), to: z.string().superRefine(refineLocation) });
+ * const issues = schema.safeParse({ from: "gs://lake/x", to: "s3:/lake/y" }).error!.issues;
+ * assert.deepEqual(issues.map((issue) => [issue.path, issue.message]), [
+ *   [["from"], '"gs://lake/x" is neither a local folder nor an s3:// location'],
+ *   [["to"], '"s3:/lake/y" is not an s3:// location: did you mean s3://lake/y?'],
+ * ]);
+ * ```
+ */
+export function refineLocation(
+  location: string,
+  context: { addIssue(issue: { code: "custom"; message: string }): void },
+): void {
+  const problem = locationProblem(location);
+  if (problem !== undefined) context.addIssue({ code: "custom", message: problem });
 }
 
 /**

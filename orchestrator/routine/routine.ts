@@ -15,6 +15,7 @@ import {
   s3SettingsOf,
 } from "../../lib/aws/settings.ts";
 import { looksLikeCredential, type SecretMask } from "../../lib/mask.ts";
+import { redactUrl } from "../../lib/http/request.ts";
 import { nearestName, RoutineError, type RoutineProblem, UsageError } from "../errors.ts";
 import { ExecutorCatalog, PluginError, type ResolvedExecutor } from "../executors.ts";
 import {
@@ -840,7 +841,8 @@ export function describeIssue(
     // the executor's own words; add the value unless they already show it
     const message = withQuotesMasked(issue.message, value, options.mask);
     const shown = message.includes(given) ||
-      (typeof value === "string" && value.length >= 3 && message.includes(value));
+      (typeof value === "string" && value.length >= 3 && message.includes(value)) ||
+      showsRedacted(message, value);
     return shown || value === undefined ? message : `${message}, got ${given}`;
   }
   switch (issue.code) {
@@ -868,7 +870,13 @@ export function describeIssue(
 
 /** {@link describeIssue} for a value it may not quote: what is wrong, in words that do not show it. */
 function describeWithheld(issue: z.core.$ZodIssue, value: unknown): string {
-  if (!isDefaultMessage(issue)) return withoutValue(issue.message, value);
+  if (!isDefaultMessage(issue)) {
+    const withheld = replaceQuotes(issue.message, value, '"***"');
+    // a URL shown only as redactUrl shows it (no user info, no query value) is not shown
+    return withheld === issue.message && showsRedacted(issue.message, value)
+      ? issue.message
+      : `${withheld} (${NOT_SHOWN})`;
+  }
   switch (issue.code) {
     case "invalid_value":
       return `is not ${issue.values.length === 1 ? "" : "one of "}${
@@ -885,6 +893,16 @@ function describeWithheld(issue: z.core.$ZodIssue, value: unknown): string {
       return withoutValue(`${message.charAt(0).toLowerCase()}${message.slice(1)}`, value);
     }
   }
+}
+
+/**
+ * True when an executor's `message` shows `value`, a URL, as `redactUrl` makes it (user info removed, query
+ * values `***`): its own quote, safe to print, so the value is not added to it.
+ */
+function showsRedacted(message: string, value: unknown): boolean {
+  if (typeof value !== "string") return false;
+  const redacted = redactUrl(value);
+  return redacted !== value && redacted.length >= 3 && message.includes(redacted);
 }
 
 const FORMAT_NAMES: Record<string, string> = {

@@ -20,8 +20,54 @@ export function isS3Url(location: string): boolean {
   return /^s3:\/\//i.test(location);
 }
 
+/** S3's rule for bucket names, as messages give it. */
+export const BUCKET_NAME_RULE =
+  "3–63 lowercase letters, digits, dots and hyphens, starting and ending with a letter or digit";
+
+const BUCKET_NAME = /^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/;
+
+/**
+ * Why `url` is not an `s3://bucket/prefix` location that {@link parseS3Url} takes, in one line quoting it, or
+ * `undefined` when it is one. Every S3 location param is checked with it, so that each says what is wrong
+ * (no bucket, a bucket name S3 refuses and its rule, an empty, `.` or `..` segment) in the same words.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { s3LocationProblem } from "./url.ts";
+ *
+ * assert.equal(s3LocationProblem("s3://lake/raw/"), undefined);
+ * assert.equal(s3LocationProblem("s3://"), 'invalid S3 location "s3://" (expected s3://bucket/prefix)');
+ * assert.equal(
+ *   s3LocationProblem("s3://ab/o/"),
+ *   'invalid S3 location "s3://ab/o/": the bucket name "ab" must be 3–63 lowercase letters, digits, dots and ' +
+ *     "hyphens, starting and ending with a letter or digit",
+ * );
+ * assert.match(s3LocationProblem("s3://lake/a//b")!, /empty, '\.' or '\.\.' segment/);
+ * assert.equal(s3LocationProblem("data/x"), 'invalid S3 location "data/x" (expected s3://bucket/prefix)');
+ * ```
+ */
+export function s3LocationProblem(url: string): string | undefined {
+  const match = /^s3:\/\/([^/]*)\/?(.*)$/i.exec(url);
+  if (!match || match[1] === "") {
+    return `invalid S3 location ${JSON.stringify(url)} (expected s3://bucket/prefix)`;
+  }
+  if (!BUCKET_NAME.test(match[1])) {
+    return `invalid S3 location ${JSON.stringify(url)}: the bucket name ${
+      JSON.stringify(match[1])
+    } must be ${BUCKET_NAME_RULE}`;
+  }
+  const prefix = match[2].replace(/^\/+|\/+$/g, "");
+  if (prefix && prefix.split("/").some((s) => s === "" || s === "." || s === "..")) {
+    return `invalid S3 location ${JSON.stringify(url)}: empty, '.' or '..' segment in the prefix`;
+  }
+  return undefined;
+}
+
 /**
  * Splits `s3://bucket/prefix` into bucket and prefix (without leading or trailing `/`).
+ *
+ * @throws {Error} saying what is wrong ({@link s3LocationProblem}) for any other value.
  *
  * @example
  * ```ts
@@ -34,13 +80,8 @@ export function isS3Url(location: string): boolean {
  * ```
  */
 export function parseS3Url(url: string): { bucket: string; prefix: string } {
-  const match = /^s3:\/\/([^/]+)\/?(.*)$/i.exec(url);
-  if (!match || !/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/.test(match[1])) {
-    throw new Error(`invalid S3 location ${JSON.stringify(url)} (expected s3://bucket/prefix)`);
-  }
-  const prefix = match[2].replace(/^\/+|\/+$/g, "");
-  if (prefix && prefix.split("/").some((s) => s === "" || s === "." || s === "..")) {
-    throw new Error(`invalid S3 location ${JSON.stringify(url)}: empty, '.' or '..' segment in the prefix`);
-  }
-  return { bucket: match[1], prefix };
+  const problem = s3LocationProblem(url);
+  if (problem) throw new Error(problem);
+  const match = /^s3:\/\/([^/]+)\/?(.*)$/i.exec(url)!;
+  return { bucket: match[1], prefix: match[2].replace(/^\/+|\/+$/g, "") };
 }
