@@ -325,6 +325,32 @@ Deno.test("list shows every executor with tasks, types and defaults", async () =
   assert.match(result.stdout, /archive_or_delete +"archive" \| "delete", optional, default "archive"/);
 });
 
+Deno.test("the executor reference: a list of a union is (a | b)[], connection defaults are in the default column", async () => {
+  const result = await lakerun(["list", "--markdown"]);
+  assert.equal(result.code, 0, result.stderr);
+  const sections = new Map(
+    result.stdout.split(/^### /m).slice(1).map((part) => [part.slice(0, part.indexOf("\n")), part]),
+  );
+  const row = (executor: string, param: string) => {
+    const line = sections.get(executor)!.split("\n").find((l) => l.startsWith(`| \`${param}\` |`));
+    assert.ok(line, `${executor} ${param}`);
+    const [type, required, fallback, description] = line.split(/ (?<!\\)\| /).slice(1);
+    return { type, required, fallback, description };
+  };
+  assert.equal(row("AthenaExecutor", "parameters").type, "(string \\| number \\| boolean)[]");
+  assert.equal(
+    row("DownloaderExecutor", "requests_arguments.params").type,
+    "object of string \\| number \\| boolean \\| null \\| (string \\| number \\| boolean)[]",
+  );
+  assert.equal(row("PostgresExecutor", "port").fallback, "`5432`");
+  assert.equal(row("PostgresExecutor", "ssl").fallback, '`"disable"`');
+  assert.equal(row("RedshiftExecutor", "port").fallback, "`5439`");
+  assert.equal(row("RedshiftExecutor", "ssl").fallback, "`true`");
+  for (const param of ["database", "table"]) {
+    assert.match(row("AthenaExecutor", param).description, /Lowercase: only a-z, 0-9 and _\./);
+  }
+});
+
 Deno.test("schema is the JSON Schema committed for editors, and it describes the demo routine", async () => {
   const result = await lakerun(["schema"]);
   assert.equal(result.code, 0);

@@ -534,6 +534,38 @@ Deno.test("a refusal for reaching lakerun's state folder suggests a path that is
   }
 });
 
+Deno.test("an S3 folder param of Athena says what is wrong with the location, as every S3 location param does", async () => {
+  const athena = (params: Record<string, unknown>) => ({
+    routine_name: "a",
+    executors: { AthenaExecutor: { params: { query: "SELECT 1", ...params }, tasks: ["query"] } },
+  });
+  const rule =
+    "must be 3–63 lowercase letters, digits, dots and hyphens, starting and ending with a letter or digit";
+  assert.deepEqual(await problemsOf(athena({ output_location: "s3://ab/o/" })), [
+    `executors.AthenaExecutor.params.output_location: invalid S3 location "s3://ab/o/": the bucket name "ab" ${rule}`,
+  ]);
+  // the same words as a StagingExecutor folder's
+  const staging = {
+    routine_name: "s",
+    executors: {
+      StagingExecutor: {
+        params: { parent_directory: "in", dump_directory: "s3://ab/o/" },
+        tasks: ["transfer"],
+      },
+    },
+  };
+  assert.deepEqual(await problemsOf(staging), [
+    `executors.StagingExecutor.params.dump_directory: invalid S3 location "s3://ab/o/": the bucket name "ab" ${rule}`,
+  ]);
+  assert.deepEqual(
+    await problemsOf(athena({ location: "s3://lake/a/../b", output_location: "gs://lake/o/" })),
+    [
+      `executors.AthenaExecutor.params.location: invalid S3 location "s3://lake/a/../b": empty, '.' or '..' segment in the prefix`,
+      'executors.AthenaExecutor.params.output_location: must be an s3://bucket/folder/ location, not "gs://lake/o/"',
+    ],
+  );
+});
+
 Deno.test("a plugin's ParamError names one param by a string, or a value inside one by a path", async () => {
   const refusing = (params: Record<string, unknown>) => ({
     routine_name: "refusing",

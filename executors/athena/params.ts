@@ -6,7 +6,7 @@
  */
 import { dirname } from "node:path";
 import type { ParamsOf, Zod } from "../../sdk/executor.ts";
-import { isS3Url } from "../../lib/aws/s3/url.ts";
+import { isS3Url, s3LocationProblem } from "../../lib/aws/s3/url.ts";
 import { refineLocation } from "../../lib/storage/locations.ts";
 import { hiveType } from "../../lib/tables/ddl.ts";
 import { quoteLiteral } from "../../lib/tables/identifiers.ts";
@@ -65,19 +65,28 @@ const catalogName = (z: Zod, what: string) =>
     error: (issue) => `must be a ${what} name of lowercase letters, digits and _, not ${quote(issue.input)}`,
   });
 
+/**
+ * An s3:// folder: the pattern (which the JSON Schema keeps), then what it cannot see (an empty, `.` or `..`
+ * segment), each refusal of an s3:// value in the words of every S3 location param (a bucket name's rule, …).
+ */
 const s3Folder = (z: Zod) =>
   z.string().regex(S3_FOLDER, {
-    error: (issue) => `must be an s3://bucket/folder/ location, not ${quote(issue.input)}`,
+    error: (issue) =>
+      (typeof issue.input === "string" && isS3Url(issue.input) && s3LocationProblem(issue.input)) ||
+      `must be an s3://bucket/folder/ location, not ${quote(issue.input)}`,
+  }).superRefine((value, context) => {
+    const problem = S3_FOLDER.test(value) ? s3LocationProblem(value) : undefined;
+    if (problem) context.addIssue({ code: "custom", message: problem });
   });
 
 /** The params schema. */
 export const paramsSchema = (z: Zod) =>
   z.strictObject({
     database: catalogName(z, "database").optional().describe(
-      "Glue/Athena database: the table's for create_table and add_partitions, the default one for query.",
+      "Glue/Athena database: the table's for create_table and add_partitions, the default one for query. Lowercase: only a-z, 0-9 and _.",
     ),
     table: catalogName(z, "table").optional().describe(
-      "Table name (create_table, add_partitions).",
+      "Table name (create_table, add_partitions). Lowercase: only a-z, 0-9 and _.",
     ),
     location: s3Folder(z).optional().describe(
       "s3:// folder holding the table's files, typically the StagingExecutor's dump_directory.",

@@ -70,15 +70,16 @@ const fieldsSchema = (z: Zod) =>
     host: pattern(z, HOST, "a host name or IP address").optional().describe(
       "Wire protocol: the cluster's endpoint host (needs a network path into the VPC).",
     ),
-    port: z.number().int().min(1).max(65535).optional().describe(
-      `Wire protocol: the port. Default ${REDSHIFT_PORT}.`,
+    // the defaults: what wireParams uses for a param left out, shown in the reference (not parsed in)
+    port: z.number().int().min(1).max(65535).optional().meta({ default: REDSHIFT_PORT }).describe(
+      "Wire protocol: the port.",
     ),
     user: z.string().min(1).max(127).optional().describe("Wire protocol: the database user."),
     password_env: pattern(z, ENV_NAME, "an environment variable name").meta({ secret: true }).optional()
       .describe(
         "Wire protocol: the NAME of the environment variable holding the password (the step may read only it); a password never appears in a routine.",
       ),
-    ssl: z.union([z.boolean(), z.enum(SSL_MODES)]).optional().describe(
+    ssl: z.union([z.boolean(), z.enum(SSL_MODES)]).optional().meta({ default: true }).describe(
       "Wire protocol TLS: true (default) = verify-full (certificate and host checked), require (encrypted, not checked), verify-ca, or false/disable.",
     ),
     sql: z.string().min(1).optional().describe("execute: the SQL statements to run, in one transaction."),

@@ -25,6 +25,9 @@ type Zod = typeof z;
  */
 export const PG_CLIENT_ENV_VARS: readonly string[] = ["PGBINARY", "PGOPTIONS", "PGREPLICATION"];
 
+/** PostgreSQL's own port: a connection's port unless `port` (or the URL) gives one. */
+export const POSTGRES_PORT = 5432;
+
 /** TLS modes, as libpq's `sslmode` (without `allow`/`prefer`, which fall back to plain text silently). */
 export const SSL_MODES = ["disable", "require", "verify-ca", "verify-full"] as const;
 
@@ -82,7 +85,10 @@ export function connectionFields(z: Zod) {
     host: z.string().regex(HOST, { error: "must be a host name or IP address" }).optional().describe(
       "Server host name or IP address (or give url).",
     ),
-    port: z.number().int().min(1).max(65535).optional().describe("Server port. Default 5432."),
+    // the defaults: what connectionTarget uses for a param left out, shown in the reference (not parsed in)
+    port: z.number().int().min(1).max(65535).optional().meta({ default: POSTGRES_PORT }).describe(
+      "Server port.",
+    ),
     database: z.string().min(1).max(63).optional().describe("Database name (or give url)."),
     user: z.string().min(1).max(63).optional().describe("User name (or give url)."),
     // secret: a password pasted here by mistake is never quoted back (nor is a URL, which may hold one)
@@ -90,7 +96,7 @@ export function connectionFields(z: Zod) {
       .meta({ secret: true }).optional().describe(
         "Name of the environment variable holding the password (the step may read only it); a password never appears in a routine.",
       ),
-    ssl: z.union([z.boolean(), z.enum(SSL_MODES)]).optional().describe(
+    ssl: z.union([z.boolean(), z.enum(SSL_MODES)]).optional().meta({ default: "disable" }).describe(
       "TLS: disable (default), require (encrypted, certificate not checked), verify-ca, verify-full (certificate and host name checked; what true means).",
     ),
     ssl_root_cert: z.string().min(1).optional().describe(
@@ -203,7 +209,7 @@ export function connectionTarget(
     const url = new URL(params.url);
     return {
       host: url.hostname.replace(/^\[(.*)\]$/, "$1"),
-      port: url.port ? Number(url.port) : 5432,
+      port: url.port ? Number(url.port) : POSTGRES_PORT,
       database: decodeURIComponent(url.pathname.replace(/^\//, "")),
       user: decodeURIComponent(url.username),
       ssl: params.ssl !== undefined
@@ -215,7 +221,7 @@ export function connectionTarget(
   }
   return {
     host: params.host!.replace(/^\[(.*)\]$/, "$1"),
-    port: params.port ?? 5432,
+    port: params.port ?? POSTGRES_PORT,
     database: params.database!,
     user: params.user!,
     ssl: sslOf(params.ssl),

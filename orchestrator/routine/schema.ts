@@ -198,7 +198,9 @@ function typeName(schema: JsonSchema): string {
   if (union) return [...new Set(union.map(typeName))].join(" \\| ");
   if (schema.type === "array") {
     if (Array.isArray(schema.prefixItems)) return `[${schema.prefixItems.map(typeName).join(", ")}]`;
-    return `${schema.items ? typeName(schema.items) : "any"}[]`;
+    const item = schema.items ? typeName(schema.items) : "any";
+    // a list of a union: `(string | number)[]`, not `string | number[]` (read as a string or a list of numbers)
+    return item.includes(" \\| ") ? `(${item})[]` : `${item}[]`;
   }
   if (schema.type === "object" && !schema.properties && typeof schema.additionalProperties === "object") {
     return `object of ${typeName(schema.additionalProperties)}`;
