@@ -27,7 +27,8 @@ Usage:
   lakerun list                   executors, their tasks and params (--markdown)
   lakerun schema                 JSON Schema of routine files, for editors ("$schema")
   lakerun demo                   run the offline demo routine in ./lakerun-demo (--dir DIR)
-  lakerun runs ROUTINE.json      the routine's recorded runs: id, date, status, steps (--json: the records)
+  lakerun runs ROUTINE.json      the routine's recorded runs: run id, date, status, started (UTC), duration,
+                                 steps ok/failed/skipped (--json: the records)
 
 Options:
   --executors DIR   also look for executor plugins in DIR (repeatable)

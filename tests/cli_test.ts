@@ -30,6 +30,22 @@ Deno.test("--version and --help exit 0", async () => {
   }
 });
 
+Deno.test("the help's runs line names every column 'lakerun runs' prints, whichever command asks for help", async () => {
+  const { runsTable } = await import("../orchestrator/run/records.ts");
+  const columns = runsTable([])[0].split(/ {2,}/).map((title) => title.toLowerCase());
+  assert.ok(columns.length >= 5, columns.join());
+  for (const args of [["--help"], ["runs", "--help"], ["plan", "--help"]]) {
+    const help = await lakerun(args);
+    assert.equal(help.code, 0, help.stderr);
+    // the runs line, with the line it wraps onto
+    const runs = /^ {2}lakerun runs .*(?:\n {20,}\S.*)*/m.exec(help.stdout)![0].replace(/\s+/g, " ")
+      .toLowerCase();
+    for (const column of columns) {
+      assert.ok(runs.includes(column), `${args.join(" ")}: ${column} in "${runs}"`);
+    }
+  }
+});
+
 Deno.test("command-line mistakes exit 2 with one line", async () => {
   for (
     const [args, message] of [
