@@ -159,8 +159,26 @@ function dayNumber({ year, month, day }: CalendarDate): number {
   return era * 146097 + dayOfEra - 719468;
 }
 
-/** The date of a day number (inverse of {@link dayNumber}, Hinnant's `civil_from_days`). */
+/** The date of a day number (inverse of {@link dayNumber}), years 0001–9999. */
 function fromDayNumber(days: number): CalendarDate {
+  return checked(civilFromDays(days));
+}
+
+/**
+ * The proleptic Gregorian date `days` after 1970-01-01 (negative before), any year (0 is 1 BC, -1 is 2 BC),
+ * after Howard Hinnant's `civil_from_days`.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { civilFromDays } from "./dates.ts";
+ *
+ * assert.deepEqual(civilFromDays(0), { year: 1970, month: 1, day: 1 });
+ * assert.deepEqual(civilFromDays(-719528), { year: 0, month: 1, day: 1 }); // 1 BC
+ * assert.deepEqual(civilFromDays(2_932_897), { year: 10000, month: 1, day: 1 });
+ * ```
+ */
+export function civilFromDays(days: number): CalendarDate {
   const z = days + 719468;
   const era = Math.floor(z / 146097);
   const dayOfEra = z - era * 146097;
@@ -172,7 +190,7 @@ function fromDayNumber(days: number): CalendarDate {
   const mp = Math.floor((5 * dayOfYear + 2) / 153);
   const day = dayOfYear - Math.floor((153 * mp + 2) / 5) + 1;
   const month = mp < 10 ? mp + 3 : mp - 9;
-  return checked({ year: yearOfEra + era * 400 + (month <= 2 ? 1 : 0), month, day });
+  return { year: yearOfEra + era * 400 + (month <= 2 ? 1 : 0), month, day };
 }
 
 function checked(date: CalendarDate): CalendarDate {

@@ -1,5 +1,5 @@
 /**
- * Reading web streams.
+ * Reading web streams, and joining the chunks read.
  *
  * @module
  */
@@ -32,4 +32,26 @@ export function byobReader(stream: ReadableStream<Uint8Array>): ReadableStreamBY
     if (error instanceof TypeError) return undefined; // not a byte stream
     throw error;
   }
+}
+
+/**
+ * The chunks one after the other in one array (the chunk itself when there is one).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { concatBytes } from "./streams.ts";
+ *
+ * assert.deepEqual([...concatBytes([new Uint8Array([1, 2]), new Uint8Array([3])])], [1, 2, 3]);
+ * ```
+ */
+export function concatBytes(chunks: readonly Uint8Array[]): Uint8Array {
+  if (chunks.length === 1) return chunks[0];
+  const out = new Uint8Array(chunks.reduce((sum, chunk) => sum + chunk.byteLength, 0));
+  let offset = 0;
+  for (const chunk of chunks) {
+    out.set(chunk, offset);
+    offset += chunk.byteLength;
+  }
+  return out;
 }

@@ -27,6 +27,7 @@
  * @module
  */
 import type { FileMetaData, SchemaElement, SchemaTree } from "hyparquet";
+import { civilFromDays } from "../../lib/dates.ts";
 
 /** How lakerun reads the rows of one parquet file. */
 export interface ParquetReading {
@@ -263,7 +264,7 @@ export function timestampText(nanos: bigint, adjusted: boolean): string {
 /** The calendar date of `nanos` since 1970-01-01 00:00, and the nanoseconds into that day. */
 function timestampParts(nanos: bigint): { year: number; month: number; day: number; nanos: bigint } {
   const days = floorDiv(nanos, 86_400_000_000_000n);
-  return { ...civilDate(Number(days)), nanos: nanos - days * 86_400_000_000_000n };
+  return { ...civilFromDays(Number(days)), nanos: nanos - days * 86_400_000_000_000n };
 }
 
 /** A TIME column's unit, and whether its values are UTC times of day; `undefined` for another column. */
@@ -340,24 +341,8 @@ export function dateText(days: number): string {
 
 /** {@link dateText} in two: the date, and ` BC` or nothing (PostgreSQL reads the era last). */
 function datePart(days: number): [string, string] {
-  const { year, month, day } = civilDate(days);
+  const { year, month, day } = civilFromDays(days);
   const two = (n: number) => String(n).padStart(2, "0");
   const date = `${String(year > 0 ? year : 1 - year).padStart(4, "0")}-${two(month)}-${two(day)}`;
   return [date, year > 0 ? "" : " BC"];
-}
-
-/** The proleptic Gregorian year (0 is 1 BC), month and day of `days` after 1970-01-01 (H. Hinnant's). */
-function civilDate(days: number): { year: number; month: number; day: number } {
-  const z = days + 719468;
-  const era = Math.floor(z / 146097);
-  const dayOfEra = z - era * 146097;
-  const yearOfEra = Math.floor(
-    (dayOfEra - Math.floor(dayOfEra / 1460) + Math.floor(dayOfEra / 36524) - Math.floor(dayOfEra / 146096)) /
-      365,
-  );
-  const dayOfYear = dayOfEra - (365 * yearOfEra + Math.floor(yearOfEra / 4) - Math.floor(yearOfEra / 100));
-  const shifted = Math.floor((5 * dayOfYear + 2) / 153); // months from March
-  const day = dayOfYear - Math.floor((153 * shifted + 2) / 5) + 1;
-  const month = shifted < 10 ? shifted + 3 : shifted - 9;
-  return { year: yearOfEra + era * 400 + (month <= 2 ? 1 : 0), month, day };
 }

@@ -26,6 +26,7 @@ import { JsonNumber, parseJsonKeepingNumbers } from "../../lib/tables/json_numbe
 import { listDataFiles, sampleFiles, skippedLines } from "../../lib/tables/sample.ts";
 import type { ColumnSpec } from "../../lib/tables/ddl.ts";
 import type { Storage, StoredFile } from "../../lib/storage/mod.ts";
+import { concatBytes } from "../../lib/streams.ts";
 import { decimalOf, parquetReading, timeOf, timestampOf } from "./parquet_values.ts";
 
 /** The formats a load reads. */
@@ -184,7 +185,7 @@ async function csvInput(storage: Storage, file: StoredFile, options: CopyInputOp
         buffered.push(value);
         bytes += value.byteLength;
       }
-      const text = new TextDecoder().decode(concat(buffered));
+      const text = new TextDecoder().decode(concatBytes(buffered));
       const sample = parseDelimitedSample(text, { delimiter: ",", maxRows: 1, wholeFile: done });
       if (sample.records.length > 0) fields = sample.records[0].fields;
       else if (done) throw new Error(`${file.path} has no header line`);
@@ -700,7 +701,7 @@ async function parquetInput(
       const chunks = rows.map((row, i) =>
         writer.fields(fields.map((name, field) => texts[field](row[name])), rowStart + i + 1)
       );
-      const out = concat(chunks);
+      const out = concatBytes(chunks);
       bytes += Number(
         metadata.row_groups[group].total_compressed_size ?? metadata.row_groups[group].total_byte_size,
       );
@@ -716,15 +717,4 @@ async function parquetInput(
     stream,
     position: (csvLine) => `row ${writer.map.sourceOf(csvLine) ?? csvLine}`,
   };
-}
-
-function concat(chunks: Uint8Array[]): Uint8Array {
-  if (chunks.length === 1) return chunks[0];
-  const out = new Uint8Array(chunks.reduce((sum, chunk) => sum + chunk.byteLength, 0));
-  let offset = 0;
-  for (const chunk of chunks) {
-    out.set(chunk, offset);
-    offset += chunk.byteLength;
-  }
-  return out;
 }

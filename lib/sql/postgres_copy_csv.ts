@@ -25,6 +25,8 @@
  * @module
  */
 
+import { concatBytes } from "../streams.ts";
+
 const QUOTE = 0x22;
 const LF = 0x0a;
 const CR = 0x0d;
@@ -324,7 +326,7 @@ export class CopyCsvFilter {
   ): void {
     let bytes = chunk;
     if (this.#partial.length > 0) {
-      bytes = concat([...this.#partial, chunk.subarray(start, end)]);
+      bytes = concatBytes([...this.#partial, chunk.subarray(start, end)]);
       this.#partial = [];
       start = 0;
       end = bytes.length;
@@ -385,16 +387,6 @@ function unquoted(bytes: Uint8Array, start: number, end: number): [Uint8Array, n
     else inQuote = false;
   }
   return [out, 0, length];
-}
-
-function concat(chunks: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(chunks.reduce((sum, chunk) => sum + chunk.byteLength, 0));
-  let offset = 0;
-  for (const chunk of chunks) {
-    out.set(chunk, offset);
-    offset += chunk.byteLength;
-  }
-  return out;
 }
 
 /**
