@@ -200,9 +200,8 @@ export function parseTemplate(text: string): Template {
       break;
     }
     if (start > at) parts.push(text.slice(at, start));
-    const end = closingBraces(text, start + 3);
+    const { end, quote } = closingBraces(text, start + 3);
     if (end < 0) {
-      const quote = openQuote(text.slice(start + 3));
       throw new TemplateError(
         `${JSON.stringify(text.slice(start))} has ${
           quote ? `a ${quote} that is never closed` : 'no closing "}}"'
@@ -215,23 +214,11 @@ export function parseTemplate(text: string): Template {
   return { source: text, parts };
 }
 
-/** The quote character left open at the end of `text` (an expression's body), if any. */
-function openQuote(text: string): string | undefined {
-  let quote: string | undefined;
-  for (let i = 0; i < text.length; i++) {
-    const ch = text[i];
-    if (quote) {
-      if (ch === "\\") i++;
-      else if (ch === quote) quote = undefined;
-    } else if (ch === "'" || ch === '"') {
-      quote = ch;
-    }
-  }
-  return quote;
-}
-
-/** Index of the `}}` closing an expression that starts at `from` (quotes respected), or -1. */
-function closingBraces(text: string, from: number): number {
+/**
+ * Where the `}}` closing an expression that starts at `from` is (quotes respected): `end` -1 when there is
+ * none, with `quote` the quote character left open at the end of the text, if any.
+ */
+function closingBraces(text: string, from: number): { end: number; quote?: string } {
   let quote: string | undefined;
   for (let i = from; i < text.length; i++) {
     const ch = text[i];
@@ -241,10 +228,10 @@ function closingBraces(text: string, from: number): number {
     } else if (ch === "'" || ch === '"') {
       quote = ch;
     } else if (ch === "}" && text[i + 1] === "}") {
-      return i;
+      return { end: i };
     }
   }
-  return -1;
+  return { end: -1, quote };
 }
 
 function parseExpression(body: string, source: string): Expression {
