@@ -974,11 +974,15 @@ pgTest(
     await pg.psql(
       "DROP TABLE IF EXISTS sales_up2; CREATE TABLE sales_up2 (id bigint, region text, amount numeric)",
     );
-    await pg.psql("INSERT INTO sales_up2 VALUES (1, 'old', 1), (9, 'untouched', 9)");
+    // (key 1 twice already: nothing kept the table from it; both rows are updated)
+    await pg.psql("INSERT INTO sales_up2 VALUES (1, 'old', 1), (1, 'older', 0), (9, 'untouched', 9)");
     const noIndex = routine({ table: "sales_up2", source: "staging", mode: "upsert", upsert_keys: ["id"] }, [
       "load",
     ]);
     const third = await runRoutine(dir.path, noIndex);
+    // the rows written are the files' 4, not UPDATE's 3 + INSERT's 2
+    assert.match(third.stdout, /upsert: 4 rows from 2 files/);
+    assert.match(third.stdout, /output rows = 4/);
     assert.match(
       third.stdout,
       /no unique index or constraint on exactly \("id"\) \(it has none\): upsert falls back to UPDATE \+ INSERT/,
@@ -986,7 +990,8 @@ pgTest(
     const once = await checksum("sales_up2");
     await runRoutine(dir.path, noIndex);
     assert.equal(await checksum("sales_up2"), once);
-    assert.equal(once.split(" ")[0], "5");
+    assert.equal(once.split(" ")[0], "6");
+    assert.equal((await rowsOf("sales_up2")).filter((row) => row === "(1,north,10.5)").length, 2);
 
     // the same key twice in the files: a clear error, nothing committed
     await writeFiles(dir.path, { "staging/c.csv": "id,region,amount\n2,again,0\n" });

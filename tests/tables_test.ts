@@ -332,6 +332,11 @@ Deno.test("inferValueType follows the rules for each kind of value", () => {
     ["5.", "double"],
     ["0.25", "double"],
     ["01.5", "string"],
+    // written as doubles are: C's %.17g, numpy's %.18e, 16-17 digit amounts
+    ["0.10000000000000001", "double"],
+    ["1.000000000000000056e-01", "double"],
+    ["43770195043363.48", "double"],
+    ["12345678901234567.25", "string"], // 19 digits: more than a double was ever written with
     ["1e400", "string"],
     ["e5", "string"],
     [".", "string"],

@@ -332,7 +332,10 @@ export function runCopyFromS3(context: TaskContext<Params>): Promise<void> {
     if (outcome.reused) return;
     const loaded = outcome.rows[load.copyIndex];
     const counts = load.writesIndexes.map((index) => outcome.rows[index]);
-    const written = counts.some((n) => n === undefined || n < 0)
+    // no write statement named: the staged rows are the rows written (LoadPlan.writes)
+    const written = counts.length === 0
+      ? loaded
+      : counts.some((n) => n === undefined || n < 0)
       ? undefined
       : counts.reduce((sum, n) => sum + n, 0);
     const rows = (n: number | undefined) => (n === undefined || n < 0 ? "some rows" : plural(n, "row"));

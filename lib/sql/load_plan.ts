@@ -219,7 +219,9 @@ export function loadPlan(spec: LoadPlanSpec): LoadPlan {
     const statements = upsertStatements(spec, method, target, staging);
     const first = after.length;
     after.push(...statements);
-    writes = statements.map((_, i) => first + i);
+    // the rows written are the staged rows: UPDATE's count would add every row of a key the target already
+    // holds twice (no unique index keeps it from doing so), and each staged row is updated or inserted once
+    writes = method === "update_insert" ? [] : statements.map((_, i) => first + i);
     notes.push(UPSERT_NOTES[method](list));
   }
   if (dialect === "redshift") after.push(`DROP TABLE ${staging}`);

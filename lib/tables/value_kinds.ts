@@ -86,9 +86,10 @@ function isDigit(byte: number): boolean {
  *
  * - `bigint`: an integer (`-42`; no leading zeros, no `+`) within 64 bits that a double holds too;
  *   `longInteger` when only 64 bits hold it (`9007199254740993`); `outOfRange` beyond 64 bits.
- * - `double`: a decimal (`1.5`, `.5`, `-2e3`) that the nearest double gives back: printed in the fewest
- *   digits that identify it (JavaScript's `String`, PostgreSQL's `float8out`), it is the written number;
- *   `inexact` when not (`12345678901234567.25`), `outOfRange` beyond a double.
+ * - `double`: a decimal written as a double is written (`1.5`, `.5`, `-2e3`, `0.10000000000000001`: an
+ *   exponent, or at most 17 significant digits), or one that the nearest double gives back (printed in the
+ *   fewest digits that identify it, JavaScript's `String`, PostgreSQL's `float8out`, it is the written
+ *   number); `inexact` for more digits than that (`12345678901234567.25`), `outOfRange` beyond a double.
  * - `padded`: a number with leading zeros (`00123`, `01.5`) or a `+` (`+14155550123`, a phone number), which a
  *   number would drop.
  * - `boolean`: `true` or `false`, in any case.
@@ -134,6 +135,7 @@ function numberKind(bytes: Uint8Array, start: number, end: number): ValueKind | 
     fractionDigits = i - fractionStart;
   }
   if (wholeDigits === 0 && fractionDigits === 0) return undefined;
+  const mantissaEnd = i;
   let exponent = false;
   if (i < end && (bytes[i] | 0x20) === LOWER_E) {
     integer = false;
@@ -156,7 +158,22 @@ function numberKind(bytes: Uint8Array, start: number, end: number): ValueKind | 
   }
   const number = Number(text);
   if (!Number.isFinite(number)) return "outOfRange";
+  // written as a double is (an exponent, or at most 17 significant digits: C's %.17g, numpy's %.18e, an
+  // older PostgreSQL's float8out): the double it names is the one the writer had
+  const digits = significantDigits(bytes, wholeStart, mantissaEnd);
+  if (number === 0 && digits > 0) return "inexact"; // too small for a double (1e-400)
+  if (exponent || digits <= 17) return "double";
   return doubleKeeps(text, number) ? "double" : "inexact";
+}
+
+/** The digits of the number in `bytes[start, end)` (no sign, no exponent) from its first non-zero one. */
+function significantDigits(bytes: Uint8Array, start: number, end: number): number {
+  let count = 0;
+  for (let i = start; i < end; i++) {
+    if (!isDigit(bytes[i]) || (count === 0 && bytes[i] === ZERO)) continue;
+    count++;
+  }
+  return count;
 }
 
 const INT64_MIN = -(2n ** 63n);
