@@ -190,8 +190,8 @@ Deno.test("every location problem of a step is listed, with its other params' pr
   const expected = [
     /^r\.json:6:29: executors\.StagingExecutor\.params\.parent_directory: "gs:\/\/lake\/landing" is neither a local folder nor an s3:\/\/ location$/,
     /^r\.json:7:27: executors\.StagingExecutor\.params\.dump_directory: invalid S3 location "s3:\/\/" \(expected s3:\/\/bucket\/prefix\)$/,
-    /^r\.json:9:30: executors\.StagingExecutor\.params\.archive_or_delete: "shred" is not one of "archive", "delete"$/,
     /^r\.json:8:30: executors\.StagingExecutor\.params\.archive_directory: invalid S3 location "s3:\/\/Lake\/archive": the bucket name "Lake" must be 3–63 lowercase letters, digits, dots and hyphens, starting and ending with a letter or digit$/,
+    /^r\.json:9:30: executors\.StagingExecutor\.params\.archive_or_delete: "shred" is not one of "archive", "delete"$/,
     /^r\.json:\d+:\d+: executors\.DownloaderExecutor\.params\.requests_arguments\.url: unsupported URL scheme ftp: in ftp:\/\/example\.com\/a\.zip\?sig=\*\*\* \(http:\/\/, https:\/\/ and file:\/\/ are\)$/,
     /^r\.json:\d+:\d+: executors\.DownloaderExecutor\.params\.landing_directory: "s3:\/lake\/x" is not an s3:\/\/ location: did you mean s3:\/\/lake\/x\?$/,
     /^r\.json:\d+:\d+: executors\.S3TransferExecutor\.params\.source: "s3:lake\/a" is not an s3:\/\/ location: did you mean s3:\/\/lake\/a\?$/,

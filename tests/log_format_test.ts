@@ -132,12 +132,13 @@ Deno.test("--log-format json: an invalid routine is an invalid line per problem 
   const lines = parseLines(result.stdout);
   const column = (text: string) => step.indexOf(text) + 1;
   assert.deepEqual(lines.map((line) => [line.event, line.file, line.line, line.col, line.path]), [
-    ["invalid", "r.json", 4, column("3 }"), "executors.StagingExecutor.params.parent_directory"],
+    // in the file's order: a missing param is placed at its object
     ["invalid", "r.json", 4, column('{ "parent'), "executors.StagingExecutor.params.dump_directory"],
+    ["invalid", "r.json", 4, column("3 }"), "executors.StagingExecutor.params.parent_directory"],
     ["run_finished", undefined, undefined, undefined, undefined],
   ]);
   assert.equal(
-    lines[0].message,
+    lines[1].message,
     `r.json:4:${
       column("3 }")
     }: executors.StagingExecutor.params.parent_directory: expected string, received number (3)`,
