@@ -152,8 +152,9 @@ async function main(args: string[]): Promise<number> {
       rest = [command, ...rest];
       command = "run";
     }
-    checkOptions(values, command as Command);
+    // the log session first: a refused option is then said as the log format says things (JSON lines)
     logs = await logSessionFor(command, values);
+    checkOptions(values, command as Command);
     const options = {
       executorDirs: values.executors,
       stateDir: values["state-dir"],
@@ -352,7 +353,11 @@ function parseArgsMessage(message: string, args: readonly string[]): string {
   const ambiguous = /^Option '(--?[\w-]+)' argument is ambiguous/.exec(message);
   if (ambiguous) {
     const option = ambiguous[1];
-    const value = args[args.indexOf(option) + 1] ?? "";
+    // the occurrence followed by a word starting with "-" (the option may be given more than once)
+    const at = args.findIndex((arg, i) => arg === option && args[i + 1]?.startsWith("-"));
+    const value = args[at + 1] ?? "";
+    // `--date --from …`: the value was left out
+    if (value.startsWith("--")) return `${option} needs a value; try 'lakerun --help'`;
     return `${option}: ${JSON.stringify(value)} starts with "-" and was taken for an option; to give it as ` +
       `the value, write ${option}=${value}`;
   }

@@ -56,6 +56,14 @@ Deno.test("command-line mistakes exit 2 with one line", async () => {
       [["schema", "--dir", "d"], /^lakerun: --dir is an option of 'demo', not 'schema'\n$/],
       [["run", "x.json", "--state-dir="], /^lakerun: --state-dir: an empty value was given\n$/],
       [
+        ["run", "x.json", "--date", "--from", "2024-01-01"],
+        /^lakerun: --date needs a value; try 'lakerun --help'\n$/,
+      ],
+      [
+        ["validate", "--executors", "a", "--executors", "-b", "x.json"],
+        /^lakerun: --executors: "-b" starts with "-" and was taken for an option; to give it as the value, write --executors=-b\n$/,
+      ],
+      [
         ["validate", "x.json", "--date", "-2024-06-30"],
         /^lakerun: --date: "-2024-06-30" starts with "-" and was taken for an option; to give it as the value, write --date=-2024-06-30\n$/,
       ],

@@ -197,6 +197,9 @@ Deno.test("--log-format json: a command line that exits 2 ends with run_finished
       ["--max-parallel", "x y"],
       ["--resume", "--run-id", "True"],
       ["--every", "day"],
+      // refused by the table of which command takes which option
+      ["--state-dir="],
+      ["--iam"],
     ]
   ) {
     const result = await lakerun(["run", "--executors", PLUGINS, "--log-format", "json", ...args, file], {
