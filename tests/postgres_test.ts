@@ -848,6 +848,31 @@ pgTest(
 );
 
 pgTest(
+  "NaN and the infinities past the inference sample load into an inferred double column, as PostgreSQL stores them",
+  async () => {
+    await using dir = await tempDir();
+    await pg.psql("DROP TABLE IF EXISTS measures");
+    const rows = Array.from({ length: 2_000 }, (_, i) => `${i},${i}.5`).join("\n");
+    await writeFiles(dir.path, {
+      "staging/a.csv": `id,value\n${rows}\n2000,nan\n2001,-inf\n2002,Infinity\n2003,NaN\n`,
+    });
+    const result = await runRoutine(dir.path, routine({ table: "measures", source: "staging" }, ["load"]));
+    assert.equal(result.code, 0, output(result));
+    assert.equal(
+      (await pg.psql("SELECT string_agg(value::text, ',' ORDER BY id) FROM measures WHERE id >= 2000"))
+        .trim(),
+      "NaN,-Infinity,Infinity,NaN",
+    );
+    assert.equal(
+      (await pg.psql(
+        "SELECT data_type FROM information_schema.columns WHERE table_name = 'measures' AND column_name = 'value'",
+      )).trim(),
+      "double precision",
+    );
+  },
+);
+
+pgTest(
   "a value the inference sample would not have typed so (02134 after 10,000 zip codes) fails the load it created the table in",
   async () => {
     await using dir = await tempDir();

@@ -144,8 +144,25 @@ function inferredChecks(
   return columns.map((column) => {
     const type = inferred?.get(column);
     if (type === undefined || type === "string") return undefined;
-    return { accepts: fitsType(type), refusal: inferredTypeRefusal(column, type) };
+    const fits = fitsType(type);
+    // PostgreSQL stores NaN and the infinities as themselves: nothing about them changes on the way
+    const accepts = type === "double"
+      ? (bytes: Uint8Array, start: number, end: number) =>
+        fits(bytes, start, end) || isFloatSpecial(bytes, start, end)
+      : fits;
+    return { accepts, refusal: inferredTypeRefusal(column, type) };
   });
+}
+
+const FLOAT_SPECIALS = new Set(["nan", "inf", "+inf", "-inf", "infinity", "+infinity", "-infinity"]);
+
+/**
+ * `NaN`, `Infinity`, `-inf`… in any case: the spellings PostgreSQL's double precision input reads as NaN and the
+ * infinities (Python, numpy and PostgreSQL write them so).
+ */
+function isFloatSpecial(bytes: Uint8Array, start: number, end: number): boolean {
+  if (end - start < 3 || end - start > 9) return false;
+  return FLOAT_SPECIALS.has(String.fromCharCode(...bytes.subarray(start, end)).toLowerCase());
 }
 
 /** Turns one staged file into a COPY input. */
