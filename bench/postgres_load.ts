@@ -9,11 +9,16 @@
  * - **upsert**: 1 million rows (half of them new, half updates) into a 1-million-row table with a primary key:
  *   lakerun's `mode: "upsert"` against the same thing written by hand in psql (a temporary staging table,
  *   `\copy` into it, `INSERT … ON CONFLICT (id) DO UPDATE`, in one transaction).
+ * - **inferred columns**: 1 million rows of an id and three doubles as Python writes them (16–17 significant
+ *   digits), loaded into a table the load creates: lakerun inferring the types (and so checking every value
+ *   against them on the way), lakerun given the same types in `columns` (no check), and psql `\copy` into
+ *   the same table made by hand.
  *
  * ```sh
  * deno run -A bench/postgres_load.ts                 # 1 GiB, 3 runs of each variant, alternated
  * deno run -A bench/postgres_load.ts --quick         # 64 MiB and 100,000 upserted rows, 1 run
  * deno run -A bench/postgres_load.ts --size-mib 256 --files 4 --upsert-rows 1000000 --runs 5
+ * deno run -A bench/postgres_load.ts --only inferred
  * ```
  *
  * Each measurement is a separate process under `/usr/bin/time` (wall time measured here, peak RSS from the
@@ -51,7 +56,7 @@ const RUNS = QUICK ? 1 : Number(args.values.runs);
 const SIZE = (QUICK ? 64 : Number(args.values["size-mib"])) * MiB;
 const FILES = Number(args.values.files);
 const UPSERT_ROWS = QUICK ? 100_000 : Number(args.values["upsert-rows"]);
-/** `--only load` or `--only upsert`. */
+/** `--only load`, `--only upsert` or `--only inferred`. */
 const ONLY = args.values.only;
 
 const log = (message: string) => console.error(`[bench/postgres_load] ${message}`);
@@ -206,8 +211,9 @@ async function main() {
   Deno.env.set("AWS_SECRET_ACCESS_KEY", s3Server.secretAccessKey);
   try {
     const scenarios: Scenario[] = [];
-    if (ONLY !== "upsert") scenarios.push(await loadScenario(pg, s3Server, work));
-    if (ONLY !== "load") scenarios.push(await upsertScenario(pg, work));
+    if (ONLY === undefined || ONLY === "load") scenarios.push(await loadScenario(pg, s3Server, work));
+    if (ONLY === undefined || ONLY === "upsert") scenarios.push(await upsertScenario(pg, work));
+    if (ONLY === undefined || ONLY === "inferred") scenarios.push(await inferredScenario(pg, work));
     for (const scenario of scenarios) await runScenario(scenario);
     const version = (await pg.psql("SHOW server_version")).trim();
     console.log(
@@ -326,6 +332,80 @@ async function loadScenario(pg: PostgresTestServer, s3Server: S3TestServer, work
       { name: "psql", prepare, command: psql, cwd: work, env: pg.env, check },
       { name: "lakerun (local folder)", prepare, command: lakerunCommand(), cwd: local, env: secret, check },
       { name: "lakerun (s3://)", prepare, command: lakerunCommand(), cwd: fromS3, env: s3Env, check },
+    ],
+  };
+}
+
+async function inferredScenario(pg: PostgresTestServer, work: string): Promise<Scenario> {
+  const dir = join(work, "inferred");
+  const staging = join(dir, "staging");
+  await Deno.mkdir(staging, { recursive: true });
+  const rows = UPSERT_ROWS;
+  log(`writing ${rows.toLocaleString("en-US")} rows of doubles as Python writes them`);
+  // a fixed sequence (Park–Miller), printed as JavaScript prints a double: Python's repr gives the same digits
+  let seed = 1;
+  const random = () => (seed = (seed * 16807) % 2147483647) / 2147483647;
+  const lines = ["id,a,b,c"];
+  for (let i = 0; i < rows; i++) lines.push(`${i},${random()},${random() * 1000},${random() - 0.5}`);
+  const file = join(staging, "doubles.csv");
+  await Deno.writeTextFile(file, `${lines.join("\n")}\n`);
+  const bytes = (await Deno.stat(file)).size;
+  const table = "bench_inferred";
+  const definition = "id bigint, a double precision, b double precision, c double precision";
+  const expected = `${rows} ${(rows * (rows - 1)) / 2}`;
+  const check = async () => {
+    const got = (await pg.psql(`SELECT count(*) || ' ' || sum(id) FROM ${table}`)).trim();
+    if (got !== expected) throw new Error(`${table} holds ${got}, not ${expected}`);
+    const types = (await pg.psql(
+      `SELECT string_agg(data_type, ',' ORDER BY ordinal_position) FROM information_schema.columns WHERE table_name = '${table}'`,
+    )).trim();
+    if (types !== "bigint,double precision,double precision,double precision") {
+      throw new Error(`${table} has the types ${types}`);
+    }
+  };
+  const drop = () => pg.psql(`DROP TABLE IF EXISTS ${table}; CHECKPOINT`).then(() => {});
+  const create = () =>
+    pg.psql(`DROP TABLE IF EXISTS ${table}; CREATE TABLE ${table} (${definition}); CHECKPOINT`)
+      .then(() => {});
+  const inferred = join(dir, "lakerun-inferred");
+  await writeRoutine(inferred, pg, { table, source: staging });
+  const given = join(dir, "lakerun-given");
+  const columns = [["id", "bigint"], ["a", "double"], ["b", "double"], ["c", "double"]]
+    .map(([name, type]) => ({ name, type }));
+  await writeRoutine(given, pg, { table, source: staging, columns });
+  const secret = { [PASSWORD_ENV]: pg.password };
+  const psql = [
+    "psql",
+    "-X",
+    "-q",
+    "-v",
+    "ON_ERROR_STOP=1",
+    "-c",
+    `\\copy ${table} FROM '${file}' CSV HEADER`,
+  ];
+  return {
+    name: `load into a table the load creates: ${rows.toLocaleString("en-US")} rows of doubles`,
+    bytes,
+    rows,
+    results: new Map(),
+    variants: [
+      { name: "psql", prepare: create, command: psql, cwd: dir, env: pg.env, check },
+      {
+        name: "lakerun, inferred types (values checked)",
+        prepare: drop,
+        command: lakerunCommand(),
+        cwd: inferred,
+        env: secret,
+        check,
+      },
+      {
+        name: "lakerun, given columns",
+        prepare: drop,
+        command: lakerunCommand(),
+        cwd: given,
+        env: secret,
+        check,
+      },
     ],
   };
 }

@@ -150,6 +150,12 @@ function numberKind(bytes: Uint8Array, start: number, end: number): ValueKind | 
   if (wholeDigits > 1 && bytes[wholeStart] === ZERO) return "padded";
   // up to 15 digits (and no exponent) a double gives back, and 64 bits hold: no need to look closer
   if (!exponent && wholeDigits + fractionDigits <= 15) return integer ? "bigint" : "double";
+  // a decimal of at most 17 significant digits (see below), short enough that no double underflows: the
+  // common long case (Python's repr of a random double) needs no text and no parse
+  if (
+    !integer && !exponent && wholeDigits + fractionDigits < 300 &&
+    significantDigits(bytes, wholeStart, mantissaEnd) <= 17
+  ) return "double";
   const text = latin1(bytes, start, end);
   if (integer) {
     const value = BigInt(text);
