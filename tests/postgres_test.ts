@@ -848,6 +848,38 @@ pgTest(
 );
 
 pgTest(
+  "nested JSON values are stored as written: every digit of their numbers (text and jsonb columns)",
+  async () => {
+    await using dir = await tempDir();
+    await pg.psql("DROP TABLE IF EXISTS nested_json, nested_jsonb");
+    const nested = '{"k":9007199254740993,"f":1.10,"y":0.12345678901234567890123}';
+    await writeFiles(dir.path, { "json/a.jsonl": `{"id":1,"n":${nested},"arr":[2.50,-0.0]}\n` });
+    const inferred = await runRoutine(
+      dir.path,
+      routine({ table: "nested_json", source: "json", format: "json" }, ["load"]),
+    );
+    assert.equal(inferred.code, 0, output(inferred));
+    assert.equal(
+      (await pg.psql("SELECT n || ' ' || arr FROM nested_json")).trim(),
+      `${nested} [2.50,-0.0]`,
+    );
+    const columns = [{ name: "id", type: "bigint" }, { name: "n", type: "jsonb" }, {
+      name: "arr",
+      type: "jsonb",
+    }];
+    const typed = await runRoutine(
+      dir.path,
+      routine({ table: "nested_jsonb", source: "json", format: "json", columns }, ["load"]),
+    );
+    assert.equal(typed.code, 0, output(typed));
+    assert.equal(
+      (await pg.psql("SELECT (n->>'k') || ' ' || (n->>'f') || ' ' || (arr->>0) FROM nested_jsonb")).trim(),
+      "9007199254740993 1.10 2.50",
+    );
+  },
+);
+
+pgTest(
   "NaN and the infinities past the inference sample load into an inferred double column, as PostgreSQL stores them",
   async () => {
     await using dir = await tempDir();

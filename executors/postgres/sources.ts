@@ -22,7 +22,7 @@ import { copyCsvStream, type FieldCheck, RefusedValue } from "../../lib/sql/post
 import { parseDelimitedSample } from "../../lib/tables/csv.ts";
 import { columnIdentifiers, columnsOfNames } from "../../lib/tables/identifiers.ts";
 import { type ColumnType, fitsType, inferTable, jsonValueFits } from "../../lib/tables/infer.ts";
-import { JsonNumber, parseJsonKeepingNumbers } from "../../lib/tables/json_numbers.ts";
+import { JsonNumber, parseJsonKeepingNumbers, rawJson } from "../../lib/tables/json_numbers.ts";
 import { listDataFiles, sampleFiles, skippedLines } from "../../lib/tables/sample.ts";
 import type { ColumnSpec } from "../../lib/tables/ddl.ts";
 import type { Storage, StoredFile } from "../../lib/storage/mod.ts";
@@ -413,8 +413,9 @@ function csvField(value: unknown): string {
   if (value instanceof Uint8Array) {
     return `"\\x${[...value].map((b) => b.toString(16).padStart(2, "0")).join("")}"`;
   }
+  // nested values as JSON text, every number as written: a JSON number's source, a parquet integer's digits
   return csvField(
-    JSON.stringify(value, (_key, inner) => typeof inner === "bigint" ? inner.toString() : inner),
+    JSON.stringify(value, (_key, inner) => typeof inner === "bigint" ? rawJson(inner.toString()) : inner),
   );
 }
 

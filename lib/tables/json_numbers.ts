@@ -6,11 +6,27 @@
  * @module
  */
 
-/** A JSON number with its source text. Serializes back as a number. */
+/**
+ * `JSON.rawJSON(text)` (V8's, in Deno 2; not yet in TypeScript's lib): a value `JSON.stringify` writes as
+ * `text` itself, which must be a JSON number, string, boolean or null.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { rawJson } from "./json_numbers.ts";
+ *
+ * assert.equal(JSON.stringify({ n: rawJson("1.10"), big: [rawJson("9007199254740993")] }), '{"n":1.10,"big":[9007199254740993]}');
+ * ```
+ */
+export function rawJson(text: string): unknown {
+  return (JSON as unknown as { rawJSON(text: string): unknown }).rawJSON(text);
+}
+
+/** A JSON number with its source text. Serializes back as that text ({@link rawJson}): every digit kept. */
 export class JsonNumber {
   constructor(readonly source: string) {}
-  toJSON(): number {
-    return Number(this.source);
+  toJSON(): unknown {
+    return rawJson(this.source);
   }
 }
 
@@ -35,6 +51,8 @@ const keepSource: Reviver = (_key, value, context) =>
  * assert.equal((row.price as JsonNumber).source, "1.10");
  * assert.equal(row.name, "a");
  * assert.ok(parseJsonKeepingNumbers("7") instanceof JsonNumber);
+ * // written back as it was
+ * assert.equal(JSON.stringify(parseJsonKeepingNumbers('{"f": 1.10, "k": [9007199254740993]}')), '{"f":1.10,"k":[9007199254740993]}');
  * ```
  * @throws SyntaxError when `text` is not JSON.
  */
