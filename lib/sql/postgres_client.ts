@@ -118,13 +118,20 @@ export interface CopyErrorPosition {
  * assert.deepEqual(copyErrorPosition(error), { line: 3, column: "amount", value: "abc" });
  * const notNull = new PostgresError({ message: "null value…", code: "23502", where: 'COPY t, line 2: ",b"', column: "id" });
  * assert.deepEqual(copyErrorPosition(notNull), { line: 2, column: "id", value: ",b" });
+ * const json = new PostgresError({
+ *   message: "invalid input syntax for type json",
+ *   code: "22P02",
+ *   where: 'JSON data, line 1: hello\nCOPY t, line 3, column doc: "hello"',
+ * });
+ * assert.deepEqual(copyErrorPosition(json), { line: 3, column: "doc", value: "hello" });
  * ```
  */
 export function copyErrorPosition(error: PostgresError): CopyErrorPosition | undefined {
-  // The value is the rest of the first CONTEXT line, in double quotes (a multi-line record keeps its breaks).
-  const match = /^COPY .*?, line (\d+)(?:, column ((?:[^:]|:(?! ))+?))?(?:: "([\s\S]*)")?$/m.exec(
-    error.where?.split(/\n(?=[A-Z][a-zA-Z/ ]+ )/)[0] ?? "",
-  );
+  // The value is the rest of the COPY CONTEXT line, in double quotes (a multi-line record keeps its breaks);
+  // a type's own input may come first (`JSON data, line 1: …` for json and jsonb)
+  const copyLine = error.where?.split(/\n(?=[A-Z][a-zA-Z/ ]+ )/).find((line) => line.startsWith("COPY ")) ??
+    "";
+  const match = /^COPY .*?, line (\d+)(?:, column ((?:[^:]|:(?! ))+?))?(?:: "([\s\S]*)")?$/m.exec(copyLine);
   if (!match) return undefined;
   const value = match[3];
   return {
