@@ -863,6 +863,14 @@ pgTest(
       (await pg.psql("SELECT n || ' ' || arr FROM nested_json")).trim(),
       `${nested} [2.50,-0.0]`,
     );
+    // a string with half a surrogate pair: refused, not stored as U+FFFD
+    await writeFiles(dir.path, { "lone/b.jsonl": '{"id":2,"s":"x\\ud800y"}\n' });
+    const lone = await runRoutine(
+      dir.path,
+      routine({ table: "lone_json", source: "lone", format: "json" }, ["load"]),
+    );
+    assert.equal(lone.code, 1, output(lone));
+    assert.match(lone.stdout, /b\.jsonl line 1, column s: "x\\ud800y": holds a lone surrogate/);
     const columns = [{ name: "id", type: "bigint" }, { name: "n", type: "jsonb" }, {
       name: "arr",
       type: "jsonb",

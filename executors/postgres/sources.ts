@@ -513,6 +513,15 @@ async function jsonInput(storage: Storage, file: StoredFile, options: CopyInputO
     const positions = columnsOf(entries.map(([key]) => key), line);
     entries.forEach(([, inner], i) => {
       const position = positions[i];
+      // UTF-8 cannot hold half a surrogate pair: it would land as U+FFFD
+      if (typeof inner === "string" && !inner.isWellFormed()) {
+        throw new RefusedValue(
+          line,
+          position,
+          inner, // shown quoted as JSON, the surrogate escaped
+          "holds a lone surrogate (a \\uD800–\\uDFFF escape without its pair), which no UTF-8 text can store",
+        );
+      }
       const type = options.inferred?.get(columns[position]);
       if (type !== undefined && !jsonValueFits(type, inner)) {
         const shown = typeof inner === "string"
