@@ -888,6 +888,50 @@ pgTest(
 );
 
 pgTest(
+  "parquet byte arrays without an annotation: UTF-8 text as text, other bytes exactly into bytea (never U+FFFD)",
+  async () => {
+    await using dir = await tempDir();
+    await pg.psql("DROP TABLE IF EXISTS raw_bytes");
+    const parquet = new Uint8Array(parquetWriteBuffer({
+      columnData: [
+        { name: "id", data: [1n, 2n, 3n], type: "INT64" },
+        {
+          name: "b",
+          data: [
+            new TextEncoder().encode('é "q\\'),
+            new Uint8Array([0x01, 0xff, 0xfe]),
+            new Uint8Array([0x61, 0]),
+          ],
+          type: "BYTE_ARRAY",
+        },
+      ],
+    }));
+    await writeFiles(dir.path, { "raw/a.parquet": parquet });
+    const columns = [{ name: "id", type: "bigint" }, { name: "b", type: "bytea" }];
+    const result = await runRoutine(
+      dir.path,
+      routine({ table: "raw_bytes", source: "raw", format: "parquet", columns }, ["load"]),
+    );
+    assert.equal(result.code, 0, output(result));
+    assert.equal(
+      (await pg.psql("SELECT string_agg(encode(b, 'hex'), ',' ORDER BY id) FROM raw_bytes")).trim(),
+      "c3a92022715c,01fffe,6100", // a backslash too: the bytes, not bytea's escape syntax
+    );
+    // a text column: UTF-8 as its text, other bytes as \x and hex (never U+FFFD in place of them)
+    await pg.psql("DROP TABLE IF EXISTS raw_text");
+    const text = await runRoutine(
+      dir.path,
+      routine({ table: "raw_text", source: "raw", format: "parquet" }, ["load"]),
+    );
+    assert.equal(text.code, 0, output(text));
+    assert.equal(
+      (await pg.psql("SELECT string_agg(b, '|' ORDER BY id) FROM raw_text")).trim(),
+      'é "q\\|\\x01fffe|\\x6100',
+    );
+  },
+);
+
+pgTest(
   "NaN and the infinities past the inference sample load into an inferred double column, as PostgreSQL stores them",
   async () => {
     await using dir = await tempDir();

@@ -117,6 +117,9 @@ async function loadFiles(
     inferred = typesInferredByCreateTable(context, name);
   }
   const tableColumnNames = existing.filter((column) => !column.generated).map((column) => column.name);
+  const byteaColumns = new Set(
+    existing.filter((column) => column.type === "bytea").map((column) => column.name),
+  );
   const filled = await filledColumns(context, storage, files, tableColumnNames, name);
   const plan = await planFor(context, session, name, filled);
   for (const note of plan.notes) context.log(note);
@@ -132,6 +135,7 @@ async function loadFiles(
       tableColumns: tableColumnNames,
       tableName: showTable(name),
       inferred,
+      byteaColumns,
       onBytes: (bytes) => context.report({ type: "progress", bytes: done + bytes, total, label }),
       signal: context.signal,
     });

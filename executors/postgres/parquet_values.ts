@@ -148,6 +148,12 @@ export function parquetReading(metadata: FileMetaData, fields: readonly SchemaTr
     if (time !== undefined) {
       return orNull((value) => `${clockText(micros(BigInt(value), time.unit))}${time.adjusted ? "+00" : ""}`);
     }
+    // bytes with no annotation: text as some writers (Impala, older Spark) store strings, or binary data
+    const bytes = element.type === "BYTE_ARRAY" || element.type === "FIXED_LEN_BYTE_ARRAY";
+    if (bytes && element.logical_type === undefined && element.converted_type === undefined) {
+      binary.push(element.name);
+      return orNull(bytesText);
+    }
     return undefined;
   });
   return {
@@ -162,6 +168,28 @@ export function parquetReading(metadata: FileMetaData, fields: readonly SchemaTr
     text,
     parsers: PARQUET_PARSERS,
   };
+}
+
+const strictUtf8 = new TextDecoder("utf-8", { fatal: true });
+
+/**
+ * An unannotated byte array's CSV field: its text when the bytes are UTF-8 (without NUL, which no PostgreSQL
+ * text holds), else `\x` and its bytes in hex, as a `bytea` column reads them — never text with U+FFFD in
+ * place of the bytes.
+ */
+function bytesText(value: Uint8Array): string {
+  try {
+    const text = strictUtf8.decode(value);
+    if (!text.includes("\0")) return `"${text.replaceAll('"', '""')}"`;
+  } catch {
+    // not UTF-8: binary
+  }
+  return byteaText(value);
+}
+
+/** Bytes as the CSV field a `bytea` column reads as exactly those bytes: `\x` and hex. */
+export function byteaText(value: Uint8Array): string {
+  return `"\\x${Array.from(value, (byte) => byte.toString(16).padStart(2, "0")).join("")}"`;
 }
 
 /** A column's DECIMAL precision and scale (from the converted or the logical type), or `undefined`. */

@@ -27,7 +27,7 @@ import { listDataFiles, sampleFiles, skippedLines } from "../../lib/tables/sampl
 import type { ColumnSpec } from "../../lib/tables/ddl.ts";
 import type { Storage, StoredFile } from "../../lib/storage/mod.ts";
 import { concatBytes } from "../../lib/streams.ts";
-import { decimalOf, parquetReading, timeOf, timestampOf } from "./parquet_values.ts";
+import { byteaText, decimalOf, parquetReading, timeOf, timestampOf } from "./parquet_values.ts";
 
 /** The formats a load reads. */
 export type SourceFormat = "csv" | "json" | "parquet";
@@ -122,6 +122,8 @@ export interface CopyInputOptions {
    * value of the file must be one inference reads as its column's type ({@link RefusedValue} otherwise).
    */
   inferred?: ReadonlyMap<string, ColumnType>;
+  /** The table's `bytea` columns (a parquet byte array goes there as its bytes). */
+  byteaColumns?: ReadonlySet<string>;
   /** Called with the file's bytes read so far. */
   onBytes?(bytes: number): void;
   signal?: AbortSignal;
@@ -695,7 +697,12 @@ async function parquetInput(
   const reading = parquetReading(metadata, parquetSchema(metadata).children);
   const fields = reading.names;
   const columns = mapFields(file.path, fields, options.tableColumns, options.tableName);
-  const texts = reading.text.map((text) => text ?? csvField);
+  // an unannotated byte array bound for a bytea column: its bytes, whatever they would read as
+  const texts = reading.text.map((text, field) =>
+    reading.binary.includes(fields[field]) && options.byteaColumns?.has(columns[field])
+      ? orNullField(byteaText)
+      : text ?? csvField
+  );
   const writer = new CsvWriter();
   const groups = metadata.row_groups.map((group) => Number(group.num_rows));
   let group = 0;
@@ -744,4 +751,9 @@ async function parquetInput(
     stream,
     position: (csvLine) => `row ${writer.map.sourceOf(csvLine) ?? csvLine}`,
   };
+}
+
+/** `format` for a value, and the empty field (NULL) for `null` / `undefined`. */
+function orNullField(format: (value: Uint8Array) => string): (value: unknown) => string {
+  return (value) => value === null || value === undefined ? "" : format(value as Uint8Array);
 }
