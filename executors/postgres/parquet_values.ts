@@ -200,7 +200,7 @@ export function decimalOf(element: SchemaElement): { precision?: number; scale: 
 }
 
 /** `format` for a value, and the empty field (NULL) for `null` / `undefined`. */
-function orNull(format: (value: any) => string): (value: unknown) => string {
+export function orNull(format: (value: any) => string): (value: unknown) => string {
   return (value) => value === null || value === undefined ? "" : format(value);
 }
 

@@ -27,7 +27,7 @@ import { listDataFiles, sampleFiles, skippedLines } from "../../lib/tables/sampl
 import type { ColumnSpec } from "../../lib/tables/ddl.ts";
 import type { Storage, StoredFile } from "../../lib/storage/mod.ts";
 import { concatBytes } from "../../lib/streams.ts";
-import { byteaText, decimalOf, parquetReading, timeOf, timestampOf } from "./parquet_values.ts";
+import { byteaText, decimalOf, orNull, parquetReading, timeOf, timestampOf } from "./parquet_values.ts";
 
 /** The formats a load reads. */
 export type SourceFormat = "csv" | "json" | "parquet";
@@ -700,7 +700,7 @@ async function parquetInput(
   // an unannotated byte array bound for a bytea column: its bytes, whatever they would read as
   const texts = reading.text.map((text, field) =>
     reading.binary.includes(fields[field]) && options.byteaColumns?.has(columns[field])
-      ? orNullField(byteaText)
+      ? orNull(byteaText)
       : text ?? csvField
   );
   const writer = new CsvWriter();
@@ -751,9 +751,4 @@ async function parquetInput(
     stream,
     position: (csvLine) => `row ${writer.map.sourceOf(csvLine) ?? csvLine}`,
   };
-}
-
-/** `format` for a value, and the empty field (NULL) for `null` / `undefined`. */
-function orNullField(format: (value: Uint8Array) => string): (value: unknown) => string {
-  return (value) => value === null || value === undefined ? "" : format(value as Uint8Array);
 }
