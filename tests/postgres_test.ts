@@ -932,6 +932,42 @@ pgTest(
 );
 
 pgTest(
+  "parquet: a file whose field has another type than the first file's, in a table made from that one, is refused",
+  async () => {
+    await using dir = await tempDir();
+    await pg.psql("DROP TABLE IF EXISTS pq_types");
+    const file = (type: "INT64" | "STRING", data: unknown[]) =>
+      new Uint8Array(parquetWriteBuffer({ columnData: [{ name: "id", data, type }] }));
+    await writeFiles(dir.path, {
+      "pq/a.parquet": file("INT64", [1n, 2n]),
+      "pq/b.parquet": file("STRING", ["003", "4"]),
+    });
+    const result = await runRoutine(
+      dir.path,
+      routine({ table: "pq_types", source: "pq", format: "parquet" }, ["create_table", "load"]),
+    );
+    assert.equal(result.code, 1, output(result));
+    assert.match(
+      result.stdout,
+      /b\.parquet: field "id" is string here but bigint in the table lakerun made from the first file \(public\.pq_types\.id\); give columns/,
+    );
+    // with the type given, every value as written
+    const given = await runRoutine(
+      dir.path,
+      routine({
+        table: "pq_types",
+        source: "pq",
+        format: "parquet",
+        if_exists: "replace",
+        columns: [{ name: "id", type: "text" }],
+      }, ["create_table", "load"]),
+    );
+    assert.equal(given.code, 0, output(given));
+    assert.deepEqual(await rowsOf("pq_types"), ["(003)", "(1)", "(2)", "(4)"]);
+  },
+);
+
+pgTest(
   "NaN and the infinities past the inference sample load into an inferred double column, as PostgreSQL stores them",
   async () => {
     await using dir = await tempDir();

@@ -37,6 +37,8 @@ import {
 import {
   createTableSql,
   inferredTypes,
+  parquetTypes,
+  parquetTypesByCreateTable,
   showTable,
   tableColumns,
   tableNameOf,
@@ -107,14 +109,18 @@ async function loadFiles(
   let existing = await tableColumns(session, name);
   // the columns whose types inference chose: every value must be one it reads as that type
   let inferred: Map<string, ColumnType>;
+  // parquet: the types chosen from the first file's schema, which every file must have
+  let fileTypes: Map<string, string>;
   if (existing === undefined) {
     const columns = await wantedColumns(context, { storage, files });
     await session.query(createTableSql(name, columns));
     context.log(`created ${showTable(name)} (${plural(columns.length, "column")}) in the load's transaction`);
     existing = (await tableColumns(session, name))!;
     inferred = inferredTypes(params, columns);
+    fileTypes = parquetTypes(params, columns);
   } else {
     inferred = typesInferredByCreateTable(context, name);
+    fileTypes = parquetTypesByCreateTable(context, name);
   }
   const tableColumnNames = existing.filter((column) => !column.generated).map((column) => column.name);
   const byteaColumns = new Set(
@@ -135,6 +141,7 @@ async function loadFiles(
       tableColumns: tableColumnNames,
       tableName: showTable(name),
       inferred,
+      parquetTypes: fileTypes,
       byteaColumns,
       onBytes: (bytes) => context.report({ type: "progress", bytes: done + bytes, total, label }),
       signal: context.signal,

@@ -122,6 +122,11 @@ export interface CopyInputOptions {
    * value of the file must be one inference reads as its column's type ({@link RefusedValue} otherwise).
    */
   inferred?: ReadonlyMap<string, ColumnType>;
+  /**
+   * Parquet: the column types lakerun chose from the first file's schema (the table was made from them); a
+   * file whose field has another type for its column is refused.
+   */
+  parquetTypes?: ReadonlyMap<string, string>;
   /** The table's `bytea` columns (a parquet byte array goes there as its bytes). */
   byteaColumns?: ReadonlySet<string>;
   /** Called with the file's bytes read so far. */
@@ -694,9 +699,24 @@ async function parquetInput(
   const { parquetMetadataAsync, parquetReadObjects, parquetSchema } = await hyparquet();
   const buffer = await randomAccess(storage, file, options.signal);
   const metadata = await parquetMetadataAsync(buffer);
-  const reading = parquetReading(metadata, parquetSchema(metadata).children);
+  const schema = parquetSchema(metadata).children;
+  const reading = parquetReading(metadata, schema);
   const fields = reading.names;
   const columns = mapFields(file.path, fields, options.tableColumns, options.tableName);
+  // a table lakerun made from the first file's schema: this file's fields must have the same types
+  schema.forEach((field, index) => {
+    const chosen = options.parquetTypes?.get(columns[index]);
+    const here = parquetColumnType(field).type;
+    if (chosen !== undefined && chosen !== here) {
+      throw new Error(
+        `${file.path}: field ${
+          JSON.stringify(field.element.name)
+        } is ${here} here but ${chosen} in the table ` +
+          `lakerun made from the first file (${options.tableName}.${columns[index]}); give columns, with ` +
+          `${columns[index]} of a type that holds both (text keeps every value)`,
+      );
+    }
+  });
   // an unannotated byte array bound for a bytea column: its bytes, whatever they would read as
   const texts = reading.text.map((text, field) =>
     reading.binary.includes(fields[field]) && options.byteaColumns?.has(columns[field])

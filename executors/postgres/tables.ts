@@ -130,6 +130,16 @@ export function inferredTypes(params: Params, columns: readonly ColumnSpec[]): M
 }
 
 /**
+ * The column types lakerun chose from the first parquet file's schema, by column, when the table was made
+ * from them (no `columns`): every file of the load must have those types ({@link inferredTypes} is for CSV
+ * and JSON).
+ */
+export function parquetTypes(params: Params, columns: readonly ColumnSpec[]): Map<string, string> {
+  if (params.columns || params.format !== "parquet") return new Map();
+  return new Map(columns.map(({ name, type }) => [name, type]));
+}
+
+/**
  * The inferred column types of table `name` when `create_table` inferred its columns earlier in this step
  * (it created the table with them, or kept one that has them); else none.
  */
@@ -140,6 +150,16 @@ export function typesInferredByCreateTable(
   const left = context.shared.get(INFERRED_KEY) as { table: string; columns: ColumnSpec[] } | undefined;
   if (left === undefined || left.table !== showTable(name)) return new Map();
   return inferredTypes(context.params, left.columns);
+}
+
+/** {@link parquetTypes} of table `name` when `create_table` inferred its columns earlier in this step. */
+export function parquetTypesByCreateTable(
+  context: TaskContext<Params>,
+  name: TableName,
+): Map<string, string> {
+  const left = context.shared.get(INFERRED_KEY) as { table: string; columns: ColumnSpec[] } | undefined;
+  if (left === undefined || left.table !== showTable(name)) return new Map();
+  return parquetTypes(context.params, left.columns);
 }
 
 /** `CREATE TABLE` for `name` with `columns` (every name quoted, every type checked). */
