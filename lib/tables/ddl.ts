@@ -455,8 +455,11 @@ export function athenaAddPartitionsSql(
  *   { values: { year: "2020", month: "09" }, location: "s3://b/orders/year=2020/month=09/" },
  *   { values: { year: "2020", month: "10" }, location: "s3://b/orders/year=2020/month=10/" },
  * ]);
+ * // two folders, one partition value: refused
+ * assert.throws(() => partitionsFromKeys("s3://b/t/", ["t/dt=a%3Db/x.csv", "t/dt=a=b/y.csv"], ["dt"]), /are one partition/);
  * ```
- * @throws Error when `tableLocation` is not an `s3://bucket/…` URL or there are no partition columns.
+ * @throws Error when `tableLocation` is not an `s3://bucket/…` URL or there are no partition columns, or when
+ * two folders decode to the same partition values.
  */
 export function partitionsFromKeys(
   tableLocation: string,
@@ -469,6 +472,8 @@ export function partitionsFromKeys(
   const folder = folderLocation(tableLocation);
   const keyPrefix = folder.replace(/^s3:\/\/[^/]+\/?/, "");
   const partitions = new Map<string, Partition>();
+  // a partition is its values: two folders that decode to the same ones (`dt=a%3Db/`, `dt=a=b/`) cannot both be
+  const byValues = new Map<string, string>();
   for (const key of keys) {
     if (!key.startsWith(keyPrefix) || key.endsWith("/")) continue; // a key ending in "/" marks a folder
     const folders = key.slice(keyPrefix.length).split("/").slice(0, -1); // the last part is the file name
@@ -476,7 +481,18 @@ export function partitionsFromKeys(
     const values = partitionValues(folders, partitionColumns);
     if (!values) continue;
     const location = `${folder}${folders.slice(0, partitionColumns.length).join("/")}/`;
-    if (!partitions.has(location)) partitions.set(location, { values, location });
+    if (partitions.has(location)) continue;
+    const identity = JSON.stringify(partitionColumns.map((column) => values[column]));
+    const other = byValues.get(identity);
+    if (other !== undefined) {
+      throw new Error(
+        `${other} and ${location} are one partition (${
+          partitionColumns.map((column) => `${column}=${JSON.stringify(values[column])}`).join(", ")
+        }) once their folder names are decoded: rename one of them`,
+      );
+    }
+    byValues.set(identity, location);
+    partitions.set(location, { values, location });
   }
   return [...partitions.values()];
 }
