@@ -36,6 +36,23 @@ export interface RoutineProblem {
   message: string;
 }
 
+/**
+ * The file, line and column of a problem's `where` (`file:line:col`, or the file alone).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { problemPlace } from "./errors.ts";
+ *
+ * assert.deepEqual(problemPlace("r.json:4:7"), { file: "r.json", line: 4, col: 7 });
+ * assert.deepEqual(problemPlace("r.json"), { file: "r.json" });
+ * ```
+ */
+export function problemPlace(where: string): { file: string; line?: number; col?: number } {
+  const match = /^(.*):(\d+):(\d+)$/.exec(where);
+  return match ? { file: match[1], line: Number(match[2]), col: Number(match[3]) } : { file: where };
+}
+
 /** An invalid routine: every problem found, one line each. */
 export class RoutineError extends Error {
   readonly exitCode = EXIT_INVALID;
@@ -44,10 +61,10 @@ export class RoutineError extends Error {
   constructor(problems: RoutineProblem[]) {
     const lines = problems.map(formatProblem);
     const unique = problems.filter((_, i) => lines.indexOf(lines[i]) === i);
-    // by line and column where both are known (`file:line:col`); the others keep their place among them
+    // by line and column where both are known; the others keep their place among them
     const place = (problem: RoutineProblem) => {
-      const match = /:(\d+):(\d+)$/.exec(problem.where);
-      return match ? Number(match[1]) * 1e6 + Number(match[2]) : undefined;
+      const { line, col } = problemPlace(problem.where);
+      return line === undefined ? undefined : line * 1e6 + col!;
     };
     const placed = unique.filter((problem) => place(problem) !== undefined)
       .sort((a, b) => place(a)! - place(b)!);

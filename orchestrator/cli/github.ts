@@ -29,6 +29,7 @@ import {
   EXIT_INVALID,
   exitCodeOf,
   formatProblem,
+  problemPlace,
   type RoutineProblem,
   TaskFailedError,
 } from "../errors.ts";
@@ -184,9 +185,8 @@ interface AnnotationPlace {
 
 /** The place of a problem's `where` (`file:line:col` or `file`), relative to `workspace` when inside it. */
 function placeOf(where: string, cwd: string, workspace?: string): AnnotationPlace {
-  const match = /^(.*):(\d+):(\d+)$/.exec(where);
-  const file = match ? match[1] : where;
-  const at: AnnotationPlace = match ? { line: Number(match[2]), col: Number(match[3]) } : {};
+  const { file, line, col } = problemPlace(where);
+  const at: AnnotationPlace = line === undefined ? {} : { line, col };
   if (file === "") return at;
   const absolute = resolve(cwd, file);
   let shown = workspace ? absolute : file;

@@ -19,7 +19,7 @@
  */
 import { formatBytes, formatDuration, plural } from "../../lib/format.ts";
 import type { SecretMask } from "../../lib/mask.ts";
-import { formatProblem, type RoutineProblem } from "../errors.ts";
+import { formatProblem, problemPlace, type RoutineProblem } from "../errors.ts";
 import type { Routine, Step } from "../routine/routine.ts";
 import type { StepMessage } from "../run/step_runtime.ts";
 import { failureStatus, GitHubRun } from "./github.ts";
@@ -284,14 +284,14 @@ export function jsonFailureLines(
   const lines: string[] = [];
   if (context.problems) {
     for (const problem of context.problems) {
-      const match = /^(.*):(\d+):(\d+)$/.exec(problem.where);
+      const { file, line, col } = problemPlace(problem.where);
       lines.push(JSON.stringify({
         ...base(),
         event: "invalid",
         message: hide(formatProblem(problem)),
-        file: match ? match[1] : problem.where,
-        line: match ? Number(match[2]) : undefined,
-        col: match ? Number(match[3]) : undefined,
+        file,
+        line,
+        col,
         path: problem.path || undefined,
       }));
     }
