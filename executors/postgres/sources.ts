@@ -417,9 +417,7 @@ function csvField(value: unknown): string {
   if (value instanceof JsonNumber) return value.source;
   // an instant: ISO 8601 with its `Z` (no top-level parquet value comes as a Date: see parquet_values.ts)
   if (value instanceof Date) return Number.isNaN(value.getTime()) ? "" : value.toISOString();
-  if (value instanceof Uint8Array) {
-    return `"\\x${[...value].map((b) => b.toString(16).padStart(2, "0")).join("")}"`;
-  }
+  if (value instanceof Uint8Array) return byteaText(value);
   // nested values as JSON text, every number as written: a JSON number's source, a parquet integer's digits
   return csvField(
     JSON.stringify(value, (_key, inner) => typeof inner === "bigint" ? rawJson(inner.toString()) : inner),
