@@ -48,20 +48,30 @@ const BUCKET_NAME = /^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/;
  * ```
  */
 export function s3LocationProblem(url: string): string | undefined {
+  const parts = s3Parts(url);
+  return "problem" in parts ? parts.problem : undefined;
+}
+
+/** `url`'s bucket and prefix (no slash at either end), or what is wrong with it. */
+function s3Parts(url: string): { bucket: string; prefix: string } | { problem: string } {
   const match = /^s3:\/\/([^/]*)\/?(.*)$/i.exec(url);
   if (!match || match[1] === "") {
-    return `invalid S3 location ${JSON.stringify(url)} (expected s3://bucket/prefix)`;
+    return { problem: `invalid S3 location ${JSON.stringify(url)} (expected s3://bucket/prefix)` };
   }
   if (!BUCKET_NAME.test(match[1])) {
-    return `invalid S3 location ${JSON.stringify(url)}: the bucket name ${
-      JSON.stringify(match[1])
-    } must be ${BUCKET_NAME_RULE}`;
+    return {
+      problem: `invalid S3 location ${JSON.stringify(url)}: the bucket name ${
+        JSON.stringify(match[1])
+      } must be ${BUCKET_NAME_RULE}`,
+    };
   }
   const prefix = match[2].replace(/^\/+|\/+$/g, "");
   if (prefix && prefix.split("/").some((s) => s === "" || s === "." || s === "..")) {
-    return `invalid S3 location ${JSON.stringify(url)}: empty, '.' or '..' segment in the prefix`;
+    return {
+      problem: `invalid S3 location ${JSON.stringify(url)}: empty, '.' or '..' segment in the prefix`,
+    };
   }
-  return undefined;
+  return { bucket: match[1], prefix };
 }
 
 /**
@@ -80,8 +90,7 @@ export function s3LocationProblem(url: string): string | undefined {
  * ```
  */
 export function parseS3Url(url: string): { bucket: string; prefix: string } {
-  const problem = s3LocationProblem(url);
-  if (problem) throw new Error(problem);
-  const match = /^s3:\/\/([^/]+)\/?(.*)$/i.exec(url)!;
-  return { bucket: match[1], prefix: match[2].replace(/^\/+|\/+$/g, "") };
+  const parts = s3Parts(url);
+  if ("problem" in parts) throw new Error(parts.problem);
+  return parts;
 }
