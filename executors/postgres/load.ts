@@ -35,19 +35,18 @@ import {
   sourceFiles,
 } from "./sources.ts";
 import {
+  columnsInferredByCreateTable,
   createTableSql,
   inferredTypes,
   parquetTypes,
-  parquetTypesByCreateTable,
   showTable,
   tableColumns,
   tableNameOf,
-  typesInferredByCreateTable,
   uniqueIndexes,
   wantedColumns,
 } from "./tables.ts";
 import { RefusedValue } from "../../lib/sql/postgres_copy_csv.ts";
-import type { ColumnType } from "../../lib/tables/infer.ts";
+import type { ColumnSpec } from "../../lib/tables/ddl.ts";
 import type { Params } from "./params.ts";
 import { copyFromStdinSql } from "../../lib/sql/postgres_copy.ts";
 
@@ -107,21 +106,20 @@ async function loadFiles(
 ): Promise<{ rows: number }> {
   const { params } = context;
   let existing = await tableColumns(session, name);
-  // the columns whose types inference chose: every value must be one it reads as that type
-  let inferred: Map<string, ColumnType>;
-  // parquet: the types chosen from the first file's schema, which every file must have
-  let fileTypes: Map<string, string>;
+  // the columns lakerun chose, made by this load or by create_table before it in this step
+  let chosen: ColumnSpec[];
   if (existing === undefined) {
-    const columns = await wantedColumns(context, { storage, files });
-    await session.query(createTableSql(name, columns));
-    context.log(`created ${showTable(name)} (${plural(columns.length, "column")}) in the load's transaction`);
+    chosen = await wantedColumns(context, { storage, files });
+    await session.query(createTableSql(name, chosen));
+    context.log(`created ${showTable(name)} (${plural(chosen.length, "column")}) in the load's transaction`);
     existing = (await tableColumns(session, name))!;
-    inferred = inferredTypes(params, columns);
-    fileTypes = parquetTypes(params, columns);
   } else {
-    inferred = typesInferredByCreateTable(context, name);
-    fileTypes = parquetTypesByCreateTable(context, name);
+    chosen = columnsInferredByCreateTable(context, name);
   }
+  // CSV, JSON: the types inference chose, which every value must fit; parquet: the first file's types,
+  // which every file must have
+  const inferred = inferredTypes(params, chosen);
+  const fileTypes = parquetTypes(params, chosen);
   const tableColumnNames = existing.filter((column) => !column.generated).map((column) => column.name);
   const byteaColumns = new Set(
     existing.filter((column) => column.type === "bytea").map((column) => column.name),

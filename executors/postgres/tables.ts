@@ -140,26 +140,12 @@ export function parquetTypes(params: Params, columns: readonly ColumnSpec[]): Ma
 }
 
 /**
- * The inferred column types of table `name` when `create_table` inferred its columns earlier in this step
- * (it created the table with them, or kept one that has them); else none.
+ * The columns `create_table` inferred for table `name` earlier in this step (it created the table with them,
+ * or kept one that has them); else none.
  */
-export function typesInferredByCreateTable(
-  context: TaskContext<Params>,
-  name: TableName,
-): Map<string, ColumnType> {
+export function columnsInferredByCreateTable(context: TaskContext<Params>, name: TableName): ColumnSpec[] {
   const left = context.shared.get(INFERRED_KEY) as { table: string; columns: ColumnSpec[] } | undefined;
-  if (left === undefined || left.table !== showTable(name)) return new Map();
-  return inferredTypes(context.params, left.columns);
-}
-
-/** {@link parquetTypes} of table `name` when `create_table` inferred its columns earlier in this step. */
-export function parquetTypesByCreateTable(
-  context: TaskContext<Params>,
-  name: TableName,
-): Map<string, string> {
-  const left = context.shared.get(INFERRED_KEY) as { table: string; columns: ColumnSpec[] } | undefined;
-  if (left === undefined || left.table !== showTable(name)) return new Map();
-  return parquetTypes(context.params, left.columns);
+  return left === undefined || left.table !== showTable(name) ? [] : left.columns;
 }
 
 /** `CREATE TABLE` for `name` with `columns` (every name quoted, every type checked). */
