@@ -150,12 +150,10 @@ function numberKind(bytes: Uint8Array, start: number, end: number): ValueKind | 
   if (wholeDigits > 1 && bytes[wholeStart] === ZERO) return "padded";
   // up to 15 digits (and no exponent) a double gives back, and 64 bits hold: no need to look closer
   if (!exponent && wholeDigits + fractionDigits <= 15) return integer ? "bigint" : "double";
+  const digits = integer ? 0 : significantDigits(bytes, wholeStart, mantissaEnd);
   // a decimal of at most 17 significant digits (see below), short enough that no double underflows: the
   // common long case (Python's repr of a random double) needs no text and no parse
-  if (
-    !integer && !exponent && wholeDigits + fractionDigits < 300 &&
-    significantDigits(bytes, wholeStart, mantissaEnd) <= 17
-  ) return "double";
+  if (!integer && !exponent && wholeDigits + fractionDigits < 300 && digits <= 17) return "double";
   const text = latin1(bytes, start, end);
   if (integer) {
     const value = BigInt(text);
@@ -166,7 +164,6 @@ function numberKind(bytes: Uint8Array, start: number, end: number): ValueKind | 
   if (!Number.isFinite(number)) return "outOfRange";
   // written as a double is (an exponent, or at most 17 significant digits: C's %.17g, numpy's %.18e, an
   // older PostgreSQL's float8out): the double it names is the one the writer had
-  const digits = significantDigits(bytes, wholeStart, mantissaEnd);
   if (number === 0 && digits > 0) return "inexact"; // too small for a double (1e-400)
   if (exponent || digits <= 17) return "double";
   return doubleKeeps(text, number) ? "double" : "inexact";
