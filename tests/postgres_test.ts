@@ -1091,6 +1091,40 @@ pgTest(
 );
 
 pgTest(
+  "timestamps with nanoseconds keep every digit: a text column when sampled, refused past the sample",
+  async () => {
+    await using dir = await tempDir();
+    await pg.psql("DROP TABLE IF EXISTS ticks");
+    await writeFiles(dir.path, {
+      "staging/a.csv": "id,at\n1,2024-06-30 11:20:00.123456789\n2,2024-06-30 11:20:01.5\n",
+    });
+    const load = () => runRoutine(dir.path, routine({ table: "ticks", source: "staging" }, ["load"]));
+    const sampled = await load();
+    assert.equal(sampled.code, 0, output(sampled));
+    assert.match(
+      sampled.stdout,
+      /column at: values like "2024-06-30 11:20:00\.123456789" have more than 6 fraction digits/,
+    );
+    assert.equal(
+      (await pg.psql("SELECT pg_typeof(at)::text || ' ' || at FROM ticks ORDER BY id")).trim(),
+      "text 2024-06-30 11:20:00.123456789\ntext 2024-06-30 11:20:01.5",
+    );
+    await pg.psql("DROP TABLE ticks");
+    const micros = Array.from({ length: 2_000 }, (_, i) => `${i},2024-06-30 11:20:00.${100_000 + i}`).join(
+      "\n",
+    );
+    await writeFiles(dir.path, { "staging/a.csv": `id,at\n${micros}\n9999,2024-06-30 11:20:00.123456789\n` });
+    const late = await load();
+    assert.equal(late.code, 1, output(late));
+    assert.match(
+      late.stdout,
+      /a\.csv line 2002, column at: "2024-06-30 11:20:00\.123456789": not a timestamp as column inference reads one/,
+    );
+    assert.equal((await pg.psql("SELECT to_regclass('ticks') IS NULL")).trim(), "t");
+  },
+);
+
+pgTest(
   "replace swaps the rows; upsert run twice leaves the same table, by ON CONFLICT or UPDATE + INSERT",
   async () => {
     await using dir = await tempDir();

@@ -355,7 +355,9 @@ Deno.test("inferValueType follows the rules for each kind of value", () => {
     ["2020-04-31", "string"],
     ["0000-01-01", "string"],
     ["2020-09-30 12:34:56", "timestamp"],
-    ["2020-09-30 12:34:56.123456789", "timestamp"],
+    ["2020-09-30 12:34:56.123456", "timestamp"],
+    ["2020-09-30 12:34:56.1234567", "string"], // more digits than PostgreSQL and Redshift keep
+    ["2020-09-30 12:34:56.123456789", "string"],
     ["2020-09-30 24:00:00", "string"],
     ["2020-09-30 12:60:00", "string"],
     ["2020-09-30 12:00:60", "string"],

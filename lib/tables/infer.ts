@@ -351,6 +351,9 @@ const STRING_BECAUSE = {
       : `values like ${example} are ISO-8601 timestamps; kept as a string (give \`columns\` to declare a ` +
         `timestamp type)`,
   badDate: (example: string) => `${example} is not a valid date or time; kept as a string`,
+  fineTimestamp: (example: string) =>
+    `values like ${example} have more than 6 fraction digits, which PostgreSQL and Redshift round to ` +
+    `microseconds; kept as a string so they keep every digit`,
   nested: (example: string, athena: boolean) =>
     `holds nested JSON (${example}); declared string, which holds its JSON text${
       athena ? " (give `columns` with struct/array types to query inside it)" : ""
@@ -666,5 +669,5 @@ function jsonKind(value: unknown): ValueKind {
   if (typeof value === "boolean") return "boolean";
   if (typeof value === "object") return "nested";
   const kind = textKind(String(value));
-  return ["date", "timestamp", "iso", "badDate"].includes(kind) ? kind : "string";
+  return ["date", "timestamp", "fineTimestamp", "iso", "badDate"].includes(kind) ? kind : "string";
 }

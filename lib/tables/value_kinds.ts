@@ -23,6 +23,8 @@ export type ValueKind =
   | "iso"
   /** Shaped like a date or timestamp, but not a real one. */
   | "badDate"
+  /** A timestamp with 7 to 9 fraction digits, which PostgreSQL and Redshift round to microseconds. */
+  | "fineTimestamp"
   /** JSON: an object or array. */
   | "nested"
   /** An integer that fits 64 bits but not a double: a bigint, never a double. */
@@ -58,6 +60,7 @@ const encoder = new TextEncoder();
  * assert.equal(textKind("True"), "boolean");
  * assert.equal(textKind("2021-02-29"), "badDate");
  * assert.equal(textKind("2020-09-30 12:00:00.5"), "timestamp");
+ * assert.equal(textKind("2020-09-30 12:00:00.123456789"), "fineTimestamp");
  * assert.equal(textKind("2020-09-30T12:00:00Z"), "iso");
  * assert.equal(textKind(""), "empty");
  * ```
@@ -76,6 +79,8 @@ const SPACE = 0x20;
 const LOWER_E = 0x65;
 /** The longest timestamp: `yyyy-MM-dd HH:mm:ss.fffffffff`. */
 const LONGEST_TIMESTAMP = 29;
+/** The longest timestamp PostgreSQL and Redshift keep as written: `yyyy-MM-dd HH:mm:ss.ffffff`. */
+const LONGEST_MICROSECOND_TIMESTAMP = 26;
 
 function isDigit(byte: number): boolean {
   return byte >= ZERO && byte <= 0x39;
@@ -93,8 +98,9 @@ function isDigit(byte: number): boolean {
  * - `padded`: a number with leading zeros (`00123`, `01.5`) or a `+` (`+14155550123`, a phone number), which a
  *   number would drop.
  * - `boolean`: `true` or `false`, in any case.
- * - `date`: `yyyy-MM-dd`; `timestamp`: `yyyy-MM-dd HH:mm:ss[.f…]` (up to 9 digits); `badDate` when shaped
- *   so but not a real day or time; `iso`: an ISO-8601 timestamp (`T`, seconds left out, a zone).
+ * - `date`: `yyyy-MM-dd`; `timestamp`: `yyyy-MM-dd HH:mm:ss[.f…]` (up to 6 fraction digits);
+ *   `fineTimestamp` with 7 to 9 (nanoseconds, which PostgreSQL and Redshift would round); `badDate` when
+ *   shaped so but not a real day or time; `iso`: an ISO-8601 timestamp (`T`, seconds left out, a zone).
  * - `empty`, else `string`.
  */
 export function valueKind(bytes: Uint8Array, start: number, end: number): ValueKind {
@@ -104,7 +110,8 @@ export function valueKind(bytes: Uint8Array, start: number, end: number): ValueK
   if (length >= 10 && bytes[start + 4] === MINUS && startsWithDate(bytes, start)) {
     if (length === 10) return dayKind(bytes, start) ?? "date";
     if (length <= LONGEST_TIMESTAMP && isTimestampShape(bytes, start, end)) {
-      return dayKind(bytes, start) ?? (timeOfDayIsValid(bytes, start + 11) ? "timestamp" : "badDate");
+      if (dayKind(bytes, start) || !timeOfDayIsValid(bytes, start + 11)) return "badDate";
+      return length <= LONGEST_MICROSECOND_TIMESTAMP ? "timestamp" : "fineTimestamp";
     }
     return ISO_LIKE.test(new TextDecoder().decode(bytes.subarray(start, end))) ? "iso" : "string";
   }
