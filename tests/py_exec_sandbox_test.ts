@@ -467,7 +467,20 @@ Deno.test("a folder param that holds lakerun's state folder or lies inside it is
       ),
       message: /params\.parent_directory: "\." gives this step write access/,
     },
+    // through a symbolic link on the way, which Deno's grant follows (state → .lakerun, here → .)
+    {
+      routine: download("state/victim"),
+      message:
+        /params\.landing_directory: "state\/victim" gives this step write access to .*\/state\/victim \(it is .*\/\.lakerun\/victim\), inside lakerun's state folder .*\/\.lakerun \(journals, locks, run records\); choose another folder/,
+    },
+    {
+      routine: download("here"),
+      message:
+        /params\.landing_directory: "here" gives this step write access to (.*)\/here \(it is \1\), which holds lakerun's state folder \1\/\.lakerun \(journals, locks, run records\); choose a subfolder \(such as "results\/here"\)/,
+    },
   ];
+  await Deno.symlink(".lakerun", join(dir.path, "state")); // dangling: the state folder is made by the run
+  await Deno.symlink(".", join(dir.path, "here"));
   for (const { routine, args = [], message } of cases) {
     await Deno.writeTextFile(join(dir.path, "routine.json"), JSON.stringify(routine));
     for (const command of ["validate", "plan", "run"]) {

@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { dirname, isAbsolute, join, relative, resolve } from "node:path";
+import { basename, dirname, isAbsolute, join, relative, resolve } from "node:path";
 import type { PermissionScope } from "../../sdk/executor.ts";
 import { SCOPE_KINDS } from "../../lib/scope.ts";
 import { RoutineError, type RoutineProblem } from "../errors.ts";
@@ -194,14 +194,18 @@ function stateFolderProblems(
   const root = resolve(options.cwd, options.stateRoot);
   const label = relative(options.cwd, routine.file);
   const where = label && !label.startsWith("..") && !isAbsolute(label) ? label : routine.file;
+  const realRoot = realLocation(root);
   const problems: RoutineProblem[] = [];
   for (const path of unique([...write, ...read])) {
-    const holds = isWithin(root, path);
-    if (!holds && !isWithin(path, root)) continue;
+    // as written, and as Deno grants it: through the symbolic links on the way (`link/x`, link → .lakerun)
+    const real = realLocation(path);
+    const holds = isWithin(root, path) || isWithin(realRoot, real);
+    if (!holds && !isWithin(path, root) && !isWithin(real, realRoot)) continue;
     const param = paramNaming(step.params, path, options.cwd);
     const source = param ? `${JSON.stringify(param.value)} gives` : "its params give";
     const access = write.includes(path) ? "write" : "read";
     const relation = holds ? "which holds" : "inside";
+    const through = real !== path && !isWithin(root, path) && !isWithin(path, root) ? ` (it is ${real})` : "";
     const suggestion = param && acceptedPath(routine, step, param, { ...options, root });
     const choose = suggestion === undefined
       ? "another folder"
@@ -214,7 +218,7 @@ function stateFolderProblems(
       where: routine.locate?.(at) ?? where,
       path: formatJsonPath(at),
       message:
-        `${source} this step ${access} access to ${path}, ${relation} lakerun's state folder ${root} ` +
+        `${source} this step ${access} access to ${path}${through}, ${relation} lakerun's state folder ${root} ` +
         `(journals, locks, run records); choose ${choose}, or keep the state elsewhere with --state-dir`,
     });
   }
@@ -259,12 +263,47 @@ function acceptedPath(
         params,
         permissionContext(routine, step, cwd),
       );
+      const realRoot = realLocation(root);
       const paths = [...(declared.read ?? []), ...(declared.write ?? [])].map((p) => resolve(cwd, p));
-      return !paths.some((path) => isWithin(root, path) || isWithin(path, root));
+      return !paths.some((path) => {
+        const real = realLocation(path);
+        return isWithin(root, path) || isWithin(path, root) || isWithin(realRoot, real) ||
+          isWithin(real, realRoot);
+      });
     } catch {
       return false; // the executor refuses it: no suggestion
     }
   });
+}
+
+/**
+ * Where `path` is once the symbolic links on the way are followed, as Deno's permission grants follow them:
+ * the real path of its deepest folder that exists, with the rest appended (`/work/link/new` with link →
+ * `/work/.lakerun` is `/work/.lakerun/new`).
+ */
+function realLocation(path: string, links = 0): string {
+  const rest: string[] = [];
+  for (let at = path;; at = dirname(at)) {
+    try {
+      return join(Deno.realPathSync(at), ...rest.reverse());
+    } catch {
+      // a link to a path that does not exist yet: where it points, as a later mkdir would follow it
+      const target = links < 40 ? linkTarget(at) : undefined;
+      if (target !== undefined) {
+        return realLocation(join(resolve(dirname(at), target), ...rest.reverse()), links + 1);
+      }
+      if (dirname(at) === at) return path;
+      rest.push(basename(at));
+    }
+  }
+}
+
+function linkTarget(path: string): string | undefined {
+  try {
+    return Deno.readLinkSync(path);
+  } catch {
+    return undefined;
+  }
 }
 
 /** True when `path` is `folder` or inside it. */
