@@ -209,6 +209,44 @@ Deno.test("the command line: a step calling Deno.exit() fails with one line and 
   assert.deepEqual([runs[0].status, runs[0].steps.probe.status], ["failed", "failed"]);
 });
 
+Deno.test("a plugin whose top-level code its step's scope refuses fails its step in one line; lakerun goes on", async () => {
+  await using dir = await tempDir();
+  await Deno.mkdir(join(dir.path, "plugins"));
+  const sdk = new URL("../sdk/executor.ts", import.meta.url).href;
+  await Deno.writeTextFile(
+    join(dir.path, "plugins/TopExecutor.ts"),
+    `import { defineExecutor } from ${JSON.stringify(sdk)};
+const host = await Deno.readTextFile("/etc/hostname"); // lakerun's own check may; the step's Worker may not
+export default defineExecutor({
+  name: "TopExecutor",
+  description: "Reads a file at the top of its module.",
+  params: (z) => z.strictObject({ folder: z.string() }),
+  permissions: (params, { resolve }) => ({ write: [resolve(params.folder)] }),
+  tasks: { hello: { description: "Logs", run: ({ log }) => log(host) } },
+});
+`,
+  );
+  await Deno.writeTextFile(
+    join(dir.path, "r.json"),
+    JSON.stringify({
+      routine_name: "top",
+      executors_dir: "plugins",
+      executors: { TopExecutor: { params: { folder: "own" }, tasks: ["hello"] } },
+    }),
+  );
+  // the failure came before or after the step's Worker listened, by chance: a crash with Deno's stack, or not
+  for (let attempt = 0; attempt < 4; attempt++) {
+    const result = await lakerun(["run", "--new-run", "r.json"], { cwd: dir.path });
+    assert.equal(result.code, 1, result.stdout + result.stderr);
+    assert.equal(
+      result.stderr,
+      `step "TopExecutor" (TopExecutor) task 'hello' failed: TopExecutor's module failed to load: permission denied: read access to /etc/hostname is outside this step's scope\n`,
+    );
+    const runs = JSON.parse((await lakerun(["runs", "--json", "r.json"], { cwd: dir.path })).stdout);
+    assert.equal(runs[0].status, "failed");
+  }
+});
+
 Deno.test("SIGINT while a step finishes its work regardless: exit 130 and its last line, no crash", async () => {
   await using dir = await tempDir();
   await Deno.writeTextFile(join(dir.path, "r.json"), JSON.stringify(probeRoutine("spin", "")));

@@ -114,6 +114,12 @@ export function startStepSandbox(executorModuleUrl: string, scope: ResolvedScope
   );
   const permissions = workerPermissions(scope);
   const worker = new Worker(source, { type: "module", name: "lakerun-step", deno: { permissions } });
+  // an error while the executor's module loads (before `run` listens) would otherwise end lakerun itself
+  let loadError: unknown;
+  worker.onerror = (event: ErrorEvent) => {
+    event.preventDefault();
+    loadError ??= workerError(event);
+  };
   // loaded while the Worker starts (Deno's node layer takes ~10 ms): not on the way to the first step
   const lifelines = import("node:worker_threads");
   const helpers = new Map<number, HelperThread>();
@@ -191,9 +197,13 @@ export function startStepSandbox(executorModuleUrl: string, scope: ResolvedScope
         };
         worker.onerror = (event: ErrorEvent) => {
           event.preventDefault();
-          const error = event.error ?? new Error(event.message);
-          fail({ type: "task-failed", task: currentTask, ms: 0, error: describeFailure(error) });
+          fail({ type: "task-failed", task: currentTask, ms: 0, error: describeFailure(workerError(event)) });
         };
+        if (loadError !== undefined) {
+          const failure = describeFailure(loadError);
+          const message = `${request.executor}'s module failed to load: ${failure.message}`;
+          return fail({ type: "task-failed", task: currentTask, ms: 0, error: { ...failure, message } });
+        }
         worker.onmessageerror = () => {
           fail({
             type: "task-failed",
@@ -219,4 +229,20 @@ export function startStepSandbox(executorModuleUrl: string, scope: ResolvedScope
       });
     },
   };
+}
+
+/**
+ * The error a Worker's error event stands for: its own when the event carries it, else one made from the
+ * event's text (`Uncaught (in promise) NotCapable: Requires read access to …`), named as the text names it.
+ */
+function workerError(event: ErrorEvent): unknown {
+  if (event.error instanceof Error) return event.error;
+  const text = String(event.message ?? event.error ?? "the step's Worker failed").replace(
+    /^Uncaught (?:\(in promise\) )?/,
+    "",
+  );
+  const named = /^([A-Z]\w*): ([\s\S]*)$/.exec(text);
+  const error = new Error(named ? named[2] : text);
+  if (named) error.name = named[1];
+  return error;
 }

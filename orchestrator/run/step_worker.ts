@@ -18,6 +18,51 @@ import {
   type StepRequest,
 } from "./step_runtime.ts";
 
+type HostMessage =
+  | { type: "run"; request: StepRequest; lifeline?: MessagePort }
+  | { type: "abort" }
+  | HelperReply;
+
+// Until `serveStep` is called, the executor's module is loading (this module is imported before it). An
+// error there — top-level code refused by the step's permissions, a failed import — would end the Worker
+// with Deno's own report and stack on stderr: it is kept instead, and the run request is answered with it.
+let served = false;
+let loadFailure: unknown;
+let pendingRun: Extract<HostMessage, { type: "run" }> | undefined;
+const onLoadFailure = (error: unknown) => {
+  loadFailure ??= error;
+  if (pendingRun) answerLoadFailure(pendingRun);
+};
+self.addEventListener("error", (event) => {
+  if (served) return;
+  event.preventDefault();
+  onLoadFailure(event.error ?? new Error(event.message));
+});
+self.addEventListener("unhandledrejection", (event) => {
+  if (served) return;
+  event.preventDefault();
+  onLoadFailure(event.reason);
+});
+self.onmessage = (event: MessageEvent<HostMessage>) => {
+  if (event.data.type !== "run") return;
+  pendingRun = event.data;
+  if (loadFailure !== undefined) answerLoadFailure(pendingRun);
+};
+
+function answerLoadFailure({ request, lifeline }: Extract<HostMessage, { type: "run" }>): void {
+  const failure = describeFailure(loadFailure);
+  const message = `${request.executor}'s module failed to load: ${failure.message}`;
+  self.postMessage(
+    {
+      type: "task-failed",
+      task: request.tasks[0],
+      ms: 0,
+      error: { ...failure, message },
+    } satisfies StepMessage,
+  );
+  lifeline?.close();
+}
+
 /**
  * Waits for the parent's request and runs it with `definition`.
  *
@@ -30,6 +75,7 @@ import {
  * ```
  */
 export function serveStep(definition: ExecutorDefinition): void {
+  served = true;
   const lifelines: MessagePort[] = [];
   const controller = new AbortController();
   let currentTask = "";
@@ -51,12 +97,7 @@ export function serveStep(definition: ExecutorDefinition): void {
     failUncaught(event.reason);
   });
   const onHelperReply = askHostForHelperThreads();
-  self.onmessage = async (
-    event: MessageEvent<
-      { type: "run"; request: StepRequest; lifeline?: MessagePort } | { type: "abort" } | HelperReply
-    >,
-  ) => {
-    const data = event.data;
+  const onMessage = async (data: HostMessage) => {
     if (data.type === "helper-started" || data.type === "helper-refused" || data.type === "helper-failed") {
       return onHelperReply(data);
     }
@@ -69,6 +110,10 @@ export function serveStep(definition: ExecutorDefinition): void {
     currentTask = data.request.tasks[0];
     await runStepTasks(definition, data.request, emit, controller.signal);
   };
+  self.onmessage = (event: MessageEvent<HostMessage>) => onMessage(event.data);
+  // a request that came while the executor's module loaded
+  if (pendingRun) onMessage(pendingRun);
+  pendingRun = undefined;
 }
 
 /**
