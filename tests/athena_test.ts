@@ -278,7 +278,7 @@ motoTest(
     };
     const first = await runRoutine(dir.path, onMoto, steps);
     assert.equal(first.code, 1, first.output);
-    assert.match(first.output, /cannot read query_file "missing\.sql"/);
+    assert.match(first.output, /query_file "missing\.sql" does not exist/);
     // what Athena's CREATE EXTERNAL TABLE did in the Glue catalog (moto's Athena does not)
     await createGlueTable("lake", { Name: "orders", StorageDescriptor: { Columns: [] } });
 
@@ -287,6 +287,21 @@ motoTest(
     assert.match(again.output, /CREATE TABLE: query \S+ already SUCCEEDED in an earlier attempt of this run/);
     assert.match(again.output, /✓ create_table/);
     assert.equal((await motoQueries()).length, 1, "CREATE ran once");
+
+    // a template inside the file is refused before any query starts (it would run as written)
+    await Deno.writeTextFile(
+      join(dir.path, "daily.sql"),
+      "SELECT count(*)\nFROM orders WHERE dt = '${{ run.date }}'\n",
+    );
+    const templated = await runRoutine(dir.path, onMoto, {
+      report: { params: { query_file: "daily.sql" }, tasks: ["query"] },
+    });
+    assert.equal(templated.code, 1, templated.output);
+    assert.match(
+      templated.output,
+      /query_file "daily\.sql" line 2 holds the template "\$\{\{ run\.date \}\}"/,
+    );
+    assert.equal((await motoQueries()).length, 1, "no query started");
   },
 );
 

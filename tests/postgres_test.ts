@@ -321,6 +321,19 @@ pgTest(
       /commit\.sql: statement 2 \(line 2\) controls the transaction itself \(COMMIT\)/,
     );
     assert.equal((await rowsOf("exec_t")).length, 2);
+
+    // a template in the file is not resolved there: refused, not sent as written (a DELETE matching nothing)
+    await Deno.writeTextFile(
+      join(dir.path, "daily.sql"),
+      "-- daily\nDELETE FROM exec_t WHERE v = '${{ run.date }}';\nDROP TABLE exec_t;\n",
+    );
+    const templated = await runRoutine(dir.path, routine({ sql_file: "daily.sql" }, ["execute"]));
+    assert.equal(templated.code, 1, output(templated));
+    assert.match(
+      templated.stdout,
+      /sql_file "daily\.sql" line 2 holds the template "\$\{\{ run\.date \}\}": lakerun resolves templates in a routine's params, not inside the files they name/,
+    );
+    assert.equal((await rowsOf("exec_t")).length, 2, "nothing ran");
   },
 );
 

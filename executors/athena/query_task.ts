@@ -7,6 +7,7 @@
 import type { TaskContext } from "../../sdk/executor.ts";
 import type { AwsJsonClient } from "../../lib/aws/json_client.ts";
 import { plural } from "../../lib/format.ts";
+import { readSqlFile } from "../../lib/sql/sql_file.ts";
 import { openLocation } from "../../lib/storage/locations.ts";
 import { executionParameters, type Params, placeholderProblem, resultsTarget } from "./params.ts";
 import { describeExecution, type QueryExecution } from "./queries.ts";
@@ -58,15 +59,7 @@ async function querySql(context: TaskContext<Params>): Promise<string> {
   if (params.query_file === undefined) {
     throw new Error("the query task needs the param 'query' or 'query_file'");
   }
-  let sql: string;
-  try {
-    sql = await Deno.readTextFile(context.resolve(params.query_file));
-  } catch (error) {
-    throw new Error(
-      `cannot read query_file ${JSON.stringify(params.query_file)}: ${(error as Error).message}`,
-    );
-  }
-  if (sql.trim() === "") throw new Error(`query_file ${JSON.stringify(params.query_file)} is empty`);
+  const sql = await readSqlFile(context.resolve(params.query_file), "query_file", params.query_file);
   const problem = placeholderProblem(sql, params.parameters);
   if (problem) throw new Error(`query_file ${JSON.stringify(params.query_file)}: ${problem.message}`);
   return sql;

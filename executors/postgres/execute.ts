@@ -7,6 +7,7 @@
 import type { TaskContext } from "../../sdk/executor.ts";
 import { fingerprintOf } from "../../lib/cloud/ledger.ts";
 import { plural } from "../../lib/format.ts";
+import { readSqlFile } from "../../lib/sql/sql_file.ts";
 import { firstWords, transactionScript } from "../../lib/sql/statements.ts";
 import { oncePerRun, withSession } from "./session.ts";
 import type { Params } from "./params.ts";
@@ -51,15 +52,8 @@ async function readScript(context: TaskContext<Params>): Promise<{ script: strin
   const { params } = context;
   if (params.sql !== undefined) return { script: params.sql, origin: "sql" };
   if (params.sql_file !== undefined) {
-    const path = context.resolve(params.sql_file);
-    try {
-      return { script: await Deno.readTextFile(path), origin: params.sql_file };
-    } catch (error) {
-      if (error instanceof Deno.errors.NotFound) {
-        throw new Error(`sql_file ${params.sql_file} does not exist`);
-      }
-      throw error;
-    }
+    const script = await readSqlFile(context.resolve(params.sql_file), "sql_file", params.sql_file);
+    return { script, origin: params.sql_file };
   }
   throw new Error("execute needs sql or sql_file");
 }

@@ -23,6 +23,7 @@ import {
   type LoadErrorTable,
   loadFailureMessage,
 } from "../../lib/sql/redshift_load_errors.ts";
+import { readSqlFile } from "../../lib/sql/sql_file.ts";
 import { transactionScript } from "../../lib/sql/statements.ts";
 import { schemaDrift, sqlCreateTable } from "../../lib/tables/ddl.ts";
 import { quoteLiteral, type TableName } from "../../lib/tables/identifiers.ts";
@@ -68,7 +69,7 @@ export function runExecute(context: TaskContext<Params>): Promise<void> {
     if (params.sql !== undefined) {
       text = params.sql;
     } else if (params.sql_file !== undefined) {
-      text = await Deno.readTextFile(context.resolve(params.sql_file));
+      text = await readSqlFile(context.resolve(params.sql_file), "sql_file", params.sql_file);
     } else {
       throw new Error("execute needs sql or sql_file");
     }
