@@ -1138,6 +1138,49 @@ pgTest(
 );
 
 pgTest(
+  "if_exists keep takes a day whose sample infers a type the table's column holds (integers into a double, all empty)",
+  async () => {
+    await using dir = await tempDir();
+    await pg.psql("DROP TABLE IF EXISTS daily_orders");
+    const day = (name: string) =>
+      runRoutine(
+        dir.path,
+        routine({ table: "daily_orders", source: `staging/${name}`, if_exists: "keep" }, [
+          "create_table",
+          "load",
+        ]),
+      );
+    await writeFiles(dir.path, {
+      "staging/d1/a.csv": "id,amount,placed\n1,10.5,2024-06-01 10:00:00\n2,,2024-06-01 11:00:00\n",
+      // the QA report's days: whole numbers, then no amount at all; a decimal past day 2's sample loads too
+      "staging/d2/a.csv": `id,amount,placed\n3,3,2024-06-02\n${
+        Array.from({ length: 1_500 }, (_, i) => `${10 + i},7,2024-06-02`).join("\n")
+      }\n9999,2.25,2024-06-02\n`,
+      "staging/d3/a.csv": "id,amount,placed\n4,,2024-06-03 09:00:00\n",
+    });
+    for (const name of ["d1", "d2", "d3"]) {
+      const result = await day(name);
+      assert.equal(result.code, 0, `${name}: ${output(result)}`);
+    }
+    assert.equal(
+      (await pg.psql(
+        "SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = 'daily_orders'::regclass AND attnum > 0 ORDER BY attnum",
+      )).trim(),
+      "bigint\ndouble precision\ntimestamp without time zone",
+    );
+    assert.equal(
+      (await pg.psql("SELECT count(*) || ' ' || sum(amount) || ' ' || max(placed) FROM daily_orders")).trim(),
+      `1505 ${10.5 + 3 + 7 * 1_500 + 2.25} 2024-06-03 09:00:00`,
+    );
+    // a type the column cannot hold is still drift: text where the table has a double
+    await writeFiles(dir.path, { "staging/d4/a.csv": "id,amount,placed\n5,n/a,2024-06-04\n" });
+    const drift = await day("d4");
+    assert.equal(drift.code, 1, output(drift));
+    assert.match(drift.stdout, /column `amount`: table has double precision, files have string/);
+  },
+);
+
+pgTest(
   "replace swaps the rows; upsert run twice leaves the same table, by ON CONFLICT or UPDATE + INSERT",
   async () => {
     await using dir = await tempDir();

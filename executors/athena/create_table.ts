@@ -15,7 +15,13 @@
 import type { TaskContext } from "../../sdk/executor.ts";
 import { AwsServiceError } from "../../lib/aws/json_client.ts";
 import { fingerprintOf } from "../../lib/cloud/ledger.ts";
-import { athenaCreateTableSql, type ColumnSpec, hiveType, schemaDrift } from "../../lib/tables/ddl.ts";
+import {
+  athenaCreateTableSql,
+  type ColumnSpec,
+  hiveType,
+  schemaDrift,
+  type WantedColumn,
+} from "../../lib/tables/ddl.ts";
 import { quoteIdentifier } from "../../lib/tables/identifiers.ts";
 import { inferTable } from "../../lib/tables/infer.ts";
 import { type FileSample, isHiddenPath, sampleFiles } from "../../lib/tables/sample.ts";
@@ -96,7 +102,7 @@ export async function createTable(context: TaskContext<Params>): Promise<void> {
 async function existingTable(
   context: TaskContext<Params>,
   queries: AthenaQueries,
-  columns: { name: string; type: string }[],
+  columns: WantedColumn[],
   partitions: { name: string; type: string }[],
 ): Promise<"create" | "kept"> {
   const { params } = context;
@@ -229,7 +235,7 @@ async function glueTable(
 /** How an existing table differs from the table wanted, one sentence per difference. */
 function tableDrift(
   existing: GlueTable,
-  columns: { name: string; type: string }[],
+  columns: WantedColumn[],
   partitions: { name: string; type: string }[],
   location: string,
   params: Params,
@@ -238,6 +244,7 @@ function tableDrift(
     (list ?? []).map((c) => ({ name: c.Name, type: c.Type ?? "" }));
   const differences = schemaDrift(asColumns(existing.StorageDescriptor?.Columns), columns, {
     positional: params.format === "csv" || params.format === "tsv",
+    inferred: params.columns ? undefined : "athena",
   });
   const wantedPartitions = partitions.map((p) => ({ name: p.name, type: hiveType(p.type) }));
   differences.push(

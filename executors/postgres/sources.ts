@@ -91,7 +91,7 @@ export async function inferColumns(
     target: "postgres",
   });
   for (const reason of table.reasons) options.log(reason);
-  return table.columns.map(({ name, type, source }) => ({ name, type, source }));
+  return table.columns.map(({ name, type, source, onlyEmpty }) => ({ name, type, source, onlyEmpty }));
 }
 
 /** The input of one COPY: CSV bytes, the columns they fill, and where COPY's lines come from. */

@@ -6,7 +6,7 @@
  */
 import type { TaskContext } from "../../sdk/executor.ts";
 import { fingerprintOf } from "../../lib/cloud/ledger.ts";
-import { type ColumnSpec, schemaDrift, sqlCreateTable } from "../../lib/tables/ddl.ts";
+import { type ColumnSpec, inferenceType, schemaDrift, sqlCreateTable } from "../../lib/tables/ddl.ts";
 import type { ColumnType } from "../../lib/tables/infer.ts";
 import { parseTableName, type TableName } from "../../lib/tables/identifiers.ts";
 import { qualifiedName } from "../../lib/sql/load_plan.ts";
@@ -153,12 +153,25 @@ export function createTableSql(name: TableName, columns: readonly ColumnSpec[]):
   return sqlCreateTable({ dialect: "postgres", schema: name.schema, table: name.table, columns });
 }
 
+/**
+ * An inferred column as the load checks it once a kept table has it: as inferred when the table has that
+ * type; as a `double` when the table's `double` took today's `bigint` sample (a `2.25` past the sample
+ * loads); else unchecked (`string`), as for any table that existed before: PostgreSQL's input rules.
+ */
+function asTableHasIt(column: ColumnSpec, table: readonly { name: string; type: string }[]): ColumnSpec {
+  const type = table.find((c) => c.name === column.name)?.type;
+  const own = type === undefined ? undefined : inferenceType(type);
+  if (own === column.type) return column;
+  return { ...column, type: own === "double" && column.type === "bigint" ? "double" : "string" };
+}
+
 /** `create_table`: creates the table, or handles an existing one as `if_exists` says. */
 export async function createTable(context: TaskContext<Params>): Promise<void> {
   const { params } = context;
   const name = tableNameOf(params);
   const columns = await wantedColumns(context);
   const create = createTableSql(name, columns);
+  let kept: { name: string; type: string }[] | undefined;
   await withSession(context, async (session) => {
     const fingerprint = fingerprintOf("create_table", name, columns, params.if_exists);
     const outcome = await oncePerRun(context, session, "create_table", fingerprint, async () => {
@@ -175,7 +188,10 @@ export async function createTable(context: TaskContext<Params>): Promise<void> {
         await session.query(create);
         return `replaced ${showTable(name)} (dropped, then created with ${plural(columns.length, "column")})`;
       }
-      const differences = schemaDrift(existing, columns, { positional: !params.header });
+      const differences = schemaDrift(existing, columns, {
+        positional: !params.header,
+        inferred: params.columns ? undefined : "postgres",
+      });
       if (differences.length > 0) {
         throw new Error(
           `${showTable(name)} exists with other columns than the files (if_exists: keep): ${
@@ -183,10 +199,16 @@ export async function createTable(context: TaskContext<Params>): Promise<void> {
           }`,
         );
       }
-      return `${showTable(name)} already exists with these columns; kept`;
+      kept = existing;
+      return `${showTable(name)} already exists with ${
+        params.columns ? "these" : "columns that hold the files'"
+      } columns; kept`;
     });
     context.log(outcome.committed ? outcome.result : `create_table skipped: ${outcome.reason}`);
-    // the table has these columns now: a load after this task holds its values to them
-    if (!params.columns) context.shared.set(INFERRED_KEY, { table: showTable(name), columns });
+    // the table has these columns now (a kept one, its own types): a load after this task holds its values to them
+    if (!params.columns) {
+      const checked = kept ? columns.map((column) => asTableHasIt(column, kept!)) : columns;
+      context.shared.set(INFERRED_KEY, { table: showTable(name), columns: checked });
+    }
   });
 }

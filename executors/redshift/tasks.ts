@@ -25,7 +25,7 @@ import {
 } from "../../lib/sql/redshift_load_errors.ts";
 import { readSqlFile } from "../../lib/sql/sql_file.ts";
 import { transactionScript } from "../../lib/sql/statements.ts";
-import { schemaDrift, sqlCreateTable } from "../../lib/tables/ddl.ts";
+import { schemaDrift, sqlCreateTable, type WantedColumn } from "../../lib/tables/ddl.ts";
 import { quoteLiteral, type TableName } from "../../lib/tables/identifiers.ts";
 import { DataApiRunner } from "./data_api.ts";
 import { sourceFolder } from "./iam.ts";
@@ -148,7 +148,7 @@ export function runCreateTable(context: TaskContext<Params>): Promise<void> {
   return withRunner(context, async (runner) => {
     const name = tableOf(params, "create_table");
     const target = qualifiedName(name, "redshift");
-    let columns: { name: string; type: string }[];
+    let columns: WantedColumn[];
     if (params.columns) {
       columns = params.columns;
     } else {
@@ -158,7 +158,7 @@ export function runCreateTable(context: TaskContext<Params>): Promise<void> {
         signal: context.signal,
       });
       for (const reason of inferred.reasons) context.log(reason);
-      columns = inferred.columns.map(({ name, type }) => ({ name, type }));
+      columns = inferred.columns.map(({ name, type, onlyEmpty }) => ({ name, type, onlyEmpty }));
       context.log(
         `columns inferred from ${params.source}: ${columns.map((c) => `${c.name} ${c.type}`).join(", ")}`,
       );
@@ -168,7 +168,10 @@ export function runCreateTable(context: TaskContext<Params>): Promise<void> {
     if (params.if_exists === "keep") {
       const existing = await tableColumns(runner, name);
       if (existing.length > 0) {
-        const drift = schemaDrift(existing, columns, { positional: params.format !== "json" });
+        const drift = schemaDrift(existing, columns, {
+          positional: params.format !== "json",
+          inferred: params.columns ? undefined : "redshift",
+        });
         context.log(
           `table ${target} exists: kept${
             drift.length ? `; it differs from the columns wanted:` : ", same columns"

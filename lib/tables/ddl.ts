@@ -10,7 +10,7 @@
 
 import { percentDecoded } from "../http/request.ts";
 import { quoteIdentifier, quoteLiteral } from "./identifiers.ts";
-import type { ColumnType, TableFormat } from "./infer.ts";
+import type { ColumnType, InferTarget, TableFormat } from "./infer.ts";
 import { sqlColumnType, sqlTypeProblem } from "./sql_types.ts";
 
 /** A column to declare: an inferred column fits, as does one written in params. */
@@ -22,6 +22,8 @@ export interface ColumnSpec {
   source?: string;
   /** Sampled values included empty ones (see `InferredColumn`). */
   emptyValues?: boolean;
+  /** Every sampled value was empty (see `InferredColumn`). */
+  onlyEmpty?: boolean;
 }
 
 /** What {@link athenaCreateTableSql} needs: an `InferredTable` plus where the table goes. */
@@ -50,7 +52,7 @@ export interface GeneratedSql {
    * The data columns with the types the statement declares, which can differ from the ones asked for (under
    * OpenCSVSerde): compare these with an existing table in `schemaDrift`.
    */
-  columns: { name: string; type: string }[];
+  columns: WantedColumn[];
 }
 
 const LAZY_SIMPLE_NOTE =
@@ -109,7 +111,13 @@ export function athenaCreateTableSql(spec: AthenaTableSpec): GeneratedSql {
   if (partitions.length > 0) lines.push(`PARTITIONED BY (${partitions.map(athenaColumn).join(", ")})`);
   lines.push(...storage.clauses, `LOCATION ${quoteLiteral(folderLocation(spec.location), "athena")}`);
   if (storage.properties.length > 0) lines.push(`TBLPROPERTIES (${storage.properties.join(", ")})`);
-  return { sql: lines.join("\n"), reasons, columns: columns.map(({ name, type }) => ({ name, type })) };
+  return {
+    sql: lines.join("\n"),
+    reasons,
+    columns: columns.map(({ name, type, onlyEmpty }) =>
+      onlyEmpty ? { name, type, onlyEmpty } : { name, type }
+    ),
+  };
 }
 
 /** How a format is stored: its clauses, table properties, and the type each column gets under its SerDe. */
@@ -617,6 +625,21 @@ function checkNameLength(name: string, dialect: "postgres" | "redshift"): void {
 export interface DriftOptions {
   /** Columns are matched by position (CSV, TSV), so their order matters too. Default `true`. */
   positional?: boolean;
+  /**
+   * The wanted types were inferred from a sample of the files for this engine, so they say what the sample
+   * held, not what the table must be: a table column that holds every value of the inferred type (a
+   * `double` for `bigint`, a text column for anything, any column for one whose sample was all empty, and
+   * for PostgreSQL and Redshift a `timestamp` for `date`) is no difference. Default: none; given types must
+   * match.
+   */
+  inferred?: InferTarget;
+}
+
+/** A wanted column for {@link schemaDrift}: `onlyEmpty` when its sample held no value (inferred only). */
+export interface WantedColumn {
+  name: string;
+  type: string;
+  onlyEmpty?: boolean;
 }
 
 /**
@@ -638,11 +661,19 @@ export interface DriftOptions {
  *   "table has a column `z` the files lack",
  * ]);
  * assert.deepEqual(schemaDrift([{ name: "n", type: "VARCHAR(20)" }], [{ name: "n", type: "string" }]), []);
+ *
+ * // inferred from today's files: integers go into yesterday's double column, an all-empty column anywhere
+ * const yesterday = [{ name: "amount", type: "double precision" }, { name: "note", type: "date" }];
+ * const today = [{ name: "amount", type: "bigint" }, { name: "note", type: "string", onlyEmpty: true }];
+ * assert.deepEqual(schemaDrift(yesterday, today, { inferred: "postgres" }), []);
+ * assert.deepEqual(schemaDrift(today, yesterday, { inferred: "postgres" }), [
+ *   "column `amount`: table has bigint, files have double precision",
+ * ]);
  * ```
  */
 export function schemaDrift(
   existing: readonly { name: string; type: string }[],
-  wanted: readonly { name: string; type: string }[],
+  wanted: readonly WantedColumn[],
   options: DriftOptions = {},
 ): string[] {
   const tableTypes = new Map(existing.map((column) => [column.name, column.type]));
@@ -652,7 +683,10 @@ export function schemaDrift(
     const tableType = tableTypes.get(column.name);
     if (tableType === undefined) {
       differences.push(`files have a column ${showName(column.name)} the table lacks`);
-    } else if (canonicalType(tableType) !== canonicalType(column.type)) {
+    } else if (
+      canonicalType(tableType) !== canonicalType(column.type) &&
+      !(options.inferred && holdsInferred(tableType, column, options.inferred))
+    ) {
       differences.push(`column ${showName(column.name)}: table has ${tableType}, files have ${column.type}`);
     }
   }
@@ -663,6 +697,46 @@ export function schemaDrift(
   }
   if (options.positional ?? true) differences.push(...orderDifference(existing, wanted));
   return differences;
+}
+
+/**
+ * The column type of inference's own (`bigint`, `double`, `boolean`, `date`, `timestamp`, `string`) that a
+ * database type is, in any of its spellings (`int8`, `double precision`, `varchar(20)`); else `undefined`.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { inferenceType } from "./ddl.ts";
+ *
+ * assert.equal(inferenceType("double precision"), "double");
+ * assert.equal(inferenceType("timestamp without time zone"), "timestamp");
+ * assert.equal(inferenceType("numeric(10,2)"), undefined);
+ * ```
+ */
+export function inferenceType(type: string): ColumnType | undefined {
+  const canonical = canonicalType(type);
+  const own: readonly string[] = ["bigint", "double", "boolean", "date", "timestamp", "string"];
+  return own.includes(canonical) ? canonical as ColumnType : undefined;
+}
+
+/**
+ * Whether a table column of `tableType` holds every value inference would type as `column.type`, on
+ * `engine` (see {@link DriftOptions.inferred}).
+ */
+export function holdsInferred(tableType: string, column: WantedColumn, engine: InferTarget): boolean {
+  const table = canonicalType(tableType);
+  if (column.onlyEmpty || table === "string") return true;
+  switch (canonicalType(column.type)) {
+    case "bigint": {
+      if (table === "double" || table === "decimal") return true;
+      const decimal = /^decimal\((\d+),(\d+)\)$/.exec(table);
+      return decimal !== null && Number(decimal[1]) - Number(decimal[2]) >= 19; // every 64-bit integer
+    }
+    case "date": // Hive's text SerDes read no date-only text as a timestamp
+      return engine !== "athena" && (table === "timestamp" || table === "timestamptz");
+    default:
+      return false;
+  }
 }
 
 function orderDifference(

@@ -46,6 +46,8 @@ export interface InferredColumn {
   type: ColumnType;
   /** Some sampled value was empty (or JSON `null`): Athena's OpenCSVSerde fails on those in typed columns. */
   emptyValues: boolean;
+  /** Every sampled value was empty: its type (`string`) says nothing of the column's values. */
+  onlyEmpty: boolean;
 }
 
 /** What {@link inferTable} found. */
@@ -378,7 +380,8 @@ function decideColumns(
     reasons.push(...decided.reasons);
     const backslash = evidence[index].backslashExample;
     if (backslash !== undefined && athena) reasons.push(backslashReason(name, backslash));
-    return { name, source: sources[index], type: decided.type, emptyValues: evidence[index].emptyValues };
+    const { emptyValues, examples } = evidence[index];
+    return { name, source: sources[index], type: decided.type, emptyValues, onlyEmpty: examples.size === 0 };
   });
   return { columns, reasons };
 }
