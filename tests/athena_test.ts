@@ -865,6 +865,28 @@ Deno.test("iam(): Athena on the workgroup, Glue on the table, S3 only for what t
   );
 });
 
+Deno.test("create_table of parquet files without columns is refused with the routine (exit 2), not once it runs", async () => {
+  await using dir = await tempDir();
+  const params = { database: "lake", table: "events", location: "s3://lake/events/", format: "parquet" };
+  const refused = await runRoutine(
+    dir.path,
+    onMoto,
+    { events: { params, tasks: ["create_table"] } },
+    "validate",
+  );
+  assert.equal(refused.code, 2, refused.output);
+  assert.match(
+    refused.output,
+    /executors\.events\.params\.columns: create_table of parquet files needs columns \(\{name: type\}\): lakerun does not infer them from parquet/,
+  );
+  const given = { events: { params: { ...params, columns: { id: "bigint" } }, tasks: ["create_table"] } };
+  assert.equal((await runRoutine(dir.path, onMoto, given, "validate")).code, 0);
+  const partitions = {
+    events: { params: { ...params, partitioned_by: { dt: "string" } }, tasks: ["add_partitions"] },
+  };
+  assert.equal((await runRoutine(dir.path, onMoto, partitions, "validate")).code, 0);
+});
+
 Deno.test("bad params are one-line errors naming the param and quoting the value", async () => {
   await using dir = await tempDir();
   const result = await runRoutine(dir.path, onMoto, {

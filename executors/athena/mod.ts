@@ -18,7 +18,7 @@
  *
  * @module
  */
-import { defineExecutor } from "../../sdk/executor.ts";
+import { defineExecutor, ParamError } from "../../sdk/executor.ts";
 import type { IamStatement, PermissionContext, PermissionScope } from "../../sdk/executor.ts";
 import {
   allow,
@@ -50,6 +50,13 @@ import { runQueryTask } from "./query_task.ts";
 export function athenaPermissions(params: Params, context: PermissionContext): PermissionScope {
   const tasks = stepTasks(context);
   const scopes: PermissionScope[] = [awsServiceScope("athena", context.aws)];
+  if (tasks.includes("create_table") && params.format === "parquet" && params.columns === undefined) {
+    // what create_table would refuse once it ran (columns are inferred from csv, tsv and json files only)
+    throw new ParamError(
+      ["columns"],
+      "create_table of parquet files needs columns ({name: type}): lakerun does not infer them from parquet",
+    );
+  }
   if (tasks.includes("create_table")) {
     scopes.push(awsServiceScope("glue", context.aws));
     if (params.location && createTableSamples(params)) {
