@@ -131,6 +131,25 @@ Deno.test("archiving never overwrites an archived file with other content", asyn
   const renamed = Object.keys(archived).filter((k) => /^a\.\d{8}T\d{6}Z\.csv$/.test(k));
   assert.equal(renamed.length, 1, JSON.stringify(archived));
   assert.equal(archived[renamed[0]], sha256Hex("tuesday"));
+
+  // several archives of a.csv in one second (a backfill): the stamped names the next seconds would take are
+  // taken already, and each new file gets a name of its own, the stamp then a number
+  const now = Date.now();
+  const taken: Record<string, string> = {};
+  for (let second = 0; second < 8; second++) {
+    const stamp = new Date(now + second * 1000).toISOString().replace(/[-:]/g, "").replace(/\.\d+Z$/, "Z");
+    taken[`a.${stamp}.csv`] = `archived at ${stamp}`;
+  }
+  for (const [name, text] of Object.entries(taken)) {
+    await Deno.writeTextFile(join(dir.path, "data/archive", name), text);
+  }
+  await landing(dir.path, { "a.csv": "wednesday" });
+  assert.equal((await runRoutineJson(staging({}), { cwd: dir.path })).error, undefined);
+  const all = await treeOf(join(dir.path, "data/archive"), { temporaries: true });
+  for (const [name, text] of Object.entries(taken)) assert.equal(all[name], sha256Hex(text), name);
+  const wednesday = Object.keys(all).filter((k) => all[k] === sha256Hex("wednesday"));
+  assert.equal(wednesday.length, 1, JSON.stringify(all));
+  assert.match(wednesday[0], /^a\.\d{8}T\d{6}Z-2\.csv$/);
 });
 
 Deno.test("a re-run skips files already staged and finishes the work", async () => {

@@ -565,7 +565,8 @@ async function settleEmptyFolders(
 
 /**
  * Moves a landing file into the archive, keeping its relative path. An archived file of the same name with
- * other content is never overwritten: the new one gets a timestamp suffix.
+ * other content is never overwritten: the new one gets a timestamp suffix, and a number after it when that
+ * name is taken too (several archives of one name within a second: a backfill).
  */
 async function archiveFile(
   landing: Storage,
@@ -583,9 +584,14 @@ async function archiveFile(
     }
     const stamp = new Date().toISOString().replace(/[-:]/g, "").replace(/\.\d+Z$/, "Z");
     const dot = path.lastIndexOf(".");
-    target = dot > path.lastIndexOf("/") + 1
-      ? `${path.slice(0, dot)}.${stamp}${path.slice(dot)}`
-      : `${path}.${stamp}`;
+    const named = (suffix: string) =>
+      dot > path.lastIndexOf("/") + 1
+        ? `${path.slice(0, dot)}.${suffix}${path.slice(dot)}`
+        : `${path}.${suffix}`;
+    for (let n = 1;; n++) {
+      target = named(n === 1 ? stamp : `${stamp}-${n}`);
+      if (!archived.has(target) && !(await archive.stat(target))) break;
+    }
   }
   await moveFile(landing, archive, { path, size: file.size }, { to: target });
 }
