@@ -402,6 +402,25 @@ Deno.test("invalid params and overlapping locations are refused before anything 
     /params\.destination: source and destination overlap/,
   );
   assert.deepEqual(await treeOf(join(dir.path, "src"), ALL), digests({ "a.csv": "a" }));
+
+  // through a symbolic link (the QA report's sync deleted its own source): refused, nothing touched
+  await writeTree(join(dir.path, "data"), { "keep.csv": "k", "sub/a.csv": "a" });
+  await Deno.symlink(join(dir.path, "data/sub"), join(dir.path, "subl"));
+  await Deno.symlink(join(dir.path, "data"), join(dir.path, "datal"));
+  for (
+    const [params, tasks] of [
+      [{ source: "subl", destination: "data", delete_extraneous: true }, ["sync"]],
+      [{ source: "datal", destination: "data/sub/moved" }, ["move"]],
+      [{ source: "data/sub", destination: "datal/sub/copy" }, ["copy"]],
+    ] as const
+  ) {
+    await assert.rejects(
+      run(dir.path, params, [...tasks]),
+      /params\.destination: source and destination overlap/,
+      JSON.stringify(params),
+    );
+  }
+  assert.deepEqual(await treeOf(join(dir.path, "data"), ALL), digests({ "keep.csv": "k", "sub/a.csv": "a" }));
 });
 
 Deno.test("permissions: the source is written only by move; the step's Worker enforces the scope", async () => {

@@ -6,7 +6,7 @@
  *
  * @module
  */
-import { isAbsolute, normalize, resolve } from "node:path";
+import { basename, dirname, isAbsolute, join, normalize, resolve } from "node:path";
 import type { S3Settings } from "../aws/settings.ts";
 import { s3Scope } from "../aws/s3/scope.ts";
 import { parseS3Url, s3LocationProblem } from "../aws/s3/url.ts";
@@ -206,7 +206,56 @@ export function locationScope(
 export function isWithinLocation(outer: string, inner: string, resolve?: (path: string) => string): boolean {
   const a = locationKey(outer, resolve);
   const b = locationKey(inner, resolve);
-  return a !== undefined && b !== undefined && b.startsWith(a);
+  if (a === undefined || b === undefined) return false;
+  if (b.startsWith(a)) return true;
+  if (!resolve || !a.startsWith("abs:") || !b.startsWith("abs:")) return false;
+  // with the current folder known, also as the file system has them: through the symbolic links on the way
+  const real = (key: string) => `abs:${realLocation(key.slice(4, -1) || "/").replace(/\/+$/, "")}/`;
+  return real(b).startsWith(real(a));
+}
+
+/**
+ * Where the absolute `path` is once the symbolic links on the way are followed, as Deno's permission grants
+ * and the file system follow them: the real path of its deepest folder that exists, with the rest appended
+ * (`/work/link/new` with link → `/work/.lakerun` is `/work/.lakerun/new`); a link to a path that does not
+ * exist yet is followed to where it points.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { realLocation } from "./locations.ts";
+ *
+ * const dir = await Deno.realPath(await Deno.makeTempDir());
+ * await Deno.mkdir(`${dir}/data/sub`, { recursive: true });
+ * await Deno.symlink(`${dir}/data/sub`, `${dir}/link`);
+ * assert.equal(realLocation(`${dir}/link/new/file.csv`), `${dir}/data/sub/new/file.csv`);
+ * assert.equal(realLocation(`${dir}/data`), `${dir}/data`);
+ * await Deno.remove(dir, { recursive: true });
+ * ```
+ */
+export function realLocation(path: string, links = 0): string {
+  const rest: string[] = [];
+  for (let at = path;; at = dirname(at)) {
+    try {
+      return join(Deno.realPathSync(at), ...rest.reverse());
+    } catch {
+      // a link to a path that does not exist yet: where it points, as a later mkdir would follow it
+      const target = links < 40 ? linkTarget(at) : undefined;
+      if (target !== undefined) {
+        return realLocation(join(resolve(dirname(at), target), ...rest.reverse()), links + 1);
+      }
+      if (dirname(at) === at) return path;
+      rest.push(basename(at));
+    }
+  }
+}
+
+function linkTarget(path: string): string | undefined {
+  try {
+    return Deno.readLinkSync(path);
+  } catch {
+    return undefined;
+  }
 }
 
 /**

@@ -5,9 +5,10 @@
  *
  * @module
  */
-import { basename, dirname, isAbsolute, join, relative, resolve } from "node:path";
+import { dirname, isAbsolute, join, relative, resolve } from "node:path";
 import type { PermissionScope } from "../../sdk/executor.ts";
 import { SCOPE_KINDS } from "../../lib/scope.ts";
+import { realLocation } from "../../lib/storage/locations.ts";
 import { RoutineError, type RoutineProblem } from "../errors.ts";
 import { formatJsonPath, type JsonPath } from "../routine/json.ts";
 import { permissionContext, type Routine, type Step } from "../routine/routine.ts";
@@ -274,36 +275,6 @@ function acceptedPath(
       return false; // the executor refuses it: no suggestion
     }
   });
-}
-
-/**
- * Where `path` is once the symbolic links on the way are followed, as Deno's permission grants follow them:
- * the real path of its deepest folder that exists, with the rest appended (`/work/link/new` with link →
- * `/work/.lakerun` is `/work/.lakerun/new`).
- */
-function realLocation(path: string, links = 0): string {
-  const rest: string[] = [];
-  for (let at = path;; at = dirname(at)) {
-    try {
-      return join(Deno.realPathSync(at), ...rest.reverse());
-    } catch {
-      // a link to a path that does not exist yet: where it points, as a later mkdir would follow it
-      const target = links < 40 ? linkTarget(at) : undefined;
-      if (target !== undefined) {
-        return realLocation(join(resolve(dirname(at), target), ...rest.reverse()), links + 1);
-      }
-      if (dirname(at) === at) return path;
-      rest.push(basename(at));
-    }
-  }
-}
-
-function linkTarget(path: string): string | undefined {
-  try {
-    return Deno.readLinkSync(path);
-  } catch {
-    return undefined;
-  }
 }
 
 /** True when `path` is `folder` or inside it. */
