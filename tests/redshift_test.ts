@@ -139,7 +139,7 @@ Deno.test("copy_from_s3's statements: staging table, COPY, then append / replace
     `COPY "lakerun_staging" ("id", "amount") FROM 's3://lake/in/' IAM_ROLE '${ROLE}' FORMAT AS CSV IGNOREHEADER 1`;
   const target = { schema: "raw", table: "sales" };
   assert.deepEqual(loadStatements(params("append"), target, ["id", "amount"]).sqls, [
-    'CREATE TEMPORARY TABLE "lakerun_staging" (LIKE "raw"."sales")',
+    'CREATE TEMPORARY TABLE "lakerun_staging" AS SELECT "id", "amount" FROM "raw"."sales" WHERE 1 = 0',
     copy,
     'INSERT INTO "raw"."sales" ("id", "amount") SELECT "id", "amount" FROM "lakerun_staging"',
     'DROP TABLE "lakerun_staging"',
@@ -830,7 +830,7 @@ s3Test(
     const batch = fake.statements.at(-1)!;
     assert.equal(batch.kind, "batch");
     assert.deepEqual(batch.sqls, [
-      `CREATE TEMPORARY TABLE "lakerun_staging" (LIKE "public"."${t}")`,
+      `CREATE TEMPORARY TABLE "lakerun_staging" AS SELECT "id", "amount" FROM "public"."${t}" WHERE 1 = 0`,
       `COPY "lakerun_staging" ("id", "amount") FROM 's3://${bucket}/staging/sales/' IAM_ROLE '${ROLE}' FORMAT AS CSV IGNOREHEADER 1`,
       `INSERT INTO "public"."${t}" ("id", "amount") SELECT "id", "amount" FROM "lakerun_staging"`,
       `DROP TABLE "lakerun_staging"`,
@@ -1015,6 +1015,50 @@ s3Test(
       ),
       "1/one/10,2/NULL/20,9/nine/9",
     );
+  },
+);
+
+s3Test(
+  "Data API copy_from_s3: a NOT NULL DEFAULT column the files lack gets its default (append and upsert)",
+  async () => {
+    await using fake = await startFake();
+    const bucket = await createTestBucket(s3server, "rs-default");
+    const t = tableName("defaults");
+    // the staging table holds only the files' columns, without the target's NOT NULL: the INSERT / MERGE
+    // names those columns, so the target fills loaded_at and batch from their defaults
+    await psql(
+      `CREATE TABLE public.${t} (id bigint NOT NULL, amount numeric(12,2), ` +
+        `loaded_at timestamp NOT NULL DEFAULT now(), batch text NOT NULL DEFAULT 'lakerun')`,
+    );
+    await psql(`INSERT INTO public.${t} (id, amount, loaded_at) VALUES (1, 1, TIMESTAMP '2000-01-01')`);
+    await putObjects(`s3://${bucket}/in`, { "a.csv": "id,amount\n1,10\n2,20\n" });
+    const contents = () =>
+      psql(
+        `SELECT string_agg(id || '/' || amount || '/' || (loaded_at > TIMESTAMP '2001-01-01') || '/' || batch, ',' ` +
+          `ORDER BY id, amount, loaded_at) FROM ${t}`,
+      );
+    for (const mode of ["append", "upsert"]) {
+      await using dir = await tempDir();
+      const params = {
+        ...dataApi,
+        table: t,
+        source: `s3://${bucket}/in`,
+        iam_role: ROLE,
+        mode,
+        ...(mode === "upsert" ? { upsert_keys: ["id"] } : {}),
+      };
+      const result = await runRoutineJson(routine(fake, { load: { params, tasks: ["copy_from_s3"] } }), {
+        cwd: dir.path,
+      });
+      assert.equal(result.error, undefined, result.lines.join("\n"));
+      assert.equal(
+        fake.statements.at(-1)!.sqls[0],
+        `CREATE TEMPORARY TABLE "lakerun_staging" AS SELECT "id", "amount" FROM "public"."${t}" WHERE 1 = 0`,
+      );
+    }
+    // append added 1/10 and 2/20 with defaults; the upsert then updated both rows of key 1 and the one of 2
+    // in place (MERGE sets amount only: loaded_at keeps the 2000 value of the first row)
+    assert.equal(await contents(), "1/10.00/false/lakerun,1/10.00/true/lakerun,2/20.00/true/lakerun");
   },
 );
 

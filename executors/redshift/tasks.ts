@@ -225,7 +225,7 @@ export interface LoadStatements {
  *   copy_options: [], mode: "append",
  * } as never, { schema: "raw", table: "sales" }, ["id", "amount"]);
  * assert.deepEqual(load.sqls, [
- *   'CREATE TEMPORARY TABLE "lakerun_staging" (LIKE "raw"."sales")',
+ *   'CREATE TEMPORARY TABLE "lakerun_staging" AS SELECT "id", "amount" FROM "raw"."sales" WHERE 1 = 0',
  *   `COPY "lakerun_staging" ("id", "amount") FROM 's3://lake/staging/sales/' IAM_ROLE 'arn:aws:iam::123456789012:role/load' FORMAT AS CSV IGNOREHEADER 1`,
  *   'INSERT INTO "raw"."sales" ("id", "amount") SELECT "id", "amount" FROM "lakerun_staging"',
  *   'DROP TABLE "lakerun_staging"',

@@ -166,11 +166,14 @@ export function loadPlan(spec: LoadPlanSpec): LoadPlan {
 
   const columns = spec.columns.map(q).join(", ");
   const before = [
-    // PostgreSQL: only the loaded columns, with their types and without the target's constraints (a NOT NULL
-    // column the files do not fill gets its default in the target); dropped at COMMIT
+    // only the loaded columns, with their types and without the target's constraints, defaults or identity:
+    // a NOT NULL column the files do not fill gets its default in the target, by the INSERT (column list)
+    // below. PostgreSQL drops it at COMMIT. Redshift: CREATE TABLE AS inherits no constraint, identity or
+    // default (a LIKE copy would keep NOT NULL without the default, and COPY would fail on the missing
+    // column); a plain scan of the target lets it take the target's distribution and sort keys
     dialect === "postgres"
       ? `CREATE TEMPORARY TABLE ${staging} ON COMMIT DROP AS SELECT ${columns} FROM ${target} WITH NO DATA`
-      : `CREATE TEMPORARY TABLE ${staging} (LIKE ${target})`,
+      : `CREATE TEMPORARY TABLE ${staging} AS SELECT ${columns} FROM ${target} WHERE 1 = 0`,
   ];
   const insert = `INSERT INTO ${target} (${columns}) SELECT ${columns} FROM ${staging}`;
   const after: string[] = [];
