@@ -1325,6 +1325,50 @@ s3Test("Data API: throttled status calls are retried and never fail the task", a
   assert.equal(fake.statements.length, 1);
 });
 
+s3Test(
+  "Data API: the active-statements quota is retried like throttling; a refused batch leaves a clean journal",
+  async () => {
+    await using fake = await startFake();
+    const t = tableName("quota");
+    await psql(`CREATE TABLE public.${t} (id int)`);
+    const count = () => psql(`SELECT count(*) FROM ${t}`);
+    const steps = {
+      q: {
+        params: { ...dataApi, sql: `INSERT INTO ${t} VALUES (1); INSERT INTO ${t} VALUES (2);` },
+        tasks: ["execute"],
+      },
+      one: { params: { ...dataApi, sql: `INSERT INTO ${t} VALUES (3)` }, tasks: ["execute"] },
+    };
+    const quota = {
+      type: "ActiveStatementsExceededException",
+      message: "Active statements exceeded the allowed quota (500).",
+    };
+    fake.fail("BatchExecuteStatement", 2, quota);
+    fake.fail("ExecuteStatement", 2, quota);
+    await using dir = await tempDir();
+    const ok = await runRoutineJson(routine(fake, steps), { cwd: dir.path });
+    assert.equal(ok.error, undefined, ok.lines.join("\n"));
+    assert.match(ok.lines.join("\n"), /BatchExecuteStatement: ActiveStatementsExceededException; retry 2/);
+    assert.match(ok.lines.join("\n"), /ExecuteStatement: ActiveStatementsExceededException; retry 2/);
+    assert.equal(fake.statements.length, 2);
+    assert.equal(await count(), "3");
+
+    // refused outright: the journal records it as failed, so the re-run of the same routine run sends the
+    // batch afresh instead of saying an earlier attempt was stopped while sending it
+    await using dir2 = await tempDir();
+    fake.fail("BatchExecuteStatement", 1, {
+      type: "ValidationException",
+      message: "Cluster is not available",
+    });
+    const refused = await runRoutineJson(routine(fake, { q: steps.q }), { cwd: dir2.path });
+    assert.match(refused.error?.message ?? "", /ValidationException: Cluster is not available/);
+    const again = await runRoutineJson(routine(fake, { q: steps.q }), { cwd: dir2.path });
+    assert.equal(again.error, undefined, again.lines.join("\n"));
+    assert.doesNotMatch(again.lines.join("\n"), /earlier attempt|same ClientToken/);
+    assert.equal(await count(), "5");
+  },
+);
+
 // ------------------------------------------------------------------------------------------------ wire protocol
 
 const PASSWORD_ENV = "LAKERUN_TEST_RS_PASSWORD";

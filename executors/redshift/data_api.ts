@@ -12,11 +12,14 @@
  *   than run again. A unit that finished is not run again; one that was cancelled is.
  * - **Never left running.** When the task is interrupted (`context.signal`), the running statement gets
  *   `CancelStatement` before the task rethrows, and the task logs it.
- * - Polling is adaptive (`pollUntil`); throttled calls are retried by the client and never fail the task.
+ * - Polling is adaptive (`pollUntil`); throttled calls are retried by the client and never fail the task, and
+ *   so is a batch refused by the quota of statements running at once (`ActiveStatementsExceededException`),
+ *   within the client's throttling budget. A batch refused in every attempt (that quota past the budget, a
+ *   bad request) is recorded as failed: nothing runs under its token, and the next attempt starts afresh.
  *
  * @module
  */
-import type { AwsJsonClient } from "../../lib/aws/json_client.ts";
+import { type AwsJsonClient, notCarriedOut } from "../../lib/aws/json_client.ts";
 import { type CloudRunLedger, fingerprintOf } from "../../lib/cloud/ledger.ts";
 import { pollUntil } from "../../lib/cloud/poll.ts";
 import { plural } from "../../lib/format.ts";
@@ -211,6 +214,10 @@ export class DataApiRunner implements SqlRunner {
       }));
     } catch (error) {
       if (this.context.signal.aborted) await this.#cancelUnrecorded(key, operation, body);
+      // refused outright (a bad request, no credentials, the active-statements quota past the retry budget)
+      // in every attempt: no statement exists under this token, so the next attempt starts afresh instead of
+      // reporting a send that was stopped halfway
+      else if (notCarriedOut(error)) await this.ledger.ended(key, "failed");
       throw error;
     }
     await this.ledger.started(key, id);

@@ -6,7 +6,8 @@
  *
  * - **Signed** with SigV4 (`@smithy/signature-v4`, the SDK's own signer) using the credential chain of
  *   `lib/aws/credentials.ts`.
- * - **Retries:** throttling (`ThrottlingException`, `TooManyRequestsException`, HTTP 429, …) is retried with
+ * - **Retries:** throttling (`ThrottlingException`, `TooManyRequestsException`, HTTP 429, the Redshift Data
+ *   API's `ActiveStatementsExceededException` quota, …) is retried with
  *   exponential backoff and full jitter for as long as {@link AwsJsonClientOptions.throttleBudgetMs} allows:
  *   a throttled status poll never fails a task. Server errors (5xx) and network failures are retried a few
  *   times — for requests marked `idempotent` only, because a request that may have reached AWS must not be
@@ -45,6 +46,10 @@ const THROTTLING = new Set([
   "ProvisionedThroughputExceededException",
   "SlowDown",
   "LimitExceededException",
+  // the Redshift Data API's quotas: too many statements (or sessions) running at once; the request was refused
+  // and goes through once some end
+  "ActiveStatementsExceededException",
+  "ActiveSessionsExceededException",
 ]);
 
 /** Network failure codes for which the request was certainly not received (safe to send again). */
@@ -100,6 +105,13 @@ export class AwsServiceError extends Error {
   /** False when the request never left (no credentials to sign it with): AWS did nothing. */
   readonly sent: boolean;
 
+  /**
+   * True when an earlier attempt of the same call, retried, may have been carried out (a server error or a
+   * network failure after the request left): this error alone then does not tell whether AWS did nothing.
+   * Set by {@link AwsJsonClient.call}.
+   */
+  retriedAfterUncertain = false;
+
   /** True for throttling errors. */
   get throttled(): boolean {
     return THROTTLING.has(this.code) || this.status === 429;
@@ -126,6 +138,48 @@ export class AwsServiceError extends Error {
 export function isRefusal(error: unknown): boolean {
   return error instanceof AwsServiceError &&
     (!error.sent || (error.status !== undefined && error.status < 500 && !error.throttled));
+}
+
+/** Client errors AWS answers before doing anything: the request was invalid or not allowed. */
+const REFUSED = new Set([
+  "ValidationException",
+  "InvalidRequestException",
+  "InvalidParameterException",
+  "AccessDeniedException",
+  "UnrecognizedClientException",
+  "InvalidSignatureException",
+  "IncompleteSignature",
+  "MissingAuthenticationToken",
+  "ExpiredTokenException",
+  "ResourceNotFoundException",
+]);
+
+/**
+ * True when AWS certainly carried out no attempt of a call that failed with `error`: it never left, or every
+ * attempt was throttled (a quota such as the Redshift Data API's active statements: refused, not performed)
+ * or refused by a client error that AWS answers before doing anything (`ValidationException`,
+ * `AccessDeniedException`, …). Then a start request started nothing, and a step's ledger can record it as
+ * ended. A server error, a network failure or another 4xx (a reply that may have come after the work was
+ * done), now or in an earlier attempt, leaves that unknown. Stricter than {@link isRefusal}.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { AwsServiceError, notCarriedOut } from "./json_client.ts";
+ *
+ * const quota = new AwsServiceError("Redshift Data API", "BatchExecuteStatement", "ActiveStatementsExceededException", "", 400);
+ * assert.equal(notCarriedOut(quota), true);
+ * quota.retriedAfterUncertain = true; // an earlier attempt got a 500: it may have run
+ * assert.equal(notCarriedOut(quota), false);
+ * assert.equal(notCarriedOut(new AwsServiceError("Redshift Data API", "ExecuteStatement", "ValidationException", "bad", 400)), true);
+ * assert.equal(notCarriedOut(new AwsServiceError("Glue", "StartJobRun", "InternalServiceException", "oops", 500)), false);
+ * assert.equal(notCarriedOut(new AwsServiceError("Redshift Data API", "ExecuteStatement", "ServiceUnavailable", "", 400)), false);
+ * ```
+ */
+export function notCarriedOut(error: unknown): boolean {
+  return error instanceof AwsServiceError && !error.retriedAfterUncertain &&
+    (!error.sent || error.throttled ||
+      (error.status !== undefined && error.status < 500 && REFUSED.has(error.code)));
 }
 
 /** SHA-256 and HMAC-SHA-256 for the signer, from node:crypto. */
@@ -232,6 +286,7 @@ export class AwsJsonClient {
     const maxAttempts = this.#options.maxAttempts ?? 4;
     const base = this.#options.baseDelayMs ?? 200;
     const started = performance.now();
+    let uncertain = false; // an attempt so far may have been carried out
     for (let attempt = 1;; attempt++) {
       options.signal?.throwIfAborted();
       let failure: AwsServiceError;
@@ -249,7 +304,11 @@ export class AwsJsonClient {
         : attempt < maxAttempts &&
           ((network !== undefined && NOT_SENT.has(network)) ||
             (options.idempotent === true && (network !== undefined || (failure.status ?? 0) >= 500)));
-      if (!retryable) throw failure;
+      if (!retryable) {
+        failure.retriedAfterUncertain = uncertain;
+        throw failure;
+      }
+      if (!notCarriedOut(failure) && !(network !== undefined && NOT_SENT.has(network))) uncertain = true;
       // full jitter over an exponential ceiling (capped at 20 s)
       const delayMs = Math.random() * Math.min(20_000, base * 2 ** Math.min(attempt, 16));
       this.#options.onRetry?.({ operation, code: failure.code, attempt, delayMs });
