@@ -1137,6 +1137,69 @@ s3Test(
   },
 );
 
+s3Test(
+  "Data API JSON: keys that differ from their columns other than by case are refused before any COPY",
+  async () => {
+    await using fake = await startFake();
+    const bucket = await createTestBucket(s3server, "rs-json");
+    await putObjects(`s3://${bucket}/orders`, {
+      "a.json": '{"Order ID":1,"Amount €":2.5,"customer":"x"}\n{"Order ID":2,"Amount €":3,"customer":"y"}\n',
+    });
+    await putObjects(`s3://${bucket}/cased`, { "a.json": '{"ORDER_ID":1,"Amount":2.5,"Customer":"x"}\n' });
+    const t = tableName("json");
+    const run = async (params: Record<string, unknown>, tasks: string[]) => {
+      await using dir = await tempDir();
+      const all = { ...dataApi, table: t, iam_role: ROLE, format: "json", ...params };
+      return await runRoutineJson(routine(fake, { load: { params: all, tasks } }), { cwd: dir.path });
+    };
+    const copies = () => fake.statements.filter((s) => s.sqls.some((sql) => sql.startsWith("COPY")));
+
+    // columns inferred from the keys: refused before the table is created
+    const created = await run({ source: `s3://${bucket}/orders` }, ["create_table", "copy_from_s3"]);
+    assert.match(
+      created.error?.message ?? "",
+      /the JSON keys of the files under s3:\/\/.*\/orders differ from the columns they fill other than by case \("Order ID" → order_id, "Amount €" → amount\): Redshift's COPY \(FORMAT AS JSON 'auto ignorecase'\) matches a key to a column by its name, ignoring case only, and would load NULL into those columns without an error; rename the keys in the files to the column names .*; no table was created/,
+    );
+    assert.equal(fake.statements.length, 0, "nothing was sent");
+
+    // the table as create_table would have made it, loaded by copy_from_s3: refused before any COPY
+    await psql(
+      `CREATE TABLE public.${t} (order_id bigint, amount double precision, customer varchar(100), note text)`,
+    );
+    const loaded = await run({ source: `s3://${bucket}/orders` }, ["copy_from_s3"]);
+    assert.match(
+      loaded.error?.message ?? "",
+      /the JSON keys of s3:\/\/.*\/orders\/a\.json differ from the columns they fill other than by case \("Order ID" → order_id, "Amount €" → amount\).*; no COPY was sent/,
+    );
+    // given columns: the same rule (a key naming no given column is skipped by COPY, and not refused)
+    const given = await run({
+      source: `s3://${bucket}/orders`,
+      columns: [{ name: "order_id", type: "bigint" }, { name: "customer", type: "string" }],
+    }, ["copy_from_s3"]);
+    assert.match(given.error?.message ?? "", /other than by case \("Order ID" → order_id\)/);
+    assert.equal(copies().length, 0);
+
+    // keys that differ only by case pass (the fake then refuses the JSON COPY it does not emulate); a given
+    // column no sampled key names is logged
+    const cased = await run({
+      source: `s3://${bucket}/cased`,
+      columns: [{ name: "order_id", type: "bigint" }, { name: "customer", type: "string" }, {
+        name: "note",
+        type: "string",
+      }],
+    }, ["copy_from_s3"]);
+    assert.match(cased.error?.message ?? "", /FORMAT JSON is not emulated/);
+    assert.match(
+      cased.lines.join("\n"),
+      /no key of the sampled JSON objects names note \(ignoring case\): COPY loads NULL there/,
+    );
+    assert.match(
+      copies().at(-1)!.sqls.find((sql) => sql.startsWith("COPY"))!,
+      /^COPY "lakerun_staging" \("order_id", "customer", "note"\) FROM .* FORMAT AS JSON 'auto ignorecase'$/,
+    );
+  },
+);
+
 /** Writes the routine into `dir` as routine.json and returns its path. */
 async function writeRoutine(dir: string, value: unknown): Promise<string> {
   const file = join(dir, "routine.json");

@@ -11,7 +11,8 @@
  *   `secretsmanager:GetSecretValue` on the secret (the Data API reads it as the caller). On a workgroup
  *   without a secret: `redshift-serverless:GetCredentials` on the workgroups.
  * - **Wire protocol:** nothing: the step signs in with a database password.
- * - **create_table without columns:** `s3:ListBucket` and `s3:GetObject` under `source`, to read samples.
+ * - **create_table without columns, copy_from_s3 of CSV without columns or of JSON:** `s3:ListBucket` and
+ *   `s3:GetObject` under `source`, to read samples (headers, keys).
  *
  * Not in this policy: the S3 reads of COPY. Redshift makes them with `iam_role`, a role the cluster assumes,
  * never with lakerun's identity; {@link copyRoleStatements} gives what that role's policy needs.
@@ -34,10 +35,13 @@ export function sourceFolder(source: string): string {
 
 /**
  * True when the step reads `source` itself: create_table without columns samples the files, copy_from_s3 of
- * CSV without columns reads every file's header (COPY fills columns by position).
+ * CSV without columns reads every file's header (COPY fills columns by position), copy_from_s3 of JSON reads
+ * a sample of the files' keys (COPY matches them to columns by name, ignoring case only).
  */
 export function readsSamples(params: Params, tasks: readonly string[]): boolean {
-  return params.columns === undefined && params.source !== undefined &&
+  if (params.source === undefined) return false;
+  if (tasks.includes("copy_from_s3") && params.format === "json") return true;
+  return params.columns === undefined &&
     (tasks.includes("create_table") || (tasks.includes("copy_from_s3") && params.format === "csv"));
 }
 

@@ -23,7 +23,8 @@
  * - **Sandbox:** a wire-protocol step reaches only `host:port` and reads only `password_env` and the variables
  *   its client reads; a Data API step reaches only the Redshift Data and STS endpoints and the credential
  *   sources; without `columns`, `create_table` also reads `source`, and so does `copy_from_s3` of CSV (each
- *   file's header: COPY fills columns by position). `lakerun plan` shows it.
+ *   file's header: COPY fills columns by position); `copy_from_s3` of JSON reads a sample of the files' keys
+ *   (COPY matches them to columns by name, ignoring case only). `lakerun plan` shows it.
  *
  * @module
  */

@@ -61,6 +61,59 @@ export async function inferFromSource(
   });
 }
 
+/** What {@link jsonKeysOfSource} found. */
+export interface JsonKeys {
+  /** The top-level keys of the sampled objects, in the order first seen. */
+  keys: string[];
+  /** The sampled files, as `s3://` URLs. */
+  files: string[];
+}
+
+/**
+ * The top-level keys of the JSON objects in a sample of the files under `params.source` (the first
+ * {@link SAMPLE_FILES} data files, {@link SAMPLE_BYTES} of each, as `create_table` infers from): what
+ * `copy_from_s3` checks against the columns COPY fills, which it matches to keys by name, ignoring case only.
+ * `undefined` when lakerun cannot read them (a compression other than GZIP, an `ENCODING` other than UTF-8)
+ * or there is no file. A line that is not a whole JSON object (the sample's cut-off last line) is passed over.
+ */
+export async function jsonKeysOfSource(
+  params: Params,
+  options: { cwd: string; s3?: S3Settings; signal: AbortSignal },
+): Promise<JsonKeys | undefined> {
+  if (params.format !== "json" || params.source === undefined) return undefined;
+  const copyOptions = params.copy_options.map((entry) => parseCopyOption(entry, params.format));
+  const keyword = (name: string) => copyOptions.find((option) => option.keyword === name);
+  if (UNREAD_COMPRESSIONS.some(keyword)) return undefined;
+  const encoding = keyword("ENCODING")?.value?.toUpperCase();
+  if (encoding !== undefined && encoding !== "UTF8") return undefined;
+  const storage = await openLocation(params.source, { cwd: options.cwd, s3: options.s3 });
+  const samples = await sampleFiles(storage, {
+    maxFiles: SAMPLE_FILES,
+    maxBytes: SAMPLE_BYTES,
+    skip: isHiddenPath,
+    signal: options.signal,
+    decompress: () => gzipped(params) ? "gzip" : undefined,
+  });
+  if (samples.length === 0) return undefined;
+  const keys = new Set<string>();
+  for (const sample of samples) {
+    for (const line of sample.text.split("\n")) {
+      if (line.trim() === "") continue;
+      let value: unknown;
+      try {
+        value = JSON.parse(line);
+      } catch {
+        continue;
+      }
+      if (value !== null && typeof value === "object" && !Array.isArray(value)) {
+        for (const key of Object.keys(value)) keys.add(key);
+      }
+    }
+  }
+  const url = (path: string) => `${storage.url.replace(/\/$/, "")}/${path}`;
+  return { keys: [...keys], files: samples.map((sample) => url(sample.path)) };
+}
+
 /** Objects whose header `copy_from_s3` reads at once. */
 export const HEADER_READS = 16;
 

@@ -14,7 +14,7 @@ import {
   qualifiedName,
   STAGING_TABLE,
 } from "../../lib/sql/load_plan.ts";
-import { redshiftCopySql } from "../../lib/sql/redshift_copy.ts";
+import { jsonKeyMismatches, jsonKeysMessage, redshiftCopySql } from "../../lib/sql/redshift_copy.ts";
 import {
   isLoadFailure,
   type LoadErrorDetail,
@@ -31,7 +31,7 @@ import { DataApiRunner } from "./data_api.ts";
 import { sourceFolder } from "./iam.ts";
 import { connectionOf, type Params, REDSHIFT_SQL, tableOf } from "./params.ts";
 import { recordsOf, RedshiftStatementError, type ResultTable, type SqlRunner } from "./runner.ts";
-import { columnsFromHeaders, inferFromSource } from "./sample.ts";
+import { columnsFromHeaders, inferFromSource, jsonKeysOfSource } from "./sample.ts";
 import { WireRunner } from "./wire.ts";
 
 /** Rows of a result shown in the log. */
@@ -158,6 +158,17 @@ export function runCreateTable(context: TaskContext<Params>): Promise<void> {
         signal: context.signal,
       });
       for (const reason of inferred.reasons) context.log(reason);
+      if (params.format === "json") {
+        // a column named otherwise than its key (`Order ID` → order_id) is one COPY never fills: refused
+        // before anything is sent, rather than a table whose loads put NULL there
+        const mismatches = inferred.columns.filter((c) => c.source.toLowerCase() !== c.name.toLowerCase())
+          .map((c) => ({ key: c.source, column: c.name }));
+        if (mismatches.length > 0) {
+          throw new Error(
+            `${jsonKeysMessage(mismatches, `the files under ${params.source}`)}; no table was created`,
+          );
+        }
+      }
       columns = inferred.columns.map(({ name, type, onlyEmpty }) => ({ name, type, onlyEmpty }));
       context.log(
         `columns inferred from ${params.source}: ${columns.map((c) => `${c.name} ${c.type}`).join(", ")}`,
@@ -301,6 +312,7 @@ export function runCopyFromS3(context: TaskContext<Params>): Promise<void> {
       );
     }
     const columns = params.columns?.map((column) => column.name) ?? headers?.columns ?? ownColumns;
+    if (params.format === "json") await checkJsonKeys(context, columns);
     const load = loadStatements(params, name, columns);
     for (const note of load.notes) context.log(note);
     let outcome;
@@ -349,6 +361,43 @@ export function runCopyFromS3(context: TaskContext<Params>): Promise<void> {
       } written) in one transaction through ${runner.label}`,
     );
   });
+}
+
+/**
+ * JSON: COPY (`'auto ignorecase'`) fills each column from the key of its name, ignoring case only. A sampled
+ * key that lakerun's naming rule puts in a column of another name (`Order ID` → order_id) would load NULL
+ * there without an error: refused before anything is sent. A given column that no sampled key names is
+ * logged (the sample may lack a key later rows have).
+ */
+async function checkJsonKeys(context: TaskContext<Params>, columns: readonly string[]): Promise<void> {
+  const { params } = context;
+  const sampled = await jsonKeysOfSource(params, {
+    cwd: context.cwd,
+    s3: context.s3,
+    signal: context.signal,
+  });
+  if (sampled === undefined) {
+    context.log(
+      `could not read a sample of the JSON files under ${params.source} (none, or compressed or encoded so ` +
+        "that lakerun cannot read them): their keys are not checked against the columns",
+    );
+    return;
+  }
+  const where = sampled.files.length === 1
+    ? sampled.files[0]
+    : `the files under ${params.source} (sampled: ${sampled.files.join(", ")})`;
+  const mismatches = jsonKeyMismatches(sampled.keys, columns);
+  if (mismatches.length > 0) throw new Error(`${jsonKeysMessage(mismatches, where)}; no COPY was sent`);
+  const lower = new Set(sampled.keys.map((key) => key.toLowerCase()));
+  const unnamed = columns.filter((column) => !lower.has(column.toLowerCase()));
+  if (unnamed.length > 0) {
+    context.log(
+      `no key of the sampled JSON objects names ${
+        unnamed.join(", ")
+      } (ignoring case): COPY loads NULL there ` +
+        "unless later objects have such a key",
+    );
+  }
 }
 
 /** The details of a failed COPY, from `sys_load_error_detail`, else `stl_load_errors`. */

@@ -16,7 +16,7 @@
  *
  * @module
  */
-import { quoteIdentifier, quoteLiteral } from "../tables/identifiers.ts";
+import { columnIdentifiers, columnsOfNames, quoteIdentifier, quoteLiteral } from "../tables/identifiers.ts";
 
 /** The file formats COPY reads for lakerun. */
 export type CopyFormat = "csv" | "json" | "parquet";
@@ -322,4 +322,56 @@ export function redshiftCopySql(spec: RedshiftCopySpec): string {
   }
   for (const option of options) if (option !== quote) parts.push(option.sql);
   return parts.join(" ");
+}
+
+/** A JSON key that lakerun's naming rule puts in a column whose name is not the key's, ignoring case. */
+export interface JsonKeyMismatch {
+  key: string;
+  column: string;
+}
+
+/**
+ * The JSON keys that COPY's `FORMAT AS JSON 'auto ignorecase'` would not load into the column lakerun's naming
+ * rule gives them ({@link columnsOfNames}, as `create_table` named the columns): COPY matches a key to a column
+ * only by its name, ignoring case, so `Order ID` never fills `order_id`, which loads NULL without an error.
+ * `columns` are the columns COPY fills; a key that names none of them, by either rule, is not returned (COPY
+ * skips it).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { jsonKeyMismatches } from "./redshift_copy.ts";
+ *
+ * const columns = ["order_id", "amount", "customer"];
+ * assert.deepEqual(jsonKeyMismatches(["Order ID", "Amount €", "Customer"], columns), [
+ *   { key: "Order ID", column: "order_id" },
+ *   { key: "Amount €", column: "amount" },
+ * ]);
+ * assert.deepEqual(jsonKeyMismatches(["ORDER_ID", "amount", "note"], columns), []);
+ * // "ID" and "id" made the columns id and id_2: COPY fills id from both (ignoring case), id_2 from none
+ * assert.deepEqual(jsonKeyMismatches(["ID", "id"], ["id", "id_2"]), [{ key: "ID", column: "id_2" }]);
+ * ```
+ */
+export function jsonKeyMismatches(keys: readonly string[], columns: readonly string[]): JsonKeyMismatch[] {
+  const unique = [...new Set(keys)];
+  // the keys that name no column map to names of their own, outside `columns`
+  const known = new Set(columns);
+  const names = [...columns, ...columnIdentifiers(unique).filter((name) => !known.has(name))];
+  const mapped = columnsOfNames(unique, names, { unknown: (key) => `no column for ${key}` });
+  return unique.flatMap((key, index) =>
+    known.has(mapped[index]) && key.toLowerCase() !== mapped[index].toLowerCase()
+      ? [{ key, column: mapped[index] }]
+      : []
+  );
+}
+
+/**
+ * The sentence refusing a JSON load whose keys COPY would not match to their columns ({@link jsonKeyMismatches}).
+ */
+export function jsonKeysMessage(mismatches: readonly JsonKeyMismatch[], where: string): string {
+  const pairs = mismatches.map(({ key, column }) => `${JSON.stringify(key)} → ${column}`).join(", ");
+  return `the JSON keys of ${where} differ from the columns they fill other than by case (${pairs}): ` +
+    "Redshift's COPY (FORMAT AS JSON 'auto ignorecase') matches a key to a column by its name, ignoring case " +
+    "only, and would load NULL into those columns without an error; rename the keys in the files to the " +
+    "column names (or create the table with columns named as the keys)";
 }
