@@ -13,7 +13,9 @@
  *   (append, replace by DELETE, or MERGE on `upsert_keys`) in the same transaction.
  * - **Never twice.** Each unit is recorded in the step's journal under the routine run (`CloudRunLedger`): a
  *   re-run of the same run reattaches to the Data API statement (its id, or its `ClientToken` when the id was
- *   never recorded) or skips a unit that committed, so a retried or re-run step never loads the rows twice.
+ *   never recorded) or skips a unit that committed, so a retried or re-run step never loads the rows twice —
+ *   except over the wire protocol when lakerun is killed between the server's COMMIT and the journal write
+ *   (`wire.ts`): a re-run then runs the unit again (`append`: the rows twice; use `upsert` or the Data API).
  * - **Secrets stay secret.** A password is read from the variable `password_env` names, inside the step, and
  *   appears in no output, plan, error or journal; the Data API reads `secret_arn` itself (lakerun never does).
  * - **A cancelled run cancels its statement** (`CancelStatement`, or the wire protocol's cancel request, what
