@@ -548,3 +548,79 @@ Deno.test("the demo's closing hint plans the routine it ran, from any folder; a 
   assert.equal(bad.code, 2);
   assert.match(bad.stderr, /^lakerun: --dir file\/sub: cannot make the demo's folder: not a directory\n$/);
 });
+
+Deno.test("plan --json shows params as the text plan does: credentials in URLs, headers, cookies, auth and query params are ***", async () => {
+  await using dir = await tempDir();
+  const credentials = [
+    "PWURLsecret123",
+    "QTOKENsecret",
+    "HDRsecretTOKEN12345",
+    "APIKEYsecret999",
+    "COOKIEsecret777",
+    "AUTHPWsecret456",
+    "PARAMKEYsecret888",
+    "NOTEsecret321",
+    "TEMPLATEDsecret654",
+  ];
+  const file = await write(dir.path, "r.json", {
+    routine_name: "plan_redaction",
+    executors: {
+      DownloaderExecutor: {
+        params: {
+          requests_arguments: {
+            url: "http://alice:PWURLsecret123@127.0.0.1:18081/401?token=QTOKENsecret",
+            headers: { Authorization: "Bearer HDRsecretTOKEN12345", "X-Api-Key": "APIKEYsecret999" },
+            cookies: { session: "COOKIEsecret777" },
+            auth: ["bob", "AUTHPWsecret456"],
+            params: { api_key: "PARAMKEYsecret888", page: "${{ env.PLAN_PAGE }}" },
+          },
+          landing_directory: "data/landing",
+        },
+        tasks: ["download"],
+      },
+      second: {
+        executor: "DownloaderExecutor",
+        params: {
+          requests_arguments: { url: "http://127.0.0.1:18081/x?key=${{ env.PLAN_QUERY_VALUE }}" },
+          landing_directory: "data/second/",
+        },
+        tasks: ["download"],
+      },
+      PostgresExecutor: {
+        params: {
+          host: "127.0.0.1",
+          database: "lake",
+          user: "loader",
+          password_env: "PLAN_PG_PASSWORD",
+          sql: "ALTER ROLE loader PASSWORD 'NOTEsecret321'",
+        },
+        tasks: ["execute"],
+      },
+    },
+  });
+  const env = { PLAN_PAGE: "TEMPLATEDsecret654", PLAN_QUERY_VALUE: "TEMPLATEDsecret654" };
+  const json = await lakerun(["plan", "--json", file], { cwd: dir.path, env });
+  assert.equal(json.code, 0, json.stderr);
+  const text = await lakerun(["plan", file], { cwd: dir.path, env });
+  assert.equal(text.code, 0, text.stderr);
+  for (const credential of credentials) {
+    assert.ok(!json.stdout.includes(credential), `${credential} in plan --json:\n${json.stdout}`);
+    assert.ok(!text.stdout.includes(credential), `${credential} in plan:\n${text.stdout}`);
+  }
+  // valid, useful JSON: the keys are kept, each value that may be a secret is ***
+  const plan = JSON.parse(json.stdout);
+  const request = plan.steps[0].params.requests_arguments;
+  assert.equal(request.url, "http://127.0.0.1:18081/401?token=***");
+  assert.deepEqual(request.headers, { Authorization: "***", "X-Api-Key": "***" });
+  assert.deepEqual(request.cookies, { session: "***" });
+  assert.deepEqual(request.auth, ["bob", "***"]);
+  assert.deepEqual(request.params, { api_key: "***", page: "***" });
+  assert.equal(plan.steps[0].params.unzip, null);
+  assert.equal(plan.steps[0].templates[0].value, "***");
+  assert.equal(plan.steps[1].params.requests_arguments.url, "http://127.0.0.1:18081/x?key=***");
+  assert.equal(plan.steps[1].params.landing_directory, "data/second/");
+  assert.equal(plan.steps[2].params.sql, "***"); // looks like a credential
+  assert.equal(plan.steps[2].params.password_env, "***"); // marked secret: a password may be pasted there
+  assert.equal(plan.steps[2].params.user, "loader");
+  assert.match(text.stdout, /requests_arguments\.params\.page = "\*\*\*"/);
+});

@@ -16,16 +16,22 @@ export const paramsSchema = (z: Zod) => {
   return z.strictObject({
     requests_arguments: z.strictObject({
       url: z.string().superRefine(refineUrl).describe("URL to download: http(s):// or file://."),
-      params: z.record(z.string(), z.union([scalar, z.null(), z.array(scalar)])).refine(noProto)
-        .optional().describe("Query parameters added to the URL; a list repeats the key."),
-      headers: z.record(z.string(), z.string()).refine(noProto).optional().describe("Request headers."),
+      // secret: query values, header and cookie values and the password may be credentials (api_key=…,
+      // Authorization: Bearer …): messages never quote them, `plan` shows `***` (keys kept)
+      params: z.record(z.string(), z.union([scalar, z.null(), z.array(scalar)]).meta({ secret: true }))
+        .refine(noProto).optional().describe("Query parameters added to the URL; a list repeats the key."),
+      headers: z.record(z.string(), z.string().meta({ secret: true })).refine(noProto).optional().describe(
+        "Request headers.",
+      ),
       timeout: z.union([z.number().positive(), z.tuple([z.number().positive(), z.number().positive()])])
         .optional()
         .describe(
           "Seconds: connect and read timeout, or [connect, read]. A server silent this long is a failed attempt.",
         ),
-      auth: z.tuple([z.string(), z.string()]).optional().describe("[user, password] for HTTP Basic auth."),
-      cookies: z.record(z.string(), z.string()).refine(noProto).optional().describe(
+      auth: z.tuple([z.string(), z.string().meta({ secret: true })]).optional().describe(
+        "[user, password] for HTTP Basic auth.",
+      ),
+      cookies: z.record(z.string(), z.string().meta({ secret: true })).refine(noProto).optional().describe(
         "Cookies sent with the request.",
       ),
       allow_redirects: z.boolean().default(true).describe("Follow redirects (to hosts in extra_hosts)."),

@@ -18,7 +18,10 @@ import type { LogSession } from "./json_log.ts";
 import {
   checkExecutorDirs,
   loadRoutine,
+  paramsSchemaOf,
   permissionContext,
+  redactParam,
+  redactParams,
   resolveStepTemplates,
   type Routine,
   type Step,
@@ -379,8 +382,8 @@ export async function planCommand(
           executor: step.executor.name,
           tasks: step.tasks,
           ...stepOptionsJson(step.options, scheduled),
-          params: step.params,
-          ...(step.templates ? { templates: planTemplates(step) } : {}),
+          params: redactParams(step, secrets),
+          ...(step.templates ? { templates: planTemplates(step, secrets) } : {}),
           // `null`: computed when the step runs, from the params its templates resolve to
           permissions: deferred ? null : Object.fromEntries(SCOPE_KINDS.map((kind) => [kind, scope[kind]])),
           ...(notes[i].length ? { notes: notes[i] } : {}),
@@ -404,7 +407,7 @@ export async function planCommand(
     write(`${step.index}. ${label}`);
     write(`   tasks: ${step.tasks.join(" → ")}`);
     for (const line of stepOptionLines(step.options, "   ", scheduled)) write(line);
-    for (const line of templateLines(step)) write(line);
+    for (const line of templateLines(step, secrets)) write(line);
     if (deferred) {
       write(`   permissions: computed when the step runs, from the params its templates resolve to`);
       continue;
@@ -415,21 +418,28 @@ export async function planCommand(
   }
 }
 
-/** A step's templated params for the plan: where, as written, and the value (absent until the step runs). */
-function planTemplates(step: Step): Array<{ param: string; template: string; value?: unknown }> {
+/**
+ * A step's templated params for the plan: where, as written, and the value (absent until the step runs),
+ * redacted as the plan's params are ({@link redactParam}).
+ */
+function planTemplates(
+  step: Step,
+  mask?: SecretMask,
+): Array<{ param: string; template: string; value?: unknown }> {
+  const schema = paramsSchemaOf(step.executor.definition);
   return (step.templates?.templates ?? []).map(({ path, template, deferred, value }) => ({
     param: formatJsonPath(path),
     template: template.source,
-    ...(deferred ? {} : { value }),
+    ...(deferred ? {} : { value: redactParam(schema, path, value, mask) }),
   }));
 }
 
 /** The plan's lines for a step's templated params: each resolved value, or when it will be resolved. */
-function templateLines(step: Step): string[] {
+function templateLines(step: Step, mask?: SecretMask): string[] {
   if (!step.templates) return [];
   return [
     `   params from templates:`,
-    ...planTemplates(step).map(({ param, template, value }) =>
+    ...planTemplates(step, mask).map(({ param, template, value }) =>
       `     ${param} = ${value === undefined ? `${template} (when the step runs)` : JSON.stringify(value)}`
     ),
   ];

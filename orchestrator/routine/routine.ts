@@ -733,6 +733,14 @@ export function mayQuote(value: unknown, secret: boolean): boolean {
  * assert.equal(isSecretParam(schema, ["password_env"]), true);
  * assert.equal(isSecretParam(schema, ["keys", 0]), true);
  * assert.equal(isSecretParam(schema, ["name"]), false);
+ * // inside a record's values and a tuple's items
+ * const request = z.strictObject({
+ *   headers: z.record(z.string(), z.string().meta({ secret: true })),
+ *   auth: z.tuple([z.string(), z.string().meta({ secret: true })]),
+ * });
+ * assert.equal(isSecretParam(request, ["headers", "Authorization"]), true);
+ * assert.equal(isSecretParam(request, ["auth", 0]), false);
+ * assert.equal(isSecretParam(request, ["auth", 1]), true);
  * ```
  */
 export function isSecretParam(schema: z.ZodType, path: ReadonlyArray<string | number>): boolean {
@@ -749,11 +757,96 @@ export function isSecretParam(schema: z.ZodType, path: ReadonlyArray<string | nu
   if (secretHere()) return true;
   for (const key of path) {
     unwrap();
-    current = current?._zod?.def?.type === "array" ? current._zod.def.element : current?.shape?.[key];
-    if (current === undefined) return false;
+    const def = current?._zod?.def;
+    current = def?.type === "array"
+      ? def.element
+      : def?.type === "record"
+      ? def.valueType
+      : def?.type === "tuple"
+      ? (typeof key === "number" ? def.items[key] ?? def.rest : undefined)
+      : current?.shape?.[key];
+    if (current === undefined || current === null) return false;
     if (secretHere()) return true;
   }
   return false;
+}
+
+/** What {@link redactParam} shows in place of a value that may be a secret. */
+export const REDACTED = "***";
+
+/**
+ * `value`, the param at `path` of `schema` (the step's params for `[]`), as `lakerun plan` shows it — the text
+ * plan (templated values) and `plan --json` (every param) both: keys kept, and in place of anything that may
+ * be a secret, `***`: a param marked `.meta({ secret: true })` (see {@link isSecretParam}: header and cookie
+ * values, a basic-auth password, query parameters, `password_env`, a connection `url`…), a string that
+ * looks like a credential (`looksLikeCredential`, lib/mask.ts), and the user info and query values of a URL
+ * (shown as `redactUrl` shows it). The run's `secrets.*` are masked on top, as in every line printed.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { z } from "zod";
+ * import { SecretMask } from "../../lib/mask.ts";
+ * import { redactParam } from "./routine.ts";
+ *
+ * const schema = z.strictObject({
+ *   url: z.string(),
+ *   headers: z.record(z.string(), z.string().meta({ secret: true })),
+ *   auth: z.tuple([z.string(), z.string().meta({ secret: true })]),
+ *   note: z.string(),
+ *   folder: z.string(),
+ * });
+ * assert.deepEqual(
+ *   redactParam(schema, [], {
+ *     url: "https://u:pw@host/x?token=abc",
+ *     headers: { Authorization: "Bearer abcdefgh12345" },
+ *     auth: ["bob", "hunter22"],
+ *     note: "password=hunter22",
+ *     folder: "data/landing",
+ *   }),
+ *   {
+ *     url: "https://host/x?token=***",
+ *     headers: { Authorization: "***" },
+ *     auth: ["bob", "***"],
+ *     note: "***",
+ *     folder: "data/landing",
+ *   },
+ * );
+ * assert.equal(redactParam(schema, ["auth", 1], "hunter22"), "***");
+ * // the run's secrets are masked first: what they leave is not a credential
+ * const mask = new SecretMask();
+ * mask.add("hunter22");
+ * assert.equal(redactParam(schema, ["note"], "password=hunter22", mask), "password=***");
+ * ```
+ */
+export function redactParam(
+  schema: z.ZodType,
+  path: ReadonlyArray<string | number>,
+  value: unknown,
+  mask?: SecretMask,
+): unknown {
+  if (value === undefined || value === null) return value;
+  if (isSecretParam(schema, path)) return REDACTED;
+  if (Array.isArray(value)) return value.map((item, i) => redactParam(schema, [...path, i], item, mask));
+  if (isPlainObject(value)) {
+    return Object.fromEntries(
+      Object.entries(value).map(([key, item]) => [key, redactParam(schema, [...path, key], item, mask)]),
+    );
+  }
+  if (typeof value !== "string") return value;
+  const masked = mask ? mask.mask(value) : value;
+  const shown = /^[a-z][a-z0-9+.-]*:\/\/\S*[@?#]/i.test(masked) ? redactUrl(masked) : masked;
+  // what is `***` already (a secret, a URL's query value) is no credential: only what is still shown is looked at
+  return looksLikeCredential(shown.replace(ALREADY_HIDDEN, "")) ? REDACTED : shown;
+}
+
+/** A `***` and what introduces it (`token=***`, `"pw": "***"`, `PASSWORD '***'`). */
+const ALREADY_HIDDEN = /["']?\s*[=:]\s*(["']?)\*\*\*\1|\s+'\*\*\*'/g;
+
+/** A step's params as `lakerun plan` shows them: see {@link redactParam}. */
+export function redactParams(step: Step, mask?: SecretMask): Record<string, unknown> {
+  const schema = paramsSchemaOf(step.executor.definition);
+  return redactParam(schema, [], step.params, mask) as Record<string, unknown>;
 }
 
 /**
