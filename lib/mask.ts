@@ -110,8 +110,10 @@ function secretForms(value: string): string[] {
  * `"password": …`, `CREDENTIALS '…'`, `ACCESS_KEY_ID '…'`), a URL with a password, an AWS access key id,
  * a bearer token or a private key.
  */
+const CREDENTIAL_NAME =
+  /(?:pass(?:word|wd)?|pwd|secret|token|credentials?|api[_-]?key|access[_-]?key(?:[_-]?id)?|private[_-]?key)/;
 const CREDENTIAL_SHAPES = [
-  /(?:pass(?:word|wd)?|pwd|secret|token|credentials?|api[_-]?key|access[_-]?key(?:[_-]?id)?|private[_-]?key)["']?\s*(?:[=:]|\s+')/i,
+  new RegExp(`${CREDENTIAL_NAME.source}["']?\\s*(?:[=:]|\\s+')`, "i"),
   /[a-z][a-z0-9+.-]*:\/\/[^\s/@:]*:[^\s/@]+@/i,
   /\b(?:AKIA|ASIA|ABIA|ACCA)[A-Z0-9]{16}\b/,
   /\bbearer\s+[A-Za-z0-9._~+/-]{8,}/i,
@@ -142,4 +144,57 @@ export function looksLikeCredential(value: unknown): boolean {
   if (value === undefined || value === null) return false;
   const text = typeof value === "string" ? value : JSON.stringify(value) ?? "";
   return CREDENTIAL_SHAPES.some((shape) => shape.test(text));
+}
+
+/**
+ * What {@link redactCredentials} replaces, each with what it keeps: a named value (`password=…`,
+ * `"token": "…"`, `PASSWORD '…'`, `CREDENTIALS '…'`; a quote left open, as in a statement cut short, runs to
+ * the end), a URL's password, an AWS access key id, a bearer token and a private key.
+ */
+const CREDENTIAL_VALUES: Array<[RegExp, (match: string, ...groups: string[]) => string]> = [
+  [
+    new RegExp(
+      `(${CREDENTIAL_NAME.source}["']?(?:\\s*[=:]\\s*|\\s+(?=')))` +
+        `('(?:[^']|'')*'?|"(?:[^"\\\\]|\\\\.)*"?|[^\\s,;&'"()]+)`,
+      "gi",
+    ),
+    (_, name, value) => `${name}${value[0] === "'" ? "'***'" : value[0] === '"' ? '"***"' : "***"}`,
+  ],
+  [/([a-z][a-z0-9+.-]*:\/\/[^\s/@:]*:)[^\s/@]+@/gi, (_, start) => `${start}***@`],
+  [/\b(?:AKIA|ASIA|ABIA|ACCA)[A-Z0-9]{16}\b/g, () => "***"],
+  [/\b(bearer\s+)[A-Za-z0-9._~+/-]{8,}=*/gi, (_, bearer) => `${bearer}***`],
+  [/-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?(?:-----END [A-Z ]*PRIVATE KEY-----|$)/g, () => "***"],
+];
+
+/**
+ * `text` with every credential {@link looksLikeCredential} recognises replaced by `***`, the rest kept: for
+ * text lakerun shows but did not write, such as a statement's first words and a database's error message
+ * (`ALTER ROLE r PASSWORD '…'` failed; `invalid input syntax: "postgres://u:…@h/db"`), whether or not
+ * the credential is a registered secret.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { redactCredentials } from "./mask.ts";
+ *
+ * assert.equal(redactCredentials("ALTER ROLE r PASSWORD 'Hunter2''s'"), "ALTER ROLE r PASSWORD '***'");
+ * assert.equal(redactCredentials("ALTER ROLE r PASSWORD 'Hunter2S…"), "ALTER ROLE r PASSWORD '***'");
+ * assert.equal(
+ *   redactCredentials('invalid input syntax for type integer: "postgres://u:Hunter5@h/db"'),
+ *   'invalid input syntax for type integer: "postgres://u:***@h/db"',
+ * );
+ * assert.equal(redactCredentials("host=db password=s3cr3t user=x"), "host=db password=*** user=x");
+ * assert.equal(redactCredentials('{"password": "hunter22"}'), '{"password": "***"}');
+ * assert.equal(redactCredentials("CREDENTIALS 'aws_access_key_id=AKIA;x=y'"), "CREDENTIALS '***'");
+ * assert.equal(redactCredentials("key AKIAIOSFODNN7EXAMPLE used"), "key *** used");
+ * assert.equal(redactCredentials("Authorization: Bearer abcdefgh1234"), "Authorization: Bearer ***");
+ * assert.equal(redactCredentials('relation "secret_reports" does not exist'), 'relation "secret_reports" does not exist');
+ * ```
+ */
+export function redactCredentials(text: string): string {
+  let redacted = text;
+  for (const [shape, replacement] of CREDENTIAL_VALUES) {
+    redacted = redacted.replace(shape, replacement as (match: string, ...groups: any[]) => string);
+  }
+  return redacted;
 }

@@ -19,6 +19,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { z } from "zod";
 import athena from "../executors/athena/mod.ts";
+import { failureMessage } from "../executors/athena/queries.ts";
 import { iamPolicyProblem, type IamStatement, mergeStatements } from "../lib/aws/iam.ts";
 import { type AwsFake, startAwsFake } from "./support/aws_fake.ts";
 import { lakerun, lakerunCommand, tempDir } from "./support/lakerun.ts";
@@ -913,6 +914,23 @@ Deno.test("bad params are one-line errors naming the param and quoting the value
       /results_to.*must name an object key, not a folder: "s3:\/\/lake\/exports\/"/,
     ]
   ) assert.match(result.output, expected);
+});
+
+Deno.test("a credential Athena's error quotes from the query is ***", () => {
+  const message = failureMessage({
+    QueryExecutionId: "q-1",
+    Status: {
+      State: "FAILED",
+      AthenaError: {
+        ErrorCategory: 2,
+        ErrorType: 1006,
+        ErrorMessage:
+          "line 1:8: mismatched input 'secret_access_key='AKIAIOSFODNN7EXAMPLE'' at s3://u:Hunter5SecretPW@b/x",
+      },
+    },
+  } as any);
+  assert.ok(!/AKIAIOSFODNN7EXAMPLE|Hunter5/.test(message), message);
+  assert.match(message, /^Athena query q-1 FAILED: user error \(type 1006\): line 1:8: mismatched input/);
 });
 
 Deno.test({

@@ -1876,6 +1876,53 @@ pgTest(
   },
 );
 
+pgTest(
+  "a password written in a failing statement reaches no output, run record or job summary, nor does the server's quote of it",
+  async () => {
+    await using dir = await tempDir();
+    const cases = [
+      {
+        sql: "ALTER ROLE nosuchrole PASSWORD 'Hunter2SecretPW'",
+        secret: "Hunter2S",
+        shown:
+          /statement 1 of 1 \(line 1, ALTER ROLE nosuchrole PASSWORD '\*\*\*'\) failed: role "nosuchrole"/,
+      },
+      {
+        sql: "SELECT 'postgres://u:Hunter5SecretPW@h/db'::int",
+        secret: "Hunter5",
+        shown:
+          /\(line 1, SELECT 'postgres:\/\/u:\*\*\*@h\/db'::int\) failed: .*"postgres:\/\/u:\*\*\*@h\/db"/,
+      },
+    ];
+    for (const [i, { sql, secret, shown }] of cases.entries()) {
+      const summary = join(dir.path, `summary-${i}.md`);
+      await Deno.writeTextFile(summary, "");
+      await Deno.writeTextFile(join(dir.path, "routine.json"), JSON.stringify(routine({ sql }, ["execute"])));
+      const plain = await lakerun(["run", "routine.json"], { cwd: dir.path, env: childEnv });
+      assert.equal(plain.code, 1, output(plain));
+      assert.match(output(plain), shown);
+      const github = await lakerun(["run", "routine.json"], {
+        cwd: dir.path,
+        env: { ...childEnv, GITHUB_ACTIONS: "true", GITHUB_STEP_SUMMARY: summary },
+      });
+      assert.equal(github.code, 1, output(github));
+      const texts = {
+        output: output(plain),
+        github: output(github),
+        summary: await Deno.readTextFile(summary),
+        state: await allText(join(dir.path, ".lakerun")),
+      };
+      assert.ok(texts.summary.length > 0, "a job summary was written");
+      for (const [where, text] of Object.entries(texts)) {
+        assert.ok(
+          !text.includes(secret),
+          `the password of ${JSON.stringify(sql)} appears in ${where}:\n${text}`,
+        );
+      }
+    }
+  },
+);
+
 /** Waits until `sql` (a psql query) answers `expected`, up to `ms`. */
 async function waitFor(sql: string, expected: string, ms = 15_000): Promise<void> {
   const deadline = Date.now() + ms;

@@ -23,6 +23,8 @@ import { gzipSync } from "node:zlib";
 import redshift from "../executors/redshift/mod.ts";
 import { ParamError } from "../sdk/executor.ts";
 import { loadStatements } from "../executors/redshift/tasks.ts";
+import { statementError } from "../executors/redshift/data_api.ts";
+import { RedshiftStatementError } from "../executors/redshift/runner.ts";
 import { columnsFromHeaders } from "../executors/redshift/sample.ts";
 import { copyRoleStatements } from "../executors/redshift/iam.ts";
 import { redshiftCopySql } from "../lib/sql/redshift_copy.ts";
@@ -1751,6 +1753,30 @@ s3Test(
     );
   },
 );
+
+Deno.test("a credential the database quotes from a statement is *** in a Redshift error, Data API and wire alike", () => {
+  const quoted = `syntax error at or near "PASSWORD 'Hunter2SecretPW'" in postgres://u:Hunter5SecretPW@h/db`;
+  // the Data API's DescribeStatement of a failed batch
+  const fromDataApi = statementError({
+    Id: "s-1",
+    Status: "FAILED",
+    SubStatements: [{ Status: "FINISHED" }, { Status: "FAILED", Error: quoted }],
+  } as any);
+  // the wire: the runner's error, made from the server's message
+  const fromWire = new RedshiftStatementError(
+    `cluster (statement 2 of 2): ${quoted}`,
+    1,
+    quoted,
+    new Date(),
+    "current",
+  );
+  for (const error of [fromDataApi, fromWire]) {
+    for (const text of [error.message, error.serverMessage]) {
+      assert.ok(!/Hunter[25]/.test(text), text);
+      assert.match(text, /PASSWORD '\*\*\*'.*postgres:\/\/u:\*\*\*@h\/db/);
+    }
+  }
+});
 
 Deno.test({
   name: "(stop the PostgreSQL server)",

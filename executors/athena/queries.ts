@@ -15,6 +15,7 @@
  *
  * @module
  */
+import { redactCredentials } from "../../lib/mask.ts";
 import { type AwsJsonClient, AwsServiceError, isRefusal } from "../../lib/aws/json_client.ts";
 import { type CloudRunLedger, fingerprintOf } from "../../lib/cloud/ledger.ts";
 import { PollTimeoutError, pollUntil } from "../../lib/cloud/poll.ts";
@@ -162,11 +163,12 @@ export function describeExecution(execution: QueryExecution): string {
 export function failureMessage(execution: QueryExecution): string {
   const { State, AthenaError: error, StateChangeReason } = execution.Status;
   const head = `Athena query ${execution.QueryExecutionId} ${State}`;
-  if (!error) return StateChangeReason ? `${head}: ${StateChangeReason}` : head;
+  if (!error) return StateChangeReason ? `${head}: ${redactCredentials(StateChangeReason)}` : head;
   const category = ERROR_CATEGORIES[error.ErrorCategory ?? 0] ?? `category ${error.ErrorCategory}`;
   const type = error.ErrorType === undefined ? "" : ` (type ${error.ErrorType})`;
   const retryable = error.Retryable ? ", retryable" : "";
-  const message = error.ErrorMessage ?? StateChangeReason ?? "no message";
+  // Athena's words may quote the query, and a credential written in it
+  const message = redactCredentials(error.ErrorMessage ?? StateChangeReason ?? "no message");
   return `${head}: ${category} error${type}${retryable}: ${message}`;
 }
 

@@ -9,6 +9,7 @@ import { fingerprintOf } from "../../lib/cloud/ledger.ts";
 import { plural } from "../../lib/format.ts";
 import { readSqlFile } from "../../lib/sql/sql_file.ts";
 import { firstWords, transactionScript } from "../../lib/sql/statements.ts";
+import { redactCredentials } from "../../lib/mask.ts";
 import { oncePerRun, withSession } from "./session.ts";
 import type { Params } from "./params.ts";
 
@@ -30,10 +31,12 @@ export async function execute(context: TaskContext<Params>): Promise<void> {
           await session.query(statement.text);
         } catch (error) {
           if (session.cancelled) throw error;
+          // a credential written in the statement (PASSWORD '…', a URL's password) goes before it is cut, and
+          // from the server's message (which may quote it): neither is a registered secret the mask knows
           throw new Error(
             `${origin}: statement ${statement.index} of ${statements.length} (line ${statement.line}, ` +
-              `${firstWords(statement.text, context.mask)}) failed: ${
-                (error as Error).message
+              `${firstWords(statement.text, (text) => redactCredentials(context.mask(text)))}) failed: ${
+                redactCredentials((error as Error).message)
               }; nothing was committed`,
           );
         }

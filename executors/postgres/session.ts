@@ -15,6 +15,7 @@
  */
 import type { TaskContext } from "../../sdk/executor.ts";
 import { CloudRunLedger } from "../../lib/cloud/ledger.ts";
+import { redactCredentials } from "../../lib/mask.ts";
 import { type ConnectionParams, connectionTarget } from "../../lib/sql/connection.ts";
 import { connectPostgres, type PostgresSession } from "../../lib/sql/postgres_client.ts";
 
@@ -56,13 +57,21 @@ function readPassword(name: string): string {
   return value;
 }
 
-/** The error with the password replaced by `***` in its message (a password of 4 characters or more). */
+/**
+ * The error with the password replaced by `***` in its message (a password of 4 characters or more), and
+ * any credential the server's message quotes (a `PASSWORD '…'` of the statement, a URL's password: see
+ * `redactCredentials`, lib/mask.ts).
+ */
 function redacted(error: unknown, password: string | undefined): unknown {
-  if (!(error instanceof Error) || !password || password.length < 4) return error;
-  if (!error.message.includes(password) && !(error.stack ?? "").includes(password)) return error;
-  const clean = new Error(error.message.replaceAll(password, "***"));
+  if (!(error instanceof Error)) return error;
+  const hide = (text: string) =>
+    redactCredentials(password && password.length >= 4 ? text.replaceAll(password, "***") : text);
+  const message = hide(error.message);
+  const stack = hide(error.stack ?? "");
+  if (message === error.message && stack === (error.stack ?? "")) return error;
+  const clean = new Error(message);
   clean.name = error.name;
-  clean.stack = (error.stack ?? "").replaceAll(password, "***");
+  clean.stack = stack;
   return clean;
 }
 

@@ -5,6 +5,7 @@
  *
  * @module
  */
+import { redactCredentials } from "../../lib/mask.ts";
 
 /** A query's rows, values as the database gave them (text, numbers, booleans, null). */
 export interface ResultTable {
@@ -34,14 +35,17 @@ export class RedshiftStatementError extends Error {
     message: string,
     /** The failing statement's position in the unit, from 0. */
     readonly index: number,
-    /** The database's own message. */
+    /** The database's own message (credentials it quotes replaced by `***`). */
     readonly serverMessage: string,
     /** When the unit started, by the server's clock when known. */
     readonly startedAt: Date,
     /** The session that ran it: a Redshift process id, or `current` (the runner's own session, on the wire). */
     readonly session: number | "current" | undefined,
   ) {
-    super(message);
+    // the database's words may quote the statement, and with it a credential written there (PASSWORD '…',
+    // CREDENTIALS '…', a URL's password): never shown, whichever way the step reaches Redshift
+    super(redactCredentials(message));
+    this.serverMessage = redactCredentials(serverMessage);
     this.name = "RedshiftStatementError";
   }
 }
