@@ -15,6 +15,7 @@ import {
 } from "./orchestrator/errors.ts";
 import { SecretMask } from "./lib/mask.ts";
 import { defuseCommands } from "./orchestrator/cli/workflow_commands.ts";
+import { printableLines } from "./orchestrator/routine/json.ts";
 import type { LogSession } from "./orchestrator/cli/json_log.ts";
 
 const HELP = `lakerun ${denoConfig.version} — run data-lake routines, every step in its own permission sandbox
@@ -232,7 +233,7 @@ async function main(args: string[]): Promise<number> {
     // other one-line refusal says who speaks
     const prefixed = code === EXIT_INVALID && !message.includes("\n") && !(refused instanceof RoutineError);
     const line = prefixed ? `lakerun: ${message}` : message;
-    console.error(defuseCommands(secrets.mask(line)));
+    console.error(defuseCommands(printableLines(secrets.mask(line))));
     return code;
   } finally {
     for (const [signal, listener] of [["SIGINT", onInterrupt], ["SIGTERM", onTerminate]] as const) {

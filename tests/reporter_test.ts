@@ -101,7 +101,8 @@ Deno.test("names with line breaks or escapes print on their line, and no line ca
   ]);
   const physical = lines.join("\n").split(/\r\n|\r|\n/);
   for (const line of physical) assert.doesNotMatch(line, /^\s*(::|##\[)/, JSON.stringify(line));
-  assert.ok(physical.includes(":\u200b:error::remote"));
+  // a carriage return from data is escaped (it would overwrite the line on a terminal)
+  assert.ok(physical.includes(":\u200b:error::remote\\r  ##[error]x"), JSON.stringify(physical));
   assert.equal(defuseCommands("ok\r\n::x\n\u0085::y"), "ok\r\n:\u200b:x\n\u0085:\u200b:y");
 });
 
@@ -117,4 +118,41 @@ Deno.test("the last line says done, failed, or interrupted when the run's signal
   assert.equal(last(false), "✗ failed after 1.9 s");
   assert.equal(last(false, new AbortController().signal), "✗ failed after 1.9 s");
   assert.equal(last(false, aborted.signal), "✗ interrupted after 1.9 s");
+});
+
+Deno.test("control characters from data are escaped in every failure, log and warning line, in text, JSON and GitHub modes", async () => {
+  const { jsonLogReporter } = await import("../orchestrator/cli/json_log.ts");
+  const { workflowCommand } = await import("../orchestrator/cli/github.ts");
+  const data =
+    'invalid input syntax for type bigint: "a\x1b]0;TITLE\x07\x1b[2J\n::error title=inj::INJECTED\u009b31m\u202e"';
+  // deno-lint-ignore no-control-regex -- control characters are what the test looks for
+  const raw = /[\x00-\x09\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]/;
+  const lines: string[] = [];
+  const reporter = consoleReporter({ write: (line) => lines.push(line), debug: true });
+  reporter.stepStarted(step, 1);
+  reporter.stepMessage(step, { type: "event", task: "load", event: { type: "log", message: data } });
+  reporter.stepMessage(step, {
+    type: "task-failed",
+    task: "load",
+    ms: 1,
+    error: { message: data, stack: data },
+  });
+  reporter.warning?.(data);
+  reporter.stepSkipped?.(step, data);
+  for (const line of lines) assert.ok(!raw.test(line), JSON.stringify(line));
+  assert.ok(lines.some((line) => line.includes("a\\u001b]0;TITLE\\u0007\\u001b[2J")), lines.join("\n"));
+  const json: string[] = [];
+  const logs = jsonLogReporter({ write: (line: string) => json.push(line) });
+  logs.stepMessage(step, { type: "task-failed", task: "load", ms: 1, error: { message: data } });
+  for (const line of json) {
+    assert.ok(!raw.test(line) && !/[\u0080-\u009f\u202a-\u202e]/.test(line), line);
+    JSON.parse(line); // still JSON
+  }
+  // the value itself is kept in JSON (only escaped for the terminal)
+  assert.ok(
+    json.some((line) => JSON.parse(line).message.includes("\u001b]0;TITLE\u0007\u001b[2J")),
+    json.join("\n"),
+  );
+  const command = workflowCommand("error", { title: "lakerun" }, data);
+  assert.ok(!raw.test(command), command);
 });

@@ -34,6 +34,7 @@ import {
   TaskFailedError,
 } from "../errors.ts";
 import type { Routine, Step } from "../routine/routine.ts";
+import { printable, printableLines } from "../routine/json.ts";
 import type { InnerReporter, Reporter, RunInfo } from "./reporter.ts";
 import { defuseCommands } from "./workflow_commands.ts";
 
@@ -138,8 +139,10 @@ export function workflowCommand(
 ): string {
   const list = Object.entries(properties)
     .filter(([, value]) => value !== undefined && value !== "")
-    .map(([key, value]) => `${key}=${escapeProperty(String(value))}`);
-  return `::${name}${list.length ? ` ${list.join(",")}` : ""}::${escapeData(message)}`;
+    .map(([key, value]) => `${key}=${escapeProperty(printableLines(String(value)))}`);
+  // a mask is the value as it is; any other message has its controls escaped (not its line breaks: %0A)
+  const data = name === "add-mask" ? message : printableLines(message);
+  return `::${name}${list.length ? ` ${list.join(",")}` : ""}::${escapeData(data)}`;
 }
 
 /**
@@ -393,7 +396,7 @@ export function formatJobSummary(
 ): string {
   const maxBytes = options.maxBytes ?? SUMMARY_MAX_BYTES;
   const mask = (text: string) => options.mask?.mask(text) ?? text;
-  const cell = (text: string) => escapeCell(shorten(mask(text), CELL_MAX_CHARS));
+  const cell = (text: string) => escapeCell(printable(shorten(mask(text), CELL_MAX_CHARS)));
   const icon = STATUS_ICONS[run.status] ?? "";
   const head = [
     `### lakerun · ${cell(run.routine)} · ${icon} ${run.status}`,

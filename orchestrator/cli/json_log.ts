@@ -21,6 +21,7 @@ import { formatBytes, formatDuration, plural } from "../../lib/format.ts";
 import type { SecretMask } from "../../lib/mask.ts";
 import { formatProblem, problemPlace, type RoutineProblem } from "../errors.ts";
 import type { Routine, Step } from "../routine/routine.ts";
+import { printable } from "../routine/json.ts";
 import type { StepMessage } from "../run/step_runtime.ts";
 import { failureStatus, GitHubRun } from "./github.ts";
 import type { InnerReporter, Reporter, RunInfo } from "./reporter.ts";
@@ -129,7 +130,8 @@ export function jsonLogReporter(options: JsonLogOptions = {}): Reporter {
     for (const [key, value] of Object.entries(rest)) {
       if (value !== undefined) entry[key] = typeof value === "string" ? hide(value) : value;
     }
-    write(JSON.stringify(entry));
+    // JSON.stringify escapes C0 controls only: C1 and bidirectional controls too, as \\u escapes (still JSON)
+    write(printable(JSON.stringify(entry)));
   };
 
   return {

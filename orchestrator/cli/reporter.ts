@@ -8,7 +8,7 @@ import type { Routine, Step } from "../routine/routine.ts";
 import { formatBytes, formatDuration, plural } from "../../lib/format.ts";
 import type { StepMessage } from "../run/step_runtime.ts";
 import type { SecretMask } from "../../lib/mask.ts";
-import { printable } from "../routine/json.ts";
+import { printable, printableLines } from "../routine/json.ts";
 import { defuseCommands } from "./workflow_commands.ts";
 
 /** Receives everything that happens during a run. */
@@ -217,7 +217,7 @@ export function consoleReporter(options: ConsoleReporterOptions = {}): Reporter 
             write(`    output ${printable(event.name)} = ${JSON.stringify(event.value)}`);
           } else {
             clearLive();
-            write(`    ${event.message}`);
+            write(`    ${printableLines(event.message)}`);
           }
           break;
         }
@@ -231,8 +231,9 @@ export function consoleReporter(options: ConsoleReporterOptions = {}): Reporter 
         }
         case "task-failed":
           clearLive();
-          write(`  ✗ ${printable(message.task)} failed: ${message.error.message}`);
-          if (options.debug && message.error.stack) write(message.error.stack);
+          // a message may quote data (a database's error quoting a value): its controls are escaped
+          write(`  ✗ ${printable(message.task)} failed: ${printableLines(message.error.message)}`);
+          if (options.debug && message.error.stack) write(printableLines(message.error.stack));
           break;
       }
     },
@@ -250,11 +251,11 @@ export function consoleReporter(options: ConsoleReporterOptions = {}): Reporter 
       clearLive();
       stepCount ||= step.index;
       shownStep = undefined;
-      write(`${stepHeader(step)} skipped: ${reason}`);
+      write(`${stepHeader(step)} skipped: ${printableLines(reason)}`);
     },
     warning(message) {
       clearLive();
-      write(`! ${message}`);
+      write(`! ${printableLines(message)}`);
     },
   };
 }

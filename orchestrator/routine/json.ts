@@ -74,6 +74,24 @@ export function printable(text: string): string {
 }
 
 /**
+ * {@link printable} for text of several lines that lakerun prints as lines (an error's message, a log line, a
+ * stack trace with `--debug`): every {@link UNSAFE_CHARACTERS} character escaped but the line breaks, so that
+ * text from data (a database's message quoting a value, a file's content) can neither drive the terminal
+ * (ESC, BEL, C1 controls) nor reorder what is shown (bidirectional controls).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { printableLines } from "./json.ts";
+ *
+ * assert.equal(printableLines("a\x1b]0;TITLE\x07\x1b[2J\n::error::x\r\u202e"), "a\\u001b]0;TITLE\\u0007\\u001b[2J\n::error::x\\r\\u202e");
+ * ```
+ */
+export function printableLines(text: string): string {
+  return text.split("\n").map(printable).join("\n");
+}
+
+/**
  * `text` as a JSON string literal on one line, with the {@link UNSAFE_CHARACTERS} that `JSON.stringify` keeps
  * (DEL, C1 controls, separators, bidirectional controls) escaped too. Past `max` characters of that literal,
  * the start of `text` and its length: `"abc…" (100000 characters)`.
