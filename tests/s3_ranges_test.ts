@@ -21,6 +21,8 @@ import { closeS3Clients } from "../lib/aws/s3/client.ts";
 import { fetchRangeInto, planRanges } from "../lib/aws/s3/ranges.ts";
 import { LocalStorage } from "../lib/storage/local.ts";
 import { openS3Location, type S3Storage, type S3StorageOptions } from "../lib/aws/s3/storage.ts";
+import { UNKNOWN_PART_SIZE } from "../lib/aws/s3/etag.ts";
+import { transferFiles } from "../lib/transfer/transfer.ts";
 import { readTree, tempDir } from "./support/lakerun.ts";
 import {
   createS3Client,
@@ -77,6 +79,32 @@ async function storeMultipart(prefix: string, name: string, body: Uint8Array): P
   await location(prefix).write(name, streamOf(body, 1_000_003), { size: body.length });
 }
 
+/** Stores `body` at `key` as another tool does: parts of `partSize` bytes, no part size in the metadata. */
+async function storeAsAnotherTool(key: string, body: Uint8Array, partSize: number): Promise<void> {
+  const { UploadId } = await raw.send(new CreateMultipartUploadCommand({ Bucket: bucket, Key: key }));
+  const parts = [];
+  for (let start = 0, n = 1; start < body.length; start += partSize, n++) {
+    const part = await raw.send(
+      new UploadPartCommand({
+        Bucket: bucket,
+        Key: key,
+        UploadId,
+        PartNumber: n,
+        Body: body.subarray(start, start + partSize),
+      }),
+    );
+    parts.push({ ETag: part.ETag, PartNumber: n });
+  }
+  await raw.send(
+    new CompleteMultipartUploadCommand({
+      Bucket: bucket,
+      Key: key,
+      UploadId,
+      MultipartUpload: { Parts: parts },
+    }),
+  );
+}
+
 const sha256OfFile = async (path: string) =>
   createHash("sha256").update(await Deno.readFile(path)).digest("hex");
 
@@ -127,34 +155,17 @@ s3Test(
   async () => {
     // uploaded by another tool: no part size in the metadata, and radosgw ignores HeadObject's partNumber
     const prefix = freshPrefix("layout");
-    const body = randomBytes(13 * MiB + 3, 42);
-    const key = `${prefix}/other-tool.bin`;
-    const { UploadId } = await raw.send(new CreateMultipartUploadCommand({ Bucket: bucket, Key: key }));
-    const parts = [];
-    for (let start = 0, n = 1; start < body.length; start += 6 * MiB, n++) {
-      const part = await raw.send(
-        new UploadPartCommand({
-          Bucket: bucket,
-          Key: key,
-          UploadId,
-          PartNumber: n,
-          Body: body.subarray(start, start + 6 * MiB),
-        }),
-      );
-      parts.push({ ETag: part.ETag, PartNumber: n });
-    }
-    await raw.send(
-      new CompleteMultipartUploadCommand({
-        Bucket: bucket,
-        Key: key,
-        UploadId,
-        MultipartUpload: { Parts: parts },
-      }),
-    );
+    // 6 parts of 6 MiB: no common part size (5, 8, …) gives 6 parts, so only the size can be checked
+    const body = randomBytes(31 * MiB + 3, 42);
+    await storeAsAnotherTool(`${prefix}/other-tool.bin`, body, 6 * MiB);
     await using dir = await tempDir();
-    const result = await new LocalStorage(dir.path).copyFrom(location(prefix), "other-tool.bin", "copy.bin");
+    const told: string[] = [];
+    const result = await new LocalStorage(dir.path).copyFrom(location(prefix), "other-tool.bin", "copy.bin", {
+      unverified: (where, why) => told.push(`${where}: ${why}`),
+    });
     assert.equal(result?.serverSide, false);
     assert.equal(await sha256OfFile(join(dir.path, "copy.bin")), sha256(body));
+    assert.deepEqual(told, [`${location(prefix).url}/other-tool.bin: ${UNKNOWN_PART_SIZE}`]);
   },
 );
 
@@ -305,5 +316,89 @@ s3Test("an abort stops every range at once and leaves nothing", async () => {
   assert.deepEqual(await readTree(dir.path), {});
   closeS3Clients();
 });
+
+s3Test(
+  "another tool's multipart object (aws s3 cp: 8 MiB parts, no recorded part size): a byte flipped in transit " +
+    "fails the streamed copy and nothing lands; whole, it is copied and checked",
+  async () => {
+    const prefix = freshPrefix("aws-cli");
+    const body = randomBytes(12 * MiB, 51);
+    await storeAsAnotherTool(`${prefix}/f1.bin`, body, 8 * MiB);
+    const streamed: S3StorageOptions = {}; // under the ranged threshold: one stream
+    await using proxy = startFaultProxy(serverPort, () => ({ corruptAt: 200_000 }));
+    await using dir = await tempDir();
+    const logs: string[] = [];
+    const copying = transferFiles(location(prefix, streamed, proxy.endpoint), new LocalStorage(dir.path), {
+      mode: "copy",
+      log: (line) => logs.push(line),
+    });
+    await assert.rejects(
+      copying,
+      /copy f1\.bin: s3:\/\/.*aws-cli-[0-9a-f]+\/f1\.bin: the bytes received do not match the object's ETag for any likely part size \(8 MiB, 10 MiB\)/,
+    );
+    assert.deepEqual(await readTree(dir.path), {}, "nothing lands, not even a temporary file");
+
+    const summary = await transferFiles(location(prefix, streamed), new LocalStorage(dir.path), {
+      mode: "copy",
+      log: (line) => logs.push(line),
+    });
+    assert.equal(summary.files, 1);
+    assert.equal(await sha256OfFile(join(dir.path, "f1.bin")), sha256(body));
+    assert.ok(!logs.some((line) => line.includes("not verified")), logs.join("\n"));
+    closeS3Clients();
+  },
+);
+
+s3Test(
+  "by ranges, a multipart object of unknown part size is checked against every common size that fits, a part " +
+    "spanning two ranges included: corrupted, it fails; whole, it lands",
+  async () => {
+    // 17 MiB in 15 MiB parts: 16, 15 and 10 MiB all give 2 parts; ranges are whole 16 MiB parts, so the
+    // first 15 MiB part ends inside the first range and the second spans both
+    const prefix = freshPrefix("guessed");
+    const body = randomBytes(17 * MiB + 5, 52);
+    await storeAsAnotherTool(`${prefix}/s3cmd.bin`, body, 15 * MiB);
+    await assertRangedDownloadFails(
+      prefix,
+      "s3cmd.bin",
+      () => ({ corruptAt: 300_000 }),
+      /guessed-[0-9a-f]+\/s3cmd\.bin: the bytes received do not match the object's ETag for any likely part size \(16 MiB, 15 MiB, 10 MiB\)/,
+    );
+    await using dir = await tempDir();
+    const told: string[] = [];
+    const result = await new LocalStorage(dir.path).copyFrom(location(prefix), "s3cmd.bin", "s3cmd.bin", {
+      unverified: (where) => told.push(where),
+    });
+    assert.equal(result?.serverSide, false, "downloaded by ranges");
+    assert.match(result!.etag!, /-2$/);
+    assert.equal(await sha256OfFile(join(dir.path, "s3cmd.bin")), sha256(body));
+    assert.deepEqual(told, [], "verified");
+    closeS3Clients();
+  },
+);
+
+s3Test(
+  "a copy whose multipart ETag fits no known or common part size says so once in the transfer's log",
+  async () => {
+    const prefix = freshPrefix("unverified");
+    await storeAsAnotherTool(`${prefix}/a.bin`, randomBytes(31 * MiB, 53), 6 * MiB);
+    await storeAsAnotherTool(`${prefix}/b.bin`, randomBytes(31 * MiB, 54), 6 * MiB);
+    for (const options of [RANGED, {}]) {
+      await using dir = await tempDir();
+      const logs: string[] = [];
+      await transferFiles(location(prefix, options), new LocalStorage(dir.path), {
+        mode: "copy",
+        log: (line) => logs.push(line),
+      });
+      const said = logs.filter((line) => line.startsWith("not verified"));
+      assert.equal(said.length, 1, logs.join("\n"));
+      assert.match(
+        said[0],
+        /^not verified: part size unknown \(.*\): s3:\/\/.*unverified-[0-9a-f]+\/a\.bin \(and 1 other file\) was checked by its size only$/,
+      );
+    }
+    closeS3Clients();
+  },
+);
 
 stopS3ServerAfterTests(server, raw);

@@ -107,6 +107,18 @@ export interface CopyOptions {
    */
   etag?: string;
   signal?: AbortSignal;
+  /** Told when the bytes copied could not be checked (see {@link ReadOptions.unverified}). */
+  unverified?: (where: string, why: string) => void;
+}
+
+/** Options for {@link Storage.read}. */
+export interface ReadOptions {
+  signal?: AbortSignal;
+  /**
+   * Told when the bytes read could not be checked against what the store says of them: an S3 multipart
+   * ETag whose part size is neither recorded nor one that tools use and fits (only the size was checked).
+   */
+  unverified?: (where: string, why: string) => void;
 }
 
 /** What {@link Storage.copyFrom} made. */
@@ -150,7 +162,7 @@ export interface Storage {
   /** The file at `path`, or `undefined` when there is none. */
   stat(path: string): Promise<StoredFile | undefined>;
   /** The bytes of the file at `path`. */
-  read(path: string, options?: { signal?: AbortSignal }): Promise<ReadableStream<Uint8Array>>;
+  read(path: string, options?: ReadOptions): Promise<ReadableStream<Uint8Array>>;
   /** Writes atomically: the file appears at `path` only once complete (temporary name, then rename). */
   write(path: string, data: ReadableStream<Uint8Array>, options?: WriteOptions): Promise<WriteResult>;
   /** Starts a {@link WriteBatch}. */

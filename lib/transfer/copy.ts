@@ -27,6 +27,8 @@ export interface CopyFileOptions {
   signal?: AbortSignal;
   /** Told the bytes as they are copied (at once, for a copy that did not pass bytes through lakerun). */
   onBytes?: (bytes: number) => void;
+  /** Told when the bytes copied could not be checked against the source's ETag (only their size). */
+  unverified?: (where: string, why: string) => void;
 }
 
 /**
@@ -56,17 +58,18 @@ export async function copyFile(
   options: CopyFileOptions = {},
 ): Promise<CopyResult> {
   const to = options.to ?? file.path;
-  const { signal, onBytes } = options;
+  const { signal, onBytes, unverified } = options;
   const copied = await destination.copyFrom?.(source, file.path, to, {
     size: file.size,
     etag: file.etag,
     signal,
+    unverified,
   });
   if (copied) {
     onBytes?.(copied.size);
     return copied;
   }
-  const data = await source.read(file.path, { signal });
+  const data = await source.read(file.path, { signal, unverified });
   const counted = onBytes ? data.pipeThrough(counter(onBytes)) : data;
   try {
     const written = await destination.write(to, counted, { size: file.size, signal });

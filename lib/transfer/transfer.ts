@@ -144,6 +144,17 @@ export async function transferFiles(
     options.progress?.(transferred, total);
   };
   const action = mode === "move" ? "move" : "copy";
+  // copies whose bytes could not be checked against the source's ETag, said once per transfer (a move checks
+  // each copy afterwards, by sha256 of both sides when the ETag cannot tell)
+  const unverifiedFiles: { where: string; why: string }[] = [];
+  const unverified = (where: string, why: string) => void unverifiedFiles.push({ where, why });
+  const sayUnverified = () => {
+    if (unverifiedFiles.length === 0) return;
+    const [{ where, why }] = unverifiedFiles;
+    const others = unverifiedFiles.length - 1;
+    const more = others ? ` (and ${plural(others, "other file")})` : "";
+    log(`not verified: ${why}: ${where}${more} was checked by its size only`);
+  };
 
   await runPool(files, concurrency, signal, async (file, poolSignal) => {
     const { path } = file;
@@ -172,7 +183,7 @@ export async function transferFiles(
       if (dryRun) {
         log(`${action} ${path} (${formatBytes(file.size)})`);
       } else {
-        const options = { signal: poolSignal, onBytes };
+        const options = { signal: poolSignal, onBytes, ...(mode === "move" ? {} : { unverified }) };
         const done = mode === "move"
           ? await moveFile(source, destination, file, options)
           : await copyFile(source, destination, file, options);
@@ -184,7 +195,7 @@ export async function transferFiles(
       if (poolSignal.aborted) throw poolSignal.reason ?? error;
       throw new TransferError(path, action, error);
     }
-  });
+  }).finally(sayUnverified);
 
   if (extraneous.length > 0) {
     await runPool(extraneous, concurrency, signal, async (file) => {

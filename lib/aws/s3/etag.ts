@@ -212,16 +212,85 @@ export function objectDigestOf(head: HeadObjectCommandOutput): ObjectDigest {
 }
 
 /**
+ * Part sizes in MiB that tools upload with, most used first: 8 (aws CLI, boto3), 5 (rclone, the Go and Java
+ * SDKs, S3's smallest part), 16 (MinIO's `mc`), 15 (s3cmd), 64 and 100 (Hadoop S3A, Spark), 128, then the
+ * doublings tools make to stay under 10,000 parts (powers of 2 MiB, and 5 × 2ᵏ MiB), up to S3's 5 GiB.
+ */
+export const COMMON_PART_SIZES_MIB: readonly number[] = [
+  ...new Set([
+    8,
+    5,
+    16,
+    15,
+    64,
+    100,
+    128,
+    ...Array.from({ length: 13 }, (_, k) => 2 ** k),
+    ...Array.from({ length: 11 }, (_, k) => 5 * 2 ** k),
+  ]),
+];
+
+/**
+ * The common part sizes ({@link COMMON_PART_SIZES_MIB}) that give `parts` parts for `size` bytes, most used
+ * first: the layouts worth hashing when an object's own part size is unknown. Only sizes `p` with
+ * `ceil(size / p) === parts` can be the object's; usually one or two fit, often none for an object uploaded
+ * with an unusual part size.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { commonPartSizes } from "./etag.ts";
+ *
+ * const MiB = 1024 * 1024;
+ * assert.deepEqual(commonPartSizes(12 * MiB, 2), [8 * MiB, 10 * MiB]); // aws s3 cp of 12 MiB: 8 MiB parts
+ * assert.deepEqual(commonPartSizes(17 * MiB, 2), [16 * MiB, 15 * MiB, 10 * MiB]);
+ * assert.deepEqual(commonPartSizes(200 * MiB, 25), [8 * MiB]);
+ * assert.deepEqual(commonPartSizes(30 * MiB, 5), []); // parts of 6 to 7.5 MiB: none is common
+ * ```
+ */
+export function commonPartSizes(size: number, parts: number): number[] {
+  if (parts < 2) return [];
+  const MiB = 1024 * 1024;
+  return COMMON_PART_SIZES_MIB.map((mib) => mib * MiB).filter((p) => Math.ceil(size / p) === parts);
+}
+
+/**
+ * The part sizes whose multipart ETag may be the object's: the recorded (or server-told) `known` one when it
+ * fits the part count, else the common ones that fit ({@link commonPartSizes}); `guessed` tells which.
+ */
+export function partSizesToHash(
+  size: number,
+  parts: number,
+  known: number | undefined,
+): { sizes: number[]; guessed: boolean } {
+  if (parts === 1) return { sizes: [Math.max(size, 1)], guessed: false };
+  if (known !== undefined && known > 0 && Math.ceil(size / known) === parts) {
+    return { sizes: [known], guessed: false };
+  }
+  return { sizes: commonPartSizes(size, parts), guessed: true };
+}
+
+/** Why a multipart ETag could not be checked: no part size recorded, and no common one fits its part count. */
+export const UNKNOWN_PART_SIZE =
+  "part size unknown (its multipart ETag fits no part size lakerun recorded or tools use)";
+/** Why an ETag could not be checked: server-side encryption with KMS or customer keys. */
+export const NOT_MD5_ETAG = "its ETag is not an MD5 (server-side encryption)";
+
+/**
  * Checks a downloaded body against its GetObject response: the announced length, and the ETag when it is the
- * MD5 of the bytes or a multipart ETag whose part size is known (one part, or lakerun's recorded part size).
+ * MD5 of the bytes or a multipart ETag. The part size of a multipart ETag is the one lakerun recorded in the
+ * object's metadata when it fits; otherwise every common part size that fits the part count is hashed, in the
+ * same pass, and any match proves the bytes. When none fits, {@link EtagCheck.unverified} says so.
  */
 export class EtagCheck {
   readonly #where: string;
   readonly #expectedSize: number | undefined;
   readonly #etag: string;
-  /** Undefined when the ETag cannot be checked. */
-  readonly #hasher: EtagHasher | undefined;
+  readonly #hashers: EtagHasher[] = [];
+  readonly #guessed: boolean = false;
   #size = 0;
+  /** Why the bytes could not be checked against the ETag (set at construction). */
+  unverified: string | undefined;
 
   /** A check of the body of `response`, naming the object as `where` in what {@link finish} returns. */
   constructor(response: GetObjectCommandOutput, where: string) {
@@ -229,37 +298,56 @@ export class EtagCheck {
     this.#expectedSize = response.ContentLength;
     this.#etag = unquoteEtag(response.ETag).toLowerCase();
     const multipart = MULTIPART_ETAG.exec(this.#etag);
-    const parts = multipart ? Number(multipart[1]) : 0;
-    const recorded = Number(response.Metadata?.[PART_SIZE_METADATA]);
     const size = this.#expectedSize;
-    // bytes per part: 0 for a single-part ETag; the layout is known for one part, or from lakerun's metadata
-    // when it fits the part count
-    const partSize = size === undefined || !md5BasedEtag(response)
-      ? undefined
-      : PLAIN_ETAG.test(this.#etag)
-      ? 0
-      : !multipart
-      ? undefined
-      : parts === 1
-      ? Math.max(size, 1)
-      : recorded > 0 && Math.ceil(size / recorded) === parts
-      ? recorded
-      : undefined;
-    this.#hasher = partSize === undefined ? undefined : new EtagHasher(partSize);
+    if (size === undefined) return;
+    if (!md5BasedEtag(response)) {
+      this.unverified = NOT_MD5_ETAG;
+      return;
+    }
+    if (PLAIN_ETAG.test(this.#etag)) {
+      this.#hashers.push(new EtagHasher(0));
+      return;
+    }
+    if (!multipart) return;
+    const recorded = Number(response.Metadata?.[PART_SIZE_METADATA]);
+    const { sizes, guessed } = partSizesToHash(
+      size,
+      Number(multipart[1]),
+      recorded > 0 ? recorded : undefined,
+    );
+    this.#guessed = guessed;
+    for (const partSize of sizes) this.#hashers.push(new EtagHasher(partSize));
+    if (sizes.length === 0) this.unverified = UNKNOWN_PART_SIZE;
   }
 
   /** Counts and hashes the next chunk. */
   update(chunk: Uint8Array): void {
     this.#size += chunk.byteLength;
-    this.#hasher?.update(chunk);
+    for (const hasher of this.#hashers) hasher.update(chunk);
   }
 
-  /** What is wrong with the whole body, or `undefined` when it matches; call once, at the end. */
+  /**
+   * What is wrong with the whole body, or `undefined` when it matches (or cannot be checked: see
+   * {@link unverified}); call once, at the end.
+   */
   finish(): string | undefined {
     if (this.#expectedSize !== undefined && this.#size !== this.#expectedSize) {
       return `${this.#where}: received ${this.#size} bytes, the object has ${this.#expectedSize}`;
     }
-    if (!this.#hasher || this.#hasher.digest() === this.#etag) return undefined;
-    return `${this.#where}: the bytes received do not match the object's ETag`;
+    if (this.#hashers.length === 0) return undefined;
+    if (this.#hashers.some((hasher) => hasher.digest() === this.#etag)) return undefined;
+    return this.#guessed
+      ? etagGuessProblem(this.#where, this.#hashers.map((hasher) => hasher.partSize))
+      : `${this.#where}: the bytes received do not match the object's ETag`;
   }
+}
+
+/**
+ * The error of bytes whose multipart ETag, computed for the common part sizes that fit (none recorded), is
+ * not the object's: corruption in transit, or an object uploaded in parts of another size.
+ */
+export function etagGuessProblem(where: string, sizes: number[]): string {
+  const tried = sizes.map((p) => `${p / 1024 / 1024} MiB`).join(", ");
+  return `${where}: the bytes received do not match the object's ETag for any likely part size (${tried}): ` +
+    "corrupted in transit, or uploaded in parts of another size";
 }

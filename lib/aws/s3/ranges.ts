@@ -57,6 +57,11 @@ export interface RangeDownloadOptions {
   idleTimeoutMs: number;
   /** A range whose answer does not start within this long fails (and is retried). */
   responseTimeoutMs: number;
+  /**
+   * Part sizes whose parts are hashed (default: each range's `partSize`). The ranges are whole parts of the
+   * first at most: a part of another that spans two ranges is left for the caller ({@link hashMissingParts}).
+   */
+  hashSizes?: number[];
   signal?: AbortSignal;
 }
 
@@ -94,7 +99,8 @@ export function planRanges(size: number, partSize: number, rangeBytes = RANGE_BY
 
 /**
  * Downloads every range into `file` (which must exist), each signed by `sign` when it starts, at most
- * {@link RANGE_STREAMS} at a time; resolves to the MD5 of every hashed part, in order. The first range that
+ * {@link RANGE_STREAMS} at a time; resolves, for each hashed part size, to the MD5 of every part in order
+ * (`undefined` for a part that spans two ranges). The first range that
  * fails for good (after {@link RANGE_ATTEMPTS}) stops the others and rejects with a message naming
  * `options.where`; the caller removes the file.
  *
@@ -111,7 +117,7 @@ export function planRanges(size: number, partSize: number, rangeBytes = RANGE_BY
  *   where: "s3://lake/landing/big.bin",
  *   idleTimeoutMs: 60_000,
  *   responseTimeoutMs: 120_000,
- * }); // with a known part size, the MD5 of every part: multipartEtag(md5s) === etag
+ * }); // with a known part size, the MD5 of every part: multipartEtag(md5s.get(partSize)) === etag
  * ```
  */
 export async function downloadRangesInto(
@@ -119,12 +125,20 @@ export async function downloadRangesInto(
   ranges: ByteRange[],
   sign: (range: ByteRange) => Promise<SignedGet>,
   options: RangeDownloadOptions,
-): Promise<Uint8Array[]> {
+): Promise<Map<number, (Uint8Array | undefined)[]>> {
   const stop = new AbortController();
   const signal = options.signal ? AbortSignal.any([options.signal, stop.signal]) : stop.signal;
-  const md5s: Uint8Array[][] = new Array(ranges.length);
+  const objectSize = ranges.at(-1)?.end ?? 0;
+  const hashSizes = options.hashSizes ??
+    [...new Set(ranges.map((range) => range.partSize))].filter((p) => p > 0);
+  const md5s = new Map(
+    hashSizes.map((p) => [
+      p,
+      Array.from({ length: Math.max(1, Math.ceil(objectSize / p)) }, (): Uint8Array | undefined => undefined),
+    ]),
+  );
   let next = 0;
-  const fetchOne = async (range: ByteRange, onThisThread: boolean): Promise<Uint8Array[]> => {
+  const fetchOne = async (range: ByteRange, onThisThread: boolean): Promise<RangeParts[]> => {
     for (let attempt = 1;; attempt++) {
       signal.throwIfAborted();
       const job: RangeJob = {
@@ -133,9 +147,11 @@ export async function downloadRangesInto(
         file,
         idleTimeoutMs: options.idleTimeoutMs,
         responseTimeoutMs: options.responseTimeoutMs,
+        hashSizes,
+        objectSize,
       };
       const result = onThisThread ? await runHere(job, signal) : await rangeThreads.run(job, signal);
-      if (result.ok) return result.md5s;
+      if (result.ok) return result.parts;
       signal.throwIfAborted();
       if (!result.retryable || attempt >= RANGE_ATTEMPTS) {
         throw new Error(`${options.where}: bytes ${range.start}-${range.end - 1}: ${result.message}`);
@@ -149,14 +165,52 @@ export async function downloadRangesInto(
     await Promise.all(Array.from({ length: streams }, async (_, stream) => {
       while (next < ranges.length) {
         const index = next++;
-        md5s[index] = await fetchOne(ranges[index], stream === 0);
+        const parts = await fetchOne(ranges[index], stream === 0);
+        hashSizes.forEach((p, i) =>
+          parts[i].md5s.forEach((md5, k) => (md5s.get(p)![parts[i].first + k] = md5))
+        );
       }
     }));
   } catch (error) {
     stop.abort(error);
     throw options.signal?.aborted ? options.signal.reason : error;
   }
-  return md5s.flat();
+  return md5s;
+}
+
+/**
+ * Fills in the MD5s {@link downloadRangesInto} left out (parts of `partSize` that span two ranges) by reading
+ * those parts of `file`: at most one part per range boundary.
+ */
+export async function hashMissingParts(
+  file: string,
+  partSize: number,
+  md5s: (Uint8Array | undefined)[],
+  size: number,
+): Promise<Uint8Array[]> {
+  if (!md5s.includes(undefined)) return md5s as Uint8Array[];
+  using handle = await Deno.open(file, { read: true });
+  const buffer = new Uint8Array(Math.min(partSize, 16 * 1024 * 1024));
+  const out: Uint8Array[] = [];
+  for (let index = 0; index < md5s.length; index++) {
+    const known = md5s[index];
+    if (known) {
+      out.push(known);
+      continue;
+    }
+    const hash = createHash("md5");
+    const start = index * partSize;
+    let left = Math.min(size, start + partSize) - start;
+    await handle.seek(start, Deno.SeekMode.Start);
+    while (left > 0) {
+      const n = await handle.read(buffer.subarray(0, Math.min(buffer.length, left)));
+      if (n === null) throw new Error(`${file}: ended before byte ${start + partSize}`);
+      hash.update(buffer.subarray(0, n));
+      left -= n;
+    }
+    out.push(new Uint8Array(hash.digest()));
+  }
+  return out;
 }
 
 /** What {@link fetchRangeInto} is asked to do. */
@@ -165,11 +219,24 @@ export interface RangeJob extends SignedGet, ByteRange {
   file: string;
   idleTimeoutMs: number;
   responseTimeoutMs: number;
+  /**
+   * The part sizes whose parts are hashed (default: `partSize` when > 0); a part that begins before the
+   * range or ends after it (but for the object's last) is left out.
+   */
+  hashSizes?: number[];
+  /** The object's size (default: the range's end is a part boundary or the object's end). */
+  objectSize?: number;
+}
+
+/** The MD5s of the parts of one part size that lie whole in a range: parts `first`, `first + 1`, …. */
+export interface RangeParts {
+  first: number;
+  md5s: Uint8Array[];
 }
 
 /** How a range ended. */
 type RangeResult =
-  | { ok: true; md5s: Uint8Array[] }
+  | { ok: true; parts: RangeParts[] }
   | { ok: false; message: string; retryable: boolean };
 
 /**
@@ -199,7 +266,7 @@ export async function fetchRangeInto(
   job: RangeJob,
   createHash: typeof import("node:crypto").createHash,
   signal?: AbortSignal,
-): Promise<Uint8Array[]> {
+): Promise<RangeParts[]> {
   const BUFFER_BYTES = 256 * 1024;
   const MIN_READ_BYTES = 64 * 1024; // the buffer is written out when less than this is left for a read
   const WRITE_SYSCALL = 32 * 1024; // as WRITE_SYSCALL_SIZE in lib/storage_local.ts, for the same reason
@@ -251,9 +318,18 @@ export async function fetchRangeInto(
       }
       filled = 0;
     };
-    const md5s: Uint8Array[] = [];
-    let hash = job.partSize > 0 ? createHash("md5") : undefined;
-    let inPart = 0;
+    // per hashed part size: bytes to skip up to its first part boundary, the part being hashed, the MD5s
+    const layouts = (job.hashSizes ?? (job.partSize > 0 ? [job.partSize] : [])).map((size) => {
+      const first = Math.ceil(job.start / size);
+      return {
+        size,
+        first,
+        skip: first * size - job.start,
+        hash: undefined as ReturnType<typeof createHash> | undefined,
+        inPart: 0,
+        md5s: [] as Uint8Array[],
+      };
+    });
     let received = 0;
     const reader = response.body!.getReader({ mode: "byob" });
     while (true) {
@@ -272,15 +348,20 @@ export async function fetchRangeInto(
       const length = chunk.value.byteLength;
       received += length;
       if (received > expected) throw failure(`more bytes than the ${expected} asked for`, true);
-      for (let offset = 0; hash && offset < length;) {
-        const n = Math.min(length - offset, job.partSize - inPart);
-        hash.update(chunk.value.subarray(offset, offset + n));
-        offset += n;
-        inPart += n;
-        if (inPart === job.partSize) {
-          md5s.push(new Uint8Array(hash.digest()));
-          hash = createHash("md5");
-          inPart = 0;
+      for (const layout of layouts) {
+        let offset = Math.min(layout.skip, length);
+        layout.skip -= offset;
+        while (offset < length) {
+          const hash = layout.hash ??= createHash("md5");
+          const n = Math.min(length - offset, layout.size - layout.inPart);
+          hash.update(chunk.value.subarray(offset, offset + n));
+          offset += n;
+          layout.inPart += n;
+          if (layout.inPart === layout.size) {
+            layout.md5s.push(new Uint8Array(hash.digest()));
+            layout.hash = undefined;
+            layout.inPart = 0;
+          }
         }
       }
       filled += length;
@@ -288,8 +369,13 @@ export async function fetchRangeInto(
     }
     if (received !== expected) throw failure(`${received} bytes received of ${expected}`, true);
     flush();
-    if (hash && inPart > 0) md5s.push(new Uint8Array(hash.digest()));
-    return md5s;
+    const objectEnd = job.objectSize === undefined || job.end === job.objectSize;
+    return layouts.map((layout) => {
+      if (layout.hash && layout.inPart > 0 && objectEnd) {
+        layout.md5s.push(new Uint8Array(layout.hash.digest()));
+      }
+      return { first: layout.first, md5s: layout.md5s };
+    });
   } finally {
     clearTimeout(timer);
     signal?.removeEventListener("abort", onAbort);
@@ -301,7 +387,7 @@ export async function fetchRangeInto(
 /** {@link fetchRangeInto} on the calling thread, its failure as a {@link RangeResult}. */
 async function runHere(job: RangeJob, signal: AbortSignal): Promise<RangeResult> {
   try {
-    return { ok: true, md5s: await fetchRangeInto(job, createHash, signal) };
+    return { ok: true, parts: await fetchRangeInto(job, createHash, signal) };
   } catch (error) {
     const retryable = (error as { retryable?: boolean }).retryable === true;
     return { ok: false, message: (error as Error).message, retryable };
@@ -319,8 +405,8 @@ self.onmessage = ({ data: { port } }) => {
   self.addEventListener("unhandledrejection", (event) => (event.preventDefault(), fail(event.reason)));
   port.onmessage = async ({ data: job }) => {
     try {
-      const md5s = await fetchRangeInto(job, createHash);
-      port.postMessage({ ok: true, md5s }, md5s.map((md5) => md5.buffer));
+      const parts = await fetchRangeInto(job, createHash);
+      port.postMessage({ ok: true, parts }, parts.flatMap((layout) => layout.md5s.map((md5) => md5.buffer)));
     } catch (error) {
       port.postMessage({ ok: false, message: error.message, retryable: error.retryable === true });
     }

@@ -12,7 +12,7 @@
  *   would need a server-side copy and a delete each), at the price of multipart ETags (`…-1`) even for small
  *   files and unfinished uploads that a killed run leaves behind until the next run (or a bucket lifecycle
  *   rule) aborts them. Reads verify the bytes against the ETag (MD5 or multipart ETag with the part size
- *   recorded in the object's metadata).
+ *   recorded in the object's metadata, else with the common part sizes that fit: see `EtagCheck`).
  * - **Killed runs' uploads:** with {@link S3StorageOptions.stateDir} (a step's state folder), every multipart
  *   upload is recorded there while it is open (lib/aws/s3/upload_records.ts), and
  *   {@link S3Storage.removeTemporaries} aborts only the recorded uploads of killed runs: never an upload that
@@ -43,10 +43,27 @@ import type { S3Settings } from "../settings.ts";
 import { runPool } from "../../async.ts";
 import { sha256OfStream } from "../../hashing.ts";
 import { explainS3Error, S3_RESPONSE_TIMEOUT_MS, s3Client, S3RequestError } from "./client.ts";
-import { type ByteRange, downloadRangesInto, planRanges, RANGE_BYTES, type SignedGet } from "./ranges.ts";
+import {
+  type ByteRange,
+  downloadRangesInto,
+  hashMissingParts,
+  planRanges,
+  RANGE_BYTES,
+  type SignedGet,
+} from "./ranges.ts";
 import { parseS3Url, resolveS3Config, type S3Config } from "./scope.ts";
 import { describeObject, serverSideCopy } from "./copy.ts";
-import { EtagCheck, MULTIPART_ETAG, multipartEtag, PLAIN_ETAG, unquoteEtag } from "./etag.ts";
+import {
+  EtagCheck,
+  etagGuessProblem,
+  MULTIPART_ETAG,
+  multipartEtag,
+  NOT_MD5_ETAG,
+  partSizesToHash,
+  PLAIN_ETAG,
+  UNKNOWN_PART_SIZE,
+  unquoteEtag,
+} from "./etag.ts";
 import {
   abortMultipartUpload,
   isNotFound,
@@ -61,6 +78,7 @@ import {
   type CopyOptions,
   type CopyResult,
   isTemporaryName,
+  type ReadOptions,
   type RemovedLeftovers,
   type Storage,
   storagePathProblem,
@@ -400,10 +418,12 @@ export class S3Storage implements Storage, DigestStorage {
 
   /**
    * The object's bytes, checked as they stream: a body of another length than announced, or whose MD5 (or
-   * multipart ETag, when the part size is known) differs from the ETag, errors the stream at its end; a body
+   * multipart ETag: for the recorded part size, else for the common part sizes that fit; see `EtagCheck`)
+   * differs from the ETag, errors the stream at its end (when no part size is known or common, only the size
+   * is checked, and `options.unverified` is told); a body
    * silent for {@link S3Storage.idleTimeoutMs} errors it at once.
    */
-  async read(path: string, options: { signal?: AbortSignal } = {}): Promise<ReadableStream<Uint8Array>> {
+  async read(path: string, options: ReadOptions = {}): Promise<ReadableStream<Uint8Array>> {
     const { signal } = options;
     const key = this.keyOf(path);
     const response = await this.#send<GetObjectCommandOutput>(
@@ -443,6 +463,7 @@ export class S3Storage implements Storage, DigestStorage {
             detach();
             const problem = check.finish();
             if (problem) throw new Error(problem);
+            if (check.unverified) options.unverified?.(where, check.unverified);
             controller.close();
           } else {
             check.update(value);
@@ -467,8 +488,11 @@ export class S3Storage implements Storage, DigestStorage {
   /**
    * Downloads an object of at least {@link S3Storage.rangedDownloadMin} bytes into the new local `file` by
    * ranges on several threads (see lib/aws/s3/ranges.ts), each GET conditional on the object's ETag (which must
-   * be the listed one when `options.etag` is given), then checks the file's size and, when the object's part
-   * size is known, its multipart ETag from the parts' MD5s. Resolves to `undefined`, creating nothing, for
+   * be the listed one when `options.etag` is given), then checks the file's size and its multipart ETag from
+   * the parts' MD5s: for the recorded part size, else for every common part size that fits the part count
+   * (hashed in the same pass; a part of another than the first spanning two ranges is read again from the
+   * file). When no part size is known or common, only the size is checked and `options.unverified` is told.
+   * Resolves to `undefined`, creating nothing, for
    * smaller objects and for single-part ones with a plain MD5 ETag: one stream checks their MD5 as it goes,
    * which ranges cannot. On failure the caller removes `file`.
    */
@@ -495,22 +519,34 @@ export class S3Storage implements Storage, DigestStorage {
       );
     }
     const parts = Number(MULTIPART_ETAG.exec(digest.etag)?.[1] ?? 0);
-    const { partSize } = digest;
-    const hashed = digest.md5Based && partSize !== undefined && Math.ceil(digest.size / partSize) === parts;
-    const ranges = planRanges(digest.size, hashed ? partSize : 0, this.rangeBytes);
+    // the recorded (or server-told) part size, else every common one that fits the part count
+    const { sizes, guessed } = digest.md5Based && parts > 0
+      ? partSizesToHash(digest.size, parts, digest.partSize)
+      : { sizes: [], guessed: false };
+    const ranges = planRanges(digest.size, sizes[0] ?? 0, this.rangeBytes);
     await Deno.writeFile(file, new Uint8Array(), { createNew: true });
     const md5s = await downloadRangesInto(file, ranges, (range) => this.signedGet(path, range, digest.etag), {
       where,
       idleTimeoutMs: this.idleTimeoutMs,
       responseTimeoutMs: S3_RESPONSE_TIMEOUT_MS,
+      hashSizes: sizes,
       signal,
     });
     const size = (await Deno.stat(file)).size;
     if (size !== digest.size) throw new SizeMismatchError(where, digest.size, size);
-    if (hashed && multipartEtag(md5s) !== digest.etag) {
-      throw new Error(`${where}: the bytes received do not match the object's ETag`);
+    if (sizes.length === 0) {
+      options.unverified?.(where, digest.md5Based ? UNKNOWN_PART_SIZE : NOT_MD5_ETAG);
+      return { size, etag: digest.etag };
     }
-    return { size, etag: digest.etag };
+    for (const partSize of sizes) {
+      const etag = multipartEtag(await hashMissingParts(file, partSize, md5s.get(partSize)!, size));
+      if (etag === digest.etag) return { size, etag };
+    }
+    throw new Error(
+      guessed
+        ? etagGuessProblem(where, sizes)
+        : `${where}: the bytes received do not match the object's ETag`,
+    );
   }
 
   /**
