@@ -688,6 +688,70 @@ s3Test(
   },
 );
 
+s3Test(
+  "a multipart copy keeps the source's Content-Type, -Encoding, -Disposition, -Language, Cache-Control, Expires",
+  async () => {
+    const storage = location("headers", { partSize: 5 * MiB });
+    const body = randomBytes(11 * MiB, 60);
+    const key = `${storage.prefix}/gz.csv`;
+    const headers = {
+      ContentType: "text/csv",
+      ContentEncoding: "gzip",
+      CacheControl: "max-age=60",
+      ContentDisposition: 'attachment; filename="gz.csv"',
+      ContentLanguage: "fr",
+      Expires: new Date("2030-01-01T00:00:00Z"),
+    };
+    const { UploadId } = await raw.send(
+      new CreateMultipartUploadCommand({
+        Bucket: bucket,
+        Key: key,
+        // the part size recorded as lakerun does: the copy keeps the layout, part by part (UploadPartCopy)
+        Metadata: { owner: "qa", [PART_SIZE_METADATA]: String(8 * MiB) },
+        ...headers,
+      }),
+    );
+    const parts = [];
+    for (let n = 1, start = 0; start < body.length; n++, start += 8 * MiB) {
+      const part = await raw.send(
+        new UploadPartCommand({
+          Bucket: bucket,
+          Key: key,
+          UploadId,
+          PartNumber: n,
+          Body: body.subarray(start, start + 8 * MiB),
+        }),
+      );
+      parts.push({ PartNumber: n, ETag: part.ETag });
+    }
+    const { CompleteMultipartUploadCommand } = await import("@aws-sdk/client-s3");
+    await raw.send(
+      new CompleteMultipartUploadCommand({
+        Bucket: bucket,
+        Key: key,
+        UploadId,
+        MultipartUpload: { Parts: parts },
+      }),
+    );
+    const copies = location("headers-copy");
+    const copied = await copies.copyFrom(storage, "gz.csv", "gz.csv", { size: body.length });
+    assert.match(copied!.etag!, /-2$/, "a multipart copy");
+    const head = await raw.send(new HeadObjectCommand({ Bucket: bucket, Key: `${copies.prefix}/gz.csv` }));
+    assert.deepEqual(
+      {
+        ContentType: head.ContentType,
+        ContentEncoding: head.ContentEncoding,
+        CacheControl: head.CacheControl,
+        ContentDisposition: head.ContentDisposition,
+        ContentLanguage: head.ContentLanguage,
+        Expires: head.Expires,
+      },
+      headers,
+    );
+    assert.equal(head.Metadata?.owner, "qa");
+  },
+);
+
 Deno.test({
   name: "(remove the test bucket)",
   sanitizeOps: false,

@@ -191,8 +191,9 @@ async function copyObject(
 }
 
 /**
- * A multipart copy with UploadPartCopy, `partSize` bytes per part, `concurrency` parts at a time, recording
- * the part size in the copy's metadata; on failure the parts in flight are stopped and the upload aborted.
+ * A multipart copy with UploadPartCopy, `partSize` bytes per part, `concurrency` parts at a time, with the
+ * source's user metadata and the headers a CopyObject keeps (Content-Type, -Encoding, -Disposition,
+ * -Language, Cache-Control, Expires), recording the part size in the copy's metadata; on failure the parts in flight are stopped and the upload aborted.
  */
 async function copyInParts(
   { source, from, target, to }: CopyEnds,
@@ -207,7 +208,13 @@ async function copyInParts(
     new CreateMultipartUploadCommand({
       Bucket: target.bucket,
       Key: to,
+      // what CopyObject's MetadataDirective COPY keeps, so that the copy is served as its source is
       ContentType: head.ContentType,
+      ContentEncoding: head.ContentEncoding,
+      CacheControl: head.CacheControl,
+      ContentDisposition: head.ContentDisposition,
+      ContentLanguage: head.ContentLanguage,
+      Expires: head.Expires,
       Metadata: { ...head.Metadata, [PART_SIZE_METADATA]: String(partSize) },
     }),
     to,
