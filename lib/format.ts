@@ -13,6 +13,7 @@
  * import { formatBytes } from "./format.ts";
  *
  * assert.equal(formatBytes(512), "512 B");
+ * assert.equal(formatBytes(901.509617959629), "902 B"); // a rate below 1 KiB/s
  * assert.equal(formatBytes(1536), "1.5 KiB");
  * assert.equal(formatBytes(3 * 1024 ** 3), "3.0 GiB");
  * ```
@@ -25,7 +26,7 @@ export function formatBytes(bytes: number): string {
     value /= 1024;
     unit++;
   }
-  return unit === 0 ? `${bytes} B` : `${value.toFixed(1)} ${units[unit]}`;
+  return unit === 0 ? `${Math.round(bytes)} B` : `${value.toFixed(1)} ${units[unit]}`;
 }
 
 /**
