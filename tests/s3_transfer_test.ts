@@ -392,6 +392,19 @@ Deno.test("invalid params and overlapping locations are refused before anything 
     parse({ source: "src", destination: "gs://lake/raw" }),
     /params\.destination: "gs:\/\/lake\/raw" is neither a local folder nor an s3:\/\/ location/,
   );
+  // a padded location is refused, named and quoted (not taken as the local folder "./ s3:/lake/x"); an empty
+  // one is empty, not overlapping
+  await assert.rejects(
+    parse({ source: " s3://lake/x", destination: "dst" }),
+    /params\.source: " s3:\/\/lake\/x" has leading or trailing whitespace/,
+  );
+  await assert.rejects(
+    parse({ source: "src", destination: "dst\n" }),
+    /params\.destination: "dst\\n" has leading or trailing whitespace/,
+  );
+  const empty = await parse({ source: "src", destination: "" }).catch((error) => error);
+  assert.match(empty.message, /params\.destination: is empty/);
+  assert.doesNotMatch(empty.message, /overlap/);
   await parse({ source: "s3://lake/raw", destination: "s3://lake/raw2" }); // a sibling prefix is fine
   await parse({ concurrency: 64, include: ["**/*.{csv,tsv}"] });
 

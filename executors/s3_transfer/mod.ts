@@ -10,6 +10,7 @@ import type { TaskContext, Zod } from "../../sdk/executor.ts";
 import { defineExecutor, ParamError } from "../../sdk/executor.ts";
 import { globProblem } from "../../lib/glob.ts";
 import {
+  locationProblem,
   locationScope,
   locationsOverlap,
   mergeScopes,
@@ -48,10 +49,16 @@ const paramsSchema = (z: Zod) => {
     delete_extraneous: z.boolean().default(false).describe(
       "sync only: once every copy succeeded, delete selected destination files that the source lacks. Refused when the source has no selected file.",
     ),
-  }).refine((p) => !locationsOverlap(p.source, p.destination), {
-    message: OVERLAP,
-    path: ["destination"],
-  });
+  }).refine(
+    // an invalid location (empty, padded) is reported as such, not as overlapping the other
+    (p) =>
+      locationProblem(p.source) || locationProblem(p.destination) ||
+      !locationsOverlap(p.source, p.destination),
+    {
+      message: OVERLAP,
+      path: ["destination"],
+    },
+  );
 };
 
 type Params = ReturnType<ReturnType<typeof paramsSchema>["parse"]>;

@@ -122,9 +122,18 @@ function schemeProblem(location: string): string | undefined {
  * assert.equal(locationProblem("gs://lake/x"), '"gs://lake/x" is neither a local folder nor an s3:// location');
  * assert.equal(locationProblem("s3://"), 'invalid S3 location "s3://" (expected s3://bucket/prefix)');
  * assert.match(locationProblem("s3://Lake/x")!, /the bucket name "Lake" must be 3–63 lowercase letters/);
+ * assert.match(locationProblem(" s3://lake/x")!, /^" s3:\/\/lake\/x" has leading or trailing whitespace/);
+ * assert.equal(locationProblem(""), "is empty: give a local folder or s3://bucket/prefix");
  * ```
  */
 export function locationProblem(location: string): string | undefined {
+  if (location === "") return "is empty: give a local folder or s3://bucket/prefix";
+  if (location.trim() !== location) {
+    return `${
+      JSON.stringify(location)
+    } has leading or trailing whitespace (refused rather than taken as part ` +
+      "of a folder's name)";
+  }
   return schemeProblem(location) ?? (isS3Url(location) ? s3LocationProblem(location) : undefined);
 }
 
