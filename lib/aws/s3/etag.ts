@@ -336,18 +336,22 @@ export class EtagCheck {
     }
     if (this.#hashers.length === 0) return undefined;
     if (this.#hashers.some((hasher) => hasher.digest() === this.#etag)) return undefined;
-    return this.#guessed
-      ? etagGuessProblem(this.#where, this.#hashers.map((hasher) => hasher.partSize))
-      : `${this.#where}: the bytes received do not match the object's ETag`;
+    if (this.#guessed) {
+      this.unverified = guessedSizesMissed(this.#hashers.map((hasher) => hasher.partSize));
+      return undefined;
+    }
+    return `${this.#where}: the bytes received do not match the object's ETag`;
   }
 }
 
 /**
- * The error of bytes whose multipart ETag, computed for the common part sizes that fit (none recorded), is
- * not the object's: corruption in transit, or an object uploaded in parts of another size.
+ * Why bytes whose multipart ETag, computed for the common part sizes that fit (none recorded), is not the
+ * object's are only checked by their size: the object was uploaded in parts of another size (a custom part
+ * size that gives the same count), or a byte was corrupted in transit — one cannot tell which, and failing
+ * would refuse every such object for good.
  */
-export function etagGuessProblem(where: string, sizes: number[]): string {
+export function guessedSizesMissed(sizes: number[]): string {
   const tried = sizes.map((p) => `${p / 1024 / 1024} MiB`).join(", ");
-  return `${where}: the bytes received do not match the object's ETag for any likely part size (${tried}): ` +
-    "corrupted in transit, or uploaded in parts of another size";
+  return `its ETag is none of the likely part sizes' (${tried}): uploaded in parts of another size, or ` +
+    "corrupted in transit";
 }
