@@ -432,6 +432,45 @@ Deno.test("run: run.date, env, step outputs (typed), run.id; a step's scope come
   assert.deepEqual(second.list, [{ name: "SALES-2024-06-30" }]);
 });
 
+Deno.test("env.NAME of a variable whose name says it holds a credential is masked as a secret is", async () => {
+  await using dir = await tempDir();
+  await echoRoutine(dir.path, {
+    first: {
+      params: {
+        out: "o/first.json",
+        text:
+          "${{ env.LAKERUN_T_REGION }} key=${{ env.LAKERUN_T_SECRET_ACCESS_KEY }} t=${{ env.LAKERUN_T_API_TOKEN }}",
+      },
+    },
+  });
+  const env = {
+    LAKERUN_T_REGION: "eu-west-1",
+    LAKERUN_T_SECRET_ACCESS_KEY: "wJalrXUtnFEMIK7MDENGbPxRfiCYEXAMPLEKEY",
+    LAKERUN_T_API_TOKEN: "tok-8c1f2e",
+  };
+  for (const args of [["plan", "r.json"], ["plan", "--json", "r.json"], ["run", "r.json"]]) {
+    const result = await lakerun(args, { cwd: dir.path, env });
+    assert.equal(result.code, 0, result.stdout + result.stderr);
+    const shown = result.stdout + result.stderr;
+    assert.doesNotMatch(shown, /wJalrXUtnFEMIK7MDENGbPxRfiCYEXAMPLEKEY|tok-8c1f2e/, args.join(" "));
+    if (args[1] !== "--json" && args[0] === "plan") {
+      assert.match(shown, /text = "eu-west-1 key=\*\*\* t=\*\*\*"/, shown);
+    }
+  }
+  // the step gets the values; the run record does not show them
+  assert.equal(
+    (await readJson(join(dir.path, "o/first.json"))).text,
+    "eu-west-1 key=wJalrXUtnFEMIK7MDENGbPxRfiCYEXAMPLEKEY t=tok-8c1f2e",
+  );
+  for await (const entry of Deno.readDir(join(dir.path, ".lakerun"))) {
+    if (!entry.isDirectory) continue;
+    for await (const run of Deno.readDir(join(dir.path, ".lakerun", entry.name, "runs"))) {
+      const text = await Deno.readTextFile(join(dir.path, ".lakerun", entry.name, "runs", run.name));
+      assert.doesNotMatch(text, /wJalrXUtnFEMIK7MDENGbPxRfiCYEXAMPLEKEY|tok-8c1f2e/);
+    }
+  }
+});
+
 Deno.test("run: params invalid once resolved, or an output never reported, fail the step with the param's path", async () => {
   await using dir = await tempDir();
   await echoRoutine(dir.path, {

@@ -439,6 +439,12 @@ function applyFilter(value: TemplateValue, filter: FilterCall): TemplateValue {
 // ---- evaluation ----
 
 /**
+ * Environment variable names that say they hold a credential (`AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`,
+ * `PGPASSWORD`, `GITHUB_TOKEN`, `STRIPE_API_KEY`…): their values are masked even when read as `env.NAME`.
+ */
+const CREDENTIAL_NAME = /PASSWORD|PASSWD|SECRET|TOKEN|API_?KEY|PRIVATE_?KEY|CREDENTIAL/i;
+
+/**
  * The value of one expression in `scope`. A secret's value, and every value a filter computes from it, is
  * added to `scope.mask`.
  *
@@ -462,6 +468,9 @@ export function evaluateExpression(expression: Expression, scope: TemplateScope)
         const found = scope.env(key);
         if (found === undefined) throw new TemplateError(`environment variable ${key} is not set`);
         value = found;
+        // a variable whose name says it holds a credential is masked as a secret is, whoever wrote env.
+        secret = CREDENTIAL_NAME.test(key) && found.length >= 4;
+        if (secret) scope.mask?.add(found);
       } else if (root === "secrets") {
         const found = scope.secret(key);
         if (found === undefined) {
