@@ -119,6 +119,12 @@ export interface TaskDefinition<P> {
    * the routine, before anything runs, and `lakerun list` shows them.
    */
   needs?: ReadonlyArray<string | readonly string[]>;
+  /**
+   * The outputs the task reports (`report({ type: "output", name, value })`), by name, each with what it
+   * holds: documentation only (the executor reference and `lakerun list` show them), nothing checks it.
+   * Outputs belong to the step, so tasks of one step share a name only for the same meaning.
+   */
+  outputs?: Readonly<Record<string, string>>;
   run(context: TaskContext<P>): Promise<void>;
 }
 

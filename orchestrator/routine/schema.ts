@@ -242,6 +242,17 @@ export async function executorReferenceMarkdown(catalog: ExecutorCatalog): Promi
         `| \`${row.name}\` | ${row.type} | ${row.required ? "yes" : "no"} | ${fallback} | ${description} |`,
       );
     }
+    const outputs = taskOutputs(definition);
+    if (outputs.length) {
+      out.push(
+        "",
+        "| output (`${{ steps.ID.outputs.NAME }}`) | task | what it holds |",
+        "| --- | --- | --- |",
+      );
+      for (const { name, tasks, description } of outputs) {
+        out.push(`| \`${name}\` | ${tasks.map((t) => `\`${t}\``).join(", ")} | ${description} |`);
+      }
+    }
     out.push("");
   }
   return out.join("\n");
@@ -315,6 +326,47 @@ export function taskSummary(task: TaskDefinition<unknown>): string {
   return `${task.description} Needs: ${needs.join(separator)}.`;
 }
 
+/**
+ * The outputs an executor's tasks declare, in the order the tasks declare them: one entry per name and
+ * description, so tasks that describe an output alike share an entry.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { defineExecutor } from "../../sdk/executor.ts";
+ * import { taskOutputs } from "./schema.ts";
+ *
+ * const copier = defineExecutor({
+ *   name: "CopyExecutor", description: "Copies.", params: (z) => z.strictObject({}), permissions: () => ({}),
+ *   tasks: {
+ *     copy: { description: "Copies.", outputs: { files: "Files copied.", bytes: "Their bytes." }, run: async () => {} },
+ *     sync: { description: "Syncs.", outputs: { files: "Files copied." }, run: async () => {} },
+ *     move: { description: "Moves.", outputs: { files: "Files moved." }, run: async () => {} },
+ *     noop: { description: "Nothing.", run: async () => {} },
+ *   },
+ * });
+ * assert.deepEqual(taskOutputs(copier), [
+ *   { name: "files", tasks: ["copy", "sync"], description: "Files copied." },
+ *   { name: "bytes", tasks: ["copy"], description: "Their bytes." },
+ *   { name: "files", tasks: ["move"], description: "Files moved." },
+ * ]);
+ * ```
+ */
+export function taskOutputs(
+  definition: ExecutorDefinition,
+): { name: string; tasks: string[]; description: string }[] {
+  const entries = new Map<string, { name: string; tasks: string[]; description: string }>();
+  for (const [task, t] of Object.entries(definition.tasks)) {
+    for (const [name, description] of Object.entries(t.outputs ?? {})) {
+      const key = JSON.stringify([name, description]);
+      const entry = entries.get(key);
+      if (entry) entry.tasks.push(task);
+      else entries.set(key, { name, tasks: [task], description });
+    }
+  }
+  return [...entries.values()];
+}
+
 /** The executor reference as plain text for the terminal. */
 export async function executorReferenceText(catalog: ExecutorCatalog): Promise<string> {
   const out: string[] = [];
@@ -328,6 +380,14 @@ export async function executorReferenceText(catalog: ExecutorCatalog): Promise<s
     const taskWidth = Math.max(...Object.keys(definition.tasks).map((t) => t.length));
     for (const [task, t] of Object.entries(definition.tasks)) {
       out.push(`    ${task.padEnd(taskWidth)}  ${taskSummary(t)}`);
+    }
+    const outputs = taskOutputs(definition);
+    if (outputs.length) {
+      out.push("  outputs (${{ steps.ID.outputs.NAME }}):");
+      const outputWidth = Math.max(...outputs.map((o) => o.name.length));
+      for (const { name, tasks, description } of outputs) {
+        out.push(`    ${name.padEnd(outputWidth)}  (${tasks.join(", ")}) ${description}`);
+      }
     }
     out.push("  params:");
     const rows = paramRows(definition);
