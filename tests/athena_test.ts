@@ -22,10 +22,12 @@ import athena from "../executors/athena/mod.ts";
 import { failureMessage } from "../executors/athena/queries.ts";
 import { iamPolicyProblem, type IamStatement, mergeStatements } from "../lib/aws/iam.ts";
 import { type AwsFake, startAwsFake } from "./support/aws_fake.ts";
-import { lakerun, lakerunCommand, tempDir } from "./support/lakerun.ts";
+import { lakerun, lakerunCommand, ROOT, tempDir } from "./support/lakerun.ts";
 import { MOTO_ACCESS_KEY_ID, MOTO_SECRET_ACCESS_KEY, motoAuthorization, startMoto } from "./support/moto.ts";
 
 const moto = await startMoto();
+/** The test plugins: StepProbeExecutor writes a param (with the templates resolved) to a file. */
+const PLUGINS = join(ROOT, "tests/fixtures/step_plugins");
 const fakeKeys = { AWS_ACCESS_KEY_ID: MOTO_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY: MOTO_SECRET_ACCESS_KEY };
 /**
  * Athena, Glue and S3 all on moto; S3 by another host name (`localhost`) for the same server, so that the
@@ -466,6 +468,103 @@ motoTest(
     const [query] = await motoQueries();
     assert.equal(query.state, "CANCELLED");
     assert.match(output, new RegExp(`query: stopped query ${query.id} \\(interrupted\\)`));
+  },
+);
+
+motoTest(
+  "outputs: a later step uses the query id, rows and locations, the table and the partitions added; a re-run reports the same",
+  async () => {
+    await putObjects("lake", {
+      "sales/dt=2020-09-30/part-0.csv": "id,amount\n1,2.5\n",
+      "sales/dt=2020-10-01/part-0.csv": "id,amount\n2,3\n",
+    });
+    // moto hands the seeded results out as queries start: CREATE, SHOW PARTITIONS, ALTER TABLE, the query
+    const none = { rows: [], column_info: [] };
+    await moto.seedAthenaResults([
+      none,
+      // SHOW PARTITIONS: an older day only
+      {
+        rows: [{ Data: [{ VarCharValue: "dt=2020-01-01" }] }],
+        column_info: [{ Name: "partition", Type: "string" }],
+      },
+      none,
+      {
+        rows: [["id"], ["1"], ["2"]].map((row) => ({ Data: row.map((v) => ({ VarCharValue: v })) })),
+        column_info: [{ Name: "id", Type: "varchar" }],
+      },
+    ]);
+    await using dir = await tempDir();
+    await Deno.mkdir(join(dir.path, "w"));
+    const outputs = [
+      "query_execution_id",
+      "rows",
+      "results_to",
+      "output_location",
+      "data_scanned_bytes",
+      "table",
+      "table_status",
+      "partitions_added",
+    ];
+    await writeRoutine(dir.path, onMoto, {
+      athena: {
+        params: {
+          database: "lake",
+          table: "sales",
+          location: "s3://lake/sales/",
+          partitioned_by: { dt: "date" },
+          query: "SELECT id FROM sales",
+          results_to: "out/ids.csv",
+          output_location: "s3://results/athena/",
+        },
+        tasks: ["create_table", "add_partitions", "query"],
+      },
+      use: {
+        executor: "StepProbeExecutor",
+        params: {
+          folder: "w",
+          fail_if: "fail.flag",
+          note: outputs.map((name) => `${name}=\${{ steps.athena.outputs.${name} }}`).join("|"),
+        },
+        tasks: ["work"],
+      },
+    });
+    const run = async () => {
+      const result = await lakerun(["run", "--executors", PLUGINS, "routine.json"], {
+        cwd: dir.path,
+        env: fakeKeys,
+      });
+      return { ...result, output: `${result.stdout}\n${result.stderr}` };
+    };
+    await Deno.writeTextFile(join(dir.path, "w/fail.flag"), "");
+    const first = await run();
+    assert.equal(first.code, 1, first.output);
+    const queries = await motoQueries();
+    const id = queries.find((q) => q.query === "SELECT id FROM sales")!.id;
+    const expected = {
+      table: "lake.sales",
+      table_status: "created",
+      partitions_added: 2,
+      query_execution_id: id,
+      output_location: `s3://results/athena/${id}.csv`,
+      data_scanned_bytes: 0, // moto's statistics are zeros
+      rows: 2,
+      results_to: "out/ids.csv",
+    };
+    const note = outputs.map((name) => `${name}=${expected[name as keyof typeof expected]}`).join("|");
+    assert.equal(await Deno.readTextFile(join(dir.path, "w/use.note")), note);
+
+    // the same routine run again: every query is reattached (none started), the outputs are the same
+    await Deno.remove(join(dir.path, "w/fail.flag"));
+    await Deno.remove(join(dir.path, "w/use.note"));
+    const again = await run();
+    assert.equal(again.code, 0, again.output);
+    assert.match(again.output, /query: query \S+ already SUCCEEDED in an earlier attempt of this run/);
+    assert.equal((await motoQueries()).length, queries.length, "no query started again");
+    assert.equal(await Deno.readTextFile(join(dir.path, "w/use.note")), note);
+    const runs = await lakerun(["runs", "--json", "routine.json"], { cwd: dir.path });
+    const [record] = JSON.parse(runs.stdout);
+    assert.equal(record.attempt, 2);
+    assert.deepEqual(record.steps.athena.outputs, expected);
   },
 );
 

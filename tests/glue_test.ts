@@ -22,11 +22,13 @@ import { AwsJsonClient, AwsServiceError } from "../lib/aws/json_client.ts";
 import { CloudRunLedger } from "../lib/cloud/ledger.ts";
 import { type AwsFake, startAwsFake } from "./support/aws_fake.ts";
 import { motoAuthorization, type MotoServer, startMoto } from "./support/moto.ts";
-import { lakerun, lakerunCommand, tempDir } from "./support/lakerun.ts";
+import { lakerun, lakerunCommand, ROOT, tempDir } from "./support/lakerun.ts";
 
 const CREDENTIALS = () => Promise.resolve({ accessKeyId: "testing", secretAccessKey: "testing" });
 /** Fake credentials for lakerun processes: the routine's endpoint takes the place of AWS. */
 const ENV = { AWS_ACCESS_KEY_ID: "testing", AWS_SECRET_ACCESS_KEY: "testing", AWS_REGION: "us-east-1" };
+/** The test plugins: StepProbeExecutor writes a param (with the templates resolved) to a file. */
+const PLUGINS = join(ROOT, "tests/fixtures/step_plugins");
 
 // ------------------------------------------------------------------------------------------------ helpers
 
@@ -289,6 +291,69 @@ Deno.test("moto: run_crawler starts an idle crawler (immediate transition) and f
       assert.ok(h.lines.includes("started crawler events"), h.lines.join("\n"));
       assert.ok(h.lines.some((l) => l.startsWith("crawl of events COMPLETED")), h.lines.join("\n"));
     });
+  } finally {
+    await server.unsetAllTransitions();
+    await server.reset();
+  }
+});
+
+Deno.test("moto: outputs: a later step uses the job run's id, state and time and the crawl's status; a re-run reports the same", async () => {
+  const server = await moto();
+  await server.setTransition("glue::job_run", { progression: "manual", times: 1 });
+  await server.setTransition("glue::crawl", { progression: "immediate" });
+  try {
+    await motoJob("clean-sales");
+    await motoCrawler("raw-sales");
+    await using dir = await tempDir();
+    await Deno.mkdir(join(dir.path, "w"));
+    const file = await writeRoutine(dir.path, server.endpoint, {
+      glue: {
+        params: { job_name: "clean-sales", crawler_name: "raw-sales", poll_interval: 0.1 },
+        tasks: ["start_job_run", "run_crawler"],
+      },
+    });
+    // a consumer step, after the Glue step
+    const routine = JSON.parse(await Deno.readTextFile(join(dir.path, file)));
+    const names = ["job_run_id", "job_run_state", "execution_time_seconds", "crawl_status"];
+    routine.executors.use = {
+      executor: "StepProbeExecutor",
+      params: {
+        folder: "w",
+        fail_if: "fail.flag",
+        note: names.map((name) => `${name}=\${{ steps.glue.outputs.${name} }}`).join("|"),
+      },
+      tasks: ["work"],
+    };
+    await Deno.writeTextFile(join(dir.path, file), JSON.stringify(routine));
+    const run = () => lakerun(["run", "--executors", PLUGINS, file], { cwd: dir.path, env: ENV });
+
+    await Deno.writeTextFile(join(dir.path, "w/fail.flag"), "");
+    const first = await run();
+    assert.equal(first.code, 1, first.stdout + first.stderr);
+    const { JobRuns: [jobRun] } = await motoGlue("GetJobRuns", { JobName: "clean-sales" });
+    // moto: ExecutionTime 123, no DPUSeconds, no GetCrawlerMetrics, a crawl "COMPLETED"
+    const expected = {
+      job_run_id: jobRun.Id,
+      job_run_state: "SUCCEEDED",
+      execution_time_seconds: 123,
+      crawl_status: "COMPLETED",
+    };
+    const note = names.map((name) => `${name}=${expected[name as keyof typeof expected]}`).join("|");
+    assert.equal(await Deno.readTextFile(join(dir.path, "w/use.note")), note);
+
+    // the same routine run again: the run and the crawl are over, not started again; the same outputs
+    await Deno.remove(join(dir.path, "w/fail.flag"));
+    await Deno.remove(join(dir.path, "w/use.note"));
+    const again = await run();
+    assert.equal(again.code, 0, again.stdout + again.stderr);
+    assert.match(again.stdout, /already SUCCEEDED in an earlier attempt of this routine run/);
+    assert.match(again.stdout, /already crawled in an earlier attempt of this routine run/);
+    assert.equal((await motoGlue("GetJobRuns", { JobName: "clean-sales" })).JobRuns.length, 1);
+    assert.equal(await Deno.readTextFile(join(dir.path, "w/use.note")), note);
+    const runs = await lakerun(["runs", "--json", file], { cwd: dir.path });
+    const [record] = JSON.parse(runs.stdout);
+    assert.equal(record.attempt, 2);
+    assert.deepEqual(record.steps.glue.outputs, expected);
   } finally {
     await server.unsetAllTransitions();
     await server.reset();

@@ -84,7 +84,16 @@ export async function createTable(context: TaskContext<Params>): Promise<void> {
   const ours = earlier !== undefined && earlier.runId === context.runId && earlier.state !== "failed" &&
     earlier.fingerprint === fingerprintOf(startRequest(createSpec));
   // a table this run already created (or is creating) is not "existing": the query is reattached instead
-  if (!ours && await existingTable(context, queries, generated.columns, partitions) === "kept") return;
+  let status: "created" | "replaced" = "created";
+  if (ours) {
+    // replaced, if this run dropped the table before creating it (what the first attempt reported)
+    const drop = await queries.ledger.get(DROP_KEY);
+    if (drop?.runId === context.runId && drop.state === "succeeded") status = "replaced";
+  } else {
+    const existing = await existingTable(context, queries, generated.columns, partitions);
+    if (existing === "kept") return reportTable(context, name, "kept");
+    if (existing === "dropped") status = "replaced";
+  }
   context.log("CREATE TABLE statement:");
   for (const line of generated.sql.split("\n")) context.log(`  ${line}`);
   const execution = await queries.run(CREATE_KEY, "CREATE TABLE", createSpec, runOptions(params));
@@ -93,18 +102,26 @@ export async function createTable(context: TaskContext<Params>): Promise<void> {
       `${partitions.length ? `, partitioned by ${partitions.map((p) => p.name).join(", ")}` : ""}; ` +
       `query ${execution.QueryExecutionId})`,
   );
+  reportTable(context, name, status);
+}
+
+/** The outputs `table` (database.table) and `table_status`: created, replaced or kept. */
+function reportTable(context: TaskContext<Params>, name: string, status: "created" | "replaced" | "kept") {
+  context.report({ type: "output", name: "table", value: name });
+  context.report({ type: "output", name: "table_status", value: status });
 }
 
 /**
  * Applies `if_exists` to the table if it exists: fails (`fail`, or `keep` with schema drift), keeps it
- * (`keep`, same columns and location), or drops it (`replace`). Resolves to what the task does next.
+ * (`keep`, same columns and location), or drops it (`replace`). Resolves to what it did: nothing (`create`:
+ * no such table), `kept` or `dropped`.
  */
 async function existingTable(
   context: TaskContext<Params>,
   queries: AthenaQueries,
   columns: WantedColumn[],
   partitions: { name: string; type: string }[],
-): Promise<"create" | "kept"> {
+): Promise<"create" | "kept" | "dropped"> {
   const { params } = context;
   const [database, table, location] = [params.database!, params.table!, params.location!];
   const name = `${database}.${table}`;
@@ -130,7 +147,7 @@ async function existingTable(
     runOptions(params),
   );
   context.log(`dropped table ${name} to replace it (if_exists: replace; its files stay in S3)`);
-  return "create";
+  return "dropped";
 }
 
 /** The columns, from params or inferred, and the SerDe choice the files need. */

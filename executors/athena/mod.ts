@@ -204,17 +204,30 @@ export default defineExecutor({
     create_table: {
       description: "CREATE EXTERNAL TABLE over location, with columns inferred from the files unless given.",
       needs: ["database", "table", "location"],
+      outputs: {
+        table: "The table, database.table.",
+        table_status: "created, replaced (if_exists: replace) or kept (if_exists: keep, an existing table).",
+      },
       run: createTable,
     },
     query: {
       description: "Runs query (or query_file), reports it, and saves the full result to results_to.",
       needs: [["query", "query_file"]],
+      outputs: {
+        query_execution_id: "Athena's id of the query.",
+        rows:
+          "Result rows (the header apart): all of them with results_to; without it, only when there are at most 100.",
+        results_to: "Where the result was saved (results_to as given), when set.",
+        output_location: "The S3 object Athena wrote the result to (s3://…/ID.csv), when Athena says.",
+        data_scanned_bytes: "Bytes the query scanned (Athena's statistics), when Athena says.",
+      },
       run: runQueryTask,
     },
     add_partitions: {
       description:
         "Adds the partition folders under location that the table lacks (ALTER TABLE ADD PARTITION).",
       needs: ["database", "table", "location", "partitioned_by"],
+      outputs: { partitions_added: "Partitions added (0 when the table had them all)." },
       run: addPartitions,
     },
   },

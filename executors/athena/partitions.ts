@@ -37,7 +37,7 @@ export async function addPartitions(context: TaskContext<Params>): Promise<void>
     context.log(
       `no partition folders (${columns.map((c) => `${c}=…`).join("/")}/) in ${location}: nothing to add`,
     );
-    return;
+    return reportAdded(context, 0);
   }
   context.log(`${plural(found.length, "partition folder")} in ${location}`);
 
@@ -47,7 +47,7 @@ export async function addPartitions(context: TaskContext<Params>): Promise<void>
   const missing = found.filter((partition) => !existing.has(name(partition)));
   if (missing.length === 0) {
     context.log(`the table has all ${plural(found.length, "partition")} already`);
-    return;
+    return reportAdded(context, 0);
   }
   const batches = statements(database, table, missing);
   for (const [index, batch] of batches.entries()) {
@@ -64,6 +64,15 @@ export async function addPartitions(context: TaskContext<Params>): Promise<void>
     `added ${plural(missing.length, "partition")} (${named}${more}) to ${database}.${table}` +
       `${existing.size ? `; ${plural(found.length - missing.length, "was", "were")} there already` : ""}`,
   );
+  reportAdded(context, missing.length);
+}
+
+/**
+ * The output `partitions_added`. On a re-run of the routine run, SHOW PARTITIONS is the query the first
+ * attempt ran (reattached), so the partitions it lacked, and the count, are the same.
+ */
+function reportAdded(context: TaskContext<Params>, added: number): void {
+  context.report({ type: "output", name: "partitions_added", value: added });
 }
 
 /** The partitions the table has, as `dt=2020-09-30` (`year=2020/month=09`) names. */

@@ -25,6 +25,8 @@ import { formatBytes, formatDuration } from "../../lib/format.ts";
 export interface QueryExecution {
   QueryExecutionId: string;
   StatementType?: "DDL" | "DML" | "UTILITY" | string;
+  /** Where Athena wrote the result (`s3://…/ID.csv`), when it says. */
+  ResultConfiguration?: { OutputLocation?: string };
   Status: {
     State: string;
     StateChangeReason?: string;

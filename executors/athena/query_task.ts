@@ -27,10 +27,13 @@ export async function runQueryTask(context: TaskContext<Params>): Promise<void> 
   const spec = querySpec(params, sql, { parameters: executionParameters(params.parameters) });
   const execution = await queries.run("query", "query", spec, runOptions(params));
   const summary = `query ${execution.QueryExecutionId}: ${describeExecution(execution)}`;
+  reportExecution(context, execution);
   if (params.results_to !== undefined) {
     const saved = await saveResults(context, queries.athena, execution, params.results_to);
     logPreview(context, saved.columns, saved.preview, saved.rows);
     context.log(`${summary}; ${rowCount(saved.rows)} written to ${params.results_to}`);
+    context.report({ type: "output", name: "rows", value: saved.rows });
+    context.report({ type: "output", name: "results_to", value: params.results_to });
   } else if (execution.StatementType === "DDL") {
     context.log(summary);
   } else {
@@ -45,6 +48,22 @@ export async function runQueryTask(context: TaskContext<Params>): Promise<void> 
       ? `more than ${rowCount(COUNTED_ROWS)} (set results_to to save them all)`
       : rowCount(first.rows.length);
     context.log(`${summary}; ${rows}`);
+    if (!first.more) context.report({ type: "output", name: "rows", value: first.rows.length });
+  }
+}
+
+/**
+ * The outputs Athena's answer gives: the query's id, where Athena wrote the result, the bytes scanned. A
+ * query an earlier attempt of the run completed is asked for again (GetQueryExecution), so a re-run reports
+ * the same.
+ */
+function reportExecution(context: TaskContext<Params>, execution: QueryExecution): void {
+  context.report({ type: "output", name: "query_execution_id", value: execution.QueryExecutionId });
+  const location = execution.ResultConfiguration?.OutputLocation;
+  if (location) context.report({ type: "output", name: "output_location", value: location });
+  const scanned = execution.Statistics?.DataScannedInBytes;
+  if (typeof scanned === "number") {
+    context.report({ type: "output", name: "data_scanned_bytes", value: scanned });
   }
 }
 

@@ -114,6 +114,8 @@ class CrawlTask extends GlueTask {
         `crawler ${this.#name} already crawled in an earlier attempt of this routine run: not crawling again` +
           describeResult(entry.result),
       );
+      // what the first attempt reported, from what it recorded
+      this.#report(entry.result ?? {});
       return;
     }
     if (reattach) {
@@ -256,6 +258,7 @@ class CrawlTask extends GlueTask {
     }
     const figures = await this.#figures(crawler);
     await this.ledger.ended(LEDGER_KEY, "succeeded", { status, ...flatten(figures) });
+    this.#report({ status, ...flatten(figures) });
     const started = epochMs(last?.StartTime);
     this.log(
       `crawl of ${this.#name} ${status}${
@@ -285,6 +288,24 @@ class CrawlTask extends GlueTask {
       }
     }
     this.context.shared.set("glue.crawl", { crawler: this.#name, status, ...flatten(figures) });
+  }
+
+  /**
+   * The outputs of a finished crawl, from what the ledger records of it: `crawl_status` (LastCrawl's), and
+   * `tables_created`, `tables_updated`, `tables_deleted` when GetCrawlerMetrics gave them.
+   */
+  #report(result: Record<string, unknown>): void {
+    const outputs: Array<[string, unknown]> = [
+      ["crawl_status", result.status],
+      ["tables_created", result.tablesCreated],
+      ["tables_updated", result.tablesUpdated],
+      ["tables_deleted", result.tablesDeleted],
+    ];
+    for (const [name, value] of outputs) {
+      if (typeof value === "string" || typeof value === "number") {
+        this.context.report({ type: "output", name, value });
+      }
+    }
   }
 
   async #figures(crawler: Crawler): Promise<CrawlFigures> {

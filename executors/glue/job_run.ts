@@ -172,6 +172,13 @@ class JobRunTask extends GlueTask {
           `${figures ? ` (${figures})` : ""}: not starting another`,
       );
       this.context.shared.set("glue.job_run_id", entry.id);
+      // what the first attempt reported, from what it recorded
+      this.#reportRunId(entry.id!);
+      this.#reportEnd({
+        JobRunState: typeof entry.result?.state === "string" ? entry.result.state : "SUCCEEDED",
+        ExecutionTime: entry.result?.executionTime as number | undefined,
+        DPUSeconds: entry.result?.dpuSeconds as number | undefined,
+      });
       return;
     }
     try {
@@ -194,6 +201,7 @@ class JobRunTask extends GlueTask {
       if (!this.#runId) await this.#start();
       const runId = this.#runId!;
       this.context.shared.set("glue.job_run_id", runId);
+      this.#reportRunId(runId);
       if (!params.wait) {
         if (reattach) await this.#checkOnce(runId);
         this.log(`not waiting (wait: false): run ${runId} goes on by itself, and lakerun will not stop it`);
@@ -204,6 +212,20 @@ class JobRunTask extends GlueTask {
       if (this.context.signal.aborted && this.#startInFlight) await this.#stopUnrecorded();
       throw error;
     }
+  }
+
+  /** The output `job_run_id`. */
+  #reportRunId(runId: string): void {
+    this.context.report({ type: "output", name: "job_run_id", value: runId });
+  }
+
+  /** The outputs of a run seen to end well: `job_run_state`, `execution_time_seconds`, `dpu_seconds`. */
+  #reportEnd(run: Pick<JobRun, "JobRunState" | "ExecutionTime" | "DPUSeconds">): void {
+    const report = (name: string, value: string | number) =>
+      this.context.report({ type: "output", name, value });
+    report("job_run_state", run.JobRunState);
+    if (typeof run.ExecutionTime === "number") report("execution_time_seconds", run.ExecutionTime);
+    if (typeof run.DPUSeconds === "number") report("dpu_seconds", run.DPUSeconds);
   }
 
   /** Records the run's id in the ledger, then says so. */
@@ -398,6 +420,7 @@ class JobRunTask extends GlueTask {
     this.log(
       `run ${run.Id} of Glue job ${this.#job} SUCCEEDED${figures ? `: ${figures}` : ""}`,
     );
+    this.#reportEnd(run);
   }
 
   async #failed(run: JobRun): Promise<never> {

@@ -94,6 +94,13 @@ export default defineExecutor({
       description:
         "Starts a run of job_name with arguments (or reattaches to the one this routine run started), waits for SUCCEEDED; FAILED, TIMEOUT, ERROR, STOPPED or EXPIRED fail the step with Glue's ErrorMessage.",
       needs: ["job_name"],
+      outputs: {
+        job_run_id: "Glue's id of the run (with wait: false too).",
+        job_run_state:
+          "The run's final state, SUCCEEDED (not with wait: false, unless a re-run found it over).",
+        execution_time_seconds: "The run's execution time, when Glue gives it.",
+        dpu_seconds: "The DPU-seconds the run used, when Glue gives them (Flex and auto-scaled runs).",
+      },
       run: async (context) => {
         const { startJobRun } = await import("./job_run.ts");
         await startJobRun(context);
@@ -103,6 +110,12 @@ export default defineExecutor({
       description:
         "Starts crawler_name (or joins the crawl already running), waits until it is READY again, and reports the tables the crawl created or updated.",
       needs: ["crawler_name"],
+      outputs: {
+        crawl_status: "The crawl's LastCrawl status: SUCCEEDED (moto: COMPLETED); not with wait: false.",
+        tables_created: "Tables the crawl created, when GetCrawlerMetrics gives it.",
+        tables_updated: "Tables the crawl updated, when GetCrawlerMetrics gives it.",
+        tables_deleted: "Tables the crawl deleted, when GetCrawlerMetrics gives it.",
+      },
       run: async (context) => {
         const { runCrawler } = await import("./crawler.ts");
         await runCrawler(context);
