@@ -270,7 +270,19 @@ Deno.test("the demo through the action: a group per step, outputs, a job summary
   assert.deepEqual(Object.keys(run.outputs), ["run-id", "status", "outputs"]);
   assert.match(run.outputs["run-id"], /^\d{8}T\d{6}Z-[0-9a-f]{8}$/);
   assert.equal(run.outputs.status, "succeeded");
-  assert.deepEqual(JSON.parse(run.outputs.outputs), { echo: { greeting: "hello", count: 3 } });
+  // the steps' outputs by step: the demo's downloader and staging report what they landed and staged
+  const workspaceRoot = await Deno.realPath(ws);
+  assert.deepEqual(JSON.parse(run.outputs.outputs), {
+    DownloaderExecutor: { files: 3, bytes: 60948, path: join(workspaceRoot, "data/landing") },
+    StagingExecutor: {
+      files: 3,
+      bytes: 60948,
+      path: join(workspaceRoot, "data/staging"),
+      archived_files: 3,
+      archived_bytes: 60948,
+    },
+    echo: { greeting: "hello", count: 3 },
+  });
 
   assert.ok(
     run.summary.startsWith("### lakerun · retail\\_trade\\_survey\\_demo · ✅ succeeded\n"),
@@ -279,7 +291,7 @@ Deno.test("the demo through the action: a group per step, outputs, a job summary
   assert.ok(run.summary.includes(`**run** ${run.outputs["run-id"]}`));
   assert.match(
     run.summary,
-    /\n\| DownloaderExecutor \| download \| ✅ succeeded \| \d+ ms \| 3 \| 59\.5 KiB \| {2}\|\n/,
+    /\n\| DownloaderExecutor \| download \| ✅ succeeded \| \d+ ms \| 3 \| 59\.5 KiB \| files = 3<br>bytes = 60948<br>path = \S+\/data\/landing \|\n/,
   );
   assert.match(run.summary, /\n\| StagingExecutor \| post\\_staging \| ✅ succeeded \| /);
   assert.match(

@@ -619,3 +619,64 @@ Deno.test("a plain run continues the last unfinished run and says so; --new-run 
   assert.equal(elsewhere.code, 2);
   assert.match(elsewhere.stderr, /--new-run is an option of 'run', not 'validate'/);
 });
+
+Deno.test("outputs of the file executors: a later step uses what the downloader landed, staging staged and archived, a transfer copied; a re-run reports the same", async () => {
+  await using dir = await tempDir();
+  const root = await Deno.realPath(dir.path);
+  await Deno.mkdir(join(root, "src"));
+  const csv = "id,name\n1,Ada\n2,Bob\n";
+  await Deno.writeTextFile(join(root, "src/data.csv"), csv);
+  const bytes = new TextEncoder().encode(csv).length;
+  const outputs: Record<string, string[]> = {
+    download: ["files", "bytes", "path", "file"],
+    stage: ["files", "bytes", "path", "archived_files", "archived_bytes"],
+    copy: ["files", "bytes"],
+  };
+  const note = Object.entries(outputs).flatMap(([step, names]) =>
+    names.map((name) => `${step}.${name}=\${{ steps.${step}.outputs.${name} }}`)
+  ).join("|");
+  await writeRoutine(root, {
+    download: {
+      executor: "DownloaderExecutor",
+      params: { requests_arguments: { url: `file://${root}/src/data.csv` }, landing_directory: "land/" },
+      tasks: ["download"],
+    },
+    stage: {
+      executor: "StagingExecutor",
+      params: { parent_directory: "land", dump_directory: "stage" },
+      tasks: ["transfer", "post_staging"],
+    },
+    copy: {
+      executor: "S3TransferExecutor",
+      params: { source: "stage", destination: "copied" },
+      tasks: ["copy"],
+    },
+    use: probe({ fail_if: "fail.flag", note }),
+  });
+  const expected = {
+    download: { files: 1, bytes, path: join(root, "land"), file: join(root, "land/data.csv") },
+    stage: { files: 1, bytes, path: join(root, "stage"), archived_files: 1, archived_bytes: bytes },
+    copy: { files: 1, bytes },
+  };
+  const expectedNote = Object.entries(expected).flatMap(([step, values]) =>
+    Object.entries(values).map(([name, value]) => `${step}.${name}=${value}`)
+  ).join("|");
+
+  await Deno.writeTextFile(join(root, "w/fail.flag"), "");
+  const first = await run(root, "r.json");
+  assert.equal(first.code, 1, first.stdout + first.stderr);
+  assert.equal(await Deno.readTextFile(join(root, "w/use.note")), expectedNote);
+
+  // the same run again: staged and copied files are there already (nothing copied), the outputs the same
+  await Deno.remove(join(root, "w/fail.flag"));
+  await Deno.remove(join(root, "w/use.note"));
+  const again = await run(root, "r.json");
+  assert.equal(again.code, 0, again.stdout + again.stderr);
+  assert.match(again.stdout, /1 file was already staged/);
+  assert.match(again.stdout, /copied 0 files \(0 B\); 1 already identical/);
+  assert.equal(await Deno.readTextFile(join(root, "w/use.note")), expectedNote);
+  const json = await lakerun(["runs", "--json", "r.json"], { cwd: root });
+  const [record] = JSON.parse(json.stdout) as RunRecord[];
+  assert.equal(record.attempt, 2);
+  for (const [step, values] of Object.entries(expected)) assert.deepEqual(record.steps[step].outputs, values);
+});

@@ -97,6 +97,7 @@ async function download(context: TaskContext<Params>): Promise<void> {
     }
     for (const warning of summary.warnings ?? []) context.log(`warning: ${warning}`);
     context.report({ type: "moved", files: summary.files, bytes: summary.bytes });
+    reportLanded(context, { files: summary.files, bytes: summary.bytes, path: landing.url });
     return;
   }
 
@@ -125,6 +126,25 @@ async function download(context: TaskContext<Params>): Promise<void> {
     }
   }, events);
   context.report({ type: "moved", files: 1, bytes: written.size });
+  reportLanded(context, {
+    files: 1,
+    bytes: written.size,
+    path: storage.url,
+    file: `${storage.url.replace(/\/$/, "")}/${path}`,
+  });
+}
+
+/**
+ * The outputs: `files` and `bytes` landed, the landing folder (`path`: absolute, or s3://…) and, without
+ * unzip, the file written (`file`). A re-run downloads again, and reports the same for the same download.
+ */
+function reportLanded(
+  context: TaskContext<Params>,
+  landed: { files: number; bytes: number; path: string; file?: string },
+): void {
+  for (const [name, value] of Object.entries(landed)) {
+    if (value !== undefined) context.report({ type: "output", name, value });
+  }
 }
 
 /**

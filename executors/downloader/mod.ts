@@ -73,6 +73,12 @@ export default defineExecutor({
   tasks: {
     download: {
       description: "Downloads requests_arguments.url into landing_directory (extracting it with unzip).",
+      outputs: {
+        files: "Files landed: 1, or the archive's files extracted.",
+        bytes: "Their bytes.",
+        path: "The landing folder: an absolute local path or s3://bucket/prefix.",
+        file: "Without unzip: the file written (path/name).",
+      },
       run: async (context: TaskContext<Params>) => (await import("./download.ts")).downloadToLanding(context),
     },
   },

@@ -62,6 +62,9 @@ export default defineExecutor({
       description:
         "Streams every file of source through COPY FROM STDIN, then appends, replaces or upserts into table, in one transaction.",
       needs: ["table", "source"],
+      outputs: {
+        rows: "Rows the load committed (a load this routine run committed before, on a re-run: its rows).",
+      },
       run: load,
     },
   },

@@ -104,16 +104,30 @@ export default defineExecutor({
   tasks: {
     copy: {
       description: "Copies every selected file to destination, skipping files already identical there.",
+      outputs: {
+        files: "Selected files at destination: copied now or already identical there (not with dry_run).",
+        bytes: "Their bytes.",
+      },
       run: (context) => runTransfer(context, "copy"),
     },
     move: {
       description:
         "Copies every selected file, verifies each copy (size, then ETag or sha256) and only then deletes it from source.",
+      outputs: {
+        files:
+          "Files moved by this attempt: a re-run finds those moved before gone from source (not with dry_run).",
+        bytes: "Their bytes.",
+      },
       run: (context) => runTransfer(context, "move"),
     },
     sync: {
       description:
         "Copies new and changed files only (size, then ETag or sha256); with delete_extraneous, then deletes destination files absent from source.",
+      outputs: {
+        files: "Selected files at destination: copied now or already identical there (not with dry_run).",
+        bytes: "Their bytes.",
+        deleted_files: "With delete_extraneous: destination files deleted, when any.",
+      },
       run: (context) => runTransfer(context, "sync"),
     },
   },
@@ -142,5 +156,14 @@ async function runTransfer(context: TaskContext<Params>, mode: TransferMode): Pr
       context.report({ type: "progress", bytes, total, label });
     },
   });
-  if (!params.dry_run) context.report({ type: "moved", files: summary.files, bytes: summary.bytes });
+  if (params.dry_run) return;
+  context.report({ type: "moved", files: summary.files, bytes: summary.bytes });
+  // copy and sync: every selected file is at the destination now, copied by this attempt or there already
+  // (an earlier attempt's), so a re-run reports the same; move: the files this attempt moved
+  const there = mode === "move"
+    ? { files: summary.files, bytes: summary.bytes }
+    : { files: summary.files + summary.identical, bytes: summary.bytes + summary.identicalBytes };
+  context.report({ type: "output", name: "files", value: there.files });
+  context.report({ type: "output", name: "bytes", value: there.bytes });
+  if (summary.deleted) context.report({ type: "output", name: "deleted_files", value: summary.deleted });
 }

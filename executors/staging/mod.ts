@@ -218,10 +218,22 @@ export default defineExecutor({
   tasks: {
     transfer: {
       description: "Copies every file of parent_directory into dump_directory (or runs the transform).",
+      outputs: {
+        files:
+          "Files in dump_directory from this landing folder, staged now or by an earlier attempt (a transform: the files it wrote).",
+        bytes: "Their bytes.",
+        path: "dump_directory: an absolute local path or s3://bucket/prefix.",
+      },
       run: transfer,
     },
     post_staging: {
       description: "Archives or deletes the landing files whose staging is verified.",
+      outputs: {
+        archived_files: "archive_or_delete archive: landing files moved to the archive by this attempt.",
+        archived_bytes: "Their bytes.",
+        deleted_files: "archive_or_delete delete: landing files deleted by this attempt.",
+        deleted_bytes: "Their bytes.",
+      },
       run: postStaging,
     },
   },
@@ -245,6 +257,15 @@ async function listingOf(storage: Storage, context: TaskContext<Params>): Promis
 interface TransformRecord {
   inputs: Array<Partial<TransformInput> & { path: string; size: number }>;
   finished: string;
+  /** What the transform wrote to staging (the outputs `files` and `bytes`); absent in older records. */
+  staged?: { files: number; bytes: number };
+}
+
+/** The outputs of `transfer`: the files in staging from this landing folder, their bytes, the folder. */
+function reportStaged(context: TaskContext<Params>, dump: Storage, staged: { files: number; bytes: number }) {
+  context.report({ type: "output", name: "files", value: staged.files });
+  context.report({ type: "output", name: "bytes", value: staged.bytes });
+  context.report({ type: "output", name: "path", value: dump.url });
 }
 
 async function landingFiles(landing: Storage, context: TaskContext<Params>): Promise<StoredFile[]> {
@@ -287,6 +308,11 @@ async function transfer(context: TaskContext<Params>): Promise<void> {
   const folders = await stageEmptyFolders(context, landing, dump);
   if (files.length === 0 && folders === 0) context.log(`nothing to stage in ${landing.url}`);
   context.report({ type: "moved", files: copied, bytes });
+  // every landing file is staged now, by this attempt or an earlier one: a re-run reports the same
+  reportStaged(context, dump, {
+    files: files.length,
+    bytes: files.reduce((sum, file) => sum + file.size, 0),
+  });
 }
 
 /**
@@ -334,6 +360,7 @@ async function transformInto(
   }
   if (unchanged) {
     context.log("these landing files were already transformed; post_staging has not finished with them yet");
+    if (done!.staged) reportStaged(context, dump, done!.staged);
     return;
   }
   // S3 folders get local working folders under the step's state folder: the landing files are downloaded
@@ -372,9 +399,14 @@ async function transformInto(
       : await uploadOutput(context, produced, dump);
     await journal.put(
       TRANSFORM_RECORD,
-      { inputs: inputs!, finished: new Date().toISOString() } satisfies TransformRecord,
+      {
+        inputs: inputs!,
+        finished: new Date().toISOString(),
+        staged: { files: count, bytes },
+      } satisfies TransformRecord,
     );
     context.report({ type: "moved", files: count, bytes });
+    reportStaged(context, dump, { files: count, bytes });
   } finally {
     await Deno.remove(output, { recursive: true }).catch(() => {});
     await Deno.remove(work, { recursive: true }).catch(() => {});
@@ -518,6 +550,9 @@ async function postStaging(context: TaskContext<Params>): Promise<void> {
     `${count} landing file${count === 1 ? "" : "s"} ${archive ? `archived to ${archive.url}` : "deleted"}`,
   );
   context.report({ type: "moved", files: count, bytes });
+  const done = archive ? "archived" : "deleted";
+  context.report({ type: "output", name: `${done}_files`, value: count });
+  context.report({ type: "output", name: `${done}_bytes`, value: bytes });
 }
 
 /**

@@ -47,6 +47,8 @@ export interface TransferSummary {
   serverSide: number;
   /** Files skipped because the destination already held identical bytes. */
   identical: number;
+  /** Their bytes. */
+  identicalBytes: number;
   /** Destination files deleted (`sync` with `deleteExtraneous`). */
   deleted: number;
 }
@@ -136,7 +138,14 @@ export async function transferFiles(
     );
   }
 
-  const summary: TransferSummary = { files: 0, bytes: 0, serverSide: 0, identical: 0, deleted: 0 };
+  const summary: TransferSummary = {
+    files: 0,
+    bytes: 0,
+    serverSide: 0,
+    identical: 0,
+    identicalBytes: 0,
+    deleted: 0,
+  };
   let total = files.reduce((sum, file) => sum + file.size, 0);
   let transferred = 0;
   const onBytes = (bytes: number) => {
@@ -171,6 +180,7 @@ export async function transferFiles(
         total -= file.size;
         if (mode !== "move") {
           summary.identical++;
+          summary.identicalBytes += file.size;
           return;
         }
         // verified identical by lib/storage/verify.ts: only the source copy has to go
