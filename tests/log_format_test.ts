@@ -52,6 +52,9 @@ Deno.test("--log-format json: one object per line, run id on each, figures on ta
     ["run_started", "", ""],
     ["step_started", "StagingExecutor", ""],
     ["task_started", "StagingExecutor", "transfer"],
+    ["output", "StagingExecutor", "transfer"], // files
+    ["output", "StagingExecutor", "transfer"], // bytes
+    ["output", "StagingExecutor", "transfer"], // path
     ["task_finished", "StagingExecutor", "transfer"],
     ["step_finished", "StagingExecutor", ""],
     ["step_started", "echo", ""],
@@ -82,7 +85,10 @@ Deno.test("--log-format json: one object per line, run id on each, figures on ta
   assert.deepEqual(lines.find((line) => line.event === "log").message, "hello");
   assert.deepEqual(
     lines.filter((line) => line.event === "output").map((line) => [line.name, line.value]),
-    [["greeting", "v"], ["count", 3]],
+    [["files", 1], ["bytes", 8], ["path", join(await Deno.realPath(dir.path), "out")], ["greeting", "v"], [
+      "count",
+      3,
+    ]],
   );
   assert.deepEqual([lines.at(-1).level, lines.at(-1).status], ["info", "succeeded"]);
 });
