@@ -371,8 +371,10 @@ pgTest(
     assert.equal(drift.code, 1);
     assert.match(
       drift.stdout,
-      /exists with other columns than the files \(if_exists: keep\): (?=.*column `zip`: table has text, files have bigint)(?=.*column `amount`: table has double precision, files have string)(?=.*files have a column `extra` the table lacks)(?=.*table has a column `paid` the files lack)/,
+      /exists with other columns than the files \(if_exists: keep\): (?=.*column `amount`: table has double precision, files have string)(?=.*files have a column `extra` the table lacks)(?=.*table has a column `paid` the files lack)/,
     );
+    // a text column holds today's whole numbers: no drift for it
+    assert.doesNotMatch(drift.stdout, /column `zip`/);
     const failed = await runRoutine(
       dir.path,
       routine({ table, source: "staging", if_exists: "fail" }, ["create_table"]),

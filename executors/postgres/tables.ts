@@ -200,9 +200,10 @@ export async function createTable(context: TaskContext<Params>): Promise<void> {
         );
       }
       kept = existing;
+      const exact = schemaDrift(existing, columns, { positional: !params.header }).length === 0;
       return `${showTable(name)} already exists with ${
-        params.columns ? "these" : "columns that hold the files'"
-      } columns; kept`;
+        exact ? "these columns" : "columns that hold the files' values"
+      }; kept`;
     });
     context.log(outcome.committed ? outcome.result : `create_table skipped: ${outcome.reason}`);
     // the table has these columns now (a kept one, its own types): a load after this task holds its values to them
