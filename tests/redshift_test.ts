@@ -29,6 +29,7 @@ import { columnsFromHeaders } from "../executors/redshift/sample.ts";
 import { copyRoleStatements } from "../executors/redshift/iam.ts";
 import { redshiftCopySql } from "../lib/sql/redshift_copy.ts";
 import { openS3Location } from "../lib/aws/s3/storage.ts";
+import { listRuns } from "../orchestrator/run/records.ts";
 import { lakerun, lakerunCommand, readTree, runRoutineJson, tempDir } from "./support/lakerun.ts";
 import { startPostgres } from "./support/postgres.ts";
 import { type RedshiftDataFake, startRedshiftDataFake } from "./support/redshift_data_fake.ts";
@@ -739,9 +740,12 @@ s3Test(
         routine(fake, { create: { params: { ...params, ...extra }, tasks: ["create_table"] } }),
         { cwd },
       );
+    const outputsIn = async (cwd: string) =>
+      (await listRuns(join(cwd, ".lakerun"), "rs"))[0].steps.create.outputs;
     await using dir = await tempDir();
     const created = await run({}, dir.path);
     assert.equal(created.error, undefined, created.lines.join("\n"));
+    assert.deepEqual(await outputsIn(dir.path), { table: `"public"."${t}"`, table_status: "created" });
     assert.equal(
       await psql(
         `SELECT string_agg(column_name || ' ' || data_type, ', ' ORDER BY ordinal_position) FROM information_schema.columns WHERE table_name = '${t}'`,
@@ -762,6 +766,7 @@ s3Test(
       columns: [{ name: "id", type: "bigint" }, { name: "amount", type: "numeric(12,2)" }],
     }, dir2.path);
     assert.equal(kept.error, undefined, kept.lines.join("\n"));
+    assert.equal((await outputsIn(dir2.path))?.table_status, "kept");
     assert.match(
       kept.lines.join("\n"),
       /exists: kept; it differs from the columns wanted:[\s\S]*column `amount`: table has double precision, files have numeric\(12,2\)/,
@@ -780,6 +785,7 @@ s3Test(
       dir4.path,
     );
     assert.equal(replaced.error, undefined, replaced.lines.join("\n"));
+    assert.equal((await outputsIn(dir4.path))?.table_status, "replaced");
     assert.deepEqual(fake.statements.at(-1)!.sqls, [
       `DROP TABLE IF EXISTS "public"."${t}"`,
       `CREATE TABLE "public"."${t}" (\n  "id" integer\n)`,
@@ -812,6 +818,7 @@ s3Test(
     const t = tableName("sales");
     await psql(`CREATE TABLE public.${t} (id bigint, amount numeric(12,2))`);
     const base = { ...dataApi, table: t, source: `s3://${bucket}/staging/sales`, iam_role: ROLE };
+    let outputs: Record<string, unknown> | undefined;
     const load = async (extra: Record<string, unknown>) => {
       await using dir = await tempDir();
       const result = await runRoutineJson(
@@ -819,6 +826,7 @@ s3Test(
         { cwd: dir.path },
       );
       assert.equal(result.error, undefined, result.lines.join("\n"));
+      outputs = (await listRuns(join(dir.path, ".lakerun"), "rs"))[0].steps.load.outputs;
       return result.lines.join("\n");
     };
     const contents = () => psql(`SELECT string_agg(id || '=' || amount, ',' ORDER BY id, amount) FROM ${t}`);
@@ -829,6 +837,7 @@ s3Test(
       /loaded 5 rows from s3:\/\/.*\/staging\/sales\/ into "public"\."sales_.*" \(append: 5 rows written\) in one transaction/,
     );
     assert.equal(await contents(), "1=1.50,2=3.00,3=4.50,4=6.00,5=7.50");
+    assert.deepEqual(outputs, { rows: 5, rows_loaded: 5 }, "the step's outputs, for later steps");
     const batch = fake.statements.at(-1)!;
     assert.equal(batch.kind, "batch");
     assert.deepEqual(batch.sqls, [
@@ -857,6 +866,7 @@ s3Test(
     const merged = await load({ mode: "upsert", upsert_keys: ["id"] });
     assert.match(merged, /upsert: MERGE on "id" from a staging table/);
     assert.equal(await contents(), "1=1.50,2=3.00,3=4.50,4=40.00,5=50.00,6=60.00");
+    assert.deepEqual(outputs, { rows: 6, rows_loaded: 6 }, "MERGE updated or inserted every staged row");
     await load({ mode: "upsert", upsert_keys: ["id"] });
     assert.equal(await contents(), "1=1.50,2=3.00,3=4.50,4=40.00,5=50.00,6=60.00", "upsert again: same rows");
 

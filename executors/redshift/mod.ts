@@ -72,18 +72,27 @@ export default defineExecutor({
     execute: {
       description: "Runs the statements of sql or sql_file in one transaction (a Data API batch).",
       needs: [["sql", "sql_file"]],
+      outputs: { rows: "Rows the statements affected or returned, summed (when the server counts them)." },
       run: runExecute,
     },
     create_table: {
       description:
         "Creates table from columns, or from columns inferred from the first files under source; if_exists keeps, replaces or fails.",
       needs: ["table", ["columns", "source"]],
+      outputs: {
+        table: "The table, schema.table as quoted in SQL.",
+        table_status: "created, replaced (if_exists: replace) or kept (if_exists: keep, an existing table).",
+      },
       run: runCreateTable,
     },
     copy_from_s3: {
       description:
         "COPYs the files under source into a temporary staging table, then appends, replaces or MERGEs them into table, in one transaction; a bad value is reported with its file, line, column and reason.",
       needs: ["table", "source", "iam_role"],
+      outputs: {
+        rows: "Rows written into table: appended, replaced, or updated and inserted by the MERGE.",
+        rows_loaded: "Rows COPY read from the files into the staging table.",
+      },
       run: runCopyFromS3,
     },
   },

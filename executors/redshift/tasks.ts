@@ -92,6 +92,10 @@ export function runExecute(context: TaskContext<Params>): Promise<void> {
         { cause: error },
       );
     }
+    const counted = outcome.rows.filter((rows) => rows >= 0);
+    if (counted.length > 0) {
+      context.report({ type: "output", name: "rows", value: counted.reduce((sum, n) => sum + n, 0) });
+    }
     if (outcome.reused) return;
     context.log(
       `ran ${plural(statements.length, "statement")} through ${runner.label}${
@@ -189,6 +193,7 @@ export function runCreateTable(context: TaskContext<Params>): Promise<void> {
           }`,
         );
         for (const line of drift) context.log(`  ${line}`);
+        reportTable(context, target, "kept");
         return;
       }
       await runner.run("create_table", [create(true)]);
@@ -206,7 +211,14 @@ export function runCreateTable(context: TaskContext<Params>): Promise<void> {
       }
     }
     context.log(`created table ${target} (${plural(columns.length, "column")}) through ${runner.label}`);
+    reportTable(context, target, params.if_exists === "replace" ? "replaced" : "created");
   });
+}
+
+/** create_table's outputs, as Athena's: the table and what became of it. */
+function reportTable(context: TaskContext<Params>, table: string, status: "created" | "replaced" | "kept") {
+  context.report({ type: "output", name: "table", value: table });
+  context.report({ type: "output", name: "table_status", value: status });
 }
 
 // ---------------------------------------------------------------------------------------------- copy
@@ -345,7 +357,6 @@ export function runCopyFromS3(context: TaskContext<Params>): Promise<void> {
         cause: error,
       });
     }
-    if (outcome.reused) return;
     const loaded = outcome.rows[load.copyIndex];
     const counts = load.writesIndexes.map((index) => outcome.rows[index]);
     // no write statement named: the staged rows are the rows written (LoadPlan.writes)
@@ -354,6 +365,14 @@ export function runCopyFromS3(context: TaskContext<Params>): Promise<void> {
       : counts.some((n) => n === undefined || n < 0)
       ? undefined
       : counts.reduce((sum, n) => sum + n, 0);
+    // from the journal too when this run committed the load in an earlier attempt: the same values
+    if (written !== undefined && written >= 0) {
+      context.report({ type: "output", name: "rows", value: written });
+    }
+    if (loaded !== undefined && loaded >= 0) {
+      context.report({ type: "output", name: "rows_loaded", value: loaded });
+    }
+    if (outcome.reused) return;
     const rows = (n: number | undefined) => (n === undefined || n < 0 ? "some rows" : plural(n, "row"));
     context.log(
       `loaded ${rows(loaded)} from ${sourceFolder(params.source)} into ${target} (${params.mode}: ${
