@@ -19,7 +19,7 @@
 import { join } from "node:path";
 import type { AsyncBuffer, FileMetaData, SchemaTree } from "hyparquet";
 import { copyCsvStream, type FieldCheck, RefusedValue } from "../../lib/sql/postgres_copy_csv.ts";
-import { parseDelimitedSample } from "../../lib/tables/csv.ts";
+import { headerLineFields } from "../../lib/tables/csv.ts";
 import { columnIdentifiers, columnsOfNames } from "../../lib/tables/identifiers.ts";
 import { type ColumnType, fitsType, inferTable, jsonValueFits } from "../../lib/tables/infer.ts";
 import { JsonNumber, parseJsonKeepingNumbers, rawJson } from "../../lib/tables/json_numbers.ts";
@@ -203,17 +203,22 @@ async function csvInput(storage: Storage, file: StoredFile, options: CopyInputOp
   let bytes = 0;
   let fields: string[] | undefined;
   try {
-    while (fields === undefined) {
+    for (;;) {
       const { done, value } = await reader.read();
       if (!done) {
         buffered.push(value);
         bytes += value.byteLength;
       }
       const text = new TextDecoder().decode(concatBytes(buffered));
-      const sample = parseDelimitedSample(text, { delimiter: ",", maxRows: 1, wholeFile: done });
-      if (sample.records.length > 0) fields = sample.records[0].fields;
-      else if (done) throw new Error(`${file.path} has no header line`);
-      else if (bytes > MAX_HEADER_BYTES) {
+      try {
+        // as COPY finds the header line's end (a quote inside a field is refused: COPY's line would differ)
+        fields = headerLineFields(text, { delimiter: ",", wholeFile: done });
+      } catch (error) {
+        throw new Error(`${file.path} ${(error as Error).message}`, { cause: error });
+      }
+      if (fields !== undefined) break;
+      if (done) throw new Error(`${file.path} has no header line`);
+      if (bytes > MAX_HEADER_BYTES) {
         throw new Error(`${file.path}: no end of the header line in its first MiB`);
       }
     }

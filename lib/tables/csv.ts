@@ -6,7 +6,9 @@
  *
  * Lenient where files in the wild are: a quote inside an unquoted field is an ordinary character, text
  * after a closing quote is kept (`"ab"c` reads `abc`), a lone CR ends a line as Hadoop's line reader does,
- * and blank lines are skipped.
+ * and blank lines are skipped. With {@link SampleOptions.strictQuotes}, the first two are refused
+ * ({@link MisquotedField}): where a line is read with PostgreSQL's COPY, whose CSV reader opens or closes a
+ * quoted stretch at every quote, such a field would not end its line where this reader ends it.
  *
  * @module
  */
@@ -50,7 +52,28 @@ export interface SampleOptions {
    * never closes is an error. Default `false`.
    */
   wholeFile?: boolean;
+  /**
+   * Refuse ({@link MisquotedField}) a field whose quotes are not RFC 4180's whole-field quoting: a quote in
+   * a field that does not start with one (`b"c`), or text after the closing quote (`"b"c`). Default `false`.
+   */
+  strictQuotes?: boolean;
 }
+
+/**
+ * A field whose quotes are not RFC 4180's (see {@link SampleOptions.strictQuotes}): its line (where the
+ * field starts, from 1), its position in its record (from 0) and its text as written, quotes and all.
+ */
+export class MisquotedField extends Error {
+  constructor(readonly line: number, readonly field: number, readonly text: string, readonly reason: string) {
+    super(`line ${line}, field ${field + 1}: ${JSON.stringify(text)}: ${reason}`);
+    this.name = "MisquotedField";
+  }
+}
+
+/** Why a field is a {@link MisquotedField}: a quote inside it. */
+export const QUOTE_INSIDE_FIELD = "a quote inside a field that does not start with one";
+/** Why a field is a {@link MisquotedField}: text after its closing quote. */
+export const TEXT_AFTER_QUOTE = "text after the quote that closes the field";
 
 const QUOTE = '"';
 const BOM = "\uFEFF";
@@ -69,10 +92,26 @@ const BOM = "\uFEFF";
  * assert.equal(sample.quotesNeeded, true);
  * assert.equal(sample.records[1].lines, 2);
  * ```
+ * @example Strict quotes: a field that COPY would read otherwise is refused
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { MisquotedField, parseDelimitedSample } from "./csv.ts";
+ *
+ * assert.deepEqual(parseDelimitedSample('a,b"c,d\n', { delimiter: "," }).rows, [["a", 'b"c', "d"]]);
+ * assert.throws(() => parseDelimitedSample('a,b"c,d\n', { delimiter: ",", strictQuotes: true }), {
+ *   name: "MisquotedField",
+ *   message: 'line 1, field 2: "b\\"c": a quote inside a field that does not start with one',
+ * });
+ * assert.throws(
+ *   () => parseDelimitedSample('id\n"x\ny"z,1\n', { delimiter: ",", strictQuotes: true }),
+ *   (error) => error instanceof MisquotedField && error.line === 2 && error.text === '"x\ny"z',
+ * );
+ * ```
  * @throws Error when the delimiter is unusable, or when `wholeFile` is set and a quote never closes.
+ * @throws MisquotedField with `strictQuotes`, for the first field whose quotes are not RFC 4180's.
  */
 export function parseDelimitedSample(text: string, options: SampleOptions): DelimitedSample {
-  const { delimiter, maxRows = Infinity, wholeFile = false } = options;
+  const { delimiter, maxRows = Infinity, wholeFile = false, strictQuotes = false } = options;
   checkDelimiter(delimiter);
   const body = text.startsWith(BOM) ? text.slice(BOM.length) : text;
   const records: SampleRecord[] = [];
@@ -80,7 +119,7 @@ export function parseDelimitedSample(text: string, options: SampleOptions): Deli
   let position = 0;
   let line = 1;
   while (position < body.length && records.length < maxRows) {
-    const scanned = scanRecord(body, position, delimiter);
+    const scanned = scanRecord(body, position, delimiter, strictQuotes ? line : 0);
     if (scanned.unclosedQuote && wholeFile) {
       throw new Error(`a quoted field starting on line ${line + scanned.quoteStartLine} never closes`);
     }
@@ -136,7 +175,8 @@ interface ScannedRecord {
   quotesNeeded: boolean;
 }
 
-function scanRecord(text: string, start: number, delimiter: string): ScannedRecord {
+/** Scans one record; `strictLine`, when not 0, is the record's line, and misquoted fields are refused. */
+function scanRecord(text: string, start: number, delimiter: string, strictLine: number): ScannedRecord {
   const record: ScannedRecord = {
     fields: [],
     end: start,
@@ -158,6 +198,10 @@ function scanRecord(text: string, start: number, delimiter: string): ScannedReco
         record.end = text.length;
         return record;
       }
+      if (strictLine !== 0 && quoted.after > 0) {
+        const raw = text.slice(position, quoted.end);
+        throw new MisquotedField(strictLine + record.lineBreaks, record.fields.length, raw, TEXT_AFTER_QUOTE);
+      }
       record.quoted = true;
       record.quotesNeeded ||= quoted.needed;
       record.lineBreaks += quoted.lineBreaks;
@@ -166,6 +210,14 @@ function scanRecord(text: string, start: number, delimiter: string): ScannedReco
     } else {
       const end = fieldEnd(text, position, delimiter);
       field = text.slice(position, end);
+      if (strictLine !== 0 && field.includes(QUOTE)) {
+        throw new MisquotedField(
+          strictLine + record.lineBreaks,
+          record.fields.length,
+          field,
+          QUOTE_INSIDE_FIELD,
+        );
+      }
       position = end;
     }
     record.fields.push(field);
@@ -200,6 +252,8 @@ interface QuotedField {
   end: number;
   needed: boolean;
   lineBreaks: number;
+  /** How many characters follow the closing quote before the delimiter or line break. */
+  after: number;
 }
 
 /** Reads a field whose first character (at `start`) is a quote; `undefined` when the quote never closes. */
@@ -226,6 +280,7 @@ function readQuotedField(text: string, start: number, delimiter: string): Quoted
     end,
     needed: inside.includes(delimiter) || inside.includes(QUOTE) || /[\r\n]/.test(inside),
     lineBreaks: countLineBreaks(inside),
+    after: end - position,
   };
 }
 
@@ -235,4 +290,55 @@ function countLineBreaks(text: string): number {
 
 function isBlankLine(record: ScannedRecord): boolean {
   return record.fields.length === 1 && record.fields[0] === "" && !record.quoted;
+}
+
+/**
+ * The fields of a delimited file's header line, the line a COPY with one header line skips (PostgreSQL's
+ * `HEADER true`, Redshift's `IGNOREHEADER 1`); `undefined` while `text`, the file's start, does not hold all
+ * of it. PostgreSQL's COPY skips the first line without reading its fields, but finds where it ends by
+ * opening or closing a quoted stretch at every quote (checked on PostgreSQL 15): a header whose quotes are not
+ * RFC 4180's would end elsewhere for COPY (`a,b"c,d` runs on to the next quote, or to the end of the file, and
+ * COPY skips every line up to there as the header, loading none of them), so it is refused, as is a blank
+ * first line (COPY would skip it and read the header as data). Redshift's COPY could not be checked; it
+ * documents RFC 4180's quoting, and the same header is refused for it.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { headerLineFields } from "./csv.ts";
+ *
+ * const read = (text: string) => headerLineFields(text, { delimiter: ",", wholeFile: true });
+ * assert.deepEqual(read('"a ""x""",b\n1,2\n'), ['a "x"', "b"]);
+ * assert.equal(headerLineFields('a,"b', { delimiter: ",", wholeFile: false }), undefined);
+ * assert.throws(() => read('a,b"c,d\n1,2,3\n'), {
+ *   message: /^header line 1, field 2: "b\\"c": a quote inside a field that does not start with one; /,
+ * });
+ * assert.throws(() => read('a,"b"c"d,e\n'), { message: /^header line 1, field 2: "\\"b\\"c\\"d": text after/ });
+ * assert.throws(() => read("\na,b\n1,2\n"), { message: /^line 1 is blank/ });
+ * ```
+ * @throws Error (a {@link MisquotedField} for a field) when the header is refused, or its quote never closes.
+ */
+export function headerLineFields(
+  text: string,
+  options: { delimiter: string; wholeFile: boolean },
+): string[] | undefined {
+  let record: SampleRecord | undefined;
+  try {
+    record = parseDelimitedSample(text, { ...options, maxRows: 1, strictQuotes: true }).records[0];
+  } catch (error) {
+    if (!(error instanceof MisquotedField)) throw error;
+    const refused = new MisquotedField(error.line, error.field, error.text, error.reason);
+    refused.message = `header ${error.message}; COPY opens or closes a quoted stretch at every quote, so ` +
+      `it would not end the header line where it ends here (write the field as RFC 4180 does: quoted whole, ` +
+      `each quote in it doubled)`;
+    throw refused;
+  }
+  if (record === undefined) return undefined;
+  if (record.line !== 1) {
+    throw new Error(
+      `line 1 is blank: COPY would skip it as the header line and read the header, on line ${record.line}, ` +
+        `as data`,
+    );
+  }
+  return record.fields;
 }

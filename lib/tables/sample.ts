@@ -10,7 +10,7 @@
  * @module
  */
 import type { Storage, StoredFile } from "../storage/mod.ts";
-import { parseDelimitedSample } from "./csv.ts";
+import { headerLineFields } from "./csv.ts";
 
 /** A file's first bytes, as text. */
 export interface FileSample {
@@ -278,7 +278,8 @@ export interface HeaderFieldsOptions {
 
 /**
  * The fields of the first line of a delimited file (its header), quotes undone: its first 64 KiB are read,
- * then its first MiB when the line is longer.
+ * then its first MiB when the line is longer. A header COPY would not end where it ends here (a quote inside
+ * a field, a blank first line: {@link headerLineFields}) is refused, naming the file, the line and the field.
  *
  * @example
  * ```ts
@@ -292,7 +293,8 @@ export interface HeaderFieldsOptions {
  * assert.deepEqual(await headerFields(storage, { path: "a.csv", size: 24 }), ["price", "qty", "a, b"]);
  * await Deno.remove(root, { recursive: true });
  * ```
- * @throws Error naming the file when it has no header line, or none that ends in its first MiB.
+ * @throws Error naming the file when it has no header line, or none that ends in its first MiB, or when its
+ * header is refused.
  */
 export async function headerFields(
   storage: Storage,
@@ -302,8 +304,13 @@ export async function headerFields(
   const { delimiter = ",", compression, signal } = options;
   for (const maxBytes of [64 * 1024, 1024 * 1024]) {
     const sample = await sampleFile(storage, file.path, { maxBytes, compression, size: file.size, signal });
-    const parsed = parseDelimitedSample(sample.text, { delimiter, maxRows: 1, wholeFile: sample.whole });
-    if (parsed.records.length > 0) return parsed.records[0].fields;
+    let fields: string[] | undefined;
+    try {
+      fields = headerLineFields(sample.text, { delimiter, wholeFile: sample.whole });
+    } catch (error) {
+      throw new Error(`${file.path} ${(error as Error).message}`, { cause: error });
+    }
+    if (fields !== undefined) return fields;
     if (sample.whole) throw new Error(`${file.path} has no header line`);
   }
   throw new Error(`${file.path}: no complete header line in its first MiB`);
