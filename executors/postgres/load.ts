@@ -45,7 +45,7 @@ import {
   uniqueIndexes,
   wantedColumns,
 } from "./tables.ts";
-import { RefusedValue } from "../../lib/sql/postgres_copy_csv.ts";
+import { RefusedValue, StrayQuote } from "../../lib/sql/postgres_copy_csv.ts";
 import type { ColumnSpec } from "../../lib/tables/ddl.ts";
 import type { Params } from "./params.ts";
 import { copyFromStdinSql } from "../../lib/sql/postgres_copy.ts";
@@ -257,6 +257,17 @@ async function badRow(error: unknown, file: StoredFile, input: CopyInput, name: 
     const where = `${file.path} line ${refused.line}, column ${input.columns[refused.field]}`;
     const why = `${refused.refusal} (loading ${showTable(name)}); nothing was committed`;
     return new Error(`${where}: ${showValue(refused.value)}: ${why}`, { cause: refused });
+  }
+  if (refused instanceof StrayQuote) {
+    const column = refused.field === undefined ? undefined : input.columns[refused.field];
+    const where = `${file.path} line ${refused.line}` +
+      (column !== undefined
+        ? `, column ${column}`
+        : refused.field !== undefined
+        ? `, field ${refused.field + 1}`
+        : "");
+    const why = `${refused.reason} (loading ${showTable(name)}); nothing was committed`;
+    return new Error(`${where}: ${showValue(refused.text)}: ${why}`, { cause: refused });
   }
   if (!(error instanceof PostgresError)) {
     return new Error(`${file.path}: ${(error as Error)?.message ?? error}; nothing was committed`, {

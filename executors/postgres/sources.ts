@@ -5,7 +5,10 @@
  *
  * - CSV goes to COPY as it is, byte for byte, but for what COPY would read otherwise than the file says
  *   (lib/sql/postgres_copy_csv.ts: a line holding only `\.`, COPY's end-of-data marker, is sent quoted, and
- *   a UTF-8 BOM is dropped); the header line is read to map its names to the table's columns.
+ *   a UTF-8 BOM is dropped); the header line is read to map its names to the table's columns. A quote
+ *   RFC 4180 would not write there (`b"c`, `"b"c`), in the header or a data line, is refused, naming the
+ *   file, line and field: COPY opens or closes a quoted stretch at every quote, so it would read the file's
+ *   lines otherwise (skip the whole file as its header, join records, drop quotes).
  * - A column whose type was inferred from a sample of the files holds every value of every file to the rules
  *   that chose the type (`fitsType`, `jsonValueFits` in lib/tables/infer.ts): a value the sample's rules
  *   would not have typed so (`02134` in a bigint column, which COPY would load as 2134) fails the load,

@@ -18,6 +18,14 @@
  * fields (its quotes undone as COPY undoes them) is checked on the way, and the first one refused stops the
  * stream with a {@link RefusedValue} naming its line and field, so that the COPY fails and nothing loads.
  *
+ * **Quotes as RFC 4180 writes them.** COPY's line reader opens or closes a quoted stretch at every `"`, also
+ * in the middle of a field (checked on PostgreSQL 15): `1,5'10"` followed by `2,6'1"` is ONE record for COPY,
+ * whose second field holds `5'10⏎2,6'1` (with as many fields as a line, it loads, a row short), and
+ * `ab"c"d` or `"ab"c` load as `abcd` and `abc`. So a quote that is neither the first byte of a field, nor a
+ * closing quote followed by a delimiter, a line break, the end of the file or a second quote (a doubled
+ * quote), stops the stream with a {@link StrayQuote} naming its line (and field, value); so does a quoted
+ * field that never closes.
+ *
  * Quotes are followed as COPY's own line reader follows them (every `"` opens or closes a quoted stretch;
  * the file's quote character is always `"` and its delimiter `,`: a load sets no others). The bytes are
  * scanned in one pass over each chunk; a chunk with nothing to change is passed on as it is, not copied.
@@ -73,6 +81,26 @@ const BOM = [0xef, 0xbb, 0xbf];
  *   .flatMap((chunk) => filter.push(chunk));
  * assert.deepEqual(sent.flatMap((piece) => [...piece]), [0x41, 0x31, 0x0a]);
  * ```
+ * @example A quote inside a field stops the stream, naming its line, field and value
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { CopyCsvFilter, StrayQuote } from "./postgres_copy_csv.ts";
+ *
+ * const refusal = (text: string) => {
+ *   try {
+ *     const filter = new CopyCsvFilter({ header: true });
+ *     filter.push(new TextEncoder().encode(text));
+ *     filter.end();
+ *   } catch (error) {
+ *     if (error instanceof StrayQuote) return [error.line, error.field, error.text];
+ *     throw error;
+ *   }
+ * };
+ * assert.deepEqual(refusal("id,h\n1,5'10\"\n2,6'1\"\n"), [2, 1, "5'10\""]);
+ * assert.deepEqual(refusal('id,h\n1,"a\nb"c,d\n'), [2, 1, '"a\nb"c']);
+ * assert.deepEqual(refusal('id,h\n1,x\n2,"never closes\n'), [3, 1, '"never closes\n']);
+ * assert.equal(refusal('id,h\n1,"say ""hi"""\n"2",""\n'), undefined); // RFC 4180: loads as written
+ * ```
  * @example Checked fields: the first value refused stops the stream, naming its line and field
  * ```ts
  * import assert from "node:assert/strict";
@@ -101,11 +129,19 @@ export class CopyCsvFilter {
   #held: Uint8Array | undefined;
   /** The start of the file was read (and a BOM dropped). */
   #started = false;
-  // Followed only when there are checks:
-  /** The file's line at the current byte, from 1 (a line break inside quotes counts too). */
+  /** The last byte of the previous chunk (a line break before the first). */
+  #prev = LF;
+  /** The line (from 1) of the file at the current byte: every LF, CR and CRLF ends one. */
   #line = 1;
-  /** The last byte of the previous chunk was a CR (so that an LF after it is the same line break). */
-  #afterCR = false;
+  /** The previous chunk ended with a quote that closed a quoted stretch: the next byte must end the field. */
+  #closedAtEnd = false;
+  /** The line on which the last quoted stretch opened. */
+  #openedLine = 1;
+  /** The text of the field the previous chunk ended in, when it ended in quotes or with one (for messages). */
+  #tail = "";
+  /** The position of that field in its record, when known. */
+  #tailField: number | undefined;
+  // Followed only when there are checks:
   /** The header line is being read (its fields are not checked). */
   #inHeader: boolean;
   /** The field being read (from 0 in its record), the line it starts on, and whether it holds a quote. */
@@ -160,6 +196,10 @@ export class CopyCsvFilter {
     this.#held = undefined;
     if (!this.#started) return held ? [held] : []; // a file of one or two bytes that start like a BOM
     const last = held ?? new Uint8Array(0);
+    if (this.#inQuote) {
+      const field = this.#checks.length > 0 ? this.#field : this.#tailField;
+      throw new StrayQuote(this.#openedLine, field, this.#tail, UNCLOSED);
+    }
     const check = this.#inHeader ? undefined : this.#checks[this.#field];
     if (check !== undefined && (this.#partial.length > 0 || last.length > 0)) {
       this.#checkValue(check, last, 0, last.length, this.#field, this.#fieldLine, this.#fieldQuoted);
@@ -172,18 +212,26 @@ export class CopyCsvFilter {
   /**
    * Scans a chunk for lines holding only `\.`, adding to `out` the bytes before each and its quoted form.
    * Returns the first byte not yet in `out`, or -1 when the chunk's end was held back.
+   *
+   * @throws StrayQuote for a quote RFC 4180 would not write there.
    */
   #scan(chunk: Uint8Array, out: Uint8Array[]): number {
     const length = chunk.length;
     let inQuote = this.#inQuote;
     let from = 0;
     let start = this.#lineStart && !inQuote ? 0 : -1; // a line start to look at, outside quotes
+    let line = this.#line;
+    let opened = -1; // where the last quoted stretch opened in this chunk
+    if (this.#closedAtEnd && length > 0) this.#afterClosed(chunk, undefined);
     for (let i = 0; i < length; i++) {
       const byte = chunk[i];
       if (byte > QUOTE) {
         if (i === start && byte === BACKSLASH) {
           const next = this.#atBackslash(chunk, i, from, out);
-          if (next === HELD) return -1;
+          if (next === HELD) {
+            this.#line = line;
+            return -1;
+          }
           if (next !== from) {
             from = next;
             i++; // the line break after "\." is read next
@@ -191,10 +239,29 @@ export class CopyCsvFilter {
         }
         continue;
       }
-      if (byte === QUOTE) inQuote = !inQuote;
-      else if ((byte === LF || byte === CR) && !inQuote) start = i + 1;
+      if (byte === QUOTE) {
+        if (inQuote) {
+          if (i + 1 < length) {
+            const after = chunk[i + 1];
+            if (after !== COMMA && after !== LF && after !== CR && after !== QUOTE) {
+              this.#stray(chunk, i, true, line, start, opened, undefined);
+            }
+          }
+        } else {
+          const before = i > 0 ? chunk[i - 1] : this.#prev;
+          if (before !== COMMA && before !== LF && before !== CR && before !== QUOTE) {
+            this.#stray(chunk, i, false, line, start, opened, undefined);
+          }
+          opened = i;
+          this.#openedLine = line;
+        }
+        inQuote = !inQuote;
+      } else if (byte === LF || byte === CR) {
+        if (byte === CR || (i > 0 ? chunk[i - 1] : this.#prev) !== CR) line++;
+        if (!inQuote) start = i + 1;
+      }
     }
-    this.#inQuote = inQuote;
+    this.#endChunk(chunk, inQuote, line, opened, start);
     this.#lineStart = start === length;
     return from;
   }
@@ -214,6 +281,8 @@ export class CopyCsvFilter {
     let fieldStart = 0; // where the field being read starts in this chunk
     let carried = this.#partial.length > 0; // earlier chunks hold the field's start
     let check = inHeader ? undefined : checks[field];
+    let opened = -1;
+    if (this.#closedAtEnd && length > 0) this.#afterClosed(chunk, field);
     for (let i = 0; i < length; i++) {
       const byte = chunk[i];
       if (byte > QUOTE && byte !== COMMA) {
@@ -236,6 +305,21 @@ export class CopyCsvFilter {
         continue;
       }
       if (byte === QUOTE) {
+        if (inQuote) {
+          if (i + 1 < length) {
+            const after = chunk[i + 1];
+            if (after !== COMMA && after !== LF && after !== CR && after !== QUOTE) {
+              this.#stray(chunk, i, true, line, start, opened, field);
+            }
+          }
+        } else {
+          const before = i > 0 ? chunk[i - 1] : this.#prev;
+          if (before !== COMMA && before !== LF && before !== CR && before !== QUOTE) {
+            this.#stray(chunk, i, false, line, start, opened, field);
+          }
+          opened = i;
+          this.#openedLine = line;
+        }
         inQuote = !inQuote;
         fieldQuoted = true;
       } else if (byte === COMMA) {
@@ -254,7 +338,7 @@ export class CopyCsvFilter {
           fieldStart = i + 1;
         }
       } else if (byte === LF || byte === CR) {
-        const crlf = byte === LF && (i > 0 ? chunk[i - 1] === CR : this.#afterCR);
+        const crlf = byte === LF && (i > 0 ? chunk[i - 1] : this.#prev) === CR;
         if (!crlf) line++;
         if (!inQuote) {
           start = i + 1;
@@ -276,16 +360,74 @@ export class CopyCsvFilter {
         }
       }
     }
-    this.#inQuote = inQuote;
+    this.#endChunk(chunk, inQuote, line, opened, start);
     this.#lineStart = start === length;
-    this.#line = line;
-    if (length > 0) this.#afterCR = chunk[length - 1] === CR;
     this.#inHeader = inHeader;
     this.#field = field;
     this.#fieldLine = fieldLine;
     this.#fieldQuoted = fieldQuoted;
     if (fieldStart < length && check !== undefined) this.#partial.push(chunk.slice(fieldStart));
     return from;
+  }
+
+  /** Keeps, at the end of a scanned chunk, what the next one needs to follow quotes and lines. */
+  #endChunk(chunk: Uint8Array, inQuote: boolean, line: number, opened: number, start: number): void {
+    const length = chunk.length;
+    this.#inQuote = inQuote;
+    this.#line = line;
+    if (length === 0) return;
+    const last = chunk[length - 1];
+    // a quote that closed a stretch as the chunk's last byte: the next chunk's first byte must end the field
+    this.#closedAtEnd = !inQuote && last === QUOTE;
+    if (inQuote || this.#closedAtEnd) {
+      // the field's text so far, for a message (rare: a chunk rarely ends inside quotes)
+      if (opened !== -1) {
+        this.#tail = shown(chunk, opened, length);
+        this.#tailField = start !== -1 && start <= opened ? fieldAt(chunk, start, opened) : undefined;
+      } else if (this.#tail.length < 200) this.#tail = `${this.#tail}${shown(chunk, 0, length)}`;
+    }
+    this.#prev = last;
+  }
+
+  /** The chunk's first byte follows a quote that closed a quoted stretch (the previous chunk's last byte). */
+  #afterClosed(chunk: Uint8Array, field: number | undefined): void {
+    this.#closedAtEnd = false;
+    const after = chunk[0];
+    if (after !== COMMA && after !== LF && after !== CR && after !== QUOTE) {
+      const text = `${this.#tail}${shown(chunk, 0, fieldEnd(chunk, 0))}`;
+      throw new StrayQuote(this.#openedLine, field ?? this.#tailField, text, TEXT_AFTER);
+    }
+  }
+
+  /**
+   * Refuses the quote at `chunk[i]`: one that closes a quoted stretch but is followed by more of the field
+   * (`closing`), or one inside a field that does not start with a quote. `start` is where the record
+   * starts in the chunk (-1: in an earlier chunk), `opened` where the last quoted stretch opened in it,
+   * `field` the field's position when the caller follows fields.
+   */
+  #stray(
+    chunk: Uint8Array,
+    i: number,
+    closing: boolean,
+    line: number,
+    start: number,
+    opened: number,
+    field: number | undefined,
+  ): never {
+    // the field's start: its opening quote, or (a field with no quote before this one) the byte after the
+    // delimiter or line break before it
+    let first = i;
+    let before = "";
+    if (closing) {
+      if (opened !== -1) first = opened;
+      else [first, before] = [0, this.#tail];
+    } else {
+      while (first > 0 && !endsField(chunk[first - 1])) first--;
+      if (first === 0 && !endsField(this.#prev)) before = "…";
+    }
+    if (field === undefined && start !== -1 && start <= first) field = fieldAt(chunk, start, first);
+    const text = `${before}${shown(chunk, first, fieldEnd(chunk, i + 1))}`;
+    throw new StrayQuote(closing ? this.#openedLine : line, field, text, closing ? TEXT_AFTER : INSIDE);
   }
 
   /**
@@ -301,6 +443,8 @@ export class CopyCsvFilter {
       if (i > from) out.push(chunk.subarray(from, i));
       this.#held = chunk.slice(i); // read again with the next chunk, from the same line start
       this.#inQuote = false;
+      this.#closedAtEnd = false;
+      if (i > 0) this.#prev = chunk[i - 1];
       this.#lineStart = true;
       return HELD;
     }
@@ -369,6 +513,64 @@ export class RefusedValue extends Error {
     super(`line ${line}, field ${field + 1}: ${JSON.stringify(value)}: ${refusal}`);
     this.name = "RefusedValue";
   }
+}
+
+/** Why a {@link StrayQuote} was refused: a quote inside a field that does not start with one. */
+const INSIDE = "a quote inside a field that does not start with one: COPY opens a quoted stretch there, " +
+  "which runs on to the next quote (joining the lines between into one record), so the field and the " +
+  "lines after it would not load as written; quote the whole field, doubling each quote in it";
+/** Why a {@link StrayQuote} was refused: text after a closing quote. */
+const TEXT_AFTER =
+  "text after the quote that closes the field: COPY would drop the field's quotes and load " +
+  "the text joined, not as written; quote the whole field, doubling each quote in it";
+/** Why a {@link StrayQuote} was refused: a quoted field runs to the end of the file. */
+const UNCLOSED = "a quoted field that never closes (COPY would read the rest of the file into it)";
+
+/**
+ * A quote RFC 4180 would not write where the file has it, which COPY would read otherwise than the file
+ * says: its line (from 1; where its quoted field opened, for a closing quote), its field (from 0) when
+ * known, the field's text as written (`…` where it starts before what the filter still held) and why.
+ */
+export class StrayQuote extends Error {
+  constructor(
+    readonly line: number,
+    readonly field: number | undefined,
+    readonly text: string,
+    readonly reason: string,
+  ) {
+    super(
+      `line ${line}${field === undefined ? "" : `, field ${field + 1}`}: ${JSON.stringify(text)}: ${reason}`,
+    );
+    this.name = "StrayQuote";
+  }
+}
+
+/** A delimiter or a line break: the end of a field. */
+function endsField(byte: number): boolean {
+  return byte === COMMA || byte === LF || byte === CR;
+}
+
+/** Where the field holding `chunk[from]` ends: its delimiter or line break, or the chunk's end. */
+function fieldEnd(chunk: Uint8Array, from: number): number {
+  let end = from;
+  while (end < chunk.length && !endsField(chunk[end])) end++;
+  return end;
+}
+
+/** The position (from 0) of the field starting at `chunk[first]` in the record starting at `chunk[start]`. */
+function fieldAt(chunk: Uint8Array, start: number, first: number): number {
+  let field = 0;
+  let inQuote = false;
+  for (let i = start; i < first; i++) {
+    if (chunk[i] === QUOTE) inQuote = !inQuote;
+    else if (chunk[i] === COMMA && !inQuote) field++;
+  }
+  return field;
+}
+
+/** `chunk[start, end)` as text for a message (its first 200 bytes). */
+function shown(chunk: Uint8Array, start: number, end: number): string {
+  return new TextDecoder().decode(chunk.subarray(start, Math.min(end, start + 200)));
 }
 
 /** A field's bytes with its quotes undone as COPY undoes them (`"a""b"` → `a"b`; `x"y"` → `xy`). */

@@ -472,11 +472,16 @@ function parseFiles(files: SampledFile[], settings: DelimitedSettings, reasons: 
       reasons.push(`${show(file.name)} is empty; it decides nothing`);
       continue;
     }
-    const sample = parseDelimitedSample(file.text, {
-      delimiter: settings.delimiter,
-      maxRows: settings.maxRows + (settings.header ? 1 : 0),
-      wholeFile: file.wholeFile,
-    });
+    let sample;
+    try {
+      sample = parseDelimitedSample(file.text, {
+        delimiter: settings.delimiter,
+        maxRows: settings.maxRows + (settings.header ? 1 : 0),
+        wholeFile: file.wholeFile,
+      });
+    } catch (error) {
+      throw new Error(`${file.name}: ${(error as Error).message}`, { cause: error });
+    }
     if (sample.records.length === 0) {
       const sampled = `the sample of ${show(file.name)} (${file.text.length} characters)`;
       throw new Error(`${sampled} holds no complete line; read a larger sample`);
