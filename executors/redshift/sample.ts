@@ -191,7 +191,13 @@ export async function columnsFromHeaders(
   const orders: string[][] = [];
   await runPool([...files.keys()], HEADER_READS, options.signal, async (index, signal) => {
     const file = files[index];
-    const fields = await headerFields(storage, file, { delimiter, compression, signal });
+    // a header COPY would end elsewhere (a quote inside a field) is refused, naming the file
+    const fields = await headerFields(storage, file, {
+      delimiter,
+      compression,
+      name: url(file.path),
+      signal,
+    });
     orders[index] = columnsOfNames(fields, tableColumns, {
       unknown: (name) =>
         `${url(file.path)} has a column ${

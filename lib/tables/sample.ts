@@ -273,6 +273,8 @@ export interface HeaderFieldsOptions {
   delimiter?: string;
   /** Decompress the file with this format first. */
   compression?: CompressionFormat;
+  /** The file as messages name it. Default its path. */
+  name?: string;
   signal?: AbortSignal;
 }
 
@@ -301,17 +303,17 @@ export async function headerFields(
   file: Pick<StoredFile, "path" | "size">,
   options: HeaderFieldsOptions = {},
 ): Promise<string[]> {
-  const { delimiter = ",", compression, signal } = options;
+  const { delimiter = ",", compression, name = file.path, signal } = options;
   for (const maxBytes of [64 * 1024, 1024 * 1024]) {
     const sample = await sampleFile(storage, file.path, { maxBytes, compression, size: file.size, signal });
     let fields: string[] | undefined;
     try {
       fields = headerLineFields(sample.text, { delimiter, wholeFile: sample.whole });
     } catch (error) {
-      throw new Error(`${file.path} ${(error as Error).message}`, { cause: error });
+      throw new Error(`${name} ${(error as Error).message}`, { cause: error });
     }
     if (fields !== undefined) return fields;
-    if (sample.whole) throw new Error(`${file.path} has no header line`);
+    if (sample.whole) throw new Error(`${name} has no header line`);
   }
-  throw new Error(`${file.path}: no complete header line in its first MiB`);
+  throw new Error(`${name}: no complete header line in its first MiB`);
 }
