@@ -135,6 +135,12 @@ export class CopyCsvFilter {
   #line = 1;
   /** The previous chunk ended with a quote that closed a quoted stretch: the next byte must end the field. */
   #closedAtEnd = false;
+  /**
+   * Without checks: the LFs and the CRs read so far; the line is 1 + the larger count (exact for a file whose
+   * lines end in LF, CRLF or CR alone; cheaper than telling CRLF from LF on every line break).
+   */
+  #lineFeeds = 0;
+  #returns = 0;
   /** The line on which the last quoted stretch opened. */
   #openedLine = 1;
   /** The text of the field the previous chunk ended in, when it ended in quotes or with one (for messages). */
@@ -220,8 +226,11 @@ export class CopyCsvFilter {
     let inQuote = this.#inQuote;
     let from = 0;
     let start = this.#lineStart && !inQuote ? 0 : -1; // a line start to look at, outside quotes
-    let line = this.#line;
+    // line breaks counted apart (cheaper than telling CRLF from LF): a file's lines end in one kind
+    let lineFeeds = this.#lineFeeds;
+    let returns = this.#returns;
     let opened = -1; // where the last quoted stretch opened in this chunk
+    const previous = this.#prev; // the byte before chunk[0] (private fields in the loop would slow it)
     if (this.#closedAtEnd && length > 0) this.#afterClosed(chunk, undefined);
     for (let i = 0; i < length; i++) {
       const byte = chunk[i];
@@ -229,7 +238,8 @@ export class CopyCsvFilter {
         if (i === start && byte === BACKSLASH) {
           const next = this.#atBackslash(chunk, i, from, out);
           if (next === HELD) {
-            this.#line = line;
+            this.#lineFeeds = lineFeeds;
+            this.#returns = returns;
             return -1;
           }
           if (next !== from) {
@@ -244,24 +254,29 @@ export class CopyCsvFilter {
           if (i + 1 < length) {
             const after = chunk[i + 1];
             if (after !== COMMA && after !== LF && after !== CR && after !== QUOTE) {
-              this.#stray(chunk, i, true, line, start, opened, undefined);
+              this.#stray(chunk, i, true, this.#openedLine, start, opened, undefined);
             }
           }
         } else {
-          const before = i > 0 ? chunk[i - 1] : this.#prev;
+          const before = i > 0 ? chunk[i - 1] : previous;
           if (before !== COMMA && before !== LF && before !== CR && before !== QUOTE) {
-            this.#stray(chunk, i, false, line, start, opened, undefined);
+            this.#stray(chunk, i, false, 1 + Math.max(lineFeeds, returns), start, opened, undefined);
           }
           opened = i;
-          this.#openedLine = line;
+          this.#openedLine = 1 + Math.max(lineFeeds, returns); // (a local here made the loop slower)
         }
         inQuote = !inQuote;
-      } else if (byte === LF || byte === CR) {
-        if (byte === CR || (i > 0 ? chunk[i - 1] : this.#prev) !== CR) line++;
+      } else if (byte === LF) {
+        lineFeeds++;
+        if (!inQuote) start = i + 1;
+      } else if (byte === CR) {
+        returns++;
         if (!inQuote) start = i + 1;
       }
     }
-    this.#endChunk(chunk, inQuote, line, opened, start);
+    this.#lineFeeds = lineFeeds;
+    this.#returns = returns;
+    this.#endChunk(chunk, inQuote, 1 + Math.max(lineFeeds, returns), opened, start);
     this.#lineStart = start === length;
     return from;
   }
@@ -282,6 +297,7 @@ export class CopyCsvFilter {
     let carried = this.#partial.length > 0; // earlier chunks hold the field's start
     let check = inHeader ? undefined : checks[field];
     let opened = -1;
+    const previous = this.#prev;
     if (this.#closedAtEnd && length > 0) this.#afterClosed(chunk, field);
     for (let i = 0; i < length; i++) {
       const byte = chunk[i];
@@ -309,16 +325,16 @@ export class CopyCsvFilter {
           if (i + 1 < length) {
             const after = chunk[i + 1];
             if (after !== COMMA && after !== LF && after !== CR && after !== QUOTE) {
-              this.#stray(chunk, i, true, line, start, opened, field);
+              this.#stray(chunk, i, true, this.#openedLine, start, opened, field);
             }
           }
         } else {
-          const before = i > 0 ? chunk[i - 1] : this.#prev;
+          const before = i > 0 ? chunk[i - 1] : previous;
           if (before !== COMMA && before !== LF && before !== CR && before !== QUOTE) {
             this.#stray(chunk, i, false, line, start, opened, field);
           }
           opened = i;
-          this.#openedLine = line;
+          this.#openedLine = line; // (a local here made the loop slower)
         }
         inQuote = !inQuote;
         fieldQuoted = true;
@@ -338,7 +354,7 @@ export class CopyCsvFilter {
           fieldStart = i + 1;
         }
       } else if (byte === LF || byte === CR) {
-        const crlf = byte === LF && (i > 0 ? chunk[i - 1] : this.#prev) === CR;
+        const crlf = byte === LF && (i > 0 ? chunk[i - 1] : previous) === CR;
         if (!crlf) line++;
         if (!inQuote) {
           start = i + 1;
@@ -403,7 +419,8 @@ export class CopyCsvFilter {
    * Refuses the quote at `chunk[i]`: one that closes a quoted stretch but is followed by more of the field
    * (`closing`), or one inside a field that does not start with a quote. `start` is where the record
    * starts in the chunk (-1: in an earlier chunk), `opened` where the last quoted stretch opened in it,
-   * `field` the field's position when the caller follows fields.
+   * `field` the field's position when the caller follows fields; `line` is the quote's line (for a closing
+   * one, the line its quoted stretch opened on).
    */
   #stray(
     chunk: Uint8Array,
@@ -427,7 +444,7 @@ export class CopyCsvFilter {
     }
     if (field === undefined && start !== -1 && start <= first) field = fieldAt(chunk, start, first);
     const text = `${before}${shown(chunk, first, fieldEnd(chunk, i + 1))}`;
-    throw new StrayQuote(closing ? this.#openedLine : line, field, text, closing ? TEXT_AFTER : INSIDE);
+    throw new StrayQuote(line, field, text, closing ? TEXT_AFTER : INSIDE);
   }
 
   /**
