@@ -413,4 +413,45 @@ s3Test(
   },
 );
 
+s3Test(
+  "a streamed body cut midway is asked for again from the byte reached (If-Match: the same object); cut " +
+    "too often, the copy fails naming the object",
+  async () => {
+    const prefix = freshPrefix("cut");
+    const body = randomBytes(10 * MiB + 7, 55);
+    await raw.send(new PutObjectCommand({ Bucket: bucket, Key: `${prefix}/one.bin`, Body: body }));
+    const streamed: S3StorageOptions = {}; // a single-part object under the ranged threshold: one stream
+    {
+      // the QA report's proxy: every connection cut after 4,000,000 bytes
+      await using proxy = startFaultProxy(serverPort, () => ({ cutAfter: 4_000_000 }));
+      await using dir = await tempDir();
+      const summary = await transferFiles(
+        location(prefix, streamed, proxy.endpoint),
+        new LocalStorage(dir.path),
+        {
+          mode: "copy",
+          log: () => {},
+        },
+      );
+      assert.equal(summary.files, 1);
+      assert.equal(await sha256OfFile(join(dir.path, "one.bin")), sha256(body));
+      closeS3Clients();
+    }
+    {
+      await using proxy = startFaultProxy(serverPort, () => ({ cutAfter: 1_000_000 }));
+      await using dir = await tempDir();
+      const copying = transferFiles(location(prefix, streamed, proxy.endpoint), new LocalStorage(dir.path), {
+        mode: "copy",
+        log: () => {},
+      });
+      await assert.rejects(
+        copying,
+        /s3:\/\/ranges-[^/]+\/cut-[0-9a-f]+\/one\.bin: the body failed after \d+ bytes, asked again 3 times: /,
+      );
+      assert.deepEqual(await readTree(dir.path), {}, "nothing lands, not even a temporary file");
+      closeS3Clients();
+    }
+  },
+);
+
 stopS3ServerAfterTests(server, raw);

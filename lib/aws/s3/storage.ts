@@ -40,7 +40,7 @@ import {
   type S3Client,
 } from "@aws-sdk/client-s3";
 import type { S3Settings } from "../settings.ts";
-import { runPool } from "../../async.ts";
+import { abortable, runPool } from "../../async.ts";
 import { sha256OfStream } from "../../hashing.ts";
 import { explainS3Error, S3_RESPONSE_TIMEOUT_MS, s3Client, S3RequestError } from "./client.ts";
 import {
@@ -435,8 +435,29 @@ export class S3Storage implements Storage, DigestStorage {
     const body = response.Body.transformToWebStream() as ReadableStream<Uint8Array>;
     const where = `${this.url}/${path}`;
     const check = new EtagCheck(response, where);
-    const reader = body.getReader();
+    let reader = body.getReader();
     const idleMs = this.idleTimeoutMs;
+    // a body cut midway (or gone silent) is asked for again from the byte reached, of the same object only
+    let received = 0;
+    let resumes = 0;
+    const resume = async (cause: unknown): Promise<void> => {
+      if (resumes >= BODY_RESUMES || response.ETag === undefined) throw cause;
+      resumes++;
+      reader.cancel(cause).catch(() => {});
+      await abortable(new Promise((resolve) => setTimeout(resolve, 250 * 2 ** resumes)), signal);
+      const rest = await this.#send<GetObjectCommandOutput>(
+        new GetObjectCommand({
+          Bucket: this.bucket,
+          Key: key,
+          Range: `bytes=${received}-`,
+          IfMatch: response.ETag,
+        }),
+        key,
+        signal,
+      );
+      if (!rest.Body) throw cause;
+      reader = (rest.Body.transformToWebStream() as ReadableStream<Uint8Array>).getReader();
+    };
     let onAbort: (() => void) | undefined;
     const detach = () => onAbort && signal!.removeEventListener("abort", onAbort);
     return new ReadableStream<Uint8Array>({
@@ -450,15 +471,22 @@ export class S3Storage implements Storage, DigestStorage {
         else signal.addEventListener("abort", onAbort, { once: true });
       },
       async pull(controller) {
-        let timer: ReturnType<typeof setTimeout> | undefined;
-        const silence = new Promise<never>((_, reject) => {
-          timer = setTimeout(
-            () => reject(new Error(`${where}: the server sent nothing for ${idleMs / 1000} s`)),
-            idleMs,
-          );
-        });
         try {
-          const { done, value } = await Promise.race([reader.read(), silence]);
+          let read: ReadableStreamReadResult<Uint8Array>;
+          for (;;) {
+            try {
+              read = await readWithin(reader, idleMs, where);
+              break;
+            } catch (error) {
+              if (signal?.aborted) throw error;
+              try {
+                await resume(error);
+              } catch (failed) {
+                throw failed === error ? bodyError(where, error, received, resumes) : failed;
+              }
+            }
+          }
+          const { done, value } = read;
           if (done) {
             detach();
             const problem = check.finish();
@@ -466,6 +494,7 @@ export class S3Storage implements Storage, DigestStorage {
             if (check.unverified) options.unverified?.(where, check.unverified);
             controller.close();
           } else {
+            received += value.byteLength;
             check.update(value);
             controller.enqueue(value);
           }
@@ -474,8 +503,6 @@ export class S3Storage implements Storage, DigestStorage {
           if (signal?.aborted) return; // already errored with the abort's reason
           reader.cancel(error).catch(() => {});
           throw error;
-        } finally {
-          clearTimeout(timer);
         }
       },
       cancel(reason) {
@@ -747,4 +774,31 @@ export class S3Storage implements Storage, DigestStorage {
       }
     }
   }
+}
+
+/** Times a body may be asked for again from the byte reached before a read fails. */
+const BODY_RESUMES = 3;
+
+/** The next chunk of a body, or an error once it has sent nothing for `idleMs`. */
+function readWithin(
+  reader: ReadableStreamDefaultReader<Uint8Array>,
+  idleMs: number,
+  where: string,
+): Promise<ReadableStreamReadResult<Uint8Array>> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const silence = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () => reject(new Error(`${where}: the server sent nothing for ${idleMs / 1000} s`)),
+      idleMs,
+    );
+  });
+  return Promise.race([reader.read(), silence]).finally(() => clearTimeout(timer));
+}
+
+/** A body's read failure, naming the object and how far it got. */
+function bodyError(where: string, error: unknown, received: number, resumes: number): Error {
+  const message = error instanceof Error ? error.message : String(error);
+  if (message.startsWith(where)) return error instanceof Error ? error : new Error(message);
+  const again = resumes > 0 ? `, asked again ${resumes === 1 ? "once" : `${resumes} times`}` : "";
+  return new Error(`${where}: the body failed after ${received} bytes${again}: ${message}`, { cause: error });
 }
