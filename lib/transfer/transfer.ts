@@ -78,7 +78,7 @@ export class TransferError extends Error {
  * await landing.write("a.csv", new Blob(["a,b\n"]).stream());
  * await landing.write("notes.txt", new Blob(["hi\n"]).stream());
  * const summary = await transferFiles(landing, archive, { mode: "move", include: ["*.csv"] });
- * assert.deepEqual(summary, { files: 1, bytes: 4, serverSide: 0, identical: 0, deleted: 0 });
+ * assert.deepEqual(summary, { files: 1, bytes: 4, serverSide: 0, identical: 0, identicalBytes: 0, deleted: 0 });
  * assert.deepEqual(await Array.fromAsync(landing.list(), (file) => file.path), ["notes.txt"]);
  * assert.deepEqual(await Array.fromAsync(archive.list(), (file) => file.path), ["a.csv"]);
  * await Deno.remove(root, { recursive: true });
@@ -95,9 +95,9 @@ export class TransferError extends Error {
  * const staging = new LocalStorage(`${root}/staging`);
  * await landing.write("2024/a.csv", new Blob(["a,b\n"]).stream());
  * const first = await transferFiles(landing, staging, { mode: "copy" });
- * assert.deepEqual(first, { files: 1, bytes: 4, serverSide: 0, identical: 0, deleted: 0 });
+ * assert.deepEqual(first, { files: 1, bytes: 4, serverSide: 0, identical: 0, identicalBytes: 0, deleted: 0 });
  * const again = await transferFiles(landing, staging, { mode: "copy" });
- * assert.deepEqual(again, { files: 0, bytes: 0, serverSide: 0, identical: 1, deleted: 0 });
+ * assert.deepEqual(again, { files: 0, bytes: 0, serverSide: 0, identical: 1, identicalBytes: 4, deleted: 0 });
  * await Deno.remove(root, { recursive: true });
  * ```
  */

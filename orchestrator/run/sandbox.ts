@@ -91,7 +91,8 @@ export interface StepSandbox {
  * const sandbox = startStepSandbox(step.executor.moduleUrl, scope);
  * await sandbox.run(request, (message) => messages.push(message));
  * sandbox.close();
- * assert.deepEqual(messages.map((m) => m.type), ["task-start", "event", "task-end", "done"]);
+ * // the staged file, then its outputs (files, bytes, path)
+ * assert.deepEqual(messages.map((m) => m.type), ["task-start", "event", "event", "event", "event", "task-end", "done"]);
  * assert.equal(await Deno.readTextFile(`${cwd}/staging/a.csv`), "a,b\n");
  *
  * const narrow = { ...scope, read: scope.read.filter((path) => path !== `${cwd}/landing`) };
