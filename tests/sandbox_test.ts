@@ -209,23 +209,22 @@ Deno.test("the command line: a step calling Deno.exit() fails with one line and 
   assert.deepEqual([runs[0].status, runs[0].steps.probe.status], ["failed", "failed"]);
 });
 
-Deno.test("a plugin whose top-level code its step's scope refuses fails its step in one line; lakerun goes on", async () => {
+Deno.test("a plugin whose top-level code fails, exits or is refused by its scope fails its step in one line", async () => {
   await using dir = await tempDir();
   await Deno.mkdir(join(dir.path, "plugins"));
   const sdk = new URL("../sdk/executor.ts", import.meta.url).href;
-  await Deno.writeTextFile(
-    join(dir.path, "plugins/TopExecutor.ts"),
+  const plugin = (topLevel: string) =>
     `import { defineExecutor } from ${JSON.stringify(sdk)};
-const host = await Deno.readTextFile("/etc/hostname"); // lakerun's own check may; the step's Worker may not
+const inWorker = typeof WorkerGlobalScope !== "undefined"; // lakerun's own check of the routine may
+${topLevel}
 export default defineExecutor({
   name: "TopExecutor",
-  description: "Reads a file at the top of its module.",
+  description: "Misbehaves at the top of its module.",
   params: (z) => z.strictObject({ folder: z.string() }),
   permissions: (params, { resolve }) => ({ write: [resolve(params.folder)] }),
-  tasks: { hello: { description: "Logs", run: ({ log }) => log(host) } },
+  tasks: { hello: { description: "Logs", run: ({ log }) => log("hello") } },
 });
-`,
-  );
+`;
   await Deno.writeTextFile(
     join(dir.path, "r.json"),
     JSON.stringify({
@@ -234,14 +233,40 @@ export default defineExecutor({
       executors: { TopExecutor: { params: { folder: "own" }, tasks: ["hello"] } },
     }),
   );
-  // the failure came before or after the step's Worker listened, by chance: a crash with Deno's stack, or not
-  for (let attempt = 0; attempt < 4; attempt++) {
-    const result = await lakerun(["run", "--new-run", "r.json"], { cwd: dir.path });
-    assert.equal(result.code, 1, result.stdout + result.stderr);
-    assert.equal(
-      result.stderr,
-      `step "TopExecutor" (TopExecutor) task 'hello' failed: TopExecutor's module failed to load: permission denied: read access to /etc/hostname is outside this step's scope\n`,
-    );
+  const failed = `step "TopExecutor" (TopExecutor) task 'hello' failed: `;
+  const cases = [
+    {
+      topLevel: 'const host = inWorker ? await Deno.readTextFile("/etc/hostname") : "";',
+      message: "TopExecutor's module failed to load: permission denied: read access to /etc/hostname is " +
+        "outside this step's scope",
+    },
+    {
+      topLevel: 'if (inWorker) throw new Error("boom");',
+      message: "TopExecutor's module failed to load: boom",
+    },
+    {
+      topLevel: 'if (inWorker) Promise.reject(new Error("nobody awaits"));',
+      message: "TopExecutor's module failed after it loaded: nobody awaits",
+    },
+    // before the fix, 3 runs in 7 never ended: the Worker was gone before the lifeline reached it
+    {
+      topLevel: "if (inWorker) Deno.exit(3);",
+      message:
+        "the step's Worker ended before task 'hello' did (a step must not call Deno.exit() or self.close())",
+    },
+  ];
+  for (const { topLevel, message } of cases) {
+    await Deno.writeTextFile(join(dir.path, "plugins/TopExecutor.ts"), plugin(topLevel));
+    // whether the failure comes before or after the step's Worker listens is chance: several runs each
+    for (let attempt = 0; attempt < 3; attempt++) {
+      const child = lakerunCommand(["run", "--new-run", "r.json"], { cwd: dir.path }).spawn();
+      const killer = setTimeout(() => child.kill("SIGKILL"), 20_000);
+      const output = await child.output();
+      clearTimeout(killer);
+      const stderr = new TextDecoder().decode(output.stderr);
+      assert.equal(output.code, 1, `${topLevel}: ${stderr}`);
+      assert.equal(stderr, `${failed}${message}\n`, topLevel);
+    }
     const runs = JSON.parse((await lakerun(["runs", "--json", "r.json"], { cwd: dir.path })).stdout);
     assert.equal(runs[0].status, "failed");
   }

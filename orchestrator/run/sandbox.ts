@@ -36,8 +36,9 @@ const STEP_WORKER_URL = new URL("./step_worker.ts", import.meta.url).href;
 /** The source of a step's Worker: static imports only, so the executor is part of the Worker's module graph. */
 export function stepWorkerSource(executorModuleUrl: string): string {
   return [
-    `import definition from ${JSON.stringify(executorModuleUrl)};`,
+    // the step's side first: it keeps what the executor's module throws while it runs (see step_worker.ts)
     `import { serveStep } from ${JSON.stringify(STEP_WORKER_URL)};`,
+    `import definition from ${JSON.stringify(executorModuleUrl)};`,
     "serveStep(definition);",
   ].join("\n");
 }
@@ -121,8 +122,22 @@ export function startStepSandbox(executorModuleUrl: string, scope: ResolvedScope
     event.preventDefault();
     loadError ??= workerError(event);
   };
-  // loaded while the Worker starts (Deno's node layer takes ~10 ms): not on the way to the first step
-  const lifelines = import("node:worker_threads");
+  // The lifeline goes to the Worker as soon as it can (Deno's node layer loads in ~10 ms while the Worker
+  // starts, not on the way to the first step): a port sent to a Worker that has already ended never closes,
+  // so it must be queued before the executor's module can end it (a top-level Deno.exit()).
+  let ended = false;
+  let onEnded: (() => void) | undefined;
+  const lifeline = import("node:worker_threads").then(({ MessageChannel }) => {
+    const channel = new MessageChannel();
+    channel.port1.start(); // the port notices its other end has gone only while it listens
+    channel.port1.on("close", () => {
+      ended = true;
+      onEnded?.();
+    });
+    const port = channel.port2 as unknown as MessagePort;
+    worker.postMessage({ type: "lifeline", lifeline: port }, [port]);
+    return channel;
+  });
   const helpers = new Map<number, HelperThread>();
   const reply = (message: HelperReply, transfer: Transferable[] = []) =>
     worker.postMessage(message, transfer);
@@ -151,6 +166,7 @@ export function startStepSandbox(executorModuleUrl: string, scope: ResolvedScope
   const close = () => {
     if (!closed) {
       closed = true;
+      lifeline.then((channel) => channel.port1.close());
       for (const helper of helpers.values()) helper.terminate();
       helpers.clear();
       worker.terminate();
@@ -160,17 +176,16 @@ export function startStepSandbox(executorModuleUrl: string, scope: ResolvedScope
   return {
     close,
     async run(request, onMessage, signal) {
-      const { MessageChannel: LifelineChannel } = await lifelines;
+      // the Worker's end of this channel goes when the Worker does, however it ends
+      const channel = await lifeline;
       return await new Promise<void>((resolvePromise) => {
         let currentTask = request.tasks[0];
         let settled = false;
-        // the Worker's end of this channel goes when the Worker does, however it ends
-        const lifeline = new LifelineChannel();
         const finish = () => {
           if (settled) return;
           settled = true;
           signal?.removeEventListener("abort", onAbort);
-          lifeline.port1.close(); // (its own close: the handler below sees the step settled)
+          channel.port1.close(); // (its own close: the handler below sees the step settled)
           close();
           resolvePromise();
         };
@@ -215,8 +230,7 @@ export function startStepSandbox(executorModuleUrl: string, scope: ResolvedScope
         };
         if (signal?.aborted) return onAbort();
         signal?.addEventListener("abort", onAbort, { once: true });
-        lifeline.port1.start(); // the port notices its other end has gone only while it listens
-        lifeline.port1.on("close", () => {
+        onEnded = () => {
           if (settled) return; // no timer once the step is over
           setTimeout(() => {
             if (settled) return;
@@ -224,9 +238,9 @@ export function startStepSandbox(executorModuleUrl: string, scope: ResolvedScope
               "(a step must not call Deno.exit() or self.close())";
             fail({ type: "task-failed", task: currentTask, ms: 0, error: { message } });
           }, WORKER_END_GRACE_MS);
-        });
-        const port = lifeline.port2 as unknown as MessagePort;
-        worker.postMessage({ type: "run", request, lifeline: port }, [port]);
+        };
+        if (ended) return onEnded(); // it ended while its executor's module loaded
+        worker.postMessage({ type: "run", request });
       });
     },
   };

@@ -19,13 +19,22 @@ import {
 } from "./step_runtime.ts";
 
 type HostMessage =
-  | { type: "run"; request: StepRequest; lifeline?: MessagePort }
+  | { type: "lifeline"; lifeline: MessagePort }
+  | { type: "run"; request: StepRequest }
   | { type: "abort" }
   | HelperReply;
 
-// Until `serveStep` is called, the executor's module is loading (this module is imported before it). An
-// error there — top-level code refused by the step's permissions, a failed import — would end the Worker
-// with Deno's own report and stack on stderr: it is kept instead, and the run request is answered with it.
+/**
+ * The Worker's end of the host's lifeline channel, held while the Worker lives: the host sees the channel
+ * close when the Worker ends, however it ends (see sandbox.ts). It comes as the Worker's first message.
+ */
+const lifelines: MessagePort[] = [];
+
+// Until a task runs, the executor's module is loading or loaded (this module is imported before it). An error
+// there — top-level code refused by the step's permissions, a throw, a rejection nobody awaited — would end the
+// Worker with Deno's own report and stack on stderr, or fail no task: it is kept instead, and the run request
+// is answered with it.
+let running = false;
 let served = false;
 let loadFailure: unknown;
 let pendingRun: Extract<HostMessage, { type: "run" }> | undefined;
@@ -34,24 +43,29 @@ const onLoadFailure = (error: unknown) => {
   if (pendingRun) answerLoadFailure(pendingRun);
 };
 self.addEventListener("error", (event) => {
-  if (served) return;
+  if (running) return;
   event.preventDefault();
   onLoadFailure(event.error ?? new Error(event.message));
 });
 self.addEventListener("unhandledrejection", (event) => {
-  if (served) return;
+  if (running) return;
   event.preventDefault();
   onLoadFailure(event.reason);
 });
 self.onmessage = (event: MessageEvent<HostMessage>) => {
-  if (event.data.type !== "run") return;
-  pendingRun = event.data;
+  const data = event.data;
+  if (data.type === "lifeline") lifelines.push(data.lifeline);
+  if (data.type !== "run") return;
+  pendingRun = data;
   if (loadFailure !== undefined) answerLoadFailure(pendingRun);
 };
 
-function answerLoadFailure({ request, lifeline }: Extract<HostMessage, { type: "run" }>): void {
+function answerLoadFailure({ request }: Extract<HostMessage, { type: "run" }>): void {
+  pendingRun = undefined;
   const failure = describeFailure(loadFailure);
-  const message = `${request.executor}'s module failed to load: ${failure.message}`;
+  const message = `${request.executor}'s module failed ${
+    served ? "after it loaded" : "to load"
+  }: ${failure.message}`;
   self.postMessage(
     {
       type: "task-failed",
@@ -60,7 +74,6 @@ function answerLoadFailure({ request, lifeline }: Extract<HostMessage, { type: "
       error: { ...failure, message },
     } satisfies StepMessage,
   );
-  lifeline?.close();
 }
 
 /**
@@ -76,7 +89,6 @@ function answerLoadFailure({ request, lifeline }: Extract<HostMessage, { type: "
  */
 export function serveStep(definition: ExecutorDefinition): void {
   served = true;
-  const lifelines: MessagePort[] = [];
   const controller = new AbortController();
   let currentTask = "";
   const emit = (message: StepMessage) => {
@@ -89,15 +101,18 @@ export function serveStep(definition: ExecutorDefinition): void {
       { type: "task-failed", task: currentTask, ms: 0, error: describeFailure(error) } satisfies StepMessage,
     );
   self.addEventListener("error", (event) => {
+    if (!running) return; // the module's own (above)
     event.preventDefault();
     failUncaught(event.error ?? new Error(event.message));
   });
   self.addEventListener("unhandledrejection", (event) => {
+    if (!running) return;
     event.preventDefault();
     failUncaught(event.reason);
   });
   const onHelperReply = askHostForHelperThreads();
   const onMessage = async (data: HostMessage) => {
+    if (data.type === "lifeline") return void lifelines.push(data.lifeline);
     if (data.type === "helper-started" || data.type === "helper-refused" || data.type === "helper-failed") {
       return onHelperReply(data);
     }
@@ -105,15 +120,16 @@ export function serveStep(definition: ExecutorDefinition): void {
       controller.abort(new Error("interrupted"));
       return;
     }
-    // held while the Worker lives: the host sees this port go when the Worker ends (see sandbox.ts)
-    if (data.lifeline) lifelines.push(data.lifeline);
+    if (loadFailure !== undefined) return answerLoadFailure(data);
+    running = true;
     currentTask = data.request.tasks[0];
     await runStepTasks(definition, data.request, emit, controller.signal);
   };
   self.onmessage = (event: MessageEvent<HostMessage>) => onMessage(event.data);
   // a request that came while the executor's module loaded
-  if (pendingRun) onMessage(pendingRun);
+  const waiting = pendingRun;
   pendingRun = undefined;
+  if (waiting) onMessage(waiting);
 }
 
 /**
