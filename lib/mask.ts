@@ -154,11 +154,23 @@ export function looksLikeCredential(value: unknown): boolean {
 const CREDENTIAL_VALUES: Array<[RegExp, (match: string, ...groups: string[]) => string]> = [
   [
     new RegExp(
-      `(${CREDENTIAL_NAME.source}["']?(?:\\s*[=:]\\s*|\\s+(?=')))` +
-        `('(?:[^']|'')*'?|"(?:[^"\\\\]|\\\\.)*"?|[^\\s,;&'"()]+)`,
+      `(${CREDENTIAL_NAME.source}["']?(?:\\s*[=:]\\s*|\\s+(?=['$]|[Ee]')))` +
+        // a value masked already (a message composed from masked text) is left as it is
+        `(?![Ee]?['"]?\\*\\*\\*)` +
+        // SQL's E'…' and $$…$$ / $tag$…$tag$ literals, '…', "…", a bare word
+        `([Ee]'(?:[^'\\\\]|\\\\.|'')*'?|\\$\\w*\\$[\\s\\S]*?(?:\\$\\w*\\$|$)|'(?:[^']|'')*'?|"(?:[^"\\\\]|\\\\.)*"?|[^\\s,;&'"()]+)`,
       "gi",
     ),
-    (_, name, value) => `${name}${value[0] === "'" ? "'***'" : value[0] === '"' ? '"***"' : "***"}`,
+    (_, name, value) =>
+      `${name}${
+        value[0] === "'" || /^E'/i.test(value)
+          ? "'***'"
+          : value[0] === '"'
+          ? '"***"'
+          : value[0] === "$"
+          ? "$$***$$"
+          : "***"
+      }`,
   ],
   [/([a-z][a-z0-9+.-]*:\/\/[^\s/@:]*:)[^\s/@]+@/gi, (_, start) => `${start}***@`],
   [/\b(?:AKIA|ASIA|ABIA|ACCA)[A-Z0-9]{16}\b/g, () => "***"],
@@ -179,11 +191,20 @@ const CREDENTIAL_VALUES: Array<[RegExp, (match: string, ...groups: string[]) => 
  *
  * assert.equal(redactCredentials("ALTER ROLE r PASSWORD 'Hunter2''s'"), "ALTER ROLE r PASSWORD '***'");
  * assert.equal(redactCredentials("ALTER ROLE r PASSWORD 'Hunter2S…"), "ALTER ROLE r PASSWORD '***'");
+ * assert.equal(redactCredentials("ALTER ROLE r PASSWORD $$Hunter2$$ x"), "ALTER ROLE r PASSWORD $$***$$ x");
+ * assert.equal(redactCredentials("ALTER ROLE r PASSWORD $pw$Hunter2$pw$"), "ALTER ROLE r PASSWORD $$***$$");
+ * assert.equal(redactCredentials("ALTER ROLE r PASSWORD E'Hunter\\'2'"), "ALTER ROLE r PASSWORD '***'");
+ * // masked text said again (a message composed from a cut excerpt): the rest of it stays
+ * assert.equal(
+ *   redactCredentials("(line 1, ALTER ROLE r WITH PASSWORD '***…) failed: role \"r\" does not exist"),
+ *   "(line 1, ALTER ROLE r WITH PASSWORD '***…) failed: role \"r\" does not exist",
+ * );
  * assert.equal(
  *   redactCredentials('invalid input syntax for type integer: "postgres://u:Hunter5@h/db"'),
  *   'invalid input syntax for type integer: "postgres://u:***@h/db"',
  * );
  * assert.equal(redactCredentials("host=db password=s3cr3t user=x"), "host=db password=*** user=x");
+ * assert.equal(redactCredentials("password=pa$$word!"), "password=***");
  * assert.equal(redactCredentials('{"password": "hunter22"}'), '{"password": "***"}');
  * assert.equal(redactCredentials("CREDENTIALS 'aws_access_key_id=AKIA;x=y'"), "CREDENTIALS '***'");
  * assert.equal(redactCredentials("key AKIAIOSFODNN7EXAMPLE used"), "key *** used");

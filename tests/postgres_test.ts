@@ -1889,6 +1889,22 @@ pgTest(
         shown:
           /statement 1 of 1 \(line 1, ALTER ROLE nosuchrole PASSWORD '\*\*\*'\) failed: role "nosuchrole"/,
       },
+      // QA's second pass: SQL's other literals, and a statement long enough to be cut inside the mask
+      {
+        sql: "ALTER ROLE nosuchrole PASSWORD $$Hunter3SecretPW$$ VALID UNTIL 'infinity'",
+        secret: "Hunter3S",
+        shown: /PASSWORD \$\$\*\*\*\$\$.*\) failed: role "nosuchrole" does not exist/,
+      },
+      {
+        sql: "ALTER ROLE nosuchrole PASSWORD E'Hunter4Secret\\'PW'",
+        secret: "Hunter4S",
+        shown: /PASSWORD '\*\*\*'.*\) failed: role "nosuchrole" does not exist/,
+      },
+      {
+        sql: "ALTER ROLE nosuchrole WITH PASSWORD 'Hunter6SecretPW'",
+        secret: "Hunter6S",
+        shown: /\) failed: role "nosuchrole" does not exist; nothing was committed/,
+      },
       {
         sql: "SELECT 'postgres://u:Hunter5SecretPW@h/db'::int",
         secret: "Hunter5",

@@ -439,7 +439,8 @@ Deno.test("env.NAME of a variable whose name says it holds a credential is maske
       params: {
         out: "o/first.json",
         text:
-          "${{ env.LAKERUN_T_REGION }} key=${{ env.LAKERUN_T_SECRET_ACCESS_KEY }} t=${{ env.LAKERUN_T_API_TOKEN }}",
+          "${{ env.LAKERUN_T_REGION }} key=${{ env.LAKERUN_T_SECRET_ACCESS_KEY }} t=${{ env.LAKERUN_T_API_TOKEN }} " +
+          "p=${{ env.LAKERUN_T_DB_PASS }} s=${{ env.LAKERUN_T_STRIPE_KEY }}",
       },
     },
   });
@@ -447,26 +448,32 @@ Deno.test("env.NAME of a variable whose name says it holds a credential is maske
     LAKERUN_T_REGION: "eu-west-1",
     LAKERUN_T_SECRET_ACCESS_KEY: "wJalrXUtnFEMIK7MDENGbPxRfiCYEXAMPLEKEY",
     LAKERUN_T_API_TOKEN: "tok-8c1f2e",
+    LAKERUN_T_DB_PASS: "DBPASS999",
+    LAKERUN_T_STRIPE_KEY: "sk_live_STRIPE999",
   };
   for (const args of [["plan", "r.json"], ["plan", "--json", "r.json"], ["run", "r.json"]]) {
     const result = await lakerun(args, { cwd: dir.path, env });
     assert.equal(result.code, 0, result.stdout + result.stderr);
     const shown = result.stdout + result.stderr;
-    assert.doesNotMatch(shown, /wJalrXUtnFEMIK7MDENGbPxRfiCYEXAMPLEKEY|tok-8c1f2e/, args.join(" "));
+    assert.doesNotMatch(
+      shown,
+      /wJalrXUtnFEMIK7MDENGbPxRfiCYEXAMPLEKEY|tok-8c1f2e|DBPASS999|STRIPE999/,
+      args.join(" "),
+    );
     if (args[1] !== "--json" && args[0] === "plan") {
-      assert.match(shown, /text = "eu-west-1 key=\*\*\* t=\*\*\*"/, shown);
+      assert.match(shown, /text = "eu-west-1 key=\*\*\* t=\*\*\* p=\*\*\* s=\*\*\*"/, shown);
     }
   }
   // the step gets the values; the run record does not show them
   assert.equal(
     (await readJson(join(dir.path, "o/first.json"))).text,
-    "eu-west-1 key=wJalrXUtnFEMIK7MDENGbPxRfiCYEXAMPLEKEY t=tok-8c1f2e",
+    "eu-west-1 key=wJalrXUtnFEMIK7MDENGbPxRfiCYEXAMPLEKEY t=tok-8c1f2e p=DBPASS999 s=sk_live_STRIPE999",
   );
   for await (const entry of Deno.readDir(join(dir.path, ".lakerun"))) {
     if (!entry.isDirectory) continue;
     for await (const run of Deno.readDir(join(dir.path, ".lakerun", entry.name, "runs"))) {
       const text = await Deno.readTextFile(join(dir.path, ".lakerun", entry.name, "runs", run.name));
-      assert.doesNotMatch(text, /wJalrXUtnFEMIK7MDENGbPxRfiCYEXAMPLEKEY|tok-8c1f2e/);
+      assert.doesNotMatch(text, /wJalrXUtnFEMIK7MDENGbPxRfiCYEXAMPLEKEY|tok-8c1f2e|DBPASS999|STRIPE999/);
     }
   }
 });

@@ -440,9 +440,11 @@ function applyFilter(value: TemplateValue, filter: FilterCall): TemplateValue {
 
 /**
  * Environment variable names that say they hold a credential (`AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`,
- * `PGPASSWORD`, `GITHUB_TOKEN`, `STRIPE_API_KEY`…): their values are masked even when read as `env.NAME`.
+ * `PGPASSWORD`, `DB_PASS`, `DB_PWD`, `GITHUB_TOKEN`, `STRIPE_KEY`…): their values are masked even when read as
+ * `env.NAME` (`PWD`, the current folder, is not one).
  */
-const CREDENTIAL_NAME = /PASSWORD|PASSWD|SECRET|TOKEN|API_?KEY|PRIVATE_?KEY|CREDENTIAL/i;
+const CREDENTIAL_NAME =
+  /PASSWORD|PASSWD|PASSPHRASE|(?:^|_)(?:PG)?PASS(?:$|_)|_PWD(?:$|_)|SECRET|TOKEN|API_?KEY|PRIVATE_?KEY|ACCESS_?KEY|CREDENTIAL|_KEY$/i;
 
 /**
  * The value of one expression in `scope`. A secret's value, and every value a filter computes from it, is
