@@ -72,7 +72,9 @@ export default defineExecutor({
     execute: {
       description: "Runs the statements of sql or sql_file in one transaction (a Data API batch).",
       needs: [["sql", "sql_file"]],
-      outputs: { rows: "Rows the statements affected or returned, summed (when the server counts them)." },
+      outputs: {
+        rows_affected: "Rows the statements affected or returned, summed (when the server counts them).",
+      },
       run: runExecute,
     },
     create_table: {

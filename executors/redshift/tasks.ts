@@ -94,7 +94,12 @@ export function runExecute(context: TaskContext<Params>): Promise<void> {
     }
     const counted = outcome.rows.filter((rows) => rows >= 0);
     if (counted.length > 0) {
-      context.report({ type: "output", name: "rows", value: counted.reduce((sum, n) => sum + n, 0) });
+      // not `rows`: copy_from_s3's, in the same step, is the rows a load wrote
+      context.report({
+        type: "output",
+        name: "rows_affected",
+        value: counted.reduce((sum, n) => sum + n, 0),
+      });
     }
     if (outcome.reused) return;
     context.log(
