@@ -693,6 +693,10 @@ s3Test(
     );
     assert.match(log, /statement 1 \(line 2\): 1 row/);
     assert.match(log, /1 \| it's; fine/);
+    // two rows inserted, two selected
+    assert.deepEqual((await listRuns(join(dir.path, ".lakerun"), "rs"))[0].steps.load.outputs, {
+      rows_affected: 4,
+    });
 
     await using dir2 = await tempDir();
     const bad = `INSERT INTO ${t} VALUES (3, 'c');\n\nINSERT INTO ${t} VALUES (1, 'again');`;
