@@ -128,6 +128,21 @@ Deno.test("--resume after a failure: the succeeded steps are skipped, their outp
   assert.equal(record.steps.extract.attempt, 1, "the skipped step keeps the attempt it succeeded in");
   assert.deepEqual(record.steps.extract.outputs, { rows: 7 });
 
+  // in GitHub Actions, the action's `outputs` hold the skipped step's too (QA: they were left out)
+  await Deno.writeTextFile(join(dir.path, "w/fail.flag"), "");
+  const failedAgain = await run(dir.path, "--new-run", "r.json");
+  assert.equal(failedAgain.code, 1);
+  await Deno.remove(join(dir.path, "w/fail.flag"));
+  const outputFile = join(dir.path, "github_output");
+  await Deno.writeTextFile(outputFile, "");
+  const github = await lakerun(["run", "--executors", PLUGINS, "--resume", "r.json"], {
+    cwd: dir.path,
+    env: { GITHUB_ACTIONS: "true", GITHUB_OUTPUT: outputFile },
+  });
+  assert.equal(github.code, 0, github.stdout + github.stderr);
+  const outputs = /outputs<<(\S+)\n([\s\S]*?)\n\1\n/.exec(await Deno.readTextFile(outputFile));
+  assert.deepEqual(JSON.parse(outputs![2]).extract, { rows: 7 }, outputs![2]);
+
   // nothing left to resume; a run that succeeded cannot be resumed; an unknown id is named
   const again = await run(dir.path, "--resume", "r.json");
   assert.equal(again.code, 2);

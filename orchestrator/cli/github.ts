@@ -324,6 +324,8 @@ export interface StepTally {
   ms?: number;
   tries: number;
   tasks: TaskTally[];
+  /** The outputs of a step `--resume` found done (its tasks did not run in this attempt). */
+  resumedOutputs?: Array<[string, string | number | boolean]>;
 }
 
 /** Puts every task of a step back to pending, for the step's next attempt. */
@@ -534,8 +536,8 @@ function maskedOutputs(
   const out: Record<string, Record<string, unknown>> = {};
   for (const step of steps) {
     const values: Record<string, unknown> = {};
-    for (const task of step.tasks) {
-      for (const [name, value] of task.outputs) {
+    for (const outputs of [step.resumedOutputs ?? [], ...step.tasks.map((task) => task.outputs)]) {
+      for (const [name, value] of outputs) {
         values[hide(name)] = typeof value === "string"
           ? hide(value)
           : hide(String(value)) === String(value)
@@ -862,11 +864,16 @@ class GitHubReporter implements Reporter {
     this.#within(undefined, () => this.#inner?.stepRetry?.(step, attempt, delayMs, error));
   }
 
-  stepSkipped(step: Step, reason: string): void {
+  stepSkipped(
+    step: Step,
+    reason: string,
+    outputs?: Readonly<Record<string, string | number | boolean>>,
+  ): void {
     const tally = this.#stepTally(step);
     tally.status = "skipped";
     tally.note = reason;
-    this.#within(undefined, () => this.#inner?.stepSkipped?.(step, reason));
+    if (outputs) tally.resumedOutputs = Object.entries(outputs);
+    this.#within(undefined, () => this.#inner?.stepSkipped?.(step, reason, outputs));
   }
 
   warning(message: string, step?: Step): void {

@@ -19,8 +19,15 @@ export interface Reporter {
   routineFinished(ok: boolean, ms: number): void;
   /** A failed attempt of `step` will be retried: attempt `attempt` (2, 3…) starts in `delayMs`. */
   stepRetry?(step: Step, attempt: number, delayMs: number, error: Error): void;
-  /** `step` does not run: a step it depends on failed or was skipped, or `--resume` found it done. */
-  stepSkipped?(step: Step, reason: string): void;
+  /**
+   * `step` does not run: a step it depends on failed or was skipped, or `--resume` found it done — then with
+   * the outputs it reported when it ran, which later steps get.
+   */
+  stepSkipped?(
+    step: Step,
+    reason: string,
+    outputs?: Readonly<Record<string, string | number | boolean>>,
+  ): void;
   /** Something the user should know that does not fail the run (a `continue_on_error` failure, a changed step on `--resume`). */
   warning?(message: string, step?: Step): void;
   /** The run has its id (and logical date): called before {@link Reporter.routineStarted}. */

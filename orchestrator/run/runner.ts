@@ -419,6 +419,7 @@ class RoutineRun {
     this.#reporter.stepSkipped?.(
       step,
       `succeeded in attempt ${previous.attempt ?? 1} of run ${this.#state.runId} (--resume)`,
+      previous.outputs,
     );
     return "succeeded";
   }
