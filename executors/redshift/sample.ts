@@ -39,15 +39,8 @@ export async function inferFromSource(
       "parquet tables need columns ({name: type}): lakerun does not infer them from parquet files",
     );
   }
-  const storage = await openLocation(params.source, { cwd: options.cwd, s3: options.s3 });
   // inferred from the data files (copy_from_s3 refuses hidden ones it finds: COPY would read them)
-  const samples = await sampleFiles(storage, {
-    maxFiles: SAMPLE_FILES,
-    maxBytes: SAMPLE_BYTES,
-    skip: isHiddenPath,
-    signal: options.signal,
-    decompress: () => gzipped(params) ? "gzip" : undefined,
-  });
+  const { storage, samples } = await sampleSource(params, params.source, options);
   if (samples.length === 0) throw new Error(`no file under ${params.source} to infer the columns from`);
   const delimiter = params.copy_options.map((entry) => parseCopyOption(entry, params.format))
     .find((option) => option.keyword === "DELIMITER")?.value;
@@ -59,6 +52,26 @@ export async function inferFromSource(
     wholeFiles: samples.map((s) => s.whole),
     target: "redshift",
   });
+}
+
+/**
+ * The first bytes of the first {@link SAMPLE_FILES} data files under `source` (hidden ones passed over), as
+ * `create_table` infers from and `copy_from_s3` checks JSON keys in.
+ */
+async function sampleSource(
+  params: Params,
+  source: string,
+  options: { cwd: string; s3?: S3Settings; signal: AbortSignal },
+) {
+  const storage = await openLocation(source, { cwd: options.cwd, s3: options.s3 });
+  const samples = await sampleFiles(storage, {
+    maxFiles: SAMPLE_FILES,
+    maxBytes: SAMPLE_BYTES,
+    skip: isHiddenPath,
+    signal: options.signal,
+    decompress: () => gzipped(params) ? "gzip" : undefined,
+  });
+  return { storage, samples };
 }
 
 /** What {@link jsonKeysOfSource} found. */
@@ -86,14 +99,7 @@ export async function jsonKeysOfSource(
   if (UNREAD_COMPRESSIONS.some(keyword)) return undefined;
   const encoding = keyword("ENCODING")?.value?.toUpperCase();
   if (encoding !== undefined && encoding !== "UTF8") return undefined;
-  const storage = await openLocation(params.source, { cwd: options.cwd, s3: options.s3 });
-  const samples = await sampleFiles(storage, {
-    maxFiles: SAMPLE_FILES,
-    maxBytes: SAMPLE_BYTES,
-    skip: isHiddenPath,
-    signal: options.signal,
-    decompress: () => gzipped(params) ? "gzip" : undefined,
-  });
+  const { storage, samples } = await sampleSource(params, params.source, options);
   if (samples.length === 0) return undefined;
   const keys = new Set<string>();
   for (const sample of samples) {
