@@ -1174,6 +1174,18 @@ pgTest(
       (await pg.psql("SELECT count(*) || ' ' || sum(amount) || ' ' || max(placed) FROM daily_orders")).trim(),
       `1505 ${10.5 + 3 + 7 * 1_500 + 2.25} 2024-06-03 09:00:00`,
     );
+    // past today's sample, a value the kept double column cannot hold fails the COPY, which names it; no
+    // advice about inference, whose type the table's overrides
+    await writeFiles(dir.path, {
+      "staging/d5/a.csv": `id,amount,placed\n${
+        Array.from({ length: 1_500 }, (_, i) => `${20_000 + i},7,2024-06-05`).join("\n")
+      }\n29999,abc,2024-06-05\n`,
+    });
+    const bad = await day("d5");
+    assert.equal(bad.code, 1, output(bad));
+    assert.match(bad.stdout, /line 1502.*amount.*"abc"/);
+    assert.doesNotMatch(bad.stdout, /column inference/);
+    assert.equal((await pg.psql("SELECT count(*) FROM daily_orders")).trim(), "1505", "nothing committed");
     // a type the column cannot hold is still drift: text where the table has a double
     await writeFiles(dir.path, { "staging/d4/a.csv": "id,amount,placed\n5,n/a,2024-06-04\n" });
     const drift = await day("d4");

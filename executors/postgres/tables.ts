@@ -155,14 +155,13 @@ export function createTableSql(name: TableName, columns: readonly ColumnSpec[]):
 
 /**
  * An inferred column as the load checks it once a kept table has it: as inferred when the table has that
- * type; as a `double` when the table's `double` took today's `bigint` sample (a `2.25` past the sample
- * loads); else unchecked (`string`), as for any table that existed before: PostgreSQL's input rules.
+ * type; else unchecked (`string`), as for any table that existed before: the table's type is the word then,
+ * and PostgreSQL's input rules (a `2.25` past today's `bigint` sample loads into yesterday's `double`; `abc`
+ * fails the COPY, which names the line).
  */
 function asTableHasIt(column: ColumnSpec, table: readonly { name: string; type: string }[]): ColumnSpec {
   const type = table.find((c) => c.name === column.name)?.type;
-  const own = type === undefined ? undefined : inferenceType(type);
-  if (own === column.type) return column;
-  return { ...column, type: own === "double" && column.type === "bigint" ? "double" : "string" };
+  return type !== undefined && inferenceType(type) === column.type ? column : { ...column, type: "string" };
 }
 
 /** `create_table`: creates the table, or handles an existing one as `if_exists` says. */
