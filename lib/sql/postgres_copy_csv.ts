@@ -99,6 +99,8 @@ const BOM = [0xef, 0xbb, 0xbf];
  * assert.deepEqual(refusal("id,h\n1,5'10\"\n2,6'1\"\n"), [2, 1, "5'10\""]);
  * assert.deepEqual(refusal('id,h\n1,"a\nb"c,d\n'), [2, 1, '"a\nb"c']);
  * assert.deepEqual(refusal('id,h\n1,x\n2,"never closes\n'), [3, 1, '"never closes\n']);
+ * // named at the line its field opens on, a doubled quote on a later line notwithstanding
+ * assert.deepEqual(refusal('id,h\n1,"first\nsaid ""hi"" ok" trailing\n')?.slice(0, 2), [2, 1]);
  * assert.equal(refusal('id,h\n1,"say ""hi"""\n"2",""\n'), undefined); // RFC 4180: loads as written
  * ```
  * @example Checked fields: the first value refused stops the stream, naming its line and field
@@ -262,8 +264,10 @@ export class CopyCsvFilter {
           if (before !== COMMA && before !== LF && before !== CR && before !== QUOTE) {
             this.#stray(chunk, i, false, 1 + Math.max(lineFeeds, returns), start, opened, undefined);
           }
-          opened = i;
-          this.#openedLine = 1 + Math.max(lineFeeds, returns); // (a local here made the loop slower)
+          if (before !== QUOTE) { // (after a quote: a doubled one, inside the field opened before)
+            opened = i;
+            this.#openedLine = 1 + Math.max(lineFeeds, returns); // (a local here made the loop slower)
+          }
         }
         inQuote = !inQuote;
       } else if (byte === LF) {
@@ -333,8 +337,10 @@ export class CopyCsvFilter {
           if (before !== COMMA && before !== LF && before !== CR && before !== QUOTE) {
             this.#stray(chunk, i, false, line, start, opened, field);
           }
-          opened = i;
-          this.#openedLine = line; // (a local here made the loop slower)
+          if (before !== QUOTE) { // (after a quote: a doubled one, inside the field opened before)
+            opened = i;
+            this.#openedLine = line; // (a local here made the loop slower)
+          }
         }
         inQuote = !inQuote;
         fieldQuoted = true;
