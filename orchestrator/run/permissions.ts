@@ -8,7 +8,7 @@
 import { dirname, isAbsolute, join, relative, resolve } from "node:path";
 import type { PermissionScope } from "../../sdk/executor.ts";
 import { SCOPE_KINDS } from "../../lib/scope.ts";
-import { realLocation } from "../../lib/storage/locations.ts";
+import { isWithinLocation, locationsOverlap, realLocation } from "../../lib/storage/locations.ts";
 import { RoutineError, type RoutineProblem } from "../errors.ts";
 import { formatJsonPath, type JsonPath } from "../routine/json.ts";
 import { permissionContext, type Routine, type Step } from "../routine/routine.ts";
@@ -195,13 +195,12 @@ function stateFolderProblems(
   const root = resolve(options.cwd, options.stateRoot);
   const label = relative(options.cwd, routine.file);
   const where = label && !label.startsWith("..") && !isAbsolute(label) ? label : routine.file;
-  const realRoot = realLocation(root);
   const problems: RoutineProblem[] = [];
   for (const path of unique([...write, ...read])) {
     // as written, and as Deno grants it: through the symbolic links on the way (`link/x`, link → .lakerun)
+    const holds = isWithinLocation(path, root, absolute);
+    if (!holds && !isWithinLocation(root, path, absolute)) continue;
     const real = realLocation(path);
-    const holds = isWithin(root, path) || isWithin(realRoot, real);
-    if (!holds && !isWithin(path, root) && !isWithin(real, realRoot)) continue;
     const param = paramNaming(step.params, path, options.cwd);
     const source = param ? `${JSON.stringify(param.value)} gives` : "its params give";
     const access = write.includes(path) ? "write" : "read";
@@ -264,20 +263,18 @@ function acceptedPath(
         params,
         permissionContext(routine, step, cwd),
       );
-      const realRoot = realLocation(root);
       const paths = [...(declared.read ?? []), ...(declared.write ?? [])].map((p) => resolve(cwd, p));
-      return !paths.some((path) => {
-        const real = realLocation(path);
-        return isWithin(root, path) || isWithin(path, root) || isWithin(realRoot, real) ||
-          isWithin(real, realRoot);
-      });
+      return !paths.some((path) => locationsOverlap(root, path, absolute));
     } catch {
       return false; // the executor refuses it: no suggestion
     }
   });
 }
 
-/** True when `path` is `folder` or inside it. */
+/** The `resolve` of `isWithinLocation` for paths resolved already: so compared also with their links followed. */
+const absolute = (path: string) => path;
+
+/** True when `path` is `folder` or inside it, as written. */
 function isWithin(path: string, folder: string): boolean {
   return path === folder || path.startsWith(folder.endsWith("/") ? folder : `${folder}/`);
 }
