@@ -31,6 +31,36 @@ export interface LeftUpload extends UploadRecord {
   name: string;
 }
 
+/**
+ * Whether two endpoint URLs (`null`: AWS itself) name one server: compared as URLs, so that a routine
+ * edited from `http://Store:80/` to `http://store` between a killed run and the next still finds the uploads
+ * the killed run left there.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { sameEndpoint } from "./upload_records.ts";
+ *
+ * assert.ok(sameEndpoint("http://Store.example:80/", "http://store.example"));
+ * assert.ok(sameEndpoint(null, null));
+ * assert.ok(!sameEndpoint("http://store.example:7480", "http://store.example"));
+ * assert.ok(!sameEndpoint(null, "https://s3.amazonaws.com"));
+ * ```
+ */
+export function sameEndpoint(a: string | null, b: string | null): boolean {
+  return a === b || (a !== null && b !== null && endpointKey(a) === endpointKey(b));
+}
+
+/** An endpoint URL's scheme, host, port (unless the scheme's own) and path without trailing slashes. */
+function endpointKey(endpoint: string): string {
+  try {
+    const url = new URL(endpoint);
+    return `${url.origin}${url.pathname.replace(/\/+$/, "")}`;
+  } catch {
+    return endpoint;
+  }
+}
+
 /** This process: records it writes are of uploads still in use, never aborted by its own clean-up. */
 const SESSION = crypto.randomUUID().slice(0, 8);
 let counter = 0;
@@ -108,7 +138,7 @@ export class UploadRecords {
         await this.remove(name); // written only in part: its upload is beyond knowing
         continue;
       }
-      if (record.endpoint !== endpoint || record.bucket !== bucket) continue;
+      if (!sameEndpoint(record.endpoint, endpoint) || record.bucket !== bucket) continue;
       if (prefix && !record.key.startsWith(`${prefix}/`)) continue;
       left.push({ ...record, name });
     }
