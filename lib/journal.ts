@@ -27,6 +27,7 @@ export class Journal {
    * assert.deepEqual(await journal.get("transform"), { inputs: ["a.csv"] });
    * const reopened = await Journal.open(stateDir); // as a re-run does
    * assert.deepEqual(await reopened.get("transform"), { inputs: ["a.csv"] });
+   * assert.deepEqual(await reopened.keys(), ["transform"]);
    * await journal.delete("transform");
    * assert.equal(await journal.get("transform"), undefined);
    * await assert.rejects(journal.put("../x", {}), /invalid journal key "..\/x"/);
@@ -37,6 +38,17 @@ export class Journal {
     const dir = join(stateDir, "journal");
     await Deno.mkdir(dir, { recursive: true });
     return new Journal(dir);
+  }
+
+  /** The journal in `stateDir` if one was ever opened there (nothing is created). */
+  static async existing(stateDir: string): Promise<Journal | undefined> {
+    const dir = join(stateDir, "journal");
+    try {
+      return (await Deno.stat(dir)).isDirectory ? new Journal(dir) : undefined;
+    } catch (error) {
+      if (error instanceof Deno.errors.NotFound) return undefined;
+      throw error;
+    }
   }
 
   #file(key: string): string {
@@ -62,6 +74,15 @@ export class Journal {
     const temporary = `${file}.${crypto.randomUUID()}.tmp`;
     await Deno.writeTextFile(temporary, JSON.stringify(value));
     await Deno.rename(temporary, file);
+  }
+
+  /** The keys of the records there are (in no particular order). */
+  async keys(): Promise<string[]> {
+    const keys: string[] = [];
+    for await (const { name, isFile } of Deno.readDir(this.dir)) {
+      if (isFile && name.endsWith(".json")) keys.push(name.slice(0, -".json".length));
+    }
+    return keys;
   }
 
   /** Removes the record under `key`. */

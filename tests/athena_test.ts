@@ -642,8 +642,16 @@ Deno.test("a lost StartQueryExecution reply is retried with the same ClientReque
     await using dir = await tempDir();
     const result = await runRoutine(dir.path, endpoints, {
       once: { params: { query: "SELECT 1" }, tasks: ["query"] },
+      // a later step fails: the run may be continued, so its journal entries stay (a run that succeeded
+      // leaves none)
+      after: {
+        executor: "StagingExecutor",
+        params: { parent_directory: "missing", dump_directory: "out" },
+        tasks: ["post_staging"],
+      },
     });
-    assert.equal(result.code, 0, result.output);
+    assert.equal(result.code, 1, result.output);
+    assert.match(result.output, /step "after" \(StagingExecutor\) task 'post_staging' failed/);
     assert.equal(fake.callsOf("StartQueryExecution").length, 2);
     assert.equal(fake.athena.queries.length, 1, "one query at the service");
     const [query] = fake.athena.queries;

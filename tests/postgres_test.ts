@@ -77,9 +77,10 @@ async function runRoutine(
   dir: string,
   doc: unknown,
   env: Record<string, string> = childEnv,
+  args: string[] = [],
 ): Promise<CliResult> {
   await Deno.writeTextFile(join(dir, "routine.json"), JSON.stringify(doc, null, 2));
-  const result = await lakerun(["run", "routine.json"], { cwd: dir, env });
+  const result = await lakerun(["run", "routine.json", ...args], { cwd: dir, env });
   assertNoSecret(result, await allText(join(dir, ".lakerun")));
   return result;
 }
@@ -1369,6 +1370,55 @@ pgTest(
     assert.equal((await runRoutine(dir.path, doc)).code, 0);
     assert.equal((await runRoutine(dir.path, doc)).code, 0);
     assert.equal((await rowsOf("sales_once")).length, 4);
+  },
+);
+
+pgTest(
+  "a failed date re-run after another date's run: its append load is not done again",
+  async () => {
+    await using dir = await tempDir();
+    await pg.psql(
+      "DROP TABLE IF EXISTS sales_dated; CREATE TABLE sales_dated (id bigint, region text, amount numeric)",
+    );
+    await writeFiles(dir.path, { "staging/a.csv": SALES_A, "landing-2024-05-31/x.csv": "x\n" });
+    // the load then a step that fails for 2024-04-30 only (its landing folder is missing)
+    const doc = {
+      routine_name: "pg-dated",
+      executors: {
+        PostgresExecutor: {
+          params: { ...connection(), table: "sales_dated", source: "staging", mode: "append" },
+          tasks: ["load"],
+        },
+        StagingExecutor: {
+          params: { parent_directory: "landing-${{ run.date }}", dump_directory: "out-${{ run.date }}" },
+          tasks: ["transfer"],
+        },
+      },
+    };
+    const backfill = await runRoutine(dir.path, doc, childEnv, [
+      "--from",
+      "2024-04-30",
+      "--to",
+      "2024-05-31",
+      "--every",
+      "month",
+      "--keep-going",
+    ]);
+    assert.equal(backfill.code, 1, output(backfill));
+    assert.equal((await rowsOf("sales_dated")).length, 4, "each date loaded once");
+    await writeFiles(dir.path, { "landing-2024-04-30/x.csv": "x\n" });
+    const again = await runRoutine(dir.path, doc, childEnv, ["--date", "2024-04-30"]);
+    assert.equal(again.code, 0, output(again));
+    assert.match(again.stdout, /load skipped: this run already committed it/);
+    assert.equal((await rowsOf("sales_dated")).length, 4, "the failed date's rows are not appended twice");
+    // both runs succeeded: the journal keeps nothing of them
+    const [routineDir] = await Array.fromAsync(Deno.readDir(join(dir.path, ".lakerun")));
+    const root = join(dir.path, ".lakerun", routineDir.name);
+    const step = (await Array.fromAsync(Deno.readDir(root))).find((e) =>
+      e.name.startsWith("PostgresExecutor")
+    )!;
+    const left = await Array.fromAsync(Deno.readDir(join(root, step.name, "journal")));
+    assert.deepEqual(left.map((file) => file.name), []);
   },
 );
 

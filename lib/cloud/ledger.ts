@@ -70,13 +70,53 @@ export class CloudRunLedger {
     return new CloudRunLedger(await Journal.open(stateDir), runId, stepId);
   }
 
+  /**
+   * The journal key of this run's entry under `key`: entries of every run are kept apart, so a run that did
+   * not succeed still finds its own when runs for other dates came in between (a backfill re-run).
+   */
   #key(key: string): string {
+    return `cloud-${createHash("sha256").update(`${this.runId}\n${key}`).digest("hex").slice(0, 32)}`;
+  }
+
+  /** Where earlier versions kept the entry under `key`, one for all runs: read, never written. */
+  #sharedKey(key: string): string {
     return `cloud-${createHash("sha256").update(key).digest("hex").slice(0, 32)}`;
   }
 
-  /** The entry under `key`, whatever run it belongs to. */
+  /** This run's entry under `key`. */
   async get(key: string): Promise<CloudRunEntry | undefined> {
-    return await this.journal.get<CloudRunEntry>(this.#key(key));
+    const entry = await this.journal.get<CloudRunEntry>(this.#key(key));
+    if (entry) return entry;
+    const shared = await this.journal.get<CloudRunEntry>(this.#sharedKey(key));
+    return shared?.runId === this.runId ? shared : undefined;
+  }
+
+  /**
+   * Forgets the entries of run `runId` in the step state folder `stateDir`: the run succeeded, so no later
+   * attempt of it will look for them (a run that succeeded is never continued).
+   *
+   * @example
+   * ```ts
+   * import assert from "node:assert/strict";
+   * import { CloudRunLedger } from "./ledger.ts";
+   *
+   * const stateDir = await Deno.makeTempDir();
+   * await (await CloudRunLedger.open(stateDir, "run-1", "pg")).begin("load", "f1");
+   * await (await CloudRunLedger.open(stateDir, "run-2", "pg")).begin("load", "f1");
+   * await CloudRunLedger.forgetRun(stateDir, "run-2");
+   * assert.equal(await (await CloudRunLedger.open(stateDir, "run-2", "pg")).get("load"), undefined);
+   * assert.equal((await (await CloudRunLedger.open(stateDir, "run-1", "pg")).get("load"))?.runId, "run-1");
+   * await Deno.remove(stateDir, { recursive: true });
+   * ```
+   */
+  static async forgetRun(stateDir: string, runId: string): Promise<void> {
+    const journal = await Journal.existing(stateDir);
+    if (!journal) return;
+    for (const key of await journal.keys()) {
+      if (!key.startsWith("cloud-")) continue;
+      const entry = await journal.get<CloudRunEntry>(key);
+      if (entry?.runId === runId) await journal.delete(key);
+    }
   }
 
   /**

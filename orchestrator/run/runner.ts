@@ -17,6 +17,7 @@
  * @module
  */
 import { resolve } from "node:path";
+import { CloudRunLedger } from "../../lib/cloud/ledger.ts";
 import { plural } from "../../lib/format.ts";
 import type { SecretMask } from "../../lib/mask.ts";
 import type { Reporter } from "../cli/reporter.ts";
@@ -326,8 +327,24 @@ class RoutineRun {
         }), but with continue_on_error: the run succeeds`,
       );
     }
+    if (status === "succeeded") await this.#forgetCloudJobs();
     this.#reporter.routineFinished(status === "succeeded", performance.now() - this.#started);
     if (error !== undefined) throw error;
+  }
+
+  /**
+   * A run that succeeded is never continued: the records its steps kept of the cloud jobs and loads it
+   * started (`lib/cloud/ledger.ts`) are removed, so that only those of runs that may still be re-run stay.
+   */
+  async #forgetCloudJobs(): Promise<void> {
+    for (const step of this.#routine.steps) {
+      const stateDir = stepStateDir(this.#stateRoot, this.#routine.name, step.id);
+      await CloudRunLedger.forgetRun(stateDir, this.#state.runId).catch((error) =>
+        this.#reporter.warning?.(
+          `could not tidy step ${JSON.stringify(step.id)}'s journal: ${messageOf(error)}`,
+        )
+      );
+    }
   }
 
   /** Stops the Workers started ahead that no step used. */
