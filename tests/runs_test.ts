@@ -155,6 +155,37 @@ Deno.test("--resume after a failure: the succeeded steps are skipped, their outp
   assert.match(unknown.stderr, /no run "20200101T000000Z-00000000" of routine "r"/);
 });
 
+Deno.test("two routine files with one routine_name: the second is refused (exit 2, nothing run) until one is renamed", async () => {
+  await using dir = await tempDir();
+  await writeRoutine(dir.path, { load: probe({ fail_if: "fail.flag" }) }, "nightly");
+  await Deno.rename(join(dir.path, "r.json"), join(dir.path, "a.json"));
+  await writeRoutine(dir.path, { other: probe() }, "nightly");
+  await Deno.rename(join(dir.path, "r.json"), join(dir.path, "b.json"));
+  await Deno.writeTextFile(join(dir.path, "w/fail.flag"), "");
+  const first = await run(dir.path, "--date", "2024-01-01", "a.json");
+  assert.equal(first.code, 1, first.stdout + first.stderr);
+
+  const second = await run(dir.path, "--date", "2024-01-01", "b.json");
+  assert.equal(second.code, 2, second.stdout + second.stderr);
+  assert.equal(
+    second.stderr.trim(),
+    `b.json:2:19: routine_name: "nightly" is also the name of ${
+      join(dir.path, "a.json")
+    }, whose run was the last (${
+      (await records(dir.path, "nightly"))[0].runId
+    }, failed): lakerun keeps a routine's runs, lock and journals under its name, so the two files would continue and block each other's runs; give one of them another routine_name, or keep its state apart with --state-dir`,
+  );
+  assert.equal(await attemptsOf(dir.path, "other"), 0, "nothing ran");
+  assert.equal((await records(dir.path, "nightly")).length, 1, "nothing recorded");
+
+  // a.json renamed b.json (its text replaced): the same routine, which continues its run
+  await Deno.rename(join(dir.path, "a.json"), join(dir.path, "b.json"));
+  await Deno.remove(join(dir.path, "w/fail.flag"));
+  const renamed = await run(dir.path, "--date", "2024-01-01", "b.json");
+  assert.equal(renamed.code, 0, renamed.stdout + renamed.stderr);
+  assert.match(renamed.stdout, /↻ attempt 2 of run/);
+});
+
 Deno.test("--resume re-runs, with a warning, a succeeded step whose resolved params changed", async () => {
   await using dir = await tempDir();
   const routine = (note: string) => ({ a: probe({ note }), b: probe({ fail_if: "fail.flag" }) });

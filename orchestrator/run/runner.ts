@@ -33,6 +33,7 @@ import {
   stepStateDir,
 } from "./permissions.ts";
 import {
+  checkNameOwner,
   hashOf,
   listRuns,
   markKilledRuns,
@@ -145,12 +146,15 @@ export async function runRoutine(routine: Routine, options: RunOptions): Promise
     throw new Error(`run ${resume.runId} is a run of routine ${JSON.stringify(resume.routine)}`);
   }
   await using _lock = await lockRoutine(stateRoot, routine.name);
+  // under the lock, the runs recorded are settled
+  const runs = await listRuns(stateRoot, routine.name);
+  await checkNameOwner(routine, runs[0], cwd);
   const routineDir = routineStateDir(stateRoot, routine.name);
   // a run for a date whose newest run did not succeed continues that run (its id: cloud jobs it started are
   // found again), even when runs for other dates came in between (a backfill re-run after a failure)
-  const unfinishedRunOf = async (date: string | undefined) => {
+  const unfinishedRunOf = (date: string | undefined) => {
     if (date === undefined || options.newRun) return undefined;
-    const newest = (await listRuns(stateRoot, routine.name)).find((record) => record.date === date);
+    const newest = runs.find((record) => record.date === date);
     return newest && newest.status !== "succeeded"
       ? { runId: newest.runId, attempt: newest.attempt, firstStarted: newest.firstStarted, date }
       : undefined;
@@ -158,7 +162,7 @@ export async function runRoutine(routine: Routine, options: RunOptions): Promise
   const state = await beginRun(routineDir, {
     date: options.date,
     fresh: options.newRun,
-    resume: resume ? { ...resume, date: resume.date ?? options.date } : await unfinishedRunOf(options.date),
+    resume: resume ? { ...resume, date: resume.date ?? options.date } : unfinishedRunOf(options.date),
   });
   const run = new RoutineRun(routine, options, { cwd, stateRoot, state });
   let status: RunStatus = "failed";
@@ -235,6 +239,7 @@ class RoutineRun {
       runId,
       routine: this.#routine.name,
       routineFile: this.#routine.file,
+      routinePath: resolve(this.#cwd, this.#routine.file),
       routineHash: routineHash(this.#routine, this.#options.secrets),
       ...(date !== undefined ? { date } : {}),
       status: "running",
