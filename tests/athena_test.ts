@@ -774,6 +774,43 @@ Deno.test("Ctrl-C stops the query before lakerun exits, and says so", async () =
   });
 });
 
+Deno.test("killed, then re-run with other SQL: the earlier attempt's query is stopped before the new one starts", async () => {
+  await withFake(async (fake, endpoints) => {
+    fake.athena.script("FROM slow", { runningForMs: 60_000 });
+    await using dir = await tempDir();
+    await writeRoutine(dir.path, endpoints, {
+      ctas: { params: { query: "SELECT * FROM slow" }, tasks: ["query"] },
+    });
+    const child = lakerunCommand(["run", "routine.json"], { cwd: dir.path, env: fakeKeys }).spawn();
+    await until(() => fake.callsOf("GetQueryExecution").length > 0);
+    child.kill("SIGKILL");
+    await child.output();
+    const [earlier] = fake.athena.queries;
+    assert.equal(earlier.state, "RUNNING");
+
+    // the routine edited, then run again: the same routine run (the last one was killed)
+    const result = await runRoutine(dir.path, endpoints, {
+      ctas: { params: { query: "SELECT * FROM fresh" }, tasks: ["query"] },
+    });
+    assert.equal(result.code, 0, result.output);
+    assert.match(result.output, /↻ attempt 2 of run/);
+    assert.equal(fake.athena.queries[0].state, "CANCELLED");
+    assert.equal(fake.athena.queries.length, 2);
+    assert.match(
+      result.output,
+      new RegExp(
+        `stopped query ${earlier.id} \\(an earlier attempt of this run started it with other SQL or settings\\)`,
+      ),
+    );
+    // the stop came before the new query was started
+    const calls = fake.calls.map((call) => call.operation);
+    assert.ok(
+      calls.lastIndexOf("StopQueryExecution") < calls.lastIndexOf("StartQueryExecution"),
+      calls.join(","),
+    );
+  });
+});
+
 Deno.test("a 3-second query is reported done after a few status calls; parameters travel as execution parameters", async () => {
   await withFake(async (fake, endpoints) => {
     fake.athena.script("FROM orders", {

@@ -774,6 +774,34 @@ Deno.test("fake: wait: false records the run, reports its id and returns; a re-r
   });
 });
 
+Deno.test("fake: a re-run of the routine run with other arguments stops the earlier attempt's run before starting its own", async () => {
+  fake.glue.scriptJob("changed", { runningForMs: 60_000 });
+  await withStateDir(async (stateDir) => {
+    const params = (day: string) => ({ job_name: "changed", arguments: { day }, wait: false });
+    const first = harness(fake.endpoint, params("2024-01-01"), { stateDir });
+    await startJobRun(first.context, first.options);
+    const [earlier] = fake.glue.runs("changed");
+    // lakerun was killed; the routine was edited; the same routine run goes on
+    const again = harness(fake.endpoint, params("2024-01-02"), { stateDir });
+    await startJobRun(again.context, again.options);
+    const runs = fake.glue.runs("changed");
+    assert.equal(runs.length, 2);
+    assert.notEqual(runs[0].stopRequestedAt, undefined, "the earlier run was stopped");
+    assert.equal(runs[1].arguments["--day"], "2024-01-02");
+    assert.equal(runs[1].stopRequestedAt, undefined);
+    assert.equal(
+      again.lines[0],
+      `an earlier attempt of this routine run started it with other arguments: stopped run ${earlier.id} of Glue job changed (BatchStopJobRun accepted: STOPPING, then STOPPED)`,
+    );
+    // a third attempt with the same arguments as the second: reattached, nothing stopped
+    const third = harness(fake.endpoint, params("2024-01-02"), { stateDir });
+    const stops = fake.callsOf("BatchStopJobRun").length;
+    await startJobRun(third.context, third.options);
+    assert.equal(fake.callsOf("BatchStopJobRun").length, stops);
+    assert.equal(fake.glue.runs("changed").length, 2);
+  });
+});
+
 Deno.test("fake: worker_type and number_of_workers go with the run; an unknown job is a clear error", async () => {
   fake.glue.scriptJob("sized", { runningForMs: 50 });
   await withStateDir(async (stateDir) => {

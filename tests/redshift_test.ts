@@ -1396,6 +1396,42 @@ s3Test(
   },
 );
 
+s3Test(
+  "Data API: killed, then re-run with other SQL: the earlier attempt's statement is cancelled before the new one is sent",
+  async () => {
+    await using fake = await startFake();
+    const t = tableName("changed");
+    await psql(`CREATE TABLE public.${t} (id int)`);
+    await using dir = await tempDir();
+    const step = (sql: string) =>
+      routine(fake, { edit: { params: { ...dataApi, sql }, tasks: ["execute"] } });
+    await writeRoutine(dir.path, step(`INSERT INTO ${t} VALUES (1); SELECT pg_sleep(60);`));
+    const child = lakerunCommand(["run", "routine.json"], { cwd: dir.path }).spawn();
+    await until(() => fake.statements[0]?.subStatements[1]?.status === "STARTED", 30_000, "the sleep");
+    await sleeping("pg_sleep(60)");
+    child.kill("SIGKILL");
+    await child.output();
+    const [earlier] = fake.statements;
+
+    await writeRoutine(dir.path, step(`INSERT INTO ${t} VALUES (2);`));
+    const rerun = await lakerun(["run", "routine.json"], { cwd: dir.path });
+    assert.equal(rerun.code, 0, rerun.stdout + rerun.stderr);
+    assert.match(
+      rerun.stdout,
+      new RegExp(
+        `execute: cancelled Redshift statement ${earlier.id} \\(sent by an earlier attempt of this run with other SQL\\)`,
+      ),
+    );
+    await fake.idle();
+    assert.equal(earlier.status, "ABORTED");
+    assert.equal(
+      await psql(`SELECT string_agg(id::text, ',') FROM ${t}`),
+      "2",
+      "only the new statement's row",
+    );
+  },
+);
+
 s3Test("Data API: throttled status calls are retried and never fail the task", async () => {
   await using fake = await startFake();
   await using dir = await tempDir();

@@ -239,7 +239,8 @@ export class AthenaQueries {
     const request = startRequest(spec);
     const fingerprint = fingerprintOf(request);
     for (let round = 1;; round++) {
-      const { entry, reattach } = await this.ledger.begin(key, fingerprint);
+      const { entry, reattach, superseded } = await this.ledger.begin(key, fingerprint);
+      if (superseded?.id) await this.#stopSuperseded(label, superseded.id);
       let id = entry.id;
       if (reattach && entry.state === "succeeded" && id) {
         this.context.log(`${label}: query ${id} already SUCCEEDED in an earlier attempt of this run`);
@@ -346,6 +347,21 @@ export class AthenaQueries {
   }
 
   /** Stops the query and logs it; false when it could not be stopped (also logged). */
+  /**
+   * An earlier attempt of this routine run started query `id` for other SQL or settings under the same key
+   * (the routine changed since): stopped if it still runs, so that the two never run side by side (a CTAS
+   * writing to the old location while the new one writes to the new).
+   */
+  async #stopSuperseded(label: string, id: string): Promise<void> {
+    const { QueryExecution: execution } = await this.athena.call<{ QueryExecution: QueryExecution }>(
+      "GetQueryExecution",
+      { QueryExecutionId: id },
+      { signal: this.context.signal, idempotent: true },
+    ).catch(() => ({ QueryExecution: undefined }));
+    if (execution && TERMINAL.has(execution.Status.State)) return;
+    await this.#stop(label, id, "an earlier attempt of this run started it with other SQL or settings");
+  }
+
   async #stop(label: string, id: string, why: string): Promise<boolean> {
     try {
       await this.athena.call("StopQueryExecution", { QueryExecutionId: id }, {

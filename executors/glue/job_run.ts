@@ -20,8 +20,9 @@
  */
 import type { TaskContext } from "../../sdk/executor.ts";
 import { AwsServiceError, isRefusal } from "../../lib/aws/json_client.ts";
-import { CloudRunLedger, fingerprintOf } from "../../lib/cloud/ledger.ts";
+import { type CloudRunEntry, CloudRunLedger, fingerprintOf } from "../../lib/cloud/ledger.ts";
 import { formatDuration } from "../../lib/format.ts";
+import { pollUntil } from "../../lib/cloud/poll.ts";
 import {
   CLOCK_SKEW_MS,
   epochMs,
@@ -30,6 +31,7 @@ import {
   type GlueTaskOptions,
   isAmbiguous,
   missingParam,
+  pollOptionsOf,
   STOP_TIMEOUT_MS,
   waitOrStop,
 } from "./common.ts";
@@ -45,6 +47,9 @@ export const FAILED_RUN_STATES: ReadonlySet<string> = new Set([
   "STOPPED",
   "EXPIRED",
 ]);
+
+/** How long a superseded run stopped by a re-run is waited for to be STOPPED before the new run starts. */
+const STOPPED_WAIT_MS = 5 * 60_000;
 
 /** Run states of a run that is not over (it holds one of the job's concurrent-run slots). */
 export const ACTIVE_RUN_STATES: ReadonlySet<string> = new Set(["STARTING", "RUNNING", "STOPPING", "WAITING"]);
@@ -160,8 +165,9 @@ class JobRunTask extends GlueTask {
       params.worker_type ?? null,
       params.number_of_workers ?? null,
     );
-    const { entry, reattach } = await this.ledger.begin(LEDGER_KEY, fingerprint);
+    const { entry, reattach, superseded } = await this.ledger.begin(LEDGER_KEY, fingerprint);
     this.entry = entry;
+    if (superseded) await this.#stopSuperseded(superseded);
     if (reattach && entry.state === "succeeded") {
       const figures = runFigures({
         executionTime: entry.result?.executionTime as number | undefined,
@@ -211,6 +217,39 @@ class JobRunTask extends GlueTask {
     } catch (error) {
       if (this.context.signal.aborted && this.#startInFlight) await this.#stopUnrecorded();
       throw error;
+    }
+  }
+
+  /**
+   * An earlier attempt of this routine run started a run of the job with other arguments (the routine changed
+   * since): stopped if it still runs, so that the two never run side by side. Found by its marker when the
+   * attempt died before recording its id.
+   */
+  async #stopSuperseded(earlier: CloudRunEntry): Promise<void> {
+    const why = "an earlier attempt of this routine run started it with other arguments";
+    const { signal } = this.context;
+    const run = earlier.id
+      ? await this.#getRun(earlier.id, signal).catch(() => undefined)
+      : await this.#findMarkedRun(signal, 0, earlier);
+    const id = earlier.id ?? run?.Id;
+    if (!id) return; // never started
+    if (run && !ACTIVE_RUN_STATES.has(run.JobRunState)) {
+      this.log(
+        `run ${id} of Glue job ${this.#job}, which ${why}, ended ${run.JobRunState}: starting the new one`,
+      );
+      return;
+    }
+    if (!(await this.#stop(id, why))) return;
+    // a job that allows one run at a time would refuse the new one while the old one is STOPPING
+    try {
+      const { signal } = this.context;
+      await pollUntil(async () => {
+        const state = (await this.#getRun(id, signal)).JobRunState;
+        return { done: !ACTIVE_RUN_STATES.has(state), state, value: state };
+      }, { ...pollOptionsOf(this.context, this.options), timeoutMs: STOPPED_WAIT_MS });
+    } catch (error) {
+      if (this.context.signal.aborted) throw error;
+      this.log(`run ${id} is not STOPPED yet (${(error as Error).message}): starting the new one anyway`);
     }
   }
 
@@ -326,16 +365,16 @@ class JobRunTask extends GlueTask {
   }
 
   /**
-   * The run carrying this entry's marker: GetJobRuns page by page until a page shows that every later run is
+   * The run carrying the marker of `entry` (this task's): GetJobRuns page by page until a page shows that every later run is
    * older than the entry less {@link CLOCK_SKEW_MS} ({@link olderRunsFollow}). With `afterMs`, waits that long
    * first (a run just started may take a moment to be listed).
    */
-  async #findMarkedRun(signal: AbortSignal, afterMs = 0): Promise<JobRun | undefined> {
+  async #findMarkedRun(signal: AbortSignal, afterMs = 0, entry = this.entry): Promise<JobRun | undefined> {
     if (afterMs > 0) await delay(afterMs, signal);
-    const since = Date.parse(this.entry.openedAt) - CLOCK_SKEW_MS;
+    const since = Date.parse(entry.openedAt) - CLOCK_SKEW_MS;
     let found: JobRun | undefined;
     await this.#scanPages(signal, Infinity, (page) => {
-      found = page.find((run) => run.Arguments?.[RUN_MARKER_ARGUMENT] === this.entry.token);
+      found = page.find((run) => run.Arguments?.[RUN_MARKER_ARGUMENT] === entry.token);
       return found !== undefined || olderRunsFollow(page, since);
     });
     return found;

@@ -147,7 +147,20 @@ export class DataApiRunner implements SqlRunner {
     const fingerprint = fingerprintOf(operation, request);
     const { log } = this.context;
     for (let round = 1;; round++) {
-      const { entry, reattach } = await this.ledger.begin(key, fingerprint);
+      const { entry, reattach, superseded } = await this.ledger.begin(key, fingerprint);
+      if (superseded?.id) {
+        // an earlier attempt of this run sent other SQL under this key (the routine changed since): cancelled
+        // if it still runs, so that the two never run side by side
+        const earlier = await this.#describe(superseded.id, this.context.signal).catch(() => undefined);
+        if (!earlier || !TERMINAL.has(earlier.Status)) {
+          await this.#cancel(
+            undefined,
+            superseded.id,
+            "sent by an earlier attempt of this run with other SQL",
+            key,
+          );
+        }
+      }
       if (reattach && entry.state === "succeeded") {
         log(
           `${key}: statement ${entry.id} already FINISHED in an earlier attempt of this run; not run again`,
@@ -260,9 +273,11 @@ export class DataApiRunner implements SqlRunner {
     }
   }
 
-  /** CancelStatement, then records how the statement ended (a finished one must not run again). */
-  async #cancel(key: string | undefined, id: string, why: string): Promise<void> {
-    const label = key ?? "query";
+  /**
+   * CancelStatement, then records under `key` how the statement ended (a finished one must not run again);
+   * `label` names it in the log (default: `key`, else "query").
+   */
+  async #cancel(key: string | undefined, id: string, why: string, label = key ?? "query"): Promise<void> {
     const deadline = AbortSignal.timeout(CANCEL_WAIT_MS);
     try {
       await this.client.call("CancelStatement", { Id: id }, { signal: deadline, idempotent: true });

@@ -57,6 +57,19 @@ export function fingerprintOf(...parts: unknown[]): string {
   return createHash("sha256").update(JSON.stringify(parts)).digest("hex");
 }
 
+/** What {@link CloudRunLedger.begin} found. */
+export interface CloudRunBegin {
+  /** The entry to use. */
+  entry: CloudRunEntry;
+  /** Whether `entry` is an earlier attempt's job to look up instead of starting one. */
+  reattach: boolean;
+  /**
+   * An earlier attempt of this run's entry under the key, for another job (other SQL or arguments: the routine
+   * changed), that was not seen to end: it may still run beside the new one unless the caller stops it.
+   */
+  superseded?: CloudRunEntry;
+}
+
 /** The cloud jobs of one step, by key (e.g. `query-0`, `job-run`). */
 export class CloudRunLedger {
   private constructor(
@@ -137,13 +150,16 @@ export class CloudRunLedger {
    * // the same run again (lakerun was killed while the query ran): reattach to q-123
    * const again = await (await CloudRunLedger.open(stateDir, "run-1", "athena")).begin("query-0", "f1");
    * assert.deepEqual([again.reattach, again.entry.id, again.entry.token], [true, "q-123", first.entry.token]);
+   * // the same run with other SQL: a new job, and the earlier one, which may still run, to stop
+   * const changed = await (await CloudRunLedger.open(stateDir, "run-1", "athena")).begin("query-0", "f2");
+   * assert.deepEqual([changed.reattach, changed.superseded?.id, changed.entry.attempt], [false, "q-123", 2]);
    * // a new run starts fresh
    * const next = await (await CloudRunLedger.open(stateDir, "run-2", "athena")).begin("query-0", "f1");
    * assert.equal(next.reattach, false);
    * await Deno.remove(stateDir, { recursive: true });
    * ```
    */
-  async begin(key: string, fingerprint: string): Promise<{ entry: CloudRunEntry; reattach: boolean }> {
+  async begin(key: string, fingerprint: string): Promise<CloudRunBegin> {
     const existing = await this.get(key);
     if (
       existing && existing.runId === this.runId && existing.fingerprint === fingerprint &&
@@ -151,6 +167,12 @@ export class CloudRunLedger {
     ) {
       return { entry: existing, reattach: true };
     }
+    // this run's job under the key, for other SQL or arguments (the routine changed between attempts), and not
+    // known to have ended: the caller stops it if it still runs
+    const superseded =
+      existing?.runId === this.runId && (existing.state === "starting" || existing.state === "started")
+        ? existing
+        : undefined;
     const attempt = existing && existing.runId === this.runId ? existing.attempt + 1 : 1;
     const entry: CloudRunEntry = {
       runId: this.runId,
@@ -163,7 +185,7 @@ export class CloudRunLedger {
       state: "starting",
     };
     await this.journal.put(this.#key(key), entry);
-    return { entry, reattach: false };
+    return superseded ? { entry, reattach: false, superseded } : { entry, reattach: false };
   }
 
   /** Records the job's id, the moment the service returned it. */
