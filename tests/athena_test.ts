@@ -715,6 +715,28 @@ Deno.test("2,500 result rows are paged 1,000 at a time into results_to, local an
   });
 });
 
+Deno.test("without results_to, 100 rows are counted, and 100 and 150 are told apart (NextToken)", async () => {
+  await withFake(async (fake, endpoints) => {
+    const rows = (n: number) => Array.from({ length: n }, (_, i) => [String(i + 1)]);
+    fake.athena.script("FROM hundred", { columns: ["id"], rows: rows(100) });
+    fake.athena.script("FROM more", { columns: ["id"], rows: rows(150) });
+    await using dir = await tempDir();
+    const result = await runRoutine(dir.path, endpoints, {
+      hundred: { params: { query: "SELECT id FROM hundred" }, tasks: ["query"] },
+      more: { params: { query: "SELECT id FROM more" }, tasks: ["query"] },
+    });
+    assert.equal(result.code, 0, result.output);
+    assert.match(result.output, /; 100 rows\n/);
+    assert.match(result.output, /; more than 100 rows \(set results_to to save them all\)/);
+    const outputs = result.output.match(/output rows = \d+/g);
+    assert.deepEqual(
+      outputs,
+      ["output rows = 100"],
+      "only the step whose rows were all counted says how many",
+    );
+  });
+});
+
 Deno.test("throttling while starting and polling is retried and logged, never fatal", async () => {
   await withFake(async (fake, endpoints) => {
     fake.athena.script("SELECT", { states: ["QUEUED", "RUNNING", "RUNNING", "SUCCEEDED"] });

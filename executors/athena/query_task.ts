@@ -109,7 +109,7 @@ async function firstRows(athena: AwsJsonClient, execution: QueryExecution, signa
     return {
       columns: page.columns,
       rows: page.rows.slice(0, COUNTED_ROWS),
-      more: page.rows.length > COUNTED_ROWS,
+      more: page.rows.length > COUNTED_ROWS || page.more,
     };
   }
   return { columns: [], rows: [], more: false };

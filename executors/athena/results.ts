@@ -16,6 +16,8 @@ export interface ResultPage {
   /** Column labels, in order. */
   columns: string[];
   rows: Cell[][];
+  /** Whether more rows follow (GetQueryResults gave a NextToken). */
+  more: boolean;
 }
 
 interface RawResults {
@@ -63,8 +65,8 @@ export async function* resultPages(
       rows = rows.slice(1);
     }
     first = false;
-    yield { columns, rows };
     token = answer.NextToken;
+    yield { columns, rows, more: token !== undefined };
     pages++;
   } while (token && (options.maxPages === undefined || pages < options.maxPages));
 }
