@@ -39,6 +39,22 @@ Deno.test("a task's line says what it moved; a step id that is not the executor'
   ]);
 });
 
+Deno.test("steps running at once: a line after another step's skip line is headed by its step again", () => {
+  const lines: string[] = [];
+  const reporter = consoleReporter({ write: (line) => lines.push(line) });
+  const slow = { id: "b", index: 2, executor: { name: "DownloaderExecutor" } } as unknown as Step;
+  const skipped = { id: "d", index: 4, executor: { name: "DownloaderExecutor" } } as unknown as Step;
+  reporter.stepStarted(slow, 5);
+  reporter.stepSkipped?.(skipped, 'step "a" failed');
+  reporter.stepMessage(slow, { type: "task-end", task: "download", ms: 2100 });
+  assert.deepEqual(lines, [
+    "[2/5] b (DownloaderExecutor)",
+    '[4/5] d (DownloaderExecutor) skipped: step "a" failed',
+    "[2/5] b (DownloaderExecutor) …",
+    "  ✓ download  2.1 s",
+  ]);
+});
+
 Deno.test("without a terminal, progress is a line every interval with size, rate and ETA", () => {
   const lines: string[] = [];
   const reporter = consoleReporter({ write: (line) => lines.push(line), progressInterval: 0 });

@@ -139,7 +139,8 @@ export function consoleReporter(options: ConsoleReporterOptions = {}): Reporter 
   // is preceded by that step's header again, and each step counts what it moved
   const movedBy = new Map<string, typeof moved>();
   let continued: RunInfo | undefined; // the run this one continues, said under the header
-  let shownStep: string | undefined;
+  // the step whose lines were the last ones shown; null after a skip line (whatever comes next is headed)
+  let shownStep: string | null | undefined;
   let stepCount = 0;
   const stepLabel = (step: Step) =>
     step.id === step.executor.name
@@ -257,7 +258,7 @@ export function consoleReporter(options: ConsoleReporterOptions = {}): Reporter 
     stepSkipped(step, reason) {
       clearLive();
       stepCount ||= step.index;
-      shownStep = undefined;
+      shownStep = null;
       write(`${stepHeader(step)} skipped: ${printableLines(reason)}`);
     },
     warning(message) {
