@@ -107,10 +107,11 @@ async function main(args: string[]): Promise<number> {
   const onInterrupt = () => onSignal("SIGINT");
   const onTerminate = () => onSignal("SIGTERM");
   try {
-    const { values, positionals } = parseArgs({
+    const { values, positionals, tokens } = parseArgs({
       args: resumeArgs(args),
       allowPositionals: true,
       strict: true,
+      tokens: true,
       options: {
         executors: { type: "string", multiple: true, default: [] },
         "state-dir": { type: "string" },
@@ -135,6 +136,7 @@ async function main(args: string[]): Promise<number> {
         version: { type: "boolean", short: "V", default: false },
       },
     });
+    refuseRepeatedValues(tokens);
     if (values.help) {
       console.log(HELP);
       return 0;
@@ -275,6 +277,25 @@ function checkOptions(values: Record<string, unknown>, command: Command): void {
       const list = names.length === 1 ? names[0] : `${names.slice(0, -1).join(", ")} and ${names.at(-1)}`;
       throw new UsageError(`--${option} is an option of ${list}, not '${command}'`);
     }
+  }
+}
+
+/** Options that take one value each: given twice with two values, which one was meant is not known. */
+const REPEATABLE = new Set(["executors"]);
+
+/** Refuses an option given twice with different values (`--date A … --date B`). */
+function refuseRepeatedValues(tokens: ReturnType<typeof parseArgs>["tokens"]): void {
+  const seen = new Map<string, string>();
+  for (const token of tokens ?? []) {
+    if (token.kind !== "option" || token.value === undefined || REPEATABLE.has(token.name)) continue;
+    const earlier = seen.get(token.name);
+    if (earlier !== undefined && earlier !== token.value) {
+      // (`--resume ID` is read as `--resume --run-id ID`)
+      const option = token.name === "run-id" ? "a run id (--resume ID, --run-id ID)" : `--${token.name}`;
+      const values = `${JSON.stringify(earlier)} and ${JSON.stringify(token.value)}`;
+      throw new UsageError(`${option} given twice, ${values}: give it once`);
+    }
+    seen.set(token.name, token.value);
   }
 }
 

@@ -67,6 +67,14 @@ Deno.test("command-line mistakes exit 2 with one line", async () => {
         ["validate", "x.json", "--date", "-2024-06-30"],
         /^lakerun: --date: "-2024-06-30" starts with "-" and was taken for an option; to give it as the value, write --date=-2024-06-30\n$/,
       ],
+      [
+        ["run", "x.json", "--date", "2024-01-01", "--date=2024-01-02"],
+        /^lakerun: --date given twice, "2024-01-01" and "2024-01-02": give it once\n$/,
+      ],
+      [
+        ["run", "x.json", "--resume", "20261201T075724Z-275042e9", "--run-id", "20261201T075724Z-275042e8"],
+        /^lakerun: a run id \(--resume ID, --run-id ID\) given twice, "20261201T075724Z-275042e9" and "20261201T075724Z-275042e8": give it once\n$/,
+      ],
       [["validate"], /'validate' takes exactly one routine file/],
       [["list", "extra"], /'list' takes no arguments/],
       [["frobnicate"], /'frobnicate' is neither a command/],
