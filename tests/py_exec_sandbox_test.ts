@@ -102,6 +102,55 @@ async function assertNothingMoved(dir: string) {
   );
 }
 
+Deno.test("lakerun killed with SIGKILL mid-transform: the transform ends too (its lifeline), never left running", async () => {
+  await using dir = await tempDir();
+  // the transform reads standard input too: it gets end of file at once (/dev/null), never the lifeline
+  await transformFolder(dir.path, [
+    "assert sys.stdin.read() == ''",
+    'open(os.path.join(dump, "started"), "w").close()',
+    "import time",
+    "time.sleep(60)",
+  ]);
+  // the transform's output folder is a temporary one in data/staging
+  const started = async () =>
+    Object.keys(await treeOf(join(dir.path, "data/staging"), { temporaries: true }).catch(() => ({})))
+      .some((path) => path.endsWith("/started"));
+  await Deno.writeTextFile(
+    join(dir.path, "routine.json"),
+    JSON.stringify(transformRoutine({}, ["transfer"])),
+  );
+  const child = new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "-A",
+      "--quiet",
+      "--config",
+      join(ROOT, "deno.json"),
+      join(ROOT, "main.ts"),
+      "routine.json",
+    ],
+    cwd: dir.path,
+    stdout: "null",
+    stderr: "null",
+  }).spawn();
+  const deadline = Date.now() + 30_000;
+  while (!(await started())) {
+    assert.ok(Date.now() < deadline, "the transform never started");
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  const transforms = async () =>
+    (await new Deno.Command("pgrep", { args: ["-f", join(dir.path, "tx")], stdout: "piped" }).output()).stdout
+      .length > 0;
+  assert.ok(await transforms(), "the transform runs");
+  child.kill("SIGKILL");
+  await child.status;
+  const gone = Date.now() + 5_000;
+  while (await transforms()) {
+    assert.ok(Date.now() < gone, "the transform still runs 5 s after lakerun was killed");
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+});
+
 Deno.test("a transform cannot read /etc/passwd; the error names the file; with py_exec_sandbox off it can", async () => {
   await using dir = await tempDir();
   const { message, lines } = await probe(dir.path, ["open('/etc/passwd').read()"]);

@@ -2,7 +2,7 @@
 
 lakerun (executors/staging/py_exec.ts) runs `python3 -c <this file> <spec>`, where <spec> is JSON:
 
-    {"mode": "best_effort" | "required" | "off", "probe": false,
+    {"mode": "best_effort" | "required" | "off", "probe": false, "lifeline": true,
      "folder": py_exec_path, "parent": input folder, "dump": output folder, "args": py_exec_args,
      "read": [folders the transform may read], "write": [folders it may read and write]}
 
@@ -291,6 +291,28 @@ def run_transform(spec, confined):
         sys.exit(1)
 
 
+def watch_lakerun():
+    """Ends this process when lakerun is gone, even killed with SIGKILL: lakerun holds the write end of this
+    process's standard input open and never writes to it, so end of file there means it exited. The transform
+    gets /dev/null as its standard input, as before."""
+    import threading
+
+    lifeline = os.dup(0)
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    os.close(null)
+
+    def wait():
+        try:
+            while os.read(lifeline, 1):
+                pass
+        except OSError:
+            pass
+        os._exit(143)
+
+    threading.Thread(target=wait, name="lakerun-lifeline", daemon=True).start()
+
+
 def main():
     spec = json.loads(sys.argv[1])
     if spec.get("probe"):
@@ -316,6 +338,8 @@ def main():
                 report(unconfinable=str(error))
                 sys.exit(3)
             report(unconfined=str(error))
+    if spec.get("lifeline"):
+        watch_lakerun()  # a thread: started once confined (Landlock confines the calling thread only)
     run_transform(spec, confined)
 
 

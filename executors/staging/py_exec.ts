@@ -242,6 +242,7 @@ export async function runPyExec(options: PyExecOptions): Promise<void> {
   try {
     const spec = {
       mode: options.sandbox,
+      lifeline: true, // the transform ends when lakerun does, however it ends (see runPrelude)
       folder: options.folder,
       parent: options.parent,
       dump: options.output,
@@ -269,7 +270,9 @@ async function runPrelude(
       cwd: options.cwd,
       clearEnv: true,
       env,
-      stdin: "null",
+      // the lifeline: held open, never written; the prelude ends the transform at its end of file, which the
+      // kernel gives when this process is gone (even after SIGKILL), so no transform outlives lakerun
+      stdin: "piped",
       stdout: "piped",
       stderr: "piped",
       signal: options.signal,
@@ -282,8 +285,9 @@ async function runPrelude(
   }
   const stderr: string[] = [];
   const reports: PreludeReport[] = [];
+  const lifeline = child.stdin.getWriter();
   const [status] = await Promise.all([
-    child.status,
+    child.status.finally(() => lifeline.close().catch(() => {})),
     pumpLines(child.stdout, (line) => options.log(`py_exec: ${line}`)),
     pumpLines(child.stderr, (line) => {
       const report = protocolLine(line);
