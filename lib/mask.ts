@@ -51,8 +51,8 @@ export class SecretMask {
 
   /**
    * `text` with every registered value replaced by `***`, as written and in the forms text carries it in:
-   * JSON-escaped, and percent-encoded as a URL's path, query, fragment or form data encode it (a secret templated into
-   * a URL is shown in messages as the URL parser wrote it).
+   * JSON-escaped, percent-encoded as a URL's path, query, fragment or form data encode it, and as a host name
+   * (lower case, punycode): a secret templated into a URL is shown in messages as the URL parser wrote it.
    *
    * @example
    * ```ts
@@ -69,6 +69,10 @@ export class SecretMask {
    * assert.equal(mask.mask(`?${new URLSearchParams({ key: "p@ss w/rd%+é" })}`), "?key=***");
    * mask.add("a'b {c} é");
    * assert.equal(mask.mask(new URL("https://h/x?key=a'b {c} é#a'b {c} é").href), "https://h/x?key=***#***");
+   * mask.add("Sup3rS3cretHost");
+   * assert.equal(mask.mask(new URL("http://Sup3rS3cretHost.example/a.zip").host), "***.example");
+   * mask.add("Tënant-Ω");
+   * assert.equal(mask.mask(new URL("http://Tënant-Ω.example/").host), "***.example");
    * ```
    */
   mask(text: string): string {
@@ -98,6 +102,13 @@ function secretForms(value: string): string[] {
     forms.add(url.search.slice(1));
     url.hash = `#${value}`;
     forms.add(url.hash.slice(1));
+    // in a URL's host, the parser writes it in lower case (and punycode): only for a value that is one host
+    // label or name, so that no part of a longer value (`user@host`) is taken for it
+    if (/^[^\s/\\:@?#[\]%]+$/.test(value)) {
+      url.host = value;
+      if (url.hostname !== "h") forms.add(url.hostname);
+      forms.add(value.toLowerCase());
+    }
   } catch {
     // a lone surrogate cannot be percent-encoded: it cannot appear encoded either
   }

@@ -6,6 +6,7 @@
  *
  * @module
  */
+import { printable, UNSAFE_CHARACTERS } from "../printable.ts";
 import { basename, dirname, isAbsolute, join, normalize, resolve } from "node:path";
 import type { S3Settings } from "../aws/settings.ts";
 import { s3Scope } from "../aws/s3/scope.ts";
@@ -124,10 +125,23 @@ function schemeProblem(location: string): string | undefined {
  * assert.match(locationProblem("s3://Lake/x")!, /the bucket name "Lake" must be 3–63 lowercase letters/);
  * assert.match(locationProblem(" s3://lake/x")!, /^" s3:\/\/lake\/x" has leading or trailing whitespace/);
  * assert.equal(locationProblem(""), "is empty: give a local folder or s3://bucket/prefix");
+ * // a line break, an escape sequence, NUL, a bidirectional override: refused (they would forge printed lines)
+ * assert.match(locationProblem("out\n  ✓ done")!, /^"out\\n  ✓ done" holds a control or invisible character \(U\+000A\)/);
+ * assert.match(locationProblem("a\x1b[8m")!, /^"a\\u001b\[8m" holds .* \(U\+001B\)/);
+ * assert.notEqual(locationProblem("l\0/x"), undefined);
+ * assert.equal(locationProblem("données/2024 été"), undefined);
  * ```
  */
 export function locationProblem(location: string): string | undefined {
   if (location === "") return "is empty: give a local folder or s3://bucket/prefix";
+  const unsafe = UNSAFE_CHARACTERS.exec(location);
+  if (unsafe) {
+    const code = `U+${unsafe[0].charCodeAt(0).toString(16).toUpperCase().padStart(4, "0")}`;
+    return `"${
+      printable(location)
+    }" holds a control or invisible character (${code}): refused, as no folder or ` +
+      "key a routine names needs one and it would print as something else";
+  }
   if (location.trim() !== location) {
     return `${
       JSON.stringify(location)

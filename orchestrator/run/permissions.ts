@@ -10,7 +10,7 @@ import type { PermissionScope } from "../../sdk/executor.ts";
 import { SCOPE_KINDS } from "../../lib/scope.ts";
 import { isWithinLocation, locationsOverlap, realLocation } from "../../lib/storage/locations.ts";
 import { RoutineError, type RoutineProblem } from "../errors.ts";
-import { formatJsonPath, type JsonPath } from "../routine/json.ts";
+import { formatJsonPath, type JsonPath, printable } from "../routine/json.ts";
 import { permissionContext, type Routine, type Step } from "../routine/routine.ts";
 
 /** A step's scope with every list resolved, sorted and free of duplicates. */
@@ -376,7 +376,8 @@ export function workerPermissions(scope: ResolvedScope): Deno.PermissionOptionsO
 export function formatScope(scope: ResolvedScope, indent = "    "): string[] {
   return SCOPE_KINDS.flatMap((kind) => {
     const items = scope[kind].length ? scope[kind] : ["-"];
-    return items.map((item, i) => `${indent}${(i === 0 ? kind : "").padEnd(7)}${item}`);
+    // a path or host from the routine: escaped, so that it can neither forge a line nor drive the terminal
+    return items.map((item, i) => `${indent}${(i === 0 ? kind : "").padEnd(7)}${printable(item)}`);
   });
 }
 
