@@ -155,7 +155,7 @@ Deno.test("--resume after a failure: the succeeded steps are skipped, their outp
   assert.match(unknown.stderr, /no run "20200101T000000Z-00000000" of routine "r"/);
 });
 
-Deno.test("two routine files with one routine_name: the second is refused (exit 2, nothing run) until one is renamed", async () => {
+Deno.test("two routine files with one routine_name: neither continues the other's failed run", async () => {
   await using dir = await tempDir();
   await writeRoutine(dir.path, { load: probe({ fail_if: "fail.flag" }) }, "nightly");
   await Deno.rename(join(dir.path, "r.json"), join(dir.path, "a.json"));
@@ -164,26 +164,30 @@ Deno.test("two routine files with one routine_name: the second is refused (exit 
   await Deno.writeTextFile(join(dir.path, "w/fail.flag"), "");
   const first = await run(dir.path, "--date", "2024-01-01", "a.json");
   assert.equal(first.code, 1, first.stdout + first.stderr);
+  const [failed] = await records(dir.path, "nightly");
 
+  // b.json: a run of its own, not attempt 2 of a.json's
   const second = await run(dir.path, "--date", "2024-01-01", "b.json");
-  assert.equal(second.code, 2, second.stdout + second.stderr);
-  assert.equal(
-    second.stderr.trim(),
-    `b.json:2:19: routine_name: "nightly" is also the name of ${
-      join(dir.path, "a.json")
-    }, whose run was the last (${
-      (await records(dir.path, "nightly"))[0].runId
-    }, failed): lakerun keeps a routine's runs, lock and journals under its name, so the two files would continue and block each other's runs; give one of them another routine_name, or keep its state apart with --state-dir`,
-  );
-  assert.equal(await attemptsOf(dir.path, "other"), 0, "nothing ran");
-  assert.equal((await records(dir.path, "nightly")).length, 1, "nothing recorded");
+  assert.equal(second.code, 0, second.stdout + second.stderr);
+  assert.doesNotMatch(second.stdout, /↻/);
+  const [other] = await records(dir.path, "nightly");
+  assert.notEqual(other.runId, failed.runId);
 
-  // a.json renamed b.json (its text replaced): the same routine, which continues its run
-  await Deno.rename(join(dir.path, "a.json"), join(dir.path, "b.json"));
+  // a.json again: continues its own failed run (what it completed is not done again)
   await Deno.remove(join(dir.path, "w/fail.flag"));
-  const renamed = await run(dir.path, "--date", "2024-01-01", "b.json");
+  const again = await run(dir.path, "--date", "2024-01-01", "a.json");
+  assert.equal(again.code, 0, again.stdout + again.stderr);
+  assert.match(again.stdout, new RegExp(`↻ attempt 2 of run ${failed.runId}`));
+
+  // a.json renamed c.json: the same routine, whose runs it continues
+  await Deno.writeTextFile(join(dir.path, "w/fail.flag"), "");
+  assert.equal((await run(dir.path, "--date", "2024-01-02", "a.json")).code, 1);
+  const [failedAgain] = await records(dir.path, "nightly");
+  await Deno.rename(join(dir.path, "a.json"), join(dir.path, "c.json"));
+  await Deno.remove(join(dir.path, "w/fail.flag"));
+  const renamed = await run(dir.path, "--date", "2024-01-02", "c.json");
   assert.equal(renamed.code, 0, renamed.stdout + renamed.stderr);
-  assert.match(renamed.stdout, /↻ attempt 2 of run/);
+  assert.match(renamed.stdout, new RegExp(`↻ attempt 2 of run ${failedAgain.runId}`));
 });
 
 Deno.test("--resume re-runs, with a warning, a succeeded step whose resolved params changed", async () => {
@@ -526,6 +530,7 @@ Deno.test("a run starting under the lock rewrites as interrupted the records kil
     runId: "20200101T000000Z-0badf00d",
     routine: "r",
     routineHash: "",
+    date: "2019-12-31", // another date's run: not the one this run continues
     status: "running",
     attempt: 1,
     started: "2020-01-01T00:00:00.000Z",

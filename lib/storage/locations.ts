@@ -134,6 +134,12 @@ function schemeProblem(location: string): string | undefined {
  */
 export function locationProblem(location: string): string | undefined {
   if (location === "") return "is empty: give a local folder or s3://bucket/prefix";
+  if (location.trim() !== location) {
+    return `${
+      JSON.stringify(location)
+    } has leading or trailing whitespace (refused rather than taken as part ` +
+      "of a folder's name)";
+  }
   const unsafe = UNSAFE_CHARACTERS.exec(location);
   if (unsafe) {
     const code = `U+${unsafe[0].charCodeAt(0).toString(16).toUpperCase().padStart(4, "0")}`;
@@ -141,12 +147,6 @@ export function locationProblem(location: string): string | undefined {
       printable(location)
     }" holds a control or invisible character (${code}): refused, as no folder or ` +
       "key a routine names needs one and it would print as something else";
-  }
-  if (location.trim() !== location) {
-    return `${
-      JSON.stringify(location)
-    } has leading or trailing whitespace (refused rather than taken as part ` +
-      "of a folder's name)";
   }
   return schemeProblem(location) ?? (isS3Url(location) ? s3LocationProblem(location) : undefined);
 }

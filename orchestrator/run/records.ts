@@ -14,10 +14,10 @@
  *
  * @module
  */
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import { formatDuration } from "../../lib/format.ts";
 import type { SecretMask } from "../../lib/mask.ts";
-import { RoutineBusyError, RoutineError, UsageError } from "../errors.ts";
+import { RoutineBusyError, UsageError } from "../errors.ts";
 import type { Routine } from "../routine/routine.ts";
 import { routineStateDir, runLockFile } from "./permissions.ts";
 import { sha256Hex } from "../../lib/sha256.ts";
@@ -360,63 +360,34 @@ export async function listRuns(stateRoot: string, routineName: string): Promise<
 }
 
 /**
- * Refuses (a {@link RoutineError}, exit 2: nothing runs) to run `routine` when the routine's newest run was
- * started from another file that still exists under the same `routine_name` and says something else: lakerun
- * keeps a routine's runs, lock and journals under its name, so the two files would continue, block and mix
- * up each other's runs (a failed run of one "completed" by the other, whose loads it then never skips). A
- * file moved or renamed since, or a copy with the same text, is the same routine.
+ * Whether `record` is of a run started from the routine file `path` (absolute), so one a plain run of that file
+ * may continue: recorded from that path, or from a path where no file is any more (the file was moved or
+ * renamed), or recorded before records named their file. Another file that uses the same `routine_name` (a
+ * copy edited for a test) shares the routine's lock and history, but never continues its runs: a failed run of
+ * one "completed" by the other would leave its loads to be done again, twice, on its next run.
  *
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { RoutineError } from "../errors.ts";
- * import { checkNameOwner } from "./records.ts";
+ * import { startedFrom } from "./records.ts";
  *
- * const cwd = await Deno.makeTempDir();
- * const text = (url: string) => JSON.stringify({ routine_name: "nightly", url });
- * await Deno.writeTextFile(`${cwd}/a.json`, text("a"));
- * await Deno.writeTextFile(`${cwd}/b.json`, text("b"));
- * const newest = { runId: "20260101T000000Z-0123abcd", status: "failed" as const, routinePath: `${cwd}/a.json` };
- * const routine = { name: "nightly", file: "b.json" };
- * await assert.rejects(
- *   checkNameOwner(routine, newest, cwd),
- *   (e) => e instanceof RoutineError && /also the name of .*a\.json, whose run was the last/.test(e.message),
- * );
- * await Deno.writeTextFile(`${cwd}/a.json`, text("b")); // the same text: the same routine
- * await checkNameOwner(routine, newest, cwd);
- * await Deno.remove(`${cwd}/a.json`); // a.json was renamed b.json
- * await checkNameOwner(routine, newest, cwd);
- * await Deno.remove(cwd, { recursive: true });
+ * const dir = await Deno.makeTempDir();
+ * await Deno.writeTextFile(`${dir}/a.json`, "{}");
+ * assert.ok(startedFrom({ routinePath: `${dir}/a.json` }, `${dir}/a.json`));
+ * assert.ok(!startedFrom({ routinePath: `${dir}/a.json` }, `${dir}/b.json`)); // a.json is another routine file
+ * assert.ok(startedFrom({ routinePath: `${dir}/gone.json` }, `${dir}/b.json`)); // gone.json was renamed b.json
+ * assert.ok(startedFrom({}, `${dir}/b.json`)); // an older record
+ * await Deno.remove(dir, { recursive: true });
  * ```
  */
-export async function checkNameOwner(
-  routine: Pick<Routine, "name" | "file" | "locate">,
-  newest: Pick<RunRecord, "routinePath" | "runId" | "status"> | undefined,
-  cwd: string,
-): Promise<void> {
-  const other = newest?.routinePath;
-  const path = resolve(cwd, routine.file);
-  if (other === undefined || other === path) return;
-  const read = (file: string) => Deno.readTextFile(file).catch(() => undefined);
-  const [theirs, ours] = [await read(other), await read(path)];
-  if (theirs === undefined || ours === undefined || theirs === ours) return;
-  let name: unknown;
+export function startedFrom(record: Pick<RunRecord, "routinePath">, path: string): boolean {
+  if (record.routinePath === undefined || record.routinePath === path) return true;
   try {
-    name = JSON.parse(theirs)?.routine_name;
+    Deno.statSync(record.routinePath);
+    return false;
   } catch {
-    return; // not a routine now: it no longer claims the name
+    return true;
   }
-  if (name !== routine.name) return;
-  throw new RoutineError([{
-    where: routine.locate?.(["routine_name"]) ?? routine.file,
-    path: "routine_name",
-    message: `${JSON.stringify(routine.name)} is also the name of ${other}, whose run was the last ` +
-      `(${newest!.runId}, ${
-        newest!.status
-      }): lakerun keeps a routine's runs, lock and journals under its name, ` +
-      "so the two files would continue and block each other's runs; give one of them another routine_name, " +
-      "or keep its state apart with --state-dir",
-  }]);
 }
 
 /**

@@ -33,7 +33,6 @@ import {
   stepStateDir,
 } from "./permissions.ts";
 import {
-  checkNameOwner,
   hashOf,
   listRuns,
   markKilledRuns,
@@ -44,6 +43,7 @@ import {
   type RunRecord,
   RunRecorder,
   type RunStatus,
+  startedFrom,
   type StepRecord,
 } from "./records.ts";
 import { beginRun, endRun, type RunState } from "./run_state.ts";
@@ -146,23 +146,24 @@ export async function runRoutine(routine: Routine, options: RunOptions): Promise
     throw new Error(`run ${resume.runId} is a run of routine ${JSON.stringify(resume.routine)}`);
   }
   await using _lock = await lockRoutine(stateRoot, routine.name);
-  // under the lock, the runs recorded are settled
-  const runs = await listRuns(stateRoot, routine.name);
-  await checkNameOwner(routine, runs[0], cwd);
   const routineDir = routineStateDir(stateRoot, routine.name);
-  // a run for a date whose newest run did not succeed continues that run (its id: cloud jobs it started are
-  // found again), even when runs for other dates came in between (a backfill re-run after a failure)
-  const unfinishedRunOf = (date: string | undefined) => {
-    if (date === undefined || options.newRun) return undefined;
-    const newest = runs.find((record) => record.date === date);
-    return newest && newest.status !== "succeeded"
-      ? { runId: newest.runId, attempt: newest.attempt, firstStarted: newest.firstStarted, date }
-      : undefined;
-  };
+  // under the lock, the runs recorded are settled. A plain run continues the newest run of its date (of any
+  // date for a routine without one) started from this routine file when that run did not succeed, under its id:
+  // cloud jobs it started are found again, even when runs for other dates came in between (a backfill re-run
+  // after a failure). Runs of another file with the same routine_name are never continued (startedFrom).
+  const path = resolve(cwd, routine.file);
+  const newest = resume || options.newRun
+    ? undefined
+    : (await listRuns(stateRoot, routine.name)).find((record) =>
+      record.date === options.date && startedFrom(record, path)
+    );
+  const unfinished = newest && newest.status !== "succeeded"
+    ? { runId: newest.runId, attempt: newest.attempt, firstStarted: newest.firstStarted, date: options.date }
+    : undefined;
   const state = await beginRun(routineDir, {
     date: options.date,
-    fresh: options.newRun,
-    resume: resume ? { ...resume, date: resume.date ?? options.date } : unfinishedRunOf(options.date),
+    fresh: !resume && !unfinished,
+    resume: resume ? { ...resume, date: resume.date ?? options.date } : unfinished,
   });
   const run = new RoutineRun(routine, options, { cwd, stateRoot, state });
   let status: RunStatus = "failed";
