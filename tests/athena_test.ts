@@ -308,6 +308,66 @@ motoTest(
   },
 );
 
+motoTest(
+  "create_table if_exists keep: a table that would read the files otherwise (SerDe, delimiter, header) is drift",
+  async () => {
+    await putObjects("lake", { "staging/orders/part-0.csv": ORDERS_CSV });
+    // the columns lakerun's table has for these files (OpenCSVSerde: quoted fields hold the delimiter)
+    const Columns = [
+      { Name: "id", Type: "bigint" },
+      { Name: "name", Type: "string" },
+      { Name: "x_drop_table_y", Type: "string" },
+      { Name: "amount", Type: "double" },
+      { Name: "day", Type: "string" },
+    ];
+    const table = (Name: string, serde: string, parameters: Record<string, string>, header: boolean) => ({
+      Name,
+      StorageDescriptor: {
+        Columns,
+        Location: "s3://lake/staging/orders/",
+        SerdeInfo: { SerializationLibrary: serde, Parameters: parameters },
+      },
+      ...(header ? { Parameters: { "skip.header.line.count": "1" } } : {}),
+    });
+    await createGlueTable(
+      "lake",
+      table("lazy", "org.apache.hadoop.hive.serde2.lazy.LazySimpleSerDe", { "field.delim": "," }, true),
+    );
+    const openCsv = "org.apache.hadoop.hive.serde2.OpenCSVSerde";
+    await motoCall("glue", "CreateTable", {
+      DatabaseName: "lake",
+      TableInput: table("semi", openCsv, { separatorChar: ";" }, false),
+    });
+    await motoCall("glue", "CreateTable", {
+      DatabaseName: "lake",
+      TableInput: table("same", openCsv, { separatorChar: "," }, true),
+    });
+    const keep = (name: string) => ({
+      [name]: {
+        params: { database: "lake", table: name, location: "s3://lake/staging/orders", if_exists: "keep" },
+        tasks: ["create_table"],
+      },
+    });
+    await using dir = await tempDir();
+    const lazy = await runRoutine(dir.path, onMoto, keep("lazy"));
+    assert.equal(lazy.code, 1, lazy.output);
+    assert.match(
+      lazy.output,
+      /table lake\.lazy exists and differs from the files in s3:\/\/lake\/staging\/orders \(schema drift\): table reads its files with LazySimpleSerDe, the files need OpenCSVSerde — set if_exists: replace/,
+    );
+    const semi = await runRoutine(dir.path, onMoto, keep("semi"));
+    assert.equal(semi.code, 1, semi.output);
+    assert.match(
+      semi.output,
+      /\(schema drift\): table splits fields at ";", the files at ","; table skips no header line, the files have a header line — /,
+    );
+    const same = await runRoutine(dir.path, onMoto, keep("same"));
+    assert.equal(same.code, 0, same.output);
+    assert.match(same.output, /table lake\.same exists with the same columns, location and format: kept/);
+    assert.deepEqual(await motoQueries(), [], "no query ran");
+  },
+);
+
 motoTest("create_table keeps an existing table whose columns match the files, running no query", async () => {
   await putObjects("lake", { "events/2020/a.json": '{"id": 1, "Kind": "x"}\n{"id": 2, "Kind": "y"}\n' });
   await createGlueTable("lake", {
@@ -325,7 +385,7 @@ motoTest("create_table keeps an existing table whose columns match the files, ru
     },
   });
   assert.equal(result.code, 0, result.output);
-  assert.match(result.output, /table lake\.events exists with the same columns and location: kept/);
+  assert.match(result.output, /table lake\.events exists with the same columns, location and format: kept/);
   assert.deepEqual(await motoQueries(), []);
 });
 

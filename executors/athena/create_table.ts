@@ -20,6 +20,8 @@ import {
   type ColumnSpec,
   hiveType,
   schemaDrift,
+  SERDES,
+  type TableStorage,
   type WantedColumn,
 } from "../../lib/tables/ddl.ts";
 import { quoteIdentifier } from "../../lib/tables/identifiers.ts";
@@ -50,8 +52,13 @@ interface TableDesign {
 
 /** A table as Glue's GetTable describes it (the members compared). */
 interface GlueTable {
-  StorageDescriptor?: { Columns?: { Name: string; Type?: string }[]; Location?: string };
+  StorageDescriptor?: {
+    Columns?: { Name: string; Type?: string }[];
+    Location?: string;
+    SerdeInfo?: { SerializationLibrary?: string; Parameters?: Record<string, string> };
+  };
   PartitionKeys?: { Name: string; Type?: string }[];
+  Parameters?: Record<string, string>;
 }
 
 /** `create_table`: see the module documentation. */
@@ -90,7 +97,7 @@ export async function createTable(context: TaskContext<Params>): Promise<void> {
     const drop = await queries.ledger.get(DROP_KEY);
     if (drop?.runId === context.runId && drop.state === "succeeded") status = "replaced";
   } else {
-    const existing = await existingTable(context, queries, generated.columns, partitions);
+    const existing = await existingTable(context, queries, generated, partitions);
     if (existing === "kept") return reportTable(context, name, "kept");
     if (existing === "dropped") status = "replaced";
   }
@@ -119,7 +126,7 @@ function reportTable(context: TaskContext<Params>, name: string, status: "create
 async function existingTable(
   context: TaskContext<Params>,
   queries: AthenaQueries,
-  columns: WantedColumn[],
+  wanted: { columns: WantedColumn[]; storage: TableStorage },
   partitions: { name: string; type: string }[],
 ): Promise<"create" | "kept" | "dropped"> {
   const { params } = context;
@@ -129,14 +136,17 @@ async function existingTable(
   if (!existing) return "create";
   if (params.if_exists === "fail") throw new Error(`table ${name} already exists (if_exists: fail)`);
   if (params.if_exists === "keep") {
-    const drift = tableDrift(existing, columns, partitions, location, params).join("; ");
+    const drift = [
+      ...tableDrift(existing, wanted.columns, partitions, location, params),
+      ...storageDrift(existing, wanted.storage),
+    ].join("; ");
     if (drift) {
       throw new Error(
         `table ${name} exists and differs from the files in ${location} (schema drift): ${drift} — ` +
           "set if_exists: replace to recreate it",
       );
     }
-    context.log(`table ${name} exists with the same columns and location: kept (if_exists: keep)`);
+    context.log(`table ${name} exists with the same columns, location and format: kept (if_exists: keep)`);
     return "kept";
   }
   const quoted = `${quoteIdentifier(database, "athena")}.${quoteIdentifier(table, "athena")}`;
@@ -247,6 +257,38 @@ async function glueTable(
     if (error instanceof AwsServiceError && error.code === "EntityNotFoundException") return undefined;
     throw error;
   }
+}
+
+/**
+ * How an existing table would read the files otherwise than the table lakerun makes for them, one sentence per
+ * difference: another SerDe (a LazySimpleSerDe table splits quoted fields that hold the delimiter; a text table
+ * cannot read parquet), another field delimiter, or header lines skipped or not. A table whose catalog entry
+ * says nothing of its SerDe (made by hand with no storage) is compared by columns and location only.
+ */
+function storageDrift(existing: GlueTable, wanted: TableStorage): string[] {
+  const serdeInfo = existing.StorageDescriptor?.SerdeInfo;
+  const serde = serdeInfo?.SerializationLibrary;
+  if (!serde) return [];
+  const name = (serde: string) => serde.split(".").at(-1);
+  const json = (serde: string) => /JsonSerDe$/.test(serde);
+  // OpenCSVSerde reads unquoted files too (with its own column types, compared as columns)
+  const reads = serde === wanted.serde || (json(serde) && json(wanted.serde)) ||
+    (serde === SERDES.openCsv && wanted.serde === SERDES.lazySimple);
+  if (!reads) return [`table reads its files with ${name(serde)}, the files need ${name(wanted.serde)}`];
+  const differences: string[] = [];
+  const parameters = serdeInfo?.Parameters ?? {};
+  const delimiter = serde === SERDES.openCsv ? parameters.separatorChar ?? "," : parameters["field.delim"];
+  if (wanted.delimiter !== undefined && delimiter !== undefined && delimiter !== wanted.delimiter) {
+    differences.push(
+      `table splits fields at ${JSON.stringify(delimiter)}, the files at ${JSON.stringify(wanted.delimiter)}`,
+    );
+  }
+  const skipped = Number(existing.Parameters?.["skip.header.line.count"] ?? "0");
+  if (skipped !== wanted.headerLines) {
+    const lines = (n: number) => n === 0 ? "no header line" : n === 1 ? "a header line" : `${n} header lines`;
+    differences.push(`table skips ${lines(skipped)}, the files have ${lines(wanted.headerLines)}`);
+  }
+  return differences;
 }
 
 /** How an existing table differs from the table wanted, one sentence per difference. */

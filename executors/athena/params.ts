@@ -104,7 +104,7 @@ export const paramsSchema = (z: Zod) =>
       "The first line of each csv/tsv file is a header (default true for csv and tsv).",
     ),
     if_exists: z.enum(["keep", "replace", "fail"]).default("keep").describe(
-      "When the table exists: keep it (failing if its columns differ from the files), replace it, or fail.",
+      "When the table exists: keep it (failing if its columns, SerDe, delimiter or header line differ from the files'), replace it, or fail.",
     ),
     query: z.string().min(1).optional().describe("SQL the query task runs; `?` marks a parameter."),
     query_file: z.string().min(1).optional().describe("File holding the SQL the query task runs."),

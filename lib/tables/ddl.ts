@@ -53,7 +53,27 @@ export interface GeneratedSql {
    * OpenCSVSerde): compare these with an existing table in `schemaDrift`.
    */
   columns: WantedColumn[];
+  /** How the table reads its files: compare with an existing table's (`if_exists: keep`). */
+  storage: TableStorage;
 }
+
+/** How a table reads its files, as the Glue catalog records it. */
+export interface TableStorage {
+  /** The SerDe's class (`SerdeInfo.SerializationLibrary`). */
+  serde: string;
+  /** The field delimiter of a delimited table (`field.delim`, or OpenCSVSerde's `separatorChar`). */
+  delimiter?: string;
+  /** Lines skipped at the start of each file (`skip.header.line.count`). */
+  headerLines: number;
+}
+
+/** The SerDes lakerun's tables use, by the name Glue records. */
+export const SERDES = {
+  lazySimple: "org.apache.hadoop.hive.serde2.lazy.LazySimpleSerDe",
+  openCsv: "org.apache.hadoop.hive.serde2.OpenCSVSerde",
+  json: "org.openx.data.jsonserde.JsonSerDe",
+  parquet: "org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe",
+} as const;
 
 const LAZY_SIMPLE_NOTE =
   "no quoted fields: LazySimpleSerDe (ROW FORMAT DELIMITED), which reads every column type";
@@ -117,6 +137,7 @@ export function athenaCreateTableSql(spec: AthenaTableSpec): GeneratedSql {
     columns: columns.map(({ name, type, onlyEmpty }) =>
       onlyEmpty ? { name, type, onlyEmpty } : { name, type }
     ),
+    storage: storage.storage,
   };
 }
 
@@ -125,6 +146,7 @@ interface AthenaStorage {
   clauses: string[];
   properties: string[];
   columnType(column: ColumnSpec, reasons: string[]): string;
+  storage: TableStorage;
 }
 
 function athenaStorage(spec: AthenaTableSpec, reasons: string[]): AthenaStorage {
@@ -133,9 +155,19 @@ function athenaStorage(spec: AthenaTableSpec, reasons: string[]): AthenaStorage 
     case "tsv":
       return delimitedStorage(spec, reasons);
     case "json":
-      return { clauses: jsonClauses(spec.columns, reasons), properties: [], columnType: declaredType };
+      return {
+        clauses: jsonClauses(spec.columns, reasons),
+        properties: [],
+        columnType: declaredType,
+        storage: { serde: SERDES.json, headerLines: 0 },
+      };
     case "parquet":
-      return { clauses: ["STORED AS PARQUET"], properties: [], columnType: declaredType };
+      return {
+        clauses: ["STORED AS PARQUET"],
+        properties: [],
+        columnType: declaredType,
+        storage: { serde: SERDES.parquet, headerLines: 0 },
+      };
     default:
       throw new Error(`unknown format ${JSON.stringify(spec.format)}: expected csv, tsv, json or parquet`);
   }
@@ -148,6 +180,7 @@ function delimitedStorage(spec: AthenaTableSpec, reasons: string[]): AthenaStora
   }
   const literal = (text: string) => quoteLiteral(text, "athena");
   const property = (key: string, value: string) => `${literal(key)}=${literal(value)}`;
+  const headerLines = spec.header ? 1 : 0;
   const properties = spec.header ? [property("skip.header.line.count", "1")] : [];
   if (spec.header) reasons.push("'skip.header.line.count'='1': the first line of each file is a header");
   if (!spec.quoted) {
@@ -157,6 +190,7 @@ function delimitedStorage(spec: AthenaTableSpec, reasons: string[]): AthenaStora
       clauses: [`ROW FORMAT DELIMITED ${fields} LINES TERMINATED BY ${literal("\n")}`, "STORED AS TEXTFILE"],
       properties,
       columnType: declaredType,
+      storage: { serde: SERDES.lazySimple, delimiter, headerLines },
     };
   }
   reasons.push(OPEN_CSV_NOTE);
@@ -173,6 +207,7 @@ function delimitedStorage(spec: AthenaTableSpec, reasons: string[]): AthenaStora
     ],
     properties,
     columnType: openCsvColumnType,
+    storage: { serde: SERDES.openCsv, delimiter, headerLines },
   };
 }
 
