@@ -116,8 +116,15 @@ const DEFAULT_MAX_ROWS = 1000;
  * const quoted = ['id,note\n1,"a, b"\n'];
  * assert.match(inferTable(quoted, { target: "athena" }).reasons.join("\n"), /needs a quote-aware SerDe/);
  * assert.deepEqual(inferTable(quoted, { target: "postgres" }).reasons, []);
+ *
+ * // written with semicolons: one column of whole lines, refused
+ * assert.throws(
+ *   () => inferTable(["id;path;qty\r\n1;C:\\in;5\r\n2;D:\\out;7\r\n"], { names: ["f.csv"] }),
+ *   /^Error: "f\.csv": every line is one CSV field holding 2 ";": its fields look separated by ";"/,
+ * );
+ * assert.equal(inferTable(["note\nsee: a;b\nok\n"]).columns.length, 1); // a semicolon in one value
  * ```
- * @throws Error when the files' headers differ, a JSON line is not an object, no sample holds a complete
+ * @throws Error when the files' headers differ, a file read as one column was written with another separator, a JSON line is not an object, no sample holds a complete
  * line, or the format is parquet (whose columns must be given).
  */
 export function inferTable(samples: readonly string[], options: InferOptions = {}): InferredTable {
@@ -444,6 +451,7 @@ function inferDelimited(files: SampledFile[], settings: DelimitedSettings): Infe
   const width = header
     ? parsed[0].records[0].fields.length
     : Math.max(...dataRecords.flatMap((f) => f.records.map((r) => r.fields.length)), 1);
+  if (width === 1) refuseOtherDelimiter(parsed[0], settings);
   const sources = header ? parsed[0].records[0].fields : Array<string>(width).fill("");
   if (!header) reasons.push(`no header line: the columns are named col_1 … col_${width}`);
   if (header) reasons.push(...headerWarnings(parsed[0], settings.athena));
@@ -463,6 +471,32 @@ function inferDelimited(files: SampledFile[], settings: DelimitedSettings): Infe
     delimiter,
     reasons: [...reasons, ...decided.reasons],
   };
+}
+
+/** Field separators files are written with, besides the one the format reads. */
+const OTHER_DELIMITERS = [";", "|", "\t", ","];
+
+/**
+ * A file read as one column whose every sampled line (header included) holds the same other separator (`;`,
+ * `|`, a tab) the same number of times was written with that separator: a table of one column over it would
+ * load each line as one value. Refused, naming the file and the separator.
+ */
+function refuseOtherDelimiter(file: ParsedFile, { delimiter, format }: DelimitedSettings): void {
+  const lines = file.records.slice(0, 20).map((record) => record.fields[0] ?? "");
+  if (lines.length === 0) return;
+  for (const other of OTHER_DELIMITERS) {
+    if (other === delimiter) continue;
+    const count = lines[0].split(other).length - 1;
+    if (count > 0 && lines.every((line) => line.split(other).length - 1 === count)) {
+      throw new Error(
+        `${show(file.name)}: every line is one ${format.toUpperCase()} field holding ${count} ${
+          show(other)
+        }: ` +
+          `its fields look separated by ${show(other)}, and format ${format} splits at ${show(delimiter)} ` +
+          `only; give the files as CSV (split at ",") or TSV (tabs, format: "tsv")`,
+      );
+    }
+  }
 }
 
 function parseFiles(files: SampledFile[], settings: DelimitedSettings, reasons: string[]): ParsedFile[] {
