@@ -512,7 +512,7 @@ Deno.test("a folder param that holds lakerun's state folder or lies inside it is
     {
       routine: transformRoutine(
         { parent_directory: ".", dump_directory: "../never-written", archive_or_delete: "delete" },
-        ["transfer"],
+        ["transfer", "post_staging"],
       ),
       message: /params\.parent_directory: "\." gives this step write access/,
     },

@@ -267,6 +267,17 @@ Deno.test("transform_module: a sandboxed TypeScript transform with read on paren
   );
   const evil = await runRoutineJson(staging({ transform_module: "evil.ts" }), { cwd: dir.path });
   assert.match(evil.error?.message ?? "", /permission denied: read access to .*deno\.json/);
+
+  // a step that only transfers may read its landing folder, never change it nor the archive beside it
+  await Deno.writeTextFile(
+    join(dir.path, "remover.ts"),
+    `export default async (parent: string) => { await Deno.remove(parent + "/b.csv"); };`,
+  );
+  const remover = await runRoutineJson(staging({ transform_module: "remover.ts" }, ["transfer"]), {
+    cwd: dir.path,
+  });
+  assert.match(remover.error?.message ?? "", /permission denied: write access to .*data\/landing\/b\.csv/);
+  assert.equal(await Deno.readTextFile(join(dir.path, "data/landing/b.csv")), "1");
 });
 
 Deno.test("landing, staging and archive folders apart: one inside another is refused before anything runs", async () => {

@@ -473,7 +473,8 @@ Deno.test("a step's access to lakerun's state folder is blamed on the param whos
       "transfer",
     ], "StagingExecutor"),
     [
-      'executors.q.params.parent_directory: "." gives this step write access to /work, which holds ' +
+      // read: a step that only transfers may not write its landing folder
+      'executors.q.params.parent_directory: "." gives this step read access to /work, which holds ' +
       "lakerun's state folder /work/.lakerun (journals, locks, run records); choose another folder, or keep " +
       "the state elsewhere with --state-dir",
     ],

@@ -153,16 +153,20 @@ export default defineExecutor({
     // again with real paths: "data" and "/work/data" are one folder
     const problem = folderProblem(params, context.resolve);
     if (problem) throw new ParamError(problem.path, problem.message);
-    const scopes = [
-      locationScope(params.parent_directory, "read", context),
-      locationScope(params.dump_directory, "write", context),
-      // post_staging moves landing files away, so it writes the landing folder too
-      locationScope(params.parent_directory, "write", context),
-    ];
-    if (params.archive_or_delete === "archive") {
-      scopes.push(locationScope(archiveLocation(params), "write", context));
+    // each task's folders only: a step that only transfers cannot touch the landing files or the archive
+    const tasks = context.tasks ?? ["transfer", "post_staging"];
+    const transfers = tasks.includes("transfer");
+    const scopes = [locationScope(params.parent_directory, "read", context)];
+    if (transfers) scopes.push(locationScope(params.dump_directory, "write", context));
+    if (tasks.includes("post_staging")) {
+      // post_staging verifies each staged copy, then moves the landing file away (or deletes it)
+      scopes.push(locationScope(params.dump_directory, "read", context));
+      scopes.push(locationScope(params.parent_directory, "write", context));
+      if (params.archive_or_delete === "archive") {
+        scopes.push(locationScope(archiveLocation(params), "write", context));
+      }
     }
-    if (params.py_exec_path) {
+    if (params.py_exec_path && transfers) {
       const folder = context.resolve(params.py_exec_path);
       requireFile(
         join(folder, "py_exec.py"),
@@ -171,7 +175,7 @@ export default defineExecutor({
       );
       scopes.push(pyExecScope(params, folder));
     }
-    if (params.transform_module) {
+    if (params.transform_module && transfers) {
       const module = context.resolve(params.transform_module);
       requireFile(module, "transform_module", `${JSON.stringify(params.transform_module)} is not a file`);
       scopes.push({ read: [module] });
