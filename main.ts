@@ -269,7 +269,9 @@ function checkOptions(values: Record<string, unknown>, command: Command): void {
     const given = Array.isArray(value) ? value.length > 0 : value !== undefined && value !== false;
     if (!given) continue;
     if ((Array.isArray(value) ? value : [value]).includes("")) {
-      throw new UsageError(`--${option}: an empty value was given`);
+      // (`--resume=` is read as `--resume --run-id ""`)
+      const named = option === "run-id" ? "--resume/--run-id" : `--${option}`;
+      throw new UsageError(`${named}: an empty value was given`);
     }
     const commands = OPTION_COMMANDS[option];
     if (commands && !commands.includes(command)) {

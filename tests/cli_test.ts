@@ -46,6 +46,20 @@ Deno.test("the help's runs line names every column 'lakerun runs' prints, whiche
   }
 });
 
+Deno.test("a routine file that is not UTF-8 is refused at the first bad byte, never read as other text", async () => {
+  await using dir = await tempDir();
+  await Deno.writeFile(
+    join(dir.path, "r.json"),
+    new Uint8Array([...new TextEncoder().encode('{\n  "routine_name": "x'), 0xff, 0xfe, 0x22, 0x7d]),
+  );
+  const result = await lakerun(["validate", "r.json"], { cwd: dir.path });
+  assert.equal(result.code, 2);
+  assert.equal(
+    result.stderr,
+    "r.json:2:21: cannot read routine file: byte 0xff is not UTF-8 (JSON is UTF-8 text)\n",
+  );
+});
+
 Deno.test("command-line mistakes exit 2 with one line", async () => {
   for (
     const [args, message] of [
@@ -79,6 +93,10 @@ Deno.test("command-line mistakes exit 2 with one line", async () => {
       [["list", "extra"], /'list' takes no arguments/],
       [["frobnicate"], /'frobnicate' is neither a command/],
       [["missing.json"], /^missing\.json: cannot read routine file: no such file\n$/],
+      [
+        ["validate", "/dev/zero"],
+        /^\/dev\/zero: cannot read routine file: it holds more than 16777216 bytes/,
+      ],
       [["runs", "missing.json"], /^missing\.json: cannot read routine file: no such file\n$/],
     ] as Array<[string[], RegExp]>
   ) {

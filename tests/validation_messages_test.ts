@@ -383,6 +383,13 @@ Deno.test("control characters in the routine name or a step id are refused, the 
     );
     for (const problem of [byName, ...byStep]) assert.ok(!unsafe.test(problem), JSON.stringify(problem));
   }
+  for (const id of ["", " "]) {
+    assert.deepEqual(await problemsOf({ routine_name: "x", executors: { [id]: step } }), [
+      `executors[${JSON.stringify(id)}]: step id ${
+        JSON.stringify(id)
+      } is empty: name the step (plan, logs and steps.ID use it)`,
+    ]);
+  }
 });
 
 Deno.test("a message never prints a control character as it is, whatever the value quoted", async () => {

@@ -16,6 +16,7 @@ import {
 } from "../../lib/aws/settings.ts";
 import { looksLikeCredential, type SecretMask } from "../../lib/mask.ts";
 import { redactUrl } from "../../lib/http/request.ts";
+import { concatBytes } from "../../lib/streams.ts";
 import { nearestName, RoutineError, type RoutineProblem, UsageError } from "../errors.ts";
 import { ExecutorCatalog, PluginError, type ResolvedExecutor } from "../executors.ts";
 import {
@@ -149,18 +150,73 @@ const STEP_KEYS = ["executor", "params", "tasks", "description", ...STEP_OPTION_
 export async function loadRoutine(file: string, options: LoadOptions = {}): Promise<Routine> {
   const cwd = options.cwd ?? Deno.cwd();
   const absolute = resolve(cwd, file);
-  let text: string;
+  const refuse = (reason: string, where = file) =>
+    new RoutineError([{ where, path: "", message: `cannot read routine file: ${reason}` }]);
+  let bytes: Uint8Array;
   try {
-    text = await Deno.readTextFile(absolute);
+    if ((await Deno.stat(absolute)).isDirectory) throw refuse("is a folder, not a routine file");
+    // read up to the limit only (a file, or a pipe such as <(…); not /dev/zero for ever)
+    const chunks: Uint8Array[] = [];
+    let size = 0;
+    // (leaving the loop cancels the stream, which closes the file)
+    for await (const chunk of (await Deno.open(absolute)).readable) {
+      chunks.push(chunk);
+      size += chunk.byteLength;
+      if (size > MAX_ROUTINE_BYTES) throw refuse(`it holds more than ${MAX_ROUTINE_BYTES} bytes (16 MiB)`);
+    }
+    bytes = concatBytes(chunks);
   } catch (error) {
-    const reason = error instanceof Deno.errors.NotFound
-      ? "no such file"
-      : error instanceof Deno.errors.IsADirectory
-      ? "is a folder, not a routine file"
-      : (error as Error).message;
-    throw new RoutineError([{ where: file, path: "", message: `cannot read routine file: ${reason}` }]);
+    if (error instanceof RoutineError) throw error;
+    throw refuse(error instanceof Deno.errors.NotFound ? "no such file" : (error as Error).message);
   }
-  return await parseRoutine(text, { ...options, cwd, file, label: file });
+  const invalid = firstInvalidUtf8(bytes);
+  if (invalid !== undefined) {
+    const before = new TextDecoder().decode(bytes.subarray(0, invalid)).split("\n");
+    const where = `${file}:${before.length}:${before.at(-1)!.length + 1}`;
+    throw refuse(
+      `byte 0x${bytes[invalid].toString(16).padStart(2, "0")} is not UTF-8 (JSON is UTF-8 text)`,
+      where,
+    );
+  }
+  return await parseRoutine(new TextDecoder().decode(bytes), { ...options, cwd, file, label: file });
+}
+
+/** The largest routine file read (a routine is a few KB; a mistaken path could name a device or a dump). */
+const MAX_ROUTINE_BYTES = 16 * 1024 * 1024;
+
+/**
+ * The offset of the first byte of `bytes` at which they stop being UTF-8, or `undefined` when they are.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { firstInvalidUtf8 } from "./routine.ts";
+ *
+ * assert.equal(firstInvalidUtf8(new TextEncoder().encode('{"a": "été"}')), undefined);
+ * assert.equal(firstInvalidUtf8(new Uint8Array([0x7b, 0x22, 0x78, 0xff, 0xfe])), 3);
+ * assert.equal(firstInvalidUtf8(new Uint8Array([0x61, 0xc3])), 1); // cut inside a character
+ * ```
+ */
+export function firstInvalidUtf8(bytes: Uint8Array): number | undefined {
+  const valid = (end: number) => {
+    try {
+      new TextDecoder("utf-8", { fatal: true }).decode(bytes.subarray(0, end), {
+        stream: end < bytes.length,
+      });
+      return true;
+    } catch {
+      return false;
+    }
+  };
+  if (valid(bytes.length)) return undefined;
+  // the longest valid prefix (read as the start of a stream: a character cut at its end is not yet invalid)
+  let [low, high] = [0, bytes.length];
+  while (low < high) {
+    const middle = Math.ceil((low + high) / 2);
+    if (valid(middle) && middle < bytes.length) low = middle;
+    else high = middle - 1;
+  }
+  return low; // the byte that makes the prefix invalid
 }
 
 /** Validates routine text; `label` is how the file is named in messages. */
@@ -264,6 +320,13 @@ export async function parseRoutine(
     for (const [i, id] of ids.entries()) {
       if (UNSAFE_CHARACTERS.test(id)) {
         report(["executors", id], `step id ${unsafeNameMessage(id)}`);
+        continue;
+      }
+      if (id.trim() === "") {
+        report(
+          ["executors", id],
+          `step id ${quoteValue(id)} is empty: name the step (plan, logs and steps.ID use it)`,
+        );
         continue;
       }
       const step = await validateStep(id, executors[id], i + 1, catalog, report, templates, { cwd, aws, s3 });
