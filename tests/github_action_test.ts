@@ -357,6 +357,32 @@ Deno.test("a failing routine with a secret: masked first and everywhere, an erro
   assert.ok(run.summary.includes("- step echo, task echo: refused \\*\\*\\*"), run.summary);
 });
 
+Deno.test("a backfill through the action: status is the worst of its dates, not the last date's", async () => {
+  await using dir = await tempDir();
+  const ws = await workspace(dir.path);
+  await Deno.writeTextFile(
+    join(ws, "routines/dated.json"),
+    JSON.stringify({
+      routine_name: "dated",
+      executors: {
+        StagingExecutor: {
+          params: { parent_directory: "landing-${{ run.date }}", dump_directory: "staging-${{ run.date }}" },
+          tasks: ["transfer"],
+        },
+      },
+    }),
+  );
+  // the first date's landing folder is missing: it fails; the second succeeds
+  await Deno.mkdir(join(ws, "landing-2024-05-31"));
+  const run = await runAction(dir.path, ws, {
+    LAKERUN_ROUTINE: "routines/dated.json",
+    LAKERUN_ARGS: "--from 2024-04-30 --to 2024-05-31 --every month --keep-going",
+  });
+  assert.equal(run.code, 1, run.stdout + run.stderr);
+  assert.equal(run.outputs.status, "failed", run.outputFile);
+  assert.match(run.summary, /2024-04-30/);
+});
+
 Deno.test("an invalid routine: 10 annotations at the routine's lines, the rest in the log, status invalid", async () => {
   await using dir = await tempDir();
   const ws = await workspace(dir.path);

@@ -47,6 +47,28 @@ export const SUMMARY_MAX_BYTES = 64 * 1024;
 /** Longest text in one cell of the summary's table. */
 const CELL_MAX_CHARS = 200;
 
+/**
+ * The worse of two run statuses, for the `status` output of several runs: interrupted, then invalid, failed, busy,
+ * running, succeeded.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { worseStatus } from "./github.ts";
+ *
+ * assert.equal(worseStatus("failed", "succeeded"), "failed");
+ * assert.equal(worseStatus(undefined, "succeeded"), "succeeded");
+ * assert.equal(worseStatus("failed", "interrupted"), "interrupted");
+ * ```
+ */
+export function worseStatus(
+  a: RunTally["status"] | undefined,
+  b: RunTally["status"],
+): RunTally["status"] {
+  const order: readonly string[] = ["succeeded", "running", "busy", "failed", "invalid", "interrupted"];
+  return a !== undefined && order.indexOf(a) > order.indexOf(b) ? a : b;
+}
+
 /** Longest `outputs` value written to `GITHUB_OUTPUT` (GitHub allows 1 MiB per job, counted in UTF-16). */
 const OUTPUTS_MAX_CHARS = 256 * 1024;
 
@@ -580,6 +602,8 @@ export class GitHubRun {
   readonly #registered = new Set<string>();
   /** Set once a run wrote its summary and outputs. */
   #reported = false;
+  /** The worst status of the runs finished so far (a backfill runs one per date). */
+  #worst: RunTally["status"] | undefined;
 
   constructor(options: GitHubRunOptions = {}) {
     this.env = options.env ?? gitHubEnvironment();
@@ -647,7 +671,10 @@ export class GitHubRun {
         ));
         outputs = "{}";
       }
-      const text = formatOutputs({ "run-id": this.mask(run.runId ?? ""), status: run.status, outputs });
+      // a backfill writes these once per date, and GitHub keeps the last value of each: its `status` is the
+      // worst of the dates so far (a failed date is not hidden by a later one that succeeded)
+      this.#worst = worseStatus(this.#worst, run.status);
+      const text = formatOutputs({ "run-id": this.mask(run.runId ?? ""), status: this.#worst, outputs });
       try {
         Deno.writeTextFileSync(this.env.outputFile, text, { append: true });
       } catch (error) {
