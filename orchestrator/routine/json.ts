@@ -133,6 +133,10 @@ const ESCAPES: Readonly<Record<string, string>> = {
  * const doc = parseJson('{"a": {"b": 1}}');
  * assert.deepEqual(doc.positionOf(["a", "b"]), { line: 1, column: 13 });
  * assert.deepEqual(doc.positionOf(["a"]), { line: 1, column: 7 });
+ * // numbers are read as written, or refused
+ * assert.equal((parseJson('{"n": 9007199254740991}').value as { n: number }).n, 9007199254740991);
+ * assert.throws(() => parseJson('{"n": 9007199254740993}'), /integer 9007199254740993 has more digits than/);
+ * assert.throws(() => parseJson('{"n": -1e400}'), /number -1e400 is out of range at line 1, column 7/);
  * ```
  */
 export function parseJson(text: string): ParsedJson {
@@ -282,8 +286,19 @@ class JsonParser {
   #parseNumber(): number {
     const match = NUMBER.exec(this.#text.slice(this.#at, this.#at + NUMBER_LOOKAHEAD));
     if (!match) return this.#fail(this.#describe());
-    this.#at += match[0].length;
-    return Number(match[0]);
+    const [literal] = match;
+    const value = Number(literal);
+    // a number JavaScript cannot hold as written would reach a step other than the routine says (Python's json,
+    // the notebook's, reads 12345678901234567890 exactly and 1e400 as infinity)
+    if (!Number.isFinite(value)) this.#fail(`number ${literal} is out of range`);
+    if (/^-?\d+$/.test(literal) && !Number.isSafeInteger(value)) {
+      this.#fail(
+        `integer ${literal} has more digits than lakerun reads exactly (at most ±9007199254740991): ` +
+          `write it as a string, "${literal}"`,
+      );
+    }
+    this.#at += literal.length;
+    return value;
   }
 
   #parseLiteral(): boolean | null {
