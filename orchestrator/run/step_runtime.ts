@@ -153,12 +153,19 @@ function kindOf(value: unknown): string {
  * assert.equal(message, "permission denied: read access to /etc/passwd is outside this step's scope");
  * assert.equal(permission, true);
  * assert.equal(describeFailure(new Error("boom")).message, "boom");
+ * const imported = new TypeError(
+ *   'Requires read access to "/etc/os-release", run again with the --allow-read flag\n    at file:///t.ts:1:8',
+ * );
+ * assert.equal(describeFailure(imported).message, "permission denied: read access to /etc/os-release is outside this step's scope");
  * ```
  */
 export function describeFailure(error: unknown): FailureInfo {
   if (!(error instanceof Error)) return { message: String(error) };
   const denial = /Requires (\w+) access to "?([^",]*)"?/.exec(error.message);
-  if (error.name === "NotCapable" || (error.name === "PermissionDenied" && denial)) {
+  // a module that may not be imported fails with a TypeError of that text, its importer's location on a
+  // second line
+  const importDenied = denial !== null && error.message.startsWith("Requires ");
+  if (error.name === "NotCapable" || (error.name === "PermissionDenied" && denial) || importDenied) {
     const what = denial ? `${denial[1]} access to ${denial[2]}` : error.message;
     return {
       message: `permission denied: ${what} is outside this step's scope`,
