@@ -89,6 +89,15 @@ export default defineExecutor({
   params: paramsSchema,
   permissions: (_params, context) => awsServiceScope("glue", context.aws),
   iam: glueStatements,
+  iamNotes: (params, context) =>
+    params.crawler_name && (context.tasks ?? ["run_crawler"]).includes("run_crawler")
+      ? [
+        `glue:GetTables on every database and table of the catalog: run_crawler reports the tables crawler ` +
+        `${JSON.stringify(params.crawler_name)} created and updated, and its database is only known at run ` +
+        "time; to narrow it, replace database/* and table/*/* with the crawler's database (GetTables only " +
+        "reads table definitions; without it the figures are not reported, the crawl still runs)",
+      ]
+      : [],
   tasks: {
     start_job_run: {
       description:
