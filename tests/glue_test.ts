@@ -1193,6 +1193,12 @@ Deno.test("iam: the statements name the job and the crawler, only for the tasks 
       ],
     },
   ]);
+  // the catalog-wide GetTables is said, with how to narrow it; a step that only runs the job has no note
+  assert.match(
+    glueExecutor.iamNotes!(params, { ...context, tasks: ["run_crawler"] }).join(),
+    /^the database of crawler "raw-sales", known only when it runs: glue:GetTables is granted on every database/,
+  );
+  assert.deepEqual(glueExecutor.iamNotes!(params, { ...context, tasks: ["start_job_run"] }), []);
   assert.equal(glueStatements(params, { aws: { region: "cn-north-1" } }).length, 3);
   assert.match(
     glueStatements(params, { aws: { region: "cn-north-1" } })[0].Resource[0],

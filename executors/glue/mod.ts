@@ -92,10 +92,11 @@ export default defineExecutor({
   iamNotes: (params, context) =>
     params.crawler_name && (context.tasks ?? ["run_crawler"]).includes("run_crawler")
       ? [
-        `glue:GetTables on every database and table of the catalog: run_crawler reports the tables crawler ` +
-        `${JSON.stringify(params.crawler_name)} created and updated, and its database is only known at run ` +
-        "time; to narrow it, replace database/* and table/*/* with the crawler's database (GetTables only " +
-        "reads table definitions; without it the figures are not reported, the crawl still runs)",
+        `the database of crawler ${JSON.stringify(params.crawler_name)}, known only when it runs: ` +
+        "glue:GetTables is granted on every database and table of the catalog instead (run_crawler reports " +
+        "the tables the crawl created and updated; GetTables only reads table definitions); narrow " +
+        "database/* and table/*/* to that database if you know it (without GetTables the crawl still runs, " +
+        "its table figures are not reported)",
       ]
       : [],
   tasks: {
