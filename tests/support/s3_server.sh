@@ -281,7 +281,21 @@ start_mon() {
 start_osd() {
   local attempt rc
   [[ -s "$DIR/run/osd.id" ]] || {
-    ceph_cli osd create >"$DIR/run/osd.id" || die "ceph osd create failed" mon
+    # a monitor still settling may refuse its first commands ("EPERM problem getting command descriptions",
+    # seen on a loaded machine): retry; an attempt that made the OSD without saying so left it in the map
+    for attempt in 1 2 3 4 5; do
+      if ((attempt == 1)) && [[ "${S3_SERVER_FAULT:-}" == osd-create ]]; then # exercises the retry
+        ceph_cli osd create >/dev/null # made, but said as a failure
+      elif ceph_cli osd create >"$DIR/run/osd.id"; then
+        break
+      fi
+      if [[ "$(ceph_cli osd ls 2>/dev/null)" == 0 ]]; then
+        echo 0 >"$DIR/run/osd.id"
+        break
+      fi
+      ((attempt < 5)) || die "ceph osd create failed" cli.err mon
+      sleep 1
+    done
   }
   [[ "$(cat "$DIR/run/osd.id")" == 0 ]] || die "unexpected osd id $(cat "$DIR/run/osd.id")" mon
   # the monitor may still be settling its first maps (seen once in ~40 runs on a loaded machine): retry;
