@@ -148,6 +148,11 @@ export function netPermissionFor(url: string): string | undefined {
  * assert.throws(() => downloadUrl("http://exa mple.com/?token=s3cret"), {
  *   message: "not a valid URL: http://exa mple.com/?***",
  * });
+ * // a file URL names no host: file://a.zip would read the folder / of a host "a.zip"
+ * assert.equal(downloadUrl("file:///data/a.zip").pathname, "/data/a.zip");
+ * assert.throws(() => downloadUrl("file://a.zip"), {
+ *   message: 'file URL file://a.zip/ names the host "a.zip": a local file is file:///absolute/path (three slashes)',
+ * });
  * ```
  */
 export function downloadUrl(url: string): URL {
@@ -160,6 +165,13 @@ export function downloadUrl(url: string): URL {
   if (u.protocol !== "http:" && u.protocol !== "https:" && u.protocol !== "file:") {
     throw new TypeError(
       `unsupported URL scheme ${u.protocol} in ${redactUrl(url)} (http://, https:// and file:// are)`,
+    );
+  }
+  if (u.protocol === "file:" && u.hostname !== "" && u.hostname !== "localhost") {
+    throw new TypeError(
+      `file URL ${redactUrl(url)} names the host ${
+        JSON.stringify(u.hostname)
+      }: a local file is file:///absolute/path (three slashes)`,
     );
   }
   return u;
