@@ -616,12 +616,21 @@ Deno.test("inferTable warns of lines wider or narrower than the header, and of h
   );
 });
 
-Deno.test("inferTable warns that backslashes are escapes for Athena's CSV SerDes", () => {
+Deno.test("inferTable: backslashes stay as they are in unquoted files; quoted files are warned of OpenCSVSerde's escapes", () => {
   const table = inferTable(["path\nC:\\temp\n"], { target: "athena" });
   assert.deepEqual(table.reasons, [
-    'column path: values like "C:\\\\temp" hold backslashes, which Athena\'s CSV SerDes read as escape characters ' +
-    "(their escape character is \\)",
+    'column path: values like "C:\\\\temp" hold backslashes, read as they are (the table gets no ESCAPED BY)',
   ]);
+  assert.equal(table.backslashes, true);
+  const quoted = inferTable(['path,note\nC:\\temp,"a, b"\n'], { target: "athena" });
+  assert.ok(
+    quoted.reasons.includes(
+      'column path: values like "C:\\\\temp" hold backslashes, which OpenCSVSerde (quoted fields) reads as ' +
+        "escape characters (its escape character is \\)",
+    ),
+    quoted.reasons.join("\n"),
+  );
+  assert.equal(inferTable(["path\n/tmp\n"]).backslashes, false);
 });
 
 Deno.test("inferTable reads up to maxRows data rows per sample", () => {

@@ -46,6 +46,8 @@ interface TableDesign {
   columns: ColumnSpec[];
   quoted: boolean;
   delimiter?: string;
+  /** Values hold backslashes, read as they are. */
+  backslashes?: boolean;
   /** Why, for the log. */
   reasons: string[];
 }
@@ -82,6 +84,7 @@ export async function createTable(context: TaskContext<Params>): Promise<void> {
     header: hasHeader(params),
     quoted: design.quoted,
     delimiter: design.delimiter,
+    backslashes: design.backslashes,
   });
   for (const reason of [...design.reasons, ...generated.reasons]) context.log(reason);
 
@@ -202,7 +205,13 @@ async function designTable(context: TaskContext<Params>, location: string): Prom
         `the sampled files have ${inferred.columns.length} columns; columns declares ${given.length}`,
       );
     }
-    return { columns: given, quoted: inferred.quoted, delimiter: inferred.delimiter, reasons };
+    return {
+      columns: given,
+      quoted: inferred.quoted,
+      delimiter: inferred.delimiter,
+      backslashes: inferred.backslashes,
+      reasons,
+    };
   }
   const mapping = inferred.columns.map((column) =>
     column.source === "" || column.source === column.name
@@ -213,6 +222,7 @@ async function designTable(context: TaskContext<Params>, location: string): Prom
     columns: inferred.columns,
     quoted: inferred.quoted,
     delimiter: inferred.delimiter,
+    backslashes: inferred.backslashes,
     reasons: [...inferred.reasons, `columns: ${mapping.join(", ")}`],
   };
 }

@@ -39,6 +39,11 @@ export interface AthenaTableSpec {
   header?: boolean;
   /** Data lines have quoted fields (CSV/TSV): OpenCSVSerde instead of LazySimpleSerDe. */
   quoted?: boolean;
+  /**
+   * Values hold backslashes (CSV/TSV): a LazySimpleSerDe table gets no `ESCAPED BY '\'`, so that they are read
+   * as they are (`C:\data` stays `C:\data`).
+   */
+  backslashes?: boolean;
   /** The field separator (CSV/TSV). Default `,` for CSV, a tab for TSV. */
   delimiter?: string;
   ifNotExists?: boolean;
@@ -112,6 +117,16 @@ const OPEN_CSV_TYPES = new Set(["string", "boolean", "bigint", "int", "double"])
  *     "TBLPROPERTIES ('skip.header.line.count'='1')",
  *   ].join("\n"),
  * );
+ * // values with backslashes (C:\data): no ESCAPED BY, so that they are read as they are
+ * const files = athenaCreateTableSql({
+ *   database: "lake",
+ *   table: "files",
+ *   columns: [{ name: "path", type: "string" }],
+ *   location: "s3://bucket/files",
+ *   format: "csv",
+ *   backslashes: true,
+ * });
+ * assert.match(files.sql, /FIELDS TERMINATED BY ',' LINES TERMINATED BY/);
  * ```
  * @throws Error for an invalid type, a repeated column, a location that is not `s3://bucket/…`, or a
  * delimiter that is not one character.
@@ -185,7 +200,9 @@ function delimitedStorage(spec: AthenaTableSpec, reasons: string[]): AthenaStora
   if (spec.header) reasons.push("'skip.header.line.count'='1': the first line of each file is a header");
   if (!spec.quoted) {
     reasons.push(LAZY_SIMPLE_NOTE);
-    const fields = `FIELDS TERMINATED BY ${literal(delimiter)} ESCAPED BY ${literal("\\")}`;
+    // a writer of unquoted CSV escapes nothing: `\` is only read as an escape where the sample holds none
+    const escaped = spec.backslashes ? "" : ` ESCAPED BY ${literal("\\")}`;
+    const fields = `FIELDS TERMINATED BY ${literal(delimiter)}${escaped}`;
     return {
       clauses: [`ROW FORMAT DELIMITED ${fields} LINES TERMINATED BY ${literal("\n")}`, "STORED AS TEXTFILE"],
       properties,

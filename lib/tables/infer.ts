@@ -60,6 +60,8 @@ export interface InferredTable {
   header: boolean;
   /** The field separator; `undefined` for JSON. */
   delimiter: string | undefined;
+  /** Values of delimited files hold backslashes (to be read as they are, not as escapes). */
+  backslashes?: boolean;
   /** Why each choice that is not obvious was made, one sentence each, for the log. */
   reasons: string[];
 }
@@ -379,6 +381,7 @@ function decideColumns(
   sources: string[],
   evidence: ColumnEvidence[],
   { maxNameLength, athena }: SampleLimits,
+  quoted?: boolean,
 ): { columns: InferredColumn[]; reasons: string[] } {
   const names = columnIdentifiers(sources, { maxLength: maxNameLength });
   const reasons = namingReasons(sources, names);
@@ -386,16 +389,19 @@ function decideColumns(
     const decided = evidence[index].decide(name, athena);
     reasons.push(...decided.reasons);
     const backslash = evidence[index].backslashExample;
-    if (backslash !== undefined && athena) reasons.push(backslashReason(name, backslash));
+    if (backslash !== undefined && athena) reasons.push(backslashReason(name, backslash, quoted));
     const { emptyValues, examples } = evidence[index];
     return { name, source: sources[index], type: decided.type, emptyValues, onlyEmpty: examples.size === 0 };
   });
   return { columns, reasons };
 }
 
-function backslashReason(column: string, example: string): string {
-  const escapes = "which Athena's CSV SerDes read as escape characters (their escape character is \\)";
-  return `column ${column}: values like ${show(example)} hold backslashes, ${escapes}`;
+function backslashReason(column: string, example: string, quoted = true): string {
+  // unquoted files get a LazySimpleSerDe table without ESCAPED BY (lib/tables/ddl.ts): backslashes stay
+  const what = quoted
+    ? "which OpenCSVSerde (quoted fields) reads as escape characters (its escape character is \\)"
+    : "read as they are (the table gets no ESCAPED BY)";
+  return `column ${column}: values like ${show(example)} hold backslashes, ${what}`;
 }
 
 /** Explains each renamed column; names that only changed case are summed up in one sentence. */
@@ -462,13 +468,14 @@ function inferDelimited(files: SampledFile[], settings: DelimitedSettings): Infe
   }
   const quoting = quotingReasons(parsed, dataRecords, settings);
   if (settings.athena) reasons.push(...quoting.reasons);
-  const decided = decideColumns(sources, evidence, settings);
+  const decided = decideColumns(sources, evidence, settings, quoting.quoted);
   return {
     format: settings.format,
     columns: decided.columns,
     quoted: quoting.quoted,
     header,
     delimiter,
+    backslashes: evidence.some((column) => column.backslashExample !== undefined),
     reasons: [...reasons, ...decided.reasons],
   };
 }
