@@ -379,3 +379,33 @@ Deno.test("helper threads: only from blob: URLs, at most four at a time", async 
   assert.match(text, /after 4: helper thread refused: at most 4 helper threads/);
   assert.match(text, /then 1 more/, "ended helpers free their places");
 });
+
+Deno.test("a plugin asking for network access Deno cannot grant (*, a URL) is refused at validation, naming the step", async () => {
+  await using dir = await tempDir();
+  for (const host of ["*", "http://example.com", "a b:80"]) {
+    await Deno.writeTextFile(
+      join(dir.path, "r.json"),
+      JSON.stringify(probeRoutine("write_inside", "", { host })),
+    );
+    const result = await lakerun(["validate", "--executors", PLUGINS, "r.json"], { cwd: dir.path });
+    assert.equal(result.code, 2, result.stderr);
+    assert.ok(
+      result.stderr.startsWith("r.json:1:") &&
+        result.stderr.includes(
+          `executors.probe: ProbeExecutor asks for network access to ${
+            JSON.stringify(host)
+          }, which is no host`,
+        ),
+      result.stderr,
+    );
+  }
+  // hosts Deno grants pass
+  for (const host of ["example.com", "example.com:443", "127.0.0.1:8080", "[::1]:9000"]) {
+    await Deno.writeTextFile(
+      join(dir.path, "r.json"),
+      JSON.stringify(probeRoutine("write_inside", "", { host })),
+    );
+    const result = await lakerun(["validate", "--executors", PLUGINS, "r.json"], { cwd: dir.path });
+    assert.equal(result.code, 0, `${host}: ${result.stderr}`);
+  }
+});

@@ -13,6 +13,10 @@ import { RoutineError, type RoutineProblem } from "../errors.ts";
 import { formatJsonPath, type JsonPath, printable } from "../routine/json.ts";
 import { permissionContext, type Routine, type Step } from "../routine/routine.ts";
 
+/** A network permission Deno grants: a host name or IP address, with a port or not (`[::1]:8080`). */
+const NET_HOST =
+  /^(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*\.?|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?$/;
+
 /** A step's scope with every list resolved, sorted and free of duplicates. */
 export interface ResolvedScope {
   read: string[];
@@ -125,6 +129,17 @@ export function stepScope(
   const paths = (list: string[] | undefined) =>
     unique((list ?? []).map((p) => (isAbsolute(p) ? resolve(p) : resolve(options.cwd, p))));
   const problems = stateFolderProblems(routine, step, paths(declared.read), paths(declared.write), options);
+  // a host Deno cannot grant would fail the step's Worker at its start, naming no step: refused here
+  for (const host of declared.net ?? []) {
+    if (NET_HOST.test(host)) continue;
+    problems.push({
+      where: routine.locate?.(["executors", step.id]) ?? routine.file,
+      path: formatJsonPath(["executors", step.id]),
+      message: `${step.executor.name} asks for network access to ${
+        JSON.stringify(printable(host))
+      }, which is no host or host:port (Deno grants no wildcard or URL); the step cannot run`,
+    });
+  }
   if (problems.length > 0) throw new RoutineError(problems);
   return {
     read: unique([...paths(declared.read), stateDir]),
