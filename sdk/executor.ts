@@ -212,6 +212,36 @@ export class ParamError extends Error {
  * const example: ParamsOf<typeof params> = { folder: "data" };
  * ```
  */
+/**
+ * Refuses (a {@link ParamError} on `param`, saying `problem` and where it looked) a file param whose file is
+ * not there, from a `permissions` function: the routine is then refused before anything runs, not when the
+ * step reaches the file.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { ParamError, requireFile } from "./executor.ts";
+ *
+ * const dir = await Deno.makeTempDir();
+ * await Deno.writeTextFile(`${dir}/q.sql`, "SELECT 1");
+ * requireFile(`${dir}/q.sql`, "sql_file", '"q.sql" is not a file');
+ * assert.throws(
+ *   () => requireFile(`${dir}/nope.sql`, "sql_file", '"nope.sql" is not a file'),
+ *   (e) => e instanceof ParamError && e.path[0] === "sql_file" && /"nope\.sql" is not a file \(looked for /.test(e.message),
+ * );
+ * await Deno.remove(dir, { recursive: true });
+ * ```
+ */
+export function requireFile(path: string, param: string, problem: string): void {
+  let isFile = false;
+  try {
+    isFile = Deno.statSync(path).isFile;
+  } catch {
+    // not there
+  }
+  if (!isFile) throw new ParamError([param], `${problem} (looked for ${path})`);
+}
+
 export type ParamsOf<F extends (zod: Zod) => z.ZodType> = z.output<ReturnType<F>>;
 
 /**

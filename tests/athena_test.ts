@@ -277,11 +277,16 @@ motoTest(
         },
         tasks: ["create_table"],
       },
-      report: { params: { query_file: "missing.sql" }, tasks: ["query"] },
+      // a later step that fails when it runs (its landing folder is missing)
+      report: {
+        executor: "StagingExecutor",
+        params: { parent_directory: "missing", dump_directory: "out" },
+        tasks: ["post_staging"],
+      },
     };
     const first = await runRoutine(dir.path, onMoto, steps);
     assert.equal(first.code, 1, first.output);
-    assert.match(first.output, /query_file "missing\.sql" does not exist/);
+    assert.match(first.output, /step "report" \(StagingExecutor\) task 'post_staging' failed/);
     // what Athena's CREATE EXTERNAL TABLE did in the Glue catalog (moto's Athena does not)
     await createGlueTable("lake", { Name: "orders", StorageDescriptor: { Columns: [] } });
 

@@ -326,10 +326,18 @@ Deno.test("a param a listed task needs is missing: named with the tasks that nee
   ];
   for (const [routine, expected] of cases) assert.deepEqual(await problemsOf(routine), expected);
   // what a task does not need may be left out
+  const dir = await Deno.makeTempDir();
+  await Deno.writeTextFile(`${dir}/q.sql`, "SELECT 1");
   await parseRoutine(JSON.stringify(postgres({ sql_file: "q.sql" }, ["execute"])), {
-    file: "/r.json",
+    file: `${dir}/r.json`,
     label: "r",
+    cwd: dir,
   });
+  // a file param's file must be there before anything runs
+  assert.deepEqual(await problemsOf(postgres({ sql_file: "missing.sql" }, ["execute"])), [
+    `executors.PostgresExecutor.params.sql_file: "missing.sql" is not a file (looked for ${Deno.cwd()}/missing.sql)`,
+  ]);
+  await Deno.remove(dir, { recursive: true });
 });
 
 Deno.test("every built-in task's needs name params of its executor's schema", async () => {

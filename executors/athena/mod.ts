@@ -18,7 +18,7 @@
  *
  * @module
  */
-import { defineExecutor, ParamError } from "../../sdk/executor.ts";
+import { defineExecutor, ParamError, requireFile } from "../../sdk/executor.ts";
 import type { IamStatement, PermissionContext, PermissionScope } from "../../sdk/executor.ts";
 import {
   allow,
@@ -67,7 +67,11 @@ export function athenaPermissions(params: Params, context: PermissionContext): P
     scopes.push(locationScope(params.location, "read", context));
   }
   if (tasks.includes("query")) {
-    if (params.query_file !== undefined) scopes.push({ read: [context.resolve(params.query_file)] });
+    if (params.query_file !== undefined) {
+      const file = context.resolve(params.query_file);
+      requireFile(file, "query_file", `${JSON.stringify(params.query_file)} is not a file`);
+      scopes.push({ read: [file] });
+    }
     if (params.results_to !== undefined) {
       const { folder } = resultsTarget(params.results_to, context.resolve);
       // an S3 key: its bucket's endpoint; a local file: its folder only

@@ -15,7 +15,7 @@
  *
  * @module
  */
-import { defineExecutor } from "../../sdk/executor.ts";
+import { defineExecutor, requireFile } from "../../sdk/executor.ts";
 import { s3Statements } from "../../lib/aws/iam.ts";
 import { isS3Url } from "../../lib/aws/s3/url.ts";
 import { connectionScope } from "../../lib/sql/connection.ts";
@@ -34,7 +34,9 @@ export default defineExecutor({
     const tasks = context.tasks ?? ["execute", "create_table", "load"];
     const scopes = [connectionScope(params, context.resolve)];
     if (params.sql_file && tasks.includes("execute")) {
-      scopes.push({ read: [context.resolve(params.sql_file)] });
+      const file = context.resolve(params.sql_file);
+      requireFile(file, "sql_file", `${JSON.stringify(params.sql_file)} is not a file`);
+      scopes.push({ read: [file] });
     }
     const readsSource = tasks.includes("load") || (tasks.includes("create_table") && !params.columns);
     if (params.source && readsSource) scopes.push(locationScope(params.source, "read", context));

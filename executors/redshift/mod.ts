@@ -30,7 +30,7 @@
  *
  * @module
  */
-import { defineExecutor, ParamError } from "../../sdk/executor.ts";
+import { defineExecutor, ParamError, requireFile } from "../../sdk/executor.ts";
 import type { PermissionScope } from "../../lib/scope.ts";
 import { awsRegionOf, awsServiceScope } from "../../lib/aws/scope.ts";
 import { connectionScope } from "../../lib/sql/connection.ts";
@@ -60,7 +60,9 @@ export default defineExecutor({
       wire === undefined ? awsServiceScope("redshift_data", context.aws) : connectionScope(wire),
     ];
     if (tasks.includes("execute") && params.sql_file !== undefined) {
-      scopes.push({ read: [context.resolve(params.sql_file)] });
+      const file = context.resolve(params.sql_file);
+      requireFile(file, "sql_file", `${JSON.stringify(params.sql_file)} is not a file`);
+      scopes.push({ read: [file] });
     }
     if (readsSamples(params, tasks)) scopes.push(locationScope(params.source!, "read", context));
     return mergeScopes(...scopes);

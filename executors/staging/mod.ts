@@ -9,7 +9,7 @@
 import { dirname, join, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 import type { TaskContext, Zod } from "../../sdk/executor.ts";
-import { defineExecutor, ParamError } from "../../sdk/executor.ts";
+import { defineExecutor, ParamError, requireFile } from "../../sdk/executor.ts";
 import { checkpoint } from "../../lib/async.ts";
 import { Journal } from "../../lib/journal.ts";
 import {
@@ -120,17 +120,6 @@ function folderProblem(
     };
   }
   return undefined;
-}
-
-/** Refuses the routine, at `param`, unless `path` is a file: the transform's code is there before it runs. */
-function requireFile(path: string, param: string, problem: string): void {
-  let isFile = false;
-  try {
-    isFile = Deno.statSync(path).isFile;
-  } catch {
-    // not there
-  }
-  if (!isFile) throw new ParamError([param], `${problem} (looked for ${path})`);
 }
 
 /** The archive folder: `archive_directory`, or a folder named `archive` beside `parent_directory`. */
