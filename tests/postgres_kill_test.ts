@@ -15,6 +15,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { lakerun, lakerunCommand, tempDir } from "./support/lakerun.ts";
 import { startPostgres } from "./support/postgres.ts";
+import { listRuns } from "../orchestrator/run/records.ts";
 
 const pg = await startPostgres();
 const PASSWORD_ENV = "LAKERUN_KILL_TEST_PG_SECRET";
@@ -98,13 +99,13 @@ function killMoment(i: number, n: number, runMs: number): number {
 }
 
 /** True when the routine's last run ended as succeeded (lakerun's run state). */
-async function runFinished(dir: string): Promise<boolean> {
-  for await (const entry of Deno.readDir(join(dir, ".lakerun"))) {
-    if (!entry.isDirectory) continue;
-    const state = JSON.parse(await Deno.readTextFile(join(dir, ".lakerun", entry.name, "run.json")));
-    return state.status === "succeeded";
-  }
-  return false;
+/**
+ * Whether the routine's last run is recorded as succeeded: its run record (what the next run reads to decide
+ * whether to continue it), written after the run's end, so a kill while it ends leaves the run to continue.
+ */
+async function runFinished(dir: string, mode: string): Promise<boolean> {
+  const [newest] = await listRuns(join(dir, ".lakerun"), `pg-kill-${mode}`);
+  return newest?.status === "succeeded";
 }
 
 async function timedRun(dir: string): Promise<{ ms: number; stdout: string }> {
@@ -151,7 +152,7 @@ test("append killed with SIGKILL at 10 moments: old rows or the whole load, and 
     );
     // a run that got to its end (or was killed before it began one) is over: the next run is a new one,
     // which appends the files again
-    const ended = await runFinished(dir.path) && after === complete;
+    const ended = await runFinished(dir.path, "append") && after === complete;
     const rerun = await timedRun(dir.path);
     assert.equal(
       await checksum("SELECT * FROM kill_target"),
