@@ -7,7 +7,7 @@
 import { dirname } from "node:path";
 import type { ParamsOf, Zod } from "../../sdk/executor.ts";
 import { isS3Url, s3LocationProblem } from "../../lib/aws/s3/url.ts";
-import { refineLocation } from "../../lib/storage/locations.ts";
+import { locationSchema } from "../../lib/storage/locations.ts";
 import { hiveType } from "../../lib/tables/ddl.ts";
 import { quoteLiteral } from "../../lib/tables/identifiers.ts";
 import { placeholderCount } from "../../lib/sql/statements.ts";
@@ -120,7 +120,7 @@ export const paramsSchema = (z: Zod) =>
     output_location: s3Folder(z).optional().describe(
       "s3:// folder for Athena's query results, unless the workgroup sets one.",
     ),
-    results_to: z.string().min(1).superRefine(refineLocation).refine(
+    results_to: locationSchema(z).refine(
       (v) => !isS3Url(v) || /^s3:\/\/[^/]+\/.*[^/]$/.test(v),
       {
         error: (issue) => `an s3:// results_to must name an object key, not a folder: ${quote(issue.input)}`,

@@ -6,7 +6,7 @@
  */
 import type { Zod } from "../../sdk/executor.ts";
 import { isS3Url } from "../../lib/storage/mod.ts";
-import { refineLocation } from "../../lib/storage/locations.ts";
+import { locationSchema } from "../../lib/storage/locations.ts";
 import { downloadUrl } from "../../lib/http/request.ts";
 
 /** The params' schema, from which validation, `lakerun list` and the JSON Schema come. */
@@ -38,7 +38,7 @@ export const paramsSchema = (z: Zod) => {
       stream: z.boolean().optional().describe("Accepted for compatibility; lakerun always streams."),
       verify: z.literal(true).optional().describe("Accepted for compatibility; TLS is always verified."),
     }).describe("What the notebook passed to requests.get."),
-    landing_directory: z.string().min(1).superRefine(refineLocation).describe(
+    landing_directory: locationSchema(z).describe(
       "Local folder or s3://bucket/prefix. With unzip: the folder receiving the archive's files. Without: the file to write, or, for an existing folder or a path ending in '/', the folder receiving the URL's file name.",
     ),
     unzip: z.union([z.literal("unzip"), z.boolean(), z.null()]).default(null).describe(

@@ -10,7 +10,7 @@ import { connectionFields, connectionParamsProblem } from "../../lib/sql/connect
 import { parseTableName } from "../../lib/tables/identifiers.ts";
 import { columnsParam } from "../../lib/tables/columns_param.ts";
 import { transactionScript } from "../../lib/sql/statements.ts";
-import { refineLocation } from "../../lib/storage/locations.ts";
+import { locationSchema } from "../../lib/storage/locations.ts";
 
 /** The params schema. */
 export const paramsSchema = (z: Zod) =>
@@ -28,7 +28,7 @@ export const paramsSchema = (z: Zod) =>
     columns: columnsParam(z, "postgres").optional().describe(
       "create_table, load: the columns of a new table, [{name, type}] or an ordered {name: type} map as for Athena; a type is bigint, double, boolean, date, timestamp, string, or PostgreSQL's own (as \\d shows it: double precision, jsonb, uuid, character varying(20), …); default: inferred from the first files of source.",
     ),
-    source: z.string().min(1).superRefine(refineLocation).optional().describe(
+    source: locationSchema(z).optional().describe(
       "load: the staging folder whose files are loaded: a local folder or s3://bucket/prefix.",
     ),
     format: z.enum(["csv", "json", "parquet"]).default("csv").describe(

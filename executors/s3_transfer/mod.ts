@@ -11,11 +11,11 @@ import { defineExecutor, ParamError } from "../../sdk/executor.ts";
 import { globProblem } from "../../lib/glob.ts";
 import {
   locationProblem,
+  locationSchema,
   locationScope,
   locationsOverlap,
   mergeScopes,
   openLocation,
-  refineLocation,
 } from "../../lib/storage/locations.ts";
 import { transferFiles, type TransferMode } from "../../lib/transfer/transfer.ts";
 import { type IamStatement, type S3Access, s3Statements } from "../../lib/aws/iam.ts";
@@ -30,10 +30,10 @@ const paramsSchema = (z: Zod) => {
     if (problem) context.addIssue({ code: "custom", message: `invalid glob: ${problem}` });
   });
   return z.strictObject({
-    source: z.string().min(1).superRefine(refineLocation).describe(
+    source: locationSchema(z).describe(
       "Where the files are: a local folder or s3://bucket/prefix.",
     ),
-    destination: z.string().min(1).superRefine(refineLocation).describe(
+    destination: locationSchema(z).describe(
       "Where the files go, keeping their relative paths: a local folder or s3://bucket/prefix.",
     ),
     include: z.array(glob).default([]).describe(

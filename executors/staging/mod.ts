@@ -13,11 +13,11 @@ import { defineExecutor, ParamError, requireFile } from "../../sdk/executor.ts";
 import { checkpoint } from "../../lib/async.ts";
 import { Journal } from "../../lib/journal.ts";
 import {
+  locationSchema,
   locationScope,
   locationsOverlap,
   mergeScopes,
   openLocation,
-  refineLocation,
 } from "../../lib/storage/locations.ts";
 import { isS3Url, type Storage, type StoredFile, TEMP_PREFIX } from "../../lib/storage/mod.ts";
 import { LocalStorage, LocationNotFoundError } from "../../lib/storage/local.ts";
@@ -31,16 +31,16 @@ import { downloadedInput, localInput, type TransformInput, unchangedSince } from
 
 const paramsSchema = (z: Zod) =>
   z.strictObject({
-    parent_directory: z.string().min(1).superRefine(refineLocation).describe(
+    parent_directory: locationSchema(z).describe(
       "Landing folder to read (local or s3://).",
     ),
-    dump_directory: z.string().min(1).superRefine(refineLocation).describe(
+    dump_directory: locationSchema(z).describe(
       "Staging folder to write (local or s3://).",
     ),
     archive_or_delete: z.enum(["archive", "delete"]).default("archive").describe(
       "What post_staging does with landing files once their staging is verified.",
     ),
-    archive_directory: z.string().min(1).superRefine(refineLocation).optional().describe(
+    archive_directory: locationSchema(z).optional().describe(
       "Where archived files go, keeping relative paths. Default: a folder named 'archive' beside parent_directory.",
     ),
     py_exec_path: z.string().min(1).nullable().default(null).describe(

@@ -6,6 +6,7 @@
  *
  * @module
  */
+import type { z } from "zod";
 import { printable, UNSAFE_CHARACTERS } from "../printable.ts";
 import { basename, dirname, isAbsolute, join, normalize, resolve } from "node:path";
 import type { S3Settings } from "../aws/settings.ts";
@@ -152,7 +153,27 @@ export function locationProblem(location: string): string | undefined {
 }
 
 /**
- * The check of a location param in an executor's params schema: `z.string().min(1).superRefine(refineLocation)`
+ * The schema of a location param: a string that {@link locationProblem} accepts, each problem one issue (an
+ * empty value is said once, as what to give).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { z } from "zod";
+ * import { locationSchema } from "./locations.ts";
+ *
+ * const issues = z.object({ to: locationSchema(z) }).safeParse({ to: "" }).error!.issues;
+ * assert.deepEqual(issues.map((issue) => issue.message), ["is empty: give a local folder or s3://bucket/prefix"]);
+ * assert.equal(locationSchema(z).safeParse("s3://lake/x").success, true);
+ * ```
+ */
+export function locationSchema(zod: typeof z) {
+  return zod.string().min(1, { error: "is empty: give a local folder or s3://bucket/prefix", abort: true })
+    .superRefine(refineLocation);
+}
+
+/**
+ * The check of a location param in an executor's params schema ({@link locationSchema})
  * makes {@link locationProblem} an issue of that param. Each location is then reported on its own, with every
  * other problem of its step's params, before the step's permissions are computed from them.
  *
