@@ -391,6 +391,9 @@ Deno.test("control characters in the routine name or a step id are refused, the 
     );
     for (const problem of [byName, ...byStep]) assert.ok(!unsafe.test(problem), JSON.stringify(problem));
   }
+  assert.deepEqual(await problemsOf({ routine_name: "x", executors: { s: { ...step, description: 5 } } }), [
+    "executors.s.description: must be text (a string), got 5",
+  ]);
   for (const id of ["", " "]) {
     assert.deepEqual(await problemsOf({ routine_name: "x", executors: { [id]: step } }), [
       `executors[${JSON.stringify(id)}]: step id ${

@@ -391,6 +391,9 @@ async function validateStep(
   }
 
   const definition = executor.definition;
+  if (value.description !== undefined && typeof value.description !== "string") {
+    report([...at, "description"], `must be text (a string), got ${quoteValue(value.description)}`);
+  }
   let tasks: string[] = [];
   if (value.tasks === undefined) {
     report(at, `missing 'tasks' (a list of: ${Object.keys(definition.tasks).join(", ")})`);
