@@ -437,9 +437,13 @@ Deno.test("the JSON Schema accepts every sample routine and flags a step lacking
   delete postgres.executors.PostgresExecutor.params.source; // load needs it
   const athena = JSON.parse(await Deno.readTextFile(join(ROOT, "routines/retail_trade_survey_athena.json")));
   delete athena.executors.AthenaExecutor.params.query; // query needs query or query_file
+  // a (connect, read) timeout pair of three: refused by lakerun, so by the schema too
+  const demo = JSON.parse(await Deno.readTextFile(join(ROOT, "routines/demo.json")));
+  demo.executors.DownloaderExecutor.params.requests_arguments.timeout = [1, 2, 3];
   const lacking = [
     await write(dir.path, "postgres.json", postgres),
     await write(dir.path, "athena.json", athena),
+    await write(dir.path, "tuple.json", demo),
   ];
   const check = `
 import json, sys
@@ -464,6 +468,7 @@ for f in sys.argv[2:]:
     lines[samples.length + 1],
     /athena\.json invalid: .* is not valid under any of the given schemas/,
   );
+  assert.match(lines[samples.length + 2], /tuple\.json invalid: /);
 });
 
 Deno.test("executors_dir in a routine is relative to the routine file; plugins appear in list", async () => {

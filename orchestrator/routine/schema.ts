@@ -13,6 +13,26 @@ import { stepOptionsSchema } from "./step_options.ts";
 
 type JsonSchema = Record<string, any>;
 
+/**
+ * `schema` with every tuple closed: zod writes a fixed-length tuple as `prefixItems` alone, which draft 2020-12
+ * reads as "at least nothing, then anything"; lakerun refuses other lengths, so the schema says so
+ * (`minItems`, `items: false`).
+ */
+function closeTuples(schema: JsonSchema): JsonSchema {
+  if (Array.isArray(schema)) {
+    schema.forEach((item) => typeof item === "object" && item !== null && closeTuples(item));
+    return schema;
+  }
+  for (const value of Object.values(schema)) {
+    if (typeof value === "object" && value !== null) closeTuples(value);
+  }
+  if (Array.isArray(schema.prefixItems) && !("items" in schema)) {
+    schema.items = false;
+    schema.minItems ??= schema.prefixItems.length;
+  }
+  return schema;
+}
+
 /** The JSON Schema of an executor's params, as users write them (defaults make params optional). */
 export function paramsJsonSchema(definition: ExecutorDefinition): JsonSchema {
   const schema = z.toJSONSchema(paramsSchemaOf(definition), {
@@ -20,13 +40,13 @@ export function paramsJsonSchema(definition: ExecutorDefinition): JsonSchema {
     unrepresentable: "any",
   }) as JsonSchema;
   delete schema.$schema;
-  return schema;
+  return closeTuples(schema);
 }
 
 /** The JSON Schemas of the step options (`retries`, `timeout`, `depends_on`…), one per key. */
 function stepOptionsJsonSchema(): Record<string, JsonSchema> {
   const schema = z.toJSONSchema(stepOptionsSchema(z), { io: "input", unrepresentable: "any" }) as JsonSchema;
-  return schema.properties;
+  return closeTuples(schema).properties;
 }
 
 /** The JSON Schemas of the routine-level settings blocks (`aws`, `s3`), from their one zod schema each. */
@@ -35,7 +55,7 @@ function settingsBlocksJsonSchema(): Record<string, JsonSchema> {
     Object.entries(AWS_ROUTINE_BLOCKS).map(([key, schemaOf]) => {
       const schema = z.toJSONSchema(schemaOf(z), { io: "input", unrepresentable: "any" }) as JsonSchema;
       delete schema.$schema;
-      return [key, schema];
+      return [key, closeTuples(schema)];
     }),
   );
 }
