@@ -9,6 +9,9 @@
  */
 import { join } from "node:path";
 
+/** The journal's folder in a step's state folder. */
+const FOLDER = "journal";
+
 /** Records of one step, by key. */
 export class Journal {
   private constructor(readonly dir: string) {}
@@ -35,14 +38,14 @@ export class Journal {
    * ```
    */
   static async open(stateDir: string): Promise<Journal> {
-    const dir = join(stateDir, "journal");
+    const dir = join(stateDir, FOLDER);
     await Deno.mkdir(dir, { recursive: true });
     return new Journal(dir);
   }
 
   /** The journal in `stateDir` if one was ever opened there (nothing is created). */
   static async existing(stateDir: string): Promise<Journal | undefined> {
-    const dir = join(stateDir, "journal");
+    const dir = join(stateDir, FOLDER);
     try {
       return (await Deno.stat(dir)).isDirectory ? new Journal(dir) : undefined;
     } catch (error) {

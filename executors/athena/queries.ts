@@ -314,11 +314,7 @@ export class AthenaQueries {
   async #wait(key: string, label: string, id: string, timeoutMs?: number): Promise<QueryExecution> {
     let last = "";
     const check = async () => {
-      const { QueryExecution: execution } = await this.athena.call<{ QueryExecution: QueryExecution }>(
-        "GetQueryExecution",
-        { QueryExecutionId: id },
-        { signal: this.context.signal, idempotent: true },
-      );
+      const execution = await this.#execution(id);
       const state = execution.Status.State;
       if (state !== last && !TERMINAL.has(state)) this.context.log(`${label}: ${state}`);
       last = state;
@@ -346,22 +342,28 @@ export class AthenaQueries {
     }
   }
 
-  /** Stops the query and logs it; false when it could not be stopped (also logged). */
   /**
    * An earlier attempt of this routine run started query `id` for other SQL or settings under the same key
    * (the routine changed since): stopped if it still runs, so that the two never run side by side (a CTAS
    * writing to the old location while the new one writes to the new).
    */
   async #stopSuperseded(label: string, id: string): Promise<void> {
-    const { QueryExecution: execution } = await this.athena.call<{ QueryExecution: QueryExecution }>(
-      "GetQueryExecution",
-      { QueryExecutionId: id },
-      { signal: this.context.signal, idempotent: true },
-    ).catch(() => ({ QueryExecution: undefined }));
+    const execution = await this.#execution(id).catch(() => undefined);
     if (execution && TERMINAL.has(execution.Status.State)) return;
     await this.#stop(label, id, "an earlier attempt of this run started it with other SQL or settings");
   }
 
+  /** What GetQueryExecution says of query `id` now. */
+  async #execution(id: string): Promise<QueryExecution> {
+    const { QueryExecution: execution } = await this.athena.call<{ QueryExecution: QueryExecution }>(
+      "GetQueryExecution",
+      { QueryExecutionId: id },
+      { signal: this.context.signal, idempotent: true },
+    );
+    return execution;
+  }
+
+  /** Stops the query and logs it; false when it could not be stopped (also logged). */
   async #stop(label: string, id: string, why: string): Promise<boolean> {
     try {
       await this.athena.call("StopQueryExecution", { QueryExecutionId: id }, {
