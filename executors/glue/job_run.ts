@@ -242,7 +242,6 @@ class JobRunTask extends GlueTask {
     if (!(await this.#stop(id, why))) return;
     // a job that allows one run at a time would refuse the new one while the old one is STOPPING
     try {
-      const { signal } = this.context;
       await pollUntil(async () => {
         const state = (await this.#getRun(id, signal)).JobRunState;
         return { done: !ACTIVE_RUN_STATES.has(state), state, value: state };
@@ -365,8 +364,8 @@ class JobRunTask extends GlueTask {
   }
 
   /**
-   * The run carrying the marker of `entry` (this task's): GetJobRuns page by page until a page shows that every later run is
-   * older than the entry less {@link CLOCK_SKEW_MS} ({@link olderRunsFollow}). With `afterMs`, waits that long
+   * The run carrying the marker of `entry` (default: this task's): GetJobRuns page by page until a page shows
+   * that every later run is older than the entry less {@link CLOCK_SKEW_MS} ({@link olderRunsFollow}). With `afterMs`, waits that long
    * first (a run just started may take a moment to be listed).
    */
   async #findMarkedRun(signal: AbortSignal, afterMs = 0, entry = this.entry): Promise<JobRun | undefined> {
