@@ -169,8 +169,11 @@ export async function loadRoutine(file: string, options: LoadOptions = {}): Prom
     if (error instanceof RoutineError) throw error;
     throw refuse(error instanceof Deno.errors.NotFound ? "no such file" : (error as Error).message);
   }
-  const invalid = firstInvalidUtf8(bytes);
-  if (invalid !== undefined) {
+  let text: string;
+  try {
+    text = new TextDecoder("utf-8", { fatal: true }).decode(bytes);
+  } catch {
+    const invalid = firstInvalidUtf8(bytes) ?? 0;
     const before = new TextDecoder().decode(bytes.subarray(0, invalid)).split("\n");
     const where = `${file}:${before.length}:${before.at(-1)!.length + 1}`;
     throw refuse(
@@ -178,7 +181,7 @@ export async function loadRoutine(file: string, options: LoadOptions = {}): Prom
       where,
     );
   }
-  return await parseRoutine(new TextDecoder().decode(bytes), { ...options, cwd, file, label: file });
+  return await parseRoutine(text, { ...options, cwd, file, label: file });
 }
 
 /** The largest routine file read (a routine is a few KB; a mistaken path could name a device or a dump). */
