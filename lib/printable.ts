@@ -62,3 +62,28 @@ export function printable(text: string): string {
 export function printableLines(text: string): string {
   return text.split("\n").map(printable).join("\n");
 }
+
+/**
+ * `text` as a JSON string literal on one line, with the {@link UNSAFE_CHARACTERS} that `JSON.stringify` keeps
+ * (DEL, C1 controls, separators, bidirectional controls) escaped too. Past `max` characters of that literal,
+ * the start of `text` and its length: `"abc…" (100000 characters)`.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { quoteJson } from "./printable.ts";
+ *
+ * assert.equal(quoteJson('a "b"\n'), '"a \\"b\\"\\n"');
+ * assert.equal(quoteJson("x\u0085y\u202e"), '"x\\u0085y\\u202e"');
+ * assert.equal(JSON.parse(quoteJson("x\u0085y\u202e")), "x\u0085y\u202e");
+ * assert.equal(quoteJson("x".repeat(100), 60), `"${"x".repeat(40)}…" (100 characters)`);
+ * ```
+ */
+export function quoteJson(text: string, max = Infinity): string {
+  const quoted = printable(JSON.stringify(text));
+  if (quoted.length <= max) return quoted;
+  const characters = [...text];
+  return `${
+    quoteJson(characters.slice(0, max - 20).join("")).slice(0, -1)
+  }…" (${characters.length} characters)`;
+}

@@ -7,7 +7,7 @@
  * @module
  */
 import type { z } from "zod";
-import { printable, UNSAFE_CHARACTERS } from "../printable.ts";
+import { quoteJson, UNSAFE_CHARACTERS } from "../printable.ts";
 import { basename, dirname, isAbsolute, join, normalize, resolve } from "node:path";
 import type { S3Settings } from "../aws/settings.ts";
 import { s3Scope } from "../aws/s3/scope.ts";
@@ -144,9 +144,9 @@ export function locationProblem(location: string): string | undefined {
   const unsafe = UNSAFE_CHARACTERS.exec(location);
   if (unsafe) {
     const code = `U+${unsafe[0].charCodeAt(0).toString(16).toUpperCase().padStart(4, "0")}`;
-    return `"${
-      printable(location)
-    }" holds a control or invisible character (${code}): refused, as no folder or ` +
+    return `${
+      quoteJson(location)
+    } holds a control or invisible character (${code}): refused, as no folder or ` +
       "key a routine names needs one and it would print as something else";
   }
   return schemeProblem(location) ?? (isS3Url(location) ? s3LocationProblem(location) : undefined);

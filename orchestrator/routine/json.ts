@@ -6,10 +6,10 @@
  *
  * @module
  */
-import { printable } from "../../lib/printable.ts";
+import { quoteJson } from "../../lib/printable.ts";
 
 /** The escaping of text to print lives in lib/, for executors too; the orchestrator imports it from here. */
-export { printable, printableLines, UNSAFE_CHARACTERS } from "../../lib/printable.ts";
+export { printable, printableLines, quoteJson, UNSAFE_CHARACTERS } from "../../lib/printable.ts";
 
 /** A path into a JSON document: object keys and array indexes. */
 export type JsonPath = ReadonlyArray<string | number>;
@@ -35,31 +35,6 @@ export class JsonSyntaxError extends Error {
     super(`${message} at line ${line}, column ${column}`);
     this.name = "JsonSyntaxError";
   }
-}
-
-/**
- * `text` as a JSON string literal on one line, with the {@link UNSAFE_CHARACTERS} that `JSON.stringify` keeps
- * (DEL, C1 controls, separators, bidirectional controls) escaped too. Past `max` characters of that literal,
- * the start of `text` and its length: `"abc…" (100000 characters)`.
- *
- * @example
- * ```ts
- * import assert from "node:assert/strict";
- * import { quoteJson } from "./json.ts";
- *
- * assert.equal(quoteJson('a "b"\n'), '"a \\"b\\"\\n"');
- * assert.equal(quoteJson("x\u0085y\u202e"), '"x\\u0085y\\u202e"');
- * assert.equal(JSON.parse(quoteJson("x\u0085y\u202e")), "x\u0085y\u202e");
- * assert.equal(quoteJson("x".repeat(100), 60), `"${"x".repeat(40)}…" (100 characters)`);
- * ```
- */
-export function quoteJson(text: string, max = Infinity): string {
-  const quoted = printable(JSON.stringify(text));
-  if (quoted.length <= max) return quoted;
-  const characters = [...text];
-  return `${
-    quoteJson(characters.slice(0, max - 20).join("")).slice(0, -1)
-  }…" (${characters.length} characters)`;
 }
 
 /** Longest key a rendered JSON path shows whole (as a JSON literal); a longer one is cut as values are. */

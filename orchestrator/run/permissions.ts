@@ -10,7 +10,7 @@ import type { PermissionScope } from "../../sdk/executor.ts";
 import { SCOPE_KINDS } from "../../lib/scope.ts";
 import { isWithinLocation, locationsOverlap, realLocation } from "../../lib/storage/locations.ts";
 import { RoutineError, type RoutineProblem } from "../errors.ts";
-import { formatJsonPath, type JsonPath, printable } from "../routine/json.ts";
+import { formatJsonPath, type JsonPath, printable, quoteJson } from "../routine/json.ts";
 import { permissionContext, type Routine, type Step } from "../routine/routine.ts";
 
 /** A network permission Deno grants: a host name or IP address, with a port or not (`[::1]:8080`). */
@@ -136,7 +136,7 @@ export function stepScope(
       where: routine.locate?.(["executors", step.id]) ?? routine.file,
       path: formatJsonPath(["executors", step.id]),
       message: `${step.executor.name} asks for network access to ${
-        JSON.stringify(printable(host))
+        quoteJson(host)
       }, which is no host or host:port (Deno grants no wildcard or URL); the step cannot run`,
     });
   }
