@@ -57,6 +57,9 @@ export function fingerprintOf(...parts: unknown[]): string {
   return createHash("sha256").update(JSON.stringify(parts)).digest("hex");
 }
 
+/** The journal keys of the ledger's entries start so (other records of the step's journal do not). */
+const ENTRY_PREFIX = "cloud-";
+
 /** What {@link CloudRunLedger.begin} found. */
 export interface CloudRunBegin {
   /** The entry to use. */
@@ -88,12 +91,14 @@ export class CloudRunLedger {
    * not succeed still finds its own when runs for other dates came in between (a backfill re-run).
    */
   #key(key: string): string {
-    return `cloud-${createHash("sha256").update(`${this.runId}\n${key}`).digest("hex").slice(0, 32)}`;
+    return `${ENTRY_PREFIX}${
+      createHash("sha256").update(`${this.runId}\n${key}`).digest("hex").slice(0, 32)
+    }`;
   }
 
   /** Where earlier versions kept the entry under `key`, one for all runs: read, never written. */
   #sharedKey(key: string): string {
-    return `cloud-${createHash("sha256").update(key).digest("hex").slice(0, 32)}`;
+    return `${ENTRY_PREFIX}${createHash("sha256").update(key).digest("hex").slice(0, 32)}`;
   }
 
   /** This run's entry under `key`. */
@@ -126,7 +131,7 @@ export class CloudRunLedger {
     const journal = await Journal.existing(stateDir);
     if (!journal) return;
     for (const key of await journal.keys()) {
-      if (!key.startsWith("cloud-")) continue;
+      if (!key.startsWith(ENTRY_PREFIX)) continue;
       const entry = await journal.get<CloudRunEntry>(key);
       if (entry?.runId === runId) await journal.delete(key);
     }
