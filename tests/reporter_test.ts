@@ -32,10 +32,23 @@ Deno.test("a task's line says what it moved; a step id that is not the executor'
     ms: 1,
     error: { message: "no staged copy", stack: "at x" },
   });
-  assert.deepEqual(lines, [
+  // a message of several lines (a database's DETAIL and HINT) reads as one item: its other lines indented
+  reporter.stepMessage(step, {
+    type: "task-failed",
+    task: "load",
+    ms: 1,
+    error: { message: 'value too long\nDETAIL: row 3\nHINT: widen "name"' },
+  });
+  reporter.warning?.("step changed\nsince the last attempt");
+  assert.deepEqual(lines.join("\n").split("\n"), [
     "[1/2] fetch (DownloaderExecutor)",
     "  ✓ download  3 files, 3.0 MiB  1.5 s",
     "  ✗ post failed: no staged copy",
+    "  ✗ load failed: value too long",
+    "      DETAIL: row 3",
+    '      HINT: widen "name"',
+    "! step changed",
+    "  since the last attempt",
   ]);
 });
 
@@ -118,7 +131,7 @@ Deno.test("names with line breaks or escapes print on their line, and no line ca
   const physical = lines.join("\n").split(/\r\n|\r|\n/);
   for (const line of physical) assert.doesNotMatch(line, /^\s*(::|##\[)/, JSON.stringify(line));
   // a carriage return from data is escaped (it would overwrite the line on a terminal)
-  assert.ok(physical.includes(":\u200b:error::remote\\r  ##[error]x"), JSON.stringify(physical));
+  assert.ok(physical.includes("    :\u200b:error::remote\\r  ##[error]x"), JSON.stringify(physical));
   assert.equal(defuseCommands("ok\r\n::x\n\u0085::y"), "ok\r\n:\u200b:x\n\u0085:\u200b:y");
 });
 

@@ -65,13 +65,18 @@ export function continuedLine(run: RunInfo): string {
     "succeed: what it completed on AWS and in databases is not done again (--new-run starts a new run)";
 }
 
-/** Options for {@link consoleReporter}. */
+/** `text` with every line but its first starting with `indent`, so that it reads as one item under the first. */
+function indented(text: string, indent: string): string {
+  return text.replaceAll("\n", `\n${indent}`);
+}
+
 /**
  * Makes the reporter whose lines another reporter places (GitHub mode's groups): `grouped` when each step's
  * lines are shown apart from other steps'.
  */
 export type InnerReporter = (write: (line: string) => void, options: { grouped: boolean }) => Reporter;
 
+/** Options for {@link consoleReporter}. */
 export interface ConsoleReporterOptions {
   /** Where lines go. Default: standard output. */
   write?: (line: string) => void;
@@ -225,7 +230,7 @@ export function consoleReporter(options: ConsoleReporterOptions = {}): Reporter 
             write(`    output ${printable(event.name)} = ${JSON.stringify(event.value)}`);
           } else {
             clearLive();
-            write(`    ${printableLines(event.message)}`);
+            write(`    ${indented(printableLines(event.message), "    ")}`);
           }
           break;
         }
@@ -240,7 +245,12 @@ export function consoleReporter(options: ConsoleReporterOptions = {}): Reporter 
         case "task-failed":
           clearLive();
           // a message may quote data (a database's error quoting a value): its controls are escaped
-          write(`  ✗ ${printable(message.task)} failed: ${printableLines(message.error.message)}`);
+          // its other lines (a database's DETAIL and HINT) indented under it
+          write(
+            `  ✗ ${printable(message.task)} failed: ${
+              indented(printableLines(message.error.message), "      ")
+            }`,
+          );
           if (options.debug && message.error.stack) write(printableLines(message.error.stack));
           break;
       }
@@ -259,11 +269,11 @@ export function consoleReporter(options: ConsoleReporterOptions = {}): Reporter 
       clearLive();
       stepCount ||= step.index;
       shownStep = null;
-      write(`${stepHeader(step)} skipped: ${printableLines(reason)}`);
+      write(`${stepHeader(step)} skipped: ${indented(printableLines(reason), "    ")}`);
     },
     warning(message) {
       clearLive();
-      write(`! ${printableLines(message)}`);
+      write(`! ${indented(printableLines(message), "  ")}`);
     },
   };
 }
