@@ -314,6 +314,8 @@ Deno.test("lakerun validate: every template problem on its own line, with file:l
         out: "o/${{ run.date | fromat('yyyy') }}.json",
         list: [{ name: "${{ env.LAKERUN_TEST_UNSET_VARIABLE }}" }],
         outputs: { a: "${{ steps.second.outputs.x }}" },
+        // not a template: its problem is shown with the templates' (a template's problem hides nothing)
+        quarter: "5",
       },
     },
     second: {
@@ -332,6 +334,7 @@ Deno.test("lakerun validate: every template problem on its own line, with file:l
       `executors.first.params.out: unknown filter "fromat" (did you mean 'format'? filters: add_days, sub_days, add_months, sub_months, add_quarters, sub_quarters, add_years, sub_years, month_start, month_end, quarter_start, quarter_end, year_start, year_end, format, upper, lower) in "\${{ run.date | fromat('yyyy') }}"`,
       `executors.first.params.list[0].name: environment variable LAKERUN_TEST_UNSET_VARIABLE is not set in "\${{ env.LAKERUN_TEST_UNSET_VARIABLE }}"`,
       `executors.first.params.outputs.a: step "second" runs after "first", so its outputs are not known yet in "\${{ steps.second.outputs.x }}"`,
+      'executors.first.params.quarter: "5" is not one of "1", "2", "3"',
       `executors.second.params.text: no step "nope" in this routine; steps: first, second in "\${{ steps.nope.outputs.x }}"`,
       `executors.second.params.count: step "second" cannot use its own outputs in "\${{ steps.second.outputs.n }}"`,
     ];

@@ -34,6 +34,7 @@ import {
   defaultTemplateScope,
   deferredValuesAsText,
   hasDeferredTemplates,
+  hasTemplate,
   isDeferredPath,
   referenceChecker,
   resolveDeferredParams,
@@ -433,7 +434,9 @@ async function validateStep(
     report: (path, message) => report([...at, "params", ...path], message),
     stepReferenceProblem: referenceChecker(id, templates.ids, templates.executors),
   });
-  if (templated === null) return undefined;
+  // a template's problem does not hide the step's other problems: the params are checked as written then,
+  // leaving out what holds a template (its value is not known)
+  const unresolved = templated === null ? templatePaths(rawParams) : [];
   const params = templated?.params ?? rawParams;
   const missing = missingTaskParams(definition, tasks, params);
   for (const { param, message } of missing) report([...at, "params", param], message);
@@ -442,11 +445,14 @@ async function validateStep(
     const reported = (issue: z.core.$ZodIssue) =>
       issue.path.length === 1 && missing.some(({ param }) => param === issue.path[0]);
     const issues = parsed.error.issues.filter((issue) =>
-      !isDeferredPath(issue.path, templated) && !reported(issue)
+      !isDeferredPath(issue.path, templated ?? undefined) && !unresolved.some((at) =>
+        overlaps(at, issue.path)
+      ) &&
+      !reported(issue)
     );
     // only values resolved when the step runs are in question: validated again then
     if (issues.length === 0) {
-      return missing.length
+      return missing.length || templated === null
         ? undefined
         : { id, index, executor, params, tasks, options, templates: templated };
     }
@@ -458,7 +464,7 @@ async function validateStep(
     }
     return undefined;
   }
-  if (missing.length) return undefined;
+  if (missing.length || templated === null) return undefined;
   const step: Step = { id, index, executor, params: parsed.data as Record<string, unknown>, tasks, options };
   if (!hasDeferredTemplates(templated)) {
     // the scope its Worker gets: params it cannot be computed from (an ftp:// URL, "s3://" with no bucket)
@@ -484,6 +490,22 @@ async function validateStep(
     }
   }
   return templated ? { ...step, templates: templated } : step;
+}
+
+/** The paths of the strings in `params` that hold a `${{ … }}` template. */
+function templatePaths(params: unknown, at: JsonPath = []): JsonPath[] {
+  if (typeof params === "string") return hasTemplate(params) ? [at] : [];
+  if (Array.isArray(params)) return params.flatMap((item, i) => templatePaths(item, [...at, i]));
+  if (isPlainObject(params)) {
+    return Object.entries(params).flatMap(([key, item]) => templatePaths(item, [...at, key]));
+  }
+  return [];
+}
+
+/** Whether one of two paths is the other or leads to it. */
+function overlaps(a: ReadonlyArray<PropertyKey>, b: ReadonlyArray<PropertyKey>): boolean {
+  for (let i = 0; i < Math.min(a.length, b.length); i++) if (a[i] !== b[i]) return false;
+  return true;
 }
 
 /**
